@@ -1,0 +1,34 @@
+import express from "express";
+import type { Express } from "express";
+import { requireApiKey } from "./auth";
+import type { ApiDeps } from "./deps";
+import { errorHandler, unknownRoute } from "./errors";
+import { buildOpenApiDocument } from "./openapi";
+import { adminRouter } from "./routes/admin";
+import { executionsRouter } from "./routes/executions";
+import { healthRouter } from "./routes/health";
+
+export function createApp(deps: ApiDeps): Express {
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("trust proxy", false);
+  const openapi = buildOpenApiDocument(deps.env);
+
+  app.use(healthRouter(deps));
+  app.get("/openapi.json", (_req, res) => {
+    res.json(openapi);
+  });
+
+  // JSON escapes can grow code up to 6x; the code-size limit itself is checked by the schema.
+  const json = express.json({ limit: Math.max(1024 * 1024, deps.env.MAX_CODE_BYTES * 6 + 65_536), strict: true });
+  app.use("/v1/admin", json, adminRouter(deps));
+  const v1 = express.Router();
+  v1.use(requireApiKey(deps.db));
+  v1.use(json);
+  v1.use(executionsRouter(deps));
+  app.use("/v1", v1);
+
+  app.use(unknownRoute);
+  app.use(errorHandler(deps.log));
+  return app;
+}

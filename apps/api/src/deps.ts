@@ -1,0 +1,20 @@
+import type { Queue } from "bullmq";
+import type { Db } from "@codeinterp/db";
+import type { Logger } from "@codeinterp/logger";
+import type { EventSubscriber } from "@codeinterp/queue";
+import type { ApiEnv } from "./env";
+
+export type ReadinessCheck = () => Promise<Record<string, "ok" | "down">>;
+
+/** Everything the HTTP layer needs, built by main.ts (or a test) and passed in. */
+export interface ApiDeps {
+  env: Pick<
+    ApiEnv,
+    "ADMIN_TOKEN" | "EXECUTION_TIMEOUT_MS" | "MAX_EXECUTION_TIMEOUT_MS" | "MAX_CODE_BYTES" | "MAX_FILES_PER_EXECUTION" | "MAX_UPLOAD_BYTES" | "MAX_WAIT_MS" | "DATA_DIR"
+  >;
+  db: Db;
+  log: Logger;
+  executionQueue: Queue;
+  events: EventSubscriber;
+  readiness: ReadinessCheck;
+}

@@ -1,0 +1,69 @@
+import type { ErrorRequestHandler, RequestHandler } from "express";
+import { FilesNotFoundError } from "@codeinterp/db";
+import type { Logger } from "@codeinterp/logger";
+import { normalizeError } from "@codeinterp/logger";
+
+/** An error that carries its HTTP answer; services throw their own errors and the edge maps them here. */
+export class HttpError extends Error {
+  override name = "HttpError";
+  constructor(
+    public readonly status: number,
+    public readonly code: string,
+    message: string,
+    public readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+  }
+}
+
+export const notFound = (what = "resource") => new HttpError(404, "not_found", `${what} not found`);
+
+export const unknownRoute: RequestHandler = (req, _res, next) => {
+  next(new HttpError(404, "not_found", `no route for ${req.method} ${req.path}`));
+};
+
+function toHttpError(err: unknown): HttpError | null {
+  if (err instanceof HttpError) return err;
+  if (err instanceof FilesNotFoundError) {
+    return new HttpError(422, "files_not_found", err.message, { fileIds: err.fileIds });
+  }
+  const e = err as { type?: string; status?: number; expose?: boolean; message?: string };
+  // body-parser's errors (bad JSON, too large, wrong charset) carry their own status.
+  if (e && e.type === "entity.parse.failed") return new HttpError(400, "invalid_json", "request body is not valid JSON");
+  if (e && e.type === "entity.too.large") return new HttpError(413, "payload_too_large", "request body is too large");
+  if (e && typeof e.status === "number" && e.status >= 400 && e.status < 500 && e.expose) {
+    return new HttpError(e.status, "bad_request", e.message ?? "bad request");
+  }
+  if (isDependencyDown(err)) return new HttpError(503, "dependency_unavailable", "a backing service is unavailable; retry shortly");
+  return null;
+}
+
+function isDependencyDown(err: unknown): boolean {
+  const msg = String((err as { message?: unknown })?.message ?? "");
+  const code = String((err as { code?: unknown })?.code ?? "");
+  return (
+    ["ECONNREFUSED", "ETIMEDOUT", "ECONNRESET", "P1001", "P1017", "P2024"].includes(code) ||
+    /Connection is closed|Stream isn't writeable|enableOfflineQueue|ECONNREFUSED|Can't reach database|connection terminated|Max retries per request/i.test(msg)
+  );
+}
+
+export function errorHandler(log: Logger): ErrorRequestHandler {
+  return (err, req, res, _next) => {
+    const http = toHttpError(err);
+    if (!http) {
+      log.error({ err: normalizeError(err), method: req.method, path: req.route?.path ?? req.path }, "unhandled error");
+    }
+    const status = http?.status ?? 500;
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    res.status(status).json({
+      error: {
+        code: http?.code ?? "internal_error",
+        message: http?.message ?? "internal server error",
+        ...(http?.details ?? {}),
+      },
+    });
+  };
+}

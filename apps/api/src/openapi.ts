@@ -1,0 +1,78 @@
+import { OpenAPIRegistry, OpenApiGeneratorV31 } from "@asteasolutions/zod-to-openapi";
+import { z } from "zod";
+import type { ApiEnv } from "./env";
+import {
+  ApiKeyCreated,
+  CreateApiKeyBody,
+  createExecutionBody,
+  ErrorBody,
+  Execution,
+  ExecutionParams,
+  Health,
+  Readiness,
+  WaitQuery,
+} from "./schemas";
+
+const json = (schema: z.ZodType, description: string) => ({ description, content: { "application/json": { schema } } });
+const errors = {
+  400: json(ErrorBody, "Invalid input"),
+  401: json(ErrorBody, "Missing or wrong API key"),
+  404: json(ErrorBody, "Not found, or owned by someone else"),
+};
+
+/** Built from the same zod schemas that validate requests, so the document cannot drift from the code. */
+export function buildOpenApiDocument(env: Pick<ApiEnv, "MAX_CODE_BYTES" | "MAX_EXECUTION_TIMEOUT_MS" | "MAX_FILES_PER_EXECUTION">) {
+  const registry = new OpenAPIRegistry();
+  const bearer = registry.registerComponent("securitySchemes", "apiKey", { type: "http", scheme: "bearer" });
+  const security = [{ [bearer.name]: [] }];
+
+  registry.registerPath({
+    method: "post",
+    path: "/v1/admin/api-keys",
+    summary: "Create an API key for a user (Authorization: Bearer ADMIN_TOKEN)",
+    security,
+    request: { body: { content: { "application/json": { schema: CreateApiKeyBody } } } },
+    responses: { 201: json(ApiKeyCreated, "The key, shown once"), ...errors },
+  });
+  registry.registerPath({
+    method: "post",
+    path: "/v1/executions",
+    summary: "Run code for a chat message",
+    security,
+    request: {
+      body: {
+        content: {
+          "application/json": {
+            schema: createExecutionBody(env.MAX_CODE_BYTES, env.MAX_EXECUTION_TIMEOUT_MS, env.MAX_FILES_PER_EXECUTION),
+          },
+        },
+      },
+    },
+    responses: {
+      202: json(Execution, "Accepted (also for a replayed idempotencyKey)"),
+      409: json(ErrorBody, "idempotencyKey reused for a different request"),
+      422: json(ErrorBody, "Some fileIds do not exist"),
+      ...errors,
+    },
+  });
+  registry.registerPath({
+    method: "get",
+    path: "/v1/executions/{id}",
+    summary: "An execution; with waitMs, held until it ends or waitMs pass",
+    security,
+    request: { params: ExecutionParams, query: WaitQuery },
+    responses: { 200: json(Execution, "The execution"), ...errors },
+  });
+  registry.registerPath({ method: "get", path: "/healthz", summary: "Process up", responses: { 200: json(Health, "Up") } });
+  registry.registerPath({
+    method: "get",
+    path: "/readyz",
+    summary: "Database, Redis and kernel gateway reachable",
+    responses: { 200: json(Readiness, "Ready"), 503: json(Readiness, "A dependency is down") },
+  });
+
+  return new OpenApiGeneratorV31(registry.definitions).generateDocument({
+    openapi: "3.1.0",
+    info: { title: "codeinterp", version: "0.1.0", description: "Self-hosted code interpreter for chat products." },
+  });
+}

@@ -1,0 +1,75 @@
+import { createHash } from "node:crypto";
+import { Router } from "express";
+import { createExecution, findExecution, listExecutionFiles } from "@codeinterp/db";
+import type { ExecutionRow } from "@codeinterp/db";
+import { jobCatalog } from "@codeinterp/queue";
+import { normalizeError } from "@codeinterp/logger";
+import { userOf } from "../auth";
+import type { ApiDeps } from "../deps";
+import { HttpError, notFound } from "../errors";
+import { createExecutionBody, ExecutionParams, WaitQuery } from "../schemas";
+import { serializeExecution } from "../serialize";
+import { parseInput } from "../validate";
+import { waitForExecution } from "../wait";
+
+export async function enqueueExecution(deps: Pick<ApiDeps, "executionQueue">, executionId: string): Promise<void> {
+  const job = jobCatalog.runExecution;
+  await deps.executionQueue.add(job.name, { executionId }, { ...job.options, jobId: executionId });
+}
+
+export function executionsRouter(deps: ApiDeps): Router {
+  const router = Router();
+  const bodySchema = createExecutionBody(deps.env.MAX_CODE_BYTES, deps.env.MAX_EXECUTION_TIMEOUT_MS, deps.env.MAX_FILES_PER_EXECUTION);
+
+  const render = async (e: ExecutionRow) => serializeExecution(e, await listExecutionFiles(deps.db, e.id));
+
+  router.post("/executions", async (req, res) => {
+    const userId = userOf(res);
+    const body = parseInput(bodySchema, req.body, "body");
+    const { execution, created } = await createExecution(deps.db, {
+      userId,
+      chatId: body.chatId,
+      messageId: body.messageId,
+      code: body.code,
+      fileIds: body.fileIds,
+      idempotencyKey: body.idempotencyKey,
+      timeoutMs: Math.min(body.timeoutMs ?? deps.env.EXECUTION_TIMEOUT_MS, deps.env.MAX_EXECUTION_TIMEOUT_MS),
+    });
+    if (!created && !sameRequest(execution, body)) {
+      throw new HttpError(409, "idempotency_conflict", "idempotencyKey was already used for a different request");
+    }
+    const log = deps.log.child({ executionId: execution.id, messageId: execution.messageId, chatId: execution.chatId });
+    if (created) {
+      try {
+        await enqueueExecution(deps, execution.id);
+      } catch (err) {
+        // The execution is durable in Postgres; the worker's reconciler enqueues queued executions that
+        // have no job, so an accepted execution is never lost while Redis is away.
+        log.warn({ err: normalizeError(err) }, "enqueue failed; left for the reconciler");
+      }
+      log.info("execution accepted");
+    }
+    if (!created) res.setHeader("Idempotent-Replayed", "true");
+    res.status(202).location(`/v1/executions/${execution.id}`).json(await render(execution));
+  });
+
+  router.get("/executions/:id", async (req, res) => {
+    const userId = userOf(res);
+    const { id } = parseInput(ExecutionParams, req.params, "params");
+    const { waitMs } = parseInput(WaitQuery, req.query, "query");
+    const abort = new AbortController();
+    res.on("close", () => abort.abort());
+    const execution = waitMs
+      ? await waitForExecution(deps, userId, id, Math.min(waitMs, deps.env.MAX_WAIT_MS), abort.signal)
+      : await findExecution(deps.db, userId, id);
+    if (!execution) throw notFound("execution");
+    res.json(await render(execution));
+  });
+
+  return router;
+}
+
+function sameRequest(e: ExecutionRow, body: { chatId: string; messageId: string; code: string }): boolean {
+  const sha = createHash("sha256").update(body.code).digest("hex");
+  return e.chatId === body.chatId && e.messageId === body.messageId && e.codeSha256 === sha;
+}

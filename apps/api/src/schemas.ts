@@ -1,0 +1,91 @@
+import { z } from "zod";
+
+// These schemas validate requests and generate /openapi.json: one source for both.
+
+const idString = z.string().min(1).max(200).regex(/^[^\u0000-\u001f\u007f]+$/, "must not contain control characters");
+
+export const ErrorBody = z
+  .object({ error: z.object({ code: z.string(), message: z.string() }).loose() })
+  .meta({ id: "Error" });
+
+export const CreateApiKeyBody = z.object({ userId: idString }).strict().meta({ id: "CreateApiKeyRequest" });
+export const ApiKeyCreated = z.object({ key: z.string(), userId: z.string() }).meta({ id: "ApiKey" });
+
+export const ExecutionStatus = z
+  .enum(["queued", "preparing", "running", "completed", "failed", "timed_out", "cancelled"])
+  .meta({ id: "ExecutionStatus" });
+
+export const createExecutionBody = (maxCodeBytes: number, maxTimeoutMs: number, maxFiles: number) =>
+  z
+    .object({
+      chatId: idString,
+      messageId: idString,
+      code: z
+        .string()
+        .refine((c) => Buffer.byteLength(c, "utf8") <= maxCodeBytes, `code must be at most ${maxCodeBytes} bytes`),
+      fileIds: z.array(z.uuid()).max(maxFiles).optional(),
+      timeoutMs: z.number().int().min(100).max(maxTimeoutMs).optional(),
+      idempotencyKey: z.string().min(1).max(200).optional(),
+    })
+    .strict()
+    .meta({ id: "CreateExecutionRequest" });
+
+export const FileInfo = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    size: z.number(),
+    sha256: z.string(),
+    mimeType: z.string(),
+    createdAt: z.string(),
+  })
+  .meta({ id: "File" });
+
+export const GeneratedFile = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    path: z.string().meta({ description: "relative to /mnt/data" }),
+    size: z.number(),
+    mimeType: z.string(),
+    url: z.string(),
+    derivedFromId: z.string().nullable().optional(),
+  })
+  .meta({ id: "GeneratedFile" });
+
+export const Output = z
+  .object({ type: z.string(), data: z.string().optional(), fileId: z.string().optional() })
+  .meta({ id: "Output" });
+
+export const ExecutionResult = z
+  .object({
+    stdout: z.string(),
+    stderr: z.string(),
+    outputs: z.array(Output),
+    error: z.object({ ename: z.string(), evalue: z.string(), traceback: z.array(z.string()) }).nullable(),
+  })
+  .loose()
+  .meta({ id: "ExecutionResult" });
+
+export const Execution = z
+  .object({
+    id: z.string(),
+    chatId: z.string(),
+    messageId: z.string(),
+    status: ExecutionStatus,
+    createdAt: z.string(),
+    startedAt: z.string().nullable(),
+    finishedAt: z.string().nullable(),
+    result: ExecutionResult.nullable(),
+    failure: z.object({ code: z.string(), message: z.string() }).nullable(),
+    files: z.array(GeneratedFile),
+  })
+  .meta({ id: "Execution" });
+
+export const ExecutionParams = z.object({ id: z.uuid() });
+export const WaitQuery = z.object({ waitMs: z.coerce.number().int().min(0).optional() });
+
+export const Health = z.object({ status: z.literal("ok") }).meta({ id: "Health" });
+export const Readiness = z
+  .object({ status: z.enum(["ok", "unavailable"]), checks: z.record(z.string(), z.enum(["ok", "down"])) })
+  .meta({ id: "Readiness" });

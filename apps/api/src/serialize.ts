@@ -1,0 +1,41 @@
+import type { ExecutionRow, FileRow } from "@codeinterp/db";
+
+export const fileUrl = (id: string) => `/v1/files/${id}/content`;
+
+export function serializeFile(f: FileRow) {
+  return {
+    id: f.id,
+    name: f.name,
+    size: Number(f.size),
+    sha256: f.sha256,
+    mimeType: f.mimeType,
+    createdAt: f.createdAt.toISOString(),
+  };
+}
+
+export function serializeGeneratedFile(f: FileRow) {
+  return {
+    id: f.id,
+    name: f.name,
+    path: f.path ?? f.name,
+    size: Number(f.size),
+    mimeType: f.mimeType,
+    url: fileUrl(f.id),
+    derivedFromId: f.derivedFromId,
+  };
+}
+
+export function serializeExecution(e: ExecutionRow, files: FileRow[]) {
+  return {
+    id: e.id,
+    chatId: e.chatId,
+    messageId: e.messageId,
+    status: e.status,
+    createdAt: e.createdAt.toISOString(),
+    startedAt: e.startedAt?.toISOString() ?? null,
+    finishedAt: e.finishedAt?.toISOString() ?? null,
+    result: (e.result ?? null) as Record<string, unknown> | null,
+    failure: (e.failure ?? null) as { code: string; message: string } | null,
+    files: files.map(serializeGeneratedFile),
+  };
+}

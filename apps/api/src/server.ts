@@ -1,0 +1,52 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Queue } from "bullmq";
+import { createDb } from "@codeinterp/db";
+import type { Logger } from "@codeinterp/logger";
+import { createEventSubscriber, createRedis, queueNames } from "@codeinterp/queue";
+import { createApp } from "./app";
+import type { ApiEnv } from "./env";
+import { createReadinessCheck } from "./readiness";
+
+export interface RunningApi {
+  url: string;
+  port: number;
+  close(deadlineMs?: number): Promise<void>;
+}
+
+/** Builds every dependency from config, listens, and knows how to shut all of it down. */
+export async function startApiServer(env: ApiEnv, log: Logger): Promise<RunningApi> {
+  const db = createDb({ url: env.DATABASE_URL });
+  const redis = createRedis(env.REDIS_URL, { name: "api" });
+  const subscriberRedis = createRedis(env.REDIS_URL, { name: "api-events", blocking: true });
+  const executionQueue = new Queue(queueNames.executions, { connection: redis, prefix: env.QUEUE_PREFIX });
+  executionQueue.on("error", (err) => log.warn({ err: err.message }, "queue connection error"));
+  const events = createEventSubscriber(subscriberRedis, env.QUEUE_PREFIX);
+  const readiness = createReadinessCheck({ db, redis, jupyterUrl: env.JUPYTER_URL, jupyterToken: env.JUPYTER_TOKEN });
+  const app = createApp({ env, db, log, executionQueue, events, readiness });
+
+  const server = createServer(app);
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(env.PORT, env.HOST, () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = env.HOST === "0.0.0.0" || env.HOST === "::" ? "127.0.0.1" : env.HOST;
+  log.info({ port }, "api listening");
+
+  let closing: Promise<void> | null = null;
+  const close = (deadlineMs = 10_000) =>
+    (closing ??= (async () => {
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const timer = setTimeout(() => server.closeAllConnections(), deadlineMs);
+      await stopped;
+      clearTimeout(timer);
+      await events.close();
+      await executionQueue.close();
+      redis.disconnect();
+      await db.$disconnect();
+    })());
+  return { url: `http://${host}:${port}`, port, close };
+}

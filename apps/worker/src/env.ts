@@ -1,0 +1,49 @@
+import os from "node:os";
+import path from "node:path";
+import { z } from "zod";
+import { booleanFromEnv, parseEnv, sharedEnvShape } from "@codeinterp/config";
+
+const int = (fallback: number, min = 0) => z.coerce.number().int().min(min).default(fallback);
+
+const workerEnvSchema = z
+  .object({
+    ...sharedEnvShape,
+    WORKER_ID: z.string().default(`${os.hostname()}-${process.pid}`),
+    WORKER_CONCURRENCY: int(4, 1),
+    /** Where the kernel gateway's root_dir is on this machine (default DATA_DIR); workspaces live under it. */
+    KERNEL_ROOT_DIR: z.string().optional(),
+    /** Pre-started, never-used kernels kept ready (0 disables the pool). */
+    KERNEL_POOL_SIZE: int(2, 0),
+    /** A message's kernel is shut down after this long without executions. */
+    KERNEL_IDLE_TTL_MS: int(10 * 60_000, 1000),
+    /** After an interrupt at the deadline, how long the kernel may stay busy before it is restarted. */
+    KERNEL_INTERRUPT_GRACE_MS: int(2000, 100),
+    /** copy | reflink | auto: how attachments are placed; see packages/workspace/README.md. */
+    ATTACHMENT_LINK_MODE: z.enum(["copy", "reflink", "auto"]).default("auto"),
+    MAX_STREAM_BYTES: int(1024 * 1024, 1024),
+    MAX_RICH_OUTPUTS: int(50, 0),
+    MAX_GENERATED_FILES: int(200, 0),
+    MAX_GENERATED_FILE_BYTES: int(512 * 1024 * 1024, 1),
+    MAX_GENERATED_TOTAL_BYTES: int(1024 * 1024 * 1024, 1),
+    /** Comma-separated globs; empty means every file. Hidden files and caches are skipped regardless. */
+    CAPTURE_INCLUDE: z.string().default(""),
+    CAPTURE_EXCLUDE: z.string().default(""),
+    WORKSPACE_RETENTION_MS: int(7 * 24 * 3600_000, 60_000),
+    SHUTDOWN_DEADLINE_MS: int(30_000, 1000),
+    RECONCILE_INTERVAL_MS: int(10_000, 500),
+    SANDBOX: booleanFromEnv(false),
+  })
+  .transform((e) => ({ ...e, KERNEL_ROOT_DIR: path.resolve(e.KERNEL_ROOT_DIR ?? e.DATA_DIR) }));
+
+export type WorkerEnv = z.infer<typeof workerEnvSchema>;
+
+/** The only reader of process.env in the worker. */
+export function loadWorkerEnv(source: Record<string, string | undefined> = process.env): WorkerEnv {
+  return parseEnv(workerEnvSchema, source);
+}
+
+export const splitGlobs = (s: string) =>
+  s
+    .split(",")
+    .map((g) => g.trim())
+    .filter(Boolean);

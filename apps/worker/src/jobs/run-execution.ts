@@ -1,0 +1,242 @@
+import { realpath } from "node:fs/promises";
+import path from "node:path";
+import type { Db, ExecutionRow } from "@codeinterp/db";
+import { finishExecution, getExecutionForWorker, isTerminal, listMessageAttachments, transitionExecution } from "@codeinterp/db";
+import type { ExecutionOutcome, KernelEvent } from "@codeinterp/kernel";
+import type { Logger } from "@codeinterp/logger";
+import { normalizeError } from "@codeinterp/logger";
+import type { EventPublisher, Redis } from "@codeinterp/queue";
+import { createEventPublisher } from "@codeinterp/queue";
+import type { BlobStore } from "@codeinterp/workspace";
+import {
+  diffSnapshots,
+  fromKernelText,
+  prepareWorkspace,
+  snapshotWorkspace,
+  toKernelCode,
+  touchWorkspace,
+  workspaceDirFor,
+  workspaceId,
+} from "@codeinterp/workspace";
+import { captureFiles } from "../capture";
+import type { CancelRegistry } from "../cancellations";
+import type { WorkerEnv } from "../env";
+import { splitGlobs } from "../env";
+import type { KernelBroker, KernelLease } from "../kernels/broker";
+import { storeRichOutputs } from "../rich-outputs";
+
+export interface RunExecutionDeps {
+  env: WorkerEnv;
+  db: Db;
+  redis: Redis;
+  blobs: BlobStore;
+  broker: KernelBroker;
+  cancels: CancelRegistry;
+  log: Logger;
+}
+
+export class ExecutionNotFoundError extends Error {
+  override name = "ExecutionNotFoundError";
+  readonly retryable = false;
+}
+
+type Terminal = "completed" | "failed" | "timed_out" | "cancelled";
+
+const STATUS_BY_OUTCOME: Record<ExecutionOutcome["status"], Terminal> = {
+  ok: "completed",
+  error: "completed",
+  timeout: "timed_out",
+  cancelled: "cancelled",
+  died: "failed",
+};
+
+/**
+ * One execution, start to finish: prepare the message's workspace, run the code in a kernel, capture what
+ * it wrote, record the result. Safe to run again for the same execution (a retried job): terminal states
+ * are final and file registration is unique per (execution, path).
+ */
+export async function runExecution(deps: RunExecutionDeps, executionId: string, ctx: { jobId: string | undefined; finalAttempt: boolean }): Promise<Terminal | "skipped"> {
+  const exec = await getExecutionForWorker(deps.db, executionId);
+  if (!exec) throw new ExecutionNotFoundError(`execution ${executionId} does not exist`);
+  const log = deps.log.child({ executionId, messageId: exec.messageId, chatId: exec.chatId, jobId: ctx.jobId });
+  const pub = createEventPublisher(deps.redis, deps.env.QUEUE_PREFIX, executionId);
+  if (isTerminal(exec.status)) return "skipped";
+
+  if (exec.status === "running") {
+    // An earlier attempt reached the kernel and its worker vanished: the code may already have had effects,
+    // so it is not run a second time behind the user's back.
+    log.warn("previous attempt died while running; failing the execution");
+    return finish(deps, pub, exec.id, "failed", {
+      failure: { code: "worker_lost", message: "the worker running this execution stopped; submit it again" },
+    });
+  }
+
+  const startedAt = exec.startedAt ?? new Date();
+  const moved = await transitionExecution(deps.db, exec.id, ["queued", "preparing"], "preparing", {
+    attempts: { increment: 1 },
+    startedAt,
+    workerId: deps.env.WORKER_ID,
+  });
+  if (!moved) return "skipped";
+  await pub.publish({ type: "status", status: "preparing" });
+  const abort = deps.cancels.register(exec.id);
+  try {
+    return await prepareAndRun(deps, exec, pub, log, abort.signal, startedAt);
+  } catch (err) {
+    const e = normalizeError(err);
+    if (!ctx.finalAttempt && isTransient(err)) {
+      log.warn({ err: e }, "transient failure; the job will be retried");
+      throw err;
+    }
+    log.error({ err: e }, "execution failed");
+    return finish(deps, pub, exec.id, "failed", { failure: { code: failureCode(err), message: e.message } });
+  } finally {
+    deps.cancels.unregister(exec.id);
+  }
+}
+
+async function prepareAndRun(
+  deps: RunExecutionDeps,
+  exec: ExecutionRow,
+  pub: EventPublisher,
+  log: Logger,
+  signal: AbortSignal,
+  startedAt: Date,
+): Promise<Terminal | "skipped"> {
+  const { env } = deps;
+  const t0 = Date.now();
+  const workspaceDir = workspaceDirFor(env.DATA_DIR, exec.userId, exec.messageId);
+  const attachments = await listMessageAttachments(deps.db, exec.userId, exec.messageId);
+  const prepared = await prepareWorkspace({
+    dir: workspaceDir,
+    mode: env.ATTACHMENT_LINK_MODE,
+    attachments: attachments.map((f) => ({ fileId: f.id, name: f.name, sha256: f.sha256, blobPath: deps.blobs.pathOf(f.storageKey) })),
+  });
+  await touchWorkspace(workspaceDir);
+  const notes: string[] = [];
+  for (const m of prepared.missing) {
+    log.warn({ fileId: m.fileId }, "attachment's stored content is missing");
+    notes.push(`attachment ${m.name} (${m.fileId}) is missing from storage and was not placed in /mnt/data`);
+  }
+  for (const c of prepared.conflicts) notes.push(`attachment ${c.name} was not placed: that name is taken by a ${c.reason}`);
+  const snapshotOpts = { include: splitGlobs(env.CAPTURE_INCLUDE), exclude: splitGlobs(env.CAPTURE_EXCLUDE) };
+  const before = await snapshotWorkspace(workspaceDir, snapshotOpts);
+  const prepareMs = Date.now() - t0;
+
+  const req = { messageKey: workspaceId(exec.userId, exec.messageId), kernelPath: path.relative(env.KERNEL_ROOT_DIR, workspaceDir).split(path.sep).join("/") };
+  if (signal.aborted) return finish(deps, pub, exec.id, "cancelled", { result: emptyResult(notes) });
+  const lease: KernelLease = await deps.broker.acquire(req);
+  let discard = true;
+  try {
+    if (!(await transitionExecution(deps.db, exec.id, ["preparing"], "running", { kernelId: lease.session.id }))) return "skipped";
+    await pub.publish({ type: "status", status: "running" });
+    const realDirs = [...new Set([workspaceDir, await realpath(workspaceDir)])];
+    const back = (s: string) => fromKernelText(s, realDirs);
+    const onEvent = (e: KernelEvent) => {
+      if (e.type === "stdout" || e.type === "stderr") void pub.publish({ type: e.type, text: back(e.text) });
+      else if (e.type === "output" && !e.mimeType.startsWith("image/")) {
+        void pub.publish({ type: "output", output: { type: e.mimeType, data: back(e.data) } });
+      }
+    };
+    const tRun = Date.now();
+    const outcome = await lease.session.execute(toKernelCode(exec.code, workspaceDir), {
+      timeoutMs: exec.timeoutMs,
+      signal,
+      onEvent,
+      maxStreamBytes: env.MAX_STREAM_BYTES,
+      maxOutputs: env.MAX_RICH_OUTPUTS,
+      interruptGraceMs: env.KERNEL_INTERRUPT_GRACE_MS,
+    });
+    const runMs = Date.now() - tRun;
+    discard = outcome.status === "died" || outcome.kernelRestarted;
+    log.info({ outcome: outcome.status, runMs, pooled: lease.pooled, reused: lease.reused }, "code ran");
+
+    const tCapture = Date.now();
+    const after = await snapshotWorkspace(workspaceDir, { ...snapshotOpts, previous: before });
+    const diff = diffSnapshots(before, after, {
+      maxFiles: env.MAX_GENERATED_FILES,
+      maxFileBytes: env.MAX_GENERATED_FILE_BYTES,
+      maxTotalBytes: env.MAX_GENERATED_TOTAL_BYTES,
+    });
+    const fileCtx = { db: deps.db, blobs: deps.blobs, userId: exec.userId, chatId: exec.chatId, messageId: exec.messageId, executionId: exec.id };
+    const captured = await captureFiles(
+      {
+        ...fileCtx,
+        workspaceDir,
+        maxFileBytes: env.MAX_GENERATED_FILE_BYTES,
+        attachmentByPath: new Map(prepared.placed.map((p) => [p.name, p.fileId])),
+      },
+      diff,
+      async (f) => {
+        await pub.publish({ type: "file", file: { id: f.id, name: f.name, path: f.path ?? f.name, size: Number(f.size), mimeType: f.mimeType } });
+      },
+    );
+    const outputs = await storeRichOutputs({ ...fileCtx, workspaceDirs: realDirs }, outcome.outputs);
+    for (const o of outputs) if (o.fileId) await pub.publish({ type: "output", output: o });
+    const captureMs = Date.now() - tCapture;
+
+    const result = {
+      stdout: back(outcome.stdout),
+      stderr: back(outcome.stderr),
+      outputs,
+      error: outcome.error
+        ? { ename: outcome.error.ename, evalue: back(outcome.error.evalue), traceback: outcome.error.traceback.map(back) }
+        : null,
+      truncated: outcome.truncated,
+      skippedFiles: captured.skipped,
+      notes,
+    };
+    const status = STATUS_BY_OUTCOME[outcome.status];
+    const failure = outcome.status === "died" ? { code: "kernel_died", message: "the kernel died while running the code (crash, os._exit or out of memory)" } : null;
+    const metrics = {
+      queueWaitMs: startedAt.getTime() - exec.createdAt.getTime(),
+      prepareMs,
+      kernelAcquireMs: lease.acquireMs,
+      pooledKernel: lease.pooled,
+      reusedKernel: lease.reused,
+      runMs,
+      captureMs,
+      filesCaptured: captured.files.length,
+    };
+    return await finish(deps, pub, exec.id, status, { result, failure, metrics });
+  } finally {
+    await deps.broker.release(req, lease, { discard }).catch((err: unknown) => log.warn({ err: normalizeError(err) }, "kernel release failed"));
+  }
+}
+
+function emptyResult(notes: string[]) {
+  return { stdout: "", stderr: "", outputs: [], error: null, notes };
+}
+
+async function finish(
+  deps: Pick<RunExecutionDeps, "db">,
+  pub: EventPublisher,
+  id: string,
+  status: Terminal,
+  data: Parameters<typeof finishExecution>[3],
+): Promise<Terminal | "skipped"> {
+  const moved = await finishExecution(deps.db, id, status, data);
+  // Whoever moved it last (a cancel, say) already announced the end.
+  if (!moved) return "skipped";
+  await pub.publish({ type: "status", status });
+  await pub.publish({ type: "done", status });
+  return status;
+}
+
+function isTransient(err: unknown): boolean {
+  const name = (err as Error)?.name;
+  return name === "GatewayUnavailableError" || /ECONNREFUSED|ECONNRESET|ETIMEDOUT/.test(String((err as Error)?.message));
+}
+
+function failureCode(err: unknown): string {
+  switch ((err as Error)?.name) {
+    case "GatewayUnavailableError":
+      return "gateway_unavailable";
+    case "KernelDiedError":
+      return "kernel_died";
+    case "JupyterStartError":
+      return "kernel_start_failed";
+    default:
+      return "internal_error";
+  }
+}

@@ -1,0 +1,40 @@
+import type { KernelGateway, KernelSession } from "@codeinterp/kernel";
+
+export interface KernelLease {
+  session: KernelSession;
+  /** Taken from the pool of pre-started kernels: no start latency for this execution. */
+  pooled: boolean;
+  /** The message's own kernel from an earlier execution: its variables are still there. */
+  reused: boolean;
+  /** Time spent getting a ready kernel (ms). */
+  acquireMs: number;
+}
+
+export interface AcquireRequest {
+  /** Identifies the (user, message) pair; a kernel never serves two of them. */
+  messageKey: string;
+  /** Kernel working directory relative to the gateway's root_dir. */
+  kernelPath: string;
+}
+
+export interface KernelBroker {
+  acquire(req: AcquireRequest): Promise<KernelLease>;
+  /** `discard`: the kernel is dead or its state unknown; shut it down rather than keep it. */
+  release(req: AcquireRequest, lease: KernelLease, opts: { discard: boolean }): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The baseline: a fresh kernel per execution, shut down afterwards. */
+export function createFreshKernelBroker(gateway: KernelGateway): KernelBroker {
+  return {
+    async acquire(req) {
+      const started = Date.now();
+      const session = await gateway.startKernel({ path: req.kernelPath });
+      return { session, pooled: false, reused: false, acquireMs: Date.now() - started };
+    },
+    async release(_req, lease) {
+      await lease.session.shutdown().catch(() => undefined);
+    },
+    async close() {},
+  };
+}

@@ -1,0 +1,71 @@
+import type { Queue } from "bullmq";
+import type { Db } from "@codeinterp/db";
+import { finishExecution } from "@codeinterp/db";
+import type { Logger } from "@codeinterp/logger";
+import { normalizeError } from "@codeinterp/logger";
+import type { Redis } from "@codeinterp/queue";
+import { createEventPublisher, jobCatalog } from "@codeinterp/queue";
+
+export interface ReconcilerOptions {
+  db: Db;
+  redis: Redis;
+  queue: Queue;
+  prefix: string;
+  log: Logger;
+  /** A queued execution this old without a job gets one. */
+  orphanAfterMs?: number;
+}
+
+/**
+ * Makes Postgres and Redis agree again after faults: an execution accepted while Redis was away gets its
+ * job; one whose job vanished or died for good (a worker killed twice, Redis restarted without
+ * persistence) ends as `failed` instead of staying `running` forever. One worker at a time does this.
+ */
+export async function reconcileOnce(opts: ReconcilerOptions): Promise<{ enqueued: number; failed: number }> {
+  const lockKey = `${opts.prefix}:reconciler-lock`;
+  const got = await opts.redis.set(lockKey, "1", "PX", 30_000, "NX");
+  if (!got) return { enqueued: 0, failed: 0 };
+  let enqueued = 0;
+  let failed = 0;
+  try {
+    const cutoff = new Date(Date.now() - (opts.orphanAfterMs ?? 5000));
+    const candidates = await opts.db.execution.findMany({
+      where: { status: { in: ["queued", "preparing", "running"] }, createdAt: { lt: cutoff } },
+      select: { id: true, status: true, startedAt: true, timeoutMs: true },
+      orderBy: { createdAt: "asc" },
+      take: 500,
+    });
+    for (const e of candidates) {
+      const job = await opts.queue.getJob(e.id);
+      const state = job ? await job.getState() : "missing";
+      if (state === "waiting" || state === "active" || state === "delayed" || state === "prioritized" || state === "waiting-children") continue;
+      if (e.status === "queued" && state === "missing") {
+        await opts.queue.add(jobCatalog.runExecution.name, { executionId: e.id }, { ...jobCatalog.runExecution.options, jobId: e.id });
+        enqueued++;
+        continue;
+      }
+      // The job is gone, failed for good, or finished without ending the execution.
+      const moved = await finishExecution(opts.db, e.id, "failed", {
+        failure: { code: "worker_lost", message: `the job running this execution was lost (${state}); submit it again` },
+      });
+      if (moved) {
+        failed++;
+        const pub = createEventPublisher(opts.redis, opts.prefix, e.id);
+        await pub.publish({ type: "status", status: "failed" });
+        await pub.publish({ type: "done", status: "failed" });
+      }
+    }
+  } finally {
+    await opts.redis.del(lockKey).catch(() => undefined);
+  }
+  if (enqueued || failed) opts.log.info({ enqueued, failed }, "reconciled executions");
+  return { enqueued, failed };
+}
+
+export function startReconciler(opts: ReconcilerOptions & { intervalMs: number }): () => void {
+  const timer = setInterval(() => {
+    reconcileOnce(opts).catch((err: unknown) => opts.log.warn({ err: normalizeError(err) }, "reconcile failed"));
+  }, opts.intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}

@@ -1,0 +1,62 @@
+import { Queue } from "bullmq";
+import { createDb } from "@codeinterp/db";
+import { createKernelGateway } from "@codeinterp/kernel";
+import type { Logger } from "@codeinterp/logger";
+import { cancelChannel, createRedis, queueNames } from "@codeinterp/queue";
+import { createBlobStore } from "@codeinterp/workspace";
+import { CancelRegistry } from "./cancellations";
+import type { WorkerEnv } from "./env";
+import { createFreshKernelBroker } from "./kernels/broker";
+import { startReconciler } from "./reconciler";
+import { createExecutionWorker } from "./worker";
+
+export interface RunningWorker {
+  /** Stops taking jobs, lets running ones finish until the deadline, then closes every connection. */
+  close(deadlineMs?: number): Promise<void>;
+}
+
+/** Wires a worker from config; main.ts and the integration tests both start it this way. */
+export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningWorker> {
+  if (!env.JUPYTER_URL) throw new Error("JUPYTER_URL is not set: the worker needs a Jupyter server or gateway");
+  const db = createDb({ url: env.DATABASE_URL, poolSize: env.WORKER_CONCURRENCY + 4 });
+  const redis = createRedis(env.REDIS_URL, { name: "worker" });
+  const connection = createRedis(env.REDIS_URL, { name: "worker-bullmq", blocking: true });
+  const cancelSub = createRedis(env.REDIS_URL, { name: "worker-cancel", blocking: true });
+  const gateway = createKernelGateway({ baseUrl: env.JUPYTER_URL, token: env.JUPYTER_TOKEN, log });
+  const broker = createFreshKernelBroker(gateway);
+  const cancels = new CancelRegistry();
+  const blobs = createBlobStore(env.DATA_DIR);
+
+  await cancelSub.subscribe(cancelChannel(env.QUEUE_PREFIX));
+  cancelSub.on("message", (_channel: string, executionId: string) => {
+    if (cancels.cancel(executionId)) log.info({ executionId }, "cancel requested");
+  });
+
+  const worker = createExecutionWorker({ env, db, redis, blobs, broker, cancels, log, connection });
+  const queue = new Queue(queueNames.executions, { connection: redis, prefix: env.QUEUE_PREFIX });
+  const stopReconciler = startReconciler({ db, redis, queue, prefix: env.QUEUE_PREFIX, log, intervalMs: env.RECONCILE_INTERVAL_MS });
+  await worker.waitUntilReady();
+  log.info({ workerId: env.WORKER_ID, concurrency: env.WORKER_CONCURRENCY }, "worker ready");
+
+  let closing: Promise<void> | null = null;
+  return {
+    close: (deadlineMs = env.SHUTDOWN_DEADLINE_MS) =>
+      (closing ??= (async () => {
+        stopReconciler();
+        const drained = worker.close();
+        const timer = setTimeout(() => {
+          // Past the deadline: abort what still runs so kernels are interrupted and executions end.
+          log.warn({ running: cancels.size }, "drain deadline passed; forcing close");
+          void worker.close(true);
+        }, deadlineMs);
+        await drained;
+        clearTimeout(timer);
+        await broker.close();
+        await queue.close();
+        cancelSub.disconnect();
+        connection.disconnect();
+        redis.disconnect();
+        await db.$disconnect();
+      })()),
+  };
+}

@@ -1,0 +1,3 @@
+export { sharedEnvShape, parseEnv, ConfigError, booleanFromEnv } from "./env";
+export type { SharedEnv } from "./env";
+export { defaultDataDir, repoRoot } from "./paths";

@@ -1,0 +1,10 @@
+export { createDb } from "./client";
+export type { Db } from "./client";
+export { migrate, ensureDatabase } from "./migrate";
+export type { MigrateResult } from "./migrate";
+export { createApiKey, findUserByApiKey, hashApiKey } from "./repos/api-keys";
+export * from "./repos/executions";
+export * from "./repos/files";
+export { ExecutionStatus, FileSource } from "./generated/enums";
+export type { ExecutionStatus as ExecutionStatusValue } from "./generated/enums";
+export { isUniqueViolation } from "./errors";

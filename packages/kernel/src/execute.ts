@@ -1,0 +1,140 @@
+import type { KernelMessage } from "@jupyterlab/services";
+import { DEFAULT_LIMITS, OutputCollector, toKernelError } from "./collector";
+import { GatewayUnavailableError } from "./errors";
+import type { KernelSession } from "./session";
+import type { ExecuteOptions, ExecutionOutcome, ExecutionStatus, KernelError } from "./types";
+
+const DEFAULT_TIMEOUT_MS = 60_000;
+const DEFAULT_INTERRUPT_GRACE_MS = 2_000;
+const CRASH_SETTLE_MS = 10_000;
+
+type Ending = "done" | "rejected" | "deadline" | "abort" | "crashed" | "lost";
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Runs one cell. Every way a run can end races here: the reply, our deadline, the caller's abort, the
+ * kernel crashing (the server autorestarts it and the future is cancelled) and the gateway vanishing.
+ */
+export async function runExecution(
+  session: KernelSession,
+  code: string,
+  opts: ExecuteOptions,
+  calledAt: number,
+): Promise<ExecutionOutcome> {
+  const conn = session.connection;
+  const collector = new OutputCollector(
+    {
+      maxStreamBytes: opts.maxStreamBytes ?? DEFAULT_LIMITS.maxStreamBytes,
+      maxOutputs: opts.maxOutputs ?? DEFAULT_LIMITS.maxOutputs,
+      maxOutputBytes: opts.maxOutputBytes ?? DEFAULT_LIMITS.maxOutputBytes,
+    },
+    opts.onEvent,
+  );
+  const generationBefore = session.generation;
+  const finish = (status: ExecutionStatus, error: KernelError | null, executionCount?: number | null) => ({
+    status,
+    ...collector.result(),
+    error,
+    executionCount: executionCount ?? collector.executionCount,
+    kernelRestarted: session.generation !== generationBefore,
+    durationMs: Date.now() - calledAt,
+  });
+  if (opts.signal?.aborted) return finish("cancelled", null);
+
+  const future = conn.requestExecute(
+    { code, silent: false, store_history: true, allow_stdin: false, stop_on_error: true },
+    true,
+  );
+  let reply: KernelMessage.IExecuteReplyMsg["content"] | null = null;
+  future.onIOPub = (msg) => collector.handle(msg);
+  future.onReply = (msg) => {
+    reply = msg.content;
+  };
+  const settled = future.done.then(
+    () => "done" as const,
+    () => "rejected" as const,
+  );
+
+  const cleanups: Array<() => void> = [];
+  const ending = await new Promise<Ending>((resolve) => {
+    void settled.then(resolve);
+    const remaining = (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS) - (Date.now() - calledAt);
+    const timer = setTimeout(() => resolve("deadline"), Math.max(remaining, 0));
+    cleanups.push(() => clearTimeout(timer));
+    if (opts.signal) {
+      const onAbort = () => resolve("abort");
+      opts.signal.addEventListener("abort", onAbort, { once: true });
+      cleanups.push(() => opts.signal?.removeEventListener("abort", onAbort));
+    }
+    const onStatus = (_: unknown, status: string) => {
+      if (status === "autorestarting" || status === "dead") resolve("crashed");
+    };
+    conn.statusChanged.connect(onStatus);
+    cleanups.push(() => conn.statusChanged.disconnect(onStatus));
+    const onConnection = (_: unknown, status: string) => {
+      if (status === "disconnected") resolve("lost");
+    };
+    conn.connectionStatusChanged.connect(onConnection);
+    cleanups.push(() => conn.connectionStatusChanged.disconnect(onConnection));
+  });
+  cleanups.forEach((c) => c());
+
+  switch (ending) {
+    case "done": {
+      const r = reply as KernelMessage.IExecuteReplyMsg["content"] | null;
+      if (r?.status === "ok") return finish("ok", null, r.execution_count);
+      const error =
+        collector.error ??
+        (r?.status === "error"
+          ? toKernelError(r as unknown as Record<string, unknown>)
+          : { ename: "ExecutionAborted", evalue: "the kernel did not run this cell", traceback: [] });
+      return finish("error", error, r?.execution_count ?? null);
+    }
+    case "deadline":
+    case "abort": {
+      collector.emit({ type: "status", state: "interrupting" });
+      await stopRun(session, settled, opts.interruptGraceMs ?? DEFAULT_INTERRUPT_GRACE_MS, collector);
+      // The KeyboardInterrupt we caused is not the code's error.
+      return finish(ending === "deadline" ? "timeout" : "cancelled", null);
+    }
+    case "rejected":
+    case "crashed": {
+      if (conn.isDisposed && !session.isDead) throw new Error(`kernel session ${session.id} was disposed during a run`);
+      collector.emit({ type: "status", state: "dead" });
+      // The server is restarting the kernel; let the reconnect finish so the session is usable (or visibly dead).
+      await session.settle(CRASH_SETTLE_MS);
+      return finish("died", {
+        ename: "KernelDied",
+        evalue: "The kernel process died while running this code; its state is lost.",
+        traceback: [],
+      });
+    }
+    case "lost":
+      future.dispose();
+      session.markDead("lost the connection to the gateway during a run");
+      throw new GatewayUnavailableError(`lost the connection to kernel ${session.id} during a run`);
+  }
+}
+
+/** Interrupts; a kernel still busy after the grace period (e.g. it ignores SIGINT) is restarted. */
+async function stopRun(
+  session: KernelSession,
+  settled: Promise<unknown>,
+  graceMs: number,
+  collector: OutputCollector,
+): Promise<void> {
+  try {
+    await session.interrupt();
+  } catch {
+    // An unreachable gateway shows up again in the restart below, which marks the session dead.
+  }
+  const stopped = await Promise.race([settled.then(() => true), sleep(graceMs).then(() => false)]);
+  if (stopped) return;
+  collector.emit({ type: "status", state: "restarting" });
+  try {
+    await session.restart();
+  } catch {
+    // restart() already marked the session dead; the caller sees it through isDead.
+  }
+}

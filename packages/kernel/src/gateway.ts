@@ -1,0 +1,129 @@
+import { KernelAPI, KernelConnection, ServerConnection } from "@jupyterlab/services";
+import { GatewayUnavailableError, InvalidKernelPathError, KernelNotFoundError } from "./errors";
+import type { Log } from "./log";
+import { KernelSession } from "./session";
+import { isRefused, makeServerSettings, withGatewayRetry } from "./settings";
+
+export type KernelGatewayOptions = {
+  baseUrl: string;
+  token: string;
+  log: Log;
+  /** Deadline for each HTTP request to the gateway. Default 30 s (a kernel restart can take a few). */
+  requestTimeoutMs?: number;
+  /** How long a new kernel may take to answer its first request. Default 60 s. */
+  kernelStartTimeoutMs?: number;
+};
+
+export type KernelInfo = {
+  id: string;
+  name: string;
+  executionState: string | null;
+  connections: number | null;
+  lastActivity: string | null;
+};
+
+export type KernelGateway = {
+  readonly baseUrl: string;
+  /** Throws GatewayUnavailableError when the server cannot be reached (after a few retries) or rejects the token. */
+  ping(): Promise<void>;
+  /** `path` (relative to the server's root_dir, must exist) becomes the kernel's working directory. */
+  startKernel(opts?: { path?: string }): Promise<KernelSession>;
+  /** Attaches to a running kernel, e.g. one another worker started. Throws KernelNotFoundError. */
+  connectKernel(kernelId: string): Promise<KernelSession>;
+  listKernels(): Promise<KernelInfo[]>;
+  /** Stops a kernel by id; an already-gone kernel is not an error. */
+  shutdownKernel(kernelId: string): Promise<void>;
+};
+
+/** Rejects absolute paths and any `..` segment: the server would happily start a kernel outside root_dir. */
+export function normalizeKernelPath(path: string | undefined): string {
+  if (path === undefined || path === "" || path === ".") return "";
+  if (path.includes("\0") || /^([/\\]|[A-Za-z]:)/.test(path)) throw new InvalidKernelPathError(path);
+  const parts = path.split(/[/\\]+/).filter((p) => p !== "" && p !== ".");
+  if (parts.some((p) => p === "..")) throw new InvalidKernelPathError(path);
+  return parts.join("/");
+}
+
+const anyTime = () => true;
+
+export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
+  const { log } = opts;
+  const settings = makeServerSettings(opts.baseUrl, opts.token, opts.requestTimeoutMs ?? 30_000);
+  const startTimeoutMs = opts.kernelStartTimeoutMs ?? 60_000;
+  const idempotent = { attempts: 3, retryable: anyTime };
+
+  const request = async (path: string): Promise<Response> =>
+    ServerConnection.makeRequest(settings.baseUrl + path, {}, settings);
+
+  const open = async (model: KernelAPI.IModel): Promise<KernelSession> => {
+    const connection = new KernelConnection({ model, serverSettings: settings, handleComms: false });
+    const session = new KernelSession(connection, settings, log);
+    try {
+      await session.ready(startTimeoutMs);
+    } catch (err) {
+      connection.dispose();
+      throw err;
+    }
+    return session;
+  };
+
+  return {
+    baseUrl: settings.baseUrl,
+
+    async ping() {
+      const res = await withGatewayRetry("ping", () => request("api/status"), idempotent);
+      if (!res.ok) throw new GatewayUnavailableError(`kernel gateway answered HTTP ${res.status} to /api/status`);
+    },
+
+    async startKernel(startOpts = {}) {
+      const path = normalizeKernelPath(startOpts.path);
+      if (path) {
+        // A missing folder would silently give the kernel a parent folder as its cwd.
+        const res = await withGatewayRetry("path check", () => request(`api/contents/${encodeURI(path)}?content=0`), idempotent);
+        const body = res.ok ? ((await res.json()) as { type?: string }) : null;
+        if (body?.type !== "directory") throw new InvalidKernelPathError(`${path} (no such directory under the server root)`);
+      }
+      const started = Date.now();
+      // Retrying a start is only safe when the request never reached the server.
+      const model = await withGatewayRetry(
+        "kernel start",
+        () => KernelAPI.startNew({ name: "python3", path } as KernelAPI.IKernelOptions, settings),
+        { attempts: 3, retryable: isRefused },
+      );
+      try {
+        const session = await open(model);
+        log.debug({ kernelId: model.id, ms: Date.now() - started }, "kernel started");
+        return session;
+      } catch (err) {
+        await KernelAPI.shutdownKernel(model.id, settings).catch(() => undefined);
+        throw err;
+      }
+    },
+
+    async connectKernel(kernelId) {
+      const model = await withGatewayRetry("kernel lookup", () => KernelAPI.getKernelModel(kernelId, settings), idempotent);
+      if (!model) throw new KernelNotFoundError(kernelId);
+      return open(model);
+    },
+
+    async listKernels() {
+      const models = await withGatewayRetry("kernel list", () => KernelAPI.listRunning(settings), idempotent);
+      return models.map((m) => ({
+        id: m.id,
+        name: m.name,
+        executionState: m.execution_state ?? null,
+        connections: m.connections ?? null,
+        lastActivity: m.last_activity ?? null,
+      }));
+    },
+
+    async shutdownKernel(kernelId) {
+      try {
+        await withGatewayRetry("kernel shutdown", () => KernelAPI.shutdownKernel(kernelId, settings), idempotent);
+      } catch (err) {
+        if (err instanceof ServerConnection.ResponseError && err.response.status === 404) return;
+        throw err;
+      }
+    },
+  };
+}

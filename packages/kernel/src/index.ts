@@ -1,0 +1,28 @@
+export type { Log, LogFn } from "./log";
+export { silentLog } from "./log";
+export {
+  GatewayUnavailableError,
+  InvalidKernelPathError,
+  JupyterNotInstalledError,
+  JupyterStartError,
+  KernelDiedError,
+  KernelNotFoundError,
+} from "./errors";
+export { APT_PACKAGES, JUPYTER_PYTHON, ensureJupyterInstalled, findJupyterPython } from "./jupyter-install";
+export type { LocalJupyter, StartLocalJupyterOptions } from "./local-server";
+export { startLocalJupyter } from "./local-server";
+export type { KernelGateway, KernelGatewayOptions, KernelInfo } from "./gateway";
+export { createKernelGateway, normalizeKernelPath } from "./gateway";
+export type { KernelSession } from "./session";
+export type {
+  ExecuteOptions,
+  ExecutionOutcome,
+  ExecutionStatus,
+  KernelError,
+  KernelEvent,
+  RichOutput,
+  Truncation,
+} from "./types";
+export { stripAnsi } from "./ansi";
+export { truncationMarker } from "./stream-cap";
+export { selectBundle } from "./outputs";

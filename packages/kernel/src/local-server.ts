@@ -1,0 +1,233 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdir, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { join, resolve } from "node:path";
+import { JupyterStartError } from "./errors";
+import { JUPYTER_SERVER_CONFIG } from "./jupyter-config";
+import { JUPYTER_PYTHON } from "./jupyter-install";
+import type { Log } from "./log";
+
+export type LocalJupyter = {
+  url: string;
+  token: string;
+  rootDir: string;
+  /** The current server process; changes when a supervised server is restarted. */
+  readonly pid: number;
+  stop(): Promise<void>;
+};
+
+export type StartLocalJupyterOptions = {
+  rootDir: string;
+  /** Holds Jupyter's runtime, data and config dirs, so nothing lands in $HOME. */
+  stateDir: string;
+  /** 0 or absent: pick a free port. */
+  port?: number;
+  token?: string;
+  log: Log;
+  /** Restart the server (same port and token) when it exits unexpectedly. */
+  supervise?: boolean;
+  python?: string;
+  startTimeoutMs?: number;
+  stopTimeoutMs?: number;
+};
+
+const STDERR_TAIL_LINES = 40;
+const SUPERVISE_MAX_BACKOFF_MS = 30_000;
+/** A server that stayed up this long is considered healthy again, so backoff starts over. */
+const SUPERVISE_HEALTHY_MS = 60_000;
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+type Running = { child: ChildProcess; exited: Promise<void>; stderrTail: string[]; startedAt: number };
+
+function launch(
+  python: string,
+  args: string[],
+  dirs: { runtime: string; data: string; config: string },
+  log: Log,
+): Running {
+  // /usr/bin/env adds the Jupyter dirs while inheriting the rest of our environment, and execs python,
+  // so the pid we hold is the server's own.
+  const child = spawn(
+    "/usr/bin/env",
+    [
+      `JUPYTER_RUNTIME_DIR=${dirs.runtime}`,
+      `JUPYTER_DATA_DIR=${dirs.data}`,
+      `JUPYTER_CONFIG_DIR=${dirs.config}`,
+      "PYTHONUNBUFFERED=1",
+      python,
+      "-m",
+      "jupyter_server",
+      ...args,
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  const stderrTail: string[] = [];
+  const pipe = (stream: NodeJS.ReadableStream | null, name: "stdout" | "stderr") => {
+    let partial = "";
+    stream?.setEncoding("utf8");
+    stream?.on("data", (chunk: string) => {
+      const lines = (partial + chunk).split("\n");
+      partial = lines.pop() ?? "";
+      for (const line of lines) {
+        if (!line) continue;
+        log.debug({ jupyter: name, pid: child.pid }, line);
+        if (name === "stderr") {
+          stderrTail.push(line);
+          if (stderrTail.length > STDERR_TAIL_LINES) stderrTail.shift();
+        }
+      }
+    });
+  };
+  pipe(child.stdout, "stdout");
+  pipe(child.stderr, "stderr");
+  const exited = new Promise<void>((r) => {
+    child.once("exit", () => r());
+    child.once("error", (err) => {
+      stderrTail.push(String(err));
+      r();
+    });
+  });
+  return { child, exited, stderrTail, startedAt: Date.now() };
+}
+
+async function waitReady(url: string, token: string, running: Running, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let exited = false;
+  void running.exited.then(() => (exited = true));
+  let lastError = "";
+  while (Date.now() < deadline && !exited) {
+    try {
+      const res = await fetch(`${url}/api/status`, {
+        headers: { Authorization: `token ${token}` },
+        signal: AbortSignal.timeout(2_000),
+      });
+      if (res.ok) return;
+      lastError = `HTTP ${res.status}`;
+    } catch (err) {
+      lastError = String((err as Error).cause ?? err);
+    }
+    await sleep(100);
+  }
+  const why = exited ? `exited with code ${running.child.exitCode}` : `did not answer within ${timeoutMs} ms (${lastError})`;
+  throw new JupyterStartError(
+    `Jupyter server ${why}. Last stderr lines:\n${running.stderrTail.slice(-15).join("\n") || "(none)"}`,
+  );
+}
+
+async function terminate(running: Running, timeoutMs: number): Promise<void> {
+  const { child } = running;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill("SIGTERM");
+  const killed = await Promise.race([running.exited.then(() => true), sleep(timeoutMs).then(() => false)]);
+  if (!killed) {
+    child.kill("SIGKILL");
+    await running.exited;
+  }
+}
+
+export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise<LocalJupyter> {
+  const { log } = opts;
+  const python = opts.python ?? JUPYTER_PYTHON;
+  const rootDir = resolve(opts.rootDir);
+  const stateDir = resolve(opts.stateDir);
+  const token = opts.token ?? randomBytes(24).toString("hex");
+  const startTimeoutMs = opts.startTimeoutMs ?? 60_000;
+  const stopTimeoutMs = opts.stopTimeoutMs ?? 8_000;
+  const dirs = { runtime: join(stateDir, "runtime"), data: join(stateDir, "data"), config: join(stateDir, "config") };
+  await Promise.all([rootDir, ...Object.values(dirs)].map((d) => mkdir(d, { recursive: true })));
+  await writeFile(join(dirs.config, "jupyter_server_config.py"), JUPYTER_SERVER_CONFIG);
+
+  const argsFor = (port: number) => [
+    "--ServerApp.ip=127.0.0.1",
+    `--ServerApp.port=${port}`,
+    "--ServerApp.port_retries=0",
+    `--ServerApp.token=${token}`,
+    `--ServerApp.root_dir=${rootDir}`,
+    "--ServerApp.open_browser=False",
+    "--ServerApp.iopub_data_rate_limit=0",
+    "--allow-root",
+  ];
+
+  // A port picked by us may be taken before the server binds it; only then is a retry worth it.
+  const attempts = opts.port ? 1 : 3;
+  let port = opts.port ?? 0;
+  let running: Running | undefined;
+  for (let attempt = 1; ; attempt++) {
+    if (!opts.port) port = await freePort();
+    running = launch(python, argsFor(port), dirs, log);
+    try {
+      await waitReady(`http://127.0.0.1:${port}`, token, running, startTimeoutMs);
+      break;
+    } catch (err) {
+      await terminate(running, stopTimeoutMs);
+      if (attempt >= attempts) throw err;
+      log.warn({ port, attempt }, "Jupyter server did not start; retrying on another port");
+    }
+  }
+  const url = `http://127.0.0.1:${port}`;
+  log.info({ url, pid: running.child.pid, rootDir }, "local Jupyter server started");
+
+  let current: Running = running;
+  let stopping = false;
+  const onProcessExit = () => {
+    // Last resort when our process exits without stop(): SIGTERM lets Jupyter shut its kernels down.
+    current.child.kill("SIGTERM");
+  };
+  process.once("exit", onProcessExit);
+
+  const supervise = async () => {
+    let backoff = 1_000;
+    while (!stopping) {
+      await current.exited;
+      if (stopping) return;
+      const upFor = Date.now() - current.startedAt;
+      if (upFor > SUPERVISE_HEALTHY_MS) backoff = 1_000;
+      log.error(
+        { code: current.child.exitCode, signal: current.child.signalCode, stderr: current.stderrTail.slice(-5) },
+        `Jupyter server exited unexpectedly; restarting in ${backoff} ms`,
+      );
+      await sleep(backoff);
+      backoff = Math.min(backoff * 2, SUPERVISE_MAX_BACKOFF_MS);
+      if (stopping) return;
+      current = launch(python, argsFor(port), dirs, log);
+      try {
+        await waitReady(url, token, current, startTimeoutMs);
+        log.info({ url, pid: current.child.pid }, "local Jupyter server restarted");
+      } catch (err) {
+        log.error({ err: (err as Error).message }, "Jupyter server restart failed");
+        await terminate(current, stopTimeoutMs);
+      }
+    }
+  };
+  if (opts.supervise) void supervise();
+
+  return {
+    url,
+    token,
+    rootDir,
+    get pid() {
+      return current.child.pid ?? -1;
+    },
+    async stop() {
+      stopping = true;
+      process.removeListener("exit", onProcessExit);
+      await terminate(current, stopTimeoutMs);
+      log.info({ url }, "local Jupyter server stopped");
+    },
+  };
+}

@@ -1,0 +1,162 @@
+import type { Kernel } from "@jupyterlab/services";
+import { KernelAPI, ServerConnection } from "@jupyterlab/services";
+import { GatewayUnavailableError, KernelDiedError } from "./errors";
+import { runExecution } from "./execute";
+import type { Log } from "./log";
+import { withGatewayRetry } from "./settings";
+import type { ExecuteOptions, ExecutionOutcome } from "./types";
+
+const RESTART_TIMEOUT_MS = 30_000;
+const INTERRUPT_TIMEOUT_MS = 5_000;
+
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new GatewayUnavailableError(`${what} did not finish within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** One client connection to one kernel. Runs are serialized: a kernel executes one cell at a time anyway. */
+export class KernelSession {
+  readonly id: string;
+  private dead = false;
+  private deathReason = "";
+  private queue: Promise<unknown> = Promise.resolve();
+  private restarts = 0;
+
+  constructor(
+    readonly connection: Kernel.IKernelConnection,
+    private readonly settings: ServerConnection.ISettings,
+    private readonly log: Log,
+  ) {
+    this.id = connection.id;
+    // After a server autorestart the library calls reconnect() from a detached promise; if that fails (or we
+    // dispose meanwhile) its rejection is unhandled and would crash the process. Failure stays visible
+    // through connectionStatus, which restart() checks.
+    const reconnect = connection.reconnect.bind(connection);
+    connection.reconnect = () => reconnect().catch(() => undefined);
+    connection.statusChanged.connect((_, status) => {
+      if (status === "autorestarting") this.restarts++;
+      if (status === "dead") this.markDead("kernel status is dead");
+    });
+    connection.connectionStatusChanged.connect((_, status) => {
+      if (status === "disconnected" && !connection.isDisposed) this.markDead("lost the connection to the gateway");
+    });
+  }
+
+  /** True once the kernel is gone for this session (dead, shut down, or unreachable for good). */
+  get isDead(): boolean {
+    return this.dead;
+  }
+
+  get whyDead(): string {
+    return this.deathReason;
+  }
+
+  /** Counts kernel restarts (ours and the server's after a crash): a change means variables are gone. */
+  get generation(): number {
+    return this.restarts;
+  }
+
+  get status(): Kernel.Status {
+    return this.connection.status;
+  }
+
+  markDead(reason: string): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.deathReason = reason;
+    this.log.warn({ kernelId: this.id, reason }, "kernel session is dead");
+  }
+
+  /** Waits (bounded) until the kernel answers again, e.g. after the server restarted a crashed kernel. */
+  async settle(timeoutMs: number): Promise<void> {
+    const conn = this.connection;
+    const deadline = Date.now() + timeoutMs;
+    await this.waitConnected(timeoutMs);
+    if (conn.isDisposed || conn.connectionStatus !== "connected") return;
+    // jupyter_client 7.4 answers 500 to a shutdown while an autorestarted kernel is still starting.
+    await withTimeout(conn.requestKernelInfo(), Math.max(deadline - Date.now(), 1), "kernel info").catch(() => undefined);
+  }
+
+  private async waitConnected(timeoutMs: number): Promise<void> {
+    const conn = this.connection;
+    if (conn.isDisposed || conn.connectionStatus === "connected") return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        conn.connectionStatusChanged.disconnect(onChange);
+        resolve();
+      };
+      const onChange = (_: unknown, status: string) => {
+        if (status !== "connecting") done();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      conn.connectionStatusChanged.connect(onChange);
+    });
+  }
+
+  /** Resolves once the kernel answered kernel_info, i.e. can run code. */
+  async ready(timeoutMs: number): Promise<void> {
+    await withTimeout(this.connection.info, timeoutMs, `kernel ${this.id} start`);
+  }
+
+  execute(code: string, opts: ExecuteOptions = {}): Promise<ExecutionOutcome> {
+    const calledAt = Date.now();
+    const run = this.queue.then(() => {
+      if (this.connection.isDisposed && !this.dead) throw new Error(`kernel session ${this.id} was disposed`);
+      if (this.dead) throw new KernelDiedError(`kernel ${this.id} is dead: ${this.deathReason}`);
+      return runExecution(this, code, opts, calledAt);
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async interrupt(): Promise<void> {
+    await withGatewayRetry(
+      "interrupt",
+      () => withTimeout(KernelAPI.interruptKernel(this.id, this.settings), INTERRUPT_TIMEOUT_MS, "interrupt"),
+      { attempts: 3, retryable: () => true },
+    );
+  }
+
+  /** Restarts the kernel process (same id, fresh state) and waits until it answers again. */
+  async restart(): Promise<void> {
+    this.restarts++;
+    try {
+      await withTimeout(this.connection.restart(), RESTART_TIMEOUT_MS, "kernel restart");
+      if (this.connection.connectionStatus !== "connected") throw new GatewayUnavailableError("could not reconnect after restart");
+      await withTimeout(this.connection.info, RESTART_TIMEOUT_MS, "kernel restart");
+    } catch (err) {
+      this.markDead(`restart failed: ${(err as Error).message}`);
+      throw err;
+    }
+  }
+
+  /** Stops the kernel process on the server and closes the connection. */
+  async shutdown(): Promise<void> {
+    // Marked first so the "dead" status the shutdown causes is not reported as a crash.
+    this.dead = true;
+    this.deathReason ||= "shut down";
+    try {
+      if (!this.connection.isDisposed) await withTimeout(this.connection.shutdown(), RESTART_TIMEOUT_MS, "shutdown");
+    } catch (err) {
+      if (!(err instanceof ServerConnection.ResponseError)) throw err;
+      // 404: already gone. 500: jupyter_client 7.4 fails while a kernel is mid-restart; one retry suffices.
+      if (err.response.status !== 404) {
+        await new Promise((r) => setTimeout(r, 1_000));
+        await KernelAPI.shutdownKernel(this.id, this.settings).catch((again: unknown) => {
+          if (!(again instanceof ServerConnection.ResponseError && again.response.status === 404)) throw again;
+        });
+      }
+    } finally {
+      this.connection.dispose();
+    }
+  }
+
+  /** Closes the websocket and leaves the kernel running, for another worker to attach to. */
+  dispose(): void {
+    this.connection.dispose();
+  }
+}

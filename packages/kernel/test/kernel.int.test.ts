@@ -1,0 +1,143 @@
+import { mkdir, mkdtemp, realpath, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createKernelGateway, GatewayUnavailableError, InvalidKernelPathError, silentLog, startLocalJupyter } from "../src";
+import type { KernelEvent, KernelGateway, KernelSession, LocalJupyter } from "../src";
+
+let tmp: string;
+let server: LocalJupyter;
+let gateway: KernelGateway;
+let main: KernelSession;
+
+beforeAll(async () => {
+  tmp = await mkdtemp(join(tmpdir(), "kernel-int-"));
+  server = await startLocalJupyter({ rootDir: join(tmp, "root"), stateDir: join(tmp, "state"), port: 0, log: silentLog });
+  gateway = createKernelGateway({ baseUrl: server.url, token: server.token, log: silentLog });
+  main = await gateway.startKernel();
+});
+
+afterAll(async () => {
+  await main?.shutdown().catch(() => undefined);
+  await server?.stop();
+  await rm(tmp, { recursive: true, force: true });
+});
+
+describe("kernel execution", () => {
+  it("captures stdout", async () => {
+    const r = await main.execute("print(1+1)");
+    expect(r.status).toBe("ok");
+    expect(r.stdout).toBe("2\n");
+    expect(r.executionCount).toBeGreaterThan(0);
+  });
+
+  it("keeps stdout printed before an exception, with an ANSI-free error", async () => {
+    const r = await main.execute("print('before')\n1/0");
+    expect(r.status).toBe("error");
+    expect(r.stdout).toBe("before\n");
+    expect(r.error?.ename).toBe("ZeroDivisionError");
+    expect(r.error?.evalue).toBe("division by zero");
+    expect(r.error?.traceback.length).toBeGreaterThan(0);
+    expect(r.error?.traceback.join("\n")).not.toContain("\u001b[");
+  });
+
+  it("streams stdout chunks before the run ends", async () => {
+    const seen: Array<{ at: number; e: KernelEvent }> = [];
+    const r = await main.execute("import time\nfor _ in range(4):\n    print('tick', flush=True)\n    time.sleep(0.2)", {
+      onEvent: (e) => seen.push({ at: Date.now(), e }),
+    });
+    const end = Date.now();
+    const ticks = seen.filter((s) => s.e.type === "stdout");
+    expect(r.stdout).toBe("tick\n".repeat(4));
+    expect(ticks.length).toBeGreaterThanOrEqual(3);
+    expect(ticks[0]!.at).toBeLessThan(end - 400);
+  });
+
+  it("keeps variables across runs on one session", async () => {
+    await main.execute("shared_value = 41");
+    const r = await main.execute("print(shared_value + 1)");
+    expect(r.stdout).toBe("42\n");
+  });
+
+  it("lets a second gateway attach to a running kernel and see its variables", async () => {
+    const other = createKernelGateway({ baseUrl: server.url, token: server.token, log: silentLog });
+    const attached = await other.connectKernel(main.id);
+    try {
+      const r = await attached.execute("print(shared_value)");
+      expect(r.stdout).toBe("41\n");
+    } finally {
+      attached.dispose();
+    }
+    expect((await gateway.listKernels()).map((k) => k.id)).toContain(main.id);
+  });
+
+  it("times out an endless loop by interrupt and the kernel lives on", async () => {
+    const r = await main.execute("while True: pass", { timeoutMs: 1500 });
+    expect(r.status).toBe("timeout");
+    expect(r.kernelRestarted).toBe(false);
+    const next = await main.execute("print(1+1)");
+    expect(next.stdout).toBe("2\n");
+    expect((await main.execute("print(shared_value)")).stdout).toBe("41\n");
+  });
+
+  it("cancels on abort", async () => {
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 300);
+    const r = await main.execute("import time\ntime.sleep(30)", { signal: ac.signal, timeoutMs: 20_000 });
+    expect(r.status).toBe("cancelled");
+    expect(r.durationMs).toBeLessThan(3000);
+  });
+
+  it("truncates 10 MB of output with a marker", async () => {
+    const r = await main.execute("import sys\nsys.stdout.write('x' * (10 * 1024 * 1024))", { timeoutMs: 20_000 });
+    expect(r.status).toBe("ok");
+    expect(r.stdout.startsWith("x".repeat(1024 * 1024))).toBe(true);
+    expect(r.stdout).toContain("[... output truncated: 9,437,184 bytes dropped ...]");
+    expect(r.truncated.stdoutBytesDropped).toBe(9_437_184);
+  });
+
+  it("returns a matplotlib figure once, as image/png", async () => {
+    const r = await main.execute("%matplotlib inline\nimport matplotlib.pyplot as plt\nfig = plt.figure()\nplt.plot([1, 2])\nfig", {
+      timeoutMs: 30_000,
+    });
+    expect(r.status).toBe("ok");
+    const images = r.outputs.filter((o) => o.mimeType === "image/png");
+    expect(images).toHaveLength(1);
+    expect(Buffer.from(images[0]!.data, "base64").subarray(1, 4).toString()).toBe("PNG");
+  });
+});
+
+describe("kernel lifecycle", () => {
+  it("starts the kernel in the given folder and refuses escapes", async () => {
+    await mkdir(join(server.rootDir, "work", "msg1"), { recursive: true });
+    const s = await gateway.startKernel({ path: "work/msg1" });
+    try {
+      const r = await s.execute("import os\nprint(os.getcwd())");
+      expect(r.stdout.trim()).toBe(await realpath(join(server.rootDir, "work", "msg1")));
+      // A hung kernel that ignores SIGINT is restarted after the grace period.
+      const stuck = await s.execute("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass", {
+        timeoutMs: 1000,
+        interruptGraceMs: 500,
+      });
+      expect(stuck.status).toBe("timeout");
+      expect(stuck.kernelRestarted).toBe(true);
+      expect((await s.execute("print(1+1)")).stdout).toBe("2\n");
+      // A crash mid-run is reported as "died" quickly.
+      const started = Date.now();
+      const died = await s.execute("import os\nos._exit(1)", { timeoutMs: 30_000 });
+      expect(died.status).toBe("died");
+      expect(Date.now() - started).toBeLessThan(8000);
+    } finally {
+      await s.shutdown();
+    }
+    await expect(gateway.startKernel({ path: "../escape" })).rejects.toThrow(InvalidKernelPathError);
+    await expect(gateway.startKernel({ path: "/etc" })).rejects.toThrow(InvalidKernelPathError);
+    await expect(gateway.startKernel({ path: "no/such/dir" })).rejects.toThrow(InvalidKernelPathError);
+  });
+
+  it("reports an unreachable gateway with a named error", async () => {
+    const dead = createKernelGateway({ baseUrl: "http://127.0.0.1:9", token: "x", log: silentLog });
+    await expect(dead.ping()).rejects.toThrow(GatewayUnavailableError);
+    await expect(dead.startKernel()).rejects.toThrow(GatewayUnavailableError);
+  });
+});

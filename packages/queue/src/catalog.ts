@@ -1,0 +1,45 @@
+import { z } from "zod";
+
+/** Every queue and job the system knows, with the schema of its payload. Payloads carry ids, never data. */
+export const queueNames = {
+  executions: "executions",
+  maintenance: "maintenance",
+} as const;
+export type QueueName = (typeof queueNames)[keyof typeof queueNames];
+
+export const jobCatalog = {
+  runExecution: {
+    queue: queueNames.executions,
+    name: "run-execution",
+    schema: z.object({ executionId: z.uuid() }).strict(),
+    // jobId is the executionId, so enqueuing twice (a retried request, the reconciler) makes one job.
+    options: {
+      attempts: 3,
+      backoff: { type: "exponential", delay: 1000 },
+      removeOnComplete: { age: 3600, count: 10_000 },
+      removeOnFail: { age: 7 * 24 * 3600 },
+    },
+  },
+  cleanWorkspaces: {
+    queue: queueNames.maintenance,
+    name: "clean-workspaces",
+    schema: z.object({}).strict(),
+    options: { removeOnComplete: true, removeOnFail: { age: 24 * 3600 } },
+  },
+} as const;
+
+export type JobName = keyof typeof jobCatalog;
+export type JobPayload<N extends JobName> = z.infer<(typeof jobCatalog)[N]["schema"]>;
+
+export class InvalidJobPayloadError extends Error {
+  override name = "InvalidJobPayloadError";
+  /** A malformed payload will be just as malformed on the next attempt. */
+  readonly retryable = false;
+}
+
+/** Job data comes from Redis, which anyone with access could have written: parse it as untrusted. */
+export function parseJobPayload<N extends JobName>(name: N, data: unknown): JobPayload<N> {
+  const parsed = jobCatalog[name].schema.safeParse(data);
+  if (!parsed.success) throw new InvalidJobPayloadError(`invalid ${jobCatalog[name].name} payload: ${parsed.error.message}`);
+  return parsed.data as JobPayload<N>;
+}

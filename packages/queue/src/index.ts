@@ -1,0 +1,10 @@
+export { jobCatalog, queueNames, parseJobPayload, InvalidJobPayloadError } from "./catalog";
+export type { JobName, JobPayload, QueueName } from "./catalog";
+export { executionChannel, cancelChannel, executionEventSchema } from "./events";
+export type { ExecutionEvent } from "./events";
+export { createRedis } from "./redis";
+export type { Redis } from "./redis";
+export { createEventPublisher } from "./publisher";
+export type { EventPublisher } from "./publisher";
+export { createEventSubscriber } from "./subscriber";
+export type { EventSubscriber } from "./subscriber";

@@ -1,0 +1,213 @@
+import { createHash, randomBytes } from "node:crypto";
+import { constants as fsc } from "node:fs";
+import type { ReadStream } from "node:fs";
+import { lstat, mkdir, open, rename, stat, unlink } from "node:fs/promises";
+import path from "node:path";
+import { Transform } from "node:stream";
+import type { Readable, TransformCallback } from "node:stream";
+import { pipeline } from "node:stream/promises";
+
+/** Thrown by `put`/`putFile` when the content exceeds `maxBytes`; the temp file is removed. */
+export class BlobTooLargeError extends Error {
+  override readonly name = "BlobTooLargeError";
+  readonly code = "blob_too_large";
+  constructor(readonly maxBytes: number) {
+    super(`blob exceeds ${maxBytes} bytes`);
+  }
+}
+
+/** Thrown for a key that is not a lowercase sha256 hex digest. */
+export class InvalidBlobKeyError extends Error {
+  override readonly name = "InvalidBlobKeyError";
+  readonly code = "invalid_blob_key";
+  constructor(readonly key: string) {
+    super(`not a blob key: ${JSON.stringify(key)}`);
+  }
+}
+
+/** Thrown by `open` for a key that is not stored. */
+export class BlobNotFoundError extends Error {
+  override readonly name = "BlobNotFoundError";
+  readonly code = "blob_not_found";
+  constructor(readonly key: string) {
+    super(`blob not found: ${key}`);
+  }
+}
+
+/** Thrown by `putFile` when the path is not a regular file (symlink, directory, FIFO) or not the expected one. */
+export class NotARegularFileError extends Error {
+  override readonly name = "NotARegularFileError";
+  readonly code = "not_a_regular_file";
+  constructor(readonly file: string) {
+    super(`not a regular file: ${file}`);
+  }
+}
+
+export interface PutResult {
+  sha256: string;
+  size: number;
+  /** Equal to `sha256`; pass it to `pathOf`/`open`/`has`/`remove`. */
+  key: string;
+  /** False when the same content was already stored. */
+  created: boolean;
+}
+
+export interface PutOptions {
+  maxBytes?: number;
+}
+
+export interface PutFileOptions extends PutOptions {
+  /** Refuse unless the opened file still has this inode / size (e.g. from a snapshot entry). */
+  expect?: { ino?: number; size?: number };
+}
+
+export interface BlobStore {
+  /** `<dataDir>/blobs` */
+  readonly root: string;
+  put(readable: Readable, opts?: PutOptions): Promise<PutResult>;
+  putFile(file: string, opts?: PutFileOptions): Promise<PutResult>;
+  pathOf(key: string): string;
+  has(key: string): Promise<boolean>;
+  open(key: string, opts?: { start?: number; end?: number }): Promise<ReadStream>;
+  remove(key: string): Promise<boolean>;
+}
+
+const KEY = /^[0-9a-f]{64}$/;
+
+function isCode(err: unknown, ...codes: string[]): boolean {
+  return codes.includes((err as NodeJS.ErrnoException | undefined)?.code ?? "");
+}
+
+/**
+ * Content-addressed storage under `<dataDir>/blobs/<aa>/<bb>/<sha256>`. Blobs are written once through a
+ * temp file in `<dataDir>/blobs/tmp` (same file system), fsynced, made read-only (0444) and renamed into
+ * place; identical content is stored once. Everything streams: memory use does not depend on blob size.
+ */
+export function createBlobStore(dataDir: string): BlobStore {
+  const root = path.join(path.resolve(dataDir), "blobs");
+  const tmpDir = path.join(root, "tmp");
+
+  function pathOf(key: string): string {
+    if (typeof key !== "string" || !KEY.test(key)) throw new InvalidBlobKeyError(String(key));
+    return path.join(root, key.slice(0, 2), key.slice(2, 4), key);
+  }
+
+  async function fsyncDir(dir: string): Promise<void> {
+    try {
+      const fh = await open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    } catch {
+      // best effort: not every file system allows fsync on a directory
+    }
+  }
+
+  async function put(readable: Readable, opts: PutOptions = {}): Promise<PutResult> {
+    const maxBytes = opts.maxBytes ?? Infinity;
+    await mkdir(tmpDir, { recursive: true, mode: 0o700 });
+    const tmp = path.join(tmpDir, `${Date.now()}-${randomBytes(8).toString("hex")}.part`);
+    const hash = createHash("sha256");
+    let size = 0;
+    const meter = new Transform({
+      transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
+        size += chunk.length;
+        if (size > maxBytes) return cb(new BlobTooLargeError(maxBytes));
+        hash.update(chunk);
+        cb(null, chunk);
+      },
+    });
+    const fh = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+    let closed = false;
+    try {
+      await pipeline(readable, meter, fh.createWriteStream({ autoClose: false }));
+      await fh.sync();
+      await fh.chmod(0o444);
+      await fh.close();
+      closed = true;
+      const sha256 = hash.digest("hex");
+      const dest = pathOf(sha256);
+      let created = false;
+      if (await exists(dest)) {
+        await unlink(tmp);
+      } else {
+        await mkdir(path.dirname(dest), { recursive: true, mode: 0o700 });
+        await rename(tmp, dest); // a concurrent put of the same content renames identical bytes: harmless
+        await fsyncDir(path.dirname(dest));
+        created = true;
+      }
+      return { sha256, size, key: sha256, created };
+    } catch (err) {
+      if (!closed) await fh.close().catch(() => undefined);
+      await unlink(tmp).catch(() => undefined);
+      if (!readable.destroyed) readable.destroy();
+      throw err;
+    }
+  }
+
+  async function putFile(file: string, opts: PutFileOptions = {}): Promise<PutResult> {
+    // O_NOFOLLOW: never read through a symlink code planted; O_NONBLOCK: never hang on a FIFO.
+    let fh;
+    try {
+      fh = await open(file, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+    } catch (err) {
+      if (isCode(err, "ELOOP", "EMLINK")) throw new NotARegularFileError(file);
+      throw err;
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) throw new NotARegularFileError(file);
+      if (opts.expect?.ino !== undefined && opts.expect.ino !== st.ino) throw new NotARegularFileError(file);
+      if (opts.expect?.size !== undefined && opts.expect.size !== st.size) throw new NotARegularFileError(file);
+      if (opts.maxBytes !== undefined && st.size > opts.maxBytes) throw new BlobTooLargeError(opts.maxBytes);
+      // put() closes the stream (and with it the handle) when it is done or fails.
+      return await put(fh.createReadStream(), opts);
+    } finally {
+      await fh.close().catch(() => undefined);
+    }
+  }
+
+  async function exists(p: string): Promise<boolean> {
+    try {
+      await lstat(p);
+      return true;
+    } catch (err) {
+      if (isCode(err, "ENOENT")) return false;
+      throw err;
+    }
+  }
+
+  async function has(key: string): Promise<boolean> {
+    try {
+      return (await stat(pathOf(key))).isFile();
+    } catch (err) {
+      if (isCode(err, "ENOENT")) return false;
+      throw err;
+    }
+  }
+
+  async function openBlob(key: string, opts: { start?: number; end?: number } = {}): Promise<ReadStream> {
+    let fh;
+    try {
+      fh = await open(pathOf(key), fsc.O_RDONLY);
+    } catch (err) {
+      if (isCode(err, "ENOENT")) throw new BlobNotFoundError(key);
+      throw err;
+    }
+    return fh.createReadStream({ start: opts.start, end: opts.end });
+  }
+
+  async function remove(key: string): Promise<boolean> {
+    try {
+      await unlink(pathOf(key));
+      return true;
+    } catch (err) {
+      if (isCode(err, "ENOENT")) return false;
+      throw err;
+    }
+  }
+
+  return { root, put, putFile, pathOf, has, open: openBlob, remove };
+}

@@ -1,0 +1,40 @@
+export {
+  sanitizeFilename,
+  uniqueNames,
+  collisionKey,
+  splitExtension,
+  truncateToBytes,
+  fitName,
+  MAX_NAME_BYTES,
+  FALLBACK_NAME,
+} from "./sanitize";
+export {
+  VIRTUAL_ROOT,
+  PathEscapeError,
+  workspaceId,
+  workspaceRelPath,
+  workspaceDirFor,
+  resolveInside,
+  resolveInsideReal,
+  toKernelCode,
+  fromKernelText,
+  rewriteSandboxLinks,
+} from "./paths";
+export { snapshotWorkspace, diffSnapshots, entryChanged, hashFile, DEFAULT_EXCLUDED_NAMES } from "./snapshot";
+export type { Snapshot, SnapshotEntry, SnapshotOptions, SnapshotDiff, DiffLimits, Skipped, SkipReason } from "./snapshot";
+export {
+  createBlobStore,
+  BlobTooLargeError,
+  BlobNotFoundError,
+  InvalidBlobKeyError,
+  NotARegularFileError,
+} from "./blob-store";
+export type { BlobStore, PutResult, PutOptions, PutFileOptions } from "./blob-store";
+export {
+  prepareWorkspace,
+  ensureWorkspaceDir,
+  touchWorkspace,
+  removeIdleWorkspaces,
+  LAST_USED_MARKER,
+} from "./prepare";
+export type { LinkMode, Attachment, PrepareOptions, PrepareResult, PlacedFile } from "./prepare";

@@ -1,0 +1,232 @@
+import { randomBytes } from "node:crypto";
+import { constants as fsc } from "node:fs";
+import { chmod, copyFile, link, lstat, mkdir, open, readdir, rename, rm, rmdir, stat, unlink } from "node:fs/promises";
+import path from "node:path";
+import { uniqueNames } from "./sanitize";
+
+/**
+ * How an attachment's bytes get from its blob into the workspace.
+ *
+ * - `copy`: `fs.copyFile` with `COPYFILE_FICLONE`: a reflink (copy-on-write clone: instant, no extra
+ *   space) where the file system supports it (btrfs, XFS with reflink, APFS, bcachefs), a byte copy
+ *   otherwise.
+ * - `reflink`: `COPYFILE_FICLONE_FORCE`: a reflink or an error (for operators who want to be sure no
+ *   time or space goes into copies). Blob store and workspaces must be on the same file system.
+ * - `auto`: reflink if possible, else copy (currently the same as `copy`).
+ *
+ * There is deliberately no `hardlink` mode. A hard link is the same inode as the blob: code that opens
+ * `/mnt/data/data.csv` for writing (pandas `to_csv`, `open(..., "w")`, `truncate`) would rewrite the stored
+ * original of every message and user sharing that content-addressed blob, and its sha256 would no longer
+ * match its bytes. Making blobs 0444 does not prevent it (the kernel runs as the owner, who can chmod, and
+ * many tools replace permissions). Only copies and reflinks give the workspace its own inode.
+ */
+export type LinkMode = "copy" | "reflink" | "auto";
+
+export interface Attachment {
+  fileId: string;
+  /** The user's name for it; sanitised and de-duplicated here. */
+  name: string;
+  /** Absolute path of the stored blob. */
+  blobPath: string;
+  sha256: string;
+}
+
+export interface PrepareOptions {
+  dir: string;
+  /** In a stable order (e.g. attach time): names are assigned in this order. */
+  attachments: readonly Attachment[];
+  mode?: LinkMode;
+}
+
+export interface PlacedFile {
+  fileId: string;
+  /** Final file name, relative to /mnt/data. */
+  name: string;
+  /** Absolute path in the workspace. */
+  path: string;
+  /** It was already there (placed by an earlier call, possibly since changed by code) and left untouched. */
+  existing: boolean;
+}
+
+export interface PrepareResult {
+  /** Every attachment that is now in the workspace, placed by this call or already there. */
+  placed: PlacedFile[];
+  /** Attachments whose blob does not exist; nothing was placed for them. */
+  missing: Array<{ fileId: string; name: string }>;
+  /** Attachments whose name is taken by something that is not a regular file (symlink, directory...). */
+  conflicts: Array<{ fileId: string; name: string; reason: "symlink" | "not_a_file" }>;
+  /** How many of `placed` were already there. */
+  reused: number;
+}
+
+/** Name of the marker whose mtime records when a workspace was last used. */
+export const LAST_USED_MARKER = ".last-used";
+const TEMP_PREFIX = ".codeinterp-";
+
+function isCode(err: unknown, ...codes: string[]): boolean {
+  return codes.includes((err as NodeJS.ErrnoException | undefined)?.code ?? "");
+}
+
+async function lstatOrNull(p: string) {
+  try {
+    return await lstat(p);
+  } catch (err) {
+    if (isCode(err, "ENOENT")) return null;
+    throw err;
+  }
+}
+
+/** Create the workspace directory (0700) if needed; refuses a symlink or non-directory in its place. */
+export async function ensureWorkspaceDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const st = await lstat(dir);
+  if (!st.isDirectory()) throw new Error(`workspace is not a directory: ${dir}`);
+  if ((st.mode & 0o777) !== 0o700) await chmod(dir, 0o700);
+}
+
+/** Record that a workspace was used now (for {@link removeIdleWorkspaces}). */
+export async function touchWorkspace(dir: string, now: Date = new Date()): Promise<void> {
+  const marker = path.join(dir, LAST_USED_MARKER);
+  const st = await lstatOrNull(marker);
+  if (st && !st.isFile()) await rm(marker, { recursive: true, force: true });
+  // O_NOFOLLOW and futimes on the handle: a symlink planted by code is never followed.
+  const fh = await open(marker, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_NOFOLLOW | fsc.O_NONBLOCK, 0o600);
+  try {
+    await fh.utimes(now, now);
+  } finally {
+    await fh.close();
+  }
+}
+
+async function placeOne(src: string, target: string, mode: LinkMode): Promise<"placed" | "existing"> {
+  const dir = path.dirname(target);
+  const tmp = path.join(dir, `${TEMP_PREFIX}${randomBytes(8).toString("hex")}.part`);
+  const flags = fsc.COPYFILE_EXCL | (mode === "reflink" ? fsc.COPYFILE_FICLONE_FORCE : fsc.COPYFILE_FICLONE);
+  try {
+    await copyFile(src, tmp, flags);
+    // The copy inherits the blob's 0444; the workspace copy is the user's to change.
+    await chmod(tmp, 0o600);
+    // link() never overwrites and never follows a symlink at `target`: whatever appeared there since
+    // our lstat (code running concurrently, a parallel retry) wins, and the copy is dropped.
+    try {
+      await link(tmp, target);
+    } catch (err) {
+      if (isCode(err, "EEXIST")) return "existing";
+      if (!isCode(err, "EPERM", "ENOTSUP", "EOPNOTSUPP", "EXDEV")) throw err;
+      // no hard links on this file system: rename, after one more check
+      if (await lstatOrNull(target)) return "existing";
+      await rename(tmp, target);
+    }
+    return "placed";
+  } finally {
+    await unlink(tmp).catch(() => undefined);
+  }
+}
+
+/**
+ * Put a message's attachments into its workspace, each under its unique sanitised name (see
+ * `uniqueNames`, keyed by fileId, in input order; a fileId listed twice is placed once).
+ *
+ * Idempotent and conservative: a name that already exists as a regular file is left untouched (it is the
+ * user's working state, possibly changed by earlier code) and counted in `reused`; a name taken by a
+ * symlink or directory is never written through nor replaced and is reported in `conflicts`. Only absent
+ * files are placed, atomically (copy to a hidden temp file, then link into place), so a crash never leaves
+ * a half-written attachment. A blob that does not exist is reported in `missing`, not thrown.
+ * Blobs are only read (and, as defence in depth, made 0444 if they are not).
+ */
+export async function prepareWorkspace(opts: PrepareOptions): Promise<PrepareResult> {
+  const mode = opts.mode ?? "auto";
+  if (mode !== "copy" && mode !== "reflink" && mode !== "auto") {
+    throw new TypeError(`unsupported link mode ${JSON.stringify(mode)}: use "copy", "reflink" or "auto"`);
+  }
+  const dir = path.resolve(opts.dir);
+  await ensureWorkspaceDir(dir);
+
+  const byId = new Map<string, Attachment>();
+  for (const a of opts.attachments) if (!byId.has(a.fileId)) byId.set(a.fileId, a);
+  const names = uniqueNames([...byId.values()].map((a) => ({ key: a.fileId, name: a.name })));
+
+  const result: PrepareResult = { placed: [], missing: [], conflicts: [], reused: 0 };
+  for (const a of byId.values()) {
+    const name = names.get(a.fileId)!;
+    const target = path.join(dir, name);
+    const existing = await lstatOrNull(target);
+    if (existing) {
+      if (existing.isSymbolicLink()) result.conflicts.push({ fileId: a.fileId, name, reason: "symlink" });
+      else if (!existing.isFile()) result.conflicts.push({ fileId: a.fileId, name, reason: "not_a_file" });
+      else {
+        result.placed.push({ fileId: a.fileId, name, path: target, existing: true });
+        result.reused++;
+      }
+      continue;
+    }
+    let blob;
+    try {
+      blob = await stat(a.blobPath);
+    } catch (err) {
+      if (isCode(err, "ENOENT", "ENOTDIR")) {
+        result.missing.push({ fileId: a.fileId, name });
+        continue;
+      }
+      throw err;
+    }
+    if (!blob.isFile()) {
+      result.missing.push({ fileId: a.fileId, name });
+      continue;
+    }
+    if ((blob.mode & 0o222) !== 0) await chmod(a.blobPath, 0o444).catch(() => undefined);
+    const outcome = await placeOne(a.blobPath, target, mode);
+    if (outcome === "existing") {
+      const now = await lstatOrNull(target);
+      if (now && !now.isFile()) {
+        result.conflicts.push({ fileId: a.fileId, name, reason: now.isSymbolicLink() ? "symlink" : "not_a_file" });
+        continue;
+      }
+      result.reused++;
+    }
+    result.placed.push({ fileId: a.fileId, name, path: target, existing: outcome === "existing" });
+  }
+  await touchWorkspace(dir);
+  return result;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+const HEX2 = /^[0-9a-f]{2}$/;
+
+/**
+ * Delete workspaces under `<dataDir>/workspaces` not used for more than `maxIdleMs` before `now`.
+ * Last use is the mtime of the `.last-used` marker (see {@link touchWorkspace}), or of the directory when
+ * there is none. Only directories laid out by `workspaceDirFor` are considered; symlinks are never followed.
+ * Call `touchWorkspace` when an execution starts, and keep `maxIdleMs` well above the execution timeout.
+ * Returns the removed directories.
+ */
+export async function removeIdleWorkspaces(dataDir: string, maxIdleMs: number, now: number = Date.now()): Promise<string[]> {
+  const base = path.join(path.resolve(dataDir), "workspaces");
+  const removed: string[] = [];
+  let fans: string[];
+  try {
+    fans = await readdir(base);
+  } catch (err) {
+    if (isCode(err, "ENOENT")) return removed;
+    throw err;
+  }
+  for (const fan of fans.sort()) {
+    if (!HEX2.test(fan)) continue;
+    const fanDir = path.join(base, fan);
+    const fanStat = await lstatOrNull(fanDir);
+    if (!fanStat?.isDirectory()) continue;
+    for (const id of (await readdir(fanDir)).sort()) {
+      if (!HEX64.test(id) || !id.startsWith(fan)) continue;
+      const ws = path.join(fanDir, id);
+      const wsStat = await lstatOrNull(ws);
+      if (!wsStat?.isDirectory()) continue;
+      const marker = await lstatOrNull(path.join(ws, LAST_USED_MARKER));
+      const lastUsed = marker?.isFile() ? marker.mtimeMs : wsStat.mtimeMs;
+      if (now - lastUsed <= maxIdleMs) continue;
+      await rm(ws, { recursive: true, force: true });
+      removed.push(ws);
+    }
+    await rmdir(fanDir).catch(() => undefined); // only succeeds when empty
+  }
+  return removed;
+}

@@ -1,0 +1,114 @@
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdtemp, open, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { Readable } from "node:stream";
+import { text } from "node:stream/consumers";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { BlobNotFoundError, BlobTooLargeError, InvalidBlobKeyError, NotARegularFileError, createBlobStore } from "../src/index";
+
+let dataDir: string;
+beforeEach(async () => {
+  dataDir = await mkdtemp(path.join(os.tmpdir(), "ws-blob-"));
+});
+afterEach(async () => {
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+const sha = (s: string | Buffer): string => createHash("sha256").update(s).digest("hex");
+
+describe("blob store", () => {
+  it("stores content-addressed, read-only, and dedupes", async () => {
+    const store = createBlobStore(dataDir);
+    const a = await store.put(Readable.from([Buffer.from("hello "), Buffer.from("world")]));
+    expect(a).toEqual({ sha256: sha("hello world"), size: 11, key: sha("hello world"), created: true });
+    const p = store.pathOf(a.key);
+    expect(p).toBe(path.join(dataDir, "blobs", a.key.slice(0, 2), a.key.slice(2, 4), a.key));
+    expect(await readFile(p, "utf8")).toBe("hello world");
+    expect((await stat(p)).mode & 0o777).toBe(0o444);
+
+    const b = await store.put(Readable.from([Buffer.from("hello world")]));
+    expect(b).toMatchObject({ key: a.key, created: false });
+    expect(await readdir(path.join(dataDir, "blobs", "tmp"))).toEqual([]);
+
+    expect(await store.has(a.key)).toBe(true);
+    expect(await text(await store.open(a.key))).toBe("hello world");
+    expect(await text(await store.open(a.key, { start: 6, end: 10 }))).toBe("world");
+    expect(await store.remove(a.key)).toBe(true);
+    expect(await store.remove(a.key)).toBe(false);
+    expect(await store.has(a.key)).toBe(false);
+    await expect(store.open(a.key)).rejects.toBeInstanceOf(BlobNotFoundError);
+  });
+
+  it("stores empty content", async () => {
+    const store = createBlobStore(dataDir);
+    const r = await store.put(Readable.from([]));
+    expect(r).toMatchObject({ size: 0, sha256: sha("") });
+  });
+
+  it("aborts beyond maxBytes with BlobTooLargeError and leaves no temp file", async () => {
+    const store = createBlobStore(dataDir);
+    const chunks = Array.from({ length: 10 }, () => Buffer.alloc(1024, 1));
+    await expect(store.put(Readable.from(chunks), { maxBytes: 4096 })).rejects.toBeInstanceOf(BlobTooLargeError);
+    expect(await readdir(path.join(dataDir, "blobs", "tmp"))).toEqual([]);
+    const ok = await store.put(Readable.from([Buffer.alloc(4096)]), { maxBytes: 4096 });
+    expect(ok.size).toBe(4096);
+  });
+
+  it("removes the temp file when the source stream fails", async () => {
+    const store = createBlobStore(dataDir);
+    const failing = new Readable({
+      read() {
+        this.destroy(new Error("boom"));
+      },
+    });
+    await expect(store.put(failing)).rejects.toThrow("boom");
+    expect(await readdir(path.join(dataDir, "blobs", "tmp"))).toEqual([]);
+  });
+
+  it("rejects keys that are not sha256 hex", () => {
+    const store = createBlobStore(dataDir);
+    expect(() => store.pathOf("../../etc/passwd")).toThrow(InvalidBlobKeyError);
+    expect(() => store.pathOf("A".repeat(64))).toThrow(InvalidBlobKeyError);
+  });
+
+  it("putFile streams a file and refuses symlinks and unexpected inodes", async () => {
+    const store = createBlobStore(dataDir);
+    const file = path.join(dataDir, "in.bin");
+    await writeFile(file, "payload");
+    const r = await store.putFile(file, { expect: { ino: (await stat(file)).ino, size: 7 } });
+    expect(r).toMatchObject({ sha256: sha("payload"), size: 7 });
+    await symlink(file, path.join(dataDir, "link"));
+    await expect(store.putFile(path.join(dataDir, "link"))).rejects.toBeInstanceOf(NotARegularFileError);
+    await expect(store.putFile(dataDir)).rejects.toBeInstanceOf(NotARegularFileError);
+    await expect(store.putFile(file, { expect: { ino: 1 } })).rejects.toBeInstanceOf(NotARegularFileError);
+    await expect(store.putFile(file, { maxBytes: 3 })).rejects.toBeInstanceOf(BlobTooLargeError);
+  });
+
+  it("putFile of a large file keeps memory flat", async () => {
+    const store = createBlobStore(dataDir);
+    const file = path.join(dataDir, "big.bin");
+    const size = 256 * 1024 * 1024;
+    const fh = await open(file, "w");
+    await fh.truncate(size); // sparse: fast to create, still read in full
+    await fh.close();
+    const rssBefore = process.memoryUsage().rss;
+    let peak = rssBefore;
+    const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 5);
+    let key: string;
+    try {
+      const r = await store.putFile(file);
+      expect(r.size).toBe(size);
+      key = r.key;
+    } finally {
+      clearInterval(timer);
+    }
+    peak = Math.max(peak, process.memoryUsage().rss);
+    expect(peak - rssBefore).toBeLessThan(48 * 1024 * 1024);
+    const h = createHash("sha256");
+    for await (const c of createReadStream(file)) h.update(c as Buffer);
+    expect(key).toBe(h.digest("hex"));
+    expect((await stat(store.pathOf(key))).size).toBe(size);
+  }, 30_000);
+});

@@ -1,0 +1,100 @@
+// Brings a fresh clone to a runnable state: dependencies, Postgres/Redis reachability, the Prisma client,
+// migrations, and the Jupyter packages for the embedded kernel gateway. Plain JavaScript on purpose: it
+// runs before node_modules exists. Every step is idempotent and fast when there is nothing to do.
+import { spawnSync } from "node:child_process";
+import { existsSync, statSync } from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const say = (msg) => console.error(`[setup] ${msg}`);
+
+function run(cmd, args, opts = {}) {
+  const res = spawnSync(cmd, args, { cwd: root, stdio: opts.quiet ? "pipe" : "inherit", env: { ...process.env, ...opts.env } });
+  if (res.status !== 0 && !opts.allowFail) {
+    if (opts.quiet) process.stderr.write(res.stderr ?? "");
+    throw new Error(`${cmd} ${args.join(" ")} exited with ${res.status ?? res.signal}`);
+  }
+  return res.status === 0;
+}
+
+const mtime = (p) => (existsSync(p) ? statSync(p).mtimeMs : 0);
+
+function ensureDependencies() {
+  const marker = path.join(root, "node_modules/.package-lock.json");
+  if (existsSync(marker) && mtime(marker) >= mtime(path.join(root, "package-lock.json"))) return;
+  say("installing dependencies (npm ci)");
+  run("npm", ["ci", "--no-audit", "--no-fund", "--loglevel=error"]);
+}
+
+function reachable(host, port, timeoutMs = 1500) {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    const done = (ok) => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.setTimeout(timeoutMs, () => done(false));
+    s.once("connect", () => done(true));
+    s.once("error", () => done(false));
+  });
+}
+
+async function waitReachable(host, port, ms) {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (await reachable(host, port)) return true;
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  return false;
+}
+
+const isLocal = (host) => ["127.0.0.1", "localhost", "::1", "[::1]"].includes(host);
+
+/** Starts the machine's own Postgres or Redis when the configured local one is down (Debian layout). */
+async function ensureService(name, url, startCmd) {
+  const u = new URL(url);
+  const port = Number(u.port || (name === "postgres" ? 5432 : 6379));
+  if (await reachable(u.hostname, port)) return;
+  if (!isLocal(u.hostname) || !startCmd) {
+    throw new Error(`${name} is not reachable at ${u.hostname}:${port}; start it or set ${name === "postgres" ? "DATABASE_URL" : "REDIS_URL"}`);
+  }
+  say(`${name} is down on ${u.hostname}:${port}; starting the local one`);
+  run("sh", ["-c", startCmd], { allowFail: true });
+  if (!(await waitReachable(u.hostname, port, 15_000))) {
+    throw new Error(`${name} is not reachable at ${u.hostname}:${port} and could not be started; start it or set its URL`);
+  }
+}
+
+function ensurePrismaClient() {
+  const generated = path.join(root, "packages/db/src/generated/client.ts");
+  if (mtime(generated) >= mtime(path.join(root, "prisma/schema.prisma")) && existsSync(generated)) return;
+  say("generating the Prisma client");
+  run("npx", ["prisma", "generate"], { quiet: true });
+}
+
+export async function setup({ databaseUrl, jupyter = true } = {}) {
+  ensureDependencies();
+  const dbUrl = databaseUrl ?? process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/codeinterp";
+  const pgStart = existsSync("/etc/postgresql")
+    ? "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql | head -1) main start"
+    : null;
+  const redisStart = existsSync("/usr/bin/redis-server")
+    ? 'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no'
+    : null;
+  await ensureService("postgres", dbUrl, pgStart);
+  await ensureService("redis", process.env.REDIS_URL ?? "redis://127.0.0.1:6379", redisStart);
+  ensurePrismaClient();
+  run("npx", ["tsx", "packages/db/src/migrate-cli.ts"], { quiet: true, env: { DATABASE_URL: dbUrl } });
+  if (jupyter && !process.env.JUPYTER_URL) {
+    run("npx", ["tsx", "scripts/ensure-jupyter.ts"]);
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await setup().catch((err) => {
+    say(err.message);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,131 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { client, startTestStack } from "./helpers/stack";
+import type { TestStack } from "./helpers/stack";
+
+let stack: TestStack;
+let api: ReturnType<typeof client>;
+
+beforeAll(async () => {
+  stack = await startTestStack();
+  const user = await stack.newUser("alice");
+  api = client(stack.url, user.key);
+});
+afterAll(async () => {
+  await stack?.close();
+});
+
+describe("executions end to end", () => {
+  it("runs code to completed with its stdout", async () => {
+    const done = await api.run({ code: "print('hello', 6*7)" });
+    expect(done.status).toBe("completed");
+    expect(done.result.stdout).toBe("hello 42\n");
+    expect(done.result.error).toBeNull();
+    expect(done.startedAt).not.toBeNull();
+    expect(done.finishedAt).not.toBeNull();
+  });
+
+  it("a Python exception completes with ename, a clean traceback and the stdout printed before it", async () => {
+    const done = await api.run({ code: "print('before')\nraise ValueError('boom')" });
+    expect(done.status).toBe("completed");
+    expect(done.result.stdout).toBe("before\n");
+    expect(done.result.error.ename).toBe("ValueError");
+    expect(done.result.error.evalue).toBe("boom");
+    expect(done.result.error.traceback.join("\n")).toContain("ValueError");
+    expect(done.result.error.traceback.join("\n")).not.toMatch(/\u001b\[/);
+  });
+
+  it("returns the last expression as a text/plain output", async () => {
+    const done = await api.run({ code: "1+1" });
+    expect(done.result.outputs).toContainEqual({ type: "text/plain", data: "2" });
+  });
+
+  it("20 concurrent executions each get exactly their own output", async () => {
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => api.run({ code: `import time; time.sleep(0.05); print('run-${i}')` }, 120_000)),
+    );
+    results.forEach((r, i) => {
+      expect(r.status).toBe("completed");
+      expect(r.result.stdout).toBe(`run-${i}\n`);
+    });
+  });
+
+  it("the same idempotency key returns the same execution", async () => {
+    const body = { chatId: "c", messageId: "m-idem", code: "print(1)", idempotencyKey: "key-123" };
+    const a = await api.post("/v1/executions", body);
+    const b = await api.post("/v1/executions", body);
+    expect(a.status).toBe(202);
+    expect(b.status).toBe(202);
+    expect(b.body.id).toBe(a.body.id);
+    const other = await api.post("/v1/executions", { ...body, code: "print(2)" });
+    expect(other.status).toBe(409);
+    expect(other.body.error.code).toBe("idempotency_conflict");
+  });
+
+  it("waitMs returns early when the execution is still running", async () => {
+    const created = await api.post("/v1/executions", { chatId: "c", messageId: "m-slow", code: "import time; time.sleep(3)" });
+    const t0 = Date.now();
+    const res = await api.get(`/v1/executions/${created.body.id}?waitMs=300`);
+    expect(Date.now() - t0).toBeLessThan(2500);
+    expect(["queued", "preparing", "running"]).toContain(res.body.status);
+    const done = await api.get(`/v1/executions/${created.body.id}?waitMs=20000`);
+    expect(done.body.status).toBe("completed");
+  });
+});
+
+describe("bad input and auth", () => {
+  it("rejects bad JSON with 400 invalid_json", async () => {
+    const res = await api.post("/v1/executions", "{not json", { "content-type": "application/json" });
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe("invalid_json");
+  });
+
+  it("rejects missing fields with 400 validation_error naming the field", async () => {
+    const res = await api.post("/v1/executions", { chatId: "c", code: "print(1)" });
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe("validation_error");
+    expect(res.body.error.message).toContain("messageId");
+  });
+
+  it("rejects unknown fileIds with 422 naming them, and records nothing", async () => {
+    const missing = "00000000-0000-4000-8000-000000000000";
+    const res = await api.post("/v1/executions", { chatId: "c", messageId: "m-x", code: "1", fileIds: [missing] });
+    expect(res.status).toBe(422);
+    expect(res.body.error.fileIds).toEqual([missing]);
+  });
+
+  it("answers 401 without a key and with a wrong key", async () => {
+    const none = await fetch(`${stack.url}/v1/executions/00000000-0000-4000-8000-000000000000`);
+    expect(none.status).toBe(401);
+    expect(((await none.json()) as { error: { code: string } }).error.code).toBe("unauthorized");
+    const wrong = await client(stack.url, "ci_wrong").get("/v1/executions/00000000-0000-4000-8000-000000000000");
+    expect(wrong.status).toBe(401);
+  });
+
+  it("another user's execution answers 404 like a missing one", async () => {
+    const mine = await api.run({ code: "print('secret')" });
+    const bob = client(stack.url, (await stack.newUser("bob")).key);
+    const res = await bob.get(`/v1/executions/${mine.id}`);
+    expect(res.status).toBe(404);
+    expect(res.body.error.code).toBe("not_found");
+    expect((await bob.get("/v1/executions/not-a-uuid")).status).toBe(404);
+  });
+
+  it("admin routes need the admin token", async () => {
+    const res = await fetch(`${stack.url}/v1/admin/api-keys`, {
+      method: "POST",
+      headers: { authorization: "Bearer nope", "content-type": "application/json" },
+      body: JSON.stringify({ userId: "mallory" }),
+    });
+    expect(res.status).toBe(401);
+  });
+});
+
+describe("operator endpoints", () => {
+  it("healthz, readyz and openapi.json answer", async () => {
+    expect((await fetch(`${stack.url}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${stack.url}/readyz`);
+    expect(await ready.json()).toEqual({ status: "ok", checks: { database: "ok", redis: "ok", kernelGateway: "ok" } });
+    const doc = (await (await fetch(`${stack.url}/openapi.json`)).json()) as { paths: Record<string, unknown> };
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/v1/executions", "/v1/executions/{id}", "/v1/admin/api-keys"]));
+  });
+});

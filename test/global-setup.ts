@@ -1,0 +1,72 @@
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import pg from "pg";
+import type { TestProject } from "vitest/node";
+import { migrate, ensureDatabase } from "@codeinterp/db";
+import { startLocalJupyter } from "@codeinterp/kernel";
+import type { LocalJupyter } from "@codeinterp/kernel";
+import { repoRoot } from "@codeinterp/config";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    templateDatabaseUrl: string;
+    jupyterUrl: string;
+    jupyterToken: string;
+    testRoot: string;
+  }
+}
+
+const baseUrl = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/codeinterp";
+
+function withDb(url: string, name: string): string {
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+/**
+ * Once per run: a migrated template database that each test file clones, and one real Jupyter server
+ * (unless JUPYTER_URL points at one) whose root_dir holds every test file's DATA_DIR.
+ */
+export default async function setup(project: TestProject) {
+  const template = `codeinterp_test_tpl_${process.pid}`;
+  const templateUrl = withDb(baseUrl, template);
+  const admin = new pg.Client({ connectionString: withDb(baseUrl, "postgres") });
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS "${template}" WITH (FORCE)`);
+  await admin.end();
+  await ensureDatabase(templateUrl);
+  await migrate({ url: templateUrl, migrationsDir: path.join(repoRoot, "prisma/migrations") });
+
+  const testRoot = await mkdtemp(path.join(os.tmpdir(), "codeinterp-test-"));
+  let jupyter: LocalJupyter | null = null;
+  let jupyterUrl = process.env.JUPYTER_URL;
+  let jupyterToken = process.env.JUPYTER_TOKEN ?? "";
+  if (!jupyterUrl) {
+    await mkdir(path.join(testRoot, "jupyter-state"), { recursive: true });
+    jupyter = await startLocalJupyter({ rootDir: testRoot, stateDir: path.join(testRoot, "jupyter-state"), port: 0, log: quietLog });
+    jupyterUrl = jupyter.url;
+    jupyterToken = jupyter.token;
+  }
+  project.provide("templateDatabaseUrl", templateUrl);
+  project.provide("jupyterUrl", jupyterUrl);
+  project.provide("jupyterToken", jupyterToken);
+  project.provide("testRoot", testRoot);
+
+  return async () => {
+    await jupyter?.stop();
+    const c = new pg.Client({ connectionString: withDb(baseUrl, "postgres") });
+    await c.connect();
+    await c.query(`DROP DATABASE IF EXISTS "${template}" WITH (FORCE)`);
+    await c.end();
+    await rm(testRoot, { recursive: true, force: true });
+  };
+}
+
+const quietLog = {
+  debug: () => undefined,
+  info: () => undefined,
+  warn: (o: unknown, m?: string) => console.warn("[jupyter]", m ?? o),
+  error: (o: unknown, m?: string) => console.error("[jupyter]", m ?? o),
+};

@@ -1,0 +1,117 @@
+import { randomBytes } from "node:crypto";
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+import { inject } from "vitest";
+import { loadApiEnv } from "../../apps/api/src/env";
+import { startApiServer } from "../../apps/api/src/server";
+import { loadWorkerEnv } from "../../apps/worker/src/env";
+import { startWorker } from "../../apps/worker/src/start";
+import type { RunningWorker } from "../../apps/worker/src/start";
+import { createLogger } from "@codeinterp/logger";
+import { createTestDatabase } from "./database";
+
+export interface TestStack {
+  url: string;
+  adminToken: string;
+  dataDir: string;
+  databaseUrl: string;
+  queuePrefix: string;
+  env: Record<string, string>;
+  /** A new user with its own API key. */
+  newUser(userId?: string): Promise<{ userId: string; key: string }>;
+  startWorker(overrides?: Record<string, string>): Promise<RunningWorker>;
+  close(): Promise<void>;
+}
+
+/**
+ * The API (on port 0) and a worker in-process, on this file's own database, queue prefix and DATA_DIR,
+ * against the real Redis and the run's real Jupyter server.
+ */
+export async function startTestStack(opts: { worker?: boolean; env?: Record<string, string> } = {}): Promise<TestStack> {
+  const db = await createTestDatabase();
+  const suffix = randomBytes(5).toString("hex");
+  const dataDir = path.join(inject("testRoot"), `data-${suffix}`);
+  await mkdir(dataDir, { recursive: true });
+  const adminToken = `admin-${randomBytes(12).toString("hex")}`;
+  const env: Record<string, string> = {
+    NODE_ENV: "test",
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent",
+    DATABASE_URL: db.url,
+    REDIS_URL: process.env.REDIS_URL ?? "redis://127.0.0.1:6379",
+    QUEUE_PREFIX: `citest-${suffix}`,
+    JUPYTER_URL: inject("jupyterUrl"),
+    JUPYTER_TOKEN: inject("jupyterToken"),
+    DATA_DIR: dataDir,
+    KERNEL_ROOT_DIR: inject("testRoot"),
+    ADMIN_TOKEN: adminToken,
+    PORT: "0",
+    HOST: "127.0.0.1",
+    WORKER_CONCURRENCY: "4",
+    RECONCILE_INTERVAL_MS: "2000",
+    ...opts.env,
+  };
+  const log = createLogger({ name: "test", level: env.LOG_LEVEL as "silent" });
+  const api = await startApiServer(loadApiEnv(env), log.child({ app: "api" }));
+  const workers: RunningWorker[] = [];
+  const stack: TestStack = {
+    url: api.url,
+    adminToken,
+    dataDir,
+    databaseUrl: db.url,
+    queuePrefix: env.QUEUE_PREFIX!,
+    env,
+    async newUser(userId = `user-${randomBytes(4).toString("hex")}`) {
+      const res = await fetch(`${api.url}/v1/admin/api-keys`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
+        body: JSON.stringify({ userId }),
+      });
+      if (res.status !== 201) throw new Error(`api key creation failed: ${res.status} ${await res.text()}`);
+      return (await res.json()) as { userId: string; key: string };
+    },
+    async startWorker(overrides = {}) {
+      const w = await startWorker(loadWorkerEnv({ ...env, ...overrides }), log.child({ app: "worker" }));
+      workers.push(w);
+      return w;
+    },
+    async close() {
+      await Promise.all(workers.map((w) => w.close(5000)));
+      await api.close(2000);
+      await db.drop();
+    },
+  };
+  if (opts.worker !== false) await stack.startWorker();
+  return stack;
+}
+
+/** fetch with the user's key and JSON in and out. */
+export function client(baseUrl: string, key: string) {
+  const call = async (method: string, p: string, body?: unknown, headers: Record<string, string> = {}) => {
+    const res = await fetch(`${baseUrl}${p}`, {
+      method,
+      headers: { authorization: `Bearer ${key}`, ...(body !== undefined ? { "content-type": "application/json" } : {}), ...headers },
+      body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+    });
+    const text = await res.text();
+    let json: unknown = null;
+    try {
+      json = text ? JSON.parse(text) : null;
+    } catch {
+      json = text;
+    }
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    return { status: res.status, headers: res.headers, body: json as any };
+  };
+  return {
+    get: (p: string) => call("GET", p),
+    post: (p: string, body?: unknown, headers?: Record<string, string>) => call("POST", p, body, headers),
+    del: (p: string) => call("DELETE", p),
+    /** Submits code and waits (long-poll) until the execution ends. */
+    async run(body: Record<string, unknown>, waitMs = 30_000) {
+      const created = await call("POST", "/v1/executions", { chatId: "chat-1", messageId: `msg-${randomBytes(4).toString("hex")}`, ...body });
+      if (created.status !== 202) throw new Error(`submit failed: ${created.status} ${JSON.stringify(created.body)}`);
+      const done = await call("GET", `/v1/executions/${created.body.id}?waitMs=${waitMs}`);
+      return done.body;
+    },
+  };
+}

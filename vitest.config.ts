@@ -1,0 +1,30 @@
+import { defineConfig } from "vitest/config";
+
+// Two projects: fast pure-logic unit tests, and integration tests that talk to the real
+// Postgres, Redis and Jupyter server. The machine has 2 cores, so integration files run
+// with modest parallelism.
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: "unit",
+          include: ["packages/*/test/**/*.unit.test.ts", "apps/*/test/**/*.unit.test.ts", "test/**/*.unit.test.ts"],
+          environment: "node",
+        },
+      },
+      {
+        test: {
+          name: "integration",
+          include: ["packages/*/test/**/*.int.test.ts", "apps/*/test/**/*.int.test.ts", "test/**/*.int.test.ts"],
+          environment: "node",
+          globalSetup: ["test/global-setup.ts"],
+          testTimeout: 60_000,
+          hookTimeout: 120_000,
+          pool: "forks",
+          maxWorkers: 2,
+        },
+      },
+    ],
+  },
+});
