@@ -11,6 +11,7 @@ export default defineConfig({
           name: "unit",
           include: ["packages/*/test/**/*.unit.test.ts", "apps/*/test/**/*.unit.test.ts", "test/**/*.unit.test.ts"],
           environment: "node",
+          sequence: { groupOrder: 0 },
         },
       },
       {
@@ -23,6 +24,7 @@ export default defineConfig({
           hookTimeout: 120_000,
           pool: "forks",
           maxWorkers: 2,
+          sequence: { groupOrder: 1 },
         },
       },
     ],

@@ -6,6 +6,8 @@ import { errorHandler, unknownRoute } from "./errors";
 import { buildOpenApiDocument } from "./openapi";
 import { adminRouter } from "./routes/admin";
 import { executionsRouter } from "./routes/executions";
+import { filesRouter } from "./routes/files";
+import { messagesRouter } from "./routes/messages";
 import { healthRouter } from "./routes/health";
 
 export function createApp(deps: ApiDeps): Express {
@@ -24,8 +26,10 @@ export function createApp(deps: ApiDeps): Express {
   app.use("/v1/admin", json, adminRouter(deps));
   const v1 = express.Router();
   v1.use(requireApiKey(deps.db));
+  v1.use(filesRouter(deps));
   v1.use(json);
   v1.use(executionsRouter(deps));
+  v1.use(messagesRouter(deps));
   app.use("/v1", v1);
 
   app.use(unknownRoute);

@@ -1,6 +1,7 @@
 import { OpenAPIRegistry, OpenApiGeneratorV31 } from "@asteasolutions/zod-to-openapi";
-import { z } from "zod";
+import type { z } from "zod";
 import type { ApiEnv } from "./env";
+import { registerFilePaths } from "./openapi-files";
 import {
   ApiKeyCreated,
   CreateApiKeyBody,
@@ -63,6 +64,7 @@ export function buildOpenApiDocument(env: Pick<ApiEnv, "MAX_CODE_BYTES" | "MAX_E
     request: { params: ExecutionParams, query: WaitQuery },
     responses: { 200: json(Execution, "The execution"), ...errors },
   });
+  registerFilePaths(registry, security);
   registry.registerPath({ method: "get", path: "/healthz", summary: "Process up", responses: { 200: json(Health, "Up") } });
   registry.registerPath({
     method: "get",

@@ -1,7 +1,7 @@
 import { KernelAPI, KernelConnection, ServerConnection } from "@jupyterlab/services";
 import { GatewayUnavailableError, InvalidKernelPathError, KernelNotFoundError } from "./errors";
 import type { Log } from "./log";
-import { KernelSession } from "./session";
+import { KernelSession, shutdownKernelById } from "./session";
 import { isRefused, makeServerSettings, withGatewayRetry } from "./settings";
 
 export type KernelGatewayOptions = {
@@ -118,12 +118,7 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
     },
 
     async shutdownKernel(kernelId) {
-      try {
-        await withGatewayRetry("kernel shutdown", () => KernelAPI.shutdownKernel(kernelId, settings), idempotent);
-      } catch (err) {
-        if (err instanceof ServerConnection.ResponseError && err.response.status === 404) return;
-        throw err;
-      }
+      await withGatewayRetry("kernel shutdown", () => shutdownKernelById(kernelId, settings), idempotent);
     },
   };
 }

@@ -8,6 +8,23 @@ import type { ExecuteOptions, ExecutionOutcome } from "./types";
 
 const RESTART_TIMEOUT_MS = 30_000;
 const INTERRUPT_TIMEOUT_MS = 5_000;
+const SHUTDOWN_RETRIES = 10;
+
+/** Shuts a kernel down; 404 means already gone; a 500 (jupyter_client 7.4, kernel mid-restart) is retried. */
+export async function shutdownKernelById(id: string, settings: ServerConnection.ISettings, firstDelayMs = 0): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    if (firstDelayMs || attempt > 1) await new Promise((r) => setTimeout(r, 1_000));
+    try {
+      await KernelAPI.shutdownKernel(id, settings);
+      return;
+    } catch (err) {
+      if (err instanceof ServerConnection.ResponseError && err.response.status === 404) return;
+      if (!(err instanceof ServerConnection.ResponseError && err.response.status === 500) || attempt >= SHUTDOWN_RETRIES) {
+        throw err;
+      }
+    }
+  }
+}
 
 export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -70,17 +87,8 @@ export class KernelSession {
     this.log.warn({ kernelId: this.id, reason }, "kernel session is dead");
   }
 
-  /** Waits (bounded) until the kernel answers again, e.g. after the server restarted a crashed kernel. */
+  /** Waits (bounded) until the websocket is connected again, e.g. after the server restarted a crashed kernel. */
   async settle(timeoutMs: number): Promise<void> {
-    const conn = this.connection;
-    const deadline = Date.now() + timeoutMs;
-    await this.waitConnected(timeoutMs);
-    if (conn.isDisposed || conn.connectionStatus !== "connected") return;
-    // jupyter_client 7.4 answers 500 to a shutdown while an autorestarted kernel is still starting.
-    await withTimeout(conn.requestKernelInfo(), Math.max(deadline - Date.now(), 1), "kernel info").catch(() => undefined);
-  }
-
-  private async waitConnected(timeoutMs: number): Promise<void> {
     const conn = this.connection;
     if (conn.isDisposed || conn.connectionStatus === "connected") return;
     await new Promise<void>((resolve) => {
@@ -143,13 +151,8 @@ export class KernelSession {
       if (!this.connection.isDisposed) await withTimeout(this.connection.shutdown(), RESTART_TIMEOUT_MS, "shutdown");
     } catch (err) {
       if (!(err instanceof ServerConnection.ResponseError)) throw err;
-      // 404: already gone. 500: jupyter_client 7.4 fails while a kernel is mid-restart; one retry suffices.
-      if (err.response.status !== 404) {
-        await new Promise((r) => setTimeout(r, 1_000));
-        await KernelAPI.shutdownKernel(this.id, this.settings).catch((again: unknown) => {
-          if (!(again instanceof ServerConnection.ResponseError && again.response.status === 404)) throw again;
-        });
-      }
+      // 404: already gone. 500: jupyter_client 7.4 fails while an autorestarted kernel is still starting.
+      if (err.response.status !== 404) await shutdownKernelById(this.id, this.settings, 1_000);
     } finally {
       this.connection.dispose();
     }

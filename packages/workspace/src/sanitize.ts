@@ -17,7 +17,6 @@ const MAX_EXT_BYTES = 32;
 
 // C0 controls (incl. NUL), DEL, C1 controls, line/paragraph separators, and bidi/zero-width format
 // characters that can be used to disguise an extension (e.g. U+202E "RIGHT-TO-LEFT OVERRIDE").
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060\u2066-\u2069\ufeff]/g;
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 // Windows device names, with or without an extension ("CON", "con.txt", "COM1.tar.gz", "LPT¹").

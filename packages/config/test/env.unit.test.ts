@@ -1,0 +1,39 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError } from "@codeinterp/config";
+import { loadApiEnv } from "../../../apps/api/src/env";
+import { loadWorkerEnv } from "../../../apps/worker/src/env";
+
+describe("env parsing", () => {
+  it("has working local defaults for everything", () => {
+    const api = loadApiEnv({});
+    expect(api.PORT).toBe(8080);
+    expect(api.DATABASE_URL).toBe("postgresql://postgres@127.0.0.1:5432/codeinterp");
+    expect(api.REDIS_URL).toBe("redis://127.0.0.1:6379");
+    expect(api.JUPYTER_URL).toBeUndefined();
+    expect(api.ADMIN_TOKEN).toBeUndefined();
+    const worker = loadWorkerEnv({ DATA_DIR: "/srv/ci" });
+    expect(worker.KERNEL_ROOT_DIR).toBe("/srv/ci");
+    expect(worker.WORKER_CONCURRENCY).toBeGreaterThan(0);
+  });
+
+  it("coerces numbers and booleans from strings", () => {
+    const worker = loadWorkerEnv({ WORKER_CONCURRENCY: "8", SANDBOX: "true", EXECUTION_TIMEOUT_MS: "5000" });
+    expect(worker.WORKER_CONCURRENCY).toBe(8);
+    expect(worker.SANDBOX).toBe(true);
+    expect(worker.EXECUTION_TIMEOUT_MS).toBe(5000);
+  });
+
+  it("lists every invalid setting in one ConfigError", () => {
+    let err: unknown;
+    try {
+      loadApiEnv({ PORT: "http", DATABASE_URL: "not a url", ADMIN_TOKEN: "short" });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const msg = (err as Error).message;
+    expect(msg).toContain("PORT");
+    expect(msg).toContain("DATABASE_URL");
+    expect(msg).toContain("ADMIN_TOKEN");
+  });
+});

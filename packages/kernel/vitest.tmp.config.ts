@@ -1,2 +1,0 @@
-import { defineConfig } from "vitest/config";
-export default defineConfig({ test: { include: ["packages/kernel/test/**/*.int.test.ts"], testTimeout: 60_000, hookTimeout: 120_000, pool: "forks", root: "/work/main" } });

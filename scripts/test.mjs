@@ -1,0 +1,25 @@
+// `npm test` from a fresh clone: the same set-up as `npm start`, then type-check, lint and every test.
+// Extra arguments go to vitest (e.g. `npm test -- test/files.int.test.ts`).
+import { spawnSync } from "node:child_process";
+import { root, setup } from "./setup.mjs";
+
+const step = (name, cmd, args) => {
+  const t0 = Date.now();
+  console.error(`[test] ${name}`);
+  const res = spawnSync(cmd, args, { cwd: root, stdio: "inherit" });
+  console.error(`[test] ${name}: ${res.status === 0 ? "ok" : "FAILED"} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  if (res.status !== 0) process.exit(res.status ?? 1);
+};
+
+try {
+  await setup();
+} catch (err) {
+  console.error(`[test] setup failed: ${err.message}`);
+  process.exit(1);
+}
+const extra = process.argv.slice(2);
+if (extra.length === 0) {
+  step("typecheck", "npx", ["tsc", "-p", "tsconfig.json"]);
+  step("lint", "npx", ["eslint", "--max-warnings=0", "."]);
+}
+step("tests", "npx", ["vitest", "run", ...extra]);
