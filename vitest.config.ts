@@ -5,6 +5,8 @@ import { defineConfig } from "vitest/config";
 // with modest parallelism.
 export default defineConfig({
   test: {
+    // @jupyterlab/services narrates its websocket life on console.debug; that is noise in test output.
+    onConsoleLog: (log, type) => !(type === "stdout" && /^(Starting WebSocket|Kernel: )/.test(log)),
     projects: [
       {
         test: {

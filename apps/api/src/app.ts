@@ -5,6 +5,8 @@ import type { ApiDeps } from "./deps";
 import { errorHandler, unknownRoute } from "./errors";
 import { buildOpenApiDocument } from "./openapi";
 import { adminRouter } from "./routes/admin";
+import { cancelRouter } from "./routes/cancel";
+import { eventsRouter } from "./routes/events";
 import { executionsRouter } from "./routes/executions";
 import { filesRouter } from "./routes/files";
 import { messagesRouter } from "./routes/messages";
@@ -29,6 +31,8 @@ export function createApp(deps: ApiDeps): Express {
   v1.use(filesRouter(deps));
   v1.use(json);
   v1.use(executionsRouter(deps));
+  v1.use(eventsRouter(deps));
+  v1.use(cancelRouter(deps));
   v1.use(messagesRouter(deps));
   app.use("/v1", v1);
 

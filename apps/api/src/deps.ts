@@ -1,7 +1,8 @@
 import type { Queue } from "bullmq";
 import type { Db } from "@codeinterp/db";
 import type { Logger } from "@codeinterp/logger";
-import type { EventSubscriber } from "@codeinterp/queue";
+import type { EventSubscriber, Redis } from "@codeinterp/queue";
+import type { BlobStore } from "@codeinterp/workspace";
 import type { ApiEnv } from "./env";
 
 export type ReadinessCheck = () => Promise<Record<string, "ok" | "down">>;
@@ -13,8 +14,13 @@ export interface ApiDeps {
     "ADMIN_TOKEN" | "EXECUTION_TIMEOUT_MS" | "MAX_EXECUTION_TIMEOUT_MS" | "MAX_CODE_BYTES" | "MAX_FILES_PER_EXECUTION" | "MAX_UPLOAD_BYTES" | "MAX_WAIT_MS" | "DATA_DIR"
   >;
   db: Db;
+  /** Content-addressed file storage under DATA_DIR (uploads and generated files). */
+  blobs: BlobStore;
   log: Logger;
   executionQueue: Queue;
   events: EventSubscriber;
+  /** Commands (not subscriber mode): cancel requests, event replays. */
+  redis: Redis;
+  queuePrefix: string;
   readiness: ReadinessCheck;
 }

@@ -4,6 +4,7 @@ import { Queue } from "bullmq";
 import { createDb } from "@codeinterp/db";
 import type { Logger } from "@codeinterp/logger";
 import { createEventSubscriber, createRedis, queueNames } from "@codeinterp/queue";
+import { createBlobStore } from "@codeinterp/workspace";
 import { createApp } from "./app";
 import type { ApiEnv } from "./env";
 import { createReadinessCheck } from "./readiness";
@@ -21,9 +22,10 @@ export async function startApiServer(env: ApiEnv, log: Logger): Promise<RunningA
   const subscriberRedis = createRedis(env.REDIS_URL, { name: "api-events", blocking: true });
   const executionQueue = new Queue(queueNames.executions, { connection: redis, prefix: env.QUEUE_PREFIX });
   executionQueue.on("error", (err) => log.warn({ err: err.message }, "queue connection error"));
-  const events = createEventSubscriber(subscriberRedis, env.QUEUE_PREFIX);
+  const events = createEventSubscriber(subscriberRedis, redis, env.QUEUE_PREFIX);
   const readiness = createReadinessCheck({ db, redis, jupyterUrl: env.JUPYTER_URL, jupyterToken: env.JUPYTER_TOKEN });
-  const app = createApp({ env, db, log, executionQueue, events, readiness });
+  const blobs = createBlobStore(env.DATA_DIR);
+  const app = createApp({ env, db, blobs, log, executionQueue, events, readiness, redis, queuePrefix: env.QUEUE_PREFIX });
 
   const server = createServer(app);
   server.keepAliveTimeout = 65_000;

@@ -1,3 +1,5 @@
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
 import { Queue } from "bullmq";
 import { createDb } from "@codeinterp/db";
 import { createKernelGateway } from "@codeinterp/kernel";
@@ -6,7 +8,7 @@ import { cancelChannel, createRedis, queueNames } from "@codeinterp/queue";
 import { createBlobStore } from "@codeinterp/workspace";
 import { CancelRegistry } from "./cancellations";
 import type { WorkerEnv } from "./env";
-import { createFreshKernelBroker } from "./kernels/broker";
+import { createMessageKernelBroker } from "./kernels/message-broker";
 import { startReconciler } from "./reconciler";
 import { createExecutionWorker } from "./worker";
 
@@ -23,7 +25,18 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
   const connection = createRedis(env.REDIS_URL, { name: "worker-bullmq", blocking: true });
   const cancelSub = createRedis(env.REDIS_URL, { name: "worker-cancel", blocking: true });
   const gateway = createKernelGateway({ baseUrl: env.JUPYTER_URL, token: env.JUPYTER_TOKEN, log });
-  const broker = createFreshKernelBroker(gateway);
+  const poolDir = path.join(env.DATA_DIR, "kernel-pool");
+  await mkdir(poolDir, { recursive: true, mode: 0o700 });
+  const broker = createMessageKernelBroker({
+    gateway,
+    redis,
+    prefix: env.QUEUE_PREFIX,
+    workerId: env.WORKER_ID,
+    log,
+    poolSize: env.KERNEL_POOL_SIZE,
+    poolPath: path.relative(env.KERNEL_ROOT_DIR, poolDir).split(path.sep).join("/"),
+    idleTtlMs: env.KERNEL_IDLE_TTL_MS,
+  });
   const cancels = new CancelRegistry();
   const blobs = createBlobStore(env.DATA_DIR);
 

@@ -1,26 +1,45 @@
 import { z } from "zod";
 
 export const executionChannel = (prefix: string, executionId: string) => `${prefix}:execution:${executionId}`;
+/** A capped Redis stream of the same events, so a late subscriber can replay what it missed. */
+export const executionLogKey = (prefix: string, executionId: string) => `${prefix}:execution-log:${executionId}`;
 /** Workers listen here for cancel requests of executions they may be running. */
 export const cancelChannel = (prefix: string) => `${prefix}:cancel`;
 
 const statusValues = ["queued", "preparing", "running", "completed", "failed", "timed_out", "cancelled"] as const;
 
-/** What a worker publishes on an execution's channel while it runs it; `seq` orders them per execution. */
-export const executionEventSchema = z.discriminatedUnion("type", [
-  z.object({ type: z.literal("status"), seq: z.number(), status: z.enum(statusValues) }),
-  z.object({ type: z.literal("stdout"), seq: z.number(), text: z.string() }),
-  z.object({ type: z.literal("stderr"), seq: z.number(), text: z.string() }),
+/** What a worker publishes about an execution while it runs it. */
+export const executionEventBodySchema = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("status"), status: z.enum(statusValues) }),
+  z.object({ type: z.literal("stdout"), text: z.string() }),
+  z.object({ type: z.literal("stderr"), text: z.string() }),
   z.object({
     type: z.literal("output"),
-    seq: z.number(),
     output: z.object({ type: z.string(), data: z.string().optional(), fileId: z.string().optional() }),
   }),
   z.object({
     type: z.literal("file"),
-    seq: z.number(),
     file: z.object({ id: z.string(), name: z.string(), path: z.string(), size: z.number(), mimeType: z.string() }),
   }),
-  z.object({ type: z.literal("done"), seq: z.number(), status: z.enum(statusValues) }),
+  z.object({ type: z.literal("done"), status: z.enum(statusValues) }),
 ]);
-export type ExecutionEvent = z.infer<typeof executionEventSchema>;
+export type ExecutionEventBody = z.infer<typeof executionEventBodySchema>;
+
+/** An event with its Redis stream id ("<ms>-<n>"), which orders events across retries and dedupes replays. */
+export type ExecutionEvent = ExecutionEventBody & { id: string };
+
+/** Compares two Redis stream ids. */
+export function compareStreamIds(a: string, b: string): number {
+  const [am = 0, an = 0] = a.split("-").map(Number);
+  const [bm = 0, bn = 0] = b.split("-").map(Number);
+  return am - bm || an - bn;
+}
+
+export function parseEventBody(json: string): ExecutionEventBody | null {
+  try {
+    const parsed = executionEventBodySchema.safeParse(JSON.parse(json));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,7 +1,7 @@
 export { jobCatalog, queueNames, parseJobPayload, InvalidJobPayloadError } from "./catalog";
 export type { JobName, JobPayload, QueueName } from "./catalog";
-export { executionChannel, cancelChannel, executionEventSchema } from "./events";
-export type { ExecutionEvent } from "./events";
+export { executionChannel, executionLogKey, cancelChannel, executionEventBodySchema, compareStreamIds, parseEventBody } from "./events";
+export type { ExecutionEvent, ExecutionEventBody } from "./events";
 export { createRedis } from "./redis";
 export type { Redis } from "./redis";
 export { createEventPublisher } from "./publisher";

@@ -1,21 +1,34 @@
 import type { Redis } from "ioredis";
-import { executionChannel } from "./events";
-import type { ExecutionEvent } from "./events";
-
-type EventBody = ExecutionEvent extends infer E ? (E extends ExecutionEvent ? Omit<E, "seq"> : never) : never;
+import { executionChannel, executionLogKey } from "./events";
+import type { ExecutionEventBody } from "./events";
 
 export interface EventPublisher {
-  publish(event: EventBody): Promise<void>;
+  publish(event: ExecutionEventBody): Promise<void>;
 }
 
-/** Publishes one execution's events in order. Pub/sub is best effort: the database holds the truth. */
-export function createEventPublisher(redis: Redis, prefix: string, executionId: string): EventPublisher {
-  let seq = 0;
-  const channel = executionChannel(prefix, executionId);
+// Append to the execution's stream and publish with the stream id in one round trip, atomically, so live
+// subscribers and replays agree on order and identity.
+const APPEND_AND_PUBLISH = `
+local id = redis.call("XADD", KEYS[1], "MAXLEN", "~", ARGV[3], "*", "e", ARGV[1])
+redis.call("PEXPIRE", KEYS[1], ARGV[2])
+redis.call("PUBLISH", KEYS[2], id .. " " .. ARGV[1])
+return id`;
+
+export interface PublisherOptions {
+  /** How long the replay log outlives its last event. */
+  logTtlMs?: number;
+  /** Approximate cap of the replay log. */
+  maxLogEvents?: number;
+}
+
+/** Best effort: the database holds the truth; a lost event never loses a result. */
+export function createEventPublisher(redis: Redis, prefix: string, executionId: string, opts: PublisherOptions = {}): EventPublisher {
+  const keys = [executionLogKey(prefix, executionId), executionChannel(prefix, executionId)];
+  const ttl = String(opts.logTtlMs ?? 3600_000);
+  const cap = String(opts.maxLogEvents ?? 5000);
   return {
     async publish(event) {
-      const message = JSON.stringify({ ...event, seq: ++seq });
-      await redis.publish(channel, message).catch(() => undefined);
+      await redis.eval(APPEND_AND_PUBLISH, 2, ...keys, JSON.stringify(event), ttl, cap).catch(() => undefined);
     },
   };
 }

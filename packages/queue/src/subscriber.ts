@@ -1,29 +1,29 @@
 import type { Redis } from "ioredis";
-import { executionChannel, executionEventSchema } from "./events";
+import { compareStreamIds, executionChannel, executionLogKey, parseEventBody } from "./events";
 import type { ExecutionEvent } from "./events";
 
 export interface EventSubscriber {
-  /** Calls `listener` for each event of that execution until the returned function is called. */
+  /** Calls `listener` for each live event of that execution until the returned function is called. */
   subscribe(executionId: string, listener: (e: ExecutionEvent) => void): Promise<() => Promise<void>>;
+  /** Events already logged for that execution after `afterId` (all when absent), oldest first. */
+  replay(executionId: string, afterId?: string): Promise<ExecutionEvent[]>;
   close(): Promise<void>;
 }
 
 /**
  * One Redis connection in subscriber mode shared by every waiting request of a process, with a listener
- * set per channel; so 1,000 SSE clients cost 1 connection, not 1,000.
+ * set per channel, so 1,000 SSE clients cost one connection, not 1,000. Replays use the normal connection.
  */
-export function createEventSubscriber(redis: Redis, prefix: string): EventSubscriber {
+export function createEventSubscriber(subscriberRedis: Redis, commandRedis: Redis, prefix: string): EventSubscriber {
   const listeners = new Map<string, Set<(e: ExecutionEvent) => void>>();
-  redis.on("message", (channel: string, message: string) => {
+  subscriberRedis.on("message", (channel: string, message: string) => {
     const set = listeners.get(channel);
     if (!set) return;
-    let parsed: ExecutionEvent;
-    try {
-      parsed = executionEventSchema.parse(JSON.parse(message));
-    } catch {
-      return;
-    }
-    for (const l of set) l(parsed);
+    const space = message.indexOf(" ");
+    const body = parseEventBody(message.slice(space + 1));
+    if (space <= 0 || !body) return;
+    const event = { ...body, id: message.slice(0, space) } as ExecutionEvent;
+    for (const l of set) l(event);
   });
   return {
     async subscribe(executionId, listener) {
@@ -32,7 +32,7 @@ export function createEventSubscriber(redis: Redis, prefix: string): EventSubscr
       if (!set) {
         set = new Set();
         listeners.set(channel, set);
-        await redis.subscribe(channel);
+        await subscriberRedis.subscribe(channel);
       }
       set.add(listener);
       return async () => {
@@ -41,13 +41,23 @@ export function createEventSubscriber(redis: Redis, prefix: string): EventSubscr
         current.delete(listener);
         if (current.size === 0) {
           listeners.delete(channel);
-          await redis.unsubscribe(channel).catch(() => undefined);
+          await subscriberRedis.unsubscribe(channel).catch(() => undefined);
         }
       };
     },
+    async replay(executionId, afterId) {
+      const start = afterId ? `(${afterId}` : "-";
+      const rows = await commandRedis.xrange(executionLogKey(prefix, executionId), start, "+");
+      const events: ExecutionEvent[] = [];
+      for (const [id, fields] of rows) {
+        const body = parseEventBody(fields[1] ?? "");
+        if (body && (!afterId || compareStreamIds(id, afterId) > 0)) events.push({ ...body, id } as ExecutionEvent);
+      }
+      return events;
+    },
     async close() {
       listeners.clear();
-      redis.disconnect();
+      subscriberRedis.disconnect();
     },
   };
 }

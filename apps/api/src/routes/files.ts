@@ -1,8 +1,125 @@
+import { pipeline } from "node:stream/promises";
 import { Router } from "express";
+import { blobInUse, createFile, deleteFile, findFile } from "@codeinterp/db";
+import type { FileRow } from "@codeinterp/db";
+import { normalizeError } from "@codeinterp/logger";
+import { sanitizeFilename } from "@codeinterp/workspace";
+import { userOf } from "../auth";
 import type { ApiDeps } from "../deps";
+import { notFound } from "../errors";
+import { mimeTypeForUpload } from "../files/mime";
+import { receiveUpload } from "../files/upload";
+import { FileParams } from "../schemas-files";
+import { serializeFile } from "../serialize";
+import { parseInput } from "../validate";
 
-/** Uploads, metadata, downloads and deletion of a user's files. */
-export function filesRouter(_deps: ApiDeps): Router {
+/** Metadata of any file; files produced by code also say where they came from. */
+export function serializeFileMetadata(f: FileRow) {
+  const base = serializeFile(f);
+  if (f.source === "upload") return base;
+  return {
+    ...base,
+    ...(f.path !== null && f.source === "generated" ? { path: f.path } : {}),
+    ...(f.messageId !== null ? { messageId: f.messageId } : {}),
+    ...(f.executionId !== null ? { executionId: f.executionId } : {}),
+    derivedFromId: f.derivedFromId,
+  };
+}
+
+/**
+ * Uploads, metadata, downloads and deletion of a user's files. Mounted before the JSON body parser: an
+ * upload streams from the request into the blob store and is never buffered.
+ */
+export function filesRouter(deps: ApiDeps): Router {
   const router = Router();
+
+  router.post("/files", async (req, res) => {
+    const userId = userOf(res);
+    const upload = await receiveUpload(req, { blobs: deps.blobs, maxBytes: deps.env.MAX_UPLOAD_BYTES });
+    const name = sanitizeFilename(upload.filename);
+    const { stored } = upload;
+    let file: FileRow;
+    try {
+      file = await createFile(deps.db, {
+        userId,
+        name,
+        size: stored.size,
+        sha256: stored.sha256,
+        mimeType: mimeTypeForUpload(upload.clientType, name),
+        storageKey: stored.key,
+        source: "upload",
+      });
+    } catch (err) {
+      // No row: do not keep a blob this request created and nothing references.
+      if (stored.created && !(await blobInUse(deps.db, stored.key).catch(() => true))) {
+        await deps.blobs.remove(stored.key).catch(() => undefined);
+      }
+      throw err;
+    }
+    deps.log.info({ fileId: file.id, size: stored.size }, "file uploaded");
+    res.status(201).location(`/v1/files/${file.id}`).json(serializeFile(file));
+  });
+
+  router.get("/files/:id", async (req, res) => {
+    const userId = userOf(res);
+    const { id } = parseInput(FileParams, req.params, "params");
+    const file = await findFile(deps.db, userId, id);
+    if (!file) throw notFound("file");
+    res.json(serializeFileMetadata(file));
+  });
+
+  // Express answers HEAD with this GET route too: same headers, no body.
+  router.get("/files/:id/content", async (req, res) => {
+    const userId = userOf(res);
+    const { id } = parseInput(FileParams, req.params, "params");
+    const file = await findFile(deps.db, userId, id);
+    if (!file) throw notFound("file");
+
+    let stream;
+    try {
+      stream = await deps.blobs.open(file.storageKey);
+    } catch (err) {
+      if ((err as Error)?.name !== "BlobNotFoundError") throw err;
+      deps.log.warn({ fileId: file.id }, "stored content of a live file is missing");
+      throw notFound("file content");
+    }
+
+    // res.attachment writes Content-Disposition with the content-disposition package (RFC 6266, with an
+    // RFC 5987 filename* for non-ASCII names); it also guesses a type, which the stored one replaces.
+    res.attachment(file.name);
+    res.setHeader("Content-Type", file.mimeType);
+    res.setHeader("Content-Length", String(file.size));
+    res.setHeader("ETag", `"${file.sha256}"`);
+    res.setHeader("Cache-Control", "private, no-cache");
+    res.setHeader("X-Content-Type-Options", "nosniff");
+    res.setHeader("Content-Security-Policy", "default-src 'none'; sandbox");
+    if (req.fresh || req.method === "HEAD") {
+      stream.destroy();
+      res.status(req.fresh ? 304 : 200).end();
+      return;
+    }
+    try {
+      await pipeline(stream, res);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException)?.code;
+      // A client that goes away mid-download is not an error of ours.
+      if (code !== "ERR_STREAM_PREMATURE_CLOSE" && code !== "ECONNRESET") {
+        deps.log.warn({ fileId: file.id, err: normalizeError(err) }, "download failed");
+      }
+      if (!res.destroyed) res.destroy();
+    }
+  });
+
+  router.delete("/files/:id", async (req, res) => {
+    const userId = userOf(res);
+    const { id } = parseInput(FileParams, req.params, "params");
+    const file = await deleteFile(deps.db, userId, id);
+    if (!file) throw notFound("file");
+    // Content-addressed: the blob may be shared with other files (other users' included).
+    if (!(await blobInUse(deps.db, file.storageKey))) await deps.blobs.remove(file.storageKey);
+    deps.log.info({ fileId: file.id }, "file deleted");
+    res.status(204).end();
+  });
+
   return router;
 }

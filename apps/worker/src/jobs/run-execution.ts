@@ -35,6 +35,10 @@ export interface RunExecutionDeps {
   log: Logger;
 }
 
+export class KernelSetupError extends Error {
+  override name = "KernelSetupError";
+}
+
 export class ExecutionNotFoundError extends Error {
   override name = "ExecutionNotFoundError";
   readonly retryable = false;
@@ -126,10 +130,15 @@ async function prepareAndRun(
   const req = { messageKey: workspaceId(exec.userId, exec.messageId), kernelPath: path.relative(env.KERNEL_ROOT_DIR, workspaceDir).split(path.sep).join("/") };
   if (signal.aborted) return finish(deps, pub, exec.id, "cancelled", { result: emptyResult(notes) });
   const lease: KernelLease = await deps.broker.acquire(req);
-  let discard = true;
+  let discard = false;
   try {
     if (!(await transitionExecution(deps.db, exec.id, ["preparing"], "running", { kernelId: lease.session.id }))) return "skipped";
     await pub.publish({ type: "status", status: "running" });
+    if (lease.pooled || lease.reused) {
+      // A pooled kernel waits in its own folder, and earlier code may have changed directory: start here.
+      const cd = await lease.session.execute(`import os as _ci_os; _ci_os.chdir(${JSON.stringify(workspaceDir)}); del _ci_os`, { timeoutMs: 10_000 });
+      if (cd.status !== "ok") throw new KernelSetupError(`could not enter the workspace (${cd.status})`);
+    }
     const realDirs = [...new Set([workspaceDir, await realpath(workspaceDir)])];
     const back = (s: string) => fromKernelText(s, realDirs);
     const onEvent = (e: KernelEvent) => {
@@ -199,6 +208,10 @@ async function prepareAndRun(
       filesCaptured: captured.files.length,
     };
     return await finish(deps, pub, exec.id, status, { result, failure, metrics });
+  } catch (err) {
+    // The kernel's state is unknown after a failure half-way: the next execution gets a fresh one.
+    discard = true;
+    throw err;
   } finally {
     await deps.broker.release(req, lease, { discard }).catch((err: unknown) => log.warn({ err: normalizeError(err) }, "kernel release failed"));
   }

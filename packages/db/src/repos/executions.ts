@@ -121,11 +121,11 @@ export function finishExecution(
   db: Db,
   id: string,
   to: (typeof TERMINAL_STATUSES)[number],
-  data: { result?: object | null; failure?: object | null; metrics?: object },
+  data: { result?: object | null; failure?: object | null; metrics?: object; onlyFrom?: readonly ExecutionStatus[] },
 ): Promise<boolean> {
   // Plain JSON-serialisable objects; Prisma's JSON input type is stricter than what callers build.
   const json = (v: object) => v as Prisma.InputJsonValue;
-  return transitionExecution(db, id, ACTIVE_STATUSES, to, {
+  return transitionExecution(db, id, data.onlyFrom ?? ACTIVE_STATUSES, to, {
     finishedAt: new Date(),
     ...(data.result ? { result: json(data.result) } : {}),
     ...(data.failure ? { failure: json(data.failure) } : {}),

@@ -1,0 +1,48 @@
+import { Router } from "express";
+import type { Queue } from "bullmq";
+import { findExecution, finishExecution, isTerminal, listExecutionFiles } from "@codeinterp/db";
+import { cancelChannel, createEventPublisher } from "@codeinterp/queue";
+import type { Redis } from "@codeinterp/queue";
+import { userOf } from "../auth";
+import type { ApiDeps } from "../deps";
+import { HttpError, notFound } from "../errors";
+import { ExecutionParams } from "../schemas";
+import { serializeExecution } from "../serialize";
+import { parseInput } from "../validate";
+
+/**
+ * Cancel: a queued execution ends here and its job is removed; a preparing or running one is interrupted
+ * by the worker that holds it (told over Redis), which records `cancelled`.
+ */
+export function cancelRouter(deps: ApiDeps & { redis: Redis; queuePrefix: string }): Router {
+  const router = Router();
+  router.post("/executions/:id/cancel", async (req, res) => {
+    const userId = userOf(res);
+    const { id } = parseInput(ExecutionParams, req.params, "params");
+    const execution = await findExecution(deps.db, userId, id);
+    if (!execution) throw notFound("execution");
+    if (isTerminal(execution.status)) {
+      throw new HttpError(409, "execution_finished", `execution already ended as ${execution.status}`);
+    }
+    const log = deps.log.child({ executionId: id, messageId: execution.messageId });
+    const moved = await finishExecution(deps.db, id, "cancelled", { onlyFrom: ["queued"] });
+    if (moved) {
+      await removeJob(deps.executionQueue, id);
+      const pub = createEventPublisher(deps.redis, deps.queuePrefix, id);
+      await pub.publish({ type: "status", status: "cancelled" });
+      await pub.publish({ type: "done", status: "cancelled" });
+      log.info("queued execution cancelled");
+    } else {
+      await deps.redis.publish(cancelChannel(deps.queuePrefix), id);
+      log.info("cancel sent to the worker");
+    }
+    const current = (await findExecution(deps.db, userId, id)) ?? execution;
+    res.status(202).json(serializeExecution(current, await listExecutionFiles(deps.db, id)));
+  });
+  return router;
+}
+
+async function removeJob(queue: Queue, id: string): Promise<void> {
+  // An active (locked) job cannot be removed; the worker then finds the execution already terminal.
+  await queue.remove(id).catch(() => undefined);
+}
