@@ -28,8 +28,14 @@ const workerEnvSchema = z
     /** Comma-separated globs; empty means every file. Hidden files and caches are skipped regardless. */
     CAPTURE_INCLUDE: z.string().default(""),
     CAPTURE_EXCLUDE: z.string().default(""),
-    WORKSPACE_RETENTION_MS: int(7 * 24 * 3600_000, 60_000),
+    /** Workspaces unused this long are removed (their registered files stay downloadable). */
+    WORKSPACE_RETENTION_MS: int(7 * 24 * 3600_000, 1000),
+    WORKSPACE_SWEEP_INTERVAL_MS: int(3600_000, 1000),
     SHUTDOWN_DEADLINE_MS: int(30_000, 1000),
+    /** BullMQ job lock: a worker that stops renewing it (killed, frozen) loses the job after this long. */
+    JOB_LOCK_DURATION_MS: int(30_000, 1000),
+    /** How often workers look for jobs whose lock expired. */
+    JOB_STALLED_INTERVAL_MS: int(15_000, 500),
     RECONCILE_INTERVAL_MS: int(10_000, 500),
     SANDBOX: booleanFromEnv(false),
   })

@@ -3,6 +3,9 @@ import { loadWorkerEnv } from "./env";
 import { startWorker } from "./start";
 
 const env = loadWorkerEnv();
+// @jupyterlab/services narrates every websocket and kernel status change on console.debug; our own
+// structured logs say what matters, so that chatter is dropped in the worker process.
+console.debug = () => undefined;
 const log = createLogger({ name: "worker", level: env.LOG_LEVEL }).child({ workerId: env.WORKER_ID });
 
 try {

@@ -14,6 +14,8 @@ export interface ReconcilerOptions {
   log: Logger;
   /** A queued execution this old without a job gets one. */
   orphanAfterMs?: number;
+  /** Called for an execution failed as lost, e.g. to shut down the kernel it may still occupy. */
+  onLost?: (e: { id: string; userId: string; messageId: string; kernelId: string | null }) => Promise<void>;
 }
 
 /**
@@ -31,7 +33,7 @@ export async function reconcileOnce(opts: ReconcilerOptions): Promise<{ enqueued
     const cutoff = new Date(Date.now() - (opts.orphanAfterMs ?? 5000));
     const candidates = await opts.db.execution.findMany({
       where: { status: { in: ["queued", "preparing", "running"] }, createdAt: { lt: cutoff } },
-      select: { id: true, status: true, startedAt: true, timeoutMs: true },
+      select: { id: true, status: true, userId: true, messageId: true, kernelId: true },
       orderBy: { createdAt: "asc" },
       take: 500,
     });
@@ -50,6 +52,7 @@ export async function reconcileOnce(opts: ReconcilerOptions): Promise<{ enqueued
       });
       if (moved) {
         failed++;
+        await opts.onLost?.(e).catch(() => undefined);
         const pub = createEventPublisher(opts.redis, opts.prefix, e.id);
         await pub.publish({ type: "status", status: "failed" });
         await pub.publish({ type: "done", status: "failed" });

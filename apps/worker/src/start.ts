@@ -9,8 +9,10 @@ import { createBlobStore } from "@codeinterp/workspace";
 import { CancelRegistry } from "./cancellations";
 import type { WorkerEnv } from "./env";
 import { createMessageKernelBroker } from "./kernels/message-broker";
+import { startWorkspaceRetention } from "./jobs/clean-workspaces";
 import { startReconciler } from "./reconciler";
 import { createExecutionWorker } from "./worker";
+import { kernelRequestFor } from "./jobs/run-execution";
 
 export interface RunningWorker {
   /** Stops taking jobs, lets running ones finish until the deadline, then closes every connection. */
@@ -36,6 +38,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     poolSize: env.KERNEL_POOL_SIZE,
     poolPath: path.relative(env.KERNEL_ROOT_DIR, poolDir).split(path.sep).join("/"),
     idleTtlMs: env.KERNEL_IDLE_TTL_MS,
+    lockTtlMs: env.JOB_LOCK_DURATION_MS,
   });
   const cancels = new CancelRegistry();
   const blobs = createBlobStore(env.DATA_DIR);
@@ -47,7 +50,25 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
 
   const worker = createExecutionWorker({ env, db, redis, blobs, broker, cancels, log, connection });
   const queue = new Queue(queueNames.executions, { connection: redis, prefix: env.QUEUE_PREFIX });
-  const stopReconciler = startReconciler({ db, redis, queue, prefix: env.QUEUE_PREFIX, log, intervalMs: env.RECONCILE_INTERVAL_MS });
+  const stopReconciler = startReconciler({
+    db,
+    redis,
+    queue,
+    prefix: env.QUEUE_PREFIX,
+    log,
+    intervalMs: env.RECONCILE_INTERVAL_MS,
+    onLost: async (e) => {
+      if (e.kernelId) await broker.evict(kernelRequestFor(env, e.userId, e.messageId), e.kernelId);
+    },
+  });
+  const retention = await startWorkspaceRetention({
+    connection,
+    prefix: env.QUEUE_PREFIX,
+    dataDir: env.DATA_DIR,
+    retentionMs: env.WORKSPACE_RETENTION_MS,
+    everyMs: env.WORKSPACE_SWEEP_INTERVAL_MS,
+    log,
+  });
   await worker.waitUntilReady();
   log.info({ workerId: env.WORKER_ID, concurrency: env.WORKER_CONCURRENCY }, "worker ready");
 
@@ -64,6 +85,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
         }, deadlineMs);
         await drained;
         clearTimeout(timer);
+        await retention.close();
         await broker.close();
         await queue.close();
         cancelSub.disconnect();

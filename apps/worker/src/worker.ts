@@ -33,9 +33,9 @@ export function createExecutionWorker(deps: RunExecutionDeps & { connection: Run
       connection: deps.connection,
       prefix: deps.env.QUEUE_PREFIX,
       concurrency: deps.env.WORKER_CONCURRENCY,
-      stalledInterval: 15_000,
+      stalledInterval: deps.env.JOB_STALLED_INTERVAL_MS,
       maxStalledCount: 1,
-      lockDuration: 30_000,
+      lockDuration: deps.env.JOB_LOCK_DURATION_MS,
       autorun: true,
     },
   );

@@ -70,6 +70,11 @@ export async function runExecution(deps: RunExecutionDeps, executionId: string, 
     // An earlier attempt reached the kernel and its worker vanished: the code may already have had effects,
     // so it is not run a second time behind the user's back.
     log.warn("previous attempt died while running; failing the execution");
+    if (exec.kernelId) {
+      await deps.broker
+        .evict(kernelRequest(deps.env, exec), exec.kernelId)
+        .catch((err: unknown) => log.warn({ err: normalizeError(err) }, "could not evict the lost execution's kernel"));
+    }
     return finish(deps, pub, exec.id, "failed", {
       failure: { code: "worker_lost", message: "the worker running this execution stopped; submit it again" },
     });
@@ -127,7 +132,7 @@ async function prepareAndRun(
   const before = await snapshotWorkspace(workspaceDir, snapshotOpts);
   const prepareMs = Date.now() - t0;
 
-  const req = { messageKey: workspaceId(exec.userId, exec.messageId), kernelPath: path.relative(env.KERNEL_ROOT_DIR, workspaceDir).split(path.sep).join("/") };
+  const req = kernelRequest(env, exec);
   if (signal.aborted) return finish(deps, pub, exec.id, "cancelled", { result: emptyResult(notes) });
   const lease: KernelLease = await deps.broker.acquire(req);
   let discard = false;
@@ -215,6 +220,19 @@ async function prepareAndRun(
   } finally {
     await deps.broker.release(req, lease, { discard }).catch((err: unknown) => log.warn({ err: normalizeError(err) }, "kernel release failed"));
   }
+}
+
+function kernelRequest(env: WorkerEnv, exec: ExecutionRow) {
+  return kernelRequestFor(env, exec.userId, exec.messageId);
+}
+
+/** The kernel identity of a (user, message): its lock and mapping key, and its working directory. */
+export function kernelRequestFor(env: Pick<WorkerEnv, "DATA_DIR" | "KERNEL_ROOT_DIR">, userId: string, messageId: string) {
+  const workspaceDir = workspaceDirFor(env.DATA_DIR, userId, messageId);
+  return {
+    messageKey: workspaceId(userId, messageId),
+    kernelPath: path.relative(env.KERNEL_ROOT_DIR, workspaceDir).split(path.sep).join("/"),
+  };
 }
 
 function emptyResult(notes: string[]) {

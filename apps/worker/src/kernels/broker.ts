@@ -21,6 +21,8 @@ export interface KernelBroker {
   acquire(req: AcquireRequest): Promise<KernelLease>;
   /** `discard`: the kernel is dead or its state unknown; shut it down rather than keep it. */
   release(req: AcquireRequest, lease: KernelLease, opts: { discard: boolean }): Promise<void>;
+  /** Shuts down a kernel an execution was lost on (its worker died): it may still be busy with that code. */
+  evict(req: AcquireRequest, kernelId: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -34,6 +36,9 @@ export function createFreshKernelBroker(gateway: KernelGateway): KernelBroker {
     },
     async release(_req, lease) {
       await lease.session.shutdown().catch(() => undefined);
+    },
+    async evict(_req, kernelId) {
+      await gateway.shutdownKernel(kernelId).catch(() => undefined);
     },
     async close() {},
   };

@@ -17,6 +17,8 @@ export interface MessageBrokerOptions {
   /** Pool kernels wait here (relative to the gateway root). */
   poolPath: string;
   idleTtlMs: number;
+  /** A message lock not renewed this long (its worker died) is free again. */
+  lockTtlMs?: number;
   /** Longest an execution waits for the previous one of its message. */
   lockWaitMs?: number;
   sweepIntervalMs?: number;
@@ -87,7 +89,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     pool,
     async acquire(req: AcquireRequest): Promise<KernelLease> {
       const started = Date.now();
-      const lock = await acquireLock(redis, lockKey(req.messageKey), { ttlMs: 30_000, waitMs: opts.lockWaitMs ?? 15 * 60_000 });
+      const lock = await acquireLock(redis, lockKey(req.messageKey), { ttlMs: opts.lockTtlMs ?? 30_000, waitMs: opts.lockWaitMs ?? 15 * 60_000 });
       try {
         const mapping = await readMapping(req.messageKey);
         if (mapping) {
@@ -128,6 +130,17 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
         }
       } finally {
         await lock?.release();
+      }
+    },
+
+    async evict(req: AcquireRequest, kernelId: string) {
+      const lock = await acquireLock(redis, lockKey(req.messageKey), { ttlMs: opts.lockTtlMs ?? 30_000, waitMs: opts.lockWaitMs ?? 15 * 60_000 });
+      try {
+        const mapping = await readMapping(req.messageKey);
+        if (mapping?.kernelId === kernelId) await forget(req.messageKey, kernelId, true);
+        else await gateway.shutdownKernel(kernelId).catch(() => undefined);
+      } finally {
+        await lock.release();
       }
     },
 

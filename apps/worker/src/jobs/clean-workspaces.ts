@@ -1,0 +1,42 @@
+import { Queue, Worker } from "bullmq";
+import type { Logger } from "@codeinterp/logger";
+import { jobCatalog, parseJobPayload, queueNames } from "@codeinterp/queue";
+import type { Redis } from "@codeinterp/queue";
+import { removeIdleWorkspaces } from "@codeinterp/workspace";
+
+export interface RetentionOptions {
+  connection: Redis;
+  prefix: string;
+  dataDir: string;
+  retentionMs: number;
+  everyMs: number;
+  log: Logger;
+}
+
+/**
+ * Workspaces idle longer than the retention age are removed by a repeatable BullMQ job (one schedule for
+ * the whole deployment, whichever worker picks it up). Stored files stay until deleted through the API.
+ */
+export async function startWorkspaceRetention(opts: RetentionOptions): Promise<{ close(): Promise<void> }> {
+  const job = jobCatalog.cleanWorkspaces;
+  const queue = new Queue(queueNames.maintenance, { connection: opts.connection, prefix: opts.prefix });
+  await queue.upsertJobScheduler("workspace-retention", { every: opts.everyMs }, { name: job.name, data: {}, opts: job.options });
+  const worker = new Worker(
+    queueNames.maintenance,
+    async (j) => {
+      if (j.name !== job.name) return;
+      parseJobPayload("cleanWorkspaces", j.data);
+      const removed = await removeIdleWorkspaces(opts.dataDir, opts.retentionMs);
+      if (removed.length) opts.log.info({ removed: removed.length }, "removed idle workspaces");
+      return { removed: removed.length };
+    },
+    { connection: opts.connection, prefix: opts.prefix, concurrency: 1 },
+  );
+  worker.on("error", (err) => opts.log.warn({ err: err.message }, "maintenance worker connection error"));
+  return {
+    async close() {
+      await worker.close();
+      await queue.close();
+    },
+  };
+}
