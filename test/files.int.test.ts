@@ -1,5 +1,7 @@
 import { createHash } from "node:crypto";
+import { readdir } from "node:fs/promises";
 import http from "node:http";
+import path from "node:path";
 import { createDb } from "@codeinterp/db";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { client, startTestStack } from "./helpers/stack";
@@ -200,6 +202,26 @@ describe("refusals", () => {
     const json = await api.post("/v1/files", { file: "x" });
     expect(json.status).toBe(400);
     expect(json.body.error.code).toBe("invalid_multipart");
+  });
+
+  it("an upload the client abandons midway leaves no temp file and no row", async () => {
+    const before = await countFileRows();
+    const boundary = "----abandoned";
+    await new Promise<void>((resolve) => {
+      const req = http.request(`${stack.url}/v1/files`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${aliceKey}`, "content-type": `multipart/form-data; boundary=${boundary}`, "content-length": "100000" },
+      });
+      req.on("error", () => resolve());
+      req.write(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="half.bin"\r\n\r\n${"x".repeat(500)}`);
+      setTimeout(() => {
+        req.destroy();
+        resolve();
+      }, 200);
+    });
+    const tmp = path.join(stack.dataDir, "blobs", "tmp");
+    await expect.poll(async () => (await readdir(tmp).catch(() => [])).length, { timeout: 5000 }).toBe(0);
+    expect(await countFileRows()).toBe(before);
   });
 
   it("answers 401 without a key", async () => {

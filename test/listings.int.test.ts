@@ -173,6 +173,20 @@ describe("attachments in the workspace", () => {
     ]);
   });
 
+  it("deleting one attachment renames no other: a new message still gets data (2).csv for the second", async () => {
+    const first = await upload("which\nfirst\n", "data.csv");
+    const second = await upload("which\nsecond\n", "data.csv");
+    const messageId = id("msg");
+    expectCompleted(await alice.run({ messageId, fileIds: [first.id, second.id], code: "1" }));
+    expect((await alice.del(`/v1/files/${first.id}`)).status).toBe(204);
+    const ctx = await alice.get(`/v1/messages/${messageId}/context`);
+    expect(ctx.body.files.map((f: { path: string }) => f.path)).toEqual(["data (2).csv"]);
+    // A later execution of the same message: the workspace copies are the user's working state.
+    const later = await alice.run({ messageId, code: "import os\nprint(sorted(os.listdir('/mnt/data')))" });
+    expect(later.result.stdout).toBe("['data (2).csv', 'data.csv']\n");
+    expect(later.result.notes ?? []).toEqual([]);
+  });
+
   it("changing an attachment keeps the stored original and registers the copy with derivedFromId", async () => {
     const original = "a\n1\n";
     const up = await upload(original, "data.csv");

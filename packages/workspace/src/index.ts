@@ -36,5 +36,6 @@ export {
   touchWorkspace,
   removeIdleWorkspaces,
   LAST_USED_MARKER,
+  lastUsedMarkerFor,
 } from "./prepare";
 export type { LinkMode, Attachment, PrepareOptions, PrepareResult, PlacedFile } from "./prepare";

@@ -29,6 +29,8 @@ export interface Attachment {
   /** Absolute path of the stored blob. */
   blobPath: string;
   sha256: string;
+  /** Deleted by its owner: keeps its name reserved (so no other attachment is renamed) but is not placed. */
+  removed?: boolean;
 }
 
 export interface PrepareOptions {
@@ -59,8 +61,13 @@ export interface PrepareResult {
   reused: number;
 }
 
-/** Name of the marker whose mtime records when a workspace was last used. */
+/**
+ * Suffix of the marker whose mtime records when a workspace was last used. The marker sits beside the
+ * workspace (`<dir>.last-used`), not in it, so code listing /mnt/data never sees it.
+ */
 export const LAST_USED_MARKER = ".last-used";
+
+export const lastUsedMarkerFor = (dir: string) => `${path.resolve(dir)}${LAST_USED_MARKER}`;
 const TEMP_PREFIX = ".codeinterp-";
 
 function isCode(err: unknown, ...codes: string[]): boolean {
@@ -86,7 +93,7 @@ export async function ensureWorkspaceDir(dir: string): Promise<void> {
 
 /** Record that a workspace was used now (for {@link removeIdleWorkspaces}). */
 export async function touchWorkspace(dir: string, now: Date = new Date()): Promise<void> {
-  const marker = path.join(dir, LAST_USED_MARKER);
+  const marker = lastUsedMarkerFor(dir);
   const st = await lstatOrNull(marker);
   if (st && !st.isFile()) await rm(marker, { recursive: true, force: true });
   // O_NOFOLLOW and futimes on the handle: a symlink planted by code is never followed.
@@ -148,6 +155,7 @@ export async function prepareWorkspace(opts: PrepareOptions): Promise<PrepareRes
 
   const result: PrepareResult = { placed: [], missing: [], conflicts: [], reused: 0 };
   for (const a of byId.values()) {
+    if (a.removed) continue;
     const name = names.get(a.fileId)!;
     const target = path.join(dir, name);
     const existing = await lstatOrNull(target);
@@ -220,10 +228,11 @@ export async function removeIdleWorkspaces(dataDir: string, maxIdleMs: number, n
       const ws = path.join(fanDir, id);
       const wsStat = await lstatOrNull(ws);
       if (!wsStat?.isDirectory()) continue;
-      const marker = await lstatOrNull(path.join(ws, LAST_USED_MARKER));
+      const marker = await lstatOrNull(lastUsedMarkerFor(ws));
       const lastUsed = marker?.isFile() ? marker.mtimeMs : wsStat.mtimeMs;
       if (now - lastUsed <= maxIdleMs) continue;
       await rm(ws, { recursive: true, force: true });
+      await rm(lastUsedMarkerFor(ws), { force: true });
       removed.push(ws);
     }
     await rmdir(fanDir).catch(() => undefined); // only succeeds when empty

@@ -4,7 +4,7 @@ import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, 
 import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { LAST_USED_MARKER, createBlobStore, prepareWorkspace, removeIdleWorkspaces, touchWorkspace, workspaceDirFor } from "../src/index";
+import { lastUsedMarkerFor, createBlobStore, prepareWorkspace, removeIdleWorkspaces, touchWorkspace, workspaceDirFor } from "../src/index";
 import type { Attachment, BlobStore } from "../src/index";
 
 let dataDir: string;
@@ -128,7 +128,7 @@ describe("retention", () => {
     const now = Date.now();
     const longAgo = new Date(now - 10 * 86_400_000);
     await touchWorkspace(idle, longAgo);
-    expect(Math.round((await lstat(path.join(idle, LAST_USED_MARKER))).mtimeMs)).toBe(longAgo.getTime());
+    expect(Math.round((await lstat(lastUsedMarkerFor(idle))).mtimeMs)).toBe(longAgo.getTime());
     await utimes(idle, longAgo, longAgo);
     await mkdir(path.join(dataDir, "workspaces", "zz"), { recursive: true }); // not ours: ignored
 
@@ -146,9 +146,9 @@ describe("retention", () => {
     const victim = path.join(dataDir, "victim");
     await writeFile(victim, "v");
     const before = (await stat(victim)).mtimeMs;
-    await symlink(victim, path.join(dir, LAST_USED_MARKER));
+    await symlink(victim, lastUsedMarkerFor(dir));
     await touchWorkspace(dir, new Date(0));
     expect((await stat(victim)).mtimeMs).toBe(before);
-    expect((await lstat(path.join(dir, LAST_USED_MARKER))).isFile()).toBe(true);
+    expect((await lstat(lastUsedMarkerFor(dir))).isFile()).toBe(true);
   });
 });

@@ -31,7 +31,7 @@ export async function buildMessageContext(
   const seen = new Set<string>();
   for (const f of attachments) {
     const name = names.get(f.id);
-    if (name === undefined || seen.has(f.id)) continue;
+    if (name === undefined || seen.has(f.id) || f.deletedAt !== null) continue;
     seen.add(f.id);
     byPath.set(name, entries.length);
     entries.push({ row: f, path: name, source: "attachment" });

@@ -119,7 +119,13 @@ async function prepareAndRun(
   const prepared = await prepareWorkspace({
     dir: workspaceDir,
     mode: env.ATTACHMENT_LINK_MODE,
-    attachments: attachments.map((f) => ({ fileId: f.id, name: f.name, sha256: f.sha256, blobPath: deps.blobs.pathOf(f.storageKey) })),
+    attachments: attachments.map((f) => ({
+      fileId: f.id,
+      name: f.name,
+      sha256: f.sha256,
+      blobPath: deps.blobs.pathOf(f.storageKey),
+      removed: f.deletedAt !== null,
+    })),
   });
   await touchWorkspace(workspaceDir);
   const notes: string[] = [];

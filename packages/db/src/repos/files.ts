@@ -98,12 +98,15 @@ function latestPerPath(rowsNewestFirst: FileRow[]): FileRow[] {
   return out.sort((a, b) => (a.path ?? "").localeCompare(b.path ?? ""));
 }
 
-/** The message's attachments in the order they joined it, with what is needed to place them. */
+/**
+ * The message's attachments in the order they joined it, deleted files included (check `deletedAt`): names
+ * in /mnt/data are assigned over all of them, so deleting one never renames the others.
+ */
 export async function listMessageAttachments(db: Db, userId: string, messageId: string): Promise<FileRow[]> {
   const rows = await db.messageAttachment.findMany({
     where: { userId, messageId },
     orderBy: [{ position: "asc" }],
     include: { file: true },
   });
-  return rows.map((r) => r.file).filter((f) => f.deletedAt === null);
+  return rows.map((r) => r.file);
 }
