@@ -4,8 +4,11 @@ import { requireApiKey } from "./auth";
 import type { ApiDeps } from "./deps";
 import { errorHandler, unknownRoute } from "./errors";
 import { buildOpenApiDocument } from "./openapi";
+import { bullBoardRouter } from "./admin/bull-board";
+import { metricsRouter } from "./metrics/router";
 import { adminRouter } from "./routes/admin";
 import { cancelRouter } from "./routes/cancel";
+import { docsRouter } from "./routes/docs";
 import { eventsRouter } from "./routes/events";
 import { executionsRouter } from "./routes/executions";
 import { filesRouter } from "./routes/files";
@@ -22,6 +25,10 @@ export function createApp(deps: ApiDeps): Express {
   app.get("/openapi.json", (_req, res) => {
     res.json(openapi);
   });
+  const queues = deps.maintenanceQueue ? [deps.executionQueue, deps.maintenanceQueue] : [deps.executionQueue];
+  app.use(metricsRouter(deps, queues));
+  app.use(docsRouter());
+  app.use(bullBoardRouter(deps.env.ADMIN_TOKEN, queues));
 
   // JSON escapes can grow code up to 6x; the code-size limit itself is checked by the schema.
   const json = express.json({ limit: Math.max(1024 * 1024, deps.env.MAX_CODE_BYTES * 6 + 65_536), strict: true });

@@ -18,6 +18,8 @@ export interface ApiDeps {
   blobs: BlobStore;
   log: Logger;
   executionQueue: Queue;
+  /** Shown in Bull Board and /metrics with the execution queue when given. */
+  maintenanceQueue?: Queue;
   events: EventSubscriber;
   /** Commands (not subscriber mode): cancel requests, event replays. */
   redis: Redis;

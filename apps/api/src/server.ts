@@ -22,10 +22,12 @@ export async function startApiServer(env: ApiEnv, log: Logger): Promise<RunningA
   const subscriberRedis = createRedis(env.REDIS_URL, { name: "api-events", blocking: true });
   const executionQueue = new Queue(queueNames.executions, { connection: redis, prefix: env.QUEUE_PREFIX });
   executionQueue.on("error", (err) => log.warn({ err: err.message }, "queue connection error"));
+  const maintenanceQueue = new Queue(queueNames.maintenance, { connection: redis, prefix: env.QUEUE_PREFIX });
+  maintenanceQueue.on("error", (err) => log.warn({ err: err.message }, "queue connection error"));
   const events = createEventSubscriber(subscriberRedis, redis, env.QUEUE_PREFIX);
   const readiness = createReadinessCheck({ db, redis, jupyterUrl: env.JUPYTER_URL, jupyterToken: env.JUPYTER_TOKEN });
   const blobs = createBlobStore(env.DATA_DIR);
-  const app = createApp({ env, db, blobs, log, executionQueue, events, readiness, redis, queuePrefix: env.QUEUE_PREFIX });
+  const app = createApp({ env, db, blobs, log, executionQueue, maintenanceQueue, events, readiness, redis, queuePrefix: env.QUEUE_PREFIX });
 
   const server = createServer(app);
   server.keepAliveTimeout = 65_000;
@@ -47,6 +49,7 @@ export async function startApiServer(env: ApiEnv, log: Logger): Promise<RunningA
       clearTimeout(timer);
       await events.close();
       await executionQueue.close();
+      await maintenanceQueue.close();
       redis.disconnect();
       await db.$disconnect();
     })());

@@ -10,6 +10,7 @@ import { CancelRegistry } from "./cancellations";
 import type { WorkerEnv } from "./env";
 import { createMessageKernelBroker } from "./kernels/message-broker";
 import { startWorkspaceRetention } from "./jobs/clean-workspaces";
+import { startWorkerMetrics } from "./metrics";
 import { startReconciler } from "./reconciler";
 import { createExecutionWorker } from "./worker";
 import { kernelRequestFor } from "./jobs/run-execution";
@@ -49,6 +50,17 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
   });
 
   const worker = createExecutionWorker({ env, db, redis, blobs, broker, cancels, log, connection });
+  const metrics = startWorkerMetrics({
+    redis,
+    prefix: env.QUEUE_PREFIX,
+    workerId: env.WORKER_ID,
+    log,
+    poolAvailable: () => broker.pool.available,
+    poolTarget: env.KERNEL_POOL_SIZE,
+    inUse: () => cancels.size,
+    concurrency: env.WORKER_CONCURRENCY,
+  });
+  metrics.observe(worker);
   const queue = new Queue(queueNames.executions, { connection: redis, prefix: env.QUEUE_PREFIX });
   const stopReconciler = startReconciler({
     db,
@@ -86,6 +98,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
         await drained;
         clearTimeout(timer);
         await retention.close();
+        await metrics.close();
         await broker.close();
         await queue.close();
         cancelSub.disconnect();

@@ -203,7 +203,9 @@ async function prepareAndRun(
         ? { ename: outcome.error.ename, evalue: back(outcome.error.evalue), traceback: outcome.error.traceback.map(back) }
         : null,
       truncated: outcome.truncated,
-      skippedFiles: captured.skipped,
+      // Hidden files, caches and configured excludes are policy, not news: only report what a user would
+      // have expected back (limits, symlinks, special files).
+      skippedFiles: captured.skipped.filter((x) => x.reason !== "excluded"),
       notes,
     };
     const status = STATUS_BY_OUTCOME[outcome.status];

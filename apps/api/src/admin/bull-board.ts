@@ -1,0 +1,31 @@
+import { createBullBoard } from "@bull-board/api";
+import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
+import { ExpressAdapter } from "@bull-board/express";
+import type { Queue } from "bullmq";
+import { Router } from "express";
+import { requireAdmin } from "../auth";
+
+export const BULL_BOARD_PATH = "/admin/queues";
+
+/**
+ * Bull Board for the given queues at /admin/queues, behind ADMIN_TOKEN (Bearer, or basic auth with the
+ * token as the password so a browser can open it). Without ADMIN_TOKEN the path answers 404 like every
+ * admin route. Bull Board 9's Express adapter targets Express 5 and mounts as a sub-app.
+ */
+export function bullBoardRouter(adminToken: string | undefined, queues: Queue[]): Router {
+  const router = Router();
+  const guard = requireAdmin(adminToken, { basicRealm: "codeinterp" });
+  if (!adminToken) {
+    router.use(BULL_BOARD_PATH, guard);
+    return router;
+  }
+  const serverAdapter = new ExpressAdapter();
+  serverAdapter.setBasePath(BULL_BOARD_PATH);
+  createBullBoard({
+    queues: queues.map((q) => new BullMQAdapter(q)),
+    serverAdapter,
+    options: { uiConfig: { boardTitle: "codeinterp" } },
+  });
+  router.use(BULL_BOARD_PATH, guard, serverAdapter.getRouter());
+  return router;
+}

@@ -1,0 +1,136 @@
+import type { Job, Worker } from "bullmq";
+import { Gauge, Histogram, Registry } from "prom-client";
+import type { Logger } from "@codeinterp/logger";
+import { normalizeError } from "@codeinterp/logger";
+import type { Redis } from "@codeinterp/queue";
+
+/**
+ * Workers serve no HTTP, so each one publishes its own metrics to Redis and the API (GET /metrics) serves
+ * them, with a `worker` label, next to its own. The key layout is read by apps/api/src/metrics/workers.ts:
+ *   `${prefix}:metrics:worker:<WORKER_ID>`  JSON { workerId, at, metrics: prom-client getMetricsAsJSON() }, PX ttl
+ *   `${prefix}:metrics:workers`             sorted set: WORKER_ID scored by the time its key expires
+ * A worker that stops cleanly deletes its key; one that dies disappears when its TTL passes.
+ */
+export const workerMetricsKey = (prefix: string, workerId: string) => `${prefix}:metrics:worker:${workerId}`;
+export const workerMetricsIndex = (prefix: string) => `${prefix}:metrics:workers`;
+
+/** Seconds; executions default to a 60 s deadline and capture can add a little. */
+export const JOB_DURATION_BUCKETS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600];
+
+export interface WorkerMetricsOptions {
+  redis: Redis;
+  prefix: string;
+  workerId: string;
+  log: Logger;
+  /** Pre-started kernels ready right now (broker.pool.available). */
+  poolAvailable: () => number;
+  /** KERNEL_POOL_SIZE: what the pool refills to. */
+  poolTarget: number;
+  /** Executions this worker is running right now (each holds a kernel). */
+  inUse: () => number;
+  concurrency: number;
+  /** How often the snapshot is written; the key lives three times as long. */
+  intervalMs?: number;
+}
+
+export interface WorkerMetrics {
+  registry: Registry;
+  /** Observes the execution queue's finished jobs (duration by the execution's final status). */
+  observe(worker: Worker): void;
+  /** Writes a snapshot now. */
+  publish(): Promise<void>;
+  /** Stops publishing and removes this worker's snapshot. */
+  close(): Promise<void>;
+}
+
+export function startWorkerMetrics(opts: WorkerMetricsOptions): WorkerMetrics {
+  const registry = new Registry();
+  registry.setDefaultLabels({ worker: opts.workerId });
+  const intervalMs = opts.intervalMs ?? 5000;
+  const ttlMs = intervalMs * 3;
+
+  new Gauge({
+    name: "codeinterp_kernels_pool_available",
+    help: "Pre-started kernels ready in this worker's pool",
+    registers: [registry],
+    collect() {
+      this.set(opts.poolAvailable());
+    },
+  });
+  new Gauge({ name: "codeinterp_kernels_pool_target", help: "Kernels the worker keeps pre-started (KERNEL_POOL_SIZE)", registers: [registry] }).set(opts.poolTarget);
+  new Gauge({
+    name: "codeinterp_kernels_in_use",
+    help: "Kernels running an execution in this worker right now",
+    registers: [registry],
+    collect() {
+      this.set(opts.inUse());
+    },
+  });
+  new Gauge({ name: "codeinterp_worker_concurrency", help: "Executions a worker runs at once (WORKER_CONCURRENCY)", registers: [registry] }).set(
+    opts.concurrency,
+  );
+  const duration = new Histogram({
+    name: "codeinterp_job_duration_seconds",
+    help: "Time a worker spent on an execution job (one attempt), by the execution's final status; error = the attempt threw (retried or failed)",
+    labelNames: ["status"],
+    buckets: JOB_DURATION_BUCKETS,
+    registers: [registry],
+  });
+
+  const key = workerMetricsKey(opts.prefix, opts.workerId);
+  const index = workerMetricsIndex(opts.prefix);
+  let closed = false;
+  let pending: Promise<void> | null = null;
+
+  const write = async () => {
+    const snapshot = JSON.stringify({ workerId: opts.workerId, at: Date.now(), metrics: await registry.getMetricsAsJSON() });
+    if (closed) return;
+    await opts.redis
+      .multi()
+      .set(key, snapshot, "PX", ttlMs)
+      .zadd(index, Date.now() + ttlMs, opts.workerId)
+      .exec();
+  };
+  const publish = () =>
+    (pending ??= write()
+      .catch((err: unknown) => opts.log.debug({ err: normalizeError(err).message }, "could not publish worker metrics"))
+      .finally(() => {
+        pending = null;
+      }));
+
+  const timer = setInterval(() => void publish(), intervalMs);
+  timer.unref();
+  void publish();
+
+  const seconds = (job: Job | undefined) => (job?.processedOn ? Math.max(0, (job.finishedOn ?? Date.now()) - job.processedOn) / 1000 : null);
+
+  return {
+    registry,
+    observe(worker) {
+      worker.on("completed", (job: Job, result: unknown) => {
+        const s = seconds(job);
+        if (s === null) return;
+        duration.observe({ status: typeof result === "string" ? result : "unknown" }, s);
+        void publish();
+      });
+      worker.on("failed", (job: Job | undefined) => {
+        const s = seconds(job);
+        if (s === null) return;
+        duration.observe({ status: "error" }, s);
+        void publish();
+      });
+    },
+    publish,
+    async close() {
+      clearInterval(timer);
+      closed = true;
+      await pending;
+      await opts.redis
+        .multi()
+        .del(key)
+        .zrem(index, opts.workerId)
+        .exec()
+        .catch(() => undefined);
+    },
+  };
+}

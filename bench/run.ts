@@ -1,0 +1,666 @@
+// codeinterp benchmark: latency, throughput, workspace preparation/capture and API load, side by side with
+// the raw kernel (its floor) and a fresh kernel per execution (what it replaces), in one run.
+// Usage: npm run bench [-- --quick] [-- --json FILE] [-- --svg FILE]   (see BENCHMARKS.md)
+import { spawnSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { execSync } from "node:child_process";
+import http from "node:http";
+import { mkdir, mkdtemp, open, rm, stat, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { readFileSync } from "node:fs";
+import autocannon from "autocannon";
+import { KernelAPI, KernelConnection, ServerConnection } from "@jupyterlab/services";
+import type { KernelMessage } from "@jupyterlab/services";
+import { createDb, createFile } from "@codeinterp/db";
+import type { Db } from "@codeinterp/db";
+import { createKernelGateway } from "@codeinterp/kernel";
+import type { KernelSession } from "@codeinterp/kernel";
+import { createBlobStore, diffSnapshots, prepareWorkspace, snapshotWorkspace, workspaceDirFor } from "@codeinterp/workspace";
+import { repoRoot } from "@codeinterp/config";
+import { apiClient, sse } from "./client";
+import { renderChart } from "./chart";
+import { dropDatabase, freshDatabase, memoryOf, quietLog, resetPeakRss, startChild, startJupyter } from "./services";
+import type { Child } from "./services";
+import { median, now, round, summarize } from "./stats";
+import type { Summary } from "./stats";
+
+// ---------------------------------------------------------------- options
+const argv = process.argv.slice(2);
+const quick = argv.includes("--quick");
+const argAfter = (flag: string) => {
+  const i = argv.indexOf(flag);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+const jsonOut = argAfter("--json");
+const svgOut = argAfter("--svg");
+const only = argAfter("--only")?.split(",");
+const want = (name: string) => !only || only.includes(name);
+
+const KERNELS = 4; // = WORKER_CONCURRENCY: the throughput test runs at concurrency equal to the kernel count
+const P = quick
+  ? { latencyN: 60, freshN: 5, firstN: 5, sseLatencyN: 10, throughputTotal: 200, prepReps: 3, captureReps: 1, bigMiB: 256, pollSeconds: 5, pollConns: [10], sseSubscribers: 1000 }
+  : { latencyN: 200, freshN: 15, firstN: 12, sseLatencyN: 40, throughputTotal: 200, prepReps: 5, captureReps: 3, bigMiB: 1024, pollSeconds: 10, pollConns: [10, 50], sseSubscribers: 1000 };
+
+const log = (msg: string) => console.error(`[bench] ${msg}`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const MiB = 1024 * 1024;
+
+// ---------------------------------------------------------------- results
+type Json = Record<string, unknown>;
+const results: Json = {};
+const targets: Array<{ name: string; target: string; value: string; met: boolean | null }> = [];
+const target = (name: string, targetText: string, value: string, met: boolean | null) => targets.push({ name, target: targetText, value, met });
+const sum = (s: Summary) => ({ n: s.n, p50: round(s.p50, 2), p95: round(s.p95, 2), p99: round(s.p99, 2), mean: round(s.mean, 2), min: round(s.min, 2), max: round(s.max, 2) });
+
+function machine(): Json {
+  const cpu = /model name\s*:\s*(.*)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? os.cpus()[0]?.model ?? "?";
+  let fs = "?";
+  try {
+    fs = execSync(`df -T ${JSON.stringify(os.tmpdir())} | tail -1 | awk '{print $2}'`).toString().trim();
+  } catch {
+    // unknown
+  }
+  return {
+    nproc: os.availableParallelism(),
+    cpu,
+    memGiB: round(os.totalmem() / 1024 ** 3, 1),
+    node: process.version,
+    kernel: os.release(),
+    tmpdirFs: fs,
+    loadavgAtStart: os.loadavg().map((x) => round(x, 2)),
+    date: new Date().toISOString(),
+  };
+}
+
+// ---------------------------------------------------------------- raw kernel drivers
+/** A direct @jupyterlab/services KernelConnection, no codeinterp code in between. */
+async function rawConnection(baseUrl: string, token: string) {
+  const base = baseUrl.replace(/\/+$/, "") + "/";
+  const settings = ServerConnection.makeSettings({ baseUrl: base, wsUrl: base.replace(/^http/, "ws"), token, appendToken: true });
+  const model = await KernelAPI.startNew({ name: "python3" }, settings);
+  const conn = new KernelConnection({ model, serverSettings: settings, handleComms: false });
+  await conn.info;
+  return {
+    async run(code: string): Promise<string> {
+      let out = "";
+      const future = conn.requestExecute({ code, store_history: false });
+      future.onIOPub = (msg: KernelMessage.IIOPubMessage) => {
+        if (msg.header.msg_type === "stream") out += (msg.content as { text: string }).text;
+      };
+      await future.done;
+      return out;
+    },
+    async close() {
+      await conn.shutdown().catch(() => undefined);
+      conn.dispose();
+    },
+  };
+}
+
+async function expectOk(s: KernelSession, code: string) {
+  const o = await s.execute(code, { timeoutMs: 60_000 });
+  if (o.status !== "ok") throw new Error(`raw kernel run ended ${o.status}`);
+  return o;
+}
+
+// ---------------------------------------------------------------- main
+async function main() {
+  const t0 = Date.now();
+  results.machine = machine();
+  results.mode = quick ? "quick" : "full";
+  results.params = { kernels: KERNELS, ...P };
+  log(`mode ${results.mode}; ${JSON.stringify(results.machine)}`);
+
+  const root = await mkdtemp(path.join(os.tmpdir(), "codeinterp-bench-"));
+  const dataDir = path.join(root, "data");
+  await mkdir(dataDir, { recursive: true });
+  const dbName = "codeinterp_bench";
+  const databaseUrl = await freshDatabase(dbName);
+  const jupyter = await startJupyter(root);
+  const adminToken = `admin-${randomBytes(12).toString("hex")}`;
+  const env: Record<string, string> = {
+    NODE_ENV: "production",
+    LOG_LEVEL: "warn",
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: process.env.REDIS_URL ?? "redis://127.0.0.1:6379",
+    QUEUE_PREFIX: `cibench-${randomBytes(4).toString("hex")}`,
+    JUPYTER_URL: jupyter.url,
+    JUPYTER_TOKEN: jupyter.token,
+    DATA_DIR: dataDir,
+    KERNEL_ROOT_DIR: root,
+    ADMIN_TOKEN: adminToken,
+    PORT: "0",
+    HOST: "127.0.0.1",
+    WORKER_CONCURRENCY: String(KERNELS),
+    KERNEL_POOL_SIZE: "2",
+    MAX_WAIT_MS: "120000",
+    EXECUTION_TIMEOUT_MS: "180000",
+    // The capture and attachment scenarios go past the default per-execution caps on purpose.
+    MAX_FILES_PER_EXECUTION: "1000",
+    MAX_GENERATED_FILES: "5000",
+    MAX_GENERATED_FILE_BYTES: String(2 * 1024 * MiB),
+    MAX_GENERATED_TOTAL_BYTES: String(4 * 1024 * MiB),
+  };
+  let api: Child | null = null;
+  let worker: Child | null = null;
+  const db: Db = createDb({ url: databaseUrl, poolSize: 4 });
+  const gateway = createKernelGateway({ baseUrl: jupyter.url, token: jupyter.token, log: quietLog });
+  try {
+    [api, worker] = await Promise.all([startChild("api", env), startChild("worker", env)]);
+    const apiUrl = api.info.url!;
+    const keyRes = await fetch(`${apiUrl}/v1/admin/api-keys`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
+      body: JSON.stringify({ userId: "bench-user" }),
+    });
+    if (keyRes.status !== 201) throw new Error(`api key: ${keyRes.status} ${await keyRes.text()}`);
+    const key = ((await keyRes.json()) as { key: string }).key;
+    const ci = apiClient(apiUrl, key);
+    const metricsOf = async (ids: string[]) => {
+      const rows = await db.execution.findMany({ where: { id: { in: ids } }, select: { id: true, metrics: true } });
+      return new Map(rows.map((r) => [r.id, (r.metrics ?? {}) as Record<string, number | boolean>]));
+    };
+    const msg = (tag: string) => `bench-${tag}-${randomBytes(3).toString("hex")}`;
+    log(`stack up in ${((Date.now() - t0) / 1000).toFixed(1)} s (api pid ${api.pid}, worker pid ${worker.pid})`);
+
+    // ============================================================ 1. latency of print(1)
+    let lastCompletedId = "";
+    if (want("latency")) {
+      log("latency: raw kernel (gateway session and direct KernelConnection) vs codeinterp warm path");
+      const rawSession = await gateway.startKernel();
+      const raw = await rawConnection(jupyter.url, jupyter.token);
+      const warmMsg = msg("warm");
+      const first = await ci.run({ messageId: warmMsg, code: "print(1)" });
+      if (first.exec.status !== "completed" || first.exec.result?.stdout !== "1\n") throw new Error(`print(1) gave ${JSON.stringify(first.exec)}`);
+      for (let i = 0; i < 10; i++) {
+        await expectOk(rawSession, "print(1)");
+        await raw.run("print(1)");
+        await ci.run({ messageId: warmMsg, code: "print(1)" });
+      }
+      const rawMs: number[] = [];
+      const jlsMs: number[] = [];
+      const e2eMs: number[] = [];
+      const e2eIds: string[] = [];
+      // Interleaved in blocks so that a noisy moment hits all three paths alike.
+      const block = 20;
+      for (let done = 0; done < P.latencyN; done += block) {
+        for (let i = 0; i < block; i++) {
+          const a = now();
+          await expectOk(rawSession, "print(1)");
+          rawMs.push(now() - a);
+        }
+        for (let i = 0; i < block; i++) {
+          const a = now();
+          const out = await raw.run("print(1)");
+          jlsMs.push(now() - a);
+          if (out !== "1\n") throw new Error(`raw print(1) gave ${JSON.stringify(out)}`);
+        }
+        for (let i = 0; i < block; i++) {
+          const r = await ci.run({ messageId: warmMsg, code: "print(1)" });
+          if (r.exec.status !== "completed") throw new Error(`warm run ended ${r.exec.status}`);
+          e2eMs.push(r.ms);
+          e2eIds.push(r.exec.id);
+        }
+      }
+      lastCompletedId = e2eIds[e2eIds.length - 1]!;
+      // The chdir the worker sends before every run on a reused kernel, measured on the raw kernel.
+      const cdMs: number[] = [];
+      for (let i = 0; i < 40; i++) {
+        const a = now();
+        await expectOk(rawSession, `import os as _ci_os; _ci_os.chdir(${JSON.stringify(root)}); del _ci_os`);
+        cdMs.push(now() - a);
+      }
+      await rawSession.shutdown();
+      await raw.close();
+
+      // stage breakdown of the warm executions, from executions.metrics
+      const m = await metricsOf(e2eIds);
+      const stage = (k: string) => summarize(e2eIds.map((id) => Number(m.get(id)?.[k] ?? NaN)).filter(Number.isFinite));
+      const known = ["queueWaitMs", "prepareMs", "kernelAcquireMs", "runMs", "captureMs"];
+      const other = e2eIds.map((id, i) => e2eMs[i]! - known.reduce((acc, k) => acc + Number(m.get(id)?.[k] ?? 0), 0));
+      const reusedShare = e2eIds.filter((id) => m.get(id)?.reusedKernel === true).length / e2eIds.length;
+
+      // SSE e2e: submit, then follow /events to done
+      const sseMs: number[] = [];
+      for (let i = 0; i < P.sseLatencyN; i++) {
+        const r = await ci.runSse({ messageId: warmMsg, code: "print(1)" });
+        if (!r.done) throw new Error("SSE run did not get done");
+        sseMs.push(r.ms);
+      }
+
+      // fresh kernel per execution, the Open WebUI way: start, run, shut down, every time
+      log("latency: fresh kernel per execution");
+      const freshMs: number[] = [];
+      const freshToResultMs: number[] = [];
+      for (let i = 0; i < P.freshN; i++) {
+        const a = now();
+        const s = await gateway.startKernel();
+        await expectOk(s, "print(1)");
+        freshToResultMs.push(now() - a);
+        await s.shutdown();
+        freshMs.push(now() - a);
+      }
+
+      // first execution of a new message: pooled kernel (KERNEL_POOL_SIZE=2)
+      log("latency: first execution of a new message (pooled kernel)");
+      const firstMs: number[] = [];
+      const firstIds: string[] = [];
+      for (let i = 0; i < P.firstN; i++) {
+        await sleep(1500); // let the pool refill, as it would between chat messages
+        const r = await ci.run({ messageId: msg("first"), code: "print(1)" });
+        firstMs.push(r.ms);
+        firstIds.push(r.exec.id);
+      }
+      const fm = await metricsOf(firstIds);
+      const pooledFirst = firstIds.map((id, i) => ({ ms: firstMs[i]!, pooled: fm.get(id)?.pooledKernel === true, acquire: Number(fm.get(id)?.kernelAcquireMs ?? NaN) }));
+      const pooledOnly = pooledFirst.filter((x) => x.pooled).map((x) => x.ms);
+
+      const e2e = summarize(e2eMs);
+      const rawS = summarize(rawMs);
+      const jls = summarize(jlsMs);
+      const fresh = summarize(freshMs);
+      results.e2e_p50_ms = round(e2e.p50, 2);
+      results.e2e_p95_ms = round(e2e.p95, 2);
+      results.raw_kernel_p50_ms = round(rawS.p50, 2);
+      results.fresh_kernel_p50_ms = round(fresh.p50, 2);
+      results.latency = {
+        e2e_warm_longpoll: sum(e2e),
+        e2e_warm_sse: sum(summarize(sseMs)),
+        raw_kernel_gateway_session: sum(rawS),
+        raw_kernel_jupyterlab_services: sum(jls),
+        fresh_kernel_per_execution: sum(fresh),
+        fresh_kernel_until_result: sum(summarize(freshToResultMs)),
+        first_execution_new_message: sum(summarize(firstMs)),
+        first_execution_new_message_pooled_only: sum(summarize(pooledOnly)),
+        first_execution_pooled_share: round(pooledOnly.length / firstMs.length, 2),
+        first_execution_kernel_acquire_p50_ms: round(median(pooledFirst.map((x) => x.acquire)), 2),
+        worker_chdir_roundtrip_on_raw_kernel: sum(summarize(cdMs)),
+        warm_reused_kernel_share: round(reusedShare, 2),
+        ratio_e2e_over_raw: round(e2e.p50 / rawS.p50, 2),
+        overhead_e2e_minus_raw_p50_ms: round(e2e.p50 - rawS.p50, 2),
+        ratio_fresh_over_e2e: round(fresh.p50 / e2e.p50, 1),
+        stages_warm_p50_ms: {
+          queueWaitMs: round(stage("queueWaitMs").p50, 2),
+          prepareMs: round(stage("prepareMs").p50, 2),
+          kernelAcquireMs: round(stage("kernelAcquireMs").p50, 2),
+          runMs: round(stage("runMs").p50, 2),
+          captureMs: round(stage("captureMs").p50, 2),
+          unaccounted_api_db_redis_chdir_ms: round(median(other), 2),
+        },
+        stages_warm_p95_ms: {
+          queueWaitMs: round(stage("queueWaitMs").p95, 2),
+          prepareMs: round(stage("prepareMs").p95, 2),
+          kernelAcquireMs: round(stage("kernelAcquireMs").p95, 2),
+          runMs: round(stage("runMs").p95, 2),
+          captureMs: round(stage("captureMs").p95, 2),
+          unaccounted_api_db_redis_chdir_ms: round(summarize(other).p95, 2),
+        },
+      };
+      target("e2e p50 ≤ raw p50 + 10 ms", `≤ ${round(rawS.p50 + 10, 1)} ms`, `${round(e2e.p50, 1)} ms (raw ${round(rawS.p50, 1)})`, e2e.p50 <= rawS.p50 + 10);
+      target("≥ 25× faster than fresh kernel", "≥ 25×", `${round(fresh.p50 / e2e.p50, 1)}×`, fresh.p50 / e2e.p50 >= 25);
+    }
+
+    // ============================================================ 2. throughput
+    if (want("throughput")) {
+      log(`throughput: ${P.throughputTotal} × print(1) at concurrency ${KERNELS}, raw kernels vs codeinterp`);
+      const sessions = await Promise.all(Array.from({ length: KERNELS }, () => gateway.startKernel()));
+      for (const s of sessions) await expectOk(s, "print(1)");
+      const msgs = Array.from({ length: KERNELS }, () => msg("tput"));
+      await Promise.all(msgs.map((m) => ci.run({ messageId: m, code: "print(1)" })));
+      const per = Math.ceil(P.throughputTotal / KERNELS);
+      const rawRound = async () => {
+        const a = now();
+        await Promise.all(sessions.map(async (s) => {
+          for (let i = 0; i < per; i++) await expectOk(s, "print(1)");
+        }));
+        return (per * KERNELS) / ((now() - a) / 1000);
+      };
+      const ciRound = async () => {
+        const a = now();
+        await Promise.all(msgs.map(async (m) => {
+          for (let i = 0; i < per; i++) {
+            const r = await ci.run({ messageId: m, code: "print(1)" });
+            if (r.exec.status !== "completed") throw new Error(`throughput run ended ${r.exec.status}`);
+          }
+        }));
+        return (per * KERNELS) / ((now() - a) / 1000);
+      };
+      // raw, codeinterp, raw, codeinterp: the better of each pair's rounds is kept
+      const rawRates = [await rawRound()];
+      const ciRates = [await ciRound()];
+      if (!quick) {
+        rawRates.push(await rawRound());
+        ciRates.push(await ciRound());
+      }
+      await Promise.all(sessions.map((s) => s.shutdown()));
+      const rawRate = Math.max(...rawRates);
+      const ciRate = Math.max(...ciRates);
+      results.throughput_ratio = round(ciRate / rawRate, 3);
+      results.throughput = {
+        kernels: KERNELS,
+        executions: per * KERNELS,
+        raw_exec_per_s: round(rawRate, 1),
+        codeinterp_exec_per_s: round(ciRate, 1),
+        raw_rounds: rawRates.map((x) => round(x, 1)),
+        codeinterp_rounds: ciRates.map((x) => round(x, 1)),
+      };
+      target("throughput ≥ 80% of raw kernels", "≥ 0.80", `${round(ciRate / rawRate, 3)} (${round(ciRate, 1)} vs ${round(rawRate, 1)} exec/s)`, ciRate / rawRate >= 0.8);
+    }
+
+    // ============================================================ 3a. workspace preparation
+    if (want("prepare")) {
+      log("workspace preparation: 10 / 100 / 1,000 attachments");
+      const prepRoot = path.join(root, "prep");
+      const blobs = createBlobStore(path.join(prepRoot, "store"));
+      const atts: Array<{ fileId: string; name: string; blobPath: string; sha256: string }> = [];
+      for (let i = 0; i < 1000; i++) {
+        const content = Buffer.from(`id,value\n${i},${randomBytes(8).toString("hex")}\n`.repeat(32));
+        const { Readable } = await import("node:stream");
+        const r = await blobs.put(Readable.from([content]));
+        atts.push({ fileId: `f${i}`, name: `data_${i}.csv`, blobPath: blobs.pathOf(r.key), sha256: r.sha256 });
+      }
+      const prep: Json = {};
+      for (const n of [10, 100, 1000]) {
+        const coldMs: number[] = [];
+        const warmMs: number[] = [];
+        const snapMs: number[] = [];
+        for (let rep = 0; rep < P.prepReps; rep++) {
+          const dir = path.join(prepRoot, `ws-${n}-${rep}`);
+          let a = now();
+          const res = await prepareWorkspace({ dir, attachments: atts.slice(0, n), mode: "auto" });
+          coldMs.push(now() - a);
+          if (res.placed.length !== n) throw new Error(`placed ${res.placed.length} of ${n}`);
+          a = now();
+          await snapshotWorkspace(dir);
+          snapMs.push(now() - a);
+          a = now();
+          await prepareWorkspace({ dir, attachments: atts.slice(0, n), mode: "auto" });
+          warmMs.push(now() - a);
+          await rm(dir, { recursive: true, force: true });
+        }
+        prep[String(n)] = { prepare_first_ms: sum(summarize(coldMs)), prepare_again_ms: sum(summarize(warmMs)), snapshot_before_ms: sum(summarize(snapMs)) };
+      }
+      // The same through a real execution: 1,000 attachments on one message (the worker's prepareMs also
+      // covers the attachment query, touching the workspace and the "before" snapshot).
+      const apiBlobs = createBlobStore(dataDir);
+      const fileIds: string[] = [];
+      for (let i = 0; i < 1000; i++) {
+        const { Readable } = await import("node:stream");
+        const content = Buffer.from(`id,value\n${i},${randomBytes(8).toString("hex")}\n`.repeat(32));
+        const r = await apiBlobs.put(Readable.from([content]));
+        const f = await createFile(db, { userId: "bench-user", name: `data_${i}.csv`, size: r.size, sha256: r.sha256, mimeType: "text/csv", storageKey: r.key, source: "upload" });
+        fileIds.push(f.id);
+      }
+      const attMsg = msg("att");
+      const firstRun = await ci.run({ messageId: attMsg, code: "import os; print(len(os.listdir('/mnt/data')))", fileIds });
+      const againRun = await ci.run({ messageId: attMsg, code: "print(1)" });
+      const am = await metricsOf([firstRun.exec.id, againRun.exec.id]);
+      prep.worker_1000 = {
+        status: firstRun.exec.status,
+        files_seen_by_code: firstRun.exec.result?.stdout.trim(),
+        e2e_ms: round(firstRun.ms, 1),
+        prepareMs: am.get(firstRun.exec.id)?.prepareMs,
+        captureMs: am.get(firstRun.exec.id)?.captureMs,
+        second_execution_prepareMs: am.get(againRun.exec.id)?.prepareMs,
+        second_execution_e2e_ms: round(againRun.ms, 1),
+      };
+      results.prepare = prep;
+      const p1000 = (prep["1000"] as { prepare_first_ms: { p50: number } }).prepare_first_ms.p50;
+      const w1000 = Number(am.get(firstRun.exec.id)?.prepareMs);
+      target("1,000 attachments prepared ≤ 100 ms", "≤ 100 ms", `${round(p1000, 1)} ms prepareWorkspace; worker stage ${w1000} ms`, p1000 <= 100);
+      await rm(prepRoot, { recursive: true, force: true });
+    }
+
+    // ============================================================ 3b. capture of generated files
+    if (want("capture")) {
+      log("capture: 1 / 100 / 1,000 generated files");
+      const cap: Json = {};
+      for (const n of [1, 100, 1000]) {
+        const e2e: number[] = [];
+        const capMs: number[] = [];
+        const runMs: number[] = [];
+        let captured = 0;
+        for (let rep = 0; rep < P.captureReps; rep++) {
+          const code = `for i in range(${n}):\n    with open(f'/mnt/data/out_{i:04d}.txt', 'w') as f:\n        f.write('row %d ${randomBytes(4).toString("hex")}\\n' % i * 20)\n`;
+          const r = await ci.run({ messageId: msg(`cap${n}`), code });
+          if (r.exec.status !== "completed") throw new Error(`capture run ended ${r.exec.status}: ${JSON.stringify(r.exec.result)}`);
+          const mm = (await metricsOf([r.exec.id])).get(r.exec.id)!;
+          e2e.push(r.ms);
+          capMs.push(Number(mm.captureMs));
+          runMs.push(Number(mm.runMs));
+          captured = Number(mm.filesCaptured);
+        }
+        cap[String(n)] = { files_captured: captured, captureMs: sum(summarize(capMs)), runMs: sum(summarize(runMs)), e2e_ms: sum(summarize(e2e)) };
+      }
+      // Where capture time goes, for 1,000 files: walk+diff, blob copy (each fsynced), and fsync alone.
+      const capDir = path.join(root, "capture-direct");
+      const ws = path.join(capDir, "ws");
+      await mkdir(ws, { recursive: true });
+      const before = await snapshotWorkspace(ws);
+      for (let i = 0; i < 1000; i++) await writeFile(path.join(ws, `out_${i}.txt`), `row ${i} ${randomBytes(8).toString("hex")}\n`.repeat(20));
+      let a = now();
+      const after = await snapshotWorkspace(ws, { previous: before });
+      const diff = diffSnapshots(before, after);
+      const snapMs = now() - a;
+      const store = createBlobStore(path.join(capDir, "data"));
+      a = now();
+      for (const e of diff.created) await store.putFile(path.join(ws, e.path), { expect: { ino: e.ino } });
+      const putMs = now() - a;
+      a = now();
+      for (let i = 0; i < 1000; i++) {
+        const fh = await open(path.join(ws, `out_${i}.txt`), "r");
+        await fh.sync();
+        await fh.close();
+      }
+      const fsyncMs = now() - a;
+      cap.direct_1000 = { snapshot_after_and_diff_ms: round(snapMs, 1), blob_putFile_x1000_ms: round(putMs, 1), fsync_only_x1000_ms: round(fsyncMs, 1) };
+      await rm(capDir, { recursive: true, force: true });
+      results.capture = cap;
+      const c1000 = (cap["1000"] as { captureMs: { p50: number }; files_captured: number });
+      target("1,000 generated files registered ≤ 2 s", "≤ 2000 ms", `${round(c1000.captureMs.p50, 0)} ms (${c1000.files_captured} files)`, c1000.captureMs.p50 <= 2000 && c1000.files_captured === 1000);
+    }
+
+    // ============================================================ 3c. one big generated file
+    if (want("big")) {
+      const mib = P.bigMiB;
+      log(`big file: ${mib} MiB of os.urandom data, captured by the worker vs cp on the same disk`);
+      const bigMsg = msg("big");
+      const code = `import os\nwith open('/mnt/data/big.bin', 'wb') as f:\n    for _ in range(${mib}):\n        f.write(os.urandom(1 << 20))\n`;
+      const workerPid = worker.pid;
+      const base = memoryOf(workerPid);
+      const hwmReset = resetPeakRss(workerPid);
+      const afterReset = memoryOf(workerPid);
+      let sampledPeak = afterReset.rss;
+      const sampler = setInterval(() => {
+        try {
+          sampledPeak = Math.max(sampledPeak, memoryOf(workerPid).rss);
+        } catch {
+          // process gone
+        }
+      }, 50);
+      const r = await ci.run({ messageId: bigMsg, code }, 300_000);
+      clearInterval(sampler);
+      const end = memoryOf(workerPid);
+      const mm = (await metricsOf([r.exec.id])).get(r.exec.id)!;
+      const file = path.join(workspaceDirFor(dataDir, "bench-user", bigMsg), "big.bin");
+      const size = (await stat(file)).size;
+      const dest = path.join(root, "cp-copy.bin");
+      let a = now();
+      const cp = spawnSync("cp", [file, dest]);
+      const cpMs = now() - a;
+      if (cp.status !== 0) throw new Error(`cp failed: ${cp.stderr}`);
+      a = now();
+      spawnSync("sync", [dest]);
+      const cpSyncMs = cpMs + (now() - a);
+      await rm(dest, { force: true });
+      a = now();
+      const h = createHash("sha256");
+      const fh = await open(file, "r");
+      for await (const chunk of fh.createReadStream()) h.update(chunk as Buffer);
+      const hashOnlyMs = now() - a;
+      const captureMs = Number(mm.captureMs);
+      const growth = (hwmReset ? end.hwm : sampledPeak) - afterReset.rss;
+      results.big_file = {
+        size_bytes: size,
+        data: "os.urandom, written 1 MiB at a time (not sparse)",
+        status: r.exec.status,
+        files: r.exec.files.length,
+        runMs: mm.runMs,
+        captureMs,
+        capture_MiB_per_s: round(size / MiB / (captureMs / 1000), 1),
+        cp_ms: round(cpMs, 1),
+        cp_MiB_per_s: round(size / MiB / (cpMs / 1000), 1),
+        cp_plus_fsync_ms: round(cpSyncMs, 1),
+        sha256_only_ms: round(hashOnlyMs, 1),
+        speed_vs_cp: round(cpMs / captureMs, 3),
+        speed_vs_cp_plus_fsync: round(cpSyncMs / captureMs, 3),
+        worker_rss_before_MiB: round(base.rss / MiB, 1),
+        worker_rss_peak_MiB: round((hwmReset ? end.hwm : sampledPeak) / MiB, 1),
+        worker_rss_growth_MiB: round(growth / MiB, 1),
+        worker_rss_sampled_peak_MiB: round(sampledPeak / MiB, 1),
+        peak_source: hwmReset ? "VmHWM after clear_refs=5 (worker child process)" : "VmRSS sampled every 50 ms",
+      };
+      target(`${mib} MiB file ≥ 50% of cp speed`, "≥ 0.50", `${round(cpMs / captureMs, 3)} (capture ${round(captureMs, 0)} ms, cp ${round(cpMs, 0)} ms)`, cpMs / captureMs >= 0.5);
+      target(`${mib} MiB file ≤ 50 MB worker RSS growth`, "≤ 50 MB", `${round(growth / 1e6, 1)} MB`, growth <= 50e6);
+      await rm(workspaceDirFor(dataDir, "bench-user", bigMsg), { recursive: true, force: true });
+      await rm(path.join(dataDir, "blobs"), { recursive: true, force: true }).catch(() => undefined);
+    }
+
+    // ============================================================ 4a. status polling under load
+    if (want("poll")) {
+      if (!lastCompletedId) lastCompletedId = (await ci.run({ messageId: msg("poll"), code: "print(1)" })).exec.id;
+      const poll: Json = {};
+      for (const connections of P.pollConns) {
+        log(`polling: autocannon GET /v1/executions/:id, ${connections} connections, ${P.pollSeconds} s`);
+        const res = await autocannon({ url: `${apiUrl}/v1/executions/${lastCompletedId}`, connections, duration: P.pollSeconds, headers: { authorization: `Bearer ${key}` } });
+        poll[`c${connections}`] = {
+          connections,
+          req_per_s: round(res.requests.average, 0),
+          latency_p50_ms: res.latency.p50,
+          latency_p99_ms: res.latency.p99,
+          latency_max_ms: res.latency.max,
+          total: res.requests.total,
+          non2xx: res.non2xx,
+          errors: res.errors,
+          timeouts: res.timeouts,
+        };
+      }
+      results.polling = poll;
+      const main10 = poll[`c${P.pollConns[0]}`] as { req_per_s: number; latency_p99_ms: number; non2xx: number };
+      target("polling ≥ 3,000 req/s", "≥ 3000 req/s", `${main10.req_per_s} req/s (${P.pollConns[0]} conns)`, main10.req_per_s >= 3000 && main10.non2xx === 0);
+      target("polling p99 ≤ 25 ms", "≤ 25 ms", `${main10.latency_p99_ms} ms`, main10.latency_p99_ms <= 25);
+    }
+
+    // ============================================================ 4b. 1,000 SSE subscribers
+    if (want("sse")) {
+      const n = P.sseSubscribers;
+      log(`SSE: ${n} concurrent subscribers to one running execution`);
+      const sseMsg = msg("sse");
+      const go = path.join(workspaceDirFor(dataDir, "bench-user", sseMsg), ".go");
+      const code = `import os, time\nt = time.time()\nwhile not os.path.exists(${JSON.stringify("/mnt/data/.go")}) and time.time() - t < 120:\n    time.sleep(0.02)\nprint('released')\n`;
+      const exec = await ci.submit({ messageId: sseMsg, code });
+      for (let i = 0; i < 200; i++) {
+        if ((await ci.get(exec.id)).status === "running") break;
+        await sleep(50);
+      }
+      const apiMemBefore = memoryOf(api.pid);
+      const agent = new http.Agent({ keepAlive: false, maxSockets: Infinity });
+      let connected = 0;
+      let allConnected: () => void = () => undefined;
+      const allIn = new Promise<void>((r) => (allConnected = r));
+      const a = now();
+      const subs = Array.from({ length: n }, () =>
+        sse(apiUrl, key, exec.id, agent, () => {
+          if (++connected === n) allConnected();
+        }),
+      );
+      await Promise.race([allIn, sleep(60_000)]);
+      const connectMs = now() - a;
+      const connectedBeforeRelease = connected;
+      const stillRunning = (await ci.get(exec.id)).status === "running";
+      const apiMemHeld = memoryOf(api.pid);
+      const released = now();
+      await writeFile(go, "");
+      const outs = await Promise.all(subs);
+      const done = outs.filter((o) => o.done && o.doneStatus === "completed").length;
+      const lastDone = Math.max(...outs.map((o) => o.doneAt ?? 0));
+      const errors: Record<string, number> = {};
+      for (const o of outs) if (o.error) errors[o.error] = (errors[o.error] ?? 0) + 1;
+      agent.destroy();
+      results.sse = {
+        subscribers: n,
+        connected_before_release: connectedBeforeRelease,
+        execution_still_running_when_all_connected: stillRunning,
+        connect_all_ms: round(connectMs, 0),
+        received_done: done,
+        release_to_last_done_ms: round(lastDone - released, 0),
+        errors,
+        api_rss_before_MiB: round(apiMemBefore.rss / MiB, 1),
+        api_rss_holding_MiB: round(apiMemHeld.rss / MiB, 1),
+      };
+      target(`${n} SSE subscribers held`, `${n} done`, `${done}/${n} got done (${connectedBeforeRelease} connected while running)`, done === n && connectedBeforeRelease === n && stillRunning);
+    }
+  } finally {
+    await api?.stop().catch(() => undefined);
+    await worker?.stop().catch(() => undefined);
+    // Kernels the worker left (message kernels, its pool) and any of ours.
+    for (const k of await gateway.listKernels().catch(() => [])) await gateway.shutdownKernel(k.id).catch(() => undefined);
+    await jupyter.stop().catch(() => undefined);
+    await db.$disconnect().catch(() => undefined);
+    await dropDatabase(dbName).catch(() => undefined);
+    await rm(root, { recursive: true, force: true }).catch(() => undefined);
+  }
+
+  results.targets = targets;
+  results.elapsed_s = round((Date.now() - t0) / 1000, 1);
+  printTable();
+  if (jsonOut) {
+    await mkdir(path.dirname(path.resolve(jsonOut)), { recursive: true });
+    await writeFile(jsonOut, JSON.stringify(results, null, 2) + "\n");
+    log(`wrote ${jsonOut}`);
+  }
+  if (svgOut) {
+    await writeFile(svgOut, renderChart(results));
+    log(`wrote ${svgOut}`);
+  }
+  log(`done in ${results.elapsed_s} s`);
+}
+
+function printTable() {
+  const lat = results.latency as Record<string, { p50: number; p95: number } | number> | undefined;
+  const rows: string[][] = [["path (print(1))", "p50 ms", "p95 ms", "vs e2e p50"]];
+  if (lat) {
+    const e2e = (lat.e2e_warm_longpoll as { p50: number }).p50;
+    const add = (label: string, k: string) => {
+      const s = lat[k] as { p50: number; p95: number };
+      rows.push([label, String(round(s.p50, 1)), String(round(s.p95, 1)), `${round(s.p50 / e2e, 2)}×`]);
+    };
+    add("raw: @jupyterlab/services direct", "raw_kernel_jupyterlab_services");
+    add("raw: gateway session (raw_kernel)", "raw_kernel_gateway_session");
+    add("codeinterp warm, long-poll (e2e)", "e2e_warm_longpoll");
+    add("codeinterp warm, SSE", "e2e_warm_sse");
+    add("codeinterp first exec, new message", "first_execution_new_message");
+    add("fresh kernel per exec (Open WebUI)", "fresh_kernel_per_execution");
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
+  console.log("");
+  for (const r of rows) console.log(line(r));
+  console.log("");
+  const tw = [Math.max(...targets.map((t) => t.name.length)), Math.max(...targets.map((t) => t.target.length))];
+  for (const t of targets) console.log(`${t.met === null ? "  ?  " : t.met ? " MET " : "MISS "} ${t.name.padEnd(tw[0]!)}  target ${t.target.padEnd(tw[1]!)}  measured ${t.value}`);
+  console.log("");
+  const keys = ["e2e_p50_ms", "e2e_p95_ms", "raw_kernel_p50_ms", "fresh_kernel_p50_ms", "throughput_ratio"];
+  console.log(keys.filter((k) => k in results).map((k) => `${k}=${String(results[k])}`).join("  "));
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
+
+export { repoRoot };
