@@ -1,14 +1,14 @@
 // codeinterp benchmark: latency, throughput, workspace preparation/capture and API load, side by side with
 // the raw kernel (its floor) and a fresh kernel per execution (what it replaces), in one run.
 // Usage: npm run bench [-- --quick] [-- --json FILE] [-- --svg FILE]   (see BENCHMARKS.md)
-import { spawnSync } from "node:child_process";
+import { execSync, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { execSync } from "node:child_process";
 import http from "node:http";
 import { mkdir, mkdtemp, open, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { readFileSync } from "node:fs";
+import { Readable } from "node:stream";
 import autocannon from "autocannon";
 import { KernelAPI, KernelConnection, ServerConnection } from "@jupyterlab/services";
 import type { KernelMessage } from "@jupyterlab/services";
@@ -17,7 +17,6 @@ import type { Db } from "@codeinterp/db";
 import { createKernelGateway } from "@codeinterp/kernel";
 import type { KernelSession } from "@codeinterp/kernel";
 import { createBlobStore, diffSnapshots, prepareWorkspace, snapshotWorkspace, workspaceDirFor } from "@codeinterp/workspace";
-import { repoRoot } from "@codeinterp/config";
 import { apiClient, sse } from "./client";
 import { renderChart } from "./chart";
 import { dropDatabase, freshDatabase, memoryOf, quietLog, resetPeakRss, startChild, startJupyter } from "./services";
@@ -356,7 +355,6 @@ async function main() {
       const atts: Array<{ fileId: string; name: string; blobPath: string; sha256: string }> = [];
       for (let i = 0; i < 1000; i++) {
         const content = Buffer.from(`id,value\n${i},${randomBytes(8).toString("hex")}\n`.repeat(32));
-        const { Readable } = await import("node:stream");
         const r = await blobs.put(Readable.from([content]));
         atts.push({ fileId: `f${i}`, name: `data_${i}.csv`, blobPath: blobs.pathOf(r.key), sha256: r.sha256 });
       }
@@ -386,7 +384,6 @@ async function main() {
       const apiBlobs = createBlobStore(dataDir);
       const fileIds: string[] = [];
       for (let i = 0; i < 1000; i++) {
-        const { Readable } = await import("node:stream");
         const content = Buffer.from(`id,value\n${i},${randomBytes(8).toString("hex")}\n`.repeat(32));
         const r = await apiBlobs.put(Readable.from([content]));
         const f = await createFile(db, { userId: "bench-user", name: `data_${i}.csv`, size: r.size, sha256: r.sha256, mimeType: "text/csv", storageKey: r.key, source: "upload" });
@@ -662,5 +659,3 @@ main().then(
     process.exit(1);
   },
 );
-
-export { repoRoot };

@@ -28,6 +28,7 @@ export interface TestStack {
  * against the real Redis and the run's real Jupyter server.
  */
 export async function startTestStack(opts: { worker?: boolean; env?: Record<string, string> } = {}): Promise<TestStack> {
+  const socketsBefore = openSockets();
   const db = await createTestDatabase();
   const suffix = randomBytes(5).toString("hex");
   const dataDir = path.join(inject("testRoot"), `data-${suffix}`);
@@ -78,6 +79,7 @@ export async function startTestStack(opts: { worker?: boolean; env?: Record<stri
       await Promise.all(workers.map((w) => w.close(5000)));
       await api.close(2000);
       await db.drop();
+      await expectNoLeakedSockets(socketsBefore);
     },
   };
   if (opts.worker !== false) await stack.startWorker();
@@ -114,4 +116,16 @@ export function client(baseUrl: string, key: string) {
       return done.body;
     },
   };
+}
+
+const openSockets = () => process.getActiveResourcesInfo().filter((r) => r === "TCPSocketWrap").length;
+
+/**
+ * Fails the test file when closing the stack left sockets open (a worker, Redis, Postgres or kernel
+ * connection someone forgot to close). Sockets close asynchronously, so give them a moment.
+ */
+async function expectNoLeakedSockets(before: number): Promise<void> {
+  for (let i = 0; i < 40 && openSockets() > before; i++) await new Promise((r) => setTimeout(r, 50));
+  const leaked = openSockets() - before;
+  if (leaked > 0) throw new Error(`the test stack leaked ${leaked} open socket(s) after close()`);
 }

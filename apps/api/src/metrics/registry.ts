@@ -7,7 +7,7 @@ import { normalizeError } from "@codeinterp/logger";
 import type { Redis } from "@codeinterp/queue";
 import { readWorkerSnapshots } from "./workers";
 
-export const QUEUE_STATES = ["waiting", "prioritized", "active", "delayed", "failed", "completed", "paused"] as const;
+export const QUEUE_STATES = ["waiting", "prioritized", "active", "delayed", "failed", "completed"] as const;
 
 export interface MetricsSources {
   db: Db;

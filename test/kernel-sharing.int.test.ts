@@ -1,0 +1,73 @@
+import { spawn } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { repoRoot } from "@codeinterp/config";
+import { client, startTestStack } from "./helpers/stack";
+import type { TestStack } from "./helpers/stack";
+
+describe("one message across several workers", () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startTestStack({ env: { KERNEL_POOL_SIZE: "0", WORKER_CONCURRENCY: "2" } });
+    await stack.startWorker({ WORKER_ID: "second" });
+  });
+  afterAll(async () => stack?.close());
+
+  it("executions of one message run one at a time, in one kernel, whichever worker takes them", async () => {
+    const api = client(stack.url, (await stack.newUser("serial")).key);
+    const code = "import time, os\nt0 = time.time()\ntime.sleep(0.8)\ncount = globals().get('count', 0) + 1\nprint(t0, time.time(), count, os.getpid())";
+    const runs = await Promise.all([1, 2, 3].map(() => api.run({ messageId: "shared", code }, 60_000)));
+    const spans = runs.map((r) => r.result.stdout.trim().split(" ").map(Number) as [number, number, number, number]);
+    spans.sort((a, b) => a[0] - b[0]);
+    for (let i = 1; i < spans.length; i++) expect(spans[i]![0]).toBeGreaterThanOrEqual(spans[i - 1]![1]);
+    expect(spans.map((s) => s[2])).toEqual([1, 2, 3]);
+    expect(new Set(spans.map((s) => s[3])).size).toBe(1);
+  });
+});
+
+describe("idle kernels", () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startTestStack({ env: { KERNEL_POOL_SIZE: "0", KERNEL_IDLE_TTL_MS: "1000" } });
+  });
+  afterAll(async () => stack?.close());
+
+  it("are shut down after the TTL; the next execution gets a new kernel and still sees the files", async () => {
+    const api = client(stack.url, (await stack.newUser("idle")).key);
+    await api.run({ messageId: "m", code: "v = 1\nopen('/mnt/data/kept.txt','w').write('k')" });
+    await new Promise((r) => setTimeout(r, 3500));
+    const later = await api.run({ messageId: "m", code: "print('v' in globals(), open('kept.txt').read())" });
+    expect(later.result.stdout).toBe("False k\n");
+  });
+});
+
+describe("SIGTERM", () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startTestStack({ worker: false, env: { KERNEL_POOL_SIZE: "0" } });
+  });
+  afterAll(async () => stack?.close());
+
+  it("drains: the running execution completes and the worker exits cleanly", async () => {
+    const api = client(stack.url, (await stack.newUser("drain")).key);
+    const child = spawn(process.execPath, ["--import", "tsx", "apps/worker/src/main.ts"], {
+      cwd: repoRoot,
+      env: { ...process.env, ...stack.env, SHUTDOWN_DEADLINE_MS: "20000" },
+      stdio: "ignore",
+    });
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    try {
+      const created = await api.post("/v1/executions", { chatId: "c", messageId: "m", code: "import time\ntime.sleep(2)\nprint('finished')" });
+      for (let i = 0; i < 200; i++) {
+        if ((await api.get(`/v1/executions/${created.body.id}`)).body.status === "running") break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      child.kill("SIGTERM");
+      expect(await exited).toBe(0);
+      const done = await api.get(`/v1/executions/${created.body.id}`);
+      expect(done.body.status).toBe("completed");
+      expect(done.body.result.stdout).toBe("finished\n");
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+});
