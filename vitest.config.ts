@@ -1,5 +1,23 @@
 import { defineConfig } from "vitest/config";
 
+// `npm run test:faults` (= `vitest run --project faults`): each file starts its own private Redis, Postgres,
+// Jupyter, API and worker (never the shared ones) and breaks them on purpose; also the 1,000-execution load
+// test. It takes minutes, so a plain `vitest run` / `npm test` leaves it out unless asked for by name or with
+// CODEINTERP_FAULTS=1. One file at a time: they are CPU-heavy on 2 cores.
+const wantFaults = process.env.CODEINTERP_FAULTS === "1" || process.argv.some((a) => /(^|=)faults$/.test(a));
+const faultsProject = {
+  test: {
+    name: "faults",
+    include: ["test/faults/**/*.faults.test.ts"],
+    environment: "node",
+    testTimeout: 180_000,
+    hookTimeout: 120_000,
+    pool: "forks" as const,
+    maxWorkers: 1,
+    sequence: { groupOrder: 2 },
+  },
+};
+
 // Two projects: fast pure-logic unit tests, and integration tests that talk to the real
 // Postgres, Redis and Jupyter server. The machine has 2 cores, so integration files run
 // with modest parallelism.
@@ -29,6 +47,7 @@ export default defineConfig({
           sequence: { groupOrder: 1 },
         },
       },
+      ...(wantFaults ? [faultsProject] : []),
     ],
   },
 });

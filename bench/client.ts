@@ -25,12 +25,14 @@ export function apiClient(baseUrl: string, key: string) {
       return (await res.json()) as Execution;
     },
     /** Submit, then long-poll until terminal. Returns the execution and submit→terminal ms. */
-    async run(body: Record<string, unknown>, waitMs = 120_000): Promise<{ exec: Execution; ms: number }> {
+    async run(body: Record<string, unknown>, waitMs = 120_000): Promise<{ exec: Execution; ms: number; wall: { submit: number; posted: number; end: number } }> {
       const t0 = now();
+      const submit = Date.now();
       const created = await this.submit(body);
+      const posted = Date.now();
       let exec = await this.get(created.id, waitMs);
       while (!isTerminal(exec.status)) exec = await this.get(created.id, waitMs);
-      return { exec, ms: now() - t0 };
+      return { exec, ms: now() - t0, wall: { submit, posted, end: Date.now() } };
     },
     /** Submit, then follow /events until `done`. Returns submit→done ms. */
     async runSse(body: Record<string, unknown>): Promise<{ id: string; ms: number; done: boolean }> {

@@ -15,14 +15,24 @@ import type { KernelMessage } from "@jupyterlab/services";
 import { createDb, createFile } from "@codeinterp/db";
 import type { Db } from "@codeinterp/db";
 import { createKernelGateway } from "@codeinterp/kernel";
+import { createEventPublisher, createRedis, executionLogKey, registerExecutionFileForBench } from "./bench-deps";
 import type { KernelSession } from "@codeinterp/kernel";
 import { createBlobStore, diffSnapshots, prepareWorkspace, snapshotWorkspace, workspaceDirFor } from "@codeinterp/workspace";
 import { apiClient, sse } from "./client";
 import { renderChart } from "./chart";
-import { dropDatabase, freshDatabase, memoryOf, quietLog, resetPeakRss, startChild, startJupyter } from "./services";
+import { cpuDelta, cpuSnapshot, dropDatabase, freshDatabase, memoryOf, quietLog, resetPeakRss, startChild, startJupyter } from "./services";
 import type { Child } from "./services";
 import { median, now, round, summarize } from "./stats";
 import type { Summary } from "./stats";
+
+// @jupyterlab/services logs every websocket it opens and every kernel that stops; keep the table readable.
+for (const level of ["log", "debug", "info", "warn"] as const) {
+  const original = console[level].bind(console);
+  console[level] = (...args: unknown[]) => {
+    if (typeof args[0] === "string" && /^(Starting WebSocket|Kernel: dead)/.test(args[0])) return;
+    original(...args);
+  };
+}
 
 // ---------------------------------------------------------------- options
 const argv = process.argv.slice(2);
@@ -108,7 +118,7 @@ async function main() {
   const t0 = Date.now();
   results.machine = machine();
   results.mode = quick ? "quick" : "full";
-  results.params = { kernels: KERNELS, ...P };
+  results.params = { kernels: KERNELS, kernelSandbox: process.env.BENCH_KERNEL_SANDBOX ?? "off", ...P };
   log(`mode ${results.mode}; ${JSON.stringify(results.machine)}`);
 
   const root = await mkdtemp(path.join(os.tmpdir(), "codeinterp-bench-"));
@@ -133,6 +143,9 @@ async function main() {
     HOST: "127.0.0.1",
     WORKER_CONCURRENCY: String(KERNELS),
     KERNEL_POOL_SIZE: "2",
+    // The plain python3 kernelspec, like the raw and fresh baselines; BENCH_KERNEL_SANDBOX=auto|on measures
+    // bubblewrap-sandboxed kernels instead (where the worker supports them).
+    KERNEL_SANDBOX: process.env.BENCH_KERNEL_SANDBOX ?? "off",
     MAX_WAIT_MS: "120000",
     EXECUTION_TIMEOUT_MS: "180000",
     // The capture and attachment scenarios go past the default per-execution caps on purpose.
@@ -181,6 +194,7 @@ async function main() {
       const jlsMs: number[] = [];
       const e2eMs: number[] = [];
       const e2eIds: string[] = [];
+      const e2eWall: Array<{ submit: number; posted: number; end: number }> = [];
       // Interleaved in blocks so that a noisy moment hits all three paths alike.
       const block = 20;
       for (let done = 0; done < P.latencyN; done += block) {
@@ -200,6 +214,7 @@ async function main() {
           if (r.exec.status !== "completed") throw new Error(`warm run ended ${r.exec.status}`);
           e2eMs.push(r.ms);
           e2eIds.push(r.exec.id);
+          e2eWall.push(r.wall);
         }
       }
       lastCompletedId = e2eIds[e2eIds.length - 1]!;
@@ -219,6 +234,10 @@ async function main() {
       const known = ["queueWaitMs", "prepareMs", "kernelAcquireMs", "runMs", "captureMs"];
       const other = e2eIds.map((id, i) => e2eMs[i]! - known.reduce((acc, k) => acc + Number(m.get(id)?.[k] ?? 0), 0));
       const reusedShare = e2eIds.filter((id) => m.get(id)?.reusedKernel === true).length / e2eIds.length;
+
+      // Timeline of each warm execution (ms, wall clock of this machine): client timestamps, the rows'
+      // createdAt/startedAt/finishedAt, and the Redis stream ids of the worker's events (they are ms times).
+      const timeline = await warmTimeline(db, env.REDIS_URL!, env.QUEUE_PREFIX!, e2eIds, e2eWall);
 
       // SSE e2e: submit, then follow /events to done
       const sseMs: number[] = [];
@@ -279,6 +298,7 @@ async function main() {
         ratio_e2e_over_raw: round(e2e.p50 / rawS.p50, 2),
         overhead_e2e_minus_raw_p50_ms: round(e2e.p50 - rawS.p50, 2),
         ratio_fresh_over_e2e: round(fresh.p50 / e2e.p50, 1),
+        timeline_warm_p50_ms: timeline,
         stages_warm_p50_ms: {
           queueWaitMs: round(stage("queueWaitMs").p50, 2),
           prepareMs: round(stage("prepareMs").p50, 2),
@@ -325,9 +345,15 @@ async function main() {
         }));
         return (per * KERNELS) / ((now() - a) / 1000);
       };
-      // raw, codeinterp, raw, codeinterp: the better of each pair's rounds is kept
+      // raw, codeinterp, raw, codeinterp: the better of each pair's rounds is kept. CPU ms per execution of
+      // each part of the stack is read from /proc around the first round of each.
+      const pids = { api: api.pid, worker: worker.pid, jupyter: jupyter.pid };
+      let c0 = cpuSnapshot(pids, dbName);
       const rawRates = [await rawRound()];
+      const rawCpu = cpuDelta(c0, cpuSnapshot(pids, dbName), per * KERNELS);
+      c0 = cpuSnapshot(pids, dbName);
       const ciRates = [await ciRound()];
+      const ciCpu = cpuDelta(c0, cpuSnapshot(pids, dbName), per * KERNELS);
       if (!quick) {
         rawRates.push(await rawRound());
         ciRates.push(await ciRound());
@@ -343,6 +369,9 @@ async function main() {
         codeinterp_exec_per_s: round(ciRate, 1),
         raw_rounds: rawRates.map((x) => round(x, 1)),
         codeinterp_rounds: ciRates.map((x) => round(x, 1)),
+        cpu_ms_per_execution_raw: rawCpu,
+        cpu_ms_per_execution_codeinterp: ciCpu,
+        loadavg_after: os.loadavg().map((x) => round(x, 2)),
       };
       target("throughput ≥ 80% of raw kernels", "≥ 0.80", `${round(ciRate / rawRate, 3)} (${round(ciRate, 1)} vs ${round(rawRate, 1)} exec/s)`, ciRate / rawRate >= 0.8);
     }
@@ -451,7 +480,33 @@ async function main() {
         await fh.close();
       }
       const fsyncMs = now() - a;
-      cap.direct_1000 = { snapshot_after_and_diff_ms: round(snapMs, 1), blob_putFile_x1000_ms: round(putMs, 1), fsync_only_x1000_ms: round(fsyncMs, 1) };
+      // one DB insert per file (registerExecutionFile) and one Redis publish per file, as the worker does
+      const anyExec = await db.execution.findFirst({ select: { id: true, userId: true, chatId: true, messageId: true } });
+      let registerMs = NaN;
+      let publishMs = NaN;
+      if (anyExec) {
+        a = now();
+        for (const e of diff.created) {
+          await registerExecutionFileForBench(db, {
+            userId: anyExec.userId, chatId: anyExec.chatId, messageId: anyExec.messageId, executionId: anyExec.id,
+            path: `direct/${e.path}`, name: e.path, size: e.size, sha256: "0".repeat(64), storageKey: "0".repeat(64), mimeType: "text/plain", source: "generated", derivedFromId: null,
+          });
+        }
+        registerMs = now() - a;
+        const redis = createRedis(env.REDIS_URL!, { name: "bench" });
+        const pub = createEventPublisher(redis, env.QUEUE_PREFIX!, `direct-${randomBytes(4).toString("hex")}`);
+        a = now();
+        for (const e of diff.created) await pub.publish({ type: "file", file: { id: e.path, name: e.path, path: e.path, size: e.size, mimeType: "text/plain" } });
+        publishMs = now() - a;
+        redis.disconnect();
+      }
+      cap.direct_1000 = {
+        snapshot_after_and_diff_ms: round(snapMs, 1),
+        blob_putFile_x1000_ms: round(putMs, 1),
+        fsync_only_x1000_ms: round(fsyncMs, 1),
+        db_register_x1000_ms: round(registerMs, 1),
+        redis_publish_x1000_ms: round(publishMs, 1),
+      };
       await rm(capDir, { recursive: true, force: true });
       results.capture = cap;
       const c1000 = (cap["1000"] as { captureMs: { p50: number }; files_captured: number });
@@ -624,6 +679,44 @@ async function main() {
   log(`done in ${results.elapsed_s} s`);
 }
 
+/** Medians of the segments of the warm path, from client, database and Redis event-log timestamps. */
+async function warmTimeline(db: Db, redisUrl: string, prefix: string, ids: string[], wall: Array<{ submit: number; posted: number; end: number }>) {
+  const rows = await db.execution.findMany({ where: { id: { in: ids } }, select: { id: true, createdAt: true, startedAt: true, finishedAt: true } });
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  const redis = createRedis(redisUrl, { name: "bench" });
+  const seg: Record<string, number[]> = {};
+  const add = (k: string, v: number) => (seg[k] ??= []).push(v);
+  try {
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      const w = wall[i]!;
+      const r = byId.get(id);
+      const log = await redis.xrange(executionLogKey(prefix, id), "-", "+");
+      const at: Record<string, number> = {};
+      for (const [sid, fields] of log) {
+        const ms = Number(sid.split("-")[0]);
+        const body = JSON.parse(fields[1] ?? "{}") as { type: string; status?: string };
+        const k = body.type === "status" ? `status:${body.status}` : body.type;
+        at[k] ??= ms;
+      }
+      if (!r?.startedAt || !at["status:preparing"] || !at["status:running"] || !at.stdout || !at.done) continue;
+      const created = r.createdAt.getTime();
+      add("1_client_submit_to_row_created", created - w.submit);
+      add("2_row_created_to_202_received", w.posted - created);
+      add("3_row_created_to_worker_started (queue)", r.startedAt.getTime() - created);
+      add("4_worker_started_to_preparing_event", at["status:preparing"] - r.startedAt.getTime());
+      add("5_preparing_to_running_event (prepare+acquire)", at["status:running"] - at["status:preparing"]);
+      add("6_running_to_first_stdout (chdir+run)", at.stdout - at["status:running"]);
+      add("7_stdout_to_done_event (capture+finish)", at.done - at.stdout);
+      add("8_done_event_to_client_has_result", w.end - at.done);
+      add("total_client", w.end - w.submit);
+    }
+  } finally {
+    redis.disconnect();
+  }
+  return Object.fromEntries(Object.entries(seg).map(([k, v]) => [k, { p50: round(median(v), 1), p95: round(summarize(v).p95, 1), n: v.length }]));
+}
+
 function printTable() {
   const lat = results.latency as Record<string, { p50: number; p95: number } | number> | undefined;
   const rows: string[][] = [["path (print(1))", "p50 ms", "p95 ms", "vs e2e p50"]];
@@ -639,6 +732,11 @@ function printTable() {
     add("codeinterp warm, SSE", "e2e_warm_sse");
     add("codeinterp first exec, new message", "first_execution_new_message");
     add("fresh kernel per exec (Open WebUI)", "fresh_kernel_per_execution");
+  }
+  const tl = (lat?.timeline_warm_p50_ms ?? {}) as unknown as Record<string, { p50: number; p95: number }>;
+  if (Object.keys(tl).length) {
+    console.log("\nwhere the warm path's time goes (medians of each segment, ms):");
+    for (const [k, v] of Object.entries(tl)) console.log(`  ${k.padEnd(50)} p50 ${String(v.p50).padStart(6)}  p95 ${String(v.p95).padStart(6)}`);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");

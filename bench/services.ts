@@ -4,7 +4,7 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { createInterface } from "node:readline";
@@ -62,7 +62,9 @@ export interface Child {
 
 /** Starts `bench/child.ts <role>` and resolves once it printed its ready line. */
 export async function startChild(role: "api" | "worker", env: Record<string, string>): Promise<Child> {
-  const proc: ChildProcess = spawn(process.execPath, ["--import", "tsx", path.join(repoRoot, "bench/child.ts"), role], {
+  // BENCH_NODE_ARGS_API / BENCH_NODE_ARGS_WORKER, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to profile a child.
+  const extra = (process.env[`BENCH_NODE_ARGS_${role.toUpperCase()}`] ?? "").split(" ").filter(Boolean);
+  const proc: ChildProcess = spawn(process.execPath, [...extra, "--import", "tsx", path.join(repoRoot, "bench/child.ts"), role], {
     cwd: repoRoot,
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "inherit"],
@@ -75,7 +77,7 @@ export async function startChild(role: "api" | "worker", env: Record<string, str
       if (line.startsWith("BENCH_READY ")) {
         clearTimeout(timer);
         resolve(JSON.parse(line.slice(12)) as Record<string, string>);
-      } else process.stderr.write(`[${role}] ${line}\n`);
+      } else if (!/^(Starting WebSocket|Kernel: dead)/.test(line)) process.stderr.write(`[${role}] ${line}\n`);
     });
   });
   return {
@@ -109,3 +111,61 @@ export function resetPeakRss(pid: number): boolean {
 }
 
 export const randomSuffix = () => randomBytes(4).toString("hex");
+
+const CLK_TCK = 100;
+
+function procStat(pid: number): { ppid: number; cpuMs: number } | null {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const rest = s.slice(s.lastIndexOf(")") + 2).split(" ");
+    return { ppid: Number(rest[1]), cpuMs: ((Number(rest[11]) + Number(rest[12])) * 1000) / CLK_TCK };
+  } catch {
+    return null;
+  }
+}
+
+function cmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * CPU time (user + system, ms) used so far by each part of the stack: the API and worker processes, the
+ * Jupyter server with its kernels, this bench process, the Postgres backends serving the bench database
+ * (their process title names it), and the Redis server (shared with anything else using it).
+ */
+export function cpuSnapshot(pids: { api: number; worker: number; jupyter: number }, dbName: string): Record<string, number> {
+  const all = readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number);
+  const stats = new Map<number, { ppid: number; cpuMs: number }>();
+  for (const pid of all) {
+    const st = procStat(pid);
+    if (st) stats.set(pid, st);
+  }
+  const out: Record<string, number> = { api: 0, worker: 0, jupyter_and_kernels: 0, bench_driver: 0, postgres_bench_db: 0, redis_server: 0 };
+  const descendsFrom = (pid: number, root: number) => {
+    for (let p = pid, i = 0; p > 1 && i < 20; i++) {
+      if (p === root) return true;
+      p = stats.get(p)?.ppid ?? 0;
+    }
+    return false;
+  };
+  for (const [pid, st] of stats) {
+    if (pid === pids.api) out.api! += st.cpuMs;
+    else if (pid === pids.worker) out.worker! += st.cpuMs;
+    else if (pid === process.pid) out.bench_driver! += st.cpuMs;
+    else if (descendsFrom(pid, pids.jupyter)) out.jupyter_and_kernels! += st.cpuMs;
+    else {
+      const cmd = cmdline(pid);
+      if (cmd.startsWith("postgres:") && cmd.includes(` ${dbName} `)) out.postgres_bench_db! += st.cpuMs;
+      else if (cmd.startsWith("redis-server")) out.redis_server! += st.cpuMs;
+    }
+  }
+  return out;
+}
+
+export function cpuDelta(a: Record<string, number>, b: Record<string, number>, per: number): Record<string, number> {
+  return Object.fromEntries(Object.keys(b).map((k) => [k, Math.round(((b[k]! - (a[k] ?? 0)) / per) * 100) / 100]));
+}

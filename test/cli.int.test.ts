@@ -27,7 +27,8 @@ interface CliRun {
 function cli(args: string[], opts: { env?: Record<string, string>; npx?: boolean } = {}): Promise<CliRun> {
   const [cmd, argv] = opts.npx ? ["npx", ["--no-install", "codeinterp", ...args]] : [process.execPath, [path.join(repoRoot, "apps/cli/bin/codeinterp.mjs"), ...args]];
   const child = spawn(cmd as string, argv as string[], {
-    cwd: work,
+    // npx finds the workspace's bin from inside the repo.
+    cwd: opts.npx ? repoRoot : work,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", CODEINTERP_URL: stack.url, CODEINTERP_API_KEY: key, ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -76,7 +77,8 @@ describe("codeinterp run (CLI as a child process)", () => {
         "print('total', df.sales.sum())",
       ].join("\n"),
     );
-    const r = await cli(["run", "report.py", "--file", "data.csv", "--out", "out", "--chat", "cli-chat", "--message", "cli-msg-1"], { npx: true });
+    const at = (p: string) => path.join(work, p);
+    const r = await cli(["run", at("report.py"), "--file", at("data.csv"), "--out", at("out"), "--chat", "cli-chat", "--message", "cli-msg-1"], { npx: true });
     expect(r.stderr).not.toMatch(/Error|refusing/);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("rows 3\n");
@@ -85,7 +87,7 @@ describe("codeinterp run (CLI as a child process)", () => {
     const first = r.chunks.find((c) => c.text.includes("rows 3"))!;
     expect(r.endedAt - first.at).toBeGreaterThan(1000);
     // Plain progress lines when stderr is not a terminal.
-    expect(r.stderr).toContain("[codeinterp] uploaded data.csv as /mnt/data/data.csv");
+    expect(r.stderr).toContain(`[codeinterp] uploaded ${at("data.csv")} as /mnt/data/data.csv`);
     expect(r.stderr).toMatch(/\[codeinterp\] (queued|preparing|running)\n/);
     expect(r.stderr).not.toContain("\r");
     expect(r.stderr).toContain("[codeinterp] completed");

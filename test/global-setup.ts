@@ -1,10 +1,10 @@
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
 import type { TestProject } from "vitest/node";
 import { migrate, ensureDatabase } from "@codeinterp/db";
-import { startLocalJupyter } from "@codeinterp/kernel";
+import { DEFAULT_SANDBOX_LIMITS, startLocalJupyter } from "@codeinterp/kernel";
 import type { LocalJupyter } from "@codeinterp/kernel";
 import { repoRoot } from "@codeinterp/config";
 
@@ -16,6 +16,8 @@ declare module "vitest" {
     testRoot: string;
   }
 }
+
+export const TEST_MAX_FILE_BYTES = 64 * 1024 * 1024;
 
 const baseUrl = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/codeinterp";
 
@@ -40,12 +42,21 @@ export default async function setup(project: TestProject) {
   await migrate({ url: templateUrl, migrationsDir: path.join(repoRoot, "prisma/migrations") });
 
   const testRoot = await mkdtemp(path.join(os.tmpdir(), "codeinterp-test-"));
+  // Sandboxed kernels run as unprivileged uids that must be able to traverse to their workspace.
+  await chmod(testRoot, 0o711);
   let jupyter: LocalJupyter | null = null;
   let jupyterUrl = process.env.JUPYTER_URL;
   let jupyterToken = process.env.JUPYTER_TOKEN ?? "";
   if (!jupyterUrl) {
     await mkdir(path.join(testRoot, "jupyter-state"), { recursive: true });
-    jupyter = await startLocalJupyter({ rootDir: testRoot, stateDir: path.join(testRoot, "jupyter-state"), port: 0, log: quietLog });
+    jupyter = await startLocalJupyter({
+      rootDir: testRoot,
+      stateDir: path.join(testRoot, "jupyter-state"),
+      port: 0,
+      log: quietLog,
+      // Small enough that the hostile-code tests hit the file-size limit quickly.
+      sandboxLimits: { ...DEFAULT_SANDBOX_LIMITS, maxFileBytes: TEST_MAX_FILE_BYTES },
+    });
     jupyterUrl = jupyter.url;
     jupyterToken = jupyter.token;
   }

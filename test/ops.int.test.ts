@@ -49,9 +49,10 @@ function parseMetrics(text: string): { samples: Sample[]; types: Map<string, str
 
 async function scrape() {
   const res = await fetch(`${stack.url}/metrics`);
+  const text = await res.text();
   expect(res.status).toBe(200);
   expect(res.headers.get("content-type")).toMatch(/^text\/plain/);
-  return parseMetrics(await res.text());
+  return parseMetrics(text);
 }
 
 const find = (samples: Sample[], name: string, labels: Record<string, string> = {}) =>
@@ -69,7 +70,12 @@ async function scrapeUntil(ok: (m: Awaited<ReturnType<typeof scrape>>) => boolea
 }
 
 describe("Bull Board at /admin/queues", () => {
-  const get = (headers: Record<string, string> = {}, p = "/admin/queues") => fetch(`${stack.url}${p}`, { headers });
+  // Bodies are always read: an unread body keeps its socket open past the stack's close.
+  const get = async (headers: Record<string, string> = {}, p = "/admin/queues") => {
+    const res = await fetch(`${stack.url}${p}`, { headers });
+    const body = await res.text();
+    return { status: res.status, headers: res.headers, text: async () => body, json: async () => JSON.parse(body) as unknown };
+  };
 
   it("asks for credentials without the admin token", async () => {
     const res = await get();
@@ -117,9 +123,11 @@ describe("Bull Board at /admin/queues", () => {
     try {
       const { port } = server.address() as AddressInfo;
       const res = await fetch(`http://127.0.0.1:${port}/admin/queues`, { headers: { authorization: "Bearer whatever-token-0123456789" } });
+      await res.arrayBuffer();
       expect(res.status).toBe(404);
     } finally {
-      server.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
     }
   });
 });
@@ -247,7 +255,10 @@ describe("interactive API docs at /docs", () => {
     expect(((await spec.json()) as { openapi: string }).openapi).toMatch(/^3\./);
 
     // Only the UI's own files are served, not the rest of the package.
-    expect((await fetch(`${stack.url}/docs/index.html`)).status).toBe(404);
-    expect((await fetch(`${stack.url}/docs/package.json`)).status).toBe(404);
+    for (const p of ["/docs/index.html", "/docs/package.json"]) {
+      const res = await fetch(`${stack.url}${p}`);
+      await res.arrayBuffer();
+      expect(res.status).toBe(404);
+    }
   });
 });

@@ -13,6 +13,7 @@ import { eventsRouter } from "./routes/events";
 import { executionsRouter } from "./routes/executions";
 import { filesRouter } from "./routes/files";
 import { messagesRouter } from "./routes/messages";
+import { playgroundRouter } from "./routes/playground";
 import { healthRouter } from "./routes/health";
 
 export function createApp(deps: ApiDeps): Express {
@@ -42,6 +43,7 @@ export function createApp(deps: ApiDeps): Express {
   v1.use(cancelRouter(deps));
   v1.use(messagesRouter(deps));
   app.use("/v1", v1);
+  app.use(playgroundRouter());
 
   app.use(unknownRoute);
   app.use(errorHandler(deps.log));

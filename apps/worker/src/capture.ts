@@ -40,6 +40,7 @@ export async function captureFiles(ctx: CaptureContext, diff: SnapshotDiff, onFi
       stored = await ctx.blobs.putFile(path.join(ctx.workspaceDir, entry.path), {
         maxBytes: ctx.maxFileBytes,
         expect: { ino: entry.ino },
+        within: ctx.workspaceDir,
       });
     } catch (err) {
       const name = (err as Error).name;

@@ -1,7 +1,7 @@
 import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
-import { booleanFromEnv, parseEnv, sharedEnvShape } from "@codeinterp/config";
+import { parseEnv, sharedEnvShape } from "@codeinterp/config";
 
 const int = (fallback: number, min = 0) => z.coerce.number().int().min(min).default(fallback);
 
@@ -37,7 +37,11 @@ const workerEnvSchema = z
     /** How often workers look for jobs whose lock expired. */
     JOB_STALLED_INTERVAL_MS: int(15_000, 500),
     RECONCILE_INTERVAL_MS: int(10_000, 500),
-    SANDBOX: booleanFromEnv(false),
+    /**
+     * auto: use the gateway's bubblewrap kernelspec (codeinterp-sandbox) when it offers one; on: require it;
+     * off: plain python3 kernels on a shared server (paths translated).
+     */
+    KERNEL_SANDBOX: z.enum(["auto", "on", "off"]).default("auto"),
   })
   .transform((e) => ({ ...e, KERNEL_ROOT_DIR: path.resolve(e.KERNEL_ROOT_DIR ?? e.DATA_DIR) }));
 

@@ -1,8 +1,6 @@
-import { mkdir } from "node:fs/promises";
-import path from "node:path";
 import { Queue } from "bullmq";
 import { createDb } from "@codeinterp/db";
-import { createKernelGateway } from "@codeinterp/kernel";
+import { SANDBOX_KERNEL_NAME, createKernelGateway } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { cancelChannel, createRedis, queueNames } from "@codeinterp/queue";
 import { createBlobStore } from "@codeinterp/workspace";
@@ -13,6 +11,7 @@ import { startWorkspaceRetention } from "./jobs/clean-workspaces";
 import { startWorkerMetrics } from "./metrics";
 import { startReconciler } from "./reconciler";
 import { createExecutionWorker } from "./worker";
+import { WorkspaceLayout } from "./workspace-layout";
 import { kernelRequestFor } from "./jobs/run-execution";
 
 export interface RunningWorker {
@@ -27,9 +26,14 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
   const redis = createRedis(env.REDIS_URL, { name: "worker" });
   const connection = createRedis(env.REDIS_URL, { name: "worker-bullmq", blocking: true });
   const cancelSub = createRedis(env.REDIS_URL, { name: "worker-cancel", blocking: true });
-  const gateway = createKernelGateway({ baseUrl: env.JUPYTER_URL, token: env.JUPYTER_TOKEN, log });
-  const poolDir = path.join(env.DATA_DIR, "kernel-pool");
-  await mkdir(poolDir, { recursive: true, mode: 0o700 });
+  const sandboxed = await detectSandbox(env, log);
+  const gateway = createKernelGateway({
+    baseUrl: env.JUPYTER_URL,
+    token: env.JUPYTER_TOKEN,
+    log,
+    kernelName: sandboxed ? SANDBOX_KERNEL_NAME : "python3",
+  });
+  const layout = new WorkspaceLayout(sandboxed, env.DATA_DIR, env.KERNEL_ROOT_DIR);
   const broker = createMessageKernelBroker({
     gateway,
     redis,
@@ -37,7 +41,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     workerId: env.WORKER_ID,
     log,
     poolSize: env.KERNEL_POOL_SIZE,
-    poolPath: path.relative(env.KERNEL_ROOT_DIR, poolDir).split(path.sep).join("/"),
+    layout,
     idleTtlMs: env.KERNEL_IDLE_TTL_MS,
     lockTtlMs: env.JOB_LOCK_DURATION_MS,
   });
@@ -49,7 +53,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     if (cancels.cancel(executionId)) log.info({ executionId }, "cancel requested");
   });
 
-  const worker = createExecutionWorker({ env, db, redis, blobs, broker, cancels, log, connection });
+  const worker = createExecutionWorker({ env, db, redis, blobs, broker, layout, cancels, log, connection });
   const metrics = startWorkerMetrics({
     redis,
     prefix: env.QUEUE_PREFIX,
@@ -70,7 +74,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     log,
     intervalMs: env.RECONCILE_INTERVAL_MS,
     onLost: async (e) => {
-      if (e.kernelId) await broker.evict(kernelRequestFor(env, e.userId, e.messageId), e.kernelId);
+      if (e.kernelId) await broker.evict(kernelRequestFor(env, layout, e.userId, e.messageId), e.kernelId);
     },
   });
   const retention = await startWorkspaceRetention({
@@ -107,4 +111,27 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
         await db.$disconnect();
       })()),
   };
+}
+
+export class SandboxUnavailableError extends Error {
+  override name = "SandboxUnavailableError";
+}
+
+/** Whether kernels run sandboxed: the gateway must offer the codeinterp-sandbox kernelspec. */
+async function detectSandbox(env: WorkerEnv, log: Logger): Promise<boolean> {
+  if (env.KERNEL_SANDBOX === "off") return false;
+  let specs: Record<string, unknown>;
+  try {
+    specs = await createKernelGateway({ baseUrl: env.JUPYTER_URL!, token: env.JUPYTER_TOKEN, log }).kernelSpecs();
+  } catch (err) {
+    if (env.KERNEL_SANDBOX === "on") throw err;
+    log.warn({ err: (err as Error).message }, "could not list kernelspecs; assuming no sandbox");
+    return false;
+  }
+  const available = SANDBOX_KERNEL_NAME in specs;
+  if (!available && env.KERNEL_SANDBOX === "on") {
+    throw new SandboxUnavailableError(`KERNEL_SANDBOX=on but the gateway has no ${SANDBOX_KERNEL_NAME} kernelspec`);
+  }
+  if (!available) log.warn("kernels are NOT sandboxed: code can read anything the Jupyter server's user can (see SECURITY.md)");
+  return available;
 }

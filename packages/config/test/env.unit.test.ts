@@ -17,9 +17,9 @@ describe("env parsing", () => {
   });
 
   it("coerces numbers and booleans from strings", () => {
-    const worker = loadWorkerEnv({ WORKER_CONCURRENCY: "8", SANDBOX: "true", EXECUTION_TIMEOUT_MS: "5000" });
+    const worker = loadWorkerEnv({ WORKER_CONCURRENCY: "8", KERNEL_SANDBOX: "on", EXECUTION_TIMEOUT_MS: "5000" });
     expect(worker.WORKER_CONCURRENCY).toBe(8);
-    expect(worker.SANDBOX).toBe(true);
+    expect(worker.KERNEL_SANDBOX).toBe("on");
     expect(worker.EXECUTION_TIMEOUT_MS).toBe(5000);
   });
 

@@ -1,5 +1,6 @@
 import { KernelAPI, KernelConnection, ServerConnection } from "@jupyterlab/services";
-import { GatewayUnavailableError, InvalidKernelPathError, KernelNotFoundError } from "./errors";
+import { GatewayUnavailableError, InvalidKernelPathError, KernelDiedError, KernelNotFoundError } from "./errors";
+import { KERNEL_SETUP_CODE } from "./kernel-setup";
 import type { Log } from "./log";
 import { KernelSession, shutdownKernelById } from "./session";
 import { isRefused, makeServerSettings, withGatewayRetry } from "./settings";
@@ -12,6 +13,8 @@ export type KernelGatewayOptions = {
   requestTimeoutMs?: number;
   /** How long a new kernel may take to answer its first request. Default 60 s. */
   kernelStartTimeoutMs?: number;
+  /** Kernelspec to start, e.g. "codeinterp-sandbox" (see sandbox.ts). Default "python3". */
+  kernelName?: string;
 };
 
 export type KernelInfo = {
@@ -31,6 +34,8 @@ export type KernelGateway = {
   /** Attaches to a running kernel, e.g. one another worker started. Throws KernelNotFoundError. */
   connectKernel(kernelId: string): Promise<KernelSession>;
   listKernels(): Promise<KernelInfo[]>;
+  /** Names of the kernelspecs the server offers, with their `metadata`. */
+  kernelSpecs(): Promise<Record<string, { metadata: Record<string, unknown> }>>;
   /** Stops a kernel by id; an already-gone kernel is not an error. */
   shutdownKernel(kernelId: string): Promise<void>;
 };
@@ -87,11 +92,13 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
       // Retrying a start is only safe when the request never reached the server.
       const model = await withGatewayRetry(
         "kernel start",
-        () => KernelAPI.startNew({ name: "python3", path } as KernelAPI.IKernelOptions, settings),
+        () => KernelAPI.startNew({ name: opts.kernelName ?? "python3", path } as KernelAPI.IKernelOptions, settings),
         { attempts: 3, retryable: isRefused },
       );
       try {
         const session = await open(model);
+        const setup = await session.execute(KERNEL_SETUP_CODE, { timeoutMs: startTimeoutMs });
+        if (setup.status !== "ok") throw new KernelDiedError(`kernel ${model.id} setup failed: ${setup.status}`);
         log.debug({ kernelId: model.id, ms: Date.now() - started }, "kernel started");
         return session;
       } catch (err) {
@@ -106,6 +113,12 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
       return open(model);
     },
 
+    async kernelSpecs() {
+      const res = await withGatewayRetry("kernelspecs", () => request("api/kernelspecs"), idempotent);
+      if (!res.ok) throw new GatewayUnavailableError(`kernel gateway answered HTTP ${res.status} to /api/kernelspecs`);
+      const body = (await res.json()) as { kernelspecs?: Record<string, { spec?: { metadata?: Record<string, unknown> } }> };
+      return Object.fromEntries(Object.entries(body.kernelspecs ?? {}).map(([name, k]) => [name, { metadata: k.spec?.metadata ?? {} }]));
+    },
     async listKernels() {
       const models = await withGatewayRetry("kernel list", () => KernelAPI.listRunning(settings), idempotent);
       return models.map((m) => ({

@@ -26,3 +26,12 @@ export type {
 export { stripAnsi } from "./ansi";
 export { truncationMarker } from "./stream-cap";
 export { selectBundle } from "./outputs";
+export {
+  DEFAULT_SANDBOX_LIMITS,
+  SANDBOX_KERNEL_NAME,
+  SANDBOX_MIN_UID,
+  installSandboxKernelSpec,
+  probeSandbox,
+  sandboxLauncherScript,
+} from "./sandbox";
+export type { SandboxLimits } from "./sandbox";

@@ -15,6 +15,8 @@ export const APT_PACKAGES = [
   "python3-openpyxl",
   "python3-matplotlib",
   "python3-reportlab",
+  // Sandboxed kernels (sandbox.ts).
+  "bubblewrap",
 ] as const;
 
 export async function findJupyterPython(): Promise<string | null> {
@@ -38,8 +40,9 @@ async function exists(path: string): Promise<boolean> {
 /** Returns the python interpreter that has jupyter_server + ipykernel, installing them with apt when allowed. */
 export async function ensureJupyterInstalled(opts: { allowApt: boolean; log: Log }): Promise<string> {
   const found = await findJupyterPython();
-  if (found) return found;
   const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+  // As root the embedded server sandboxes kernels with bubblewrap, so that counts as part of the install.
+  if (found && (!isRoot || (await exists("/usr/bin/bwrap")))) return found;
   const hasApt = await exists("/usr/bin/apt-get");
   const advice =
     `Jupyter is not installed for ${JUPYTER_PYTHON}. Install it with: ` +

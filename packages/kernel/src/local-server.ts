@@ -6,6 +6,8 @@ import { join, resolve } from "node:path";
 import { JupyterStartError } from "./errors";
 import { JUPYTER_SERVER_CONFIG } from "./jupyter-config";
 import { JUPYTER_PYTHON } from "./jupyter-install";
+import { installSandboxKernelSpec, probeSandbox } from "./sandbox";
+import type { SandboxLimits } from "./sandbox";
 import type { Log } from "./log";
 
 export type LocalJupyter = {
@@ -14,6 +16,8 @@ export type LocalJupyter = {
   rootDir: string;
   /** The current server process; changes when a supervised server is restarted. */
   readonly pid: number;
+  /** Kernels of the `codeinterp-sandbox` kernelspec run under bubblewrap (false: not possible here). */
+  sandbox: { available: boolean; reason?: string };
   stop(): Promise<void>;
 };
 
@@ -28,6 +32,9 @@ export type StartLocalJupyterOptions = {
   /** Restart the server (same port and token) when it exits unexpectedly. */
   supervise?: boolean;
   python?: string;
+  /** Install the sandboxed kernelspec when the machine supports it (default true). */
+  sandbox?: boolean;
+  sandboxLimits?: SandboxLimits;
   startTimeoutMs?: number;
   stopTimeoutMs?: number;
 };
@@ -151,6 +158,12 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
   const dirs = { runtime: join(stateDir, "runtime"), data: join(stateDir, "data"), config: join(stateDir, "config") };
   await Promise.all([rootDir, ...Object.values(dirs)].map((d) => mkdir(d, { recursive: true })));
   await writeFile(join(dirs.config, "jupyter_server_config.py"), JUPYTER_SERVER_CONFIG);
+  let sandbox: { available: boolean; reason?: string } = { available: false, reason: "disabled" };
+  if (opts.sandbox !== false) {
+    const probe = await probeSandbox(join(stateDir, "sandbox-probe"), log);
+    sandbox = probe.ok ? { available: true } : { available: false, ...(probe.reason ? { reason: probe.reason } : {}) };
+    if (probe.ok) await installSandboxKernelSpec(dirs.data, opts.sandboxLimits);
+  }
 
   const argsFor = (port: number) => [
     "--ServerApp.ip=127.0.0.1",
@@ -220,6 +233,7 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
     url,
     token,
     rootDir,
+    sandbox,
     get pid() {
       return current.child.pid ?? -1;
     },

@@ -132,8 +132,13 @@ export class KernelSession {
   /** Restarts the kernel process (same id, fresh state) and waits until it answers again. */
   async restart(): Promise<void> {
     this.restarts++;
+    // The library rejects its pending kernel_info promise when a restart cancels it; nobody else awaits
+    // that promise, so without this the rejection would be unhandled and crash the process.
+    this.connection.info.catch(() => undefined);
     try {
-      await withTimeout(this.connection.restart(), RESTART_TIMEOUT_MS, "kernel restart");
+      const restarting = this.connection.restart();
+      this.connection.info.catch(() => undefined);
+      await withTimeout(restarting, RESTART_TIMEOUT_MS, "kernel restart");
       if (this.connection.connectionStatus !== "connected") throw new GatewayUnavailableError("could not reconnect after restart");
       await withTimeout(this.connection.info, RESTART_TIMEOUT_MS, "kernel restart");
     } catch (err) {

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { constants as fsc, createWriteStream } from "node:fs";
 import type { ReadStream } from "node:fs";
-import { lstat, mkdir, open, rename, stat, unlink } from "node:fs/promises";
+import { lstat, mkdir, open, readlink, realpath, rename, stat, unlink } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { Transform } from "node:stream";
@@ -60,6 +60,12 @@ export interface PutOptions {
 export interface PutFileOptions extends PutOptions {
   /** Refuse unless the opened file still has this inode / size (e.g. from a snapshot entry). */
   expect?: { ino?: number; size?: number };
+  /**
+   * The opened file must really lie under this directory. O_NOFOLLOW guards only the last path component:
+   * code could swap a parent directory for a symlink between a snapshot and the copy. On Linux the opened
+   * descriptor's real path (/proc/self/fd) tells where it actually is.
+   */
+  within?: string;
 }
 
 export interface BlobStore {
@@ -84,6 +90,18 @@ function isCode(err: unknown, ...codes: string[]): boolean {
  * temp file in `<dataDir>/blobs/tmp` (same file system), fsynced, made read-only (0444) and renamed into
  * place; identical content is stored once. Everything streams: memory use does not depend on blob size.
  */
+async function openedWithin(fd: number, dir: string): Promise<boolean> {
+  let real: string;
+  try {
+    real = await readlink(`/proc/self/fd/${fd}`);
+  } catch {
+    // No /proc (not Linux): fall back to resolving the directory and trusting O_NOFOLLOW.
+    return true;
+  }
+  const root = await realpath(dir);
+  return real.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
+}
+
 export function createBlobStore(dataDir: string): BlobStore {
   const root = path.join(path.resolve(dataDir), "blobs");
   const tmpDir = path.join(root, "tmp");
@@ -195,6 +213,7 @@ export function createBlobStore(dataDir: string): BlobStore {
       const st = await fh.stat();
       if (!st.isFile()) throw new NotARegularFileError(file);
       if (opts.expect?.ino !== undefined && opts.expect.ino !== st.ino) throw new NotARegularFileError(file);
+      if (opts.within !== undefined && !(await openedWithin(fh.fd, opts.within))) throw new NotARegularFileError(file);
       if (opts.expect?.size !== undefined && opts.expect.size !== st.size) throw new NotARegularFileError(file);
       const maxBytes = opts.maxBytes ?? Infinity;
       if (st.size > maxBytes) throw new BlobTooLargeError(maxBytes);

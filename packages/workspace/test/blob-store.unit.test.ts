@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdtemp, open, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -111,4 +111,20 @@ describe("blob store", () => {
     expect(key).toBe(h.digest("hex"));
     expect((await stat(store.pathOf(key))).size).toBe(size);
   }, 30_000);
+});
+
+describe("putFile within a directory", () => {
+  it("refuses a file reached through a parent directory swapped for a symlink", async () => {
+    const base = await mkdtemp(path.join(os.tmpdir(), "ci-within-"));
+    const ws = path.join(base, "ws");
+    const outside = path.join(base, "outside");
+    await mkdir(ws);
+    await mkdir(outside);
+    await writeFile(path.join(outside, "secret.txt"), "secret");
+    await symlink(outside, path.join(ws, "out"));
+    const store = createBlobStore(path.join(base, "data"));
+    await expect(store.putFile(path.join(ws, "out", "secret.txt"), { within: ws })).rejects.toThrow(NotARegularFileError);
+    await writeFile(path.join(ws, "fine.txt"), "ok");
+    await expect(store.putFile(path.join(ws, "fine.txt"), { within: ws })).resolves.toMatchObject({ size: 2 });
+  });
 });

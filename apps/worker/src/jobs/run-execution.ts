@@ -22,8 +22,9 @@ import { captureFiles } from "../capture";
 import type { CancelRegistry } from "../cancellations";
 import type { WorkerEnv } from "../env";
 import { splitGlobs } from "../env";
-import type { KernelBroker, KernelLease } from "../kernels/broker";
+import type { AcquireRequest, KernelBroker, KernelLease } from "../kernels/broker";
 import { storeRichOutputs } from "../rich-outputs";
+import type { WorkspaceLayout } from "../workspace-layout";
 
 export interface RunExecutionDeps {
   env: WorkerEnv;
@@ -31,6 +32,7 @@ export interface RunExecutionDeps {
   redis: Redis;
   blobs: BlobStore;
   broker: KernelBroker;
+  layout: WorkspaceLayout;
   cancels: CancelRegistry;
   log: Logger;
 }
@@ -72,7 +74,7 @@ export async function runExecution(deps: RunExecutionDeps, executionId: string, 
     log.warn("previous attempt died while running; failing the execution");
     if (exec.kernelId) {
       await deps.broker
-        .evict(kernelRequest(deps.env, exec), exec.kernelId)
+        .evict(kernelRequest(deps, exec), exec.kernelId)
         .catch((err: unknown) => log.warn({ err: normalizeError(err) }, "could not evict the lost execution's kernel"));
     }
     return finish(deps, pub, exec.id, "failed", {
@@ -112,42 +114,46 @@ async function prepareAndRun(
   signal: AbortSignal,
   startedAt: Date,
 ): Promise<Terminal | "skipped"> {
-  const { env } = deps;
-  const t0 = Date.now();
-  const workspaceDir = workspaceDirFor(env.DATA_DIR, exec.userId, exec.messageId);
-  const attachments = await listMessageAttachments(deps.db, exec.userId, exec.messageId);
-  const prepared = await prepareWorkspace({
-    dir: workspaceDir,
-    mode: env.ATTACHMENT_LINK_MODE,
-    attachments: attachments.map((f) => ({
-      fileId: f.id,
-      name: f.name,
-      sha256: f.sha256,
-      blobPath: deps.blobs.pathOf(f.storageKey),
-      removed: f.deletedAt !== null,
-    })),
-  });
-  await touchWorkspace(workspaceDir);
-  const notes: string[] = [];
-  for (const m of prepared.missing) {
-    log.warn({ fileId: m.fileId }, "attachment's stored content is missing");
-    notes.push(`attachment ${m.name} (${m.fileId}) is missing from storage and was not placed in /mnt/data`);
-  }
-  for (const c of prepared.conflicts) notes.push(`attachment ${c.name} was not placed: that name is taken by a ${c.reason}`);
-  const snapshotOpts = { include: splitGlobs(env.CAPTURE_INCLUDE), exclude: splitGlobs(env.CAPTURE_EXCLUDE) };
-  const before = await snapshotWorkspace(workspaceDir, snapshotOpts);
-  const prepareMs = Date.now() - t0;
-
-  const req = kernelRequest(env, exec);
-  if (signal.aborted) return finish(deps, pub, exec.id, "cancelled", { result: emptyResult(notes) });
+  const { env, layout } = deps;
+  const req = kernelRequest(deps, exec);
+  const { workspaceDir } = req;
+  if (signal.aborted) return finish(deps, pub, exec.id, "cancelled", { result: emptyResult([]) });
+  // The kernel comes first: a sandboxed pool kernel's directory becomes the workspace, and the message's
+  // lock (held until release) also serialises preparing its workspace.
   const lease: KernelLease = await deps.broker.acquire(req);
   let discard = false;
   try {
+    const t0 = Date.now();
+    const attachments = await listMessageAttachments(deps.db, exec.userId, exec.messageId);
+    const prepared = await prepareWorkspace({
+      dir: workspaceDir,
+      mode: env.ATTACHMENT_LINK_MODE,
+      attachments: attachments.map((f) => ({
+        fileId: f.id,
+        name: f.name,
+        sha256: f.sha256,
+        blobPath: deps.blobs.pathOf(f.storageKey),
+        removed: f.deletedAt !== null,
+      })),
+    });
+    await layout.giveToOwner(workspaceDir, prepared.placed.filter((p) => !p.existing).map((p) => p.path));
+    await touchWorkspace(workspaceDir);
+    const notes: string[] = [];
+    for (const m of prepared.missing) {
+      log.warn({ fileId: m.fileId }, "attachment's stored content is missing");
+      notes.push(`attachment ${m.name} (${m.fileId}) is missing from storage and was not placed in /mnt/data`);
+    }
+    for (const c of prepared.conflicts) notes.push(`attachment ${c.name} was not placed: that name is taken by a ${c.reason}`);
+    const snapshotOpts = { include: splitGlobs(env.CAPTURE_INCLUDE), exclude: splitGlobs(env.CAPTURE_EXCLUDE) };
+    const before = await snapshotWorkspace(workspaceDir, snapshotOpts);
+    const prepareMs = Date.now() - t0;
+
     if (!(await transitionExecution(deps.db, exec.id, ["preparing"], "running", { kernelId: lease.session.id }))) return "skipped";
     await pub.publish({ type: "status", status: "running" });
+    const kernelDir = layout.kernelDir(workspaceDir);
     if (lease.pooled || lease.reused) {
       // A pooled kernel waits in its own folder, and earlier code may have changed directory: start here.
-      const cd = await lease.session.execute(`import os as _ci_os; _ci_os.chdir(${JSON.stringify(workspaceDir)}); del _ci_os`, { timeoutMs: 10_000 });
+      const cd = await lease.session.execute(`import os as _ci_os; _ci_os.chdir(${JSON.stringify(kernelDir)}); del _ci_os`, { timeoutMs: 10_000 });
       if (cd.status !== "ok") throw new KernelSetupError(`could not enter the workspace (${cd.status})`);
     }
     const realDirs = [...new Set([workspaceDir, await realpath(workspaceDir)])];
@@ -159,7 +165,9 @@ async function prepareAndRun(
       }
     };
     const tRun = Date.now();
-    const outcome = await lease.session.execute(toKernelCode(exec.code, workspaceDir), {
+    // Sandboxed kernels see the workspace at the real /mnt/data; a shared server needs the paths translated.
+    const code = layout.sandboxed ? exec.code : toKernelCode(exec.code, workspaceDir);
+    const outcome = await lease.session.execute(code, {
       timeoutMs: exec.timeoutMs,
       signal,
       onEvent,
@@ -169,6 +177,13 @@ async function prepareAndRun(
     });
     const runMs = Date.now() - tRun;
     discard = outcome.status === "died" || outcome.kernelRestarted;
+    if (layout.sandboxed && !discard && (outcome.status === "timeout" || outcome.status === "cancelled")) {
+      // Processes the code started (a fork bomb, a background job) outlive the interrupt: kill(-1) in the
+      // kernel's own pid namespace reaches exactly them.
+      await lease.session
+        .execute("import os as _ci_os, signal as _ci_sig\ntry:\n    _ci_os.kill(-1, _ci_sig.SIGKILL)\nexcept ProcessLookupError:\n    pass\ndel _ci_os, _ci_sig", { timeoutMs: 5000 })
+        .catch(() => undefined);
+    }
     log.info({ outcome: outcome.status, runMs, pooled: lease.pooled, reused: lease.reused }, "code ran");
 
     const tCapture = Date.now();
@@ -230,16 +245,18 @@ async function prepareAndRun(
   }
 }
 
-function kernelRequest(env: WorkerEnv, exec: ExecutionRow) {
-  return kernelRequestFor(env, exec.userId, exec.messageId);
+function kernelRequest(deps: Pick<RunExecutionDeps, "env" | "layout">, exec: ExecutionRow) {
+  return kernelRequestFor(deps.env, deps.layout, exec.userId, exec.messageId);
 }
 
-/** The kernel identity of a (user, message): its lock and mapping key, and its working directory. */
-export function kernelRequestFor(env: Pick<WorkerEnv, "DATA_DIR" | "KERNEL_ROOT_DIR">, userId: string, messageId: string) {
+/** The kernel identity of a (user, message): its lock and mapping key, workspace, and sandbox uid. */
+export function kernelRequestFor(env: Pick<WorkerEnv, "DATA_DIR">, layout: WorkspaceLayout, userId: string, messageId: string): AcquireRequest {
   const workspaceDir = workspaceDirFor(env.DATA_DIR, userId, messageId);
   return {
     messageKey: workspaceId(userId, messageId),
-    kernelPath: path.relative(env.KERNEL_ROOT_DIR, workspaceDir).split(path.sep).join("/"),
+    workspaceDir,
+    kernelPath: layout.kernelPath(workspaceDir),
+    uid: layout.uidFor(userId, messageId),
   };
 }
 

@@ -1,4 +1,5 @@
 import type { KernelGateway, KernelSession } from "@codeinterp/kernel";
+import type { WorkspaceLayout } from "../workspace-layout";
 
 export interface KernelLease {
   session: KernelSession;
@@ -13,8 +14,12 @@ export interface KernelLease {
 export interface AcquireRequest {
   /** Identifies the (user, message) pair; a kernel never serves two of them. */
   messageKey: string;
+  /** The message's workspace (absolute, on this machine). */
+  workspaceDir: string;
   /** Kernel working directory relative to the gateway's root_dir. */
   kernelPath: string;
+  /** Owner of the workspace when kernels are sandboxed. */
+  uid: number;
 }
 
 export interface KernelBroker {
@@ -27,10 +32,11 @@ export interface KernelBroker {
 }
 
 /** The baseline: a fresh kernel per execution, shut down afterwards. */
-export function createFreshKernelBroker(gateway: KernelGateway): KernelBroker {
+export function createFreshKernelBroker(gateway: KernelGateway, layout: WorkspaceLayout): KernelBroker {
   return {
     async acquire(req) {
       const started = Date.now();
+      await layout.ensureWorkspace(req.workspaceDir, req.uid);
       const session = await gateway.startKernel({ path: req.kernelPath });
       return { session, pooled: false, reused: false, acquireMs: Date.now() - started };
     },

@@ -6,6 +6,7 @@ import type { AcquireRequest, KernelBroker, KernelLease } from "./broker";
 import type { HeldLock } from "./lock";
 import { acquireLock, tryLock } from "./lock";
 import { KernelPool } from "./pool";
+import type { WorkspaceLayout } from "../workspace-layout";
 
 export interface MessageBrokerOptions {
   gateway: KernelGateway;
@@ -14,8 +15,7 @@ export interface MessageBrokerOptions {
   workerId: string;
   log: Logger;
   poolSize: number;
-  /** Pool kernels wait here (relative to the gateway root). */
-  poolPath: string;
+  layout: WorkspaceLayout;
   idleTtlMs: number;
   /** A message lock not renewed this long (its worker died) is free again. */
   lockTtlMs?: number;
@@ -43,7 +43,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
   const locks = new Map<string, HeldLock>();
   // Sessions this worker already has a websocket to, so reusing a kernel costs no reconnect.
   const sessions = new Map<string, KernelSession>();
-  const pool = new KernelPool(gateway, opts.poolSize, log, opts.poolPath, (ids) => {
+  const pool = new KernelPool(gateway, opts.poolSize, log, () => opts.layout.newPoolSlot(), (ids) => {
     void redis
       .multi()
       .del(poolSet)
@@ -100,9 +100,17 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
           }
           await forget(req.messageKey, mapping.kernelId, true);
         }
-        let session = pool.take();
+        let session: KernelSession | null = null;
+        const fromPool = pool.take();
+        if (fromPool) {
+          if (await opts.layout.adopt(fromPool.slot, req.workspaceDir)) session = fromPool.session;
+          else pool.putBack(fromPool);
+        }
         const pooled = session !== null;
-        session ??= await gateway.startKernel({ path: req.kernelPath });
+        if (!session) {
+          await opts.layout.ensureWorkspace(req.workspaceDir, req.uid);
+          session = await gateway.startKernel({ path: req.kernelPath });
+        }
         sessions.set(session.id, session);
         await redis.set(mapKey(req.messageKey), JSON.stringify({ kernelId: session.id, lastUsed: Date.now() } satisfies Mapping), "PX", opts.idleTtlMs * 2);
         await redis.zadd(idleSet, Date.now(), req.messageKey);

@@ -1,13 +1,29 @@
+import { rm } from "node:fs/promises";
 import type { KernelGateway, KernelSession } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 
+/** Where a pooled kernel waits: its working directory, relative to the gateway root and absolute. */
+export interface PoolSlot {
+  path: string;
+  dir: string;
+  /** The directory belongs to this kernel alone and is removed with it if no message adopted it. */
+  disposable: boolean;
+}
+
+export interface PooledKernel {
+  session: KernelSession;
+  slot: PoolSlot;
+}
+
 /**
  * Pre-started kernels that have never run anyone's code, so a message's first execution does not wait
  * for a kernel start (~0.6-1 s). Refilled one kernel at a time in the background to avoid start storms.
+ * With sandboxed kernels each waits in an empty directory of its own (mounted as its /mnt/data), which
+ * becomes the workspace of the message it is given to.
  */
 export class KernelPool {
-  private readonly ready: KernelSession[] = [];
+  private readonly ready: PooledKernel[] = [];
   private filling = false;
   private closed = false;
   private failures = 0;
@@ -16,8 +32,8 @@ export class KernelPool {
     private readonly gateway: KernelGateway,
     private readonly size: number,
     private readonly log: Logger,
-    /** Where idle pool kernels sit: a folder of their own, not any workspace. */
-    private readonly path: string,
+    /** Makes the directory a new pool kernel waits in (never any message's workspace). */
+    private readonly newSlot: () => Promise<PoolSlot>,
     private readonly onChange: (ids: string[]) => void = () => undefined,
   ) {}
 
@@ -26,18 +42,28 @@ export class KernelPool {
   }
 
   ids(): string[] {
-    return this.ready.map((s) => s.id);
+    return this.ready.map((k) => k.session.id);
   }
 
   /** A never-used kernel, or null when the pool is empty (the caller starts one itself). */
-  take(): KernelSession | null {
-    let session: KernelSession | undefined;
-    while ((session = this.ready.shift())) {
-      if (!session.isDead) break;
+  take(): PooledKernel | null {
+    let kernel: PooledKernel | undefined;
+    while ((kernel = this.ready.shift())) {
+      if (!kernel.session.isDead) break;
     }
     this.onChange(this.ids());
     this.refill();
-    return session ?? null;
+    return kernel ?? null;
+  }
+
+  /** Returns an unused kernel that could not be given to the message it was taken for. */
+  putBack(kernel: PooledKernel): void {
+    if (this.closed || kernel.session.isDead) {
+      void kernel.session.shutdown().catch(() => undefined);
+      return;
+    }
+    this.ready.unshift(kernel);
+    this.onChange(this.ids());
   }
 
   refill(): void {
@@ -46,12 +72,13 @@ export class KernelPool {
     void (async () => {
       try {
         while (!this.closed && this.ready.length < this.size) {
-          const session = await this.gateway.startKernel({ path: this.path });
+          const slot = await this.newSlot();
+          const session = await this.gateway.startKernel({ path: slot.path });
           if (this.closed) {
             await session.shutdown().catch(() => undefined);
             break;
           }
-          this.ready.push(session);
+          this.ready.push({ session, slot });
           this.failures = 0;
           this.onChange(this.ids());
         }
@@ -69,8 +96,13 @@ export class KernelPool {
 
   async close(): Promise<void> {
     this.closed = true;
-    const sessions = this.ready.splice(0);
+    const kernels = this.ready.splice(0);
     this.onChange([]);
-    await Promise.all(sessions.map((s) => s.shutdown().catch(() => undefined)));
+    await Promise.all(
+      kernels.map(async (k) => {
+        await k.session.shutdown().catch(() => undefined);
+        if (k.slot.disposable) await rm(k.slot.dir, { recursive: true, force: true }).catch(() => undefined);
+      }),
+    );
   }
 }

@@ -1,0 +1,178 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { api, checkWorkspaces, deleteKernel, listKernels, report, settle, sleep, startFaultStack, waitFor, workloadCode } from "./harness";
+import type { Census, FaultStack, SubmittedRun } from "./harness";
+
+/**
+ * One private deployment, broken five ways in turn: kernels killed, Redis restarted with and without
+ * persistence, Postgres stopped for 10 s, the Jupyter server restarted. Each phase uses its own chat, and
+ * after each the invariants are checked on that phase's executions.
+ */
+describe("dependencies failing under a flow of executions", () => {
+  let stack: FaultStack;
+  let key: string;
+  beforeAll(async () => {
+    stack = await startFaultStack({ appendonly: true, env: { KERNEL_POOL_SIZE: "2" } });
+    key = (await stack.newUser("deps")).key;
+  });
+  afterAll(async () => stack?.close());
+
+  /** Submits `count` executions, one every `everyMs`, on `messages` messages of chat `phase`. */
+  function flow(phase: string, count: number, opts: { messages: number; everyMs: number; sleepS: number }) {
+    const a = api(stack.apiUrl, key);
+    const runs: SubmittedRun[] = [];
+    const done = (async () => {
+      for (let i = 0; i < count; i++) {
+        const messageId = `${phase}-m${i % opts.messages}`;
+        const token = `${phase}-t${i}`;
+        runs.push({ id: await a.submit({ chatId: phase, messageId, code: workloadCode(token, opts.sleepS) }), token, messageId });
+        await sleep(opts.everyMs);
+      }
+    })();
+    return { runs, done };
+  }
+
+  async function verify(phase: string, runs: SubmittedRun[], allowedFailures: string[]): Promise<Census> {
+    const census = await settle(stack, 60_000, phase);
+    const ws = await checkWorkspaces(stack, key, runs);
+    report(phase, { accepted: runs.length, ...census, ...ws, workerAlive: stack.worker?.alive });
+    expect(census.stuck).toEqual([]);
+    expect(census.total).toBe(runs.length);
+    expect(census.duplicates).toBe(0);
+    expect(ws.ranTwice).toEqual([]);
+    expect(ws.missingCompleted).toEqual([]);
+    expect(ws.followUpFailures).toEqual([]);
+    expect(Object.keys(census.failureCodes).filter((c) => !allowedFailures.includes(c))).toEqual([]);
+    expect(stack.worker?.alive).toBe(true);
+    return census;
+  }
+
+  it("kernels shut down through the Jupyter API mid-run", async () => {
+    const { runs, done } = flow("kernels", 16, { messages: 4, everyMs: 250, sleepS: 1 });
+    // Kill busy kernels (those running the workload) until 4 are gone, with a pause between kills.
+    let killed = 0;
+    const until = Date.now() + 6000;
+    while (killed < 4 && Date.now() < until) {
+      await sleep(300);
+      const busy = (await listKernels(stack)).find((k) => k.execution_state === "busy");
+      if (busy && (await deleteKernel(stack, busy.id)) === 204) {
+        killed++;
+        await sleep(700);
+      }
+    }
+    await done;
+    report("kernels-killed", { killed });
+    expect(killed).toBeGreaterThan(0);
+    await verify("kernels", runs, ["kernel_died"]);
+  });
+
+  it("Redis killed and restarted with its append-only file", async () => {
+    const { runs, done } = flow("redis-aof", 16, { messages: 4, everyMs: 250, sleepS: 0.5 });
+    await sleep(1500);
+    await stack.redis.stop("SIGKILL");
+    await sleep(2000);
+    await stack.redis.start();
+    await done;
+    await verify("redis-aof", runs, ["worker_lost"]);
+  });
+
+  it("Redis restarted empty (no persistence): the reconciler recovers queued executions from Postgres", async () => {
+    const { runs, done } = flow("redis-empty", 16, { messages: 4, everyMs: 150, sleepS: 0.5 });
+    await sleep(1500);
+    await stack.redis.stop("SIGKILL");
+    stack.redis.setAppendonly(false);
+    await sleep(2000);
+    await stack.redis.start();
+    await done;
+    await verify("redis-empty", runs, ["worker_lost"]);
+  });
+
+  it("Postgres stopped for 10 s: the API answers 503 JSON promptly, and everything ends afterwards", async () => {
+    const a = api(stack.apiUrl, key);
+    const probeId = await a.submit({ chatId: "probe", messageId: "probe", code: "print(1)" });
+    const { runs, done } = flow("postgres", 12, { messages: 4, everyMs: 250, sleepS: 0.5 });
+    await sleep(1000);
+
+    type Probe = { route: string; status: number; ms: number; json: boolean; code?: string; during: boolean };
+    const probes: Probe[] = [];
+    let outage = false;
+    let polling = true;
+    const poll = (async () => {
+      while (polling) {
+        const during = outage;
+        const one = async (route: string, fn: () => Promise<{ status: number; body: unknown }>) => {
+          const t0 = Date.now();
+          try {
+            const r = await fn();
+            const body = r.body as { error?: { code?: string; message?: string } } | null;
+            probes.push({
+              route,
+              status: r.status,
+              ms: Date.now() - t0,
+              json: typeof body === "object" && body !== null,
+              code: body?.error?.code,
+              during,
+            });
+          } catch (err) {
+            probes.push({ route, status: 0, ms: Date.now() - t0, json: false, code: String(err), during });
+          }
+        };
+        await Promise.all([
+          one("GET /v1/executions/:id", () => a.get(`/v1/executions/${probeId}`, 15_000)),
+          one("POST /v1/executions", () => a.post("/v1/executions", { chatId: "probe", messageId: "probe-post", code: "print(2)" }, 15_000)),
+          one("GET /readyz", async () => {
+            const r = await fetch(`${stack.apiUrl}/readyz`, { signal: AbortSignal.timeout(15_000) });
+            return { status: r.status, body: await r.json() };
+          }),
+        ]);
+        await sleep(250);
+      }
+    })();
+
+    await sleep(500);
+    outage = true;
+    const t0 = Date.now();
+    await stack.postgres.stop("fast");
+    await sleep(10_000);
+    await stack.postgres.start();
+    const downFor = Date.now() - t0;
+    outage = false;
+    // The API is usable again soon after.
+    const recoveredIn = await waitFor(async () => ((await a.get(`/v1/executions/${probeId}`).catch(() => ({ status: 0 }))).status === 200 ? Date.now() - t0 - downFor : undefined), 20_000, "API recovery");
+    polling = false;
+    await poll;
+    await done;
+
+    const during = probes.filter((p) => p.during);
+    const summary: Record<string, { n: number; statuses: Record<number, number>; maxMs: number; codes: string[] }> = {};
+    for (const p of during) {
+      const s = (summary[p.route] ??= { n: 0, statuses: {}, maxMs: 0, codes: [] });
+      s.n++;
+      s.statuses[p.status] = (s.statuses[p.status] ?? 0) + 1;
+      s.maxMs = Math.max(s.maxMs, p.ms);
+      if (p.code && !s.codes.includes(p.code)) s.codes.push(p.code);
+    }
+    report("postgres-outage-probes", { downForMs: downFor, recoveredInMs: recoveredIn, summary });
+
+    // Bounded: no request held longer than a few seconds while the database is away.
+    expect(Math.max(...during.map((p) => p.ms))).toBeLessThan(6000);
+    // Only 503 (or, for POST racing the stop, 202 / readyz 200 right at the edge) and always JSON.
+    for (const p of during) {
+      expect([200, 202, 503], `${p.route} answered ${p.status} (${p.code})`).toContain(p.status);
+      expect(p.json, `${p.route} answered a non-JSON body`).toBe(true);
+      if (p.status === 503 && p.route !== "GET /readyz") expect(p.code).toBe("dependency_unavailable");
+    }
+    expect(during.some((p) => p.route === "GET /readyz" && p.status === 503)).toBe(true);
+    expect(during.some((p) => p.route === "GET /v1/executions/:id" && p.status === 503)).toBe(true);
+
+    await verify("postgres", runs, ["worker_lost", "internal_error"]);
+    await settle(stack, 30_000, "probe");
+  });
+
+  it("the Jupyter server restarted (same port and token) mid-run", async () => {
+    const { runs, done } = flow("jupyter", 12, { messages: 4, everyMs: 300, sleepS: 1 });
+    await sleep(2000);
+    await stack.restartJupyter();
+    await done;
+    await verify("jupyter", runs, ["kernel_died", "gateway_unavailable", "worker_lost"]);
+  });
+});
