@@ -173,7 +173,8 @@ describe("docker-compose.yml", () => {
 
   it("the app image copies every workspace's package.json before `npm ci` (which fails on a lockfile mismatch)", () => {
     expect(workspaces.length).toBeGreaterThan(3);
-    const missing = workspaces.filter((ws) => !beforeInstall.includes(`COPY ${ws}/package.json`));
+    const copiesAll = /^COPY \. \.?\/?\s*$/m.test(beforeInstall);
+    const missing = copiesAll ? [] : workspaces.filter((ws) => !beforeInstall.includes(`COPY ${ws}/package.json`));
     expect(missing, "workspaces the Dockerfile does not copy before npm ci").toEqual([]);
   });
 
@@ -182,7 +183,8 @@ describe("docker-compose.yml", () => {
     const usesTsx = appServices.some((s) => commandOf(s).includes("tsx"));
     const pkg = JSON.parse(read("package.json")) as { dependencies?: Record<string, string>; devDependencies?: Record<string, string> };
     // Only workspaces whose package.json the image has at `npm ci` contribute dependencies.
-    const copied = workspaces.filter((ws) => beforeInstall.includes(`COPY ${ws}/package.json`) && existsSync(path.join(root, ws, "package.json")));
+    const copiesAll = /^COPY \. \.?\/?\s*$/m.test(beforeInstall);
+    const copied = workspaces.filter((ws) => (copiesAll || beforeInstall.includes(`COPY ${ws}/package.json`)) && existsSync(path.join(root, ws, "package.json")));
     const workspaceDeps = copied.flatMap((ws) =>
       Object.keys((JSON.parse(read(`${ws}/package.json`)) as { dependencies?: Record<string, string> }).dependencies ?? {}),
     );

@@ -286,6 +286,9 @@ export async function startFaultStack(opts: { appendonly?: boolean; worker?: boo
       JOB_STALLED_INTERVAL_MS: "1000",
       RECONCILE_INTERVAL_MS: "1000",
       SHUTDOWN_DEADLINE_MS: "3000",
+      // The bubblewrap sandbox is being built (issue 6); until it is stable, faults run against plain kernels.
+      // FAULTS_KERNEL_SANDBOX=auto|on runs them sandboxed.
+      KERNEL_SANDBOX: process.env.FAULTS_KERNEL_SANDBOX ?? "off",
       ...opts.env,
     };
     const api = spawnApp("apps/api/src/main.ts", env, path.join(root, "api.log"));

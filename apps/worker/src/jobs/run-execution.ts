@@ -1,5 +1,4 @@
 import { realpath } from "node:fs/promises";
-import path from "node:path";
 import type { Db, ExecutionRow } from "@codeinterp/db";
 import { finishExecution, getExecutionForWorker, isTerminal, listMessageAttachments, transitionExecution } from "@codeinterp/db";
 import type { ExecutionOutcome, KernelEvent } from "@codeinterp/kernel";
