@@ -29,8 +29,8 @@ export function renderChart(results: Record<string, unknown>): string {
   const out: string[] = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="12">`);
   out.push(`<rect width="${width}" height="${height}" fill="#fff"/>`);
-  out.push(`<text x="${left}" y="22" font-size="15" font-weight="bold">Latency of print(1) by path — median (bar) and p95 (whisker), log scale</text>`);
-  out.push(`<text x="${left}" y="40" fill="#555">${esc(`${String(results.mode)} run · ${machine.nproc ?? "?"} × ${machine.cpu ?? "?"} · node ${machine.node ?? "?"}`)}</text>`);
+  out.push(`<text x="16" y="22" font-size="15" font-weight="bold">Latency of print(1) by path — median (bar) and p95 (whisker), log scale</text>`);
+  out.push(`<text x="16" y="40" fill="#555">${esc(`${String(results.mode)} run · ${machine.nproc ?? "?"} × ${machine.cpu ?? "?"} · node ${machine.node ?? "?"}`)}</text>`);
   for (const t of [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]) {
     const tx = x(t);
     const major = [1, 10, 100, 1000, 10000].includes(t);
@@ -46,7 +46,7 @@ export function renderChart(results: Record<string, unknown>): string {
     out.push(`<line x1="${x(s.p95).toFixed(1)}" y1="${y + 10}" x2="${x(s.p95).toFixed(1)}" y2="${y + rowH - 10}" stroke="#222"/>`);
     out.push(`<text x="${(x(s.p95) + 6).toFixed(1)}" y="${y + rowH / 2 + 4}" fill="#222">${s.p50.toFixed(1)} ms (p95 ${s.p95.toFixed(1)})</text>`);
   });
-  out.push(`<text x="${left}" y="${height - 12}" fill="#555">Targets: warm e2e p50 ≤ raw p50 + 10 ms; ≥ 25× faster than a fresh kernel per execution.</text>`);
+  out.push(`<text x="16" y="${height - 12}" fill="#555">Targets: warm e2e p50 ≤ raw p50 + 10 ms; ≥ 25× faster than a fresh kernel per execution.</text>`);
   out.push(`</svg>`);
   return out.join("\n") + "\n";
 }

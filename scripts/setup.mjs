@@ -24,8 +24,11 @@ const mtime = (p) => (existsSync(p) ? statSync(p).mtimeMs : 0);
 function ensureDependencies() {
   const marker = path.join(root, "node_modules/.package-lock.json");
   if (existsSync(marker) && mtime(marker) >= mtime(path.join(root, "package-lock.json"))) return;
-  say("installing dependencies (npm ci)");
-  run("npm", ["ci", "--no-audit", "--no-fund", "--loglevel=error"]);
+  // `npm install` with the committed lockfile installs exactly the pinned versions. Not `npm ci`: the
+  // lockfile lacks turbo's macOS/Windows binaries (absent from the registry these machines reach), which
+  // `npm ci` treats as out of sync.
+  say("installing dependencies (npm install from package-lock.json)");
+  run("npm", ["install", "--no-audit", "--no-fund", "--loglevel=error"]);
 }
 
 function reachable(host, port, timeoutMs = 1500) {

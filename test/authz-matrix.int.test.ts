@@ -103,7 +103,7 @@ describe("authorization matrix", () => {
 
   async function call(key: string | null, method: string, url: string, body?: unknown, multipart?: boolean) {
     const headers: Record<string, string> = key === null ? {} : { authorization: `Bearer ${key}` };
-    let payload: BodyInit | undefined;
+    let payload: FormData | string | undefined;
     if (multipart) {
       const form = new FormData();
       form.append("file", new Blob(["x"]), "x.txt");

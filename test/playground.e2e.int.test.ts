@@ -183,6 +183,7 @@ describe.skipIf(!canRun)("web playground at / (Chromium)", () => {
     await page.locator("#context", { hasText: "summary.xlsx" }).waitFor();
     expect(await page.textContent("#context")).toContain("columns: month, revenue");
 
+    await page.locator("#code").evaluate((ta) => void ((ta as unknown as { scrollTop: number }).scrollTop = 0));
     await mkdir(path.dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     expect(problems).toEqual([]);

@@ -429,7 +429,7 @@ export interface Census {
 /** Waits until every execution in the stack's database is terminal (or the deadline), then counts. */
 export async function settle(stack: FaultStack, ms: number, chatId?: string): Promise<Census> {
   const until = Date.now() + ms;
-  let active: Array<{ id: string; status: string }> = [];
+  let active: Array<{ id: string; status: string }>;
   for (;;) {
     active = await stack.sql<{ id: string; status: string }>(
       `SELECT id, status FROM executions WHERE status NOT IN ('completed','failed','timed_out','cancelled') AND ($1::text IS NULL OR chat_id = $1)`,
