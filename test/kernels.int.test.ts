@@ -38,7 +38,7 @@ describe("kernel lifecycle", () => {
 
   it("executions of one message share variables and its working directory is /mnt/data", async () => {
     const m = msg();
-    await api.run({ messageId: m, code: "x = 41" });
+    await api.run({ messageId: m, code: "x = 41\nimport os\nos.chdir('/tmp')" });
     const second = await api.run({ messageId: m, code: "import os\nprint(x + 1, os.getcwd())" });
     expect(second.result.stdout).toBe("42 /mnt/data\n");
     expect((await metricsOf(second.id)).reusedKernel).toBe(true);

@@ -9,11 +9,29 @@ function bearer(header: string | undefined): string | null {
   return m?.[1] ?? null;
 }
 
+/**
+ * Key → user lookups are cached for a short while: every request (a client polling status, say) would
+ * otherwise cost a database round trip. Only valid keys are cached, by their hash, so a wrong key is
+ * always checked against the database.
+ */
+const KEY_CACHE_TTL_MS = 30_000;
+const KEY_CACHE_MAX = 10_000;
+
 export function requireApiKey(db: Db): RequestHandler {
+  const cache = new Map<string, { userId: string; until: number }>();
   return async (req, res, next) => {
     const key = bearer(req.headers.authorization);
     if (!key) throw new HttpError(401, "unauthorized", "missing API key: send Authorization: Bearer <key>");
-    const userId = await findUserByApiKey(db, key);
+    const hash = digest(key).toString("hex");
+    const hit = cache.get(hash);
+    let userId = hit && hit.until > Date.now() ? hit.userId : null;
+    if (!userId) {
+      userId = await findUserByApiKey(db, key);
+      if (userId) {
+        if (cache.size >= KEY_CACHE_MAX) cache.clear();
+        cache.set(hash, { userId, until: Date.now() + KEY_CACHE_TTL_MS });
+      }
+    }
     if (!userId) throw new HttpError(401, "unauthorized", "invalid API key");
     res.locals.userId = userId;
     next();

@@ -64,6 +64,30 @@ export function buildOpenApiDocument(env: Pick<ApiEnv, "MAX_CODE_BYTES" | "MAX_E
     request: { params: ExecutionParams, query: WaitQuery },
     responses: { 200: json(Execution, "The execution"), ...errors },
   });
+  registry.registerPath({
+    method: "get",
+    path: "/v1/executions/{id}/events",
+    summary: "Server-Sent Events: status, stdout, stderr, output, file, then done with the whole execution",
+    description: "Replays what already happened, then streams live. Send Last-Event-ID to resume after a reconnect.",
+    security,
+    request: { params: ExecutionParams },
+    responses: {
+      200: { description: "An event stream", content: { "text/event-stream": { schema: { type: "string" } } } },
+      ...errors,
+    },
+  });
+  registry.registerPath({
+    method: "post",
+    path: "/v1/executions/{id}/cancel",
+    summary: "Cancel: a queued execution ends now; a running one is interrupted and ends as cancelled",
+    security,
+    request: { params: ExecutionParams },
+    responses: {
+      202: json(Execution, "Cancellation accepted"),
+      409: json(ErrorBody, "The execution already ended"),
+      ...errors,
+    },
+  });
   registerFilePaths(registry, security);
   registry.registerPath({ method: "get", path: "/healthz", summary: "Process up", responses: { 200: json(Health, "Up") } });
   registry.registerPath({

@@ -1,5 +1,5 @@
-import { findExecution, isTerminal } from "@codeinterp/db";
-import type { ExecutionRow } from "@codeinterp/db";
+import { findExecution, findExecutionWithFiles, isTerminal } from "@codeinterp/db";
+import type { ExecutionWithFiles } from "@codeinterp/db";
 import type { ApiDeps } from "./deps";
 
 /**
@@ -12,8 +12,8 @@ export async function waitForExecution(
   id: string,
   waitMs: number,
   signal?: AbortSignal,
-): Promise<ExecutionRow | null> {
-  const first = await findExecution(deps.db, userId, id);
+): Promise<ExecutionWithFiles | null> {
+  const first = await findExecutionWithFiles(deps.db, userId, id);
   if (!first || isTerminal(first.status) || waitMs <= 0) return first;
   let wake: () => void = () => undefined;
   const woken = new Promise<void>((resolve) => (wake = resolve));
@@ -24,9 +24,9 @@ export async function waitForExecution(
   signal?.addEventListener("abort", wake, { once: true });
   try {
     const current = await findExecution(deps.db, userId, id);
-    if (!current || isTerminal(current.status)) return current;
+    if (!current || isTerminal(current.status)) return await findExecutionWithFiles(deps.db, userId, id);
     await woken;
-    return await findExecution(deps.db, userId, id);
+    return await findExecutionWithFiles(deps.db, userId, id);
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener("abort", wake);

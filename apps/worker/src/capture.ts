@@ -1,7 +1,9 @@
 import path from "node:path";
 import mime from "mime-types";
+import pMap from "p-map";
 import type { Db, FileRow } from "@codeinterp/db";
-import { registerExecutionFile } from "@codeinterp/db";
+import { registerExecutionFiles } from "@codeinterp/db";
+import type { NewFile } from "@codeinterp/db";
 import type { BlobStore, Skipped, SnapshotDiff } from "@codeinterp/workspace";
 
 export interface CaptureContext {
@@ -32,12 +34,12 @@ export function mimeTypeOf(name: string): string {
  * outside the workspace between the snapshot and the copy.
  */
 export async function captureFiles(ctx: CaptureContext, diff: SnapshotDiff, onFile: (f: FileRow) => Promise<void>): Promise<CaptureResult> {
-  const files: FileRow[] = [];
   const skipped: Skipped[] = [...diff.skipped];
-  for (const entry of [...diff.created, ...diff.changed].sort((a, b) => (a.path < b.path ? -1 : 1))) {
-    let stored;
+  const entries = [...diff.created, ...diff.changed].sort((a, b) => (a.path < b.path ? -1 : 1));
+  // A few copies at a time: the disk and the hashing overlap; more only thrashes a small machine.
+  const stored = await pMap(entries, async (entry) => {
     try {
-      stored = await ctx.blobs.putFile(path.join(ctx.workspaceDir, entry.path), {
+      return await ctx.blobs.putFile(path.join(ctx.workspaceDir, entry.path), {
         maxBytes: ctx.maxFileBytes,
         expect: { ino: entry.ino },
         within: ctx.workspaceDir,
@@ -45,25 +47,29 @@ export async function captureFiles(ctx: CaptureContext, diff: SnapshotDiff, onFi
     } catch (err) {
       const name = (err as Error).name;
       skipped.push({ path: entry.path, reason: name === "BlobTooLargeError" ? "too_large" : name === "NotARegularFileError" ? "symlink" : "special" });
-      continue;
+      return null;
     }
+  }, { concurrency: 4 });
+  const rows: Array<NewFile & { path: string }> = [];
+  entries.forEach((entry, i) => {
+    const blob = stored[i];
+    if (!blob) return;
     const name = path.posix.basename(entry.path);
-    const { file } = await registerExecutionFile(ctx.db, {
+    rows.push({
       userId: ctx.userId,
       chatId: ctx.chatId,
       messageId: ctx.messageId,
-      executionId: ctx.executionId,
       path: entry.path,
       name,
-      size: stored.size,
-      sha256: stored.sha256,
-      storageKey: stored.key,
+      size: blob.size,
+      sha256: blob.sha256,
+      storageKey: blob.key,
       mimeType: mimeTypeOf(name),
       source: "generated",
       derivedFromId: ctx.attachmentByPath.get(entry.path) ?? null,
     });
-    files.push(file);
-    await onFile(file);
-  }
+  });
+  const files = await registerExecutionFiles(ctx.db, ctx.executionId, rows);
+  for (const f of files) await onFile(f);
   return { files, skipped };
 }

@@ -1,12 +1,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { JupyterStartError } from "./errors";
 import { JUPYTER_SERVER_CONFIG } from "./jupyter-config";
 import { JUPYTER_PYTHON } from "./jupyter-install";
-import { installSandboxKernelSpec, probeSandbox } from "./sandbox";
+import { SANDBOX_KERNEL_NAME, installSandboxKernelSpec, probeSandbox } from "./sandbox";
 import type { SandboxLimits } from "./sandbox";
 import type { Log } from "./log";
 
@@ -160,10 +160,12 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
   await writeFile(join(dirs.config, "jupyter_server_config.py"), JUPYTER_SERVER_CONFIG);
   let sandbox: { available: boolean; reason?: string } = { available: false, reason: "disabled" };
   if (opts.sandbox !== false) {
-    const probe = await probeSandbox(join(stateDir, "sandbox-probe"), log);
+    const probe = await probeSandbox(join(rootDir, ".codeinterp-sandbox-probe"), log);
     sandbox = probe.ok ? { available: true } : { available: false, ...(probe.reason ? { reason: probe.reason } : {}) };
     if (probe.ok) await installSandboxKernelSpec(dirs.data, opts.sandboxLimits);
   }
+  // A kernelspec left by an earlier start would make workers believe kernels are sandboxed.
+  if (!sandbox.available) await rm(join(dirs.data, "kernels", SANDBOX_KERNEL_NAME), { recursive: true, force: true });
 
   const argsFor = (port: number) => [
     "--ServerApp.ip=127.0.0.1",

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { chmod, mkdir, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Log } from "./log";
 
@@ -85,14 +85,17 @@ export async function installSandboxKernelSpec(jupyterDataDir: string, limits: S
  */
 export async function probeSandbox(scratchDir: string, log: Log): Promise<{ ok: boolean; reason?: string }> {
   if (process.getuid?.() !== 0) return { ok: false, reason: "the sandbox needs the service to run as root (to start kernels as other uids)" };
+  // The scratch dir sits under the server's root_dir, like workspaces: kernels run as unprivileged uids,
+  // so every directory above their workspace must be traversable (o+x).
   await mkdir(scratchDir, { recursive: true });
   const uid = SANDBOX_MIN_UID;
+  await chown(scratchDir, uid, uid);
   const args = [
     "--nproc=64", "--",
     "setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "--",
     "bwrap", "--unshare-user", "--unshare-pid", "--die-with-parent", "--ro-bind", "/usr", "/usr",
     "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
-    "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+    "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", scratchDir, "/mnt/data",
     "/usr/bin/python3", "-c", "import ipykernel",
   ];
   return new Promise((resolve) => {
@@ -101,8 +104,11 @@ export async function probeSandbox(scratchDir: string, log: Log): Promise<{ ok: 
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()).slice(-2000));
     child.on("error", (err) => resolve({ ok: false, reason: `cannot run the sandbox tools: ${err.message}` }));
     child.on("exit", (code) => {
+      void rm(scratchDir, { recursive: true, force: true });
       if (code === 0) return resolve({ ok: true });
-      const reason = `bubblewrap probe failed (exit ${code}): ${stderr.trim().split("\n").slice(-2).join(" ")}`;
+      const reason =
+        `bubblewrap probe failed (exit ${code}): ${stderr.trim().split("\n").slice(-2).join(" ")}` +
+        ` (kernels run as uid >= ${SANDBOX_MIN_UID}: the directories above ${scratchDir} must be traversable, chmod o+x)`;
       log.warn({ reason }, "sandbox unavailable");
       resolve({ ok: false, reason });
     });

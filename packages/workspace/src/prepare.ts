@@ -1,3 +1,4 @@
+import pMap from "p-map";
 import { randomBytes } from "node:crypto";
 import { constants as fsc } from "node:fs";
 import { chmod, copyFile, link, lstat, mkdir, open, readdir, rename, rm, rmdir, stat, unlink } from "node:fs/promises";
@@ -153,47 +154,51 @@ export async function prepareWorkspace(opts: PrepareOptions): Promise<PrepareRes
   for (const a of opts.attachments) if (!byId.has(a.fileId)) byId.set(a.fileId, a);
   const names = uniqueNames([...byId.values()].map((a) => ({ key: a.fileId, name: a.name })));
 
-  const result: PrepareResult = { placed: [], missing: [], conflicts: [], reused: 0 };
-  for (const a of byId.values()) {
-    if (a.removed) continue;
+  type Outcome =
+    | { kind: "placed"; file: PlacedFile }
+    | { kind: "missing" }
+    | { kind: "conflict"; reason: "symlink" | "not_a_file" }
+    | { kind: "skip" };
+  const list = [...byId.values()];
+  // Names are decided up front, so attachments can be placed a few at a time: a message with 1,000
+  // attachments is bound by syscall latency, not by bandwidth.
+  const outcomes = await pMap(list, async (a): Promise<Outcome> => {
+    if (a.removed) return { kind: "skip" };
     const name = names.get(a.fileId)!;
     const target = path.join(dir, name);
     const existing = await lstatOrNull(target);
     if (existing) {
-      if (existing.isSymbolicLink()) result.conflicts.push({ fileId: a.fileId, name, reason: "symlink" });
-      else if (!existing.isFile()) result.conflicts.push({ fileId: a.fileId, name, reason: "not_a_file" });
-      else {
-        result.placed.push({ fileId: a.fileId, name, path: target, existing: true });
-        result.reused++;
-      }
-      continue;
+      if (existing.isSymbolicLink()) return { kind: "conflict", reason: "symlink" };
+      if (!existing.isFile()) return { kind: "conflict", reason: "not_a_file" };
+      return { kind: "placed", file: { fileId: a.fileId, name, path: target, existing: true } };
     }
     let blob;
     try {
       blob = await stat(a.blobPath);
     } catch (err) {
-      if (isCode(err, "ENOENT", "ENOTDIR")) {
-        result.missing.push({ fileId: a.fileId, name });
-        continue;
-      }
+      if (isCode(err, "ENOENT", "ENOTDIR")) return { kind: "missing" };
       throw err;
     }
-    if (!blob.isFile()) {
-      result.missing.push({ fileId: a.fileId, name });
-      continue;
-    }
+    if (!blob.isFile()) return { kind: "missing" };
     if ((blob.mode & 0o222) !== 0) await chmod(a.blobPath, 0o444).catch(() => undefined);
     const outcome = await placeOne(a.blobPath, target, mode);
     if (outcome === "existing") {
       const now = await lstatOrNull(target);
-      if (now && !now.isFile()) {
-        result.conflicts.push({ fileId: a.fileId, name, reason: now.isSymbolicLink() ? "symlink" : "not_a_file" });
-        continue;
-      }
-      result.reused++;
+      if (now && !now.isFile()) return { kind: "conflict", reason: now.isSymbolicLink() ? "symlink" : "not_a_file" };
     }
-    result.placed.push({ fileId: a.fileId, name, path: target, existing: outcome === "existing" });
-  }
+    return { kind: "placed", file: { fileId: a.fileId, name, path: target, existing: outcome === "existing" } };
+  }, { concurrency: 8 });
+
+  const result: PrepareResult = { placed: [], missing: [], conflicts: [], reused: 0 };
+  outcomes.forEach((o, i) => {
+    const a = list[i]!;
+    const name = names.get(a.fileId)!;
+    if (o.kind === "placed") {
+      result.placed.push(o.file);
+      if (o.file.existing) result.reused++;
+    } else if (o.kind === "missing") result.missing.push({ fileId: a.fileId, name });
+    else if (o.kind === "conflict") result.conflicts.push({ fileId: a.fileId, name, reason: o.reason });
+  });
   await touchWorkspace(dir);
   return result;
 }

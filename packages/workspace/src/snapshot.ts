@@ -130,7 +130,9 @@ export async function snapshotWorkspace(root: string, opts: SnapshotOptions = {}
   const maxSkipped = opts.maxSkipped ?? 1000;
   const includeHidden = opts.includeHidden ?? false;
   const hashMode = opts.hash ?? "racy";
-  const racyWindowMs = opts.racyWindowMs ?? 10_000;
+  // ext4, xfs and btrfs keep nanosecond timestamps that advance every clock tick (1-10 ms): a rewrite more
+  // than a tick after the snapshot always moves mtime/ctime. 50 ms covers the tick with a wide margin.
+  const racyWindowMs = opts.racyWindowMs ?? 50;
   const maxHashBytes = opts.maxHashBytes ?? 64 * 1024 * 1024;
   const pmOpts = { dot: true };
   const isIncluded = opts.include?.length ? picomatch(opts.include as string[], pmOpts) : () => true;

@@ -1,3 +1,4 @@
+import pMap from "p-map";
 import type { Db, FileRow } from "@codeinterp/db";
 import { listMessageAttachments, listMessageFiles } from "@codeinterp/db";
 import type { BlobStore } from "@codeinterp/workspace";
@@ -43,7 +44,7 @@ export async function buildMessageContext(
     else entries.push({ row: f, path: p, source: "generated" });
   }
 
-  const previews = await mapLimit(entries, PREVIEW_CONCURRENCY, async (e, i): Promise<FilePreviewValue | null> => {
+  const previews = await pMap(entries, async (e, i): Promise<FilePreviewValue | null> => {
     if (i >= MAX_PREVIEWS) return null;
     let blobPath: string;
     try {
@@ -52,7 +53,7 @@ export async function buildMessageContext(
       return null;
     }
     return previewFile({ blobPath, name: e.row.name, mimeType: e.row.mimeType });
-  });
+  }, { concurrency: PREVIEW_CONCURRENCY });
   const files: ContextFileValue[] = entries.map((e, i) => ({
     id: e.row.id,
     source: e.source,
@@ -63,19 +64,6 @@ export async function buildMessageContext(
     preview: previews[i] ?? null,
   }));
   return { messageId, files, prompt: buildPrompt(files) };
-}
-
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!, i);
-    }
-  });
-  await Promise.all(workers);
-  return out;
 }
 
 /** `512 B`, `1.2 KB`, `3.4 MB`, `1.0 GB` (powers of 1024). */

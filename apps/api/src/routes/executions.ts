@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { Router } from "express";
-import { createExecution, findExecution, listExecutionFiles } from "@codeinterp/db";
+import { createExecution, findExecutionWithFiles } from "@codeinterp/db";
 import type { ExecutionRow } from "@codeinterp/db";
 import { jobCatalog } from "@codeinterp/queue";
 import { normalizeError } from "@codeinterp/logger";
@@ -20,8 +20,6 @@ export async function enqueueExecution(deps: Pick<ApiDeps, "executionQueue">, ex
 export function executionsRouter(deps: ApiDeps): Router {
   const router = Router();
   const bodySchema = createExecutionBody(deps.env.MAX_CODE_BYTES, deps.env.MAX_EXECUTION_TIMEOUT_MS, deps.env.MAX_FILES_PER_EXECUTION);
-
-  const render = async (e: ExecutionRow) => serializeExecution(e, await listExecutionFiles(deps.db, e.id));
 
   router.post("/executions", async (req, res) => {
     const userId = userOf(res);
@@ -50,7 +48,9 @@ export function executionsRouter(deps: ApiDeps): Router {
       log.info("execution accepted");
     }
     if (!created) res.setHeader("Idempotent-Replayed", "true");
-    res.status(202).location(`/v1/executions/${execution.id}`).json(await render(execution));
+    // A new execution has no files yet; a replayed one may.
+    const files = created ? [] : ((await findExecutionWithFiles(deps.db, userId, execution.id))?.files ?? []);
+    res.status(202).location(`/v1/executions/${execution.id}`).json(serializeExecution(execution, files));
   });
 
   router.get("/executions/:id", async (req, res) => {
@@ -61,9 +61,9 @@ export function executionsRouter(deps: ApiDeps): Router {
     res.on("close", () => abort.abort());
     const execution = waitMs
       ? await waitForExecution(deps, userId, id, Math.min(waitMs, deps.env.MAX_WAIT_MS), abort.signal)
-      : await findExecution(deps.db, userId, id);
+      : await findExecutionWithFiles(deps.db, userId, id);
     if (!execution) throw notFound("execution");
-    res.json(await render(execution));
+    res.json(serializeExecution(execution, execution.files));
   });
 
   return router;

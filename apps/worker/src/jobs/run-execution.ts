@@ -119,7 +119,7 @@ async function prepareAndRun(
   if (signal.aborted) return finish(deps, pub, exec.id, "cancelled", { result: emptyResult([]) });
   // The kernel comes first: a sandboxed pool kernel's directory becomes the workspace, and the message's
   // lock (held until release) also serialises preparing its workspace.
-  const lease: KernelLease = await deps.broker.acquire(req);
+  const lease: KernelLease = await acquireReadyKernel(deps, req, layout.kernelDir(workspaceDir), log);
   let discard = false;
   try {
     const t0 = Date.now();
@@ -149,12 +149,6 @@ async function prepareAndRun(
 
     if (!(await transitionExecution(deps.db, exec.id, ["preparing"], "running", { kernelId: lease.session.id }))) return "skipped";
     await pub.publish({ type: "status", status: "running" });
-    const kernelDir = layout.kernelDir(workspaceDir);
-    if (lease.pooled || lease.reused) {
-      // A pooled kernel waits in its own folder, and earlier code may have changed directory: start here.
-      const cd = await lease.session.execute(`import os as _ci_os; _ci_os.chdir(${JSON.stringify(kernelDir)}); del _ci_os`, { timeoutMs: 10_000 });
-      if (cd.status !== "ok") throw new KernelSetupError(`could not enter the workspace (${cd.status})`);
-    }
     const realDirs = [...new Set([workspaceDir, await realpath(workspaceDir)])];
     const back = (s: string) => fromKernelText(s, realDirs);
     const onEvent = (e: KernelEvent) => {
@@ -259,6 +253,44 @@ export function kernelRequestFor(env: Pick<WorkerEnv, "DATA_DIR">, layout: Works
   };
 }
 
+/**
+ * A kernel that can run the message's code: its own (variables kept), or a new one set to start every cell
+ * in the workspace. A kernel that turns out dead before any user code ran (deleted, server restarted) is
+ * replaced once, so the execution does not fail for it.
+ */
+async function acquireReadyKernel(deps: RunExecutionDeps, req: AcquireRequest, kernelDir: string, log: Logger): Promise<KernelLease> {
+  for (let attempt = 1; ; attempt++) {
+    const lease = await deps.broker.acquire(req);
+    try {
+      if (lease.reused) {
+        if (!lease.session.isDead) return lease;
+        throw new KernelSetupError("the message's kernel is dead");
+      }
+      // Once per kernel and message: a pre_run_cell hook, so the warm path pays no extra round trip.
+      const cd = await lease.session.execute(enterWorkspaceCode(kernelDir), { timeoutMs: 15_000 });
+      if (cd.status !== "ok") throw new KernelSetupError(`could not enter the workspace (${cd.status})`);
+      return lease;
+    } catch (err) {
+      await deps.broker.release(req, lease, { discard: true }).catch(() => undefined);
+      if (attempt >= 2) throw err;
+      log.warn({ err: normalizeError(err).message }, "kernel unusable before the code ran; taking another");
+    }
+  }
+}
+
+function enterWorkspaceCode(dir: string): string {
+  const d = JSON.stringify(dir);
+  return [
+    "def _ci_enter_workspace(*_args, _d=" + d + "):",
+    "    import os",
+    "    if os.getcwd() != _d:",
+    "        os.chdir(_d)",
+    "_ci_enter_workspace()",
+    "get_ipython().events.register('pre_run_cell', _ci_enter_workspace)",
+    "del _ci_enter_workspace",
+  ].join("\n");
+}
+
 function emptyResult(notes: string[]) {
   return { stdout: "", stderr: "", outputs: [], error: null, notes };
 }
@@ -288,6 +320,7 @@ function failureCode(err: unknown): string {
     case "GatewayUnavailableError":
       return "gateway_unavailable";
     case "KernelDiedError":
+    case "KernelSetupError":
       return "kernel_died";
     case "JupyterStartError":
       return "kernel_start_failed";

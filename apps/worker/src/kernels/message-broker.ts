@@ -34,6 +34,10 @@ interface Mapping {
  * lives on the gateway, not in a worker). Executions of one message are serialised by a Redis lock held
  * from acquire to release. Kernels idle longer than the TTL are shut down by whichever worker sweeps first.
  */
+export function isLive(session: KernelSession): boolean {
+  return !session.isDead && session.connection.connectionStatus === "connected" && session.status !== "dead";
+}
+
 export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBroker & { pool: KernelPool; sweep(): Promise<number> } {
   const { gateway, redis, prefix, log } = opts;
   const mapKey = (k: string) => `${prefix}:kernel:msg:${k}`;
@@ -66,7 +70,10 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
 
   async function attach(kernelId: string): Promise<KernelSession | null> {
     const known = sessions.get(kernelId);
-    if (known && !known.isDead) return known;
+    // A kernel deleted on the server, or a restarted server, leaves a cached session that is reconnecting
+    // to nothing: only a live connection is reused as it is.
+    if (known && isLive(known)) return known;
+    known?.dispose();
     sessions.delete(kernelId);
     try {
       const s = await gateway.connectKernel(kernelId);

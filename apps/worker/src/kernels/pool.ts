@@ -49,7 +49,10 @@ export class KernelPool {
   take(): PooledKernel | null {
     let kernel: PooledKernel | undefined;
     while ((kernel = this.ready.shift())) {
-      if (!kernel.session.isDead) break;
+      const s = kernel.session;
+      if (!s.isDead && s.connection.connectionStatus === "connected" && s.status !== "dead") break;
+      // Gone while waiting (server restarted, kernel deleted): drop it.
+      void s.shutdown().catch(() => undefined);
     }
     this.onChange(this.ids());
     this.refill();

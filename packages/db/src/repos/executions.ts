@@ -98,6 +98,16 @@ export function findExecution(db: Db, userId: string, id: string): Promise<Execu
   return db.execution.findFirst({ where: { id, userId } });
 }
 
+export type ExecutionWithFiles = ExecutionRow & { files: Prisma.FileGetPayload<object>[] };
+
+/** The execution with the files it generated, in one query (what GET /v1/executions/:id renders). */
+export function findExecutionWithFiles(db: Db, userId: string, id: string): Promise<ExecutionWithFiles | null> {
+  return db.execution.findFirst({
+    where: { id, userId },
+    include: { files: { where: { source: "generated", deletedAt: null }, orderBy: [{ path: "asc" }] } },
+  });
+}
+
 export function getExecutionForWorker(db: Db, id: string): Promise<ExecutionRow | null> {
   return db.execution.findUnique({ where: { id } });
 }

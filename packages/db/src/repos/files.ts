@@ -43,6 +43,19 @@ export async function registerExecutionFile(
   }
 }
 
+/**
+ * Registers many files of one execution at once (one INSERT, duplicates skipped by the (execution, path)
+ * constraint), then returns the rows for those paths: the ones created now or by an earlier attempt.
+ */
+export async function registerExecutionFiles(db: Db, executionId: string, inputs: Array<NewFile & { path: string }>): Promise<FileRow[]> {
+  if (inputs.length === 0) return [];
+  await db.file.createMany({
+    data: inputs.map((f) => ({ ...f, executionId, size: BigInt(f.size) })),
+    skipDuplicates: true,
+  });
+  return db.file.findMany({ where: { executionId, path: { in: inputs.map((f) => f.path) } }, orderBy: [{ path: "asc" }] });
+}
+
 export function findFile(db: Db, userId: string, id: string): Promise<FileRow | null> {
   return db.file.findFirst({ where: { id, userId, deletedAt: null } });
 }
