@@ -20,6 +20,7 @@ try {
 const extra = process.argv.slice(2);
 if (extra.length === 0) {
   step("typecheck", "npx", ["tsc", "-p", "tsconfig.json"]);
+  step("typecheck (playground)", "npx", ["tsc", "-p", "apps/api/public/playground/tsconfig.json"]);
   step("lint", "npx", ["eslint", "--max-warnings=0", "."]);
 }
 step("tests", "npx", ["vitest", "run", ...extra]);

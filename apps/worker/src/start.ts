@@ -23,7 +23,9 @@ export interface RunningWorker {
 export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningWorker> {
   if (!env.JUPYTER_URL) throw new Error("JUPYTER_URL is not set: the worker needs a Jupyter server or gateway");
   const db = createDb({ url: env.DATABASE_URL, poolSize: env.WORKER_CONCURRENCY + 4 });
-  const redis = createRedis(env.REDIS_URL, { name: "worker" });
+  // Patient: while Redis is away a worker's commands wait for it to return (the API, by contrast, fails fast
+  // with 503), so a Redis restart delays executions instead of failing them.
+  const redis = createRedis(env.REDIS_URL, { name: "worker", blocking: true });
   const connection = createRedis(env.REDIS_URL, { name: "worker-bullmq", blocking: true });
   const cancelSub = createRedis(env.REDIS_URL, { name: "worker-cancel", blocking: true });
   const sandboxed = await detectSandbox(env, log);

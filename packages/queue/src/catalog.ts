@@ -14,8 +14,10 @@ export const jobCatalog = {
     schema: z.object({ executionId: z.uuid() }).strict(),
     // jobId is the executionId, so enqueuing twice (a retried request, the reconciler) makes one job.
     options: {
-      attempts: 3,
-      backoff: { type: "exponential", delay: 1000 },
+      // Retries cover a dependency outage of ~30 s (2+4+8+16 s); an attempt that had reached the kernel is
+      // never re-run (see runExecution).
+      attempts: 5,
+      backoff: { type: "exponential", delay: 2000 },
       removeOnComplete: { age: 3600, count: 10_000 },
       removeOnFail: { age: 7 * 24 * 3600 },
     },

@@ -310,9 +310,14 @@ async function finish(
   return status;
 }
 
+/** Worth another attempt: a gateway, Redis or Postgres that is away for a while. */
 function isTransient(err: unknown): boolean {
-  const name = (err as Error)?.name;
-  return name === "GatewayUnavailableError" || /ECONNREFUSED|ECONNRESET|ETIMEDOUT/.test(String((err as Error)?.message));
+  const e = err as { name?: string; message?: string; code?: string } | undefined;
+  if (e?.name === "GatewayUnavailableError" || e?.name === "LockTimeoutError") return true;
+  if (typeof e?.code === "string" && /^(P1001|P1002|P1017|P2024|57P0[123]|08)/.test(e.code)) return true;
+  return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|Connection is closed|max retries per request|terminating connection|database system is|Can't reach database|connection terminated/i.test(
+    String(e?.message),
+  );
 }
 
 function failureCode(err: unknown): string {

@@ -114,10 +114,9 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
           else pool.putBack(fromPool);
         }
         const pooled = session !== null;
-        if (!session) {
-          await opts.layout.ensureWorkspace(req.workspaceDir, req.uid);
-          session = await gateway.startKernel({ path: req.kernelPath });
-        }
+        // After an adoption the directory exists already (and keeps its owner); otherwise create it now.
+        await opts.layout.ensureWorkspace(req.workspaceDir, req.uid);
+        if (!session) session = await gateway.startKernel({ path: req.kernelPath });
         sessions.set(session.id, session);
         await redis.set(mapKey(req.messageKey), JSON.stringify({ kernelId: session.id, lastUsed: Date.now() } satisfies Mapping), "PX", opts.idleTtlMs * 2);
         await redis.zadd(idleSet, Date.now(), req.messageKey);
