@@ -34,6 +34,8 @@ export type KernelGateway = {
   /** Attaches to a running kernel, e.g. one another worker started. Throws KernelNotFoundError. */
   connectKernel(kernelId: string): Promise<KernelSession>;
   listKernels(): Promise<KernelInfo[]>;
+  /** Whether the server still has this kernel (deleted or lost in a server restart: false). */
+  hasKernel(kernelId: string): Promise<boolean>;
   /** Names of the kernelspecs the server offers, with their `metadata`. */
   kernelSpecs(): Promise<Record<string, { metadata: Record<string, unknown> }>>;
   /** Stops a kernel by id; an already-gone kernel is not an error. */
@@ -113,6 +115,10 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
       return open(model);
     },
 
+    async hasKernel(kernelId) {
+      const model = await withGatewayRetry("kernel lookup", () => KernelAPI.getKernelModel(kernelId, settings), idempotent);
+      return model !== undefined && model !== null && (model as { execution_state?: string }).execution_state !== "dead";
+    },
     async kernelSpecs() {
       const res = await withGatewayRetry("kernelspecs", () => request("api/kernelspecs"), idempotent);
       if (!res.ok) throw new GatewayUnavailableError(`kernel gateway answered HTTP ${res.status} to /api/kernelspecs`);

@@ -160,15 +160,26 @@ async function prepareAndRun(
     const tRun = Date.now();
     // Sandboxed kernels see the workspace at the real /mnt/data; a shared server needs the paths translated.
     const code = layout.sandboxed ? exec.code : toKernelCode(exec.code, workspaceDir);
-    const outcome = await lease.session.execute(code, {
-      timeoutMs: exec.timeoutMs,
-      signal,
-      onEvent,
-      maxStreamBytes: env.MAX_STREAM_BYTES,
-      maxOutputs: env.MAX_RICH_OUTPUTS,
-      interruptGraceMs: env.KERNEL_INTERRUPT_GRACE_MS,
-    });
+    const watchdog = watchKernel(deps.broker, lease);
+    const outcome = await lease.session
+      .execute(code, {
+        timeoutMs: exec.timeoutMs,
+        signal: AbortSignal.any([signal, watchdog.signal]),
+        onEvent,
+        maxStreamBytes: env.MAX_STREAM_BYTES,
+        maxOutputs: env.MAX_RICH_OUTPUTS,
+        interruptGraceMs: env.KERNEL_INTERRUPT_GRACE_MS,
+      })
+      .finally(() => watchdog.stop());
+    if (watchdog.signal.aborted) {
+      log.warn("the kernel vanished from the gateway during the run");
+      outcome.status = "died";
+    }
     const runMs = Date.now() - tRun;
+    // A KeyboardInterrupt we did not send: the kernel was shut down under the code (deleted on the server).
+    if (outcome.status === "error" && outcome.error?.ename === "KeyboardInterrupt" && !(await deps.broker.kernelExists(lease.session.id).catch(() => true))) {
+      outcome.status = "died";
+    }
     discard = outcome.status === "died" || outcome.kernelRestarted;
     if (layout.sandboxed && !discard && (outcome.status === "timeout" || outcome.status === "cancelled")) {
       // Processes the code started (a fork bomb, a background job) outlive the interrupt: kill(-1) in the
@@ -276,6 +287,25 @@ async function acquireReadyKernel(deps: RunExecutionDeps, req: AcquireRequest, k
       log.warn({ err: normalizeError(err).message }, "kernel unusable before the code ran; taking another");
     }
   }
+}
+
+/**
+ * While code runs, a kernel whose connection drops is looked up on the gateway every 2 s: one deleted, or
+ * lost in a server restart, never answers, and the run would otherwise wait for its whole timeout.
+ */
+function watchKernel(broker: KernelBroker, lease: KernelLease): { signal: AbortSignal; stop(): void } {
+  const ctl = new AbortController();
+  const timer = setInterval(() => {
+    if (lease.session.connection.connectionStatus === "connected" && lease.session.status !== "unknown") return;
+    broker.kernelExists(lease.session.id).then(
+      (exists) => {
+        if (!exists) ctl.abort();
+      },
+      () => undefined,
+    );
+  }, 2000);
+  timer.unref();
+  return { signal: ctl.signal, stop: () => clearInterval(timer) };
 }
 
 function enterWorkspaceCode(dir: string): string {

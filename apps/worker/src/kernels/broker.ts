@@ -26,6 +26,8 @@ export interface KernelBroker {
   acquire(req: AcquireRequest): Promise<KernelLease>;
   /** `discard`: the kernel is dead or its state unknown; shut it down rather than keep it. */
   release(req: AcquireRequest, lease: KernelLease, opts: { discard: boolean }): Promise<void>;
+  /** Whether the gateway still has the kernel. */
+  kernelExists(kernelId: string): Promise<boolean>;
   /** Shuts down a kernel an execution was lost on (its worker died): it may still be busy with that code. */
   evict(req: AcquireRequest, kernelId: string): Promise<void>;
   close(): Promise<void>;
@@ -43,6 +45,7 @@ export function createFreshKernelBroker(gateway: KernelGateway, layout: Workspac
     async release(_req, lease) {
       await lease.session.shutdown().catch(() => undefined);
     },
+    kernelExists: (kernelId) => gateway.hasKernel(kernelId),
     async evict(_req, kernelId) {
       await gateway.shutdownKernel(kernelId).catch(() => undefined);
     },

@@ -72,7 +72,9 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     const known = sessions.get(kernelId);
     // A kernel deleted on the server, or a restarted server, leaves a cached session that is reconnecting
     // to nothing: only a live connection is reused as it is.
-    if (known && isLive(known)) return known;
+    // One REST round trip (~2 ms) also catches a kernel deleted a moment ago whose websocket has not
+    // noticed yet: sending code to it would wait for the whole timeout.
+    if (known && isLive(known) && (await gateway.hasKernel(kernelId).catch(() => false))) return known;
     known?.dispose();
     sessions.delete(kernelId);
     try {
@@ -146,6 +148,8 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
         await lock?.release();
       }
     },
+
+    kernelExists: (kernelId: string) => gateway.hasKernel(kernelId),
 
     async evict(req: AcquireRequest, kernelId: string) {
       const lock = await acquireLock(redis, lockKey(req.messageKey), { ttlMs: opts.lockTtlMs ?? 30_000, waitMs: opts.lockWaitMs ?? 15 * 60_000 });
