@@ -538,7 +538,9 @@ export async function checkWorkspaces(
 /** Kernels the Jupyter server currently runs. */
 export async function listKernels(stack: FaultStack): Promise<Array<{ id: string; execution_state: string }>> {
   const res = await fetch(`${stack.jupyter.url}/api/kernels`, { headers: { authorization: `token ${stack.env.JUPYTER_TOKEN}` } });
-  return (await res.json()) as Array<{ id: string; execution_state: string }>;
+  // jupyter_server 1.23 sometimes answers 500 while kernels start or stop: treat it as "none seen this time".
+  const body = (await res.json().catch(() => null)) as unknown;
+  return Array.isArray(body) ? (body as Array<{ id: string; execution_state: string }>) : [];
 }
 
 export async function deleteKernel(stack: FaultStack, id: string): Promise<number> {
