@@ -113,7 +113,7 @@ describe.skipIf(!canRun)("web playground at / (Chromium)", () => {
     await context?.close();
     if (userDataDir) await rm(userDataDir, { recursive: true, force: true });
     await stack?.close();
-  }, 15 * 60_000);
+  });
 
   it("is served with a strict CSP and no inline script", async () => {
     const res = await fetch(`${stack.url}/`);
