@@ -4,7 +4,7 @@
 import { execSync, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import http from "node:http";
-import { mkdir, mkdtemp, open, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, open, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { readFileSync } from "node:fs";
@@ -15,7 +15,8 @@ import type { KernelMessage } from "@jupyterlab/services";
 import { createDb, createFile } from "@codeinterp/db";
 import type { Db } from "@codeinterp/db";
 import { createKernelGateway } from "@codeinterp/kernel";
-import { createEventPublisher, createRedis, executionLogKey, registerExecutionFileForBench } from "./bench-deps";
+import { createEventPublisher, createRedis, executionLogKey, registerExecutionFileForBench, registerExecutionFilesForBench } from "./bench-deps";
+import pMap from "p-map";
 import type { KernelSession } from "@codeinterp/kernel";
 import { createBlobStore, diffSnapshots, prepareWorkspace, snapshotWorkspace, workspaceDirFor } from "@codeinterp/workspace";
 import { apiClient, sse } from "./client";
@@ -122,6 +123,9 @@ async function main() {
   log(`mode ${results.mode}; ${JSON.stringify(results.machine)}`);
 
   const root = await mkdtemp(path.join(os.tmpdir(), "codeinterp-bench-"));
+  // Sandboxed kernels run as unprivileged uids: every directory above their workspace must be traversable
+  // (mkdtemp makes it 0700, which fails the sandbox probe).
+  if ((process.env.BENCH_KERNEL_SANDBOX ?? "off") !== "off") await chmod(root, 0o711);
   const dataDir = path.join(root, "data");
   await mkdir(dataDir, { recursive: true });
   const dbName = "codeinterp_bench";
@@ -218,13 +222,6 @@ async function main() {
         }
       }
       lastCompletedId = e2eIds[e2eIds.length - 1]!;
-      // The chdir the worker sends before every run on a reused kernel, measured on the raw kernel.
-      const cdMs: number[] = [];
-      for (let i = 0; i < 40; i++) {
-        const a = now();
-        await expectOk(rawSession, `import os as _ci_os; _ci_os.chdir(${JSON.stringify(root)}); del _ci_os`);
-        cdMs.push(now() - a);
-      }
       await rawSession.shutdown();
       await raw.close();
 
@@ -271,6 +268,10 @@ async function main() {
         firstIds.push(r.exec.id);
       }
       const fm = await metricsOf(firstIds);
+      // Which kernelspecs the server's kernels run now (the worker's message and pool kernels): shows whether
+      // codeinterp's kernels were the sandboxed ones (codeinterp-sandbox) or plain python3.
+      const kernelspecsInUse: Record<string, number> = {};
+      for (const k of await gateway.listKernels()) kernelspecsInUse[k.name] = (kernelspecsInUse[k.name] ?? 0) + 1;
       const pooledFirst = firstIds.map((id, i) => ({ ms: firstMs[i]!, pooled: fm.get(id)?.pooledKernel === true, acquire: Number(fm.get(id)?.kernelAcquireMs ?? NaN) }));
       const pooledOnly = pooledFirst.filter((x) => x.pooled).map((x) => x.ms);
 
@@ -293,8 +294,8 @@ async function main() {
         first_execution_new_message_pooled_only: sum(summarize(pooledOnly)),
         first_execution_pooled_share: round(pooledOnly.length / firstMs.length, 2),
         first_execution_kernel_acquire_p50_ms: round(median(pooledFirst.map((x) => x.acquire)), 2),
-        worker_chdir_roundtrip_on_raw_kernel: sum(summarize(cdMs)),
         warm_reused_kernel_share: round(reusedShare, 2),
+        kernelspecs_in_use_after: kernelspecsInUse,
         ratio_e2e_over_raw: round(e2e.p50 / rawS.p50, 2),
         overhead_e2e_minus_raw_p50_ms: round(e2e.p50 - rawS.p50, 2),
         ratio_fresh_over_e2e: round(fresh.p50 / e2e.p50, 1),
@@ -305,7 +306,7 @@ async function main() {
           kernelAcquireMs: round(stage("kernelAcquireMs").p50, 2),
           runMs: round(stage("runMs").p50, 2),
           captureMs: round(stage("captureMs").p50, 2),
-          unaccounted_api_db_redis_chdir_ms: round(median(other), 2),
+          unaccounted_api_db_redis_ms: round(median(other), 2),
         },
         stages_warm_p95_ms: {
           queueWaitMs: round(stage("queueWaitMs").p95, 2),
@@ -313,7 +314,7 @@ async function main() {
           kernelAcquireMs: round(stage("kernelAcquireMs").p95, 2),
           runMs: round(stage("runMs").p95, 2),
           captureMs: round(stage("captureMs").p95, 2),
-          unaccounted_api_db_redis_chdir_ms: round(summarize(other).p95, 2),
+          unaccounted_api_db_redis_ms: round(summarize(other).p95, 2),
         },
       };
       target("e2e p50 ≤ raw p50 + 10 ms", `≤ ${round(rawS.p50 + 10, 1)} ms`, `${round(e2e.p50, 1)} ms (raw ${round(rawS.p50, 1)})`, e2e.p50 <= rawS.p50 + 10);
@@ -459,7 +460,8 @@ async function main() {
         }
         cap[String(n)] = { files_captured: captured, captureMs: sum(summarize(capMs)), runMs: sum(summarize(runMs)), e2e_ms: sum(summarize(e2e)) };
       }
-      // Where capture time goes, for 1,000 files: walk+diff, blob copy (each fsynced), and fsync alone.
+      // Where capture time goes, for 1,000 files: walk+diff, blob copy (each fsynced; one by one and 4 at a time),
+      // fsync alone, registration (one INSERT per file vs one createMany), one publish per file.
       const capDir = path.join(root, "capture-direct");
       const ws = path.join(capDir, "ws");
       await mkdir(ws, { recursive: true });
@@ -473,6 +475,11 @@ async function main() {
       a = now();
       for (const e of diff.created) await store.putFile(path.join(ws, e.path), { expect: { ino: e.ino } });
       const putMs = now() - a;
+      // As the worker copies them now (apps/worker/src/capture.ts): 4 at a time, into an empty store.
+      const store4 = createBlobStore(path.join(capDir, "data4"));
+      a = now();
+      await pMap(diff.created, (e) => store4.putFile(path.join(ws, e.path), { expect: { ino: e.ino } }), { concurrency: 4 });
+      const put4Ms = now() - a;
       a = now();
       for (let i = 0; i < 1000; i++) {
         const fh = await open(path.join(ws, `out_${i}.txt`), "r");
@@ -483,6 +490,7 @@ async function main() {
       // one DB insert per file (registerExecutionFile) and one Redis publish per file, as the worker does
       const anyExec = await db.execution.findFirst({ select: { id: true, userId: true, chatId: true, messageId: true } });
       let registerMs = NaN;
+      let registerBatchMs = NaN;
       let publishMs = NaN;
       if (anyExec) {
         a = now();
@@ -493,6 +501,13 @@ async function main() {
           });
         }
         registerMs = now() - a;
+        // As the worker registers them now: one createMany (+ the findMany returning the rows).
+        a = now();
+        await registerExecutionFilesForBench(db, anyExec.id, diff.created.map((e) => ({
+          userId: anyExec.userId, chatId: anyExec.chatId, messageId: anyExec.messageId,
+          path: `batch/${e.path}`, name: e.path, size: e.size, sha256: "0".repeat(64), storageKey: "0".repeat(64), mimeType: "text/plain", source: "generated" as const, derivedFromId: null,
+        })));
+        registerBatchMs = now() - a;
         const redis = createRedis(env.REDIS_URL!, { name: "bench" });
         const pub = createEventPublisher(redis, env.QUEUE_PREFIX!, `direct-${randomBytes(4).toString("hex")}`);
         a = now();
@@ -502,9 +517,11 @@ async function main() {
       }
       cap.direct_1000 = {
         snapshot_after_and_diff_ms: round(snapMs, 1),
-        blob_putFile_x1000_ms: round(putMs, 1),
+        blob_putFile_x1000_sequential_ms: round(putMs, 1),
+        blob_putFile_x1000_concurrency4_ms: round(put4Ms, 1),
         fsync_only_x1000_ms: round(fsyncMs, 1),
-        db_register_x1000_ms: round(registerMs, 1),
+        db_registerExecutionFile_one_by_one_x1000_ms: round(registerMs, 1),
+        db_registerExecutionFiles_createMany_1000_ms: round(registerBatchMs, 1),
         redis_publish_x1000_ms: round(publishMs, 1),
       };
       await rm(capDir, { recursive: true, force: true });
@@ -706,7 +723,7 @@ async function warmTimeline(db: Db, redisUrl: string, prefix: string, ids: strin
       add("3_row_created_to_worker_started (queue)", r.startedAt.getTime() - created);
       add("4_worker_started_to_preparing_event", at["status:preparing"] - r.startedAt.getTime());
       add("5_preparing_to_running_event (prepare+acquire)", at["status:running"] - at["status:preparing"]);
-      add("6_running_to_first_stdout (chdir+run)", at.stdout - at["status:running"]);
+      add("6_running_to_first_stdout (run)", at.stdout - at["status:running"]);
       add("7_stdout_to_done_event (capture+finish)", at.done - at.stdout);
       add("8_done_event_to_client_has_result", w.end - at.done);
       add("total_client", w.end - w.submit);

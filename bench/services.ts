@@ -17,7 +17,7 @@ import { repoRoot } from "@codeinterp/config";
 export const quietLog = {
   debug: () => undefined,
   info: () => undefined,
-  warn: (o: unknown, m?: string) => console.warn("[jupyter]", m ?? o),
+  warn: (o: unknown, m?: string) => console.warn("[jupyter]", m ?? "", typeof o === "string" ? o : JSON.stringify(o)),
   error: (o: unknown, m?: string) => console.error("[jupyter]", m ?? o),
 };
 
