@@ -290,13 +290,13 @@ async function acquireReadyKernel(deps: RunExecutionDeps, req: AcquireRequest, k
 }
 
 /**
- * While code runs, a kernel whose connection drops is looked up on the gateway every 2 s: one deleted, or
- * lost in a server restart, never answers, and the run would otherwise wait for its whole timeout.
+ * While code runs, the kernel is looked up on the gateway every 2 s: one deleted, or lost in a server
+ * restart, never answers, and the run would otherwise wait for its whole timeout. (The websocket is no
+ * guide: jupyter_server may keep it open after the kernel is gone.)
  */
 function watchKernel(broker: KernelBroker, lease: KernelLease): { signal: AbortSignal; stop(): void } {
   const ctl = new AbortController();
   const timer = setInterval(() => {
-    if (lease.session.connection.connectionStatus === "connected" && lease.session.status !== "unknown") return;
     broker.kernelExists(lease.session.id).then(
       (exists) => {
         if (!exists) ctl.abort();
