@@ -88,7 +88,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     log,
   });
   await worker.waitUntilReady();
-  log.info({ workerId: env.WORKER_ID, concurrency: env.WORKER_CONCURRENCY }, "worker ready");
+  log.info({ concurrency: env.WORKER_CONCURRENCY, sandboxed }, "worker ready");
 
   let closing: Promise<void> | null = null;
   return {
