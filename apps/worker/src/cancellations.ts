@@ -19,6 +19,12 @@ export class CancelRegistry {
     return true;
   }
 
+  /** Aborts everything this worker runs (shutdown deadline passed): kernels are interrupted, runs end. */
+  abortAll(): number {
+    for (const ctl of this.running.values()) ctl.abort();
+    return this.running.size;
+  }
+
   get size(): number {
     return this.running.size;
   }

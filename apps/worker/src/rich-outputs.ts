@@ -37,8 +37,8 @@ export async function storeRichOutputs(
         chatId: ctx.chatId,
         messageId: ctx.messageId,
         executionId: ctx.executionId,
-        // Not a workspace path: outputs live beside /mnt/data, keyed per execution for idempotent retries.
-        path: `:outputs/${name}`,
+        // Starts with "/": never a workspace path (those are relative), so code cannot pre-empt this key.
+        path: `/outputs/${name}`,
         name,
         size: stored.size,
         sha256: stored.sha256,

@@ -16,6 +16,8 @@ export interface EventSubscriber {
  */
 export function createEventSubscriber(subscriberRedis: Redis, commandRedis: Redis, prefix: string): EventSubscriber {
   const listeners = new Map<string, Set<(e: ExecutionEvent) => void>>();
+  // A second subscriber to a channel waits for the first one's SUBSCRIBE too: "subscribed" must mean it.
+  const pending = new Map<string, Promise<unknown>>();
   subscriberRedis.on("message", (channel: string, message: string) => {
     const set = listeners.get(channel);
     if (!set) return;
@@ -32,7 +34,15 @@ export function createEventSubscriber(subscriberRedis: Redis, commandRedis: Redi
       if (!set) {
         set = new Set();
         listeners.set(channel, set);
-        await subscriberRedis.subscribe(channel);
+        const subscribing = subscriberRedis.subscribe(channel);
+        pending.set(channel, subscribing);
+        try {
+          await subscribing;
+        } finally {
+          pending.delete(channel);
+        }
+      } else {
+        await pending.get(channel);
       }
       set.add(listener);
       return async () => {

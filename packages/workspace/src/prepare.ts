@@ -112,8 +112,15 @@ async function placeOne(src: string, target: string, mode: LinkMode): Promise<"p
   const flags = fsc.COPYFILE_EXCL | (mode === "reflink" ? fsc.COPYFILE_FICLONE_FORCE : fsc.COPYFILE_FICLONE);
   try {
     await copyFile(src, tmp, flags);
-    // The copy inherits the blob's 0444; the workspace copy is the user's to change.
-    await chmod(tmp, 0o600);
+    // The copy inherits the blob's 0444; the workspace copy is the user's to change. Through a descriptor
+    // opened without following symlinks: code still running in the workspace could have swapped the temp
+    // file for a link to a host file, which a path-based chmod (as root) would follow.
+    const fh = await open(tmp, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+    try {
+      await fh.chmod(0o600);
+    } finally {
+      await fh.close();
+    }
     // link() never overwrites and never follows a symlink at `target`: whatever appeared there since
     // our lstat (code running concurrently, a parallel retry) wins, and the copy is dropped.
     try {

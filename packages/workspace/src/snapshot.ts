@@ -155,15 +155,32 @@ export async function snapshotWorkspace(root: string, opts: SnapshotOptions = {}
   const toHash: SnapshotEntry[] = [];
   // Depth-first, iterative; `opendir` streams entries, so a directory with millions of names is never
   // read into memory in full.
-  const stack: Array<{ abs: string; rel: string; depth: number }> = [{ abs: realRoot, rel: "", depth: 0 }];
+  const stack: Array<{ abs: string; rel: string; depth: number; dev: number; ino: number }> = [
+    { abs: realRoot, rel: "", depth: 0, dev: rootStat.dev, ino: rootStat.ino },
+  ];
   walk: while (stack.length > 0) {
     const dir = stack.pop()!;
+    // Code may swap a directory for a symlink between our lstat and the listing: open it without following
+    // symlinks, check it is still the directory we saw, and list it through that descriptor.
+    let fd;
     let handle;
     try {
-      handle = await opendir(dir.abs);
+      fd = await open(dir.abs, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW);
+      const now = await fd.stat();
+      if (now.dev !== dir.dev || now.ino !== dir.ino) {
+        await fd.close();
+        skip(dir.rel, "symlink");
+        continue;
+      }
+      handle = await opendir(`/proc/self/fd/${fd.fd}`);
     } catch (err) {
+      await fd?.close().catch(() => undefined);
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === "ENOENT" || code === "ENOTDIR" || code === "EACCES") continue; // vanished or raced
+      if (code === "ELOOP" || code === "ENOTDIR") {
+        if (dir.rel !== "") skip(dir.rel, "symlink");
+        continue;
+      }
+      if (code === "ENOENT" || code === "EACCES") continue; // vanished or raced
       throw err;
     }
     try {
@@ -192,7 +209,7 @@ export async function snapshotWorkspace(root: string, opts: SnapshotOptions = {}
         } else if (st.isDirectory()) {
           if (st.dev !== rootStat.dev) skip(rel, "outside");
           else if (dir.depth + 1 > maxDepth) skip(rel, "too_deep");
-          else stack.push({ abs, rel, depth: dir.depth + 1 });
+          else stack.push({ abs, rel, depth: dir.depth + 1, dev: st.dev, ino: st.ino });
         } else if (!st.isFile()) {
           skip(rel, "special");
         } else if (st.dev !== rootStat.dev) {
@@ -222,6 +239,7 @@ export async function snapshotWorkspace(root: string, opts: SnapshotOptions = {}
       }
     } finally {
       await handle.close().catch(() => undefined);
+      await fd.close().catch(() => undefined);
     }
   }
 

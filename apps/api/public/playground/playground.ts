@@ -38,7 +38,7 @@ const SHORT_TYPES: Record<string, string> = {
   "text/plain": "text",
 };
 const shortType = (mime: string) => SHORT_TYPES[mime.split(";")[0]!.trim()] ?? mime.split(";")[0]!.replace(/^(image|text)\//, "").toUpperCase();
-const displayPath = (f: { path: string; name: string }) => (f.path.startsWith(":outputs/") ? `${f.name} (figure)` : f.path);
+const displayPath = (f: { path: string; name: string }) => (f.path.startsWith("/outputs/") ? `${f.name} (figure)` : f.path);
 
 interface Attachment {
   name: string;
@@ -267,7 +267,7 @@ async function download(link: HTMLAnchorElement) {
 }
 
 function renderGenerated(files: GeneratedFile[]) {
-  const visible = files.filter((f) => !f.path.startsWith(":outputs/"));
+  const visible = files.filter((f) => !f.path.startsWith("/outputs/"));
   $("generated").replaceChildren(...visible.map(fileRow));
   $("generated-block").hidden = visible.length === 0;
 }

@@ -53,7 +53,11 @@ export function eventsRouter(deps: ApiDeps): Router {
       if (lastId && compareStreamIds(e.id, lastId) <= 0) return;
       lastId = e.id;
       if (e.type === "done") {
-        finishing ??= finish();
+        // Never unhandled: a database error here would otherwise take the whole API process down.
+        finishing ??= finish().catch(() => {
+          closed = true;
+          res.end();
+        });
         return;
       }
       const { type, id: eventId, ...data } = e;

@@ -99,6 +99,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     async acquire(req: AcquireRequest): Promise<KernelLease> {
       const started = Date.now();
       const lock = await acquireLock(redis, lockKey(req.messageKey), { ttlMs: opts.lockTtlMs ?? 30_000, waitMs: opts.lockWaitMs ?? 15 * 60_000 });
+      let fresh: KernelSession | null = null;
       try {
         const mapping = await readMapping(req.messageKey);
         if (mapping) {
@@ -112,19 +113,24 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
         let session: KernelSession | null = null;
         const fromPool = pool.take();
         if (fromPool) {
-          if (await opts.layout.adopt(fromPool.slot, req.workspaceDir)) session = fromPool.session;
+          if (await opts.layout.adopt(fromPool.slot, req.workspaceDir)) session = fresh = fromPool.session;
           else pool.putBack(fromPool);
         }
         const pooled = session !== null;
         // After an adoption the directory exists already (and keeps its owner); otherwise create it now.
         await opts.layout.ensureWorkspace(req.workspaceDir, req.uid);
-        if (!session) session = await gateway.startKernel({ path: req.kernelPath });
+        if (!session) session = fresh = await gateway.startKernel({ path: req.kernelPath });
         sessions.set(session.id, session);
         await redis.set(mapKey(req.messageKey), JSON.stringify({ kernelId: session.id, lastUsed: Date.now() } satisfies Mapping), "PX", opts.idleTtlMs * 2);
         await redis.zadd(idleSet, Date.now(), req.messageKey);
         locks.set(req.messageKey, lock);
         return { session, pooled, reused: false, acquireMs: Date.now() - started };
       } catch (err) {
+        // A kernel started or adopted for this call and not handed out would otherwise be leaked.
+        if (fresh) {
+          sessions.delete(fresh.id);
+          await fresh.shutdown().catch(() => undefined);
+        }
         await lock.release();
         throw err;
       }

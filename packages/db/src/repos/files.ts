@@ -118,7 +118,8 @@ function latestPerPath(rowsNewestFirst: FileRow[]): FileRow[] {
 export async function listMessageAttachments(db: Db, userId: string, messageId: string): Promise<FileRow[]> {
   const rows = await db.messageAttachment.findMany({
     where: { userId, messageId },
-    orderBy: [{ position: "asc" }],
+    // Two requests attaching at once can take the same position: the tie-break keeps names stable.
+    orderBy: [{ position: "asc" }, { createdAt: "asc" }, { fileId: "asc" }],
     include: { file: true },
   });
   return rows.map((r) => r.file);
