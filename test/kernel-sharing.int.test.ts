@@ -24,6 +24,32 @@ describe("one message across several workers", () => {
   });
 });
 
+describe("cancel while waiting for the message's previous execution", () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startTestStack({ env: { KERNEL_POOL_SIZE: "0", WORKER_CONCURRENCY: "2" } });
+  });
+  afterAll(async () => stack?.close());
+
+  it("ends the waiting one as cancelled at once, without running it, and the first one still completes", async () => {
+    const api = client(stack.url, (await stack.newUser("waiter")).key);
+    const first = await api.post("/v1/executions", { chatId: "c", messageId: "m", code: "import time\ntime.sleep(4)\nprint('first')" });
+    for (let i = 0; i < 100 && (await api.get(`/v1/executions/${first.body.id}`)).body.status !== "running"; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const second = await api.post("/v1/executions", { chatId: "c", messageId: "m", code: "print('second')" });
+    await new Promise((r) => setTimeout(r, 500));
+    const t0 = Date.now();
+    expect((await api.post(`/v1/executions/${second.body.id}/cancel`)).status).toBe(202);
+    const cancelled = await api.get(`/v1/executions/${second.body.id}?waitMs=10000`);
+    expect(cancelled.body.status).toBe("cancelled");
+    expect(Date.now() - t0).toBeLessThan(2500);
+    const done = await api.get(`/v1/executions/${first.body.id}?waitMs=20000`);
+    expect(done.body.status).toBe("completed");
+    expect(done.body.result.stdout).toBe("first\n");
+  });
+});
+
 describe("idle kernels", () => {
   let stack: TestStack;
   beforeAll(async () => {

@@ -64,7 +64,21 @@ export function eventsRouter(deps: ApiDeps): Router {
       send(type, data, eventId);
     };
     const unsubscribe = await deps.events.subscribe(id, (e) => (replaying ? buffered.push(e) : deliver(e)));
-    const heartbeat = setInterval(() => !closed && res.write(": keep-alive\n\n"), HEARTBEAT_MS);
+    // Each heartbeat also re-reads the status: a `done` event lost with a Redis restart must not leave the
+    // stream open forever.
+    const heartbeat = setInterval(() => {
+      if (closed) return;
+      res.write(": keep-alive\n\n");
+      findExecution(deps.db, userId, id)
+        .then((row) => {
+          if (row && isTerminal(row.status) && !replaying) {
+            finishing ??= finish().catch(() => {
+              res.end();
+            });
+          }
+        })
+        .catch(() => undefined);
+    }, HEARTBEAT_MS);
     req.on("close", () => {
       closed = true;
       clearInterval(heartbeat);

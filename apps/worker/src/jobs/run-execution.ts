@@ -119,7 +119,14 @@ async function prepareAndRun(
   if (signal.aborted) return finish(deps, pub, exec.id, "cancelled", { result: emptyResult([]) });
   // The kernel comes first: a sandboxed pool kernel's directory becomes the workspace, and the message's
   // lock (held until release) also serialises preparing its workspace.
-  const lease: KernelLease = await acquireReadyKernel(deps, req, layout.kernelDir(workspaceDir), log);
+  let lease: KernelLease;
+  try {
+    lease = await acquireReadyKernel(deps, { ...req, signal }, layout.kernelDir(workspaceDir), log);
+  } catch (err) {
+    // Cancelled while waiting for the message's previous execution: nothing ran.
+    if (signal.aborted) return finish(deps, pub, exec.id, "cancelled", { result: emptyResult([]) });
+    throw err;
+  }
   let discard = false;
   try {
     const t0 = Date.now();

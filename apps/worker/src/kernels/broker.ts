@@ -20,6 +20,8 @@ export interface AcquireRequest {
   kernelPath: string;
   /** Owner of the workspace when kernels are sandboxed. */
   uid: number;
+  /** Cancelling the execution stops the wait for the message's lock. */
+  signal?: AbortSignal;
 }
 
 export interface KernelBroker {

@@ -98,7 +98,11 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     pool,
     async acquire(req: AcquireRequest): Promise<KernelLease> {
       const started = Date.now();
-      const lock = await acquireLock(redis, lockKey(req.messageKey), { ttlMs: opts.lockTtlMs ?? 30_000, waitMs: opts.lockWaitMs ?? 15 * 60_000 });
+      const lock = await acquireLock(redis, lockKey(req.messageKey), {
+        ttlMs: opts.lockTtlMs ?? 30_000,
+        waitMs: opts.lockWaitMs ?? 15 * 60_000,
+        ...(req.signal ? { signal: req.signal } : {}),
+      });
       let fresh: KernelSession | null = null;
       try {
         const mapping = await readMapping(req.messageKey);
