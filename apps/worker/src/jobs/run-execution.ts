@@ -197,56 +197,61 @@ async function prepareAndRun(
     }
     log.info({ outcome: outcome.status, runMs, pooled: lease.pooled, reused: lease.reused }, "code ran");
 
-    const tCapture = Date.now();
-    const after = await snapshotWorkspace(workspaceDir, { ...snapshotOpts, previous: before });
-    const diff = diffSnapshots(before, after, {
-      maxFiles: env.MAX_GENERATED_FILES,
-      maxFileBytes: env.MAX_GENERATED_FILE_BYTES,
-      maxTotalBytes: env.MAX_GENERATED_TOTAL_BYTES,
-    });
-    const fileCtx = { db: deps.db, blobs: deps.blobs, userId: exec.userId, chatId: exec.chatId, messageId: exec.messageId, executionId: exec.id };
-    const captured = await captureFiles(
-      {
-        ...fileCtx,
-        workspaceDir,
+    // The code has run: from here a Postgres or Redis blip is waited out in place, because a retried job
+    // would find the execution running and could only fail it. Capture and registration are idempotent.
+    const record = async () => {
+      const tCapture = Date.now();
+      const after = await snapshotWorkspace(workspaceDir, { ...snapshotOpts, previous: before });
+      const diff = diffSnapshots(before, after, {
+        maxFiles: env.MAX_GENERATED_FILES,
         maxFileBytes: env.MAX_GENERATED_FILE_BYTES,
-        attachmentByPath: new Map(prepared.placed.map((p) => [p.name, p.fileId])),
-      },
-      diff,
-      async (f) => {
-        await pub.publish({ type: "file", file: { id: f.id, name: f.name, path: f.path ?? f.name, size: Number(f.size), mimeType: f.mimeType } });
-      },
-    );
-    const outputs = await storeRichOutputs({ ...fileCtx, workspaceDirs: realDirs }, outcome.outputs);
-    for (const o of outputs) if (o.fileId) await pub.publish({ type: "output", output: o });
-    const captureMs = Date.now() - tCapture;
+        maxTotalBytes: env.MAX_GENERATED_TOTAL_BYTES,
+      });
+      const fileCtx = { db: deps.db, blobs: deps.blobs, userId: exec.userId, chatId: exec.chatId, messageId: exec.messageId, executionId: exec.id };
+      const captured = await captureFiles(
+        {
+          ...fileCtx,
+          workspaceDir,
+          maxFileBytes: env.MAX_GENERATED_FILE_BYTES,
+          attachmentByPath: new Map(prepared.placed.map((p) => [p.name, p.fileId])),
+        },
+        diff,
+        async (f) => {
+          await pub.publish({ type: "file", file: { id: f.id, name: f.name, path: f.path ?? f.name, size: Number(f.size), mimeType: f.mimeType } });
+        },
+      );
+      const outputs = await storeRichOutputs({ ...fileCtx, workspaceDirs: realDirs }, outcome.outputs);
+      for (const o of outputs) if (o.fileId) await pub.publish({ type: "output", output: o });
+      const captureMs = Date.now() - tCapture;
 
-    const result = {
-      stdout: back(outcome.stdout),
-      stderr: back(outcome.stderr),
-      outputs,
-      error: outcome.error
-        ? { ename: outcome.error.ename, evalue: back(outcome.error.evalue), traceback: outcome.error.traceback.map(back) }
-        : null,
-      truncated: outcome.truncated,
-      // Hidden files, caches and configured excludes are policy, not news: only report what a user would
-      // have expected back (limits, symlinks, special files).
-      skippedFiles: captured.skipped.filter((x) => x.reason !== "excluded"),
-      notes,
+      const result = {
+        stdout: back(outcome.stdout),
+        stderr: back(outcome.stderr),
+        outputs,
+        error: outcome.error
+          ? { ename: outcome.error.ename, evalue: back(outcome.error.evalue), traceback: outcome.error.traceback.map(back) }
+          : null,
+        truncated: outcome.truncated,
+        // Hidden files, caches and configured excludes are policy, not news: only report what a user would
+        // have expected back (limits, symlinks, special files).
+        skippedFiles: captured.skipped.filter((x) => x.reason !== "excluded"),
+        notes,
+      };
+      const status = STATUS_BY_OUTCOME[outcome.status];
+      const failure = outcome.status === "died" ? { code: "kernel_died", message: "the kernel died while running the code (crash, os._exit or out of memory)" } : null;
+      const metrics = {
+        queueWaitMs: startedAt.getTime() - exec.createdAt.getTime(),
+        prepareMs,
+        kernelAcquireMs: lease.acquireMs,
+        pooledKernel: lease.pooled,
+        reusedKernel: lease.reused,
+        runMs,
+        captureMs,
+        filesCaptured: captured.files.length,
+      };
+      return finish(deps, pub, exec.id, status, { result, failure, metrics });
     };
-    const status = STATUS_BY_OUTCOME[outcome.status];
-    const failure = outcome.status === "died" ? { code: "kernel_died", message: "the kernel died while running the code (crash, os._exit or out of memory)" } : null;
-    const metrics = {
-      queueWaitMs: startedAt.getTime() - exec.createdAt.getTime(),
-      prepareMs,
-      kernelAcquireMs: lease.acquireMs,
-      pooledKernel: lease.pooled,
-      reusedKernel: lease.reused,
-      runMs,
-      captureMs,
-      filesCaptured: captured.files.length,
-    };
-    return await finish(deps, pub, exec.id, status, { result, failure, metrics });
+    return await retryTransient(record, log);
   } catch (err) {
     // The kernel's state is unknown after a failure half-way: the next execution gets a fresh one.
     discard = true;
@@ -345,6 +350,19 @@ async function finish(
   await pub.publish({ type: "status", status });
   await pub.publish({ type: "done", status });
   return status;
+}
+
+async function retryTransient<T>(fn: () => Promise<T>, log: Logger): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (attempt >= 6 || !isTransient(err)) throw err;
+      const delay = Math.min(500 * 2 ** (attempt - 1), 8000);
+      log.warn({ err: normalizeError(err).message, attempt, delay }, "recording the outcome failed; retrying");
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
 }
 
 /** Worth another attempt: a gateway, Redis or Postgres that is away for a while. */
