@@ -8,6 +8,7 @@ import { loadWorkerEnv } from "../../apps/worker/src/env";
 import { startWorker } from "../../apps/worker/src/start";
 import type { RunningWorker } from "../../apps/worker/src/start";
 import { createLogger } from "@codeinterp/logger";
+import { createRedis } from "@codeinterp/queue";
 import { createTestDatabase } from "./database";
 
 export interface TestStack {
@@ -79,6 +80,7 @@ export async function startTestStack(opts: { worker?: boolean; env?: Record<stri
       await Promise.all(workers.map((w) => w.close(5000)));
       await api.close(2000);
       await db.drop();
+      await dropKeys(env.REDIS_URL!, env.QUEUE_PREFIX!);
       await expectNoLeakedSockets(socketsBefore);
     },
   };
@@ -116,6 +118,21 @@ export function client(baseUrl: string, key: string) {
       return done.body;
     },
   };
+}
+
+/** Removes this file's queues, events and kernel records from the shared Redis. */
+async function dropKeys(url: string, prefix: string): Promise<void> {
+  const redis = createRedis(url, { name: "test-cleanup" });
+  try {
+    let cursor = "0";
+    do {
+      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 1000);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== "0");
+  } finally {
+    redis.disconnect();
+  }
 }
 
 const openSockets = () => process.getActiveResourcesInfo().filter((r) => r === "TCPSocketWrap").length;
