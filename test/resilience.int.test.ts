@@ -3,6 +3,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { repoRoot } from "@codeinterp/config";
+import { createDb } from "@codeinterp/db";
 import { workspaceDirFor } from "@codeinterp/workspace";
 import { client, startTestStack } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
@@ -88,5 +89,32 @@ describe("workspace retention", () => {
     const file = await fetch(`${stack.url}${done.files[0].url}`, { headers: { authorization: `Bearer ${user.key}` } });
     expect(file.status).toBe(200);
     expect(await file.text()).toBe("kept");
+  });
+});
+
+describe("a cancel sent while no worker holds the execution", () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startTestStack({ worker: false, env: { KERNEL_POOL_SIZE: "0" } });
+  });
+  afterAll(async () => stack?.close());
+
+  it("is honoured when a worker picks the job up later (e.g. between retries): the code never runs", async () => {
+    const api = client(stack.url, (await stack.newUser("late")).key);
+    const created = await api.post("/v1/executions", { chatId: "c", messageId: "m", code: "open('/mnt/data/ran.txt','w').write('x')" });
+    // As after an attempt that failed on a transient error and waits for its retry.
+    const db = createDb({ url: stack.databaseUrl });
+    try {
+      await db.execution.update({ where: { id: created.body.id }, data: { status: "preparing" } });
+    } finally {
+      await db.$disconnect();
+    }
+    expect((await api.post(`/v1/executions/${created.body.id}/cancel`)).status).toBe(202);
+    await stack.startWorker();
+    const done = await api.get(`/v1/executions/${created.body.id}?waitMs=20000`);
+    expect(done.body.status).toBe("cancelled");
+    expect(done.body.files).toEqual([]);
+    const after = await api.run({ messageId: "m", code: "import os\nprint(os.path.exists('ran.txt'))" });
+    expect(after.result.stdout).toBe("False\n");
   });
 });

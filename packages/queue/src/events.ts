@@ -5,6 +5,11 @@ export const executionChannel = (prefix: string, executionId: string) => `${pref
 export const executionLogKey = (prefix: string, executionId: string) => `${prefix}:execution-log:${executionId}`;
 /** Workers listen here for cancel requests of executions they may be running. */
 export const cancelChannel = (prefix: string) => `${prefix}:cancel`;
+/**
+ * A lasting cancel request: pub/sub reaches only a worker already running the execution, so one that picks
+ * it up later (a retried job, a cancel sent between two steps) checks this key.
+ */
+export const cancelKey = (prefix: string, executionId: string) => `${prefix}:cancel-requested:${executionId}`;
 
 const statusValues = ["queued", "preparing", "running", "completed", "failed", "timed_out", "cancelled"] as const;
 

@@ -1,7 +1,7 @@
 import { Router } from "express";
 import type { Queue } from "bullmq";
 import { findExecution, finishExecution, isTerminal, listExecutionFiles } from "@codeinterp/db";
-import { cancelChannel, createEventPublisher } from "@codeinterp/queue";
+import { cancelChannel, cancelKey, createEventPublisher } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
 import { userOf } from "../auth";
 import type { ApiDeps } from "../deps";
@@ -33,6 +33,7 @@ export function cancelRouter(deps: ApiDeps & { redis: Redis; queuePrefix: string
       await pub.publish({ type: "done", status: "cancelled" });
       log.info("queued execution cancelled");
     } else {
+      await deps.redis.set(cancelKey(deps.queuePrefix, id), "1", "EX", 24 * 3600);
       await deps.redis.publish(cancelChannel(deps.queuePrefix), id);
       log.info("cancel sent to the worker");
     }

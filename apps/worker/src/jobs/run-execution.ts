@@ -5,7 +5,7 @@ import type { ExecutionOutcome, KernelEvent } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import type { EventPublisher, Redis } from "@codeinterp/queue";
-import { createEventPublisher } from "@codeinterp/queue";
+import { cancelKey, createEventPublisher } from "@codeinterp/queue";
 import type { BlobStore } from "@codeinterp/workspace";
 import {
   diffSnapshots,
@@ -90,6 +90,8 @@ export async function runExecution(deps: RunExecutionDeps, executionId: string, 
   if (!moved) return "skipped";
   await pub.publish({ type: "status", status: "preparing" });
   const abort = deps.cancels.register(exec.id);
+  // A cancel sent before this worker was listening for it (between retries, or just now) left a mark.
+  if (await deps.redis.exists(cancelKey(deps.env.QUEUE_PREFIX, exec.id)).catch(() => 0)) abort.abort();
   try {
     return await prepareAndRun(deps, exec, pub, log, abort.signal, startedAt);
   } catch (err) {
