@@ -42,8 +42,11 @@ export async function runExecution(
   });
   if (opts.signal?.aborted) return finish("cancelled", null);
 
+  // stop_on_error: false. With true, ipykernel aborts every request that reaches it shortly after a cell
+  // fails, and an interrupted (timed out) cell counts as failed: the message's next execution, sent right
+  // away, would come back "aborted" without running. We send one cell per request, so nothing else queues.
   const future = conn.requestExecute(
-    { code, silent: false, store_history: true, allow_stdin: false, stop_on_error: true },
+    { code, silent: false, store_history: true, allow_stdin: false, stop_on_error: false },
     true,
   );
   let reply: KernelMessage.IExecuteReplyMsg["content"] | null = null;
