@@ -34,9 +34,7 @@ describe("cancel while waiting for the message's previous execution", () => {
   it("ends the waiting one as cancelled at once, without running it, and the first one still completes", async () => {
     const api = client(stack.url, (await stack.newUser("waiter")).key);
     const first = await api.post("/v1/executions", { chatId: "c", messageId: "m", code: "import time\ntime.sleep(4)\nprint('first')" });
-    for (let i = 0; i < 100 && (await api.get(`/v1/executions/${first.body.id}`)).body.status !== "running"; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await api.waitForStatus(first.body.id, "running");
     const second = await api.post("/v1/executions", { chatId: "c", messageId: "m", code: "print('second')" });
     await new Promise((r) => setTimeout(r, 500));
     const t0 = Date.now();
@@ -83,10 +81,7 @@ describe("SIGTERM", () => {
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
     try {
       const created = await api.post("/v1/executions", { chatId: "c", messageId: "m", code: "import time\ntime.sleep(2)\nprint('finished')" });
-      for (let i = 0; i < 200; i++) {
-        if ((await api.get(`/v1/executions/${created.body.id}`)).body.status === "running") break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await api.waitForStatus(created.body.id, "running");
       child.kill("SIGTERM");
       expect(await exited).toBe(0);
       const done = await api.get(`/v1/executions/${created.body.id}`);

@@ -37,7 +37,7 @@ describe("a worker killed mid-job", () => {
     });
     try {
       const created = await api.post("/v1/executions", { chatId: "c", messageId: "m", code: "import time\ntime.sleep(20)\nprint('late')" });
-      await waitFor(async () => ((await api.get(`/v1/executions/${created.body.id}`)).body.status === "running" ? true : undefined), 20_000);
+      await api.waitForStatus(created.body.id, "running");
       child.kill("SIGKILL");
       await stack.startWorker(fastStall);
       const done = await api.get(`/v1/executions/${created.body.id}?waitMs=30000`);

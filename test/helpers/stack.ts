@@ -110,6 +110,16 @@ export function client(baseUrl: string, key: string) {
     get: (p: string) => call("GET", p),
     post: (p: string, body?: unknown, headers?: Record<string, string>) => call("POST", p, body, headers),
     del: (p: string) => call("DELETE", p),
+    /** Polls until the execution reaches `status`; throws if it has not within `ms`. */
+    async waitForStatus(id: string, status: string, ms = 20_000) {
+      const until = Date.now() + ms;
+      for (;;) {
+        const current = (await call("GET", `/v1/executions/${id}`)).body?.status;
+        if (current === status) return;
+        if (Date.now() > until) throw new Error(`execution ${id} did not reach ${status} within ${ms} ms (is ${current})`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
     /** Submits code and waits (long-poll) until the execution ends. */
     async run(body: Record<string, unknown>, waitMs = 30_000) {
       const created = await call("POST", "/v1/executions", { chatId: "chat-1", messageId: `msg-${randomBytes(4).toString("hex")}`, ...body });

@@ -1,6 +1,6 @@
 import { Router } from "express";
 import type { Queue } from "bullmq";
-import { findExecution, finishExecution, isTerminal, listExecutionFiles } from "@codeinterp/db";
+import { findExecution, findExecutionWithFiles, finishExecution, isTerminal } from "@codeinterp/db";
 import { cancelChannel, cancelKey, createEventPublisher } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
 import { userOf } from "../auth";
@@ -37,8 +37,8 @@ export function cancelRouter(deps: ApiDeps & { redis: Redis; queuePrefix: string
       await deps.redis.publish(cancelChannel(deps.queuePrefix), id);
       log.info("cancel sent to the worker");
     }
-    const current = (await findExecution(deps.db, userId, id)) ?? execution;
-    res.status(202).json(serializeExecution(current, await listExecutionFiles(deps.db, id)));
+    const current = await findExecutionWithFiles(deps.db, userId, id);
+    res.status(202).json(current ? serializeExecution(current, current.files) : serializeExecution(execution, []));
   });
   return router;
 }
