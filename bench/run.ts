@@ -399,8 +399,9 @@ async function main() {
           const res = await prepareWorkspace({ dir, attachments: atts.slice(0, n), mode: "auto" });
           coldMs.push(now() - a);
           if (res.placed.length !== n) throw new Error(`placed ${res.placed.length} of ${n}`);
+          // As the worker takes it: the attachments just placed hash as their blobs (not read again).
           a = now();
-          await snapshotWorkspace(dir);
+          await snapshotWorkspace(dir, { known: res.knownHashes });
           snapMs.push(now() - a);
           a = now();
           await prepareWorkspace({ dir, attachments: atts.slice(0, n), mode: "auto" });
@@ -461,7 +462,7 @@ async function main() {
         cap[String(n)] = { files_captured: captured, captureMs: sum(summarize(capMs)), runMs: sum(summarize(runMs)), e2e_ms: sum(summarize(e2e)) };
       }
       // Where capture time goes, for 1,000 files: walk+diff, blob copy (each fsynced; one by one and 4 at a time),
-      // fsync alone, registration (one INSERT per file vs one createMany), one publish per file.
+      // fsync alone, registration (one INSERT per file vs one batched INSERT), one publish per file.
       const capDir = path.join(root, "capture-direct");
       const ws = path.join(capDir, "ws");
       await mkdir(ws, { recursive: true });
@@ -475,11 +476,12 @@ async function main() {
       a = now();
       for (const e of diff.created) await store.putFile(path.join(ws, e.path), { expect: { ino: e.ino } });
       const putMs = now() - a;
-      // As the worker copies them now (apps/worker/src/capture.ts): 4 at a time, into an empty store.
-      const store4 = createBlobStore(path.join(capDir, "data4"));
+      // As the worker copies them now (apps/worker/src/capture.ts): 8 at a time, into an empty store (this
+      // process has the default 4 libuv threads; the worker runs with UV_THREADPOOL_SIZE=16).
+      const store8 = createBlobStore(path.join(capDir, "data8"));
       a = now();
-      await pMap(diff.created, (e) => store4.putFile(path.join(ws, e.path), { expect: { ino: e.ino } }), { concurrency: 4 });
-      const put4Ms = now() - a;
+      await pMap(diff.created, (e) => store8.putFile(path.join(ws, e.path), { expect: { ino: e.ino } }), { concurrency: 8 });
+      const put8Ms = now() - a;
       a = now();
       for (let i = 0; i < 1000; i++) {
         const fh = await open(path.join(ws, `out_${i}.txt`), "r");
@@ -501,7 +503,7 @@ async function main() {
           });
         }
         registerMs = now() - a;
-        // As the worker registers them now: one createMany (+ the findMany returning the rows).
+        // As the worker registers them now: one INSERT over unnest() arrays (+ one SELECT returning the rows).
         a = now();
         await registerExecutionFilesForBench(db, anyExec.id, diff.created.map((e) => ({
           userId: anyExec.userId, chatId: anyExec.chatId, messageId: anyExec.messageId,
@@ -518,10 +520,10 @@ async function main() {
       cap.direct_1000 = {
         snapshot_after_and_diff_ms: round(snapMs, 1),
         blob_putFile_x1000_sequential_ms: round(putMs, 1),
-        blob_putFile_x1000_concurrency4_ms: round(put4Ms, 1),
+        blob_putFile_x1000_concurrency8_ms: round(put8Ms, 1),
         fsync_only_x1000_ms: round(fsyncMs, 1),
         db_registerExecutionFile_one_by_one_x1000_ms: round(registerMs, 1),
-        db_registerExecutionFiles_createMany_1000_ms: round(registerBatchMs, 1),
+        db_registerExecutionFiles_batch_1000_ms: round(registerBatchMs, 1),
         redis_publish_x1000_ms: round(publishMs, 1),
       };
       await rm(capDir, { recursive: true, force: true });
@@ -555,15 +557,23 @@ async function main() {
       const file = path.join(workspaceDirFor(dataDir, "bench-user", bigMsg), "big.bin");
       const size = (await stat(file)).size;
       const dest = path.join(root, "cp-copy.bin");
-      let a = now();
-      const cp = spawnSync("cp", [file, dest]);
-      const cpMs = now() - a;
-      if (cp.status !== 0) throw new Error(`cp failed: ${cp.stderr}`);
-      a = now();
-      spawnSync("sync", [dest]);
-      const cpSyncMs = cpMs + (now() - a);
-      await rm(dest, { force: true });
-      a = now();
+      // cp at its best: the capture's writeback flushed first, three tries, the fastest one counts (this
+      // virtio disk throttles bursts, so a single cp can take several times as long).
+      const cpTries: Array<{ cp: number; sync: number }> = [];
+      for (let i = 0; i < 3; i++) {
+        spawnSync("sync");
+        let t = now();
+        const cp = spawnSync("cp", [file, dest]);
+        const cpTry = now() - t;
+        if (cp.status !== 0) throw new Error(`cp failed: ${cp.stderr}`);
+        t = now();
+        spawnSync("sync", [dest]);
+        cpTries.push({ cp: cpTry, sync: now() - t });
+        await rm(dest, { force: true });
+      }
+      const cpMs = Math.min(...cpTries.map((x) => x.cp));
+      const cpSyncMs = Math.min(...cpTries.map((x) => x.cp + x.sync));
+      const a = now();
       const h = createHash("sha256");
       const fh = await open(file, "r");
       for await (const chunk of fh.createReadStream()) h.update(chunk as Buffer);
@@ -579,6 +589,7 @@ async function main() {
         captureMs,
         capture_MiB_per_s: round(size / MiB / (captureMs / 1000), 1),
         cp_ms: round(cpMs, 1),
+        cp_tries_ms: cpTries.map((x) => round(x.cp, 1)),
         cp_MiB_per_s: round(size / MiB / (cpMs / 1000), 1),
         cp_plus_fsync_ms: round(cpSyncMs, 1),
         sha256_only_ms: round(hashOnlyMs, 1),
@@ -615,10 +626,19 @@ async function main() {
           timeouts: res.timeouts,
         };
       }
+      // A running execution is never served from the finished-execution cache: every request reads Postgres.
+      const running = await ci.submit({ messageId: msg("poll-running"), code: `import time\ntime.sleep(${P.pollSeconds + 30})` });
+      for (let i = 0; i < 200 && (await ci.get(running.id)).status !== "running"; i++) await sleep(50);
+      log(`polling a running execution: autocannon, ${P.pollConns[0]} connections, ${P.pollSeconds} s`);
+      const r = await autocannon({ url: `${apiUrl}/v1/executions/${running.id}`, connections: P.pollConns[0]!, duration: P.pollSeconds, headers: { authorization: `Bearer ${key}` } });
+      poll.running = { connections: P.pollConns[0], req_per_s: round(r.requests.average, 0), latency_p50_ms: r.latency.p50, latency_p99_ms: r.latency.p99, latency_max_ms: r.latency.max, total: r.requests.total, non2xx: r.non2xx, errors: r.errors };
+      await fetch(`${apiUrl}/v1/executions/${running.id}/cancel`, { method: "POST", headers: { authorization: `Bearer ${key}` } });
       results.polling = poll;
       const main10 = poll[`c${P.pollConns[0]}`] as { req_per_s: number; latency_p99_ms: number; non2xx: number };
       target("polling ≥ 3,000 req/s", "≥ 3000 req/s", `${main10.req_per_s} req/s (${P.pollConns[0]} conns)`, main10.req_per_s >= 3000 && main10.non2xx === 0);
       target("polling p99 ≤ 25 ms", "≤ 25 ms", `${main10.latency_p99_ms} ms`, main10.latency_p99_ms <= 25);
+      const run = poll.running as { req_per_s: number; latency_p99_ms: number };
+      log(`polling a running execution (no cache, one read each): ${run.req_per_s} req/s, p99 ${run.latency_p99_ms} ms`);
     }
 
     // ============================================================ 4b. 1,000 SSE subscribers

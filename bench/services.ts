@@ -66,7 +66,8 @@ export async function startChild(role: "api" | "worker", env: Record<string, str
   const extra = (process.env[`BENCH_NODE_ARGS_${role.toUpperCase()}`] ?? "").split(" ").filter(Boolean);
   const proc: ChildProcess = spawn(process.execPath, [...extra, "--import", "tsx", path.join(repoRoot, "bench/child.ts"), role], {
     cwd: repoRoot,
-    env: { ...process.env, ...env },
+    // The worker runs with the thread pool `npm start` and the compose file give it.
+    env: { ...process.env, ...(role === "worker" ? { UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "16" } : {}), ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });
   const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));

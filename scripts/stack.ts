@@ -46,8 +46,8 @@ if (!process.env.JUPYTER_URL) {
 }
 
 const children = new Map<string, ChildProcess>();
-function launch(name: string, entry: string) {
-  const child = spawn(process.execPath, ["--import", "tsx", entry], { cwd: repoRoot, env, stdio: ["ignore", "inherit", "inherit"] });
+function launch(name: string, entry: string, extraEnv: Record<string, string> = {}) {
+  const child = spawn(process.execPath, ["--import", "tsx", entry], { cwd: repoRoot, env: { ...env, ...extraEnv }, stdio: ["ignore", "inherit", "inherit"] });
   children.set(name, child);
   child.on("exit", (code, signal) => {
     children.delete(name);
@@ -77,5 +77,7 @@ process.on("SIGINT", () => void stop(0));
 process.on("SIGTERM", () => void stop(0));
 
 launch("api", "apps/api/src/main.ts");
-launch("worker", "apps/worker/src/main.ts");
+// Capture and workspace preparation are many small file-system calls: more libuv threads let them (and
+// their fsyncs, which the file system commits together) overlap. Node reads this once, at start.
+launch("worker", "apps/worker/src/main.ts", { UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "16" });
 say(`API on http://127.0.0.1:${env.PORT ?? 8080}  (admin token: ${process.env.ADMIN_TOKEN ? "from ADMIN_TOKEN" : path.join(dataDir, "admin-token")})`);

@@ -1,6 +1,4 @@
-import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { repoRoot } from "@codeinterp/config";
 import { client, startTestStack } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
 
@@ -48,6 +46,35 @@ describe("cancel while waiting for the message's previous execution", () => {
   });
 });
 
+describe("a busy message and the worker's slots", () => {
+  let stack: TestStack;
+  beforeAll(async () => {
+    stack = await startTestStack({ env: { KERNEL_POOL_SIZE: "0", WORKER_CONCURRENCY: "2" } });
+  });
+  afterAll(async () => stack?.close());
+
+  it("executions waiting for their message do not hold slots: another message runs at once, and the waiters run in turn", async () => {
+    const api = client(stack.url, (await stack.newUser("busy")).key);
+    const slow = "import time\ntime.sleep(3)\nprint('slow')";
+    const first = await api.post("/v1/executions", { chatId: "c", messageId: "busy", code: slow });
+    await api.waitForStatus(first.body.id, "running");
+    // Three more for the busy message: with 2 slots they would fill both while they wait for its kernel.
+    const waiting = await Promise.all([1, 2, 3].map(() => api.post("/v1/executions", { chatId: "c", messageId: "busy", code: "print('next')" })));
+    await new Promise((r) => setTimeout(r, 300));
+    const t0 = Date.now();
+    const other = await api.run({ messageId: "other", code: "print('other')" });
+    expect(other.result.stdout).toBe("other\n");
+    const firstNow = await api.get(`/v1/executions/${first.body.id}`);
+    expect(firstNow.body.status).toBe("running"); // the other message did not wait for the busy one
+    expect(Date.now() - t0).toBeLessThan(2500);
+    for (const w of waiting) {
+      const done = await api.get(`/v1/executions/${w.body.id}?waitMs=20000`);
+      expect(done.body.status).toBe("completed");
+      expect(done.body.result.stdout).toBe("next\n");
+    }
+  });
+});
+
 describe("idle kernels", () => {
   let stack: TestStack;
   beforeAll(async () => {
@@ -73,11 +100,7 @@ describe("SIGTERM", () => {
 
   it("drains: the running execution completes and the worker exits cleanly", async () => {
     const api = client(stack.url, (await stack.newUser("drain")).key);
-    const child = spawn(process.execPath, ["--import", "tsx", "apps/worker/src/main.ts"], {
-      cwd: repoRoot,
-      env: { ...process.env, ...stack.env, SHUTDOWN_DEADLINE_MS: "20000" },
-      stdio: "ignore",
-    });
+    const child = stack.spawnWorker({ SHUTDOWN_DEADLINE_MS: "20000" });
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
     try {
       const created = await api.post("/v1/executions", { chatId: "c", messageId: "m", code: "import time\ntime.sleep(2)\nprint('finished')" });

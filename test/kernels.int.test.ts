@@ -85,6 +85,23 @@ describe("kernel lifecycle", () => {
     expect(next.result.stdout).toBe("back\n");
   });
 
+  it("a message's kernel deleted on the server while idle is replaced before any code is sent", async () => {
+    const m = msg();
+    const first = await api.run({ messageId: m, code: "x = 1" });
+    const { kernelId } = await db.execution.findUniqueOrThrow({ where: { id: first.id } });
+    const del = await fetch(`${stack.env.JUPYTER_URL}/api/kernels/${kernelId}`, {
+      method: "DELETE",
+      headers: { authorization: `token ${stack.env.JUPYTER_TOKEN}` },
+    });
+    expect(del.status).toBe(204);
+    // Past the few seconds in which a kernel just released is reused without asking the server.
+    await new Promise((r) => setTimeout(r, 3500));
+    const next = await api.run({ messageId: m, code: "print('x' in globals())" });
+    expect(next.status).toBe("completed");
+    expect(next.result.stdout).toBe("False\n");
+    expect((await db.execution.findUniqueOrThrow({ where: { id: next.id } })).kernelId).not.toBe(kernelId);
+  });
+
   it("huge output is truncated with a marker saying how much was dropped", async () => {
     const done = await api.run({ messageId: msg(), code: "import sys\nfor i in range(100_000): sys.stdout.write('x' * 99 + '\\n')" });
     expect(done.status).toBe("completed");

@@ -1,9 +1,8 @@
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { repoRoot } from "@codeinterp/config";
 import { createDb } from "@codeinterp/db";
+import { createRedis } from "@codeinterp/queue";
 import { workspaceDirFor } from "@codeinterp/workspace";
 import { client, startTestStack } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
@@ -30,11 +29,7 @@ describe("a worker killed mid-job", () => {
   it("ends the execution clearly, exactly once, instead of leaving it running", async () => {
     const { key } = await stack.newUser("kill");
     const api = client(stack.url, key);
-    const child = spawn(process.execPath, ["--import", "tsx", "apps/worker/src/main.ts"], {
-      cwd: repoRoot,
-      env: { ...process.env, ...stack.env },
-      stdio: "ignore",
-    });
+    const child = stack.spawnWorker();
     try {
       const created = await api.post("/v1/executions", { chatId: "c", messageId: "m", code: "import time\ntime.sleep(20)\nprint('late')" });
       await api.waitForStatus(created.body.id, "running");
@@ -49,6 +44,37 @@ describe("a worker killed mid-job", () => {
       expect(next.result.stdout).toBe("again\n");
     } finally {
       child.kill("SIGKILL");
+    }
+  });
+});
+
+describe("a worker SIGKILLed with kernels in its pool", () => {
+  let stack: TestStack;
+  const quick = { KERNEL_POOL_SIZE: "0", WORKER_HEARTBEAT_MS: "300", KERNEL_IDLE_TTL_MS: "4000" };
+  beforeAll(async () => {
+    stack = await startTestStack({ worker: false, env: quick });
+  });
+  afterAll(async () => stack?.close());
+
+  it("leaves no kernels behind: another worker shuts its pool down", async () => {
+    const redis = createRedis(stack.env.REDIS_URL!, { name: "test" });
+    const ownersKey = `${stack.queuePrefix}:kernel:pool-owners`;
+    const child = stack.spawnWorker({ KERNEL_POOL_SIZE: "2", WORKER_ID: "doomed" });
+    try {
+      const pooled = await waitFor(async () => {
+        const ids = Object.entries(await redis.hgetall(ownersKey)).filter(([, w]) => w === "doomed").map(([id]) => id);
+        return ids.length === 2 ? ids : undefined;
+      }, 30_000);
+      const exists = async (id: string) =>
+        (await fetch(`${stack.env.JUPYTER_URL}/api/kernels/${id}`, { headers: { authorization: `token ${stack.env.JUPYTER_TOKEN}` } })).status === 200;
+      for (const id of pooled) expect(await exists(id)).toBe(true);
+      child.kill("SIGKILL");
+      await stack.startWorker(quick);
+      await waitFor(async () => ((await Promise.all(pooled.map(exists))).some(Boolean) ? undefined : true), 15_000);
+      expect(Object.values(await redis.hgetall(ownersKey))).not.toContain("doomed");
+    } finally {
+      child.kill("SIGKILL");
+      redis.disconnect();
     }
   });
 });
@@ -89,6 +115,16 @@ describe("workspace retention", () => {
     const file = await fetch(`${stack.url}${done.files[0].url}`, { headers: { authorization: `Bearer ${user.key}` } });
     expect(file.status).toBe(200);
     expect(await file.text()).toBe("kept");
+  });
+
+  it("never removes a workspace while an execution runs in it, however long past the retention age", async () => {
+    const api = client(stack.url, (await stack.newUser("long")).key);
+    const code = "import time\nopen('/mnt/data/a.txt','w').write('still here')\ntime.sleep(3)\nprint(open('/mnt/data/a.txt').read())";
+    const done = await api.run({ messageId: "long", code });
+    expect(done.status).toBe("completed");
+    expect(done.result.error).toBeNull();
+    expect(done.result.stdout).toBe("still here\n");
+    expect(done.files.map((f: { path: string }) => f.path)).toEqual(["a.txt"]);
   });
 });
 

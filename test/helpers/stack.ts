@@ -1,3 +1,5 @@
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
@@ -7,9 +9,11 @@ import { startApiServer } from "../../apps/api/src/server";
 import { loadWorkerEnv } from "../../apps/worker/src/env";
 import { startWorker } from "../../apps/worker/src/start";
 import type { RunningWorker } from "../../apps/worker/src/start";
+import { repoRoot } from "@codeinterp/config";
 import { createLogger } from "@codeinterp/logger";
 import { createRedis } from "@codeinterp/queue";
 import { createTestDatabase } from "./database";
+import { openLogFile } from "./logs";
 
 export interface TestStack {
   url: string;
@@ -21,6 +25,8 @@ export interface TestStack {
   /** A new user with its own API key. */
   newUser(userId?: string): Promise<{ userId: string; key: string }>;
   startWorker(overrides?: Record<string, string>): Promise<RunningWorker>;
+  /** A worker in a process of its own (`apps/worker/src/main.ts`), to SIGKILL or SIGTERM; the caller ends it. */
+  spawnWorker(overrides?: Record<string, string>): ChildProcess;
   close(): Promise<void>;
 }
 
@@ -37,7 +43,7 @@ export async function startTestStack(opts: { worker?: boolean; env?: Record<stri
   const adminToken = `admin-${randomBytes(12).toString("hex")}`;
   const env: Record<string, string> = {
     NODE_ENV: "test",
-    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent",
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "debug",
     DATABASE_URL: db.url,
     REDIS_URL: process.env.REDIS_URL ?? "redis://127.0.0.1:6379",
     QUEUE_PREFIX: `citest-${suffix}`,
@@ -52,7 +58,10 @@ export async function startTestStack(opts: { worker?: boolean; env?: Record<stri
     RECONCILE_INTERVAL_MS: "2000",
     ...opts.env,
   };
-  const log = createLogger({ name: "test", level: env.LOG_LEVEL as "silent" });
+  // Printed with a failed test (see failure-logs.ts); workers spawned as processes write to the same file.
+  await mkdir(path.join(inject("testRoot"), "logs"), { recursive: true });
+  const logFile = openLogFile(path.join(inject("testRoot"), "logs", `stack-${suffix}.log`));
+  const log = createLogger({ name: "test", level: env.LOG_LEVEL as "silent", destination: logFile.stream });
   const api = await startApiServer(loadApiEnv(env), log.child({ app: "api" }));
   const workers: RunningWorker[] = [];
   const stack: TestStack = {
@@ -76,11 +85,19 @@ export async function startTestStack(opts: { worker?: boolean; env?: Record<stri
       workers.push(w);
       return w;
     },
+    spawnWorker(overrides = {}) {
+      return spawn(process.execPath, ["--import", "tsx", "apps/worker/src/main.ts"], {
+        cwd: repoRoot,
+        env: { ...process.env, ...env, ...overrides },
+        stdio: ["ignore", logFile.fd, logFile.fd],
+      });
+    },
     async close() {
       await Promise.all(workers.map((w) => w.close(5000)));
       await api.close(2000);
       await db.drop();
       await dropKeys(env.REDIS_URL!, env.QUEUE_PREFIX!);
+      logFile.close();
       await expectNoLeakedSockets(socketsBefore);
     },
   };
@@ -152,7 +169,7 @@ const openSockets = () => process.getActiveResourcesInfo().filter((r) => r === "
  * connection someone forgot to close). Sockets close asynchronously, so give them a moment.
  */
 async function expectNoLeakedSockets(before: number): Promise<void> {
-  for (let i = 0; i < 40 && openSockets() > before; i++) await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 100 && openSockets() > before; i++) await new Promise((r) => setTimeout(r, 50));
   const leaked = openSockets() - before;
   if (leaked > 0) throw new Error(`the test stack leaked ${leaked} open socket(s) after close()`);
 }

@@ -4,6 +4,7 @@ import type { Logger } from "@codeinterp/logger";
 import type { EventSubscriber, Redis } from "@codeinterp/queue";
 import type { BlobStore } from "@codeinterp/workspace";
 import type { ApiEnv } from "./env";
+import type { FinishedExecutionCache } from "./finished-cache";
 
 export type ReadinessCheck = () => Promise<Record<string, "ok" | "down">>;
 
@@ -25,4 +26,6 @@ export interface ApiDeps {
   redis: Redis;
   queuePrefix: string;
   readiness: ReadinessCheck;
+  /** Finished executions' responses (see finished-cache.ts); without it every status read goes to Postgres. */
+  finished?: FinishedExecutionCache;
 }

@@ -3,7 +3,8 @@ import type { AddressInfo } from "node:net";
 import { Queue } from "bullmq";
 import { createDb } from "@codeinterp/db";
 import type { Logger } from "@codeinterp/logger";
-import { createEventSubscriber, createRedis, queueNames } from "@codeinterp/queue";
+import { createEventSubscriber, createRedis, executionChangedChannel, queueNames } from "@codeinterp/queue";
+import { FinishedExecutionCache } from "./finished-cache";
 import { createBlobStore } from "@codeinterp/workspace";
 import { createApp } from "./app";
 import type { ApiEnv } from "./env";
@@ -25,9 +26,15 @@ export async function startApiServer(env: ApiEnv, log: Logger): Promise<RunningA
   const maintenanceQueue = new Queue(queueNames.maintenance, { connection: redis, prefix: env.QUEUE_PREFIX });
   maintenanceQueue.on("error", (err) => log.warn({ err: err.message }, "queue connection error"));
   const events = createEventSubscriber(subscriberRedis, redis, env.QUEUE_PREFIX);
+  const finished = new FinishedExecutionCache();
+  const changed = executionChangedChannel(env.QUEUE_PREFIX);
+  subscriberRedis.on("message", (channel: string, executionId: string) => {
+    if (channel === changed) finished.invalidate(executionId);
+  });
+  await subscriberRedis.subscribe(changed);
   const readiness = createReadinessCheck({ db, redis, jupyterUrl: env.JUPYTER_URL, jupyterToken: env.JUPYTER_TOKEN });
   const blobs = createBlobStore(env.DATA_DIR);
-  const app = createApp({ env, db, blobs, log, executionQueue, maintenanceQueue, events, readiness, redis, queuePrefix: env.QUEUE_PREFIX });
+  const app = createApp({ env, db, blobs, log, executionQueue, maintenanceQueue, events, readiness, redis, queuePrefix: env.QUEUE_PREFIX, finished });
 
   const server = createServer(app);
   server.keepAliveTimeout = 65_000;

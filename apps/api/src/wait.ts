@@ -1,10 +1,11 @@
-import { findExecution, findExecutionWithFiles, isTerminal } from "@codeinterp/db";
+import { findExecutionWithFiles, isTerminal } from "@codeinterp/db";
 import type { ExecutionWithFiles } from "@codeinterp/db";
 import type { ApiDeps } from "./deps";
 
 /**
  * Holds until the execution is terminal or `waitMs` passes, woken by the worker's pub/sub `done` event
- * rather than by polling the database. Subscribes before reading so a finish in between is not missed.
+ * rather than by polling the database. Subscribes before the one read, so a finish in between is not
+ * missed: a wait costs two reads (now and at the end), whatever the code prints in between.
  */
 export async function waitForExecution(
   deps: Pick<ApiDeps, "db" | "events">,
@@ -13,8 +14,7 @@ export async function waitForExecution(
   waitMs: number,
   signal?: AbortSignal,
 ): Promise<ExecutionWithFiles | null> {
-  const first = await findExecutionWithFiles(deps.db, userId, id);
-  if (!first || isTerminal(first.status) || waitMs <= 0) return first;
+  if (waitMs <= 0) return findExecutionWithFiles(deps.db, userId, id);
   let wake: () => void = () => undefined;
   const woken = new Promise<void>((resolve) => (wake = resolve));
   const unsubscribe = await deps.events.subscribe(id, (e) => {
@@ -23,8 +23,8 @@ export async function waitForExecution(
   const timer = setTimeout(wake, waitMs);
   signal?.addEventListener("abort", wake, { once: true });
   try {
-    const current = await findExecution(deps.db, userId, id);
-    if (!current || isTerminal(current.status)) return await findExecutionWithFiles(deps.db, userId, id);
+    const first = await findExecutionWithFiles(deps.db, userId, id);
+    if (!first || isTerminal(first.status)) return first;
     await woken;
     return await findExecutionWithFiles(deps.db, userId, id);
   } finally {

@@ -10,12 +10,20 @@ const workerEnvSchema = z
     ...sharedEnvShape,
     WORKER_ID: z.string().default(`${os.hostname()}-${process.pid}`),
     WORKER_CONCURRENCY: int(4, 1),
+    /**
+     * Node's own thread-pool size, read by Node when the process starts (so it has to come from the
+     * environment, as `npm start` and the compose file set it): capture and attachment placement are many
+     * small file-system calls and fsyncs that overlap in these threads. Checked here, not used.
+     */
+    UV_THREADPOOL_SIZE: z.coerce.number().int().min(1).max(1024).optional(),
     /** Where the kernel gateway's root_dir is on this machine (default DATA_DIR); workspaces live under it. */
     KERNEL_ROOT_DIR: z.string().optional(),
     /** Pre-started, never-used kernels kept ready (0 disables the pool). */
     KERNEL_POOL_SIZE: int(2, 0),
     /** A message's kernel is shut down after this long without executions. */
     KERNEL_IDLE_TTL_MS: int(10 * 60_000, 1000),
+    /** A worker silent for three of these is gone: other workers shut down its pre-started pool kernels. */
+    WORKER_HEARTBEAT_MS: int(10_000, 100),
     /** After an interrupt at the deadline, how long the kernel may stay busy before it is restarted. */
     KERNEL_INTERRUPT_GRACE_MS: int(2000, 100),
     /** copy | reflink | auto: how attachments are placed; see packages/workspace/README.md. */

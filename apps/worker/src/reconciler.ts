@@ -5,6 +5,7 @@ import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import type { Redis } from "@codeinterp/queue";
 import { createEventPublisher, jobCatalog } from "@codeinterp/queue";
+import { workspaceId } from "@codeinterp/workspace";
 
 export interface ReconcilerOptions {
   db: Db;
@@ -42,7 +43,7 @@ export async function reconcileOnce(opts: ReconcilerOptions): Promise<{ enqueued
       const state = job ? await job.getState() : "missing";
       if (state === "waiting" || state === "active" || state === "delayed" || state === "prioritized" || state === "waiting-children") continue;
       if (e.status === "queued" && state === "missing") {
-        await opts.queue.add(jobCatalog.runExecution.name, { executionId: e.id }, { ...jobCatalog.runExecution.options, jobId: e.id });
+        await opts.queue.add(jobCatalog.runExecution.name, { executionId: e.id, messageKey: workspaceId(e.userId, e.messageId) }, { ...jobCatalog.runExecution.options, jobId: e.id });
         enqueued++;
         continue;
       }
@@ -54,8 +55,7 @@ export async function reconcileOnce(opts: ReconcilerOptions): Promise<{ enqueued
         failed++;
         await opts.onLost?.(e).catch(() => undefined);
         const pub = createEventPublisher(opts.redis, opts.prefix, e.id);
-        await pub.publish({ type: "status", status: "failed" });
-        await pub.publish({ type: "done", status: "failed" });
+        await pub.end("failed");
       }
     }
   } finally {

@@ -45,6 +45,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     poolSize: env.KERNEL_POOL_SIZE,
     layout,
     idleTtlMs: env.KERNEL_IDLE_TTL_MS,
+    heartbeatMs: env.WORKER_HEARTBEAT_MS,
     lockTtlMs: env.JOB_LOCK_DURATION_MS,
   });
   const cancels = new CancelRegistry();

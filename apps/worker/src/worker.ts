@@ -1,8 +1,12 @@
-import { UnrecoverableError, Worker } from "bullmq";
+import { DelayedError, UnrecoverableError, Worker } from "bullmq";
 import type { Job } from "bullmq";
 import { jobCatalog, parseJobPayload, queueNames } from "@codeinterp/queue";
 import type { RunExecutionDeps } from "./jobs/run-execution";
 import { runExecution } from "./jobs/run-execution";
+import type { HeldLock } from "./kernels/lock";
+
+/** How long a job whose message is busy steps aside (plus up to as much again, so waiters spread out). */
+const LOCK_BUSY_DELAY_MS = 100;
 
 /**
  * The BullMQ worker for executions. Stalled-job settings are chosen on purpose: a worker that dies is
@@ -13,7 +17,7 @@ import { runExecution } from "./jobs/run-execution";
 export function createExecutionWorker(deps: RunExecutionDeps & { connection: RunExecutionDeps["redis"] }): Worker {
   const worker = new Worker(
     queueNames.executions,
-    async (job: Job) => {
+    async (job: Job, token?: string) => {
       if (job.name !== jobCatalog.runExecution.name) throw new UnrecoverableError(`unknown job ${job.name}`);
       let payload;
       try {
@@ -21,12 +25,35 @@ export function createExecutionWorker(deps: RunExecutionDeps & { connection: Run
       } catch (err) {
         throw new UnrecoverableError((err as Error).message);
       }
+      // Another execution of this message holds its kernel: rather than wait for it in one of this worker's
+      // slots (executions of other messages would queue behind), the job steps aside for a moment.
+      let held: HeldLock | null = null;
+      if (payload.messageKey) {
+        held = await deps.broker.tryMessageLock(payload.messageKey);
+        if (!held && token) {
+          await job.moveToDelayed(Date.now() + LOCK_BUSY_DELAY_MS + Math.floor(Math.random() * LOCK_BUSY_DELAY_MS), token);
+          throw new DelayedError();
+        }
+      }
+      let handedOver = false;
+      const messageLock = held && payload.messageKey
+        ? {
+            messageKey: payload.messageKey,
+            take: () => {
+              handedOver = true;
+              return held ?? undefined;
+            },
+            peek: () => held ?? undefined,
+          }
+        : undefined;
       const attempts = job.opts.attempts ?? 1;
       try {
-        return await runExecution(deps, payload.executionId, { jobId: job.id, finalAttempt: job.attemptsMade + 1 >= attempts });
+        return await runExecution(deps, payload.executionId, { jobId: job.id, finalAttempt: job.attemptsMade + 1 >= attempts, messageLock });
       } catch (err) {
         if ((err as { retryable?: boolean }).retryable === false) throw new UnrecoverableError((err as Error).message);
         throw err;
+      } finally {
+        if (held && !handedOver) await held.release();
       }
     },
     {

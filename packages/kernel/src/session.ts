@@ -53,11 +53,28 @@ export class KernelSession {
     // through connectionStatus, which restart() checks.
     const reconnect = connection.reconnect.bind(connection);
     connection.reconnect = () => reconnect().catch(() => undefined);
+    // Likewise, on every reconnect the library sends a kernel_info request from a detached promise; a
+    // restart (or crash) that cancels that request rejects it with "Canceled future", unhandled. A cancelled
+    // request resolves empty instead, as the library already does when the connection is disposed.
+    const requestKernelInfo = connection.requestKernelInfo.bind(connection);
+    connection.requestKernelInfo = () =>
+      requestKernelInfo().catch((err: unknown) => {
+        if (/Canceled future/.test(String((err as Error | undefined)?.message))) return undefined;
+        throw err;
+      });
+    // The library also replaces its kernel_info promise on every (auto)restart and reconnect, and rejects a
+    // pending one when it is disposed; nobody awaits those, so each gets a handler as soon as it exists.
+    const guardInfo = () => {
+      connection.info.catch(() => undefined);
+    };
+    guardInfo();
     connection.statusChanged.connect((_, status) => {
+      guardInfo();
       if (status === "autorestarting") this.restarts++;
       if (status === "dead") this.markDead("kernel status is dead");
     });
     connection.connectionStatusChanged.connect((_, status) => {
+      guardInfo();
       if (status === "disconnected" && !connection.isDisposed) this.markDead("lost the connection to the gateway");
     });
   }

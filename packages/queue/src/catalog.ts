@@ -11,7 +11,15 @@ export const jobCatalog = {
   runExecution: {
     queue: queueNames.executions,
     name: "run-execution",
-    schema: z.object({ executionId: z.uuid() }).strict(),
+    schema: z
+      .object({
+        executionId: z.uuid(),
+        // The message's kernel key (`workspaceId(userId, messageId)`): lets a worker see that another execution
+        // of the message holds its kernel and put the job back for a moment instead of waiting in a slot.
+        // A hint: the worker checks it against the execution's row.
+        messageKey: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+      })
+      .strict(),
     // jobId is the executionId, so enqueuing twice (a retried request, the reconciler) makes one job.
     options: {
       // Retries cover a dependency outage of ~30 s (2+4+8+16 s); an attempt that had reached the kernel is
@@ -45,3 +53,4 @@ export function parseJobPayload<N extends JobName>(name: N, data: unknown): JobP
   if (!parsed.success) throw new InvalidJobPayloadError(`invalid ${jobCatalog[name].name} payload: ${parsed.error.message}`);
   return parsed.data as JobPayload<N>;
 }
+

@@ -3,6 +3,8 @@ import { z } from "zod";
 export const executionChannel = (prefix: string, executionId: string) => `${prefix}:execution:${executionId}`;
 /** A capped Redis stream of the same events, so a late subscriber can replay what it missed. */
 export const executionLogKey = (prefix: string, executionId: string) => `${prefix}:execution-log:${executionId}`;
+/** API processes listen here for executions whose cached response changed (one of its files was deleted). */
+export const executionChangedChannel = (prefix: string) => `${prefix}:execution-changed`;
 /** Workers listen here for cancel requests of executions they may be running. */
 export const cancelChannel = (prefix: string) => `${prefix}:cancel`;
 /**

@@ -4,6 +4,8 @@ import type { ExecutionEventBody } from "./events";
 
 export interface EventPublisher {
   publish(event: ExecutionEventBody): Promise<void>;
+  /** The final status and `done`, sent together (one round trip) and in that order on the stream. */
+  end(status: Extract<ExecutionEventBody, { type: "done" }>["status"]): Promise<void>;
 }
 
 // Append to the execution's stream and publish with the stream id in one round trip, atomically, so live
@@ -26,9 +28,14 @@ export function createEventPublisher(redis: Redis, prefix: string, executionId: 
   const keys = [executionLogKey(prefix, executionId), executionChannel(prefix, executionId)];
   const ttl = String(opts.logTtlMs ?? 3600_000);
   const cap = String(opts.maxLogEvents ?? 5000);
+  const publish = async (event: ExecutionEventBody) => {
+    await redis.eval(APPEND_AND_PUBLISH, 2, ...keys, JSON.stringify(event), ttl, cap).catch(() => undefined);
+  };
   return {
-    async publish(event) {
-      await redis.eval(APPEND_AND_PUBLISH, 2, ...keys, JSON.stringify(event), ttl, cap).catch(() => undefined);
+    publish,
+    // Commands on one connection run in order, so issuing both at once keeps status before done.
+    end: async (status) => {
+      await Promise.all([publish({ type: "status", status }), publish({ type: "done", status })]);
     },
   };
 }

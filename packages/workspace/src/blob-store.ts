@@ -81,6 +81,12 @@ export interface BlobStore {
 
 const KEY = /^[0-9a-f]{64}$/;
 
+const FLUSH_EVERY = 64 * 1024 * 1024;
+
+async function writeAll(out: FileHandle, chunk: Buffer): Promise<void> {
+  for (let off = 0; off < chunk.length; ) off += (await out.write(chunk, off, chunk.length - off)).bytesWritten;
+}
+
 function isCode(err: unknown, ...codes: string[]): boolean {
   return codes.includes((err as NodeJS.ErrnoException | undefined)?.code ?? "");
 }
@@ -124,19 +130,27 @@ export function createBlobStore(dataDir: string): BlobStore {
     }
   }
 
+  let tmpDirMade: Promise<unknown> | null = null;
+
   /** Fill a fresh temp file (same file system), then fsync, make it 0444 and move it into place. */
-  async function store(fill: (tmp: string) => Promise<{ sha256: string; size: number }>): Promise<PutResult> {
-    await mkdir(tmpDir, { recursive: true, mode: 0o700 });
+  async function store(fill: (tmp: string) => Promise<{ sha256: string; size: number }>, opts: { synced?: boolean } = {}): Promise<PutResult> {
+    tmpDirMade ??= mkdir(tmpDir, { recursive: true, mode: 0o700 }).catch((err: unknown) => {
+      tmpDirMade = null;
+      throw err;
+    });
+    await tmpDirMade;
     const tmp = path.join(tmpDir, `${Date.now()}-${randomBytes(8).toString("hex")}.part`);
     try {
       const { sha256, size } = await fill(tmp);
-      // fsync through a fresh descriptor (flushes the inode's dirty data), and make it read-only.
-      const fh = await open(tmp, fsc.O_RDONLY);
-      try {
-        await fh.sync();
-        await fh.chmod(0o444);
-      } finally {
-        await fh.close();
+      if (!opts.synced) {
+        // fsync through a fresh descriptor (flushes the inode's dirty data), and make it read-only.
+        const fh = await open(tmp, fsc.O_RDONLY);
+        try {
+          await fh.sync();
+          await fh.chmod(0o444);
+        } finally {
+          await fh.close();
+        }
       }
       const dest = pathOf(sha256);
       if (await exists(dest)) {
@@ -148,6 +162,8 @@ export function createBlobStore(dataDir: string): BlobStore {
       await fsyncDir(path.dirname(dest));
       return { sha256, size, key: sha256, created: true };
     } catch (err) {
+      // The temp directory is made once per store; if it went away, the next call makes it again.
+      if (isCode(err, "ENOENT")) tmpDirMade = null;
       await unlink(tmp).catch(() => undefined);
       throw err;
     }
@@ -176,24 +192,47 @@ export function createBlobStore(dataDir: string): BlobStore {
   }
 
   /**
-   * Copy from an open file into the temp file through one reused 1 MiB buffer: unlike a stream pipeline,
-   * which allocates a fresh chunk per read and leaves freeing them to the GC (tens of MB of RSS for a
-   * 1 GiB file), this keeps memory flat whatever the file size.
+   * Copy from an open file into the temp file through two reused buffers: while one buffer is hashed (on
+   * this thread), the next read and the previous write run in the thread pool, so a large file costs about
+   * max(hash, I/O) rather than their sum. Unlike a stream pipeline, which allocates a chunk per read and
+   * leaves freeing them to the GC (tens of MB of RSS for a 1 GiB file), memory stays flat. The hash is of
+   * exactly the bytes written, so a blob always matches its key even if the source changes meanwhile.
    */
-  async function copyFrom(src: FileHandle, tmp: string, maxBytes: number): Promise<{ sha256: string; size: number }> {
+  async function copyFrom(src: FileHandle, tmp: string, maxBytes: number, sizeHint: number): Promise<{ sha256: string; size: number }> {
     const out = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
     try {
-      const buf = Buffer.allocUnsafe(1024 * 1024);
+      const len = Math.min(Math.max(sizeHint + 1, 64 * 1024), 4 * 1024 * 1024);
+      const bufs = [Buffer.allocUnsafe(len), Buffer.allocUnsafe(len)] as const;
       const hash = createHash("sha256");
       let size = 0;
-      for (;;) {
-        const { bytesRead } = await src.read(buf, 0, buf.length, null);
+      let writing: Promise<void> = Promise.resolve();
+      // A big file is flushed to disk as it is written (one fdatasync in flight at a time), so the final
+      // fsync does not start the whole writeback only after the last byte.
+      let flushing: Promise<void> = Promise.resolve();
+      let flushed = 0;
+      let reading = src.read(bufs[0], 0, len, null);
+      for (let i = 0; ; i++) {
+        const { bytesRead } = await reading;
         if (bytesRead === 0) break;
         size += bytesRead;
         if (size > maxBytes) throw new BlobTooLargeError(maxBytes);
-        hash.update(buf.subarray(0, bytesRead));
-        for (let off = 0; off < bytesRead; ) off += (await out.write(buf, off, bytesRead - off)).bytesWritten;
+        const chunk = bufs[i % 2]!.subarray(0, bytesRead);
+        // The other buffer is free once its write is done.
+        await writing;
+        if (size - flushed >= FLUSH_EVERY) {
+          await flushing;
+          flushed = size - bytesRead;
+          flushing = out.datasync();
+        }
+        reading = src.read(bufs[(i + 1) % 2]!, 0, len, null);
+        writing = writeAll(out, chunk);
+        hash.update(chunk);
       }
+      await writing;
+      await flushing;
+      // fsync here, on the descriptor that wrote it, and make it read-only.
+      await out.sync();
+      await out.chmod(0o444);
       return { sha256: hash.digest("hex"), size };
     } finally {
       await out.close();
@@ -218,7 +257,7 @@ export function createBlobStore(dataDir: string): BlobStore {
       const maxBytes = opts.maxBytes ?? Infinity;
       if (st.size > maxBytes) throw new BlobTooLargeError(maxBytes);
       const src = fh;
-      return await store((tmp) => copyFrom(src, tmp, maxBytes));
+      return await store((tmp) => copyFrom(src, tmp, maxBytes, st.size), { synced: true });
     } finally {
       await fh.close();
     }

@@ -1,7 +1,7 @@
-import pMap from "p-map";
 import { randomBytes } from "node:crypto";
-import { constants as fsc } from "node:fs";
-import { chmod, copyFile, link, lstat, mkdir, open, readdir, rename, rm, rmdir, stat, unlink } from "node:fs/promises";
+import fs, { constants as fsc } from "node:fs";
+import { setImmediate } from "node:timers/promises";
+import { chmod, lstat, mkdir, open, readdir, rm, rmdir } from "node:fs/promises";
 import path from "node:path";
 import { uniqueNames } from "./sanitize";
 
@@ -49,6 +49,8 @@ export interface PlacedFile {
   path: string;
   /** It was already there (placed by an earlier call, possibly since changed by code) and left untouched. */
   existing: boolean;
+  /** For a file placed by this call: its inode, whose content is the attachment's (`sha256`). */
+  ino?: number;
 }
 
 export interface PrepareResult {
@@ -60,6 +62,11 @@ export interface PrepareResult {
   conflicts: Array<{ fileId: string; name: string; reason: "symlink" | "not_a_file" }>;
   /** How many of `placed` were already there. */
   reused: number;
+  /**
+   * For the files placed by this call, by name: their inode and content hash (the blob's), for
+   * `snapshotWorkspace`'s `known` so a snapshot taken next does not read them again.
+   */
+  knownHashes: Map<string, { ino: number; sha256: string }>;
 }
 
 /**
@@ -70,6 +77,8 @@ export const LAST_USED_MARKER = ".last-used";
 
 export const lastUsedMarkerFor = (dir: string) => `${path.resolve(dir)}${LAST_USED_MARKER}`;
 const TEMP_PREFIX = ".codeinterp-";
+/** Attachments placed per turn of the event loop. */
+const PLACE_SLICE = 100;
 
 function isCode(err: unknown, ...codes: string[]): boolean {
   return codes.includes((err as NodeJS.ErrnoException | undefined)?.code ?? "");
@@ -106,35 +115,50 @@ export async function touchWorkspace(dir: string, now: Date = new Date()): Promi
   }
 }
 
-async function placeOne(src: string, target: string, mode: LinkMode): Promise<"placed" | "existing"> {
+function placeOne(src: string, target: string, mode: LinkMode): { placed: false } | { placed: true; ino: number } {
   const dir = path.dirname(target);
   const tmp = path.join(dir, `${TEMP_PREFIX}${randomBytes(8).toString("hex")}.part`);
   const flags = fsc.COPYFILE_EXCL | (mode === "reflink" ? fsc.COPYFILE_FICLONE_FORCE : fsc.COPYFILE_FICLONE);
   try {
-    await copyFile(src, tmp, flags);
+    fs.copyFileSync(src, tmp, flags);
     // The copy inherits the blob's 0444; the workspace copy is the user's to change. Through a descriptor
     // opened without following symlinks: code still running in the workspace could have swapped the temp
     // file for a link to a host file, which a path-based chmod (as root) would follow.
-    const fh = await open(tmp, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+    const fd = fs.openSync(tmp, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+    let ino: number;
     try {
-      await fh.chmod(0o600);
+      fs.fchmodSync(fd, 0o600);
+      ino = fs.fstatSync(fd).ino;
     } finally {
-      await fh.close();
+      fs.closeSync(fd);
     }
     // link() never overwrites and never follows a symlink at `target`: whatever appeared there since
     // our lstat (code running concurrently, a parallel retry) wins, and the copy is dropped.
     try {
-      await link(tmp, target);
+      fs.linkSync(tmp, target);
     } catch (err) {
-      if (isCode(err, "EEXIST")) return "existing";
+      if (isCode(err, "EEXIST")) return { placed: false };
       if (!isCode(err, "EPERM", "ENOTSUP", "EOPNOTSUPP", "EXDEV")) throw err;
       // no hard links on this file system: rename, after one more check
-      if (await lstatOrNull(target)) return "existing";
-      await rename(tmp, target);
+      if (lstatOrNullSync(target)) return { placed: false };
+      fs.renameSync(tmp, target);
     }
-    return "placed";
+    return { placed: true, ino };
   } finally {
-    await unlink(tmp).catch(() => undefined);
+    try {
+      fs.unlinkSync(tmp);
+    } catch {
+      // gone already (linked and renamed, or never created)
+    }
+  }
+}
+
+function lstatOrNullSync(p: string): fs.Stats | null {
+  try {
+    return fs.lstatSync(p);
+  } catch (err) {
+    if (isCode(err, "ENOENT")) return null;
+    throw err;
   }
 }
 
@@ -167,13 +191,11 @@ export async function prepareWorkspace(opts: PrepareOptions): Promise<PrepareRes
     | { kind: "conflict"; reason: "symlink" | "not_a_file" }
     | { kind: "skip" };
   const list = [...byId.values()];
-  // Names are decided up front, so attachments can be placed a few at a time: a message with 1,000
-  // attachments is bound by syscall latency, not by bandwidth.
-  const outcomes = await pMap(list, async (a): Promise<Outcome> => {
+  const place = (a: Attachment): Outcome => {
     if (a.removed) return { kind: "skip" };
     const name = names.get(a.fileId)!;
     const target = path.join(dir, name);
-    const existing = await lstatOrNull(target);
+    const existing = lstatOrNullSync(target);
     if (existing) {
       if (existing.isSymbolicLink()) return { kind: "conflict", reason: "symlink" };
       if (!existing.isFile()) return { kind: "conflict", reason: "not_a_file" };
@@ -181,28 +203,44 @@ export async function prepareWorkspace(opts: PrepareOptions): Promise<PrepareRes
     }
     let blob;
     try {
-      blob = await stat(a.blobPath);
+      blob = fs.statSync(a.blobPath);
     } catch (err) {
       if (isCode(err, "ENOENT", "ENOTDIR")) return { kind: "missing" };
       throw err;
     }
     if (!blob.isFile()) return { kind: "missing" };
-    if ((blob.mode & 0o222) !== 0) await chmod(a.blobPath, 0o444).catch(() => undefined);
-    const outcome = await placeOne(a.blobPath, target, mode);
-    if (outcome === "existing") {
-      const now = await lstatOrNull(target);
-      if (now && !now.isFile()) return { kind: "conflict", reason: now.isSymbolicLink() ? "symlink" : "not_a_file" };
+    if ((blob.mode & 0o222) !== 0) {
+      try {
+        fs.chmodSync(a.blobPath, 0o444);
+      } catch {
+        // best effort: the blob store writes them 0444 already
+      }
     }
-    return { kind: "placed", file: { fileId: a.fileId, name, path: target, existing: outcome === "existing" } };
-  }, { concurrency: 8 });
+    const outcome = placeOne(a.blobPath, target, mode);
+    if (!outcome.placed) {
+      const now = lstatOrNullSync(target);
+      if (now && !now.isFile()) return { kind: "conflict", reason: now.isSymbolicLink() ? "symlink" : "not_a_file" };
+      return { kind: "placed", file: { fileId: a.fileId, name, path: target, existing: true } };
+    }
+    return { kind: "placed", file: { fileId: a.fileId, name, path: target, existing: false, ino: outcome.ino } };
+  };
+  // Small-file placement is a handful of syscalls each, so they are made synchronously (measured: 1,000
+  // attachments in ~30 ms instead of 100-190 ms through the thread pool), in slices that give the event
+  // loop back in between so a worker's other executions keep streaming.
+  const outcomes: Outcome[] = [];
+  for (let i = 0; i < list.length; i += PLACE_SLICE) {
+    if (i > 0) await setImmediate();
+    for (const a of list.slice(i, i + PLACE_SLICE)) outcomes.push(place(a));
+  }
 
-  const result: PrepareResult = { placed: [], missing: [], conflicts: [], reused: 0 };
+  const result: PrepareResult = { placed: [], missing: [], conflicts: [], reused: 0, knownHashes: new Map() };
   outcomes.forEach((o, i) => {
     const a = list[i]!;
     const name = names.get(a.fileId)!;
     if (o.kind === "placed") {
       result.placed.push(o.file);
       if (o.file.existing) result.reused++;
+      if (o.file.ino !== undefined) result.knownHashes.set(name, { ino: o.file.ino, sha256: a.sha256 });
     } else if (o.kind === "missing") result.missing.push({ fileId: a.fileId, name });
     else if (o.kind === "conflict") result.conflicts.push({ fileId: a.fileId, name, reason: o.reason });
   });
@@ -220,7 +258,16 @@ const HEX2 = /^[0-9a-f]{2}$/;
  * Call `touchWorkspace` when an execution starts, and keep `maxIdleMs` well above the execution timeout.
  * Returns the removed directories.
  */
-export async function removeIdleWorkspaces(dataDir: string, maxIdleMs: number, now: number = Date.now()): Promise<string[]> {
+export async function removeIdleWorkspaces(
+  dataDir: string,
+  maxIdleMs: number,
+  now: number = Date.now(),
+  /**
+   * Wraps the removal of each idle workspace (given its id, the directory name): it calls `remove` (which
+   * says whether it removed it), or not at all (e.g. an execution of that message holds it).
+   */
+  guard: (id: string, remove: () => Promise<boolean>) => Promise<boolean> = (_id, remove) => remove(),
+): Promise<string[]> {
   const base = path.join(path.resolve(dataDir), "workspaces");
   const removed: string[] = [];
   let fans: string[];
@@ -243,9 +290,15 @@ export async function removeIdleWorkspaces(dataDir: string, maxIdleMs: number, n
       const marker = await lstatOrNull(lastUsedMarkerFor(ws));
       const lastUsed = marker?.isFile() ? marker.mtimeMs : wsStat.mtimeMs;
       if (now - lastUsed <= maxIdleMs) continue;
-      await rm(ws, { recursive: true, force: true });
-      await rm(lastUsedMarkerFor(ws), { force: true });
-      removed.push(ws);
+      const done = await guard(id, async () => {
+        // Looked at again under the guard: an execution may have used it since.
+        const markerNow = await lstatOrNull(lastUsedMarkerFor(ws));
+        if (markerNow?.isFile() && now - markerNow.mtimeMs <= maxIdleMs) return false;
+        await rm(ws, { recursive: true, force: true });
+        await rm(lastUsedMarkerFor(ws), { force: true });
+        return true;
+      });
+      if (done) removed.push(ws);
     }
     await rmdir(fanDir).catch(() => undefined); // only succeeds when empty
   }

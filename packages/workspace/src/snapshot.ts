@@ -78,6 +78,11 @@ export interface SnapshotOptions {
   maxHashBytes?: number;
   /** The snapshot this one will be compared to (the "before"), for `hash: "racy"`. */
   previous?: Snapshot;
+  /**
+   * Content hashes already known, by relative path, for the inode they were computed for (e.g. attachments
+   * just copied from their blob): such a file is not read again while its inode is that one.
+   */
+  known?: ReadonlyMap<string, { ino: number; sha256: string }>;
 }
 
 /** Directory and file names skipped by default, wherever they are. */
@@ -90,12 +95,19 @@ function isDefaultExcluded(name: string, includeHidden: boolean): boolean {
   return !includeHidden && name.startsWith(".");
 }
 
+const SMALL_FILE = 1024 * 1024;
+
 /** sha256 of a regular file, opened without following a final symlink. */
 export async function hashFile(file: string): Promise<{ sha256: string; size: number; ino: number }> {
   const fh = await open(file, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
   try {
     const st = await fh.stat();
     if (!st.isFile()) throw Object.assign(new Error(`not a regular file: ${file}`), { code: "EINVAL" });
+    if (st.size <= SMALL_FILE) {
+      // One read instead of a stream: most files a snapshot hashes are small.
+      const buf = await fh.readFile();
+      return { sha256: createHash("sha256").update(buf).digest("hex"), size: buf.length, ino: st.ino };
+    }
     const hash = createHash("sha256");
     let size = 0;
     await pipeline(fh.createReadStream({ autoClose: false }), async (source: AsyncIterable<Buffer>) => {
@@ -233,7 +245,9 @@ export async function snapshotWorkspace(root: string, opts: SnapshotOptions = {}
               takenAtMs - st.mtimeMs <= racyWindowMs ||
               takenAtMs - st.ctimeMs <= racyWindowMs ||
               (prev?.hash !== undefined && sameMetadata(prev, entry));
-            if (hashMode === "all" || racy) toHash.push(entry);
+            const known = opts.known?.get(rel);
+            if (known && known.ino === entry.ino && (hashMode === "all" || racy)) entry.hash = known.sha256;
+            else if (hashMode === "all" || racy) toHash.push(entry);
           }
         }
       }

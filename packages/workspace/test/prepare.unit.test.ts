@@ -45,6 +45,9 @@ describe("prepareWorkspace", () => {
     // workspace copies are their own inodes and writable; blobs are read-only
     const placed = await stat(path.join(dir, "data.csv"));
     expect(placed.ino).not.toBe((await stat(a.blobPath)).ino);
+    // ...and the result names that inode, so a snapshot can trust the blob's hash for it
+    expect(r.placed[0]!.ino).toBe(placed.ino);
+    expect(r.knownHashes.get("data.csv")).toEqual({ ino: placed.ino, sha256: a.sha256 });
     expect(placed.mode & 0o777).toBe(0o600);
     expect((await stat(a.blobPath)).mode & 0o777).toBe(0o444);
     expect((await readdir(dir)).filter((n) => n.endsWith(".part"))).toEqual([]);
@@ -58,6 +61,7 @@ describe("prepareWorkspace", () => {
 
     const again = await prepareWorkspace({ dir, attachments: [a], mode: "copy" });
     expect(again.reused).toBe(1);
+    expect(again.placed[0]!.ino).toBeUndefined(); // not placed now: its content is the code's, not the blob's
     expect(again.placed).toEqual([{ fileId: "f1", name: "data.csv", path: path.join(dir, "data.csv"), existing: true }]);
     expect(await readFile(path.join(dir, "data.csv"), "utf8")).toBe("changed by code");
     expect(await readFile(a.blobPath, "utf8")).toBe("original");

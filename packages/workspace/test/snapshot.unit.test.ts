@@ -118,6 +118,22 @@ describe("diffSnapshots", () => {
     expect(paths(diffSnapshots(before, after).changed)).toEqual(["data.csv"]);
   });
 
+  it("takes a known hash for the same inode instead of reading the file, and reads one that was replaced", async () => {
+    await w("kept.csv", "aaaa");
+    await w("swapped.csv", "bbbb");
+    const { createHash } = await import("node:crypto");
+    const sha = (s: string) => createHash("sha256").update(s).digest("hex");
+    const ino = async (rel: string) => (await stat(path.join(root, rel))).ino;
+    const known = new Map([
+      // A value no read of "aaaa" could give: seeing it back shows the file was not read.
+      ["kept.csv", { ino: await ino("kept.csv"), sha256: "f".repeat(64) }],
+      ["swapped.csv", { ino: (await ino("swapped.csv")) + 1, sha256: "f".repeat(64) }],
+    ]);
+    const snap = await snapshotWorkspace(root, { known });
+    expect(snap.files.get("kept.csv")!.hash).toBe("f".repeat(64));
+    expect(snap.files.get("swapped.csv")!.hash).toBe(sha("bbbb"));
+  });
+
   it("content hash decides when all metadata are equal", () => {
     const e = (hash?: string): SnapshotEntry => ({ path: "a", size: 1, mtimeMs: 1, ctimeMs: 1, ino: 1, dev: 1, mode: 0o644, hash });
     const snap = (entry: SnapshotEntry): Snapshot => ({

@@ -29,8 +29,7 @@ export function cancelRouter(deps: ApiDeps & { redis: Redis; queuePrefix: string
     if (moved) {
       await removeJob(deps.executionQueue, id);
       const pub = createEventPublisher(deps.redis, deps.queuePrefix, id);
-      await pub.publish({ type: "status", status: "cancelled" });
-      await pub.publish({ type: "done", status: "cancelled" });
+      await pub.end("cancelled");
       log.info("queued execution cancelled");
     } else {
       await deps.redis.set(cancelKey(deps.queuePrefix, id), "1", "EX", 24 * 3600);

@@ -1,6 +1,6 @@
 import type { Request, Response } from "express";
 import { Router } from "express";
-import { findExecution, isTerminal, listExecutionFiles } from "@codeinterp/db";
+import { findExecution, findExecutionWithFiles, isTerminal } from "@codeinterp/db";
 import type { ExecutionEvent } from "@codeinterp/queue";
 import { compareStreamIds } from "@codeinterp/queue";
 import { userOf } from "../auth";
@@ -22,8 +22,23 @@ export function eventsRouter(deps: ApiDeps): Router {
   router.get("/executions/:id/events", async (req: Request, res: Response) => {
     const userId = userOf(res);
     const { id } = parseInput(ExecutionParams, req.params, "params");
-    const initial = await findExecution(deps.db, userId, id);
-    if (!initial) throw notFound("execution");
+    // Subscribed before the one read, so nothing between the read and the live events is missed; events
+    // are only buffered until the read says the execution is this user's.
+    let replaying = true;
+    const buffered: ExecutionEvent[] = [];
+    let deliver: (e: ExecutionEvent) => void = () => undefined;
+    const unsubscribe = await deps.events.subscribe(id, (e) => (replaying ? buffered.push(e) : deliver(e)));
+    let current;
+    try {
+      current = await findExecution(deps.db, userId, id);
+    } catch (err) {
+      await unsubscribe();
+      throw err;
+    }
+    if (!current) {
+      await unsubscribe();
+      throw notFound("execution");
+    }
 
     res.writeHead(200, {
       "content-type": "text/event-stream; charset=utf-8",
@@ -40,16 +55,14 @@ export function eventsRouter(deps: ApiDeps): Router {
     };
     const finish = async () => {
       if (closed) return;
-      const final = await findExecution(deps.db, userId, id);
-      if (final) send("done", serializeExecution(final, await listExecutionFiles(deps.db, id)));
+      const final = await findExecutionWithFiles(deps.db, userId, id);
+      if (final) send("done", serializeExecution(final, final.files));
       closed = true;
       res.end();
     };
 
-    let replaying = true;
-    const buffered: ExecutionEvent[] = [];
     let finishing: Promise<void> | null = null;
-    const deliver = (e: ExecutionEvent) => {
+    deliver = (e: ExecutionEvent) => {
       if (lastId && compareStreamIds(e.id, lastId) <= 0) return;
       lastId = e.id;
       if (e.type === "done") {
@@ -63,7 +76,6 @@ export function eventsRouter(deps: ApiDeps): Router {
       const { type, id: eventId, ...data } = e;
       send(type, data, eventId);
     };
-    const unsubscribe = await deps.events.subscribe(id, (e) => (replaying ? buffered.push(e) : deliver(e)));
     // Each heartbeat also re-reads the status: a `done` event lost with a Redis restart must not leave the
     // stream open forever.
     const heartbeat = setInterval(() => {
@@ -86,10 +98,9 @@ export function eventsRouter(deps: ApiDeps): Router {
     });
 
     try {
-      const current = await findExecution(deps.db, userId, id);
-      if (!current || isTerminal(current.status)) {
+      if (isTerminal(current.status)) {
         // Over already: the stored result is the whole story.
-        send("status", { status: current?.status ?? initial.status });
+        send("status", { status: current.status });
         await finish();
         return;
       }

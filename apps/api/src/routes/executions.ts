@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
 import { Router } from "express";
-import { createExecution, findExecutionWithFiles } from "@codeinterp/db";
+import { createExecution, findExecutionWithFiles, isTerminal } from "@codeinterp/db";
 import type { ExecutionRow } from "@codeinterp/db";
 import { jobCatalog } from "@codeinterp/queue";
+import { workspaceId } from "@codeinterp/workspace";
 import { normalizeError } from "@codeinterp/logger";
 import { userOf } from "../auth";
 import type { ApiDeps } from "../deps";
@@ -12,9 +13,10 @@ import { serializeExecution } from "../serialize";
 import { parseInput } from "../validate";
 import { waitForExecution } from "../wait";
 
-export async function enqueueExecution(deps: Pick<ApiDeps, "executionQueue">, executionId: string): Promise<void> {
+export async function enqueueExecution(deps: Pick<ApiDeps, "executionQueue">, execution: Pick<ExecutionRow, "id" | "userId" | "messageId">): Promise<void> {
   const job = jobCatalog.runExecution;
-  await deps.executionQueue.add(job.name, { executionId }, { ...job.options, jobId: executionId });
+  const payload = { executionId: execution.id, messageKey: workspaceId(execution.userId, execution.messageId) };
+  await deps.executionQueue.add(job.name, payload, { ...job.options, jobId: execution.id });
 }
 
 export function executionsRouter(deps: ApiDeps): Router {
@@ -39,7 +41,7 @@ export function executionsRouter(deps: ApiDeps): Router {
     const log = deps.log.child({ executionId: execution.id, messageId: execution.messageId, chatId: execution.chatId });
     if (created) {
       try {
-        await enqueueExecution(deps, execution.id);
+        await enqueueExecution(deps, execution);
       } catch (err) {
         // The execution is durable in Postgres; the worker's reconciler enqueues queued executions that
         // have no job, so an accepted execution is never lost while Redis is away.
@@ -57,13 +59,24 @@ export function executionsRouter(deps: ApiDeps): Router {
     const userId = userOf(res);
     const { id } = parseInput(ExecutionParams, req.params, "params");
     const { waitMs } = parseInput(WaitQuery, req.query, "query");
-    const abort = new AbortController();
-    res.on("close", () => abort.abort());
-    const execution = waitMs
-      ? await waitForExecution(deps, userId, id, Math.min(waitMs, deps.env.MAX_WAIT_MS), abort.signal)
-      : await findExecutionWithFiles(deps.db, userId, id);
+    const cached = deps.finished?.get(userId, id);
+    if (cached) {
+      res.json(cached);
+      return;
+    }
+    let execution;
+    if (waitMs) {
+      // Only a held request needs to know that its client went away (a plain poll answers at once).
+      const abort = new AbortController();
+      res.on("close", () => abort.abort());
+      execution = await waitForExecution(deps, userId, id, Math.min(waitMs, deps.env.MAX_WAIT_MS), abort.signal);
+    } else {
+      execution = await findExecutionWithFiles(deps.db, userId, id);
+    }
     if (!execution) throw notFound("execution");
-    res.json(serializeExecution(execution, execution.files));
+    const body = serializeExecution(execution, execution.files);
+    if (isTerminal(execution.status)) deps.finished?.set(userId, id, body);
+    res.json(body);
   });
 
   return router;

@@ -3,6 +3,7 @@ import { Router } from "express";
 import { blobInUse, createFile, deleteFile, findFile } from "@codeinterp/db";
 import type { FileRow } from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
+import { executionChangedChannel } from "@codeinterp/queue";
 import { sanitizeFilename } from "@codeinterp/workspace";
 import { userOf } from "../auth";
 import type { ApiDeps } from "../deps";
@@ -115,6 +116,11 @@ export function filesRouter(deps: ApiDeps): Router {
     const { id } = parseInput(FileParams, req.params, "params");
     const file = await deleteFile(deps.db, userId, id);
     if (!file) throw notFound("file");
+    if (file.executionId) {
+      // Its execution's response lists it: drop that from every API process's cache of finished ones.
+      deps.finished?.invalidate(file.executionId);
+      await deps.redis.publish(executionChangedChannel(deps.queuePrefix), file.executionId).catch(() => undefined);
+    }
     // Content-addressed: the blob may be shared with other files (other users' included).
     if (!(await blobInUse(deps.db, file.storageKey))) await deps.blobs.remove(file.storageKey);
     deps.log.info({ fileId: file.id }, "file deleted");

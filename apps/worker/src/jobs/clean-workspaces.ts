@@ -3,6 +3,8 @@ import type { Logger } from "@codeinterp/logger";
 import { jobCatalog, parseJobPayload, queueNames } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
 import { removeIdleWorkspaces } from "@codeinterp/workspace";
+import { tryLock } from "../kernels/lock";
+import { messageLockKey } from "../kernels/message-broker";
 
 export interface RetentionOptions {
   connection: Redis;
@@ -26,7 +28,17 @@ export async function startWorkspaceRetention(opts: RetentionOptions): Promise<{
     async (j) => {
       if (j.name !== job.name) return;
       parseJobPayload("cleanWorkspaces", j.data);
-      const removed = await removeIdleWorkspaces(opts.dataDir, opts.retentionMs);
+      // A workspace is removed only under its message's kernel lock (its id is the message key), so never
+      // under an execution that is preparing or running in it.
+      const removed = await removeIdleWorkspaces(opts.dataDir, opts.retentionMs, Date.now(), async (id, remove) => {
+        const lock = await tryLock(opts.connection, messageLockKey(opts.prefix, id), 30_000);
+        if (!lock) return false;
+        try {
+          return await remove();
+        } finally {
+          await lock.release();
+        }
+      });
       if (removed.length) opts.log.info({ removed: removed.length }, "removed idle workspaces");
       return { removed: removed.length };
     },

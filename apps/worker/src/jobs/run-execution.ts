@@ -1,6 +1,6 @@
 import { realpath } from "node:fs/promises";
 import type { Db, ExecutionRow } from "@codeinterp/db";
-import { finishExecution, getExecutionForWorker, isTerminal, listMessageAttachments, transitionExecution } from "@codeinterp/db";
+import { claimQueuedExecution, finishExecution, markExecutionRunning, getExecutionForWorker, isTerminal, listMessageAttachments, transitionExecution } from "@codeinterp/db";
 import type { ExecutionOutcome, KernelEvent } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
@@ -13,7 +13,6 @@ import {
   prepareWorkspace,
   snapshotWorkspace,
   toKernelCode,
-  touchWorkspace,
   workspaceDirFor,
   workspaceId,
 } from "@codeinterp/workspace";
@@ -22,6 +21,7 @@ import type { CancelRegistry } from "../cancellations";
 import type { WorkerEnv } from "../env";
 import { splitGlobs } from "../env";
 import type { AcquireRequest, KernelBroker, KernelLease } from "../kernels/broker";
+import type { HeldLock } from "../kernels/lock";
 import { storeRichOutputs } from "../rich-outputs";
 import type { WorkspaceLayout } from "../workspace-layout";
 
@@ -55,25 +55,42 @@ const STATUS_BY_OUTCOME: Record<ExecutionOutcome["status"], Terminal> = {
   died: "failed",
 };
 
+/** The message's lock, taken by the job before it started; `take` hands it over to the kernel broker. */
+export interface PreTakenLock {
+  messageKey: string;
+  take(): HeldLock | undefined;
+  /** The lock, still owned (and released) by the job. */
+  peek(): HeldLock | undefined;
+}
+
 /**
  * One execution, start to finish: prepare the message's workspace, run the code in a kernel, capture what
  * it wrote, record the result. Safe to run again for the same execution (a retried job): terminal states
  * are final and file registration is unique per (execution, path).
  */
-export async function runExecution(deps: RunExecutionDeps, executionId: string, ctx: { jobId: string | undefined; finalAttempt: boolean }): Promise<Terminal | "skipped"> {
-  const exec = await getExecutionForWorker(deps.db, executionId);
+export async function runExecution(
+  deps: RunExecutionDeps,
+  executionId: string,
+  ctx: { jobId: string | undefined; finalAttempt: boolean; messageLock?: PreTakenLock },
+): Promise<Terminal | "skipped"> {
+  // The common case is one UPDATE ... RETURNING; anything but a queued execution takes the slow path.
+  const claimed = await claimQueuedExecution(deps.db, executionId, deps.env.WORKER_ID);
+  const exec = claimed ?? (await getExecutionForWorker(deps.db, executionId));
   if (!exec) throw new ExecutionNotFoundError(`execution ${executionId} does not exist`);
   const log = deps.log.child({ executionId, messageId: exec.messageId, chatId: exec.chatId, jobId: ctx.jobId });
   const pub = createEventPublisher(deps.redis, deps.env.QUEUE_PREFIX, executionId);
   if (isTerminal(exec.status)) return "skipped";
 
-  if (exec.status === "running") {
+  if (!claimed && exec.status === "running") {
     // An earlier attempt reached the kernel and its worker vanished: the code may already have had effects,
     // so it is not run a second time behind the user's back.
     log.warn("previous attempt died while running; failing the execution");
     if (exec.kernelId) {
+      const req = kernelRequest(deps, exec);
+      // The job may hold the message's lock already (taken before it started): evict under it, not wait for it.
+      const heldLock = ctx.messageLock?.messageKey === req.messageKey ? ctx.messageLock.peek() : undefined;
       await deps.broker
-        .evict(kernelRequest(deps, exec), exec.kernelId)
+        .evict({ ...req, heldLock }, exec.kernelId)
         .catch((err: unknown) => log.warn({ err: normalizeError(err) }, "could not evict the lost execution's kernel"));
     }
     return finish(deps, pub, exec.id, "failed", {
@@ -81,19 +98,28 @@ export async function runExecution(deps: RunExecutionDeps, executionId: string, 
     });
   }
 
-  const startedAt = exec.startedAt ?? new Date();
-  const moved = await transitionExecution(deps.db, exec.id, ["queued", "preparing"], "preparing", {
-    attempts: { increment: 1 },
-    startedAt,
-    workerId: deps.env.WORKER_ID,
-  });
-  if (!moved) return "skipped";
-  await pub.publish({ type: "status", status: "preparing" });
+  const startedAt = claimed?.startedAt ?? exec.startedAt ?? new Date();
+  if (!claimed) {
+    // A retried job of an execution that never reached the kernel: it runs again.
+    const moved = await transitionExecution(deps.db, exec.id, ["queued", "preparing"], "preparing", {
+      attempts: { increment: 1 },
+      startedAt,
+      workerId: deps.env.WORKER_ID,
+    });
+    if (!moved) return "skipped";
+  }
   const abort = deps.cancels.register(exec.id);
-  // A cancel sent before this worker was listening for it (between retries, or just now) left a mark.
-  if (await deps.redis.exists(cancelKey(deps.env.QUEUE_PREFIX, exec.id)).catch(() => 0)) abort.abort();
+  // A cancel sent before this worker was listening for it (between retries, or just now) left a mark. It is
+  // looked up while the kernel is acquired and honoured before any code is sent.
+  const markChecked = deps.redis.exists(cancelKey(deps.env.QUEUE_PREFIX, exec.id)).then(
+    (n) => {
+      if (n) abort.abort();
+    },
+    () => undefined,
+  );
+  void pub.publish({ type: "status", status: "preparing" });
   try {
-    return await prepareAndRun(deps, exec, pub, log, abort.signal, startedAt);
+    return await prepareAndRun(deps, exec, pub, log, abort.signal, startedAt, markChecked, ctx.messageLock);
   } catch (err) {
     const e = normalizeError(err);
     if (!ctx.finalAttempt && isTransient(err)) {
@@ -114,16 +140,26 @@ async function prepareAndRun(
   log: Logger,
   signal: AbortSignal,
   startedAt: Date,
+  cancelMarkChecked: Promise<void>,
+  messageLock: PreTakenLock | undefined,
 ): Promise<Terminal | "skipped"> {
   const { env, layout } = deps;
   const req = kernelRequest(deps, exec);
+
   const { workspaceDir } = req;
   if (signal.aborted) return finish(deps, pub, exec.id, "cancelled", { result: emptyResult([]) });
   // The kernel comes first: a sandboxed pool kernel's directory becomes the workspace, and the message's
   // lock (held until release) also serialises preparing its workspace.
-  let lease: KernelLease;
+  // Read while the kernel is acquired: the attachments were committed before this execution was queued.
+  const attachmentsRead = listMessageAttachments(deps.db, exec.userId, exec.messageId);
+  attachmentsRead.catch(() => undefined);
+  let lease: KernelLease | null;
   try {
-    lease = await acquireReadyKernel(deps, { ...req, signal }, layout.kernelDir(workspaceDir), log);
+    // The job's hint named this message (checked here against the row): its lock is ours already. Handed
+    // over only here, so every other way out leaves it to the job to release.
+    const heldLock = messageLock?.messageKey === req.messageKey ? messageLock.take() : undefined;
+    lease = await acquireReadyKernel(deps, { ...req, signal, heldLock }, layout.kernelDir(workspaceDir), log);
+    log.debug({ kernelId: lease.session.id, pooled: lease.pooled, reused: lease.reused, acquireMs: lease.acquireMs }, "kernel acquired");
   } catch (err) {
     // Cancelled while waiting for the message's previous execution: nothing ran.
     if (signal.aborted) return finish(deps, pub, exec.id, "cancelled", { result: emptyResult([]) });
@@ -132,7 +168,7 @@ async function prepareAndRun(
   let discard = false;
   try {
     const t0 = Date.now();
-    const attachments = await listMessageAttachments(deps.db, exec.userId, exec.messageId);
+    const attachments = await attachmentsRead;
     const prepared = await prepareWorkspace({
       dir: workspaceDir,
       mode: env.ATTACHMENT_LINK_MODE,
@@ -144,8 +180,8 @@ async function prepareAndRun(
         removed: f.deletedAt !== null,
       })),
     });
+    // (prepareWorkspace also marked the workspace as used now, for the retention job.)
     await layout.giveToOwner(workspaceDir, prepared.placed.filter((p) => !p.existing).map((p) => p.path));
-    await touchWorkspace(workspaceDir);
     const notes: string[] = [];
     for (const m of prepared.missing) {
       log.warn({ fileId: m.fileId }, "attachment's stored content is missing");
@@ -153,12 +189,27 @@ async function prepareAndRun(
     }
     for (const c of prepared.conflicts) notes.push(`attachment ${c.name} was not placed: that name is taken by a ${c.reason}`);
     const snapshotOpts = { include: splitGlobs(env.CAPTURE_INCLUDE), exclude: splitGlobs(env.CAPTURE_EXCLUDE) };
-    const before = await snapshotWorkspace(workspaceDir, snapshotOpts);
+    // Attachments copied just now hash as their blob: the "before" snapshot need not read them again.
+    const before = await snapshotWorkspace(workspaceDir, { ...snapshotOpts, known: prepared.knownHashes });
     const prepareMs = Date.now() - t0;
+    log.debug({ prepareMs, placed: prepared.placed.length }, "workspace prepared");
+    if (lease.stillThere && !(await lease.stillThere)) {
+      // Deleted on the gateway a moment ago (its websocket had not noticed): no code was sent, take another.
+      log.info("the message's kernel is gone from the gateway; taking another");
+      const gone = lease;
+      lease = null;
+      await deps.broker.release(req, gone, { discard: true }).catch(() => undefined);
+      lease = await acquireReadyKernel(deps, { ...req, signal }, layout.kernelDir(workspaceDir), log);
+    }
+    const held: KernelLease = lease;
 
-    if (!(await transitionExecution(deps.db, exec.id, ["preparing"], "running", { kernelId: lease.session.id }))) return "skipped";
-    await pub.publish({ type: "status", status: "running" });
-    const realDirs = [...new Set([workspaceDir, await realpath(workspaceDir)])];
+    const realDir = realpath(workspaceDir);
+    realDir.catch(() => undefined);
+    await cancelMarkChecked;
+    if (signal.aborted) return await finish(deps, pub, exec.id, "cancelled", { result: emptyResult(notes) });
+    if (!(await markExecutionRunning(deps.db, exec.id, held.session.id))) return "skipped";
+    void pub.publish({ type: "status", status: "running" });
+    const realDirs = [...new Set([workspaceDir, await realDir])];
     const back = (s: string) => fromKernelText(s, realDirs);
     const onEvent = (e: KernelEvent) => {
       if (e.type === "stdout" || e.type === "stderr") void pub.publish({ type: e.type, text: back(e.text) });
@@ -169,8 +220,8 @@ async function prepareAndRun(
     const tRun = Date.now();
     // Sandboxed kernels see the workspace at the real /mnt/data; a shared server needs the paths translated.
     const code = layout.sandboxed ? exec.code : toKernelCode(exec.code, workspaceDir);
-    const watchdog = watchKernel(deps.broker, lease);
-    const outcome = await lease.session
+    const watchdog = watchKernel(deps.broker, held);
+    const outcome = await held.session
       .execute(code, {
         timeoutMs: exec.timeoutMs,
         signal: AbortSignal.any([signal, watchdog.signal]),
@@ -186,18 +237,18 @@ async function prepareAndRun(
     }
     const runMs = Date.now() - tRun;
     // A KeyboardInterrupt we did not send: the kernel was shut down under the code (deleted on the server).
-    if (outcome.status === "error" && outcome.error?.ename === "KeyboardInterrupt" && !(await deps.broker.kernelExists(lease.session.id).catch(() => true))) {
+    if (outcome.status === "error" && outcome.error?.ename === "KeyboardInterrupt" && !(await deps.broker.kernelExists(held.session.id).catch(() => true))) {
       outcome.status = "died";
     }
     discard = outcome.status === "died" || outcome.kernelRestarted;
     if (layout.sandboxed && !discard && (outcome.status === "timeout" || outcome.status === "cancelled")) {
       // Processes the code started (a fork bomb, a background job) outlive the interrupt: kill(-1) in the
       // kernel's own pid namespace reaches exactly them.
-      await lease.session
+      await held.session
         .execute("import os as _ci_os, signal as _ci_sig\ntry:\n    _ci_os.kill(-1, _ci_sig.SIGKILL)\nexcept ProcessLookupError:\n    pass\ndel _ci_os, _ci_sig", { timeoutMs: 5000 })
         .catch(() => undefined);
     }
-    log.info({ outcome: outcome.status, runMs, pooled: lease.pooled, reused: lease.reused }, "code ran");
+    log.info({ outcome: outcome.status, runMs, pooled: held.pooled, reused: held.reused }, "code ran");
 
     // The code has run: from here a Postgres or Redis blip is waited out in place, because a retried job
     // would find the execution running and could only fail it. Capture and registration are idempotent.
@@ -244,9 +295,9 @@ async function prepareAndRun(
       const metrics = {
         queueWaitMs: startedAt.getTime() - exec.createdAt.getTime(),
         prepareMs,
-        kernelAcquireMs: lease.acquireMs,
-        pooledKernel: lease.pooled,
-        reusedKernel: lease.reused,
+        kernelAcquireMs: held.acquireMs,
+        pooledKernel: held.pooled,
+        reusedKernel: held.reused,
         runMs,
         captureMs,
         filesCaptured: captured.files.length,
@@ -259,7 +310,7 @@ async function prepareAndRun(
     discard = true;
     throw err;
   } finally {
-    await deps.broker.release(req, lease, { discard }).catch((err: unknown) => log.warn({ err: normalizeError(err) }, "kernel release failed"));
+    if (lease) await deps.broker.release(req, lease, { discard }).catch((err: unknown) => log.warn({ err: normalizeError(err) }, "kernel release failed"));
   }
 }
 
@@ -285,7 +336,8 @@ export function kernelRequestFor(env: Pick<WorkerEnv, "DATA_DIR">, layout: Works
  */
 async function acquireReadyKernel(deps: RunExecutionDeps, req: AcquireRequest, kernelDir: string, log: Logger): Promise<KernelLease> {
   for (let attempt = 1; ; attempt++) {
-    const lease = await deps.broker.acquire(req);
+    // A lock taken before the job started serves the first try only: a failed try releases it.
+    const lease = await deps.broker.acquire(attempt === 1 ? req : { ...req, heldLock: undefined });
     try {
       if (lease.reused) {
         if (!lease.session.isDead) return lease;
@@ -294,6 +346,7 @@ async function acquireReadyKernel(deps: RunExecutionDeps, req: AcquireRequest, k
       // Once per kernel and message: a pre_run_cell hook, so the warm path pays no extra round trip.
       const cd = await lease.session.execute(enterWorkspaceCode(kernelDir), { timeoutMs: 15_000 });
       if (cd.status !== "ok") throw new KernelSetupError(`could not enter the workspace (${cd.status})`);
+      await deps.broker.bind(req, lease);
       return lease;
     } catch (err) {
       await deps.broker.release(req, lease, { discard: true }).catch(() => undefined);
@@ -349,8 +402,7 @@ async function finish(
   const moved = await finishExecution(deps.db, id, status, data);
   // Whoever moved it last (a cancel, say) already announced the end.
   if (!moved) return "skipped";
-  await pub.publish({ type: "status", status });
-  await pub.publish({ type: "done", status });
+  await pub.end(status);
   return status;
 }
 

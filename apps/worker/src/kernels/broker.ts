@@ -1,5 +1,6 @@
 import type { KernelGateway, KernelSession } from "@codeinterp/kernel";
 import type { WorkspaceLayout } from "../workspace-layout";
+import type { HeldLock } from "./lock";
 
 export interface KernelLease {
   session: KernelSession;
@@ -9,6 +10,11 @@ export interface KernelLease {
   reused: boolean;
   /** Time spent getting a ready kernel (ms). */
   acquireMs: number;
+  /**
+   * For a reused kernel: the gateway's answer to "does it still exist?", asked while the workspace is
+   * prepared. Code goes to the kernel only after it says yes.
+   */
+  stillThere?: Promise<boolean>;
 }
 
 export interface AcquireRequest {
@@ -22,10 +28,19 @@ export interface AcquireRequest {
   uid: number;
   /** Cancelling the execution stops the wait for the message's lock. */
   signal?: AbortSignal;
+  /** The message's lock, already taken for this execution (see `tryMessageLock`): acquire does not wait. */
+  heldLock?: HeldLock;
 }
 
 export interface KernelBroker {
   acquire(req: AcquireRequest): Promise<KernelLease>;
+  /**
+   * Records a new kernel as the message's, once it is set up to run the message's code (so no other
+   * execution can pick up a kernel that would run outside the message's workspace).
+   */
+  bind(req: AcquireRequest, lease: KernelLease): Promise<void>;
+  /** The message's lock if nobody holds it, without waiting; null when another execution has it. */
+  tryMessageLock(messageKey: string): Promise<HeldLock | null>;
   /** `discard`: the kernel is dead or its state unknown; shut it down rather than keep it. */
   release(req: AcquireRequest, lease: KernelLease, opts: { discard: boolean }): Promise<void>;
   /** Whether the gateway still has the kernel. */
@@ -48,6 +63,9 @@ export function createFreshKernelBroker(gateway: KernelGateway, layout: Workspac
       await lease.session.shutdown().catch(() => undefined);
     },
     kernelExists: (kernelId) => gateway.hasKernel(kernelId),
+    async bind() {},
+    // A fresh kernel per execution: nothing to serialise.
+    tryMessageLock: async () => ({ firstTry: true, release: async () => undefined }),
     async evict(_req, kernelId) {
       await gateway.shutdownKernel(kernelId).catch(() => undefined);
     },

@@ -9,6 +9,8 @@ export class LockTimeoutError extends Error {
 }
 
 export interface HeldLock {
+  /** Taken at the first attempt: nobody held it. */
+  firstTry: boolean;
   release(): Promise<void>;
 }
 
@@ -20,7 +22,9 @@ export async function acquireLock(redis: Redis, key: string, opts: { ttlMs: numb
   const token = randomBytes(12).toString("hex");
   const until = Date.now() + opts.waitMs;
   let delay = 10;
+  let attempts = 0;
   for (;;) {
+    attempts++;
     if ((await redis.set(key, token, "PX", opts.ttlMs, "NX")) === "OK") break;
     if (Date.now() >= until) throw new LockTimeoutError(`waited ${opts.waitMs} ms for ${key}`);
     if (opts.signal?.aborted) throw new LockTimeoutError(`gave up waiting for ${key}`);
@@ -32,6 +36,7 @@ export async function acquireLock(redis: Redis, key: string, opts: { ttlMs: numb
   }, Math.max(Math.floor(opts.ttlMs / 3), 50));
   renew.unref();
   return {
+    firstTry: attempts === 1,
     async release() {
       clearInterval(renew);
       await redis.eval(RELEASE, 1, key, token).catch(() => undefined);

@@ -1,6 +1,9 @@
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import type { Db } from "../client";
 import { isUniqueViolation } from "../errors";
+import { createOrAddUser } from "./users";
+import { query, ts } from "../sql";
+import { EXECUTION_COLUMNS, fileColumns, fileFromJson } from "./rows";
 import type { ExecutionStatus } from "../generated/enums";
 import type { Prisma } from "../generated/client";
 
@@ -37,79 +40,109 @@ export type ExecutionRow = Prisma.ExecutionGetPayload<object>;
  */
 export async function createExecution(db: Db, input: NewExecution): Promise<{ execution: ExecutionRow; created: boolean }> {
   if (input.idempotencyKey) {
-    const prior = await db.execution.findUnique({
-      where: { userId_idempotencyKey: { userId: input.userId, idempotencyKey: input.idempotencyKey } },
-    });
+    const prior = await findByIdempotencyKey(db, input.userId, input.idempotencyKey);
     if (prior) return { execution: prior, created: false };
   }
   const fileIds = [...new Set(input.fileIds ?? [])];
+  const data = {
+    id: randomUUID(),
+    userId: input.userId,
+    chatId: input.chatId,
+    messageId: input.messageId,
+    code: input.code,
+    codeSha256: createHash("sha256").update(input.code).digest("hex"),
+    timeoutMs: input.timeoutMs,
+    idempotencyKey: input.idempotencyKey ?? null,
+  };
   try {
-    const execution = await db.$transaction(async (tx) => {
-      if (fileIds.length > 0) {
-        const owned = await tx.file.findMany({
-          where: { id: { in: fileIds }, userId: input.userId, deletedAt: null },
-          select: { id: true },
-        });
-        const ownedIds = new Set(owned.map((f) => f.id));
-        const missing = fileIds.filter((id) => !ownedIds.has(id));
-        if (missing.length > 0) throw new FilesNotFoundError(missing);
-        const existing = await tx.messageAttachment.findMany({
-          where: { userId: input.userId, messageId: input.messageId },
-          select: { fileId: true, position: true },
-        });
-        const already = new Set(existing.map((a) => a.fileId));
-        let position = existing.reduce((max, a) => Math.max(max, a.position), -1);
-        const fresh = fileIds.filter((id) => !already.has(id));
-        if (fresh.length > 0) {
-          await tx.messageAttachment.createMany({
-            data: fresh.map((fileId) => ({ userId: input.userId, messageId: input.messageId, fileId, position: ++position })),
-            skipDuplicates: true,
-          });
-        }
-      }
-      await tx.user.upsert({ where: { id: input.userId }, create: { id: input.userId }, update: {} });
-      return tx.execution.create({
-        data: {
-          userId: input.userId,
-          chatId: input.chatId,
-          messageId: input.messageId,
-          code: input.code,
-          codeSha256: createHash("sha256").update(input.code).digest("hex"),
-          timeoutMs: input.timeoutMs,
-          idempotencyKey: input.idempotencyKey ?? null,
-        },
-      });
-    });
+    // Without files, one INSERT (no transaction): this is every warm-path submit. The user row exists
+    // whenever an API key does; a caller with a brand-new user id gets it created on the one retry below.
+    const execution =
+      fileIds.length === 0
+        ? await createOrAddUser(db, input.userId, () => insertExecution(db, data))
+        : await createOrAddUser(db, input.userId, () =>
+            db.$transaction(async (tx) => {
+              await attachFiles(tx, input.userId, input.messageId, fileIds);
+              return tx.execution.create({ data });
+            }),
+          );
     return { execution, created: true };
   } catch (err) {
     // Two requests with one idempotency key raced: the loser answers with the winner's execution.
     if (input.idempotencyKey && isUniqueViolation(err)) {
-      const prior = await db.execution.findUnique({
-        where: { userId_idempotencyKey: { userId: input.userId, idempotencyKey: input.idempotencyKey } },
-      });
+      const prior = await findByIdempotencyKey(db, input.userId, input.idempotencyKey);
       if (prior) return { execution: prior, created: false };
     }
     throw err;
   }
 }
 
+function insertExecution(db: Db, d: Omit<Prisma.ExecutionUncheckedCreateInput, "idempotencyKey"> & { id: string; idempotencyKey: string | null }): Promise<ExecutionRow> {
+  return one(
+    query<ExecutionRow>(
+      db,
+      "execution_insert",
+      `INSERT INTO executions (id, user_id, chat_id, message_id, code, code_sha256, status, timeout_ms, idempotency_key, attempts, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, 0, $9) RETURNING ${EXECUTION_COLUMNS}`,
+      [d.id, d.userId, d.chatId, d.messageId, d.code, d.codeSha256, d.timeoutMs, d.idempotencyKey, ts(new Date())],
+    ),
+  ) as Promise<ExecutionRow>;
+}
+
+function findByIdempotencyKey(db: Db, userId: string, key: string): Promise<ExecutionRow | null> {
+  return one(
+    query<ExecutionRow>(db, "execution_by_idempotency_key", `SELECT ${EXECUTION_COLUMNS} FROM executions WHERE user_id = $1 AND idempotency_key = $2`, [userId, key]),
+  );
+}
+
 /** Scoped to the owner: someone else's execution is as absent as a missing one. */
 export function findExecution(db: Db, userId: string, id: string): Promise<ExecutionRow | null> {
-  return db.execution.findFirst({ where: { id, userId } });
+  return one(query<ExecutionRow>(db, "execution_by_owner", `SELECT ${EXECUTION_COLUMNS} FROM executions WHERE id = $1 AND user_id = $2`, [id, userId]));
 }
 
 export type ExecutionWithFiles = ExecutionRow & { files: Prisma.FileGetPayload<object>[] };
 
-/** The execution with the files it generated, in one query (what GET /v1/executions/:id renders). */
-export function findExecutionWithFiles(db: Db, userId: string, id: string): Promise<ExecutionWithFiles | null> {
-  return db.execution.findFirst({
-    where: { id, userId },
-    include: { files: { where: { source: "generated", deletedAt: null }, orderBy: [{ path: "asc" }] } },
-  });
+/** The execution with the files it generated, in one statement (what GET /v1/executions/:id renders). */
+export async function findExecutionWithFiles(db: Db, userId: string, id: string): Promise<ExecutionWithFiles | null> {
+  const row = await one(
+    query<ExecutionRow & { files: Parameters<typeof fileFromJson>[0][] }>(
+      db,
+      "execution_with_files",
+      `SELECT ${EXECUTION_COLUMNS},
+         COALESCE((SELECT json_agg(x ORDER BY x.path) FROM (SELECT ${fileColumns("f")} FROM files f
+                   WHERE f.execution_id = e.id AND f.source = 'generated' AND f.deleted_at IS NULL) x), '[]'::json) AS files
+       FROM executions e WHERE e.id = $1 AND e.user_id = $2`,
+      [id, userId],
+    ),
+  );
+  return row ? { ...row, files: row.files.map(fileFromJson) } : null;
 }
 
 export function getExecutionForWorker(db: Db, id: string): Promise<ExecutionRow | null> {
-  return db.execution.findUnique({ where: { id } });
+  return one(query<ExecutionRow>(db, "execution_by_id", `SELECT ${EXECUTION_COLUMNS} FROM executions WHERE id = $1`, [id]));
+}
+
+/**
+ * A worker takes a queued execution: it becomes `preparing`, counted as an attempt, in one
+ * UPDATE ... RETURNING. Null when it was not queued (a retry, a cancel, a missing id): the caller then
+ * reads it to find out which.
+ */
+export function claimQueuedExecution(db: Db, id: string, workerId: string): Promise<ExecutionRow | null> {
+  return one(
+    query<ExecutionRow>(
+      db,
+      "execution_claim",
+      `UPDATE executions SET status = 'preparing', attempts = attempts + 1, started_at = $2, worker_id = $3
+       WHERE id = $1 AND status = 'queued' RETURNING ${EXECUTION_COLUMNS}`,
+      [id, ts(new Date()), workerId],
+    ),
+  );
+}
+
+/** `preparing` → `running` on that kernel, just before the code is sent; false when it was not preparing. */
+export async function markExecutionRunning(db: Db, id: string, kernelId: string): Promise<boolean> {
+  const rows = await query(db, "execution_running", `UPDATE executions SET status = 'running', kernel_id = $2 WHERE id = $1 AND status = 'preparing' RETURNING id`, [id, kernelId]);
+  return rows.length === 1;
 }
 
 /**
@@ -127,24 +160,49 @@ export async function transitionExecution(
   return res.count === 1;
 }
 
-export function finishExecution(
+export async function finishExecution(
   db: Db,
   id: string,
   to: (typeof TERMINAL_STATUSES)[number],
   data: { result?: object | null; failure?: object | null; metrics?: object; onlyFrom?: readonly ExecutionStatus[] },
 ): Promise<boolean> {
-  // Plain JSON-serialisable objects; Prisma's JSON input type is stricter than what callers build.
-  const json = (v: object) => v as Prisma.InputJsonValue;
-  return transitionExecution(db, id, data.onlyFrom ?? ACTIVE_STATUSES, to, {
-    finishedAt: new Date(),
-    ...(data.result ? { result: json(data.result) } : {}),
-    ...(data.failure ? { failure: json(data.failure) } : {}),
-    ...(data.metrics ? { metrics: json(data.metrics) } : {}),
-  });
+  // A field not given keeps its value (a cancel records no metrics, say).
+  const json = (v: object | null | undefined) => (v ? JSON.stringify(v) : null);
+  const rows = await query(
+    db,
+    "execution_finish",
+    `UPDATE executions SET status = $2::text::execution_status, finished_at = $3,
+       result = COALESCE($4::jsonb, result), failure = COALESCE($5::jsonb, failure), metrics = COALESCE($6::jsonb, metrics)
+     WHERE id = $1 AND status::text = ANY($7::text[]) RETURNING id`,
+    [id, to, ts(new Date()), json(data.result), json(data.failure), json(data.metrics), [...(data.onlyFrom ?? ACTIVE_STATUSES)]],
+  );
+  return rows.length === 1;
 }
 
 export function countExecutionsByStatus(db: Db): Promise<Array<{ status: ExecutionStatus; count: number }>> {
   return db.execution
     .groupBy({ by: ["status"], _count: { _all: true } })
     .then((rows) => rows.map((r) => ({ status: r.status, count: r._count._all })));
+}
+
+async function one<T>(rows: Promise<T[]>): Promise<T | null> {
+  return (await rows)[0] ?? null;
+}
+
+/** Joins files to the message's attachments, after checking the user owns every one of them. */
+async function attachFiles(tx: Prisma.TransactionClient, userId: string, messageId: string, fileIds: string[]): Promise<void> {
+  const owned = await tx.file.findMany({ where: { id: { in: fileIds }, userId, deletedAt: null }, select: { id: true } });
+  const ownedIds = new Set(owned.map((f) => f.id));
+  const missing = fileIds.filter((id) => !ownedIds.has(id));
+  if (missing.length > 0) throw new FilesNotFoundError(missing);
+  const existing = await tx.messageAttachment.findMany({ where: { userId, messageId }, select: { fileId: true, position: true } });
+  const already = new Set(existing.map((a) => a.fileId));
+  let position = existing.reduce((max, a) => Math.max(max, a.position), -1);
+  const fresh = fileIds.filter((id) => !already.has(id));
+  if (fresh.length > 0) {
+    await tx.messageAttachment.createMany({
+      data: fresh.map((fileId) => ({ userId, messageId, fileId, position: ++position })),
+      skipDuplicates: true,
+    });
+  }
 }

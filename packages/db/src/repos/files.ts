@@ -1,5 +1,9 @@
 import type { Db } from "../client";
 import { isUniqueViolation } from "../errors";
+import { createOrAddUser } from "./users";
+import { query, ts } from "../sql";
+import { fileColumns, fileFromRow } from "./rows";
+import type { FileTextRow } from "./rows";
 import type { FileSource } from "../generated/enums";
 import type { Prisma } from "../generated/client";
 
@@ -21,8 +25,7 @@ export interface NewFile {
 }
 
 export async function createFile(db: Db, input: NewFile): Promise<FileRow> {
-  await db.user.upsert({ where: { id: input.userId }, create: { id: input.userId }, update: {} });
-  return db.file.create({ data: { ...input, size: BigInt(input.size) } });
+  return createOrAddUser(db, input.userId, () => db.file.create({ data: { ...input, size: BigInt(input.size) } }));
 }
 
 /**
@@ -49,11 +52,40 @@ export async function registerExecutionFile(
  */
 export async function registerExecutionFiles(db: Db, executionId: string, inputs: Array<NewFile & { path: string }>): Promise<FileRow[]> {
   if (inputs.length === 0) return [];
-  await db.file.createMany({
-    data: inputs.map((f) => ({ ...f, executionId, size: BigInt(f.size) })),
-    skipDuplicates: true,
-  });
-  return db.file.findMany({ where: { executionId, path: { in: inputs.map((f) => f.path) } }, orderBy: [{ path: "asc" }] });
+  // One statement for the whole batch (column arrays through unnest): 1,000 files in tens of ms.
+  const col = <K extends keyof NewFile>(k: K) => inputs.map((f) => f[k] ?? null);
+  await query(
+    db,
+    "files_register_batch",
+    `INSERT INTO files (id, user_id, name, size, sha256, mime_type, storage_key, source, chat_id, message_id, execution_id, path, derived_from_id, created_at)
+     SELECT gen_random_uuid(), u.user_id, u.name, u.size, u.sha256, u.mime_type, u.storage_key, u.source::file_source, u.chat_id, u.message_id,
+            $1::uuid, u.path, u.derived_from_id, $2
+     FROM unnest($3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::uuid[])
+       AS u(user_id, name, size, sha256, mime_type, storage_key, source, chat_id, message_id, path, derived_from_id)
+     ON CONFLICT (execution_id, path) DO NOTHING`,
+    [
+      executionId,
+      ts(new Date()),
+      col("userId"),
+      col("name"),
+      inputs.map((f) => String(f.size)),
+      col("sha256"),
+      col("mimeType"),
+      col("storageKey"),
+      col("source"),
+      col("chatId"),
+      col("messageId"),
+      inputs.map((f) => f.path),
+      col("derivedFromId"),
+    ],
+  );
+  const rows = await query<FileTextRow>(
+    db,
+    "files_of_execution_paths",
+    `SELECT ${fileColumns("files")} FROM files WHERE execution_id = $1 AND path = ANY($2::text[]) ORDER BY path`,
+    [executionId, inputs.map((f) => f.path)],
+  );
+  return rows.map(fileFromRow);
 }
 
 export function findFile(db: Db, userId: string, id: string): Promise<FileRow | null> {
@@ -116,11 +148,15 @@ function latestPerPath(rowsNewestFirst: FileRow[]): FileRow[] {
  * in /mnt/data are assigned over all of them, so deleting one never renames the others.
  */
 export async function listMessageAttachments(db: Db, userId: string, messageId: string): Promise<FileRow[]> {
-  const rows = await db.messageAttachment.findMany({
-    where: { userId, messageId },
-    // Two requests attaching at once can take the same position: the tie-break keeps names stable.
-    orderBy: [{ position: "asc" }, { createdAt: "asc" }, { fileId: "asc" }],
-    include: { file: true },
-  });
-  return rows.map((r) => r.file);
+  // Every execution asks this (usually of a message with no attachments): one prepared statement.
+  const rows = await query<FileTextRow>(
+    db,
+    "message_attachments",
+    `SELECT ${fileColumns("f")} FROM message_attachments a JOIN files f ON f.id = a.file_id
+     WHERE a.user_id = $1 AND a.message_id = $2
+     -- Two requests attaching at once can take the same position: the tie-break keeps names stable.
+     ORDER BY a.position, a.created_at, a.file_id`,
+    [userId, messageId],
+  );
+  return rows.map(fileFromRow);
 }

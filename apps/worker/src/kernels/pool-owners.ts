@@ -1,0 +1,74 @@
+import type { KernelGateway } from "@codeinterp/kernel";
+import type { Logger } from "@codeinterp/logger";
+import type { Redis } from "@codeinterp/queue";
+
+export interface PoolOwnersOptions {
+  redis: Redis;
+  prefix: string;
+  workerId: string;
+  gateway: Pick<KernelGateway, "shutdownKernel">;
+  log: Logger;
+  /** How often the worker says it is alive; it counts as gone after three missed beats. */
+  heartbeatMs: number;
+}
+
+/**
+ * Which worker owns each pre-started pool kernel, and which workers are alive. Pool kernels belong to no
+ * message (message kernels are found through their mapping and idle sweep), so without this a worker that
+ * is SIGKILLed or loses its machine would leave its pool running on the gateway for good. Only kernels
+ * recorded here are ever shut down: a gateway shared with other software keeps its own kernels.
+ */
+export function createPoolOwners(opts: PoolOwnersOptions) {
+  const { redis, prefix, workerId, log } = opts;
+  const ownersKey = `${prefix}:kernel:pool-owners`;
+  const aliveKey = (id: string) => `${prefix}:worker:alive:${id}`;
+  let known = new Set<string>();
+
+  const beat = () => redis.set(aliveKey(workerId), String(Date.now()), "PX", opts.heartbeatMs * 3).catch(() => undefined);
+  void beat();
+  const timer = setInterval(() => void beat(), opts.heartbeatMs);
+  timer.unref();
+
+  return {
+    /** The pool's kernels now: new ones are recorded as this worker's, taken or stopped ones forgotten. */
+    record(ids: readonly string[]): void {
+      const next = new Set(ids);
+      const added = ids.filter((id) => !known.has(id));
+      const removed = [...known].filter((id) => !next.has(id));
+      known = next;
+      if (added.length === 0 && removed.length === 0) return;
+      const tx = redis.multi();
+      if (added.length > 0) tx.hset(ownersKey, ...added.flatMap((id) => [id, workerId]));
+      if (removed.length > 0) tx.hdel(ownersKey, ...removed);
+      // Commands on one connection run in order, so a later sweep never sees a kernel already taken.
+      void tx.exec().catch(() => undefined);
+    },
+
+    /**
+     * Shuts down pool kernels whose worker stopped beating, and this worker's own records that are not in
+     * its pool (left by an earlier process with the same WORKER_ID). Returns how many.
+     */
+    async sweep(): Promise<number> {
+      const owners = await redis.hgetall(ownersKey);
+      const byWorker = new Map<string, string[]>();
+      for (const [kernelId, owner] of Object.entries(owners)) byWorker.set(owner, [...(byWorker.get(owner) ?? []), kernelId]);
+      let n = 0;
+      for (const [owner, kernelIds] of byWorker) {
+        const orphans = owner === workerId ? kernelIds.filter((id) => !known.has(id)) : (await redis.exists(aliveKey(owner))) ? [] : kernelIds;
+        for (const kernelId of orphans) {
+          // Whoever removes the record shuts the kernel down: two sweeping workers never both do.
+          if ((await redis.hdel(ownersKey, kernelId)) !== 1) continue;
+          await opts.gateway.shutdownKernel(kernelId).catch(() => undefined);
+          n++;
+        }
+      }
+      if (n) log.info({ kernels: n }, "shut down pool kernels of workers that are gone");
+      return n;
+    },
+
+    async close(): Promise<void> {
+      clearInterval(timer);
+      await redis.del(aliveKey(workerId)).catch(() => undefined);
+    },
+  };
+}
