@@ -40,6 +40,7 @@ export default defineConfig({
           include: ["packages/*/test/**/*.int.test.ts", "apps/*/test/**/*.int.test.ts", "test/**/*.int.test.ts"],
           environment: "node",
           globalSetup: ["test/global-setup.ts"],
+          setupFiles: ["test/helpers/failure-logs.ts"],
           testTimeout: 60_000,
           hookTimeout: 120_000,
           pool: "forks",

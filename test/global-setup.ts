@@ -1,3 +1,4 @@
+import { closeSync, openSync, writeSync } from "node:fs";
 import { chmod, mkdir, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -44,6 +45,9 @@ export default async function setup(project: TestProject) {
   const testRoot = await mkdtemp(path.join(os.tmpdir(), "codeinterp-test-"));
   // Sandboxed kernels run as unprivileged uids that must be able to traverse to their workspace.
   await chmod(testRoot, 0o711);
+  // Every test stack's logs, and the Jupyter server's: printed with a failed test (helpers/failure-logs.ts).
+  await mkdir(path.join(testRoot, "logs"), { recursive: true });
+  const jupyterLog = openSync(path.join(testRoot, "logs", "jupyter.log"), "a");
   let jupyter: LocalJupyter | null = null;
   let jupyterUrl = process.env.JUPYTER_URL;
   let jupyterToken = process.env.JUPYTER_TOKEN ?? "";
@@ -53,7 +57,7 @@ export default async function setup(project: TestProject) {
       rootDir: testRoot,
       stateDir: path.join(testRoot, "jupyter-state"),
       port: 0,
-      log: quietLog,
+      log: fileLog(jupyterLog),
       // Small enough that the hostile-code tests hit the file-size limit quickly.
       sandboxLimits: { ...DEFAULT_SANDBOX_LIMITS, maxFileBytes: TEST_MAX_FILE_BYTES },
     });
@@ -67,6 +71,7 @@ export default async function setup(project: TestProject) {
 
   return async () => {
     await jupyter?.stop();
+    closeSync(jupyterLog);
     const c = new pg.Client({ connectionString: withDb(baseUrl, "postgres") });
     await c.connect();
     await c.query(`DROP DATABASE IF EXISTS "${template}" WITH (FORCE)`);
@@ -75,9 +80,21 @@ export default async function setup(project: TestProject) {
   };
 }
 
-const quietLog = {
-  debug: () => undefined,
-  info: () => undefined,
-  warn: (o: unknown, m?: string) => console.warn("[jupyter]", m ?? o),
-  error: (o: unknown, m?: string) => console.error("[jupyter]", m ?? o),
-};
+/** The Jupyter server's output and our notes on it, one line each, into the run's jupyter.log. */
+function fileLog(fd: number) {
+  const line = (level: string) => (o: unknown, m?: string) => {
+    writeSync(fd, `${new Date().toISOString()} ${level} ${m ?? ""} ${typeof o === "object" && o ? JSON.stringify(o) : String(o)}\n`);
+  };
+  return {
+    debug: line("debug"),
+    info: line("info"),
+    warn: (o: unknown, m?: string) => {
+      line("warn")(o, m);
+      console.warn("[jupyter]", m ?? o);
+    },
+    error: (o: unknown, m?: string) => {
+      line("error")(o, m);
+      console.error("[jupyter]", m ?? o);
+    },
+  };
+}
