@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { rm } from "node:fs/promises";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDb, registerExecutionFile } from "@codeinterp/db";
 import type { Db } from "@codeinterp/db";
@@ -134,6 +135,31 @@ for i in range(6):
     expect(again.created).toBe(false);
     expect(again.file.id).toBe(file.id);
     expect(await db.file.count({ where: { executionId: done.id } })).toBe(1);
+  });
+
+  it("a generated file whose content a user's deletion removes meanwhile still downloads", async () => {
+    const content = `made twice ${Date.now()}`;
+    const form = new FormData();
+    form.append("file", new Blob([content]), "first.txt");
+    const up = (await (await fetch(`${stack.url}/v1/files`, { method: "POST", headers: { authorization: `Bearer ${key}` }, body: form })).json()) as { id: string; sha256: string };
+    // The deletion of first.txt, caught half-way: lock taken, no live reference seen yet, blob unlinked
+    // only once the generated file's row is in.
+    const deleter = new pg.Client({ connectionString: stack.databaseUrl });
+    await deleter.connect();
+    try {
+      await deleter.query("BEGIN");
+      await deleter.query("SELECT pg_advisory_xact_lock(('x' || substr($1::text, 1, 16))::bit(64)::bigint)", [up.sha256]);
+      await deleter.query("UPDATE files SET deleted_at = now() WHERE id = $1", [up.id]);
+      const run = api.run({ messageId: msg(), code: `open('/mnt/data/again.txt', 'w').write(${JSON.stringify(content)})` });
+      await expect.poll(async () => (await deleter.query("SELECT 1 FROM files WHERE sha256 = $1 AND deleted_at IS NULL", [up.sha256])).rowCount, { timeout: 20_000 }).toBe(1);
+      await rm(createBlobStore(stack.dataDir).pathOf(up.sha256));
+      await deleter.query("COMMIT");
+      const done = await run;
+      expect(done.status).toBe("completed");
+      expect((await download(`/v1/files/${done.files[0].id}/content`)).toString()).toBe(content);
+    } finally {
+      await deleter.end();
+    }
   });
 
   it("an attachment whose stored content is missing is noted, and the code still runs", async () => {

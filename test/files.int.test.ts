@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
-import { readdir } from "node:fs/promises";
+import { readdir, unlink } from "node:fs/promises";
 import http from "node:http";
 import path from "node:path";
 import { createDb } from "@codeinterp/db";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { client, startTestStack } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
@@ -248,6 +249,33 @@ describe("deletion and ownership", () => {
     const got = await download(bobKey, b.body.id);
     expect(got.status).toBe(200);
     expect(got.bytes.toString()).toBe("shared content");
+  });
+
+  it("an upload racing the deletion of the same content keeps its bytes, and no spare copy is left", async () => {
+    const content = `raced ${Date.now()}`;
+    const a = await upload(aliceKey, content, "a.txt");
+    const blob = path.join(stack.dataDir, "blobs", a.body.sha256.slice(0, 2), a.body.sha256.slice(2, 4), a.body.sha256);
+    // Play the deleter of a.txt half-way: its lock taken, no live reference counted yet (b's row is not
+    // there), the blob unlinked only after b's row is committed. Then b must still download.
+    const deleter = new pg.Client({ connectionString: stack.databaseUrl });
+    await deleter.connect();
+    try {
+      await deleter.query("BEGIN");
+      await deleter.query("SELECT pg_advisory_xact_lock(('x' || substr($1::text, 1, 16))::bit(64)::bigint)", [a.body.sha256]);
+      await deleter.query("UPDATE files SET deleted_at = now() WHERE id = $1", [a.body.id]);
+      const b = upload(bobKey, content, "b.txt");
+      await expect.poll(async () => (await deleter.query("SELECT 1 FROM files WHERE sha256 = $1 AND deleted_at IS NULL", [a.body.sha256])).rowCount, { timeout: 5000 }).toBe(1);
+      await unlink(blob);
+      await deleter.query("COMMIT");
+      const up = await b;
+      expect(up.status).toBe(201);
+      const got = await download(bobKey, up.body.id);
+      expect(got.status).toBe(200);
+      expect(got.bytes.toString()).toBe(content);
+    } finally {
+      await deleter.end();
+    }
+    expect(await readdir(path.join(stack.dataDir, "blobs", "tmp"))).toEqual([]);
   });
 
   it("another user's file answers 404 exactly like a missing one", async () => {

@@ -2,7 +2,7 @@ import path from "node:path";
 import mime from "mime-types";
 import pMap from "p-map";
 import type { Db, FileRow } from "@codeinterp/db";
-import { registerExecutionFiles } from "@codeinterp/db";
+import { keepBlobs, registerExecutionFiles } from "@codeinterp/db";
 import type { NewFile } from "@codeinterp/db";
 import type { BlobStore, Skipped, SnapshotDiff } from "@codeinterp/workspace";
 
@@ -43,6 +43,7 @@ export async function captureFiles(ctx: CaptureContext, diff: SnapshotDiff, onFi
         maxBytes: ctx.maxFileBytes,
         expect: { ino: entry.ino },
         within: ctx.workspaceDir,
+        keepSpare: true,
       });
     } catch (err) {
       const name = (err as Error).name;
@@ -69,7 +70,16 @@ export async function captureFiles(ctx: CaptureContext, diff: SnapshotDiff, onFi
       derivedFromId: ctx.attachmentByPath.get(entry.path) ?? null,
     });
   });
-  const files = await registerExecutionFiles(ctx.db, ctx.executionId, rows);
+  const puts = stored.filter((p) => p !== null);
+  let files: FileRow[];
+  try {
+    files = await registerExecutionFiles(ctx.db, ctx.executionId, rows);
+  } catch (err) {
+    await Promise.all(puts.map((p) => ctx.blobs.settle(p, { restore: false }).catch(() => false)));
+    throw err;
+  }
+  // A user deleting a file of the same content meanwhile may have removed a blob: put those back.
+  await keepBlobs(ctx.db, puts, (p) => ctx.blobs.settle(p));
   // Issued together (one pipelined burst, still in order on the stream) rather than a round trip each.
   await Promise.all(files.map((f) => onFile(f)));
   return { files, skipped };

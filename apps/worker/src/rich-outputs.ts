@@ -1,6 +1,6 @@
 import { Readable } from "node:stream";
 import type { Db } from "@codeinterp/db";
-import { registerExecutionFile } from "@codeinterp/db";
+import { keepBlobs, registerExecutionFile } from "@codeinterp/db";
 import type { RichOutput } from "@codeinterp/kernel";
 import type { BlobStore } from "@codeinterp/workspace";
 import { fromKernelText } from "@codeinterp/workspace";
@@ -30,9 +30,9 @@ export async function storeRichOutputs(
     const textExt = TEXT_FILE_EXT[out.mimeType];
     if (binExt || textExt) {
       const bytes = binExt ? Buffer.from(out.data, "base64") : Buffer.from(out.data, "utf8");
-      const stored = await ctx.blobs.put(Readable.from([bytes]));
+      const stored = await ctx.blobs.put(Readable.from([bytes]), { keepSpare: true });
       const name = `output-${n}.${binExt ?? textExt}`;
-      const { file } = await registerExecutionFile(ctx.db, {
+      const registered = registerExecutionFile(ctx.db, {
         userId: ctx.userId,
         chatId: ctx.chatId,
         messageId: ctx.messageId,
@@ -46,6 +46,11 @@ export async function storeRichOutputs(
         mimeType: out.mimeType,
         source: "output",
       });
+      const { file } = await registered.catch(async (err: unknown) => {
+        await ctx.blobs.settle(stored, { restore: false }).catch(() => false);
+        throw err;
+      });
+      await keepBlobs(ctx.db, [stored], (p) => ctx.blobs.settle(p));
       result.push({ type: out.mimeType, fileId: file.id });
     } else {
       result.push({ type: out.mimeType, data: fromKernelText(out.data, ctx.workspaceDirs) });

@@ -8,3 +8,4 @@ export * from "./repos/files";
 export { ExecutionStatus, FileSource } from "./generated/enums";
 export type { ExecutionStatus as ExecutionStatusValue } from "./generated/enums";
 export { isUniqueViolation } from "./errors";
+export { keepBlobs, removeBlobIfUnused } from "./repos/blob-locks";

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { constants as fsc, createWriteStream } from "node:fs";
 import type { ReadStream } from "node:fs";
-import { lstat, mkdir, open, readlink, realpath, rename, stat, unlink } from "node:fs/promises";
+import { link, lstat, mkdir, open, readlink, realpath, rename, stat, unlink } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { Transform } from "node:stream";
@@ -51,10 +51,17 @@ export interface PutResult {
   key: string;
   /** False when the same content was already stored. */
   created: boolean;
+  /**
+   * With `keepSpare`: a second link to the same bytes in the temp directory, for `settle` to put the blob
+   * back from if it is removed before the caller's file row is committed.
+   */
+  spare?: string;
 }
 
 export interface PutOptions {
   maxBytes?: number;
+  /** Keep a spare link to the content until `settle` (see `PutResult.spare`). */
+  keepSpare?: boolean;
 }
 
 export interface PutFileOptions extends PutOptions {
@@ -77,6 +84,12 @@ export interface BlobStore {
   has(key: string): Promise<boolean>;
   open(key: string, opts?: { start?: number; end?: number }): Promise<ReadStream>;
   remove(key: string): Promise<boolean>;
+  /**
+   * Ends a `keepSpare` put once the file row referencing the blob is committed and no removal of it can
+   * still be under way: puts the blob back from the spare if it was removed meanwhile, then drops the spare.
+   * Returns whether it had to put it back. With `restore: false` (the row was never written) it only drops it.
+   */
+  settle(result: PutResult, opts?: { restore?: boolean }): Promise<boolean>;
 }
 
 const KEY = /^[0-9a-f]{64}$/;
@@ -132,8 +145,8 @@ export function createBlobStore(dataDir: string): BlobStore {
 
   let tmpDirMade: Promise<unknown> | null = null;
 
-  /** Fill a fresh temp file (same file system), then fsync, make it 0444 and move it into place. */
-  async function store(fill: (tmp: string) => Promise<{ sha256: string; size: number }>, opts: { synced?: boolean } = {}): Promise<PutResult> {
+  /** Fill a fresh temp file (same file system), then fsync, make it 0444 and move (or link) it into place. */
+  async function store(fill: (tmp: string) => Promise<{ sha256: string; size: number }>, opts: { synced?: boolean; keepSpare?: boolean } = {}): Promise<PutResult> {
     tmpDirMade ??= mkdir(tmpDir, { recursive: true, mode: 0o700 }).catch((err: unknown) => {
       tmpDirMade = null;
       throw err;
@@ -153,19 +166,48 @@ export function createBlobStore(dataDir: string): BlobStore {
         }
       }
       const dest = pathOf(sha256);
+      const spare = opts.keepSpare ? { spare: tmp } : {};
       if (await exists(dest)) {
-        await unlink(tmp);
-        return { sha256, size, key: sha256, created: false };
+        if (!opts.keepSpare) await unlink(tmp);
+        return { sha256, size, key: sha256, created: false, ...spare };
       }
       await mkdir(path.dirname(dest), { recursive: true, mode: 0o700 });
-      await rename(tmp, dest); // a concurrent put of the same content renames identical bytes: harmless
-      await fsyncDir(path.dirname(dest));
-      return { sha256, size, key: sha256, created: true };
+      const created = await place(tmp, dest, !!opts.keepSpare);
+      return { sha256, size, key: sha256, created, ...spare };
     } catch (err) {
       // The temp directory is made once per store; if it went away, the next call makes it again.
       if (isCode(err, "ENOENT")) tmpDirMade = null;
       await unlink(tmp).catch(() => undefined);
       throw err;
+    }
+  }
+
+  /**
+   * Moves the temp file to `dest`, or links it there keeping the temp name as a spare; an identical blob put
+   * there concurrently wins (same bytes). Returns whether this call created it.
+   */
+  async function place(tmp: string, dest: string, keepSpare: boolean): Promise<boolean> {
+    try {
+      if (keepSpare) await link(tmp, dest);
+      else await rename(tmp, dest);
+    } catch (err) {
+      if (!isCode(err, "EEXIST")) throw err;
+      if (!keepSpare) await unlink(tmp);
+      return false;
+    }
+    await fsyncDir(path.dirname(dest));
+    return true;
+  }
+
+  async function settle(result: PutResult, opts: { restore?: boolean } = {}): Promise<boolean> {
+    if (!result.spare) return false;
+    try {
+      if (opts.restore === false || (await has(result.key))) return false;
+      const dest = pathOf(result.key);
+      await mkdir(path.dirname(dest), { recursive: true, mode: 0o700 });
+      return await place(result.spare, dest, true);
+    } finally {
+      await unlink(result.spare).catch(() => undefined);
     }
   }
 
@@ -185,7 +227,7 @@ export function createBlobStore(dataDir: string): BlobStore {
         });
         await pipeline(readable, meter, createWriteStream(tmp, { flags: "wx", mode: 0o600 }));
         return { sha256: hash.digest("hex"), size };
-      });
+      }, { keepSpare: opts.keepSpare });
     } finally {
       if (!readable.destroyed) readable.destroy();
     }
@@ -257,7 +299,7 @@ export function createBlobStore(dataDir: string): BlobStore {
       const maxBytes = opts.maxBytes ?? Infinity;
       if (st.size > maxBytes) throw new BlobTooLargeError(maxBytes);
       const src = fh;
-      return await store((tmp) => copyFrom(src, tmp, maxBytes, st.size), { synced: true });
+      return await store((tmp) => copyFrom(src, tmp, maxBytes, st.size), { synced: true, keepSpare: opts.keepSpare });
     } finally {
       await fh.close();
     }
@@ -303,5 +345,5 @@ export function createBlobStore(dataDir: string): BlobStore {
     }
   }
 
-  return { root, put, putFile, pathOf, has, open: openBlob, remove };
+  return { root, put, putFile, pathOf, has, open: openBlob, remove, settle };
 }

@@ -67,6 +67,29 @@ describe("blob store", () => {
     expect(await readdir(path.join(dataDir, "blobs", "tmp"))).toEqual([]);
   });
 
+  it("a kept spare puts back a blob removed before the caller settled, new or deduplicated, and is then dropped", async () => {
+    const store = createBlobStore(dataDir);
+    const tmp = path.join(dataDir, "blobs", "tmp");
+    const first = await store.put(Readable.from([Buffer.from("spare me")]), { keepSpare: true });
+    expect(first.created).toBe(true);
+    const again = await store.put(Readable.from([Buffer.from("spare me")]), { keepSpare: true });
+    expect(again.created).toBe(false);
+    expect(await readdir(tmp)).toHaveLength(2);
+
+    await store.remove(first.key);
+    expect(await store.settle(first)).toBe(true);
+    expect(await readFile(store.pathOf(first.key), "utf8")).toBe("spare me");
+    // Already back: the second spare is only dropped.
+    expect(await store.settle(again)).toBe(false);
+    expect(await readdir(tmp)).toEqual([]);
+
+    const unused = await store.putFile(await writeSource("not kept"), { keepSpare: true });
+    await store.remove(unused.key);
+    expect(await store.settle(unused, { restore: false })).toBe(false);
+    expect(await store.has(unused.key)).toBe(false);
+    expect(await readdir(tmp)).toEqual([]);
+  });
+
   it("rejects keys that are not sha256 hex", () => {
     const store = createBlobStore(dataDir);
     expect(() => store.pathOf("../../etc/passwd")).toThrow(InvalidBlobKeyError);
@@ -128,3 +151,9 @@ describe("putFile within a directory", () => {
     await expect(store.putFile(path.join(ws, "fine.txt"), { within: ws })).resolves.toMatchObject({ size: 2 });
   });
 });
+
+async function writeSource(content: string): Promise<string> {
+  const file = path.join(dataDir, `src-${sha(content).slice(0, 8)}`);
+  await writeFile(file, content);
+  return file;
+}

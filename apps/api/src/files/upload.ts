@@ -26,7 +26,8 @@ export const payloadTooLarge = (maxBytes: number) =>
  * Streams the first file part named `field` of a multipart request into the blob store; nothing is
  * buffered in memory. Other fields and file parts are read and discarded. Rejects with an HttpError:
  * 400 `invalid_multipart` (not multipart, malformed), 400 `missing_file` (no such file part), 413
- * `payload_too_large` (over `maxBytes`; the store removes its temp file, so nothing is kept).
+ * `payload_too_large` (over `maxBytes`; the store removes its temp file, so nothing is kept). The caller
+ * settles `stored` (it holds a spare copy) once the file row is written.
  */
 export function receiveUpload(req: IncomingMessage, opts: ReceiveOptions): Promise<ReceivedUpload> {
   const field = opts.field ?? "file";
@@ -68,7 +69,9 @@ export function receiveUpload(req: IncomingMessage, opts: ReceiveOptions): Promi
       }
       fileStream = stream;
       upload = { filename: info.filename ?? "", clientType: info.mimeType ?? "" };
-      put = opts.blobs.put(stream, { maxBytes: opts.maxBytes });
+      // The spare lets the route put the blob back if a deletion of the same content removes it before the
+      // new file's row is committed (see routes/files.ts); the route settles it.
+      put = opts.blobs.put(stream, { maxBytes: opts.maxBytes, keepSpare: true });
       // Over the limit: answer at once rather than after the rest of the body.
       put.catch((err: unknown) => fail((err as Error)?.name === "BlobTooLargeError" ? payloadTooLarge(opts.maxBytes) : err));
     });
@@ -82,7 +85,10 @@ export function receiveUpload(req: IncomingMessage, opts: ReceiveOptions): Promi
       const meta = upload;
       put.then(
         (stored) => {
-          if (settled) return;
+          if (settled) {
+            void opts.blobs.settle(stored, { restore: false }).catch(() => undefined);
+            return;
+          }
           settled = true;
           resolve({ ...meta, stored });
         },

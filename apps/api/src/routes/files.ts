@@ -1,6 +1,6 @@
 import { pipeline } from "node:stream/promises";
 import { Router } from "express";
-import { blobInUse, createFile, deleteFile, findFile } from "@codeinterp/db";
+import { createFile, deleteFile, findFile, keepBlobs, removeBlobIfUnused } from "@codeinterp/db";
 import type { FileRow } from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
 import { executionChangedChannel } from "@codeinterp/queue";
@@ -51,11 +51,17 @@ export function filesRouter(deps: ApiDeps): Router {
         source: "upload",
       });
     } catch (err) {
+      await deps.blobs.settle(stored, { restore: false }).catch(() => undefined);
       // No row: do not keep a blob this request created and nothing references.
-      if (stored.created && !(await blobInUse(deps.db, stored.key).catch(() => true))) {
-        await deps.blobs.remove(stored.key).catch(() => undefined);
-      }
+      if (stored.created) await removeBlobIfUnused(deps.db, stored.key, () => deps.blobs.remove(stored.key)).catch(() => undefined);
       throw err;
+    }
+    // The same content may have been deleted (its blob removed) while this upload ran: put it back. The
+    // file exists from here on, so a failed wait is logged rather than answered as a failed upload.
+    try {
+      if (await keepBlobs(deps.db, [stored], (p) => deps.blobs.settle(p))) deps.log.info({ fileId: file.id }, "put back a blob a concurrent deletion removed");
+    } catch (err) {
+      deps.log.warn({ fileId: file.id, err: normalizeError(err) }, "could not wait for blob removals");
     }
     deps.log.info({ fileId: file.id, size: stored.size }, "file uploaded");
     res.status(201).location(`/v1/files/${file.id}`).json(serializeFile(file));
@@ -122,7 +128,7 @@ export function filesRouter(deps: ApiDeps): Router {
       await deps.redis.publish(executionChangedChannel(deps.queuePrefix), file.executionId).catch(() => undefined);
     }
     // Content-addressed: the blob may be shared with other files (other users' included).
-    if (!(await blobInUse(deps.db, file.storageKey))) await deps.blobs.remove(file.storageKey);
+    await removeBlobIfUnused(deps.db, file.storageKey, () => deps.blobs.remove(file.storageKey));
     deps.log.info({ fileId: file.id }, "file deleted");
     res.status(204).end();
   });

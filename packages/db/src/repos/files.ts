@@ -99,11 +99,6 @@ export async function deleteFile(db: Db, userId: string, id: string): Promise<Fi
   return file;
 }
 
-/** Whether any live file still points at a blob, so the blob may be removed when none does. */
-export async function blobInUse(db: Db, storageKey: string): Promise<boolean> {
-  return (await db.file.count({ where: { storageKey, deletedAt: null } })) > 0;
-}
-
 export function listExecutionFiles(db: Db, executionId: string, source: FileSource = "generated"): Promise<FileRow[]> {
   return db.file.findMany({ where: { executionId, source, deletedAt: null }, orderBy: [{ path: "asc" }] });
 }

@@ -1,0 +1,73 @@
+import { poolOf } from "../client";
+import type { Db } from "../client";
+import { query } from "../sql";
+
+/**
+ * Blobs are shared by content, so deleting a file removes its blob only when no live file references it.
+ * Without a lock that check races a new file of the same content: the deleter counts no reference, the
+ * writer's row lands, the deleter unlinks, and the new file has no content. So the count and the unlink run
+ * under an exclusive advisory lock on the blob's key, and a writer, once its row is committed, takes and
+ * drops a shared lock on the key: a removal that counted before that commit has finished by then (and the
+ * writer puts the blob back from its spare copy), and any later one sees the row.
+ */
+const LOCK_ID = (param: string) => `('x' || substr(${param}, 1, 16))::bit(64)::bigint`;
+
+/** Removes the blob with `remove` unless a live file references it; returns whether it did. */
+export async function removeBlobIfUnused(db: Db, storageKey: string, remove: () => Promise<unknown>): Promise<boolean> {
+  const client = await poolOf(db).connect();
+  let broken: unknown;
+  try {
+    await client.query("BEGIN");
+    await client.query({ name: "blob_lock", text: `SELECT pg_advisory_xact_lock(${LOCK_ID("$1::text")})`, values: [storageKey] });
+    const inUse = await client.query({
+      name: "blob_in_use",
+      text: "SELECT 1 FROM files WHERE storage_key = $1 AND deleted_at IS NULL LIMIT 1",
+      values: [storageKey],
+    });
+    const unused = inUse.rowCount === 0;
+    if (unused) await remove();
+    await client.query("COMMIT");
+    return unused;
+  } catch (err) {
+    broken = err;
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  } finally {
+    // A connection whose rollback may not have gone through is not given back to the pool.
+    client.release(broken instanceof Error ? broken : undefined);
+  }
+}
+
+/** Returns once no removal of these blobs that started before now is still under way. */
+export async function waitForBlobRemovals(db: Db, storageKeys: readonly string[]): Promise<void> {
+  const keys = [...new Set(storageKeys)].sort();
+  // Each statement is its own transaction: the shared locks are released as it ends. Chunks keep the
+  // lock table small for a capture of thousands of files.
+  for (let i = 0; i < keys.length; i += 500) {
+    await query(db, "blob_barrier", `SELECT count(pg_advisory_xact_lock_shared(${LOCK_ID("k")})) FROM unnest($1::text[]) AS k`, [keys.slice(i, i + 500)]);
+  }
+}
+
+/**
+ * For a writer whose file rows referencing these blobs are committed: waits out removals under way, then
+ * `settle`s each put (puts back a blob such a removal took, drops the spare copy). `settle` runs for every
+ * put even if the wait fails. Returns how many blobs had to be put back.
+ */
+export async function keepBlobs<P extends { key: string }>(db: Db, puts: readonly P[], settle: (put: P) => Promise<boolean>): Promise<number> {
+  let restored = 0;
+  const settleAll = async () => {
+    for (let i = 0; i < puts.length; i += 16) {
+      const done = await Promise.all(puts.slice(i, i + 16).map((p) => settle(p).catch(() => false)));
+      restored += done.filter(Boolean).length;
+    }
+  };
+  try {
+    await waitForBlobRemovals(
+      db,
+      puts.map((p) => p.key),
+    );
+  } finally {
+    await settleAll();
+  }
+  return restored;
+}
