@@ -10,6 +10,7 @@ import { loadWorkerEnv } from "../../apps/worker/src/env";
 import { startWorker } from "../../apps/worker/src/start";
 import type { RunningWorker } from "../../apps/worker/src/start";
 import { repoRoot } from "@codeinterp/config";
+import { isTerminal } from "@codeinterp/db";
 import { createLogger } from "@codeinterp/logger";
 import { createRedis } from "@codeinterp/queue";
 import { createTestDatabase } from "./database";
@@ -137,12 +138,19 @@ export function client(baseUrl: string, key: string) {
         await new Promise((r) => setTimeout(r, 100));
       }
     },
-    /** Submits code and waits (long-poll) until the execution ends. */
-    async run(body: Record<string, unknown>, waitMs = 30_000) {
+    /**
+     * Submits code and waits (long-polls, each poll capped by the API's MAX_WAIT_MS) until the execution ends
+     * or `waitMs` has passed; returns the execution as last seen.
+     */
+    async run(body: Record<string, unknown>, waitMs = 45_000) {
       const created = await call("POST", "/v1/executions", { chatId: "chat-1", messageId: `msg-${randomBytes(4).toString("hex")}`, ...body });
       if (created.status !== 202) throw new Error(`submit failed: ${created.status} ${JSON.stringify(created.body)}`);
-      const done = await call("GET", `/v1/executions/${created.body.id}?waitMs=${waitMs}`);
-      return done.body;
+      const until = Date.now() + waitMs;
+      for (;;) {
+        const left = Math.max(0, until - Date.now());
+        const done = await call("GET", `/v1/executions/${created.body.id}?waitMs=${Math.min(left, 30_000)}`);
+        if (isTerminal(done.body?.status) || left === 0) return done.body;
+      }
     },
   };
 }
