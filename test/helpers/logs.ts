@@ -10,10 +10,15 @@ const tracked = new Set<string>();
 export function openLogFile(file: string): { fd: number; stream: { write(line: string): void }; close(): void } {
   const fd = openSync(file, "a");
   tracked.add(file);
+  let open = true;
   return {
     fd,
-    stream: { write: (line: string) => void writeSync(fd, line) },
-    close: () => closeSync(fd),
+    // Something still finishing after the stack closed may log once more: that line is dropped.
+    stream: { write: (line: string) => void (open && writeSync(fd, line)) },
+    close: () => {
+      open = false;
+      closeSync(fd);
+    },
   };
 }
 

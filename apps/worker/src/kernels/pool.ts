@@ -16,6 +16,8 @@ export interface PooledKernel {
   slot: PoolSlot;
 }
 
+const CLOSE_WAIT_MS = 15_000;
+
 /**
  * Pre-started kernels that have never run anyone's code, so a message's first execution does not wait
  * for a kernel start (~0.6-1 s). Refilled one kernel at a time in the background to avoid start storms.
@@ -24,7 +26,8 @@ export interface PooledKernel {
  */
 export class KernelPool {
   private readonly ready: PooledKernel[] = [];
-  private filling = false;
+  /** The refill loop under way, if any: close() waits for it, so no kernel start outlives the pool. */
+  private filling: Promise<void> | null = null;
   private closed = false;
   private failures = 0;
 
@@ -71,14 +74,14 @@ export class KernelPool {
 
   refill(): void {
     if (this.filling || this.closed || this.ready.length >= this.size) return;
-    this.filling = true;
-    void (async () => {
+    this.filling = (async () => {
       try {
         while (!this.closed && this.ready.length < this.size) {
           const slot = await this.newSlot();
           const session = await this.gateway.startKernel({ path: slot.path });
           if (this.closed) {
             await session.shutdown().catch(() => undefined);
+            if (slot.disposable) await rm(slot.dir, { recursive: true, force: true }).catch(() => undefined);
             break;
           }
           this.ready.push({ session, slot });
@@ -86,19 +89,27 @@ export class KernelPool {
           this.onChange(this.ids());
         }
       } catch (err) {
+        if (this.closed) return;
         this.failures++;
         this.log.warn({ err: normalizeError(err), failures: this.failures }, "kernel pool refill failed");
         // Back off so a gateway outage does not turn into a tight loop of failed starts.
         const delay = Math.min(1000 * 2 ** this.failures, 30_000);
         setTimeout(() => this.refill(), delay).unref();
       } finally {
-        this.filling = false;
+        this.filling = null;
       }
     })();
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    // A start under way ends by shutting its kernel down (the loop sees `closed`); wait for that, within
+    // reason, so closing leaves no kernel or request behind.
+    if (this.filling) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.filling, new Promise((r) => (timer = setTimeout(r, CLOSE_WAIT_MS)))]);
+      clearTimeout(timer);
+    }
     const kernels = this.ready.splice(0);
     this.onChange([]);
     await Promise.all(

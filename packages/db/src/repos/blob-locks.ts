@@ -39,7 +39,7 @@ export async function removeBlobIfUnused(db: Db, storageKey: string, remove: () 
 }
 
 /** Returns once no removal of these blobs that started before now is still under way. */
-export async function waitForBlobRemovals(db: Db, storageKeys: readonly string[]): Promise<void> {
+async function waitForBlobRemovals(db: Db, storageKeys: readonly string[]): Promise<void> {
   const keys = [...new Set(storageKeys)].sort();
   // Each statement is its own transaction: the shared locks are released as it ends. Chunks keep the
   // lock table small for a capture of thousands of files.
@@ -62,10 +62,7 @@ export async function keepBlobs<P extends { key: string }>(db: Db, puts: readonl
     }
   };
   try {
-    await waitForBlobRemovals(
-      db,
-      puts.map((p) => p.key),
-    );
+    await waitForBlobRemovals(db, puts.map((p) => p.key));
   } finally {
     await settleAll();
   }

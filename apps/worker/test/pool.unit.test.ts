@@ -1,0 +1,49 @@
+import { mkdir, mkdtemp, rm, stat } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, expect, it } from "vitest";
+import { createLogger } from "@codeinterp/logger";
+import type { KernelGateway, KernelSession } from "@codeinterp/kernel";
+import { KernelPool } from "../src/kernels/pool";
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), "pool-"));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+// A gateway whose kernel start finishes only when the test says so: the pool logic alone is under test.
+function slowGateway() {
+  let finish: () => void = () => undefined;
+  const shutdowns: string[] = [];
+  const session = {
+    id: "k1",
+    isDead: false,
+    status: "idle",
+    connection: { connectionStatus: "connected" },
+    shutdown: async () => void shutdowns.push("k1"),
+  } as unknown as KernelSession;
+  const gateway = {
+    startKernel: () => new Promise<KernelSession>((resolve) => (finish = () => resolve(session))),
+  } as unknown as KernelGateway;
+  return { gateway, shutdowns, finish: () => finish() };
+}
+
+it("close waits for a kernel start under way, then shuts that kernel down and removes its directory", async () => {
+  const g = slowGateway();
+  const slot = { dir: path.join(dir, "slot"), path: "slot", disposable: true };
+  await mkdir(slot.dir);
+  const pool = new KernelPool(g.gateway, 1, createLogger({ name: "test", level: "silent" }), async () => slot);
+  pool.refill();
+  let closed = false;
+  const closing = pool.close().then(() => (closed = true));
+  await new Promise((r) => setTimeout(r, 50));
+  expect(closed).toBe(false);
+  g.finish();
+  await closing;
+  expect(g.shutdowns).toEqual(["k1"]);
+  await expect(stat(slot.dir)).rejects.toThrow(/ENOENT/);
+  expect(pool.available).toBe(0);
+});
