@@ -25,6 +25,11 @@ c.MappingKernelManager.kernel_info_timeout = 60
 # Autorestart is how a crashed kernel becomes visible to clients (status "restarting"); without it runs hang.
 c.KernelManager.autorestart = True
 c.KernelManager.shutdown_wait_time = 3.0
+# A kernel's ports are picked free a moment before it binds them; another process (any outgoing connection)
+# can take one meanwhile, and the kernel dies with "Address already in use". The server then restarts it
+# "with new random ports", but with jupyter_client 7.4's port cache on it reuses the same ports, so all five
+# restarts fail the same way. Without the cache each restart before the kernel is alive gets new ports.
+c.KernelManager.cache_ports = False
 
 c.ServerApp.iopub_data_rate_limit = 0
 c.ServerApp.shutdown_no_activity_timeout = 0

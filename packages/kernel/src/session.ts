@@ -9,6 +9,7 @@ import type { ExecuteOptions, ExecutionOutcome } from "./types";
 const RESTART_TIMEOUT_MS = 30_000;
 const INTERRUPT_TIMEOUT_MS = 5_000;
 const SHUTDOWN_RETRIES = 10;
+const READY_POLL_MS = 2_000;
 
 /** Shuts a kernel down; 404 means already gone; a 500 (jupyter_client 7.4, kernel mid-restart) is retried. */
 export async function shutdownKernelById(id: string, settings: ServerConnection.ISettings, firstDelayMs = 0): Promise<void> {
@@ -41,6 +42,9 @@ export class KernelSession {
   private deathReason = "";
   private queue: Promise<unknown> = Promise.resolve();
   private restarts = 0;
+  private onDeath: (err: Error) => void = () => undefined;
+  /** Rejects when the session is marked dead, so waits on the kernel end then instead of at their timeout. */
+  private readonly death = new Promise<never>((_, reject) => (this.onDeath = reject));
 
   constructor(
     readonly connection: Kernel.IKernelConnection,
@@ -48,6 +52,7 @@ export class KernelSession {
     private readonly log: Log,
   ) {
     this.id = connection.id;
+    this.death.catch(() => undefined);
     // After a server autorestart the library calls reconnect() from a detached promise; if that fails (or we
     // dispose meanwhile) its rejection is unhandled and would crash the process. Failure stays visible
     // through connectionStatus, which restart() checks.
@@ -102,6 +107,7 @@ export class KernelSession {
     this.dead = true;
     this.deathReason = reason;
     this.log.warn({ kernelId: this.id, reason }, "kernel session is dead");
+    this.onDeath(new KernelDiedError(`kernel ${this.id} is dead: ${reason}`));
   }
 
   /** Waits (bounded) until the websocket is connected again, e.g. after the server restarted a crashed kernel. */
@@ -122,9 +128,26 @@ export class KernelSession {
     });
   }
 
-  /** Resolves once the kernel answered kernel_info, i.e. can run code. */
+  /**
+   * Resolves once the kernel answered kernel_info, i.e. can run code (after any restarts the server makes
+   * while it starts). Rejects with KernelDiedError within seconds of the server giving the kernel up.
+   */
   async ready(timeoutMs: number): Promise<void> {
-    await withTimeout(this.connection.info, timeoutMs, `kernel ${this.id} start`);
+    // The server gives a kernel up after its restart limit without a word on the websocket (jupyter_server
+    // keeps it open): ask it every few seconds whether the kernel still exists.
+    const poll = setInterval(() => {
+      KernelAPI.getKernelModel(this.id, this.settings).then(
+        (model) => {
+          if (!model || model.execution_state === "dead") this.markDead("the server gave the kernel up while it started");
+        },
+        () => undefined,
+      );
+    }, READY_POLL_MS);
+    try {
+      await withTimeout(Promise.race([this.connection.info, this.death]), timeoutMs, `kernel ${this.id} start`);
+    } finally {
+      clearInterval(poll);
+    }
   }
 
   execute(code: string, opts: ExecuteOptions = {}): Promise<ExecutionOutcome> {

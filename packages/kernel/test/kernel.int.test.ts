@@ -1,8 +1,8 @@
-import { mkdir, mkdtemp, realpath, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, realpath, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createKernelGateway, GatewayUnavailableError, InvalidKernelPathError, silentLog, startLocalJupyter } from "../src";
+import { createKernelGateway, GatewayUnavailableError, InvalidKernelPathError, KernelDiedError, silentLog, startLocalJupyter } from "../src";
 import type { KernelEvent, KernelGateway, KernelSession, LocalJupyter } from "../src";
 
 let tmp: string;
@@ -133,6 +133,15 @@ describe("kernel lifecycle", () => {
     await expect(gateway.startKernel({ path: "../escape" })).rejects.toThrow(InvalidKernelPathError);
     await expect(gateway.startKernel({ path: "/etc" })).rejects.toThrow(InvalidKernelPathError);
     await expect(gateway.startKernel({ path: "no/such/dir" })).rejects.toThrow(InvalidKernelPathError);
+  });
+
+  it("a kernel that dies while starting fails the start with KernelDiedError, not at the start timeout", { timeout: 60_000 }, async () => {
+    // Exits at once, every time the server restarts it: the server gives it up after its restart limit.
+    const spec = join(tmp, "state", "data", "kernels", "dies-at-start");
+    await mkdir(spec, { recursive: true });
+    await writeFile(join(spec, "kernel.json"), JSON.stringify({ argv: ["/bin/sh", "-c", "exit 3", "{connection_file}"], display_name: "dies", language: "python" }));
+    const dying = createKernelGateway({ baseUrl: server.url, token: server.token, log: silentLog, kernelName: "dies-at-start", kernelStartTimeoutMs: 600_000 });
+    await expect(dying.startKernel()).rejects.toThrow(KernelDiedError);
   });
 
   it("reports an unreachable gateway with a named error", async () => {

@@ -2,6 +2,7 @@ import { realpath } from "node:fs/promises";
 import type { Db, ExecutionRow } from "@codeinterp/db";
 import { claimQueuedExecution, finishExecution, markExecutionRunning, getExecutionForWorker, isTerminal, listMessageAttachments, transitionExecution } from "@codeinterp/db";
 import type { ExecutionOutcome, KernelEvent } from "@codeinterp/kernel";
+import { KernelDiedError } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import type { EventPublisher, Redis } from "@codeinterp/queue";
@@ -336,8 +337,16 @@ export function kernelRequestFor(env: Pick<WorkerEnv, "DATA_DIR">, layout: Works
  */
 async function acquireReadyKernel(deps: RunExecutionDeps, req: AcquireRequest, kernelDir: string, log: Logger): Promise<KernelLease> {
   for (let attempt = 1; ; attempt++) {
-    // A lock taken before the job started serves the first try only: a failed try releases it.
-    const lease = await deps.broker.acquire(attempt === 1 ? req : { ...req, heldLock: undefined });
+    let lease: KernelLease;
+    try {
+      // A lock taken before the job started serves the first try only: a failed try releases it.
+      lease = await deps.broker.acquire(attempt === 1 ? req : { ...req, heldLock: undefined });
+    } catch (err) {
+      // A new kernel that died while starting (e.g. a port taken by another process) gets one more try.
+      if (attempt >= 2 || !(err instanceof KernelDiedError) || req.signal?.aborted) throw err;
+      log.warn({ err: normalizeError(err).message }, "kernel died while starting; taking another");
+      continue;
+    }
     try {
       if (lease.reused) {
         if (!lease.session.isDead) return lease;
