@@ -81,6 +81,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     },
   });
   const retention = await startWorkspaceRetention({
+    blobs,
     connection,
     prefix: env.QUEUE_PREFIX,
     dataDir: env.DATA_DIR,

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { constants as fsc, createWriteStream } from "node:fs";
 import type { ReadStream } from "node:fs";
-import { link, lstat, mkdir, open, readlink, realpath, rename, stat, unlink } from "node:fs/promises";
+import { link, lstat, mkdir, open, readdir, readlink, realpath, rename, stat, unlink } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { Transform } from "node:stream";
@@ -90,6 +90,8 @@ export interface BlobStore {
    * Returns whether it had to put it back. With `restore: false` (the row was never written) it only drops it.
    */
   settle(result: PutResult, opts?: { restore?: boolean }): Promise<boolean>;
+  /** Removes temp files (partial writes, spares) not written to for `olderThanMs`: left by a process that died. */
+  removeStaleTemp(olderThanMs: number, now?: number): Promise<number>;
 }
 
 const KEY = /^[0-9a-f]{64}$/;
@@ -345,5 +347,23 @@ export function createBlobStore(dataDir: string): BlobStore {
     }
   }
 
-  return { root, put, putFile, pathOf, has, open: openBlob, remove, settle };
+  async function removeStaleTemp(olderThanMs: number, now = Date.now()): Promise<number> {
+    let names: string[];
+    try {
+      names = await readdir(tmpDir);
+    } catch (err) {
+      if (isCode(err, "ENOENT")) return 0;
+      throw err;
+    }
+    let removed = 0;
+    for (const name of names) {
+      const file = path.join(tmpDir, name);
+      const st = await lstat(file).catch(() => null);
+      if (!st || now - st.mtimeMs < olderThanMs) continue;
+      if (await unlink(file).then(() => true, () => false)) removed++;
+    }
+    return removed;
+  }
+
+  return { root, put, putFile, pathOf, has, open: openBlob, remove, settle, removeStaleTemp };
 }

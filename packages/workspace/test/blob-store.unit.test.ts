@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, utimes, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -88,6 +88,18 @@ describe("blob store", () => {
     expect(await store.settle(unused, { restore: false })).toBe(false);
     expect(await store.has(unused.key)).toBe(false);
     expect(await readdir(tmp)).toEqual([]);
+  });
+
+  it("removes temp files a dead process left a day ago, and nothing newer", async () => {
+    const store = createBlobStore(dataDir);
+    expect(await store.removeStaleTemp(1000)).toBe(0);
+    const old = await store.put(Readable.from([Buffer.from("left behind")]), { keepSpare: true });
+    const fresh = await store.put(Readable.from([Buffer.from("in use")]), { keepSpare: true });
+    const dayAgo = new Date(Date.now() - 25 * 3600_000);
+    await utimes(old.spare!, dayAgo, dayAgo);
+    expect(await store.removeStaleTemp(24 * 3600_000)).toBe(1);
+    expect(await readdir(path.join(dataDir, "blobs", "tmp"))).toEqual([path.basename(fresh.spare!)]);
+    expect(await readFile(store.pathOf(old.key), "utf8")).toBe("left behind");
   });
 
   it("rejects keys that are not sha256 hex", () => {

@@ -3,10 +3,15 @@ import type { Logger } from "@codeinterp/logger";
 import { jobCatalog, parseJobPayload, queueNames } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
 import { removeIdleWorkspaces } from "@codeinterp/workspace";
+import type { BlobStore } from "@codeinterp/workspace";
 import { tryLock } from "../kernels/lock";
 import { messageLockKey } from "../kernels/message-broker";
 
+/** A temp file in the blob store untouched this long was left by a process that died mid-write. */
+const STALE_TEMP_MS = 24 * 3600_000;
+
 export interface RetentionOptions {
+  blobs: BlobStore;
   connection: Redis;
   prefix: string;
   dataDir: string;
@@ -17,7 +22,8 @@ export interface RetentionOptions {
 
 /**
  * Workspaces idle longer than the retention age are removed by a repeatable BullMQ job (one schedule for
- * the whole deployment, whichever worker picks it up). Stored files stay until deleted through the API.
+ * the whole deployment, whichever worker picks it up). Stored files stay until deleted through the API; the
+ * blob store's temp files left by a process that died mid-write (a day old) go too.
  */
 export async function startWorkspaceRetention(opts: RetentionOptions): Promise<{ close(): Promise<void> }> {
   const job = jobCatalog.cleanWorkspaces;
@@ -40,7 +46,9 @@ export async function startWorkspaceRetention(opts: RetentionOptions): Promise<{
         }
       });
       if (removed.length) opts.log.info({ removed: removed.length }, "removed idle workspaces");
-      return { removed: removed.length };
+      const temp = await opts.blobs.removeStaleTemp(STALE_TEMP_MS);
+      if (temp) opts.log.info({ removed: temp }, "removed stale temp files from the blob store");
+      return { removed: removed.length, staleTemp: temp };
     },
     { connection: opts.connection, prefix: opts.prefix, concurrency: 1 },
   );
