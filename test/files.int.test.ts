@@ -225,6 +225,27 @@ describe("refusals", () => {
     expect(await countFileRows()).toBe(before);
   });
 
+  it("a client that drops the connection after a whole file part leaves no temp file and no row", async () => {
+    const before = await countFileRows();
+    const boundary = "----dropped-after-file";
+    await new Promise<void>((resolve) => {
+      const req = http.request(`${stack.url}/v1/files`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${aliceKey}`, "content-type": `multipart/form-data; boundary=${boundary}`, "content-length": "100000" },
+      });
+      req.on("error", () => resolve());
+      req.write(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="whole.txt"\r\n\r\nall of it\r\n`);
+      req.write(`--${boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\nmore`);
+      setTimeout(() => {
+        req.destroy();
+        resolve();
+      }, 300);
+    });
+    const tmp = path.join(stack.dataDir, "blobs", "tmp");
+    await expect.poll(async () => (await readdir(tmp).catch(() => [])).length, { timeout: 5000 }).toBe(0);
+    expect(await countFileRows()).toBe(before);
+  });
+
   it("answers 401 without a key", async () => {
     const form = new FormData();
     form.append("file", new Blob(["x"]), "x.txt");

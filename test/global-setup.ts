@@ -1,4 +1,3 @@
-import { closeSync, openSync, writeSync } from "node:fs";
 import { chmod, mkdir, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -8,6 +7,7 @@ import { migrate, ensureDatabase } from "@codeinterp/db";
 import { DEFAULT_SANDBOX_LIMITS, startLocalJupyter } from "@codeinterp/kernel";
 import type { LocalJupyter } from "@codeinterp/kernel";
 import { repoRoot } from "@codeinterp/config";
+import { openLogFile } from "./helpers/logs";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -47,7 +47,7 @@ export default async function setup(project: TestProject) {
   await chmod(testRoot, 0o711);
   // Every test stack's logs, and the Jupyter server's: printed with a failed test (helpers/failure-logs.ts).
   await mkdir(path.join(testRoot, "logs"), { recursive: true });
-  const jupyterLog = openSync(path.join(testRoot, "logs", "jupyter.log"), "a");
+  const jupyterLog = openLogFile(path.join(testRoot, "logs", "jupyter.log"));
   let jupyter: LocalJupyter | null = null;
   let jupyterUrl = process.env.JUPYTER_URL;
   let jupyterToken = process.env.JUPYTER_TOKEN ?? "";
@@ -57,7 +57,7 @@ export default async function setup(project: TestProject) {
       rootDir: testRoot,
       stateDir: path.join(testRoot, "jupyter-state"),
       port: 0,
-      log: fileLog(jupyterLog),
+      log: fileLog(jupyterLog.stream),
       // Small enough that the hostile-code tests hit the file-size limit quickly.
       sandboxLimits: { ...DEFAULT_SANDBOX_LIMITS, maxFileBytes: TEST_MAX_FILE_BYTES },
     });
@@ -71,7 +71,8 @@ export default async function setup(project: TestProject) {
 
   return async () => {
     await jupyter?.stop();
-    closeSync(jupyterLog);
+    // The server's pipes may still deliver a line after it exited: the log drops writes once closed.
+    jupyterLog.close();
     const c = new pg.Client({ connectionString: withDb(baseUrl, "postgres") });
     await c.connect();
     await c.query(`DROP DATABASE IF EXISTS "${template}" WITH (FORCE)`);
@@ -81,9 +82,9 @@ export default async function setup(project: TestProject) {
 }
 
 /** The Jupyter server's output and our notes on it, one line each, into the run's jupyter.log. */
-function fileLog(fd: number) {
+function fileLog(out: { write(line: string): void }) {
   const line = (level: string) => (o: unknown, m?: string) => {
-    writeSync(fd, `${new Date().toISOString()} ${level} ${m ?? ""} ${typeof o === "object" && o ? JSON.stringify(o) : String(o)}\n`);
+    out.write(`${new Date().toISOString()} ${level} ${m ?? ""} ${typeof o === "object" && o ? JSON.stringify(o) : String(o)}\n`);
   };
   return {
     debug: line("debug"),

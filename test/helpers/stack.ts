@@ -139,8 +139,8 @@ export function client(baseUrl: string, key: string) {
       }
     },
     /**
-     * Submits code and waits (long-polls, each poll capped by the API's MAX_WAIT_MS) until the execution ends
-     * or `waitMs` has passed; returns the execution as last seen.
+     * Submits code and waits (long-polls of up to 30 s each) until the execution ends or `waitMs` has
+     * passed; returns the execution as last seen (or the error body of a failed poll).
      */
     async run(body: Record<string, unknown>, waitMs = 45_000) {
       const created = await call("POST", "/v1/executions", { chatId: "chat-1", messageId: `msg-${randomBytes(4).toString("hex")}`, ...body });
@@ -149,7 +149,7 @@ export function client(baseUrl: string, key: string) {
       for (;;) {
         const left = Math.max(0, until - Date.now());
         const done = await call("GET", `/v1/executions/${created.body.id}?waitMs=${Math.min(left, 30_000)}`);
-        if (isTerminal(done.body?.status) || left === 0) return done.body;
+        if (done.status !== 200 || isTerminal(done.body?.status) || left === 0) return done.body;
       }
     },
   };

@@ -17,6 +17,8 @@ afterEach(async () => {
 // A gateway whose kernel start finishes only when the test says so: the pool logic alone is under test.
 function slowGateway() {
   let finish: () => void = () => undefined;
+  let onStart: () => void = () => undefined;
+  const started = new Promise<void>((r) => (onStart = r));
   const shutdowns: string[] = [];
   const session = {
     id: "k1",
@@ -26,9 +28,13 @@ function slowGateway() {
     shutdown: async () => void shutdowns.push("k1"),
   } as unknown as KernelSession;
   const gateway = {
-    startKernel: () => new Promise<KernelSession>((resolve) => (finish = () => resolve(session))),
+    startKernel: () =>
+      new Promise<KernelSession>((resolve) => {
+        finish = () => resolve(session);
+        onStart();
+      }),
   } as unknown as KernelGateway;
-  return { gateway, shutdowns, finish: () => finish() };
+  return { gateway, shutdowns, started, finish: () => finish() };
 }
 
 it("close waits for a kernel start under way, then shuts that kernel down and removes its directory", async () => {
@@ -37,6 +43,7 @@ it("close waits for a kernel start under way, then shuts that kernel down and re
   await mkdir(slot.dir);
   const pool = new KernelPool(g.gateway, 1, createLogger({ name: "test", level: "silent" }), async () => slot);
   pool.refill();
+  await g.started;
   let closed = false;
   const closing = pool.close().then(() => (closed = true));
   await new Promise((r) => setTimeout(r, 50));
@@ -46,4 +53,22 @@ it("close waits for a kernel start under way, then shuts that kernel down and re
   expect(g.shutdowns).toEqual(["k1"]);
   await expect(stat(slot.dir)).rejects.toThrow(/ENOENT/);
   expect(pool.available).toBe(0);
+});
+
+it("a kernel start that fails removes the directory it was to wait in", async () => {
+  const slot = { dir: path.join(dir, "failed-slot"), path: "failed-slot", disposable: true };
+  await mkdir(slot.dir);
+  let failed: () => void = () => undefined;
+  const attempted = new Promise<void>((r) => (failed = r));
+  const gateway = {
+    startKernel: async () => {
+      setImmediate(failed);
+      throw new Error("gateway down");
+    },
+  } as unknown as KernelGateway;
+  const pool = new KernelPool(gateway, 1, createLogger({ name: "test", level: "silent" }), async () => slot);
+  pool.refill();
+  await attempted;
+  await expect.poll(() => stat(slot.dir).then(() => "there", () => "gone")).toBe("gone");
+  await pool.close();
 });

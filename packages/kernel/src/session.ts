@@ -67,8 +67,8 @@ export class KernelSession {
         if (/Canceled future/.test(String((err as Error | undefined)?.message))) return undefined;
         throw err;
       });
-    // The library also replaces its kernel_info promise on every (auto)restart and reconnect, and rejects a
-    // pending one when it is disposed; nobody awaits those, so each gets a handler as soon as it exists.
+    // The library rejects its kernel_info promise if a reply errors, when nobody may be waiting on it: it
+    // gets a handler up front (and again on every status change, which costs nothing).
     const guardInfo = () => {
       connection.info.catch(() => undefined);
     };
@@ -135,13 +135,18 @@ export class KernelSession {
   async ready(timeoutMs: number): Promise<void> {
     // The server gives a kernel up after its restart limit without a word on the websocket (jupyter_server
     // keeps it open): ask it every few seconds whether the kernel still exists.
+    let asking = false;
     const poll = setInterval(() => {
-      KernelAPI.getKernelModel(this.id, this.settings).then(
-        (model) => {
-          if (!model || model.execution_state === "dead") this.markDead("the server gave the kernel up while it started");
-        },
-        () => undefined,
-      );
+      if (asking) return;
+      asking = true;
+      KernelAPI.getKernelModel(this.id, this.settings)
+        .then(
+          (model) => {
+            if (!model || model.execution_state === "dead") this.markDead("the server gave the kernel up while it started");
+          },
+          () => undefined,
+        )
+        .finally(() => (asking = false));
     }, READY_POLL_MS);
     try {
       await withTimeout(Promise.race([this.connection.info, this.death]), timeoutMs, `kernel ${this.id} start`);

@@ -55,6 +55,8 @@ export function receiveUpload(req: IncomingMessage, opts: ReceiveOptions): Promi
     const fail = (err: unknown) => {
       if (settled) return;
       settled = true;
+      // A put that still completes (the file part had arrived whole) is nobody's: drop its spare copy.
+      put?.then((stored) => opts.blobs.settle(stored, { restore: false })).catch(() => undefined);
       req.unpipe(bb);
       // Drain what the client still sends so the answer can be read and the connection kept.
       req.resume();
@@ -85,10 +87,7 @@ export function receiveUpload(req: IncomingMessage, opts: ReceiveOptions): Promi
       const meta = upload;
       put.then(
         (stored) => {
-          if (settled) {
-            void opts.blobs.settle(stored, { restore: false }).catch(() => undefined);
-            return;
-          }
+          if (settled) return;
           settled = true;
           resolve({ ...meta, stored });
         },

@@ -78,10 +78,14 @@ export class KernelPool {
       try {
         while (!this.closed && this.ready.length < this.size) {
           const slot = await this.newSlot();
-          const session = await this.gateway.startKernel({ path: slot.path });
-          if (this.closed) {
-            await session.shutdown().catch(() => undefined);
-            if (slot.disposable) await rm(slot.dir, { recursive: true, force: true }).catch(() => undefined);
+          const dropSlot = () => (slot.disposable ? rm(slot.dir, { recursive: true, force: true }).catch(() => undefined) : undefined);
+          const session = this.closed ? null : await this.gateway.startKernel({ path: slot.path }).catch(async (err: unknown) => {
+            await dropSlot();
+            throw err;
+          });
+          if (!session || this.closed) {
+            await session?.shutdown().catch(() => undefined);
+            await dropSlot();
             break;
           }
           this.ready.push({ session, slot });

@@ -10,6 +10,7 @@ import { query } from "../sql";
  * drops a shared lock on the key: a removal that counted before that commit has finished by then (and the
  * writer puts the blob back from its spare copy), and any later one sees the row.
  */
+const LOCKS_PER_STATEMENT = 32;
 const LOCK_ID = (param: string) => `('x' || substr(${param}, 1, 16))::bit(64)::bigint`;
 
 /** Removes the blob with `remove` unless a live file references it; returns whether it did. */
@@ -41,30 +42,27 @@ export async function removeBlobIfUnused(db: Db, storageKey: string, remove: () 
 /** Returns once no removal of these blobs that started before now is still under way. */
 async function waitForBlobRemovals(db: Db, storageKeys: readonly string[]): Promise<void> {
   const keys = [...new Set(storageKeys)].sort();
-  // Each statement is its own transaction: the shared locks are released as it ends. Chunks keep the
-  // lock table small for a capture of thousands of files.
-  for (let i = 0; i < keys.length; i += 500) {
-    await query(db, "blob_barrier", `SELECT count(pg_advisory_xact_lock_shared(${LOCK_ID("k")})) FROM unnest($1::text[]) AS k`, [keys.slice(i, i + 500)]);
+  // Each statement is its own transaction: the shared locks are released as it ends. Small chunks keep
+  // the shared lock table (64 entries per connection by default) from filling up under big captures.
+  for (let i = 0; i < keys.length; i += LOCKS_PER_STATEMENT) {
+    await query(db, "blob_barrier", `SELECT count(pg_advisory_xact_lock_shared(${LOCK_ID("k")})) FROM unnest($1::text[]) AS k`, [
+      keys.slice(i, i + LOCKS_PER_STATEMENT),
+    ]);
   }
 }
 
 /**
  * For a writer whose file rows referencing these blobs are committed: waits out removals under way, then
- * `settle`s each put (puts back a blob such a removal took, drops the spare copy). `settle` runs for every
- * put even if the wait fails. Returns how many blobs had to be put back.
+ * `settle`s each put (puts back a blob such a removal took, drops the spare copy). Returns how many blobs
+ * had to be put back. If the wait fails, nothing is settled: a removal may still be under way, so the
+ * spares stay (the blob store's stale-temp sweep removes them) and the error is the caller's.
  */
 export async function keepBlobs<P extends { key: string }>(db: Db, puts: readonly P[], settle: (put: P) => Promise<boolean>): Promise<number> {
+  await waitForBlobRemovals(db, puts.map((p) => p.key));
   let restored = 0;
-  const settleAll = async () => {
-    for (let i = 0; i < puts.length; i += 16) {
-      const done = await Promise.all(puts.slice(i, i + 16).map((p) => settle(p).catch(() => false)));
-      restored += done.filter(Boolean).length;
-    }
-  };
-  try {
-    await waitForBlobRemovals(db, puts.map((p) => p.key));
-  } finally {
-    await settleAll();
+  for (let i = 0; i < puts.length; i += 16) {
+    const done = await Promise.all(puts.slice(i, i + 16).map((p) => settle(p).catch(() => false)));
+    restored += done.filter(Boolean).length;
   }
   return restored;
 }
