@@ -72,6 +72,27 @@ async function countFileRows(): Promise<number> {
   }
 }
 
+/** Starts a multipart upload announcing more bytes than it sends, writes `chunks`, and drops it after `ms`. */
+function sendThenDrop(boundary: string, chunks: string[], ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const req = http.request(`${stack.url}/v1/files`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${aliceKey}`, "content-type": `multipart/form-data; boundary=${boundary}`, "content-length": "100000" },
+    });
+    req.on("error", () => resolve());
+    for (const c of chunks) req.write(c);
+    setTimeout(() => {
+      req.destroy();
+      resolve();
+    }, ms);
+  });
+}
+
+async function expectNoTempFiles(): Promise<void> {
+  const tmp = path.join(stack.dataDir, "blobs", "tmp");
+  await expect.poll(async () => (await readdir(tmp).catch(() => [])).length, { timeout: 5000 }).toBe(0);
+}
+
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
 describe("upload and download", () => {
@@ -208,41 +229,23 @@ describe("refusals", () => {
   it("an upload the client abandons midway leaves no temp file and no row", async () => {
     const before = await countFileRows();
     const boundary = "----abandoned";
-    await new Promise<void>((resolve) => {
-      const req = http.request(`${stack.url}/v1/files`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${aliceKey}`, "content-type": `multipart/form-data; boundary=${boundary}`, "content-length": "100000" },
-      });
-      req.on("error", () => resolve());
-      req.write(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="half.bin"\r\n\r\n${"x".repeat(500)}`);
-      setTimeout(() => {
-        req.destroy();
-        resolve();
-      }, 200);
-    });
-    const tmp = path.join(stack.dataDir, "blobs", "tmp");
-    await expect.poll(async () => (await readdir(tmp).catch(() => [])).length, { timeout: 5000 }).toBe(0);
+    await sendThenDrop(boundary, [`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="half.bin"\r\n\r\n${"x".repeat(500)}`], 200);
+    await expectNoTempFiles();
     expect(await countFileRows()).toBe(before);
   });
 
   it("a client that drops the connection after a whole file part leaves no temp file and no row", async () => {
     const before = await countFileRows();
     const boundary = "----dropped-after-file";
-    await new Promise<void>((resolve) => {
-      const req = http.request(`${stack.url}/v1/files`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${aliceKey}`, "content-type": `multipart/form-data; boundary=${boundary}`, "content-length": "100000" },
-      });
-      req.on("error", () => resolve());
-      req.write(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="whole.txt"\r\n\r\nall of it\r\n`);
-      req.write(`--${boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\nmore`);
-      setTimeout(() => {
-        req.destroy();
-        resolve();
-      }, 300);
-    });
-    const tmp = path.join(stack.dataDir, "blobs", "tmp");
-    await expect.poll(async () => (await readdir(tmp).catch(() => [])).length, { timeout: 5000 }).toBe(0);
+    await sendThenDrop(
+      boundary,
+      [
+        `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="whole.txt"\r\n\r\nall of it\r\n`,
+        `--${boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\nmore`,
+      ],
+      300,
+    );
+    await expectNoTempFiles();
     expect(await countFileRows()).toBe(before);
   });
 
@@ -256,7 +259,11 @@ describe("refusals", () => {
 describe("deletion and ownership", () => {
   it("DELETE answers 204, then the file is gone", async () => {
     const up = await upload(aliceKey, "bye", "bye.txt");
+    const blob = path.join(stack.dataDir, "blobs", up.body.sha256.slice(0, 2), up.body.sha256.slice(2, 4), up.body.sha256);
+    expect((await readdir(path.dirname(blob))).includes(up.body.sha256)).toBe(true);
     expect((await api.del(`/v1/files/${up.body.id}`)).status).toBe(204);
+    // The last file with this content: its stored bytes go too.
+    expect((await readdir(path.dirname(blob))).includes(up.body.sha256)).toBe(false);
     expect((await api.get(`/v1/files/${up.body.id}`)).status).toBe(404);
     expect((await download(aliceKey, up.body.id)).status).toBe(404);
     expect((await api.del(`/v1/files/${up.body.id}`)).status).toBe(404);

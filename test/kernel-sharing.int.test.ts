@@ -22,14 +22,15 @@ describe("one message across several workers", () => {
   });
 });
 
-describe("cancel while waiting for the message's previous execution", () => {
+// Two worker slots: a cancel of an execution waiting for its message, and a busy message next to a free one.
+describe("executions waiting for their message's previous one", () => {
   let stack: TestStack;
   beforeAll(async () => {
     stack = await startTestStack({ env: { KERNEL_POOL_SIZE: "0", WORKER_CONCURRENCY: "2" } });
   });
   afterAll(async () => stack?.close());
 
-  it("ends the waiting one as cancelled at once, without running it, and the first one still completes", async () => {
+  it("a cancel ends the waiting one at once, without running it, and the first one still completes", async () => {
     const api = client(stack.url, (await stack.newUser("waiter")).key);
     const first = await api.post("/v1/executions", { chatId: "c", messageId: "m", code: "import time\ntime.sleep(4)\nprint('first')" });
     await api.waitForStatus(first.body.id, "running");
@@ -44,14 +45,6 @@ describe("cancel while waiting for the message's previous execution", () => {
     expect(done.body.status).toBe("completed");
     expect(done.body.result.stdout).toBe("first\n");
   });
-});
-
-describe("a busy message and the worker's slots", () => {
-  let stack: TestStack;
-  beforeAll(async () => {
-    stack = await startTestStack({ env: { KERNEL_POOL_SIZE: "0", WORKER_CONCURRENCY: "2" } });
-  });
-  afterAll(async () => stack?.close());
 
   it("executions waiting for their message do not hold slots: another message runs at once, and the waiters run in turn", async () => {
     const api = client(stack.url, (await stack.newUser("busy")).key);

@@ -1,4 +1,3 @@
-import { poolOf } from "../client";
 import type { Db } from "../client";
 import { query } from "../sql";
 
@@ -15,28 +14,16 @@ const LOCK_ID = (param: string) => `('x' || substr(${param}, 1, 16))::bit(64)::b
 
 /** Removes the blob with `remove` unless a live file references it; returns whether it did. */
 export async function removeBlobIfUnused(db: Db, storageKey: string, remove: () => Promise<unknown>): Promise<boolean> {
-  const client = await poolOf(db).connect();
-  let broken: unknown;
-  try {
-    await client.query("BEGIN");
-    await client.query({ name: "blob_lock", text: `SELECT pg_advisory_xact_lock(${LOCK_ID("$1::text")})`, values: [storageKey] });
-    const inUse = await client.query({
-      name: "blob_in_use",
-      text: "SELECT 1 FROM files WHERE storage_key = $1 AND deleted_at IS NULL LIMIT 1",
-      values: [storageKey],
-    });
-    const unused = inUse.rowCount === 0;
-    if (unused) await remove();
-    await client.query("COMMIT");
-    return unused;
-  } catch (err) {
-    broken = err;
-    await client.query("ROLLBACK").catch(() => undefined);
-    throw err;
-  } finally {
-    // A connection whose rollback may not have gone through is not given back to the pool.
-    client.release(broken instanceof Error ? broken : undefined);
-  }
+  // The timeout covers waiting behind another deletion of the same blob, not just these statements.
+  return db.$transaction(
+    async (tx) => {
+      await tx.$queryRawUnsafe(`SELECT 1 FROM pg_advisory_xact_lock(${LOCK_ID("$1::text")})`, storageKey);
+      if ((await tx.file.count({ where: { storageKey, deletedAt: null }, take: 1 })) > 0) return false;
+      await remove();
+      return true;
+    },
+    { timeout: 30_000 },
+  );
 }
 
 /** Returns once no removal of these blobs that started before now is still under way. */
