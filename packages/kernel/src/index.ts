@@ -35,3 +35,7 @@ export {
   sandboxLauncherScript,
 } from "./sandbox";
 export type { SandboxLimits } from "./sandbox";
+export { EgressPolicy, EgressRuleError, isPublicAddress, parseEgressAllowlist } from "./egress/allowlist";
+export type { EgressDecision, EgressRule } from "./egress/allowlist";
+export { egressPassword, startEgressProxy } from "./egress/proxy";
+export type { EgressProxy, EgressProxyOptions } from "./egress/proxy";
