@@ -18,10 +18,12 @@ interface Service {
   volumes?: Array<string | { type?: string; source?: string; target: string }>;
   depends_on?: string[] | Record<string, { condition?: string }>;
   ports?: Array<string | number>;
+  networks?: string[];
 }
 interface Compose {
   services: Record<string, Service>;
   volumes?: Record<string, unknown>;
+  networks?: Record<string, { internal?: boolean } | null>;
 }
 
 const compose = parse(read("docker-compose.yml"), { merge: true }) as Compose;
@@ -58,7 +60,14 @@ function mounts(name: string): Array<{ source: string; target: string }> {
 
 const appServices = ["migrate", "api", "worker"] as const;
 // ADMIN_TOKEN has no default (${ADMIN_TOKEN:?...}): give it what an operator would.
-const operatorEnv = { ADMIN_TOKEN: "an-operator-admin-token-0123456789", JUPYTER_TOKEN: "operator-jupyter-token" };
+const operatorEnv = {
+  ADMIN_TOKEN: "an-operator-admin-token-0123456789",
+  JUPYTER_TOKEN: "operator-jupyter-token",
+  POSTGRES_PASSWORD: "operator-postgres-password",
+  REDIS_PASSWORD: "operator-redis-password",
+};
+/** A service's environment as the operator's compose run gives it. */
+const operatorEnvOf = (name: string) => Object.fromEntries(Object.entries(envOf(name)).map(([k, v]) => [k, interpolate(v, operatorEnv)]));
 
 describe("docker-compose.yml", () => {
   it("runs the whole stack", () => {
@@ -97,18 +106,47 @@ describe("docker-compose.yml", () => {
 
     const jupyterUrl = new URL(interpolate(envOf("worker").JUPYTER_URL!));
     expect(commandOf("jupyter")).toContain(`--ServerApp.port=${jupyterUrl.port}`);
-    expect(new URL(envOf("worker").REDIS_URL!).port || "6379").toBe("6379");
-    expect(new URL(envOf("worker").DATABASE_URL!).port).toBe("5432");
+    const worker = operatorEnvOf("worker");
+    expect(new URL(worker.REDIS_URL!).port || "6379").toBe("6379");
+    expect(new URL(worker.DATABASE_URL!).port).toBe("5432");
     // The database the apps use is the one Postgres creates.
-    const db = new URL(envOf("worker").DATABASE_URL!);
-    const pg = envOf("postgres");
+    const db = new URL(worker.DATABASE_URL!);
+    const pg = operatorEnvOf("postgres");
     expect(db.pathname.slice(1)).toBe(pg.POSTGRES_DB);
     expect(decodeURIComponent(db.username)).toBe(pg.POSTGRES_USER);
     expect(decodeURIComponent(db.password)).toBe(pg.POSTGRES_PASSWORD);
   });
 
+  it("kernels share a network with the workers only: no route to Postgres, Redis, the API or the internet", () => {
+    const nets = (name: string) => services[name]?.networks ?? ["default"];
+    const internal = (net: string) => compose.networks?.[net]?.internal === true;
+    for (const net of nets("jupyter")) {
+      expect(internal(net), `${net} is internal`).toBe(true);
+      const members = Object.keys(services).filter((s) => nets(s).includes(net));
+      expect(members.sort(), `who shares ${net} with the kernels`).toEqual(["jupyter", "worker"]);
+    }
+    for (const s of ["postgres", "redis"]) {
+      for (const net of nets(s)) expect(internal(net), `${s} on ${net}`).toBe(true);
+      expect(nets(s).some((n) => nets("jupyter").includes(n)), `${s} shares a network with the kernels`).toBe(false);
+    }
+    // Only the API is published, and only it joins a non-internal network.
+    const exposed = Object.keys(services).filter((s) => nets(s).some((n) => !internal(n)));
+    expect(exposed).toEqual(["api"]);
+  });
+
+  it("Postgres and Redis demand passwords the operator sets, and the apps' URLs carry them", () => {
+    expect(() => interpolate(envOf("postgres").POSTGRES_PASSWORD!)).toThrow(/POSTGRES_PASSWORD/);
+    expect(() => interpolate(commandOf("redis").join(" "))).toThrow(/REDIS_PASSWORD/);
+    expect(commandOf("redis").map((a) => interpolate(a, operatorEnv)).join(" ")).toContain(`--requirepass ${operatorEnv.REDIS_PASSWORD}`);
+    for (const s of appServices) {
+      const env = operatorEnvOf(s);
+      expect(decodeURIComponent(new URL(env.REDIS_URL!).password), s).toBe(operatorEnv.REDIS_PASSWORD);
+      expect(decodeURIComponent(new URL(env.DATABASE_URL!).password), s).toBe(operatorEnv.POSTGRES_PASSWORD);
+    }
+  });
+
   it("the API listens on the port it publishes", () => {
-    const port = loadApiEnv(Object.fromEntries(Object.entries(envOf("api")).map(([k, v]) => [k, interpolate(v, operatorEnv)]))).PORT;
+    const port = loadApiEnv(operatorEnvOf("api")).PORT;
     expect((services.api!.ports ?? []).map(String)).toContainEqual(expect.stringMatching(new RegExp(`:${port}$`)));
   });
 
@@ -123,7 +161,7 @@ describe("docker-compose.yml", () => {
     expect(mounts("api")).toContainEqual({ source: workerData!.source, target: envOf("api").DATA_DIR });
     expect(commandOf("jupyter")).toContain(`--ServerApp.root_dir=${dataDir}`);
     // KERNEL_ROOT_DIR defaults to DATA_DIR, which is right only because root_dir is the same path.
-    expect(loadWorkerEnv(envOf("worker")).KERNEL_ROOT_DIR).toBe(path.resolve(dataDir));
+    expect(loadWorkerEnv(operatorEnvOf("worker")).KERNEL_ROOT_DIR).toBe(path.resolve(dataDir));
   });
 
   it("the Jupyter server and the apps share one token", () => {
@@ -137,7 +175,7 @@ describe("docker-compose.yml", () => {
   it("sets only variables the apps read, with values their env schemas accept", () => {
     // zod strips unknown keys: a misspelt or removed variable is missing from the parsed env.
     const check = (service: string, load: (src: Record<string, string>) => object) => {
-      const env = Object.fromEntries(Object.entries(envOf(service)).map(([k, v]) => [k, interpolate(v, operatorEnv)]));
+      const env = operatorEnvOf(service);
       const parsed = load(env);
       const unknown = Object.keys(env).filter((k) => !(k in parsed));
       expect(unknown, `${service} sets variables its env.ts does not know`).toEqual([]);
