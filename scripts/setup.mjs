@@ -24,11 +24,11 @@ const mtime = (p) => (existsSync(p) ? statSync(p).mtimeMs : 0);
 function ensureDependencies() {
   const marker = path.join(root, "node_modules/.package-lock.json");
   if (existsSync(marker) && mtime(marker) >= mtime(path.join(root, "package-lock.json"))) return;
-  // `npm install` with the committed lockfile installs exactly the pinned versions. Not `npm ci`: the
-  // lockfile lacks turbo's macOS/Windows binaries (absent from the registry these machines reach), which
-  // `npm ci` treats as out of sync.
-  say("installing dependencies (npm install from package-lock.json)");
-  run("npm", ["install", "--no-audit", "--no-fund", "--loglevel=error"]);
+  // A fresh clone gets exactly the lockfile (`npm ci` fails loudly if it is out of step with a package.json);
+  // an existing tree whose lockfile changed is brought up to it without starting over.
+  const fresh = !existsSync(path.join(root, "node_modules"));
+  say(`installing dependencies (${fresh ? "npm ci" : "npm install"} from package-lock.json)`);
+  run("npm", [fresh ? "ci" : "install", "--no-audit", "--no-fund", "--loglevel=error"]);
 }
 
 function reachable(host, port, timeoutMs = 1500) {
