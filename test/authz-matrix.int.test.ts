@@ -1,28 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { client, startTestStack } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
+import { contractRoutes } from "./helpers/contract";
+import type { Route } from "./helpers/contract";
 
 /**
  * Every /v1 route, read from the served /openapi.json (so a new route is covered without editing this
- * file), plus the routes API.md promises, called by user B on user A's objects: 404 exactly as for a
+ * file), plus the routes docs/API.md promises, called by user B on user A's objects: 404 exactly as for a
  * missing object (or an empty listing for list routes), never A's data, never 403; without a key: 401.
  */
 
-type Route = { method: string; path: string };
-
-/** Routes in /shared/API.md. Every one must be in /openapi.json too. */
-const CONTRACT_ROUTES: Route[] = [
-  { method: "post", path: "/v1/files" },
-  { method: "get", path: "/v1/files/{id}" },
-  { method: "get", path: "/v1/files/{id}/content" },
-  { method: "post", path: "/v1/executions" },
-  { method: "get", path: "/v1/executions/{id}" },
-  { method: "get", path: "/v1/executions/{id}/events" },
-  { method: "post", path: "/v1/executions/{id}/cancel" },
-  { method: "get", path: "/v1/messages/{messageId}/files" },
-  { method: "get", path: "/v1/chats/{chatId}/files" },
-  { method: "get", path: "/v1/messages/{messageId}/context" },
-];
+/** User routes docs/API.md promises. Every one is in /openapi.json too (test/api-contract.unit.test.ts). */
+const CONTRACT_ROUTES: Route[] = contractRoutes().filter((r) => r.path.startsWith("/v1/") && !r.path.startsWith("/v1/admin/"));
 
 const LIST_ROUTES = new Set(["/v1/messages/{messageId}/files", "/v1/chats/{chatId}/files", "/v1/messages/{messageId}/context"]);
 
