@@ -1,3 +1,5 @@
+import { createParser } from "eventsource-parser";
+
 export interface SseEvent {
   event: string;
   id?: string;
@@ -10,32 +12,22 @@ export async function readSse(url: string, key: string, opts: { headers?: Record
   const res = await fetch(url, { headers: { authorization: `Bearer ${key}`, accept: "text/event-stream", ...opts.headers } });
   if (res.status !== 200 || !res.body) throw new Error(`SSE answered ${res.status}`);
   const events: SseEvent[] = [];
+  let stop = false;
+  const parser = createParser({
+    onEvent(message) {
+      if (stop || !message.event) return;
+      const ev: SseEvent = { event: message.event, data: JSON.parse(message.data), at: Date.now(), ...(message.id ? { id: message.id } : {}) };
+      events.push(ev);
+      if (opts.until?.(ev)) stop = true;
+    },
+  });
   const decoder = new TextDecoder();
-  let buf = "";
   const reader = res.body.getReader();
-  for (;;) {
+  while (!stop) {
     const { value, done } = await reader.read();
     if (done) break;
-    buf += decoder.decode(value, { stream: true });
-    let sep: number;
-    while ((sep = buf.indexOf("\n\n")) >= 0) {
-      const block = buf.slice(0, sep);
-      buf = buf.slice(sep + 2);
-      const e: Partial<SseEvent> = { at: Date.now() };
-      const data: string[] = [];
-      for (const line of block.split("\n")) {
-        if (line.startsWith("event: ")) e.event = line.slice(7);
-        else if (line.startsWith("id: ")) e.id = line.slice(4);
-        else if (line.startsWith("data: ")) data.push(line.slice(6));
-      }
-      if (!e.event) continue;
-      const ev = { ...e, data: JSON.parse(data.join("\n")) } as SseEvent;
-      events.push(ev);
-      if (opts.until?.(ev)) {
-        await reader.cancel();
-        return events;
-      }
-    }
+    parser.feed(decoder.decode(value, { stream: true }));
   }
+  if (stop) await reader.cancel();
   return events;
 }

@@ -1,3 +1,4 @@
+import { LRUCache } from "lru-cache";
 import type { serializeExecution } from "./serialize";
 
 type Body = ReturnType<typeof serializeExecution>;
@@ -9,31 +10,20 @@ type Body = ReturnType<typeof serializeExecution>;
  * client that keeps polling a finished execution, or many clients of one, then costs no database read.
  */
 export class FinishedExecutionCache {
-  private readonly entries = new Map<string, { userId: string; body: Body; until: number }>();
+  private readonly entries: LRUCache<string, { userId: string; body: Body }>;
 
-  constructor(
-    private readonly ttlMs = 5000,
-    private readonly max = 10_000,
-  ) {}
+  constructor(ttlMs = 5000, max = 10_000) {
+    this.entries = new LRUCache({ max, ttl: ttlMs, ttlAutopurge: false });
+  }
 
   get(userId: string, id: string): Body | null {
     const e = this.entries.get(id);
-    if (!e) return null;
-    if (e.until <= Date.now()) {
-      this.entries.delete(id);
-      return null;
-    }
     // Someone else's execution is as absent as a missing one: the route then reads (and finds nothing).
-    return e.userId === userId ? e.body : null;
+    return e && e.userId === userId ? e.body : null;
   }
 
   set(userId: string, id: string, body: Body): void {
-    if (this.entries.size >= this.max) {
-      // Oldest first: a Map iterates in insertion order.
-      const oldest = this.entries.keys().next();
-      if (!oldest.done) this.entries.delete(oldest.value);
-    }
-    this.entries.set(id, { userId, body, until: Date.now() + this.ttlMs });
+    this.entries.set(id, { userId, body });
   }
 
   invalidate(id: string): void {

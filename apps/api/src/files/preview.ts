@@ -1,3 +1,4 @@
+import { parse as parseCsv } from "csv-parse/sync";
 import { open } from "node:fs/promises";
 import path from "node:path";
 import yauzl from "yauzl";
@@ -75,43 +76,22 @@ function decodeText(bytes: Buffer): string | null {
  */
 export function parseHeaderRow(text: string, opts: { delimiter?: string; complete?: boolean } = {}): string[] {
   const delimiter = opts.delimiter ?? guessDelimiter(text);
-  const fields: string[] = [];
-  let field = "";
-  let i = 0;
-  let quoted = false;
-  let ended = false;
-  while (i < text.length) {
-    const ch = text[i]!;
-    if (quoted) {
-      if (ch === '"') {
-        if (text[i + 1] === '"') {
-          field += '"';
-          i += 2;
-          continue;
-        }
-        quoted = false;
-      } else field += ch;
-      i++;
-      continue;
-    }
-    if (ch === '"' && field.trim() === "") {
-      field = "";
-      quoted = true;
-    } else if (ch === delimiter) {
-      fields.push(field);
-      field = "";
-    } else if (ch === "\n" || ch === "\r") {
-      ended = true;
-      break;
-    } else field += ch;
-    i++;
+  let first: { record: string[]; raw: string } | undefined;
+  try {
+    // csv-parse's types do not model `raw: true`, which adds each record's source text.
+    [first] = parseCsv(text, { delimiter, to: 1, relax_quotes: true, relax_column_count: true, raw: true }) as unknown as Array<{ record: string[]; raw: string }>;
+  } catch {
+    return []; // a header cut off inside a quoted field: nothing reliable to show
   }
-  if (ended || opts.complete !== false) {
-    if (!(fields.length === 0 && field.trim() === "")) fields.push(field);
-  }
+  if (!first) return [];
+  const fields = [...first.record];
+  // A head of a larger file may end inside the header row: its last field is then incomplete.
+  if (opts.complete === false && !/[\r\n]$/.test(first.raw)) fields.pop();
+  if (fields.length === 1 && fields[0]?.trim() === "") return [];
   return fields.slice(0, MAX_ITEMS).map((f) => cleanItem(f));
 }
 
+/** csv-parse takes a delimiter but does not sniff one; a header row's most frequent candidate outside quotes is. */
 function guessDelimiter(text: string): string {
   const counts = new Map<string, number>([[",", 0], [";", 0], ["\t", 0], ["|", 0]]);
   let quoted = false;
