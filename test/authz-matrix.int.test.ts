@@ -24,7 +24,7 @@ const CONTRACT_ROUTES: Route[] = [
   { method: "get", path: "/v1/messages/{messageId}/context" },
 ];
 
-const LIST_ROUTES = new Set(["/v1/messages/{messageId}/files", "/v1/chats/{chatId}/files", "/v1/messages/{messageId}/context"]);
+const LIST_ROUTES = new Set(["/v1/messages/{messageId}/files", "/v1/chats/{chatId}/files", "/v1/messages/{messageId}/context", "/v1/messages/{messageId}/links"]);
 
 describe("authorization matrix", () => {
   let stack: TestStack;
@@ -87,7 +87,9 @@ describe("authorization matrix", () => {
       const ids = r.path.startsWith("/v1/files") ? [A.file, A.generated] : [A.execution, A.running];
       for (const id of ids) out.push({ label: id, url: r.path.replace("{id}", id) });
     } else if (r.path.includes("{messageId}")) {
-      out.push({ label: A.message, url: r.path.replace("{messageId}", encodeURIComponent(A.message)) });
+      // Link rewriting takes model text naming Alice's file: Bob must get it back unsigned.
+      const body = r.method === "post" ? { text: "[out](sandbox:/mnt/data/alice-out.txt)" } : undefined;
+      out.push({ label: A.message, url: r.path.replace("{messageId}", encodeURIComponent(A.message)), body });
     } else if (r.path.includes("{chatId}")) {
       out.push({ label: A.chat, url: r.path.replace("{chatId}", encodeURIComponent(A.chat)) });
     } else if (r.path === "/v1/executions" && r.method === "post") {
@@ -135,8 +137,8 @@ describe("authorization matrix", () => {
         if (res.status >= 500) problems.push(`${r.method} ${inst.url}: ${res.status}`);
         if (LIST_ROUTES.has(r.path)) {
           if (res.status !== 200) problems.push(`${r.method} ${inst.url}: ${res.status} (want an empty 200)`);
-          const body = JSON.parse(res.text) as { files?: unknown[]; totalFiles?: number; messages?: object };
-          if ((body.files?.length ?? 0) !== 0 || (body.totalFiles ?? 0) !== 0 || Object.keys(body.messages ?? {}).length !== 0) {
+          const body = JSON.parse(res.text) as { files?: unknown[]; links?: unknown[]; totalFiles?: number; messages?: object };
+          if ((body.files?.length ?? 0) !== 0 || (body.links?.length ?? 0) !== 0 || (body.totalFiles ?? 0) !== 0 || Object.keys(body.messages ?? {}).length !== 0) {
             problems.push(`${r.method} ${inst.url}: listing not empty`);
           }
         } else if (r.path.includes("{")) {

@@ -9,6 +9,8 @@ import type {
   FileMetadata,
   MessageContext,
   MessageFiles,
+  RewrittenText,
+  SignedLink,
 } from "./types";
 import { isTerminalStatus } from "./types";
 
@@ -82,6 +84,15 @@ export interface CodeinterpClient {
   listMessageFiles(messageId: string, opts?: RequestOptions): Promise<MessageFiles>;
   listChatFiles(chatId: string, opts?: RequestOptions): Promise<ChatFiles>;
   messageContext(messageId: string, opts?: RequestOptions): Promise<MessageContext>;
+  /** A signed link to a file: opens in a browser, an <img> or another program without the API key. */
+  createLink(fileId: string, opts?: LinkOptions): Promise<SignedLink>;
+  /** Model text with `sandbox:/mnt/data/...` and `/mnt/data/...` links turned into the message's signed links. */
+  rewriteLinks(messageId: string, text: string, opts?: LinkOptions): Promise<RewrittenText>;
+}
+
+export interface LinkOptions extends RequestOptions {
+  /** Lifetime in seconds (the server caps it); default the server's SIGNED_LINK_TTL_S. */
+  expiresIn?: number;
 }
 
 const enc = encodeURIComponent;
@@ -252,6 +263,12 @@ export function createClient(options: ClientOptions): CodeinterpClient {
     listChatFiles: (chatId, opts = {}) => json<ChatFiles>("GET", `/v1/chats/${enc(chatId)}/files`, undefined, opts.signal),
 
     messageContext: (messageId, opts = {}) => json<MessageContext>("GET", `/v1/messages/${enc(messageId)}/context`, undefined, opts.signal),
+
+    createLink: (fileId, opts = {}) =>
+      json<SignedLink>("POST", `/v1/files/${enc(fileId)}/links`, opts.expiresIn !== undefined ? { expiresIn: opts.expiresIn } : {}, opts.signal),
+
+    rewriteLinks: (messageId, text, opts = {}) =>
+      json<RewrittenText>("POST", `/v1/messages/${enc(messageId)}/links`, { text, ...(opts.expiresIn !== undefined ? { expiresIn: opts.expiresIn } : {}) }, opts.signal),
   };
   return client;
 }

@@ -92,6 +92,11 @@ export function findFile(db: Db, userId: string, id: string): Promise<FileRow | 
   return db.file.findFirst({ where: { id, userId, deletedAt: null } });
 }
 
+/** A live file by id whoever owns it: only for callers that proved access another way (a signed link). */
+export function findLiveFileById(db: Db, id: string): Promise<FileRow | null> {
+  return db.file.findFirst({ where: { id, deletedAt: null } });
+}
+
 export async function deleteFile(db: Db, userId: string, id: string): Promise<FileRow | null> {
   const file = await findFile(db, userId, id);
   if (!file) return null;
