@@ -20,17 +20,19 @@ async function upload(key: string, bytes: Buffer, name: string): Promise<string>
   return ((await res.json()) as { id: string }).id;
 }
 
+function parseJson(bytes: Buffer): { error?: { code: string; message: string } } | null {
+  try {
+    return JSON.parse(bytes.toString("utf8")) as { error?: { code: string; message: string } };
+  } catch {
+    return null; // not JSON: the file
+  }
+}
+
 /** Fetches a URL the way a browser given the link would: no Authorization header. */
 async function open(url: string, init: RequestInit = {}) {
   const res = await fetch(url, init);
   const bytes = Buffer.from(await res.arrayBuffer());
-  let json: { error?: { code: string; message: string } } | null = null;
-  try {
-    json = JSON.parse(bytes.toString("utf8")) as typeof json;
-  } catch {
-    // not JSON: the file
-  }
-  return { status: res.status, headers: res.headers, bytes, json };
+  return { status: res.status, headers: res.headers, bytes, json: parseJson(bytes) };
 }
 
 let aliceKey = "";
@@ -81,7 +83,7 @@ describe("signed download links", () => {
     // Expiry has one-second resolution: wait until the server says so (at most ~2 s).
     await expect.poll(async () => (await open(made.body.url)).status, { timeout: 5000, interval: 200 }).toBe(403);
     const got = await open(made.body.url);
-    expect(got.json?.error.code).toBe("link_expired");
+    expect(got.json?.error?.code).toBe("link_expired");
     expect(got.bytes.includes(CSV.subarray(0, 20))).toBe(false);
   });
 
@@ -101,13 +103,13 @@ describe("signed download links", () => {
     for (const v of variants) {
       const got = await open(v);
       expect({ v, status: got.status }).toEqual({ v, status: 403 });
-      expect(got.json?.error.code).toBe("invalid_signature");
+      expect(got.json?.error?.code).toBe("invalid_signature");
       expect(got.bytes.toString()).not.toContain("secret,2");
     }
     // A path that is not a file id at all: 404 JSON.
     const junk = await open(`${stack.url}/links/not-a-uuid?expires=1&signature=x`);
     expect(junk.status).toBe(404);
-    expect(junk.json?.error.code).toBe("not_found");
+    expect(junk.json?.error?.code).toBe("not_found");
   });
 
   it("another user cannot make a link for someone's file: 404 as for a missing one", async () => {
@@ -128,7 +130,7 @@ describe("signed download links", () => {
     expect((await alice.del(`/v1/files/${id}`)).status).toBe(204);
     const got = await open(url);
     expect(got.status).toBe(404);
-    expect(got.json?.error.code).toBe("not_found");
+    expect(got.json?.error?.code).toBe("not_found");
   });
 });
 

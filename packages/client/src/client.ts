@@ -65,6 +65,8 @@ export interface CodeinterpClient {
   readonly baseUrl: string;
   uploadFile(data: UploadData, name: string, opts?: UploadOptions): Promise<FileInfo>;
   getFile(id: string, opts?: RequestOptions): Promise<FileMetadata>;
+  /** The caller's uploads with this content (sha256 hex), and this name if given, newest first. */
+  findFiles(query: { sha256: string; name?: string }, opts?: RequestOptions): Promise<FileInfo[]>;
   /** The whole content of a file. */
   downloadFile(id: string, opts?: RequestOptions): Promise<ArrayBuffer>;
   /** The content as a stream, with the name and type the server gave. */
@@ -169,6 +171,11 @@ export function createClient(options: ClientOptions): CodeinterpClient {
     },
 
     getFile: (id, opts = {}) => json<FileMetadata>("GET", `/v1/files/${enc(id)}`, undefined, opts.signal),
+
+    async findFiles(query, opts = {}) {
+      const q = new URLSearchParams({ sha256: query.sha256, ...(query.name !== undefined ? { name: query.name } : {}) });
+      return (await json<{ files: FileInfo[] }>("GET", `/v1/files?${q.toString()}`, undefined, opts.signal)).files;
+    },
 
     async downloadFile(id, opts = {}) {
       const res = await request("GET", `/v1/files/${enc(id)}/content`, { signal: opts.signal });

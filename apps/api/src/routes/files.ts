@@ -1,5 +1,5 @@
 import { Router } from "express";
-import { createFile, deleteFile, findFile, keepBlobs, removeBlobIfUnused } from "@codeinterp/db";
+import { createFile, deleteFile, findFile, findUploadsByContent, keepBlobs, removeBlobIfUnused } from "@codeinterp/db";
 import type { FileRow } from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
 import { executionChangedChannel } from "@codeinterp/queue";
@@ -10,7 +10,7 @@ import { notFound } from "../errors";
 import { mimeTypeForUpload } from "../files/mime";
 import { sendFileContent } from "../files/send";
 import { receiveUpload } from "../files/upload";
-import { FileParams } from "../schemas-files";
+import { FileLookupQuery, FileParams } from "../schemas-files";
 import { serializeFile } from "../serialize";
 import { parseInput } from "../validate";
 
@@ -65,6 +65,14 @@ export function filesRouter(deps: ApiDeps): Router {
     }
     deps.log.info({ fileId: file.id, size: stored.size }, "file uploaded");
     res.status(201).location(`/v1/files/${file.id}`).json(serializeFile(file));
+  });
+
+  // Clients that keep their own copies (the Open WebUI Tool) ask before uploading the same bytes again.
+  router.get("/files", async (req, res) => {
+    const userId = userOf(res);
+    const { sha256, name } = parseInput(FileLookupQuery, req.query, "query");
+    const files = await findUploadsByContent(deps.db, userId, sha256, name === undefined ? undefined : sanitizeFilename(name));
+    res.json({ files: files.map(serializeFile) });
   });
 
   router.get("/files/:id", async (req, res) => {
