@@ -15,7 +15,8 @@ import { parseInput } from "../validate";
 /** Making signed links (API key): for one file, or for every file of a message with its text rewritten. */
 export function linksRouter(deps: ApiDeps): Router {
   const router = Router();
-  const { SIGNED_LINK_TTL_S, SIGNED_LINK_MAX_TTL_S, PUBLIC_URL } = deps.env;
+  const { SIGNED_LINK_MAX_TTL_S, PUBLIC_URL } = deps.env;
+  const SIGNED_LINK_TTL_S = Math.min(deps.env.SIGNED_LINK_TTL_S, SIGNED_LINK_MAX_TTL_S);
   const createBody = createLinkBody(SIGNED_LINK_MAX_TTL_S);
   const rewriteBody = rewriteLinksBody(SIGNED_LINK_MAX_TTL_S);
 
