@@ -184,10 +184,7 @@ describe("Open WebUI Tool", () => {
     ].join("\n");
     const out = await runTool({ calls: [{ user: owuiUser(), chat_id: "chat-3", message_id: "msg-3", files: [], code }] });
     const { result, events } = out.calls[0]!;
-    const answer = JSON.parse(result) as {
-      status: string;
-      files: Array<{ name: string; path: string | null; id: string; url: string; download_url?: string; codeinterp_file_id?: string; mime_type: string; size: number }>;
-    };
+    const answer = JSON.parse(result) as { status: string; files: Array<{ name: string; path: string | null; id: string; url: string; mime_type: string; size: number }> };
     expect(answer.status).toBe("completed");
     const byName = new Map(answer.files.map((f) => [f.name, f]));
     expect([...byName.keys()].sort()).toEqual(["chart-1.png", "chart.png", "summary.xlsx"]);
@@ -196,17 +193,17 @@ describe("Open WebUI Tool", () => {
     for (const name of ["summary.xlsx", "chart.png"]) {
       const f = byName.get(name)!;
       expect(f.path).toBe(name);
+      // Open WebUI serves it from its own route; no codeinterp link was handed out for a stored copy.
       expect(f.url).toBe(`/api/v1/files/${f.id}/content`);
-      // What codeinterp stored, what Open WebUI now stores for the user, and the signed link: the same bytes.
-      const original = Buffer.from(await (await fetch(`${stack.url}/v1/files/${f.codeinterp_file_id}/content`, { headers: { authorization: `Bearer ${key}` } })).arrayBuffer());
       const row = out.files[f.id]!;
+      const cid = row.meta.data.codeinterp_file_id as string;
+      // What codeinterp stored and what Open WebUI now stores for the user: the same bytes.
+      const original = Buffer.from(await (await fetch(`${stack.url}/v1/files/${cid}/content`, { headers: { authorization: `Bearer ${key}` } })).arrayBuffer());
       expect(row).toMatchObject({ user_id: "owui-user-1", filename: name, meta: { name, size: original.length } });
       expect(row.path).toBe(`s3://stub-bucket/${f.id}_${name}`);
       expect((await readFile(path.join(bucket, `${f.id}_${name}`))).equals(original)).toBe(true);
-      const viaLink = Buffer.from(await (await fetch(f.download_url!)).arrayBuffer());
-      expect(viaLink.equals(original)).toBe(true);
       expect(original.length).toBe(f.size);
-      expect((await api.get(`/v1/files/${f.codeinterp_file_id}`)).body.messageId).toBe("msg-3");
+      expect((await api.get(`/v1/files/${cid}`)).body.messageId).toBe("msg-3");
     }
     expect(out.files[byName.get("summary.xlsx")!.id]!.meta.content_type).toBe("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet");
     const xlsx = await readFile(path.join(bucket, `${byName.get("summary.xlsx")!.id}_summary.xlsx`));
@@ -221,6 +218,26 @@ describe("Open WebUI Tool", () => {
     expect(filesEvent).toBeGreaterThan(0);
     expect(events[filesEvent]!.data.files).toEqual(shown);
     expect(filesEvent).toBeLessThan(events.length - 1);
+  });
+
+  it("without Open WebUI's file store the user gets codeinterp signed links that download byte-exact; a pasted image is attached", { timeout: 120_000 }, async () => {
+    const png = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==", "base64");
+    // A pasted image stays a data URL in the chat input (MessageInput.svelte on:paste: `{ type: 'image', url }`).
+    const pasted = { type: "image", url: `data:image/png;base64,${png.toString("base64")}` };
+    const code = "import os\nprint(os.path.getsize('/mnt/data/image-1.png'))\nopen('/mnt/data/out.bin','wb').write(bytes(range(256)) * 10)";
+    const out = await runTool({ without_store: true, calls: [{ user: owuiUser(), chat_id: "chat-7", message_id: "msg-7", files: [pasted], code }] });
+    const { result, events } = out.calls[0]!;
+    const answer = JSON.parse(result) as { status: string; stdout: string; files: Array<{ name: string; url: string; expires_at: string }> };
+    expect(answer).toMatchObject({ status: "completed", stdout: `${png.length}\n` });
+    const bin = answer.files.find((f) => f.name === "out.bin")!;
+    expect(bin.url).toMatch(new RegExp(`^${stack.url}/links/`));
+    expect(Date.parse(bin.expires_at)).toBeGreaterThan(Date.now());
+    const got = Buffer.from(await (await fetch(bin.url)).arrayBuffer());
+    expect(got.equals(Buffer.from(Array.from({ length: 2560 }, (_v, i) => i % 256)))).toBe(true);
+    // Shown in the message from the page's events; nothing was written to Open WebUI.
+    const shown = events.find((e) => e.type === "chat:message:files")!.data.files!;
+    expect(shown).toEqual([{ type: "file", name: "out.bin", url: bin.url, content_type: "application/octet-stream" }]);
+    expect(out.files).toEqual({});
   });
 
   it("a Python error reaches the model with its traceback", { timeout: 120_000 }, async () => {

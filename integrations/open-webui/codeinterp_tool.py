@@ -476,65 +476,70 @@ class _Run:
     # ---- results ----------------------------------------------------------------------------------
 
     async def deliver(self, execution: dict) -> list:
-        """Generated files and charts into Open WebUI's store and the message; returns what the user sees."""
-        result = execution.get("result") or {}
-        items = []  # (name, mime, codeinterp id or None, inline bytes or None, path)
-        from_outputs = set()
-        for n, out in enumerate(result.get("outputs") or []):
-            mime = str(out.get("type", ""))
-            if not mime.startswith("image/") or mime == "image/svg+xml":
-                continue
-            ext = mimetypes.guess_extension(mime) or ".png"
-            if out.get("fileId"):
-                from_outputs.add(out["fileId"])
-                items.append((f"chart-{n + 1}{ext}", mime, out["fileId"], None, None))
-            elif out.get("data"):
-                items.append((f"chart-{n + 1}{ext}", mime, None, base64.b64decode(out["data"]), None))
-        for f in execution.get("files") or []:
-            if f.get("id") in from_outputs:
-                continue
-            items.append((f.get("name") or f.get("path"), f.get("mimeType") or "application/octet-stream", f.get("id"), None, f.get("path")))
-        if not items:
-            return []
+        """Generated files and charts into Open WebUI's store and the message; returns what the model is told."""
+        items = self.collect(execution)
         if len(items) > self.v.MAX_RETURNED_FILES:
-            self.notes.append(f"only {self.v.MAX_RETURNED_FILES} of {len(items)} files were copied into the chat")
+            rest = ", ".join(i["name"] for i in items[self.v.MAX_RETURNED_FILES:])
+            self.notes.append(f"only {self.v.MAX_RETURNED_FILES} of {len(items)} files were given to the user; not given: {rest}")
             items = items[: self.v.MAX_RETURNED_FILES]
-
         shown, entries = [], []
-        max_bytes = self.v.MAX_RETURNED_FILE_MB * 1024 * 1024
-        for name, mime, cid, data, path in items:
-            record = {"name": name, "path": path, "mime_type": mime}
-            if cid:
-                record["codeinterp_file_id"] = cid
-                link = await asyncio.to_thread(self.api.json, "POST", f"/v1/files/{cid}/links", {"expiresIn": int(self.v.LINK_TTL_S)})
-                record["download_url"] = link["url"]
-                size = next((f.get("size") for f in execution.get("files") or [] if f.get("id") == cid), None)
-                if data is None and self.store.available and (size is None or size <= max_bytes):
-                    data = await asyncio.to_thread(self.api.bytes, f"/v1/files/{cid}/content")
-            if data is not None:
-                record["size"] = len(data)
-            entry = None
-            if data is not None and self.store.available:
-                try:
-                    model = await self.store.register(
-                        self.user, name, mime, data,
-                        {"source": "codeinterp", "chat_id": self.chat_id, "message_id": self.message_id, "path": path, "codeinterp_file_id": cid},
-                    )
-                    url = self.file_url(model["id"])
-                    record.update({"id": model["id"], "url": url})
-                    entry = {"type": "image" if mime.startswith("image/") else "file", "id": model["id"], "name": name, "url": url, "size": len(data), "content_type": mime}
-                except Exception as e:
-                    self.notes.append(f"{name} could not be stored in Open WebUI ({e}); its codeinterp link is given instead")
-            if entry is None and record.get("download_url"):
-                record["url"] = record["download_url"]
-                entry = {"type": "image" if mime.startswith("image/") else "file", "name": name, "url": record["download_url"], "content_type": mime}
+        for item in items:
+            record, entry = await self.deliver_one(item)
+            shown.append(record)
             if entry is not None:
                 entries.append(entry)
-            shown.append(record)
         if entries:
             all_files = await self.store.add_to_message(self.chat_id, self.message_id, entries) if self.store.available else entries
             await self.emit({"type": "chat:message:files", "data": {"files": all_files}})
         return shown
+
+    def collect(self, execution: dict) -> list:
+        """Charts (image outputs, inline or stored) first, then the files the code wrote under /mnt/data."""
+        items, from_outputs = [], set()
+        for n, out in enumerate((execution.get("result") or {}).get("outputs") or []):
+            mime = str(out.get("type", ""))
+            if not mime.startswith("image/") or mime == "image/svg+xml":
+                continue
+            name = f"chart-{n + 1}{mimetypes.guess_extension(mime) or '.png'}"
+            if out.get("fileId"):
+                from_outputs.add(out["fileId"])
+                items.append({"name": name, "mime": mime, "cid": out["fileId"], "data": None, "path": None, "size": None})
+            elif out.get("data"):
+                items.append({"name": name, "mime": mime, "cid": None, "data": base64.b64decode(out["data"]), "path": None, "size": None})
+        for f in execution.get("files") or []:
+            if f.get("id") in from_outputs:
+                continue
+            items.append({"name": f.get("name") or f.get("path"), "mime": f.get("mimeType") or "application/octet-stream", "cid": f.get("id"), "data": None, "path": f.get("path"), "size": f.get("size")})
+        return items
+
+    async def deliver_one(self, item: dict) -> tuple:
+        """
+        A copy in Open WebUI's store when it can take one (the user's file from then on, served by Open
+        WebUI); otherwise a codeinterp signed link. Links are bearer URLs, so they are made only when needed.
+        """
+        name, mime, cid, data = item["name"], item["mime"], item["cid"], item["data"]
+        kind = "image" if mime.startswith("image/") else "file"
+        record = {"name": name, "path": item["path"], "mime_type": mime}
+        fits = item["size"] is None or item["size"] <= self.v.MAX_RETURNED_FILE_MB * 1024 * 1024
+        if self.store.available and fits:
+            try:
+                if data is None:
+                    data = await asyncio.to_thread(self.api.bytes, f"/v1/files/{cid}/content")
+                about = {"source": "codeinterp", "chat_id": self.chat_id, "message_id": self.message_id, "path": item["path"], "codeinterp_file_id": cid}
+                model = await self.store.register(self.user, name, mime, data, about)
+                url = self.file_url(model["id"])
+                record.update({"id": model["id"], "url": url, "size": len(data)})
+                return record, {"type": kind, "id": model["id"], "name": name, "url": url, "size": len(data), "content_type": mime}
+            except Exception as e:
+                self.notes.append(f"{name} could not be stored in Open WebUI ({e})")
+        if cid:
+            link = await asyncio.to_thread(self.api.json, "POST", f"/v1/files/{cid}/links", {"expiresIn": int(self.v.LINK_TTL_S)})
+            record.update({"url": link["url"], "expires_at": link["expiresAt"]})
+            return record, {"type": kind, "name": name, "url": link["url"], "content_type": mime}
+        if data is not None and kind == "image":
+            url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+            return record, {"type": "image", "name": name, "url": url}
+        return record, None
 
     def file_url(self, file_id: str) -> str:
         """Where Open WebUI serves a stored file (its own route name, so a root path is respected)."""
@@ -562,7 +567,7 @@ class _Run:
             out["failure"] = execution["failure"]
         if shown:
             out["files"] = shown
-            out["note"] = "These files are already shown to the user in this message; link them with their url if you mention them."
+            out["note"] = "These files are already shown to the user in this message; to mention one, link its url."
         if self.notes:
             out["warnings"] = self.notes
         return json.dumps(out, ensure_ascii=False)

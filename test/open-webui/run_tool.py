@@ -48,6 +48,10 @@ async def seed(files: list) -> None:
 async def main() -> None:
     spec = json.load(sys.stdin)
     await seed(spec.get("seed_files", []))
+    if spec.get("without_store"):
+        # An Open WebUI whose internals moved: the Tool's imports of them fail.
+        sys.modules["open_webui.models.files"] = None
+        sys.modules["open_webui.storage.provider"] = None
     module = types.ModuleType("tool_codeinterp")
     sys.modules["tool_codeinterp"] = module
     with open(spec["tool_path"], encoding="utf-8") as fh:
