@@ -253,6 +253,21 @@ describe("Open WebUI Tool", () => {
     expect(events.at(-1)!.data).toEqual({ description: "The code raised ZeroDivisionError", done: true });
   });
 
+  it("an attachment of another Open WebUI user, or one whose stored object is gone, is not sent; the model is told", { timeout: 60_000 }, async () => {
+    const theirs = owuiFile("theirs.csv", Buffer.from("t\n1\n"), "text/csv", "someone-else");
+    const gone = { ...owuiFile("gone.csv", Buffer.from("g\n1\n"), "text/csv").item, id: randomUUID() };
+    const out = await runTool({
+      seed_files: [theirs.seed],
+      calls: [{ user: owuiUser(), chat_id: "chat-8", message_id: "msg-8", files: [theirs.item, gone], code: "import os\nprint(os.listdir('/mnt/data'))" }],
+    });
+    const answer = JSON.parse(out.calls[0]!.result) as { status: string; stdout: string; warnings: string[] };
+    expect(answer).toMatchObject({ status: "completed", stdout: "[]\n" });
+    expect(answer.warnings).toEqual([
+      `not attached: attached file ${theirs.seed.id} belongs to another user`,
+      `not attached: attached file ${gone.id} is not in Open WebUI's file store`,
+    ]);
+  });
+
   it("a wrong key is a clear message for the model and the user, not a crash", { timeout: 60_000 }, async () => {
     const csv = owuiFile("x.csv", Buffer.from("a\n1\n"), "text/csv");
     const out = await runTool({

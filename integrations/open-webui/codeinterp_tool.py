@@ -354,6 +354,10 @@ class _Run:
         except CodeinterpError as e:
             await self.status(f"codeinterp: {e}", done=True)
             return json.dumps({"status": "error", "error": str(e)}, ensure_ascii=False)
+        except Exception as e:  # a bug or an unexpected answer: still an answer, and the status line closes
+            message = f"the codeinterp Tool failed unexpectedly: {type(e).__name__}: {e}"
+            await self.status(message, done=True)
+            return json.dumps({"status": "error", "error": message}, ensure_ascii=False)
         status = execution.get("status")
         took = time.monotonic() - started
         error = (execution.get("result") or {}).get("error")
@@ -383,6 +387,9 @@ class _Run:
                 name, mime, data = await self.read_attachment(item, i, max_bytes)
             except CodeinterpError as e:
                 self.notes.append(f"not attached: {e}")
+                continue
+            except Exception as e:  # the store could not give the bytes (a missing object, a network error)
+                self.notes.append(f"not attached: {item.get('name') or item.get('id')}: {type(e).__name__}: {e}")
                 continue
             digest = hashlib.sha256(data).hexdigest()
             found = await asyncio.to_thread(self.api.find_upload, digest, name)
