@@ -240,6 +240,18 @@ describe("Open WebUI Tool", () => {
     expect(out.files).toEqual({});
   });
 
+  it("fast output is shown at most twice a second in the status line, ending with the last line", { timeout: 120_000 }, async () => {
+    const code = "import time\nfor i in range(300):\n    print(i, flush=True)\n    time.sleep(0.005)";
+    const out = await runTool({ calls: [{ user: owuiUser(), chat_id: "chat-9", message_id: "msg-9", code }] });
+    const { result, events } = out.calls[0]!;
+    expect((JSON.parse(result) as { stdout: string }).stdout.split("\n")).toHaveLength(301);
+    const outputs = statuses(events).filter((d) => d.startsWith("Output: "));
+    expect(outputs.at(-1)).toBe("Output: 299");
+    // ~1.5 s of output: a handful of lines, not one per print.
+    expect(outputs.length).toBeGreaterThanOrEqual(1);
+    expect(outputs.length).toBeLessThanOrEqual(10);
+  });
+
   it("a Python error reaches the model with its traceback", { timeout: 120_000 }, async () => {
     const out = await runTool({ calls: [{ user: owuiUser(), chat_id: "chat-4", message_id: "msg-4", code: "def f(x):\n    return 1 / x\n\nprint('before')\nf(0)" }] });
     const { result, events } = out.calls[0]!;

@@ -37,6 +37,7 @@ STATUS_TEXT = {
     "preparing": "Preparing /mnt/data…",
     "running": "Running…",
 }
+OUTPUT_STATUS_INTERVAL_S = 0.5
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -455,6 +456,9 @@ class _Run:
 
         worker = loop.run_in_executor(None, reader)
         last_status = None
+        # Open WebUI stores every status line with the chat: output lines are shown at most twice a second,
+        # the latest one winning, and the last one is always shown.
+        pending, shown_at = None, 0.0
         while True:
             kind, data = await queue.get()
             if kind == "_end":
@@ -465,7 +469,12 @@ class _Run:
             elif kind == "stdout" and self.live:
                 lines = [ln for ln in ANSI.sub("", str(data.get("text", ""))).splitlines() if ln.strip()]
                 if lines:
-                    await self.status(f"Output: {_clip(lines[-1], 200)}")
+                    pending = f"Output: {_clip(lines[-1], 200)}"
+            if pending and (time.monotonic() - shown_at >= OUTPUT_STATUS_INTERVAL_S or kind == "done"):
+                await self.status(pending)
+                pending, shown_at = None, time.monotonic()
+        if pending:
+            await self.status(pending)
         await worker
         return state["done"]
 
