@@ -13,7 +13,7 @@ import type { Route } from "./helpers/contract";
 /** User routes docs/API.md promises. Every one is in /openapi.json too (test/api-contract.unit.test.ts). */
 const CONTRACT_ROUTES: Route[] = contractRoutes().filter((r) => r.path.startsWith("/v1/") && !r.path.startsWith("/v1/admin/"));
 
-const LIST_ROUTES = new Set(["/v1/messages/{messageId}/files", "/v1/chats/{chatId}/files", "/v1/messages/{messageId}/context"]);
+const LIST_ROUTES = new Set(["/v1/messages/{messageId}/files", "/v1/chats/{chatId}/files", "/v1/messages/{messageId}/context", "/v1/messages/{messageId}/links"]);
 
 describe("authorization matrix", () => {
   let stack: TestStack;
@@ -76,7 +76,9 @@ describe("authorization matrix", () => {
       const ids = r.path.startsWith("/v1/files") ? [A.file, A.generated] : [A.execution, A.running];
       for (const id of ids) out.push({ label: id, url: r.path.replace("{id}", id) });
     } else if (r.path.includes("{messageId}")) {
-      out.push({ label: A.message, url: r.path.replace("{messageId}", encodeURIComponent(A.message)) });
+      // Link rewriting takes model text naming Alice's file: Bob must get it back unsigned.
+      const body = r.method === "post" ? { text: "[out](sandbox:/mnt/data/alice-out.txt)" } : undefined;
+      out.push({ label: A.message, url: r.path.replace("{messageId}", encodeURIComponent(A.message)), body });
     } else if (r.path.includes("{chatId}")) {
       out.push({ label: A.chat, url: r.path.replace("{chatId}", encodeURIComponent(A.chat)) });
     } else if (r.path === "/v1/executions" && r.method === "post") {
@@ -124,8 +126,8 @@ describe("authorization matrix", () => {
         if (res.status >= 500) problems.push(`${r.method} ${inst.url}: ${res.status}`);
         if (LIST_ROUTES.has(r.path)) {
           if (res.status !== 200) problems.push(`${r.method} ${inst.url}: ${res.status} (want an empty 200)`);
-          const body = JSON.parse(res.text) as { files?: unknown[]; totalFiles?: number; messages?: object };
-          if ((body.files?.length ?? 0) !== 0 || (body.totalFiles ?? 0) !== 0 || Object.keys(body.messages ?? {}).length !== 0) {
+          const body = JSON.parse(res.text) as { files?: unknown[]; links?: unknown[]; totalFiles?: number; messages?: object };
+          if ((body.files?.length ?? 0) !== 0 || (body.links?.length ?? 0) !== 0 || (body.totalFiles ?? 0) !== 0 || Object.keys(body.messages ?? {}).length !== 0) {
             problems.push(`${r.method} ${inst.url}: listing not empty`);
           }
         } else if (r.path.includes("{")) {

@@ -39,6 +39,23 @@ describe("@codeinterp/client against the real stack", () => {
     expect(err).toMatchObject({ status: 404, code: "not_found" });
   });
 
+  it("finds an upload by content, makes signed links, and rewrites sandbox: links in model text", async () => {
+    const bytes = Buffer.from(`k\n${randomBytes(6).toString("hex")}\n`);
+    const info = await ci.uploadFile(bytes, "linked.csv");
+    expect((await ci.findFiles({ sha256: info.sha256, name: "linked.csv" })).map((f) => f.id)).toEqual([info.id]);
+    expect(await ci.findFiles({ sha256: info.sha256, name: "other.csv" })).toEqual([]);
+    const link = await ci.createLink(info.id, { expiresIn: 30 });
+    expect(link).toMatchObject({ fileId: info.id, name: "linked.csv" });
+    expect(Buffer.from(await (await fetch(link.url)).arrayBuffer())).toEqual(bytes);
+    const messageId = msg();
+    const done = await ci.run({ chatId: "chat-links", messageId, fileIds: [info.id], code: "print(open('linked.csv').read().count('\\n'))" }, { timeoutMs: 60_000 });
+    expect(done.result?.stdout).toBe("2\n");
+    const rewritten = await ci.rewriteLinks(messageId, "See [the data](sandbox:/mnt/data/linked.csv).");
+    expect(rewritten.links).toHaveLength(1);
+    expect(rewritten.text).toBe(`See [the data](${rewritten.links[0]!.url}).`);
+    expect(Buffer.from(await (await fetch(rewritten.links[0]!.url)).arrayBuffer())).toEqual(bytes);
+  });
+
   it("uploads a Blob and a path from disk (Node entry)", async () => {
     const blob = await ci.uploadFile(new Blob(["hello"], { type: "text/plain" }), "hello.txt");
     expect(blob.size).toBe(5);

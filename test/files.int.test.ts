@@ -325,6 +325,24 @@ describe("deletion and ownership", () => {
     expect((await api.del("/v1/files/not-a-uuid")).status).toBe(404);
   });
 
+  it("GET /v1/files?sha256=&name= finds the caller's own live uploads of that content, nobody else's", async () => {
+    const bytes = `lookup,${Date.now()}\n`;
+    const sha = createHash("sha256").update(bytes).digest("hex");
+    const first = await upload(aliceKey, bytes, "look up.csv");
+    const found = await api.get(`/v1/files?sha256=${sha}&name=${encodeURIComponent("look up.csv")}`);
+    expect(found.status).toBe(200);
+    expect(found.body.files.map((f: { id: string }) => f.id)).toEqual([first.body.id]);
+    expect(found.body.files[0]).toMatchObject({ name: "look up.csv", sha256: sha, size: bytes.length });
+    // The name is compared after the same sanitising as uploads: a path part does not matter.
+    expect((await api.get(`/v1/files?sha256=${sha}&name=${encodeURIComponent("dir/look up.csv")}`)).body.files).toHaveLength(1);
+    expect((await api.get(`/v1/files?sha256=${sha}&name=other.csv`)).body.files).toEqual([]);
+    expect((await bob.get(`/v1/files?sha256=${sha}`)).body.files).toEqual([]);
+    expect((await api.get("/v1/files?sha256=XYZ")).status).toBe(400);
+    expect((await api.get("/v1/files")).status).toBe(400);
+    await api.del(`/v1/files/${first.body.id}`);
+    expect((await api.get(`/v1/files?sha256=${sha}`)).body.files).toEqual([]);
+  });
+
   it("the files routes are in /openapi.json", async () => {
     const doc = (await (await fetch(`${stack.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
     expect(Object.keys(doc.paths)).toEqual(

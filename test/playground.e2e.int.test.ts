@@ -159,20 +159,27 @@ describe.skipIf(!canRun)("web playground at / (Chromium)", () => {
     expect(await page.textContent("#stdout")).toContain("wrote /mnt/data/summary.xlsx");
     expect(await page.isHidden("#traceback")).toBe(true);
 
-    // The plot: fetched with the key and shown from a blob: URL.
+    // The plot: shown from a signed link of this origin (no key in any URL).
     const plot = page.locator("#figures img.plot");
     await plot.waitFor();
     await expect.poll(() => plot.evaluate((img) => {
           const i = img as unknown as { complete: boolean; naturalWidth: number };
           return i.complete ? i.naturalWidth : 0;
         })).toBeGreaterThan(100);
-    expect(await plot.getAttribute("src")).toMatch(/^blob:/);
+    const src = (await plot.getAttribute("src")) ?? "";
+    expect(src).toMatch(new RegExp(`^${stack.url}/links/[0-9a-f-]{36}\\?expires=\\d+&signature=[\\w-]{43}$`));
+    expect(src).not.toContain(key);
+    const png = await fetch(src);
+    expect(png.headers.get("content-type")).toBe("image/png");
 
-    // The generated workbook downloads with its name and is a real xlsx (a zip with the OOXML parts).
+    // The generated workbook downloads with its name through a signed link and is a real xlsx (a zip with
+    // the OOXML parts).
     const link = page.locator("#generated a.download", { hasText: "Download" }).first();
     expect(await page.textContent("#generated")).toContain("summary.xlsx");
     const [download] = await Promise.all([page.waitForEvent("download"), link.click()]);
     expect(download.suggestedFilename()).toBe("summary.xlsx");
+    expect(download.url()).toMatch(new RegExp(`^${stack.url}/links/`));
+    expect(download.url()).not.toContain(key);
     const bytes = await readFile((await download.path())!);
     expect(bytes.subarray(0, 4)).toEqual(Buffer.from([0x50, 0x4b, 0x03, 0x04]));
     expect(bytes.includes(Buffer.from("[Content_Types].xml"))).toBe(true);

@@ -15,6 +15,7 @@ import { filesRouter } from "./routes/files";
 import { messagesRouter } from "./routes/messages";
 import { playgroundRouter } from "./routes/playground";
 import { healthRouter } from "./routes/health";
+import { linksRouter, signedDownloadRouter } from "./routes/links";
 
 export function createApp(deps: ApiDeps): Express {
   const app = express();
@@ -42,6 +43,8 @@ export function createApp(deps: ApiDeps): Express {
   v1.use(eventsRouter(deps));
   v1.use(cancelRouter(deps));
   v1.use(messagesRouter(deps));
+  v1.use(linksRouter(deps));
+  app.use(signedDownloadRouter(deps));
   app.use("/v1", v1);
   app.use(playgroundRouter());
 

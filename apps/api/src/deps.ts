@@ -5,6 +5,7 @@ import type { EventSubscriber, Redis } from "@codeinterp/queue";
 import type { BlobStore } from "@codeinterp/workspace";
 import type { ApiEnv } from "./env";
 import type { FinishedExecutionCache } from "./finished-cache";
+import type { LinkSigner } from "./links/signer";
 
 export type ReadinessCheck = () => Promise<Record<string, "ok" | "down">>;
 
@@ -13,6 +14,7 @@ export interface ApiDeps {
   env: Pick<
     ApiEnv,
     "ADMIN_TOKEN" | "EXECUTION_TIMEOUT_MS" | "MAX_EXECUTION_TIMEOUT_MS" | "MAX_CODE_BYTES" | "MAX_FILES_PER_EXECUTION" | "MAX_UPLOAD_BYTES" | "MAX_WAIT_MS" | "DATA_DIR"
+    | "SIGNED_LINK_TTL_S" | "SIGNED_LINK_MAX_TTL_S" | "PUBLIC_URL"
   >;
   db: Db;
   /** Content-addressed file storage under DATA_DIR (uploads and generated files). */
@@ -26,6 +28,8 @@ export interface ApiDeps {
   redis: Redis;
   queuePrefix: string;
   readiness: ReadinessCheck;
+  /** Signs and checks download links (links/signer.ts). */
+  links: LinkSigner;
   /** Finished executions' responses (see finished-cache.ts); without it every status read goes to Postgres. */
   finished?: FinishedExecutionCache;
 }

@@ -9,6 +9,13 @@ const apiEnvSchema = z.object({
   ADMIN_TOKEN: z.string().min(16, "ADMIN_TOKEN must be at least 16 characters").optional(),
   /** Longest a `?waitMs=` request may hold. */
   MAX_WAIT_MS: z.coerce.number().int().min(0).default(60_000),
+  // Signed download links (links/): unset secret = one generated once and kept in DATA_DIR/signing-secret.
+  SIGNED_LINK_SECRET: z.string().min(32, "SIGNED_LINK_SECRET must be at least 32 characters").optional(),
+  /** Lifetime of a link when the caller does not ask for one, and the longest it may ask for (seconds). */
+  SIGNED_LINK_TTL_S: z.coerce.number().int().min(1).default(3600),
+  SIGNED_LINK_MAX_TTL_S: z.coerce.number().int().min(1).default(7 * 24 * 3600),
+  /** Origin put in front of signed links (e.g. https://ci.example.com); unset: the request's Host. */
+  PUBLIC_URL: z.url().optional(),
 });
 
 export type ApiEnv = z.infer<typeof apiEnvSchema>;

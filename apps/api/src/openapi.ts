@@ -2,6 +2,7 @@ import { OpenAPIRegistry, OpenApiGeneratorV31 } from "@asteasolutions/zod-to-ope
 import type { z } from "zod";
 import type { ApiEnv } from "./env";
 import { registerFilePaths } from "./openapi-files";
+import { registerLinkPaths } from "./openapi-links";
 import {
   ApiKeyCreated,
   CreateApiKeyBody,
@@ -22,7 +23,7 @@ const errors = {
 };
 
 /** Built from the same zod schemas that validate requests, so the document cannot drift from the code. */
-export function buildOpenApiDocument(env: Pick<ApiEnv, "MAX_CODE_BYTES" | "MAX_EXECUTION_TIMEOUT_MS" | "MAX_FILES_PER_EXECUTION">) {
+export function buildOpenApiDocument(env: Pick<ApiEnv, "MAX_CODE_BYTES" | "MAX_EXECUTION_TIMEOUT_MS" | "MAX_FILES_PER_EXECUTION" | "SIGNED_LINK_MAX_TTL_S">) {
   const registry = new OpenAPIRegistry();
   const bearer = registry.registerComponent("securitySchemes", "apiKey", { type: "http", scheme: "bearer" });
   const security = [{ [bearer.name]: [] }];
@@ -89,6 +90,7 @@ export function buildOpenApiDocument(env: Pick<ApiEnv, "MAX_CODE_BYTES" | "MAX_E
     },
   });
   registerFilePaths(registry, security);
+  registerLinkPaths(registry, security, env.SIGNED_LINK_MAX_TTL_S);
   registry.registerPath({ method: "get", path: "/healthz", summary: "Process up", responses: { 200: json(Health, "Up") } });
   registry.registerPath({
     method: "get",

@@ -9,6 +9,13 @@ export const FileParams = z.object({ id: z.uuid() });
 export const MessageParams = z.object({ messageId: idString });
 export const ChatParams = z.object({ chatId: idString });
 
+export const FileLookupQuery = z.object({
+  sha256: z.string().regex(/^[0-9a-f]{64}$/, "must be a lowercase hex sha256").meta({ description: "Content hash" }),
+  name: z.string().min(1).max(1000).optional().meta({ description: "Only files stored under this name (sanitised as uploads are)" }),
+});
+
+export const FileLookup = z.object({ files: z.array(FileInfo) }).meta({ id: "FileLookup" });
+
 /** The multipart body of an upload (documentation only: the route parses it as a stream). */
 export const UploadBody = z
   .object({

@@ -8,6 +8,8 @@ import { FinishedExecutionCache } from "./finished-cache";
 import { createBlobStore } from "@codeinterp/workspace";
 import { createApp } from "./app";
 import type { ApiEnv } from "./env";
+import { loadSigningSecret } from "./links/secret";
+import { createLinkSigner } from "./links/signer";
 import { createReadinessCheck } from "./readiness";
 
 export interface RunningApi {
@@ -18,6 +20,8 @@ export interface RunningApi {
 
 /** Builds every dependency from config, listens, and knows how to shut all of it down. */
 export async function startApiServer(env: ApiEnv, log: Logger): Promise<RunningApi> {
+  // First: it may fail (an unreadable DATA_DIR), and nothing is open yet to close.
+  const links = createLinkSigner(await loadSigningSecret(env));
   const db = createDb({ url: env.DATABASE_URL });
   const redis = createRedis(env.REDIS_URL, { name: "api" });
   const subscriberRedis = createRedis(env.REDIS_URL, { name: "api-events", blocking: true });
@@ -34,7 +38,7 @@ export async function startApiServer(env: ApiEnv, log: Logger): Promise<RunningA
   await subscriberRedis.subscribe(changed);
   const readiness = createReadinessCheck({ db, redis, jupyterUrl: env.JUPYTER_URL, jupyterToken: env.JUPYTER_TOKEN });
   const blobs = createBlobStore(env.DATA_DIR);
-  const app = createApp({ env, db, blobs, log, executionQueue, maintenanceQueue, events, readiness, redis, queuePrefix: env.QUEUE_PREFIX, finished });
+  const app = createApp({ env, db, blobs, links, log, executionQueue, maintenanceQueue, events, readiness, redis, queuePrefix: env.QUEUE_PREFIX, finished });
 
   const server = createServer(app);
   server.keepAliveTimeout = 65_000;

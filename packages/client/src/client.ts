@@ -9,6 +9,8 @@ import type {
   FileMetadata,
   MessageContext,
   MessageFiles,
+  RewrittenText,
+  SignedLink,
 } from "./types";
 import { isTerminalStatus } from "./types";
 
@@ -63,6 +65,8 @@ export interface CodeinterpClient {
   readonly baseUrl: string;
   uploadFile(data: UploadData, name: string, opts?: UploadOptions): Promise<FileInfo>;
   getFile(id: string, opts?: RequestOptions): Promise<FileMetadata>;
+  /** The caller's uploads with this content (sha256 hex), and this name if given, newest first. */
+  findFiles(query: { sha256: string; name?: string }, opts?: RequestOptions): Promise<FileInfo[]>;
   /** The whole content of a file. */
   downloadFile(id: string, opts?: RequestOptions): Promise<ArrayBuffer>;
   /** The content as a stream, with the name and type the server gave. */
@@ -82,6 +86,15 @@ export interface CodeinterpClient {
   listMessageFiles(messageId: string, opts?: RequestOptions): Promise<MessageFiles>;
   listChatFiles(chatId: string, opts?: RequestOptions): Promise<ChatFiles>;
   messageContext(messageId: string, opts?: RequestOptions): Promise<MessageContext>;
+  /** A signed link to a file: opens in a browser, an <img> or another program without the API key. */
+  createLink(fileId: string, opts?: LinkOptions): Promise<SignedLink>;
+  /** Model text with `sandbox:/mnt/data/...` and `/mnt/data/...` links turned into the message's signed links. */
+  rewriteLinks(messageId: string, text: string, opts?: LinkOptions): Promise<RewrittenText>;
+}
+
+export interface LinkOptions extends RequestOptions {
+  /** Lifetime in seconds (the server caps it); default the server's SIGNED_LINK_TTL_S. */
+  expiresIn?: number;
 }
 
 const enc = encodeURIComponent;
@@ -158,6 +171,11 @@ export function createClient(options: ClientOptions): CodeinterpClient {
     },
 
     getFile: (id, opts = {}) => json<FileMetadata>("GET", `/v1/files/${enc(id)}`, undefined, opts.signal),
+
+    async findFiles(query, opts = {}) {
+      const q = new URLSearchParams({ sha256: query.sha256, ...(query.name !== undefined ? { name: query.name } : {}) });
+      return (await json<{ files: FileInfo[] }>("GET", `/v1/files?${q.toString()}`, undefined, opts.signal)).files;
+    },
 
     async downloadFile(id, opts = {}) {
       const res = await request("GET", `/v1/files/${enc(id)}/content`, { signal: opts.signal });
@@ -252,6 +270,12 @@ export function createClient(options: ClientOptions): CodeinterpClient {
     listChatFiles: (chatId, opts = {}) => json<ChatFiles>("GET", `/v1/chats/${enc(chatId)}/files`, undefined, opts.signal),
 
     messageContext: (messageId, opts = {}) => json<MessageContext>("GET", `/v1/messages/${enc(messageId)}/context`, undefined, opts.signal),
+
+    createLink: (fileId, opts = {}) =>
+      json<SignedLink>("POST", `/v1/files/${enc(fileId)}/links`, opts.expiresIn !== undefined ? { expiresIn: opts.expiresIn } : {}, opts.signal),
+
+    rewriteLinks: (messageId, text, opts = {}) =>
+      json<RewrittenText>("POST", `/v1/messages/${enc(messageId)}/links`, { text, ...(opts.expiresIn !== undefined ? { expiresIn: opts.expiresIn } : {}) }, opts.signal),
   };
   return client;
 }

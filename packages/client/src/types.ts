@@ -123,6 +123,22 @@ export interface MessageContext {
   prompt: string;
 }
 
+/** A download link that works without an API key until `expiresAt` (`POST /v1/files/:id/links`). */
+export interface SignedLink {
+  fileId: string;
+  name: string;
+  /** Absolute URL. */
+  url: string;
+  expiresAt: string;
+}
+
+/** `POST /v1/messages/:messageId/links`: the text with its /mnt/data links signed, and every file's link. */
+export interface RewrittenText {
+  messageId: string;
+  text: string;
+  links: Array<SignedLink & { path: string }>;
+}
+
 /** One Server-Sent Event of `GET /v1/executions/:id/events`; `id` is the stream id to resume after. */
 export type ExecutionEvent =
   | { type: "status"; id?: string; status: ExecutionStatus }

@@ -52,8 +52,6 @@ let client: CodeinterpClient | null = null;
 let attachments: Attachment[] = [];
 let current: { id: string; abort: AbortController } | null = null;
 let tick: number | null = null;
-/** Blob URLs of the current output, revoked when the next run starts. */
-let objectUrls: string[] = [];
 
 function api(): CodeinterpClient {
   if (!client) throw new Error("not signed in");
@@ -183,8 +181,6 @@ function setStatus(status: ExecutionStatus | "idle" | "submitting", startedAt?: 
 }
 
 function resetOutput() {
-  for (const u of objectUrls) URL.revokeObjectURL(u);
-  objectUrls = [];
   $("stdout").replaceChildren();
   for (const id of ["stderr", "traceback"]) {
     $(id).replaceChildren();
@@ -220,9 +216,8 @@ async function renderOutput(o: ExecutionOutput) {
     figures.append(figure);
     let src: string;
     if (o.fileId) {
-      const bytes = await api().downloadFile(o.fileId);
-      src = URL.createObjectURL(new Blob([bytes], { type: o.type }));
-      objectUrls.push(src);
+      // A signed link: the image loads like any other, and no key ever sits in a URL.
+      src = (await api().createLink(o.fileId)).url;
     } else {
       src = `data:${o.type};base64,${o.data ?? ""}`;
     }
@@ -246,19 +241,20 @@ function fileRow(f: Pick<GeneratedFile, "id" | "name" | "path" | "size" | "mimeT
   );
 }
 
-/** Downloads with the key (a plain link could not send it), then hands the bytes to the browser. */
+/**
+ * A plain link cannot send the key, so a click asks for a short-lived signed link and follows it: the
+ * browser streams the file to disk itself (no copy in page memory) under the name the server gives.
+ */
 async function download(link: HTMLAnchorElement) {
-  const { fileId, name, type } = link.dataset;
+  const { fileId, name } = link.dataset;
   if (!fileId) return;
   link.classList.add("busy");
   try {
-    const bytes = await api().downloadFile(fileId);
-    const url = URL.createObjectURL(new Blob([bytes], { type: type || "application/octet-stream" }));
-    const a = h("a", { href: url, download: name ?? "download" });
+    const signed = await api().createLink(fileId, { expiresIn: 60 });
+    const a = h("a", { href: signed.url, download: name ?? "" });
     document.body.append(a);
     a.click();
     a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 60_000);
   } catch (err) {
     handleError(err, `download of ${name}`);
   } finally {

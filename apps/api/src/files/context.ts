@@ -11,23 +11,26 @@ export const MAX_PREVIEWS = 50;
 export const PROMPT_MAX_FILES = 50;
 const PREVIEW_CONCURRENCY = 4;
 
+export interface MessageEntry {
+  row: FileRow;
+  /** Relative to /mnt/data. */
+  path: string;
+  source: "attachment" | "generated";
+}
+
 /**
  * What code for this message finds in /mnt/data: the attachments under the names the worker gives them
  * (`uniqueNames` over the attachments in attach order, as prepareWorkspace does), then the generated files
  * so far (newest version per path). A generated file at an attachment's path (the code changed it)
  * replaces that attachment's entry.
  */
-export async function buildMessageContext(
-  deps: { db: Db; blobs: BlobStore },
-  userId: string,
-  messageId: string,
-): Promise<{ messageId: string; files: ContextFileValue[]; prompt: string }> {
+export async function listMessageEntries(db: Db, userId: string, messageId: string): Promise<MessageEntry[]> {
   const [attachments, generated] = await Promise.all([
-    listMessageAttachments(deps.db, userId, messageId),
-    listMessageFiles(deps.db, userId, messageId),
+    listMessageAttachments(db, userId, messageId),
+    listMessageFiles(db, userId, messageId),
   ]);
   const names = uniqueNames(attachments.map((f) => ({ key: f.id, name: f.name })));
-  const entries: Array<{ row: FileRow; path: string; source: "attachment" | "generated" }> = [];
+  const entries: MessageEntry[] = [];
   const byPath = new Map<string, number>();
   const seen = new Set<string>();
   for (const f of attachments) {
@@ -43,7 +46,16 @@ export async function buildMessageContext(
     if (at !== undefined) entries[at] = { row: f, path: p, source: "generated" };
     else entries.push({ row: f, path: p, source: "generated" });
   }
+  return entries;
+}
 
+/** The message's files (see listMessageEntries) with previews, and the prompt block describing them. */
+export async function buildMessageContext(
+  deps: { db: Db; blobs: BlobStore },
+  userId: string,
+  messageId: string,
+): Promise<{ messageId: string; files: ContextFileValue[]; prompt: string }> {
+  const entries = await listMessageEntries(deps.db, userId, messageId);
   const previews = await pMap(entries, async (e, i): Promise<FilePreviewValue | null> => {
     if (i >= MAX_PREVIEWS) return null;
     let blobPath: string;

@@ -1,6 +1,5 @@
-import { pipeline } from "node:stream/promises";
 import { Router } from "express";
-import { createFile, deleteFile, findFile, keepBlobs, removeBlobIfUnused } from "@codeinterp/db";
+import { createFile, deleteFile, findFile, findUploadsByContent, keepBlobs, removeBlobIfUnused } from "@codeinterp/db";
 import type { FileRow } from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
 import { executionChangedChannel } from "@codeinterp/queue";
@@ -9,8 +8,9 @@ import { userOf } from "../auth";
 import type { ApiDeps } from "../deps";
 import { notFound } from "../errors";
 import { mimeTypeForUpload } from "../files/mime";
+import { sendFileContent } from "../files/send";
 import { receiveUpload } from "../files/upload";
-import { FileParams } from "../schemas-files";
+import { FileLookupQuery, FileParams } from "../schemas-files";
 import { serializeFile } from "../serialize";
 import { parseInput } from "../validate";
 
@@ -67,6 +67,14 @@ export function filesRouter(deps: ApiDeps): Router {
     res.status(201).location(`/v1/files/${file.id}`).json(serializeFile(file));
   });
 
+  // Clients that keep their own copies (the Open WebUI Tool) ask before uploading the same bytes again.
+  router.get("/files", async (req, res) => {
+    const userId = userOf(res);
+    const { sha256, name } = parseInput(FileLookupQuery, req.query, "query");
+    const files = await findUploadsByContent(deps.db, userId, sha256, name === undefined ? undefined : sanitizeFilename(name));
+    res.json({ files: files.map(serializeFile) });
+  });
+
   router.get("/files/:id", async (req, res) => {
     const userId = userOf(res);
     const { id } = parseInput(FileParams, req.params, "params");
@@ -82,39 +90,7 @@ export function filesRouter(deps: ApiDeps): Router {
     const file = await findFile(deps.db, userId, id);
     if (!file) throw notFound("file");
 
-    let stream;
-    try {
-      stream = await deps.blobs.open(file.storageKey);
-    } catch (err) {
-      if ((err as Error)?.name !== "BlobNotFoundError") throw err;
-      deps.log.warn({ fileId: file.id }, "stored content of a live file is missing");
-      throw notFound("file content");
-    }
-
-    // res.attachment writes Content-Disposition with the content-disposition package (RFC 6266, with an
-    // RFC 5987 filename* for non-ASCII names); it also guesses a type, which the stored one replaces.
-    res.attachment(file.name);
-    res.setHeader("Content-Type", file.mimeType);
-    res.setHeader("Content-Length", String(file.size));
-    res.setHeader("ETag", `"${file.sha256}"`);
-    res.setHeader("Cache-Control", "private, no-cache");
-    res.setHeader("X-Content-Type-Options", "nosniff");
-    res.setHeader("Content-Security-Policy", "default-src 'none'; sandbox");
-    if (req.fresh || req.method === "HEAD") {
-      stream.destroy();
-      res.status(req.fresh ? 304 : 200).end();
-      return;
-    }
-    try {
-      await pipeline(stream, res);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException)?.code;
-      // A client that goes away mid-download is not an error of ours.
-      if (code !== "ERR_STREAM_PREMATURE_CLOSE" && code !== "ECONNRESET") {
-        deps.log.warn({ fileId: file.id, err: normalizeError(err) }, "download failed");
-      }
-      if (!res.destroyed) res.destroy();
-    }
+    await sendFileContent(deps, req, res, file);
   });
 
   router.delete("/files/:id", async (req, res) => {

@@ -8,14 +8,14 @@ import { repoRoot } from "@codeinterp/config";
 export const PLAYGROUND_DIR = path.join(repoRoot, "apps/api/public/playground");
 
 /**
- * No inline script or style anywhere; the page talks only to this origin; images are the plots it fetched
- * itself (blob:) and nothing can frame it.
+ * No inline script or style anywhere; the page talks only to this origin; images are inline plots (data:) or
+ * this origin's signed links, and nothing can frame it.
  */
 export const PLAYGROUND_CSP = [
   "default-src 'none'",
   "script-src 'self'",
   "style-src 'self'",
-  "img-src 'self' blob: data:",
+  "img-src 'self' data:",
   "connect-src 'self'",
   "base-uri 'none'",
   "form-action 'none'",

@@ -92,6 +92,20 @@ export function findFile(db: Db, userId: string, id: string): Promise<FileRow | 
   return db.file.findFirst({ where: { id, userId, deletedAt: null } });
 }
 
+/** The user's live uploads with this content (and name, when given), newest first: lets clients upload once. */
+export function findUploadsByContent(db: Db, userId: string, sha256: string, name?: string): Promise<FileRow[]> {
+  return db.file.findMany({
+    where: { userId, sha256, source: "upload", deletedAt: null, ...(name !== undefined ? { name } : {}) },
+    orderBy: [{ createdAt: "desc" }],
+    take: 20,
+  });
+}
+
+/** A live file by id whoever owns it: only for callers that proved access another way (a signed link). */
+export function findLiveFileById(db: Db, id: string): Promise<FileRow | null> {
+  return db.file.findFirst({ where: { id, deletedAt: null } });
+}
+
 export async function deleteFile(db: Db, userId: string, id: string): Promise<FileRow | null> {
   const file = await findFile(db, userId, id);
   if (!file) return null;
