@@ -1,14 +1,13 @@
 import { pipeline } from "node:stream/promises";
 import { Router } from "express";
-import { createFile, deleteFile, findFile, keepBlobs, removeBlobIfUnused } from "@codeinterp/db";
+import type { Request, Response } from "express";
+import { findFile } from "@codeinterp/db";
 import type { FileRow } from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
-import { executionChangedChannel } from "@codeinterp/queue";
-import { sanitizeFilename } from "@codeinterp/workspace";
 import { userOf } from "../auth";
 import type { ApiDeps } from "../deps";
 import { notFound } from "../errors";
-import { mimeTypeForUpload } from "../files/mime";
+import { deleteUserFile, storeUpload } from "../files/store";
 import { receiveUpload } from "../files/upload";
 import { FileParams } from "../schemas-files";
 import { serializeFile } from "../serialize";
@@ -37,33 +36,7 @@ export function filesRouter(deps: ApiDeps): Router {
   router.post("/files", async (req, res) => {
     const userId = userOf(res);
     const upload = await receiveUpload(req, { blobs: deps.blobs, maxBytes: deps.env.MAX_UPLOAD_BYTES });
-    const name = sanitizeFilename(upload.filename);
-    const { stored } = upload;
-    let file: FileRow;
-    try {
-      file = await createFile(deps.db, {
-        userId,
-        name,
-        size: stored.size,
-        sha256: stored.sha256,
-        mimeType: mimeTypeForUpload(upload.clientType, name),
-        storageKey: stored.key,
-        source: "upload",
-      });
-    } catch (err) {
-      await deps.blobs.settle(stored, { restore: false }).catch(() => undefined);
-      // No row: do not keep a blob this request created and nothing references.
-      if (stored.created) await removeBlobIfUnused(deps.db, stored.key, () => deps.blobs.remove(stored.key)).catch(() => undefined);
-      throw err;
-    }
-    // The same content may have been deleted (its blob removed) while this upload ran: put it back. The
-    // file exists from here on, so a failed wait is logged rather than answered as a failed upload.
-    try {
-      if (await keepBlobs(deps.db, [stored], (p) => deps.blobs.settle(p))) deps.log.info({ fileId: file.id }, "put back a blob a concurrent deletion removed");
-    } catch (err) {
-      deps.log.warn({ fileId: file.id, err: normalizeError(err) }, "could not wait for blob removals");
-    }
-    deps.log.info({ fileId: file.id, size: stored.size }, "file uploaded");
+    const file = await storeUpload(deps, userId, upload);
     res.status(201).location(`/v1/files/${file.id}`).json(serializeFile(file));
   });
 
@@ -81,57 +54,52 @@ export function filesRouter(deps: ApiDeps): Router {
     const { id } = parseInput(FileParams, req.params, "params");
     const file = await findFile(deps.db, userId, id);
     if (!file) throw notFound("file");
-
-    let stream;
-    try {
-      stream = await deps.blobs.open(file.storageKey);
-    } catch (err) {
-      if ((err as Error)?.name !== "BlobNotFoundError") throw err;
-      deps.log.warn({ fileId: file.id }, "stored content of a live file is missing");
-      throw notFound("file content");
-    }
-
-    // res.attachment writes Content-Disposition with the content-disposition package (RFC 6266, with an
-    // RFC 5987 filename* for non-ASCII names); it also guesses a type, which the stored one replaces.
-    res.attachment(file.name);
-    res.setHeader("Content-Type", file.mimeType);
-    res.setHeader("Content-Length", String(file.size));
-    res.setHeader("ETag", `"${file.sha256}"`);
-    res.setHeader("Cache-Control", "private, no-cache");
-    res.setHeader("X-Content-Type-Options", "nosniff");
-    res.setHeader("Content-Security-Policy", "default-src 'none'; sandbox");
-    if (req.fresh || req.method === "HEAD") {
-      stream.destroy();
-      res.status(req.fresh ? 304 : 200).end();
-      return;
-    }
-    try {
-      await pipeline(stream, res);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException)?.code;
-      // A client that goes away mid-download is not an error of ours.
-      if (code !== "ERR_STREAM_PREMATURE_CLOSE" && code !== "ECONNRESET") {
-        deps.log.warn({ fileId: file.id, err: normalizeError(err) }, "download failed");
-      }
-      if (!res.destroyed) res.destroy();
-    }
+    await sendFileContent(deps, req, res, file);
   });
 
   router.delete("/files/:id", async (req, res) => {
     const userId = userOf(res);
     const { id } = parseInput(FileParams, req.params, "params");
-    const file = await deleteFile(deps.db, userId, id);
-    if (!file) throw notFound("file");
-    if (file.executionId) {
-      // Its execution's response lists it: drop that from every API process's cache of finished ones.
-      deps.finished?.invalidate(file.executionId);
-      await deps.redis.publish(executionChangedChannel(deps.queuePrefix), file.executionId).catch(() => undefined);
-    }
-    // Content-addressed: the blob may be shared with other files (other users' included).
-    await removeBlobIfUnused(deps.db, file.storageKey, () => deps.blobs.remove(file.storageKey));
-    deps.log.info({ fileId: file.id }, "file deleted");
+    if (!(await deleteUserFile(deps, userId, id))) throw notFound("file");
     res.status(204).end();
   });
 
   return router;
+}
+
+/** Streams a file's stored bytes as an attachment (conditional GET and HEAD included). */
+export async function sendFileContent(deps: Pick<ApiDeps, "blobs" | "log">, req: Request, res: Response, file: FileRow): Promise<void> {
+  let stream;
+  try {
+    stream = await deps.blobs.open(file.storageKey);
+  } catch (err) {
+    if ((err as Error)?.name !== "BlobNotFoundError") throw err;
+    deps.log.warn({ fileId: file.id }, "stored content of a live file is missing");
+    throw notFound("file content");
+  }
+
+  // res.attachment writes Content-Disposition with the content-disposition package (RFC 6266, with an
+  // RFC 5987 filename* for non-ASCII names); it also guesses a type, which the stored one replaces.
+  res.attachment(file.name);
+  res.setHeader("Content-Type", file.mimeType);
+  res.setHeader("Content-Length", String(file.size));
+  res.setHeader("ETag", `"${file.sha256}"`);
+  res.setHeader("Cache-Control", "private, no-cache");
+  res.setHeader("X-Content-Type-Options", "nosniff");
+  res.setHeader("Content-Security-Policy", "default-src 'none'; sandbox");
+  if (req.fresh || req.method === "HEAD") {
+    stream.destroy();
+    res.status(req.fresh ? 304 : 200).end();
+    return;
+  }
+  try {
+    await pipeline(stream, res);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException)?.code;
+    // A client that goes away mid-download is not an error of ours.
+    if (code !== "ERR_STREAM_PREMATURE_CLOSE" && code !== "ECONNRESET") {
+      deps.log.warn({ fileId: file.id, err: normalizeError(err) }, "download failed");
+    }
+    if (!res.destroyed) res.destroy();
+  }
 }
