@@ -104,7 +104,10 @@ describe("LibreChat JWTs", () => {
   it("verifies with a configured public key (PEM) too", async () => {
     // The other configuration, on a stack of its own (no worker needed to check auth), closed here so the
     // two stacks' socket-leak checks do not count each other's sockets.
-    const pemStack = await startTestStack({ worker: false, env: { LIBRECHAT_JWT_PUBLIC_KEY: await exportSPKI(rsa.publicKey) } });
+    const pemStack = await startTestStack({
+      worker: false,
+      env: { LIBRECHAT_JWT_PUBLIC_KEY: await exportSPKI(rsa.publicKey), LIBRECHAT_ANONYMOUS_TENANT: "open-tenant" },
+    });
     try {
       const pemBase = `${pemStack.url}/librechat/v1`;
       const list = (t: string) => nodeFetch(`${pemBase}/files/${"A".repeat(21)}?detail=full`, { headers: bearer(t) });
@@ -112,8 +115,16 @@ describe("LibreChat JWTs", () => {
       expect((await list(await token(rsa, "RS256", "alice"))).status).toBe(404);
       expect((await list(await token(ed, "EdDSA", "alice"))).status).toBe(401);
       expect((await list(await token(rsa, "RS256", "alice", { aud: "x" }))).status).toBe(401);
-      // No credentials at all: refused (no anonymous tenant is configured).
-      expect((await nodeFetch(`${pemBase}/files/${"A".repeat(21)}`)).status).toBe(401);
+      // This operator opened a tenant to callers without credentials (LibreChat without CODEAPI_JWT_ENABLED
+      // sends no auth header): they are served, each LibreChat user still on its own; a bad token is not
+      // silently treated as none. (Without the setting such a request is 401: librechat.int.test.ts.)
+      const anon = await libreChatUpload(pemBase, { userId: "zed", auth: {}, files: [{ name: "z.txt", bytes: "z" }] });
+      expect(anon.status).toBe(200);
+      const sid = anon.body.storage_session_id;
+      const fid = anon.body.files[0].fileId;
+      expect((await libreChatDownload(pemBase, sid, fid, "?kind=user&id=zed", {})).bytes.toString()).toBe("z");
+      expect((await libreChatDownload(pemBase, sid, fid, "?kind=user&id=yan", {})).status).toBe(403);
+      expect((await libreChatDownload(pemBase, sid, fid, "?kind=user&id=zed", bearer(await token(ed, "EdDSA", "zed")))).status).toBe(401);
     } finally {
       await pemStack.close();
     }

@@ -14,6 +14,7 @@ import type { TestStack } from "./helpers/stack";
 
 const ID = /^[A-Za-z0-9_-]{21}$/;
 const RATE = 40;
+const MAX_UPLOAD = 256 * 1024;
 let stack: TestStack;
 let base: string;
 let auth: Record<string, string>;
@@ -31,7 +32,7 @@ const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 const userQuery = (u: string) => `?kind=user&id=${u}`;
 
 beforeAll(async () => {
-  stack = await startTestStack({ env: { LIBRECHAT_RATE_LIMIT_PER_MINUTE: String(RATE) } });
+  stack = await startTestStack({ env: { LIBRECHAT_RATE_LIMIT_PER_MINUTE: String(RATE), MAX_UPLOAD_BYTES: String(MAX_UPLOAD) } });
   base = `${stack.url}/librechat/v1`;
   // One codeinterp API key for the whole LibreChat deployment: the tenant.
   const { key } = await stack.newUser("acme-librechat");
@@ -141,6 +142,39 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
     expect(del.status).toBe(200);
     expect((await libreChatDownload(base, sid, up.body.files[0].fileId, userQuery("alice"), auth)).status).toBe(404);
     expect((await libreChatDownload(base, sid, up.body.files[1].fileId, userQuery("alice"), auth)).status).toBe(200);
+  });
+
+  it("answers 413 for a file over the limit, and reports it per file in a batch", async () => {
+    const big = Buffer.alloc(MAX_UPLOAD + 1, 97);
+    const one = await libreChatUpload(base, { userId: "alice", auth, files: [{ name: "big.bin", bytes: big }] });
+    expect(one.status).toBe(413);
+    const batch = await libreChatUpload(base, {
+      route: "/upload/batch",
+      userId: "alice",
+      auth,
+      files: [
+        { name: "big.bin", bytes: big },
+        { name: "ok.txt", bytes: "fine" },
+      ],
+    });
+    expect(batch.status).toBe(200);
+    expect(batch.body).toMatchObject({ message: "partial_success", succeeded: 1, failed: 1 });
+    expect(batch.body.files.map((f: { status: string; filename: string }) => `${f.filename}:${f.status}`)).toEqual(["big.bin:error", "ok.txt:success"]);
+  });
+
+  it("shares an agent's files with the agent's users, and only those", async () => {
+    // LibreChat uploads an agent's files with kind=agent, id=<agent id>; any user of the agent may attach them.
+    const up = await libreChatUpload(base, { userId: "alice", auth, fields: { kind: "agent", id: "agent-42" }, files: [{ name: "kb.txt", bytes: "agent knowledge" }] });
+    expect(up.status).toBe(200);
+    const sid = up.body.storage_session_id;
+    const fid = up.body.files[0].fileId;
+    const probe = (q: string) => nodeFetch(`${base}/sessions/${sid}/objects/${fid}${q}`, { headers: auth });
+    expect((await probe("?kind=agent&id=agent-42")).status).toBe(200);
+    expect((await probe("?kind=agent&id=agent-7")).status).toBe(403);
+    expect((await probe(userQuery("bob"))).status).toBe(403);
+    const ref = { id: fid, resource_id: "agent-42", name: "kb.txt", storage_session_id: sid, kind: "agent" };
+    const msg = await run(toolFor("bob", { files: [ref] }), { lang: "py", code: "print(open('/mnt/data/kb.txt').read())" });
+    expect(msg.content).toContain("stdout:\nagent knowledge");
   });
 
   it("never lets another LibreChat user download, list or use the first user's files", async () => {

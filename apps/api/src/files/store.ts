@@ -3,6 +3,7 @@ import type { FileRow } from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
 import { executionChangedChannel } from "@codeinterp/queue";
 import { sanitizeFilename } from "@codeinterp/workspace";
+import type { PutResult } from "@codeinterp/workspace";
 import type { ApiDeps } from "../deps";
 import { mimeTypeForUpload } from "./mime";
 import type { ReceivedUpload } from "./upload";
@@ -26,9 +27,7 @@ export async function storeUpload(deps: Pick<ApiDeps, "db" | "blobs" | "log">, u
       source: "upload",
     });
   } catch (err) {
-    await deps.blobs.settle(stored, { restore: false }).catch(() => undefined);
-    // No row: do not keep a blob this request created and nothing references.
-    if (stored.created) await removeBlobIfUnused(deps.db, stored.key, () => deps.blobs.remove(stored.key)).catch(() => undefined);
+    await discardUpload(deps, stored);
     throw err;
   }
   // The same content may have been deleted (its blob removed) while this upload ran: put it back. The
@@ -40,6 +39,12 @@ export async function storeUpload(deps: Pick<ApiDeps, "db" | "blobs" | "log">, u
   }
   deps.log.info({ fileId: file.id, size: stored.size }, "file uploaded");
   return file;
+}
+
+/** An upload that will not become a file: drop its spare, and the blob when this request created it and nothing uses it. */
+export async function discardUpload(deps: Pick<ApiDeps, "db" | "blobs">, stored: PutResult): Promise<void> {
+  await deps.blobs.settle(stored, { restore: false }).catch(() => undefined);
+  if (stored.created) await removeBlobIfUnused(deps.db, stored.key, () => deps.blobs.remove(stored.key)).catch(() => undefined);
 }
 
 /** Deletes one of the user's files (null when it has none by that id) and its blob once nothing uses it. */

@@ -4,7 +4,7 @@ import { FilesNotFoundError, findLibreChatSession, findLibreChatSessionFile, lis
 import type { FileRow, LibreChatSessionRow } from "@codeinterp/db";
 import type { ApiDeps } from "../deps";
 import { HttpError } from "../errors";
-import { storeUpload, deleteUserFile } from "../files/store";
+import { deleteUserFile, discardUpload, storeUpload } from "../files/store";
 import { sendFileContent } from "../routes/files";
 import { parseInput } from "../validate";
 import { credentialResolver, principalOf } from "./auth";
@@ -66,15 +66,22 @@ export function librechatRouter(deps: ApiDeps): Router {
       owner = uploadOwner(cred, form.fields, header(req, "user-id"));
       if (!owner) throw new HttpError(400, "validation_error", "name the uploading user: a User-Id header, or the kind and id fields");
     } catch (err) {
-      await Promise.all(received.map((f) => deps.blobs.settle(f.stored, { restore: false }).catch(() => undefined)));
+      await Promise.all(received.map((f) => discardUpload(deps, f.stored)));
       throw err;
     }
     const files: Array<{ status: "success"; fileId: string; filename: string; row: FileRow } | { status: "error"; filename: string; error: string }> = [];
-    for (const f of form.files) {
-      if (!("stored" in f)) files.push({ status: "error", filename: f.filename, error: "File size limit exceeded" });
-      else {
+    for (const [i, f] of form.files.entries()) {
+      if (!("stored" in f)) {
+        files.push({ status: "error", filename: f.filename, error: "File size limit exceeded" });
+        continue;
+      }
+      try {
         const row = await storeUpload(deps, owner.userId, f);
         files.push({ status: "success", fileId: uuidToLibreChatId(row.id), filename: row.name, row });
+      } catch (err) {
+        // storeUpload discarded this one; the rest will not be stored either.
+        await Promise.all(form.files.slice(i + 1).map((r) => ("stored" in r ? discardUpload(deps, r.stored) : undefined)));
+        throw err;
       }
     }
     const ok = files.filter((f) => f.status === "success");
