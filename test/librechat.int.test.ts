@@ -102,6 +102,14 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
     expect(got.type).toBe("image/png");
   });
 
+  it("returns a plot shown inline (no savefig) as a file LibreChat can display", async () => {
+    const msg = await run(toolFor("alice"), { lang: "py", code: "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()" });
+    const files = msg.artifact.files ?? [];
+    expect(files.map((f) => f.name)).toEqual([expect.stringMatching(/\.png$/)]);
+    const got = await libreChatDownload(base, files[0]!.storage_session_id ?? msg.artifact.session_id, files[0]!.id, userQuery("alice"), auth);
+    expect(got.bytes.subarray(1, 4).toString()).toBe("PNG");
+  });
+
   it("gives the next call the previous call's output through _injected_files", async () => {
     const msg = await run(toolFor("alice"), { lang: "py", code: "import pandas as pd\nprint(pd.read_excel('/mnt/data/report.xlsx').y.sum())" }, first);
     expect(msg.content).toContain("stdout:\n6");
