@@ -49,6 +49,19 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
     expect(msg.artifact.session_id).toMatch(ID);
     const health = await nodeFetch(`${base}/health`);
     expect(health.status).toBe(200);
+    const doc = (await (await nodeFetch(`${stack.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
+    for (const [method, p] of [
+      ["post", "/exec"],
+      ["post", "/upload"],
+      ["post", "/upload/batch"],
+      ["get", "/download/{session_id}/{file_id}"],
+      ["get", "/files/{session_id}"],
+      ["get", "/sessions/{session_id}/objects/{file_id}"],
+      ["delete", "/files/{session_id}/{file_id}"],
+      ["get", "/health"],
+    ] as const) {
+      expect(doc.paths[`/librechat/v1${p}`]?.[method], `${method} ${p}`).toBeDefined();
+    }
   });
 
   it("reads a CSV uploaded as LibreChat's server uploads it, with pandas", async () => {

@@ -56,3 +56,34 @@ export const EntityQuery = z.object({
 });
 
 export const ListQuery = EntityQuery.extend({ detail: z.enum(["simple", "summary", "full", "normalized"]).default("simple") });
+
+// Answers, for /openapi.json (the official server's shapes, `service/src/types/{service,files}.ts`).
+const OutputRef = z
+  .object({ id: z.string(), name: z.string(), path: z.string(), storage_session_id: z.string(), resource_id: z.string(), kind: z.literal("user") })
+  .meta({ id: "LibreChatOutputFile" });
+export const ExecResult = z
+  .object({
+    session_id: z.string(),
+    stdout: z.string(),
+    stderr: z.string(),
+    files: z.array(OutputRef),
+    runtime_session_id: z.string().optional(),
+    runtime_status: z.enum(["new", "reused"]).optional(),
+  })
+  .meta({ id: "LibreChatExecResult" });
+export const UploadResult = z
+  .object({
+    message: z.enum(["success", "partial_success", "error"]),
+    session_id: z.string().meta({ description: "Gen-1 name of storage_session_id" }),
+    storage_session_id: z.string(),
+    files: z.array(z.object({ fileId: z.string().optional(), filename: z.string(), status: z.enum(["success", "error"]).optional(), error: z.string().optional() })),
+    succeeded: z.number().optional(),
+    failed: z.number().optional(),
+  })
+  .meta({ id: "LibreChatUploadResult" });
+export const ObjectInfo = z
+  .object({ lastModified: z.string(), originalFilename: z.string(), size: z.number(), contentType: z.string(), etag: z.string() })
+  .meta({ id: "LibreChatObject" });
+export const LibreChatError = z
+  .object({ error: z.string(), code: z.string().optional(), retry_after_seconds: z.number().optional() })
+  .meta({ id: "LibreChatError" });
