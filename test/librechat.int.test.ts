@@ -245,6 +245,18 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
     expect(c.content).toContain("stdout:\nFalse");
   });
 
+  it("stops code at its timeout and says so on stderr, keeping what it printed", async () => {
+    const res = await nodeFetch(`${base}/exec`, {
+      method: "POST",
+      headers: { ...auth, "content-type": "application/json" },
+      body: JSON.stringify({ lang: "py", code: "print('started', flush=True)\nimport time\ntime.sleep(60)", user_id: "alice", timeout: 1500 }),
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { stdout: string; stderr: string };
+    expect(body.stdout).toContain("started");
+    expect(body.stderr).toContain("Time limit exceeded");
+  });
+
   it("refuses a request without credentials or with a wrong key", async () => {
     const none = await nodeFetch(`${base}/exec`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ lang: "py", code: "1", user_id: "alice" }) });
     expect(none.status).toBe(401);
