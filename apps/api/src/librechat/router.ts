@@ -1,20 +1,20 @@
 import express, { Router } from "express";
 import type { ErrorRequestHandler, Request, Response } from "express";
-import { FilesNotFoundError, findLibreChatSession, findLibreChatSessionFile, listLibreChatSessionFiles, createLibreChatSession } from "@codeinterp/db";
+import { FilesNotFoundError, findLibreChatSession, findLibreChatSessionFile, listLibreChatSessionFiles } from "@codeinterp/db";
 import type { FileRow, LibreChatSessionRow } from "@codeinterp/db";
 import type { ApiDeps } from "../deps";
 import { HttpError } from "../errors";
-import { deleteUserFile, discardUpload, storeUpload } from "../files/store";
+import { deleteUserFile } from "../files/store";
 import { sendFileContent } from "../routes/files";
 import { parseInput } from "../validate";
 import { credentialResolver, principalOf } from "./auth";
 import type { Credential, Principal } from "./auth";
 import { outputRef, runExec } from "./exec";
-import { libreChatIdToUuid, newSessionId, uuidToLibreChatId } from "./ids";
+import { libreChatIdToUuid, uuidToLibreChatId } from "./ids";
 import { receiveForm } from "./multipart";
 import { createRateLimit, RateLimitedError } from "./rate-limit";
 import { EntityQuery, execBody, ListQuery, SessionFileParams, SessionParams } from "./schemas";
-import { entityLabel } from "./sessions";
+import { storeSession } from "./upload";
 
 /** Files per `/upload/batch`, as the official server allows (`service/src/service/router.ts`, MAX_BATCH_FILES). */
 const MAX_BATCH_FILES = 200;
@@ -60,41 +60,8 @@ export function librechatRouter(deps: ApiDeps): Router {
     const early = principalOf(cred, { kind: "user", id: header(req, "user-id") });
     if (early) await limit(early);
     const form = await receiveForm(req, { blobs: deps.blobs, maxBytes: deps.env.MAX_UPLOAD_BYTES, maxFiles });
-    const received = form.files.filter((f) => "stored" in f);
-    let owner: Principal | null;
-    try {
-      owner = uploadOwner(cred, form.fields, header(req, "user-id"));
-      if (!owner) throw new HttpError(400, "validation_error", "name the uploading user: a User-Id header, or the kind and id fields");
-    } catch (err) {
-      await Promise.all(received.map((f) => discardUpload(deps, f.stored)));
-      throw err;
-    }
-    const files: Array<{ status: "success"; fileId: string; filename: string; row: FileRow } | { status: "error"; filename: string; error: string }> = [];
-    for (const [i, f] of form.files.entries()) {
-      if (!("stored" in f)) {
-        files.push({ status: "error", filename: f.filename, error: "File size limit exceeded" });
-        continue;
-      }
-      try {
-        const row = await storeUpload(deps, owner.userId, f);
-        files.push({ status: "success", fileId: uuidToLibreChatId(row.id), filename: row.name, row });
-      } catch (err) {
-        // storeUpload discarded this one; the rest will not be stored either.
-        await Promise.all(form.files.slice(i + 1).map((r) => ("stored" in r ? discardUpload(deps, r.stored) : undefined)));
-        throw err;
-      }
-    }
+    const { sessionId, files } = await storeSession(deps, cred, form, header(req, "user-id"));
     const ok = files.filter((f) => f.status === "success");
-    const sessionId = newSessionId();
-    await createLibreChatSession(deps.db, {
-      id: sessionId,
-      tenant: owner.tenant,
-      userId: owner.userId,
-      librechatUser: entityLabel(owner),
-      fileIds: ok.map((f) => f.row.id),
-    });
-    deps.log.info({ sessionId, files: ok.length }, "librechat upload stored");
-    const out = files.map((f) => (f.status === "success" ? { status: f.status, fileId: f.fileId, filename: f.filename } : f));
     // Both generations: Gen-1 reads `session_id`, Gen-2 `storage_session_id`.
     if (maxFiles === 1) {
       res.json({ message: "success", session_id: sessionId, storage_session_id: sessionId, files: ok.map(({ fileId, filename }) => ({ fileId, filename })) });
@@ -104,7 +71,7 @@ export function librechatRouter(deps: ApiDeps): Router {
     const message = failed === 0 ? "success" : ok.length === 0 ? "error" : "partial_success";
     res
       .status(ok.length === 0 ? 400 : 200)
-      .json({ message, session_id: sessionId, storage_session_id: sessionId, files: out, succeeded: ok.length, failed });
+      .json({ message, session_id: sessionId, storage_session_id: sessionId, files, succeeded: ok.length, failed });
   };
   router.post("/upload", upload(1));
   router.post("/upload/batch", upload(MAX_BATCH_FILES));
@@ -166,13 +133,6 @@ export function librechatRouter(deps: ApiDeps): Router {
 function header(req: Request, name: string): string | undefined {
   const v = req.headers[name];
   return typeof v === "string" && v !== "" ? v : undefined;
-}
-
-/** Gen-2 names the owner with `kind`/`id` fields, Gen-1 an agent with `entity_id`; else the `User-Id` header. */
-function uploadOwner(cred: Credential, fields: Record<string, string>, userIdHeader: string | undefined): Principal | null {
-  if (fields.id) return principalOf(cred, { kind: fields.kind, id: fields.id });
-  if (fields.entity_id) return principalOf(cred, { kind: "agent", id: fields.entity_id });
-  return principalOf(cred, { kind: "user", id: userIdHeader });
 }
 
 /**
