@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 // LibreChat's own client for its Code Interpreter API (the `execute_code` tool), pinned in package.json.
-import { createCodeExecutionTool } from "@librechat/agents";
+import { createCodeExecutionTool, fetchSessionFiles } from "@librechat/agents";
 import nodeFetch from "node-fetch";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { libreChatDownload, libreChatUpload, toolCall } from "./helpers/librechat";
@@ -155,6 +155,10 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
     const sid = up.body.storage_session_id;
     const listed = (await (await nodeFetch(`${base}/files/${sid}?detail=normalized&kind=user&id=alice`, { headers: auth })).json()) as Array<{ id: string; name: string }>;
     expect(listed.map((f) => f.name).sort()).toEqual(["a.txt", "b.txt"]);
+    // The client's own session listing (dist/cjs/tools/ProgrammaticToolCalling.cjs fetchSessionFiles: detail=full, kind/id).
+    const viaClient = await fetchSessionFiles(base, sid, { kind: "user", id: "alice" }, auth);
+    expect(viaClient.map((f) => [f.name, f.storage_session_id, f.id]).sort()).toEqual(listed.map((f) => [f.name, sid, f.id]).sort());
+    expect(await fetchSessionFiles(base, sid, { kind: "user", id: "bob" }, auth)).toEqual([]);
     const refs = up.body.files.map((f: { fileId: string; filename: string }) => ({ id: f.fileId, name: f.filename, storage_session_id: sid }));
     const msg = await run(toolFor("alice", { files: refs }), { lang: "py", code: "print(open('/mnt/data/a.txt').read() + open('/mnt/data/b.txt').read())" });
     expect(msg.content).toContain("stdout:\nAB");
