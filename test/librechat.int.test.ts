@@ -64,6 +64,13 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
     }
   });
 
+  it("returns a Python error's traceback on stderr, after what the code printed", async () => {
+    const msg = await run(toolFor("alice"), { lang: "py", code: "print('before')\n1 / 0" });
+    expect(msg.content).toContain("stdout:\nbefore");
+    expect(msg.content).toMatch(/stderr:\n[\s\S]*ZeroDivisionError/);
+    expect(msg.content).not.toMatch(/\u001b\[/);
+  });
+
   it("reads a CSV uploaded as LibreChat's server uploads it, with pandas", async () => {
     const up = await libreChatUpload(base, { userId: "alice", auth, files: [{ name: "sales.csv", bytes: "region,amount\nnorth,10\nsouth,32\n" }] });
     expect(up.status).toBe(200);
