@@ -16,6 +16,7 @@ import { messagesRouter } from "./routes/messages";
 import { playgroundRouter } from "./routes/playground";
 import { healthRouter } from "./routes/health";
 import { linksRouter, signedDownloadRouter } from "./routes/links";
+import { librechatRouter } from "./librechat/router";
 
 export function createApp(deps: ApiDeps): Express {
   const app = express();
@@ -46,6 +47,7 @@ export function createApp(deps: ApiDeps): Express {
   v1.use(linksRouter(deps));
   app.use(signedDownloadRouter(deps));
   app.use("/v1", v1);
+  app.use("/librechat/v1", librechatRouter(deps));
   app.use(playgroundRouter());
 
   app.use(unknownRoute);

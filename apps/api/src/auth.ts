@@ -4,7 +4,7 @@ import type { Db } from "@codeinterp/db";
 import { findUserByApiKey } from "@codeinterp/db";
 import { HttpError } from "./errors";
 
-function bearer(header: string | undefined): string | null {
+export function bearer(header: string | undefined): string | null {
   const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "");
   return m?.[1] ?? null;
 }
@@ -17,21 +17,28 @@ function bearer(header: string | undefined): string | null {
 const KEY_CACHE_TTL_MS = 30_000;
 const KEY_CACHE_MAX = 10_000;
 
-export function requireApiKey(db: Db): RequestHandler {
+/** Key → user id (null for an unknown or revoked key), with the short cache described above. */
+export function apiKeyResolver(db: Db): (key: string) => Promise<string | null> {
   const cache = new Map<string, { userId: string; until: number }>();
+  return async (key) => {
+    const hash = digest(key).toString("hex");
+    const hit = cache.get(hash);
+    if (hit && hit.until > Date.now()) return hit.userId;
+    const userId = await findUserByApiKey(db, key);
+    if (userId) {
+      if (cache.size >= KEY_CACHE_MAX) cache.clear();
+      cache.set(hash, { userId, until: Date.now() + KEY_CACHE_TTL_MS });
+    }
+    return userId;
+  };
+}
+
+export function requireApiKey(db: Db): RequestHandler {
+  const resolve = apiKeyResolver(db);
   return async (req, res, next) => {
     const key = bearer(req.headers.authorization);
     if (!key) throw new HttpError(401, "unauthorized", "missing API key: send Authorization: Bearer <key>");
-    const hash = digest(key).toString("hex");
-    const hit = cache.get(hash);
-    let userId = hit && hit.until > Date.now() ? hit.userId : null;
-    if (!userId) {
-      userId = await findUserByApiKey(db, key);
-      if (userId) {
-        if (cache.size >= KEY_CACHE_MAX) cache.clear();
-        cache.set(hash, { userId, until: Date.now() + KEY_CACHE_TTL_MS });
-      }
-    }
+    const userId = await resolve(key);
     if (!userId) throw new HttpError(401, "unauthorized", "invalid API key");
     res.locals.userId = userId;
     next();

@@ -7,6 +7,9 @@ import type { ApiEnv } from "./env";
 import type { FinishedExecutionCache } from "./finished-cache";
 import type { LinkSigner } from "./links/signer";
 
+/** Settings of the LibreChat surface (apps/api/src/librechat). */
+export type LibreChatEnvKey = Extract<keyof ApiEnv, `LIBRECHAT_${string}`>;
+
 export type ReadinessCheck = () => Promise<Record<string, "ok" | "down">>;
 
 /** Everything the HTTP layer needs, built by main.ts (or a test) and passed in. */
@@ -15,7 +18,8 @@ export interface ApiDeps {
     ApiEnv,
     "ADMIN_TOKEN" | "EXECUTION_TIMEOUT_MS" | "MAX_EXECUTION_TIMEOUT_MS" | "MAX_CODE_BYTES" | "MAX_FILES_PER_EXECUTION" | "MAX_UPLOAD_BYTES" | "MAX_WAIT_MS" | "DATA_DIR"
     | "SIGNED_LINK_TTL_S" | "SIGNED_LINK_MAX_TTL_S" | "PUBLIC_URL"
-  >;
+  > &
+    Pick<ApiEnv, LibreChatEnvKey>;
   db: Db;
   /** Content-addressed file storage under DATA_DIR (uploads and generated files). */
   blobs: BlobStore;

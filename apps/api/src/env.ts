@@ -16,6 +16,20 @@ const apiEnvSchema = z.object({
   SIGNED_LINK_MAX_TTL_S: z.coerce.number().int().min(1).default(7 * 24 * 3600),
   /** Origin put in front of signed links (e.g. https://ci.example.com); unset: the request's Host. */
   PUBLIC_URL: z.url().optional(),
+
+  // LibreChat's Code Interpreter API at /librechat/v1 (apps/api/src/librechat; README "Use with LibreChat").
+  /** Public key (PEM; `\n` escapes allowed) that verifies LibreChat-issued JWTs (EdDSA or RS256). */
+  LIBRECHAT_JWT_PUBLIC_KEY: z.string().min(1).optional(),
+  /** Or a JWKS URL serving those keys. Neither set: JWTs are not accepted. */
+  LIBRECHAT_JWT_JWKS_URL: z.url().optional(),
+  LIBRECHAT_JWT_ISSUER: z.string().min(1).default("librechat"),
+  LIBRECHAT_JWT_AUDIENCE: z.string().min(1).default("codeapi"),
+  /** The tenant (a codeinterp user id) that JWT-authenticated LibreChat users belong to. */
+  LIBRECHAT_JWT_TENANT: z.string().min(1).max(200).default("librechat"),
+  /** Unset: a request without credentials is refused. Set: it is served under this tenant (trusted network only). */
+  LIBRECHAT_ANONYMOUS_TENANT: z.string().min(1).max(200).optional(),
+  /** /exec and upload requests per LibreChat user per minute; 0 turns the limit off. */
+  LIBRECHAT_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).default(120),
 });
 
 export type ApiEnv = z.infer<typeof apiEnvSchema>;

@@ -9,3 +9,4 @@ export { ExecutionStatus, FileSource } from "./generated/enums";
 export type { ExecutionStatus as ExecutionStatusValue } from "./generated/enums";
 export { isUniqueViolation } from "./errors";
 export { keepBlobs, removeBlobIfUnused } from "./repos/blob-locks";
+export * from "./repos/librechat";

@@ -1,14 +1,12 @@
 import { Router } from "express";
-import { createFile, deleteFile, findFile, findUploadsByContent, keepBlobs, removeBlobIfUnused } from "@codeinterp/db";
+import { findFile, findUploadsByContent } from "@codeinterp/db";
 import type { FileRow } from "@codeinterp/db";
-import { normalizeError } from "@codeinterp/logger";
-import { executionChangedChannel } from "@codeinterp/queue";
 import { sanitizeFilename } from "@codeinterp/workspace";
 import { userOf } from "../auth";
 import type { ApiDeps } from "../deps";
 import { notFound } from "../errors";
-import { mimeTypeForUpload } from "../files/mime";
 import { sendFileContent } from "../files/send";
+import { deleteUserFile, storeUpload } from "../files/store";
 import { receiveUpload } from "../files/upload";
 import { FileLookupQuery, FileParams } from "../schemas-files";
 import { serializeFile } from "../serialize";
@@ -37,33 +35,7 @@ export function filesRouter(deps: ApiDeps): Router {
   router.post("/files", async (req, res) => {
     const userId = userOf(res);
     const upload = await receiveUpload(req, { blobs: deps.blobs, maxBytes: deps.env.MAX_UPLOAD_BYTES });
-    const name = sanitizeFilename(upload.filename);
-    const { stored } = upload;
-    let file: FileRow;
-    try {
-      file = await createFile(deps.db, {
-        userId,
-        name,
-        size: stored.size,
-        sha256: stored.sha256,
-        mimeType: mimeTypeForUpload(upload.clientType, name),
-        storageKey: stored.key,
-        source: "upload",
-      });
-    } catch (err) {
-      await deps.blobs.settle(stored, { restore: false }).catch(() => undefined);
-      // No row: do not keep a blob this request created and nothing references.
-      if (stored.created) await removeBlobIfUnused(deps.db, stored.key, () => deps.blobs.remove(stored.key)).catch(() => undefined);
-      throw err;
-    }
-    // The same content may have been deleted (its blob removed) while this upload ran: put it back. The
-    // file exists from here on, so a failed wait is logged rather than answered as a failed upload.
-    try {
-      if (await keepBlobs(deps.db, [stored], (p) => deps.blobs.settle(p))) deps.log.info({ fileId: file.id }, "put back a blob a concurrent deletion removed");
-    } catch (err) {
-      deps.log.warn({ fileId: file.id, err: normalizeError(err) }, "could not wait for blob removals");
-    }
-    deps.log.info({ fileId: file.id, size: stored.size }, "file uploaded");
+    const file = await storeUpload(deps, userId, upload);
     res.status(201).location(`/v1/files/${file.id}`).json(serializeFile(file));
   });
 
@@ -89,23 +61,13 @@ export function filesRouter(deps: ApiDeps): Router {
     const { id } = parseInput(FileParams, req.params, "params");
     const file = await findFile(deps.db, userId, id);
     if (!file) throw notFound("file");
-
     await sendFileContent(deps, req, res, file);
   });
 
   router.delete("/files/:id", async (req, res) => {
     const userId = userOf(res);
     const { id } = parseInput(FileParams, req.params, "params");
-    const file = await deleteFile(deps.db, userId, id);
-    if (!file) throw notFound("file");
-    if (file.executionId) {
-      // Its execution's response lists it: drop that from every API process's cache of finished ones.
-      deps.finished?.invalidate(file.executionId);
-      await deps.redis.publish(executionChangedChannel(deps.queuePrefix), file.executionId).catch(() => undefined);
-    }
-    // Content-addressed: the blob may be shared with other files (other users' included).
-    await removeBlobIfUnused(deps.db, file.storageKey, () => deps.blobs.remove(file.storageKey));
-    deps.log.info({ fileId: file.id }, "file deleted");
+    if (!(await deleteUserFile(deps, userId, id))) throw notFound("file");
     res.status(204).end();
   });
 

@@ -1,0 +1,130 @@
+import { createHash } from "node:crypto";
+import { createExecution, createFile, createLibreChatSession, findLibreChatSession, findLibreChatSessionFile, isTerminal, listLibreChatSessionFiles } from "@codeinterp/db";
+import type { ExecutionWithFiles, FileRow } from "@codeinterp/db";
+import { normalizeError } from "@codeinterp/logger";
+import type { ApiDeps } from "../deps";
+import { HttpError } from "../errors";
+import { enqueueExecution } from "../routes/executions";
+import { waitForExecution } from "../wait";
+import type { Principal } from "./auth";
+import { newSessionId, uuidToLibreChatId, libreChatIdToUuid } from "./ids";
+import { kernelCode, resolveLanguage } from "./languages";
+import type { FileRefValue } from "./schemas";
+import { entityLabel, isSharedEntity } from "./sessions";
+
+/** Beyond the code's own timeout: queue wait, kernel start and file capture. */
+const EXEC_SLACK_MS = 120_000;
+
+export interface ExecRequest {
+  lang: string;
+  code: string;
+  files?: FileRefValue[] | undefined;
+  runtime_session_hint?: string | undefined;
+  timeout?: number | undefined;
+}
+
+/** One `/exec`: a fresh workspace (or the hint's kernel), the referenced files in /mnt/data, the code run to the end. */
+export async function runExec(deps: ApiDeps, principal: Principal, body: ExecRequest, signal: AbortSignal) {
+  const lang = resolveLanguage(body.lang);
+  const fileIds = await resolveInputs(deps, principal, body.files ?? []);
+  const sessionId = newSessionId();
+  // Our message is a kernel and a workspace: a fresh one per call, or the hint's for every call naming it.
+  const hint = body.runtime_session_hint;
+  const messageId = hint ? `librechat-runtime:${hint}` : `librechat-exec:${sessionId}`;
+  const timeoutMs = Math.min(Math.max(body.timeout ?? deps.env.EXECUTION_TIMEOUT_MS, 1000), deps.env.MAX_EXECUTION_TIMEOUT_MS);
+  const { execution } = await createExecution(deps.db, {
+    userId: principal.userId,
+    chatId: "librechat",
+    messageId,
+    code: kernelCode(lang, body.code),
+    fileIds,
+    timeoutMs,
+  });
+  await createLibreChatSession(deps.db, {
+    id: sessionId,
+    tenant: principal.tenant,
+    userId: principal.userId,
+    librechatUser: entityLabel(principal),
+    executionId: execution.id,
+  });
+  const log = deps.log.child({ executionId: execution.id, messageId, sessionId });
+  try {
+    await enqueueExecution(deps, execution);
+  } catch (err) {
+    log.warn({ err: normalizeError(err) }, "enqueue failed; left for the reconciler");
+  }
+  log.info({ lang, files: fileIds.length }, "librechat execution accepted");
+
+  const done = await waitUntilDone(deps, principal.userId, execution.id, timeoutMs + EXEC_SLACK_MS, signal);
+  if (!done || !isTerminal(done.status)) {
+    if (signal.aborted) return null;
+    throw new HttpError(504, "timeout", "Execution failed or timed out");
+  }
+  const session = await findLibreChatSession(deps.db, principal.tenant, sessionId);
+  const files = session ? await listLibreChatSessionFiles(deps.db, session) : [];
+  const metrics = (done.metrics ?? {}) as { reusedKernel?: boolean };
+  return {
+    session_id: sessionId,
+    ...streams(done),
+    files: files.map((f) => outputRef(f, sessionId)),
+    ...(hint
+      ? {
+          runtime_session_id: createHash("sha256").update(`${principal.userId}\0${hint}`).digest("base64url").slice(0, 21),
+          runtime_status: metrics.reusedKernel ? ("reused" as const) : ("new" as const),
+        }
+      : {}),
+  };
+}
+
+async function waitUntilDone(deps: ApiDeps, userId: string, id: string, ms: number, signal: AbortSignal): Promise<ExecutionWithFiles | null> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const left = until - Date.now();
+    const e = await waitForExecution(deps, userId, id, Math.max(0, Math.min(left, 30_000)), signal);
+    if (!e || isTerminal(e.status) || left <= 0 || signal.aborted) return e;
+  }
+}
+
+/** stdout and stderr as a process would have written them: a Python error's traceback goes to stderr. */
+function streams(e: ExecutionWithFiles): { stdout: string; stderr: string } {
+  const r = (e.result ?? {}) as { stdout?: string; stderr?: string; error?: { ename: string; evalue: string; traceback: string[] } | null };
+  const failure = e.failure as { message?: string } | null;
+  const err: string[] = [];
+  if (r.stderr) err.push(r.stderr.replace(/\n$/, ""));
+  if (r.error) err.push(r.error.traceback.length > 0 ? r.error.traceback.join("\n") : `${r.error.ename}: ${r.error.evalue}`);
+  if (e.status === "timed_out") err.push("Time limit exceeded");
+  if (e.status === "cancelled") err.push("Execution was cancelled");
+  if (e.status === "failed") err.push(failure?.message ?? "Execution failed");
+  return { stdout: r.stdout ?? "", stderr: err.length > 0 ? `${err.join("\n")}\n` : "" };
+}
+
+/** A file the code wrote, as LibreChat reads it (`ExecuteResult.files`); `name` keeps sub-folders. */
+export function outputRef(f: FileRow, sessionId: string) {
+  const id = uuidToLibreChatId(f.id);
+  const name = f.source === "generated" && f.path ? f.path : f.name;
+  return { id, name, path: `/mnt/data/${name}`, storage_session_id: sessionId, resource_id: id, kind: "user" as const };
+}
+
+/**
+ * The file ids the code gets in /mnt/data. A reference must name a session of this tenant and a file in it;
+ * another LibreChat user's session is refused (403). Files of an agent or skill (LibreChat shares those
+ * with the agent's users) are copied into the user's own files: the same stored blob, a row of its own.
+ */
+async function resolveInputs(deps: ApiDeps, principal: Principal, refs: FileRefValue[]): Promise<string[]> {
+  const ids: string[] = [];
+  for (const ref of refs) {
+    const session = await findLibreChatSession(deps.db, principal.tenant, ref.sessionId);
+    const uuid = libreChatIdToUuid(ref.fileId);
+    if (!session || !uuid) throw new HttpError(404, "not_found", `File not found: ${ref.name ?? ref.fileId}`);
+    const shared = session.userId !== principal.userId && isSharedEntity(session);
+    if (session.userId !== principal.userId && !shared) throw new HttpError(403, "forbidden", "Access denied to the referenced file");
+    const file = await findLibreChatSessionFile(deps.db, session, uuid);
+    if (!file) throw new HttpError(404, "not_found", `File not found: ${ref.name ?? ref.fileId}`);
+    ids.push(shared ? (await copyFor(deps, principal.userId, file)).id : file.id);
+  }
+  return ids;
+}
+
+function copyFor(deps: Pick<ApiDeps, "db">, userId: string, f: FileRow): Promise<FileRow> {
+  return createFile(deps.db, { userId, name: f.name, size: Number(f.size), sha256: f.sha256, mimeType: f.mimeType, storageKey: f.storageKey, source: "upload" });
+}
