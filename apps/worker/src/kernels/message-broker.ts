@@ -89,9 +89,10 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
   const lockTtlMs = opts.lockTtlMs ?? 30_000;
   const lockWaitMs = opts.lockWaitMs ?? 15 * 60_000;
   const heartbeatMs = opts.heartbeatMs ?? 10_000;
-  // A message kernel's lease lasts as long as its mapping; a pool kernel's as long as its worker beats.
+  // A message kernel's lease lasts as long as its mapping. A pool kernel's outlasts its worker's last beat
+  // by twice the three beats after which pool-owners shuts it down: the kernel is gone before its place is.
   const messageLeaseMs = opts.idleTtlMs * 2;
-  const poolLeaseMs = heartbeatMs * 3;
+  const poolLeaseMs = heartbeatMs * 6;
   // When this worker last released each message kernel it holds a session to.
   const lastReleased = new Map<string, number>();
   // Sessions this worker already has a websocket to, so reusing a kernel costs no reconnect.
@@ -106,10 +107,16 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     () => opts.layout.newPoolSlot(),
     (ids) => owners.record(ids),
     async () => {
-      const place = await live.reserve(START_LEASE_MS);
+      const place = await reservePlace();
       return place && { bind: (id) => place.bind(id, poolLeaseMs), drop: () => place.drop() };
     },
   );
+
+  /** A place under the ceiling, once pool kernels of workers that are gone have given theirs back. */
+  async function reservePlace(): Promise<Reservation | null> {
+    await owners.sweep().catch((err: unknown) => log.warn({ err: normalizeError(err).message }, "pool-owner sweep failed"));
+    return live.reserve(START_LEASE_MS);
+  }
   pool.refill();
 
   async function readMapping(messageKey: string): Promise<KernelMapping | null> {
@@ -203,7 +210,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
   /** A place for a kernel start, shutting down an idle kernel if the ceiling is reached; null if all are busy. */
   async function reserveRoom(exceptKey: string): Promise<Reservation | null> {
     for (let i = 0; i < 3; i++) {
-      const place = await live.reserve(START_LEASE_MS);
+      const place = await reservePlace();
       if (place) return place;
       if (!(await evictOne(exceptKey))) return null;
     }
