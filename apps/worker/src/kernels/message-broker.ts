@@ -181,7 +181,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
    * pre-started pool kernel. Never the kernel of `exceptKey` (the caller's own turn).
    */
   async function evictOne(exceptKey: string): Promise<boolean> {
-    const candidates = await redis.zrange(idleSet, "0", "19");
+    const candidates = await redis.zrange(idleSet, "0", "99");
     for (const messageKey of candidates) {
       if (messageKey === exceptKey) continue;
       // A message whose lock is taken is busy (or being evicted by someone else): not idle.
@@ -381,7 +381,10 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     async close() {
       clearInterval(sweeper);
       clearInterval(beat);
+      const pooled = pool.ids();
       await pool.close();
+      // Shut down with the pool: their places are free now, not when their leases lapse.
+      await Promise.all(pooled.map((id) => live.drop(id).catch(() => undefined)));
       await owners.close();
       // Message kernels stay on the gateway for the next worker; only this worker's websockets close.
       for (const s of sessions.values()) s.dispose();
