@@ -7,6 +7,7 @@ import type { AcquireRequest, KernelBroker, KernelLease, KernelMapping, MessageT
 import type { HeldLock } from "./lock";
 import { acquireLock, tryLock } from "./lock";
 import type { LiveKernels, Reservation } from "./live-kernels";
+import { createKernelMappings } from "./mappings";
 import { KernelPool } from "./pool";
 import { createPoolOwners } from "./pool-owners";
 import type { WorkspaceLayout } from "../workspace-layout";
@@ -82,10 +83,7 @@ function turnOf(turn: MessageTurn): Turn {
  */
 export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBroker & { pool: KernelPool; sweep(): Promise<number> } {
   const { gateway, redis, prefix, log, live } = opts;
-  const mapKey = (k: string) => `${prefix}:kernel:msg:${k}`;
-  const evictedKey = (k: string) => `${prefix}:kernel:evicted:${k}`;
   const lockKey = (k: string) => messageLockKey(prefix, k);
-  const idleSet = `${prefix}:kernel:idle`;
   const lockTtlMs = opts.lockTtlMs ?? 30_000;
   const lockWaitMs = opts.lockWaitMs ?? 15 * 60_000;
   const heartbeatMs = opts.heartbeatMs ?? 10_000;
@@ -93,6 +91,8 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
   // by twice the three beats after which pool-owners shuts it down: the kernel is gone before its place is.
   const messageLeaseMs = opts.idleTtlMs * 2;
   const poolLeaseMs = heartbeatMs * 6;
+  const mappings = createKernelMappings(redis, prefix, messageLeaseMs);
+  const readMapping = (messageKey: string) => mappings.read(messageKey);
   // When this worker last released each message kernel it holds a session to.
   const lastReleased = new Map<string, number>();
   // Sessions this worker already has a websocket to, so reusing a kernel costs no reconnect.
@@ -118,16 +118,6 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     return live.reserve(START_LEASE_MS);
   }
   pool.refill();
-
-  async function readMapping(messageKey: string): Promise<KernelMapping | null> {
-    const raw = await redis.get(mapKey(messageKey));
-    if (!raw) return null;
-    try {
-      return JSON.parse(raw) as KernelMapping;
-    } catch {
-      return null;
-    }
-  }
 
   async function attach(kernelId: string): Promise<{ session: KernelSession; stillThere?: Promise<boolean> } | null> {
     const known = sessions.get(kernelId);
@@ -157,11 +147,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
 
   /** The message's kernel, used at `lastUsed` (the idle sweep and the ceiling's eviction go by it). */
   async function recordMapping(messageKey: string, kernelId: string, lastUsed: number) {
-    await redis
-      .multi()
-      .set(mapKey(messageKey), JSON.stringify({ kernelId, lastUsed } satisfies KernelMapping), "PX", messageLeaseMs)
-      .zadd(idleSet, lastUsed, messageKey)
-      .exec();
+    await mappings.record(messageKey, kernelId, lastUsed);
     await live.extend([kernelId], messageLeaseMs);
   }
 
@@ -170,7 +156,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     sessions.delete(kernelId);
     lastReleased.delete(kernelId);
     inUse.delete(kernelId);
-    await redis.multi().del(mapKey(messageKey)).zrem(idleSet, messageKey).exec();
+    await mappings.remove(messageKey);
     if (shutdown) await gateway.shutdownKernel(kernelId).catch(() => undefined);
     await live.drop(kernelId);
   }
@@ -181,7 +167,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
    * pre-started pool kernel. Never the kernel of `exceptKey` (the caller's own turn).
    */
   async function evictOne(exceptKey: string): Promise<boolean> {
-    const candidates = await redis.zrange(idleSet, "0", "99");
+    const candidates = await mappings.leastRecentlyUsed(100);
     for (const messageKey of candidates) {
       if (messageKey === exceptKey) continue;
       // A message whose lock is taken is busy (or being evicted by someone else): not idle.
@@ -190,12 +176,11 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
       try {
         const mapping = await readMapping(messageKey);
         if (!mapping) {
-          await redis.zrem(idleSet, messageKey);
+          await mappings.dropIndex(messageKey);
           continue;
         }
         // The note is owed only while the kernel would otherwise still be alive (before its idle TTL).
-        const noteMs = mapping.lastUsed + opts.idleTtlMs - Date.now();
-        if (noteMs > 0) await redis.set(evictedKey(messageKey), "1", "PX", noteMs);
+        await mappings.markEvicted(messageKey, mapping.lastUsed + opts.idleTtlMs - Date.now());
         await forget(messageKey, mapping.kernelId, true);
         log.info({ messageKey, kernelId: mapping.kernelId }, "shut down the least recently used idle kernel to stay under the live-kernel ceiling");
         opts.onEvicted?.();
@@ -303,7 +288,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
         await forget(turn.messageKey, mapping.kernelId, true);
         turn.mapping = null;
       }
-      const stateReset = (await redis.getdel(evictedKey(turn.messageKey))) !== null;
+      const stateReset = await mappings.takeEvictedMark(turn.messageKey);
       const { session, pooled } = await newKernel(turn, req);
       try {
         sessions.set(session.id, session);
@@ -357,7 +342,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     /** Shuts down message kernels idle past the TTL, and pool kernels of workers that are gone; returns how many. */
     async sweep(): Promise<number> {
       const orphans = await owners.sweep();
-      const stale = await redis.zrangebyscore(idleSet, 0, Date.now() - opts.idleTtlMs, "LIMIT", 0, 100);
+      const stale = await mappings.idleSince(Date.now() - opts.idleTtlMs, 100);
       let n = 0;
       for (const messageKey of stale) {
         const lock = await tryLock(redis, lockKey(messageKey), lockTtlMs);
@@ -365,7 +350,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
         try {
           const mapping = await readMapping(messageKey);
           if (!mapping) {
-            await redis.zrem(idleSet, messageKey);
+            await mappings.dropIndex(messageKey);
           } else if (mapping.lastUsed <= Date.now() - opts.idleTtlMs) {
             await forget(messageKey, mapping.kernelId, true);
             n++;
