@@ -51,3 +51,5 @@ export function createKernelMappings(redis: Redis, prefix: string, ttlMs: number
     },
   };
 }
+
+export type KernelMappings = ReturnType<typeof createKernelMappings>;

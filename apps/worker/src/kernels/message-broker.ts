@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import type { KernelGateway, KernelSession } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
@@ -10,6 +9,7 @@ import type { LiveKernels, Reservation } from "./live-kernels";
 import { createKernelMappings } from "./mappings";
 import { KernelPool } from "./pool";
 import { createPoolOwners } from "./pool-owners";
+import { createRoom } from "./room";
 import type { WorkspaceLayout } from "../workspace-layout";
 
 export interface MessageBrokerOptions {
@@ -39,10 +39,6 @@ export const messageLockKey = (prefix: string, messageKey: string) => `${prefix}
 
 /** A kernel released this recently by this worker is reused without asking the gateway whether it exists. */
 const RECENT_MS = 3000;
-/** A place reserved for a kernel start that never reported back (its worker died) lapses after this. */
-const START_LEASE_MS = 2 * 60_000;
-/** How long an execution that must start a kernel waits between looks for room, when it waits in place. */
-const ROOM_POLL_MS = 250;
 
 export function isLive(session: KernelSession): boolean {
   return !session.isDead && session.connection.connectionStatus === "connected" && session.status !== "dead";
@@ -107,16 +103,24 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     () => opts.layout.newPoolSlot(),
     (ids) => owners.record(ids),
     async () => {
-      const place = await reservePlace();
+      const place = await room.reservePlace();
       return place && { bind: (id) => place.bind(id, poolLeaseMs), drop: () => place.drop() };
     },
   );
 
-  /** A place under the ceiling, once pool kernels of workers that are gone have given theirs back. */
-  async function reservePlace(): Promise<Reservation | null> {
-    await owners.sweep().catch((err: unknown) => log.warn({ err: normalizeError(err).message }, "pool-owner sweep failed"));
-    return live.reserve(START_LEASE_MS);
-  }
+  const room = createRoom({
+    redis,
+    live,
+    mappings,
+    owners,
+    log,
+    idleTtlMs: opts.idleTtlMs,
+    lockTtlMs,
+    lockWaitMs,
+    lockKey,
+    shutDown: (messageKey, kernelId) => forget(messageKey, kernelId, true),
+    ...(opts.onEvicted ? { onEvicted: opts.onEvicted } : {}),
+  });
   pool.refill();
 
   async function attach(kernelId: string): Promise<{ session: KernelSession; stillThere?: Promise<boolean> } | null> {
@@ -161,58 +165,6 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     await live.drop(kernelId);
   }
 
-  /**
-   * Shuts down one kernel nobody is using, to make room under the ceiling: the least recently used idle
-   * message kernel (its workspace stays; its next execution is told its variables were reset), else a
-   * pre-started pool kernel. Never the kernel of `exceptKey` (the caller's own turn).
-   */
-  async function evictOne(exceptKey: string): Promise<boolean> {
-    const candidates = await mappings.leastRecentlyUsed(100);
-    for (const messageKey of candidates) {
-      if (messageKey === exceptKey) continue;
-      // A message whose lock is taken is busy (or being evicted by someone else): not idle.
-      const lock = await tryLock(redis, lockKey(messageKey), lockTtlMs);
-      if (!lock) continue;
-      try {
-        const mapping = await readMapping(messageKey);
-        if (!mapping) {
-          await mappings.dropIndex(messageKey);
-          continue;
-        }
-        // The note is owed only while the kernel would otherwise still be alive (before its idle TTL).
-        await mappings.markEvicted(messageKey, mapping.lastUsed + opts.idleTtlMs - Date.now());
-        await forget(messageKey, mapping.kernelId, true);
-        log.info({ messageKey, kernelId: mapping.kernelId }, "shut down the least recently used idle kernel to stay under the live-kernel ceiling");
-        opts.onEvicted?.();
-        return true;
-      } finally {
-        await lock.release();
-      }
-    }
-    return owners.evictOne();
-  }
-
-  /** A place for a kernel start, shutting down an idle kernel if the ceiling is reached; null if all are busy. */
-  async function reserveRoom(exceptKey: string): Promise<Reservation | null> {
-    for (let i = 0; i < 3; i++) {
-      const place = await reservePlace();
-      if (place) return place;
-      if (!(await evictOne(exceptKey))) return null;
-    }
-    return null;
-  }
-
-  /** Waits in place for room (a turn whose kernel turned out gone after makeRoom said it needed none). */
-  async function waitForRoom(exceptKey: string, signal: AbortSignal | undefined): Promise<Reservation> {
-    const until = Date.now() + lockWaitMs;
-    for (;;) {
-      const place = await reserveRoom(exceptKey);
-      if (place) return place;
-      if (Date.now() > until) throw new KernelCapacityError(`no room for a kernel under the ceiling of ${live.max} within ${lockWaitMs} ms`);
-      await sleep(ROOM_POLL_MS, undefined, signal ? { signal } : {});
-    }
-  }
-
   async function startTurn(messageKey: string, lock: HeldLock, early: Promise<KernelMapping | null | undefined>): Promise<Turn> {
     try {
       // The early read is valid only if the lock was free at the first try (then it ran under it).
@@ -231,7 +183,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
       if (await opts.layout.adopt(fromPool.slot, req.workspaceDir)) return { session: fromPool.session, pooled: true };
       pool.putBack(fromPool);
     }
-    const place = turn.place ?? (await waitForRoom(turn.messageKey, req.signal));
+    const place = turn.place ?? (await room.waitFor(turn.messageKey, req.signal));
     turn.place = null;
     try {
       // After an adoption the directory exists already (and keeps its owner); otherwise create it now.
@@ -271,7 +223,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
       const turn = turnOf(messageTurn);
       // Its own kernel (if that turns out gone, acquire finds room in place), or a pre-started one.
       if (turn.mapping || turn.place || pool.available > 0) return true;
-      turn.place = await reserveRoom(turn.messageKey);
+      turn.place = await room.reserve(turn.messageKey);
       return turn.place !== null;
     },
 
@@ -389,9 +341,4 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
   }, heartbeatMs);
   beat.unref();
   return broker;
-}
-
-/** No room under the live-kernel ceiling within the wait allowed (every kernel stayed busy). */
-export class KernelCapacityError extends Error {
-  override name = "KernelCapacityError";
 }

@@ -90,3 +90,5 @@ export function createPoolOwners(opts: PoolOwnersOptions) {
     },
   };
 }
+
+export type PoolOwners = ReturnType<typeof createPoolOwners>;
