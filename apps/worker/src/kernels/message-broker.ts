@@ -180,13 +180,22 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
   async function newKernel(turn: Turn, req: AcquireRequest): Promise<{ session: KernelSession; pooled: boolean }> {
     const fromPool = pool.take();
     if (fromPool) {
-      if (await opts.layout.adopt(fromPool.slot, req.workspaceDir)) return { session: fromPool.session, pooled: true };
+      if (await opts.layout.adopt(fromPool.slot, req.workspaceDir)) {
+        // Sandboxed, the adopted slot is the workspace now (and keeps its owner); unsandboxed, it is made here.
+        try {
+          await opts.layout.ensureWorkspace(req.workspaceDir, req.uid);
+        } catch (err) {
+          await fromPool.session.shutdown().catch(() => undefined);
+          await live.drop(fromPool.session.id).catch(() => undefined);
+          throw err;
+        }
+        return { session: fromPool.session, pooled: true };
+      }
       pool.putBack(fromPool);
     }
     const place = turn.place ?? (await room.waitFor(turn.messageKey, req.signal));
     turn.place = null;
     try {
-      // After an adoption the directory exists already (and keeps its owner); otherwise create it now.
       await opts.layout.ensureWorkspace(req.workspaceDir, req.uid);
       const session = await gateway.startKernel({ path: req.kernelPath });
       await place.bind(session.id, messageLeaseMs).catch(() => undefined);
