@@ -249,12 +249,14 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
         await forget(turn.messageKey, mapping.kernelId, true);
         turn.mapping = null;
       }
-      const stateReset = await mappings.takeEvictedMark(turn.messageKey);
       const { session, pooled } = await newKernel(turn, req);
+      let stateReset: boolean;
       try {
         sessions.set(session.id, session);
         inUse.add(session.id);
         await live.extend([session.id], messageLeaseMs);
+        // Taken only once a kernel is there: a start that failed leaves the note for the next try.
+        stateReset = await mappings.takeEvictedMark(turn.messageKey);
       } catch (err) {
         // A kernel started or adopted for this call and not handed out would otherwise be leaked.
         sessions.delete(session.id);
