@@ -50,6 +50,11 @@ const workerEnvSchema = z
      * off: plain python3 kernels on a shared server (paths translated).
      */
     KERNEL_SANDBOX: z.enum(["auto", "on", "off"]).default("auto"),
+    /**
+     * Live kernels (pool kernels included) across all workers sharing QUEUE_PREFIX. Unset: as many as fit
+     * the kernels' memory budget at their cap (see defaultMaxLiveKernels in kernels/live-kernels.ts).
+     */
+    MAX_LIVE_KERNELS: z.coerce.number().int().min(1).optional(),
   })
   .transform((e) => ({ ...e, KERNEL_ROOT_DIR: path.resolve(e.KERNEL_ROOT_DIR ?? e.DATA_DIR) }));
 

@@ -1,5 +1,5 @@
 import type { Job, Worker } from "bullmq";
-import { Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import type { Redis } from "@codeinterp/queue";
@@ -29,6 +29,9 @@ export interface WorkerMetricsOptions {
   /** Executions this worker is running right now (each holds a kernel). */
   inUse: () => number;
   concurrency: number;
+  /** Live kernels of the whole deployment (the leases under the ceiling), and the ceiling. */
+  liveKernels: () => Promise<number>;
+  maxLiveKernels: number;
   /** How often the snapshot is written; the key lives three times as long. */
   intervalMs?: number;
 }
@@ -37,6 +40,10 @@ export interface WorkerMetrics {
   registry: Registry;
   /** Observes the execution queue's finished jobs (duration by the execution's final status). */
   observe(worker: Worker): void;
+  /** A message kernel was shut down to make room under the live-kernel ceiling. */
+  kernelEvicted(): void;
+  /** An execution stepped aside because every kernel was busy at the ceiling. */
+  capacityWaited(): void;
   /** Writes a snapshot now. */
   publish(): Promise<void>;
   /** Stops publishing and removes this worker's snapshot. */
@@ -69,6 +76,25 @@ export function startWorkerMetrics(opts: WorkerMetricsOptions): WorkerMetrics {
   new Gauge({ name: "codeinterp_worker_concurrency", help: "Executions a worker runs at once (WORKER_CONCURRENCY)", registers: [registry] }).set(
     opts.concurrency,
   );
+  new Gauge({
+    name: "codeinterp_kernels_live",
+    help: "Live kernels of the whole deployment (message and pool kernels), as counted under the ceiling",
+    registers: [registry],
+    async collect() {
+      this.set(await opts.liveKernels());
+    },
+  });
+  new Gauge({ name: "codeinterp_kernels_live_max", help: "The ceiling on live kernels (MAX_LIVE_KERNELS)", registers: [registry] }).set(opts.maxLiveKernels);
+  const evictions = new Counter({
+    name: "codeinterp_kernel_evictions_total",
+    help: "Idle message kernels this worker shut down to make room under the live-kernel ceiling",
+    registers: [registry],
+  });
+  const capacityWaits = new Counter({
+    name: "codeinterp_kernel_capacity_waits_total",
+    help: "Times an execution waited (queued) because every kernel was busy at the live-kernel ceiling",
+    registers: [registry],
+  });
   const duration = new Histogram({
     name: "codeinterp_job_duration_seconds",
     help: "Time a worker spent on an execution job (one attempt), by the execution's final status; error = the attempt threw (retried or failed)",
@@ -120,6 +146,8 @@ export function startWorkerMetrics(opts: WorkerMetricsOptions): WorkerMetrics {
         void publish();
       });
     },
+    kernelEvicted: () => evictions.inc(),
+    capacityWaited: () => capacityWaits.inc(),
     publish,
     async close() {
       clearInterval(timer);

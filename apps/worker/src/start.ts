@@ -9,6 +9,8 @@ import type { WorkerEnv } from "./env";
 import { createMessageKernelBroker } from "./kernels/message-broker";
 import { startWorkspaceRetention } from "./jobs/clean-workspaces";
 import { startWorkerMetrics } from "./metrics";
+import type { WorkerMetrics } from "./metrics";
+import { DEFAULT_KERNEL_MEMORY_MB, createLiveKernels, defaultKernelsBudgetMb, defaultMaxLiveKernels } from "./kernels/live-kernels";
 import { startReconciler } from "./reconciler";
 import { createExecutionWorker } from "./worker";
 import { WorkspaceLayout } from "./workspace-layout";
@@ -36,6 +38,10 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     kernelName: sandboxed ? SANDBOX_KERNEL_NAME : "python3",
   });
   const layout = new WorkspaceLayout(sandboxed, env.DATA_DIR, env.KERNEL_ROOT_DIR);
+  // The lead wires KERNEL_MEMORY_MB and KERNELS_MEMORY_BUDGET_MB in here once they exist.
+  const maxLiveKernels = env.MAX_LIVE_KERNELS ?? defaultMaxLiveKernels({ kernelMemoryMb: DEFAULT_KERNEL_MEMORY_MB, budgetMb: defaultKernelsBudgetMb() });
+  const live = createLiveKernels({ redis, prefix: env.QUEUE_PREFIX, max: maxLiveKernels });
+  let metrics: WorkerMetrics | null = null;
   const broker = createMessageKernelBroker({
     gateway,
     redis,
@@ -47,6 +53,8 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     idleTtlMs: env.KERNEL_IDLE_TTL_MS,
     heartbeatMs: env.WORKER_HEARTBEAT_MS,
     lockTtlMs: env.JOB_LOCK_DURATION_MS,
+    live,
+    onEvicted: () => metrics?.kernelEvicted(),
   });
   const cancels = new CancelRegistry();
   const blobs = createBlobStore(env.DATA_DIR);
@@ -56,8 +64,8 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     if (cancels.cancel(executionId)) log.info({ executionId }, "cancel requested");
   });
 
-  const worker = createExecutionWorker({ env, db, redis, blobs, broker, layout, cancels, log, connection });
-  const metrics = startWorkerMetrics({
+  const worker = createExecutionWorker({ env, db, redis, blobs, broker, layout, cancels, log, connection, onCapacityWait: () => metrics?.capacityWaited() });
+  metrics = startWorkerMetrics({
     redis,
     prefix: env.QUEUE_PREFIX,
     workerId: env.WORKER_ID,
@@ -66,6 +74,8 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     poolTarget: env.KERNEL_POOL_SIZE,
     inUse: () => cancels.size,
     concurrency: env.WORKER_CONCURRENCY,
+    liveKernels: () => live.count(),
+    maxLiveKernels,
   });
   metrics.observe(worker);
   const queue = new Queue(queueNames.executions, { connection: redis, prefix: env.QUEUE_PREFIX });
@@ -77,7 +87,13 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     log,
     intervalMs: env.RECONCILE_INTERVAL_MS,
     onLost: async (e) => {
-      if (e.kernelId) await broker.evict(kernelRequestFor(env, layout, e.userId, e.messageId), e.kernelId);
+      if (!e.kernelId) return;
+      const turn = await broker.takeTurn(kernelRequestFor(env, layout, e.userId, e.messageId).messageKey);
+      try {
+        await broker.evict(turn, e.kernelId);
+      } finally {
+        await turn.release();
+      }
     },
   });
   const retention = await startWorkspaceRetention({
@@ -90,7 +106,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     log,
   });
   await worker.waitUntilReady();
-  log.info({ concurrency: env.WORKER_CONCURRENCY, sandboxed }, "worker ready");
+  log.info({ concurrency: env.WORKER_CONCURRENCY, sandboxed, maxLiveKernels }, "worker ready");
 
   let closing: Promise<void> | null = null;
   return {
@@ -106,7 +122,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
         await drained;
         clearTimeout(timer);
         await retention.close();
-        await metrics.close();
+        await metrics?.close();
         await broker.close();
         await queue.close();
         cancelSub.disconnect();

@@ -3,10 +3,11 @@ import type { Job } from "bullmq";
 import { jobCatalog, parseJobPayload, queueNames } from "@codeinterp/queue";
 import type { RunExecutionDeps } from "./jobs/run-execution";
 import { runExecution } from "./jobs/run-execution";
-import type { HeldLock } from "./kernels/lock";
 
 /** How long a job whose message is busy steps aside (plus up to as much again, so waiters spread out). */
 const LOCK_BUSY_DELAY_MS = 100;
+/** How long a job that needs a kernel while every kernel is busy (at the ceiling) steps aside, likewise. */
+const CAPACITY_WAIT_DELAY_MS = 250;
 
 /**
  * The BullMQ worker for executions. Stalled-job settings are chosen on purpose: a worker that dies is
@@ -14,7 +15,9 @@ const LOCK_BUSY_DELAY_MS = 100;
  * runExecution sees how far the previous attempt got and either re-runs (it never reached the kernel)
  * or fails the execution clearly (it did).
  */
-export function createExecutionWorker(deps: RunExecutionDeps & { connection: RunExecutionDeps["redis"] }): Worker {
+export function createExecutionWorker(
+  deps: RunExecutionDeps & { connection: RunExecutionDeps["redis"]; onCapacityWait?: () => void },
+): Worker {
   const worker = new Worker(
     queueNames.executions,
     async (job: Job, token?: string) => {
@@ -25,35 +28,29 @@ export function createExecutionWorker(deps: RunExecutionDeps & { connection: Run
       } catch (err) {
         throw new UnrecoverableError((err as Error).message);
       }
-      // Another execution of this message holds its kernel: rather than wait for it in one of this worker's
-      // slots (executions of other messages would queue behind), the job steps aside for a moment.
-      let held: HeldLock | null = null;
-      if (payload.messageKey) {
-        held = await deps.broker.tryMessageLock(payload.messageKey);
-        if (!held && token) {
-          await job.moveToDelayed(Date.now() + LOCK_BUSY_DELAY_MS + Math.floor(Math.random() * LOCK_BUSY_DELAY_MS), token);
-          throw new DelayedError();
-        }
-      }
-      let handedOver = false;
-      const messageLock = held && payload.messageKey
-        ? {
-            messageKey: payload.messageKey,
-            take: () => {
-              handedOver = true;
-              return held ?? undefined;
-            },
-            peek: () => held ?? undefined,
-          }
-        : undefined;
-      const attempts = job.opts.attempts ?? 1;
+      const stepAside = async (delayMs: number): Promise<never> => {
+        if (!token) throw new Error("a job without a lock token cannot wait");
+        await job.moveToDelayed(Date.now() + delayMs + Math.floor(Math.random() * delayMs), token);
+        throw new DelayedError();
+      };
+      // The message's turn is this job's, from here to the finally below. Another execution of the message
+      // has it: rather than wait for it in one of this worker's slots (executions of other messages would
+      // queue behind), the job steps aside for a moment; the execution stays queued.
+      const turn = payload.messageKey ? await deps.broker.tryTurn(payload.messageKey) : null;
+      if (payload.messageKey && !turn) await stepAside(LOCK_BUSY_DELAY_MS);
       try {
-        return await runExecution(deps, payload.executionId, { jobId: job.id, finalAttempt: job.attemptsMade + 1 >= attempts, messageLock });
+        // Every kernel busy at the live-kernel ceiling: likewise, without starting one more.
+        if (turn && !(await deps.broker.makeRoom(turn))) {
+          deps.onCapacityWait?.();
+          await stepAside(CAPACITY_WAIT_DELAY_MS);
+        }
+        const attempts = job.opts.attempts ?? 1;
+        return await runExecution(deps, payload.executionId, { jobId: job.id, finalAttempt: job.attemptsMade + 1 >= attempts, turn });
       } catch (err) {
         if ((err as { retryable?: boolean }).retryable === false) throw new UnrecoverableError((err as Error).message);
         throw err;
       } finally {
-        if (held && !handedOver) await held.release();
+        await turn?.release();
       }
     },
     {

@@ -72,3 +72,28 @@ it("a kernel start that fails removes the directory it was to wait in", async ()
   await expect.poll(() => stat(slot.dir).then(() => "there", () => "gone")).toBe("gone");
   await pool.close();
 });
+
+it("at the live-kernel ceiling the pool starts no kernel, and fills once a place is free", async () => {
+  const g = slowGateway();
+  const slot = { dir: path.join(dir, "ceiling-slot"), path: "ceiling-slot", disposable: false };
+  await mkdir(slot.dir);
+  let free = false;
+  let asked = 0;
+  const bound: string[] = [];
+  const pool = new KernelPool(g.gateway, 1, createLogger({ name: "test", level: "silent" }), async () => slot, undefined, async () => {
+    asked++;
+    return free ? { bind: async (id) => void bound.push(id), drop: async () => undefined } : null;
+  });
+  let started = false;
+  void g.started.then(() => (started = true));
+  pool.refill();
+  await expect.poll(() => asked).toBe(1);
+  expect(started).toBe(false);
+  free = true;
+  // The pool asks again by itself (every 2 s) rather than waiting for the next take.
+  await expect.poll(() => started, { timeout: 5000 }).toBe(true);
+  g.finish();
+  await expect.poll(() => pool.available).toBe(1);
+  expect(bound).toEqual(["k1"]);
+  await pool.close();
+});

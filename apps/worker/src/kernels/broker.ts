@@ -1,6 +1,24 @@
-import type { KernelGateway, KernelSession } from "@codeinterp/kernel";
-import type { WorkspaceLayout } from "../workspace-layout";
-import type { HeldLock } from "./lock";
+import type { KernelSession } from "@codeinterp/kernel";
+
+/** The message's kernel as recorded in Redis (any worker can attach to it). */
+export interface KernelMapping {
+  kernelId: string;
+  lastUsed: number;
+}
+
+/**
+ * One execution's turn on its message: the message's lock, held from `tryTurn`/`takeTurn` until `release`,
+ * and the mapping read under it. The job that takes a turn releases it in one `try/finally`; the broker's
+ * acquire/bind/release/evict only receive it. While a turn is held nobody else starts, uses, evicts or
+ * removes the message's kernel or workspace.
+ */
+export interface MessageTurn {
+  readonly messageKey: string;
+  /** The message's kernel when the turn began (null: it has none), read under the lock. */
+  readonly mapping: KernelMapping | null;
+  /** Ends the turn: frees the lock and any place under the kernel ceiling it reserved and did not use. */
+  release(): Promise<void>;
+}
 
 export interface KernelLease {
   session: KernelSession;
@@ -8,6 +26,8 @@ export interface KernelLease {
   pooled: boolean;
   /** The message's own kernel from an earlier execution: its variables are still there. */
   reused: boolean;
+  /** A new kernel because the message's previous one was shut down to stay under the live-kernel ceiling. */
+  stateReset: boolean;
   /** Time spent getting a ready kernel (ms). */
   acquireMs: number;
   /**
@@ -26,49 +46,32 @@ export interface AcquireRequest {
   kernelPath: string;
   /** Owner of the workspace when kernels are sandboxed. */
   uid: number;
-  /** Cancelling the execution stops the wait for the message's lock. */
+  /** Cancelling the execution stops a wait for room under the live-kernel ceiling. */
   signal?: AbortSignal;
-  /** The message's lock, already taken for this execution (see `tryMessageLock`): acquire does not wait. */
-  heldLock?: HeldLock;
 }
 
 export interface KernelBroker {
-  acquire(req: AcquireRequest): Promise<KernelLease>;
+  /** The message's turn if nobody has it, without waiting; null when another execution has it. */
+  tryTurn(messageKey: string): Promise<MessageTurn | null>;
+  /** The message's turn, waiting for whoever has it. */
+  takeTurn(messageKey: string, signal?: AbortSignal): Promise<MessageTurn>;
+  /**
+   * Whether the turn can have a kernel now without passing the live-kernel ceiling: its own kernel, a
+   * pre-started one, or a place reserved for a start (after shutting down the least recently used idle
+   * kernel if needed). False: every kernel is busy; the caller waits without holding the turn.
+   */
+  makeRoom(turn: MessageTurn): Promise<boolean>;
+  acquire(turn: MessageTurn, req: AcquireRequest): Promise<KernelLease>;
   /**
    * Records a new kernel as the message's, once it is set up to run the message's code (so no other
    * execution can pick up a kernel that would run outside the message's workspace).
    */
-  bind(req: AcquireRequest, lease: KernelLease): Promise<void>;
-  /** The message's lock if nobody holds it, without waiting; null when another execution has it. */
-  tryMessageLock(messageKey: string): Promise<HeldLock | null>;
-  /** `discard`: the kernel is dead or its state unknown; shut it down rather than keep it. */
-  release(req: AcquireRequest, lease: KernelLease, opts: { discard: boolean }): Promise<void>;
+  bind(turn: MessageTurn, lease: KernelLease): Promise<void>;
+  /** Gives the kernel back; `discard`: it is dead or its state unknown, shut it down rather than keep it. */
+  release(turn: MessageTurn, lease: KernelLease, opts: { discard: boolean }): Promise<void>;
   /** Whether the gateway still has the kernel. */
   kernelExists(kernelId: string): Promise<boolean>;
   /** Shuts down a kernel an execution was lost on (its worker died): it may still be busy with that code. */
-  evict(req: AcquireRequest, kernelId: string): Promise<void>;
+  evict(turn: MessageTurn, kernelId: string): Promise<void>;
   close(): Promise<void>;
-}
-
-/** The baseline: a fresh kernel per execution, shut down afterwards. */
-export function createFreshKernelBroker(gateway: KernelGateway, layout: WorkspaceLayout): KernelBroker {
-  return {
-    async acquire(req) {
-      const started = Date.now();
-      await layout.ensureWorkspace(req.workspaceDir, req.uid);
-      const session = await gateway.startKernel({ path: req.kernelPath });
-      return { session, pooled: false, reused: false, acquireMs: Date.now() - started };
-    },
-    async release(_req, lease) {
-      await lease.session.shutdown().catch(() => undefined);
-    },
-    kernelExists: (kernelId) => gateway.hasKernel(kernelId),
-    async bind() {},
-    // A fresh kernel per execution: nothing to serialise.
-    tryMessageLock: async () => ({ firstTry: true, release: async () => undefined }),
-    async evict(_req, kernelId) {
-      await gateway.shutdownKernel(kernelId).catch(() => undefined);
-    },
-    async close() {},
-  };
 }

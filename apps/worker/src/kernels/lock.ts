@@ -1,8 +1,5 @@
-import { randomBytes } from "node:crypto";
+import { Mutex } from "redis-semaphore";
 import type { Redis } from "@codeinterp/queue";
-
-const RELEASE = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`;
-const EXTEND = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("pexpire", KEYS[1], ARGV[2]) else return 0 end`;
 
 export class LockTimeoutError extends Error {
   override name = "LockTimeoutError";
@@ -11,44 +8,62 @@ export class LockTimeoutError extends Error {
 export interface HeldLock {
   /** Taken at the first attempt: nobody held it. */
   firstTry: boolean;
+  /** Deletes the lock only if it is still this holder's (tokened); stops renewing it. */
   release(): Promise<void>;
 }
 
-/**
- * A Redis lock (SET NX PX, released only by its holder) renewed while held, so a worker that dies frees
- * it within `ttlMs` while a long execution keeps it.
- */
-export async function acquireLock(redis: Redis, key: string, opts: { ttlMs: number; waitMs: number; signal?: AbortSignal }): Promise<HeldLock> {
-  const token = randomBytes(12).toString("hex");
-  const until = Date.now() + opts.waitMs;
-  let delay = 10;
-  let attempts = 0;
-  for (;;) {
-    attempts++;
-    if ((await redis.set(key, token, "PX", opts.ttlMs, "NX")) === "OK") break;
-    if (Date.now() >= until) throw new LockTimeoutError(`waited ${opts.waitMs} ms for ${key}`);
-    if (opts.signal?.aborted) throw new LockTimeoutError(`gave up waiting for ${key}`);
-    await new Promise((r) => setTimeout(r, delay));
-    delay = Math.min(delay * 2, 200);
-  }
-  const renew = setInterval(() => {
-    redis.eval(EXTEND, 1, key, token, String(opts.ttlMs)).catch(() => undefined);
-  }, Math.max(Math.floor(opts.ttlMs / 3), 50));
-  renew.unref();
-  return {
-    firstTry: attempts === 1,
-    async release() {
-      clearInterval(renew);
-      await redis.eval(RELEASE, 1, key, token).catch(() => undefined);
-    },
-  };
+export interface LockOptions {
+  /** A holder that stops renewing (killed, frozen) loses the lock after this long. */
+  ttlMs: number;
+  /** Longest wait for a lock someone else holds; 0 tries once. */
+  waitMs: number;
+  signal?: AbortSignal;
+  /** Renewal found the lock taken over (it lapsed while this process was frozen). */
+  onLost?: (err: Error) => void;
 }
 
-export async function tryLock(redis: Redis, key: string, ttlMs: number): Promise<HeldLock | null> {
+const mutex = (redis: Redis, key: string, opts: LockOptions, wait: boolean) =>
+  new Mutex(redis, key, {
+    lockTimeout: opts.ttlMs,
+    acquireTimeout: wait ? opts.waitMs : opts.ttlMs,
+    acquireAttemptsLimit: wait ? Number.POSITIVE_INFINITY : 1,
+    // The library sleeps one interval after a failed attempt even when it will not try again.
+    retryInterval: wait ? 50 : 0,
+    refreshInterval: Math.max(Math.floor(opts.ttlMs / 3), 50),
+    // The library's default throws from a timer; a lost lock is logged by the owner instead.
+    onLockLost: (err) => opts.onLost?.(err),
+  });
+
+/**
+ * A Redis lock (redis-semaphore's Mutex: SET NX PX, renewed and released only with its holder's token), so
+ * a worker that dies frees it within `ttlMs` while a long execution keeps it. The first SET is sent before
+ * this function yields: a command the caller sends right after it runs after the SET on that connection.
+ */
+export async function acquireLock(redis: Redis, key: string, opts: LockOptions): Promise<HeldLock> {
+  const first = mutex(redis, key, opts, false);
   try {
-    return await acquireLock(redis, key, { ttlMs, waitMs: 0 });
+    if (await first.tryAcquire(opts.signal)) return held(first, true);
+    if (opts.waitMs <= 0) throw new LockTimeoutError(`${key} is held`);
+    const waiting = mutex(redis, key, opts, true);
+    if (await waiting.tryAcquire(opts.signal)) return held(waiting, false);
   } catch (err) {
-    if (err instanceof LockTimeoutError) return null;
+    if (opts.signal?.aborted && !(err instanceof LockTimeoutError)) throw new LockTimeoutError(`gave up waiting for ${key}`);
     throw err;
   }
+  throw new LockTimeoutError(`waited ${opts.waitMs} ms for ${key}`);
+}
+
+/** The lock if nobody holds it, without waiting; null when someone does. */
+export async function tryLock(redis: Redis, key: string, ttlMs: number, onLost?: (err: Error) => void): Promise<HeldLock | null> {
+  const m = mutex(redis, key, { ttlMs, waitMs: 0, ...(onLost ? { onLost } : {}) }, false);
+  return (await m.tryAcquire()) ? held(m, true) : null;
+}
+
+function held(m: Mutex, firstTry: boolean): HeldLock {
+  return {
+    firstTry,
+    async release() {
+      await m.release().catch(() => undefined);
+    },
+  };
 }

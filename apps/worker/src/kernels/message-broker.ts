@@ -2,11 +2,14 @@ import type { KernelGateway, KernelSession } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import type { Redis } from "@codeinterp/queue";
-import type { AcquireRequest, KernelBroker, KernelLease } from "./broker";
+import type { AcquireRequest, KernelBroker, KernelLease, KernelMapping, MessageTurn } from "./broker";
 import type { HeldLock } from "./lock";
 import { acquireLock, tryLock } from "./lock";
+import type { LiveKernels, Reservation } from "./live-kernels";
+import { createKernelMappings } from "./mappings";
 import { KernelPool } from "./pool";
 import { createPoolOwners } from "./pool-owners";
+import { createRoom } from "./room";
 import type { WorkspaceLayout } from "../workspace-layout";
 
 export interface MessageBrokerOptions {
@@ -18,18 +21,17 @@ export interface MessageBrokerOptions {
   poolSize: number;
   layout: WorkspaceLayout;
   idleTtlMs: number;
+  /** The deployment's ceiling on live kernels (pool kernels included). */
+  live: LiveKernels;
   /** A message lock not renewed this long (its worker died) is free again. */
   lockTtlMs?: number;
-  /** Longest an execution waits for the previous one of its message. */
+  /** Longest an execution waits for the previous one of its message, or for room under the ceiling. */
   lockWaitMs?: number;
   sweepIntervalMs?: number;
   /** How often this worker records that it is alive (its pool kernels are swept after three missed beats). */
   heartbeatMs?: number;
-}
-
-interface Mapping {
-  kernelId: string;
-  lastUsed: number;
+  /** A message kernel was shut down to make room under the ceiling. */
+  onEvicted?: () => void;
 }
 
 /** The Redis lock a message's executions (and the removal of its workspace) take turns on. */
@@ -42,36 +44,84 @@ export function isLive(session: KernelSession): boolean {
   return !session.isDead && session.connection.connectionStatus === "connected" && session.status !== "dead";
 }
 
+/** A turn as the broker sees it: the lock, and what it reserved for a kernel start. */
+class Turn implements MessageTurn {
+  /** A place under the ceiling reserved by makeRoom and not used yet. */
+  place: Reservation | null = null;
+  private ended = false;
+
+  constructor(
+    readonly messageKey: string,
+    public mapping: KernelMapping | null,
+    private readonly lock: HeldLock,
+  ) {}
+
+  async release(): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    const place = this.place;
+    this.place = null;
+    await place?.drop().catch(() => undefined);
+    await this.lock.release();
+  }
+}
+
+function turnOf(turn: MessageTurn): Turn {
+  if (!(turn instanceof Turn)) throw new TypeError("not a turn of this broker");
+  return turn;
+}
+
 /**
  * Each (user, message) has at most one kernel, recorded in Redis so any worker can attach to it (the kernel
- * lives on the gateway, not in a worker). Executions of one message are serialised by a Redis lock held
- * from acquire to release. Kernels idle longer than the TTL are shut down by whichever worker sweeps first.
+ * lives on the gateway, not in a worker). Executions of one message take turns (see MessageTurn). Kernels idle
+ * longer than the TTL are shut down by whichever worker sweeps first, and at the live-kernel ceiling the least
+ * recently used idle one makes room for a new one.
  */
 export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBroker & { pool: KernelPool; sweep(): Promise<number> } {
-  const { gateway, redis, prefix, log } = opts;
-  const mapKey = (k: string) => `${prefix}:kernel:msg:${k}`;
+  const { gateway, redis, prefix, log, live } = opts;
   const lockKey = (k: string) => messageLockKey(prefix, k);
-  const idleSet = `${prefix}:kernel:idle`;
-  const locks = new Map<string, HeldLock>();
-  // The mapping as read together with a lock taken by tryMessageLock.
-  const mappingReadWith = new WeakMap<HeldLock, Promise<Mapping | null | undefined>>();
+  const lockTtlMs = opts.lockTtlMs ?? 30_000;
+  const lockWaitMs = opts.lockWaitMs ?? 15 * 60_000;
+  const heartbeatMs = opts.heartbeatMs ?? 10_000;
+  // A message kernel's lease lasts as long as its mapping. A pool kernel's outlasts its worker's last beat
+  // by twice the three beats after which pool-owners shuts it down: the kernel is gone before its place is.
+  const messageLeaseMs = opts.idleTtlMs * 2;
+  const poolLeaseMs = heartbeatMs * 6;
+  const mappings = createKernelMappings(redis, prefix, messageLeaseMs);
+  const readMapping = (messageKey: string) => mappings.read(messageKey);
   // When this worker last released each message kernel it holds a session to.
   const lastReleased = new Map<string, number>();
   // Sessions this worker already has a websocket to, so reusing a kernel costs no reconnect.
   const sessions = new Map<string, KernelSession>();
-  const owners = createPoolOwners({ redis, prefix, workerId: opts.workerId, gateway, log, heartbeatMs: opts.heartbeatMs ?? 10_000 });
-  const pool = new KernelPool(gateway, opts.poolSize, log, () => opts.layout.newPoolSlot(), (ids) => owners.record(ids));
-  pool.refill();
+  // Message kernels running an execution in this worker: their leases are kept alive by its beat.
+  const inUse = new Set<string>();
+  const owners = createPoolOwners({ redis, prefix, workerId: opts.workerId, gateway, log, heartbeatMs, onShutdown: (id) => live.drop(id) });
+  const pool = new KernelPool(
+    gateway,
+    opts.poolSize,
+    log,
+    () => opts.layout.newPoolSlot(),
+    (ids) => owners.record(ids),
+    async () => {
+      const place = await room.reservePlace();
+      return place && { bind: (id) => place.bind(id, poolLeaseMs), drop: () => place.drop() };
+    },
+  );
 
-  async function readMapping(messageKey: string): Promise<Mapping | null> {
-    const raw = await redis.get(mapKey(messageKey));
-    if (!raw) return null;
-    try {
-      return JSON.parse(raw) as Mapping;
-    } catch {
-      return null;
-    }
-  }
+  const room = createRoom({
+    redis,
+    live,
+    mappings,
+    owners,
+    log,
+    idleTtlMs: opts.idleTtlMs,
+    lockTtlMs,
+    lockWaitMs,
+    lockKey,
+    shutDown: (messageKey, kernelId) => forget(messageKey, kernelId, true),
+    ...(opts.onEvicted ? { onEvicted: opts.onEvicted } : {}),
+  });
+  pool.refill();
 
   async function attach(kernelId: string): Promise<{ session: KernelSession; stillThere?: Promise<boolean> } | null> {
     const known = sessions.get(kernelId);
@@ -99,133 +149,171 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     }
   }
 
-  /** The message's kernel, used at `lastUsed` (the idle sweep goes by it). */
+  /** The message's kernel, used at `lastUsed` (the idle sweep and the ceiling's eviction go by it). */
   async function recordMapping(messageKey: string, kernelId: string, lastUsed: number) {
-    await redis
-      .multi()
-      .set(mapKey(messageKey), JSON.stringify({ kernelId, lastUsed } satisfies Mapping), "PX", opts.idleTtlMs * 2)
-      .zadd(idleSet, lastUsed, messageKey)
-      .exec();
+    await mappings.record(messageKey, kernelId, lastUsed);
+    await live.extend([kernelId], messageLeaseMs);
   }
 
   async function forget(messageKey: string, kernelId: string, shutdown: boolean) {
     sessions.get(kernelId)?.dispose();
     sessions.delete(kernelId);
     lastReleased.delete(kernelId);
-    await redis.multi().del(mapKey(messageKey)).zrem(idleSet, messageKey).exec();
+    inUse.delete(kernelId);
+    await mappings.remove(messageKey);
     if (shutdown) await gateway.shutdownKernel(kernelId).catch(() => undefined);
+    await live.drop(kernelId);
+  }
+
+  async function startTurn(messageKey: string, lock: HeldLock, early: Promise<KernelMapping | null | undefined>): Promise<Turn> {
+    try {
+      // The early read is valid only if the lock was free at the first try (then it ran under it).
+      const earlyMapping = lock.firstTry ? await early : undefined;
+      return new Turn(messageKey, earlyMapping === undefined ? await readMapping(messageKey) : earlyMapping, lock);
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
+  }
+
+  /** A new kernel for the turn: a pool kernel its workspace can adopt, or one started in a reserved place. */
+  async function newKernel(turn: Turn, req: AcquireRequest): Promise<{ session: KernelSession; pooled: boolean }> {
+    const fromPool = pool.take();
+    if (fromPool) {
+      if (await opts.layout.adopt(fromPool.slot, req.workspaceDir)) {
+        // Sandboxed, the adopted slot is the workspace now (and keeps its owner); unsandboxed, it is made here.
+        try {
+          await opts.layout.ensureWorkspace(req.workspaceDir, req.uid);
+        } catch (err) {
+          await fromPool.session.shutdown().catch(() => undefined);
+          await live.drop(fromPool.session.id).catch(() => undefined);
+          throw err;
+        }
+        return { session: fromPool.session, pooled: true };
+      }
+      pool.putBack(fromPool);
+    }
+    const place = turn.place ?? (await room.waitFor(turn.messageKey, req.signal));
+    turn.place = null;
+    try {
+      await opts.layout.ensureWorkspace(req.workspaceDir, req.uid);
+      const session = await gateway.startKernel({ path: req.kernelPath });
+      await place.bind(session.id, messageLeaseMs).catch(() => undefined);
+      return { session, pooled: false };
+    } catch (err) {
+      await place.drop().catch(() => undefined);
+      throw err;
+    }
   }
 
   const broker = {
     pool,
-    async acquire(req: AcquireRequest): Promise<KernelLease> {
-      const started = Date.now();
-      // The mapping is read in the same round trip as the lock's SET NX (Redis runs them in order): when the
-      // lock was free, that read already happened under it; otherwise it is read again once the lock is ours.
-      // (acquireLock sends its first SET before it yields, so the GET below goes after it.)
-      const locking = req.heldLock
-        ? Promise.resolve(req.heldLock)
-        : acquireLock(redis, lockKey(req.messageKey), {
-            ttlMs: opts.lockTtlMs ?? 30_000,
-            waitMs: opts.lockWaitMs ?? 15 * 60_000,
-            ...(req.signal ? { signal: req.signal } : {}),
-          });
-      // A lock taken by tryMessageLock read the mapping in its round trip already (valid: held since).
-      const early = (req.heldLock && mappingReadWith.get(req.heldLock)) || readMapping(req.messageKey).catch(() => undefined);
+
+    async tryTurn(messageKey: string): Promise<MessageTurn | null> {
+      const locking = tryLock(redis, lockKey(messageKey), lockTtlMs, (err) => log.warn({ messageKey, err: err.message }, "message lock lost"));
+      // Sent right behind the SET NX: if the lock is ours, this read happened under it.
+      const early = readMapping(messageKey).catch(() => undefined);
       const lock = await locking;
-      if (!lock.firstTry) log.debug({ messageKey: req.messageKey, waitedMs: Date.now() - started }, "waited for the message's lock");
-      let fresh: KernelSession | null = null;
+      return lock && startTurn(messageKey, lock, early);
+    },
+
+    async takeTurn(messageKey: string, signal?: AbortSignal): Promise<MessageTurn> {
+      const locking = acquireLock(redis, lockKey(messageKey), {
+        ttlMs: lockTtlMs,
+        waitMs: lockWaitMs,
+        onLost: (err) => log.warn({ messageKey, err: err.message }, "message lock lost"),
+        ...(signal ? { signal } : {}),
+      });
+      const early = readMapping(messageKey).catch(() => undefined);
+      return startTurn(messageKey, await locking, early);
+    },
+
+    async makeRoom(messageTurn: MessageTurn): Promise<boolean> {
+      const turn = turnOf(messageTurn);
+      // Its own kernel (if that turns out gone, acquire finds room in place), or a pre-started one.
+      if (turn.mapping || turn.place || pool.available > 0) return true;
+      turn.place = await room.reserve(turn.messageKey);
+      return turn.place !== null;
+    },
+
+    async acquire(messageTurn: MessageTurn, req: AcquireRequest): Promise<KernelLease> {
+      const turn = turnOf(messageTurn);
+      const started = Date.now();
+      const mapping = turn.mapping;
+      if (mapping) {
+        const attached = await attach(mapping.kernelId);
+        if (attached) {
+          inUse.add(mapping.kernelId);
+          return { ...attached, pooled: false, reused: true, stateReset: false, acquireMs: Date.now() - started };
+        }
+        await forget(turn.messageKey, mapping.kernelId, true);
+        turn.mapping = null;
+      }
+      const { session, pooled } = await newKernel(turn, req);
+      let stateReset: boolean;
       try {
-        const earlyMapping = lock.firstTry ? await early : undefined;
-        const mapping = earlyMapping === undefined ? await readMapping(req.messageKey) : earlyMapping;
-        if (mapping) {
-          const attached = await attach(mapping.kernelId);
-          if (attached) {
-            locks.set(req.messageKey, lock);
-            return { ...attached, pooled: false, reused: true, acquireMs: Date.now() - started };
-          }
-          await forget(req.messageKey, mapping.kernelId, true);
-        }
-        let session: KernelSession | null = null;
-        const fromPool = pool.take();
-        if (fromPool) {
-          if (await opts.layout.adopt(fromPool.slot, req.workspaceDir)) session = fresh = fromPool.session;
-          else pool.putBack(fromPool);
-        }
-        const pooled = session !== null;
-        // After an adoption the directory exists already (and keeps its owner); otherwise create it now.
-        await opts.layout.ensureWorkspace(req.workspaceDir, req.uid);
-        if (!session) session = fresh = await gateway.startKernel({ path: req.kernelPath });
         sessions.set(session.id, session);
-        // Not the message's kernel yet: `bind` records it once it is set up to run the message's code.
-        locks.set(req.messageKey, lock);
-        return { session, pooled, reused: false, acquireMs: Date.now() - started };
+        inUse.add(session.id);
+        await live.extend([session.id], messageLeaseMs);
+        // Taken only once a kernel is there: a start that failed leaves the note for the next try.
+        stateReset = await mappings.takeEvictedMark(turn.messageKey);
       } catch (err) {
         // A kernel started or adopted for this call and not handed out would otherwise be leaked.
-        if (fresh) {
-          sessions.delete(fresh.id);
-          await fresh.shutdown().catch(() => undefined);
-        }
-        await lock.release();
+        sessions.delete(session.id);
+        inUse.delete(session.id);
+        await session.shutdown().catch(() => undefined);
+        await live.drop(session.id).catch(() => undefined);
         throw err;
       }
+      // Not the message's kernel yet: `bind` records it once it is set up to run the message's code.
+      return { session, pooled, reused: false, stateReset, acquireMs: Date.now() - started };
     },
 
-    async bind(req: AcquireRequest, lease: KernelLease) {
-      await recordMapping(req.messageKey, lease.session.id, Date.now());
+    async bind(messageTurn: MessageTurn, lease: KernelLease) {
+      const turn = turnOf(messageTurn);
+      await recordMapping(turn.messageKey, lease.session.id, Date.now());
+      turn.mapping = { kernelId: lease.session.id, lastUsed: Date.now() };
     },
 
-    async release(req: AcquireRequest, lease: KernelLease, { discard }: { discard: boolean }) {
-      const lock = locks.get(req.messageKey);
-      locks.delete(req.messageKey);
-      try {
-        if (discard || lease.session.isDead) {
-          await forget(req.messageKey, lease.session.id, true);
-        } else {
-          const now = Date.now();
-          lastReleased.set(lease.session.id, now);
-          await recordMapping(req.messageKey, lease.session.id, now);
-        }
-      } finally {
-        await lock?.release();
+    async release(messageTurn: MessageTurn, lease: KernelLease, { discard }: { discard: boolean }) {
+      const turn = turnOf(messageTurn);
+      inUse.delete(lease.session.id);
+      if (discard || lease.session.isDead) {
+        await forget(turn.messageKey, lease.session.id, true);
+        turn.mapping = null;
+      } else {
+        const now = Date.now();
+        lastReleased.set(lease.session.id, now);
+        await recordMapping(turn.messageKey, lease.session.id, now);
+        turn.mapping = { kernelId: lease.session.id, lastUsed: now };
       }
     },
 
     kernelExists: (kernelId: string) => gateway.hasKernel(kernelId),
 
-    async tryMessageLock(messageKey: string) {
-      const locking = tryLock(redis, lockKey(messageKey), opts.lockTtlMs ?? 30_000);
-      // Sent right behind the SET NX: if the lock is ours, this read happened under it.
-      const mapping = readMapping(messageKey).catch(() => undefined);
-      const lock = await locking;
-      if (lock) mappingReadWith.set(lock, mapping);
-      return lock;
-    },
-
-    async evict(req: AcquireRequest, kernelId: string) {
-      // A lock the caller already holds for this message stays the caller's to release.
-      const lock = req.heldLock ?? (await acquireLock(redis, lockKey(req.messageKey), { ttlMs: opts.lockTtlMs ?? 30_000, waitMs: opts.lockWaitMs ?? 15 * 60_000 }));
-      try {
-        const mapping = await readMapping(req.messageKey);
-        if (mapping?.kernelId === kernelId) await forget(req.messageKey, kernelId, true);
-        else await gateway.shutdownKernel(kernelId).catch(() => undefined);
-      } finally {
-        if (!req.heldLock) await lock.release();
+    async evict(messageTurn: MessageTurn, kernelId: string) {
+      const turn = turnOf(messageTurn);
+      const mapping = await readMapping(turn.messageKey);
+      if (mapping?.kernelId === kernelId) await forget(turn.messageKey, kernelId, true);
+      else {
+        await gateway.shutdownKernel(kernelId).catch(() => undefined);
+        await live.drop(kernelId);
       }
+      if (turn.mapping?.kernelId === kernelId) turn.mapping = null;
     },
 
     /** Shuts down message kernels idle past the TTL, and pool kernels of workers that are gone; returns how many. */
     async sweep(): Promise<number> {
       const orphans = await owners.sweep();
-      const stale = await redis.zrangebyscore(idleSet, 0, Date.now() - opts.idleTtlMs, "LIMIT", 0, 100);
+      const stale = await mappings.idleSince(Date.now() - opts.idleTtlMs, 100);
       let n = 0;
       for (const messageKey of stale) {
-        const lock = await tryLock(redis, lockKey(messageKey), 30_000);
+        const lock = await tryLock(redis, lockKey(messageKey), lockTtlMs);
         if (!lock) continue;
         try {
           const mapping = await readMapping(messageKey);
           if (!mapping) {
-            await redis.zrem(idleSet, messageKey);
+            await mappings.dropIndex(messageKey);
           } else if (mapping.lastUsed <= Date.now() - opts.idleTtlMs) {
             await forget(messageKey, mapping.kernelId, true);
             n++;
@@ -240,7 +328,11 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
 
     async close() {
       clearInterval(sweeper);
+      clearInterval(beat);
+      const pooled = pool.ids();
       await pool.close();
+      // Shut down with the pool: their places are free now, not when their leases lapse.
+      await Promise.all(pooled.map((id) => live.drop(id).catch(() => undefined)));
       await owners.close();
       // Message kernels stay on the gateway for the next worker; only this worker's websockets close.
       for (const s of sessions.values()) s.dispose();
@@ -252,5 +344,12 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     broker.sweep().catch((err: unknown) => log.warn({ err: normalizeError(err) }, "kernel sweep failed"));
   }, opts.sweepIntervalMs ?? Math.min(30_000, Math.max(1000, Math.floor(opts.idleTtlMs / 4))));
   sweeper.unref();
+  // The leases of the kernels this worker holds stay alive while it beats (see live-kernels.ts).
+  const beat = setInterval(() => {
+    Promise.all([live.extend(pool.ids(), poolLeaseMs), live.extend([...inUse], messageLeaseMs)]).catch((err: unknown) =>
+      log.warn({ err: normalizeError(err).message }, "could not renew kernel leases"),
+    );
+  }, heartbeatMs);
+  beat.unref();
   return broker;
 }

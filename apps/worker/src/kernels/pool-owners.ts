@@ -10,6 +10,8 @@ export interface PoolOwnersOptions {
   log: Logger;
   /** How often the worker says it is alive; it counts as gone after three missed beats. */
   heartbeatMs: number;
+  /** Called for each pool kernel this module shut down (its place under the live-kernel ceiling is free). */
+  onShutdown?: (kernelId: string) => Promise<void>;
 }
 
 /**
@@ -28,6 +30,14 @@ export function createPoolOwners(opts: PoolOwnersOptions) {
   void beat();
   const timer = setInterval(() => void beat(), opts.heartbeatMs);
   timer.unref();
+
+  // Whoever removes the record shuts the kernel down: two workers never both do.
+  const shutDown = async (kernelId: string): Promise<boolean> => {
+    if ((await redis.hdel(ownersKey, kernelId)) !== 1) return false;
+    await opts.gateway.shutdownKernel(kernelId).catch(() => undefined);
+    await opts.onShutdown?.(kernelId).catch(() => undefined);
+    return true;
+  };
 
   return {
     /** The pool's kernels now: new ones are recorded as this worker's, taken or stopped ones forgotten. */
@@ -56,14 +66,22 @@ export function createPoolOwners(opts: PoolOwnersOptions) {
       for (const [owner, kernelIds] of byWorker) {
         const orphans = owner === workerId ? kernelIds.filter((id) => !known.has(id)) : (await redis.exists(aliveKey(owner))) ? [] : kernelIds;
         for (const kernelId of orphans) {
-          // Whoever removes the record shuts the kernel down: two sweeping workers never both do.
-          if ((await redis.hdel(ownersKey, kernelId)) !== 1) continue;
-          await opts.gateway.shutdownKernel(kernelId).catch(() => undefined);
-          n++;
+          if (await shutDown(kernelId)) n++;
         }
       }
       if (n) log.info({ kernels: n }, "shut down pool kernels of workers that are gone");
       return n;
+    },
+
+    /**
+     * Shuts down one pre-started kernel of any worker, to make room under the live-kernel ceiling for an
+     * execution (a pool kernel's owner drops it from its pool when it finds it dead). Returns whether one was.
+     */
+    async evictOne(): Promise<boolean> {
+      for (const kernelId of Object.keys(await redis.hgetall(ownersKey))) {
+        if (await shutDown(kernelId)) return true;
+      }
+      return false;
     },
 
     async close(): Promise<void> {
@@ -72,3 +90,5 @@ export function createPoolOwners(opts: PoolOwnersOptions) {
     },
   };
 }
+
+export type PoolOwners = ReturnType<typeof createPoolOwners>;

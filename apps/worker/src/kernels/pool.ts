@@ -17,6 +17,14 @@ export interface PooledKernel {
 }
 
 const CLOSE_WAIT_MS = 15_000;
+/** At the live-kernel ceiling the pool waits this long before asking for a place again. */
+const FULL_RETRY_MS = 2000;
+
+/** A place under the live-kernel ceiling for one pool kernel (see live-kernels.ts). */
+export interface PoolPlace {
+  bind(kernelId: string): Promise<void>;
+  drop(): Promise<void>;
+}
 
 /**
  * Pre-started kernels that have never run anyone's code, so a message's first execution does not wait
@@ -38,6 +46,8 @@ export class KernelPool {
     /** Makes the directory a new pool kernel waits in (never any message's workspace). */
     private readonly newSlot: () => Promise<PoolSlot>,
     private readonly onChange: (ids: string[]) => void = () => undefined,
+    /** A place for one more kernel, or null at the ceiling (pool kernels never push message kernels out). */
+    private readonly reservePlace: () => Promise<PoolPlace | null> = async () => ({ bind: async () => undefined, drop: async () => undefined }),
   ) {}
 
   get available(): number {
@@ -77,17 +87,28 @@ export class KernelPool {
     this.filling = (async () => {
       try {
         while (!this.closed && this.ready.length < this.size) {
-          const slot = await this.newSlot();
+          const place = await this.reservePlace();
+          if (!place) {
+            if (!this.closed) setTimeout(() => this.refill(), FULL_RETRY_MS).unref();
+            break;
+          }
+          const slot = await this.newSlot().catch(async (err: unknown) => {
+            await place.drop();
+            throw err;
+          });
           const dropSlot = () => (slot.disposable ? rm(slot.dir, { recursive: true, force: true }).catch(() => undefined) : undefined);
           const session = this.closed ? null : await this.gateway.startKernel({ path: slot.path }).catch(async (err: unknown) => {
             await dropSlot();
+            await place.drop().catch(() => undefined);
             throw err;
           });
           if (!session || this.closed) {
             await session?.shutdown().catch(() => undefined);
             await dropSlot();
+            await place.drop().catch(() => undefined);
             break;
           }
+          await place.bind(session.id).catch(() => undefined);
           this.ready.push({ session, slot });
           this.failures = 0;
           this.onChange(this.ids());

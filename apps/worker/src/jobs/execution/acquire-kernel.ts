@@ -1,0 +1,73 @@
+import { KernelDiedError } from "@codeinterp/kernel";
+import { normalizeError } from "@codeinterp/logger";
+import type { KernelLease } from "../../kernels/broker";
+import type { ExecutionContext } from "./context";
+
+export class KernelSetupError extends Error {
+  override name = "KernelSetupError";
+}
+
+/** Tells the user why variables from earlier executions of the message are gone. */
+export const STATE_RESET_NOTE =
+  "the message's previous kernel was shut down to make room for other work (live-kernel limit): variables from earlier executions are gone; files in /mnt/data are kept";
+
+/**
+ * A kernel that can run the message's code: its own (variables kept), or a new one set to start every cell
+ * in the workspace. A kernel that turns out dead before any user code ran (deleted, server restarted) is
+ * replaced once, so the execution does not fail for it.
+ */
+export async function acquireKernel(ctx: ExecutionContext): Promise<KernelLease> {
+  const { broker, layout } = ctx.deps;
+  const kernelDir = layout.kernelDir(ctx.req.workspaceDir);
+  for (let attempt = 1; ; attempt++) {
+    let lease: KernelLease;
+    try {
+      lease = await broker.acquire(ctx.turn, ctx.req);
+    } catch (err) {
+      // A new kernel that died while starting (e.g. a port taken by another process) gets one more try.
+      if (attempt >= 2 || !(err instanceof KernelDiedError) || ctx.req.signal.aborted) throw err;
+      ctx.log.warn({ err: normalizeError(err).message }, "kernel died while starting; taking another");
+      continue;
+    }
+    try {
+      if (lease.stateReset && !ctx.notes.includes(STATE_RESET_NOTE)) ctx.notes.push(STATE_RESET_NOTE);
+      if (lease.reused) {
+        if (!lease.session.isDead) return lease;
+        throw new KernelSetupError("the message's kernel is dead");
+      }
+      // Once per kernel and message: a pre_run_cell hook, so the warm path pays no extra round trip.
+      const cd = await lease.session.execute(enterWorkspaceCode(kernelDir), { timeoutMs: 15_000 });
+      if (cd.status !== "ok") throw new KernelSetupError(`could not enter the workspace (${cd.status})`);
+      await broker.bind(ctx.turn, lease);
+      return lease;
+    } catch (err) {
+      await broker.release(ctx.turn, lease, { discard: true }).catch(() => undefined);
+      if (attempt >= 2) throw err;
+      ctx.log.warn({ err: normalizeError(err).message }, "kernel unusable before the code ran; taking another");
+    }
+  }
+}
+
+/**
+ * A reused kernel is looked up on the gateway while the workspace is prepared: one deleted a moment ago
+ * (its websocket had not noticed) is replaced before any code is sent.
+ */
+export async function confirmKernel(ctx: ExecutionContext, lease: KernelLease): Promise<KernelLease> {
+  if (!lease.stillThere || (await lease.stillThere)) return lease;
+  ctx.log.info("the message's kernel is gone from the gateway; taking another");
+  await ctx.deps.broker.release(ctx.turn, lease, { discard: true }).catch(() => undefined);
+  return acquireKernel(ctx);
+}
+
+function enterWorkspaceCode(dir: string): string {
+  const d = JSON.stringify(dir);
+  return [
+    "def _ci_enter_workspace(*_args, _d=" + d + "):",
+    "    import os",
+    "    if os.getcwd() != _d:",
+    "        os.chdir(_d)",
+    "_ci_enter_workspace()",
+    "get_ipython().events.register('pre_run_cell', _ci_enter_workspace)",
+    "del _ci_enter_workspace",
+  ].join("\n");
+}

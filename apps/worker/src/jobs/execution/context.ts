@@ -1,0 +1,36 @@
+import type { Db, ExecutionRow } from "@codeinterp/db";
+import type { Logger } from "@codeinterp/logger";
+import type { EventPublisher, Redis } from "@codeinterp/queue";
+import type { BlobStore } from "@codeinterp/workspace";
+import type { CancelRegistry } from "../../cancellations";
+import type { WorkerEnv } from "../../env";
+import type { AcquireRequest, KernelBroker, MessageTurn } from "../../kernels/broker";
+import type { WorkspaceLayout } from "../../workspace-layout";
+
+export interface RunExecutionDeps {
+  env: WorkerEnv;
+  db: Db;
+  redis: Redis;
+  blobs: BlobStore;
+  broker: KernelBroker;
+  layout: WorkspaceLayout;
+  cancels: CancelRegistry;
+  log: Logger;
+}
+
+/** What every step of one execution shares (prepare, acquire kernel, run, record outcome). */
+export interface ExecutionContext {
+  deps: RunExecutionDeps;
+  exec: ExecutionRow;
+  /** The message's turn, taken and released by the job around the whole execution. */
+  turn: MessageTurn;
+  /** The message's kernel identity; its signal is the execution's cancel. */
+  req: AcquireRequest & { signal: AbortSignal };
+  pub: EventPublisher;
+  log: Logger;
+  startedAt: Date;
+  /** Resolves once a cancel sent before this worker listened has been looked up (and honoured). */
+  cancelMarkChecked: Promise<void>;
+  /** What the result tells the user besides the code's output (attachments not placed, state reset). */
+  notes: string[];
+}

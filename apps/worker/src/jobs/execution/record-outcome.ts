@@ -1,0 +1,66 @@
+import { diffSnapshots, snapshotWorkspace } from "@codeinterp/workspace";
+import { captureFiles } from "../../capture";
+import type { KernelLease } from "../../kernels/broker";
+import { storeRichOutputs } from "../../rich-outputs";
+import type { ExecutionContext } from "./context";
+import type { Terminal } from "./outcome";
+import { STATUS_BY_OUTCOME, finish, outcomeFailure, retryTransient } from "./outcome";
+import type { PreparedWorkspace } from "./prepare-workspace";
+import type { RunResult } from "./run-code";
+
+/**
+ * Captures the files the code wrote and its rich outputs, and records the result. The code has run: from
+ * here a Postgres or Redis blip is waited out in place, because a retried job would find the execution
+ * running and could only fail it. Capture and registration are idempotent.
+ */
+export async function recordOutcome(ctx: ExecutionContext, lease: KernelLease, ws: PreparedWorkspace, run: RunResult): Promise<Terminal | "skipped"> {
+  return retryTransient(() => recordOnce(ctx, lease, ws, run), ctx.log);
+}
+
+async function recordOnce(ctx: ExecutionContext, lease: KernelLease, ws: PreparedWorkspace, run: RunResult): Promise<Terminal | "skipped"> {
+  const { env, db, blobs } = ctx.deps;
+  const { exec, pub } = ctx;
+  const { outcome, back } = run;
+  const workspaceDir = ctx.req.workspaceDir;
+  const tCapture = Date.now();
+  const after = await snapshotWorkspace(workspaceDir, { ...ws.snapshotOpts, previous: ws.before });
+  const diff = diffSnapshots(ws.before, after, {
+    maxFiles: env.MAX_GENERATED_FILES,
+    maxFileBytes: env.MAX_GENERATED_FILE_BYTES,
+    maxTotalBytes: env.MAX_GENERATED_TOTAL_BYTES,
+  });
+  const fileCtx = { db, blobs, userId: exec.userId, chatId: exec.chatId, messageId: exec.messageId, executionId: exec.id };
+  const captured = await captureFiles(
+    { ...fileCtx, workspaceDir, maxFileBytes: env.MAX_GENERATED_FILE_BYTES, attachmentByPath: ws.attachmentByPath },
+    diff,
+    async (f) => {
+      await pub.publish({ type: "file", file: { id: f.id, name: f.name, path: f.path ?? f.name, size: Number(f.size), mimeType: f.mimeType } });
+    },
+  );
+  const outputs = await storeRichOutputs({ ...fileCtx, workspaceDirs: run.realDirs }, outcome.outputs);
+  for (const o of outputs) if (o.fileId) await pub.publish({ type: "output", output: o });
+  const captureMs = Date.now() - tCapture;
+
+  const result = {
+    stdout: back(outcome.stdout),
+    stderr: back(outcome.stderr),
+    outputs,
+    error: outcome.error ? { ename: outcome.error.ename, evalue: back(outcome.error.evalue), traceback: outcome.error.traceback.map(back) } : null,
+    truncated: outcome.truncated,
+    // Hidden files, caches and configured excludes are policy, not news: only report what a user would
+    // have expected back (limits, symlinks, special files).
+    skippedFiles: captured.skipped.filter((x) => x.reason !== "excluded"),
+    notes: ctx.notes,
+  };
+  const metrics = {
+    queueWaitMs: ctx.startedAt.getTime() - exec.createdAt.getTime(),
+    prepareMs: ws.prepareMs,
+    kernelAcquireMs: lease.acquireMs,
+    pooledKernel: lease.pooled,
+    reusedKernel: lease.reused,
+    runMs: run.runMs,
+    captureMs,
+    filesCaptured: captured.files.length,
+  };
+  return finish(ctx.deps, pub, exec.id, STATUS_BY_OUTCOME[outcome.status], { result, failure: outcomeFailure(outcome), metrics });
+}

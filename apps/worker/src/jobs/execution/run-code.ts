@@ -1,0 +1,92 @@
+import { realpath } from "node:fs/promises";
+import type { ExecutionOutcome, KernelEvent } from "@codeinterp/kernel";
+import { fromKernelText, toKernelCode } from "@codeinterp/workspace";
+import type { KernelBroker, KernelLease } from "../../kernels/broker";
+import type { ExecutionContext } from "./context";
+
+export interface RunResult {
+  outcome: ExecutionOutcome;
+  runMs: number;
+  /** The kernel's state is unknown or it is gone: it is shut down rather than kept for the message. */
+  discard: boolean;
+  /** The workspace as the kernel may name it (the path and its real path). */
+  realDirs: string[];
+  /** Maps kernel-side paths in text back to /mnt/data. */
+  back: (s: string) => string;
+}
+
+/** Where the workspace really is, looked up early so it overlaps the wait for the cancel check. */
+export function resolveWorkspace(ctx: ExecutionContext): Promise<string> {
+  const real = realpath(ctx.req.workspaceDir);
+  real.catch(() => undefined);
+  return real;
+}
+
+/**
+ * Runs the code in the kernel with the execution's deadline and cancel, streaming output as it comes. A
+ * kernel that vanishes from the gateway during the run, or is shut down under the code, counts as died.
+ */
+export async function runCode(ctx: ExecutionContext, lease: KernelLease, realDir: string): Promise<RunResult> {
+  const { env, layout, broker } = ctx.deps;
+  const { exec, pub, log } = ctx;
+  const realDirs = [...new Set([ctx.req.workspaceDir, realDir])];
+  const back = (s: string) => fromKernelText(s, realDirs);
+  const onEvent = (e: KernelEvent) => {
+    if (e.type === "stdout" || e.type === "stderr") void pub.publish({ type: e.type, text: back(e.text) });
+    else if (e.type === "output" && !e.mimeType.startsWith("image/")) {
+      void pub.publish({ type: "output", output: { type: e.mimeType, data: back(e.data) } });
+    }
+  };
+  const tRun = Date.now();
+  // Sandboxed kernels see the workspace at the real /mnt/data; a shared server needs the paths translated.
+  const code = layout.sandboxed ? exec.code : toKernelCode(exec.code, ctx.req.workspaceDir);
+  const watchdog = watchKernel(broker, lease);
+  const outcome = await lease.session
+    .execute(code, {
+      timeoutMs: exec.timeoutMs,
+      signal: AbortSignal.any([ctx.req.signal, watchdog.signal]),
+      onEvent,
+      maxStreamBytes: env.MAX_STREAM_BYTES,
+      maxOutputs: env.MAX_RICH_OUTPUTS,
+      interruptGraceMs: env.KERNEL_INTERRUPT_GRACE_MS,
+    })
+    .finally(() => watchdog.stop());
+  if (watchdog.signal.aborted) {
+    log.warn("the kernel vanished from the gateway during the run");
+    outcome.status = "died";
+  }
+  const runMs = Date.now() - tRun;
+  // A KeyboardInterrupt we did not send: the kernel was shut down under the code (deleted on the server).
+  if (outcome.status === "error" && outcome.error?.ename === "KeyboardInterrupt" && !(await broker.kernelExists(lease.session.id).catch(() => true))) {
+    outcome.status = "died";
+  }
+  const discard = outcome.status === "died" || outcome.kernelRestarted;
+  if (layout.sandboxed && !discard && (outcome.status === "timeout" || outcome.status === "cancelled")) {
+    // Processes the code started (a fork bomb, a background job) outlive the interrupt: kill(-1) in the
+    // kernel's own pid namespace reaches exactly them.
+    await lease.session
+      .execute("import os as _ci_os, signal as _ci_sig\ntry:\n    _ci_os.kill(-1, _ci_sig.SIGKILL)\nexcept ProcessLookupError:\n    pass\ndel _ci_os, _ci_sig", { timeoutMs: 5000 })
+      .catch(() => undefined);
+  }
+  log.info({ outcome: outcome.status, runMs, pooled: lease.pooled, reused: lease.reused }, "code ran");
+  return { outcome, runMs, discard, realDirs, back };
+}
+
+/**
+ * While code runs, the kernel is looked up on the gateway every 2 s: one deleted, or lost in a server
+ * restart, never answers, and the run would otherwise wait for its whole timeout. (The websocket is no
+ * guide: jupyter_server may keep it open after the kernel is gone.)
+ */
+function watchKernel(broker: KernelBroker, lease: KernelLease): { signal: AbortSignal; stop(): void } {
+  const ctl = new AbortController();
+  const timer = setInterval(() => {
+    broker.kernelExists(lease.session.id).then(
+      (exists) => {
+        if (!exists) ctl.abort();
+      },
+      () => undefined,
+    );
+  }, 2000);
+  timer.unref();
+  return { signal: ctl.signal, stop: () => clearInterval(timer) };
+}

@@ -1,0 +1,86 @@
+import { randomUUID } from "node:crypto";
+import os from "node:os";
+import type { Redis } from "@codeinterp/queue";
+
+/**
+ * The ceiling on live kernels for the whole deployment when MAX_LIVE_KERNELS is not set: as many kernels at
+ * their memory cap as fit in the budget for all kernels, at least one.
+ */
+export function defaultMaxLiveKernels({ kernelMemoryMb, budgetMb }: { kernelMemoryMb: number; budgetMb: number }): number {
+  return Math.max(1, Math.floor(budgetMb / kernelMemoryMb));
+}
+
+// Until the kernel memory settings exist (KERNEL_MEMORY_MB, KERNELS_MEMORY_BUDGET_MB): a 2 GiB cap per
+// kernel and what the machine has after max(4 GiB, 25%) kept for Postgres, Redis and the service.
+const MB = 1024 * 1024;
+export const DEFAULT_KERNEL_MEMORY_MB = 2048;
+export const defaultKernelsBudgetMb = (totalBytes = os.totalmem()) => Math.floor((totalBytes - Math.max(4096 * MB, totalBytes / 4)) / MB);
+
+/** A place under the ceiling taken before a kernel start; it becomes the kernel's lease once started. */
+export interface Reservation {
+  /** The started kernel holds the place from now on (until `ttlMs` unless extended). */
+  bind(kernelId: string, ttlMs: number): Promise<void>;
+  /** The start did not happen or failed: the place is free again. */
+  drop(): Promise<void>;
+}
+
+// Take a place if fewer than ARGV[2] leases are unexpired. Leases past their deadline are removed first.
+const RESERVE = `
+redis.call("zremrangebyscore", KEYS[1], "-inf", ARGV[1])
+if redis.call("zcard", KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call("zadd", KEYS[1], ARGV[3], ARGV[4])
+  return 1
+end
+return 0`;
+
+/**
+ * Every live kernel of the deployment holds a lease in one Redis sorted set (member: kernel id, score: the
+ * lease's deadline), and a kernel is started only after a place was reserved there. Hand-written rather than
+ * redis-semaphore's Semaphore: a lease belongs to a kernel, not to a process that refreshes it (an idle
+ * message kernel is nobody's), so each lease carries its own deadline and whoever changes the kernel's
+ * state moves it. A worker that is SIGKILLed leaves leases that lapse by themselves: pool kernels within
+ * three heartbeats (the same rule by which pool-owners shuts them down), kernels being started within
+ * START_LEASE_MS, message kernels when their mapping would expire; shutting a kernel down drops its lease.
+ */
+export function createLiveKernels(opts: { redis: Redis; prefix: string; max: number }) {
+  const { redis, max } = opts;
+  const key = `${opts.prefix}:kernel:live`;
+
+  return {
+    max,
+    /** A place for a kernel about to be started, or null at the ceiling. */
+    async reserve(startTtlMs: number): Promise<Reservation | null> {
+      const id = `start:${randomUUID()}`;
+      const now = Date.now();
+      const ok = (await redis.eval(RESERVE, 1, key, String(now), String(max), String(now + startTtlMs), id)) === 1;
+      if (!ok) return null;
+      return {
+        async bind(kernelId, ttlMs) {
+          await redis
+            .multi()
+            .zrem(key, id)
+            .zadd(key, Date.now() + ttlMs, kernelId)
+            .exec();
+        },
+        async drop() {
+          await redis.zrem(key, id);
+        },
+      };
+    },
+    /** Moves the deadline of leases that still exist (a dropped lease is not brought back). */
+    async extend(kernelIds: readonly string[], ttlMs: number): Promise<void> {
+      if (kernelIds.length === 0) return;
+      const deadline = Date.now() + ttlMs;
+      await redis.zadd(key, "XX", ...kernelIds.flatMap((id) => [deadline, id]));
+    },
+    async drop(kernelId: string): Promise<void> {
+      await redis.zrem(key, kernelId);
+    },
+    /** Unexpired leases: the live kernels the ceiling counts. */
+    async count(): Promise<number> {
+      return redis.zcount(key, Date.now(), "+inf");
+    },
+  };
+}
+
+export type LiveKernels = ReturnType<typeof createLiveKernels>;

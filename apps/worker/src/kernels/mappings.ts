@@ -1,0 +1,55 @@
+import type { Redis } from "@codeinterp/queue";
+import type { KernelMapping } from "./broker";
+
+/**
+ * The Redis records of message kernels, all under `<prefix>:kernel:`: each message's mapping (`msg:<key>`,
+ * expiring `ttlMs` after its last use), the idle index (`idle`, messages scored by last use, which the idle
+ * sweep and the ceiling's eviction walk) and the "state was reset" mark of an evicted message (`evicted:<key>`).
+ * Read and changed only under the message's turn (or its lock, for the sweep and eviction).
+ */
+export function createKernelMappings(redis: Redis, prefix: string, ttlMs: number) {
+  const mapKey = (k: string) => `${prefix}:kernel:msg:${k}`;
+  const evictedKey = (k: string) => `${prefix}:kernel:evicted:${k}`;
+  const idleSet = `${prefix}:kernel:idle`;
+
+  return {
+    async read(messageKey: string): Promise<KernelMapping | null> {
+      const raw = await redis.get(mapKey(messageKey));
+      if (!raw) return null;
+      try {
+        return JSON.parse(raw) as KernelMapping;
+      } catch {
+        return null;
+      }
+    },
+    /** The message's kernel, used at `lastUsed`. */
+    async record(messageKey: string, kernelId: string, lastUsed: number): Promise<void> {
+      await redis
+        .multi()
+        .set(mapKey(messageKey), JSON.stringify({ kernelId, lastUsed } satisfies KernelMapping), "PX", ttlMs)
+        .zadd(idleSet, lastUsed, messageKey)
+        .exec();
+    },
+    async remove(messageKey: string): Promise<void> {
+      await redis.multi().del(mapKey(messageKey)).zrem(idleSet, messageKey).exec();
+    },
+    /** Messages by last use, least recent first (busy ones included: their lock tells). */
+    leastRecentlyUsed: (limit: number) => redis.zrange(idleSet, "0", String(limit - 1)),
+    /** Messages last used before `before`. */
+    idleSince: (before: number, limit: number) => redis.zrangebyscore(idleSet, 0, before, "LIMIT", 0, limit),
+    /** A message in the index whose mapping expired. */
+    async dropIndex(messageKey: string): Promise<void> {
+      await redis.zrem(idleSet, messageKey);
+    },
+    /** Its next kernel is to say that state was reset, for `ms` (while the old one would have lived). */
+    async markEvicted(messageKey: string, ms: number): Promise<void> {
+      if (ms > 0) await redis.set(evictedKey(messageKey), "1", "PX", ms);
+    },
+    /** Whether the message was evicted (and its note is still owed); clears the mark. */
+    async takeEvictedMark(messageKey: string): Promise<boolean> {
+      return (await redis.getdel(evictedKey(messageKey))) !== null;
+    },
+  };
+}
+
+export type KernelMappings = ReturnType<typeof createKernelMappings>;
