@@ -7,7 +7,7 @@ import { createServer, connect } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
-import { repoRoot } from "@codeinterp/config";
+import { apiProcessEnv, repoRoot } from "@codeinterp/config";
 import { ensureDatabase, migrate } from "@codeinterp/db";
 import { startLocalJupyter } from "@codeinterp/kernel";
 import type { LocalJupyter } from "@codeinterp/kernel";
@@ -291,7 +291,7 @@ export async function startFaultStack(opts: { appendonly?: boolean; worker?: boo
       KERNEL_SANDBOX: process.env.FAULTS_KERNEL_SANDBOX ?? "off",
       ...opts.env,
     };
-    const api = spawnApp("apps/api/src/main.ts", env, path.join(root, "api.log"));
+    const api = spawnApp("apps/api/src/main.ts", apiProcessEnv(env), path.join(root, "api.log"));
     cleanups.push(() => api.kill());
     await waitForPort(apiPort, 30_000, () => api.alive);
     const apiUrl = `http://127.0.0.1:${apiPort}`;

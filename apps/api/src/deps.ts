@@ -1,12 +1,16 @@
 import type { Queue } from "bullmq";
+import type { z } from "zod";
 import type { Db } from "@codeinterp/db";
 import type { Logger } from "@codeinterp/logger";
 import type { EventSubscriber, Redis } from "@codeinterp/queue";
 import type { BlobStore } from "@codeinterp/workspace";
 import type { ApiEnv } from "./env";
 import type { FinishedExecutionCache } from "./finished-cache";
+import type { Readiness } from "./schemas";
 
-export type ReadinessCheck = () => Promise<Record<string, "ok" | "down">>;
+/** What /readyz reports, but its overall status (derived from `checks`). */
+export type ReadinessReport = Omit<z.infer<typeof Readiness>, "status">;
+export type ReadinessCheck = () => Promise<ReadinessReport>;
 
 /** Everything the HTTP layer needs, built by main.ts (or a test) and passed in. */
 export interface ApiDeps {

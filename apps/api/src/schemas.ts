@@ -86,6 +86,22 @@ export const ExecutionParams = z.object({ id: z.uuid() });
 export const WaitQuery = z.object({ waitMs: z.coerce.number().int().min(0).optional() });
 
 export const Health = z.object({ status: z.literal("ok") }).meta({ id: "Health" });
+const GatewaySeen = z.object({
+  reachable: z.boolean(),
+  since: z.string().describe("When the gateway became reachable, or since when it has not answered"),
+  lastError: z.string().nullable(),
+  restarts: z.number().int().describe("Gateway restarts this worker saw (the server's start time changed)"),
+  lastRestartAt: z.string().nullable(),
+  sandboxed: z.boolean().describe("Kernels run in the bubblewrap sandbox"),
+});
 export const Readiness = z
-  .object({ status: z.enum(["ok", "unavailable"]), checks: z.record(z.string(), z.enum(["ok", "down"])) })
+  .object({
+    status: z.enum(["ok", "unavailable"]),
+    checks: z.record(z.string(), z.enum(["ok", "down"])),
+    problems: z.array(z.string()).describe("What is wrong, in plain words (empty when ready)"),
+    gateway: GatewaySeen.omit({ lastError: true })
+      .nullable()
+      .describe("The kernel gateway as the live workers last saw it (the API itself never contacts it); null without a live worker"),
+    workers: z.array(z.object({ workerId: z.string(), lastBeatAt: z.string(), gateway: GatewaySeen.nullable() })),
+  })
   .meta({ id: "Readiness" });

@@ -11,6 +11,8 @@ import { startWorkspaceRetention } from "./jobs/clean-workspaces";
 import { startWorkerMetrics } from "./metrics";
 import { startReconciler } from "./reconciler";
 import { createExecutionWorker } from "./worker";
+import { gatewaySeen, startGatewayWatch } from "./gateway-watch";
+import type { GatewayWatch } from "./gateway-watch";
 import { WorkspaceLayout } from "./workspace-layout";
 import { kernelRequestFor } from "./jobs/run-execution";
 
@@ -29,11 +31,16 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
   const connection = createRedis(env.REDIS_URL, { name: "worker-bullmq", blocking: true });
   const cancelSub = createRedis(env.REDIS_URL, { name: "worker-cancel", blocking: true });
   const sandboxed = await detectSandbox(env, log);
+  // Heartbeats at once when the gateway's state changes, so /readyz says so within a probe or two.
+  let beatNow = () => undefined as void;
+  const monitor = startGatewayWatch(env, log, { onChange: () => beatNow() });
+  const gatewayWatch: GatewayWatch = { monitor, sandboxed, retryBudgetMs: monitor.retryBudgetMs };
   const gateway = createKernelGateway({
     baseUrl: env.JUPYTER_URL,
     token: env.JUPYTER_TOKEN,
     log,
     kernelName: sandboxed ? SANDBOX_KERNEL_NAME : "python3",
+    monitor,
   });
   const layout = new WorkspaceLayout(sandboxed, env.DATA_DIR, env.KERNEL_ROOT_DIR);
   const broker = createMessageKernelBroker({
@@ -47,7 +54,9 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     idleTtlMs: env.KERNEL_IDLE_TTL_MS,
     heartbeatMs: env.WORKER_HEARTBEAT_MS,
     lockTtlMs: env.JOB_LOCK_DURATION_MS,
+    gatewaySeen: () => gatewaySeen(gatewayWatch),
   });
+  beatNow = () => broker.heartbeat();
   const cancels = new CancelRegistry();
   const blobs = createBlobStore(env.DATA_DIR);
 
@@ -56,7 +65,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     if (cancels.cancel(executionId)) log.info({ executionId }, "cancel requested");
   });
 
-  const worker = createExecutionWorker({ env, db, redis, blobs, broker, layout, cancels, log, connection });
+  const worker = createExecutionWorker({ env, db, redis, blobs, broker, layout, cancels, log, connection, gatewayWatch });
   const metrics = startWorkerMetrics({
     redis,
     prefix: env.QUEUE_PREFIX,
@@ -66,6 +75,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     poolTarget: env.KERNEL_POOL_SIZE,
     inUse: () => cancels.size,
     concurrency: env.WORKER_CONCURRENCY,
+    gateway: () => monitor.health(),
   });
   metrics.observe(worker);
   const queue = new Queue(queueNames.executions, { connection: redis, prefix: env.QUEUE_PREFIX });
@@ -108,6 +118,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
         await retention.close();
         await metrics.close();
         await broker.close();
+        monitor.stop();
         await queue.close();
         cancelSub.disconnect();
         connection.disconnect();

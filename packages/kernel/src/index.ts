@@ -9,7 +9,9 @@ export {
   KernelNotFoundError,
 } from "./errors";
 export { APT_PACKAGES, JUPYTER_PYTHON, ensureJupyterInstalled, findJupyterPython } from "./jupyter-install";
-export type { LocalJupyter, StartLocalJupyterOptions } from "./local-server";
+export type { JupyterRestart, LocalJupyter, StartLocalJupyterOptions } from "./local-server";
+export type { GatewayHealth, GatewayMonitor, LivenessOptions, ProbeResult } from "./liveness";
+export { defaultLiveness, probeGateway, watchGateway } from "./liveness";
 export { startLocalJupyter } from "./local-server";
 export type { KernelGateway, KernelGatewayOptions, KernelInfo } from "./gateway";
 export { createKernelGateway, normalizeKernelPath } from "./gateway";

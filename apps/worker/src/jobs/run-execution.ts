@@ -21,6 +21,8 @@ import { captureFiles } from "../capture";
 import type { CancelRegistry } from "../cancellations";
 import type { WorkerEnv } from "../env";
 import { splitGlobs } from "../env";
+import type { GatewayWatch } from "../gateway-watch";
+import { isGatewayFailure, judgeGatewayFailure } from "../gateway-watch";
 import type { AcquireRequest, KernelBroker, KernelLease } from "../kernels/broker";
 import type { HeldLock } from "../kernels/lock";
 import { storeRichOutputs } from "../rich-outputs";
@@ -35,6 +37,8 @@ export interface RunExecutionDeps {
   layout: WorkspaceLayout;
   cancels: CancelRegistry;
   log: Logger;
+  /** The gateway's liveness monitor: a gateway failure re-runs or fails the execution by its rules. */
+  gatewayWatch?: GatewayWatch;
 }
 
 export class KernelSetupError extends Error {
@@ -119,10 +123,20 @@ export async function runExecution(
     () => undefined,
   );
   void pub.publish({ type: "status", status: "preparing" });
+  const restartsBefore = deps.gatewayWatch?.monitor.health().restarts ?? 0;
   try {
     return await prepareAndRun(deps, exec, pub, log, abort.signal, startedAt, markChecked, ctx.messageLock);
   } catch (err) {
     const e = normalizeError(err);
+    if (deps.gatewayWatch && isGatewayFailure(err)) {
+      const verdict = await judgeGatewayFailure(deps.gatewayWatch, deps.db, exec.id, { startedAt, finalAttempt: ctx.finalAttempt, restartsBefore });
+      if (verdict.retry) {
+        log.warn({ err: e }, "kernel gateway unavailable before the code ran; the job will be retried");
+        throw err;
+      }
+      log.error({ err: e, failure: verdict.failure.code }, "execution failed: kernel gateway unavailable");
+      return finish(deps, pub, exec.id, "failed", { failure: verdict.failure });
+    }
     if (!ctx.finalAttempt && isTransient(err)) {
       log.warn({ err: e }, "transient failure; the job will be retried");
       throw err;

@@ -1,7 +1,7 @@
 import type { KernelGateway, KernelSession } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
-import type { Redis } from "@codeinterp/queue";
+import type { GatewaySeen, Redis } from "@codeinterp/queue";
 import type { AcquireRequest, KernelBroker, KernelLease } from "./broker";
 import type { HeldLock } from "./lock";
 import { acquireLock, tryLock } from "./lock";
@@ -25,6 +25,8 @@ export interface MessageBrokerOptions {
   sweepIntervalMs?: number;
   /** How often this worker records that it is alive (its pool kernels are swept after three missed beats). */
   heartbeatMs?: number;
+  /** What this worker last saw of its gateway, sent with every heartbeat. */
+  gatewaySeen?: () => GatewaySeen | null;
 }
 
 interface Mapping {
@@ -47,7 +49,9 @@ export function isLive(session: KernelSession): boolean {
  * lives on the gateway, not in a worker). Executions of one message are serialised by a Redis lock held
  * from acquire to release. Kernels idle longer than the TTL are shut down by whichever worker sweeps first.
  */
-export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBroker & { pool: KernelPool; sweep(): Promise<number> } {
+export function createMessageKernelBroker(
+  opts: MessageBrokerOptions,
+): KernelBroker & { pool: KernelPool; sweep(): Promise<number>; heartbeat(): void } {
   const { gateway, redis, prefix, log } = opts;
   const mapKey = (k: string) => `${prefix}:kernel:msg:${k}`;
   const lockKey = (k: string) => messageLockKey(prefix, k);
@@ -59,7 +63,15 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
   const lastReleased = new Map<string, number>();
   // Sessions this worker already has a websocket to, so reusing a kernel costs no reconnect.
   const sessions = new Map<string, KernelSession>();
-  const owners = createPoolOwners({ redis, prefix, workerId: opts.workerId, gateway, log, heartbeatMs: opts.heartbeatMs ?? 10_000 });
+  const owners = createPoolOwners({
+    redis,
+    prefix,
+    workerId: opts.workerId,
+    gateway,
+    log,
+    heartbeatMs: opts.heartbeatMs ?? 10_000,
+    ...(opts.gatewaySeen ? { gatewaySeen: opts.gatewaySeen } : {}),
+  });
   const pool = new KernelPool(gateway, opts.poolSize, log, () => opts.layout.newPoolSlot(), (ids) => owners.record(ids));
   pool.refill();
 
@@ -118,6 +130,8 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
 
   const broker = {
     pool,
+    /** Beats now (e.g. the gateway's state changed), not at the next interval. */
+    heartbeat: () => owners.beat(),
     async acquire(req: AcquireRequest): Promise<KernelLease> {
       const started = Date.now();
       // The mapping is read in the same round trip as the lock's SET NX (Redis runs them in order): when the
