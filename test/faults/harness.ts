@@ -10,7 +10,7 @@ import pg from "pg";
 import { apiProcessEnv, repoRoot } from "@codeinterp/config";
 import { ensureDatabase, migrate } from "@codeinterp/db";
 import { startLocalJupyter } from "@codeinterp/kernel";
-import type { LocalJupyter } from "@codeinterp/kernel";
+import type { LocalJupyter, StartLocalJupyterOptions } from "@codeinterp/kernel";
 
 /**
  * Fault-test harness. Every dependency here is a PRIVATE instance on a free port in a temp dir: a Redis,
@@ -244,7 +244,15 @@ function spawnApp(entry: string, env: Record<string, string>, logPath: string): 
  * A whole private deployment: Redis, Postgres (migrated), a local Jupyter server, the API and (unless
  * `worker: false`) one worker, the two apps as child processes so a test can SIGKILL them and read their RSS.
  */
-export async function startFaultStack(opts: { appendonly?: boolean; worker?: boolean; env?: Record<string, string> } = {}): Promise<FaultStack> {
+export async function startFaultStack(
+  opts: {
+    appendonly?: boolean;
+    worker?: boolean;
+    env?: Record<string, string>;
+    /** Extra options for the local Jupyter server, e.g. `supervise: true` as `npm start` runs it. */
+    jupyter?: Pick<StartLocalJupyterOptions, "supervise" | "liveness" | "onRestart">;
+  } = {},
+): Promise<FaultStack> {
   const root = await mkdtemp(path.join(os.tmpdir(), "codeinterp-faults-"));
   const dataDir = path.join(root, "data");
   mkdirSync(dataDir, { recursive: true });
@@ -261,7 +269,7 @@ export async function startFaultStack(opts: { appendonly?: boolean; worker?: boo
     const jupyterPort = await freePort();
     const jupyterState = path.join(root, "jupyter-state");
     const token = randomBytes(16).toString("hex");
-    const startJupyter = () => startLocalJupyter({ rootDir: root, stateDir: jupyterState, port: jupyterPort, token, log: quietLog });
+    const startJupyter = () => startLocalJupyter({ rootDir: root, stateDir: jupyterState, port: jupyterPort, token, log: quietLog, ...opts.jupyter });
     let jupyter = await startJupyter();
     cleanups.push(() => jupyter.stop());
 

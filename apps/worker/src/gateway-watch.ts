@@ -8,7 +8,7 @@ import type { WorkerEnv } from "./env";
 
 /** The gateway as this worker sees it: the liveness monitor, and what a gateway failure costs an execution. */
 export interface GatewayWatch {
-  monitor: Pick<GatewayMonitor, "health" | "whenReachable" | "signal">;
+  monitor: Pick<GatewayMonitor, "health" | "whenAnswered" | "signal">;
   sandboxed: boolean;
   /** GATEWAY_RETRY_BUDGET_MS: how long an execution that has not reached a kernel keeps being retried. */
   retryBudgetMs: number;
@@ -56,8 +56,9 @@ export async function judgeGatewayFailure(
   const left = () => watch.retryBudgetMs - (Date.now() - at.startedAt.getTime());
   const row = await getExecutionForWorker(db, executionId);
   if (row?.status === "running") {
-    // A restarted server answers within seconds; a remote gateway that is away gets the same short wait.
-    await watch.monitor.whenReachable(Math.max(0, Math.min(WAIT_FOR_GATEWAY_MS, left())));
+    // A restarted server answers within seconds (and its new start time shows it was restarted); a remote
+    // gateway that is away gets the same short wait.
+    await watch.monitor.whenAnswered(Math.max(0, Math.min(WAIT_FOR_GATEWAY_MS, left())));
     const health = watch.monitor.health();
     if (health.restarts > at.restartsBefore) {
       return {
@@ -74,7 +75,7 @@ export async function judgeGatewayFailure(
     };
   }
   if (!at.finalAttempt && left() > 0) {
-    const back = await watch.monitor.whenReachable(Math.min(WAIT_FOR_GATEWAY_MS, left()));
+    const back = await watch.monitor.whenAnswered(Math.min(WAIT_FOR_GATEWAY_MS, left()));
     if (back || left() > 0) return { retry: true };
   }
   const silentS = Math.round((Date.now() - at.startedAt.getTime()) / 1000);

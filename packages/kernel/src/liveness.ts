@@ -65,8 +65,11 @@ export type GatewayMonitor = {
    * it, so they end within seconds of a wedge instead of at their own long deadlines.
    */
   readonly signal: AbortSignal;
-  /** Resolves true once the gateway answers again, false after `ms`. */
-  whenReachable(ms: number): Promise<boolean>;
+  /**
+   * Resolves true at the first good answer to a look that began after this call (so a restart that
+   * answer reveals is already counted in health()), false after `ms`.
+   */
+  whenAnswered(ms: number): Promise<boolean>;
   stop(): void;
 };
 
@@ -85,11 +88,12 @@ export function watchGateway(opts: LivenessOptions): GatewayMonitor {
   let lastOk = Date.now();
   let started: string | null = null;
   let ctl = new AbortController();
-  let waiters: Array<(up: boolean) => void> = [];
+  let waiters: Array<{ after: number; done: (up: boolean) => void }> = [];
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
 
   const look = async () => {
+    const began = Date.now();
     const r = await probeGateway(opts.baseUrl, opts.token, probeTimeoutMs);
     if (stopped) return;
     const now = Date.now();
@@ -107,10 +111,11 @@ export function watchGateway(opts: LivenessOptions): GatewayMonitor {
         opts.log.info({ gateway: opts.baseUrl, downMs: now - state.since }, "kernel gateway answers again");
         Object.assign(state, { reachable: true, since: now, lastError: null });
         ctl = new AbortController();
-        for (const w of waiters) w(true);
-        waiters = [];
         changed = true;
       }
+      const answered = waiters.filter((w) => w.after <= began);
+      waiters = waiters.filter((w) => w.after > began);
+      for (const w of answered) w.done(true);
       if (changed) opts.onChange?.({ ...state });
       return;
     }
@@ -137,24 +142,26 @@ export function watchGateway(opts: LivenessOptions): GatewayMonitor {
     get signal() {
       return ctl.signal;
     },
-    whenReachable(ms) {
-      if (state.reachable) return Promise.resolve(true);
+    whenAnswered(ms) {
       return new Promise((resolve) => {
+        const waiter = {
+          after: Date.now(),
+          done: (up: boolean) => {
+            clearTimeout(t);
+            resolve(up);
+          },
+        };
         const t = setTimeout(() => {
-          waiters = waiters.filter((w) => w !== done);
+          waiters = waiters.filter((w) => w !== waiter);
           resolve(false);
         }, ms);
-        const done = (up: boolean) => {
-          clearTimeout(t);
-          resolve(up);
-        };
-        waiters.push(done);
+        waiters.push(waiter);
       });
     },
     stop() {
       stopped = true;
       clearTimeout(timer);
-      for (const w of waiters) w(false);
+      for (const w of waiters) w.done(false);
       waiters = [];
     },
   };
