@@ -77,7 +77,12 @@ export const Execution = z
     startedAt: z.string().nullable(),
     finishedAt: z.string().nullable(),
     result: ExecutionResult.nullable(),
-    failure: z.object({ code: z.string(), message: z.string() }).nullable(),
+    failure: z
+      .object({ code: z.string(), message: z.string() })
+      .nullable()
+      .describe(
+        "Why the system could not run the code (status failed). Codes: kernel_died; worker_lost; gateway_unavailable (the kernel gateway did not answer: the code did not run within the retry budget, or it stopped answering while the code ran); gateway_restarted (the gateway stopped answering while the code ran and was restarted: the kernel and its variables are gone, the next execution gets a fresh kernel); kernel_start_failed; internal_error.",
+      ),
     files: z.array(GeneratedFile),
   })
   .meta({ id: "Execution" });
