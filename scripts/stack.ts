@@ -38,9 +38,11 @@ if (!process.env.JUPYTER_URL) {
     stateDir: path.join(dataDir, ".jupyter"),
     port: Number(process.env.JUPYTER_PORT ?? 0),
     log,
-    // Restarted (same port and token) when it exits, or when it stops answering HTTP for 10 s: then it is
-    // SIGKILLed with its kernels. Workers see the restart through their own liveness probe.
+    // Restarted (same port and token) when it exits, or when it stops answering HTTP for
+    // GATEWAY_UNRESPONSIVE_MS (the workers' setting, 10 s): then it is SIGKILLed with its kernels. Workers
+    // see the restart through their own liveness probe.
     supervise: true,
+    liveness: { unresponsiveMs: Number(process.env.GATEWAY_UNRESPONSIVE_MS ?? 10_000) },
     onRestart: (r) => say(`jupyter: restarted (${r.reason}); ${r.restarts} restart(s) so far`),
   });
   env.JUPYTER_URL = jupyter.url;

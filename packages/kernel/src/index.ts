@@ -13,6 +13,7 @@ export type { JupyterRestart, LocalJupyter, StartLocalJupyterOptions } from "./l
 export type { GatewayHealth, GatewayMonitor, LivenessOptions, ProbeResult } from "./liveness";
 export { defaultLiveness, probeGateway, watchGateway } from "./liveness";
 export { startLocalJupyter } from "./local-server";
+export { JUPYTER_ZMQ_SAFETY_CONFIG } from "./jupyter-config-zmq";
 export type { KernelGateway, KernelGatewayOptions, KernelInfo } from "./gateway";
 export { createKernelGateway, normalizeKernelPath } from "./gateway";
 export type { KernelSession } from "./session";

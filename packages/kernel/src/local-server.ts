@@ -47,6 +47,8 @@ export type StartLocalJupyterOptions = {
   supervise?: boolean;
   /** How a supervised server is watched; defaults: a look every 1 s, 2 s each, unresponsive after 10 s. */
   liveness?: { intervalMs?: number; probeTimeoutMs?: number; unresponsiveMs?: number };
+  /** Python appended to the generated server config (e.g. JUPYTER_ZMQ_SAFETY_CONFIG). */
+  extraConfig?: string;
   /** Called after a supervised server was restarted and answers again. */
   onRestart?: (restart: JupyterRestart) => void;
   python?: string;
@@ -176,7 +178,7 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
   const stopTimeoutMs = opts.stopTimeoutMs ?? 8_000;
   const dirs = { runtime: join(stateDir, "runtime"), data: join(stateDir, "data"), config: join(stateDir, "config") };
   await Promise.all([rootDir, ...Object.values(dirs)].map((d) => mkdir(d, { recursive: true })));
-  await writeFile(join(dirs.config, "jupyter_server_config.py"), JUPYTER_SERVER_CONFIG);
+  await writeFile(join(dirs.config, "jupyter_server_config.py"), JUPYTER_SERVER_CONFIG + (opts.extraConfig ?? ""));
   let sandbox: { available: boolean; reason?: string } = { available: false, reason: "disabled" };
   if (opts.sandbox !== false) {
     const probe = await probeSandbox(join(rootDir, ".codeinterp-sandbox-probe"), log);
