@@ -27,12 +27,8 @@ async function adminToken(): Promise<string> {
 const env: Record<string, string | undefined> = { ...process.env, DATA_DIR: dataDir, ADMIN_TOKEN: await adminToken() };
 let jupyter: LocalJupyter | null = null;
 if (!process.env.JUPYTER_URL) {
-  const log = {
-    debug: () => undefined,
-    info: (o: unknown, m?: string) => say(`jupyter: ${m ?? JSON.stringify(o)}`),
-    warn: (o: unknown, m?: string) => say(`jupyter: ${m ?? JSON.stringify(o)}`),
-    error: (o: unknown, m?: string) => say(`jupyter: ${m ?? JSON.stringify(o)}`),
-  };
+  const line = (o: unknown, m?: string) => say(`jupyter: ${m ? `${m} ${JSON.stringify(o)}` : JSON.stringify(o)}`);
+  const log = { debug: () => undefined, info: line, warn: line, error: line };
   jupyter = await startLocalJupyter({
     rootDir: dataDir,
     stateDir: path.join(dataDir, ".jupyter"),

@@ -126,3 +126,60 @@ describe("a frozen Jupyter server", () => {
     expect(metrics).toMatch(/codeinterp_gateway_up\{[^}]*\} 1/);
   });
 });
+
+/**
+ * The same freeze on a gateway that is not ours to restart (a remote Enterprise Gateway, say): the same
+ * detection ends every execution cleanly once GATEWAY_RETRY_BUDGET_MS is spent, instead of retrying
+ * forever; when the gateway answers again, executions run.
+ */
+describe("a frozen gateway that is not ours to restart", () => {
+  let stack: FaultStack;
+  let key: string;
+  beforeAll(async () => {
+    stack = await startFaultStack({
+      env: { GATEWAY_UNRESPONSIVE_MS: "3000", GATEWAY_RETRY_BUDGET_MS: "10000", WORKER_HEARTBEAT_MS: "1000", WORKER_CONCURRENCY: "2" },
+    });
+    key = (await stack.newUser("remote")).key;
+  });
+  afterAll(async () => stack?.close());
+
+  it("ends running and waiting executions with gateway_unavailable within the budget, and works again after", async () => {
+    const a = api(stack.apiUrl, key);
+    const running: string[] = [];
+    for (let i = 0; i < 2; i++) running.push(await a.submit({ chatId: "remote", messageId: `busy-${i}`, code: "import time\ntime.sleep(60)" }));
+    await waitFor(async () => (await stack.sql(`SELECT 1 FROM executions WHERE status = 'running'`)).length === 2, 30_000, "two executions running");
+    const queued: string[] = [];
+    for (let i = 0; i < 4; i++) queued.push(await a.submit({ chatId: "remote", messageId: `waiting-${i}`, code: `print(${i})` }));
+
+    const pid = stack.jupyter.pid;
+    const t0 = Date.now();
+    process.kill(pid, "SIGSTOP");
+    let census;
+    try {
+      census = await settle(stack, 90_000, "remote");
+    } finally {
+      process.kill(pid, "SIGCONT");
+    }
+    const endedMs = Date.now() - t0;
+    report("remote-freeze", { endedMs, ...census });
+    expect(census.stuck).toEqual([]);
+    const rows = await stack.sql<{ id: string; status: string; code: string | null; message: string | null }>(
+      `SELECT id, status, failure->>'code' AS code, failure->>'message' AS message FROM executions`,
+    );
+    for (const r of rows) {
+      expect(r.status, r.id).toBe("failed");
+      expect(r.code, r.id).toBe("gateway_unavailable");
+    }
+    for (const id of queued) expect(rows.find((r) => r.id === id)?.message).toMatch(/the code did not run/);
+    for (const id of running) expect(rows.find((r) => r.id === id)?.message).toMatch(/stopped answering while this code ran/);
+    // Unresponsive after 3 s, then a 10 s budget for what waited (and one bounded attempt): not forever.
+    expect(endedMs).toBeLessThan(60_000);
+
+    // Answering again (SIGCONT): ready, and the next execution runs.
+    await waitFor(async () => (await fetch(`${stack.apiUrl}/readyz`)).status === 200, 20_000, "ready again");
+    const next = await a.submit({ chatId: "after", messageId: "busy-0", code: "print('back')" });
+    const done = await a.get(`/v1/executions/${next}?waitMs=30000`, 40_000);
+    expect(done.body.status).toBe("completed");
+    expect(done.body.result.stdout).toBe("back\n");
+  });
+});
