@@ -1,8 +1,9 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { chmod, chown, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createKernelGateway, GatewayUnavailableError, silentLog, startLocalJupyter, watchGateway } from "../src";
+import { createKernelGateway, GatewayUnavailableError, SANDBOX_KERNEL_NAME, silentLog, startLocalJupyter, watchGateway } from "../src";
+import { descendantsOf } from "../src/process-tree";
 import type { GatewayMonitor, JupyterRestart, KernelGateway, LocalJupyter } from "../src";
 
 const alive = (pid: number) => {
@@ -30,11 +31,15 @@ const restarts: JupyterRestart[] = [];
 
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), "kernel-liveness-"));
+  // Sandboxed kernels run as their workspace's uid: the directories above it must be traversable.
+  await chmod(tmp, 0o711);
+  await mkdir(join(tmp, "root", "ws"), { recursive: true });
+  await chmod(join(tmp, "root"), 0o711);
+  await chown(join(tmp, "root", "ws"), 100_123, 100_123);
   server = await startLocalJupyter({
     rootDir: join(tmp, "root"),
     stateDir: join(tmp, "state"),
     log: silentLog,
-    sandbox: false,
     supervise: true,
     liveness: { intervalMs: 250, probeTimeoutMs: 1000, unresponsiveMs: 3000 },
     onRestart: (r) => restarts.push(r),
@@ -82,5 +87,24 @@ describe("a Jupyter server that stops answering", () => {
     const next = await gateway.startKernel();
     expect((await next.execute("print(6 * 7)")).stdout).toBe("42\n");
     await next.shutdown();
+  });
+
+  it("kills sandboxed kernels (bubblewrap) with it too", async () => {
+    expect(server.sandbox.available).toBe(true);
+    const sandboxed = createKernelGateway({ baseUrl: server.url, token: server.token, log: silentLog, monitor, kernelName: SANDBOX_KERNEL_NAME });
+    const session = await sandboxed.startKernel({ path: "ws" });
+    expect((await session.execute("import os; print(os.getuid())")).stdout).toBe("100123\n");
+    const { pid } = server;
+    const tree = descendantsOf(pid);
+    expect(tree.length).toBeGreaterThanOrEqual(2);
+    const before = restarts.length;
+    process.kill(pid, "SIGSTOP");
+    try {
+      await waitFor(() => restarts.length > before && server.pid !== pid, 20_000, "server restarted");
+    } finally {
+      if (alive(pid)) process.kill(pid, "SIGCONT");
+    }
+    await waitFor(() => !alive(pid) && tree.every((p) => !alive(p)), 10_000, "old server and every process below it gone");
+    session.dispose();
   });
 });
