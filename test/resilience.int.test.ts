@@ -93,7 +93,7 @@ describe("a kernel gateway that is down", () => {
     const done = await api.run({ code: "print(1)" }, 60_000);
     expect(done.status).toBe("failed");
     expect(done.failure.code).toBe("gateway_unavailable");
-    expect(done.failure.message).toMatch(/did not answer for \d+ s; the code did not run/);
+    expect(done.failure.message).toMatch(/did not answer \(retried for \d+ s\); the code did not run/);
     // GATEWAY_RETRY_BUDGET_MS (8 s) plus one bounded attempt, not BullMQ's attempts times long timeouts.
     expect(Date.now() - t0).toBeLessThan(30_000);
   });

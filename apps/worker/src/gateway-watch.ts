@@ -78,10 +78,10 @@ export async function judgeGatewayFailure(
     const back = await watch.monitor.whenAnswered(Math.min(WAIT_FOR_GATEWAY_MS, left()));
     if (back || left() > 0) return { retry: true };
   }
-  const silentS = Math.round((Date.now() - at.startedAt.getTime()) / 1000);
+  const triedS = Math.round((Date.now() - at.startedAt.getTime()) / 1000);
   return {
     retry: false,
-    failure: { code: "gateway_unavailable", message: `the kernel gateway did not answer for ${silentS} s; the code did not run` },
+    failure: { code: "gateway_unavailable", message: `the kernel gateway did not answer (retried for ${triedS} s); the code did not run` },
   };
 }
 
