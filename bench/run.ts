@@ -14,6 +14,7 @@ import { KernelAPI, KernelConnection, ServerConnection } from "@jupyterlab/servi
 import type { KernelMessage } from "@jupyterlab/services";
 import { createDb, createFile } from "@codeinterp/db";
 import type { Db } from "@codeinterp/db";
+import { apiProcessEnv } from "@codeinterp/config";
 import { createKernelGateway } from "@codeinterp/kernel";
 import { createEventPublisher, createRedis, executionLogKey, registerExecutionFileForBench, registerExecutionFilesForBench } from "./bench-deps";
 import pMap from "p-map";
@@ -163,7 +164,7 @@ async function main() {
   const db: Db = createDb({ url: databaseUrl, poolSize: 4 });
   const gateway = createKernelGateway({ baseUrl: jupyter.url, token: jupyter.token, log: quietLog });
   try {
-    [api, worker] = await Promise.all([startChild("api", env), startChild("worker", env)]);
+    [api, worker] = await Promise.all([startChild("api", apiProcessEnv(env)), startChild("worker", env)]);
     const apiUrl = api.info.url!;
     const keyRes = await fetch(`${apiUrl}/v1/admin/api-keys`, {
       method: "POST",

@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { defaultDataDir, repoRoot } from "@codeinterp/config";
+import { apiProcessEnv, defaultDataDir, repoRoot } from "@codeinterp/config";
 import { startLocalJupyter } from "@codeinterp/kernel";
 import type { LocalJupyter } from "@codeinterp/kernel";
 
@@ -27,18 +27,19 @@ async function adminToken(): Promise<string> {
 const env: Record<string, string | undefined> = { ...process.env, DATA_DIR: dataDir, ADMIN_TOKEN: await adminToken() };
 let jupyter: LocalJupyter | null = null;
 if (!process.env.JUPYTER_URL) {
-  const log = {
-    debug: () => undefined,
-    info: (o: unknown, m?: string) => say(`jupyter: ${m ?? JSON.stringify(o)}`),
-    warn: (o: unknown, m?: string) => say(`jupyter: ${m ?? JSON.stringify(o)}`),
-    error: (o: unknown, m?: string) => say(`jupyter: ${m ?? JSON.stringify(o)}`),
-  };
+  const line = (o: unknown, m?: string) => say(`jupyter: ${m ? `${m} ${JSON.stringify(o)}` : JSON.stringify(o)}`);
+  const log = { debug: () => undefined, info: line, warn: line, error: line };
   jupyter = await startLocalJupyter({
     rootDir: dataDir,
     stateDir: path.join(dataDir, ".jupyter"),
     port: Number(process.env.JUPYTER_PORT ?? 0),
     log,
+    // Restarted (same port and token) when it exits, or when it stops answering HTTP for
+    // GATEWAY_UNRESPONSIVE_MS (the workers' setting, 10 s): then it is SIGKILLed with its kernels. Workers
+    // see the restart through their own liveness probe.
     supervise: true,
+    liveness: { unresponsiveMs: Number(process.env.GATEWAY_UNRESPONSIVE_MS ?? 10_000) },
+    onRestart: (r) => say(`jupyter: restarted (${r.reason}); ${r.restarts} restart(s) so far`),
   });
   env.JUPYTER_URL = jupyter.url;
   env.JUPYTER_TOKEN = jupyter.token;
@@ -46,8 +47,8 @@ if (!process.env.JUPYTER_URL) {
 }
 
 const children = new Map<string, ChildProcess>();
-function launch(name: string, entry: string, extraEnv: Record<string, string> = {}) {
-  const child = spawn(process.execPath, ["--import", "tsx", entry], { cwd: repoRoot, env: { ...env, ...extraEnv }, stdio: ["ignore", "inherit", "inherit"] });
+function launch(name: string, entry: string, childEnv: Record<string, string | undefined>) {
+  const child = spawn(process.execPath, ["--import", "tsx", entry], { cwd: repoRoot, env: childEnv, stdio: ["ignore", "inherit", "inherit"] });
   children.set(name, child);
   child.on("exit", (code, signal) => {
     children.delete(name);
@@ -76,8 +77,9 @@ async function stop(code: number) {
 process.on("SIGINT", () => void stop(0));
 process.on("SIGTERM", () => void stop(0));
 
-launch("api", "apps/api/src/main.ts");
+// The HTTP edge never holds the gateway's address or token: only the worker can run code.
+launch("api", "apps/api/src/main.ts", apiProcessEnv(env));
 // Capture and workspace preparation are many small file-system calls: more libuv threads let them (and
 // their fsyncs, which the file system commits together) overlap. Node reads this once, at start.
-launch("worker", "apps/worker/src/main.ts", { UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "16" });
+launch("worker", "apps/worker/src/main.ts", { ...env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "16" });
 say(`API on http://127.0.0.1:${env.PORT ?? 8080}  (admin token: ${process.env.ADMIN_TOKEN ? "from ADMIN_TOKEN" : path.join(dataDir, "admin-token")})`);

@@ -102,7 +102,7 @@ describe("docker-compose.yml", () => {
       }
     }
     for (const s of appServices) expect(checked).toContain(`${s}.DATABASE_URL`);
-    expect(checked).toEqual(expect.arrayContaining(["api.REDIS_URL", "worker.REDIS_URL", "worker.JUPYTER_URL", "api.JUPYTER_URL"]));
+    expect(checked).toEqual(expect.arrayContaining(["api.REDIS_URL", "worker.REDIS_URL", "worker.JUPYTER_URL"]));
 
     const jupyterUrl = new URL(interpolate(envOf("worker").JUPYTER_URL!));
     expect(commandOf("jupyter")).toContain(`--ServerApp.port=${jupyterUrl.port}`);
@@ -164,7 +164,15 @@ describe("docker-compose.yml", () => {
     expect(loadWorkerEnv(operatorEnvOf("worker")).KERNEL_ROOT_DIR).toBe(path.resolve(dataDir));
   });
 
-  it("the Jupyter server and the apps share one token", () => {
+  it("only workers hold the gateway's address and token: the API cannot run code", () => {
+    for (const s of ["api", "migrate"]) {
+      expect(Object.keys(envOf(s)), s).not.toContain("JUPYTER_URL");
+      expect(Object.keys(envOf(s)), s).not.toContain("JUPYTER_TOKEN");
+    }
+    expect(Object.keys((services.api!.depends_on ?? {}) as object)).not.toContain("jupyter");
+  });
+
+  it("the Jupyter server and the workers share one token", () => {
     for (const given of [{}, operatorEnv]) {
       const token = interpolate(envOf("worker").JUPYTER_TOKEN!, given);
       expect(token).not.toBe("");

@@ -173,6 +173,6 @@ describe("dependencies failing under a flow of executions", () => {
     await sleep(2000);
     await stack.restartJupyter();
     await done;
-    await verify("jupyter", runs, ["kernel_died", "gateway_unavailable", "worker_lost"]);
+    await verify("jupyter", runs, ["kernel_died", "gateway_unavailable", "gateway_restarted", "worker_lost"]);
   });
 });

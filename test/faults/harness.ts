@@ -7,10 +7,10 @@ import { createServer, connect } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
-import { repoRoot } from "@codeinterp/config";
+import { apiProcessEnv, repoRoot } from "@codeinterp/config";
 import { ensureDatabase, migrate } from "@codeinterp/db";
 import { startLocalJupyter } from "@codeinterp/kernel";
-import type { LocalJupyter } from "@codeinterp/kernel";
+import type { LocalJupyter, StartLocalJupyterOptions } from "@codeinterp/kernel";
 
 /**
  * Fault-test harness. Every dependency here is a PRIVATE instance on a free port in a temp dir: a Redis,
@@ -244,7 +244,15 @@ function spawnApp(entry: string, env: Record<string, string>, logPath: string): 
  * A whole private deployment: Redis, Postgres (migrated), a local Jupyter server, the API and (unless
  * `worker: false`) one worker, the two apps as child processes so a test can SIGKILL them and read their RSS.
  */
-export async function startFaultStack(opts: { appendonly?: boolean; worker?: boolean; env?: Record<string, string> } = {}): Promise<FaultStack> {
+export async function startFaultStack(
+  opts: {
+    appendonly?: boolean;
+    worker?: boolean;
+    env?: Record<string, string>;
+    /** Extra options for the local Jupyter server, e.g. `supervise: true` as `npm start` runs it. */
+    jupyter?: Pick<StartLocalJupyterOptions, "supervise" | "liveness" | "onRestart">;
+  } = {},
+): Promise<FaultStack> {
   const root = await mkdtemp(path.join(os.tmpdir(), "codeinterp-faults-"));
   const dataDir = path.join(root, "data");
   mkdirSync(dataDir, { recursive: true });
@@ -261,7 +269,7 @@ export async function startFaultStack(opts: { appendonly?: boolean; worker?: boo
     const jupyterPort = await freePort();
     const jupyterState = path.join(root, "jupyter-state");
     const token = randomBytes(16).toString("hex");
-    const startJupyter = () => startLocalJupyter({ rootDir: root, stateDir: jupyterState, port: jupyterPort, token, log: quietLog });
+    const startJupyter = () => startLocalJupyter({ rootDir: root, stateDir: jupyterState, port: jupyterPort, token, log: quietLog, ...opts.jupyter });
     let jupyter = await startJupyter();
     cleanups.push(() => jupyter.stop());
 
@@ -291,7 +299,7 @@ export async function startFaultStack(opts: { appendonly?: boolean; worker?: boo
       KERNEL_SANDBOX: process.env.FAULTS_KERNEL_SANDBOX ?? "off",
       ...opts.env,
     };
-    const api = spawnApp("apps/api/src/main.ts", env, path.join(root, "api.log"));
+    const api = spawnApp("apps/api/src/main.ts", apiProcessEnv(env), path.join(root, "api.log"));
     cleanups.push(() => api.kill());
     await waitForPort(apiPort, 30_000, () => api.alive);
     const apiUrl = `http://127.0.0.1:${apiPort}`;

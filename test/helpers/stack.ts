@@ -9,7 +9,7 @@ import { startApiServer } from "../../apps/api/src/server";
 import { loadWorkerEnv } from "../../apps/worker/src/env";
 import { startWorker } from "../../apps/worker/src/start";
 import type { RunningWorker } from "../../apps/worker/src/start";
-import { repoRoot } from "@codeinterp/config";
+import { apiProcessEnv, repoRoot } from "@codeinterp/config";
 import { isTerminal } from "@codeinterp/db";
 import { createLogger } from "@codeinterp/logger";
 import { createRedis } from "@codeinterp/queue";
@@ -63,7 +63,7 @@ export async function startTestStack(opts: { worker?: boolean; env?: Record<stri
   await mkdir(path.join(inject("testRoot"), "logs"), { recursive: true });
   const logFile = openLogFile(path.join(inject("testRoot"), "logs", `stack-${suffix}.log`));
   const log = createLogger({ name: "test", level: env.LOG_LEVEL as "silent", destination: logFile.stream });
-  const api = await startApiServer(loadApiEnv(env), log.child({ app: "api" }));
+  const api = await startApiServer(loadApiEnv(apiProcessEnv(env)), log.child({ app: "api" }));
   const workers: RunningWorker[] = [];
   const stack: TestStack = {
     url: api.url,

@@ -1,4 +1,5 @@
 import type { Queue } from "bullmq";
+import type { z } from "zod";
 import type { Db } from "@codeinterp/db";
 import type { Logger } from "@codeinterp/logger";
 import type { EventSubscriber, Redis } from "@codeinterp/queue";
@@ -9,8 +10,11 @@ import type { LinkSigner } from "./links/signer";
 
 /** Settings of the LibreChat surface (apps/api/src/librechat). */
 export type LibreChatEnvKey = Extract<keyof ApiEnv, `LIBRECHAT_${string}`>;
+import type { Readiness } from "./schemas";
 
-export type ReadinessCheck = () => Promise<Record<string, "ok" | "down">>;
+/** What /readyz reports, but its overall status (derived from `checks`). */
+export type ReadinessReport = Omit<z.infer<typeof Readiness>, "status">;
+export type ReadinessCheck = () => Promise<ReadinessReport>;
 
 /** Everything the HTTP layer needs, built by main.ts (or a test) and passed in. */
 export interface ApiDeps {

@@ -97,7 +97,9 @@ export function buildOpenApiDocument(env: Pick<ApiEnv, "MAX_CODE_BYTES" | "MAX_E
   registry.registerPath({
     method: "get",
     path: "/readyz",
-    summary: "Database, Redis and kernel gateway reachable",
+    summary: "Database and Redis reachable, and a live worker whose kernel gateway answers",
+    description:
+      "The kernel gateway's state comes from worker heartbeats in Redis: the API holds no gateway address or token. `problems` says what is wrong in plain words (no live worker; gateway unresponsive since T; restarted N times).",
     responses: { 200: json(Readiness, "Ready"), 503: json(Readiness, "A dependency is down") },
   });
 

@@ -1,34 +1,79 @@
 import type { Db } from "@codeinterp/db";
-import type { Redis } from "@codeinterp/queue";
-import type { ReadinessCheck } from "./deps";
+import type { Redis, WorkerBeat } from "@codeinterp/queue";
+import { readHeartbeats } from "@codeinterp/queue";
+import type { ReadinessCheck, ReadinessReport } from "./deps";
 
 const within = <T>(p: Promise<T>, ms: number) =>
   Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error("timeout")), ms).unref())]);
 
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/**
+ * The kernel gateway as the workers last saw it. The API holds no gateway address or token (it never
+ * drives kernels): each worker's heartbeat says whether its gateway answers, since when, and how often
+ * it restarted.
+ */
+export function gatewayFromBeats(beats: WorkerBeat[], now = Date.now()): Pick<ReadinessReport, "workers" | "gateway" | "problems"> & { ok: boolean } {
+  const workers = beats.map((b) => ({
+    workerId: b.workerId,
+    lastBeatAt: iso(b.at)!,
+    gateway: b.gateway && { ...b.gateway, since: iso(b.gateway.since)!, lastRestartAt: iso(b.gateway.lastRestartAt) },
+  }));
+  const seen = beats.flatMap((b) => (b.gateway ? [{ workerId: b.workerId, ...b.gateway }] : []));
+  if (beats.length === 0) {
+    return { ok: false, workers, gateway: null, problems: ["no live worker: no worker has sent a heartbeat recently, so nothing can run code"] };
+  }
+  if (seen.length === 0) return { ok: false, workers, gateway: null, problems: ["no worker reports on its kernel gateway"] };
+  const up = seen.filter((s) => s.reachable);
+  const restarts = Math.max(...seen.map((s) => s.restarts));
+  const lastRestart = Math.max(...seen.map((s) => s.lastRestartAt ?? 0));
+  const gateway = {
+    reachable: up.length > 0,
+    since: iso(up.length > 0 ? Math.max(...up.map((s) => s.since)) : Math.min(...seen.map((s) => s.since)))!,
+    restarts,
+    lastRestartAt: lastRestart ? iso(lastRestart) : null,
+    sandboxed: seen.every((s) => s.sandboxed),
+  };
+  const problems: string[] = [];
+  const restarted = restarts > 0 ? `; restarted ${restarts} time${restarts === 1 ? "" : "s"}, last at ${gateway.lastRestartAt}` : "";
+  if (up.length === 0) {
+    const first = seen.reduce((a, b) => (b.since < a.since ? b : a));
+    const forS = Math.round((now - first.since) / 1000);
+    problems.push(
+      `kernel gateway unresponsive since ${gateway.since} (${forS} s, seen by ${seen.length} worker${seen.length === 1 ? "" : "s"}: ${first.lastError ?? "no answer"})${restarted}`,
+    );
+  } else if (up.length < seen.length) {
+    problems.push(`kernel gateway unreachable from worker(s) ${seen.filter((s) => !s.reachable).map((s) => s.workerId).join(", ")}${restarted}`);
+  }
+  return { ok: up.length > 0, workers, gateway, problems };
+}
+
 /** Each dependency gets a short deadline, so /readyz answers promptly even while one of them hangs. */
-export function createReadinessCheck(opts: { db: Db; redis: Redis; jupyterUrl?: string | undefined; jupyterToken: string; timeoutMs?: number }): ReadinessCheck {
+export function createReadinessCheck(opts: { db: Db; redis: Redis; queuePrefix: string; timeoutMs?: number }): ReadinessCheck {
   const ms = opts.timeoutMs ?? 2000;
-  const check = async (fn: () => Promise<unknown>) => {
+  const check = async <T>(fn: () => Promise<T>): Promise<{ ok: true; value: T } | { ok: false }> => {
     try {
-      await within(fn(), ms);
-      return "ok" as const;
+      return { ok: true, value: await within(fn(), ms) };
     } catch {
-      return "down" as const;
+      return { ok: false };
     }
   };
   return async () => {
-    const [database, redis, kernelGateway] = await Promise.all([
+    const [database, redis, beats] = await Promise.all([
       check(() => opts.db.$queryRawUnsafe("SELECT 1")),
       check(() => opts.redis.ping()),
-      check(async () => {
-        if (!opts.jupyterUrl) throw new Error("no kernel gateway configured");
-        const res = await fetch(new URL("api", opts.jupyterUrl.endsWith("/") ? opts.jupyterUrl : `${opts.jupyterUrl}/`), {
-          headers: opts.jupyterToken ? { authorization: `token ${opts.jupyterToken}` } : {},
-          signal: AbortSignal.timeout(ms),
-        });
-        if (!res.ok) throw new Error(`gateway answered ${res.status}`);
-      }),
+      check(() => readHeartbeats(opts.redis, opts.queuePrefix)),
     ]);
-    return { database, redis, kernelGateway };
+    const problems: string[] = [];
+    if (!database.ok) problems.push("database unreachable");
+    if (!redis.ok) problems.push("Redis unreachable");
+    const gw = beats.ok ? gatewayFromBeats(beats.value) : null;
+    if (!gw) problems.push("kernel gateway state unknown: worker heartbeats cannot be read from Redis");
+    return {
+      checks: { database: database.ok ? "ok" : "down", redis: redis.ok ? "ok" : "down", kernelGateway: gw?.ok ? "ok" : "down" },
+      problems: [...problems, ...(gw?.problems ?? [])],
+      gateway: gw?.gateway ?? null,
+      workers: gw?.workers ?? [],
+    };
   };
 }

@@ -77,7 +77,12 @@ export const Execution = z
     startedAt: z.string().nullable(),
     finishedAt: z.string().nullable(),
     result: ExecutionResult.nullable(),
-    failure: z.object({ code: z.string(), message: z.string() }).nullable(),
+    failure: z
+      .object({ code: z.string(), message: z.string() })
+      .nullable()
+      .describe(
+        "Why the system could not run the code (status failed). Codes: kernel_died; worker_lost; gateway_unavailable (the kernel gateway did not answer: the code did not run within the retry budget, or it stopped answering while the code ran); gateway_restarted (the gateway stopped answering while the code ran and was restarted: the kernel and its variables are gone, the next execution gets a fresh kernel); kernel_start_failed; internal_error.",
+      ),
     files: z.array(GeneratedFile),
   })
   .meta({ id: "Execution" });
@@ -86,6 +91,22 @@ export const ExecutionParams = z.object({ id: z.uuid() });
 export const WaitQuery = z.object({ waitMs: z.coerce.number().int().min(0).optional() });
 
 export const Health = z.object({ status: z.literal("ok") }).meta({ id: "Health" });
+const GatewaySeen = z.object({
+  reachable: z.boolean(),
+  since: z.string().describe("When the gateway became reachable, or since when it has not answered"),
+  lastError: z.string().nullable(),
+  restarts: z.number().int().describe("Gateway restarts this worker saw (the server's start time changed)"),
+  lastRestartAt: z.string().nullable(),
+  sandboxed: z.boolean().describe("Kernels run in the bubblewrap sandbox"),
+});
 export const Readiness = z
-  .object({ status: z.enum(["ok", "unavailable"]), checks: z.record(z.string(), z.enum(["ok", "down"])) })
+  .object({
+    status: z.enum(["ok", "unavailable"]),
+    checks: z.record(z.string(), z.enum(["ok", "down"])),
+    problems: z.array(z.string()).describe("What is wrong, in plain words (empty when ready)"),
+    gateway: GatewaySeen.omit({ lastError: true })
+      .nullable()
+      .describe("The kernel gateway as the live workers last saw it (the API itself never contacts it); null without a live worker"),
+    workers: z.array(z.object({ workerId: z.string(), lastBeatAt: z.string(), gateway: GatewaySeen.nullable() })),
+  })
   .meta({ id: "Readiness" });

@@ -36,7 +36,7 @@ export async function startApiServer(env: ApiEnv, log: Logger): Promise<RunningA
     if (channel === changed) finished.invalidate(executionId);
   });
   await subscriberRedis.subscribe(changed);
-  const readiness = createReadinessCheck({ db, redis, jupyterUrl: env.JUPYTER_URL, jupyterToken: env.JUPYTER_TOKEN });
+  const readiness = createReadinessCheck({ db, redis, queuePrefix: env.QUEUE_PREFIX });
   const blobs = createBlobStore(env.DATA_DIR);
   const app = createApp({ env, db, blobs, links, log, executionQueue, maintenanceQueue, events, readiness, redis, queuePrefix: env.QUEUE_PREFIX, finished });
 

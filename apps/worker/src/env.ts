@@ -9,6 +9,19 @@ const workerEnvSchema = z
   .object({
     ...sharedEnvShape,
     WORKER_ID: z.string().default(`${os.hostname()}-${process.pid}`),
+    // The kernel gateway: only workers hold its address and token (the API never drives kernels).
+    /** Unset: the embedded local Jupyter server started by `npm start`. */
+    JUPYTER_URL: z.url().optional(),
+    JUPYTER_TOKEN: z.string().default(""),
+    /** How often the worker checks that the gateway answers (GET /api/status, 2 s deadline). */
+    GATEWAY_PROBE_INTERVAL_MS: int(1_000, 100),
+    /** Without an answer this long the gateway is unresponsive: runs on it end, waits on it stop. */
+    GATEWAY_UNRESPONSIVE_MS: int(10_000, 500),
+    /**
+     * How long (from its first attempt) an execution that has not reached a kernel keeps being retried
+     * while the gateway is unavailable; then it ends failed with gateway_unavailable.
+     */
+    GATEWAY_RETRY_BUDGET_MS: int(60_000, 1_000),
     WORKER_CONCURRENCY: int(4, 1),
     /**
      * Node's own thread-pool size, read by Node when the process starts (so it has to come from the

@@ -1,5 +1,6 @@
 import type { Job, Worker } from "bullmq";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { GatewayHealth } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import type { Redis } from "@codeinterp/queue";
@@ -34,6 +35,8 @@ export interface WorkerMetricsOptions {
   maxLiveKernels: number;
   /** How often the snapshot is written; the key lives three times as long. */
   intervalMs?: number;
+  /** What the gateway's liveness monitor last saw. */
+  gateway?: () => GatewayHealth;
 }
 
 export interface WorkerMetrics {
@@ -95,6 +98,28 @@ export function startWorkerMetrics(opts: WorkerMetricsOptions): WorkerMetrics {
     help: "Times an execution waited (queued) because every kernel was busy at the live-kernel ceiling",
     registers: [registry],
   });
+  if (opts.gateway) {
+    const health = opts.gateway;
+    new Gauge({
+      name: "codeinterp_gateway_up",
+      help: "1 while the kernel gateway answers this worker's liveness probe, 0 while it is unresponsive",
+      registers: [registry],
+      collect() {
+        this.set(health().reachable ? 1 : 0);
+      },
+    });
+    let counted = 0;
+    new Counter({
+      name: "codeinterp_gateway_restarts_total",
+      help: "Kernel gateway restarts this worker saw (the server's start time changed; its kernels were lost)",
+      registers: [registry],
+      collect() {
+        const n = health().restarts;
+        if (n > counted) this.inc(n - counted);
+        counted = n;
+      },
+    });
+  }
   const duration = new Histogram({
     name: "codeinterp_job_duration_seconds",
     help: "Time a worker spent on an execution job (one attempt), by the execution's final status; error = the attempt threw (retried or failed)",

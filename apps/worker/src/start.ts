@@ -13,6 +13,8 @@ import type { WorkerMetrics } from "./metrics";
 import { DEFAULT_KERNEL_MEMORY_MB, createLiveKernels, defaultKernelsBudgetMb, defaultMaxLiveKernels } from "./kernels/live-kernels";
 import { startReconciler } from "./reconciler";
 import { createExecutionWorker } from "./worker";
+import { gatewaySeen, startGatewayWatch } from "./gateway-watch";
+import type { GatewayWatch } from "./gateway-watch";
 import { WorkspaceLayout } from "./workspace-layout";
 import { kernelRequestFor } from "./jobs/run-execution";
 
@@ -31,11 +33,16 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
   const connection = createRedis(env.REDIS_URL, { name: "worker-bullmq", blocking: true });
   const cancelSub = createRedis(env.REDIS_URL, { name: "worker-cancel", blocking: true });
   const sandboxed = await detectSandbox(env, log);
+  // Heartbeats at once when the gateway's state changes, so /readyz says so within a probe or two.
+  let beatNow = () => undefined as void;
+  const monitor = startGatewayWatch(env, log, { onChange: () => beatNow() });
+  const gatewayWatch: GatewayWatch = { monitor, sandboxed, retryBudgetMs: monitor.retryBudgetMs };
   const gateway = createKernelGateway({
     baseUrl: env.JUPYTER_URL,
     token: env.JUPYTER_TOKEN,
     log,
     kernelName: sandboxed ? SANDBOX_KERNEL_NAME : "python3",
+    monitor,
   });
   const layout = new WorkspaceLayout(sandboxed, env.DATA_DIR, env.KERNEL_ROOT_DIR);
   // The lead wires KERNEL_MEMORY_MB and KERNELS_MEMORY_BUDGET_MB in here once they exist.
@@ -55,7 +62,9 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     lockTtlMs: env.JOB_LOCK_DURATION_MS,
     live,
     onEvicted: () => metrics?.kernelEvicted(),
+    gatewaySeen: () => gatewaySeen(gatewayWatch),
   });
+  beatNow = () => broker.heartbeat();
   const cancels = new CancelRegistry();
   const blobs = createBlobStore(env.DATA_DIR);
 
@@ -64,7 +73,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     if (cancels.cancel(executionId)) log.info({ executionId }, "cancel requested");
   });
 
-  const worker = createExecutionWorker({ env, db, redis, blobs, broker, layout, cancels, log, connection, onCapacityWait: () => metrics?.capacityWaited() });
+  const worker = createExecutionWorker({ env, db, redis, blobs, broker, layout, cancels, log, connection, gatewayWatch, onCapacityWait: () => metrics?.capacityWaited() });
   metrics = startWorkerMetrics({
     redis,
     prefix: env.QUEUE_PREFIX,
@@ -76,6 +85,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     concurrency: env.WORKER_CONCURRENCY,
     liveKernels: () => live.count(),
     maxLiveKernels,
+    gateway: () => monitor.health(),
   });
   metrics.observe(worker);
   const queue = new Queue(queueNames.executions, { connection: redis, prefix: env.QUEUE_PREFIX });
@@ -124,6 +134,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
         await retention.close();
         await metrics?.close();
         await broker.close();
+        monitor.stop();
         await queue.close();
         cancelSub.disconnect();
         connection.disconnect();

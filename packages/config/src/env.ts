@@ -25,9 +25,6 @@ export const sharedEnvShape = {
   REDIS_URL: z.url().default("redis://127.0.0.1:6379"),
   /** Prefix for every BullMQ queue and pub/sub channel; lets several deployments share one Redis. */
   QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9:_-]+$/).default("codeinterp"),
-  /** Unset: the embedded local Jupyter server started by `npm start`. */
-  JUPYTER_URL: z.url().optional(),
-  JUPYTER_TOKEN: z.string().default(""),
   DATA_DIR: z.string().min(1).default(defaultDataDir),
   EXECUTION_TIMEOUT_MS: int(60_000, 1000),
   MAX_EXECUTION_TIMEOUT_MS: int(600_000, 1000),
@@ -46,4 +43,14 @@ export function parseEnv<T extends z.ZodType>(schema: T, source: Record<string, 
     throw new ConfigError(`Invalid configuration:\n${lines.join("\n")}`);
   }
   return parsed.data;
+}
+
+/** Variables only workers may hold: the kernel gateway's address and token (the API never drives kernels). */
+export const GATEWAY_ENV_KEYS = ["JUPYTER_URL", "JUPYTER_TOKEN"] as const;
+
+/** An environment for the API process: the same, minus the gateway's address and token. */
+export function apiProcessEnv<T extends Record<string, string | undefined>>(env: T): T {
+  const out = { ...env };
+  for (const k of GATEWAY_ENV_KEYS) delete out[k];
+  return out;
 }

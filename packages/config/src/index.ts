@@ -1,3 +1,3 @@
-export { sharedEnvShape, parseEnv, ConfigError, booleanFromEnv } from "./env";
+export { sharedEnvShape, parseEnv, ConfigError, booleanFromEnv, GATEWAY_ENV_KEYS, apiProcessEnv } from "./env";
 export type { SharedEnv } from "./env";
 export { defaultDataDir, repoRoot } from "./paths";

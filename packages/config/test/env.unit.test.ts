@@ -9,11 +9,19 @@ describe("env parsing", () => {
     expect(api.PORT).toBe(8080);
     expect(api.DATABASE_URL).toBe("postgresql://postgres@127.0.0.1:5432/codeinterp");
     expect(api.REDIS_URL).toBe("redis://127.0.0.1:6379");
-    expect(api.JUPYTER_URL).toBeUndefined();
     expect(api.ADMIN_TOKEN).toBeUndefined();
     const worker = loadWorkerEnv({ DATA_DIR: "/srv/ci" });
     expect(worker.KERNEL_ROOT_DIR).toBe("/srv/ci");
     expect(worker.WORKER_CONCURRENCY).toBeGreaterThan(0);
+  });
+
+  it("the API never holds the kernel gateway's address or token; workers do", () => {
+    const given = { JUPYTER_URL: "http://127.0.0.1:8888", JUPYTER_TOKEN: "gateway-secret" };
+    const api = loadApiEnv(given);
+    expect(Object.keys(api)).not.toContain("JUPYTER_TOKEN");
+    expect(Object.keys(api)).not.toContain("JUPYTER_URL");
+    expect(JSON.stringify(api)).not.toContain("gateway-secret");
+    expect(loadWorkerEnv(given)).toMatchObject(given);
   });
 
   it("coerces numbers and booleans from strings", () => {

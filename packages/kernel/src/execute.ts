@@ -8,13 +8,15 @@ const DEFAULT_TIMEOUT_MS = 60_000;
 const DEFAULT_INTERRUPT_GRACE_MS = 2_000;
 const CRASH_SETTLE_MS = 10_000;
 
-type Ending = "done" | "rejected" | "deadline" | "abort" | "crashed" | "lost";
+type Ending = "done" | "rejected" | "deadline" | "abort" | "crashed" | "lost" | "unresponsive";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * Runs one cell. Every way a run can end races here: the reply, our deadline, the caller's abort, the
- * kernel crashing (the server autorestarts it and the future is cancelled) and the gateway vanishing.
+ * kernel crashing (the server autorestarts it and the future is cancelled), the gateway vanishing, and the
+ * gateway going silent (a frozen or wedged server keeps the websocket open and never answers: only the
+ * liveness monitor notices).
  */
 export async function runExecution(
   session: KernelSession,
@@ -41,6 +43,7 @@ export async function runExecution(
     durationMs: Date.now() - calledAt,
   });
   if (opts.signal?.aborted) return finish("cancelled", null);
+  if (session.gatewayDown().aborted) throw new GatewayUnavailableError("the kernel gateway is unresponsive; the code was not sent");
 
   // stop_on_error: false. With true, ipykernel aborts every request that reaches it shortly after a cell
   // fails, and an interrupted (timed out) cell counts as failed: the message's next execution, sent right
@@ -80,6 +83,11 @@ export async function runExecution(
     };
     conn.connectionStatusChanged.connect(onConnection);
     cleanups.push(() => conn.connectionStatusChanged.disconnect(onConnection));
+    const down = session.gatewayDown();
+    const onDown = () => resolve("unresponsive");
+    if (down.aborted) onDown();
+    else down.addEventListener("abort", onDown, { once: true });
+    cleanups.push(() => down.removeEventListener("abort", onDown));
   });
   cleanups.forEach((c) => c());
 
@@ -117,6 +125,10 @@ export async function runExecution(
       future.dispose();
       session.markDead("lost the connection to the gateway during a run");
       throw new GatewayUnavailableError(`lost the connection to kernel ${session.id} during a run`);
+    case "unresponsive":
+      future.dispose();
+      session.markDead("the gateway stopped answering during a run");
+      throw new GatewayUnavailableError(`the kernel gateway stopped answering while kernel ${session.id} ran the code`);
   }
 }
 

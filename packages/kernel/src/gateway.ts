@@ -1,6 +1,7 @@
 import { KernelAPI, KernelConnection, ServerConnection } from "@jupyterlab/services";
 import { GatewayUnavailableError, InvalidKernelPathError, KernelDiedError, KernelNotFoundError } from "./errors";
 import { KERNEL_SETUP_CODE } from "./kernel-setup";
+import type { GatewayMonitor } from "./liveness";
 import type { Log } from "./log";
 import { KernelSession, shutdownKernelById } from "./session";
 import { isRefused, makeServerSettings, withGatewayRetry } from "./settings";
@@ -15,6 +16,11 @@ export type KernelGatewayOptions = {
   kernelStartTimeoutMs?: number;
   /** Kernelspec to start, e.g. "codeinterp-sandbox" (see sandbox.ts). Default "python3". */
   kernelName?: string;
+  /**
+   * The gateway's liveness monitor (watchGateway): while it declares the gateway unresponsive, every
+   * request, websocket wait and run ends at once with GatewayUnavailableError.
+   */
+  monitor?: Pick<GatewayMonitor, "signal">;
 };
 
 export type KernelInfo = {
@@ -55,7 +61,9 @@ const anyTime = () => true;
 
 export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
   const { log } = opts;
-  const settings = makeServerSettings(opts.baseUrl, opts.token, opts.requestTimeoutMs ?? 30_000);
+  const monitor = opts.monitor;
+  const down = monitor ? () => monitor.signal : undefined;
+  const settings = makeServerSettings(opts.baseUrl, opts.token, opts.requestTimeoutMs ?? 30_000, down);
   const startTimeoutMs = opts.kernelStartTimeoutMs ?? 60_000;
   const idempotent = { attempts: 3, retryable: anyTime };
 
@@ -64,7 +72,7 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
 
   const open = async (model: KernelAPI.IModel): Promise<KernelSession> => {
     const connection = new KernelConnection({ model, serverSettings: settings, handleComms: false });
-    const session = new KernelSession(connection, settings, log);
+    const session = new KernelSession(connection, settings, log, down);
     try {
       await session.ready(startTimeoutMs);
     } catch (err) {

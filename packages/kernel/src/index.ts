@@ -9,8 +9,11 @@ export {
   KernelNotFoundError,
 } from "./errors";
 export { APT_PACKAGES, JUPYTER_PYTHON, ensureJupyterInstalled, findJupyterPython } from "./jupyter-install";
-export type { LocalJupyter, StartLocalJupyterOptions } from "./local-server";
+export type { JupyterRestart, LocalJupyter, StartLocalJupyterOptions } from "./local-server";
+export type { GatewayHealth, GatewayMonitor, LivenessOptions, ProbeResult } from "./liveness";
+export { defaultLiveness, probeGateway, watchGateway } from "./liveness";
 export { startLocalJupyter } from "./local-server";
+export { JUPYTER_ZMQ_SAFETY_CONFIG } from "./jupyter-config-zmq";
 export type { KernelGateway, KernelGatewayOptions, KernelInfo } from "./gateway";
 export { createKernelGateway, normalizeKernelPath } from "./gateway";
 export type { KernelSession } from "./session";

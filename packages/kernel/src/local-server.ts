@@ -6,6 +6,8 @@ import { join, resolve } from "node:path";
 import { JupyterStartError } from "./errors";
 import { JUPYTER_SERVER_CONFIG } from "./jupyter-config";
 import { JUPYTER_PYTHON } from "./jupyter-install";
+import { defaultLiveness, probeGateway } from "./liveness";
+import { killTree } from "./process-tree";
 import { SANDBOX_KERNEL_NAME, installSandboxKernelSpec, probeSandbox } from "./sandbox";
 import type { SandboxLimits } from "./sandbox";
 import type { Log } from "./log";
@@ -18,7 +20,16 @@ export type LocalJupyter = {
   readonly pid: number;
   /** Kernels of the `codeinterp-sandbox` kernelspec run under bubblewrap (false: not possible here). */
   sandbox: { available: boolean; reason?: string };
+  /** Times a supervised server was restarted (it exited, or stopped answering and was killed). */
+  readonly restarts: number;
   stop(): Promise<void>;
+};
+
+export type JupyterRestart = {
+  reason: "exited" | "unresponsive";
+  /** Restarts so far, this one included. */
+  restarts: number;
+  at: number;
 };
 
 export type StartLocalJupyterOptions = {
@@ -29,8 +40,17 @@ export type StartLocalJupyterOptions = {
   port?: number;
   token?: string;
   log: Log;
-  /** Restart the server (same port and token) when it exits unexpectedly. */
+  /**
+   * Restart the server (same port and token) when it exits unexpectedly, or when it stops answering HTTP
+   * for `liveness.unresponsiveMs` (then it is SIGKILLed first, with every kernel it started).
+   */
   supervise?: boolean;
+  /** How a supervised server is watched; defaults: a look every 1 s, 2 s each, unresponsive after 10 s. */
+  liveness?: { intervalMs?: number; probeTimeoutMs?: number; unresponsiveMs?: number };
+  /** Python appended to the generated server config (e.g. JUPYTER_ZMQ_SAFETY_CONFIG). */
+  extraConfig?: string;
+  /** Called after a supervised server was restarted and answers again. */
+  onRestart?: (restart: JupyterRestart) => void;
   python?: string;
   /** Install the sandboxed kernelspec when the machine supports it (default true). */
   sandbox?: boolean;
@@ -59,7 +79,7 @@ export async function freePort(): Promise<number> {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-type Running = { child: ChildProcess; exited: Promise<void>; stderrTail: string[]; startedAt: number };
+type Running = { child: ChildProcess; exited: Promise<void>; stderrTail: string[]; startedAt: number; hung?: boolean };
 
 function launch(
   python: string,
@@ -142,7 +162,8 @@ async function terminate(running: Running, timeoutMs: number): Promise<void> {
   child.kill("SIGTERM");
   const killed = await Promise.race([running.exited.then(() => true), sleep(timeoutMs).then(() => false)]);
   if (!killed) {
-    child.kill("SIGKILL");
+    // A server that ignores SIGTERM (wedged, stopped) cannot shut its kernels down: they die with it.
+    if (child.pid) killTree(child.pid);
     await running.exited;
   }
 }
@@ -157,7 +178,7 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
   const stopTimeoutMs = opts.stopTimeoutMs ?? 8_000;
   const dirs = { runtime: join(stateDir, "runtime"), data: join(stateDir, "data"), config: join(stateDir, "config") };
   await Promise.all([rootDir, ...Object.values(dirs)].map((d) => mkdir(d, { recursive: true })));
-  await writeFile(join(dirs.config, "jupyter_server_config.py"), JUPYTER_SERVER_CONFIG);
+  await writeFile(join(dirs.config, "jupyter_server_config.py"), JUPYTER_SERVER_CONFIG + (opts.extraConfig ?? ""));
   let sandbox: { available: boolean; reason?: string } = { available: false, reason: "disabled" };
   if (opts.sandbox !== false) {
     const probe = await probeSandbox(join(rootDir, ".codeinterp-sandbox-probe"), log);
@@ -205,29 +226,67 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
   };
   process.once("exit", onProcessExit);
 
+  let restarts = 0;
+  const liveness = { ...defaultLiveness, ...opts.liveness };
   const supervise = async () => {
     let backoff = 1_000;
     while (!stopping) {
+      const watching = watchLiveness(current);
       await current.exited;
+      watching.stop();
       if (stopping) return;
       const upFor = Date.now() - current.startedAt;
       if (upFor > SUPERVISE_HEALTHY_MS) backoff = 1_000;
+      const reason = current.hung ? "unresponsive" : "exited";
+      // A hung server was killed on purpose: no reason to wait before the next one.
+      const delay = current.hung ? 0 : backoff;
       log.error(
-        { code: current.child.exitCode, signal: current.child.signalCode, stderr: current.stderrTail.slice(-5) },
-        `Jupyter server exited unexpectedly; restarting in ${backoff} ms`,
+        { code: current.child.exitCode, signal: current.child.signalCode, reason, stderr: current.stderrTail.slice(-5) },
+        `Jupyter server ${reason === "unresponsive" ? "was killed after it stopped answering" : "exited unexpectedly"}; restarting in ${delay} ms`,
       );
-      await sleep(backoff);
-      backoff = Math.min(backoff * 2, SUPERVISE_MAX_BACKOFF_MS);
+      await sleep(delay);
+      if (!current.hung) backoff = Math.min(backoff * 2, SUPERVISE_MAX_BACKOFF_MS);
       if (stopping) return;
       current = launch(python, argsFor(port), dirs, log);
       try {
         await waitReady(url, token, current, startTimeoutMs);
-        log.info({ url, pid: current.child.pid }, "local Jupyter server restarted");
+        restarts++;
+        log.info({ url, pid: current.child.pid, restarts, reason }, "local Jupyter server restarted");
+        opts.onRestart?.({ reason, restarts, at: Date.now() });
       } catch (err) {
         log.error({ err: (err as Error).message }, "Jupyter server restart failed");
         await terminate(current, stopTimeoutMs);
       }
     }
+  };
+
+  /**
+   * While `running` lives, asks it for /api/status every interval; with no good answer for
+   * `unresponsiveMs` (frozen, or wedged in a blocking ZMQ send) it is SIGKILLed with its kernels, and
+   * the supervise loop starts a new one.
+   */
+  const watchLiveness = (running: Running) => {
+    let stopped = false;
+    let lastOk = Date.now();
+    const loop = async () => {
+      while (!stopped && !stopping) {
+        const r = await probeGateway(url, token, liveness.probeTimeoutMs);
+        if (stopped || stopping || running.child.exitCode !== null || running.child.signalCode !== null) return;
+        if (r.ok) lastOk = Date.now();
+        else if (Date.now() - lastOk >= liveness.unresponsiveMs) {
+          running.hung = true;
+          const kernels = running.child.pid ? killTree(running.child.pid) : 0;
+          log.error(
+            { pid: running.child.pid, silentMs: Date.now() - lastOk, err: r.error, processesKilled: kernels },
+            "Jupyter server stopped answering HTTP; killed it and its kernels",
+          );
+          return;
+        }
+        await sleep(liveness.intervalMs);
+      }
+    };
+    void loop();
+    return { stop: () => (stopped = true) };
   };
   if (opts.supervise) void supervise();
 
@@ -236,6 +295,9 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
     token,
     rootDir,
     sandbox,
+    get restarts() {
+      return restarts;
+    },
     get pid() {
       return current.child.pid ?? -1;
     },

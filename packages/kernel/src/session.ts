@@ -27,12 +27,22 @@ export async function shutdownKernelById(id: string, settings: ServerConnection.
   }
 }
 
-export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+const never = new AbortController().signal;
+
+/** Bounds a gateway wait by `ms`, and ends it as soon as `down` aborts (the gateway is unresponsive). */
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string, down: AbortSignal = never): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
+  let onDown: (() => void) | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new GatewayUnavailableError(`${what} did not finish within ${ms} ms`)), ms);
+    onDown = () => reject(new GatewayUnavailableError(`${what} abandoned: the kernel gateway is unresponsive`));
+    if (down.aborted) onDown();
+    else down.addEventListener("abort", onDown, { once: true });
   });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+  return Promise.race([p, timeout]).finally(() => {
+    clearTimeout(timer);
+    if (onDown) down.removeEventListener("abort", onDown);
+  });
 }
 
 /** One client connection to one kernel. Runs are serialized: a kernel executes one cell at a time anyway. */
@@ -50,6 +60,8 @@ export class KernelSession {
     readonly connection: Kernel.IKernelConnection,
     private readonly settings: ServerConnection.ISettings,
     private readonly log: Log,
+    /** Aborted while the gateway is declared unresponsive (see liveness.ts); never, without a monitor. */
+    readonly gatewayDown: () => AbortSignal = () => never,
   ) {
     this.id = connection.id;
     this.death.catch(() => undefined);
@@ -118,6 +130,7 @@ export class KernelSession {
       const done = () => {
         clearTimeout(timer);
         conn.connectionStatusChanged.disconnect(onChange);
+        this.gatewayDown().removeEventListener("abort", done);
         resolve();
       };
       const onChange = (_: unknown, status: string) => {
@@ -125,6 +138,9 @@ export class KernelSession {
       };
       const timer = setTimeout(done, timeoutMs);
       conn.connectionStatusChanged.connect(onChange);
+      const down = this.gatewayDown();
+      if (down.aborted) done();
+      else down.addEventListener("abort", done, { once: true });
     });
   }
 
@@ -149,7 +165,7 @@ export class KernelSession {
         .finally(() => (asking = false));
     }, READY_POLL_MS);
     try {
-      await withTimeout(Promise.race([this.connection.info, this.death]), timeoutMs, `kernel ${this.id} start`);
+      await withTimeout(Promise.race([this.connection.info, this.death]), timeoutMs, `kernel ${this.id} start`, this.gatewayDown());
     } finally {
       clearInterval(poll);
     }
@@ -169,7 +185,7 @@ export class KernelSession {
   async interrupt(): Promise<void> {
     await withGatewayRetry(
       "interrupt",
-      () => withTimeout(KernelAPI.interruptKernel(this.id, this.settings), INTERRUPT_TIMEOUT_MS, "interrupt"),
+      () => withTimeout(KernelAPI.interruptKernel(this.id, this.settings), INTERRUPT_TIMEOUT_MS, "interrupt", this.gatewayDown()),
       { attempts: 3, retryable: () => true },
     );
   }
@@ -183,9 +199,9 @@ export class KernelSession {
     try {
       const restarting = this.connection.restart();
       this.connection.info.catch(() => undefined);
-      await withTimeout(restarting, RESTART_TIMEOUT_MS, "kernel restart");
+      await withTimeout(restarting, RESTART_TIMEOUT_MS, "kernel restart", this.gatewayDown());
       if (this.connection.connectionStatus !== "connected") throw new GatewayUnavailableError("could not reconnect after restart");
-      await withTimeout(this.connection.info, RESTART_TIMEOUT_MS, "kernel restart");
+      await withTimeout(this.connection.info, RESTART_TIMEOUT_MS, "kernel restart", this.gatewayDown());
     } catch (err) {
       this.markDead(`restart failed: ${(err as Error).message}`);
       throw err;
@@ -198,7 +214,7 @@ export class KernelSession {
     this.dead = true;
     this.deathReason ||= "shut down";
     try {
-      if (!this.connection.isDisposed) await withTimeout(this.connection.shutdown(), RESTART_TIMEOUT_MS, "shutdown");
+      if (!this.connection.isDisposed) await withTimeout(this.connection.shutdown(), RESTART_TIMEOUT_MS, "shutdown", this.gatewayDown());
     } catch (err) {
       if (!(err instanceof ServerConnection.ResponseError)) throw err;
       // 404: already gone. 500: jupyter_client 7.4 fails while an autorestarted kernel is still starting.

@@ -1,12 +1,24 @@
 import { ServerConnection } from "@jupyterlab/services";
 import { GatewayUnavailableError } from "./errors";
 
-/** Server settings whose every HTTP request has a deadline: jupyterlab's default fetch can wait forever. */
-export function makeServerSettings(baseUrl: string, token: string, requestTimeoutMs: number): ServerConnection.ISettings {
+/**
+ * Server settings whose every HTTP request has a deadline: jupyterlab's default fetch can wait forever.
+ * `down()` (the liveness monitor's signal) also ends every request at once while the gateway is declared
+ * unresponsive, instead of at the per-request deadline.
+ */
+export function makeServerSettings(
+  baseUrl: string,
+  token: string,
+  requestTimeoutMs: number,
+  down?: () => AbortSignal,
+): ServerConnection.ISettings {
   const timedFetch = async (input: Request | string | URL, init?: RequestInit): Promise<Response> => {
+    const gatewayDown = down?.();
+    const deadline = AbortSignal.timeout(requestTimeoutMs);
     try {
-      return await fetch(input, { ...init, signal: AbortSignal.timeout(requestTimeoutMs) });
+      return await fetch(input, { ...init, signal: gatewayDown ? AbortSignal.any([deadline, gatewayDown]) : deadline });
     } catch (err) {
+      if (gatewayDown?.aborted) throw new TypeError("fetch failed (gateway unresponsive)", { cause: err });
       // NetworkError keeps only the message, so put the cause's code (ECONNREFUSED, ...) into it.
       const code = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
       throw new TypeError(`fetch failed (${code})`, { cause: err });

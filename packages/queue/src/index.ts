@@ -8,3 +8,5 @@ export { createEventPublisher } from "./publisher";
 export type { EventPublisher } from "./publisher";
 export { createEventSubscriber } from "./subscriber";
 export type { EventSubscriber } from "./subscriber";
+export { gatewaySeenSchema, readHeartbeats, removeHeartbeat, workerAliveKey, workerBeatSchema, writeHeartbeat } from "./heartbeats";
+export type { GatewaySeen, WorkerBeat } from "./heartbeats";

@@ -7,9 +7,9 @@ export function healthRouter(deps: Pick<ApiDeps, "readiness">): Router {
     res.json({ status: "ok" });
   });
   router.get("/readyz", async (_req, res) => {
-    const checks = await deps.readiness();
-    const ok = Object.values(checks).every((c) => c === "ok");
-    res.status(ok ? 200 : 503).json({ status: ok ? "ok" : "unavailable", checks });
+    const report = await deps.readiness();
+    const ok = Object.values(report.checks).every((c) => c === "ok");
+    res.status(ok ? 200 : 503).json({ status: ok ? "ok" : "unavailable", ...report });
   });
   return router;
 }

@@ -4,6 +4,7 @@ import { cancelKey, createEventPublisher } from "@codeinterp/queue";
 import { workspaceDirFor, workspaceId } from "@codeinterp/workspace";
 import type { WorkerEnv } from "../env";
 import type { AcquireRequest, KernelLease, MessageTurn } from "../kernels/broker";
+import { isGatewayFailure, judgeGatewayFailure } from "../gateway-watch";
 import type { WorkspaceLayout } from "../workspace-layout";
 import { acquireKernel, confirmKernel } from "./execution/acquire-kernel";
 import type { ExecutionContext, RunExecutionDeps } from "./execution/context";
@@ -79,10 +80,20 @@ export async function runExecution(
   );
   void pub.publish({ type: "status", status: "preparing" });
   const ctx: ExecutionContext = { deps, exec, turn, req: { ...req, signal: abort.signal }, pub, log, startedAt, cancelMarkChecked, notes: [] };
+  const restartsBefore = deps.gatewayWatch?.monitor.health().restarts ?? 0;
   try {
     return await prepareAndRun(ctx);
   } catch (err) {
     const e = normalizeError(err);
+    if (deps.gatewayWatch && isGatewayFailure(err)) {
+      const verdict = await judgeGatewayFailure(deps.gatewayWatch, deps.db, exec.id, { startedAt, finalAttempt: job.finalAttempt, restartsBefore });
+      if (verdict.retry) {
+        log.warn({ err: e }, "kernel gateway unavailable before the code ran; the job will be retried");
+        throw err;
+      }
+      log.error({ err: e, failure: verdict.failure.code }, "execution failed: kernel gateway unavailable");
+      return finish(deps, pub, exec.id, "failed", { failure: verdict.failure });
+    }
     if (!job.finalAttempt && isTransient(err)) {
       log.warn({ err: e }, "transient failure; the job will be retried");
       throw err;

@@ -1,7 +1,7 @@
 import type { KernelGateway, KernelSession } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
-import type { Redis } from "@codeinterp/queue";
+import type { GatewaySeen, Redis } from "@codeinterp/queue";
 import type { AcquireRequest, KernelBroker, KernelLease, KernelMapping, MessageTurn } from "./broker";
 import type { HeldLock } from "./lock";
 import { acquireLock, tryLock } from "./lock";
@@ -32,6 +32,8 @@ export interface MessageBrokerOptions {
   heartbeatMs?: number;
   /** A message kernel was shut down to make room under the ceiling. */
   onEvicted?: () => void;
+  /** What this worker last saw of its gateway, sent with every heartbeat. */
+  gatewaySeen?: () => GatewaySeen | null;
 }
 
 /** The Redis lock a message's executions (and the removal of its workspace) take turns on. */
@@ -77,7 +79,7 @@ function turnOf(turn: MessageTurn): Turn {
  * longer than the TTL are shut down by whichever worker sweeps first, and at the live-kernel ceiling the least
  * recently used idle one makes room for a new one.
  */
-export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBroker & { pool: KernelPool; sweep(): Promise<number> } {
+export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBroker & { pool: KernelPool; sweep(): Promise<number>; heartbeat(): void } {
   const { gateway, redis, prefix, log, live } = opts;
   const lockKey = (k: string) => messageLockKey(prefix, k);
   const lockTtlMs = opts.lockTtlMs ?? 30_000;
@@ -95,7 +97,16 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
   const sessions = new Map<string, KernelSession>();
   // Message kernels running an execution in this worker: their leases are kept alive by its beat.
   const inUse = new Set<string>();
-  const owners = createPoolOwners({ redis, prefix, workerId: opts.workerId, gateway, log, heartbeatMs, onShutdown: (id) => live.drop(id) });
+  const owners = createPoolOwners({
+    redis,
+    prefix,
+    workerId: opts.workerId,
+    gateway,
+    log,
+    heartbeatMs,
+    onShutdown: (id) => live.drop(id),
+    ...(opts.gatewaySeen ? { gatewaySeen: opts.gatewaySeen } : {}),
+  });
   const pool = new KernelPool(
     gateway,
     opts.poolSize,
@@ -209,6 +220,8 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
   const broker = {
     pool,
 
+    /** Beats now (e.g. the gateway's state changed), not at the next interval. */
+    heartbeat: () => owners.beat(),
     async tryTurn(messageKey: string): Promise<MessageTurn | null> {
       const locking = tryLock(redis, lockKey(messageKey), lockTtlMs, (err) => log.warn({ messageKey, err: err.message }, "message lock lost"));
       // Sent right behind the SET NX: if the lock is ours, this read happened under it.

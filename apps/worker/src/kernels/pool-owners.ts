@@ -1,6 +1,7 @@
 import type { KernelGateway } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
-import type { Redis } from "@codeinterp/queue";
+import type { GatewaySeen, Redis } from "@codeinterp/queue";
+import { removeHeartbeat, workerAliveKey, writeHeartbeat } from "@codeinterp/queue";
 
 export interface PoolOwnersOptions {
   redis: Redis;
@@ -12,6 +13,8 @@ export interface PoolOwnersOptions {
   heartbeatMs: number;
   /** Called for each pool kernel this module shut down (its place under the live-kernel ceiling is free). */
   onShutdown?: (kernelId: string) => Promise<void>;
+  /** What the worker last saw of its gateway, carried by each beat (the API's /readyz reads it). */
+  gatewaySeen?: () => GatewaySeen | null;
 }
 
 /**
@@ -23,10 +26,11 @@ export interface PoolOwnersOptions {
 export function createPoolOwners(opts: PoolOwnersOptions) {
   const { redis, prefix, workerId, log } = opts;
   const ownersKey = `${prefix}:kernel:pool-owners`;
-  const aliveKey = (id: string) => `${prefix}:worker:alive:${id}`;
+  const aliveKey = (id: string) => workerAliveKey(prefix, id);
   let known = new Set<string>();
 
-  const beat = () => redis.set(aliveKey(workerId), String(Date.now()), "PX", opts.heartbeatMs * 3).catch(() => undefined);
+  const beat = () =>
+    writeHeartbeat(redis, prefix, { workerId, at: Date.now(), gateway: opts.gatewaySeen?.() ?? null }, opts.heartbeatMs * 3).catch(() => undefined);
   void beat();
   const timer = setInterval(() => void beat(), opts.heartbeatMs);
   timer.unref();
@@ -40,6 +44,11 @@ export function createPoolOwners(opts: PoolOwnersOptions) {
   };
 
   return {
+    /** Says now that this worker is alive, with what it saw of its gateway. */
+    beat(): void {
+      void beat();
+    },
+
     /** The pool's kernels now: new ones are recorded as this worker's, taken or stopped ones forgotten. */
     record(ids: readonly string[]): void {
       const next = new Set(ids);
@@ -86,7 +95,7 @@ export function createPoolOwners(opts: PoolOwnersOptions) {
 
     async close(): Promise<void> {
       clearInterval(timer);
-      await redis.del(aliveKey(workerId)).catch(() => undefined);
+      await removeHeartbeat(redis, prefix, workerId).catch(() => undefined);
     },
   };
 }

@@ -4,6 +4,7 @@ import type { EventPublisher, Redis } from "@codeinterp/queue";
 import type { BlobStore } from "@codeinterp/workspace";
 import type { CancelRegistry } from "../../cancellations";
 import type { WorkerEnv } from "../../env";
+import type { GatewayWatch } from "../../gateway-watch";
 import type { AcquireRequest, KernelBroker, MessageTurn } from "../../kernels/broker";
 import type { WorkspaceLayout } from "../../workspace-layout";
 
@@ -16,6 +17,8 @@ export interface RunExecutionDeps {
   layout: WorkspaceLayout;
   cancels: CancelRegistry;
   log: Logger;
+  /** The gateway's liveness monitor: a gateway failure re-runs or fails the execution by its rules. */
+  gatewayWatch?: GatewayWatch;
 }
 
 /** What every step of one execution shares (prepare, acquire kernel, run, record outcome). */
