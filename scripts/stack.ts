@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { defaultDataDir, repoRoot } from "@codeinterp/config";
+import { defaultDataDir, loadKernelLimits, repoRoot } from "@codeinterp/config";
 import { startLocalJupyter } from "@codeinterp/kernel";
 import type { LocalJupyter } from "@codeinterp/kernel";
 
@@ -39,6 +39,7 @@ if (!process.env.JUPYTER_URL) {
     port: Number(process.env.JUPYTER_PORT ?? 0),
     log,
     supervise: true,
+    sandboxLimits: loadKernelLimits(process.env),
   });
   env.JUPYTER_URL = jupyter.url;
   env.JUPYTER_TOKEN = jupyter.token;

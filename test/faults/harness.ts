@@ -7,7 +7,7 @@ import { createServer, connect } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
-import { repoRoot } from "@codeinterp/config";
+import { loadKernelLimits, repoRoot } from "@codeinterp/config";
 import { ensureDatabase, migrate } from "@codeinterp/db";
 import { startLocalJupyter } from "@codeinterp/kernel";
 import type { LocalJupyter } from "@codeinterp/kernel";
@@ -261,7 +261,8 @@ export async function startFaultStack(opts: { appendonly?: boolean; worker?: boo
     const jupyterPort = await freePort();
     const jupyterState = path.join(root, "jupyter-state");
     const token = randomBytes(16).toString("hex");
-    const startJupyter = () => startLocalJupyter({ rootDir: root, stateDir: jupyterState, port: jupyterPort, token, log: quietLog });
+    const startJupyter = () =>
+      startLocalJupyter({ rootDir: root, stateDir: jupyterState, port: jupyterPort, token, log: quietLog, sandboxLimits: loadKernelLimits(process.env) });
     let jupyter = await startJupyter();
     cleanups.push(() => jupyter.stop());
 

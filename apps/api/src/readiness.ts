@@ -1,4 +1,5 @@
 import type { Db } from "@codeinterp/db";
+import { readKernelIsolation } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
 import type { ReadinessCheck } from "./deps";
 
@@ -31,4 +32,21 @@ export function createReadinessCheck(opts: { db: Db; redis: Redis; jupyterUrl?: 
     ]);
     return { database, redis, kernelGateway };
   };
+}
+
+export type KernelIsolationReport =
+  | { sandboxed: true; network: "none" }
+  | { sandboxed: false; network: "unrestricted"; warning: string }
+  | { sandboxed: null; network: "unknown" };
+
+const UNSANDBOXED_WARNING =
+  "Kernels are not sandboxed: code they run can reach the network, this machine's Postgres, Redis, API and Jupyter " +
+  "server, other kernels, and read what the Jupyter server's user can. Run as root with bubblewrap, or see SECURITY.md.";
+
+/** What running workers' kernels are promised; one unsandboxed worker makes the answer unsandboxed. */
+export async function kernelIsolationReport(redis: Redis, prefix: string, timeoutMs = 2000): Promise<KernelIsolationReport> {
+  const workers = await within(readKernelIsolation(redis, prefix), timeoutMs).catch(() => null);
+  if (!workers || workers.length === 0) return { sandboxed: null, network: "unknown" };
+  if (workers.some((w) => !w.sandboxed)) return { sandboxed: false, network: "unrestricted", warning: UNSANDBOXED_WARNING };
+  return { sandboxed: true, network: "none" };
 }

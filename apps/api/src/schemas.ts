@@ -87,5 +87,15 @@ export const WaitQuery = z.object({ waitMs: z.coerce.number().int().min(0).optio
 
 export const Health = z.object({ status: z.literal("ok") }).meta({ id: "Health" });
 export const Readiness = z
-  .object({ status: z.enum(["ok", "unavailable"]), checks: z.record(z.string(), z.enum(["ok", "down"])) })
+  .object({
+    status: z.enum(["ok", "unavailable"]),
+    checks: z.record(z.string(), z.enum(["ok", "down"])),
+    kernels: z
+      .object({
+        sandboxed: z.boolean().nullable(),
+        network: z.enum(["none", "unrestricted", "unknown"]),
+        warning: z.string().optional(),
+      })
+      .describe("What running workers' kernels are promised: sandboxed kernels have no network; unsandboxed ones carry a warning"),
+  })
   .meta({ id: "Readiness" });

@@ -1,8 +1,10 @@
 import { Queue } from "bullmq";
 import { createDb } from "@codeinterp/db";
 import { SANDBOX_KERNEL_NAME, createKernelGateway } from "@codeinterp/kernel";
+import type { SandboxSpecMetadata } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
-import { cancelChannel, createRedis, queueNames } from "@codeinterp/queue";
+import { announceKernelIsolation, cancelChannel, createRedis, queueNames } from "@codeinterp/queue";
+import type { KernelIsolation } from "@codeinterp/queue";
 import { createBlobStore } from "@codeinterp/workspace";
 import { CancelRegistry } from "./cancellations";
 import type { WorkerEnv } from "./env";
@@ -28,7 +30,9 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
   const redis = createRedis(env.REDIS_URL, { name: "worker", blocking: true });
   const connection = createRedis(env.REDIS_URL, { name: "worker-bullmq", blocking: true });
   const cancelSub = createRedis(env.REDIS_URL, { name: "worker-cancel", blocking: true });
-  const sandboxed = await detectSandbox(env, log);
+  const isolation = await detectSandbox(env, log);
+  const sandboxed = isolation.sandboxed;
+  const announced = announceKernelIsolation({ redis, prefix: env.QUEUE_PREFIX, workerId: env.WORKER_ID, heartbeatMs: env.WORKER_HEARTBEAT_MS, isolation });
   const gateway = createKernelGateway({
     baseUrl: env.JUPYTER_URL,
     token: env.JUPYTER_TOKEN,
@@ -107,6 +111,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
         clearTimeout(timer);
         await retention.close();
         await metrics.close();
+        await announced.stop();
         await broker.close();
         await queue.close();
         cancelSub.disconnect();
@@ -121,21 +126,34 @@ export class SandboxUnavailableError extends Error {
   override name = "SandboxUnavailableError";
 }
 
-/** Whether kernels run sandboxed: the gateway must offer the codeinterp-sandbox kernelspec. */
-async function detectSandbox(env: WorkerEnv, log: Logger): Promise<boolean> {
-  if (env.KERNEL_SANDBOX === "off") return false;
-  let specs: Record<string, unknown>;
+const UNSANDBOXED: KernelIsolation = { sandboxed: false, network: "unrestricted" };
+
+/**
+ * Whether kernels run sandboxed: the gateway must offer the codeinterp-sandbox kernelspec, and its
+ * kernels must have no network (a spec from before kernels lost theirs does not count).
+ */
+async function detectSandbox(env: WorkerEnv, log: Logger): Promise<KernelIsolation> {
+  const unsandboxed = (why: string) => {
+    log.warn(
+      { why },
+      "kernels are NOT sandboxed and have the network: code can reach this machine's Postgres, Redis, API and Jupyter server, " +
+        "other kernels, the LAN and the internet, and read anything the Jupyter server's user can (see SECURITY.md)",
+    );
+    return UNSANDBOXED;
+  };
+  if (env.KERNEL_SANDBOX === "off") return unsandboxed("KERNEL_SANDBOX=off");
+  let specs: Record<string, { metadata: Record<string, unknown> }>;
   try {
     specs = await createKernelGateway({ baseUrl: env.JUPYTER_URL!, token: env.JUPYTER_TOKEN, log }).kernelSpecs();
   } catch (err) {
     if (env.KERNEL_SANDBOX === "on") throw err;
-    log.warn({ err: (err as Error).message }, "could not list kernelspecs; assuming no sandbox");
-    return false;
+    return unsandboxed(`could not list kernelspecs: ${(err as Error).message}`);
   }
-  const available = SANDBOX_KERNEL_NAME in specs;
-  if (!available && env.KERNEL_SANDBOX === "on") {
-    throw new SandboxUnavailableError(`KERNEL_SANDBOX=on but the gateway has no ${SANDBOX_KERNEL_NAME} kernelspec`);
+  const meta = specs[SANDBOX_KERNEL_NAME]?.metadata.codeinterp as Partial<SandboxSpecMetadata> | undefined;
+  if (meta?.network !== "none") {
+    const why = `the gateway has no ${SANDBOX_KERNEL_NAME} kernelspec with network-less kernels`;
+    if (env.KERNEL_SANDBOX === "on") throw new SandboxUnavailableError(`KERNEL_SANDBOX=on but ${why}`);
+    return unsandboxed(why);
   }
-  if (!available) log.warn("kernels are NOT sandboxed: code can read anything the Jupyter server's user can (see SECURITY.md)");
-  return available;
+  return { sandboxed: true, network: "none", cgroup: meta.cgroup?.version ?? null };
 }

@@ -8,3 +8,5 @@ export { createEventPublisher } from "./publisher";
 export type { EventPublisher } from "./publisher";
 export { createEventSubscriber } from "./subscriber";
 export type { EventSubscriber } from "./subscriber";
+export { announceKernelIsolation, readKernelIsolation } from "./kernel-isolation";
+export type { KernelIsolation } from "./kernel-isolation";

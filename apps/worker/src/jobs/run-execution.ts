@@ -25,6 +25,7 @@ import type { AcquireRequest, KernelBroker, KernelLease } from "../kernels/broke
 import type { HeldLock } from "../kernels/lock";
 import { storeRichOutputs } from "../rich-outputs";
 import type { WorkspaceLayout } from "../workspace-layout";
+import { diedFailure } from "./died-failure";
 
 export interface RunExecutionDeps {
   env: WorkerEnv;
@@ -292,7 +293,7 @@ async function prepareAndRun(
         notes,
       };
       const status = STATUS_BY_OUTCOME[outcome.status];
-      const failure = outcome.status === "died" ? { code: "kernel_died", message: "the kernel died while running the code (crash, os._exit or out of memory)" } : null;
+      const failure = outcome.status === "died" ? diedFailure(outcome) : null;
       const metrics = {
         queueWaitMs: startedAt.getTime() - exec.createdAt.getTime(),
         prepareMs,
