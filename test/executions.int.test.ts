@@ -124,7 +124,11 @@ describe("operator endpoints", () => {
   it("healthz, readyz and openapi.json answer", async () => {
     expect((await fetch(`${stack.url}/healthz`)).status).toBe(200);
     const ready = await fetch(`${stack.url}/readyz`);
-    expect(await ready.json()).toEqual({ status: "ok", checks: { database: "ok", redis: "ok", kernelGateway: "ok" } });
+    expect(await ready.json()).toEqual({
+      status: "ok",
+      checks: { database: "ok", redis: "ok", kernelGateway: "ok" },
+      kernels: { sandboxed: true, network: "none" },
+    });
     const doc = (await (await fetch(`${stack.url}/openapi.json`)).json()) as { paths: Record<string, unknown> };
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/v1/executions", "/v1/executions/{id}", "/v1/admin/api-keys"]));
   });

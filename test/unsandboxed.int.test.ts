@@ -17,6 +17,15 @@ beforeAll(async () => {
 afterAll(async () => stack?.close());
 
 describe("without the sandbox", () => {
+  it("/readyz says in plain words that kernels are not sandboxed and have the network", async () => {
+    const ready = (await (await fetch(`${stack.url}/readyz`)).json()) as { kernels: unknown };
+    expect(ready.kernels).toEqual({
+      sandboxed: false,
+      network: "unrestricted",
+      warning: expect.stringMatching(/^Kernels are not sandboxed: code they run can reach the network, this machine's Postgres, Redis/),
+    });
+  });
+
   it("a pooled kernel enters the new message's workspace; attachments, outputs and paths work as with the sandbox", async () => {
     await api.run({ messageId: "warmup", code: "1" });
     await new Promise((r) => setTimeout(r, 2000));
