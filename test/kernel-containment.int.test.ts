@@ -150,11 +150,11 @@ describe("a sandboxed kernel has hard caps", () => {
     const next = await mallory.run({ messageId: m, code: "print('x' in dir())" });
     expect({
       hog: { status: hog.status, failure: hog.failure },
-      next: { status: next.status, stdout: next.result.stdout },
+      next: { status: next.status, stdout: next.result.stdout, notes: next.result.notes },
       bystander: { status: bystander.status, stdout: bystander.result.stdout },
     }).toEqual({
       hog: { status: "failed", failure: { code: "memory_limit", message: expect.stringContaining(`memory limit of ${TEST_KERNEL_MEMORY_MB} MB`) } },
-      next: { status: "completed", stdout: "False\n" },
+      next: { status: "completed", stdout: "False\n", notes: [expect.stringContaining("variables and imports from them were reset")] },
       bystander: { status: "completed", stdout: "unharmed 1000\n" },
     });
   });

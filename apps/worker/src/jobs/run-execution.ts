@@ -25,7 +25,7 @@ import type { AcquireRequest, KernelBroker, KernelLease } from "../kernels/broke
 import type { HeldLock } from "../kernels/lock";
 import { storeRichOutputs } from "../rich-outputs";
 import type { WorkspaceLayout } from "../workspace-layout";
-import { diedFailure } from "./died-failure";
+import { diedFailure, kernelResetNote } from "./kernel-outcome";
 
 export interface RunExecutionDeps {
   env: WorkerEnv;
@@ -210,6 +210,7 @@ async function prepareAndRun(
     await cancelMarkChecked;
     if (signal.aborted) return await finish(deps, pub, exec.id, "cancelled", { result: emptyResult(notes) });
     if (!(await markExecutionRunning(deps.db, exec.id, held.session.id))) return "skipped";
+    const resetNote = held.reused ? null : kernelResetNote(deps.db, exec, held.session.id).catch(() => null);
     void pub.publish({ type: "status", status: "running" });
     const realDirs = [...new Set([workspaceDir, await realDir])];
     const back = (s: string) => fromKernelText(s, realDirs);
@@ -254,6 +255,8 @@ async function prepareAndRun(
 
     // The code has run: from here a Postgres or Redis blip is waited out in place, because a retried job
     // would find the execution running and could only fail it. Capture and registration are idempotent.
+    const reset = await resetNote;
+    if (reset) notes.push(reset);
     const record = async () => {
       const tCapture = Date.now();
       const after = await snapshotWorkspace(workspaceDir, { ...snapshotOpts, previous: before });
@@ -278,7 +281,6 @@ async function prepareAndRun(
       const outputs = await storeRichOutputs({ ...fileCtx, workspaceDirs: realDirs }, outcome.outputs);
       for (const o of outputs) if (o.fileId) await pub.publish({ type: "output", output: o });
       const captureMs = Date.now() - tCapture;
-
       const result = {
         stdout: back(outcome.stdout),
         stderr: back(outcome.stderr),
