@@ -30,7 +30,7 @@ const GiB = 1024 ** 3;
 
 /** All memory but what Postgres, Redis and the service keep: max(4 GiB, a quarter). */
 export function defaultKernelsMemoryBudget(totalBytes: number): number {
-  return Math.max(totalBytes - Math.max(4 * GiB, totalBytes / 4), GiB);
+  return Math.max(Math.floor(totalBytes - Math.max(4 * GiB, totalBytes / 4)), GiB);
 }
 
 export const DEFAULT_SANDBOX_LIMITS: SandboxLimits = {
