@@ -44,6 +44,12 @@ if (!process.env.JUPYTER_URL) {
   env.JUPYTER_URL = jupyter.url;
   env.JUPYTER_TOKEN = jupyter.token;
   say(`local Jupyter server on ${jupyter.url} (root ${dataDir})`);
+  const { sandbox } = jupyter;
+  say(
+    sandbox.available
+      ? `kernels: sandboxed, no network, ${sandbox.caps.cgroup ? `memory/CPU/process caps (cgroup v${sandbox.caps.cgroup})` : `rlimits only (${sandbox.caps.reason})`}`
+      : `kernels are NOT sandboxed and have the network (${sandbox.reason}): use this only for yourself; see SECURITY.md`,
+  );
 }
 
 const children = new Map<string, ChildProcess>();

@@ -24,13 +24,14 @@ export interface RunningWorker {
 /** Wires a worker from config; main.ts and the integration tests both start it this way. */
 export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningWorker> {
   if (!env.JUPYTER_URL) throw new Error("JUPYTER_URL is not set: the worker needs a Jupyter server or gateway");
+  // First: a worker that refuses to start (KERNEL_SANDBOX=on without the sandbox) opens no connections.
+  const isolation = await detectSandbox(env, log);
   const db = createDb({ url: env.DATABASE_URL, poolSize: env.WORKER_CONCURRENCY + 4 });
   // Patient: while Redis is away a worker's commands wait for it to return (the API, by contrast, fails fast
   // with 503), so a Redis restart delays executions instead of failing them.
   const redis = createRedis(env.REDIS_URL, { name: "worker", blocking: true });
   const connection = createRedis(env.REDIS_URL, { name: "worker-bullmq", blocking: true });
   const cancelSub = createRedis(env.REDIS_URL, { name: "worker-cancel", blocking: true });
-  const isolation = await detectSandbox(env, log);
   const sandboxed = isolation.sandboxed;
   const announced = announceKernelIsolation({ redis, prefix: env.QUEUE_PREFIX, workerId: env.WORKER_ID, heartbeatMs: env.WORKER_HEARTBEAT_MS, isolation });
   const gateway = createKernelGateway({
