@@ -12,7 +12,7 @@ import pg from "pg";
 import { ensureDatabase, migrate } from "@codeinterp/db";
 import { startLocalJupyter } from "@codeinterp/kernel";
 import type { LocalJupyter } from "@codeinterp/kernel";
-import { repoRoot } from "@codeinterp/config";
+import { loadKernelLimits, repoRoot } from "@codeinterp/config";
 
 export const quietLog = {
   debug: () => undefined,
@@ -51,7 +51,7 @@ export async function dropDatabase(name: string): Promise<void> {
 export async function startJupyter(root: string): Promise<LocalJupyter> {
   const stateDir = path.join(root, "jupyter-state");
   await mkdir(stateDir, { recursive: true });
-  return startLocalJupyter({ rootDir: root, stateDir, port: 0, log: quietLog });
+  return startLocalJupyter({ rootDir: root, stateDir, port: 0, log: quietLog, sandboxLimits: loadKernelLimits(process.env) });
 }
 
 export interface Child {

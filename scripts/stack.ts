@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { apiProcessEnv, defaultDataDir, repoRoot } from "@codeinterp/config";
+import { apiProcessEnv, defaultDataDir, loadKernelLimits, repoRoot } from "@codeinterp/config";
 import { startLocalJupyter } from "@codeinterp/kernel";
 import type { LocalJupyter } from "@codeinterp/kernel";
 
@@ -40,10 +40,17 @@ if (!process.env.JUPYTER_URL) {
     supervise: true,
     liveness: { unresponsiveMs: Number(process.env.GATEWAY_UNRESPONSIVE_MS ?? 10_000) },
     onRestart: (r) => say(`jupyter: restarted (${r.reason}); ${r.restarts} restart(s) so far`),
+    sandboxLimits: loadKernelLimits(process.env),
   });
   env.JUPYTER_URL = jupyter.url;
   env.JUPYTER_TOKEN = jupyter.token;
   say(`local Jupyter server on ${jupyter.url} (root ${dataDir})`);
+  const { sandbox } = jupyter;
+  say(
+    sandbox.available
+      ? `kernels: sandboxed, no network, ${sandbox.caps.cgroup ? `memory/CPU/process caps (cgroup v${sandbox.caps.cgroup})` : `rlimits only (${sandbox.caps.reason})`}`
+      : `kernels are NOT sandboxed and have the network (${sandbox.reason}): use this only for yourself; see SECURITY.md`,
+  );
 }
 
 const children = new Map<string, ChildProcess>();

@@ -131,6 +131,7 @@ describe("operator endpoints", () => {
       problems: [],
       gateway: { reachable: true, restarts: 0 },
       workers: [{ gateway: { reachable: true, restarts: 0 } }],
+      kernels: { sandboxed: true, network: "none" },
     });
     const doc = (await (await fetch(`${stack.url}/openapi.json`)).json()) as { paths: Record<string, unknown> };
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/v1/executions", "/v1/executions/{id}", "/v1/admin/api-keys"]));

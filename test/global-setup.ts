@@ -4,9 +4,9 @@ import path from "node:path";
 import pg from "pg";
 import type { TestProject } from "vitest/node";
 import { migrate, ensureDatabase } from "@codeinterp/db";
-import { DEFAULT_SANDBOX_LIMITS, startLocalJupyter } from "@codeinterp/kernel";
+import { startLocalJupyter } from "@codeinterp/kernel";
 import type { LocalJupyter } from "@codeinterp/kernel";
-import { repoRoot } from "@codeinterp/config";
+import { loadKernelLimits, repoRoot } from "@codeinterp/config";
 import { openLogFile } from "./helpers/logs";
 
 declare module "vitest" {
@@ -19,6 +19,8 @@ declare module "vitest" {
 }
 
 export const TEST_MAX_FILE_BYTES = 64 * 1024 * 1024;
+/** Small, so the hostile-code tests can go over a kernel's memory cap quickly; pandas and plots fit easily. */
+export const TEST_KERNEL_MEMORY_MB = 512;
 
 const baseUrl = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/codeinterp";
 
@@ -58,8 +60,11 @@ export default async function setup(project: TestProject) {
       stateDir: path.join(testRoot, "jupyter-state"),
       port: 0,
       log: fileLog(jupyterLog.stream),
-      // Small enough that the hostile-code tests hit the file-size limit quickly.
-      sandboxLimits: { ...DEFAULT_SANDBOX_LIMITS, maxFileBytes: TEST_MAX_FILE_BYTES },
+      // Small enough that the hostile-code tests hit the file-size and memory limits quickly.
+      sandboxLimits: {
+        ...loadKernelLimits({ ...process.env, KERNEL_MEMORY_MB: String(TEST_KERNEL_MEMORY_MB) }),
+        maxFileBytes: TEST_MAX_FILE_BYTES,
+      },
     });
     jupyterUrl = jupyter.url;
     jupyterToken = jupyter.token;

@@ -1,5 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createDb } from "@codeinterp/db";
+import { silentLog, startLocalJupyter } from "@codeinterp/kernel";
+import { SandboxUnavailableError } from "../apps/worker/src/start";
 import { client, startTestStack } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
 
@@ -17,6 +20,25 @@ beforeAll(async () => {
 afterAll(async () => stack?.close());
 
 describe("without the sandbox", () => {
+  it("KERNEL_SANDBOX=on refuses to start a worker when the gateway has no network-less sandbox", async () => {
+    const root = path.join(inject("testRoot"), `plain-${process.pid}`);
+    const plain = await startLocalJupyter({ rootDir: root, stateDir: path.join(root, ".state"), log: silentLog, sandbox: false });
+    try {
+      await expect(stack.startWorker({ KERNEL_SANDBOX: "on", JUPYTER_URL: plain.url, JUPYTER_TOKEN: plain.token })).rejects.toBeInstanceOf(SandboxUnavailableError);
+    } finally {
+      await plain.stop();
+    }
+  });
+
+  it("/readyz says in plain words that kernels are not sandboxed and have the network", async () => {
+    const ready = (await (await fetch(`${stack.url}/readyz`)).json()) as { kernels: unknown };
+    expect(ready.kernels).toEqual({
+      sandboxed: false,
+      network: "unrestricted",
+      warning: expect.stringMatching(/^Kernels are not sandboxed: code they run can reach the network, this machine's Postgres, Redis/),
+    });
+  });
+
   it("a pooled kernel enters the new message's workspace; attachments, outputs and paths work as with the sandbox", async () => {
     await api.run({ messageId: "warmup", code: "1" });
     await new Promise((r) => setTimeout(r, 2000));

@@ -7,7 +7,7 @@ import { createServer, connect } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
-import { apiProcessEnv, repoRoot } from "@codeinterp/config";
+import { apiProcessEnv, loadKernelLimits, repoRoot } from "@codeinterp/config";
 import { ensureDatabase, migrate } from "@codeinterp/db";
 import { startLocalJupyter } from "@codeinterp/kernel";
 import type { LocalJupyter, StartLocalJupyterOptions } from "@codeinterp/kernel";
@@ -269,7 +269,8 @@ export async function startFaultStack(
     const jupyterPort = await freePort();
     const jupyterState = path.join(root, "jupyter-state");
     const token = randomBytes(16).toString("hex");
-    const startJupyter = () => startLocalJupyter({ rootDir: root, stateDir: jupyterState, port: jupyterPort, token, log: quietLog, ...opts.jupyter });
+    const startJupyter = () =>
+      startLocalJupyter({ rootDir: root, stateDir: jupyterState, port: jupyterPort, token, log: quietLog, sandboxLimits: loadKernelLimits(process.env), ...opts.jupyter });
     let jupyter = await startJupyter();
     cleanups.push(() => jupyter.stop());
 

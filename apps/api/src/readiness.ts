@@ -74,6 +74,21 @@ export function createReadinessCheck(opts: { db: Db; redis: Redis; queuePrefix: 
       problems: [...problems, ...(gw?.problems ?? [])],
       gateway: gw?.gateway ?? null,
       workers: gw?.workers ?? [],
+      kernels: beats.ok ? kernelIsolationFromBeats(beats.value) : { sandboxed: null, network: "unknown" },
     };
   };
+}
+
+export type KernelIsolationReport = ReadinessReport["kernels"];
+
+const UNSANDBOXED_WARNING =
+  "Kernels are not sandboxed: code they run can reach the network, this machine's Postgres, Redis, API and Jupyter " +
+  "server, other kernels, and read what the Jupyter server's user can. Run as root with bubblewrap, or see SECURITY.md.";
+
+/** What live workers' kernels are promised (from their heartbeats); one unsandboxed worker makes the answer unsandboxed. */
+export function kernelIsolationFromBeats(beats: WorkerBeat[]): KernelIsolationReport {
+  const seen = beats.flatMap((b) => (b.gateway ? [b.gateway] : []));
+  if (seen.length === 0) return { sandboxed: null, network: "unknown" };
+  if (seen.some((g) => !g.sandboxed)) return { sandboxed: false, network: "unrestricted", warning: UNSANDBOXED_WARNING };
+  return { sandboxed: true, network: "none" };
 }

@@ -108,5 +108,12 @@ export const Readiness = z
       .nullable()
       .describe("The kernel gateway as the live workers last saw it (the API itself never contacts it); null without a live worker"),
     workers: z.array(z.object({ workerId: z.string(), lastBeatAt: z.string(), gateway: GatewaySeen.nullable() })),
+    kernels: z
+      .object({
+        sandboxed: z.boolean().nullable(),
+        network: z.enum(["none", "unrestricted", "unknown"]),
+        warning: z.string().optional(),
+      })
+      .describe("What live workers' kernels are promised: sandboxed kernels have no network; unsandboxed ones carry a warning"),
   })
   .meta({ id: "Readiness" });

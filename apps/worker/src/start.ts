@@ -1,6 +1,7 @@
 import { Queue } from "bullmq";
 import { createDb } from "@codeinterp/db";
 import { SANDBOX_KERNEL_NAME, createKernelGateway } from "@codeinterp/kernel";
+import type { SandboxSpecMetadata } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { cancelChannel, createRedis, queueNames } from "@codeinterp/queue";
 import { createBlobStore } from "@codeinterp/workspace";
@@ -26,13 +27,15 @@ export interface RunningWorker {
 /** Wires a worker from config; main.ts and the integration tests both start it this way. */
 export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningWorker> {
   if (!env.JUPYTER_URL) throw new Error("JUPYTER_URL is not set: the worker needs a Jupyter server or gateway");
+  // First: a worker that refuses to start (KERNEL_SANDBOX=on without the sandbox) opens no connections.
+  const isolation = await detectSandbox(env, log);
   const db = createDb({ url: env.DATABASE_URL, poolSize: env.WORKER_CONCURRENCY + 4 });
   // Patient: while Redis is away a worker's commands wait for it to return (the API, by contrast, fails fast
   // with 503), so a Redis restart delays executions instead of failing them.
   const redis = createRedis(env.REDIS_URL, { name: "worker", blocking: true });
   const connection = createRedis(env.REDIS_URL, { name: "worker-bullmq", blocking: true });
   const cancelSub = createRedis(env.REDIS_URL, { name: "worker-cancel", blocking: true });
-  const sandboxed = await detectSandbox(env, log);
+  const sandboxed = isolation.sandboxed;
   // Heartbeats at once when the gateway's state changes, so /readyz says so within a probe or two.
   let beatNow = () => undefined as void;
   const monitor = startGatewayWatch(env, log, { onChange: () => beatNow() });
@@ -45,8 +48,13 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     monitor,
   });
   const layout = new WorkspaceLayout(sandboxed, env.DATA_DIR, env.KERNEL_ROOT_DIR);
-  // The lead wires KERNEL_MEMORY_MB and KERNELS_MEMORY_BUDGET_MB in here once they exist.
-  const maxLiveKernels = env.MAX_LIVE_KERNELS ?? defaultMaxLiveKernels({ kernelMemoryMb: DEFAULT_KERNEL_MEMORY_MB, budgetMb: defaultKernelsBudgetMb() });
+  // As many kernels at their cap as the gateway's budget for all kernels holds (it says so in its sandbox
+  // kernelspec); a gateway that does not say is taken to cap kernels at 2 GiB within this machine's budget.
+  const maxLiveKernels =
+    env.MAX_LIVE_KERNELS ??
+    (isolation.sandboxed && isolation.caps
+      ? defaultMaxLiveKernels({ kernelMemoryMb: isolation.caps.memoryBytes / MB, budgetMb: isolation.caps.kernelsMemoryBudgetBytes / MB })
+      : defaultMaxLiveKernels({ kernelMemoryMb: DEFAULT_KERNEL_MEMORY_MB, budgetMb: defaultKernelsBudgetMb() }));
   const live = createLiveKernels({ redis, prefix: env.QUEUE_PREFIX, max: maxLiveKernels });
   let metrics: WorkerMetrics | null = null;
   const broker = createMessageKernelBroker({
@@ -148,21 +156,44 @@ export class SandboxUnavailableError extends Error {
   override name = "SandboxUnavailableError";
 }
 
-/** Whether kernels run sandboxed: the gateway must offer the codeinterp-sandbox kernelspec. */
-async function detectSandbox(env: WorkerEnv, log: Logger): Promise<boolean> {
-  if (env.KERNEL_SANDBOX === "off") return false;
-  let specs: Record<string, unknown>;
+/**
+ * What this worker's kernels are promised, found at start: sandboxed kernels have no network and the caps
+ * their gateway advertises; plain kernels can reach whatever the gateway's machine can. Heartbeats carry it.
+ */
+type KernelIsolation =
+  | { sandboxed: true; network: "none"; caps: Pick<SandboxSpecMetadata, "memoryBytes" | "kernelsMemoryBudgetBytes"> | null }
+  | { sandboxed: false; network: "unrestricted" };
+
+const MB = 1024 * 1024;
+const UNSANDBOXED: KernelIsolation = { sandboxed: false, network: "unrestricted" };
+
+/**
+ * Whether kernels run sandboxed: the gateway must offer the codeinterp-sandbox kernelspec, and its
+ * kernels must have no network (a spec from before kernels lost theirs does not count).
+ */
+async function detectSandbox(env: WorkerEnv, log: Logger): Promise<KernelIsolation> {
+  const unsandboxed = (why: string) => {
+    log.warn(
+      { why },
+      "kernels are NOT sandboxed and have the network: code can reach this machine's Postgres, Redis, API and Jupyter server, " +
+        "other kernels, the LAN and the internet, and read anything the Jupyter server's user can (see SECURITY.md)",
+    );
+    return UNSANDBOXED;
+  };
+  if (env.KERNEL_SANDBOX === "off") return unsandboxed("KERNEL_SANDBOX=off");
+  let specs: Record<string, { metadata: Record<string, unknown> }>;
   try {
     specs = await createKernelGateway({ baseUrl: env.JUPYTER_URL!, token: env.JUPYTER_TOKEN, log }).kernelSpecs();
   } catch (err) {
     if (env.KERNEL_SANDBOX === "on") throw err;
-    log.warn({ err: (err as Error).message }, "could not list kernelspecs; assuming no sandbox");
-    return false;
+    return unsandboxed(`could not list kernelspecs: ${(err as Error).message}`);
   }
-  const available = SANDBOX_KERNEL_NAME in specs;
-  if (!available && env.KERNEL_SANDBOX === "on") {
-    throw new SandboxUnavailableError(`KERNEL_SANDBOX=on but the gateway has no ${SANDBOX_KERNEL_NAME} kernelspec`);
+  const meta = specs[SANDBOX_KERNEL_NAME]?.metadata.codeinterp as Partial<SandboxSpecMetadata> | undefined;
+  if (meta?.network !== "none") {
+    const why = `the gateway has no ${SANDBOX_KERNEL_NAME} kernelspec with network-less kernels`;
+    if (env.KERNEL_SANDBOX === "on") throw new SandboxUnavailableError(`KERNEL_SANDBOX=on but ${why}`);
+    return unsandboxed(why);
   }
-  if (!available) log.warn("kernels are NOT sandboxed: code can read anything the Jupyter server's user can (see SECURITY.md)");
-  return available;
+  const caps = typeof meta.memoryBytes === "number" && typeof meta.kernelsMemoryBudgetBytes === "number" ? { memoryBytes: meta.memoryBytes, kernelsMemoryBudgetBytes: meta.kernelsMemoryBudgetBytes } : null;
+  return { sandboxed: true, network: "none", caps };
 }

@@ -1,3 +1,5 @@
 export { sharedEnvShape, parseEnv, ConfigError, booleanFromEnv, GATEWAY_ENV_KEYS, apiProcessEnv } from "./env";
 export type { SharedEnv } from "./env";
 export { defaultDataDir, repoRoot } from "./paths";
+export { kernelLimitsEnvShape, loadKernelLimits } from "./kernel-limits";
+export type { KernelLimits } from "./kernel-limits";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError } from "@codeinterp/config";
+import { ConfigError, loadKernelLimits } from "@codeinterp/config";
 import { loadApiEnv } from "../../../apps/api/src/env";
 import { loadWorkerEnv } from "../../../apps/worker/src/env";
 
@@ -43,5 +43,17 @@ describe("env parsing", () => {
     expect(msg).toContain("PORT");
     expect(msg).toContain("DATABASE_URL");
     expect(msg).toContain("ADMIN_TOKEN");
+  });
+
+  it("kernel caps: 2 GiB, one core and 256 processes by default; the all-kernels budget is left to the kernel package unless set", () => {
+    const MiB = 1024 ** 2;
+    expect([
+      loadKernelLimits({}),
+      loadKernelLimits({ KERNEL_MEMORY_MB: "512", KERNEL_CPUS: "0.5", KERNEL_MAX_PROCESSES: "64", KERNELS_MEMORY_BUDGET_MB: "4096" }),
+    ]).toEqual([
+      { memoryBytes: 2048 * MiB, cpus: 1, maxProcesses: 256 },
+      { memoryBytes: 512 * MiB, cpus: 0.5, maxProcesses: 64, kernelsMemoryBudgetBytes: 4096 * MiB },
+    ]);
+    expect(() => loadKernelLimits({ KERNEL_MEMORY_MB: "lots", KERNEL_CPUS: "0" })).toThrow(/KERNEL_MEMORY_MB[\s\S]*KERNEL_CPUS/);
   });
 });

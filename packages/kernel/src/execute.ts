@@ -12,6 +12,11 @@ type Ending = "done" | "rejected" | "deadline" | "abort" | "crashed" | "lost" | 
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** "256 MiB", "2 GiB". */
+export function formatBytes(n: number): string {
+  return n >= 1024 ** 3 && n % 1024 ** 3 === 0 ? `${n / 1024 ** 3} GiB` : `${Math.round(n / 1024 ** 2)} MiB`;
+}
+
 /**
  * Runs one cell. Every way a run can end races here: the reply, our deadline, the caller's abort, the
  * kernel crashing (the server autorestarts it and the future is cancelled), the gateway vanishing, and the
@@ -34,12 +39,18 @@ export async function runExecution(
     opts.onEvent,
   );
   const generationBefore = session.generation;
-  const finish = (status: ExecutionStatus, error: KernelError | null, executionCount?: number | null) => ({
+  const finish = (
+    status: ExecutionStatus,
+    error: KernelError | null,
+    executionCount?: number | null,
+    outOfMemory: ExecutionOutcome["outOfMemory"] = null,
+  ): ExecutionOutcome => ({
     status,
     ...collector.result(),
     error,
     executionCount: executionCount ?? collector.executionCount,
     kernelRestarted: session.generation !== generationBefore,
+    outOfMemory,
     durationMs: Date.now() - calledAt,
   });
   if (opts.signal?.aborted) return finish("cancelled", null);
@@ -115,6 +126,16 @@ export async function runExecution(
       collector.emit({ type: "status", state: "dead" });
       // The server is restarting the kernel; let the reconnect finish so the session is usable (or visibly dead).
       await session.settle(CRASH_SETTLE_MS);
+      const oom = await session.newMemoryKill();
+      if (oom) {
+        const limit = oom.limitBytes === null ? "" : ` of ${formatBytes(oom.limitBytes)}`;
+        return finish(
+          "died",
+          { ename: "MemoryLimitExceeded", evalue: `The code went over the kernel's memory limit${limit} and the kernel was stopped; its state is lost.`, traceback: [] },
+          null,
+          oom,
+        );
+      }
       return finish("died", {
         ename: "KernelDied",
         evalue: "The kernel process died while running this code; its state is lost.",

@@ -1,5 +1,7 @@
 import { KernelAPI, KernelConnection, ServerConnection } from "@jupyterlab/services";
 import { GatewayUnavailableError, InvalidKernelPathError, KernelDiedError, KernelNotFoundError } from "./errors";
+import { kernelMemoryCgroup } from "./cgroups";
+import type { KernelCgroupParent } from "./cgroups";
 import { KERNEL_SETUP_CODE } from "./kernel-setup";
 import type { GatewayMonitor } from "./liveness";
 import type { Log } from "./log";
@@ -70,9 +72,26 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
   const request = async (path: string): Promise<Response> =>
     ServerConnection.makeRequest(settings.baseUrl + path, {}, settings);
 
+  const kernelName = opts.kernelName ?? "python3";
+  // Where this kernelspec's kernels have their cgroups (written by the sandbox launcher into its metadata);
+  // readable only when the gateway runs on this machine, which readMemoryKills finds out.
+  let cgroupParent: Promise<KernelCgroupParent | null> | null = null;
+  const memoryCgroupOf = (kernelId: string) => {
+    cgroupParent ??= (async () => {
+      const res = await request("api/kernelspecs");
+      if (!res.ok) return null;
+      const body = (await res.json()) as { kernelspecs?: Record<string, { spec?: { metadata?: { codeinterp?: { cgroup?: KernelCgroupParent | null } } } }> };
+      return body.kernelspecs?.[kernelName]?.spec?.metadata?.codeinterp?.cgroup ?? null;
+    })().catch(() => {
+      cgroupParent = null;
+      return null;
+    });
+    return cgroupParent.then((parent) => (parent ? kernelMemoryCgroup(parent, kernelId) : null));
+  };
+
   const open = async (model: KernelAPI.IModel): Promise<KernelSession> => {
     const connection = new KernelConnection({ model, serverSettings: settings, handleComms: false });
-    const session = new KernelSession(connection, settings, log, down);
+    const session = new KernelSession(connection, settings, log, down, memoryCgroupOf(model.id));
     try {
       await session.ready(startTimeoutMs);
     } catch (err) {
@@ -102,7 +121,7 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
       // Retrying a start is only safe when the request never reached the server.
       const model = await withGatewayRetry(
         "kernel start",
-        () => KernelAPI.startNew({ name: opts.kernelName ?? "python3", path } as KernelAPI.IKernelOptions, settings),
+        () => KernelAPI.startNew({ name: kernelName, path } as KernelAPI.IKernelOptions, settings),
         { attempts: 3, retryable: isRefused },
       );
       try {

@@ -33,11 +33,14 @@ export {
   DEFAULT_SANDBOX_LIMITS,
   SANDBOX_KERNEL_NAME,
   SANDBOX_MIN_UID,
+  defaultKernelsMemoryBudget,
   installSandboxKernelSpec,
+  launcherConfig,
   probeSandbox,
-  sandboxLauncherScript,
 } from "./sandbox";
-export type { SandboxLimits } from "./sandbox";
+export type { LauncherConfig, SandboxLimits, SandboxSpecMetadata } from "./sandbox";
+export { kernelMemoryCgroup, parseProcCgroup, prepareKernelCgroups, readMemoryKills, removeKernelCgroups } from "./cgroups";
+export type { KernelCgroupLimits, KernelCgroupParent, KernelCgroupSetup } from "./cgroups";
 export { EgressPolicy, EgressRuleError, isPublicAddress, parseEgressAllowlist } from "./egress/allowlist";
 export type { EgressDecision, EgressRule } from "./egress/allowlist";
 export { egressPassword, startEgressProxy } from "./egress/proxy";

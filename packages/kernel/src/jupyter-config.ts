@@ -25,10 +25,17 @@ c.MappingKernelManager.cull_busy = False
 c.MappingKernelManager.default_kernel_name = "python3"
 # Workers may reconnect to a kernel another worker started; keep messages sent while nobody listened.
 c.MappingKernelManager.buffer_offline_messages = True
-c.MappingKernelManager.kernel_info_timeout = 60
+# A kernel that cannot start would hold a websocket open this long (jupyter_server's default is 60 s).
+c.MappingKernelManager.kernel_info_timeout = 20
 # Autorestart is how a crashed kernel becomes visible to clients (status "restarting"); without it runs hang.
 c.KernelManager.autorestart = True
 c.KernelManager.shutdown_wait_time = 3.0
+# ZMQ over unix sockets, for every kernel of this server: a sandboxed kernel has a network namespace of its
+# own (nothing to reach, not even this server's port) and binds its sockets in a directory of its own that
+# the launcher shows the server through symlinks (see sandbox-launcher.py).
+c.KernelManager.transport = "ipc"
+# How often the restarter polls a kernel: an out-of-memory kill shows as "restarting" within about 1.5 s.
+c.KernelRestarter.time_to_dead = 1.0
 # A kernel's ports are picked free a moment before it binds them; another process (any outgoing connection)
 # can take one meanwhile, and the kernel dies with "Address already in use". The server then restarts it
 # "with new random ports", but with jupyter_client 7.4's port cache on it reuses the same ports, so all five

@@ -15,8 +15,9 @@ export const APT_PACKAGES = [
   "python3-openpyxl",
   "python3-matplotlib",
   "python3-reportlab",
-  // Sandboxed kernels (sandbox.ts).
+  // Sandboxed kernels (sandbox.ts), and their forwarder to the egress proxy (sandbox-launcher.py).
   "bubblewrap",
+  "socat",
 ] as const;
 
 export async function findJupyterPython(): Promise<string | null> {
@@ -42,7 +43,7 @@ export async function ensureJupyterInstalled(opts: { allowApt: boolean; log: Log
   const found = await findJupyterPython();
   const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
   // As root the embedded server sandboxes kernels with bubblewrap, so that counts as part of the install.
-  if (found && (!isRoot || (await exists("/usr/bin/bwrap")))) return found;
+  if (found && (!isRoot || ((await exists("/usr/bin/bwrap")) && (await exists("/usr/bin/socat"))))) return found;
   const hasApt = await exists("/usr/bin/apt-get");
   const advice =
     `Jupyter is not installed for ${JUPYTER_PYTHON}. Install it with: ` +

@@ -1,14 +1,17 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { prepareKernelCgroups, removeKernelCgroups } from "./cgroups";
+import type { KernelCgroupParent } from "./cgroups";
 import { JupyterStartError } from "./errors";
 import { JUPYTER_SERVER_CONFIG } from "./jupyter-config";
 import { JUPYTER_PYTHON } from "./jupyter-install";
 import { defaultLiveness, probeGateway } from "./liveness";
 import { killTree } from "./process-tree";
-import { SANDBOX_KERNEL_NAME, installSandboxKernelSpec, probeSandbox } from "./sandbox";
+import { DEFAULT_SANDBOX_LIMITS, SANDBOX_KERNEL_NAME, installSandboxKernelSpec, launcherConfig, probeSandbox } from "./sandbox";
 import type { SandboxLimits } from "./sandbox";
 import type { Log } from "./log";
 
@@ -18,8 +21,12 @@ export type LocalJupyter = {
   rootDir: string;
   /** The current server process; changes when a supervised server is restarted. */
   readonly pid: number;
-  /** Kernels of the `codeinterp-sandbox` kernelspec run under bubblewrap (false: not possible here). */
-  sandbox: { available: boolean; reason?: string };
+  /**
+   * Kernels of the `codeinterp-sandbox` kernelspec run under bubblewrap with no network (false: not
+   * possible here; plain kernels can then reach everything this machine can). `caps`: whether each kernel
+   * gets its memory, CPU and process caps from a cgroup, or only per-process rlimits.
+   */
+  sandbox: { available: boolean; reason?: string; caps: { cgroup: 1 | 2 | null; reason?: string } };
   /** Times a supervised server was restarted (it exited, or stopped answering and was killed). */
   readonly restarts: number;
   stop(): Promise<void>;
@@ -54,7 +61,13 @@ export type StartLocalJupyterOptions = {
   python?: string;
   /** Install the sandboxed kernelspec when the machine supports it (default true). */
   sandbox?: boolean;
-  sandboxLimits?: SandboxLimits;
+  /** Per-kernel caps and the budget of all kernels together; unset fields take DEFAULT_SANDBOX_LIMITS. */
+  sandboxLimits?: Partial<SandboxLimits>;
+  /**
+   * Host path of a unix socket where an HTTP(S) proxy listens: sandboxed kernels reach it as
+   * http://127.0.0.1:3128 (HTTP_PROXY/HTTPS_PROXY are set), their only way out.
+   */
+  proxySocket?: string;
   startTimeoutMs?: number;
   stopTimeoutMs?: number;
 };
@@ -78,6 +91,9 @@ export async function freePort(): Promise<number> {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** sun_path holds 107 bytes; the server's socket paths are <runtime>/kernel-<36-char id>-ipc-<n>. */
+const MAX_RUNTIME_DIR_LENGTH = 107 - "/kernel-00000000-0000-0000-0000-000000000000-ipc-5".length;
 
 type Running = { child: ChildProcess; exited: Promise<void>; stderrTail: string[]; startedAt: number; hung?: boolean };
 
@@ -176,14 +192,32 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
   const token = opts.token ?? randomBytes(24).toString("hex");
   const startTimeoutMs = opts.startTimeoutMs ?? 60_000;
   const stopTimeoutMs = opts.stopTimeoutMs ?? 8_000;
-  const dirs = { runtime: join(stateDir, "runtime"), data: join(stateDir, "data"), config: join(stateDir, "config") };
+  const preferredRuntime = join(stateDir, "runtime");
+  // The ipc transport puts sockets in the runtime dir: a deep state dir gets a short private one instead.
+  const runtime = preferredRuntime.length <= MAX_RUNTIME_DIR_LENGTH ? preferredRuntime : await mkdtemp(join(tmpdir(), "ci-rt-"));
+  const dirs = { runtime, data: join(stateDir, "data"), config: join(stateDir, "config") };
+  const ipcRoot = join(stateDir, "ipc");
   await Promise.all([rootDir, ...Object.values(dirs)].map((d) => mkdir(d, { recursive: true })));
   await writeFile(join(dirs.config, "jupyter_server_config.py"), JUPYTER_SERVER_CONFIG + (opts.extraConfig ?? ""));
-  let sandbox: { available: boolean; reason?: string } = { available: false, reason: "disabled" };
+  let sandbox: LocalJupyter["sandbox"] = { available: false, reason: "disabled", caps: { cgroup: null, reason: "no sandbox" } };
+  let cgroupParent: KernelCgroupParent | null = null;
   if (opts.sandbox !== false) {
     const probe = await probeSandbox(join(rootDir, ".codeinterp-sandbox-probe"), log);
-    sandbox = probe.ok ? { available: true } : { available: false, ...(probe.reason ? { reason: probe.reason } : {}) };
-    if (probe.ok) await installSandboxKernelSpec(dirs.data, opts.sandboxLimits);
+    if (probe.ok) {
+      const limits = { ...DEFAULT_SANDBOX_LIMITS, ...opts.sandboxLimits };
+      // One parent per server (several may share a machine), named after its state dir so a restart reuses it.
+      const cg = await prepareKernelCgroups({
+        name: `codeinterp-${createHash("sha256").update(stateDir).digest("hex").slice(0, 12)}`,
+        budgetBytes: limits.kernelsMemoryBudgetBytes,
+      });
+      if (cg.ok) cgroupParent = cg.parent;
+      else log.warn({ reason: cg.reason }, "no per-kernel cgroups: kernels get per-process rlimits only");
+      sandbox = { available: true, caps: cg.ok ? { cgroup: cg.parent.version } : { cgroup: null, reason: cg.reason } };
+      await mkdir(ipcRoot, { recursive: true, mode: 0o711 });
+      await installSandboxKernelSpec(dirs.data, launcherConfig({ limits, ipcRoot, cgroup: cgroupParent, proxySocket: opts.proxySocket }), limits.kernelsMemoryBudgetBytes);
+    } else {
+      sandbox = { available: false, ...(probe.reason ? { reason: probe.reason } : {}), caps: { cgroup: null, reason: "no sandbox" } };
+    }
   }
   // A kernelspec left by an earlier start would make workers believe kernels are sandboxed.
   if (!sandbox.available) await rm(join(dirs.data, "kernels", SANDBOX_KERNEL_NAME), { recursive: true, force: true });
@@ -305,6 +339,9 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
       stopping = true;
       process.removeListener("exit", onProcessExit);
       await terminate(current, stopTimeoutMs);
+      if (cgroupParent) await removeKernelCgroups(cgroupParent);
+      await rm(ipcRoot, { recursive: true, force: true });
+      if (runtime !== preferredRuntime) await rm(runtime, { recursive: true, force: true });
       log.info({ url }, "local Jupyter server stopped");
     },
   };

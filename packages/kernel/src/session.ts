@@ -1,5 +1,6 @@
 import type { Kernel } from "@jupyterlab/services";
 import { KernelAPI, ServerConnection } from "@jupyterlab/services";
+import { readMemoryKills } from "./cgroups";
 import { GatewayUnavailableError, KernelDiedError } from "./errors";
 import { runExecution } from "./execute";
 import type { Log } from "./log";
@@ -56,14 +57,20 @@ export class KernelSession {
   /** Rejects when the session is marked dead, so waits on the kernel end then instead of at their timeout. */
   private readonly death = new Promise<never>((_, reject) => (this.onDeath = reject));
 
+  /** Out-of-memory kills of this kernel already known (reported, or before we attached). */
+  private memoryKillsSeen: Promise<number | null>;
+
   constructor(
     readonly connection: Kernel.IKernelConnection,
     private readonly settings: ServerConnection.ISettings,
     private readonly log: Log,
     /** Aborted while the gateway is declared unresponsive (see liveness.ts); never, without a monitor. */
     readonly gatewayDown: () => AbortSignal = () => never,
+    /** The kernel's memory cgroup, when its gateway runs on this machine and caps kernels with cgroups. */
+    private readonly memoryCgroup: Promise<{ version: 1 | 2; dir: string } | null> = Promise.resolve(null),
   ) {
     this.id = connection.id;
+    this.memoryKillsSeen = memoryCgroup.then(async (cg) => (cg ? ((await readMemoryKills(cg))?.oomKills ?? null) : null));
     this.death.catch(() => undefined);
     // After a server autorestart the library calls reconnect() from a detached promise; if that fails (or we
     // dispose meanwhile) its rejection is unhandled and would crash the process. Failure stays visible
@@ -112,6 +119,17 @@ export class KernelSession {
 
   get status(): Kernel.Status {
     return this.connection.status;
+  }
+
+  /** After a crash: whether the kernel's cgroup counted an out-of-memory kill since the last look. */
+  async newMemoryKill(): Promise<{ limitBytes: number | null } | null> {
+    const cg = await this.memoryCgroup;
+    if (!cg) return null;
+    const seen = (await this.memoryKillsSeen) ?? 0;
+    const now = await readMemoryKills(cg);
+    if (!now) return null;
+    this.memoryKillsSeen = Promise.resolve(now.oomKills);
+    return now.oomKills > seen ? { limitBytes: now.limitBytes } : null;
   }
 
   markDead(reason: string): void {

@@ -6,7 +6,8 @@ import type { WorkerEnv } from "../env";
 import type { AcquireRequest, KernelLease, MessageTurn } from "../kernels/broker";
 import { isGatewayFailure, judgeGatewayFailure } from "../gateway-watch";
 import type { WorkspaceLayout } from "../workspace-layout";
-import { acquireKernel, confirmKernel } from "./execution/acquire-kernel";
+import { STATE_RESET_NOTE, acquireKernel, confirmKernel } from "./execution/acquire-kernel";
+import { kernelResetNote } from "./execution/kernel-outcome";
 import type { ExecutionContext, RunExecutionDeps } from "./execution/context";
 import type { Terminal } from "./execution/outcome";
 import { emptyResult, failureCode, finish, isTransient } from "./execution/outcome";
@@ -136,8 +137,13 @@ async function prepareAndRun(ctx: ExecutionContext): Promise<Terminal | "skipped
     if (ctx.req.signal.aborted) return await cancelled();
     if (!(await markExecutionRunning(deps.db, exec.id, lease.session.id))) return "skipped";
     void pub.publish({ type: "status", status: "running" });
+    // A message whose earlier executions ran on another kernel (it died, went over its memory limit, was
+    // evicted or expired) is told its variables are gone; looked up while the code runs.
+    const resetNote = lease.reused ? null : kernelResetNote(deps.db, exec, lease.session.id).catch(() => null);
     const run = await runCode(ctx, lease, await realDir);
     discard = run.discard;
+    const reset = await resetNote;
+    if (reset && !ctx.notes.includes(STATE_RESET_NOTE)) ctx.notes.push(reset);
     return await recordOutcome(ctx, lease, ws, run);
   } catch (err) {
     // The kernel's state is unknown after a failure half-way: the next execution gets a fresh one.

@@ -146,6 +146,22 @@ export async function markExecutionRunning(db: Db, id: string, kernelId: string)
 }
 
 /**
+ * The kernel the message's latest earlier execution ran on (null: none ran yet). When it is not the kernel
+ * an execution runs on now, that kernel was replaced and the variables of earlier executions are gone.
+ */
+export async function previousKernelId(db: Db, exec: { id: string; userId: string; messageId: string; createdAt: Date }): Promise<string | null> {
+  const rows = await query<{ kernelId: string }>(
+    db,
+    "execution_previous_kernel",
+    `SELECT kernel_id AS "kernelId" FROM executions
+     WHERE user_id = $1 AND message_id = $2 AND created_at <= $3 AND id <> $4 AND kernel_id IS NOT NULL
+     ORDER BY created_at DESC LIMIT 1`,
+    [exec.userId, exec.messageId, ts(exec.createdAt), exec.id],
+  );
+  return rows[0]?.kernelId ?? null;
+}
+
+/**
  * Moves an execution to `to` only when it is in one of `from`; returns whether it moved. This is what keeps
  * a terminal state final when a retried job, a cancel and a timeout race.
  */

@@ -5,6 +5,7 @@ import type { ExecutionOutcome } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import type { EventPublisher } from "@codeinterp/queue";
+import { diedFailure } from "./kernel-outcome";
 
 export type Terminal = "completed" | "failed" | "timed_out" | "cancelled";
 
@@ -18,7 +19,7 @@ export const STATUS_BY_OUTCOME: Record<ExecutionOutcome["status"], Terminal> = {
 
 /** The failure recorded for code that ran and did not come back normally; null when it did. */
 export function outcomeFailure(outcome: ExecutionOutcome): { code: string; message: string } | null {
-  return outcome.status === "died" ? { code: "kernel_died", message: "the kernel died while running the code (crash, os._exit or out of memory)" } : null;
+  return outcome.status === "died" ? diedFailure(outcome) : null;
 }
 
 /** The failure code of an execution that could not be run (thrown before or around the kernel). */

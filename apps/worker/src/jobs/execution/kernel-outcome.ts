@@ -1,0 +1,32 @@
+import { previousKernelId } from "@codeinterp/db";
+import type { Db } from "@codeinterp/db";
+import type { ExecutionOutcome } from "@codeinterp/kernel";
+
+const MiB = 1024 ** 2;
+
+/** Why an execution whose kernel died failed: over its memory cap (the kernel's cgroup says so), or a crash. */
+export function diedFailure(outcome: Pick<ExecutionOutcome, "outOfMemory">): { code: string; message: string } {
+  if (outcome.outOfMemory) {
+    const limit = outcome.outOfMemory.limitBytes === null ? "" : ` of ${Math.round(outcome.outOfMemory.limitBytes / MiB)} MB`;
+    return {
+      code: "memory_limit",
+      message:
+        `the code went over the kernel's memory limit${limit} and the kernel was stopped; ` +
+        "the message's next execution runs on a new kernel, without the variables of earlier executions",
+    };
+  }
+  return { code: "kernel_died", message: "the kernel died while running the code (crash or os._exit)" };
+}
+
+export const KERNEL_RESET_NOTE =
+  "this message's earlier executions ran on a kernel that is gone (it died, went over its memory limit, or was " +
+  "stopped): variables and imports from them were reset; files in /mnt/data are kept";
+
+/**
+ * A note for an execution that runs on a new kernel although the message's earlier executions ran on
+ * another one. Null for a message's first kernel.
+ */
+export async function kernelResetNote(db: Db, exec: { id: string; userId: string; messageId: string; createdAt: Date }, kernelId: string): Promise<string | null> {
+  const previous = await previousKernelId(db, exec);
+  return previous !== null && previous !== kernelId ? KERNEL_RESET_NOTE : null;
+}

@@ -1,0 +1,220 @@
+#!/usr/bin/python3
+"""codeinterp's kernel launcher: one ipykernel in a bubblewrap sandbox with no network.
+
+Copied next to its kernelspec by @codeinterp/kernel on every start (edits are overwritten); the settings
+come from launcher.json beside it. Jupyter starts it as root with the kernel's workspace as cwd and the
+connection file as last argument; it runs ipykernel as the workspace's owner uid in new user, pid, ipc,
+uts and network namespaces (only its own loopback), seeing the system read-only, its workspace at
+/mnt/data, a private /tmp, and its five ZMQ sockets in a directory of its own. The chain
+prlimit -> setpriv -> bwrap -> python is exec'd, so the pid and process group jupyter_client holds stay
+the kernel's.
+
+Why the sockets move: with c.KernelManager.transport = "ipc" the server puts them in its runtime dir,
+next to every kernel's connection file and HMAC key, so that dir must never be mounted into a sandbox.
+The kernel binds them in <ipc root>/<kernel id>/ (mounted at /run/codeinterp/ipc) and the server reaches
+them through symlinks at the paths it expects (unix socket connect() follows them across namespaces).
+"""
+import json
+import os
+import shutil
+import sys
+
+SANDBOX_DIR = "/run/codeinterp"
+SANDBOX_IPC = SANDBOX_DIR + "/ipc"
+SANDBOX_CONNECTION_FILE = SANDBOX_DIR + "/kernel.json"
+SANDBOX_PROXY = SANDBOX_DIR + "/proxy.sock"
+PROXY_PORT = 3128
+PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+
+
+def fail(message):
+    print("codeinterp-sandbox: " + message, file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def write(path, value):
+    with open(path, "w") as f:
+        f.write(str(value))
+
+
+def kernel_id_of(connection_file):
+    base = os.path.basename(connection_file)
+    if not (base.startswith("kernel-") and base.endswith(".json")):
+        fail("unexpected connection file name " + base)
+    return base[len("kernel-"):-len(".json")]
+
+
+def gone(runtime_dir, name):
+    # jupyter_client removes kernel-<id>.json on final shutdown only (not on restart): that is "gone".
+    return not os.path.exists(os.path.join(runtime_dir, "kernel-%s.json" % name))
+
+
+def collect_garbage(runtime_dir, kid, ipc_root, cgroup_parents):
+    """Socket dirs and cgroups of kernels that are gone. Done here because jupyter_client may SIGKILL
+    the kernel, so nothing runs at its exit; rmdir of a cgroup that still has processes fails (EBUSY)."""
+    for parent, remove in [(ipc_root, lambda p: shutil.rmtree(p, ignore_errors=True))] + [
+        (p, os.rmdir) for p in cgroup_parents
+    ]:
+        try:
+            names = os.listdir(parent)
+        except FileNotFoundError:
+            continue
+        for name in names:
+            path = os.path.join(parent, name)
+            if name != kid and os.path.isdir(path) and gone(runtime_dir, name):
+                try:
+                    remove(path)
+                except OSError:
+                    pass
+
+
+def prepare_ipc(info, ipc_root, kid):
+    """The kernel's own socket dir plus the server-side symlinks; returns the connection info the
+    kernel sees. The dir is root's, sticky and o+w (1733): the kernel can bind sockets there and remove
+    only its own, and on hosts with fs.protected_symlinks=1 root will not follow a link the kernel
+    put in place of a socket."""
+    if info.get("transport") != "ipc":
+        fail("the sandbox has no network: the Jupyter server must use c.KernelManager.transport = 'ipc'")
+    os.makedirs(ipc_root, mode=0o711, exist_ok=True)
+    kdir = os.path.join(ipc_root, kid)
+    os.makedirs(kdir, exist_ok=True)
+    os.chown(kdir, 0, 0)
+    os.chmod(kdir, 0o1733)
+    for port in PORTS:
+        link = "%s-%s" % (info["ip"], info[port])
+        target = os.path.join(kdir, "k-%s" % info[port])
+        for stale in (link, target):  # a restart reuses the same names
+            try:
+                os.unlink(stale)
+            except FileNotFoundError:
+                pass
+        os.symlink(target, link)
+    return kdir, dict(info, ip=SANDBOX_IPC + "/k")
+
+
+def cgroup_v1(dirs, kid, limits, pid):
+    """dirs: controller -> parent dir of every kernel's cgroup (prepared by the service at start)."""
+    mem = dirs["memory"] + "/" + kid
+    os.makedirs(mem, exist_ok=True)
+    has_memsw = os.path.exists(mem + "/memory.memsw.limit_in_bytes")
+    if has_memsw:
+        write(mem + "/memory.memsw.limit_in_bytes", -1)  # memsw must stay >= the limit while both change
+    write(mem + "/memory.limit_in_bytes", limits["memoryBytes"])
+    if has_memsw:
+        write(mem + "/memory.memsw.limit_in_bytes", limits["memoryBytes"])  # no escape into swap
+    write(mem + "/memory.swappiness", 0)
+    pids = dirs["pids"] + "/" + kid
+    os.makedirs(pids, exist_ok=True)
+    write(pids + "/pids.max", limits["maxProcesses"])
+    cpu = dirs["cpu"] + "/" + kid
+    os.makedirs(cpu, exist_ok=True)
+    write(cpu + "/cpu.cfs_period_us", 100000)
+    write(cpu + "/cpu.cfs_quota_us", int(limits["cpus"] * 100000))
+    for d in (mem, pids, cpu):
+        write(d + "/cgroup.procs", pid)
+
+
+def cgroup_v2(parent, kid, limits, pid):
+    """parent: a cgroup with +memory +pids +cpu in cgroup.subtree_control and no processes of its own."""
+    d = parent + "/" + kid
+    os.makedirs(d, exist_ok=True)
+    write(d + "/memory.max", limits["memoryBytes"])
+    if os.path.exists(d + "/memory.swap.max"):
+        write(d + "/memory.swap.max", 0)
+    write(d + "/memory.oom.group", 1)  # an OOM kills the kernel with its subprocesses, at once
+    write(d + "/pids.max", limits["maxProcesses"])
+    write(d + "/cpu.max", "%d 100000" % int(limits["cpus"] * 100000))
+    write(d + "/cgroup.procs", pid)
+
+
+def join_cgroup(cgroup, kid, limits, pid):
+    if cgroup is None:
+        return
+    if cgroup["version"] == 1:
+        cgroup_v1(cgroup["dirs"], kid, limits, pid)
+    else:
+        cgroup_v2(cgroup["dir"], kid, limits, pid)
+
+
+def cgroup_parents(cgroup):
+    if cgroup is None:
+        return []
+    return list(cgroup["dirs"].values()) if cgroup["version"] == 1 else [cgroup["dir"]]
+
+
+def kernel_command(proxy_socket):
+    kernel = ["/usr/bin/python3", "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", SANDBOX_CONNECTION_FILE]
+    if not proxy_socket:
+        return kernel, []
+    # No network inside: 127.0.0.1:3128 of the sandbox's own loopback forwards to the proxy's socket.
+    # setsid keeps the forwarder out of the kernel's process group, which interrupts signal.
+    forward = (
+        "setsid socat TCP-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:%s </dev/null >/dev/null 2>&1 & "
+        % (PROXY_PORT, SANDBOX_PROXY)
+    )
+    url = "http://127.0.0.1:%d" % PROXY_PORT
+    env = [(k, url) for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")]
+    env += [(k, "localhost,127.0.0.1") for k in ("NO_PROXY", "no_proxy")]
+    return ["/bin/sh", "-c", forward + "exec " + " ".join(kernel)], env
+
+
+def main(config_file, connection_file):
+    with open(config_file) as f:
+        cfg = json.load(f)
+    limits = cfg["limits"]
+    workspace = os.getcwd()
+    st = os.stat(workspace)
+    if st.st_uid < cfg["minUid"] or st.st_gid < cfg["minUid"]:
+        fail("refusing to run a kernel in %s owned by uid %d" % (workspace, st.st_uid))
+    connection_file = os.path.abspath(connection_file)
+    kid = kernel_id_of(connection_file)
+    with open(connection_file) as f:
+        info = json.load(f)
+
+    collect_garbage(os.path.dirname(connection_file), kid, cfg["ipcRoot"], cgroup_parents(cfg.get("cgroup")))
+    kdir, sandbox_info = prepare_ipc(info, cfg["ipcRoot"], kid)
+    join_cgroup(cfg.get("cgroup"), kid, limits, os.getpid())
+
+    binds = ["--bind", workspace, "/mnt/data", "--bind", kdir, SANDBOX_IPC]
+    proxy = cfg.get("proxySocket")
+    if proxy:
+        binds += ["--ro-bind", proxy, SANDBOX_PROXY]  # connect() works on a read-only mount
+    command, proxy_env = kernel_command(proxy)
+
+    # The rewritten connection file (it holds the HMAC key) reaches the sandbox only through fd 3.
+    r, w = os.pipe()
+    os.write(w, json.dumps(sandbox_info).encode())  # a few hundred bytes: fits the pipe buffer
+    os.close(w)
+    if r != 3:
+        os.dup2(r, 3)
+        os.close(r)
+    os.set_inheritable(3, True)
+
+    argv = [
+        "prlimit",
+        "--nproc=%d" % limits["rlimitProcesses"],
+        "--as=%d" % limits["addressSpaceBytes"],
+        "--fsize=%d" % limits["maxFileBytes"],
+        "--nofile=%d" % limits["maxOpenFiles"],
+        "--",
+        "setpriv", "--reuid=%d" % st.st_uid, "--regid=%d" % st.st_gid, "--clear-groups", "--",
+        "bwrap", "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
+        "--unshare-cgroup-try", "--die-with-parent",
+        "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
+        "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+        "--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
+        *binds, "--chdir", "/mnt/data",
+        "--file", "3", SANDBOX_CONNECTION_FILE,
+        "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "MPLCONFIGDIR", "/tmp",
+        "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
+        "--setenv", "MPLBACKEND", "module://matplotlib_inline.backend_inline",
+        *[x for k, v in proxy_env for x in ("--setenv", k, v)],
+        *command,
+    ]
+    os.execvp(argv[0], argv)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        fail("usage: sandbox-launcher.py <launcher.json> <connection file>")
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,79 @@
+import { chmod, chown, mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import type { Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SANDBOX_KERNEL_NAME, createKernelGateway, silentLog, startLocalJupyter } from "../src";
+import type { KernelGateway, LocalJupyter } from "../src";
+
+// The sandbox launcher on its own Jupyter server (needs root and bubblewrap, like the embedded server's
+// sandbox): the egress proxy's unix socket is a sandboxed kernel's only way out, and a gone kernel's
+// socket directory is collected.
+let tmp: string;
+let server: LocalJupyter;
+let gateway: KernelGateway;
+let proxy: Server;
+const requests: string[] = [];
+
+beforeAll(async () => {
+  tmp = await mkdtemp(join(tmpdir(), "sandbox-int-"));
+  await chmod(tmp, 0o711);
+  // Stands in for the egress proxy: answers every request, and records its first line.
+  proxy = createServer((sock) => {
+    sock.once("data", (d: Buffer) => {
+      requests.push(d.toString().split("\r\n")[0] ?? "");
+      sock.end("HTTP/1.1 200 OK\r\nContent-Length: 11\r\nConnection: close\r\n\r\nvia-proxy\r\n");
+    });
+  });
+  await new Promise<void>((r) => proxy.listen(join(tmp, "proxy.sock"), r));
+  await chmod(join(tmp, "proxy.sock"), 0o666);
+  server = await startLocalJupyter({ rootDir: join(tmp, "root"), stateDir: join(tmp, "state"), port: 0, log: silentLog, proxySocket: join(tmp, "proxy.sock") });
+  await chmod(join(tmp, "root"), 0o711);
+  gateway = createKernelGateway({ baseUrl: server.url, token: server.token, log: silentLog, kernelName: SANDBOX_KERNEL_NAME });
+});
+
+afterAll(async () => {
+  await server?.stop();
+  proxy?.close();
+  await rm(tmp, { recursive: true, force: true });
+});
+
+async function workspace(name: string): Promise<string> {
+  const dir = join(tmp, "root", name);
+  await mkdir(dir);
+  await chown(dir, 100_123, 100_123);
+  return name;
+}
+
+describe("sandboxed kernels (as root, like the embedded server's sandbox)", () => {
+  it("reach the configured proxy through HTTP_PROXY, and nothing directly", async () => {
+    expect(server.sandbox.available).toBe(true);
+    const k = await gateway.startKernel({ path: await workspace("a") });
+    try {
+      const r = await k.execute(`
+import urllib.request, socket
+print(urllib.request.urlopen("http://example.com/some/path", timeout=10).read().decode().strip())
+try:
+    socket.create_connection(("93.184.215.14", 80), timeout=3)
+    print("direct")
+except OSError as e:
+    print(type(e).__name__)`);
+      expect({ stdout: r.stdout, requests }).toEqual({ stdout: "via-proxy\nOSError\n", requests: ["GET http://example.com/some/path HTTP/1.1"] });
+    } finally {
+      await k.shutdown();
+    }
+  });
+
+  it("a shut-down kernel's socket directory is collected when the next kernel starts", async () => {
+    const ipc = join(tmp, "state", "ipc");
+    const first = await gateway.startKernel({ path: await workspace("b") });
+    await first.shutdown();
+    const second = await gateway.startKernel({ path: await workspace("c") });
+    try {
+      expect(await readdir(ipc)).toEqual([second.id]);
+    } finally {
+      await second.shutdown();
+    }
+  });
+});
