@@ -15,6 +15,7 @@ import { filesRouter } from "./routes/files";
 import { messagesRouter } from "./routes/messages";
 import { playgroundRouter } from "./routes/playground";
 import { healthRouter } from "./routes/health";
+import { jupyterRouter } from "./jupyter/router";
 
 export function createApp(deps: ApiDeps): Express {
   const app = express();
@@ -43,6 +44,7 @@ export function createApp(deps: ApiDeps): Express {
   v1.use(cancelRouter(deps));
   v1.use(messagesRouter(deps));
   app.use("/v1", v1);
+  app.use("/jupyter", jupyterRouter(deps));
   app.use(playgroundRouter());
 
   app.use(unknownRoute);

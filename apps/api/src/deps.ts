@@ -13,6 +13,7 @@ export interface ApiDeps {
   env: Pick<
     ApiEnv,
     "ADMIN_TOKEN" | "EXECUTION_TIMEOUT_MS" | "MAX_EXECUTION_TIMEOUT_MS" | "MAX_CODE_BYTES" | "MAX_FILES_PER_EXECUTION" | "MAX_UPLOAD_BYTES" | "MAX_WAIT_MS" | "DATA_DIR"
+    | "JUPYTER_KERNEL_IDLE_MS" | "JUPYTER_FILE_LINKS" | "JUPYTER_FILE_LINK_BASE_URL" | "JUPYTER_MAX_MESSAGE_BYTES" | "JUPYTER_SESSION_TTL_MS"
   >;
   db: Db;
   /** Content-addressed file storage under DATA_DIR (uploads and generated files). */

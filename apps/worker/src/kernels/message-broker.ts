@@ -2,6 +2,7 @@ import type { KernelGateway, KernelSession } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import type { Redis } from "@codeinterp/queue";
+import { kernelResetKey } from "@codeinterp/queue";
 import type { AcquireRequest, KernelBroker, KernelLease } from "./broker";
 import type { HeldLock } from "./lock";
 import { acquireLock, tryLock } from "./lock";
@@ -138,7 +139,12 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
       try {
         const earlyMapping = lock.firstTry ? await early : undefined;
         const mapping = earlyMapping === undefined ? await readMapping(req.messageKey) : earlyMapping;
-        if (mapping) {
+        // A restart asked for through the API (the Jupyter surface) is consumed here: the execution then
+        // starts on a fresh kernel (a message without a kernel gets a fresh one anyway).
+        const resetAsked = (await redis.del(kernelResetKey(prefix, req.messageKey))) > 0;
+        if (mapping && resetAsked) {
+          await forget(req.messageKey, mapping.kernelId, true);
+        } else if (mapping) {
           const attached = await attach(mapping.kernelId);
           if (attached) {
             locks.set(req.messageKey, lock);

@@ -1,0 +1,169 @@
+import type { IncomingMessage, Server } from "node:http";
+import type { Duplex } from "node:stream";
+import { randomUUID } from "node:crypto";
+import { WebSocketServer } from "ws";
+import type { RawData, WebSocket } from "ws";
+import { normalizeError } from "@codeinterp/logger";
+import type { ApiDeps } from "../deps";
+import { identify } from "./auth";
+import type { ChannelContext } from "./execute";
+import { serveExecute } from "./execute";
+import type { JupyterServices } from "./services";
+import { parseFrame, reply, serialize, V1_PROTOCOL, MalformedFrameError } from "./protocol";
+import type { ClientMessage, Header } from "./protocol";
+import { kernelInfo, unservedReply } from "./replies";
+
+const CHANNELS_PATH = /^\/jupyter\/api\/kernels\/([^/]+)\/channels\/?$/;
+
+/**
+ * The kernel websocket (`/jupyter/api/kernels/:id/channels`) on the API's HTTP server: authenticated and
+ * checked against the kernel's owner before the upgrade (another user's kernel answers 404), then Jupyter
+ * messages in both wire formats.
+ */
+export function attachJupyterChannels(server: Server, deps: ApiDeps, services: JupyterServices): () => void {
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: deps.env.JUPYTER_MAX_MESSAGE_BYTES,
+    // @jupyterlab/services offers the v1 binary protocol; Open WebUI (websockets) offers none: plain JSON.
+    handleProtocols: (protocols) => (protocols.has(V1_PROTOCOL) ? V1_PROTOCOL : false),
+  });
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const path = new URL(req.url ?? "/", "http://x").pathname;
+    if (!path.startsWith("/jupyter/")) {
+      // Nobody else serves websockets on this server.
+      if (server.listenerCount("upgrade") === 1) refuse(socket, 404, "Not Found");
+      return;
+    }
+    socket.on("error", () => undefined);
+    const match = CHANNELS_PATH.exec(path);
+    if (!match) return refuse(socket, 404, "Not Found");
+    void authorize(req, match[1]!)
+      .then((outcome) => {
+        if (typeof outcome === "number") return refuse(socket, outcome, outcome === 401 ? "Unauthorized" : outcome === 403 ? "Forbidden" : "Not Found");
+        wss.handleUpgrade(req, socket, head, (ws) => serveConnection(ws, req, outcome));
+      })
+      .catch((err: unknown) => {
+        deps.log.warn({ err: normalizeError(err) }, "jupyter websocket upgrade failed");
+        refuse(socket, 503, "Service Unavailable");
+      });
+  };
+
+  async function authorize(req: IncomingMessage, kernelId: string) {
+    const caller = await identify(req, deps.db, services.sessions);
+    if (!caller) return 401;
+    // A browser page on another site must not ride a login cookie (Jupyter Server checks Origin too).
+    const origin = req.headers.origin;
+    if (caller.via === "cookie" && origin && safeHost(origin) !== req.headers.host) return 403;
+    const kernel = await services.kernels.get(caller.userId, kernelId);
+    return kernel ?? 404;
+  }
+
+  function serveConnection(ws: WebSocket, req: IncomingMessage, kernel: NonNullable<Awaited<ReturnType<JupyterServices["kernels"]["get"]>>>) {
+    const protocol = ws.protocol;
+    const log = deps.log.child({ kernelId: kernel.id, messageId: kernel.messageId });
+    const linkBase = (deps.env.JUPYTER_FILE_LINK_BASE_URL ?? `http://${req.headers.host ?? "localhost"}`).replace(/\/+$/, "");
+    const ctx: ChannelContext = {
+      deps,
+      store: services.kernels,
+      kernel,
+      session: randomUUID(),
+      linkBase,
+      send(channel, msgType, parent, content) {
+        if (ws.readyState !== ws.OPEN) return;
+        ws.send(serialize(reply(ctx.session, channel, msgType, parent, content), protocol));
+      },
+    };
+    services.track(kernel.id, ws);
+    log.debug({ protocol: protocol || "json" }, "jupyter websocket opened");
+    // Executions run one after another, as a kernel runs them.
+    let shellQueue: Promise<void> = Promise.resolve();
+    ws.on("error", (err) => log.info({ err: err.message }, "jupyter websocket error"));
+    ws.on("close", () => services.untrack(kernel.id, ws));
+    ws.on("message", (data: RawData, isBinary: boolean) => {
+      let msg: ClientMessage;
+      try {
+        msg = parseFrame(toBuffer(data), isBinary, protocol);
+      } catch (err) {
+        const reason = err instanceof MalformedFrameError ? err.message : "malformed frame";
+        log.info({ reason }, "closing a jupyter websocket after a malformed frame");
+        ws.close(1007, reason.slice(0, 120));
+        return;
+      }
+      const work = dispatch(ctx, msg, services);
+      if (msg.header.msg_type === "execute_request") {
+        shellQueue = shellQueue.then(work).catch(() => undefined);
+      } else {
+        void work().catch((err: unknown) => log.warn({ err: normalizeError(err) }, "jupyter request failed"));
+      }
+    });
+  }
+
+  server.on("upgrade", onUpgrade);
+  return () => {
+    server.off("upgrade", onUpgrade);
+    for (const ws of wss.clients) ws.terminate();
+    wss.close();
+  };
+}
+
+/** The handler of one client message, to run now or after the executions before it. */
+function dispatch(ctx: ChannelContext, msg: ClientMessage, services: JupyterServices): () => Promise<void> {
+  const { header, content, channel } = msg;
+  const type = header.msg_type;
+  return async () => {
+    if (channel === "iopub" || channel === "stdin") return; // input_reply and the like: nothing waits for us
+    if (type === "execute_request") {
+      // A kernel deleted meanwhile (through any API instance) runs nothing more.
+      const current = await services.kernels.get(ctx.kernel.userId, ctx.kernel.id);
+      if (!current) {
+        withStatus(ctx, header, () => ctx.send("shell", "execute_reply", header, { status: "error", ename: "DeadKernelError", evalue: "the kernel was shut down", traceback: [], execution_count: 0 }));
+        return;
+      }
+      return serveExecute(ctx, header, content);
+    }
+    if (type === "interrupt_request") {
+      await services.interrupt(ctx.kernel);
+      return withStatus(ctx, header, () => ctx.send(channel, "interrupt_reply", header, { status: "ok" }));
+    }
+    if (type === "shutdown_request") {
+      const restart = content.restart === true;
+      if (restart) await services.restart(ctx.kernel);
+      else await services.shutdown(ctx.kernel);
+      return withStatus(ctx, header, () => ctx.send(channel, "shutdown_reply", header, { status: "ok", restart }));
+    }
+    if (type === "comm_open") {
+      // No comm targets here: the kernel's answer to an unknown target is to close the comm.
+      return withStatus(ctx, header, () => ctx.send("iopub", "comm_close", header, { comm_id: String(content.comm_id ?? ""), data: {} }));
+    }
+    if (type === "kernel_info_request") return withStatus(ctx, header, () => ctx.send(channel, "kernel_info_reply", header, kernelInfo()));
+    if (!type.endsWith("_request")) return; // comm_msg, comm_close: nothing waits for an answer
+    const answer = unservedReply(type, content);
+    withStatus(ctx, header, () => ctx.send(channel, answer.type, header, answer.content));
+  };
+}
+
+/** Every request is bracketed by busy and idle on iopub: clients wait for the idle before a request is done. */
+function withStatus(ctx: ChannelContext, parent: Header, fn: () => void): void {
+  ctx.send("iopub", "status", parent, { execution_state: "busy" });
+  fn();
+  ctx.send("iopub", "status", parent, { execution_state: "idle" });
+}
+
+function toBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
+
+function safeHost(origin: string): string | null {
+  try {
+    return new URL(origin).host;
+  } catch {
+    return null;
+  }
+}
+
+function refuse(socket: Duplex, status: number, text: string): void {
+  const body = JSON.stringify({ message: text, reason: null });
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+}

@@ -1,0 +1,198 @@
+import { request } from "node:http";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KernelAPI, KernelManager, ServerConnection } from "@jupyterlab/services";
+import type { Kernel, KernelMessage } from "@jupyterlab/services";
+import { WebSocket } from "ws";
+import { client, startTestStack } from "./helpers/stack";
+import type { TestStack } from "./helpers/stack";
+
+// The Jupyter surface at /jupyter driven by @jupyterlab/services 7.6.6, the published client JupyterLab
+// uses (it negotiates the v1.kernel.websocket.jupyter.org binary subprotocol).
+
+let stack: TestStack;
+let key: string;
+let otherKey: string;
+let settings: ServerConnection.ISettings;
+let manager: KernelManager;
+
+beforeAll(async () => {
+  stack = await startTestStack({ env: { KERNEL_POOL_SIZE: "1", KERNEL_INTERRUPT_GRACE_MS: "1000", JUPYTER_MAX_MESSAGE_BYTES: "65536" } });
+  key = (await stack.newUser("jane")).key;
+  otherKey = (await stack.newUser("mallory")).key;
+  settings = settingsFor(key);
+  manager = new KernelManager({ serverSettings: settings });
+  await manager.ready;
+});
+afterAll(async () => {
+  manager?.dispose();
+  await stack?.close();
+});
+
+function settingsFor(token: string): ServerConnection.ISettings {
+  const base = `${stack.url}/jupyter/`;
+  return ServerConnection.makeSettings({ baseUrl: base, wsUrl: base.replace(/^http/, "ws"), token, appendToken: true });
+}
+
+/** Runs code and collects the iopub messages of that request, and its reply. */
+async function run(kernel: Kernel.IKernelConnection, code: string) {
+  const iopub: KernelMessage.IIOPubMessage[] = [];
+  const future = kernel.requestExecute({ code, stop_on_error: true });
+  future.onIOPub = (m) => {
+    iopub.push(m);
+  };
+  const reply = (await future.done) as KernelMessage.IExecuteReplyMsg;
+  return { iopub, reply, types: iopub.map((m) => m.header.msg_type) };
+}
+
+describe("the Jupyter surface with @jupyterlab/services", () => {
+  it("starts a python3 kernel, runs code with stream, display_data, execute_result and error, and keeps variables", async () => {
+    expect(await (await fetch(`${stack.url}/jupyter/api`)).json()).toMatchObject({ version: expect.any(String) });
+    const specs = await (await fetch(`${stack.url}/jupyter/api/kernelspecs?token=${key}`)).json();
+    expect(specs.default).toBe("python3");
+
+    const kernel = await manager.startNew({ name: "python3" });
+    expect(kernel.name).toBe("python3");
+    const info = await kernel.info;
+    expect(info.language_info.name).toBe("python");
+    // The server chose the binary subprotocol the client offered.
+    expect((kernel as unknown as { _selectedProtocol: string })._selectedProtocol).toBe("v1.kernel.websocket.jupyter.org");
+
+    const printed = await run(kernel, "import sys\nx = 20\nprint('hello', flush=True)\nprint('oops', file=sys.stderr)");
+    expect(printed.reply.content.status).toBe("ok");
+    expect(printed.types[0]).toBe("status");
+    expect(printed.types[1]).toBe("execute_input");
+    expect(printed.types.at(-1)).toBe("status");
+    expect((printed.iopub.at(-1)!.content as { execution_state: string }).execution_state).toBe("idle");
+    const streams = printed.iopub.filter((m) => m.header.msg_type === "stream").map((m) => m.content as { name: string; text: string });
+    expect(streams.filter((s) => s.name === "stdout").map((s) => s.text).join("")).toBe("hello\n");
+    expect(streams.filter((s) => s.name === "stderr").map((s) => s.text).join("")).toBe("oops\n");
+    for (const m of printed.iopub) expect(m.parent_header).toMatchObject({ msg_id: printed.reply.parent_header.msg_id });
+
+    const value = await run(kernel, "from IPython.display import display, HTML\ndisplay(HTML('<b>hi</b>'))\nx * 2 + 2");
+    const shown = value.iopub.find((m) => m.header.msg_type === "display_data")!;
+    expect((shown.content as { data: Record<string, string> }).data["text/html"]).toBe("<b>hi</b>");
+    const result = value.iopub.find((m) => m.header.msg_type === "execute_result")!;
+    expect((result.content as { data: Record<string, string> }).data["text/plain"]).toBe("42");
+    expect(value.reply.content.execution_count).toBe(2);
+
+    const failed = await run(kernel, "1 / 0");
+    expect(failed.reply.content.status).toBe("error");
+    const error = failed.iopub.find((m) => m.header.msg_type === "error")!.content as { ename: string; traceback: string[] };
+    expect(error.ename).toBe("ZeroDivisionError");
+    expect(error.traceback.join("\n")).toContain("division by zero");
+
+    // Requests this surface does not serve are answered, not left hanging.
+    const completion = await kernel.requestComplete({ code: "x.", cursor_pos: 2 });
+    expect(completion.content.status).toBe("ok");
+    const inspection = await kernel.requestInspect({ code: "x", cursor_pos: 1, detail_level: 0 });
+    expect(inspection.content.status).toBe("ok");
+    const history = await kernel.requestHistory({ output: false, raw: true, hist_access_type: "tail", n: 5 });
+    expect(history.content.status).toBe("ok");
+
+    await kernel.shutdown();
+    expect((await fetch(`${stack.url}/jupyter/api/kernels/${kernel.id}?token=${key}`)).status).toBe(404);
+  });
+
+  it("interrupts a `while True` loop, restarts into a fresh kernel (files kept), and lists only the caller's kernels", async () => {
+    const kernel = await manager.startNew();
+    await run(kernel, "y = 5\nopen('/mnt/data/kept.txt', 'w').write('still here')");
+    const looping = run(kernel, "import time\nprint('looping', flush=True)\nwhile True:\n    time.sleep(0.01)");
+    await waitFor(async () => (await KernelAPI.getKernelModel(kernel.id, settings))?.execution_state === "busy");
+    await kernel.interrupt();
+    const interrupted = await looping;
+    expect(interrupted.reply.content.status).toBe("error");
+    expect(interrupted.iopub.find((m) => m.header.msg_type === "error")!.content).toMatchObject({ ename: "KeyboardInterrupt" });
+    // The kernel lives on after an interrupt.
+    expect((await run(kernel, "print(y)")).iopub.some((m) => m.header.msg_type === "stream" && (m.content as { text: string }).text === "5\n")).toBe(true);
+
+    await kernel.restart();
+    const after = await run(kernel, "print('y' in globals(), open('/mnt/data/kept.txt').read())");
+    const out = after.iopub.filter((m) => m.header.msg_type === "stream").map((m) => (m.content as { text: string }).text).join("");
+    expect(out).toContain("False still here");
+
+    const mine = await KernelAPI.listRunning(settings);
+    expect(mine.map((k) => k.id)).toContain(kernel.id);
+    expect((await KernelAPI.listRunning(settingsFor(otherKey))).map((k) => k.id)).not.toContain(kernel.id);
+    await kernel.shutdown();
+  });
+
+  it("reports the files the code wrote as a stream with download links", async () => {
+    const kernel = await manager.startNew();
+    const wrote = await run(kernel, "open('/mnt/data/report.csv', 'w').write('a,b\\n1,2\\n')");
+    const text = wrote.iopub.filter((m) => m.header.msg_type === "stream").map((m) => (m.content as { text: string }).text).join("");
+    const link = /report\.csv: (http\S+)/.exec(text)?.[1];
+    expect(link).toBeDefined();
+    const download = await fetch(link!, { headers: { authorization: `Bearer ${key}` } });
+    expect(await download.text()).toBe("a,b\n1,2\n");
+    // The same execution is a normal record of this user's, under the kernel's message.
+    const listed = await client(stack.url, key).get("/v1/chats/jupyter/files");
+    expect(JSON.stringify(listed.body)).toContain("report.csv");
+    await kernel.shutdown();
+  });
+
+  it("answers 404 for another user's kernel, over REST and the websocket, and 401 without a key", async () => {
+    const kernel = await manager.startNew();
+    const base = `${stack.url}/jupyter/api/kernels/${kernel.id}`;
+    expect((await fetch(`${base}?token=${otherKey}`)).status).toBe(404);
+    expect((await fetch(base, { method: "DELETE", headers: { authorization: `token ${otherKey}` } })).status).toBe(404);
+    expect((await fetch(`${base}/interrupt`, { method: "POST", headers: { authorization: `Bearer ${otherKey}` } })).status).toBe(404);
+    expect((await fetch(`${base}/restart`, { method: "POST", headers: { authorization: `Bearer ${otherKey}` } })).status).toBe(404);
+    expect((await fetch(`${stack.url}/jupyter/api/kernels`)).status).toBe(401);
+    expect(await upgradeStatus(`${base}/channels?token=${otherKey}`)).toBe(404);
+    expect(await upgradeStatus(`${base}/channels`)).toBe(401);
+    expect(await upgradeStatus(`${base}/channels?token=${key}`)).toBe(101);
+    await kernel.shutdown();
+  });
+
+  it("closes a websocket that sends malformed or huge frames, and keeps serving", async () => {
+    const kernel = await manager.startNew();
+    const url = `${stack.url.replace(/^http/, "ws")}/jupyter/api/kernels/${kernel.id}/channels?token=${key}`;
+    for (const frame of ["not json", JSON.stringify({ header: { msg_type: 5 } }), "x".repeat(100_000), new Uint8Array([1, 2, 3])]) {
+      const ws = new WebSocket(url);
+      const closed = new Promise<number>((resolve) => ws.addEventListener("close", (e) => resolve(e.code)));
+      await new Promise((resolve) => ws.addEventListener("open", resolve));
+      ws.send(frame);
+      expect([1007, 1009]).toContain(await closed);
+    }
+    // v1 binary frames with a lying offset table.
+    const v1 = new WebSocket(url, ["v1.kernel.websocket.jupyter.org"]);
+    const v1Closed = new Promise<number>((resolve) => v1.addEventListener("close", (e) => resolve(e.code)));
+    await new Promise((resolve) => v1.addEventListener("open", resolve));
+    const lying = new DataView(new ArrayBuffer(64));
+    lying.setBigUint64(0, 6n, true);
+    lying.setBigUint64(8, 1_000_000n, true);
+    v1.send(lying.buffer);
+    expect(await v1Closed).toBe(1007);
+    // The process is up and the kernel still runs code.
+    expect((await fetch(`${stack.url}/healthz`)).status).toBe(200);
+    const fresh = manager.connectTo({ model: { id: kernel.id, name: "python3" } });
+    const ok = await run(fresh, "print('alive')");
+    expect(ok.reply.content.status).toBe("ok");
+    await fresh.shutdown();
+  });
+});
+
+/** The HTTP status of a websocket handshake (101 when it was accepted). */
+function upgradeStatus(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { headers: { connection: "Upgrade", upgrade: "websocket", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==" } });
+    req.on("upgrade", (_res, socket) => {
+      socket.destroy();
+      resolve(101);
+    });
+    req.on("response", (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+async function waitFor(check: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
