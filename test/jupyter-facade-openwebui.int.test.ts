@@ -1,0 +1,94 @@
+import { execFile } from "node:child_process";
+import path from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { repoRoot } from "@codeinterp/config";
+import { startTestStack } from "./helpers/stack";
+import type { TestStack } from "./helpers/stack";
+
+// Open WebUI's Jupyter engine against codeinterp: test/helpers/openwebui_jupyter_client.py follows
+// open-webui backend/open_webui/utils/code_interpreter.py step for step with Debian's aiohttp and
+// websockets (scripts/setup.mjs installs them for `npm test`). The settings an Open WebUI admin changes:
+// CODE_INTERPRETER_JUPYTER_URL=<codeinterp>/jupyter and the key as token or as password.
+
+const run = promisify(execFile);
+const CLIENT = path.join(repoRoot, "test/helpers/openwebui_jupyter_client.py");
+
+let stack: TestStack;
+let key: string;
+
+beforeAll(async () => {
+  stack = await startTestStack({ env: { KERNEL_POOL_SIZE: "1" } });
+  key = (await stack.newUser("owui")).key;
+});
+afterAll(async () => {
+  await stack?.close();
+});
+
+interface OpenWebUiResult {
+  stdout: string;
+  stderr: string;
+  result: string;
+  kernel_id: string;
+  deleted: number | null;
+}
+
+async function openWebUi(code: string, auth: { token?: string; password?: string }): Promise<OpenWebUiResult> {
+  // By host name, as Open WebUI deployments name their Jupyter server: aiohttp's cookie jar ignores cookies
+  // that an IP address sets on a redirect, with Jupyter Server as with codeinterp.
+  const url = `${stack.url.replace("127.0.0.1", "localhost")}/jupyter`;
+  const { stdout } = await run("/usr/bin/python3", [CLIENT, url, code, auth.token ?? "", auth.password ?? "", "60"], { timeout: 90_000 });
+  return JSON.parse(stdout) as OpenWebUiResult;
+}
+
+const PLOT = "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()";
+
+describe.each([
+  ["token", () => ({ token: key })],
+  ["password", () => ({ password: key })],
+])("Open WebUI's Jupyter client in %s mode", (_mode, auth) => {
+  it("shows stdout, and the kernel it started is deleted afterwards", async () => {
+    const out = await openWebUi("print('hello from open webui')", auth());
+    expect(out.stderr).toBe("");
+    expect(out.stdout).toBe("hello from open webui");
+    expect(out.deleted).toBe(204);
+    const left = await fetch(`${stack.url}/jupyter/api/kernels/${out.kernel_id}?token=${key}`);
+    expect(left.status).toBe(404);
+  });
+
+  it("shows a plot as a base64 PNG", async () => {
+    const out = await openWebUi(PLOT, auth());
+    expect(out.stderr).toBe("");
+    expect(out.result).toMatch(/^data:image\/png;base64,/);
+    const png = Buffer.from(out.result.slice("data:image/png;base64,".length), "base64");
+    expect(png.subarray(0, 8).toString("hex")).toBe("89504e470d0a1a0a");
+  });
+
+  it("shows an error's traceback, after the output printed before it", async () => {
+    const out = await openWebUi("print('before')\n{}['missing']", auth());
+    expect(out.stdout).toBe("before");
+    expect(out.stderr).toContain("KeyError");
+    expect(out.stderr).toContain("missing");
+  });
+});
+
+describe("Open WebUI's Jupyter client with bad credentials", () => {
+  it("a wrong token or password runs nothing and reports the refusal", async () => {
+    const byToken = await openWebUi("print(1)", { token: "not-a-key" });
+    expect(byToken.stderr).toMatch(/^Error: 401/);
+    expect(byToken.kernel_id).toBe("");
+    const byPassword = await openWebUi("print(1)", { password: "not-a-key" });
+    expect(byPassword.stderr).toMatch(/^Error: 401/);
+  });
+
+  it("a login without the _xsrf cookie is refused (Jupyter Server's XSRF rule)", async () => {
+    const res = await fetch(`${stack.url}/jupyter/login`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ password: key }).toString(),
+      redirect: "manual",
+    });
+    expect(res.status).toBe(403);
+    expect(res.headers.get("set-cookie") ?? "").not.toContain("codeinterp-jupyter=");
+  });
+});
