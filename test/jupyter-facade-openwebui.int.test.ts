@@ -3,6 +3,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { repoRoot } from "@codeinterp/config";
+import { createDb } from "@codeinterp/db";
 import { startTestStack } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
 
@@ -18,7 +19,8 @@ let stack: TestStack;
 let key: string;
 
 beforeAll(async () => {
-  stack = await startTestStack({ env: { KERNEL_POOL_SIZE: "1" } });
+  // An idle TTL long enough that only the retirement of a deleted kernel explains it going within the test.
+  stack = await startTestStack({ env: { KERNEL_POOL_SIZE: "1", KERNEL_IDLE_TTL_MS: "40000" } });
   key = (await stack.newUser("owui")).key;
 });
 afterAll(async () => {
@@ -69,6 +71,27 @@ describe.each([
     expect(out.stdout).toBe("before");
     expect(out.stderr).toContain("KeyError");
     expect(out.stderr).toContain("missing");
+  });
+});
+
+describe("the kernels Open WebUI starts and deletes for every run", () => {
+  it("each run is a recorded execution of the user's, and its kernel is shut down soon after the DELETE", async () => {
+    const out = await openWebUi("print(6 * 7)", { token: key });
+    expect(out.stdout).toBe("42");
+    const db = createDb({ url: stack.databaseUrl });
+    try {
+      const execution = await db.execution.findFirstOrThrow({ where: { messageId: `jupyter-${out.kernel_id}` } });
+      expect(execution).toMatchObject({ userId: "owui", chatId: "jupyter", status: "completed" });
+      const gatewayKernel = `${stack.env.JUPYTER_URL}/api/kernels/${execution.kernelId}?token=${stack.env.JUPYTER_TOKEN}`;
+      const deletedAt = Date.now();
+      while ((await fetch(gatewayKernel)).status !== 404) {
+        // Well before the 40 s idle TTL: the workers' sweep (every 10 s here) retires it.
+        expect(Date.now() - deletedAt).toBeLessThan(25_000);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    } finally {
+      await db.$disconnect();
+    }
   });
 });
 

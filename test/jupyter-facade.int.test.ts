@@ -47,7 +47,9 @@ async function run(kernel: Kernel.IKernelConnection, code: string) {
 describe("the Jupyter surface with @jupyterlab/services", () => {
   it("starts a python3 kernel, runs code with stream, display_data, execute_result and error, and keeps variables", async () => {
     expect(await (await fetch(`${stack.url}/jupyter/api`)).json()).toMatchObject({ version: expect.any(String) });
-    const specs = await (await fetch(`${stack.url}/jupyter/api/kernelspecs?token=${key}`)).json();
+    const doc = (await (await fetch(`${stack.url}/openapi.json`)).json()) as { paths: Record<string, unknown> };
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/jupyter/api/kernels", "/jupyter/api/kernels/{id}/channels", "/jupyter/login"]));
+    const specs = (await (await fetch(`${stack.url}/jupyter/api/kernelspecs?token=${key}`)).json()) as { default: string };
     expect(specs.default).toBe("python3");
 
     const kernel = await manager.startNew({ name: "python3" });
@@ -144,6 +146,29 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
     await kernel.shutdown();
   });
 
+  it("a login session needs X-XSRFToken to change things, and its websocket refuses another site's Origin", async () => {
+    const page = await fetch(`${stack.url}/jupyter/login`);
+    const xsrf = /_xsrf=([^;]+)/.exec(page.headers.get("set-cookie") ?? "")?.[1];
+    expect(xsrf).toBeDefined();
+    const login = await fetch(`${stack.url}/jupyter/login`, {
+      method: "POST",
+      headers: { cookie: `_xsrf=${xsrf}`, "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ _xsrf: xsrf!, password: key }).toString(),
+      redirect: "manual",
+    });
+    expect(login.status).toBe(302);
+    const session = /codeinterp-jupyter=([^;]+)/.exec(login.headers.get("set-cookie") ?? "")?.[1];
+    const cookie = `_xsrf=${xsrf}; codeinterp-jupyter=${session}`;
+    expect((await fetch(`${stack.url}/jupyter/api/kernels`, { method: "POST", headers: { cookie } })).status).toBe(403);
+    const started = await fetch(`${stack.url}/jupyter/api/kernels`, { method: "POST", headers: { cookie, "x-xsrftoken": xsrf! } });
+    expect(started.status).toBe(201);
+    const { id } = (await started.json()) as { id: string };
+    const channels = `${stack.url}/jupyter/api/kernels/${id}/channels`;
+    expect(await upgradeStatus(channels, { cookie, origin: "http://evil.example" })).toBe(403);
+    expect(await upgradeStatus(channels, { cookie })).toBe(101);
+    expect((await fetch(`${stack.url}/jupyter/api/kernels/${id}`, { method: "DELETE", headers: { cookie, "x-xsrftoken": xsrf! } })).status).toBe(204);
+  });
+
   it("closes a websocket that sends malformed or huge frames, and keeps serving", async () => {
     const kernel = await manager.startNew();
     const url = `${stack.url.replace(/^http/, "ws")}/jupyter/api/kernels/${kernel.id}/channels?token=${key}`;
@@ -173,9 +198,9 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
 });
 
 /** The HTTP status of a websocket handshake (101 when it was accepted). */
-function upgradeStatus(url: string): Promise<number> {
+function upgradeStatus(url: string, headers: Record<string, string> = {}): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { headers: { connection: "Upgrade", upgrade: "websocket", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==" } });
+    const req = request(url, { headers: { ...headers, connection: "Upgrade", upgrade: "websocket", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==" } });
     req.on("upgrade", (_res, socket) => {
       socket.destroy();
       resolve(101);

@@ -2,6 +2,7 @@ import { OpenAPIRegistry, OpenApiGeneratorV31 } from "@asteasolutions/zod-to-ope
 import type { z } from "zod";
 import type { ApiEnv } from "./env";
 import { registerFilePaths } from "./openapi-files";
+import { registerJupyterPaths } from "./jupyter/openapi";
 import {
   ApiKeyCreated,
   CreateApiKeyBody,
@@ -89,6 +90,7 @@ export function buildOpenApiDocument(env: Pick<ApiEnv, "MAX_CODE_BYTES" | "MAX_E
     },
   });
   registerFilePaths(registry, security);
+  registerJupyterPaths(registry);
   registry.registerPath({ method: "get", path: "/healthz", summary: "Process up", responses: { 200: json(Health, "Up") } });
   registry.registerPath({
     method: "get",

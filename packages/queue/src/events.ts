@@ -18,6 +18,8 @@ export const cancelKey = (prefix: string, executionId: string) => `${prefix}:can
  * next acquires the message's kernel, which shuts the old one down and starts the execution on a fresh one.
  */
 export const kernelResetKey = (prefix: string, messageKey: string) => `${prefix}:kernel:reset:${messageKey}`;
+/** Message keys whose kernel is no longer wanted (a Jupyter-surface kernel deleted): the next idle sweep shuts it down. */
+export const kernelRetireKey = (prefix: string) => `${prefix}:kernel:retire`;
 
 const statusValues = ["queued", "preparing", "running", "completed", "failed", "timed_out", "cancelled"] as const;
 

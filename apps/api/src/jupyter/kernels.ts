@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Redis } from "@codeinterp/queue";
-import { kernelResetKey } from "@codeinterp/queue";
+import { kernelResetKey, kernelRetireKey } from "@codeinterp/queue";
 import { workspaceId } from "@codeinterp/workspace";
 
 /** Every kernel of the Jupyter surface is a message of this chat (so `/v1/chats/jupyter/files` lists their files). */
@@ -96,8 +96,9 @@ export function createKernelStore(redis: Redis, prefix: string, idleMs: number) 
         .exec();
     },
 
+    /** The id is gone at once; the message's kernel goes at the workers' next sweep. */
     async remove(k: FacadeKernel): Promise<void> {
-      await redis.multi().del(key(k.id)).srem(userSet(k.userId), k.id).exec();
+      await redis.multi().del(key(k.id)).srem(userSet(k.userId), k.id).sadd(kernelRetireKey(prefix), workspaceId(k.userId, k.messageId)).exec();
     },
   };
   return store;

@@ -31,7 +31,7 @@ export function createJupyterServices(deps: ApiDeps) {
       await kernels.requestReset(k);
       deps.log.info({ kernelId: k.id, messageId: k.messageId }, "jupyter kernel restart requested");
     },
-    /** The id is gone at once; the message's kernel is culled when idle, like any message kernel. */
+    /** The id is gone at once; the workers' next sweep shuts the message's kernel down (it would idle out anyway). */
     async shutdown(k: FacadeKernel): Promise<void> {
       await interrupt(k);
       await kernels.remove(k);

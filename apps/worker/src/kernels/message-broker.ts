@@ -2,7 +2,7 @@ import type { KernelGateway, KernelSession } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import type { Redis } from "@codeinterp/queue";
-import { kernelResetKey } from "@codeinterp/queue";
+import { kernelResetKey, kernelRetireKey } from "@codeinterp/queue";
 import type { AcquireRequest, KernelBroker, KernelLease } from "./broker";
 import type { HeldLock } from "./lock";
 import { acquireLock, tryLock } from "./lock";
@@ -241,7 +241,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
         }
       }
       if (n) log.info({ kernels: n }, "shut down idle message kernels");
-      return n + orphans;
+      return n + orphans + (await sweepRetired());
     },
 
     async close() {
@@ -253,6 +253,31 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
       sessions.clear();
     },
   };
+
+  /** Kernels of messages the API retired (a deleted Jupyter-surface kernel) go now, not after the idle TTL. */
+  async function sweepRetired(): Promise<number> {
+    const retired = await redis.spop(kernelRetireKey(prefix), 100);
+    let n = 0;
+    for (const messageKey of retired) {
+      const lock = await tryLock(redis, lockKey(messageKey), 30_000);
+      if (!lock) {
+        // An execution still holds it: next sweep.
+        await redis.sadd(kernelRetireKey(prefix), messageKey);
+        continue;
+      }
+      try {
+        const mapping = await readMapping(messageKey);
+        if (mapping) {
+          await forget(messageKey, mapping.kernelId, true);
+          n++;
+        }
+      } finally {
+        await lock.release();
+      }
+    }
+    if (n) log.info({ kernels: n }, "shut down retired message kernels");
+    return n;
+  }
 
   const sweeper = setInterval(() => {
     broker.sweep().catch((err: unknown) => log.warn({ err: normalizeError(err) }, "kernel sweep failed"));
