@@ -188,6 +188,20 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
     lying.setBigUint64(8, 1_000_000n, true);
     v1.send(lying.buffer);
     expect(await v1Closed).toBe(1007);
+    // A flood of execute_requests: beyond 32 waiting on one connection, each is refused at once.
+    const flood = new WebSocket(url);
+    await new Promise((resolve) => flood.once("open", resolve));
+    const refused: string[] = [];
+    flood.on("message", (data) => {
+      const m = JSON.parse(String(data)) as { msg_type: string; content: { status?: string; evalue?: string } };
+      if (m.msg_type === "execute_reply" && m.content.status === "error" && m.content.evalue?.includes("are waiting")) refused.push(m.content.evalue);
+    });
+    const request = (code: string) =>
+      JSON.stringify({ header: { msg_id: `m-${Math.random()}`, msg_type: "execute_request", session: "s", username: "u", version: "5.3" }, parent_header: {}, metadata: {}, content: { code }, channel: "shell" });
+    flood.send(request("import time\ntime.sleep(2)"));
+    for (let i = 0; i < 40; i++) flood.send(request("1"));
+    await waitFor(async () => refused.length >= 8);
+    flood.close();
     // The process is up and the kernel still runs code.
     expect((await fetch(`${stack.url}/healthz`)).status).toBe(200);
     const fresh = manager.connectTo({ model: { id: kernel.id, name: "python3" } });

@@ -13,6 +13,7 @@ import { parseFrame, reply, serialize, V1_PROTOCOL, MalformedFrameError } from "
 import type { ClientMessage, Header } from "./protocol";
 import { kernelInfo, unservedReply } from "./replies";
 
+const MAX_QUEUED_EXECUTIONS = 32;
 const CHANNELS_PATH = /^\/jupyter\/api\/kernels\/([^/]+)\/channels\/?$/;
 
 /**
@@ -62,8 +63,10 @@ export function attachJupyterChannels(server: Server, deps: ApiDeps, services: J
     const protocol = ws.protocol;
     const log = deps.log.child({ kernelId: kernel.id, messageId: kernel.messageId });
     const linkBase = (deps.env.JUPYTER_FILE_LINK_BASE_URL ?? `http://${req.headers.host ?? "localhost"}`).replace(/\/+$/, "");
+    const closed = new AbortController();
     const ctx: ChannelContext = {
       deps,
+      closed: closed.signal,
       store: services.kernels,
       kernel,
       session: randomUUID(),
@@ -75,10 +78,14 @@ export function attachJupyterChannels(server: Server, deps: ApiDeps, services: J
     };
     services.track(kernel.id, ws);
     log.debug({ protocol: protocol || "json" }, "jupyter websocket opened");
-    // Executions run one after another, as a kernel runs them.
+    // Executions run one after another, as a kernel runs them; a client may queue only so many.
     let shellQueue: Promise<void> = Promise.resolve();
+    let queued = 0;
     ws.on("error", (err) => log.info({ err: err.message }, "jupyter websocket error"));
-    ws.on("close", () => services.untrack(kernel.id, ws));
+    ws.on("close", () => {
+      closed.abort();
+      services.untrack(kernel.id, ws);
+    });
     ws.on("message", (data: RawData, isBinary: boolean) => {
       let msg: ClientMessage;
       try {
@@ -91,7 +98,16 @@ export function attachJupyterChannels(server: Server, deps: ApiDeps, services: J
       }
       const work = dispatch(ctx, msg, services);
       if (msg.header.msg_type === "execute_request") {
-        shellQueue = shellQueue.then(work).catch(() => undefined);
+        if (queued >= MAX_QUEUED_EXECUTIONS) {
+          const error = { ename: "RuntimeError", evalue: `more than ${MAX_QUEUED_EXECUTIONS} executions are waiting on this connection`, traceback: [] };
+          withStatus(ctx, msg.header, () => ctx.send("shell", "execute_reply", msg.header, { status: "error", execution_count: 0, ...error }));
+          return;
+        }
+        queued++;
+        shellQueue = shellQueue
+          .then(work)
+          .catch(() => undefined)
+          .finally(() => queued--);
       } else {
         void work().catch((err: unknown) => log.warn({ err: normalizeError(err) }, "jupyter request failed"));
       }
@@ -112,6 +128,7 @@ function dispatch(ctx: ChannelContext, msg: ClientMessage, services: JupyterServ
   const type = header.msg_type;
   return async () => {
     if (channel === "iopub" || channel === "stdin") return; // input_reply and the like: nothing waits for us
+    if (ctx.closed.aborted) return; // queued behind an execution, and the client has gone
     if (type === "execute_request") {
       // A kernel deleted meanwhile (through any API instance) runs nothing more.
       const current = await services.kernels.get(ctx.kernel.userId, ctx.kernel.id);

@@ -21,6 +21,8 @@ export interface ChannelContext {
   session: string;
   /** Prefix of file download links (scheme and host). */
   linkBase: string;
+  /** Aborted when the websocket closes: nobody is left to tell the outcome to. */
+  closed: AbortSignal;
   send(channel: ServerMessage["channel"], msgType: string, parent: Header, content: Record<string, unknown>): void;
 }
 
@@ -51,6 +53,7 @@ export async function serveExecute(ctx: ChannelContext, parent: Header, content:
     const final = await runThroughPipeline(ctx, code, (name, text) => {
       if (!silent) ctx.send("iopub", "stream", parent, { name, text });
     });
+    if (ctx.closed.aborted) return;
     if (!final) return replyError(ctx, parent, count, { ename: "RuntimeError", evalue: "the execution record is gone", traceback: [] });
     if (!silent) {
       await sendOutputs(ctx, parent, code, count, final);
@@ -97,6 +100,9 @@ async function runThroughPipeline(ctx: ChannelContext, code: string, onStream: (
       onStream(e.type, e.text);
     } else if (e.type === "done") finished();
   });
+  const onClose = () => finished();
+  ctx.closed.addEventListener("abort", onClose);
+  if (ctx.closed.aborted) finished();
   const poll = setInterval(() => {
     findExecution(deps.db, kernel.userId, execution.id)
       .then((row) => {
@@ -116,6 +122,7 @@ async function runThroughPipeline(ctx: ChannelContext, code: string, onStream: (
     await over;
   } finally {
     clearInterval(poll);
+    ctx.closed.removeEventListener("abort", onClose);
     await unsubscribe();
     await ctx.store.setRunning(kernel.id, null).catch(() => undefined);
   }
