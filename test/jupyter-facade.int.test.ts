@@ -169,6 +169,34 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
     expect((await fetch(`${stack.url}/jupyter/api/kernels/${id}`, { method: "DELETE", headers: { cookie, "x-xsrftoken": xsrf! } })).status).toBe(204);
   });
 
+  it("plain JSON frames (no subprotocol): comms, stdin, debug and shutdown requests are answered, never left hanging", async () => {
+    const kernel = await KernelAPI.startNew({ name: "python3" }, settings);
+    const ws = new WebSocket(`${stack.url.replace(/^http/, "ws")}/jupyter/api/kernels/${kernel.id}/channels?token=${key}`);
+    await new Promise((resolve) => ws.once("open", resolve));
+    expect(ws.protocol).toBe("");
+    const got: Array<{ msg_type: string; channel: string; parent_header: { msg_id?: string }; content: Record<string, unknown> }> = [];
+    ws.on("message", (data) => got.push(JSON.parse(String(data)) as (typeof got)[number]));
+    const closed = new Promise<number>((resolve) => ws.once("close", (code) => resolve(code)));
+    const send = (channel: string, type: string, content: Record<string, unknown>) => {
+      const id = `${type}-${Math.random()}`;
+      ws.send(JSON.stringify({ header: { msg_id: id, msg_type: type, session: "s", username: "u", version: "5.3" }, parent_header: {}, metadata: {}, content, channel }));
+      return id;
+    };
+    const answerTo = async (id: string, type: string) => {
+      await waitFor(async () => got.some((m) => m.parent_header.msg_id === id && m.msg_type === type));
+      return got.find((m) => m.parent_header.msg_id === id && m.msg_type === type)!;
+    };
+    expect((await answerTo(send("shell", "kernel_info_request", {}), "kernel_info_reply")).content.status).toBe("ok");
+    expect((await answerTo(send("control", "debug_request", { command: "initialize" }), "debug_reply")).content.status).toBe("error");
+    expect((await answerTo(send("shell", "comm_open", { comm_id: "c1", target_name: "jupyter.widget", data: {} }), "comm_close")).content.comm_id).toBe("c1");
+    expect((await answerTo(send("shell", "comm_info_request", {}), "comm_info_reply")).content.comms).toEqual({});
+    send("stdin", "input_reply", { value: "x" });
+    const shutdown = await answerTo(send("control", "shutdown_request", { restart: false }), "shutdown_reply");
+    expect(shutdown.channel).toBe("control");
+    expect(await closed).toBe(1000);
+    expect((await fetch(`${stack.url}/jupyter/api/kernels/${kernel.id}?token=${key}`)).status).toBe(404);
+  });
+
   it("closes a websocket that sends malformed or huge frames, and keeps serving", async () => {
     const kernel = await manager.startNew();
     const url = `${stack.url.replace(/^http/, "ws")}/jupyter/api/kernels/${kernel.id}/channels?token=${key}`;

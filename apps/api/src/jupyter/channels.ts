@@ -145,8 +145,10 @@ function dispatch(ctx: ChannelContext, msg: ClientMessage, services: JupyterServ
     if (type === "shutdown_request") {
       const restart = content.restart === true;
       if (restart) await services.restart(ctx.kernel);
-      else await services.shutdown(ctx.kernel);
-      return withStatus(ctx, header, () => ctx.send(channel, "shutdown_reply", header, { status: "ok", restart }));
+      withStatus(ctx, header, () => ctx.send(channel, "shutdown_reply", header, { status: "ok", restart }));
+      // After the reply: a shutdown closes this very socket.
+      if (!restart) await services.shutdown(ctx.kernel);
+      return;
     }
     if (type === "comm_open") {
       // No comm targets here: the kernel's answer to an unknown target is to close the comm.
