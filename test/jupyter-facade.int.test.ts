@@ -1,4 +1,5 @@
 import { request } from "node:http";
+import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KernelAPI, KernelManager, ServerConnection } from "@jupyterlab/services";
 import type { Kernel, KernelMessage } from "@jupyterlab/services";
@@ -230,6 +231,19 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
     for (let i = 0; i < 40; i++) flood.send(request("1"));
     await waitFor(async () => refused.length >= 8);
     flood.close();
+    // An upgrade whose request target is not a path.
+    for (const target of ["http://[::1", "/jupyter/api/kernels/%zz/channels?token=%"]) {
+      const answer = await new Promise<string>((resolve) => {
+        const raw = connect(Number(new URL(stack.url).port), "127.0.0.1", () =>
+          raw.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`),
+        );
+        let got = "";
+        raw.on("data", (d) => (got += String(d)));
+        raw.on("close", () => resolve(got.split("\r\n")[0] ?? ""));
+        raw.on("error", () => resolve(got));
+      });
+      expect(answer).toMatch(/^HTTP\/1\.1 (400|401|404)/);
+    }
     // The process is up and the kernel still runs code.
     expect((await fetch(`${stack.url}/healthz`)).status).toBe(200);
     const fresh = manager.connectTo({ model: { id: kernel.id, name: "python3" } });

@@ -30,7 +30,8 @@ export function readCookies(req: IncomingMessage): Map<string, string> {
 export function presentedKey(req: IncomingMessage): string | null {
   const m = /^(?:token|bearer)\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "");
   if (m?.[1]) return m[1];
-  const token = new URL(req.url ?? "/", "http://x").searchParams.get("token");
+  const query = (req.url ?? "").split("?")[1] ?? "";
+  const token = new URLSearchParams(query).get("token");
   return token && token.length <= 512 ? token : null;
 }
 

@@ -8,6 +8,7 @@ import type { ApiDeps } from "../deps";
 import { identify } from "./auth";
 import type { ChannelContext } from "./execute";
 import { serveExecute } from "./execute";
+import type { FacadeKernel } from "./kernels";
 import type { JupyterServices } from "./services";
 import { parseFrame, reply, serialize, V1_PROTOCOL, MalformedFrameError } from "./protocol";
 import type { ClientMessage, Header } from "./protocol";
@@ -29,8 +30,8 @@ export function attachJupyterChannels(server: Server, deps: ApiDeps, services: J
     handleProtocols: (protocols) => (protocols.has(V1_PROTOCOL) ? V1_PROTOCOL : false),
   });
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const path = new URL(req.url ?? "/", "http://x").pathname;
-    if (!path.startsWith("/jupyter/")) {
+    const path = pathOf(req.url);
+    if (!path?.startsWith("/jupyter/")) {
       // Nobody else serves websockets on this server.
       if (server.listenerCount("upgrade") === 1) refuse(socket, 404, "Not Found");
       return;
@@ -59,7 +60,7 @@ export function attachJupyterChannels(server: Server, deps: ApiDeps, services: J
     return kernel ?? 404;
   }
 
-  function serveConnection(ws: WebSocket, req: IncomingMessage, kernel: NonNullable<Awaited<ReturnType<JupyterServices["kernels"]["get"]>>>) {
+  function serveConnection(ws: WebSocket, req: IncomingMessage, kernel: FacadeKernel) {
     const protocol = ws.protocol;
     const log = deps.log.child({ kernelId: kernel.id, messageId: kernel.messageId });
     const linkBase = (deps.env.JUPYTER_FILE_LINK_BASE_URL ?? `http://${req.headers.host ?? "localhost"}`).replace(/\/+$/, "");
@@ -172,6 +173,15 @@ function toBuffer(data: RawData): Buffer {
   if (Buffer.isBuffer(data)) return data;
   if (Array.isArray(data)) return Buffer.concat(data);
   return Buffer.from(data);
+}
+
+/** A request target that is not a URL path (`GET http://[::1`...) must not throw in an event handler. */
+function pathOf(url: string | undefined): string | null {
+  try {
+    return new URL(url ?? "/", "http://x").pathname;
+  } catch {
+    return null;
+  }
 }
 
 function safeHost(origin: string): string | null {
