@@ -98,6 +98,14 @@ export function attachJupyterChannels(server: Server, deps: ApiDeps, services: J
         return;
       }
       const work = dispatch(ctx, msg, services);
+      // A request is answered even when serving it failed (Redis or Postgres away): an error reply.
+      const failed = (err: unknown) => {
+        log.warn({ err: normalizeError(err), msgType: msg.header.msg_type }, "jupyter request failed");
+        const type = msg.header.msg_type;
+        if (!type.endsWith("_request")) return;
+        const error = { status: "error", ename: "RuntimeError", evalue: "codeinterp could not serve this request; try again", traceback: [] };
+        withStatus(ctx, msg.header, () => ctx.send(msg.channel, type.replace(/_request$/, "_reply"), msg.header, error));
+      };
       if (msg.header.msg_type === "execute_request") {
         if (queued >= MAX_QUEUED_EXECUTIONS) {
           const error = { ename: "RuntimeError", evalue: `more than ${MAX_QUEUED_EXECUTIONS} executions are waiting on this connection`, traceback: [] };
@@ -107,10 +115,10 @@ export function attachJupyterChannels(server: Server, deps: ApiDeps, services: J
         queued++;
         shellQueue = shellQueue
           .then(work)
-          .catch(() => undefined)
+          .catch(failed)
           .finally(() => queued--);
       } else {
-        void work().catch((err: unknown) => log.warn({ err: normalizeError(err) }, "jupyter request failed"));
+        void work().catch(failed);
       }
     });
   }

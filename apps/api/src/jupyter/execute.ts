@@ -41,9 +41,10 @@ export async function serveExecute(ctx: ChannelContext, parent: Header, content:
   const { deps, kernel } = ctx;
   const code = typeof content.code === "string" ? content.code : null;
   const silent = content.silent === true;
-  const count = await ctx.store.touch(kernel.id, { execute: !silent });
+  let count = 0;
   ctx.send("iopub", "status", parent, { execution_state: "busy" });
   try {
+    count = await ctx.store.touch(kernel.id, { execute: !silent });
     if (code === null) return replyError(ctx, parent, count, { ename: "ValueError", evalue: "execute_request needs content.code (a string)", traceback: [] });
     if (!silent) ctx.send("iopub", "execute_input", parent, { code, execution_count: count });
     if (Buffer.byteLength(code) > deps.env.MAX_CODE_BYTES) {
