@@ -95,6 +95,26 @@ describe("the kernels Open WebUI starts and deletes for every run", () => {
   });
 });
 
+describe("with JUPYTER_FILE_LINKS=false", () => {
+  it("the output has no file list, and the file is still recorded", async () => {
+    const quiet = await startTestStack({ env: { JUPYTER_FILE_LINKS: "false" } });
+    try {
+      const user = await quiet.newUser("owui-quiet");
+      const url = `${quiet.url.replace("127.0.0.1", "localhost")}/jupyter`;
+      const code = "open('/mnt/data/out.txt', 'w').write('x')\nprint('done')";
+      const { stdout } = await run("/usr/bin/python3", [CLIENT, url, code, user.key, "", "60"], { timeout: 90_000 });
+      expect((JSON.parse(stdout) as OpenWebUiResult).stdout).toBe("done");
+      const files = await fetch(`${quiet.url}/v1/chats/jupyter/files`, { headers: { authorization: `Bearer ${user.key}` } });
+      expect(JSON.stringify(await files.json())).toContain("out.txt");
+    } finally {
+      await quiet.close();
+    }
+    // With the default, the same run lists the file with its link.
+    const out = await openWebUi("open('/mnt/data/out.txt', 'w').write('x')\nprint('done')", { token: key });
+    expect(out.stdout).toMatch(/^done\n\nFiles written to \/mnt\/data.*\n- out\.txt: http:\/\/localhost:\d+\/v1\/files\/[\w-]+\/content$/s);
+  });
+});
+
 describe("Open WebUI's Jupyter client with bad credentials", () => {
   it("a wrong token or password runs nothing and reports the refusal", async () => {
     const byToken = await openWebUi("print(1)", { token: "not-a-key" });
