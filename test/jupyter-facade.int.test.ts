@@ -192,6 +192,15 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
     expect((await answerTo(send("shell", "comm_open", { comm_id: "c1", target_name: "jupyter.widget", data: {} }), "comm_close")).content.comm_id).toBe("c1");
     expect((await answerTo(send("shell", "comm_info_request", {}), "comm_info_reply")).content.comms).toEqual({});
     send("stdin", "input_reply", { value: "x" });
+    // stop_on_error: a request queued behind a failing one is aborted; one sent after the failure runs.
+    const failing = send("shell", "execute_request", { code: "1 / 0", stop_on_error: true });
+    const queuedBehind = send("shell", "execute_request", { code: "print('never')" });
+    expect((await answerTo(failing, "execute_reply")).content.status).toBe("error");
+    expect((await answerTo(queuedBehind, "execute_reply")).content.status).toBe("aborted");
+    const later = send("shell", "execute_request", { code: "print('after')" });
+    expect((await answerTo(later, "execute_reply")).content.status).toBe("ok");
+    const printed = got.filter((m) => m.msg_type === "stream").map((m) => m.content.text);
+    expect(printed).toEqual(["after\n"]);
     const shutdown = await answerTo(send("control", "shutdown_request", { restart: false }), "shutdown_reply");
     expect(shutdown.channel).toBe("control");
     expect(await closed).toBe(1000);

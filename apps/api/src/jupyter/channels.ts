@@ -15,6 +15,12 @@ import type { ClientMessage, Header } from "./protocol";
 import { kernelInfo, unservedReply } from "./replies";
 
 const MAX_QUEUED_EXECUTIONS = 32;
+
+/** A connection's execute_requests in order: how many came, and up to which one a failure aborts them. */
+interface ShellQueue {
+  enqueued: number;
+  abortThrough: number;
+}
 const CHANNELS_PATH = /^\/jupyter\/api\/kernels\/([^/]+)\/channels\/?$/;
 
 /**
@@ -65,7 +71,8 @@ export function attachJupyterChannels(server: Server, deps: ApiDeps, services: J
     const log = deps.log.child({ kernelId: kernel.id, messageId: kernel.messageId });
     const linkBase = (deps.env.JUPYTER_FILE_LINK_BASE_URL ?? `http://${req.headers.host ?? "localhost"}`).replace(/\/+$/, "");
     const closed = new AbortController();
-    const ctx: ChannelContext = {
+    const ctx: ChannelContext & { queue: ShellQueue } = {
+      queue: { enqueued: 0, abortThrough: 0 },
       deps,
       closed: closed.signal,
       store: services.kernels,
@@ -132,20 +139,28 @@ export function attachJupyterChannels(server: Server, deps: ApiDeps, services: J
 }
 
 /** The handler of one client message, to run now or after the executions before it. */
-function dispatch(ctx: ChannelContext, msg: ClientMessage, services: JupyterServices): () => Promise<void> {
+function dispatch(ctx: ChannelContext & { queue: ShellQueue }, msg: ClientMessage, services: JupyterServices): () => Promise<void> {
   const { header, content, channel } = msg;
   const type = header.msg_type;
+  // Its place among this connection's execute_requests (0 for other messages).
+  const seq = type === "execute_request" ? ++ctx.queue.enqueued : 0;
   return async () => {
     if (channel === "iopub" || channel === "stdin") return; // input_reply and the like: nothing waits for us
     if (ctx.closed.aborted) return; // queued behind an execution, and the client has gone
     if (type === "execute_request") {
+      if (seq <= ctx.queue.abortThrough) {
+        return withStatus(ctx, header, () => ctx.send("shell", "execute_reply", header, { status: "aborted", execution_count: null }));
+      }
       // A kernel deleted meanwhile (through any API instance) runs nothing more.
       const current = await services.kernels.get(ctx.kernel.userId, ctx.kernel.id);
       if (!current) {
         withStatus(ctx, header, () => ctx.send("shell", "execute_reply", header, { status: "error", ename: "DeadKernelError", evalue: "the kernel was shut down", traceback: [], execution_count: 0 }));
         return;
       }
-      return serveExecute(ctx, header, content);
+      const outcome = await serveExecute(ctx, header, content);
+      // stop_on_error (the default): what the client queued behind a failed execution is aborted, as a kernel does.
+      if (outcome === "error" && content.stop_on_error !== false) ctx.queue.abortThrough = ctx.queue.enqueued;
+      return;
     }
     if (type === "interrupt_request") {
       await services.interrupt(ctx.kernel);

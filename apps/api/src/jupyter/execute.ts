@@ -37,7 +37,7 @@ type ErrorContent = { ename: string; evalue: string; traceback: string[] };
  * execute_input, the streams as the worker publishes them, then (from the stored result) the rich
  * outputs, the error, the files the code wrote, the execute_reply and idle.
  */
-export async function serveExecute(ctx: ChannelContext, parent: Header, content: Content): Promise<void> {
+export async function serveExecute(ctx: ChannelContext, parent: Header, content: Content): Promise<"ok" | "error"> {
   const { deps, kernel } = ctx;
   const code = typeof content.code === "string" ? content.code : null;
   const silent = content.silent === true;
@@ -50,11 +50,14 @@ export async function serveExecute(ctx: ChannelContext, parent: Header, content:
     if (Buffer.byteLength(code) > deps.env.MAX_CODE_BYTES) {
       return replyError(ctx, parent, count, { ename: "ValueError", evalue: `code is larger than ${deps.env.MAX_CODE_BYTES} bytes`, traceback: [] });
     }
-    if (!code.trim()) return ctx.send("shell", "execute_reply", parent, okReply(count));
+    if (!code.trim()) {
+      ctx.send("shell", "execute_reply", parent, okReply(count));
+      return "ok";
+    }
     const final = await runThroughPipeline(ctx, code, (name, text) => {
       if (!silent) ctx.send("iopub", "stream", parent, { name, text });
     });
-    if (ctx.closed.aborted) return;
+    if (ctx.closed.aborted) return "error";
     if (!final) return replyError(ctx, parent, count, { ename: "RuntimeError", evalue: "the execution record is gone", traceback: [] });
     if (!silent) {
       await sendOutputs(ctx, parent, code, count, final);
@@ -63,9 +66,10 @@ export async function serveExecute(ctx: ChannelContext, parent: Header, content:
     const error = errorOf(final);
     if (error) return replyError(ctx, parent, count, error);
     ctx.send("shell", "execute_reply", parent, okReply(count));
+    return "ok";
   } catch (err) {
     deps.log.warn({ err: normalizeError(err), kernelId: kernel.id, messageId: kernel.messageId }, "jupyter execute_request failed");
-    replyError(ctx, parent, count, { ename: "RuntimeError", evalue: "codeinterp could not run this request; try again", traceback: [] });
+    return replyError(ctx, parent, count, { ename: "RuntimeError", evalue: "codeinterp could not run this request; try again", traceback: [] });
   } finally {
     ctx.send("iopub", "status", parent, { execution_state: "idle" });
   }
@@ -75,9 +79,10 @@ function okReply(count: number): Content {
   return { status: "ok", execution_count: count, user_expressions: {}, payload: [] };
 }
 
-function replyError(ctx: ChannelContext, parent: Header, count: number, error: ErrorContent): void {
+function replyError(ctx: ChannelContext, parent: Header, count: number, error: ErrorContent): "error" {
   ctx.send("iopub", "error", parent, { ...error });
   ctx.send("shell", "execute_reply", parent, { status: "error", execution_count: count, ...error });
+  return "error";
 }
 
 /** Creates and enqueues the execution, relays its live streams, and returns it once it is over. */
