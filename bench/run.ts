@@ -21,6 +21,7 @@ import pMap from "p-map";
 import type { KernelSession } from "@codeinterp/kernel";
 import { createBlobStore, diffSnapshots, prepareWorkspace, snapshotWorkspace, workspaceDirFor } from "@codeinterp/workspace";
 import { apiClient, sse } from "./client";
+import { openWebUiRoundTrip } from "./jupyter-surface";
 import { renderChart } from "./chart";
 import { cpuDelta, cpuSnapshot, dropDatabase, freshDatabase, memoryOf, quietLog, resetPeakRss, startChild, startJupyter } from "./services";
 import type { Child } from "./services";
@@ -258,6 +259,21 @@ async function main() {
         freshMs.push(now() - a);
       }
 
+      // Open WebUI's own Jupyter client flow (new kernel, websocket, execute, DELETE), same client code against
+      // the stock Jupyter server and against codeinterp's /jupyter surface (a new message, a pooled kernel).
+      log("latency: Open WebUI's Jupyter flow, stock Jupyter vs codeinterp /jupyter");
+      const owuiStockMs: number[] = [];
+      const owuiCiMs: number[] = [];
+      for (let i = 0; i < P.freshN; i++) {
+        const stock = await openWebUiRoundTrip(jupyter.url, jupyter.token, "print(1)");
+        if (stock.stdout !== "1\n") throw new Error(`stock Jupyter print(1) gave ${JSON.stringify(stock.stdout)}`);
+        owuiStockMs.push(stock.untilIdleMs);
+        await sleep(1500); // let the pool refill, as it would between chat messages
+        const viaCi = await openWebUiRoundTrip(`${apiUrl}/jupyter`, key, "print(1)");
+        if (viaCi.stdout !== "1\n") throw new Error(`/jupyter print(1) gave ${JSON.stringify(viaCi.stdout)}`);
+        owuiCiMs.push(viaCi.untilIdleMs);
+      }
+
       // first execution of a new message: pooled kernel (KERNEL_POOL_SIZE=2)
       log("latency: first execution of a new message (pooled kernel)");
       const firstMs: number[] = [];
@@ -292,6 +308,8 @@ async function main() {
         fresh_kernel_per_execution: sum(fresh),
         fresh_kernel_until_result: sum(summarize(freshToResultMs)),
         first_execution_new_message: sum(summarize(firstMs)),
+        openwebui_flow_stock_jupyter: sum(summarize(owuiStockMs)),
+        openwebui_flow_codeinterp_jupyter_surface: sum(summarize(owuiCiMs)),
         first_execution_new_message_pooled_only: sum(summarize(pooledOnly)),
         first_execution_pooled_share: round(pooledOnly.length / firstMs.length, 2),
         first_execution_kernel_acquire_p50_ms: round(median(pooledFirst.map((x) => x.acquire)), 2),
@@ -770,6 +788,8 @@ function printTable() {
     add("codeinterp warm, SSE", "e2e_warm_sse");
     add("codeinterp first exec, new message", "first_execution_new_message");
     add("fresh kernel per exec (Open WebUI)", "fresh_kernel_per_execution");
+    add("Open WebUI flow, stock Jupyter", "openwebui_flow_stock_jupyter");
+    add("Open WebUI flow, codeinterp /jupyter", "openwebui_flow_codeinterp_jupyter_surface");
   }
   const tl = (lat?.timeline_warm_p50_ms ?? {}) as unknown as Record<string, { p50: number; p95: number }>;
   if (Object.keys(tl).length) {

@@ -77,7 +77,23 @@ function ensurePrismaClient() {
   run("npx", ["prisma", "generate"], { quiet: true });
 }
 
-export async function setup({ databaseUrl, jupyter = true } = {}) {
+/**
+ * Debian's aiohttp and websockets: the Jupyter-surface tests drive codeinterp with Open WebUI's Jupyter
+ * client flow, which is written with them. Installed only where apt can (root); the tests say so otherwise.
+ */
+const PYTHON_TEST_CLIENT_PACKAGES = ["python3-aiohttp", "python3-websockets"];
+function ensurePythonTestClients() {
+  if (run("/usr/bin/python3", ["-c", "import aiohttp, websockets"], { quiet: true, allowFail: true })) return;
+  if (typeof process.getuid !== "function" || process.getuid() !== 0 || !existsSync("/usr/bin/apt-get")) return;
+  say(`installing ${PYTHON_TEST_CLIENT_PACKAGES.join(" ")} with apt-get`);
+  const env = { DEBIAN_FRONTEND: "noninteractive" };
+  if (!run("apt-get", ["install", "-y", ...PYTHON_TEST_CLIENT_PACKAGES], { quiet: true, allowFail: true, env })) {
+    run("apt-get", ["update"], { quiet: true, allowFail: true, env });
+    run("apt-get", ["install", "-y", ...PYTHON_TEST_CLIENT_PACKAGES], { quiet: true, allowFail: true, env });
+  }
+}
+
+export async function setup({ databaseUrl, jupyter = true, testClients = false } = {}) {
   ensureDependencies();
   const dbUrl = databaseUrl ?? process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/codeinterp";
   const pgStart = existsSync("/etc/postgresql")
@@ -93,6 +109,7 @@ export async function setup({ databaseUrl, jupyter = true } = {}) {
   if (jupyter && !process.env.JUPYTER_URL) {
     run("npx", ["tsx", "scripts/ensure-jupyter.ts"]);
   }
+  if (testClients && existsSync("/usr/bin/python3")) ensurePythonTestClients();
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

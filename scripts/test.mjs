@@ -13,7 +13,7 @@ const step = (name, cmd, args) => {
 };
 
 try {
-  await setup();
+  await setup({ testClients: true });
 } catch (err) {
   console.error(`[test] setup failed: ${err.message}`);
   process.exit(1);

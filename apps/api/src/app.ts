@@ -17,6 +17,7 @@ import { playgroundRouter } from "./routes/playground";
 import { healthRouter } from "./routes/health";
 import { linksRouter, signedDownloadRouter } from "./routes/links";
 import { librechatRouter } from "./librechat/router";
+import { jupyterRouter } from "./jupyter/router";
 
 export function createApp(deps: ApiDeps): Express {
   const app = express();
@@ -48,6 +49,7 @@ export function createApp(deps: ApiDeps): Express {
   app.use(signedDownloadRouter(deps));
   app.use("/v1", v1);
   app.use("/librechat/v1", librechatRouter(deps));
+  app.use("/jupyter", jupyterRouter(deps));
   app.use(playgroundRouter());
 
   app.use(unknownRoute);

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { parseEnv, sharedEnvShape } from "@codeinterp/config";
+import { booleanFromEnv, parseEnv, sharedEnvShape } from "@codeinterp/config";
 
 const apiEnvSchema = z.object({
   ...sharedEnvShape,
@@ -30,6 +30,18 @@ const apiEnvSchema = z.object({
   LIBRECHAT_ANONYMOUS_TENANT: z.string().min(1).max(200).optional(),
   /** /exec and upload requests per LibreChat user per minute; 0 turns the limit off. */
   LIBRECHAT_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).default(120),
+
+  // The Jupyter surface at /jupyter (see apps/api/src/jupyter).
+  /** A kernel of the Jupyter surface unused this long is gone (its message's kernel is culled by the workers). */
+  JUPYTER_KERNEL_IDLE_MS: z.coerce.number().int().min(1000).default(10 * 60_000),
+  /** After an execution's output, a short stream text listing the files the code wrote, with download links. */
+  JUPYTER_FILE_LINKS: booleanFromEnv(true),
+  /** Prefix for those links (e.g. https://ci.example.com); unset: the request's own host. */
+  JUPYTER_FILE_LINK_BASE_URL: z.url().optional(),
+  /** Largest websocket frame accepted from a Jupyter client; a bigger one closes the connection (1009). */
+  JUPYTER_MAX_MESSAGE_BYTES: z.coerce.number().int().min(1024).default(8 * 1024 * 1024),
+  /** How long a /jupyter/login session cookie stays valid. */
+  JUPYTER_SESSION_TTL_MS: z.coerce.number().int().min(60_000).default(24 * 3600_000),
 });
 
 export type ApiEnv = z.infer<typeof apiEnvSchema>;

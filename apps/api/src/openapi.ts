@@ -4,6 +4,7 @@ import type { ApiEnv } from "./env";
 import { registerFilePaths } from "./openapi-files";
 import { registerLinkPaths } from "./openapi-links";
 import { registerLibreChatPaths } from "./librechat/openapi";
+import { registerJupyterPaths } from "./jupyter/openapi";
 import {
   ApiKeyCreated,
   CreateApiKeyBody,
@@ -93,6 +94,7 @@ export function buildOpenApiDocument(env: Pick<ApiEnv, "MAX_CODE_BYTES" | "MAX_E
   registerFilePaths(registry, security);
   registerLinkPaths(registry, security, env.SIGNED_LINK_MAX_TTL_S);
   registerLibreChatPaths(registry, env);
+  registerJupyterPaths(registry);
   registry.registerPath({ method: "get", path: "/healthz", summary: "Process up", responses: { 200: json(Health, "Up") } });
   registry.registerPath({
     method: "get",

@@ -7,6 +7,8 @@ import { createEventSubscriber, createRedis, executionChangedChannel, queueNames
 import { FinishedExecutionCache } from "./finished-cache";
 import { createBlobStore } from "@codeinterp/workspace";
 import { createApp } from "./app";
+import { attachJupyterChannels } from "./jupyter/channels";
+import { jupyterServicesFor } from "./jupyter/services";
 import type { ApiEnv } from "./env";
 import { loadSigningSecret } from "./links/secret";
 import { createLinkSigner } from "./links/signer";
@@ -38,10 +40,12 @@ export async function startApiServer(env: ApiEnv, log: Logger): Promise<RunningA
   await subscriberRedis.subscribe(changed);
   const readiness = createReadinessCheck({ db, redis, queuePrefix: env.QUEUE_PREFIX });
   const blobs = createBlobStore(env.DATA_DIR);
-  const app = createApp({ env, db, blobs, links, log, executionQueue, maintenanceQueue, events, readiness, redis, queuePrefix: env.QUEUE_PREFIX, finished });
+  const deps = { env, db, blobs, links, log, executionQueue, maintenanceQueue, events, readiness, redis, queuePrefix: env.QUEUE_PREFIX, finished };
+  const app = createApp(deps);
 
   const server = createServer(app);
   server.keepAliveTimeout = 65_000;
+  const detachJupyter = attachJupyterChannels(server, deps, jupyterServicesFor(deps));
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(env.PORT, env.HOST, () => resolve());
@@ -54,6 +58,7 @@ export async function startApiServer(env: ApiEnv, log: Logger): Promise<RunningA
   const close = (deadlineMs = 10_000) =>
     (closing ??= (async () => {
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      detachJupyter();
       server.closeIdleConnections();
       const timer = setTimeout(() => server.closeAllConnections(), deadlineMs);
       await stopped;

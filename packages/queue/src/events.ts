@@ -13,6 +13,14 @@ export const cancelChannel = (prefix: string) => `${prefix}:cancel`;
  */
 export const cancelKey = (prefix: string, executionId: string) => `${prefix}:cancel-requested:${executionId}`;
 
+/**
+ * "Replace this message's kernel": set by the API (a Jupyter-surface restart), consumed by the worker that
+ * next acquires the message's kernel, which shuts the old one down and starts the execution on a fresh one.
+ */
+export const kernelResetKey = (prefix: string, messageKey: string) => `${prefix}:kernel:reset:${messageKey}`;
+/** Message keys whose kernel is no longer wanted (a Jupyter-surface kernel deleted): the next idle sweep shuts it down. */
+export const kernelRetireKey = (prefix: string) => `${prefix}:kernel:retire`;
+
 const statusValues = ["queued", "preparing", "running", "completed", "failed", "timed_out", "cancelled"] as const;
 
 /** What a worker publishes about an execution while it runs it. */

@@ -1,6 +1,7 @@
 import { Router } from "express";
 import type { Queue } from "bullmq";
 import { findExecution, findExecutionWithFiles, finishExecution, isTerminal } from "@codeinterp/db";
+import type { ExecutionRow } from "@codeinterp/db";
 import { cancelChannel, cancelKey, createEventPublisher } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
 import { userOf } from "../auth";
@@ -24,22 +25,31 @@ export function cancelRouter(deps: ApiDeps & { redis: Redis; queuePrefix: string
     if (isTerminal(execution.status)) {
       throw new HttpError(409, "execution_finished", `execution already ended as ${execution.status}`);
     }
-    const log = deps.log.child({ executionId: id, messageId: execution.messageId });
-    const moved = await finishExecution(deps.db, id, "cancelled", { onlyFrom: ["queued"] });
-    if (moved) {
-      await removeJob(deps.executionQueue, id);
-      const pub = createEventPublisher(deps.redis, deps.queuePrefix, id);
-      await pub.end("cancelled");
-      log.info("queued execution cancelled");
-    } else {
-      await deps.redis.set(cancelKey(deps.queuePrefix, id), "1", "EX", 24 * 3600);
-      await deps.redis.publish(cancelChannel(deps.queuePrefix), id);
-      log.info("cancel sent to the worker");
-    }
+    await cancelExecution(deps, execution);
     const current = await findExecutionWithFiles(deps.db, userId, id);
     res.status(202).json(current ? serializeExecution(current, current.files) : serializeExecution(execution, []));
   });
   return router;
+}
+
+/** Ends a queued execution at once, or asks the worker running it to interrupt it (shared by the Jupyter surface). */
+export async function cancelExecution(
+  deps: Pick<ApiDeps, "db" | "log" | "executionQueue" | "redis" | "queuePrefix">,
+  execution: Pick<ExecutionRow, "id" | "messageId">,
+): Promise<void> {
+  const { id } = execution;
+  const log = deps.log.child({ executionId: id, messageId: execution.messageId });
+  const moved = await finishExecution(deps.db, id, "cancelled", { onlyFrom: ["queued"] });
+  if (moved) {
+    await removeJob(deps.executionQueue, id);
+    const pub = createEventPublisher(deps.redis, deps.queuePrefix, id);
+    await pub.end("cancelled");
+    log.info("queued execution cancelled");
+  } else {
+    await deps.redis.set(cancelKey(deps.queuePrefix, id), "1", "EX", 24 * 3600);
+    await deps.redis.publish(cancelChannel(deps.queuePrefix), id);
+    log.info("cancel sent to the worker");
+  }
 }
 
 async function removeJob(queue: Queue, id: string): Promise<void> {

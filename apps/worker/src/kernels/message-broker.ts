@@ -3,6 +3,7 @@ import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import type { GatewaySeen, Redis } from "@codeinterp/queue";
 import type { AcquireRequest, KernelBroker, KernelLease, KernelMapping, MessageTurn } from "./broker";
+import { kernelResetKey, kernelRetireKey } from "@codeinterp/queue";
 import type { HeldLock } from "./lock";
 import { acquireLock, tryLock } from "./lock";
 import type { LiveKernels, Reservation } from "./live-kernels";
@@ -253,7 +254,13 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
       const turn = turnOf(messageTurn);
       const started = Date.now();
       const mapping = turn.mapping;
-      if (mapping) {
+      // A restart asked for through the API (the Jupyter surface) is consumed under the turn: the execution
+      // then starts on a fresh kernel (a message without a kernel gets a fresh one anyway).
+      const resetAsked = (await redis.del(kernelResetKey(prefix, turn.messageKey))) > 0;
+      if (mapping && resetAsked) {
+        await forget(turn.messageKey, mapping.kernelId, true);
+        turn.mapping = null;
+      } else if (mapping) {
         const attached = await attach(mapping.kernelId);
         if (attached) {
           inUse.add(mapping.kernelId);
@@ -336,7 +343,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
         }
       }
       if (n) log.info({ kernels: n }, "shut down idle message kernels");
-      return n + orphans;
+      return n + orphans + (await sweepRetired());
     },
 
     async close() {
@@ -352,6 +359,31 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
       sessions.clear();
     },
   };
+
+  /** Kernels of messages the API retired (a deleted Jupyter-surface kernel) go now, not after the idle TTL. */
+  async function sweepRetired(): Promise<number> {
+    const retired = await redis.spop(kernelRetireKey(prefix), 100);
+    let n = 0;
+    for (const messageKey of retired) {
+      const lock = await tryLock(redis, lockKey(messageKey), 30_000);
+      if (!lock) {
+        // An execution still holds it: next sweep.
+        await redis.sadd(kernelRetireKey(prefix), messageKey);
+        continue;
+      }
+      try {
+        const mapping = await readMapping(messageKey);
+        if (mapping) {
+          await forget(messageKey, mapping.kernelId, true);
+          n++;
+        }
+      } finally {
+        await lock.release();
+      }
+    }
+    if (n) log.info({ kernels: n }, "shut down retired message kernels");
+    return n;
+  }
 
   const sweeper = setInterval(() => {
     broker.sweep().catch((err: unknown) => log.warn({ err: normalizeError(err) }, "kernel sweep failed"));

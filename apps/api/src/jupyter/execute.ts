@@ -1,0 +1,195 @@
+import { readFile } from "node:fs/promises";
+import { createExecution, findExecution, findExecutionWithFiles, findFile, isTerminal } from "@codeinterp/db";
+import type { ExecutionWithFiles } from "@codeinterp/db";
+import { normalizeError } from "@codeinterp/logger";
+import type { ExecutionEvent } from "@codeinterp/queue";
+import type { ApiDeps } from "../deps";
+import { enqueueExecution } from "../routes/executions";
+import { fileUrl } from "../serialize";
+import type { FacadeKernel, KernelStore } from "./kernels";
+import { JUPYTER_CHAT_ID } from "./kernels";
+import type { ResultOutput } from "./outputs";
+import { bundlesOf, endsWithExpression } from "./outputs";
+import type { Header, ServerMessage } from "./protocol";
+
+/** What one websocket connection shares with the requests it serves. */
+export interface ChannelContext {
+  deps: ApiDeps;
+  store: KernelStore;
+  kernel: FacadeKernel;
+  /** The "kernel session" id stamped on every message this connection sends. */
+  session: string;
+  /** Prefix of file download links (scheme and host). */
+  linkBase: string;
+  /** Aborted when the websocket closes: nobody is left to tell the outcome to. */
+  closed: AbortSignal;
+  send(channel: ServerMessage["channel"], msgType: string, parent: Header, content: Record<string, unknown>): void;
+}
+
+/** Status checks while waiting, in case a `done` event was lost with a Redis blip. */
+const TERMINAL_POLL_MS = 2000;
+
+type Content = Record<string, unknown>;
+type ErrorContent = { ename: string; evalue: string; traceback: string[] };
+
+/**
+ * One execute_request as an execution of the kernel's message, through the same pipeline as /v1: busy,
+ * execute_input, the streams as the worker publishes them, then (from the stored result) the rich
+ * outputs, the error, the files the code wrote, the execute_reply and idle.
+ */
+export async function serveExecute(ctx: ChannelContext, parent: Header, content: Content): Promise<"ok" | "error"> {
+  const { deps, kernel } = ctx;
+  const code = typeof content.code === "string" ? content.code : null;
+  const silent = content.silent === true;
+  let count = 0;
+  ctx.send("iopub", "status", parent, { execution_state: "busy" });
+  try {
+    count = await ctx.store.touch(kernel.id, { execute: !silent });
+    if (code === null) return replyError(ctx, parent, count, { ename: "ValueError", evalue: "execute_request needs content.code (a string)", traceback: [] });
+    if (!silent) ctx.send("iopub", "execute_input", parent, { code, execution_count: count });
+    if (Buffer.byteLength(code) > deps.env.MAX_CODE_BYTES) {
+      return replyError(ctx, parent, count, { ename: "ValueError", evalue: `code is larger than ${deps.env.MAX_CODE_BYTES} bytes`, traceback: [] });
+    }
+    if (!code.trim()) {
+      ctx.send("shell", "execute_reply", parent, okReply(count));
+      return "ok";
+    }
+    const final = await runThroughPipeline(ctx, code, (name, text) => {
+      if (!silent) ctx.send("iopub", "stream", parent, { name, text });
+    });
+    if (ctx.closed.aborted) return "error";
+    if (!final) return replyError(ctx, parent, count, { ename: "RuntimeError", evalue: "the execution record is gone", traceback: [] });
+    if (!silent) {
+      await sendOutputs(ctx, parent, code, count, final);
+      sendFileLinks(ctx, parent, final);
+    }
+    const error = errorOf(final);
+    if (error) return replyError(ctx, parent, count, error);
+    ctx.send("shell", "execute_reply", parent, okReply(count));
+    return "ok";
+  } catch (err) {
+    deps.log.warn({ err: normalizeError(err), kernelId: kernel.id, messageId: kernel.messageId }, "jupyter execute_request failed");
+    return replyError(ctx, parent, count, { ename: "RuntimeError", evalue: "codeinterp could not run this request; try again", traceback: [] });
+  } finally {
+    ctx.send("iopub", "status", parent, { execution_state: "idle" });
+  }
+}
+
+function okReply(count: number): Content {
+  return { status: "ok", execution_count: count, user_expressions: {}, payload: [] };
+}
+
+function replyError(ctx: ChannelContext, parent: Header, count: number, error: ErrorContent): "error" {
+  ctx.send("iopub", "error", parent, { ...error });
+  ctx.send("shell", "execute_reply", parent, { status: "error", execution_count: count, ...error });
+  return "error";
+}
+
+/** Creates and enqueues the execution, relays its live streams, and returns it once it is over. */
+async function runThroughPipeline(ctx: ChannelContext, code: string, onStream: (name: "stdout" | "stderr", text: string) => void): Promise<ExecutionWithFiles | null> {
+  const { deps, kernel } = ctx;
+  const { execution } = await createExecution(deps.db, {
+    userId: kernel.userId,
+    chatId: JUPYTER_CHAT_ID,
+    messageId: kernel.messageId,
+    code,
+    timeoutMs: deps.env.EXECUTION_TIMEOUT_MS,
+  });
+  const log = deps.log.child({ executionId: execution.id, messageId: kernel.messageId, kernelId: kernel.id });
+  const sent = { stdout: 0, stderr: 0 };
+  let finished: () => void = () => undefined;
+  const over = new Promise<void>((resolve) => (finished = resolve));
+  // Subscribed before the job exists, so no event is missed.
+  const unsubscribe = await deps.events.subscribe(execution.id, (e: ExecutionEvent) => {
+    if (e.type === "stdout" || e.type === "stderr") {
+      sent[e.type] += e.text.length;
+      onStream(e.type, e.text);
+    } else if (e.type === "done") finished();
+  });
+  const onClose = () => finished();
+  ctx.closed.addEventListener("abort", onClose);
+  if (ctx.closed.aborted) finished();
+  const poll = setInterval(() => {
+    findExecution(deps.db, kernel.userId, execution.id)
+      .then((row) => {
+        if (!row || isTerminal(row.status)) finished();
+      })
+      .catch(() => undefined);
+  }, TERMINAL_POLL_MS);
+  try {
+    await ctx.store.setRunning(kernel.id, execution.id);
+    try {
+      await enqueueExecution(deps, execution);
+    } catch (err) {
+      // Durable in Postgres: the worker's reconciler enqueues it.
+      log.warn({ err: normalizeError(err) }, "enqueue failed; left for the reconciler");
+    }
+    log.info("jupyter execution accepted");
+    await over;
+  } finally {
+    clearInterval(poll);
+    ctx.closed.removeEventListener("abort", onClose);
+    await unsubscribe();
+    await ctx.store.setRunning(kernel.id, null).catch(() => undefined);
+  }
+  const final = await findExecutionWithFiles(deps.db, kernel.userId, execution.id);
+  // Stream events are best effort: whatever the live relay missed comes from the stored result.
+  const result = (final?.result ?? null) as { stdout?: string; stderr?: string } | null;
+  for (const name of ["stdout", "stderr"] as const) {
+    const text = result?.[name] ?? "";
+    if (text.length > sent[name]) onStream(name, text.slice(sent[name]));
+  }
+  return final;
+}
+
+async function sendOutputs(ctx: ChannelContext, parent: Header, code: string, count: number, final: ExecutionWithFiles): Promise<void> {
+  const outputs = ((final.result as { outputs?: ResultOutput[] } | null)?.outputs ?? []).filter((o) => typeof o?.type === "string");
+  const bundles = bundlesOf(outputs);
+  // The last non-image bundle of a cell ending in an expression is its value (see endsWithExpression).
+  const resultIndex = endsWithExpression(code) ? bundles.findLastIndex((b) => !b.image) : -1;
+  for (const [i, bundle] of bundles.entries()) {
+    const data: Record<string, string> = {};
+    for (const o of bundle.entries) {
+      const value = o.fileId ? await fileData(ctx, o) : o.data;
+      if (value !== null && value !== undefined) data[o.type] = value;
+    }
+    if (Object.keys(data).length === 0) continue;
+    if (i === resultIndex) ctx.send("iopub", "execute_result", parent, { execution_count: count, data, metadata: {} });
+    else ctx.send("iopub", "display_data", parent, { data, metadata: {}, transient: {} });
+  }
+}
+
+/** An image stored as a file, back as the base64 (or SVG text) a Jupyter client expects. */
+async function fileData(ctx: ChannelContext, o: ResultOutput): Promise<string | null> {
+  const file = await findFile(ctx.deps.db, ctx.kernel.userId, o.fileId!);
+  if (!file) return null;
+  const bytes = await readFile(ctx.deps.blobs.pathOf(file.storageKey));
+  return o.type === "image/svg+xml" ? bytes.toString("utf8") : bytes.toString("base64");
+}
+
+function errorOf(final: ExecutionWithFiles): ErrorContent | null {
+  const result = final.result as { error?: ErrorContent | null } | null;
+  const raised = result?.error ?? null;
+  switch (final.status) {
+    case "completed":
+      return raised;
+    case "cancelled":
+      return raised ?? { ename: "KeyboardInterrupt", evalue: "", traceback: ["KeyboardInterrupt: the execution was interrupted"] };
+    case "timed_out": {
+      const evalue = `the execution ran longer than ${final.timeoutMs} ms and was stopped`;
+      return { ename: "TimeoutError", evalue, traceback: [...(raised?.traceback ?? []), `TimeoutError: ${evalue}`] };
+    }
+    default: {
+      const failure = final.failure as { code?: string; message?: string } | null;
+      const evalue = failure?.message ?? "the execution failed";
+      return { ename: failure?.code ?? "ExecutionFailed", evalue, traceback: [`${failure?.code ?? "ExecutionFailed"}: ${evalue}`] };
+    }
+  }
+}
+
+function sendFileLinks(ctx: ChannelContext, parent: Header, final: ExecutionWithFiles): void {
+  if (!ctx.deps.env.JUPYTER_FILE_LINKS || final.files.length === 0) return;
+  const lines = final.files.map((f) => `- ${f.path ?? f.name}: ${ctx.linkBase}${fileUrl(f.id)}`);
+  const text = `\nFiles written to /mnt/data (download with your codeinterp API key):\n${lines.join("\n")}\n`;
+  ctx.send("iopub", "stream", parent, { name: "stdout", text });
+}
