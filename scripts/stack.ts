@@ -6,8 +6,8 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { apiProcessEnv, defaultDataDir, loadKernelLimits, repoRoot } from "@codeinterp/config";
-import { startLocalJupyter } from "@codeinterp/kernel";
+import { apiProcessEnv, defaultDataDir, loadKernelEgress, loadKernelLimits, repoRoot } from "@codeinterp/config";
+import { EgressPolicy, parseEgressAllowlist, startLocalJupyter } from "@codeinterp/kernel";
 import type { LocalJupyter } from "@codeinterp/kernel";
 
 const say = (msg: string) => console.error(`[start] ${msg}`);
@@ -29,6 +29,9 @@ let jupyter: LocalJupyter | null = null;
 if (!process.env.JUPYTER_URL) {
   const line = (o: unknown, m?: string) => say(`jupyter: ${m ? `${m} ${JSON.stringify(o)}` : JSON.stringify(o)}`);
   const log = { debug: () => undefined, info: line, warn: line, error: line };
+  // Kernels have no network unless KERNEL_EGRESS=allowlist opens the listed destinations through a proxy.
+  const egress = loadKernelEgress(process.env);
+  if (egress) say(`kernels may reach, through the egress proxy only: ${egress.allow}`);
   jupyter = await startLocalJupyter({
     rootDir: dataDir,
     stateDir: path.join(dataDir, ".jupyter"),
@@ -41,6 +44,7 @@ if (!process.env.JUPYTER_URL) {
     liveness: { unresponsiveMs: Number(process.env.GATEWAY_UNRESPONSIVE_MS ?? 10_000) },
     onRestart: (r) => say(`jupyter: restarted (${r.reason}); ${r.restarts} restart(s) so far`),
     sandboxLimits: loadKernelLimits(process.env),
+    ...(egress ? { egress: { policy: new EgressPolicy(parseEgressAllowlist(egress.allow)) } } : {}),
   });
   env.JUPYTER_URL = jupyter.url;
   env.JUPYTER_TOKEN = jupyter.token;

@@ -3,3 +3,4 @@ export type { SharedEnv } from "./env";
 export { defaultDataDir, repoRoot } from "./paths";
 export { kernelLimitsEnvShape, loadKernelLimits } from "./kernel-limits";
 export type { KernelLimits } from "./kernel-limits";
+export { kernelEgressEnvShape, loadKernelEgress } from "./kernel-egress";

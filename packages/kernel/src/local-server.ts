@@ -11,6 +11,9 @@ import { JUPYTER_SERVER_CONFIG } from "./jupyter-config";
 import { JUPYTER_PYTHON } from "./jupyter-install";
 import { defaultLiveness, probeGateway } from "./liveness";
 import { killTree } from "./process-tree";
+import type { EgressPolicy } from "./egress/allowlist";
+import { startEgressProxy } from "./egress/proxy";
+import type { EgressProxy } from "./egress/proxy";
 import { DEFAULT_SANDBOX_LIMITS, SANDBOX_KERNEL_NAME, installSandboxKernelSpec, launcherConfig, probeSandbox } from "./sandbox";
 import type { SandboxLimits } from "./sandbox";
 import type { Log } from "./log";
@@ -68,6 +71,11 @@ export type StartLocalJupyterOptions = {
    * http://127.0.0.1:3128 (HTTP_PROXY/HTTPS_PROXY are set), their only way out.
    */
   proxySocket?: string;
+  /**
+   * Egress for sandboxed kernels: the server runs the allowlisting proxy (egress/proxy.ts) on a socket in its
+   * state dir and gives each kernel signed credentials for it. Unset: kernels have no way out at all.
+   */
+  egress?: { policy: EgressPolicy };
   startTimeoutMs?: number;
   stopTimeoutMs?: number;
 };
@@ -201,6 +209,8 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
   await writeFile(join(dirs.config, "jupyter_server_config.py"), JUPYTER_SERVER_CONFIG + (opts.extraConfig ?? ""));
   let sandbox: LocalJupyter["sandbox"] = { available: false, reason: "disabled", caps: { cgroup: null, reason: "no sandbox" } };
   let cgroupParent: KernelCgroupParent | null = null;
+  let egressProxy: EgressProxy | null = null;
+  let proxy: { proxySocket?: string; proxySecret?: string } = opts.proxySocket ? { proxySocket: opts.proxySocket } : {};
   if (opts.sandbox !== false) {
     const probe = await probeSandbox(join(rootDir, ".codeinterp-sandbox-probe"), log);
     if (probe.ok) {
@@ -214,7 +224,12 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
       else log.warn({ reason: cg.reason }, "no per-kernel cgroups: kernels get per-process rlimits only");
       sandbox = { available: true, caps: cg.ok ? { cgroup: cg.parent.version } : { cgroup: null, reason: cg.reason } };
       await mkdir(ipcRoot, { recursive: true, mode: 0o711 });
-      await installSandboxKernelSpec(dirs.data, launcherConfig({ limits, ipcRoot, cgroup: cgroupParent, proxySocket: opts.proxySocket }), limits.kernelsMemoryBudgetBytes);
+      if (opts.egress) {
+        const secret = randomBytes(32).toString("hex");
+        egressProxy = await startEgressProxy({ socketPath: join(stateDir, "egress.sock"), policy: opts.egress.policy, secret, log });
+        proxy = { proxySocket: egressProxy.socketPath, proxySecret: secret };
+      }
+      await installSandboxKernelSpec(dirs.data, launcherConfig({ limits, ipcRoot, cgroup: cgroupParent, ...proxy }), limits.kernelsMemoryBudgetBytes);
     } else {
       sandbox = { available: false, ...(probe.reason ? { reason: probe.reason } : {}), caps: { cgroup: null, reason: "no sandbox" } };
     }
@@ -245,7 +260,10 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
       break;
     } catch (err) {
       await terminate(running, stopTimeoutMs);
-      if (attempt >= attempts) throw err;
+      if (attempt >= attempts) {
+        await egressProxy?.close();
+        throw err;
+      }
       log.warn({ port, attempt }, "Jupyter server did not start; retrying on another port");
     }
   }
@@ -340,6 +358,7 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
       process.removeListener("exit", onProcessExit);
       await terminate(current, stopTimeoutMs);
       if (cgroupParent) await removeKernelCgroups(cgroupParent);
+      await egressProxy?.close();
       await rm(ipcRoot, { recursive: true, force: true });
       if (runtime !== preferredRuntime) await rm(runtime, { recursive: true, force: true });
       log.info({ url }, "local Jupyter server stopped");

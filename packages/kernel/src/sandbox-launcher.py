@@ -14,6 +14,8 @@ next to every kernel's connection file and HMAC key, so that dir must never be m
 The kernel binds them in <ipc root>/<kernel id>/ (mounted at /run/codeinterp/ipc) and the server reaches
 them through symlinks at the paths it expects (unix socket connect() follows them across namespaces).
 """
+import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -142,7 +144,15 @@ def cgroup_parents(cgroup):
     return list(cgroup["dirs"].values()) if cgroup["version"] == 1 else [cgroup["dir"]]
 
 
-def kernel_command(proxy_socket):
+def proxy_url(secret, kid):
+    """The kernel's own proxy credentials: its id, signed (egress/proxy.ts's egressPassword)."""
+    if not secret:
+        return "http://127.0.0.1:%d" % PROXY_PORT
+    password = hmac.new(secret.encode(), ("egress:" + kid).encode(), hashlib.sha256).hexdigest()[:32]
+    return "http://%s:%s@127.0.0.1:%d" % (kid, password, PROXY_PORT)
+
+
+def kernel_command(proxy_socket, url):
     kernel = ["/usr/bin/python3", "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", SANDBOX_CONNECTION_FILE]
     if not proxy_socket:
         return kernel, []
@@ -152,7 +162,6 @@ def kernel_command(proxy_socket):
         "setsid socat TCP-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:%s </dev/null >/dev/null 2>&1 & "
         % (PROXY_PORT, SANDBOX_PROXY)
     )
-    url = "http://127.0.0.1:%d" % PROXY_PORT
     env = [(k, url) for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")]
     env += [(k, "localhost,127.0.0.1") for k in ("NO_PROXY", "no_proxy")]
     return ["/bin/sh", "-c", forward + "exec " + " ".join(kernel)], env
@@ -179,7 +188,7 @@ def main(config_file, connection_file):
     proxy = cfg.get("proxySocket")
     if proxy:
         binds += ["--ro-bind", proxy, SANDBOX_PROXY]  # connect() works on a read-only mount
-    command, proxy_env = kernel_command(proxy)
+    command, proxy_env = kernel_command(proxy, proxy_url(cfg.get("proxySecret"), kid))
 
     # The rewritten connection file (it holds the HMAC key) reaches the sandbox only through fd 3.
     r, w = os.pipe()

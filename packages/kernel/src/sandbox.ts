@@ -50,16 +50,25 @@ export interface LauncherConfig {
   cgroup: KernelCgroupParent | null;
   /** Host path of the egress proxy's unix socket, mounted read-only at /run/codeinterp/proxy.sock. */
   proxySocket: string | null;
+  /** Signs each kernel's proxy credentials (egress/proxy.ts); null for a proxy that takes none. */
+  proxySecret: string | null;
   limits: KernelCgroupLimits & { addressSpaceBytes: number; rlimitProcesses: number; maxFileBytes: number; maxOpenFiles: number };
 }
 
-export function launcherConfig(opts: { limits: SandboxLimits; ipcRoot: string; cgroup: KernelCgroupParent | null; proxySocket?: string | undefined }): LauncherConfig {
+export function launcherConfig(opts: {
+  limits: SandboxLimits;
+  ipcRoot: string;
+  cgroup: KernelCgroupParent | null;
+  proxySocket?: string | undefined;
+  proxySecret?: string | undefined;
+}): LauncherConfig {
   const { limits } = opts;
   return {
     minUid: SANDBOX_MIN_UID,
     ipcRoot: opts.ipcRoot,
     cgroup: opts.cgroup,
     proxySocket: opts.proxySocket ?? null,
+    proxySecret: opts.proxySecret ?? null,
     limits: {
       memoryBytes: limits.memoryBytes,
       cpus: limits.cpus,
@@ -97,7 +106,9 @@ export async function installSandboxKernelSpec(jupyterDataDir: string, config: L
   await copyFile(LAUNCHER_SOURCE, launcher);
   await chmod(launcher, 0o755);
   const configFile = join(dir, "launcher.json");
-  await writeFile(configFile, JSON.stringify(config, null, 2));
+  // Root only: it may hold the egress proxy's signing secret.
+  await writeFile(configFile, JSON.stringify(config, null, 2), { mode: 0o600 });
+  await chmod(configFile, 0o600);
   const metadata: SandboxSpecMetadata = {
     sandbox: true,
     network: "none",
