@@ -2,7 +2,7 @@ import { spawn, spawnSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { createServer, connect } from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -254,6 +254,8 @@ export async function startFaultStack(
   } = {},
 ): Promise<FaultStack> {
   const root = await mkdtemp(path.join(os.tmpdir(), "codeinterp-faults-"));
+  // Sandboxed kernels (FAULTS_KERNEL_SANDBOX, or a test's KERNEL_SANDBOX) run as other uids: they must traverse it.
+  await chmod(root, 0o711);
   const dataDir = path.join(root, "data");
   mkdirSync(dataDir, { recursive: true });
   const cleanups: Array<() => Promise<void>> = [];

@@ -57,6 +57,8 @@ export async function startTestStack(opts: { worker?: boolean; env?: Record<stri
     HOST: "127.0.0.1",
     WORKER_CONCURRENCY: "4",
     RECONCILE_INTERVAL_MS: "2000",
+    // Pool kernels start bare in tests (each preload costs ~1.5 s of CPU); test/preload.int.test.ts turns it on.
+    KERNEL_PRELOAD: "",
     ...opts.env,
   };
   // Printed with a failed test (see failure-logs.ts); workers spawned as processes write to the same file.

@@ -1,6 +1,7 @@
 import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
+import { DEFAULT_PRELOAD_MODULES, PYTHON_MODULE_NAME } from "@codeinterp/kernel";
 import { parseEnv, sharedEnvShape } from "@codeinterp/config";
 
 const int = (fallback: number, min = 0) => z.coerce.number().int().min(min).default(fallback);
@@ -33,6 +34,15 @@ const workerEnvSchema = z
     KERNEL_ROOT_DIR: z.string().optional(),
     /** Pre-started, never-used kernels kept ready (0 disables the pool). */
     KERNEL_POOL_SIZE: int(2, 0),
+    /**
+     * Modules each pool kernel imports (and warms: pandas' CSV/Excel paths, matplotlib's first figure) before
+     * a message gets it, comma-separated; empty: none. Counts against the kernel's memory cap (~70 MB).
+     */
+    KERNEL_PRELOAD: z
+      .string()
+      .default(DEFAULT_PRELOAD_MODULES.join(","))
+      .transform((v) => v.split(",").map((m) => m.trim()).filter(Boolean))
+      .pipe(z.array(z.string().regex(PYTHON_MODULE_NAME, "not a Python module name"))),
     /** A message's kernel is shut down after this long without executions. */
     KERNEL_IDLE_TTL_MS: int(10 * 60_000, 1000),
     /** A worker silent for three of these is gone: other workers shut down its pre-started pool kernels. */

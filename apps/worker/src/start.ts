@@ -1,6 +1,6 @@
 import { Queue } from "bullmq";
 import { createDb } from "@codeinterp/db";
-import { SANDBOX_KERNEL_NAME, createKernelGateway } from "@codeinterp/kernel";
+import { SANDBOX_KERNEL_NAME, createKernelGateway, preloadCode } from "@codeinterp/kernel";
 import type { SandboxSpecMetadata } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { cancelChannel, createRedis, queueNames } from "@codeinterp/queue";
@@ -71,6 +71,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     live,
     onEvicted: () => metrics?.kernelEvicted(),
     gatewaySeen: () => gatewaySeen(gatewayWatch),
+    preload: preloadCode(env.KERNEL_PRELOAD),
   });
   beatNow = () => broker.heartbeat();
   const cancels = new CancelRegistry();

@@ -41,7 +41,7 @@ it("close waits for a kernel start under way, then shuts that kernel down and re
   const g = slowGateway();
   const slot = { dir: path.join(dir, "slot"), path: "slot", disposable: true };
   await mkdir(slot.dir);
-  const pool = new KernelPool(g.gateway, 1, createLogger({ name: "test", level: "silent" }), async () => slot);
+  const pool = new KernelPool({ gateway: g.gateway, size: 1, log: createLogger({ name: "test", level: "silent" }), newSlot: async () => slot });
   pool.refill();
   await g.started;
   let closed = false;
@@ -66,7 +66,7 @@ it("a kernel start that fails removes the directory it was to wait in", async ()
       throw new Error("gateway down");
     },
   } as unknown as KernelGateway;
-  const pool = new KernelPool(gateway, 1, createLogger({ name: "test", level: "silent" }), async () => slot);
+  const pool = new KernelPool({ gateway, size: 1, log: createLogger({ name: "test", level: "silent" }), newSlot: async () => slot });
   pool.refill();
   await attempted;
   await expect.poll(() => stat(slot.dir).then(() => "there", () => "gone")).toBe("gone");
@@ -80,9 +80,15 @@ it("at the live-kernel ceiling the pool starts no kernel, and fills once a place
   let free = false;
   let asked = 0;
   const bound: string[] = [];
-  const pool = new KernelPool(g.gateway, 1, createLogger({ name: "test", level: "silent" }), async () => slot, undefined, async () => {
-    asked++;
-    return free ? { bind: async (id) => void bound.push(id), drop: async () => undefined } : null;
+  const pool = new KernelPool({
+    gateway: g.gateway,
+    size: 1,
+    log: createLogger({ name: "test", level: "silent" }),
+    newSlot: async () => slot,
+    reservePlace: async () => {
+      asked++;
+      return free ? { bind: async (id) => void bound.push(id), drop: async () => undefined } : null;
+    },
   });
   let started = false;
   void g.started.then(() => (started = true));

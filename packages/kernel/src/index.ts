@@ -45,4 +45,4 @@ export { EgressPolicy, EgressRuleError, isPublicAddress, parseEgressAllowlist } 
 export type { EgressDecision, EgressRule } from "./egress/allowlist";
 export { egressPassword, startEgressProxy } from "./egress/proxy";
 export type { EgressProxy, EgressProxyOptions } from "./egress/proxy";
-export { DEFAULT_PRELOAD_MODULES, PreloadConfigError, preloadCode } from "./preload";
+export { DEFAULT_PRELOAD_MODULES, PYTHON_MODULE_NAME, PreloadConfigError, preloadCode } from "./preload";

@@ -1,7 +1,8 @@
 /** The modules a pool kernel imports before any message gets it: what a chat's first analysis reaches for. */
 export const DEFAULT_PRELOAD_MODULES = ["numpy", "pandas", "matplotlib", "openpyxl"] as const;
 
-const MODULE_NAME = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
+/** What a preload entry may be: a dotted Python module name (the list becomes code). */
+export const PYTHON_MODULE_NAME = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
 
 export class PreloadConfigError extends Error {
   override name = "PreloadConfigError";
@@ -15,7 +16,7 @@ export class PreloadConfigError extends Error {
  * import, nothing else.
  */
 export function preloadCode(modules: readonly string[]): string {
-  for (const m of modules) if (!MODULE_NAME.test(m)) throw new PreloadConfigError(`not a Python module name: "${m}"`);
+  for (const m of modules) if (!PYTHON_MODULE_NAME.test(m)) throw new PreloadConfigError(`not a Python module name: "${m}"`);
   if (modules.length === 0) return "";
   const wanted = new Set(modules.map((m) => m.split(".")[0]));
   const warm: string[] = [];

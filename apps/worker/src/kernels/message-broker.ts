@@ -35,6 +35,8 @@ export interface MessageBrokerOptions {
   onEvicted?: () => void;
   /** What this worker last saw of its gateway, sent with every heartbeat. */
   gatewaySeen?: () => GatewaySeen | null;
+  /** Python each pool kernel runs before it is handed out (KERNEL_PRELOAD). */
+  preload?: string;
 }
 
 /** The Redis lock a message's executions (and the removal of its workspace) take turns on. */
@@ -108,17 +110,18 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     onShutdown: (id) => live.drop(id),
     ...(opts.gatewaySeen ? { gatewaySeen: opts.gatewaySeen } : {}),
   });
-  const pool = new KernelPool(
+  const pool = new KernelPool({
     gateway,
-    opts.poolSize,
+    size: opts.poolSize,
     log,
-    () => opts.layout.newPoolSlot(),
-    (ids) => owners.record(ids),
-    async () => {
+    newSlot: () => opts.layout.newPoolSlot(),
+    onChange: (ids) => owners.record(ids),
+    reservePlace: async () => {
       const place = await room.reservePlace();
       return place && { bind: (id) => place.bind(id, poolLeaseMs), drop: () => place.drop() };
     },
-  );
+    ...(opts.preload ? { preload: opts.preload } : {}),
+  });
 
   const room = createRoom({
     redis,

@@ -17,6 +17,7 @@ export interface PooledKernel {
 }
 
 const CLOSE_WAIT_MS = 15_000;
+const PRELOAD_TIMEOUT_MS = 60_000;
 /** At the live-kernel ceiling the pool waits this long before asking for a place again. */
 const FULL_RETRY_MS = 2000;
 
@@ -24,6 +25,19 @@ const FULL_RETRY_MS = 2000;
 export interface PoolPlace {
   bind(kernelId: string): Promise<void>;
   drop(): Promise<void>;
+}
+
+export interface KernelPoolOptions {
+  gateway: KernelGateway;
+  size: number;
+  log: Logger;
+  /** Makes the directory a new pool kernel waits in (never any message's workspace). */
+  newSlot: () => Promise<PoolSlot>;
+  onChange?: (ids: string[]) => void;
+  /** A place for one more kernel, or null at the ceiling (pool kernels never push message kernels out). */
+  reservePlace?: () => Promise<PoolPlace | null>;
+  /** Python run in each new pool kernel before it is handed out (@codeinterp/kernel's preloadCode). */
+  preload?: string;
 }
 
 /**
@@ -39,16 +53,23 @@ export class KernelPool {
   private closed = false;
   private failures = 0;
 
-  constructor(
-    private readonly gateway: KernelGateway,
-    private readonly size: number,
-    private readonly log: Logger,
-    /** Makes the directory a new pool kernel waits in (never any message's workspace). */
-    private readonly newSlot: () => Promise<PoolSlot>,
-    private readonly onChange: (ids: string[]) => void = () => undefined,
-    /** A place for one more kernel, or null at the ceiling (pool kernels never push message kernels out). */
-    private readonly reservePlace: () => Promise<PoolPlace | null> = async () => ({ bind: async () => undefined, drop: async () => undefined }),
-  ) {}
+  private readonly gateway: KernelGateway;
+  private readonly size: number;
+  private readonly log: Logger;
+  private readonly newSlot: () => Promise<PoolSlot>;
+  private readonly onChange: (ids: string[]) => void;
+  private readonly reservePlace: () => Promise<PoolPlace | null>;
+  private readonly preload: string;
+
+  constructor(opts: KernelPoolOptions) {
+    this.gateway = opts.gateway;
+    this.size = opts.size;
+    this.log = opts.log;
+    this.newSlot = opts.newSlot;
+    this.onChange = opts.onChange ?? (() => undefined);
+    this.reservePlace = opts.reservePlace ?? (async () => ({ bind: async () => undefined, drop: async () => undefined }));
+    this.preload = opts.preload ?? "";
+  }
 
   get available(): number {
     return this.ready.length;
@@ -97,7 +118,7 @@ export class KernelPool {
             throw err;
           });
           const dropSlot = () => (slot.disposable ? rm(slot.dir, { recursive: true, force: true }).catch(() => undefined) : undefined);
-          const session = this.closed ? null : await this.gateway.startKernel({ path: slot.path }).catch(async (err: unknown) => {
+          const session = this.closed ? null : await this.startWarm(slot.path).catch(async (err: unknown) => {
             await dropSlot();
             await place.drop().catch(() => undefined);
             throw err;
@@ -124,6 +145,25 @@ export class KernelPool {
         this.filling = null;
       }
     })();
+  }
+
+  /**
+   * A kernel started in the slot, with the preload run in it: a message's first analysis finds pandas and
+   * matplotlib imported and their first-use costs paid (a module that does not import is skipped inside).
+   */
+  private async startWarm(path: string): Promise<KernelSession> {
+    const session = await this.gateway.startKernel({ path });
+    if (this.preload && !this.closed) {
+      const t0 = Date.now();
+      const done = await session.execute(this.preload, { timeoutMs: PRELOAD_TIMEOUT_MS }).catch(() => null);
+      if (done?.status !== "ok") {
+        // Still busy, or dead: no message gets a kernel in that state.
+        await session.shutdown().catch(() => undefined);
+        throw new Error(`pool kernel ${session.id} preload ended ${done?.status ?? "with an error"}`);
+      }
+      this.log.debug({ kernelId: session.id, ms: Date.now() - t0 }, "pool kernel preloaded");
+    }
+    return session;
   }
 
   async close(): Promise<void> {
