@@ -119,13 +119,15 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
     await kernel.shutdown();
   });
 
-  it("reports the files the code wrote as a stream with download links", async () => {
+  it("reports the files the code wrote as a stream with signed download links that need no key", async () => {
     const kernel = await manager.startNew();
     const wrote = await run(kernel, "open('/mnt/data/report.csv', 'w').write('a,b\\n1,2\\n')");
     const text = wrote.iopub.filter((m) => m.header.msg_type === "stream").map((m) => (m.content as { text: string }).text).join("");
     const link = /report\.csv: (http\S+)/.exec(text)?.[1];
     expect(link).toBeDefined();
-    const download = await fetch(link!, { headers: { authorization: `Bearer ${key}` } });
+    // Signed: the chat user clicking it in Open WebUI has no codeinterp key.
+    expect(link).toMatch(/\/links\/[0-9a-f-]+\?expires=\d+&signature=/);
+    const download = await fetch(link!);
     expect(await download.text()).toBe("a,b\n1,2\n");
     // The same execution is a normal record of this user's, under the kernel's message.
     const listed = await client(stack.url, key).get("/v1/chats/jupyter/files");

@@ -35,10 +35,22 @@ afterEach(async () => {
 });
 afterAll(() => redis?.disconnect());
 
-function newBroker(opts: { max?: number; idleTtlMs?: number } = {}) {
+function newBroker(opts: { max?: number; idleTtlMs?: number; poolSize?: number; poolEvictionIdleMs?: number } = {}) {
   const prefix = `citest-broker-${randomBytes(5).toString("hex")}`;
   const live = createLiveKernels({ redis, prefix, max: opts.max ?? 10 });
-  const broker = createMessageKernelBroker({ gateway, redis, prefix, workerId: "w1", log, poolSize: 0, layout, idleTtlMs: opts.idleTtlMs ?? 60_000, live, sweepIntervalMs: 3_600_000 });
+  const broker = createMessageKernelBroker({
+    gateway,
+    redis,
+    prefix,
+    workerId: "w1",
+    log,
+    poolSize: opts.poolSize ?? 0,
+    layout,
+    idleTtlMs: opts.idleTtlMs ?? 60_000,
+    live,
+    sweepIntervalMs: 3_600_000,
+    ...(opts.poolEvictionIdleMs !== undefined ? { poolEvictionIdleMs: opts.poolEvictionIdleMs } : {}),
+  });
   brokers.push(broker);
   return { broker, live, prefix };
 }
@@ -151,6 +163,24 @@ describe("live-kernel ceiling", () => {
     const again = await use(broker, a, "print('v' in globals())");
     expect(again.lease.stateReset).toBe(true);
     expect(again.out.stdout).toBe("False\n");
+    expect(await live.count()).toBe(2);
+  });
+
+  it("at the ceiling the pool refills in the place of a message kernel idle long enough, never a recently used one", async () => {
+    const { broker, live } = newBroker({ max: 2, poolSize: 1, poolEvictionIdleMs: 1500 });
+    await expect.poll(() => broker.pool.available, { timeout: 20_000 }).toBe(1);
+    const [a, b] = [request(), request()];
+    const ka = await use(broker, a);
+    expect(ka.lease.pooled).toBe(true);
+    // The refill took the second place; b takes that kernel, and the pool is left at the ceiling.
+    await expect.poll(() => broker.pool.available, { timeout: 20_000 }).toBe(1);
+    const kb = await use(broker, b);
+    expect(kb.lease.pooled).toBe(true);
+    expect(await live.count()).toBe(2);
+    // a has been idle longest and, after the idle time, makes way for a warm kernel; b stays.
+    await expect.poll(() => broker.pool.available, { timeout: 20_000 }).toBe(1);
+    expect(await exists(ka.lease.session.id)).toBe(false);
+    expect(await exists(kb.lease.session.id)).toBe(true);
     expect(await live.count()).toBe(2);
   });
 

@@ -36,7 +36,7 @@ const apiEnvSchema = z.object({
   JUPYTER_KERNEL_IDLE_MS: z.coerce.number().int().min(1000).default(10 * 60_000),
   /** After an execution's output, a short stream text listing the files the code wrote, with download links. */
   JUPYTER_FILE_LINKS: booleanFromEnv(true),
-  /** Prefix for those links (e.g. https://ci.example.com); unset: the request's own host. */
+  /** Origin of those links (e.g. https://ci.example.com); unset: PUBLIC_URL, else the request's own host. */
   JUPYTER_FILE_LINK_BASE_URL: z.url().optional(),
   /** Largest websocket frame accepted from a Jupyter client; a bigger one closes the connection (1009). */
   JUPYTER_MAX_MESSAGE_BYTES: z.coerce.number().int().min(1024).default(8 * 1024 * 1024),

@@ -69,7 +69,7 @@ export function attachJupyterChannels(server: Server, deps: ApiDeps, services: J
   function serveConnection(ws: WebSocket, req: IncomingMessage, kernel: FacadeKernel) {
     const protocol = ws.protocol;
     const log = deps.log.child({ kernelId: kernel.id, messageId: kernel.messageId });
-    const linkBase = (deps.env.JUPYTER_FILE_LINK_BASE_URL ?? `http://${req.headers.host ?? "localhost"}`).replace(/\/+$/, "");
+    const linkBase = (deps.env.JUPYTER_FILE_LINK_BASE_URL ?? deps.env.PUBLIC_URL ?? `http://${req.headers.host ?? "localhost"}`).replace(/\/+$/, "");
     const closed = new AbortController();
     const ctx: ChannelContext & { queue: ShellQueue } = {
       queue: { enqueued: 0, abortThrough: 0 },

@@ -37,6 +37,8 @@ export interface MessageBrokerOptions {
   gatewaySeen?: () => GatewaySeen | null;
   /** Python each pool kernel runs before it is handed out (KERNEL_PRELOAD). */
   preload?: string;
+  /** At the ceiling, a pool refill may take the place of a message kernel idle this long (default 60 s). */
+  poolEvictionIdleMs?: number;
 }
 
 /** The Redis lock a message's executions (and the removal of its workspace) take turns on. */
@@ -117,7 +119,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     newSlot: () => opts.layout.newPoolSlot(),
     onChange: (ids) => owners.record(ids),
     reservePlace: async () => {
-      const place = await room.reservePlace();
+      const place = await room.reservePoolPlace();
       return place && { bind: (id) => place.bind(id, poolLeaseMs), drop: () => place.drop() };
     },
     ...(opts.preload ? { preload: opts.preload } : {}),
@@ -135,6 +137,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     lockKey,
     shutDown: (messageKey, kernelId) => forget(messageKey, kernelId, true),
     ...(opts.onEvicted ? { onEvicted: opts.onEvicted } : {}),
+    ...(opts.poolEvictionIdleMs !== undefined ? { poolEvictionIdleMs: opts.poolEvictionIdleMs } : {}),
   });
   pool.refill();
 

@@ -34,7 +34,7 @@ export interface KernelPoolOptions {
   /** Makes the directory a new pool kernel waits in (never any message's workspace). */
   newSlot: () => Promise<PoolSlot>;
   onChange?: (ids: string[]) => void;
-  /** A place for one more kernel, or null at the ceiling (pool kernels never push message kernels out). */
+  /** A place for one more kernel, or null at the ceiling (see room.ts: a pool kernel never pushes a busy one out). */
   reservePlace?: () => Promise<PoolPlace | null>;
   /** Python run in each new pool kernel before it is handed out (@codeinterp/kernel's preloadCode). */
   preload?: string;

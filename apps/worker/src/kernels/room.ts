@@ -15,6 +15,8 @@ const ROOM_POLL_MS = 250;
 const EVICTION_CANDIDATES = 100;
 
 /** No room under the live-kernel ceiling within the wait allowed (every kernel stayed busy). */
+const POOL_EVICTION_IDLE_MS = 60_000;
+
 export class KernelCapacityError extends Error {
   override name = "KernelCapacityError";
 }
@@ -32,13 +34,15 @@ export interface RoomOptions {
   /** Shuts a message's kernel down and forgets it (the broker's own bookkeeping included). */
   shutDown: (messageKey: string, kernelId: string) => Promise<void>;
   onEvicted?: () => void;
+  /** How long a message kernel must have been idle before a pool refill may take its place at the ceiling. */
+  poolEvictionIdleMs?: number;
 }
 
 /**
  * The live-kernel ceiling's rules for making room: a new kernel starts only in a reserved place; at the
  * ceiling the least recently used idle message kernel is shut down for it (its next execution is told its
- * variables were reset), else a pre-started pool kernel of any worker; pool kernels themselves never push
- * anything out.
+ * variables were reset), else a pre-started pool kernel of any worker. A pool refill takes only a free place
+ * or that of a message kernel idle for a minute, never a busy or recently used one, nor another pool kernel.
  */
 export function createRoom(opts: RoomOptions) {
   const { live, mappings, owners, log } = opts;
@@ -49,8 +53,11 @@ export function createRoom(opts: RoomOptions) {
     return live.reserve(START_LEASE_MS);
   }
 
-  /** Shuts down one kernel nobody is using; never the kernel of `exceptKey` (the caller's own turn). */
-  async function evictOne(exceptKey: string): Promise<boolean> {
+  /**
+   * Shuts down one kernel nobody is using; never the kernel of `exceptKey` (the caller's own turn). With
+   * `idleForMs`, only a message kernel idle at least that long (and never a pool kernel).
+   */
+  async function evictOne(exceptKey: string, idleForMs?: number): Promise<boolean> {
     for (const messageKey of await mappings.leastRecentlyUsed(EVICTION_CANDIDATES)) {
       if (messageKey === exceptKey) continue;
       // A message whose lock is taken is busy (or being evicted by someone else): not idle.
@@ -62,6 +69,7 @@ export function createRoom(opts: RoomOptions) {
           await mappings.dropIndex(messageKey);
           continue;
         }
+        if (idleForMs !== undefined && mapping.lastUsed > Date.now() - idleForMs) return false;
         // The note is owed only while the kernel would otherwise still be alive (before its idle TTL).
         await mappings.markEvicted(messageKey, mapping.lastUsed + opts.idleTtlMs - Date.now());
         await opts.shutDown(messageKey, mapping.kernelId);
@@ -72,7 +80,7 @@ export function createRoom(opts: RoomOptions) {
         await lock.release();
       }
     }
-    return owners.evictOne();
+    return idleForMs === undefined ? owners.evictOne() : false;
   }
 
   /** A place for a kernel start, shutting down an idle kernel if the ceiling is reached; null if all are busy. */
@@ -86,8 +94,16 @@ export function createRoom(opts: RoomOptions) {
   }
 
   return {
-    /** For the pool: a place if one is free, evicting nothing. */
-    reservePlace,
+    /**
+     * For the pool: a place if one is free, else the place of a message kernel idle for POOL_EVICTION_IDLE_MS
+     * (the next new message would evict it anyway; evicting it now lets that message start on a preloaded
+     * kernel). Never a busy kernel, a recently used one, or another pool kernel.
+     */
+    async reservePoolPlace(): Promise<Reservation | null> {
+      const place = await reservePlace();
+      if (place || !(await evictOne("", opts.poolEvictionIdleMs ?? POOL_EVICTION_IDLE_MS))) return place;
+      return reservePlace();
+    },
     reserve,
     /** Waits in place for room (a turn whose kernel turned out gone after makeRoom said it needed none). */
     async waitFor(exceptKey: string, signal: AbortSignal | undefined): Promise<Reservation> {

@@ -1,0 +1,108 @@
+// Issue 13's workload: what a chat user does first in a new message. Attach a 5,000-row CSV; read it with
+// pandas, group it, draw a bar chart saved as PNG, write the summary to Excel. Measured, side by side in one
+// run: codeinterp's first execution of a new message (a preloaded pool kernel), a follow-up in the same
+// message, a fresh plain kernel per execution (Open WebUI's way), and a pre-warmed raw kernel (the floor).
+import { mkdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import type { KernelGateway, KernelSession } from "@codeinterp/kernel";
+import type { apiClient } from "./client";
+import { now, summarize } from "./stats";
+import type { Summary } from "./stats";
+
+const analysis = (dir: string) => `import pandas as pd
+import matplotlib.pyplot as plt
+df = pd.read_csv(${JSON.stringify(`${dir}/sales.csv`)})
+by_region = df.groupby("region")["amount"].sum().sort_values(ascending=False)
+fig, ax = plt.subplots(figsize=(6, 4))
+by_region.plot.bar(ax=ax)
+fig.savefig(${JSON.stringify(`${dir}/by_region.png`)})
+plt.close(fig)
+by_region.to_frame().to_excel(${JSON.stringify(`${dir}/summary.xlsx`)})
+print(len(df))
+`;
+
+function salesCsv(rows: number): string {
+  const regions = ["north", "south", "east", "west", "central"];
+  const lines = ["date,region,product,units,amount"];
+  for (let i = 0; i < rows; i++) {
+    lines.push(`2026-${String((i % 12) + 1).padStart(2, "0")}-${String((i % 28) + 1).padStart(2, "0")},${regions[i % 5]},p${i % 37},${(i * 7) % 13},${((i * 7919) % 100_000) / 100}`);
+  }
+  return lines.join("\n") + "\n";
+}
+
+export interface AnalysisContext {
+  apiUrl: string;
+  key: string;
+  ci: ReturnType<typeof apiClient>;
+  gateway: KernelGateway;
+  /** The Jupyter server's root_dir on this machine (fresh and raw kernels read the CSV from under it). */
+  root: string;
+  n: number;
+  msg: (tag: string) => string;
+  sleep: (ms: number) => Promise<unknown>;
+  log: (msg: string) => void;
+}
+
+const ok = (label: string, stdout: string | undefined) => {
+  if (stdout !== "5000\n") throw new Error(`${label}: the analysis printed ${JSON.stringify(stdout)}`);
+};
+
+async function runIn(s: KernelSession, code: string, label: string): Promise<void> {
+  const r = await s.execute(code, { timeoutMs: 120_000 });
+  if (r.status !== "ok") throw new Error(`${label}: ${r.status} ${JSON.stringify(r.error)}`);
+  ok(label, r.stdout);
+}
+
+export async function benchAnalysis(c: AnalysisContext): Promise<{ summaries: Record<string, Summary>; first: number[]; fresh: number[] }> {
+  const csv = salesCsv(5000);
+  const form = new FormData();
+  form.append("file", new Blob([csv], { type: "text/csv" }), "sales.csv");
+  const up = await fetch(`${c.apiUrl}/v1/files`, { method: "POST", headers: { authorization: `Bearer ${c.key}` }, body: form });
+  if (up.status !== 201) throw new Error(`upload answered ${up.status}`);
+  const fileId = ((await up.json()) as { id: string }).id;
+  const plainDir = path.join(c.root, "bench-analysis");
+  await mkdir(plainDir, { recursive: true });
+  await writeFile(path.join(plainDir, "sales.csv"), csv);
+
+  const first: number[] = [];
+  const followup: number[] = [];
+  const fresh: number[] = [];
+  const freshWithShutdown: number[] = [];
+  const raw: number[] = [];
+  const rawSession = await c.gateway.startKernel();
+  await runIn(rawSession, analysis(plainDir), "raw warm-up");
+  for (let i = 0; i < c.n; i++) {
+    // The pool refills (start + preload) between chat messages, as it would between users' messages.
+    await c.sleep(4000);
+    const messageId = c.msg("analysis");
+    const r1 = await c.ci.run({ messageId, fileIds: [fileId], code: analysis("/mnt/data") });
+    ok("first", r1.exec.result?.stdout);
+    first.push(r1.ms);
+    const r2 = await c.ci.run({ messageId, code: analysis("/mnt/data") });
+    ok("follow-up", r2.exec.result?.stdout);
+    followup.push(r2.ms);
+
+    const a = now();
+    const s = await c.gateway.startKernel();
+    await runIn(s, analysis(plainDir), "fresh");
+    fresh.push(now() - a);
+    await s.shutdown();
+    freshWithShutdown.push(now() - a);
+
+    const b = now();
+    await runIn(rawSession, analysis(plainDir), "raw");
+    raw.push(now() - b);
+  }
+  await rawSession.shutdown();
+  return {
+    summaries: {
+      first_analysis_new_message: summarize(first),
+      followup_analysis: summarize(followup),
+      fresh_kernel_analysis_until_result: summarize(fresh),
+      fresh_kernel_analysis_with_shutdown: summarize(freshWithShutdown),
+      raw_warm_kernel_analysis: summarize(raw),
+    },
+    first,
+    fresh,
+  };
+}
