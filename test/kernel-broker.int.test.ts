@@ -11,7 +11,7 @@ import { createLogger } from "@codeinterp/logger";
 import { createRedis } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
 import type { AcquireRequest, KernelBroker, MessageTurn } from "../apps/worker/src/kernels/broker";
-import { createLiveKernels, defaultKernelsBudgetMb, defaultMaxLiveKernels } from "../apps/worker/src/kernels/live-kernels";
+import { createLiveKernels, defaultMaxLiveKernels } from "../apps/worker/src/kernels/live-kernels";
 import { createMessageKernelBroker } from "../apps/worker/src/kernels/message-broker";
 import { kernelRequestFor } from "../apps/worker/src/jobs/run-execution";
 import { WorkspaceLayout } from "../apps/worker/src/workspace-layout";
@@ -136,12 +136,10 @@ describe("sweep and evict", () => {
 
 describe("live-kernel ceiling", () => {
   it("defaults to as many kernels at their cap as the budget holds, at least one", () => {
-    expect(defaultMaxLiveKernels({ kernelMemoryMb: 2048, budgetMb: 18_432 })).toBe(9);
-    expect(defaultMaxLiveKernels({ kernelMemoryMb: 2048, budgetMb: 3000 })).toBe(1);
-    expect(defaultMaxLiveKernels({ kernelMemoryMb: 2048, budgetMb: -100 })).toBe(1);
-    // 24 GiB: 6 GiB (25%) kept back; 8 GiB: 4 GiB kept back.
-    expect(defaultKernelsBudgetMb(24 * 1024 ** 3)).toBe(18_432);
-    expect(defaultKernelsBudgetMb(8 * 1024 ** 3)).toBe(4096);
+    const GiB = 1024 ** 3;
+    expect(defaultMaxLiveKernels({ kernelMemoryBytes: 2 * GiB, budgetBytes: 18 * GiB })).toBe(9);
+    expect(defaultMaxLiveKernels({ kernelMemoryBytes: 2 * GiB, budgetBytes: 3 * GiB })).toBe(1);
+    expect(defaultMaxLiveKernels({ kernelMemoryBytes: 2 * GiB, budgetBytes: -100 })).toBe(1);
   });
 
   it("at the ceiling the least recently used idle kernel makes room; its message's next kernel says its state was reset", async () => {

@@ -90,5 +90,5 @@ export function kernelIsolationFromBeats(beats: WorkerBeat[]): KernelIsolationRe
   const seen = beats.flatMap((b) => (b.gateway ? [b.gateway] : []));
   if (seen.length === 0) return { sandboxed: null, network: "unknown" };
   if (seen.some((g) => !g.sandboxed)) return { sandboxed: false, network: "unrestricted", warning: UNSANDBOXED_WARNING };
-  return { sandboxed: true, network: "none" };
+  return seen.some((g) => g.egress) ? { sandboxed: true, network: "allowlist" } : { sandboxed: true, network: "none" };
 }

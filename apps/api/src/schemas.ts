@@ -98,6 +98,7 @@ const GatewaySeen = z.object({
   restarts: z.number().int().describe("Gateway restarts this worker saw (the server's start time changed)"),
   lastRestartAt: z.string().nullable(),
   sandboxed: z.boolean().describe("Kernels run in the bubblewrap sandbox"),
+  egress: z.boolean().optional().describe("Sandboxed kernels reach the listed destinations through the egress proxy"),
 });
 export const Readiness = z
   .object({
@@ -111,9 +112,11 @@ export const Readiness = z
     kernels: z
       .object({
         sandboxed: z.boolean().nullable(),
-        network: z.enum(["none", "unrestricted", "unknown"]),
+        network: z.enum(["none", "allowlist", "unrestricted", "unknown"]),
         warning: z.string().optional(),
       })
-      .describe("What live workers' kernels are promised: sandboxed kernels have no network; unsandboxed ones carry a warning"),
+      .describe(
+        "What live workers' kernels are promised: sandboxed kernels have no network (or only the operator's allowlist, through the egress proxy); unsandboxed ones carry a warning",
+      ),
   })
   .meta({ id: "Readiness" });

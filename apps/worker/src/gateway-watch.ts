@@ -10,6 +10,8 @@ import type { WorkerEnv } from "./env";
 export interface GatewayWatch {
   monitor: Pick<GatewayMonitor, "health" | "whenAnswered" | "signal">;
   sandboxed: boolean;
+  /** Sandboxed kernels reach listed destinations through the gateway's egress proxy. */
+  egress?: boolean;
   /** GATEWAY_RETRY_BUDGET_MS: how long an execution that has not reached a kernel keeps being retried. */
   retryBudgetMs: number;
 }
@@ -35,7 +37,7 @@ export function startGatewayWatch(
 
 /** What a heartbeat carries about the gateway. */
 export function gatewaySeen(watch: GatewayWatch): GatewaySeen {
-  return { ...watch.monitor.health(), sandboxed: watch.sandboxed };
+  return { ...watch.monitor.health(), sandboxed: watch.sandboxed, ...(watch.egress ? { egress: true } : {}) };
 }
 
 export type GatewayVerdict = { retry: true } | { retry: false; failure: { code: "gateway_unavailable" | "gateway_restarted"; message: string } };

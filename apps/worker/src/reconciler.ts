@@ -53,9 +53,10 @@ export async function reconcileOnce(opts: ReconcilerOptions): Promise<{ enqueued
       });
       if (moved) {
         failed++;
-        await opts.onLost?.(e).catch(() => undefined);
+        // Watchers learn the end first; the lost kernel's cleanup may wait for nothing (see onLost).
         const pub = createEventPublisher(opts.redis, opts.prefix, e.id);
         await pub.end("failed");
+        await opts.onLost?.(e).catch(() => undefined);
       }
     }
   } finally {

@@ -1,6 +1,6 @@
 import { Queue } from "bullmq";
 import { createDb } from "@codeinterp/db";
-import { SANDBOX_KERNEL_NAME, createKernelGateway, preloadCode } from "@codeinterp/kernel";
+import { DEFAULT_SANDBOX_LIMITS, SANDBOX_KERNEL_NAME, createKernelGateway, preloadCode } from "@codeinterp/kernel";
 import type { SandboxSpecMetadata } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { cancelChannel, createRedis, queueNames } from "@codeinterp/queue";
@@ -11,7 +11,7 @@ import { createMessageKernelBroker } from "./kernels/message-broker";
 import { startWorkspaceRetention } from "./jobs/clean-workspaces";
 import { startWorkerMetrics } from "./metrics";
 import type { WorkerMetrics } from "./metrics";
-import { DEFAULT_KERNEL_MEMORY_MB, createLiveKernels, defaultKernelsBudgetMb, defaultMaxLiveKernels } from "./kernels/live-kernels";
+import { createLiveKernels, defaultMaxLiveKernels } from "./kernels/live-kernels";
 import { startReconciler } from "./reconciler";
 import { createExecutionWorker } from "./worker";
 import { gatewaySeen, startGatewayWatch } from "./gateway-watch";
@@ -39,7 +39,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
   // Heartbeats at once when the gateway's state changes, so /readyz says so within a probe or two.
   let beatNow = () => undefined as void;
   const monitor = startGatewayWatch(env, log, { onChange: () => beatNow() });
-  const gatewayWatch: GatewayWatch = { monitor, sandboxed, retryBudgetMs: monitor.retryBudgetMs };
+  const gatewayWatch: GatewayWatch = { monitor, sandboxed, egress: isolation.sandboxed && isolation.network === "allowlist", retryBudgetMs: monitor.retryBudgetMs };
   const gateway = createKernelGateway({
     baseUrl: env.JUPYTER_URL,
     token: env.JUPYTER_TOKEN,
@@ -49,12 +49,9 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
   });
   const layout = new WorkspaceLayout(sandboxed, env.DATA_DIR, env.KERNEL_ROOT_DIR);
   // As many kernels at their cap as the gateway's budget for all kernels holds (it says so in its sandbox
-  // kernelspec); a gateway that does not say is taken to cap kernels at 2 GiB within this machine's budget.
-  const maxLiveKernels =
-    env.MAX_LIVE_KERNELS ??
-    (isolation.sandboxed && isolation.caps
-      ? defaultMaxLiveKernels({ kernelMemoryMb: isolation.caps.memoryBytes / MB, budgetMb: isolation.caps.kernelsMemoryBudgetBytes / MB })
-      : defaultMaxLiveKernels({ kernelMemoryMb: DEFAULT_KERNEL_MEMORY_MB, budgetMb: defaultKernelsBudgetMb() }));
+  // kernelspec); a gateway that does not say is taken to have the embedded server's defaults on this machine.
+  const caps = (isolation.sandboxed && isolation.caps) || { memoryBytes: DEFAULT_SANDBOX_LIMITS.memoryBytes, kernelsMemoryBudgetBytes: DEFAULT_SANDBOX_LIMITS.kernelsMemoryBudgetBytes };
+  const maxLiveKernels = env.MAX_LIVE_KERNELS ?? defaultMaxLiveKernels({ kernelMemoryBytes: caps.memoryBytes, budgetBytes: caps.kernelsMemoryBudgetBytes });
   const live = createLiveKernels({ redis, prefix: env.QUEUE_PREFIX, max: maxLiveKernels });
   let metrics: WorkerMetrics | null = null;
   const broker = createMessageKernelBroker({
@@ -107,7 +104,10 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     intervalMs: env.RECONCILE_INTERVAL_MS,
     onLost: async (e) => {
       if (!e.kernelId) return;
-      const turn = await broker.takeTurn(kernelRequestFor(env, layout, e.userId, e.messageId).messageKey);
+      // Never waits: a message busy with another execution keeps its turn, and the lost kernel is shut down
+      // by the next execution's liveness check or the idle sweep; the reconciler's pass goes on.
+      const turn = await broker.tryTurn(kernelRequestFor(env, layout, e.userId, e.messageId).messageKey);
+      if (!turn) return;
       try {
         await broker.evict(turn, e.kernelId);
       } finally {
@@ -162,10 +162,9 @@ export class SandboxUnavailableError extends Error {
  * their gateway advertises; plain kernels can reach whatever the gateway's machine can. Heartbeats carry it.
  */
 type KernelIsolation =
-  | { sandboxed: true; network: "none"; caps: Pick<SandboxSpecMetadata, "memoryBytes" | "kernelsMemoryBudgetBytes"> | null }
+  | { sandboxed: true; network: "none" | "allowlist"; caps: Pick<SandboxSpecMetadata, "memoryBytes" | "kernelsMemoryBudgetBytes"> | null }
   | { sandboxed: false; network: "unrestricted" };
 
-const MB = 1024 * 1024;
 const UNSANDBOXED: KernelIsolation = { sandboxed: false, network: "unrestricted" };
 
 /**
@@ -190,11 +189,11 @@ async function detectSandbox(env: WorkerEnv, log: Logger): Promise<KernelIsolati
     return unsandboxed(`could not list kernelspecs: ${(err as Error).message}`);
   }
   const meta = specs[SANDBOX_KERNEL_NAME]?.metadata.codeinterp as Partial<SandboxSpecMetadata> | undefined;
-  if (meta?.network !== "none") {
+  if (meta?.network !== "none" && meta?.network !== "allowlist") {
     const why = `the gateway has no ${SANDBOX_KERNEL_NAME} kernelspec with network-less kernels`;
     if (env.KERNEL_SANDBOX === "on") throw new SandboxUnavailableError(`KERNEL_SANDBOX=on but ${why}`);
     return unsandboxed(why);
   }
   const caps = typeof meta.memoryBytes === "number" && typeof meta.kernelsMemoryBudgetBytes === "number" ? { memoryBytes: meta.memoryBytes, kernelsMemoryBudgetBytes: meta.kernelsMemoryBudgetBytes } : null;
-  return { sandboxed: true, network: "none", caps };
+  return { sandboxed: true, network: meta.network, caps };
 }

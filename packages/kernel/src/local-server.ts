@@ -211,28 +211,40 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
   let cgroupParent: KernelCgroupParent | null = null;
   let egressProxy: EgressProxy | null = null;
   let proxy: { proxySocket?: string; proxySecret?: string } = opts.proxySocket ? { proxySocket: opts.proxySocket } : {};
-  if (opts.sandbox !== false) {
-    const probe = await probeSandbox(join(rootDir, ".codeinterp-sandbox-probe"), log);
-    if (probe.ok) {
-      const limits = { ...DEFAULT_SANDBOX_LIMITS, ...opts.sandboxLimits };
-      // One parent per server (several may share a machine), named after its state dir so a restart reuses it.
-      const cg = await prepareKernelCgroups({
-        name: `codeinterp-${createHash("sha256").update(stateDir).digest("hex").slice(0, 12)}`,
-        budgetBytes: limits.kernelsMemoryBudgetBytes,
-      });
-      if (cg.ok) cgroupParent = cg.parent;
-      else log.warn({ reason: cg.reason }, "no per-kernel cgroups: kernels get per-process rlimits only");
-      sandbox = { available: true, caps: cg.ok ? { cgroup: cg.parent.version } : { cgroup: null, reason: cg.reason } };
-      await mkdir(ipcRoot, { recursive: true, mode: 0o711 });
-      if (opts.egress) {
-        const secret = randomBytes(32).toString("hex");
-        egressProxy = await startEgressProxy({ socketPath: join(stateDir, "egress.sock"), policy: opts.egress.policy, secret, log });
-        proxy = { proxySocket: egressProxy.socketPath, proxySecret: secret };
+  /** What this server set up beside its process; removed by stop(), or at once when the start fails. */
+  const releaseResources = async () => {
+    if (cgroupParent) await removeKernelCgroups(cgroupParent);
+    await egressProxy?.close();
+    await rm(ipcRoot, { recursive: true, force: true });
+    if (runtime !== preferredRuntime) await rm(runtime, { recursive: true, force: true });
+  };
+  try {
+    if (opts.sandbox !== false) {
+      const probe = await probeSandbox(join(rootDir, ".codeinterp-sandbox-probe"), log);
+      if (probe.ok) {
+        const limits = { ...DEFAULT_SANDBOX_LIMITS, ...opts.sandboxLimits };
+        // One parent per server (several may share a machine), named after its state dir so a restart reuses it.
+        const cg = await prepareKernelCgroups({
+          name: `codeinterp-${createHash("sha256").update(stateDir).digest("hex").slice(0, 12)}`,
+          budgetBytes: limits.kernelsMemoryBudgetBytes,
+        });
+        if (cg.ok) cgroupParent = cg.parent;
+        else log.warn({ reason: cg.reason }, "no per-kernel cgroups: kernels get per-process rlimits only");
+        sandbox = { available: true, caps: cg.ok ? { cgroup: cg.parent.version } : { cgroup: null, reason: cg.reason } };
+        await mkdir(ipcRoot, { recursive: true, mode: 0o711 });
+        if (opts.egress) {
+          const secret = randomBytes(32).toString("hex");
+          egressProxy = await startEgressProxy({ socketPath: join(stateDir, "egress.sock"), policy: opts.egress.policy, secret, log });
+          proxy = { proxySocket: egressProxy.socketPath, proxySecret: secret };
+        }
+        await installSandboxKernelSpec(dirs.data, launcherConfig({ limits, ipcRoot, cgroup: cgroupParent, ...proxy }), limits.kernelsMemoryBudgetBytes);
+      } else {
+        sandbox = { available: false, ...(probe.reason ? { reason: probe.reason } : {}), caps: { cgroup: null, reason: "no sandbox" } };
       }
-      await installSandboxKernelSpec(dirs.data, launcherConfig({ limits, ipcRoot, cgroup: cgroupParent, ...proxy }), limits.kernelsMemoryBudgetBytes);
-    } else {
-      sandbox = { available: false, ...(probe.reason ? { reason: probe.reason } : {}), caps: { cgroup: null, reason: "no sandbox" } };
     }
+  } catch (err) {
+    await releaseResources().catch(() => undefined);
+    throw err;
   }
   // A kernelspec left by an earlier start would make workers believe kernels are sandboxed.
   if (!sandbox.available) await rm(join(dirs.data, "kernels", SANDBOX_KERNEL_NAME), { recursive: true, force: true });
@@ -261,7 +273,7 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
     } catch (err) {
       await terminate(running, stopTimeoutMs);
       if (attempt >= attempts) {
-        await egressProxy?.close();
+        await releaseResources().catch(() => undefined);
         throw err;
       }
       log.warn({ port, attempt }, "Jupyter server did not start; retrying on another port");
@@ -357,10 +369,7 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
       stopping = true;
       process.removeListener("exit", onProcessExit);
       await terminate(current, stopTimeoutMs);
-      if (cgroupParent) await removeKernelCgroups(cgroupParent);
-      await egressProxy?.close();
-      await rm(ipcRoot, { recursive: true, force: true });
-      if (runtime !== preferredRuntime) await rm(runtime, { recursive: true, force: true });
+      await releaseResources();
       log.info({ url }, "local Jupyter server stopped");
     },
   };

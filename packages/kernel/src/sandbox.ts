@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { chmod, chown, copyFile, mkdir, rm, writeFile } from "node:fs/promises";
+import { chmod, chown, copyFile, mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -89,7 +89,8 @@ const LAUNCHER_SOURCE = fileURLToPath(new URL("./sandbox-launcher.py", import.me
 /** Metadata of the sandbox kernelspec; workers read it to know what the kernels are promised. */
 export interface SandboxSpecMetadata {
   sandbox: true;
-  network: "none";
+  /** "allowlist": the kernel's own network namespace is empty, and an egress proxy opens listed destinations. */
+  network: "none" | "allowlist";
   minUid: number;
   mountPoint: string;
   cgroup: KernelCgroupParent | null;
@@ -106,12 +107,15 @@ export async function installSandboxKernelSpec(jupyterDataDir: string, config: L
   await copyFile(LAUNCHER_SOURCE, launcher);
   await chmod(launcher, 0o755);
   const configFile = join(dir, "launcher.json");
-  // Root only: it may hold the egress proxy's signing secret.
-  await writeFile(configFile, JSON.stringify(config, null, 2), { mode: 0o600 });
-  await chmod(configFile, 0o600);
+  // Root only: it may hold the egress proxy's signing secret. Written beside and renamed over, so no
+  // reader ever sees the secret under an older file's mode.
+  const staging = `${configFile}.${process.pid}.tmp`;
+  await rm(staging, { force: true });
+  await writeFile(staging, JSON.stringify(config, null, 2), { mode: 0o600, flag: "wx" });
+  await rename(staging, configFile);
   const metadata: SandboxSpecMetadata = {
     sandbox: true,
-    network: "none",
+    network: config.proxySocket ? "allowlist" : "none",
     minUid: SANDBOX_MIN_UID,
     mountPoint: "/mnt/data",
     cgroup: config.cgroup,

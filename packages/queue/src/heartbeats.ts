@@ -21,6 +21,8 @@ export const gatewaySeenSchema = z.object({
   lastRestartAt: z.number().nullable(),
   /** Kernels run in the bubblewrap sandbox. */
   sandboxed: z.boolean(),
+  /** Sandboxed kernels reach the destinations the operator listed, through the egress proxy. */
+  egress: z.boolean().optional(),
 });
 
 export const workerBeatSchema = z.object({

@@ -1,20 +1,13 @@
 import { randomUUID } from "node:crypto";
-import os from "node:os";
 import type { Redis } from "@codeinterp/queue";
 
 /**
  * The ceiling on live kernels for the whole deployment when MAX_LIVE_KERNELS is not set: as many kernels at
  * their memory cap as fit in the budget for all kernels, at least one.
  */
-export function defaultMaxLiveKernels({ kernelMemoryMb, budgetMb }: { kernelMemoryMb: number; budgetMb: number }): number {
-  return Math.max(1, Math.floor(budgetMb / kernelMemoryMb));
+export function defaultMaxLiveKernels({ kernelMemoryBytes, budgetBytes }: { kernelMemoryBytes: number; budgetBytes: number }): number {
+  return Math.max(1, Math.floor(budgetBytes / kernelMemoryBytes));
 }
-
-// Until the kernel memory settings exist (KERNEL_MEMORY_MB, KERNELS_MEMORY_BUDGET_MB): a 2 GiB cap per
-// kernel and what the machine has after max(4 GiB, 25%) kept for Postgres, Redis and the service.
-const MB = 1024 * 1024;
-export const DEFAULT_KERNEL_MEMORY_MB = 2048;
-export const defaultKernelsBudgetMb = (totalBytes = os.totalmem()) => Math.floor((totalBytes - Math.max(4096 * MB, totalBytes / 4)) / MB);
 
 /** A place under the ceiling taken before a kernel start; it becomes the kernel's lease once started. */
 export interface Reservation {
