@@ -111,7 +111,8 @@ describe("with JUPYTER_FILE_LINKS=false", () => {
     }
     // With the default, the same run lists the file with its link.
     const out = await openWebUi("open('/mnt/data/out.txt', 'w').write('x')\nprint('done')", { token: key });
-    expect(out.stdout).toMatch(/^done\n\nFiles written to \/mnt\/data.*\n- out\.txt: http:\/\/localhost:\d+\/v1\/files\/[\w-]+\/content$/s);
+    // A signed link: the Open WebUI user who clicks it has no codeinterp key.
+    expect(out.stdout).toMatch(/^done\n\nFiles written to \/mnt\/data.*\n- out\.txt: http:\/\/localhost:\d+\/links\/[\w-]+\?expires=\d+&signature=[\w-]+$/s);
   });
 });
 

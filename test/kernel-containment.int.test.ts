@@ -171,8 +171,9 @@ try:
     for _ in range(100000):
         pid = os.fork()
         if pid == 0:
-            time.sleep(60)
-            os._exit(0)
+            # A fork bomb's children are small processes: a sleeping copy of the kernel would hit the memory
+            # cap (copy-on-write pages) before the process cap.
+            os.execv("/bin/sleep", ["sleep", "60"])
         children.append(pid)
 except OSError as e:
     error = e.strerror
