@@ -28,6 +28,10 @@ export function createPoolOwners(opts: PoolOwnersOptions) {
   const ownersKey = `${prefix}:kernel:pool-owners`;
   const aliveKey = (id: string) => workerAliveKey(prefix, id);
   let known = new Set<string>();
+  // Kernels this worker's pool gave up (to a message, or because they died) whose record may still be in
+  // Redis: its HDEL can fail while Redis is away. They are never shut down by the sweep, only forgotten:
+  // a taken one is a message's kernel now, possibly running its code.
+  const released = new Set<string>();
 
   const beat = () =>
     writeHeartbeat(redis, prefix, { workerId, at: Date.now(), gateway: opts.gatewaySeen?.() ?? null }, opts.heartbeatMs * 3).catch(() => undefined);
@@ -56,11 +60,17 @@ export function createPoolOwners(opts: PoolOwnersOptions) {
       const removed = [...known].filter((id) => !next.has(id));
       known = next;
       if (added.length === 0 && removed.length === 0) return;
+      for (const id of removed) released.add(id);
       const tx = redis.multi();
       if (added.length > 0) tx.hset(ownersKey, ...added.flatMap((id) => [id, workerId]));
       if (removed.length > 0) tx.hdel(ownersKey, ...removed);
       // Commands on one connection run in order, so a later sweep never sees a kernel already taken.
-      void tx.exec().catch(() => undefined);
+      void tx.exec().then(
+        () => {
+          for (const id of removed) released.delete(id);
+        },
+        () => undefined, // kept in `released`: the sweep forgets them later
+      );
     },
 
     /**
@@ -73,7 +83,17 @@ export function createPoolOwners(opts: PoolOwnersOptions) {
       for (const [kernelId, owner] of Object.entries(owners)) byWorker.set(owner, [...(byWorker.get(owner) ?? []), kernelId]);
       let n = 0;
       for (const [owner, kernelIds] of byWorker) {
-        const orphans = owner === workerId ? kernelIds.filter((id) => !known.has(id)) : (await redis.exists(aliveKey(owner))) ? [] : kernelIds;
+        let orphans: string[];
+        if (owner === workerId) {
+          const stale = kernelIds.filter((id) => released.has(id));
+          orphans = kernelIds.filter((id) => !known.has(id) && !released.has(id));
+          if (stale.length > 0) {
+            await redis.hdel(ownersKey, ...stale);
+            for (const id of stale) released.delete(id);
+          }
+        } else {
+          orphans = (await redis.exists(aliveKey(owner))) ? [] : kernelIds;
+        }
         for (const kernelId of orphans) {
           if (await shutDown(kernelId)) n++;
         }

@@ -1,0 +1,55 @@
+import { randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLogger } from "@codeinterp/logger";
+import { createRedis } from "@codeinterp/queue";
+import type { Redis } from "@codeinterp/queue";
+import { createPoolOwners } from "../apps/worker/src/kernels/pool-owners";
+
+// Pool-kernel ownership on real Redis. The failure injected here is the one a Redis restart causes: the
+// transaction that forgets a kernel taken from the pool does not reach Redis.
+let redis: Redis;
+beforeAll(() => {
+  redis = createRedis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379", { name: "pool-owners-test" });
+});
+afterAll(() => redis?.disconnect());
+
+describe("pool owners", () => {
+  it("never shuts down a kernel its pool gave to a message, even when forgetting it failed while Redis was away", async () => {
+    const prefix = `citest-owners-${randomBytes(4).toString("hex")}`;
+    const shutDown: string[] = [];
+    let failNext = false;
+    // Real Redis; only the one transaction a restart would lose is made to fail.
+    const flaky = new Proxy(redis, {
+      get(target, prop, receiver) {
+        if (prop === "multi" && failNext) {
+          failNext = false;
+          return () => ({ hset: () => undefined, hdel: () => undefined, exec: () => Promise.reject(new Error("Connection is closed.")) });
+        }
+        const value: unknown = Reflect.get(target, prop, receiver);
+        return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const owners = createPoolOwners({
+      redis: flaky,
+      prefix,
+      workerId: "w1",
+      gateway: { shutdownKernel: async (id: string) => void shutDown.push(id) },
+      log: createLogger({ name: "test", level: "silent" }),
+      heartbeatMs: 60_000,
+    });
+    try {
+      owners.record(["k-taken", "k-waiting"]);
+      await expect.poll(() => redis.hlen(`${prefix}:kernel:pool-owners`)).toBe(2);
+      failNext = true;
+      owners.record(["k-waiting"]); // k-taken went to a message; its record stays behind
+      expect(await redis.hget(`${prefix}:kernel:pool-owners`, "k-taken")).toBe("w1");
+      expect(await owners.sweep()).toBe(0);
+      expect(shutDown).toEqual([]);
+      // The stale record is gone now, and the pool's own kernel is still recorded.
+      expect(await redis.hgetall(`${prefix}:kernel:pool-owners`)).toEqual({ "k-waiting": "w1" });
+    } finally {
+      await owners.close();
+      await redis.del(`${prefix}:kernel:pool-owners`);
+    }
+  });
+});
