@@ -371,7 +371,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     const retired = await redis.spop(kernelRetireKey(prefix), 100);
     let n = 0;
     for (const messageKey of retired) {
-      const lock = await tryLock(redis, lockKey(messageKey), 30_000);
+      const lock = await tryLock(redis, lockKey(messageKey), lockTtlMs);
       if (!lock) {
         // An execution still holds it: next sweep.
         await redis.sadd(kernelRetireKey(prefix), messageKey);
