@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { api, report, settle, startFaultStack, waitFor } from "./harness";
 import type { FaultStack } from "./harness";
+import { isAlive } from "@codeinterp/kernel";
 
 /** Processes whose parent is `pid` (from /proc), e.g. the kernels a Jupyter server started. */
 function childrenOf(pid: number): number[] {
@@ -18,14 +19,6 @@ function childrenOf(pid: number): number[] {
   return out;
 }
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 type Ready = { status: string; checks: Record<string, string>; problems: string[]; gateway: { reachable: boolean; restarts: number } | null };
 
@@ -87,12 +80,12 @@ describe("a frozen Jupyter server", () => {
       await waitFor(async () => stack.jupyter.pid !== oldPid && restarts.length > 0, 30_000, "Jupyter restarted");
       const restartedMs = Date.now() - t0;
       expect(restarts).toEqual(["unresponsive"]);
-      await waitFor(async () => !alive(oldPid) && oldKernels.every((k) => !alive(k)), 10_000, "old server and kernels gone");
+      await waitFor(async () => !isAlive(oldPid) && oldKernels.every((k) => !isAlive(k)), 10_000, "old server and kernels gone");
       report("freeze-timeline", { detectedMs, restartedMs, oldKernels: oldKernels.length });
       expect(detectedMs).toBeLessThan(15_000);
       expect(restartedMs).toBeLessThan(20_000);
     } finally {
-      if (alive(oldPid)) process.kill(oldPid, "SIGCONT");
+      if (isAlive(oldPid)) process.kill(oldPid, "SIGCONT");
     }
 
     // Every execution ends: those whose code had reached a kernel fail with a clear code (never run twice),

@@ -1,5 +1,6 @@
-import { access, mkdir, readFile, readdir, rmdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { exists } from "./fs";
 
 /**
  * Where the launcher puts each kernel's cgroup: under one parent per Jupyter server that also caps all
@@ -38,14 +39,6 @@ export function parseProcCgroup(text: string): { v1: Map<string, string>; v2: st
 
 const under = (base: string, path: string) => join(base, path.replace(/^\/+/, ""));
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function writeValue(path: string, value: string | number): Promise<void> {
   await writeFile(path, String(value));

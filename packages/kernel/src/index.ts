@@ -46,3 +46,4 @@ export type { EgressDecision, EgressRule } from "./egress/allowlist";
 export { egressPassword, startEgressProxy } from "./egress/proxy";
 export type { EgressProxy, EgressProxyOptions } from "./egress/proxy";
 export { DEFAULT_PRELOAD_MODULES, PYTHON_MODULE_NAME, PreloadConfigError, preloadCode } from "./preload";
+export { isAlive } from "./process-tree";

@@ -1,8 +1,8 @@
 import { execFile } from "node:child_process";
-import { access } from "node:fs/promises";
 import { promisify } from "node:util";
 import { JupyterNotInstalledError } from "./errors";
 import type { Log } from "./log";
+import { exists } from "./fs";
 
 const run = promisify(execFile);
 
@@ -29,14 +29,6 @@ export async function findJupyterPython(): Promise<string | null> {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Returns the python interpreter that has jupyter_server + ipykernel, installing them with apt when allowed. */
 export async function ensureJupyterInstalled(opts: { allowApt: boolean; log: Log }): Promise<string> {

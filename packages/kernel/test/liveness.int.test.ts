@@ -3,17 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createKernelGateway, GatewayUnavailableError, SANDBOX_KERNEL_NAME, silentLog, startLocalJupyter, watchGateway } from "../src";
-import { descendantsOf } from "../src/process-tree";
+import { descendantsOf, isAlive } from "../src/process-tree";
 import type { GatewayMonitor, JupyterRestart, KernelGateway, LocalJupyter } from "../src";
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 async function waitFor(fn: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
   const until = Date.now() + ms;
@@ -58,7 +50,7 @@ describe("a Jupyter server that stops answering", () => {
   it("ends a run on it within seconds; the supervisor kills it with its kernels and restarts it on the same port and token", async () => {
     const session = await gateway.startKernel();
     const kernelPid = Number((await session.execute("import os; print(os.getpid())")).stdout.trim());
-    expect(alive(kernelPid)).toBe(true);
+    expect(isAlive(kernelPid)).toBe(true);
     const run = session.execute("import time\ntime.sleep(120)", { timeoutMs: 300_000 });
     run.catch(() => undefined);
     await waitFor(() => session.status === "busy", 10_000, "kernel busy");
@@ -72,12 +64,12 @@ describe("a Jupyter server that stops answering", () => {
       expect(Date.now() - t0).toBeLessThan(15_000);
       await waitFor(() => restarts.length === 1 && server.pid !== pid, 20_000, "server restarted");
     } finally {
-      if (alive(pid)) process.kill(pid, "SIGCONT");
+      if (isAlive(pid)) process.kill(pid, "SIGCONT");
     }
     expect(restarts[0]?.reason).toBe("unresponsive");
     expect(server.restarts).toBe(1);
     // Kernels never outlive their server.
-    await waitFor(() => !alive(pid) && !alive(kernelPid), 10_000, "old server and kernel gone");
+    await waitFor(() => !isAlive(pid) && !isAlive(kernelPid), 10_000, "old server and kernel gone");
 
     // Same address and token: the monitor sees the restart, and a new kernel works.
     expect(server.url).toBe(url);
@@ -102,9 +94,9 @@ describe("a Jupyter server that stops answering", () => {
     try {
       await waitFor(() => restarts.length > before && server.pid !== pid, 20_000, "server restarted");
     } finally {
-      if (alive(pid)) process.kill(pid, "SIGCONT");
+      if (isAlive(pid)) process.kill(pid, "SIGCONT");
     }
-    await waitFor(() => !alive(pid) && tree.every((p) => !alive(p)), 10_000, "old server and every process below it gone");
+    await waitFor(() => !isAlive(pid) && tree.every((p) => !isAlive(p)), 10_000, "old server and every process below it gone");
     session.dispose();
   });
 });

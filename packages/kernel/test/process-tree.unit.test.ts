@@ -1,15 +1,7 @@
 import { spawn } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { descendantsOf, killTree } from "../src/process-tree";
+import { descendantsOf, isAlive, killTree } from "../src/process-tree";
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 async function until(fn: () => boolean, ms: number): Promise<boolean> {
   const end = Date.now() + ms;
@@ -32,6 +24,6 @@ describe("killTree", () => {
     const exited = new Promise((r) => server.once("exit", r));
     expect(killTree(pid)).toBe(tree.length);
     await exited;
-    expect(await until(() => tree.every((p) => !alive(p)), 5000)).toBe(true);
+    expect(await until(() => tree.every((p) => !isAlive(p)), 5000)).toBe(true);
   });
 });
