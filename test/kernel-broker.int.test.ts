@@ -135,6 +135,18 @@ describe("sweep and evict", () => {
 });
 
 describe("live-kernel ceiling", () => {
+  it("places reserved by a worker that stopped beating are freed, a live worker's are kept", async () => {
+    const prefix = `citest-live-${randomBytes(5).toString("hex")}`;
+    const live = createLiveKernels({ redis, prefix, max: 2 });
+    expect(await live.reserve(120_000, "gone-worker")).not.toBeNull();
+    expect(await live.reserve(120_000, "live-worker")).not.toBeNull();
+    expect(await live.reserve(120_000, "live-worker")).toBeNull(); // at the ceiling
+    expect(await live.dropStartsOfGoneWorkers(async (id) => id === "live-worker")).toBe(1);
+    expect(await live.count()).toBe(1);
+    expect(await live.reserve(120_000, "live-worker")).not.toBeNull();
+    await redis.del(`${prefix}:kernel:live`);
+  });
+
   it("defaults to as many kernels at their cap as the budget holds, at least one", () => {
     const GiB = 1024 ** 3;
     expect(defaultMaxLiveKernels({ kernelMemoryBytes: 2 * GiB, budgetBytes: 18 * GiB })).toBe(9);

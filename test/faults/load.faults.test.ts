@@ -14,7 +14,9 @@ const mb = (n: number) => Math.round((n / 1024 / 1024) * 10) / 10;
 describe("load: 1,000 executions", () => {
   let stack: FaultStack;
   beforeAll(async () => {
-    stack = await startFaultStack({ env: { WORKER_CONCURRENCY: "4", KERNEL_POOL_SIZE: "2", LOG_LEVEL: "warn" } });
+    // Twenty messages keep a kernel each: above the default live-kernel ceiling (8 on this machine), which would
+    // turn this into a kernel-churn test (the ceiling has its own: kernel-ceiling.int and burst.faults).
+    stack = await startFaultStack({ env: { WORKER_CONCURRENCY: "4", KERNEL_POOL_SIZE: "2", LOG_LEVEL: "warn", MAX_LIVE_KERNELS: "24" } });
   });
   afterAll(async () => stack?.close());
 

@@ -127,6 +127,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
 
   const room = createRoom({
     redis,
+    workerId: opts.workerId,
     live,
     mappings,
     owners,

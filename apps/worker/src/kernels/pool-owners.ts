@@ -48,6 +48,11 @@ export function createPoolOwners(opts: PoolOwnersOptions) {
   };
 
   return {
+    /** Whether a worker still beats (its key expires three beats after its last). */
+    async isAlive(id: string): Promise<boolean> {
+      return id === workerId || (await redis.exists(aliveKey(id))) === 1;
+    },
+
     /** Says now that this worker is alive, with what it saw of its gateway. */
     beat(): void {
       void beat();

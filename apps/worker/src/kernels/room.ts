@@ -34,6 +34,8 @@ export interface RoomOptions {
   /** Shuts a message's kernel down and forgets it (the broker's own bookkeeping included). */
   shutDown: (messageKey: string, kernelId: string) => Promise<void>;
   onEvicted?: () => void;
+  /** This worker: its reservations are freed by others when it stops beating. */
+  workerId: string;
   /** How long a message kernel must have been idle before a pool refill may take its place at the ceiling. */
   poolEvictionIdleMs?: number;
 }
@@ -50,7 +52,10 @@ export function createRoom(opts: RoomOptions) {
   /** A place under the ceiling, once pool kernels of workers that are gone have given theirs back. */
   async function reservePlace(): Promise<Reservation | null> {
     await owners.sweep().catch((err: unknown) => log.warn({ err: normalizeError(err).message }, "pool-owner sweep failed"));
-    return live.reserve(START_LEASE_MS);
+    await live
+      .dropStartsOfGoneWorkers((id) => owners.isAlive(id))
+      .catch((err: unknown) => log.warn({ err: normalizeError(err).message }, "sweep of gone workers' reservations failed"));
+    return live.reserve(START_LEASE_MS, opts.workerId);
   }
 
   /**
