@@ -3,17 +3,16 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { GatewayHealth } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
+import { workerMetricsIndex, workerMetricsKey } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
 
 /**
  * Workers serve no HTTP, so each one publishes its own metrics to Redis and the API (GET /metrics) serves
- * them, with a `worker` label, next to its own. The key layout is read by apps/api/src/metrics/workers.ts:
+ * them, with a `worker` label, next to its own. Key layout (packages/queue/src/live-index.ts):
  *   `${prefix}:metrics:worker:<WORKER_ID>`  JSON { workerId, at, metrics: prom-client getMetricsAsJSON() }, PX ttl
  *   `${prefix}:metrics:workers`             sorted set: WORKER_ID scored by the time its key expires
  * A worker that stops cleanly deletes its key; one that dies disappears when its TTL passes.
  */
-export const workerMetricsKey = (prefix: string, workerId: string) => `${prefix}:metrics:worker:${workerId}`;
-export const workerMetricsIndex = (prefix: string) => `${prefix}:metrics:workers`;
 
 /** Seconds; executions default to a 60 s deadline and capture can add a little. */
 export const JOB_DURATION_BUCKETS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600];

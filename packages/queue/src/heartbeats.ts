@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { readLiveEntries } from "./live-index";
 import type { Redis } from "./redis";
 
 /**
@@ -48,15 +49,8 @@ export async function removeHeartbeat(redis: Redis, prefix: string, workerId: st
 
 /** The latest beat of every live worker; entries of workers gone without cleaning up are dropped. */
 export async function readHeartbeats(redis: Redis, prefix: string): Promise<WorkerBeat[]> {
-  const now = Date.now();
-  const index = aliveIndex(prefix);
-  await redis.zremrangebyscore(index, "-inf", now);
-  const ids = await redis.zrangebyscore(index, now, "+inf");
-  if (ids.length === 0) return [];
-  const raws = await redis.mget(...ids.map((id) => workerAliveKey(prefix, id)));
   const out: WorkerBeat[] = [];
-  for (const raw of raws) {
-    if (!raw) continue;
+  for (const raw of await readLiveEntries(redis, aliveIndex(prefix), (id) => workerAliveKey(prefix, id))) {
     try {
       const parsed = workerBeatSchema.safeParse(JSON.parse(raw));
       if (parsed.success) out.push(parsed.data);

@@ -10,3 +10,4 @@ export { createEventSubscriber } from "./subscriber";
 export type { EventSubscriber } from "./subscriber";
 export { gatewaySeenSchema, readHeartbeats, removeHeartbeat, workerAliveKey, workerBeatSchema, writeHeartbeat } from "./heartbeats";
 export type { GatewaySeen, WorkerBeat } from "./heartbeats";
+export { readLiveEntries, workerMetricsIndex, workerMetricsKey } from "./live-index";

@@ -5,7 +5,7 @@ import { normalizeError } from "@codeinterp/logger";
 import type { ExecutionEvent } from "@codeinterp/queue";
 import type { ApiDeps } from "../deps";
 import { enqueueExecution } from "../routes/executions";
-import { signedUrl } from "../links/urls";
+import { defaultLinkTtlS, signedUrl } from "../links/urls";
 import type { FacadeKernel, KernelStore } from "./kernels";
 import { JUPYTER_CHAT_ID } from "./kernels";
 import type { ResultOutput } from "./outputs";
@@ -190,7 +190,7 @@ function errorOf(final: ExecutionWithFiles): ErrorContent | null {
 function sendFileLinks(ctx: ChannelContext, parent: Header, final: ExecutionWithFiles): void {
   if (!ctx.deps.env.JUPYTER_FILE_LINKS || final.files.length === 0) return;
   // Signed links: the Jupyter client's user (an Open WebUI chat) has no codeinterp key to download with.
-  const ttlS = Math.min(ctx.deps.env.SIGNED_LINK_TTL_S, ctx.deps.env.SIGNED_LINK_MAX_TTL_S);
+  const ttlS = defaultLinkTtlS(ctx.deps.env);
   const lines = final.files.map((f) => `- ${f.path ?? f.name}: ${signedUrl(ctx.deps.links, ctx.linkBase, f, ttlS).url}`);
   const valid = ttlS >= 7200 ? `${Math.round(ttlS / 3600)} hours` : `${Math.max(1, Math.round(ttlS / 60))} minutes`;
   const text = `\nFiles written to /mnt/data (download links valid for ${valid}):\n${lines.join("\n")}\n`;

@@ -7,6 +7,11 @@ export function publicOrigin(publicUrl: string | undefined, req: Request): strin
   return `${req.protocol}://${req.get("host") ?? "localhost"}`;
 }
 
+/** How long a link lives when its maker does not say: SIGNED_LINK_TTL_S, never past SIGNED_LINK_MAX_TTL_S. */
+export function defaultLinkTtlS(env: { SIGNED_LINK_TTL_S: number; SIGNED_LINK_MAX_TTL_S: number }): number {
+  return Math.min(env.SIGNED_LINK_TTL_S, env.SIGNED_LINK_MAX_TTL_S);
+}
+
 export function signedUrl(signer: LinkSigner, origin: string, file: { id: string; name: string }, ttlS: number, now = Date.now()) {
   const link = signer.sign(file.id, new Date(now + ttlS * 1000));
   return {

@@ -1,9 +1,6 @@
 import type { MetricObjectWithValues, MetricValue } from "prom-client";
+import { readLiveEntries, workerMetricsIndex, workerMetricsKey } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
-
-// The layout apps/worker/src/metrics.ts writes (the apps share no code but the packages).
-const workerKey = (prefix: string, workerId: string) => `${prefix}:metrics:worker:${workerId}`;
-const workerIndex = (prefix: string) => `${prefix}:metrics:workers`;
 
 export type WorkerMetricsJson = MetricObjectWithValues<MetricValue<string>>[];
 
@@ -19,15 +16,8 @@ export interface WorkerSnapshot {
  * what is in Redis is data, not trusted to be well-formed.
  */
 export async function readWorkerSnapshots(redis: Redis, prefix: string): Promise<WorkerSnapshot[]> {
-  const now = Date.now();
-  const index = workerIndex(prefix);
-  await redis.zremrangebyscore(index, "-inf", now);
-  const ids = await redis.zrangebyscore(index, now, "+inf");
-  if (ids.length === 0) return [];
-  const raws = await redis.mget(...ids.map((id) => workerKey(prefix, id)));
   const out: WorkerSnapshot[] = [];
-  for (const raw of raws) {
-    if (!raw) continue;
+  for (const raw of await readLiveEntries(redis, workerMetricsIndex(prefix), (id) => workerMetricsKey(prefix, id))) {
     try {
       const parsed = JSON.parse(raw) as Partial<WorkerSnapshot>;
       if (typeof parsed.workerId !== "string" || !Array.isArray(parsed.metrics)) continue;

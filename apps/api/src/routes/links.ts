@@ -7,7 +7,7 @@ import { HttpError, notFound } from "../errors";
 import { listMessageEntries } from "../files/context";
 import { sendFileContent } from "../files/send";
 import { InvalidLinkSignatureError, LinkExpiredError } from "../links/signer";
-import { publicOrigin, signedUrl } from "../links/urls";
+import { defaultLinkTtlS, publicOrigin, signedUrl } from "../links/urls";
 import { FileParams, MessageParams } from "../schemas-files";
 import { createLinkBody, LinkParams, LinkQuery, rewriteLinksBody } from "../schemas-links";
 import { parseInput } from "../validate";
@@ -16,7 +16,7 @@ import { parseInput } from "../validate";
 export function linksRouter(deps: ApiDeps): Router {
   const router = Router();
   const { SIGNED_LINK_MAX_TTL_S, PUBLIC_URL } = deps.env;
-  const SIGNED_LINK_TTL_S = Math.min(deps.env.SIGNED_LINK_TTL_S, SIGNED_LINK_MAX_TTL_S);
+  const SIGNED_LINK_TTL_S = defaultLinkTtlS(deps.env);
   const createBody = createLinkBody(SIGNED_LINK_MAX_TTL_S);
   const rewriteBody = rewriteLinksBody(SIGNED_LINK_MAX_TTL_S);
 

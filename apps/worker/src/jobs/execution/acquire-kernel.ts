@@ -2,14 +2,11 @@ import { KernelDiedError } from "@codeinterp/kernel";
 import { normalizeError } from "@codeinterp/logger";
 import type { KernelLease } from "../../kernels/broker";
 import type { ExecutionContext } from "./context";
+import { STATE_RESET_NOTE } from "./kernel-outcome";
 
 export class KernelSetupError extends Error {
   override name = "KernelSetupError";
 }
-
-/** Tells the user why variables from earlier executions of the message are gone. */
-export const STATE_RESET_NOTE =
-  "the message's previous kernel was shut down to make room for other work (live-kernel limit): variables from earlier executions are gone; files in /mnt/data are kept";
 
 /**
  * A kernel that can run the message's code: its own (variables kept), or a new one set to start every cell

@@ -18,6 +18,11 @@ export function diedFailure(outcome: Pick<ExecutionOutcome, "outOfMemory">): { c
   return { code: "kernel_died", message: "the kernel died while running the code (crash or os._exit)" };
 }
 
+/** Why a message's variables are gone when its idle kernel made room under the live-kernel ceiling. */
+export const STATE_RESET_NOTE =
+  "the message's previous kernel was shut down to make room for other work (live-kernel limit): variables from earlier executions are gone; files in /mnt/data are kept";
+
+/** The same, when the kernel went for another reason (or the ceiling's note was not owed); one note per result. */
 export const KERNEL_RESET_NOTE =
   "this message's earlier executions ran on a kernel that is gone (it died, went over its memory limit, or was " +
   "stopped): variables and imports from them were reset; files in /mnt/data are kept";
