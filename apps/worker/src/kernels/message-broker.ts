@@ -293,7 +293,10 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
         throw err;
       }
       // Not the message's kernel yet: `bind` records it once it is set up to run the message's code.
-      return { session, pooled, reused: false, stateReset, acquireMs: Date.now() - started };
+      // A pool kernel may have been deleted on the gateway while it waited (its websocket can look alive):
+      // confirmed before code is sent, overlapping the workspace's preparation, like a reused one.
+      const stillThere = pooled ? { stillThere: gateway.hasKernel(session.id).catch(() => false) } : {};
+      return { session, pooled, reused: false, stateReset, acquireMs: Date.now() - started, ...stillThere };
     },
 
     async bind(messageTurn: MessageTurn, lease: KernelLease) {
