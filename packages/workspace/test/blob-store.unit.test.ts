@@ -67,6 +67,20 @@ describe("blob store", () => {
     expect(await readdir(path.join(dataDir, "blobs", "tmp"))).toEqual([]);
   });
 
+  it("leaves no temp file when the source fails before the temp file is even open (a client dropping an upload)", async () => {
+    const store = createBlobStore(dataDir);
+    const tmp = path.join(dataDir, "blobs", "tmp");
+    for (let i = 0; i < 20; i++) {
+      const dropped = new Readable({ read() {} });
+      const put = store.put(dropped);
+      dropped.destroy(new Error("upload aborted"));
+      await expect(put).rejects.toThrow("upload aborted");
+      // A stored blob afterwards lets any late open of the failed put's temp file land first.
+      await store.put(Readable.from([Buffer.from(`after ${i}`)]));
+      expect(await readdir(tmp)).toEqual([]);
+    }
+  });
+
   it("a kept spare puts back a blob removed before the caller settled, new or deduplicated, and is then dropped", async () => {
     const store = createBlobStore(dataDir);
     const tmp = path.join(dataDir, "blobs", "tmp");

@@ -19,6 +19,15 @@ export interface ReceiveOptions {
   field?: string;
 }
 
+export const uploadInterrupted = () => new HttpError(400, "invalid_multipart", "the upload was interrupted");
+
+/**
+ * The client hung up before its body was read (say, while the request waited on authentication): its
+ * 'close' is past, so a listener added now would never hear it, and nothing more arrives. Readers of a
+ * body answer at once instead of waiting forever.
+ */
+export const hungUp = (req: IncomingMessage) => req.destroyed && !req.complete;
+
 export const payloadTooLarge = (maxBytes: number) =>
   new HttpError(413, "payload_too_large", `the file is larger than the limit of ${maxBytes} bytes`, { maxBytes });
 
@@ -31,6 +40,7 @@ export const payloadTooLarge = (maxBytes: number) =>
  */
 export function receiveUpload(req: IncomingMessage, opts: ReceiveOptions): Promise<ReceivedUpload> {
   const field = opts.field ?? "file";
+  if (hungUp(req)) return Promise.reject(uploadInterrupted());
   return new Promise<ReceivedUpload>((resolve, reject) => {
     let bb: busboy.Busboy;
     try {
@@ -95,7 +105,7 @@ export function receiveUpload(req: IncomingMessage, opts: ReceiveOptions): Promi
       );
     });
     req.on("close", () => {
-      if (!req.complete) fail(new HttpError(400, "invalid_multipart", "the upload was interrupted"));
+      if (!req.complete) fail(uploadInterrupted());
     });
     req.pipe(bb);
   });

@@ -2,7 +2,7 @@ import type { IncomingMessage } from "node:http";
 import busboy from "busboy";
 import type { BlobStore, PutResult } from "@codeinterp/workspace";
 import { HttpError } from "../errors";
-import { payloadTooLarge } from "../files/upload";
+import { hungUp, payloadTooLarge, uploadInterrupted } from "../files/upload";
 import type { ReceivedUpload } from "../files/upload";
 
 export interface ReceivedForm {
@@ -18,6 +18,7 @@ export interface ReceivedForm {
  * `maxFiles: 1` a file over the limit fails the request with 413; in a batch it is reported per file.
  */
 export function receiveForm(req: IncomingMessage, opts: { blobs: BlobStore; maxBytes: number; maxFiles: number }): Promise<ReceivedForm> {
+  if (hungUp(req)) return Promise.reject(uploadInterrupted());
   return new Promise<ReceivedForm>((resolve, reject) => {
     let bb: busboy.Busboy;
     try {
@@ -93,7 +94,7 @@ export function receiveForm(req: IncomingMessage, opts: { blobs: BlobStore; maxB
       );
     });
     req.on("close", () => {
-      if (!req.complete) fail(new HttpError(400, "invalid_multipart", "the upload was interrupted"));
+      if (!req.complete) fail(uploadInterrupted());
     });
     req.pipe(bb);
   });
