@@ -1,6 +1,8 @@
 import { execFile } from "node:child_process";
 import { lstat, readFile, rm, statfs } from "node:fs/promises";
 import { promisify } from "node:util";
+import { randomBytes } from "node:crypto";
+import path from "node:path";
 
 const run = promisify(execFile);
 const BTRFS_SUPER_MAGIC = 0x9123683e;
@@ -61,28 +63,30 @@ export async function detectDiskBudget(dataDir: string, bytes: number): Promise<
   return { kind: "btrfs", bytes, quotaMode: mode.trim() === "squota" ? "simple" : "full" };
 }
 
-/** The subvolume id of the subvolume whose root is `dir`. */
-async function subvolumeId(dir: string): Promise<string> {
-  const id = (await btrfs("inspect-internal", "rootid", dir)).trim();
-  if (!/^\d+$/.test(id)) throw new DiskBudgetError(`unexpected subvolume id for a workspace: ${JSON.stringify(id)}`);
-  return id;
-}
-
 /**
- * Creates `dir` (which must not exist) as a subvolume with its own budget. Returns the subvolume id.
- * Root-owned 0700 like a fresh mkdir; the caller hands it to the workspace's uid.
+ * Creates `dir` (which must not exist) as a subvolume with its own budget: a new level-1 qgroup with the
+ * limit, then the subvolume made inside it (three btrfs-progs calls). Root-owned 0700 like a fresh mkdir; the
+ * caller hands it to the workspace's uid.
  */
 export async function createBudgetedDir(dir: string, bytes: number): Promise<void> {
-  await btrfs("subvolume", "create", dir);
-  try {
-    const id = await subvolumeId(dir);
-    const group = `1/${id}`;
-    await btrfs("qgroup", "create", group, dir);
-    await btrfs("qgroup", "assign", "--no-rescan", `0/${id}`, group, dir);
-    await btrfs("qgroup", "limit", String(bytes), group, dir);
-  } catch (err) {
-    await btrfs("subvolume", "delete", dir).catch(() => undefined);
-    throw err;
+  const parent = path.dirname(dir);
+  // 48 random bits: the qgroup id space of a level; a collision fails `qgroup create` and is retried.
+  for (let attempt = 0; ; attempt++) {
+    const group = `1/${randomBytes(6).readUIntBE(0, 6)}`;
+    try {
+      await btrfs("qgroup", "create", group, parent);
+    } catch (err) {
+      if (attempt < 2 && /exists/i.test((err as Error).message)) continue;
+      throw err;
+    }
+    try {
+      await btrfs("qgroup", "limit", String(bytes), group, parent);
+      await btrfs("subvolume", "create", "-i", group, dir);
+      return;
+    } catch (err) {
+      await btrfs("qgroup", "destroy", group, parent).catch(() => undefined);
+      throw err;
+    }
   }
 }
 
@@ -96,42 +100,51 @@ async function isSubvolumeRoot(dir: string): Promise<boolean> {
 }
 
 /**
- * Removes a workspace or pool slot, budgeted or not. A subvolume's limit is lifted first (a workspace at
- * its budget cannot even record a deletion), then it is deleted whole; one holding subvolumes that code
- * made is emptied file by file instead (root may rmdir an empty subvolume). Its level-1 qgroup goes once the
- * kernel has dropped the subvolume: see {@link clearStaleBudgets}.
+ * Removes a workspace or pool slot, budgeted or not: a subvolume is deleted whole (the kernel frees its
+ * space in the background). One holding subvolumes that code made cannot be: it is emptied file by file,
+ * after its limit is lifted (a workspace at its budget cannot even record a deletion), and root may rmdir an
+ * empty subvolume. Its qgroup goes in a later sweep: see {@link startStaleBudgetSweep}.
  */
 export async function removeWorkspaceDir(dir: string): Promise<void> {
   if (await isSubvolumeRoot(dir)) {
-    const id = await subvolumeId(dir).catch(() => null);
-    if (id) await btrfs("qgroup", "limit", "none", `1/${id}`, dir).catch(() => undefined);
     try {
       await btrfs("subvolume", "delete", dir);
       return;
     } catch {
-      // nested subvolumes: fall through to a recursive removal
+      await liftLimit(dir).catch(() => undefined);
     }
   }
   await rm(dir, { recursive: true, force: true });
 }
 
-/**
- * Destroys the qgroups of workspaces that are gone: level-1 groups with no member whose subvolume no
- * longer exists, and stale level-0 groups (full quotas keep them). A group whose subvolume exists is being
- * set up and is left alone. Returns how many it destroyed.
- */
-export async function clearStaleBudgets(dataDir: string): Promise<number> {
-  const rows = (await btrfs("qgroup", "show", "-c", "--raw", dataDir)).split("\n").map((l) => l.trim().split(/\s+/));
-  const level0 = new Set(rows.filter((r) => r[0]?.startsWith("0/")).map((r) => r[0]!.slice(2)));
-  let destroyed = 0;
-  for (const r of rows) {
-    const group = r[0] ?? "";
-    const m = /^1\/(\d+)$/.exec(group);
-    // columns: qgroupid rfer excl child
-    if (!m || level0.has(m[1]!) || r[3] !== "-") continue;
-    if (await btrfs("qgroup", "destroy", group, dataDir).then(() => true, () => false)) destroyed++;
-  }
-  await btrfs("qgroup", "clear-stale", dataDir).catch(() => undefined);
-  return destroyed;
+async function liftLimit(dir: string): Promise<void> {
+  const id = (await btrfs("inspect-internal", "rootid", dir)).trim();
+  const row = (await btrfs("qgroup", "show", "-p", "--raw", dir)).split("\n").map((l) => l.trim().split(/\s+/)).find((r) => r[0] === `0/${id}`);
+  // columns: qgroupid rfer excl parent
+  for (const group of (row?.[3] ?? "").split(",").filter((g) => /^1\/\d+$/.test(g))) await btrfs("qgroup", "limit", "none", group, dir);
 }
 
+/**
+ * Destroys the qgroups of workspaces that are gone: level-1 groups with no member on two sweeps in a row
+ * (a group just made for a workspace has none for a moment, while its subvolume is created inside it), and
+ * stale level-0 groups (full quotas keep them). Call `sweep` from the periodic cleanup job; it returns how
+ * many groups it destroyed.
+ */
+export function startStaleBudgetSweep(dataDir: string): { sweep(): Promise<number> } {
+  let childlessBefore = new Set<string>();
+  return {
+    async sweep() {
+      const rows = (await btrfs("qgroup", "show", "-c", "--raw", dataDir)).split("\n").map((l) => l.trim().split(/\s+/));
+      // columns: qgroupid rfer excl child
+      const childless = new Set(rows.filter((r) => /^1\/\d+$/.test(r[0] ?? "") && r[3] === "-").map((r) => r[0]!));
+      let destroyed = 0;
+      for (const group of childless) {
+        if (!childlessBefore.has(group)) continue;
+        if (await btrfs("qgroup", "destroy", group, dataDir).then(() => true, () => false)) destroyed++;
+      }
+      childlessBefore = childless;
+      await btrfs("qgroup", "clear-stale", dataDir).catch(() => undefined);
+      return destroyed;
+    },
+  };
+}
