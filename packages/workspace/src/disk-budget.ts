@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { lstat, readFile, rm, statfs } from "node:fs/promises";
+import { lstat, mkdir, readFile, rm, statfs } from "node:fs/promises";
 import { promisify } from "node:util";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
@@ -48,6 +48,7 @@ async function onBtrfs(p: string): Promise<boolean> {
  * root (qgroup limits need CAP_SYS_ADMIN) with btrfs-progs installed. Called once at worker start.
  */
 export async function detectDiskBudget(dataDir: string, bytes: number): Promise<DiskBudget> {
+  await mkdir(dataDir, { recursive: true }).catch(() => undefined);
   if (!(await onBtrfs(dataDir))) return { kind: "none", reason: "DATA_DIR is not on a btrfs file system" };
   if (process.getuid?.() !== 0) return { kind: "none", reason: "the worker is not root (qgroup limits need it)" };
   let uuid: string;
