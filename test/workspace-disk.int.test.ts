@@ -100,7 +100,7 @@ for i in range(${(3 * BUDGET_MB) / 8}):
     const code = `
 import fcntl, os, struct
 # BTRFS_IOC_SUBVOL_CREATE: any user may create a subvolume where they can write
-args = struct.pack("q4088s", 0, b"nested")
+args = bytearray(struct.pack("q4088s", 0, b"nested"))
 fd = os.open("/mnt/data", os.O_RDONLY)
 fcntl.ioctl(fd, 0x5000940e, args)
 chunk = b"x" * (1024 * 1024)
