@@ -5,6 +5,7 @@ import { mkdir, mkdtemp, rm, truncate, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { createBudgetedDir, removeWorkspaceDir, startStaleBudgetSweep } from "@codeinterp/workspace";
 import { client, startTestStack } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
 
@@ -50,7 +51,8 @@ beforeAll(async () => {
   await mkdir(mnt);
   sh("mount", [loop, mnt]);
   enableSimpleQuotas(mnt);
-  stack = await startTestStack({ dataDir: mnt, env: { KERNEL_SANDBOX: "on", WORKSPACE_DISK_MB: String(BUDGET_MB) } });
+  // reflink, not copy: attachments must still be cloned from DATA_DIR/blobs into a workspace's subvolume.
+  stack = await startTestStack({ dataDir: mnt, env: { KERNEL_SANDBOX: "on", WORKSPACE_DISK_MB: String(BUDGET_MB), ATTACHMENT_LINK_MODE: "reflink" } });
 }, 120_000);
 
 afterAll(async () => {
@@ -69,7 +71,8 @@ describe("a disk budget per workspace (DATA_DIR on btrfs with quotas)", () => {
 
   it("writing past the disk budget stops with a clear error; another user's workspace and the message's next execution work", async () => {
     const hog = client(stack.url, (await stack.newUser("hog")).key);
-    const other = client(stack.url, (await stack.newUser("bystander")).key);
+    const bystanderKey = (await stack.newUser("bystander")).key;
+    const other = client(stack.url, bystanderKey);
     // Three times the budget, in files well below the per-file size limit.
     const write = `
 chunk = b"x" * (1024 * 1024)
@@ -83,9 +86,16 @@ for i in range(${(3 * BUDGET_MB) / 8}):
     expect(done.result.error.ename).toBe("OSError");
     expect(done.result.error.evalue).toMatch(/Disk quota exceeded/);
 
-    const bystander = await other.run({ messageId: "small", code: "open('/mnt/data/note.txt', 'w').write('fine' * 1000)\nprint(open('/mnt/data/note.txt').read()[:4])" });
+    const form = new FormData();
+    form.append("file", new Blob(["a,b\n1,2\n"]), "in.csv");
+    const up = (await (await fetch(`${stack.url}/v1/files`, { method: "POST", headers: { authorization: `Bearer ${bystanderKey}` }, body: form })).json()) as { id: string };
+    const bystander = await other.run({
+      messageId: "small",
+      fileIds: [up.id],
+      code: "open('/mnt/data/note.txt', 'w').write('fine' * 1000)\nprint(open('/mnt/data/note.txt').read()[:4], open('/mnt/data/in.csv').read().count(','))",
+    });
     expect(bystander.status).toBe("completed");
-    expect(bystander.result.stdout).toBe("fine\n");
+    expect(bystander.result.stdout).toBe("fine 2\n");
 
     const next = await hog.run({
       messageId: "filler",
@@ -113,4 +123,21 @@ for i in range(${(3 * BUDGET_MB) / 8}):
     expect(done.status).toBe("completed");
     expect(done.result.error?.evalue).toMatch(/Disk quota exceeded/);
   }, 120_000);
+
+  it("a removed workspace leaves no subvolume or qgroup behind", async () => {
+    const dir = path.join(mnt, "workspaces", "removal-probe");
+    await createBudgetedDir(dir, BUDGET_MB * 1024 * 1024);
+    const id = sh("btrfs", ["inspect-internal", "rootid", dir]);
+    const group = sh("btrfs", ["qgroup", "show", "-p", "--raw", mnt])
+      .split("\n")
+      .map((l) => l.trim().split(/\s+/))
+      .find((r) => r[0] === `0/${id}`)?.[3];
+    expect(group).toMatch(/^1\/\d+$/);
+    await removeWorkspaceDir(dir);
+    expect(existsSync(dir)).toBe(false);
+    const sweeper = startStaleBudgetSweep(mnt);
+    const groups = () => sh("btrfs", ["qgroup", "show", "--raw", mnt]).split("\n").map((l) => l.trim().split(/\s+/)[0]);
+    // The kernel drops the subvolume in the background; the cleanup job's sweeps then destroy its group.
+    await expect.poll(async () => (await sweeper.sweep(), groups().includes(group!)), { timeout: 60_000, interval: 2000 }).toBe(false);
+  }, 90_000);
 });
