@@ -4,3 +4,4 @@ export { defaultDataDir, repoRoot } from "./paths";
 export { kernelLimitsEnvShape, loadKernelLimits } from "./kernel-limits";
 export type { KernelLimits } from "./kernel-limits";
 export { kernelEgressEnvShape, loadKernelEgress } from "./kernel-egress";
+export { workspaceDiskEnvShape } from "./workspace-disk";
