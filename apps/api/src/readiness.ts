@@ -1,4 +1,5 @@
 import type { Db } from "@codeinterp/db";
+import { pingDatabase } from "@codeinterp/db";
 import type { Redis, WorkerBeat } from "@codeinterp/queue";
 import { readHeartbeats } from "@codeinterp/queue";
 import type { ReadinessCheck, ReadinessReport } from "./deps";
@@ -60,7 +61,7 @@ export function createReadinessCheck(opts: { db: Db; redis: Redis; queuePrefix: 
   };
   return async () => {
     const [database, redis, beats] = await Promise.all([
-      check(() => opts.db.$queryRawUnsafe("SELECT 1")),
+      check(() => pingDatabase(opts.db)),
       check(() => opts.redis.ping()),
       check(() => readHeartbeats(opts.redis, opts.queuePrefix)),
     ]);

@@ -1,5 +1,5 @@
 import { Queue } from "bullmq";
-import { createDb } from "@codeinterp/db";
+import { closeDb, createDb } from "@codeinterp/db";
 import { DEFAULT_SANDBOX_LIMITS, SANDBOX_KERNEL_NAME, createKernelGateway, preloadCode } from "@codeinterp/kernel";
 import type { SandboxSpecMetadata } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
@@ -151,7 +151,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
         cancelSub.disconnect();
         connection.disconnect();
         redis.disconnect();
-        await db.$disconnect();
+        await closeDb(db);
       })()),
   };
 }
