@@ -1,6 +1,7 @@
 import type { Queue } from "bullmq";
 import type { z } from "zod";
 import type { Db } from "@codeinterp/db";
+import type { FileStore } from "@codeinterp/files";
 import type { Logger } from "@codeinterp/logger";
 import type { EventSubscriber, Redis } from "@codeinterp/queue";
 import type { BlobStore } from "@codeinterp/workspace";
@@ -26,8 +27,10 @@ export interface ApiDeps {
   > &
     Pick<ApiEnv, LibreChatEnvKey>;
   db: Db;
-  /** Content-addressed file storage under DATA_DIR (uploads and generated files). */
+  /** Content-addressed file storage under DATA_DIR (uploads and generated files), for reads. */
   blobs: BlobStore;
+  /** Writes and deletes file content: the blob lifecycle (packages/files). */
+  files: FileStore;
   log: Logger;
   executionQueue: Queue;
   /** Shown in Bull Board and /metrics with the execution queue when given. */

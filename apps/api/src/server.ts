@@ -5,6 +5,7 @@ import { closeDb, createDb } from "@codeinterp/db";
 import type { Logger } from "@codeinterp/logger";
 import { createEventSubscriber, createRedis, executionChangedChannel, queueNames } from "@codeinterp/queue";
 import { FinishedExecutionCache } from "./finished-cache";
+import { createFileStore } from "@codeinterp/files";
 import { createBlobStore } from "@codeinterp/workspace";
 import { createApp } from "./app";
 import { attachJupyterChannels } from "./jupyter/channels";
@@ -40,7 +41,8 @@ export async function startApiServer(env: ApiEnv, log: Logger): Promise<RunningA
   await subscriberRedis.subscribe(changed);
   const readiness = createReadinessCheck({ db, redis, queuePrefix: env.QUEUE_PREFIX });
   const blobs = createBlobStore(env.DATA_DIR);
-  const deps = { env, db, blobs, links, log, executionQueue, maintenanceQueue, events, readiness, redis, queuePrefix: env.QUEUE_PREFIX, finished };
+  const files = createFileStore({ db, blobs, log });
+  const deps = { env, db, blobs, files, links, log, executionQueue, maintenanceQueue, events, readiness, redis, queuePrefix: env.QUEUE_PREFIX, finished };
   const app = createApp(deps);
 
   const server = createServer(app);

@@ -3,6 +3,8 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { createDb } from "@codeinterp/db";
+import { createFileStore } from "@codeinterp/files";
 import { createBlobStore } from "@codeinterp/workspace";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { HttpError } from "../src/errors";
@@ -17,12 +19,14 @@ afterAll(async () => {
 });
 
 it("a client that hangs up before the upload is read (auth was slow) gets an answer, not a request left hanging", async () => {
-  const blobs = createBlobStore(dir);
+  // Never reaches the database: nothing is received.
+  const db = createDb({ url: "postgresql://unused@127.0.0.1:9/unused" });
+  const files = createFileStore({ db, blobs: createBlobStore(dir) });
   const outcome = new Promise<unknown>((resolve) => {
     const server = http.createServer((req) => {
       // Stands in for authentication still running when the client goes away.
       req.once("close", () => {
-        receiveUpload(req, { blobs, maxBytes: 1_000_000 }).then(resolve, resolve);
+        receiveUpload(req, { files, maxBytes: 1_000_000 }).then(resolve, resolve);
         server.close();
       });
     });
@@ -35,6 +39,7 @@ it("a client that hangs up before the upload is read (auth was slow) gets an ans
     });
   });
   const err = await outcome;
+  await db.$disconnect();
   expect(err).toBeInstanceOf(HttpError);
   expect((err as HttpError).status).toBe(400);
   expect(await readdir(path.join(dir, "blobs", "tmp")).catch(() => [])).toEqual([]);

@@ -2,13 +2,15 @@ import path from "node:path";
 import mime from "mime-types";
 import pMap from "p-map";
 import type { Db, FileRow } from "@codeinterp/db";
-import { keepBlobs, registerExecutionFiles } from "@codeinterp/db";
+import { registerExecutionFiles } from "@codeinterp/db";
 import type { NewFile } from "@codeinterp/db";
-import type { BlobStore, Skipped, SnapshotDiff } from "@codeinterp/workspace";
+import type { FileStore } from "@codeinterp/files";
+import { BlobTooLargeError, FileReplacedError, FileSizeChangedError, NotARegularFileError, OutsideDirectoryError } from "@codeinterp/workspace";
+import type { SkipReason, Skipped, SnapshotDiff } from "@codeinterp/workspace";
 
 export interface CaptureContext {
   db: Db;
-  blobs: BlobStore;
+  files: FileStore;
   userId: string;
   chatId: string;
   messageId: string;
@@ -29,6 +31,17 @@ export function mimeTypeOf(name: string): string {
 }
 
 /**
+ * Why a file could not be copied, as the result's `skippedFiles` says it. A file replaced, resized or found
+ * outside the workspace since the snapshot is reported as "symlink", as before these had error classes of
+ * their own (the swap of a file or parent for a link is how code provokes them).
+ */
+function skipReason(err: unknown): SkipReason {
+  if (err instanceof BlobTooLargeError) return "too_large";
+  if (err instanceof NotARegularFileError || err instanceof FileReplacedError || err instanceof FileSizeChangedError || err instanceof OutsideDirectoryError) return "symlink";
+  return "special";
+}
+
+/**
  * Streams each created or changed file into blob storage and registers it. The file is opened without
  * following symlinks and must still be the inode the snapshot saw, so code cannot swap in a link to a file
  * outside the workspace between the snapshot and the copy.
@@ -39,15 +52,13 @@ export async function captureFiles(ctx: CaptureContext, diff: SnapshotDiff, onFi
   // Several copies at a time: their syscalls and fsyncs overlap in the thread pool (UV_THREADPOOL_SIZE).
   const stored = await pMap(entries, async (entry) => {
     try {
-      return await ctx.blobs.putFile(path.join(ctx.workspaceDir, entry.path), {
+      return await ctx.files.receiveFile(path.join(ctx.workspaceDir, entry.path), {
         maxBytes: ctx.maxFileBytes,
         expect: { ino: entry.ino },
         within: ctx.workspaceDir,
-        keepSpare: true,
       });
     } catch (err) {
-      const name = (err as Error).name;
-      skipped.push({ path: entry.path, reason: name === "BlobTooLargeError" ? "too_large" : name === "NotARegularFileError" ? "symlink" : "special" });
+      skipped.push({ path: entry.path, reason: skipReason(err) });
       return null;
     }
   }, { concurrency: 8 });
@@ -71,15 +82,10 @@ export async function captureFiles(ctx: CaptureContext, diff: SnapshotDiff, onFi
     });
   });
   const puts = stored.filter((p) => p !== null);
-  let files: FileRow[];
-  try {
-    files = await registerExecutionFiles(ctx.db, ctx.executionId, rows);
-  } catch (err) {
-    await Promise.all(puts.map((p) => ctx.blobs.settle(p, { restore: false }).catch(() => false)));
-    throw err;
-  }
-  // A user deleting a file of the same content meanwhile may have removed a blob: put those back.
-  await keepBlobs(ctx.db, puts, (p) => ctx.blobs.settle(p));
+  const committed = await ctx.files.commit(puts, () => registerExecutionFiles(ctx.db, ctx.executionId, rows));
+  // The caller retries the whole capture on a transient failure (registration is idempotent), which waits again.
+  if (!committed.kept) throw committed.error;
+  const files = committed.value;
   // Issued together (one pipelined burst, still in order on the stream) rather than a round trip each.
   await Promise.all(files.map((f) => onFile(f)));
   return { files, skipped };

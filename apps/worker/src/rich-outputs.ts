@@ -1,8 +1,8 @@
 import { Readable } from "node:stream";
 import type { Db } from "@codeinterp/db";
-import { keepBlobs, registerExecutionFile } from "@codeinterp/db";
+import { registerExecutionFile } from "@codeinterp/db";
+import type { FileStore } from "@codeinterp/files";
 import type { RichOutput } from "@codeinterp/kernel";
-import type { BlobStore } from "@codeinterp/workspace";
 import { fromKernelText } from "@codeinterp/workspace";
 
 export interface ResultOutput {
@@ -19,7 +19,7 @@ const TEXT_FILE_EXT: Record<string, string> = { "image/svg+xml": "svg" };
  * downloadable; text outputs stay inline with workspace paths shown as /mnt/data.
  */
 export async function storeRichOutputs(
-  ctx: { db: Db; blobs: BlobStore; userId: string; chatId: string; messageId: string; executionId: string; workspaceDirs: string[] },
+  ctx: { db: Db; files: FileStore; userId: string; chatId: string; messageId: string; executionId: string; workspaceDirs: string[] },
   outputs: RichOutput[],
 ): Promise<ResultOutput[]> {
   const result: ResultOutput[] = [];
@@ -30,9 +30,9 @@ export async function storeRichOutputs(
     const textExt = TEXT_FILE_EXT[out.mimeType];
     if (binExt || textExt) {
       const bytes = binExt ? Buffer.from(out.data, "base64") : Buffer.from(out.data, "utf8");
-      const stored = await ctx.blobs.put(Readable.from([bytes]), { keepSpare: true });
+      const stored = await ctx.files.receive(Readable.from([bytes]));
       const name = `output-${n}.${binExt ?? textExt}`;
-      const registered = registerExecutionFile(ctx.db, {
+      const committed = await ctx.files.commit([stored], () => registerExecutionFile(ctx.db, {
         userId: ctx.userId,
         chatId: ctx.chatId,
         messageId: ctx.messageId,
@@ -45,13 +45,10 @@ export async function storeRichOutputs(
         storageKey: stored.key,
         mimeType: out.mimeType,
         source: "output",
-      });
-      const { file } = await registered.catch(async (err: unknown) => {
-        await ctx.blobs.settle(stored, { restore: false }).catch(() => false);
-        throw err;
-      });
-      await keepBlobs(ctx.db, [stored], (p) => ctx.blobs.settle(p));
-      result.push({ type: out.mimeType, fileId: file.id });
+      }));
+      // Retried with the whole outcome on a transient failure (registration is idempotent), which waits again.
+      if (!committed.kept) throw committed.error;
+      result.push({ type: out.mimeType, fileId: committed.value.file.id });
     } else {
       result.push({ type: out.mimeType, data: fromKernelText(out.data, ctx.workspaceDirs) });
     }

@@ -35,12 +35,39 @@ export class BlobNotFoundError extends Error {
   }
 }
 
-/** Thrown by `putFile` when the path is not a regular file (symlink, directory, FIFO) or not the expected one. */
+/** Thrown by `putFile` when the path is not a regular file: a symlink (never followed), a directory, a FIFO. */
 export class NotARegularFileError extends Error {
   override readonly name = "NotARegularFileError";
   readonly code = "not_a_regular_file";
   constructor(readonly file: string) {
     super(`not a regular file: ${file}`);
+  }
+}
+
+/** Thrown by `putFile` when the opened file is not the inode `expect.ino` names: it was replaced since. */
+export class FileReplacedError extends Error {
+  override readonly name = "FileReplacedError";
+  readonly code = "file_replaced";
+  constructor(readonly file: string, readonly expectedIno: number, readonly actualIno: number) {
+    super(`file was replaced (inode ${expectedIno} is now ${actualIno}): ${file}`);
+  }
+}
+
+/** Thrown by `putFile` when the opened file's size is not `expect.size`: it was written to since. */
+export class FileSizeChangedError extends Error {
+  override readonly name = "FileSizeChangedError";
+  readonly code = "file_size_changed";
+  constructor(readonly file: string, readonly expectedSize: number, readonly actualSize: number) {
+    super(`file size changed (${expectedSize} is now ${actualSize} bytes): ${file}`);
+  }
+}
+
+/** Thrown by `putFile` when the opened file does not really lie under `within` (a parent was swapped for a symlink). */
+export class OutsideDirectoryError extends Error {
+  override readonly name = "OutsideDirectoryError";
+  readonly code = "outside_directory";
+  constructor(readonly file: string, readonly dir: string) {
+    super(`file is not under ${dir}: ${file}`);
   }
 }
 
@@ -65,12 +92,16 @@ export interface PutOptions {
 }
 
 export interface PutFileOptions extends PutOptions {
-  /** Refuse unless the opened file still has this inode / size (e.g. from a snapshot entry). */
+  /**
+   * Refuse unless the opened file still has this inode (else FileReplacedError) / size (else
+   * FileSizeChangedError), e.g. from a snapshot entry.
+   */
   expect?: { ino?: number; size?: number };
   /**
    * The opened file must really lie under this directory. O_NOFOLLOW guards only the last path component:
    * code could swap a parent directory for a symlink between a snapshot and the copy. On Linux the opened
-   * descriptor's real path (/proc/self/fd) tells where it actually is.
+   * descriptor's real path (/proc/self/fd) tells where it actually is; a file elsewhere is refused with
+   * OutsideDirectoryError.
    */
   within?: string;
 }
@@ -84,6 +115,11 @@ export interface BlobStore {
   has(key: string): Promise<boolean>;
   open(key: string, opts?: { start?: number; end?: number }): Promise<ReadStream>;
   remove(key: string): Promise<boolean>;
+  /**
+   * For a new file row referencing a blob already stored (a copy of another file): a spare link to it, as
+   * `put` with `keepSpare` gives, to `settle` once the row is committed. BlobNotFoundError if it is gone.
+   */
+  keepSpare(key: string): Promise<PutResult>;
   /**
    * Ends a `keepSpare` put once the file row referencing the blob is committed and no removal of it can
    * still be under way: puts the blob back from the spare if it was removed meanwhile, then drops the spare.
@@ -147,13 +183,17 @@ export function createBlobStore(dataDir: string): BlobStore {
 
   let tmpDirMade: Promise<unknown> | null = null;
 
-  /** Fill a fresh temp file (same file system), then fsync, make it 0444 and move (or link) it into place. */
-  async function store(fill: (tmp: string) => Promise<{ sha256: string; size: number }>, opts: { synced?: boolean; keepSpare?: boolean } = {}): Promise<PutResult> {
+  async function mkdirTmp(): Promise<void> {
     tmpDirMade ??= mkdir(tmpDir, { recursive: true, mode: 0o700 }).catch((err: unknown) => {
       tmpDirMade = null;
       throw err;
     });
     await tmpDirMade;
+  }
+
+  /** Fill a fresh temp file (same file system), then fsync, make it 0444 and move (or link) it into place. */
+  async function store(fill: (tmp: string) => Promise<{ sha256: string; size: number }>, opts: { synced?: boolean; keepSpare?: boolean } = {}): Promise<PutResult> {
+    await mkdirTmp();
     const tmp = path.join(tmpDir, `${Date.now()}-${randomBytes(8).toString("hex")}.part`);
     try {
       const { sha256, size } = await fill(tmp);
@@ -211,6 +251,22 @@ export function createBlobStore(dataDir: string): BlobStore {
     } finally {
       await unlink(result.spare).catch(() => undefined);
     }
+  }
+
+  async function keepSpare(key: string): Promise<PutResult> {
+    const blob = pathOf(key);
+    await mkdirTmp();
+    const spare = path.join(tmpDir, `${Date.now()}-${randomBytes(8).toString("hex")}.part`);
+    try {
+      await link(blob, spare);
+    } catch (err) {
+      if (isCode(err, "ENOENT") && !(await has(key))) throw new BlobNotFoundError(key);
+      // The temp directory went away: the next call makes it again.
+      if (isCode(err, "ENOENT")) tmpDirMade = null;
+      throw err;
+    }
+    const { size } = await lstat(spare);
+    return { sha256: key, size, key, created: false, spare };
   }
 
   async function put(readable: Readable, opts: PutOptions = {}): Promise<PutResult> {
@@ -295,9 +351,9 @@ export function createBlobStore(dataDir: string): BlobStore {
     try {
       const st = await fh.stat();
       if (!st.isFile()) throw new NotARegularFileError(file);
-      if (opts.expect?.ino !== undefined && opts.expect.ino !== st.ino) throw new NotARegularFileError(file);
-      if (opts.within !== undefined && !(await openedWithin(fh.fd, opts.within))) throw new NotARegularFileError(file);
-      if (opts.expect?.size !== undefined && opts.expect.size !== st.size) throw new NotARegularFileError(file);
+      if (opts.expect?.ino !== undefined && opts.expect.ino !== st.ino) throw new FileReplacedError(file, opts.expect.ino, st.ino);
+      if (opts.within !== undefined && !(await openedWithin(fh.fd, opts.within))) throw new OutsideDirectoryError(file, opts.within);
+      if (opts.expect?.size !== undefined && opts.expect.size !== st.size) throw new FileSizeChangedError(file, opts.expect.size, st.size);
       const maxBytes = opts.maxBytes ?? Infinity;
       if (st.size > maxBytes) throw new BlobTooLargeError(maxBytes);
       const src = fh;
@@ -365,5 +421,5 @@ export function createBlobStore(dataDir: string): BlobStore {
     return removed;
   }
 
-  return { root, put, putFile, pathOf, has, open: openBlob, remove, settle, removeStaleTemp };
+  return { root, put, putFile, pathOf, has, open: openBlob, remove, keepSpare, settle, removeStaleTemp };
 }

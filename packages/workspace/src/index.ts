@@ -28,6 +28,9 @@ export {
   BlobNotFoundError,
   InvalidBlobKeyError,
   NotARegularFileError,
+  FileReplacedError,
+  FileSizeChangedError,
+  OutsideDirectoryError,
 } from "./blob-store";
 export type { BlobStore, PutResult, PutOptions, PutFileOptions } from "./blob-store";
 export {

@@ -6,7 +6,16 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import { text } from "node:stream/consumers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { BlobNotFoundError, BlobTooLargeError, InvalidBlobKeyError, NotARegularFileError, createBlobStore } from "../src/index";
+import {
+  BlobNotFoundError,
+  BlobTooLargeError,
+  FileReplacedError,
+  FileSizeChangedError,
+  InvalidBlobKeyError,
+  NotARegularFileError,
+  OutsideDirectoryError,
+  createBlobStore,
+} from "../src/index";
 
 let dataDir: string;
 beforeEach(async () => {
@@ -122,7 +131,7 @@ describe("blob store", () => {
     expect(() => store.pathOf("A".repeat(64))).toThrow(InvalidBlobKeyError);
   });
 
-  it("putFile streams a file and refuses symlinks and unexpected inodes", async () => {
+  it("putFile streams a file and refuses symlinks, replaced files and changed sizes, each with its own error", async () => {
     const store = createBlobStore(dataDir);
     const file = path.join(dataDir, "in.bin");
     await writeFile(file, "payload");
@@ -131,7 +140,10 @@ describe("blob store", () => {
     await symlink(file, path.join(dataDir, "link"));
     await expect(store.putFile(path.join(dataDir, "link"))).rejects.toBeInstanceOf(NotARegularFileError);
     await expect(store.putFile(dataDir)).rejects.toBeInstanceOf(NotARegularFileError);
-    await expect(store.putFile(file, { expect: { ino: 1 } })).rejects.toBeInstanceOf(NotARegularFileError);
+    const replaced = store.putFile(file, { expect: { ino: 1 } });
+    await expect(replaced).rejects.toBeInstanceOf(FileReplacedError);
+    await expect(replaced).rejects.not.toBeInstanceOf(NotARegularFileError);
+    await expect(store.putFile(file, { expect: { size: 8 } })).rejects.toBeInstanceOf(FileSizeChangedError);
     await expect(store.putFile(file, { maxBytes: 3 })).rejects.toBeInstanceOf(BlobTooLargeError);
   });
 
@@ -162,6 +174,23 @@ describe("blob store", () => {
   }, 30_000);
 });
 
+describe("keepSpare of a stored blob", () => {
+  it("links a spare to the stored bytes for settle to put back, and refuses a missing blob", async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), "ci-spare-"));
+    const store = createBlobStore(dataDir);
+    const put = await store.put(Readable.from([Buffer.from("shared")]));
+    const spare = await store.keepSpare(put.key);
+    expect(spare).toMatchObject({ key: put.key, sha256: put.key, size: 6, created: false });
+    await store.remove(put.key);
+    expect(await store.settle(spare)).toBe(true);
+    expect(await readFile(store.pathOf(put.key), "utf8")).toBe("shared");
+    expect(await readdir(path.join(dataDir, "blobs", "tmp"))).toEqual([]);
+    await store.remove(put.key);
+    await expect(store.keepSpare(put.key)).rejects.toBeInstanceOf(BlobNotFoundError);
+    expect(await readdir(path.join(dataDir, "blobs", "tmp"))).toEqual([]);
+  });
+});
+
 describe("putFile within a directory", () => {
   it("refuses a file reached through a parent directory swapped for a symlink", async () => {
     const base = await mkdtemp(path.join(os.tmpdir(), "ci-within-"));
@@ -172,7 +201,7 @@ describe("putFile within a directory", () => {
     await writeFile(path.join(outside, "secret.txt"), "secret");
     await symlink(outside, path.join(ws, "out"));
     const store = createBlobStore(path.join(base, "data"));
-    await expect(store.putFile(path.join(ws, "out", "secret.txt"), { within: ws })).rejects.toThrow(NotARegularFileError);
+    await expect(store.putFile(path.join(ws, "out", "secret.txt"), { within: ws })).rejects.toThrow(OutsideDirectoryError);
     await writeFile(path.join(ws, "fine.txt"), "ok");
     await expect(store.putFile(path.join(ws, "fine.txt"), { within: ws })).resolves.toMatchObject({ size: 2 });
   });

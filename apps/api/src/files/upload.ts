@@ -1,7 +1,9 @@
 import type { IncomingMessage } from "node:http";
 import type { Readable } from "node:stream";
 import busboy from "busboy";
-import type { BlobStore, PutResult } from "@codeinterp/workspace";
+import type { FileStore } from "@codeinterp/files";
+import { BlobTooLargeError } from "@codeinterp/workspace";
+import type { PutResult } from "@codeinterp/workspace";
 import { HttpError } from "../errors";
 
 export interface ReceivedUpload {
@@ -13,7 +15,7 @@ export interface ReceivedUpload {
 }
 
 export interface ReceiveOptions {
-  blobs: BlobStore;
+  files: Pick<FileStore, "receive" | "discard">;
   maxBytes: number;
   /** Name of the form field carrying the file (default `file`). */
   field?: string;
@@ -35,8 +37,8 @@ export const payloadTooLarge = (maxBytes: number) =>
  * Streams the first file part named `field` of a multipart request into the blob store; nothing is
  * buffered in memory. Other fields and file parts are read and discarded. Rejects with an HttpError:
  * 400 `invalid_multipart` (not multipart, malformed), 400 `missing_file` (no such file part), 413
- * `payload_too_large` (over `maxBytes`; the store removes its temp file, so nothing is kept). The caller
- * settles `stored` (it holds a spare copy) once the file row is written.
+ * `payload_too_large` (over `maxBytes`; the store removes its temp file, so nothing is kept). `stored` is
+ * received through the FileStore (it holds a spare copy): the caller commits or discards it.
  */
 export function receiveUpload(req: IncomingMessage, opts: ReceiveOptions): Promise<ReceivedUpload> {
   const field = opts.field ?? "file";
@@ -65,8 +67,8 @@ export function receiveUpload(req: IncomingMessage, opts: ReceiveOptions): Promi
     const fail = (err: unknown) => {
       if (settled) return;
       settled = true;
-      // A put that still completes (the file part had arrived whole) is nobody's: drop its spare copy.
-      put?.then((stored) => opts.blobs.settle(stored, { restore: false })).catch(() => undefined);
+      // A put that still completes (the file part had arrived whole) is nobody's.
+      put?.then((stored) => opts.files.discard([stored])).catch(() => undefined);
       req.unpipe(bb);
       // Drain what the client still sends so the answer can be read and the connection kept.
       req.resume();
@@ -81,11 +83,9 @@ export function receiveUpload(req: IncomingMessage, opts: ReceiveOptions): Promi
       }
       fileStream = stream;
       upload = { filename: info.filename ?? "", clientType: info.mimeType ?? "" };
-      // The spare lets the route put the blob back if a deletion of the same content removes it before the
-      // new file's row is committed (see routes/files.ts); the route settles it.
-      put = opts.blobs.put(stream, { maxBytes: opts.maxBytes, keepSpare: true });
+      put = opts.files.receive(stream, { maxBytes: opts.maxBytes });
       // Over the limit: answer at once rather than after the rest of the body.
-      put.catch((err: unknown) => fail((err as Error)?.name === "BlobTooLargeError" ? payloadTooLarge(opts.maxBytes) : err));
+      put.catch((err: unknown) => fail(err instanceof BlobTooLargeError ? payloadTooLarge(opts.maxBytes) : err));
     });
     bb.on("error", () => fail(new HttpError(400, "invalid_multipart", "the multipart body is malformed or incomplete")));
     bb.on("close", () => {

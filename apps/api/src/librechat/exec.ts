@@ -125,6 +125,12 @@ async function resolveInputs(deps: ApiDeps, principal: Principal, refs: FileRefV
   return ids;
 }
 
-function copyFor(deps: Pick<ApiDeps, "db">, userId: string, f: FileRow): Promise<FileRow> {
-  return createFile(deps.db, { userId, name: f.name, size: f.size, sha256: f.sha256, mimeType: f.mimeType, storageKey: f.storageKey, source: "upload" });
+/** A row of the user's own for a shared file's blob, under the blob lifecycle: its owner may be deleting it meanwhile. */
+async function copyFor(deps: Pick<ApiDeps, "db" | "files" | "log">, userId: string, f: FileRow): Promise<FileRow> {
+  const spare = await deps.files.share(f.storageKey);
+  const committed = await deps.files.commit(spare ? [spare] : [], () =>
+    createFile(deps.db, { userId, name: f.name, size: f.size, sha256: f.sha256, mimeType: f.mimeType, storageKey: f.storageKey, source: "upload" }),
+  );
+  if (!committed.kept) deps.log.warn({ fileId: committed.value.id, err: normalizeError(committed.error) }, "could not wait for blob removals");
+  return committed.value;
 }

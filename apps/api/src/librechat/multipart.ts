@@ -1,6 +1,8 @@
 import type { IncomingMessage } from "node:http";
 import busboy from "busboy";
-import type { BlobStore, PutResult } from "@codeinterp/workspace";
+import type { FileStore } from "@codeinterp/files";
+import { BlobTooLargeError } from "@codeinterp/workspace";
+import type { PutResult } from "@codeinterp/workspace";
 import { HttpError } from "../errors";
 import { hungUp, payloadTooLarge, uploadInterrupted } from "../files/upload";
 import type { ReceivedUpload } from "../files/upload";
@@ -14,10 +16,10 @@ export interface ReceivedForm {
 /**
  * LibreChat's upload form (`packages/api/src/files/code/form.ts`): text fields `kind`, `id`, `version`
  * (Gen-1: `entity_id`) before one or more `file` parts. Like `receiveUpload` (files/upload.ts), every file
- * streams into the blob store with a spare kept for the caller to settle; nothing is buffered. With
+ * is received through the FileStore for the caller to commit or discard; nothing is buffered. With
  * `maxFiles: 1` a file over the limit fails the request with 413; in a batch it is reported per file.
  */
-export function receiveForm(req: IncomingMessage, opts: { blobs: BlobStore; maxBytes: number; maxFiles: number }): Promise<ReceivedForm> {
+export function receiveForm(req: IncomingMessage, opts: { files: Pick<FileStore, "receive" | "discard">; maxBytes: number; maxFiles: number }): Promise<ReceivedForm> {
   if (hungUp(req)) return Promise.reject(uploadInterrupted());
   return new Promise<ReceivedForm>((resolve, reject) => {
     let bb: busboy.Busboy;
@@ -38,7 +40,7 @@ export function receiveForm(req: IncomingMessage, opts: { blobs: BlobStore; maxB
 
     const dropAll = () => {
       for (const p of puts) {
-        p.then((f) => ("stored" in f ? opts.blobs.settle(f.stored, { restore: false }) : undefined)).catch(() => undefined);
+        p.then((f) => ("stored" in f ? opts.files.discard([f.stored]) : undefined)).catch(() => undefined);
       }
     };
     const fail = (err: unknown) => {
@@ -60,12 +62,12 @@ export function receiveForm(req: IncomingMessage, opts: { blobs: BlobStore; maxB
       }
       // preservePath keeps LibreChat's nested names (`filepath`); only the base name is ours to keep.
       const filename = (info.filename ?? "").split(/[\\/]/).pop() ?? "";
-      const put: Promise<PutResult> = opts.blobs.put(stream, { maxBytes: opts.maxBytes, keepSpare: true });
+      const put: Promise<PutResult> = opts.files.receive(stream, { maxBytes: opts.maxBytes });
       puts.push(
         put.then(
           (stored): ReceivedUpload => ({ filename, clientType: info.mimeType ?? "", stored }),
           (err: unknown) => {
-            if ((err as Error)?.name !== "BlobTooLargeError") throw err;
+            if (!(err instanceof BlobTooLargeError)) throw err;
             if (opts.maxFiles === 1) fail(payloadTooLarge(opts.maxBytes));
             return { filename, error: "too_large" as const };
           },
@@ -84,7 +86,7 @@ export function receiveForm(req: IncomingMessage, opts: { blobs: BlobStore; maxB
       Promise.all(puts).then(
         (files) => {
           if (settled) {
-            for (const f of files) if ("stored" in f) opts.blobs.settle(f.stored, { restore: false }).catch(() => undefined);
+            void opts.files.discard(files.flatMap((f) => ("stored" in f ? [f.stored] : [])));
             return;
           }
           settled = true;

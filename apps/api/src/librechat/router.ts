@@ -59,7 +59,7 @@ export function librechatRouter(deps: ApiDeps): Router {
     // Counted before the body is read, on who the headers say is uploading.
     const early = principalOf(cred, { kind: "user", id: header(req, "user-id") });
     if (early) await limit(early);
-    const form = await receiveForm(req, { blobs: deps.blobs, maxBytes: deps.env.MAX_UPLOAD_BYTES, maxFiles });
+    const form = await receiveForm(req, { files: deps.files, maxBytes: deps.env.MAX_UPLOAD_BYTES, maxFiles });
     const { sessionId, files } = await storeSession(deps, cred, form, header(req, "user-id"));
     const ok = files.filter((f) => f.status === "success");
     // Both generations: Gen-1 reads `session_id`, Gen-2 `storage_session_id`.

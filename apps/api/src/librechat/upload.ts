@@ -1,7 +1,7 @@
 import { createLibreChatSession } from "@codeinterp/db";
 import type { ApiDeps } from "../deps";
 import { HttpError } from "../errors";
-import { discardUpload, storeUpload } from "../files/store";
+import { storeUpload } from "../files/store";
 import { principalOf } from "./auth";
 import type { Credential, Principal } from "./auth";
 import { newSessionId, uuidToLibreChatId } from "./ids";
@@ -22,12 +22,12 @@ export function uploadOwner(cred: Credential, fields: Record<string, string>, us
  * either a file afterwards or discarded (an unnamed owner, a failed insert).
  */
 export async function storeSession(
-  deps: Pick<ApiDeps, "db" | "blobs" | "log">,
+  deps: Pick<ApiDeps, "db" | "files" | "log">,
   cred: Credential,
   form: ReceivedForm,
   userIdHeader: string | undefined,
 ): Promise<{ sessionId: string; files: UploadOutcome[] }> {
-  const discardFrom = (i: number) => Promise.all(form.files.slice(i).map((r) => ("stored" in r ? discardUpload(deps, r.stored) : undefined)));
+  const discardFrom = (i: number) => deps.files.discard(form.files.slice(i).flatMap((r) => ("stored" in r ? [r.stored] : [])));
   let owner: Principal | null;
   try {
     owner = uploadOwner(cred, form.fields, userIdHeader);

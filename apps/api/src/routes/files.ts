@@ -34,7 +34,7 @@ export function filesRouter(deps: ApiDeps): Router {
 
   router.post("/files", async (req, res) => {
     const userId = userOf(res);
-    const upload = await receiveUpload(req, { blobs: deps.blobs, maxBytes: deps.env.MAX_UPLOAD_BYTES });
+    const upload = await receiveUpload(req, { files: deps.files, maxBytes: deps.env.MAX_UPLOAD_BYTES });
     const file = await storeUpload(deps, userId, upload);
     res.status(201).location(`/v1/files/${file.id}`).json(serializeFile(file));
   });

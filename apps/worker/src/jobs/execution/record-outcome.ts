@@ -1,3 +1,4 @@
+import { createFileStore } from "@codeinterp/files";
 import { diffSnapshots, snapshotWorkspace } from "@codeinterp/workspace";
 import { captureFiles } from "../../capture";
 import type { KernelLease } from "../../kernels/broker";
@@ -19,6 +20,7 @@ export async function recordOutcome(ctx: ExecutionContext, lease: KernelLease, w
 
 async function recordOnce(ctx: ExecutionContext, lease: KernelLease, ws: PreparedWorkspace, run: RunResult): Promise<Terminal | "skipped"> {
   const { env, db, blobs } = ctx.deps;
+  const files = createFileStore({ db, blobs, log: ctx.log });
   const { exec, pub } = ctx;
   const { outcome, back } = run;
   const workspaceDir = ctx.req.workspaceDir;
@@ -29,7 +31,7 @@ async function recordOnce(ctx: ExecutionContext, lease: KernelLease, ws: Prepare
     maxFileBytes: env.MAX_GENERATED_FILE_BYTES,
     maxTotalBytes: env.MAX_GENERATED_TOTAL_BYTES,
   });
-  const fileCtx = { db, blobs, userId: exec.userId, chatId: exec.chatId, messageId: exec.messageId, executionId: exec.id };
+  const fileCtx = { db, files, userId: exec.userId, chatId: exec.chatId, messageId: exec.messageId, executionId: exec.id };
   const captured = await captureFiles(
     { ...fileCtx, workspaceDir, maxFileBytes: env.MAX_GENERATED_FILE_BYTES, attachmentByPath: ws.attachmentByPath },
     diff,

@@ -1,0 +1,2 @@
+export { createFileStore } from "./file-store";
+export type { Committed, FileStore, FileStoreOptions } from "./file-store";
