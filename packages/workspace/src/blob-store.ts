@@ -271,6 +271,10 @@ export function createBlobStore(dataDir: string): BlobStore {
 
   async function put(readable: Readable, opts: PutOptions = {}): Promise<PutResult> {
     const maxBytes = opts.maxBytes ?? Infinity;
+    // The source may be destroyed with an error (a client hanging up) before the pipeline below listens:
+    // unheard, that 'error' would crash the process. The pipeline still gets it from the stream's state.
+    const heard = () => undefined;
+    readable.on("error", heard);
     try {
       return await store(async (tmp) => {
         const hash = createHash("sha256");
@@ -287,6 +291,7 @@ export function createBlobStore(dataDir: string): BlobStore {
         return { sha256: hash.digest("hex"), size };
       }, { keepSpare: opts.keepSpare });
     } finally {
+      readable.off("error", heard);
       if (!readable.destroyed) readable.destroy();
     }
   }
