@@ -228,3 +228,27 @@ async function attachFiles(tx: Prisma.TransactionClient, userId: string, message
     });
   }
 }
+
+export interface KernelMessage {
+  kernelId: string;
+  userId: string;
+  chatId: string;
+  messageId: string;
+  /** The latest execution that ran on the kernel. */
+  executionId: string;
+  status: string;
+  createdAt: Date;
+}
+
+/** For each kernel id, the message it serves: that of the latest execution that ran on it (none: a pool kernel). */
+export function messagesOfKernels(db: Db, kernelIds: string[]): Promise<KernelMessage[]> {
+  if (kernelIds.length === 0) return Promise.resolve([]);
+  return query<KernelMessage>(
+    db,
+    "messages_of_kernels",
+    `SELECT DISTINCT ON (kernel_id) kernel_id AS "kernelId", user_id AS "userId", chat_id AS "chatId", message_id AS "messageId",
+       id AS "executionId", status::text AS status, created_at AS "createdAt"
+     FROM executions WHERE kernel_id = ANY($1::text[]) ORDER BY kernel_id, created_at DESC`,
+    [kernelIds],
+  );
+}
