@@ -16,6 +16,16 @@ export default tseslint.config(
     },
   },
   {
+    // packages/db is the only door to the database: nothing else imports Prisma or its generated client.
+    ignores: ["packages/db/**"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        { patterns: [{ group: ["@prisma/*", "**/generated/client", "**/generated/enums", "**/generated/models", "**/db/src/**"], message: "Use the repository functions and types of @codeinterp/db." }] },
+      ],
+    },
+  },
+  {
     // The env modules and the start/test scripts are the only places allowed to read process.env.
     files: ["apps/*/src/env.ts", "packages/config/src/**", "scripts/**", "test/**", "prisma.config.ts", "vitest.config.ts", "bench/**"],
     rules: { "no-restricted-properties": "off" },

@@ -2,7 +2,7 @@
 // migrations, and the Jupyter packages for the embedded kernel gateway. Plain JavaScript on purpose: it
 // runs before node_modules exists. Every step is idempotent and fast when there is nothing to do.
 import { spawnSync } from "node:child_process";
-import { existsSync, statSync } from "node:fs";
+import { existsSync, statSync, statfsSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -93,6 +93,32 @@ function ensurePythonTestClients() {
   }
 }
 
+const BTRFS_SUPER_MAGIC = 0x9123683e;
+function onBtrfs(dir) {
+  try {
+    return statfsSync(dir).type === BTRFS_SUPER_MAGIC;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * btrfs-progs: workspaces get a disk budget (a subvolume with a qgroup limit each) where DATA_DIR is on
+ * btrfs, and the disk-budget test makes a btrfs image of its own. Installed only when one of them needs it,
+ * and only where apt can (root); the worker's start log and that test say so otherwise.
+ */
+function ensureBtrfsProgs({ forTests }) {
+  if (existsSync("/usr/bin/btrfs") || existsSync("/sbin/btrfs") || existsSync("/usr/sbin/btrfs")) return;
+  if (!forTests && !onBtrfs(process.env.DATA_DIR ?? path.join(root, ".data"))) return;
+  if (typeof process.getuid !== "function" || process.getuid() !== 0 || !existsSync("/usr/bin/apt-get")) return;
+  say("installing btrfs-progs with apt-get");
+  const env = { DEBIAN_FRONTEND: "noninteractive" };
+  if (!run("apt-get", ["install", "-y", "btrfs-progs"], { quiet: true, allowFail: true, env })) {
+    run("apt-get", ["update"], { quiet: true, allowFail: true, env });
+    run("apt-get", ["install", "-y", "btrfs-progs"], { quiet: true, allowFail: true, env });
+  }
+}
+
 export async function setup({ databaseUrl, jupyter = true, testClients = false } = {}) {
   ensureDependencies();
   const dbUrl = databaseUrl ?? process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/codeinterp";
@@ -110,6 +136,7 @@ export async function setup({ databaseUrl, jupyter = true, testClients = false }
     run("npx", ["tsx", "scripts/ensure-jupyter.ts"]);
   }
   if (testClients && existsSync("/usr/bin/python3")) ensurePythonTestClients();
+  ensureBtrfsProgs({ forTests: testClients });
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

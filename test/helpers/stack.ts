@@ -35,11 +35,11 @@ export interface TestStack {
  * The API (on port 0) and a worker in-process, on this file's own database, queue prefix and DATA_DIR,
  * against the real Redis and the run's real Jupyter server.
  */
-export async function startTestStack(opts: { worker?: boolean; env?: Record<string, string> } = {}): Promise<TestStack> {
+export async function startTestStack(opts: { worker?: boolean; env?: Record<string, string>; /** Must lie under the test root (the gateway's root_dir). */ dataDir?: string } = {}): Promise<TestStack> {
   const socketsBefore = openSockets();
   const db = await createTestDatabase();
   const suffix = randomBytes(5).toString("hex");
-  const dataDir = path.join(inject("testRoot"), `data-${suffix}`);
+  const dataDir = opts.dataDir ?? path.join(inject("testRoot"), `data-${suffix}`);
   await mkdir(dataDir, { recursive: true });
   const adminToken = `admin-${randomBytes(12).toString("hex")}`;
   const env: Record<string, string> = {

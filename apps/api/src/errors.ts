@@ -1,5 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from "express";
-import { FilesNotFoundError } from "@codeinterp/db";
+import { FilesNotFoundError, isOutage } from "@codeinterp/db";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 
@@ -36,22 +36,9 @@ function toHttpError(err: unknown): HttpError | null {
   if (e && typeof e.status === "number" && e.status >= 400 && e.status < 500) {
     return new HttpError(e.status, "bad_request", e.expose && e.message ? e.message : "bad request");
   }
-  if (isDependencyDown(err)) return new HttpError(503, "dependency_unavailable", "a backing service is unavailable; retry shortly");
+  // Postgres or Redis went away: the caller should retry, not see a 500.
+  if (isOutage(err)) return new HttpError(503, "dependency_unavailable", "a backing service is unavailable; retry shortly");
   return null;
-}
-
-const DOWN_CODES = new Set(["ECONNREFUSED", "ETIMEDOUT", "ECONNRESET", "EPIPE", "P1001", "P1002", "P1017", "P2024", "57P01", "57P02", "57P03"]);
-const DOWN_MESSAGE =
-  /Connection is closed|Stream isn't writeable|enableOfflineQueue|ECONNREFUSED|ECONNRESET|Can't reach database|connection terminated|Connection terminated|Max retries per request|terminating connection|database system is (shutting down|starting up|in recovery mode)|the connection is closed|Client has encountered a connection error/i;
-
-/** Postgres or Redis went away (refused, reset, shutting down): the caller should retry, not see a 500. */
-function isDependencyDown(err: unknown, depth = 0): boolean {
-  if (!err || typeof err !== "object" || depth > 4) return false;
-  const e = err as { message?: unknown; code?: unknown; cause?: unknown; meta?: unknown; originalCode?: unknown; driverAdapterError?: unknown };
-  const code = String(e.code ?? e.originalCode ?? "");
-  if (DOWN_CODES.has(code) || code.startsWith("08")) return true;
-  if (DOWN_MESSAGE.test(String(e.message ?? ""))) return true;
-  return isDependencyDown(e.cause, depth + 1) || isDependencyDown(e.meta, depth + 1) || isDependencyDown(e.driverAdapterError, depth + 1);
 }
 
 export function errorHandler(log: Logger): ErrorRequestHandler {

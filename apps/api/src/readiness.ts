@@ -1,4 +1,5 @@
 import type { Db } from "@codeinterp/db";
+import { pingDatabase } from "@codeinterp/db";
 import type { Redis, WorkerBeat } from "@codeinterp/queue";
 import { readHeartbeats } from "@codeinterp/queue";
 import type { ReadinessCheck, ReadinessReport } from "./deps";
@@ -60,7 +61,7 @@ export function createReadinessCheck(opts: { db: Db; redis: Redis; queuePrefix: 
   };
   return async () => {
     const [database, redis, beats] = await Promise.all([
-      check(() => opts.db.$queryRawUnsafe("SELECT 1")),
+      check(() => pingDatabase(opts.db)),
       check(() => opts.redis.ping()),
       check(() => readHeartbeats(opts.redis, opts.queuePrefix)),
     ]);
@@ -89,6 +90,19 @@ const UNSANDBOXED_WARNING =
 export function kernelIsolationFromBeats(beats: WorkerBeat[]): KernelIsolationReport {
   const seen = beats.flatMap((b) => (b.gateway ? [b.gateway] : []));
   if (seen.length === 0) return { sandboxed: null, network: "unknown" };
-  if (seen.some((g) => !g.sandboxed)) return { sandboxed: false, network: "unrestricted", warning: UNSANDBOXED_WARNING };
-  return seen.some((g) => g.egress) ? { sandboxed: true, network: "allowlist" } : { sandboxed: true, network: "none" };
+  const disk = diskBudgetFromBeats(seen);
+  if (seen.some((g) => !g.sandboxed)) return { sandboxed: false, network: "unrestricted", warning: UNSANDBOXED_WARNING, ...disk };
+  return seen.some((g) => g.egress) ? { sandboxed: true, network: "allowlist", ...disk } : { sandboxed: true, network: "none", ...disk };
+}
+
+const NO_DISK_BUDGET_WARNING =
+  "Workspaces have no disk budget: one kernel can fill the file system holding DATA_DIR. Put DATA_DIR on btrfs " +
+  "with quotas enabled (WORKSPACE_DISK_MB then applies); see SECURITY.md.";
+
+/** The smallest budget any live worker applies; one worker without a budget makes the answer "none". */
+function diskBudgetFromBeats(seen: Array<{ diskBudgetMb?: number | null | undefined }>): { diskBudgetMb?: number | null; diskWarning?: string } {
+  const known = seen.filter((g) => g.diskBudgetMb !== undefined);
+  if (known.length === 0) return {};
+  if (known.some((g) => g.diskBudgetMb === null)) return { diskBudgetMb: null, diskWarning: NO_DISK_BUDGET_WARNING };
+  return { diskBudgetMb: Math.min(...known.map((g) => g.diskBudgetMb!)) };
 }

@@ -119,6 +119,7 @@ const GatewaySeen = z.object({
   lastRestartAt: z.string().nullable(),
   sandboxed: z.boolean().describe("Kernels run in the bubblewrap sandbox"),
   egress: z.boolean().optional().describe("Sandboxed kernels reach the listed destinations through the egress proxy"),
+  diskBudgetMb: z.number().int().nullable().optional().describe("Each workspace's disk budget in MB; null: workspaces have none"),
 });
 export const Readiness = z
   .object({
@@ -134,6 +135,8 @@ export const Readiness = z
         sandboxed: z.boolean().nullable(),
         network: z.enum(["none", "allowlist", "unrestricted", "unknown"]),
         warning: z.string().optional(),
+        diskBudgetMb: z.number().int().nullable().optional().describe("Each workspace's disk budget in MB; null: workspaces have none"),
+        diskWarning: z.string().optional().describe("Set when workspaces have no disk budget"),
       })
       .describe(
         "What live workers' kernels are promised: sandboxed kernels have no network (or only the operator's allowlist, through the egress proxy); unsandboxed ones carry a warning",

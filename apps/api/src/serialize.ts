@@ -6,7 +6,7 @@ export function serializeFile(f: FileRow) {
   return {
     id: f.id,
     name: f.name,
-    size: Number(f.size),
+    size: f.size,
     sha256: f.sha256,
     mimeType: f.mimeType,
     createdAt: f.createdAt.toISOString(),
@@ -18,7 +18,7 @@ export function serializeGeneratedFile(f: FileRow) {
     id: f.id,
     name: f.name,
     path: f.path ?? f.name,
-    size: Number(f.size),
+    size: f.size,
     mimeType: f.mimeType,
     url: fileUrl(f.id),
     derivedFromId: f.derivedFromId,

@@ -1,7 +1,7 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Queue } from "bullmq";
-import { createDb } from "@codeinterp/db";
+import { closeDb, createDb } from "@codeinterp/db";
 import type { Logger } from "@codeinterp/logger";
 import { createEventSubscriber, createRedis, executionChangedChannel, queueNames } from "@codeinterp/queue";
 import { FinishedExecutionCache } from "./finished-cache";
@@ -67,7 +67,7 @@ export async function startApiServer(env: ApiEnv, log: Logger): Promise<RunningA
       await executionQueue.close();
       await maintenanceQueue.close();
       redis.disconnect();
-      await db.$disconnect();
+      await closeDb(db);
     })());
   return { url: `http://${host}:${port}`, port, close };
 }

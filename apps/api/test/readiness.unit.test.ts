@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { WorkerBeat } from "@codeinterp/queue";
-import { gatewayFromBeats } from "../src/readiness";
+import { gatewayFromBeats, kernelIsolationFromBeats } from "../src/readiness";
 
 const now = Date.parse("2026-11-29T20:00:00Z");
 const beat = (workerId: string, gateway: Partial<NonNullable<WorkerBeat["gateway"]>> | null): WorkerBeat => ({
@@ -47,5 +47,15 @@ describe("/readyz's view of the kernel gateway, from worker heartbeats", () => {
 
   it("says when kernels are not sandboxed on some worker", () => {
     expect(gatewayFromBeats([beat("w1", {}), beat("w2", { sandboxed: false })], now).gateway?.sandboxed).toBe(false);
+  });
+
+  it("says plainly when workspaces have no disk budget, and names the budget when every worker has one", () => {
+    expect(kernelIsolationFromBeats([beat("w1", { diskBudgetMb: 1024 }), beat("w2", { diskBudgetMb: null })])).toMatchObject({
+      diskBudgetMb: null,
+      diskWarning: expect.stringMatching(/^Workspaces have no disk budget/),
+    });
+    const budgeted = kernelIsolationFromBeats([beat("w1", { diskBudgetMb: 1024 }), beat("w2", { diskBudgetMb: 512 })]);
+    expect(budgeted.diskBudgetMb).toBe(512);
+    expect(budgeted.diskWarning).toBeUndefined();
   });
 });

@@ -12,6 +12,8 @@ export interface GatewayWatch {
   sandboxed: boolean;
   /** Sandboxed kernels reach listed destinations through the gateway's egress proxy. */
   egress?: boolean;
+  /** Each workspace's disk budget in MB, or null when workspaces have none (DATA_DIR not on btrfs with quotas). */
+  diskBudgetMb?: number | null;
   /** GATEWAY_RETRY_BUDGET_MS: how long an execution that has not reached a kernel keeps being retried. */
   retryBudgetMs: number;
 }
@@ -37,7 +39,7 @@ export function startGatewayWatch(
 
 /** What a heartbeat carries about the gateway. */
 export function gatewaySeen(watch: GatewayWatch): GatewaySeen {
-  return { ...watch.monitor.health(), sandboxed: watch.sandboxed, ...(watch.egress ? { egress: true } : {}) };
+  return { ...watch.monitor.health(), sandboxed: watch.sandboxed, ...(watch.egress ? { egress: true } : {}), ...(watch.diskBudgetMb !== undefined ? { diskBudgetMb: watch.diskBudgetMb } : {}) };
 }
 
 export type GatewayVerdict = { retry: true } | { retry: false; failure: { code: "gateway_unavailable" | "gateway_restarted"; message: string } };

@@ -1,6 +1,6 @@
 import type { Queue } from "bullmq";
 import type { Db } from "@codeinterp/db";
-import { finishExecution } from "@codeinterp/db";
+import { finishExecution, listStaleActiveExecutions } from "@codeinterp/db";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import type { Redis } from "@codeinterp/queue";
@@ -32,12 +32,7 @@ export async function reconcileOnce(opts: ReconcilerOptions): Promise<{ enqueued
   let failed = 0;
   try {
     const cutoff = new Date(Date.now() - (opts.orphanAfterMs ?? 5000));
-    const candidates = await opts.db.execution.findMany({
-      where: { status: { in: ["queued", "preparing", "running"] }, createdAt: { lt: cutoff } },
-      select: { id: true, status: true, userId: true, messageId: true, kernelId: true },
-      orderBy: { createdAt: "asc" },
-      take: 500,
-    });
+    const candidates = await listStaleActiveExecutions(opts.db, cutoff, 500);
     for (const e of candidates) {
       const job = await opts.queue.getJob(e.id);
       const state = job ? await job.getState() : "missing";

@@ -1,10 +1,11 @@
 import { Queue } from "bullmq";
-import { createDb } from "@codeinterp/db";
+import { closeDb, createDb } from "@codeinterp/db";
 import { DEFAULT_SANDBOX_LIMITS, SANDBOX_KERNEL_NAME, createKernelGateway, preloadCode } from "@codeinterp/kernel";
 import type { SandboxSpecMetadata } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { cancelChannel, createRedis, queueNames } from "@codeinterp/queue";
-import { createBlobStore } from "@codeinterp/workspace";
+import { createBlobStore, detectDiskBudget } from "@codeinterp/workspace";
+import type { DiskBudget } from "@codeinterp/workspace";
 import { CancelRegistry } from "./cancellations";
 import type { WorkerEnv } from "./env";
 import { createMessageKernelBroker } from "./kernels/message-broker";
@@ -29,6 +30,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
   if (!env.JUPYTER_URL) throw new Error("JUPYTER_URL is not set: the worker needs a Jupyter server or gateway");
   // First: a worker that refuses to start (KERNEL_SANDBOX=on without the sandbox) opens no connections.
   const isolation = await detectSandbox(env, log);
+  const diskBudget = await detectWorkspaceDisk(env, log);
   const db = createDb({ url: env.DATABASE_URL, poolSize: env.WORKER_CONCURRENCY + 4 });
   // Patient: while Redis is away a worker's commands wait for it to return (the API, by contrast, fails fast
   // with 503), so a Redis restart delays executions instead of failing them.
@@ -39,7 +41,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
   // Heartbeats at once when the gateway's state changes, so /readyz says so within a probe or two.
   let beatNow = () => undefined as void;
   const monitor = startGatewayWatch(env, log, { onChange: () => beatNow() });
-  const gatewayWatch: GatewayWatch = { monitor, sandboxed, egress: isolation.sandboxed && isolation.network === "allowlist", retryBudgetMs: monitor.retryBudgetMs };
+  const gatewayWatch: GatewayWatch = { monitor, sandboxed, egress: isolation.sandboxed && isolation.network === "allowlist", retryBudgetMs: monitor.retryBudgetMs, diskBudgetMb: diskBudget.kind === "btrfs" ? env.WORKSPACE_DISK_MB : null };
   const gateway = createKernelGateway({
     baseUrl: env.JUPYTER_URL,
     token: env.JUPYTER_TOKEN,
@@ -47,7 +49,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     kernelName: sandboxed ? SANDBOX_KERNEL_NAME : "python3",
     monitor,
   });
-  const layout = new WorkspaceLayout(sandboxed, env.DATA_DIR, env.KERNEL_ROOT_DIR);
+  const layout = new WorkspaceLayout(sandboxed, env.DATA_DIR, env.KERNEL_ROOT_DIR, diskBudget);
   // As many kernels at their cap as the gateway's budget for all kernels holds (it says so in its sandbox
   // kernelspec); a gateway that does not say is taken to have the embedded server's defaults on this machine.
   const caps = (isolation.sandboxed && isolation.caps) || { memoryBytes: DEFAULT_SANDBOX_LIMITS.memoryBytes, kernelsMemoryBudgetBytes: DEFAULT_SANDBOX_LIMITS.kernelsMemoryBudgetBytes };
@@ -135,6 +137,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     dataDir: env.DATA_DIR,
     retentionMs: env.WORKSPACE_RETENTION_MS,
     everyMs: env.WORKSPACE_SWEEP_INTERVAL_MS,
+    budgeted: diskBudget.kind === "btrfs",
     log,
   });
   await worker.waitUntilReady();
@@ -161,9 +164,24 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
         cancelSub.disconnect();
         connection.disconnect();
         redis.disconnect();
-        await db.$disconnect();
+        await closeDb(db);
       })()),
   };
+}
+
+/**
+ * Whether workspaces get a disk budget (WORKSPACE_DISK_MB), found once at start: only where DATA_DIR is on
+ * btrfs with quotas enabled. Elsewhere it says plainly that one kernel can fill DATA_DIR's disk.
+ */
+async function detectWorkspaceDisk(env: WorkerEnv, log: Logger): Promise<DiskBudget> {
+  const budget = await detectDiskBudget(env.DATA_DIR, env.WORKSPACE_DISK_MB * 1024 * 1024);
+  if (budget.kind === "btrfs") {
+    log.info({ workspaceDiskMb: env.WORKSPACE_DISK_MB, quotaMode: budget.quotaMode }, "each workspace is a btrfs subvolume with a disk budget");
+    if (budget.quotaMode === "full") log.warn("btrfs quotas are in full mode: a subvolume that code creates inside its workspace escapes the budget; enable simple quotas (see SECURITY.md)");
+  } else {
+    log.warn({ why: budget.reason }, "workspaces have NO disk budget: one kernel can fill the file system holding DATA_DIR; put DATA_DIR on btrfs with quotas (see SECURITY.md)");
+  }
+  return budget;
 }
 
 export class SandboxUnavailableError extends Error {

@@ -1,7 +1,8 @@
 import { randomBytes, randomInt } from "node:crypto";
-import { lchown, lstat, mkdir, rename, stat } from "node:fs/promises";
+import { chmod, lchown, lstat, mkdir, rename, stat } from "node:fs/promises";
 import path from "node:path";
-import { VIRTUAL_ROOT, workspaceId } from "@codeinterp/workspace";
+import { VIRTUAL_ROOT, createBudgetedDir, workspaceId } from "@codeinterp/workspace";
+import type { DiskBudget } from "@codeinterp/workspace";
 import type { PoolSlot } from "./kernels/pool";
 
 /** Sandboxed kernels run as the uid that owns their workspace; each workspace gets one in this range. */
@@ -18,7 +19,17 @@ export class WorkspaceLayout {
     readonly sandboxed: boolean,
     private readonly dataDir: string,
     private readonly kernelRootDir: string,
+    /** With a btrfs budget, each workspace (and pool slot, which becomes one) is a subvolume with a limit. */
+    readonly diskBudget: DiskBudget = { kind: "none", reason: "not configured" },
   ) {}
+
+  /** A new directory (0700, root's): a budgeted subvolume when there is a budget. Throws EEXIST like mkdir. */
+  private async makeDir(dir: string): Promise<void> {
+    if (this.diskBudget.kind === "none") return mkdir(dir, { mode: 0o700 });
+    if (await exists(dir)) throw Object.assign(new Error(`EEXIST: ${dir}`), { code: "EEXIST" });
+    await createBudgetedDir(dir, this.diskBudget.bytes);
+    await chmod(dir, 0o700);
+  }
 
   /** The workspace as the kernel sees it. */
   kernelDir(workspaceDir: string): string {
@@ -38,7 +49,7 @@ export class WorkspaceLayout {
   async ensureWorkspace(dir: string, uid: number): Promise<void> {
     await mkdir(path.dirname(dir), { recursive: true, mode: 0o711 });
     try {
-      await mkdir(dir, { mode: 0o700 });
+      await this.makeDir(dir);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
       return;
@@ -58,7 +69,7 @@ export class WorkspaceLayout {
     await mkdir(base, { recursive: true, mode: 0o711 });
     if (!this.sandboxed) return { dir: base, path: this.kernelPath(base), disposable: false };
     const dir = path.join(base, randomBytes(12).toString("hex"));
-    await mkdir(dir, { mode: 0o700 });
+    await this.makeDir(dir);
     const uid = UID_BASE + randomInt(UID_SPAN);
     await lchown(dir, uid, uid);
     return { dir, path: this.kernelPath(dir), disposable: true };

@@ -4,3 +4,4 @@ export { defaultDataDir, repoRoot } from "./paths";
 export { executionMemoryBounds, executionMemoryEnvShape, kernelLimitsEnvShape, loadKernelLimits, MIN_EXECUTION_MEMORY_MB } from "./kernel-limits";
 export type { ExecutionMemoryBounds, KernelLimits } from "./kernel-limits";
 export { kernelEgressEnvShape, loadKernelEgress } from "./kernel-egress";
+export { workspaceDiskEnvShape } from "./workspace-disk";

@@ -22,3 +22,8 @@ export function poolOf(db: Db): pg.Pool {
   if (!pool) throw new Error("this client was not made by createDb");
   return pool;
 }
+
+/** Closes the client and its pool (shutdown). */
+export function closeDb(db: Db): Promise<void> {
+  return db.$disconnect();
+}

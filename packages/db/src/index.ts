@@ -1,12 +1,13 @@
-export { createDb } from "./client";
+export { createDb, closeDb } from "./client";
 export type { Db } from "./client";
 export { migrate, ensureDatabase } from "./migrate";
 export type { MigrateResult } from "./migrate";
 export { createApiKey, findUserByApiKey, hashApiKey } from "./repos/api-keys";
 export * from "./repos/executions";
 export * from "./repos/files";
-export { ExecutionStatus, FileSource } from "./generated/enums";
-export type { ExecutionStatus as ExecutionStatusValue } from "./generated/enums";
+export * from "./types";
 export { isUniqueViolation } from "./errors";
+export { isOutage } from "./outage";
+export { pingDatabase } from "./repos/health";
 export { keepBlobs, removeBlobIfUnused } from "./repos/blob-locks";
 export * from "./repos/librechat";

@@ -1,6 +1,6 @@
 /**
- * PROPOSED addition to the generated jupyter_server config (jupyter-config.ts, owned by the kernel-launcher
- * work): to be appended to JUPYTER_SERVER_CONFIG when merged. Kept apart so the two changes merge cleanly.
+ * Appended to the generated jupyter_server config of every server startLocalJupyter runs (the embedded,
+ * supervised one). An operator's own Jupyter server or Enterprise Gateway can take the same lines.
  *
  * Why (issue 11 item 6: under a burst of ~200 kernels the server's main thread blocked in zmq_msg_send while
  * its one I/O thread kept reconnecting to dead kernels' ports):

@@ -8,6 +8,7 @@ import { prepareKernelCgroups, removeKernelCgroups } from "./cgroups";
 import type { KernelCgroupParent } from "./cgroups";
 import { JupyterStartError } from "./errors";
 import { JUPYTER_SERVER_CONFIG } from "./jupyter-config";
+import { JUPYTER_ZMQ_SAFETY_CONFIG } from "./jupyter-config-zmq";
 import { JUPYTER_PYTHON } from "./jupyter-install";
 import { defaultLiveness, probeGateway } from "./liveness";
 import { killTree } from "./process-tree";
@@ -57,7 +58,7 @@ export type StartLocalJupyterOptions = {
   supervise?: boolean;
   /** How a supervised server is watched; defaults: a look every 1 s, 2 s each, unresponsive after 10 s. */
   liveness?: { intervalMs?: number; probeTimeoutMs?: number; unresponsiveMs?: number };
-  /** Python appended to the generated server config (e.g. JUPYTER_ZMQ_SAFETY_CONFIG). */
+  /** Python appended to the generated server config (after JUPYTER_ZMQ_SAFETY_CONFIG, which is always in). */
   extraConfig?: string;
   /** Called after a supervised server was restarted and answers again. */
   onRestart?: (restart: JupyterRestart) => void;
@@ -206,7 +207,7 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
   const dirs = { runtime, data: join(stateDir, "data"), config: join(stateDir, "config") };
   const ipcRoot = join(stateDir, "ipc");
   await Promise.all([rootDir, ...Object.values(dirs)].map((d) => mkdir(d, { recursive: true })));
-  await writeFile(join(dirs.config, "jupyter_server_config.py"), JUPYTER_SERVER_CONFIG + (opts.extraConfig ?? ""));
+  await writeFile(join(dirs.config, "jupyter_server_config.py"), JUPYTER_SERVER_CONFIG + JUPYTER_ZMQ_SAFETY_CONFIG + (opts.extraConfig ?? ""));
   let sandbox: LocalJupyter["sandbox"] = { available: false, reason: "disabled", caps: { cgroup: null, reason: "no sandbox" } };
   let cgroupParent: KernelCgroupParent | null = null;
   let egressProxy: EgressProxy | null = null;

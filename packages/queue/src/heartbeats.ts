@@ -24,6 +24,8 @@ export const gatewaySeenSchema = z.object({
   sandboxed: z.boolean(),
   /** Sandboxed kernels reach the destinations the operator listed, through the egress proxy. */
   egress: z.boolean().optional(),
+  /** Each workspace's disk budget in MB; null: workspaces have none (DATA_DIR is not on btrfs with quotas). */
+  diskBudgetMb: z.number().int().nullable().optional(),
 });
 
 export const workerBeatSchema = z.object({

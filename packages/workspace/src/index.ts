@@ -39,3 +39,5 @@ export {
   lastUsedMarkerFor,
 } from "./prepare";
 export type { LinkMode, Attachment, PrepareOptions, PrepareResult, PlacedFile } from "./prepare";
+export { detectDiskBudget, createBudgetedDir, removeWorkspaceDir, startStaleBudgetSweep, DiskBudgetError } from "./disk-budget";
+export type { DiskBudget } from "./disk-budget";

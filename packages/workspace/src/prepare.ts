@@ -3,6 +3,7 @@ import fs, { constants as fsc } from "node:fs";
 import { setImmediate } from "node:timers/promises";
 import { chmod, lstat, mkdir, open, readdir, rm, rmdir } from "node:fs/promises";
 import path from "node:path";
+import { removeWorkspaceDir } from "./disk-budget";
 import { uniqueNames } from "./sanitize";
 
 /**
@@ -294,7 +295,7 @@ export async function removeIdleWorkspaces(
         // Looked at again under the guard: an execution may have used it since.
         const markerNow = await lstatOrNull(lastUsedMarkerFor(ws));
         if (markerNow?.isFile() && now - markerNow.mtimeMs <= maxIdleMs) return false;
-        await rm(ws, { recursive: true, force: true });
+        await removeWorkspaceDir(ws);
         await rm(lastUsedMarkerFor(ws), { force: true });
         return true;
       });

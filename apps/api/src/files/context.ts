@@ -71,7 +71,7 @@ export async function buildMessageContext(
     source: e.source,
     path: e.path,
     name: e.row.name,
-    size: Number(e.row.size),
+    size: e.row.size,
     mimeType: e.row.mimeType,
     preview: previews[i] ?? null,
   }));

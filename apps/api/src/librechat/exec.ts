@@ -126,5 +126,5 @@ async function resolveInputs(deps: ApiDeps, principal: Principal, refs: FileRefV
 }
 
 function copyFor(deps: Pick<ApiDeps, "db">, userId: string, f: FileRow): Promise<FileRow> {
-  return createFile(deps.db, { userId, name: f.name, size: Number(f.size), sha256: f.sha256, mimeType: f.mimeType, storageKey: f.storageKey, source: "upload" });
+  return createFile(deps.db, { userId, name: f.name, size: f.size, sha256: f.sha256, mimeType: f.mimeType, storageKey: f.storageKey, source: "upload" });
 }

@@ -114,7 +114,7 @@ export function librechatRouter(deps: ApiDeps): Router {
     res.json({
       lastModified: file.createdAt.toISOString(),
       originalFilename: file.name,
-      size: Number(file.size),
+      size: file.size,
       contentType: file.mimeType,
       etag: file.sha256,
     });
@@ -144,7 +144,7 @@ function listEntry(f: FileRow, sessionId: string, detail: "simple" | "summary" |
   const name = `${sessionId}/${id}`;
   const filename = outputRef(f, sessionId).name;
   if (detail === "simple") return name;
-  const summary = { name, size: Number(f.size), lastModified: f.createdAt.toISOString(), etag: f.sha256 };
+  const summary = { name, size: f.size, lastModified: f.createdAt.toISOString(), etag: f.sha256 };
   if (detail === "summary") return summary;
   if (detail === "normalized") {
     return { id, name: filename, storage_session_id: sessionId, size: summary.size, contentType: f.mimeType, lastModified: summary.lastModified };

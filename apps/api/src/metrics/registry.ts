@@ -1,7 +1,7 @@
 import type { Queue } from "bullmq";
 import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { Db } from "@codeinterp/db";
-import { ACTIVE_STATUSES, TERMINAL_STATUSES, countExecutionsByStatus } from "@codeinterp/db";
+import { ACTIVE_STATUSES, TERMINAL_STATUSES, countExecutionsByStatus, fileTotalsBySource } from "@codeinterp/db";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import type { Redis } from "@codeinterp/queue";
@@ -121,8 +121,7 @@ export function createApiMetrics(src: MetricsSources): ApiMetrics {
   let filesRead: Promise<void> | null = null;
   const readFiles = () =>
     (filesRead ??= guard("db", async () => {
-      const rows = await src.db.file.groupBy({ by: ["source"], _sum: { size: true }, _count: { _all: true } });
-      const by = new Map(rows.map((r) => [r.source as string, { bytes: Number(r._sum.size ?? 0), count: r._count._all }]));
+      const by = new Map((await fileTotalsBySource(src.db)).map((r) => [r.source as string, r]));
       uploaded.reset();
       registered.reset();
       files.reset();

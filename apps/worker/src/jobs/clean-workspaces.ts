@@ -2,7 +2,7 @@ import { Queue, Worker } from "bullmq";
 import type { Logger } from "@codeinterp/logger";
 import { jobCatalog, parseJobPayload, queueNames } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
-import { removeIdleWorkspaces } from "@codeinterp/workspace";
+import { removeIdleWorkspaces, startStaleBudgetSweep } from "@codeinterp/workspace";
 import type { BlobStore } from "@codeinterp/workspace";
 import { tryLock } from "../kernels/lock";
 import { messageLockKey } from "../kernels/message-broker";
@@ -17,6 +17,8 @@ export interface RetentionOptions {
   dataDir: string;
   retentionMs: number;
   everyMs: number;
+  /** Workspaces are btrfs subvolumes with a qgroup each: the qgroups of removed ones are destroyed here. */
+  budgeted?: boolean;
   log: Logger;
 }
 
@@ -29,6 +31,7 @@ export async function startWorkspaceRetention(opts: RetentionOptions): Promise<{
   const job = jobCatalog.cleanWorkspaces;
   const queue = new Queue(queueNames.maintenance, { connection: opts.connection, prefix: opts.prefix });
   await queue.upsertJobScheduler("workspace-retention", { every: opts.everyMs }, { name: job.name, data: {}, opts: job.options });
+  const budgets = opts.budgeted ? startStaleBudgetSweep(opts.dataDir) : null;
   const worker = new Worker(
     queueNames.maintenance,
     async (j) => {
@@ -46,6 +49,8 @@ export async function startWorkspaceRetention(opts: RetentionOptions): Promise<{
         }
       });
       if (removed.length) opts.log.info({ removed: removed.length }, "removed idle workspaces");
+      // The kernel drops a deleted subvolume in the background; its qgroup goes on a later pass.
+      if (budgets) await budgets.sweep().catch((err: Error) => opts.log.warn({ err: err.message }, "could not clear stale qgroups"));
       const temp = await opts.blobs.removeStaleTemp(STALE_TEMP_MS);
       if (temp) opts.log.info({ removed: temp }, "removed stale temp files from the blob store");
       return { removed: removed.length, staleTemp: temp };

@@ -1,4 +1,4 @@
-import { claimQueuedExecution, markExecutionRunning, getExecutionForWorker, isTerminal, listMessageAttachments, transitionExecution } from "@codeinterp/db";
+import { claimQueuedExecution, markExecutionRunning, getExecutionForWorker, isTerminal, listMessageAttachments, retakeExecution } from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
 import { cancelKey, createEventPublisher } from "@codeinterp/queue";
 import { workspaceDirFor, workspaceId } from "@codeinterp/workspace";
@@ -64,11 +64,7 @@ export async function runExecution(
   const startedAt = claimed?.startedAt ?? exec.startedAt ?? new Date();
   if (!claimed) {
     // A retried job of an execution that never reached the kernel: it runs again.
-    const moved = await transitionExecution(deps.db, exec.id, ["queued", "preparing"], "preparing", {
-      attempts: { increment: 1 },
-      startedAt,
-      workerId: deps.env.WORKER_ID,
-    });
+    const moved = await retakeExecution(deps.db, exec.id, { startedAt, workerId: deps.env.WORKER_ID });
     if (!moved) return "skipped";
   }
   const abort = deps.cancels.register(exec.id);

@@ -1,4 +1,4 @@
-import { rm } from "node:fs/promises";
+import { removeWorkspaceDir } from "@codeinterp/workspace";
 import type { KernelGateway, KernelSession } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
@@ -117,7 +117,7 @@ export class KernelPool {
             await place.drop();
             throw err;
           });
-          const dropSlot = () => (slot.disposable ? rm(slot.dir, { recursive: true, force: true }).catch(() => undefined) : undefined);
+          const dropSlot = () => (slot.disposable ? removeWorkspaceDir(slot.dir).catch(() => undefined) : undefined);
           const session = this.closed ? null : await this.startWarm(slot.path).catch(async (err: unknown) => {
             await dropSlot();
             await place.drop().catch(() => undefined);
@@ -180,7 +180,7 @@ export class KernelPool {
     await Promise.all(
       kernels.map(async (k) => {
         await k.session.shutdown().catch(() => undefined);
-        if (k.slot.disposable) await rm(k.slot.dir, { recursive: true, force: true }).catch(() => undefined);
+        if (k.slot.disposable) await removeWorkspaceDir(k.slot.dir).catch(() => undefined);
       }),
     );
   }

@@ -3,9 +3,9 @@ import type { Db } from "../client";
 import { isUniqueViolation } from "../errors";
 import { createOrAddUser } from "./users";
 import { query, ts } from "../sql";
-import { EXECUTION_COLUMNS, fileColumns, fileFromJson } from "./rows";
-import type { ExecutionStatus } from "../generated/enums";
+import { EXECUTION_COLUMNS, executionFromPrisma, fileColumns, fileFromJson } from "./rows";
 import type { Prisma } from "../generated/client";
+import type { ExecutionRow, ExecutionStatus, ExecutionWithFiles } from "../types";
 
 export const TERMINAL_STATUSES = ["completed", "failed", "timed_out", "cancelled"] as const satisfies ExecutionStatus[];
 export const ACTIVE_STATUSES = ["queued", "preparing", "running"] as const satisfies ExecutionStatus[];
@@ -33,8 +33,6 @@ export interface NewExecution {
   idempotencyKey?: string | undefined;
   fileIds?: string[] | undefined;
 }
-
-export type ExecutionRow = Prisma.ExecutionGetPayload<object>;
 
 /**
  * Records an execution and joins its files to the message's attachments, atomically. With an
@@ -66,7 +64,7 @@ export async function createExecution(db: Db, input: NewExecution): Promise<{ ex
         : await createOrAddUser(db, input.userId, () =>
             db.$transaction(async (tx) => {
               await attachFiles(tx, input.userId, input.messageId, fileIds);
-              return tx.execution.create({ data });
+              return executionFromPrisma(await tx.execution.create({ data }));
             }),
           );
     return { execution, created: true };
@@ -105,8 +103,6 @@ function findByIdempotencyKey(db: Db, userId: string, key: string): Promise<Exec
 export function findExecution(db: Db, userId: string, id: string): Promise<ExecutionRow | null> {
   return one(query<ExecutionRow>(db, "execution_by_owner", `SELECT ${EXECUTION_COLUMNS} FROM executions WHERE id = $1 AND user_id = $2`, [id, userId]));
 }
-
-export type ExecutionWithFiles = ExecutionRow & { files: Prisma.FileGetPayload<object>[] };
 
 /** The execution with the files it generated, in one statement (what GET /v1/executions/:id renders). */
 export async function findExecutionWithFiles(db: Db, userId: string, id: string): Promise<ExecutionWithFiles | null> {
@@ -168,17 +164,15 @@ export async function previousKernelId(db: Db, exec: { id: string; userId: strin
 }
 
 /**
- * Moves an execution to `to` only when it is in one of `from`; returns whether it moved. This is what keeps
- * a terminal state final when a retried job, a cancel and a timeout race.
+ * A retried job takes back an execution that never reached the kernel (still queued or preparing): it becomes
+ * `preparing` again, counted as another attempt. False when it had moved on (a cancel, a timeout, a finish):
+ * this is what keeps a terminal state final when a retried job, a cancel and a timeout race.
  */
-export async function transitionExecution(
-  db: Db,
-  id: string,
-  from: readonly ExecutionStatus[],
-  to: ExecutionStatus,
-  data: Omit<Prisma.ExecutionUpdateManyMutationInput, "status"> = {},
-): Promise<boolean> {
-  const res = await db.execution.updateMany({ where: { id, status: { in: [...from] } }, data: { ...data, status: to } });
+export async function retakeExecution(db: Db, id: string, take: { workerId: string; startedAt: Date }): Promise<boolean> {
+  const res = await db.execution.updateMany({
+    where: { id, status: { in: ["queued", "preparing"] } },
+    data: { status: "preparing", attempts: { increment: 1 }, startedAt: take.startedAt, workerId: take.workerId },
+  });
   return res.count === 1;
 }
 
@@ -199,6 +193,23 @@ export async function finishExecution(
     [id, to, ts(new Date()), json(data.result), json(data.failure), json(data.metrics), [...(data.onlyFrom ?? ACTIVE_STATUSES)]],
   );
   return rows.length === 1;
+}
+
+/**
+ * Executions still active (queued, preparing, running) created before `createdBefore`, oldest first: the ones
+ * the reconciler checks against their jobs.
+ */
+export function listStaleActiveExecutions(
+  db: Db,
+  createdBefore: Date,
+  limit: number,
+): Promise<Array<Pick<ExecutionRow, "id" | "status" | "userId" | "messageId" | "kernelId">>> {
+  return db.execution.findMany({
+    where: { status: { in: [...ACTIVE_STATUSES] }, createdAt: { lt: createdBefore } },
+    select: { id: true, status: true, userId: true, messageId: true, kernelId: true },
+    orderBy: { createdAt: "asc" },
+    take: limit,
+  });
 }
 
 export function countExecutionsByStatus(db: Db): Promise<Array<{ status: ExecutionStatus; count: number }>> {

@@ -2,12 +2,9 @@ import type { Db } from "../client";
 import { isUniqueViolation } from "../errors";
 import { createOrAddUser } from "./users";
 import { query, ts } from "../sql";
-import { fileColumns, fileFromRow } from "./rows";
+import { fileColumns, fileFromPrisma, fileFromRow } from "./rows";
 import type { FileTextRow } from "./rows";
-import type { FileSource } from "../generated/enums";
-import type { Prisma } from "../generated/client";
-
-export type FileRow = Prisma.FileGetPayload<object>;
+import type { FileRow, FileSource } from "../types";
 
 export interface NewFile {
   userId: string;
@@ -25,7 +22,7 @@ export interface NewFile {
 }
 
 export async function createFile(db: Db, input: NewFile): Promise<FileRow> {
-  return createOrAddUser(db, input.userId, () => db.file.create({ data: { ...input, size: BigInt(input.size) } }));
+  return fileFromPrisma(await createOrAddUser(db, input.userId, () => db.file.create({ data: { ...input, size: BigInt(input.size) } })));
 }
 
 /**
@@ -37,12 +34,12 @@ export async function registerExecutionFile(
   input: NewFile & { executionId: string; path: string },
 ): Promise<{ file: FileRow; created: boolean }> {
   try {
-    return { file: await db.file.create({ data: { ...input, size: BigInt(input.size) } }), created: true };
+    return { file: fileFromPrisma(await db.file.create({ data: { ...input, size: BigInt(input.size) } })), created: true };
   } catch (err) {
     if (!isUniqueViolation(err)) throw err;
     const file = await db.file.findUnique({ where: { executionId_path: { executionId: input.executionId, path: input.path } } });
     if (!file) throw err;
-    return { file, created: false };
+    return { file: fileFromPrisma(file), created: false };
   }
 }
 
@@ -88,22 +85,25 @@ export async function registerExecutionFiles(db: Db, executionId: string, inputs
   return rows.map(fileFromRow);
 }
 
-export function findFile(db: Db, userId: string, id: string): Promise<FileRow | null> {
-  return db.file.findFirst({ where: { id, userId, deletedAt: null } });
+export async function findFile(db: Db, userId: string, id: string): Promise<FileRow | null> {
+  const row = await db.file.findFirst({ where: { id, userId, deletedAt: null } });
+  return row && fileFromPrisma(row);
 }
 
 /** The user's live uploads with this content (and name, when given), newest first: lets clients upload once. */
-export function findUploadsByContent(db: Db, userId: string, sha256: string, name?: string): Promise<FileRow[]> {
-  return db.file.findMany({
+export async function findUploadsByContent(db: Db, userId: string, sha256: string, name?: string): Promise<FileRow[]> {
+  const rows = await db.file.findMany({
     where: { userId, sha256, source: "upload", deletedAt: null, ...(name !== undefined ? { name } : {}) },
     orderBy: [{ createdAt: "desc" }],
     take: 20,
   });
+  return rows.map(fileFromPrisma);
 }
 
 /** A live file by id whoever owns it: only for callers that proved access another way (a signed link). */
-export function findLiveFileById(db: Db, id: string): Promise<FileRow | null> {
-  return db.file.findFirst({ where: { id, deletedAt: null } });
+export async function findLiveFileById(db: Db, id: string): Promise<FileRow | null> {
+  const row = await db.file.findFirst({ where: { id, deletedAt: null } });
+  return row && fileFromPrisma(row);
 }
 
 export async function deleteFile(db: Db, userId: string, id: string): Promise<FileRow | null> {
@@ -113,8 +113,9 @@ export async function deleteFile(db: Db, userId: string, id: string): Promise<Fi
   return file;
 }
 
-export function listExecutionFiles(db: Db, executionId: string, source: FileSource = "generated"): Promise<FileRow[]> {
-  return db.file.findMany({ where: { executionId, source, deletedAt: null }, orderBy: [{ path: "asc" }] });
+export async function listExecutionFiles(db: Db, executionId: string, source: FileSource = "generated"): Promise<FileRow[]> {
+  const rows = await db.file.findMany({ where: { executionId, source, deletedAt: null }, orderBy: [{ path: "asc" }] });
+  return rows.map(fileFromPrisma);
 }
 
 /** Generated files of a message: one entry per path, the newest version wins. */
@@ -123,7 +124,7 @@ export async function listMessageFiles(db: Db, userId: string, messageId: string
     where: { userId, messageId, source: "generated", deletedAt: null },
     orderBy: [{ createdAt: "desc" }],
   });
-  return latestPerPath(rows);
+  return latestPerPath(rows.map(fileFromPrisma));
 }
 
 export async function listChatFiles(db: Db, userId: string, chatId: string): Promise<Map<string, FileRow[]>> {
@@ -132,7 +133,7 @@ export async function listChatFiles(db: Db, userId: string, chatId: string): Pro
     orderBy: [{ createdAt: "desc" }],
   });
   const byMessage = new Map<string, FileRow[]>();
-  for (const row of rows) {
+  for (const row of rows.map(fileFromPrisma)) {
     const key = row.messageId ?? "";
     byMessage.set(key, [...(byMessage.get(key) ?? []), row]);
   }
@@ -168,4 +169,10 @@ export async function listMessageAttachments(db: Db, userId: string, messageId: 
     [userId, messageId],
   );
   return rows.map(fileFromRow);
+}
+
+/** Stored bytes and file count per source (live and deleted rows alike), for the metrics endpoint. */
+export async function fileTotalsBySource(db: Db): Promise<Array<{ source: FileSource; bytes: number; count: number }>> {
+  const rows = await db.file.groupBy({ by: ["source"], _sum: { size: true }, _count: { _all: true } });
+  return rows.map((r) => ({ source: r.source, bytes: Number(r._sum.size ?? 0), count: r._count._all }));
 }

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Db } from "@codeinterp/db";
-import { finishExecution } from "@codeinterp/db";
+import { finishExecution, isOutage } from "@codeinterp/db";
 import type { ExecutionOutcome } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
@@ -41,12 +41,8 @@ export function failureCode(err: unknown): string {
 
 /** Worth another attempt: a gateway, Redis or Postgres that is away for a while. */
 export function isTransient(err: unknown): boolean {
-  const e = err as { name?: string; message?: string; code?: string } | undefined;
-  if (e?.name === "GatewayUnavailableError" || e?.name === "LockTimeoutError") return true;
-  if (typeof e?.code === "string" && /^(P1001|P1002|P1017|P2024|57P0[123]|08)/.test(e.code)) return true;
-  return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|Connection is closed|max retries per request|terminating connection|database system is|Can't reach database|connection terminated/i.test(
-    String(e?.message),
-  );
+  const e = err as { name?: string } | undefined;
+  return e?.name === "GatewayUnavailableError" || e?.name === "LockTimeoutError" || isOutage(err);
 }
 
 export async function retryTransient<T>(fn: () => Promise<T>, log: Logger): Promise<T> {

@@ -34,7 +34,7 @@ async function recordOnce(ctx: ExecutionContext, lease: KernelLease, ws: Prepare
     { ...fileCtx, workspaceDir, maxFileBytes: env.MAX_GENERATED_FILE_BYTES, attachmentByPath: ws.attachmentByPath },
     diff,
     async (f) => {
-      await pub.publish({ type: "file", file: { id: f.id, name: f.name, path: f.path ?? f.name, size: Number(f.size), mimeType: f.mimeType } });
+      await pub.publish({ type: "file", file: { id: f.id, name: f.name, path: f.path ?? f.name, size: f.size, mimeType: f.mimeType } });
     },
   );
   const outputs = await storeRichOutputs({ ...fileCtx, workspaceDirs: run.realDirs }, outcome.outputs);
