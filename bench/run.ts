@@ -1,6 +1,6 @@
 // codeinterp benchmark: latency, throughput, workspace preparation/capture and API load, side by side with
 // the raw kernel (its floor) and a fresh kernel per execution (what it replaces), in one run.
-// Usage: npm run bench [-- --quick] [-- --json FILE] [-- --svg FILE]   (see BENCHMARKS.md)
+// Usage: npm run bench [-- --quick] [-- --json FILE] [-- --svg FILE] [-- --only containment,latency,...]   (see BENCHMARKS.md)
 import { execSync, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import http from "node:http";
@@ -21,6 +21,7 @@ import pMap from "p-map";
 import type { KernelSession } from "@codeinterp/kernel";
 import { createBlobStore, diffSnapshots, prepareWorkspace, snapshotWorkspace, workspaceDirFor } from "@codeinterp/workspace";
 import { benchAnalysis } from "./analysis";
+import { benchContainment } from "./containment";
 import { apiClient, sse } from "./client";
 import { openWebUiRoundTrip } from "./jupyter-surface";
 import { renderChart } from "./chart";
@@ -52,8 +53,8 @@ const want = (name: string) => !only || only.includes(name);
 
 const KERNELS = 4; // = WORKER_CONCURRENCY: the throughput test runs at concurrency equal to the kernel count
 const P = quick
-  ? { analysisN: 5, latencyN: 60, freshN: 5, firstN: 5, sseLatencyN: 10, throughputTotal: 200, prepReps: 3, captureReps: 1, bigMiB: 256, pollSeconds: 5, pollConns: [10], sseSubscribers: 1000 }
-  : { analysisN: 12, latencyN: 200, freshN: 15, firstN: 12, sseLatencyN: 40, throughputTotal: 200, prepReps: 5, captureReps: 3, bigMiB: 1024, pollSeconds: 10, pollConns: [10, 50], sseSubscribers: 1000 };
+  ? { containmentStartN: 5, containmentPrintN: 50, analysisN: 5, latencyN: 60, freshN: 5, firstN: 5, sseLatencyN: 10, throughputTotal: 200, prepReps: 3, captureReps: 1, bigMiB: 256, pollSeconds: 5, pollConns: [10], sseSubscribers: 1000 }
+  : { containmentStartN: 15, containmentPrintN: 200, analysisN: 12, latencyN: 200, freshN: 15, firstN: 12, sseLatencyN: 40, throughputTotal: 200, prepReps: 5, captureReps: 3, bigMiB: 1024, pollSeconds: 10, pollConns: [10, 50], sseSubscribers: 1000 };
 
 const log = (msg: string) => console.error(`[bench] ${msg}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -128,7 +129,7 @@ async function main() {
   const root = await mkdtemp(path.join(os.tmpdir(), "codeinterp-bench-"));
   // Sandboxed kernels run as unprivileged uids: every directory above their workspace must be traversable
   // (mkdtemp makes it 0700, which fails the sandbox probe).
-  if ((process.env.BENCH_KERNEL_SANDBOX ?? "off") !== "off") await chmod(root, 0o711);
+  if ((process.env.BENCH_KERNEL_SANDBOX ?? "off") !== "off" || want("containment")) await chmod(root, 0o711);
   const dataDir = path.join(root, "data");
   await mkdir(dataDir, { recursive: true });
   const dbName = "codeinterp_bench";
@@ -182,6 +183,15 @@ async function main() {
     };
     const msg = (tag: string) => `bench-${tag}-${randomBytes(3).toString("hex")}`;
     log(`stack up in ${((Date.now() - t0) / 1000).toFixed(1)} s (api pid ${api.pid}, worker pid ${worker.pid})`);
+
+    // ============================================================ 0. the cost of containment
+    if (want("containment")) {
+      log("containment: kernel start and warm print(1), sandboxed (bwrap + cgroup + ipc) vs plain (tcp, no sandbox)");
+      const c = await benchContainment(root, jupyter, { startN: P.containmentStartN, printN: P.containmentPrintN });
+      Object.assign(results, c.keys);
+      results.containment = c.detail;
+      log(`containment: ${JSON.stringify(c.keys)}`);
+    }
 
     // ============================================================ 1. latency of print(1)
     let lastCompletedId = "";
@@ -824,7 +834,19 @@ function printTable() {
   const tw = [Math.max(...targets.map((t) => t.name.length)), Math.max(...targets.map((t) => t.target.length))];
   for (const t of targets) console.log(`${t.met === null ? "  ?  " : t.met ? " MET " : "MISS "} ${t.name.padEnd(tw[0]!)}  target ${t.target.padEnd(tw[1]!)}  measured ${t.value}`);
   console.log("");
-  const keys = ["e2e_p50_ms", "e2e_p95_ms", "raw_kernel_p50_ms", "fresh_kernel_p50_ms", "throughput_ratio"];
+  const keys = [
+    "e2e_p50_ms",
+    "e2e_p95_ms",
+    "raw_kernel_p50_ms",
+    "fresh_kernel_p50_ms",
+    "throughput_ratio",
+    "containment_start_p50_ms",
+    "plain_start_p50_ms",
+    "containment_start_ratio",
+    "containment_print_p50_ms",
+    "plain_print_p50_ms",
+    "containment_print_ratio",
+  ];
   console.log(keys.filter((k) => k in results).map((k) => `${k}=${String(results[k])}`).join("  "));
 }
 

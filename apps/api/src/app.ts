@@ -5,6 +5,7 @@ import type { ApiDeps } from "./deps";
 import { errorHandler, unknownRoute } from "./errors";
 import { buildOpenApiDocument } from "./openapi";
 import { bullBoardRouter } from "./admin/bull-board";
+import { kernelsPageRouter } from "./admin/kernels-page";
 import { metricsRouter } from "./metrics/router";
 import { adminRouter } from "./routes/admin";
 import { cancelRouter } from "./routes/cancel";
@@ -33,6 +34,7 @@ export function createApp(deps: ApiDeps): Express {
   app.use(metricsRouter(deps, queues));
   app.use(docsRouter());
   app.use(bullBoardRouter(deps.env.ADMIN_TOKEN, queues));
+  app.use(kernelsPageRouter({ ...deps, adminToken: deps.env.ADMIN_TOKEN }));
 
   // JSON escapes can grow code up to 6x; the code-size limit itself is checked by the schema.
   const json = express.json({ limit: Math.max(1024 * 1024, deps.env.MAX_CODE_BYTES * 6 + 65_536), strict: true });

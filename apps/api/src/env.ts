@@ -1,8 +1,10 @@
 import { z } from "zod";
-import { booleanFromEnv, parseEnv, sharedEnvShape } from "@codeinterp/config";
+import { booleanFromEnv, executionMemoryBounds, executionMemoryEnvShape, parseEnv, sharedEnvShape } from "@codeinterp/config";
 
 const apiEnvSchema = z.object({
   ...sharedEnvShape,
+  // What an execution may ask for its kernel (limits.memoryMb): the default and the operator's maximum.
+  ...executionMemoryEnvShape,
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   HOST: z.string().default("0.0.0.0"),
   /** Unset: admin routes (API keys, Bull Board) are disabled. */
@@ -48,5 +50,7 @@ export type ApiEnv = z.infer<typeof apiEnvSchema>;
 
 /** The only reader of process.env in the API. */
 export function loadApiEnv(source: Record<string, string | undefined> = process.env): ApiEnv {
-  return parseEnv(apiEnvSchema, source);
+  const env = parseEnv(apiEnvSchema, source);
+  executionMemoryBounds(env);
+  return env;
 }

@@ -1,5 +1,6 @@
 import { OpenAPIRegistry, OpenApiGeneratorV31 } from "@asteasolutions/zod-to-openapi";
 import type { z } from "zod";
+import { executionMemoryBounds } from "@codeinterp/config";
 import type { ApiEnv } from "./env";
 import { registerFilePaths } from "./openapi-files";
 import { registerLinkPaths } from "./openapi-links";
@@ -25,7 +26,7 @@ const errors = {
 };
 
 /** Built from the same zod schemas that validate requests, so the document cannot drift from the code. */
-export function buildOpenApiDocument(env: Pick<ApiEnv, "MAX_CODE_BYTES" | "MAX_EXECUTION_TIMEOUT_MS" | "MAX_FILES_PER_EXECUTION" | "SIGNED_LINK_MAX_TTL_S">) {
+export function buildOpenApiDocument(env: Pick<ApiEnv, "MAX_CODE_BYTES" | "MAX_EXECUTION_TIMEOUT_MS" | "MAX_FILES_PER_EXECUTION" | "SIGNED_LINK_MAX_TTL_S" | "KERNEL_MEMORY_MB" | "KERNEL_MEMORY_MAX_MB">) {
   const registry = new OpenAPIRegistry();
   const bearer = registry.registerComponent("securitySchemes", "apiKey", { type: "http", scheme: "bearer" });
   const security = [{ [bearer.name]: [] }];
@@ -47,7 +48,7 @@ export function buildOpenApiDocument(env: Pick<ApiEnv, "MAX_CODE_BYTES" | "MAX_E
       body: {
         content: {
           "application/json": {
-            schema: createExecutionBody(env.MAX_CODE_BYTES, env.MAX_EXECUTION_TIMEOUT_MS, env.MAX_FILES_PER_EXECUTION),
+            schema: createExecutionBody(env.MAX_CODE_BYTES, env.MAX_EXECUTION_TIMEOUT_MS, env.MAX_FILES_PER_EXECUTION, executionMemoryBounds(env)),
           },
         },
       },

@@ -1,4 +1,6 @@
 import { z } from "zod";
+import { MIN_EXECUTION_MEMORY_MB } from "@codeinterp/config";
+import type { ExecutionMemoryBounds } from "@codeinterp/config";
 
 // These schemas validate requests and generate /openapi.json: one source for both.
 
@@ -15,7 +17,21 @@ export const ExecutionStatus = z
   .enum(["queued", "preparing", "running", "completed", "failed", "timed_out", "cancelled"])
   .meta({ id: "ExecutionStatus" });
 
-export const createExecutionBody = (maxCodeBytes: number, maxTimeoutMs: number, maxFiles: number) =>
+const executionLimits = (memory: ExecutionMemoryBounds) =>
+  z
+    .object({
+      memoryMb: z
+        .number()
+        .int()
+        .min(MIN_EXECUTION_MEMORY_MB)
+        .max(memory.maxMb, `this deployment allows at most ${memory.maxMb} MB per execution`)
+        .optional()
+        .describe(`Memory for the message's kernel while this execution runs, in MB (default ${memory.defaultMb}, at most ${memory.maxMb})`),
+    })
+    .strict()
+    .meta({ id: "ExecutionLimits" });
+
+export const createExecutionBody = (maxCodeBytes: number, maxTimeoutMs: number, maxFiles: number, memory: ExecutionMemoryBounds) =>
   z
     .object({
       chatId: idString,
@@ -25,6 +41,7 @@ export const createExecutionBody = (maxCodeBytes: number, maxTimeoutMs: number, 
         .refine((c) => Buffer.byteLength(c, "utf8") <= maxCodeBytes, `code must be at most ${maxCodeBytes} bytes`),
       fileIds: z.array(z.uuid()).max(maxFiles).optional(),
       timeoutMs: z.number().int().min(100).max(maxTimeoutMs).optional(),
+      limits: executionLimits(memory).optional(),
       idempotencyKey: z.string().min(1).max(200).optional(),
     })
     .strict()
@@ -84,6 +101,9 @@ export const Execution = z
         "Why the system could not run the code (status failed). Codes: kernel_died; worker_lost; gateway_unavailable (the kernel gateway did not answer: the code did not run within the retry budget, or it stopped answering while the code ran); gateway_restarted (the gateway stopped answering while the code ran and was restarted: the kernel and its variables are gone, the next execution gets a fresh kernel); kernel_start_failed; internal_error.",
       ),
     files: z.array(GeneratedFile),
+    limits: z
+      .object({ memoryMb: z.number().int().nullable().describe("What the execution asked; null: the deployment default") })
+      .describe("What the execution asked for its kernel"),
   })
   .meta({ id: "Execution" });
 

@@ -37,5 +37,6 @@ export function serializeExecution(e: ExecutionRow, files: FileRow[]) {
     result: (e.result ?? null) as Record<string, unknown> | null,
     failure: (e.failure ?? null) as { code: string; message: string } | null,
     files: files.map(serializeGeneratedFile),
+    limits: { memoryMb: e.memoryMb },
   };
 }

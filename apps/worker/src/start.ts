@@ -81,7 +81,20 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     if (cancels.cancel(executionId)) log.info({ executionId }, "cancel requested");
   });
 
-  const worker = createExecutionWorker({ env, db, redis, blobs, broker, layout, cancels, log, connection, gatewayWatch, onCapacityWait: () => metrics?.capacityWaited() });
+  const worker = createExecutionWorker({
+    env,
+    db,
+    redis,
+    blobs,
+    broker,
+    layout,
+    cancels,
+    log,
+    connection,
+    gatewayWatch,
+    onCapacityWait: () => metrics?.capacityWaited(),
+    ...(isolation.sandboxed && isolation.caps ? { kernelMemoryBytes: isolation.caps.memoryBytes } : {}),
+  });
   metrics = startWorkerMetrics({
     redis,
     prefix: env.QUEUE_PREFIX,

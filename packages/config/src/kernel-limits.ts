@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { parseEnv } from "./env";
+import { ConfigError, parseEnv } from "./env";
 
 const MiB = 1024 ** 2;
 
@@ -7,9 +7,35 @@ const MiB = 1024 ** 2;
  * Caps on the embedded Jupyter server's sandboxed kernels, enforced by the kernel (cgroups). Read by
  * whatever starts that server (`npm start`, the test and bench harnesses) and passed to startLocalJupyter.
  */
-export const kernelLimitsEnvShape = {
+/**
+ * The memory an execution may ask for its kernel (POST /v1/executions `limits.memoryMb`): read by the API,
+ * which refuses requests above the maximum, and by whatever starts the Jupyter server (the default cap).
+ */
+export const executionMemoryEnvShape = {
   /** Memory of one kernel with everything it starts, in MB; going over it stops the kernel. */
   KERNEL_MEMORY_MB: z.coerce.number().int().min(64).default(2048),
+  /** The most one execution may ask for its kernel, in MB. Unset: KERNEL_MEMORY_MB (no execution gets more). */
+  KERNEL_MEMORY_MAX_MB: z.coerce.number().int().min(64).optional(),
+};
+
+/** The least an execution may ask: a fresh kernel with pandas loaded already holds ~100 MB. */
+export const MIN_EXECUTION_MEMORY_MB = 256;
+
+export interface ExecutionMemoryBounds {
+  /** What an execution that asks nothing gets (MB). */
+  defaultMb: number;
+  /** The most one may ask (MB), at least defaultMb. */
+  maxMb: number;
+}
+
+export function executionMemoryBounds(e: { KERNEL_MEMORY_MB: number; KERNEL_MEMORY_MAX_MB?: number | undefined }): ExecutionMemoryBounds {
+  const maxMb = e.KERNEL_MEMORY_MAX_MB ?? e.KERNEL_MEMORY_MB;
+  if (maxMb < e.KERNEL_MEMORY_MB) throw new ConfigError(`KERNEL_MEMORY_MAX_MB (${maxMb}) must be at least KERNEL_MEMORY_MB (${e.KERNEL_MEMORY_MB})`);
+  return { defaultMb: e.KERNEL_MEMORY_MB, maxMb };
+}
+
+export const kernelLimitsEnvShape = {
+  ...executionMemoryEnvShape,
   /** CPU quota of one kernel, in cores. */
   KERNEL_CPUS: z.coerce.number().positive().max(1024).default(1),
   /** Processes and threads of one kernel. */
@@ -33,6 +59,7 @@ export interface KernelLimits {
 
 export function loadKernelLimits(source: Record<string, string | undefined>): KernelLimits {
   const e = parseEnv(kernelLimitsSchema, source);
+  executionMemoryBounds(e);
   return {
     memoryBytes: e.KERNEL_MEMORY_MB * MiB,
     cpus: e.KERNEL_CPUS,

@@ -21,6 +21,8 @@ export interface ExecutionRow {
   codeSha256: string;
   status: ExecutionStatus;
   timeoutMs: number;
+  /** Memory the execution asked for its kernel (MB); null: the deployment default. */
+  memoryMb: number | null;
   idempotencyKey: string | null;
   attempts: number;
   workerId: string | null;

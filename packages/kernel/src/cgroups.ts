@@ -143,3 +143,34 @@ export async function readMemoryKills(cg: { version: 1 | 2; dir: string }): Prom
     return null;
   }
 }
+
+/** Changing a kernel's memory limit: applied, or refused because the kernel already holds more than it. */
+export type MemoryLimitChange = { applied: true; previousBytes: number | null } | { applied: false; usageBytes: number };
+
+/**
+ * Sets the memory limit of a kernel's cgroup (swap stays excluded). A kernel that already holds more than
+ * the new limit is left as it is: lowering the limit under its usage would make the kernel reclaim into
+ * an out-of-memory kill at once. Throws when the cgroup cannot be written (gone, another machine's).
+ */
+export async function setMemoryLimit(cg: { version: 1 | 2; dir: string }, bytes: number): Promise<MemoryLimitChange> {
+  const file = (name: string) => join(cg.dir, name);
+  const limitFile = file(cg.version === 1 ? "memory.limit_in_bytes" : "memory.max");
+  const [usageText, limitText] = await Promise.all([readFile(file(cg.version === 1 ? "memory.usage_in_bytes" : "memory.current"), "utf8"), readFile(limitFile, "utf8")]);
+  const current = Number(limitText.trim());
+  const previousBytes = Number.isFinite(current) ? current : null;
+  if (previousBytes === bytes) return { applied: true, previousBytes };
+  const usageBytes = Number(usageText.trim());
+  if (usageBytes > bytes) return { applied: false, usageBytes };
+  if (cg.version === 2) {
+    await writeValue(limitFile, bytes);
+    return { applied: true, previousBytes };
+  }
+  // v1: memsw (memory + swap) must stay >= the memory limit at every step, and equal to it after.
+  const memsw = file("memory.memsw.limit_in_bytes");
+  const hasMemsw = await exists(memsw);
+  const raising = previousBytes === null || bytes > previousBytes;
+  if (hasMemsw && raising) await writeValue(memsw, bytes);
+  await writeValue(limitFile, bytes);
+  if (hasMemsw && !raising) await writeValue(memsw, bytes);
+  return { applied: true, previousBytes };
+}

@@ -39,8 +39,8 @@ export {
   probeSandbox,
 } from "./sandbox";
 export type { LauncherConfig, SandboxLimits, SandboxSpecMetadata } from "./sandbox";
-export { kernelMemoryCgroup, parseProcCgroup, prepareKernelCgroups, readMemoryKills, removeKernelCgroups } from "./cgroups";
-export type { KernelCgroupLimits, KernelCgroupParent, KernelCgroupSetup } from "./cgroups";
+export { kernelMemoryCgroup, parseProcCgroup, prepareKernelCgroups, readMemoryKills, removeKernelCgroups, setMemoryLimit } from "./cgroups";
+export type { KernelCgroupLimits, KernelCgroupParent, KernelCgroupSetup, MemoryLimitChange } from "./cgroups";
 export { EgressPolicy, EgressRuleError, isPublicAddress, parseEgressAllowlist } from "./egress/allowlist";
 export type { EgressDecision, EgressRule } from "./egress/allowlist";
 export { egressPassword, startEgressProxy } from "./egress/proxy";

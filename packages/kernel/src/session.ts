@@ -1,6 +1,7 @@
 import type { Kernel } from "@jupyterlab/services";
 import { KernelAPI, ServerConnection } from "@jupyterlab/services";
-import { readMemoryKills } from "./cgroups";
+import { readMemoryKills, setMemoryLimit } from "./cgroups";
+import type { MemoryLimitChange } from "./cgroups";
 import { GatewayUnavailableError, KernelDiedError } from "./errors";
 import { runExecution } from "./execute";
 import type { Log } from "./log";
@@ -130,6 +131,15 @@ export class KernelSession {
     if (!now) return null;
     this.memoryKillsSeen = Promise.resolve(now.oomKills);
     return now.oomKills > seen ? { limitBytes: now.limitBytes } : null;
+  }
+
+  /**
+   * Sets the kernel's memory limit (its cgroup's); null when this kernel has no cgroup this process can
+   * reach (unsandboxed kernels, a gateway on another machine). See cgroups.setMemoryLimit.
+   */
+  async setMemoryLimit(bytes: number): Promise<MemoryLimitChange | null> {
+    const cg = await this.memoryCgroup;
+    return cg ? setMemoryLimit(cg, bytes) : null;
   }
 
   markDead(reason: string): void {

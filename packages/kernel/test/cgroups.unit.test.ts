@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { prepareKernelCgroups, readMemoryKills } from "../src/cgroups";
+import { prepareKernelCgroups, readMemoryKills, setMemoryLimit } from "../src/cgroups";
 
 // A temp dir stands in for /sys/fs/cgroup: these check what is written where. cgroup v2 cannot be tried
 // for real on the development VM (its controllers are bound to v1), so this is its only test.
@@ -115,5 +115,31 @@ describe("out-of-memory kills", () => {
       { oomKills: 1, limitBytes: 512 * MiB },
       null,
     ]);
+  });
+});
+
+describe("an execution's memory limit", () => {
+  it("is raised and lowered in place (v1 keeps memsw equal to it), and refused under what the kernel holds", async () => {
+    await writeFile(join(root, "memory.limit_in_bytes"), String(512 * MiB));
+    await writeFile(join(root, "memory.memsw.limit_in_bytes"), String(512 * MiB));
+    await writeFile(join(root, "memory.usage_in_bytes"), String(300 * MiB));
+    const v1 = { version: 1 as const, dir: root };
+    const raised = await setMemoryLimit(v1, 1024 * MiB);
+    const afterRaise = [await read("memory.limit_in_bytes"), await read("memory.memsw.limit_in_bytes")];
+    const refused = await setMemoryLimit(v1, 256 * MiB);
+    const lowered = await setMemoryLimit(v1, 512 * MiB);
+    const afterLower = [await read("memory.limit_in_bytes"), await read("memory.memsw.limit_in_bytes")];
+    await writeFile(join(root, "memory.max"), "max\n");
+    await writeFile(join(root, "memory.current"), String(100 * MiB));
+    const v2 = await setMemoryLimit({ version: 2, dir: root }, 1024 * MiB);
+    expect({ raised, afterRaise, refused, lowered, afterLower, v2, v2File: await read("memory.max") }).toEqual({
+      raised: { applied: true, previousBytes: 512 * MiB },
+      afterRaise: [String(1024 * MiB), String(1024 * MiB)],
+      refused: { applied: false, usageBytes: 300 * MiB },
+      lowered: { applied: true, previousBytes: 1024 * MiB },
+      afterLower: [String(512 * MiB), String(512 * MiB)],
+      v2: { applied: true, previousBytes: null },
+      v2File: String(1024 * MiB),
+    });
   });
 });

@@ -20,6 +20,12 @@ export const cancelKey = (prefix: string, executionId: string) => `${prefix}:can
 export const kernelResetKey = (prefix: string, messageKey: string) => `${prefix}:kernel:reset:${messageKey}`;
 /** Message keys whose kernel is no longer wanted (a Jupyter-surface kernel deleted): the next idle sweep shuts it down. */
 export const kernelRetireKey = (prefix: string) => `${prefix}:kernel:retire`;
+/**
+ * The live-kernel leases under the ceiling (apps/worker/src/kernels/live-kernels.ts): a sorted set of kernel
+ * ids (and `start:<worker>:<uuid>` places of kernels being started) scored by when each lease lapses.
+ */
+export const liveKernelsKey = (prefix: string) => `${prefix}:kernel:live`;
+export const LIVE_KERNEL_START_PREFIX = "start:";
 
 const statusValues = ["queued", "preparing", "running", "completed", "failed", "timed_out", "cancelled"] as const;
 

@@ -1,6 +1,6 @@
 export { jobCatalog, queueNames, parseJobPayload, InvalidJobPayloadError } from "./catalog";
 export type { JobName, JobPayload, QueueName } from "./catalog";
-export { executionChannel, executionChangedChannel, executionLogKey, cancelChannel, cancelKey, kernelResetKey, kernelRetireKey, executionEventBodySchema, compareStreamIds, parseEventBody } from "./events";
+export { executionChannel, executionChangedChannel, executionLogKey, cancelChannel, cancelKey, kernelResetKey, kernelRetireKey, liveKernelsKey, LIVE_KERNEL_START_PREFIX, executionEventBodySchema, compareStreamIds, parseEventBody } from "./events";
 export type { ExecutionEvent, ExecutionEventBody } from "./events";
 export { createRedis } from "./redis";
 export type { Redis } from "./redis";

@@ -4,6 +4,7 @@ import { ExpressAdapter } from "@bull-board/express";
 import type { Queue } from "bullmq";
 import { Router } from "express";
 import { requireAdmin } from "../auth";
+import { KERNELS_PAGE_PATH } from "./kernels-page";
 
 export const BULL_BOARD_PATH = "/admin/queues";
 
@@ -24,7 +25,8 @@ export function bullBoardRouter(adminToken: string | undefined, queues: Queue[])
   createBullBoard({
     queues: queues.map((q) => new BullMQAdapter(q)),
     serverAdapter,
-    options: { uiConfig: { boardTitle: "codeinterp" } },
+    // The live kernels page (same admin token) from Bull Board's header.
+    options: { uiConfig: { boardTitle: "codeinterp", miscLinks: [{ text: "Live kernels", url: KERNELS_PAGE_PATH }] } },
   });
   router.use(BULL_BOARD_PATH, guard, serverAdapter.getRouter());
   return router;

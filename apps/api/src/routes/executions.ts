@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { Router } from "express";
 import { createExecution, findExecutionWithFiles, isTerminal } from "@codeinterp/db";
 import type { ExecutionRow } from "@codeinterp/db";
+import { executionMemoryBounds } from "@codeinterp/config";
 import { jobCatalog } from "@codeinterp/queue";
 import { workspaceId } from "@codeinterp/workspace";
 import { normalizeError } from "@codeinterp/logger";
@@ -21,7 +22,12 @@ export async function enqueueExecution(deps: Pick<ApiDeps, "executionQueue">, ex
 
 export function executionsRouter(deps: ApiDeps): Router {
   const router = Router();
-  const bodySchema = createExecutionBody(deps.env.MAX_CODE_BYTES, deps.env.MAX_EXECUTION_TIMEOUT_MS, deps.env.MAX_FILES_PER_EXECUTION);
+  const bodySchema = createExecutionBody(
+    deps.env.MAX_CODE_BYTES,
+    deps.env.MAX_EXECUTION_TIMEOUT_MS,
+    deps.env.MAX_FILES_PER_EXECUTION,
+    executionMemoryBounds(deps.env),
+  );
 
   router.post("/executions", async (req, res) => {
     const userId = userOf(res);
@@ -34,6 +40,7 @@ export function executionsRouter(deps: ApiDeps): Router {
       fileIds: body.fileIds,
       idempotencyKey: body.idempotencyKey,
       timeoutMs: Math.min(body.timeoutMs ?? deps.env.EXECUTION_TIMEOUT_MS, deps.env.MAX_EXECUTION_TIMEOUT_MS),
+      memoryMb: body.limits?.memoryMb,
     });
     if (!created && !sameRequest(execution, body)) {
       throw new HttpError(409, "idempotency_conflict", "idempotencyKey was already used for a different request");
@@ -82,7 +89,7 @@ export function executionsRouter(deps: ApiDeps): Router {
   return router;
 }
 
-function sameRequest(e: ExecutionRow, body: { chatId: string; messageId: string; code: string }): boolean {
+function sameRequest(e: ExecutionRow, body: { chatId: string; messageId: string; code: string; limits?: { memoryMb?: number | undefined } | undefined }): boolean {
   const sha = createHash("sha256").update(body.code).digest("hex");
-  return e.chatId === body.chatId && e.messageId === body.messageId && e.codeSha256 === sha;
+  return e.chatId === body.chatId && e.messageId === body.messageId && e.codeSha256 === sha && e.memoryMb === (body.limits?.memoryMb ?? null);
 }

@@ -11,6 +11,7 @@ import { STATE_RESET_NOTE, kernelResetNote } from "./execution/kernel-outcome";
 import type { ExecutionContext, RunExecutionDeps } from "./execution/context";
 import type { Terminal } from "./execution/outcome";
 import { emptyResult, failureCode, finish, isTransient } from "./execution/outcome";
+import { applyMemoryLimit } from "./execution/memory-limit";
 import { prepareWorkspace } from "./execution/prepare-workspace";
 import { recordOutcome } from "./execution/record-outcome";
 import { resolveWorkspace, runCode } from "./execution/run-code";
@@ -128,6 +129,9 @@ async function prepareAndRun(ctx: ExecutionContext): Promise<Terminal | "skipped
     const checked = lease;
     lease = null; // confirmKernel releases a kernel it replaces
     lease = await confirmKernel(ctx, checked);
+    const confirmed = lease;
+    lease = null; // applyMemoryLimit releases a kernel it replaces
+    lease = await applyMemoryLimit(ctx, confirmed);
     const realDir = resolveWorkspace(ctx);
     await ctx.cancelMarkChecked;
     if (ctx.req.signal.aborted) return await cancelled();

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { LIVE_KERNEL_START_PREFIX, liveKernelsKey } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
 
 /**
@@ -37,13 +38,13 @@ return 0`;
  */
 export function createLiveKernels(opts: { redis: Redis; prefix: string; max: number }) {
   const { redis, max } = opts;
-  const key = `${opts.prefix}:kernel:live`;
+  const key = liveKernelsKey(opts.prefix);
 
   return {
     max,
     /** A place for a kernel about to be started by `workerId`, or null at the ceiling. */
     async reserve(startTtlMs: number, workerId: string): Promise<Reservation | null> {
-      const id = `start:${workerId}:${randomUUID()}`;
+      const id = `${LIVE_KERNEL_START_PREFIX}${workerId}:${randomUUID()}`;
       const now = Date.now();
       const ok = (await redis.eval(RESERVE, 1, key, String(now), String(max), String(now + startTtlMs), id)) === 1;
       if (!ok) return null;
@@ -74,10 +75,10 @@ export function createLiveKernels(opts: { redis: Redis; prefix: string; max: num
      * by their heartbeat, like their pool kernels, instead of waiting out START_LEASE_MS. Returns how many.
      */
     async dropStartsOfGoneWorkers(isAlive: (workerId: string) => Promise<boolean>): Promise<number> {
-      const starts = (await redis.zrangebyscore(key, Date.now(), "+inf")).filter((m) => m.startsWith("start:"));
+      const starts = (await redis.zrangebyscore(key, Date.now(), "+inf")).filter((m) => m.startsWith(LIVE_KERNEL_START_PREFIX));
       const byWorker = new Map<string, string[]>();
       for (const m of starts) {
-        const workerId = m.slice("start:".length, m.lastIndexOf(":"));
+        const workerId = m.slice(LIVE_KERNEL_START_PREFIX.length, m.lastIndexOf(":"));
         byWorker.set(workerId, [...(byWorker.get(workerId) ?? []), m]);
       }
       let n = 0;

@@ -28,6 +28,8 @@ export interface NewExecution {
   messageId: string;
   code: string;
   timeoutMs: number;
+  /** Memory for the kernel while this execution runs (MB); unset: the deployment default. */
+  memoryMb?: number | undefined;
   idempotencyKey?: string | undefined;
   fileIds?: string[] | undefined;
 }
@@ -50,6 +52,7 @@ export async function createExecution(db: Db, input: NewExecution): Promise<{ ex
     code: input.code,
     codeSha256: createHash("sha256").update(input.code).digest("hex"),
     timeoutMs: input.timeoutMs,
+    memoryMb: input.memoryMb ?? null,
     idempotencyKey: input.idempotencyKey ?? null,
   };
   try {
@@ -75,14 +78,17 @@ export async function createExecution(db: Db, input: NewExecution): Promise<{ ex
   }
 }
 
-function insertExecution(db: Db, d: Omit<Prisma.ExecutionUncheckedCreateInput, "idempotencyKey"> & { id: string; idempotencyKey: string | null }): Promise<ExecutionRow> {
+function insertExecution(
+  db: Db,
+  d: Omit<Prisma.ExecutionUncheckedCreateInput, "idempotencyKey" | "memoryMb"> & { id: string; idempotencyKey: string | null; memoryMb: number | null },
+): Promise<ExecutionRow> {
   return one(
     query<ExecutionRow>(
       db,
       "execution_insert",
-      `INSERT INTO executions (id, user_id, chat_id, message_id, code, code_sha256, status, timeout_ms, idempotency_key, attempts, created_at)
-       VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, 0, $9) RETURNING ${EXECUTION_COLUMNS}`,
-      [d.id, d.userId, d.chatId, d.messageId, d.code, d.codeSha256, d.timeoutMs, d.idempotencyKey, ts(new Date())],
+      `INSERT INTO executions (id, user_id, chat_id, message_id, code, code_sha256, status, timeout_ms, memory_mb, idempotency_key, attempts, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9, 0, $10) RETURNING ${EXECUTION_COLUMNS}`,
+      [d.id, d.userId, d.chatId, d.messageId, d.code, d.codeSha256, d.timeoutMs, d.memoryMb, d.idempotencyKey, ts(new Date())],
     ),
   ) as Promise<ExecutionRow>;
 }
@@ -232,4 +238,28 @@ async function attachFiles(tx: Prisma.TransactionClient, userId: string, message
       skipDuplicates: true,
     });
   }
+}
+
+export interface KernelMessage {
+  kernelId: string;
+  userId: string;
+  chatId: string;
+  messageId: string;
+  /** The latest execution that ran on the kernel. */
+  executionId: string;
+  status: string;
+  createdAt: Date;
+}
+
+/** For each kernel id, the message it serves: that of the latest execution that ran on it (none: a pool kernel). */
+export function messagesOfKernels(db: Db, kernelIds: string[]): Promise<KernelMessage[]> {
+  if (kernelIds.length === 0) return Promise.resolve([]);
+  return query<KernelMessage>(
+    db,
+    "messages_of_kernels",
+    `SELECT DISTINCT ON (kernel_id) kernel_id AS "kernelId", user_id AS "userId", chat_id AS "chatId", message_id AS "messageId",
+       id AS "executionId", status::text AS status, created_at AS "createdAt"
+     FROM executions WHERE kernel_id = ANY($1::text[]) ORDER BY kernel_id, created_at DESC`,
+    [kernelIds],
+  );
 }

@@ -4,7 +4,7 @@ import type { ExecutionRow, FileRow, LibreChatSessionRow } from "../types";
 
 // Column lists that return rows in the shape of types.ts (camelCase keys), for the prepared statements in sql.ts.
 export const EXECUTION_COLUMNS = `id, user_id AS "userId", chat_id AS "chatId", message_id AS "messageId", code,
-  code_sha256 AS "codeSha256", status::text AS status, timeout_ms AS "timeoutMs", idempotency_key AS "idempotencyKey",
+  code_sha256 AS "codeSha256", status::text AS status, timeout_ms AS "timeoutMs", memory_mb AS "memoryMb", idempotency_key AS "idempotencyKey",
   attempts, worker_id AS "workerId", kernel_id AS "kernelId", created_at AS "createdAt", started_at AS "startedAt",
   finished_at AS "finishedAt", result, failure, metrics`;
 

@@ -19,6 +19,11 @@ export interface RunExecutionDeps {
   log: Logger;
   /** The gateway's liveness monitor: a gateway failure re-runs or fails the execution by its rules. */
   gatewayWatch?: GatewayWatch;
+  /**
+   * The gateway's per-kernel memory cap (its sandbox kernelspec says): what an execution that asks for no
+   * memory runs under. Unset: unknown (unsandboxed kernels), and kernels are left as they are.
+   */
+  kernelMemoryBytes?: number;
 }
 
 /** What every step of one execution shares (prepare, acquire kernel, run, record outcome). */

@@ -32,6 +32,8 @@ export function failureCode(err: unknown): string {
       return "kernel_died";
     case "JupyterStartError":
       return "kernel_start_failed";
+    case "MemoryRequestTooSmallError":
+      return "memory_limit";
     default:
       return "internal_error";
   }

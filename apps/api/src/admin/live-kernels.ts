@@ -1,0 +1,51 @@
+import { messagesOfKernels } from "@codeinterp/db";
+import type { Db, KernelMessage } from "@codeinterp/db";
+import { LIVE_KERNEL_START_PREFIX, liveKernelsKey } from "@codeinterp/queue";
+import type { Redis } from "@codeinterp/queue";
+import { readWorkerSnapshots } from "../metrics/workers";
+import type { WorkerSnapshot } from "../metrics/workers";
+
+export interface LiveKernelsReport {
+  /** Kernels holding a place under the ceiling now (kernels being started included). */
+  live: number;
+  /** The ceiling (MAX_LIVE_KERNELS) as live workers report it; null without a live worker. */
+  ceiling: number | null;
+  /** Idle kernels shut down to make room, and waits at the ceiling, counted by the live workers since they started. */
+  evictions: number;
+  capacityWaits: number;
+  workers: number;
+  kernels: Array<{ kernelId: string; leaseUntil: string; message: Omit<KernelMessage, "kernelId"> | null }>;
+  /** Places reserved for kernels being started right now. */
+  starting: number;
+}
+
+const sumOf = (snapshots: WorkerSnapshot[], name: string) =>
+  snapshots.flatMap((s) => s.metrics.filter((m) => m.name === name).flatMap((m) => m.values.map((v) => Number(v.value) || 0))).reduce((a, b) => a + b, 0);
+
+const maxOf = (snapshots: WorkerSnapshot[], name: string) => {
+  const values = snapshots.flatMap((s) => s.metrics.filter((m) => m.name === name).flatMap((m) => m.values.map((v) => Number(v.value))));
+  return values.length > 0 ? Math.max(...values) : null;
+};
+
+/**
+ * The deployment's live kernels as the workers account for them in Redis (the leases under the ceiling),
+ * each with the message it serves (from its latest execution; none yet: a pre-started pool kernel), and the
+ * ceiling, evictions and waits from the workers' metrics snapshots.
+ */
+export async function readLiveKernels(deps: { db: Db; redis: Redis; queuePrefix: string }): Promise<LiveKernelsReport> {
+  const raw = await deps.redis.zrangebyscore(liveKernelsKey(deps.queuePrefix), Date.now(), "+inf", "WITHSCORES");
+  const leases: Array<{ id: string; until: number }> = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) leases.push({ id: raw[i]!, until: Number(raw[i + 1]) });
+  const kernels = leases.filter((l) => !l.id.startsWith(LIVE_KERNEL_START_PREFIX));
+  const [messages, snapshots] = await Promise.all([messagesOfKernels(deps.db, kernels.map((k) => k.id)), readWorkerSnapshots(deps.redis, deps.queuePrefix)]);
+  const byKernel = new Map(messages.map(({ kernelId, ...m }) => [kernelId, m]));
+  return {
+    live: leases.length,
+    ceiling: maxOf(snapshots, "codeinterp_kernels_live_max"),
+    evictions: sumOf(snapshots, "codeinterp_kernel_evictions_total"),
+    capacityWaits: sumOf(snapshots, "codeinterp_kernel_capacity_waits_total"),
+    workers: snapshots.length,
+    kernels: kernels.map((k) => ({ kernelId: k.id, leaseUntil: new Date(k.until).toISOString(), message: byKernel.get(k.id) ?? null })),
+    starting: leases.length - kernels.length,
+  };
+}
