@@ -45,7 +45,7 @@ export interface MessageBrokerOptions {
 export const messageLockKey = (prefix: string, messageKey: string) => `${prefix}:kernel:lock:${messageKey}`;
 
 /** A kernel released this recently by this worker is reused without asking the gateway whether it exists. */
-const RECENT_MS = 3000;
+export const RECENT_MS = 3000;
 
 export function isLive(session: KernelSession): boolean {
   return !session.isDead && session.connection.connectionStatus === "connected" && session.status !== "dead";
