@@ -98,6 +98,7 @@ export interface LinkOptions extends RequestOptions {
 }
 
 const enc = encodeURIComponent;
+// Not node:timers/promises: this client also runs in browsers (the playground bundles it).
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Kernel } from "@jupyterlab/services";
 import { KernelAPI, ServerConnection } from "@jupyterlab/services";
 import { readMemoryKills } from "./cgroups";
@@ -15,7 +16,7 @@ const READY_POLL_MS = 2_000;
 /** Shuts a kernel down; 404 means already gone; a 500 (jupyter_client 7.4, kernel mid-restart) is retried. */
 export async function shutdownKernelById(id: string, settings: ServerConnection.ISettings, firstDelayMs = 0): Promise<void> {
   for (let attempt = 1; ; attempt++) {
-    if (firstDelayMs || attempt > 1) await new Promise((r) => setTimeout(r, 1_000));
+    if (firstDelayMs || attempt > 1) await sleep(1_000);
     try {
       await KernelAPI.shutdownKernel(id, settings);
       return;

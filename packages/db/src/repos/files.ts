@@ -113,10 +113,6 @@ export async function deleteFile(db: Db, userId: string, id: string): Promise<Fi
   return file;
 }
 
-export function listExecutionFiles(db: Db, executionId: string, source: FileSource = "generated"): Promise<FileRow[]> {
-  return db.file.findMany({ where: { executionId, source, deletedAt: null }, orderBy: [{ path: "asc" }] });
-}
-
 /** Generated files of a message: one entry per path, the newest version wins. */
 export async function listMessageFiles(db: Db, userId: string, messageId: string): Promise<FileRow[]> {
   const rows = await db.file.findMany({
