@@ -27,7 +27,7 @@ export async function storeSession(
   form: ReceivedForm,
   userIdHeader: string | undefined,
 ): Promise<{ sessionId: string; files: UploadOutcome[] }> {
-  const discardFrom = (i: number) => Promise.all(form.files.slice(i).map((r) => ("stored" in r ? discardUpload(deps, r.stored) : undefined)));
+  const discardFrom = (i: number) => Promise.all(form.files.slice(i).map((r) => ("stored" in r ? discardUpload(deps, r.stored) : Promise.resolve())));
   let owner: Principal | null;
   try {
     owner = uploadOwner(cred, form.fields, userIdHeader);
