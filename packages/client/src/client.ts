@@ -1,4 +1,4 @@
-import { apiErrorFrom, CodeinterpTimeoutError } from "./errors";
+import { apiErrorFrom, CodeinterpApiError, CodeinterpTimeoutError } from "./errors";
 import { readEventStream } from "./sse";
 import type {
   ChatFiles,
@@ -241,7 +241,7 @@ export function createClient(options: ClientOptions): CodeinterpClient {
           });
         } catch (err) {
           // API errors (404, 401) are final; a network failure is retried like a broken stream.
-          if ((err as { name?: string }).name === "CodeinterpApiError" || opts.signal?.aborted || ++failures > maxReconnects) throw err;
+          if (err instanceof CodeinterpApiError || opts.signal?.aborted || ++failures > maxReconnects) throw err;
           await sleep(Math.min(5000, 250 * 2 ** failures), opts.signal);
           continue;
         }

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { Readable } from "node:stream";
 import busboy from "busboy";
+import { BlobTooLargeError } from "@codeinterp/workspace";
 import type { BlobStore, PutResult } from "@codeinterp/workspace";
 import { HttpError } from "../errors";
 
@@ -85,7 +86,7 @@ export function receiveUpload(req: IncomingMessage, opts: ReceiveOptions): Promi
       // new file's row is committed (see routes/files.ts); the route settles it.
       put = opts.blobs.put(stream, { maxBytes: opts.maxBytes, keepSpare: true });
       // Over the limit: answer at once rather than after the rest of the body.
-      put.catch((err: unknown) => fail((err as Error)?.name === "BlobTooLargeError" ? payloadTooLarge(opts.maxBytes) : err));
+      put.catch((err: unknown) => fail(err instanceof BlobTooLargeError ? payloadTooLarge(opts.maxBytes) : err));
     });
     bb.on("error", () => fail(new HttpError(400, "invalid_multipart", "the multipart body is malformed or incomplete")));
     bb.on("close", () => {

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from "node:http";
 import busboy from "busboy";
+import { BlobTooLargeError } from "@codeinterp/workspace";
 import type { BlobStore, PutResult } from "@codeinterp/workspace";
 import { HttpError } from "../errors";
 import { hungUp, payloadTooLarge, uploadInterrupted } from "../files/upload";
@@ -38,6 +39,7 @@ export function receiveForm(req: IncomingMessage, opts: { blobs: BlobStore; maxB
 
     const dropAll = () => {
       for (const p of puts) {
+        // Best effort: an unsettled spare copy is removed by the blob store's sweep.
         p.then((f) => ("stored" in f ? opts.blobs.settle(f.stored, { restore: false }) : undefined)).catch(() => undefined);
       }
     };
@@ -65,7 +67,7 @@ export function receiveForm(req: IncomingMessage, opts: { blobs: BlobStore; maxB
         put.then(
           (stored): ReceivedUpload => ({ filename, clientType: info.mimeType ?? "", stored }),
           (err: unknown) => {
-            if ((err as Error)?.name !== "BlobTooLargeError") throw err;
+            if (!(err instanceof BlobTooLargeError)) throw err;
             if (opts.maxFiles === 1) fail(payloadTooLarge(opts.maxBytes));
             return { filename, error: "too_large" as const };
           },
@@ -84,6 +86,7 @@ export function receiveForm(req: IncomingMessage, opts: { blobs: BlobStore; maxB
       Promise.all(puts).then(
         (files) => {
           if (settled) {
+            // Best effort: an unsettled spare copy is removed by the blob store's sweep.
             for (const f of files) if ("stored" in f) opts.blobs.settle(f.stored, { restore: false }).catch(() => undefined);
             return;
           }

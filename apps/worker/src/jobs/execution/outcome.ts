@@ -1,10 +1,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Db } from "@codeinterp/db";
 import { finishExecution } from "@codeinterp/db";
+import { GatewayUnavailableError } from "@codeinterp/kernel";
 import type { ExecutionOutcome } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import type { EventPublisher } from "@codeinterp/queue";
+import { LockTimeoutError } from "../../kernels/lock";
 import { diedFailure } from "./kernel-outcome";
 
 export type Terminal = "completed" | "failed" | "timed_out" | "cancelled";
@@ -40,7 +42,7 @@ export function failureCode(err: unknown): string {
 /** Worth another attempt: a gateway, Redis or Postgres that is away for a while. */
 export function isTransient(err: unknown): boolean {
   const e = err as { name?: string; message?: string; code?: string } | undefined;
-  if (e?.name === "GatewayUnavailableError" || e?.name === "LockTimeoutError") return true;
+  if (err instanceof GatewayUnavailableError || err instanceof LockTimeoutError) return true;
   if (typeof e?.code === "string" && /^(P1001|P1002|P1017|P2024|57P0[123]|08)/.test(e.code)) return true;
   return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|Connection is closed|max retries per request|terminating connection|database system is|Can't reach database|connection terminated/i.test(
     String(e?.message),
