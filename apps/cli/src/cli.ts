@@ -170,6 +170,7 @@ async function run(client: CodeinterpClient, args: RunArgs, io: CliIo): Promise<
   const onAbort = () => {
     progress.stop();
     io.stderr.write(`[codeinterp] cancelling ${created.id}\n`);
+    // The process is exiting on a signal: a cancel that fails is reported by the server's deadline.
     void client.cancel(created.id).catch(() => undefined);
   };
   io.signal?.addEventListener("abort", onAbort, { once: true });

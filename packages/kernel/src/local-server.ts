@@ -242,6 +242,7 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
       }
     }
   } catch (err) {
+    // The start's error is rethrown; what could not be released dies with the process.
     await releaseResources().catch(() => undefined);
     throw err;
   }
@@ -272,6 +273,7 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
     } catch (err) {
       await terminate(running, stopTimeoutMs);
       if (attempt >= attempts) {
+        // The start's error is rethrown; what could not be released dies with the process.
         await releaseResources().catch(() => undefined);
         throw err;
       }

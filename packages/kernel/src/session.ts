@@ -72,11 +72,13 @@ export class KernelSession {
   ) {
     this.id = connection.id;
     this.memoryKillsSeen = memoryCgroup.then(async (cg) => (cg ? ((await readMemoryKills(cg))?.oomKills ?? null) : null));
+    // Awaited by whoever asks how the kernel died; this only keeps an unobserved rejection handled.
     this.death.catch(() => undefined);
     // After a server autorestart the library calls reconnect() from a detached promise; if that fails (or we
     // dispose meanwhile) its rejection is unhandled and would crash the process. Failure stays visible
     // through connectionStatus, which restart() checks.
     const reconnect = connection.reconnect.bind(connection);
+    // A failed reconnect shows as a dead connection, which every user of the session checks.
     connection.reconnect = () => reconnect().catch(() => undefined);
     // Likewise, on every reconnect the library sends a kernel_info request from a detached promise; a
     // restart (or crash) that cancels that request rejects it with "Canceled future", unhandled. A cancelled
@@ -197,6 +199,7 @@ export class KernelSession {
       if (this.dead) throw new KernelDiedError(`kernel ${this.id} is dead: ${this.deathReason}`);
       return runExecution(this, code, opts, calledAt);
     });
+    // The queue only orders runs; each run's own promise reports its failure.
     this.queue = run.catch(() => undefined);
     return run;
   }
@@ -217,7 +220,7 @@ export class KernelSession {
     this.connection.info.catch(() => undefined);
     try {
       const restarting = this.connection.restart();
-      this.connection.info.catch(() => undefined);
+      this.connection.info.catch(() => undefined); // the new pending kernel_info: same reason as above
       await withTimeout(restarting, RESTART_TIMEOUT_MS, "kernel restart", this.gatewayDown());
       if (this.connection.connectionStatus !== "connected") throw new GatewayUnavailableError("could not reconnect after restart");
       await withTimeout(this.connection.info, RESTART_TIMEOUT_MS, "kernel restart", this.gatewayDown());

@@ -51,6 +51,7 @@ export function createEventSubscriber(subscriberRedis: Redis, commandRedis: Redi
         current.delete(listener);
         if (current.size === 0) {
           listeners.delete(channel);
+          // No listener is left for the channel; a failed UNSUBSCRIBE only costs ignored messages.
           await subscriberRedis.unsubscribe(channel).catch(() => undefined);
         }
       };

@@ -43,6 +43,8 @@ export async function storeUpload(deps: Pick<ApiDeps, "db" | "blobs" | "log">, u
 
 /** An upload that will not become a file: drop its spare, and the blob when this request created it and nothing uses it. */
 export async function discardUpload(deps: Pick<ApiDeps, "db" | "blobs">, stored: PutResult): Promise<void> {
+  // Best effort: an unsettled spare copy is removed by the blob store's sweep; a blob left behind by a
+  // failed removal is unreferenced and removed by retention.
   await deps.blobs.settle(stored, { restore: false }).catch(() => undefined);
   if (stored.created) await removeBlobIfUnused(deps.db, stored.key, () => deps.blobs.remove(stored.key)).catch(() => undefined);
 }
@@ -58,6 +60,7 @@ export async function deleteUserFile(
   if (file.executionId) {
     // Its execution's response lists it: drop that from every API process's cache of finished ones.
     deps.finished?.invalidate(file.executionId);
+    // Other API processes' caches expire on their own within seconds if this notice is lost.
     await deps.redis.publish(executionChangedChannel(deps.queuePrefix), file.executionId).catch(() => undefined);
   }
   // Content-addressed: the blob may be shared with other files (other users' included).
