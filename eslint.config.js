@@ -30,6 +30,18 @@ export default tseslint.config(
     },
   },
   {
+    // Production code gets the whole type-checked set. Tests and the bench read JSON bodies typed `any` (the
+    // test client's), which the no-unsafe-* rules would flag hundreds of times, so they keep the set above.
+    files: ["apps/*/src/**/*.ts", "packages/*/src/**/*.ts"],
+    extends: [tseslint.configs.recommendedTypeChecked],
+    rules: {
+      // Not yet clean (findings when enabled: 8, 4, 4); each needs a look of its own.
+      "@typescript-eslint/no-base-to-string": "off",
+      "@typescript-eslint/prefer-promise-reject-errors": "off",
+      "@typescript-eslint/require-await": "off",
+    },
+  },
+  {
     // The env modules and the start/test scripts are the only places allowed to read process.env.
     files: ["apps/*/src/env.ts", "packages/config/src/**", "scripts/**", "test/**", "prisma.config.ts", "vitest.config.ts", "bench/**"],
     rules: { "no-restricted-properties": "off" },

@@ -258,7 +258,7 @@ async function report(client: CodeinterpClient, execution: Execution, args: RunA
   }
 
   const raised = result?.error != null;
-  const detail = execution.failure ? ` (${execution.failure.code}: ${execution.failure.message})` : raised ? ` (${result!.error!.ename})` : "";
+  const detail = execution.failure ? ` (${execution.failure.code}: ${execution.failure.message})` : raised ? ` (${result.error!.ename})` : "";
   io.stderr.write(`[codeinterp] ${execution.status}${detail}\n`);
   return execution.status === "completed" && !raised && !saveFailed ? EXIT_OK : EXIT_FAILED;
 }

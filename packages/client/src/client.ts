@@ -117,6 +117,7 @@ type BlobInput = ConstructorParameters<typeof Blob>[0] extends Iterable<infer P>
 
 function toBytes(data: ArrayBuffer | ArrayBufferView): BlobInput {
   const view = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- needed under the playground's DOM lib
   return view as unknown as BlobInput;
 }
 

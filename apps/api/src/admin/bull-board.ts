@@ -26,6 +26,7 @@ export function bullBoardRouter(adminToken: string | undefined, queues: Queue[])
     serverAdapter,
     options: { uiConfig: { boardTitle: "codeinterp" } },
   });
+  // eslint-disable-next-line @typescript-eslint/no-unsafe-argument -- @bull-board/express types its router as any
   router.use(BULL_BOARD_PATH, guard, serverAdapter.getRouter());
   return router;
 }
