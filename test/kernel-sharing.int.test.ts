@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createDb } from "@codeinterp/db";
 import { client, startTestStack } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
+import { observeStack } from "./helpers/observe";
 
 describe("one message across several workers", () => {
   let stack: TestStack;
@@ -25,17 +27,22 @@ describe("one message across several workers", () => {
 // Two worker slots: a cancel of an execution waiting for its message, and a busy message next to a free one.
 describe("executions waiting for their message's previous one", () => {
   let stack: TestStack;
+  let observe: ReturnType<typeof observeStack>;
   beforeAll(async () => {
     stack = await startTestStack({ env: { KERNEL_POOL_SIZE: "0", WORKER_CONCURRENCY: "2" } });
+    observe = observeStack(stack);
   });
-  afterAll(async () => stack?.close());
+  afterAll(async () => {
+    observe?.close();
+    await stack?.close();
+  });
 
   it("a cancel ends the waiting one at once, without running it, and the first one still completes", async () => {
     const api = client(stack.url, (await stack.newUser("waiter")).key);
     const first = await api.post("/v1/executions", { chatId: "c", messageId: "m", code: "import time\ntime.sleep(4)\nprint('first')" });
     await api.waitForStatus(first.body.id, "running");
     const second = await api.post("/v1/executions", { chatId: "c", messageId: "m", code: "print('second')" });
-    await new Promise((r) => setTimeout(r, 500));
+    await expect.poll(() => observe.steppedAside(second.body.id), { timeout: 10_000 }).toBe(true); // a worker saw it wait
     const t0 = Date.now();
     expect((await api.post(`/v1/executions/${second.body.id}/cancel`)).status).toBe(202);
     const cancelled = await api.get(`/v1/executions/${second.body.id}?waitMs=10000`);
@@ -48,12 +55,22 @@ describe("executions waiting for their message's previous one", () => {
 
   it("executions waiting for their message do not hold slots: another message runs at once, and the waiters run in turn", async () => {
     const api = client(stack.url, (await stack.newUser("busy")).key);
-    const slow = "import time\ntime.sleep(3)\nprint('slow')";
+    const slow = "import time\ntime.sleep(6)\nprint('slow')";
     const first = await api.post("/v1/executions", { chatId: "c", messageId: "busy", code: slow });
     await api.waitForStatus(first.body.id, "running");
     // Three more for the busy message: with 2 slots they would fill both while they wait for its kernel.
     const waiting = await Promise.all([1, 2, 3].map(() => api.post("/v1/executions", { chatId: "c", messageId: "busy", code: "print('next')" })));
-    await new Promise((r) => setTimeout(r, 300));
+    // Each has been taken by the worker and stepped aside at least once.
+    const seen = new Set<string>();
+    await expect
+      .poll(
+        async () => {
+          for (const w of waiting) if (await observe.steppedAside(w.body.id)) seen.add(w.body.id);
+          return seen.size;
+        },
+        { timeout: 10_000, interval: 20 },
+      )
+      .toBe(3);
     const t0 = Date.now();
     const other = await api.run({ messageId: "other", code: "print('other')" });
     expect(other.result.stdout).toBe("other\n");
@@ -77,8 +94,22 @@ describe("idle kernels", () => {
 
   it("are shut down after the TTL; the next execution gets a new kernel and still sees the files", async () => {
     const api = client(stack.url, (await stack.newUser("idle")).key);
-    await api.run({ messageId: "m", code: "v = 1\nopen('/mnt/data/kept.txt','w').write('k')" });
-    await new Promise((r) => setTimeout(r, 3500));
+    const first = await api.run({ messageId: "m", code: "v = 1\nopen('/mnt/data/kept.txt','w').write('k')" });
+    const db = createDb({ url: stack.databaseUrl });
+    let kernelId: string | null;
+    try {
+      ({ kernelId } = await db.execution.findUniqueOrThrow({ where: { id: first.id } }));
+    } finally {
+      await db.$disconnect();
+    }
+    // The idle sweep shuts the message's kernel down on the gateway.
+    const gatewayKernel = `${stack.env.JUPYTER_URL}/api/kernels/${kernelId}?token=${stack.env.JUPYTER_TOKEN}`;
+    const status = async () => {
+      const res = await fetch(gatewayKernel);
+      await res.arrayBuffer();
+      return res.status;
+    };
+    await expect.poll(status, { timeout: 15_000, interval: 200 }).toBe(404);
     const later = await api.run({ messageId: "m", code: "print('v' in globals(), open('kept.txt').read())" });
     expect(later.result.stdout).toBe("False k\n");
   });

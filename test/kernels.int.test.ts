@@ -4,11 +4,16 @@ import type { Db } from "@codeinterp/db";
 import { client, startTestStack } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
 import { readSse } from "./helpers/sse";
+import { observeStack } from "./helpers/observe";
+import { createKernelMappings } from "../apps/worker/src/kernels/mappings";
+import { RECENT_MS } from "../apps/worker/src/kernels/message-broker";
+import { workspaceId } from "@codeinterp/workspace";
 
 let stack: TestStack;
 let api: ReturnType<typeof client>;
 let key: string;
 let db: Db;
+let observe: ReturnType<typeof observeStack>;
 let n = 0;
 const msg = () => `kmsg-${++n}-${Date.now()}`;
 
@@ -17,8 +22,10 @@ beforeAll(async () => {
   key = (await stack.newUser("kim")).key;
   api = client(stack.url, key);
   db = createDb({ url: stack.databaseUrl });
+  observe = observeStack(stack);
 });
 afterAll(async () => {
+  observe?.close();
   await db?.$disconnect();
   await stack?.close();
 });
@@ -28,7 +35,7 @@ const metricsOf = async (id: string) => (await db.execution.findUniqueOrThrow({ 
 describe("kernel lifecycle", () => {
   it("a message's first execution takes a pre-started kernel from the pool", async () => {
     await api.run({ code: "1" }); // the pool is filled in the background after the worker starts
-    await new Promise((r) => setTimeout(r, 2500));
+    await expect.poll(() => observe.poolKernels(), { timeout: 30_000 }).toBe(1);
     const done = await api.run({ messageId: msg(), code: "print('pooled')" });
     expect(done.result.stdout).toBe("pooled\n");
     const metrics = await metricsOf(done.id);
@@ -88,14 +95,17 @@ describe("kernel lifecycle", () => {
   it("a message's kernel deleted on the server while idle is replaced before any code is sent", async () => {
     const m = msg();
     const first = await api.run({ messageId: m, code: "x = 1" });
-    const { kernelId } = await db.execution.findUniqueOrThrow({ where: { id: first.id } });
+    const { kernelId, userId } = await db.execution.findUniqueOrThrow({ where: { id: first.id } });
     const del = await fetch(`${stack.env.JUPYTER_URL}/api/kernels/${kernelId}`, {
       method: "DELETE",
       headers: { authorization: `token ${stack.env.JUPYTER_TOKEN}` },
     });
     expect(del.status).toBe(204);
-    // Past the few seconds in which a kernel just released is reused without asking the server.
-    await new Promise((r) => setTimeout(r, 3500));
+    // Past the few seconds in which a kernel just released is reused without asking the server (its mapping
+    // records when the worker released it).
+    const mappings = createKernelMappings(observe.redis, stack.queuePrefix, 60_000);
+    const idleMs = async () => Date.now() - ((await mappings.read(workspaceId(userId, m)))?.lastUsed ?? Date.now());
+    await expect.poll(idleMs, { timeout: 30_000 }).toBeGreaterThan(RECENT_MS);
     const next = await api.run({ messageId: m, code: "print('x' in globals())" });
     expect(next.status).toBe("completed");
     expect(next.result.stdout).toBe("False\n");
@@ -159,7 +169,9 @@ describe("cancel while queued", () => {
       expect(res.status).toBe(202);
       expect(res.body.status).toBe("cancelled");
       await idle.startWorker();
-      await new Promise((r) => setTimeout(r, 1500));
+      // The worker takes jobs in order: once a later execution has run, it has passed the cancelled one.
+      const later = await c.run({ messageId: "later", code: "print('later')" });
+      expect(later.result.stdout).toBe("later\n");
       const after = await c.get(`/v1/executions/${created.body.id}`);
       expect(after.body.status).toBe("cancelled");
       expect(after.body.result).toBeNull();

@@ -5,6 +5,7 @@ import { silentLog, startLocalJupyter } from "@codeinterp/kernel";
 import { SandboxUnavailableError } from "../apps/worker/src/start";
 import { client, startTestStack } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
+import { observeStack } from "./helpers/observe";
 
 // The same file story on plain kernels of a shared Jupyter server (KERNEL_SANDBOX=off, or a remote gateway
 // without the sandbox): /mnt/data is a translated path and the pooled kernel waits in a shared folder.
@@ -44,7 +45,12 @@ describe("without the sandbox", () => {
 
   it("a pooled kernel enters the new message's workspace; attachments, outputs and paths work as with the sandbox", async () => {
     await api.run({ messageId: "warmup", code: "1" });
-    await new Promise((r) => setTimeout(r, 2000));
+    const observe = observeStack(stack);
+    try {
+      await expect.poll(() => observe.poolKernels(), { timeout: 30_000 }).toBe(1);
+    } finally {
+      observe.close();
+    }
     const form = new FormData();
     form.append("file", new Blob(["a,b\n1,2\n"]), "in.csv");
     const up = (await (await fetch(`${stack.url}/v1/files`, { method: "POST", headers: { authorization: `Bearer ${key}` }, body: form })).json()) as { id: string };

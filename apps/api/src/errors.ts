@@ -45,6 +45,7 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
     const http = toHttpError(err);
     if (!http) {
+      // eslint-disable-next-line @typescript-eslint/no-unsafe-member-access -- Express types req.route as any
       log.error({ err: normalizeError(err), method: req.method, path: req.route?.path ?? req.path }, "unhandled error");
     }
     const status = http?.status ?? 500;

@@ -170,6 +170,7 @@ async function run(client: CodeinterpClient, args: RunArgs, io: CliIo): Promise<
   const onAbort = () => {
     progress.stop();
     io.stderr.write(`[codeinterp] cancelling ${created.id}\n`);
+    // The process is exiting on a signal: a cancel that fails is reported by the server's deadline.
     void client.cancel(created.id).catch(() => undefined);
   };
   io.signal?.addEventListener("abort", onAbort, { once: true });
@@ -257,7 +258,7 @@ async function report(client: CodeinterpClient, execution: Execution, args: RunA
   }
 
   const raised = result?.error != null;
-  const detail = execution.failure ? ` (${execution.failure.code}: ${execution.failure.message})` : raised ? ` (${result!.error!.ename})` : "";
+  const detail = execution.failure ? ` (${execution.failure.code}: ${execution.failure.message})` : raised ? ` (${result.error!.ename})` : "";
   io.stderr.write(`[codeinterp] ${execution.status}${detail}\n`);
   return execution.status === "completed" && !raised && !saveFailed ? EXIT_OK : EXIT_FAILED;
 }

@@ -3,7 +3,6 @@ import { mkdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import type { CodeinterpClient } from "@codeinterp/client";
 
 export class UnsafePathError extends Error {
@@ -39,7 +38,7 @@ export async function downloadTo(client: CodeinterpClient, fileId: string, targe
   const tmp = `${target}.part-${process.pid}`;
   let bytes = 0;
   try {
-    const body = Readable.fromWeb(dl.body as unknown as NodeReadableStream<Uint8Array>);
+    const body = Readable.fromWeb(dl.body);
     body.on("data", (c: Buffer) => (bytes += c.length));
     await pipeline(body, createWriteStream(tmp));
     await rename(tmp, target);

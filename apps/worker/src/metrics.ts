@@ -182,6 +182,7 @@ export function startWorkerMetrics(opts: WorkerMetricsOptions): WorkerMetrics {
         .del(key)
         .zrem(index, opts.workerId)
         .exec()
+        // Stopping: the snapshot key expires on its own (its TTL is three intervals).
         .catch(() => undefined);
     },
   };

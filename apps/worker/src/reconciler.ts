@@ -51,10 +51,12 @@ export async function reconcileOnce(opts: ReconcilerOptions): Promise<{ enqueued
         // Watchers learn the end first; the lost kernel's cleanup may wait for nothing (see onLost).
         const pub = createEventPublisher(opts.redis, opts.prefix, e.id);
         await pub.end("failed");
+        // Eviction of a lost execution's kernel is best effort: the idle sweep retires it otherwise.
         await opts.onLost?.(e).catch(() => undefined);
       }
     }
   } finally {
+    // The reconciler's lock expires with its TTL.
     await opts.redis.del(lockKey).catch(() => undefined);
   }
   if (enqueued || failed) opts.log.info({ enqueued, failed }, "reconciled executions");

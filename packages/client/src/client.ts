@@ -1,4 +1,4 @@
-import { apiErrorFrom, CodeinterpTimeoutError } from "./errors";
+import { apiErrorFrom, CodeinterpApiError, CodeinterpTimeoutError } from "./errors";
 import { readEventStream } from "./sse";
 import type {
   ChatFiles,
@@ -98,6 +98,7 @@ export interface LinkOptions extends RequestOptions {
 }
 
 const enc = encodeURIComponent;
+// Not node:timers/promises: this client also runs in browsers (the playground bundles it).
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
@@ -116,6 +117,7 @@ type BlobInput = ConstructorParameters<typeof Blob>[0] extends Iterable<infer P>
 
 function toBytes(data: ArrayBuffer | ArrayBufferView): BlobInput {
   const view = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- needed under the playground's DOM lib
   return view as unknown as BlobInput;
 }
 
@@ -240,7 +242,7 @@ export function createClient(options: ClientOptions): CodeinterpClient {
           });
         } catch (err) {
           // API errors (404, 401) are final; a network failure is retried like a broken stream.
-          if ((err as { name?: string }).name === "CodeinterpApiError" || opts.signal?.aborted || ++failures > maxReconnects) throw err;
+          if (err instanceof CodeinterpApiError || opts.signal?.aborted || ++failures > maxReconnects) throw err;
           await sleep(Math.min(5000, 250 * 2 ** failures), opts.signal);
           continue;
         }

@@ -54,6 +54,7 @@ export async function* readEventStream(body: ReadableStream<Uint8Array>): AsyncG
     parser.feed(decoder.decode());
     while (pending.length > 0) yield pending.shift()!;
   } finally {
+    // The stream is over either way; cancelling only frees the connection sooner.
     await reader.cancel().catch(() => undefined);
   }
 }

@@ -12,7 +12,8 @@ describe("env parsing", () => {
     expect(api.ADMIN_TOKEN).toBeUndefined();
     const worker = loadWorkerEnv({ DATA_DIR: "/srv/ci" });
     expect(worker.KERNEL_ROOT_DIR).toBe("/srv/ci");
-    expect(worker.WORKER_CONCURRENCY).toBeGreaterThan(0);
+    expect(worker.WORKER_CONCURRENCY).toBe(4);
+    expect(worker.KERNEL_POOL_SIZE).toBe(2);
   });
 
   it("the API never holds the kernel gateway's address or token; workers do", () => {

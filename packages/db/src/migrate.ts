@@ -98,6 +98,7 @@ export async function migrate(opts: { url: string; migrationsDir: string }): Pro
     }
     return { applied, alreadyApplied: names.length - applied.length };
   } finally {
+    // The advisory lock ends with the session, which closes next.
     await client.query("SELECT pg_advisory_unlock($1)", [PRISMA_ADVISORY_LOCK]).catch(() => undefined);
     await client.end();
   }

@@ -13,6 +13,7 @@ import { poolOf } from "./client";
 const TIMESTAMP = 1114;
 const utc = (s: string) => new Date(s.replace(" ", "T") + "Z");
 const types = {
+  // eslint-disable-next-line @typescript-eslint/no-unsafe-return -- pg types its default parsers as any
   getTypeParser: ((oid: number, format?: "text" | "binary") => (oid === TIMESTAMP ? utc : pg.types.getTypeParser(oid, format ?? "text"))) as typeof pg.types.getTypeParser,
 };
 

@@ -116,6 +116,7 @@ export async function removeKernelCgroups(parent: KernelCgroupParent): Promise<v
   const parents = parent.version === 1 ? Object.values(parent.dirs) : [parent.dir];
   for (const p of parents) {
     const children = await readdir(p, { withFileTypes: true }).catch(() => []);
+    // Best effort: a cgroup still in use or gone already; an empty leftover holds nothing.
     for (const c of children) if (c.isDirectory()) await rmdir(join(p, c.name)).catch(() => undefined);
     await rmdir(p).catch(() => undefined);
   }

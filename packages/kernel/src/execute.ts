@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { KernelMessage } from "@jupyterlab/services";
 import { DEFAULT_LIMITS, OutputCollector, toKernelError } from "./collector";
 import { GatewayUnavailableError } from "./errors";
@@ -9,8 +10,6 @@ const DEFAULT_INTERRUPT_GRACE_MS = 2_000;
 const CRASH_SETTLE_MS = 10_000;
 
 type Ending = "done" | "rejected" | "deadline" | "abort" | "crashed" | "lost" | "unresponsive";
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** "256 MiB", "2 GiB". */
 export function formatBytes(n: number): string {

@@ -131,6 +131,7 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
         log.debug({ kernelId: model.id, ms: Date.now() - started }, "kernel started");
         return session;
       } catch (err) {
+        // The start's error is rethrown; a kernel that cannot be shut down is swept by its record.
         await KernelAPI.shutdownKernel(model.id, settings).catch(() => undefined);
         throw err;
       }

@@ -131,6 +131,7 @@ export function watchGateway(opts: LivenessOptions): GatewayMonitor {
   };
   const loop = async () => {
     if (stopped) return;
+    // A failed look is itself the probe's answer (look records it); the loop goes on.
     await look().catch(() => undefined);
     if (!stopped) timer = setTimeout(() => void loop(), intervalMs);
     timer?.unref();

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -98,8 +99,6 @@ export async function freePort(): Promise<number> {
     });
   });
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** sun_path holds 107 bytes; the server's socket paths are <runtime>/kernel-<36-char id>-ipc-<n>. */
 const MAX_RUNTIME_DIR_LENGTH = 107 - "/kernel-00000000-0000-0000-0000-000000000000-ipc-5".length;
@@ -244,6 +243,7 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
       }
     }
   } catch (err) {
+    // The start's error is rethrown; what could not be released dies with the process.
     await releaseResources().catch(() => undefined);
     throw err;
   }
@@ -274,6 +274,7 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
     } catch (err) {
       await terminate(running, stopTimeoutMs);
       if (attempt >= attempts) {
+        // The start's error is rethrown; what could not be released dies with the process.
         await releaseResources().catch(() => undefined);
         throw err;
       }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Kernel } from "@jupyterlab/services";
 import { KernelAPI, ServerConnection } from "@jupyterlab/services";
 import { readMemoryKills, setMemoryLimit } from "./cgroups";
@@ -16,7 +17,7 @@ const READY_POLL_MS = 2_000;
 /** Shuts a kernel down; 404 means already gone; a 500 (jupyter_client 7.4, kernel mid-restart) is retried. */
 export async function shutdownKernelById(id: string, settings: ServerConnection.ISettings, firstDelayMs = 0): Promise<void> {
   for (let attempt = 1; ; attempt++) {
-    if (firstDelayMs || attempt > 1) await new Promise((r) => setTimeout(r, 1_000));
+    if (firstDelayMs || attempt > 1) await sleep(1_000);
     try {
       await KernelAPI.shutdownKernel(id, settings);
       return;
@@ -72,11 +73,13 @@ export class KernelSession {
   ) {
     this.id = connection.id;
     this.memoryKillsSeen = memoryCgroup.then(async (cg) => (cg ? ((await readMemoryKills(cg))?.oomKills ?? null) : null));
+    // Awaited by whoever asks how the kernel died; this only keeps an unobserved rejection handled.
     this.death.catch(() => undefined);
     // After a server autorestart the library calls reconnect() from a detached promise; if that fails (or we
     // dispose meanwhile) its rejection is unhandled and would crash the process. Failure stays visible
     // through connectionStatus, which restart() checks.
     const reconnect = connection.reconnect.bind(connection);
+    // A failed reconnect shows as a dead connection, which every user of the session checks.
     connection.reconnect = () => reconnect().catch(() => undefined);
     // Likewise, on every reconnect the library sends a kernel_info request from a detached promise; a
     // restart (or crash) that cancels that request rejects it with "Canceled future", unhandled. A cancelled
@@ -206,6 +209,7 @@ export class KernelSession {
       if (this.dead) throw new KernelDiedError(`kernel ${this.id} is dead: ${this.deathReason}`);
       return runExecution(this, code, opts, calledAt);
     });
+    // The queue only orders runs; each run's own promise reports its failure.
     this.queue = run.catch(() => undefined);
     return run;
   }
@@ -226,7 +230,7 @@ export class KernelSession {
     this.connection.info.catch(() => undefined);
     try {
       const restarting = this.connection.restart();
-      this.connection.info.catch(() => undefined);
+      this.connection.info.catch(() => undefined); // the new pending kernel_info: same reason as above
       await withTimeout(restarting, RESTART_TIMEOUT_MS, "kernel restart", this.gatewayDown());
       if (this.connection.connectionStatus !== "connected") throw new GatewayUnavailableError("could not reconnect after restart");
       await withTimeout(this.connection.info, RESTART_TIMEOUT_MS, "kernel restart", this.gatewayDown());

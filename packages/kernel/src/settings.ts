@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { ServerConnection } from "@jupyterlab/services";
 import { GatewayUnavailableError } from "./errors";
 
@@ -44,8 +45,6 @@ export function isUnavailable(err: unknown): boolean {
 export function isRefused(err: unknown): boolean {
   return err instanceof ServerConnection.NetworkError && err.message.includes("ECONNREFUSED");
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export async function withGatewayRetry<T>(
   what: string,

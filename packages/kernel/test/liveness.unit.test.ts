@@ -117,7 +117,9 @@ describe("watchGateway", () => {
     closers.push(() => monitor.stop());
     await monitor.whenAnswered(2000);
     gw.freeze(true);
-    await new Promise((r) => setTimeout(r, 600));
+    // A probe went unanswered (it waited past its 200 ms timeout), and that alone did not declare an outage.
+    await expect.poll(() => monitor.health().lastError, { timeout: 1500 }).toMatch(/no answer/);
+    expect(monitor.health().reachable).toBe(true);
     gw.freeze(false);
     expect(await monitor.whenAnswered(2000)).toBe(true);
     expect(monitor.health().reachable).toBe(true);

@@ -29,6 +29,7 @@ export function createEventPublisher(redis: Redis, prefix: string, executionId: 
   const ttl = String(opts.logTtlMs ?? 3600_000);
   const cap = String(opts.maxLogEvents ?? 5000);
   const publish = async (event: ExecutionEventBody) => {
+    // Events are a live view: the database row is the record, and readers fall back to it.
     await redis.eval(APPEND_AND_PUBLISH, 2, ...keys, JSON.stringify(event), ttl, cap).catch(() => undefined);
   };
   return {

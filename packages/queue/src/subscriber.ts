@@ -24,7 +24,7 @@ export function createEventSubscriber(subscriberRedis: Redis, commandRedis: Redi
     const space = message.indexOf(" ");
     const body = parseEventBody(message.slice(space + 1));
     if (space <= 0 || !body) return;
-    const event = { ...body, id: message.slice(0, space) } as ExecutionEvent;
+    const event = { ...body, id: message.slice(0, space) };
     for (const l of set) l(event);
   });
   return {
@@ -51,6 +51,7 @@ export function createEventSubscriber(subscriberRedis: Redis, commandRedis: Redi
         current.delete(listener);
         if (current.size === 0) {
           listeners.delete(channel);
+          // No listener is left for the channel; a failed UNSUBSCRIBE only costs ignored messages.
           await subscriberRedis.unsubscribe(channel).catch(() => undefined);
         }
       };
@@ -61,7 +62,7 @@ export function createEventSubscriber(subscriberRedis: Redis, commandRedis: Redi
       const events: ExecutionEvent[] = [];
       for (const [id, fields] of rows) {
         const body = parseEventBody(fields[1] ?? "");
-        if (body && (!afterId || compareStreamIds(id, afterId) > 0)) events.push({ ...body, id } as ExecutionEvent);
+        if (body && (!afterId || compareStreamIds(id, afterId) > 0)) events.push({ ...body, id });
       }
       return events;
     },

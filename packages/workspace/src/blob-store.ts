@@ -219,6 +219,7 @@ export function createBlobStore(dataDir: string): BlobStore {
     } catch (err) {
       // The temp directory is made once per store; if it went away, the next call makes it again.
       if (isCode(err, "ENOENT")) tmpDirMade = null;
+      // Best effort: a leftover temp file is removed by the store's sweep.
       await unlink(tmp).catch(() => undefined);
       throw err;
     }
@@ -249,6 +250,7 @@ export function createBlobStore(dataDir: string): BlobStore {
       await mkdir(path.dirname(dest), { recursive: true, mode: 0o700 });
       return await place(result.spare, dest, true);
     } finally {
+      // Best effort: a leftover spare link is removed by the store's sweep.
       await unlink(result.spare).catch(() => undefined);
     }
   }

@@ -48,6 +48,7 @@ async function onBtrfs(p: string): Promise<boolean> {
  * root (qgroup limits need CAP_SYS_ADMIN) with btrfs-progs installed. Called once at worker start.
  */
 export async function detectDiskBudget(dataDir: string, bytes: number): Promise<DiskBudget> {
+  // A DATA_DIR that cannot be made shows up below as "not btrfs": detection only reports, it never fails.
   await mkdir(dataDir, { recursive: true }).catch(() => undefined);
   if (!(await onBtrfs(dataDir))) return { kind: "none", reason: "DATA_DIR is not on a btrfs file system" };
   if (process.getuid?.() !== 0) return { kind: "none", reason: "the worker is not root (qgroup limits need it)" };
@@ -85,6 +86,7 @@ export async function createBudgetedDir(dir: string, bytes: number): Promise<voi
       await btrfs("subvolume", "create", "-i", group, dir);
       return;
     } catch (err) {
+      // Undoing a half-made workspace; a group left over is destroyed by the cleanup job's sweep.
       await btrfs("qgroup", "destroy", group, parent).catch(() => undefined);
       throw err;
     }
@@ -112,6 +114,7 @@ export async function removeWorkspaceDir(dir: string): Promise<void> {
       await btrfs("subvolume", "delete", dir);
       return;
     } catch {
+      // Without the limit lifted the file-by-file removal below may still succeed; it reports its own failure.
       await liftLimit(dir).catch(() => undefined);
     }
   }
@@ -144,6 +147,7 @@ export function startStaleBudgetSweep(dataDir: string): { sweep(): Promise<numbe
         if (await btrfs("qgroup", "destroy", group, dataDir).then(() => true, () => false)) destroyed++;
       }
       childlessBefore = childless;
+      // Housekeeping only: stale groups hold no data and are tried again on the next sweep.
       await btrfs("qgroup", "clear-stale", dataDir).catch(() => undefined);
       return destroyed;
     },

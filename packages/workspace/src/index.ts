@@ -15,7 +15,6 @@ export {
   workspaceRelPath,
   workspaceDirFor,
   resolveInside,
-  resolveInsideReal,
   toKernelCode,
   fromKernelText,
   rewriteSandboxLinks,

@@ -1,5 +1,4 @@
 import { createHash } from "node:crypto";
-import { realpath } from "node:fs/promises";
 import path from "node:path";
 
 /** The path code sees its workspace under. */
@@ -52,8 +51,8 @@ function isInside(root: string, candidate: string): boolean {
 /**
  * Resolve `rel` (posix or Windows separators) against `root` lexically and return the absolute path.
  * Rejects NUL bytes, absolute paths (`/x`, `C:\x`, `\\server`) and any `..` that leaves the root with
- * {@link PathEscapeError}. `""` and `"."` resolve to the root itself. Symlinks are not resolved: use
- * {@link resolveInsideReal} (or open with O_NOFOLLOW) before following a path that code could have changed.
+ * {@link PathEscapeError}. `""` and `"."` resolve to the root itself. Symlinks are not resolved: open with
+ * O_NOFOLLOW (or check the realpath) before following a path that code could have changed.
  */
 export function resolveInside(root: string, rel: string): string {
   if (typeof rel !== "string" || rel.includes("\0")) throw new PathEscapeError(root, String(rel));
@@ -63,30 +62,6 @@ export function resolveInside(root: string, rel: string): string {
   const full = path.resolve(absRoot, ...normalised.split("/").filter((s) => s !== ""));
   if (!isInside(absRoot, full)) throw new PathEscapeError(root, rel);
   return full;
-}
-
-/**
- * Like {@link resolveInside}, then resolves symlinks and checks the real path still lies inside the real
- * root. A path that does not exist yet is checked through its deepest existing ancestor.
- */
-export async function resolveInsideReal(root: string, rel: string): Promise<string> {
-  const lexical = resolveInside(root, rel);
-  const realRoot = await realpath(root);
-  let probe = lexical;
-  let tail = "";
-  for (;;) {
-    try {
-      const real = path.join(await realpath(probe), tail);
-      if (!isInside(realRoot, real)) throw new PathEscapeError(root, rel);
-      return real;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-      const parent = path.dirname(probe);
-      if (parent === probe) throw err;
-      tail = path.join(path.basename(probe), tail);
-      probe = parent;
-    }
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------

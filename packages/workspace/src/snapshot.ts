@@ -186,6 +186,7 @@ export async function snapshotWorkspace(root: string, opts: SnapshotOptions = {}
       }
       handle = await opendir(`/proc/self/fd/${fd.fd}`);
     } catch (err) {
+      // The read's error is what counts; closing may fail on a handle that never opened.
       await fd?.close().catch(() => undefined);
       const code = (err as NodeJS.ErrnoException).code;
       if (code === "ELOOP" || code === "ENOTDIR") {
@@ -252,6 +253,7 @@ export async function snapshotWorkspace(root: string, opts: SnapshotOptions = {}
         }
       }
     } finally {
+      // Read-only handles: nothing is lost if closing fails.
       await handle.close().catch(() => undefined);
       await fd.close().catch(() => undefined);
     }

@@ -1,13 +1,9 @@
-import { mkdtemp, mkdir, rm, symlink } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   PathEscapeError,
   fromKernelText,
   resolveInside,
-  resolveInsideReal,
   rewriteSandboxLinks,
   toKernelCode,
   workspaceDirFor,
@@ -46,18 +42,6 @@ describe("resolveInside", () => {
 
   it.each(["..", "../x", "a/../../x", "/etc/passwd", "C:\\x", "\\\\server\\share", "a\0b", "..\\x"])("rejects %j", (rel) => {
     expect(() => resolveInside("/ws", rel)).toThrow(PathEscapeError);
-  });
-
-  it("resolveInsideReal rejects a symlink out of the root", async () => {
-    const root = await mkdtemp(path.join(os.tmpdir(), "ws-real-"));
-    try {
-      await mkdir(path.join(root, "sub"));
-      await symlink("/etc", path.join(root, "link"));
-      await expect(resolveInsideReal(root, "link/passwd")).rejects.toBeInstanceOf(PathEscapeError);
-      await expect(resolveInsideReal(root, "sub/new/file.txt")).resolves.toMatch(/sub\/new\/file\.txt$/);
-    } finally {
-      await rm(root, { recursive: true, force: true });
-    }
   });
 });
 

@@ -28,6 +28,7 @@ export function bullBoardRouter(adminToken: string | undefined, queues: Queue[])
     // The live kernels page (same admin token) from Bull Board's header.
     options: { uiConfig: { boardTitle: "codeinterp", miscLinks: [{ text: "Live kernels", url: KERNELS_PAGE_PATH }] } },
   });
+  // eslint-disable-next-line @typescript-eslint/no-unsafe-argument -- @bull-board/express types its router as any
   router.use(BULL_BOARD_PATH, guard, serverAdapter.getRouter());
   return router;
 }

@@ -2,6 +2,7 @@ import { pipeline } from "node:stream/promises";
 import type { Request, Response } from "express";
 import type { FileRow } from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
+import { BlobNotFoundError } from "@codeinterp/workspace";
 import type { ApiDeps } from "../deps";
 import { notFound } from "../errors";
 
@@ -14,7 +15,7 @@ export async function sendFileContent(deps: Pick<ApiDeps, "blobs" | "log">, req:
   try {
     stream = await deps.blobs.open(file.storageKey);
   } catch (err) {
-    if ((err as Error)?.name !== "BlobNotFoundError") throw err;
+    if (!(err instanceof BlobNotFoundError)) throw err;
     deps.log.warn({ fileId: file.id }, "stored content of a live file is missing");
     throw notFound("file content");
   }

@@ -43,6 +43,7 @@ export async function deleteUserFile(
     if (!f.executionId) return;
     // Its execution's response lists it: drop that from every API process's cache of finished ones.
     deps.finished?.invalidate(f.executionId);
+    // Other API processes' caches expire on their own within seconds if this notice is lost.
     await deps.redis.publish(executionChangedChannel(deps.queuePrefix), f.executionId).catch(() => undefined);
   });
   if (!file) return null;

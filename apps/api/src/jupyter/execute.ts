@@ -114,6 +114,7 @@ async function runThroughPipeline(ctx: ChannelContext, code: string, onStream: (
       .then((row) => {
         if (!row || isTerminal(row.status)) finished();
       })
+      // A failed poll is retried on the next tick; the close listener ends the wait too.
       .catch(() => undefined);
   }, TERMINAL_POLL_MS);
   try {
@@ -130,6 +131,7 @@ async function runThroughPipeline(ctx: ChannelContext, code: string, onStream: (
     clearInterval(poll);
     ctx.closed.removeEventListener("abort", onClose);
     await unsubscribe();
+    // The running mark is advisory and expires with the kernel's facade record.
     await ctx.store.setRunning(kernel.id, null).catch(() => undefined);
   }
   const final = await findExecutionWithFiles(deps.db, kernel.userId, execution.id);

@@ -67,7 +67,7 @@ function parseV1(buf: Buffer): Record<string, unknown> {
     const o = offsets[i]!;
     if (o < 8 * (n + 1) || o > buf.length || (i > 0 && o < offsets[i - 1]!)) throw new MalformedFrameError("binary frame has a bad offset table");
   }
-  const part = (i: number) => buf.subarray(offsets[i]!, offsets[i + 1]!).toString("utf8");
+  const part = (i: number) => buf.subarray(offsets[i], offsets[i + 1]).toString("utf8");
   return {
     channel: part(0),
     header: JSON.parse(part(1)) as unknown,

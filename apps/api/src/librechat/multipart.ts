@@ -40,6 +40,7 @@ export function receiveForm(req: IncomingMessage, opts: { files: Pick<FileStore,
 
     const dropAll = () => {
       for (const p of puts) {
+        // Best effort: an unsettled spare copy is removed by the blob store's sweep.
         p.then((f) => ("stored" in f ? opts.files.discard([f.stored]) : undefined)).catch(() => undefined);
       }
     };

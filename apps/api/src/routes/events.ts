@@ -89,6 +89,7 @@ export function eventsRouter(deps: ApiDeps): Router {
             });
           }
         })
+        // A failed poll is retried on the next heartbeat; the stream's own events still arrive.
         .catch(() => undefined);
     }, HEARTBEAT_MS);
     req.on("close", () => {

@@ -113,6 +113,7 @@ async function prepareAndRun(ctx: ExecutionContext): Promise<Terminal | "skipped
   if (ctx.req.signal.aborted) return cancelled();
   // Read while the kernel is acquired: the attachments were committed before this execution was queued.
   const attachmentsRead = listMessageAttachments(deps.db, exec.userId, exec.messageId);
+  // Observed below (awaited after the kernel is acquired); this only keeps an early rejection handled.
   attachmentsRead.catch(() => undefined);
   let lease: KernelLease | null;
   try {

@@ -63,6 +63,7 @@ function held(m: Mutex, firstTry: boolean): HeldLock {
   return {
     firstTry,
     async release() {
+      // A lock whose release fails expires with its TTL; the token keeps it from freeing someone else's.
       await m.release().catch(() => undefined);
     },
   };

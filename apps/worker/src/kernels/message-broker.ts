@@ -45,7 +45,7 @@ export interface MessageBrokerOptions {
 export const messageLockKey = (prefix: string, messageKey: string) => `${prefix}:kernel:lock:${messageKey}`;
 
 /** A kernel released this recently by this worker is reused without asking the gateway whether it exists. */
-const RECENT_MS = 3000;
+export const RECENT_MS = 3000;
 
 export function isLive(session: KernelSession): boolean {
   return !session.isDead && session.connection.connectionStatus === "connected" && session.status !== "dead";
@@ -68,6 +68,7 @@ class Turn implements MessageTurn {
     this.ended = true;
     const place = this.place;
     this.place = null;
+    // An unused place lapses with its lease if the drop fails.
     await place?.drop().catch(() => undefined);
     await this.lock.release();
   }
@@ -180,6 +181,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     lastReleased.delete(kernelId);
     inUse.delete(kernelId);
     await mappings.remove(messageKey);
+    // Already gone on the gateway, or it is down and its restart removes the kernel anyway.
     if (shutdown) await gateway.shutdownKernel(kernelId).catch(() => undefined);
     await live.drop(kernelId);
   }
@@ -204,6 +206,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
         try {
           await opts.layout.ensureWorkspace(req.workspaceDir, req.uid);
         } catch (err) {
+          // Cleanup after a failure that is rethrown below: the kernel may be gone, and its place lapses with its lease.
           await fromPool.session.shutdown().catch(() => undefined);
           await live.drop(fromPool.session.id).catch(() => undefined);
           throw err;
@@ -217,9 +220,11 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     try {
       await opts.layout.ensureWorkspace(req.workspaceDir, req.uid);
       const session = await gateway.startKernel({ path: req.kernelPath });
+      // Without the binding the place still counts until its lease lapses: the ceiling stays safe.
       await place.bind(session.id, messageLeaseMs).catch(() => undefined);
       return { session, pooled: false };
     } catch (err) {
+      // The start's error is rethrown; an unused place lapses with its lease.
       await place.drop().catch(() => undefined);
       throw err;
     }
@@ -245,6 +250,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
         onLost: (err) => log.warn({ messageKey, err: err.message }, "message lock lost"),
         ...(signal ? { signal } : {}),
       });
+      // undefined means "read it again under the lock" (startTurn).
       const early = readMapping(messageKey).catch(() => undefined);
       return startTurn(messageKey, await locking, early);
     },
@@ -288,6 +294,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
         // A kernel started or adopted for this call and not handed out would otherwise be leaked.
         sessions.delete(session.id);
         inUse.delete(session.id);
+        // Cleanup: the kernel may be gone already, and its place lapses with its lease.
         await session.shutdown().catch(() => undefined);
         await live.drop(session.id).catch(() => undefined);
         throw err;
@@ -326,6 +333,7 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
       const mapping = await readMapping(turn.messageKey);
       if (mapping?.kernelId === kernelId) await forget(turn.messageKey, kernelId, true);
       else {
+        // Already gone on the gateway, or it is down and its restart removes the kernel anyway.
         await gateway.shutdownKernel(kernelId).catch(() => undefined);
         await live.drop(kernelId);
       }

@@ -34,6 +34,7 @@ export function createPoolOwners(opts: PoolOwnersOptions) {
   const released = new Set<string>();
 
   const beat = () =>
+    // A missed beat is written again on the next interval; three must be missed before peers act.
     writeHeartbeat(redis, prefix, { workerId, at: Date.now(), gateway: opts.gatewaySeen?.() ?? null }, opts.heartbeatMs * 3).catch(() => undefined);
   void beat();
   const timer = setInterval(() => void beat(), opts.heartbeatMs);
@@ -42,7 +43,9 @@ export function createPoolOwners(opts: PoolOwnersOptions) {
   // Whoever removes the record shuts the kernel down: two workers never both do.
   const shutDown = async (kernelId: string): Promise<boolean> => {
     if ((await redis.hdel(ownersKey, kernelId)) !== 1) return false;
+    // Already gone on the gateway, or it is down and its restart removes the kernel anyway.
     await opts.gateway.shutdownKernel(kernelId).catch(() => undefined);
+    // Its place under the ceiling lapses with its lease if this fails.
     await opts.onShutdown?.(kernelId).catch(() => undefined);
     return true;
   };
@@ -120,6 +123,7 @@ export function createPoolOwners(opts: PoolOwnersOptions) {
 
     async close(): Promise<void> {
       clearInterval(timer);
+      // Stopping: the heartbeat key expires on its own.
       await removeHeartbeat(redis, prefix, workerId).catch(() => undefined);
     },
   };

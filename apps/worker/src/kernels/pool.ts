@@ -96,6 +96,7 @@ export class KernelPool {
   /** Returns an unused kernel that could not be given to the message it was taken for. */
   putBack(kernel: PooledKernel): void {
     if (this.closed || kernel.session.isDead) {
+      // Dead or unwanted: a kernel that cannot be shut down is gone already or swept by its owner record.
       void kernel.session.shutdown().catch(() => undefined);
       return;
     }
@@ -117,18 +118,23 @@ export class KernelPool {
             await place.drop();
             throw err;
           });
+          // Best effort: a directory left behind holds no one's files and is removed with the pool's root.
           const dropSlot = () => (slot.disposable ? removeWorkspaceDir(slot.dir).catch(() => undefined) : undefined);
           const session = this.closed ? null : await this.startWarm(slot.path).catch(async (err: unknown) => {
             await dropSlot();
+            // An unused place lapses with its lease if the drop fails.
             await place.drop().catch(() => undefined);
             throw err;
           });
           if (!session || this.closed) {
+            // Cleanup: the kernel may be gone already; its owner record lets the sweep retry.
             await session?.shutdown().catch(() => undefined);
             await dropSlot();
+            // An unused place lapses with its lease if the drop fails.
             await place.drop().catch(() => undefined);
             break;
           }
+          // Without the binding the place still counts until its lease lapses: the ceiling stays safe.
           await place.bind(session.id).catch(() => undefined);
           this.ready.push({ session, slot });
           this.failures = 0;
@@ -179,6 +185,7 @@ export class KernelPool {
     this.onChange([]);
     await Promise.all(
       kernels.map(async (k) => {
+        // Closing: a kernel that cannot be shut down is gone already or swept by its owner record.
         await k.session.shutdown().catch(() => undefined);
         if (k.slot.disposable) await removeWorkspaceDir(k.slot.dir).catch(() => undefined);
       }),

@@ -113,11 +113,6 @@ export async function deleteFile(db: Db, userId: string, id: string): Promise<Fi
   return file;
 }
 
-export async function listExecutionFiles(db: Db, executionId: string, source: FileSource = "generated"): Promise<FileRow[]> {
-  const rows = await db.file.findMany({ where: { executionId, source, deletedAt: null }, orderBy: [{ path: "asc" }] });
-  return rows.map(fileFromPrisma);
-}
-
 /** Generated files of a message: one entry per path, the newest version wins. */
 export async function listMessageFiles(db: Db, userId: string, messageId: string): Promise<FileRow[]> {
   const rows = await db.file.findMany({

@@ -38,6 +38,7 @@ export async function acquireKernel(ctx: ExecutionContext): Promise<KernelLease>
       await broker.bind(ctx.turn, lease);
       return lease;
     } catch (err) {
+      // The original error is what the execution reports; a failed release leaves the kernel to the idle sweep.
       await broker.release(ctx.turn, lease, { discard: true }).catch(() => undefined);
       if (attempt >= 2) throw err;
       ctx.log.warn({ err: normalizeError(err).message }, "kernel unusable before the code ran; taking another");
@@ -52,6 +53,7 @@ export async function acquireKernel(ctx: ExecutionContext): Promise<KernelLease>
 export async function confirmKernel(ctx: ExecutionContext, lease: KernelLease): Promise<KernelLease> {
   if (!lease.stillThere || (await lease.stillThere)) return lease;
   ctx.log.info("the message's kernel is gone from the gateway; taking another");
+  // The kernel is gone already; its mapping is replaced by the next one recorded.
   await ctx.deps.broker.release(ctx.turn, lease, { discard: true }).catch(() => undefined);
   return acquireKernel(ctx);
 }

@@ -41,6 +41,7 @@ export async function applyMemoryLimit(ctx: ExecutionContext, lease: KernelLease
     }
     const usageMb = Math.ceil(change.usageBytes / MiB);
     if (attempt >= 2) {
+      // The execution fails either way; a kernel the release could not shut down is swept as an orphan.
       await ctx.deps.broker.release(ctx.turn, lease, { discard: true }).catch(() => undefined);
       throw new MemoryRequestTooSmallError(`a new kernel already holds ${usageMb} MB, more than the ${bytes / MiB} MB this execution may use`);
     }

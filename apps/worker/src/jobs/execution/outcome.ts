@@ -1,10 +1,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Db } from "@codeinterp/db";
 import { finishExecution, isOutage } from "@codeinterp/db";
+import { GatewayUnavailableError } from "@codeinterp/kernel";
 import type { ExecutionOutcome } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import type { EventPublisher } from "@codeinterp/queue";
+import { LockTimeoutError } from "../../kernels/lock";
 import { diedFailure } from "./kernel-outcome";
 
 export type Terminal = "completed" | "failed" | "timed_out" | "cancelled";
@@ -41,8 +43,8 @@ export function failureCode(err: unknown): string {
 
 /** Worth another attempt: a gateway, Redis or Postgres that is away for a while. */
 export function isTransient(err: unknown): boolean {
-  const e = err as { name?: string } | undefined;
-  return e?.name === "GatewayUnavailableError" || e?.name === "LockTimeoutError" || isOutage(err);
+  if (err instanceof GatewayUnavailableError || err instanceof LockTimeoutError) return true;
+  return isOutage(err);
 }
 
 export async function retryTransient<T>(fn: () => Promise<T>, log: Logger): Promise<T> {

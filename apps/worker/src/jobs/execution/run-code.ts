@@ -18,6 +18,7 @@ export interface RunResult {
 /** Where the workspace really is, looked up early so it overlaps the wait for the cancel check. */
 export function resolveWorkspace(ctx: ExecutionContext): Promise<string> {
   const real = realpath(ctx.req.workspaceDir);
+  // Awaited later (resolveWorkspace); this only keeps an early rejection handled.
   real.catch(() => undefined);
   return real;
 }
@@ -66,6 +67,7 @@ export async function runCode(ctx: ExecutionContext, lease: KernelLease, realDir
     // kernel's own pid namespace reaches exactly them.
     await lease.session
       .execute("import os as _ci_os, signal as _ci_sig\ntry:\n    _ci_os.kill(-1, _ci_sig.SIGKILL)\nexcept ProcessLookupError:\n    pass\ndel _ci_os, _ci_sig", { timeoutMs: 5000 })
+      // The kernel may be gone or busy; leftover processes die with the kernel when it is discarded.
       .catch(() => undefined);
   }
   log.info({ outcome: outcome.status, runMs, pooled: lease.pooled, reused: lease.reused }, "code ran");
