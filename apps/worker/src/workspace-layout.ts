@@ -1,6 +1,7 @@
 import { randomBytes, randomInt } from "node:crypto";
 import { lchown, lstat, mkdir, rename, stat } from "node:fs/promises";
 import path from "node:path";
+import { POOL_SLOTS_DIR_NAME } from "@codeinterp/kernel";
 import { VIRTUAL_ROOT, workspaceId } from "@codeinterp/workspace";
 import type { PoolSlot } from "./kernels/pool";
 
@@ -54,7 +55,7 @@ export class WorkspaceLayout {
   }
 
   async newPoolSlot(): Promise<PoolSlot> {
-    const base = path.join(this.dataDir, "kernel-pool");
+    const base = path.join(this.dataDir, POOL_SLOTS_DIR_NAME);
     await mkdir(base, { recursive: true, mode: 0o711 });
     if (!this.sandboxed) return { dir: base, path: this.kernelPath(base), disposable: false };
     const dir = path.join(base, randomBytes(12).toString("hex"));

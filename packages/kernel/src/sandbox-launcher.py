@@ -94,7 +94,7 @@ def prepare_ipc(info, ipc_root, kid):
     return kdir, dict(info, ip=SANDBOX_IPC + "/k")
 
 
-def cgroup_v1(dirs, kid, limits, pid):
+def cgroup_v1(dirs, kid, limits, pid, background):
     """dirs: controller -> parent dir of every kernel's cgroup (prepared by the service at start)."""
     mem = dirs["memory"] + "/" + kid
     os.makedirs(mem, exist_ok=True)
@@ -112,11 +112,12 @@ def cgroup_v1(dirs, kid, limits, pid):
     os.makedirs(cpu, exist_ok=True)
     write(cpu + "/cpu.cfs_period_us", 100000)
     write(cpu + "/cpu.cfs_quota_us", int(limits["cpus"] * 100000))
+    write(cpu + "/cpu.shares", background["cpuShares"] if background else 1024)
     for d in (mem, pids, cpu):
         write(d + "/cgroup.procs", pid)
 
 
-def cgroup_v2(parent, kid, limits, pid):
+def cgroup_v2(parent, kid, limits, pid, background):
     """parent: a cgroup with +memory +pids +cpu in cgroup.subtree_control and no processes of its own."""
     d = parent + "/" + kid
     os.makedirs(d, exist_ok=True)
@@ -126,16 +127,27 @@ def cgroup_v2(parent, kid, limits, pid):
     write(d + "/memory.oom.group", 1)  # an OOM kills the kernel with its subprocesses, at once
     write(d + "/pids.max", limits["maxProcesses"])
     write(d + "/cpu.max", "%d 100000" % int(limits["cpus"] * 100000))
+    write(d + "/cpu.weight", background["cpuWeight"] if background else 100)
     write(d + "/cgroup.procs", pid)
 
 
-def join_cgroup(cgroup, kid, limits, pid):
+def join_cgroup(cgroup, kid, limits, pid, background):
     if cgroup is None:
         return
     if cgroup["version"] == 1:
-        cgroup_v1(cgroup["dirs"], kid, limits, pid)
+        cgroup_v1(cgroup["dirs"], kid, limits, pid, background)
     else:
-        cgroup_v2(cgroup["dir"], kid, limits, pid)
+        cgroup_v2(cgroup["dir"], kid, limits, pid, background)
+
+
+def background_of(cfg, workspace):
+    """A pool kernel (started in <...>/kernel-pool/<slot>) starts and preloads at a low CPU weight, so a
+    refill takes only CPU that running executions leave; the worker raises it when a message gets it.
+    A restart in a message's workspace starts at the normal weight."""
+    bg = cfg.get("background")
+    if bg and os.path.basename(os.path.dirname(workspace)) == bg["slotsDirName"]:
+        return bg
+    return None
 
 
 def cgroup_parents(cgroup):
@@ -182,7 +194,7 @@ def main(config_file, connection_file):
 
     collect_garbage(os.path.dirname(connection_file), kid, cfg["ipcRoot"], cgroup_parents(cfg.get("cgroup")))
     kdir, sandbox_info = prepare_ipc(info, cfg["ipcRoot"], kid)
-    join_cgroup(cfg.get("cgroup"), kid, limits, os.getpid())
+    join_cgroup(cfg.get("cgroup"), kid, limits, os.getpid(), background_of(cfg, workspace))
 
     binds = ["--bind", workspace, "/mnt/data", "--bind", kdir, SANDBOX_IPC]
     proxy = cfg.get("proxySocket")

@@ -3,11 +3,18 @@ import { chmod, chown, copyFile, mkdir, rename, rm, writeFile } from "node:fs/pr
 import { totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { KERNEL_CPU_WEIGHTS } from "./cgroups";
 import type { KernelCgroupLimits, KernelCgroupParent } from "./cgroups";
 import type { Log } from "./log";
 
 /** Name of the kernelspec whose kernels run under bubblewrap. */
 export const SANDBOX_KERNEL_NAME = "codeinterp-sandbox";
+
+/**
+ * Name of the directory whose subdirectories pool kernels wait in (a worker's data dir/kernel-pool/<slot>):
+ * the launcher starts a kernel launched there at the background CPU weight (see KERNEL_CPU_WEIGHTS).
+ */
+export const POOL_SLOTS_DIR_NAME = "kernel-pool";
 
 /** Kernel processes run as the owner of their workspace; owners below this uid are refused. */
 export const SANDBOX_MIN_UID = 100_000;
@@ -52,6 +59,8 @@ export interface LauncherConfig {
   proxySocket: string | null;
   /** Signs each kernel's proxy credentials (egress/proxy.ts); null for a proxy that takes none. */
   proxySecret: string | null;
+  /** Kernels started in a pool slot (parent dir named `slotsDirName`) start at this CPU weight. */
+  background: { slotsDirName: string; cpuShares: number; cpuWeight: number };
   limits: KernelCgroupLimits & { addressSpaceBytes: number; rlimitProcesses: number; maxFileBytes: number; maxOpenFiles: number };
 }
 
@@ -69,6 +78,7 @@ export function launcherConfig(opts: {
     cgroup: opts.cgroup,
     proxySocket: opts.proxySocket ?? null,
     proxySecret: opts.proxySecret ?? null,
+    background: { slotsDirName: POOL_SLOTS_DIR_NAME, cpuShares: KERNEL_CPU_WEIGHTS.background.v1, cpuWeight: KERNEL_CPU_WEIGHTS.background.v2 },
     limits: {
       memoryBytes: limits.memoryBytes,
       cpus: limits.cpus,

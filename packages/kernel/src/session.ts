@@ -1,6 +1,7 @@
 import type { Kernel } from "@jupyterlab/services";
 import { KernelAPI, ServerConnection } from "@jupyterlab/services";
-import { readMemoryKills } from "./cgroups";
+import { readKernelCpuWeight, readMemoryKills, setKernelCpuPriority } from "./cgroups";
+import type { KernelCpuPriority } from "./cgroups";
 import { GatewayUnavailableError, KernelDiedError } from "./errors";
 import { runExecution } from "./execute";
 import type { Log } from "./log";
@@ -68,6 +69,8 @@ export class KernelSession {
     readonly gatewayDown: () => AbortSignal = () => never,
     /** The kernel's memory cgroup, when its gateway runs on this machine and caps kernels with cgroups. */
     private readonly memoryCgroup: Promise<{ version: 1 | 2; dir: string } | null> = Promise.resolve(null),
+    /** The kernel's cpu cgroup, likewise. */
+    private readonly cpuCgroup: Promise<{ version: 1 | 2; dir: string } | null> = Promise.resolve(null),
   ) {
     this.id = connection.id;
     this.memoryKillsSeen = memoryCgroup.then(async (cg) => (cg ? ((await readMemoryKills(cg))?.oomKills ?? null) : null));
@@ -130,6 +133,18 @@ export class KernelSession {
     if (!now) return null;
     this.memoryKillsSeen = Promise.resolve(now.oomKills);
     return now.oomKills > seen ? { limitBytes: now.limitBytes } : null;
+  }
+
+  /** Sets the kernel's CPU weight (see KERNEL_CPU_WEIGHTS); false when its cgroup is not ours to write. */
+  async setCpuPriority(priority: KernelCpuPriority): Promise<boolean> {
+    const cg = await this.cpuCgroup;
+    return cg ? setKernelCpuPriority(cg, priority) : false;
+  }
+
+  /** The kernel's CPU weight now (cpu.shares or cpu.weight), null when not readable. */
+  async cpuWeight(): Promise<number | null> {
+    const cg = await this.cpuCgroup;
+    return cg ? readKernelCpuWeight(cg) : null;
   }
 
   markDead(reason: string): void {

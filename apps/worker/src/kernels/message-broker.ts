@@ -199,7 +199,9 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
   async function newKernel(turn: Turn, req: AcquireRequest): Promise<{ session: KernelSession; pooled: boolean }> {
     const fromPool = pool.take();
     if (fromPool) {
-      if (await opts.layout.adopt(fromPool.slot, req.workspaceDir)) {
+      // It started and preloaded at the background CPU weight; the message's code runs at the normal one.
+      const [adopted] = await Promise.all([opts.layout.adopt(fromPool.slot, req.workspaceDir), fromPool.session.setCpuPriority("normal")]);
+      if (adopted) {
         // Sandboxed, the adopted slot is the workspace now (and keeps its owner); unsandboxed, it is made here.
         try {
           await opts.layout.ensureWorkspace(req.workspaceDir, req.uid);
