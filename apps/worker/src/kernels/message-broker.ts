@@ -20,6 +20,9 @@ export interface MessageBrokerOptions {
   workerId: string;
   log: Logger;
   poolSize: number;
+  /** Most pool kernels under demand (bounded here by a quarter of the live-kernel ceiling). */
+  poolMaxSize?: number;
+  poolDemandWindowMs?: number;
   layout: WorkspaceLayout;
   idleTtlMs: number;
   /** The deployment's ceiling on live kernels (pool kernels included). */
@@ -115,6 +118,11 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
   const pool = new KernelPool({
     gateway,
     size: opts.poolSize,
+    // Pool kernels hold places under the ceiling that message kernels need more: demand grows the pool to a
+    // quarter of it at most.
+    maxSize: Math.min(opts.poolMaxSize ?? opts.poolSize, Math.max(opts.poolSize, Math.floor(live.max / 4))),
+    ...(opts.poolDemandWindowMs !== undefined ? { demandWindowMs: opts.poolDemandWindowMs } : {}),
+    onShrunk: (id) => live.drop(id),
     log,
     newSlot: () => opts.layout.newPoolSlot(),
     onChange: (ids) => owners.record(ids),
