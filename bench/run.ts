@@ -20,8 +20,9 @@ import { createEventPublisher, createRedis, executionLogKey, registerExecutionFi
 import pMap from "p-map";
 import type { KernelSession } from "@codeinterp/kernel";
 import { createBlobStore, diffSnapshots, prepareWorkspace, snapshotWorkspace, workspaceDirFor } from "@codeinterp/workspace";
-import { benchAnalysis } from "./analysis";
+import { benchAnalysis, benchFirstFigure } from "./analysis";
 import { benchRefillInterference } from "./refill";
+import { executionSegments } from "./segments";
 import { apiClient, sse } from "./client";
 import { openWebUiRoundTrip } from "./jupyter-surface";
 import { renderChart } from "./chart";
@@ -132,7 +133,8 @@ async function main() {
   if ((process.env.BENCH_KERNEL_SANDBOX ?? "off") !== "off") await chmod(root, 0o711);
   const dataDir = path.join(root, "data");
   await mkdir(dataDir, { recursive: true });
-  const dbName = "codeinterp_bench";
+  // BENCH_DB_NAME: several checkouts benching on one Postgres must not drop each other's database.
+  const dbName = process.env.BENCH_DB_NAME ?? "codeinterp_bench";
   const databaseUrl = await freshDatabase(dbName);
   const jupyter = await startJupyter(root);
   const adminToken = `admin-${randomBytes(12).toString("hex")}`;
@@ -359,6 +361,18 @@ async function main() {
       target("first real analysis p50 ≤ 250 ms", "≤ 250 ms", `${round(first, 0)} ms (raw warm ${round(s.raw_warm_kernel_analysis!.p50, 0)})`, first <= 250);
       target("first analysis ≥ 4× faster than a fresh kernel", "≥ 4×", `${round(fresh / first, 1)}× (fresh ${round(fresh, 0)} ms)`, fresh / first >= 4);
       target("follow-up analysis p50 ≤ 40 ms", "≤ 40 ms", `${round(s.followup_analysis!.p50, 0)} ms`, s.followup_analysis!.p50 <= 40);
+
+      // Where the worker's time goes (prepare, acquire, run, capture, finish), first execution and follow-up.
+      const seg = await executionSegments(db, a.messageIds);
+      const p50s = (x: Record<string, { p50: number }>) => Object.fromEntries(Object.entries(x).map(([k, v]) => [`${k}_p50_ms`, round(v.p50, 1)]));
+      results.analysis_segments = { first_execution: p50s(seg.first), followup: p50s(seg.followup) };
+      log(`analysis segments p50 (ms): first ${JSON.stringify(p50s(seg.first))}; follow-up ${JSON.stringify(p50s(seg.followup))}`);
+
+      log("analysis: matplotlib's first figure (CPU ms) with the prepared font cache vs an empty config dir");
+      const ff = await benchFirstFigure(ci, msg("figure"), quick ? 3 : 6);
+      results.first_figure = { prepared_font_cache_found: ff.cacheFound, with_font_cache_cpu: sum(ff.withCacheCpuMs), empty_config_dir_cpu: sum(ff.emptyDirCpuMs) };
+      results.first_figure_cpu_ms_with_font_cache = round(ff.withCacheCpuMs.p50, 1);
+      results.first_figure_cpu_ms_empty_config_dir = round(ff.emptyDirCpuMs.p50, 1);
 
       log("analysis: a running CPU-bound cell alone vs while the pool refills (start + preload)");
       const r = await benchRefillInterference({ ci, n: P.analysisN, msg, sleep });

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createKernelGateway, KERNEL_CPU_WEIGHTS, SANDBOX_KERNEL_NAME } from "@codeinterp/kernel";
-import type { KernelGateway } from "@codeinterp/kernel";
+import { createKernelGateway, KERNEL_CPU_WEIGHTS, kernelCpuCgroup, readKernelCpuWeight, SANDBOX_KERNEL_NAME } from "@codeinterp/kernel";
+import type { KernelCgroupParent, KernelGateway } from "@codeinterp/kernel";
 import { createDb } from "@codeinterp/db";
 import type { Db } from "@codeinterp/db";
 import { createLogger } from "@codeinterp/logger";
@@ -30,13 +30,11 @@ afterAll(async () => {
   await stack?.close();
 });
 
+// Read from the kernel's cgroup, where the sandbox kernelspec says its server puts them.
 async function weightOf(kernelId: string): Promise<number | null> {
-  const s = await gateway.connectKernel(kernelId);
-  try {
-    return await s.cpuWeight();
-  } finally {
-    s.dispose();
-  }
+  const meta = (await gateway.kernelSpecs())[SANDBOX_KERNEL_NAME]?.metadata as { codeinterp?: { cgroup?: KernelCgroupParent | null } } | undefined;
+  const parent = meta?.codeinterp?.cgroup;
+  return parent ? readKernelCpuWeight(kernelCpuCgroup(parent, kernelId)) : null;
 }
 
 describe("pool kernels' CPU weight", () => {

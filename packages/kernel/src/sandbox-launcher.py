@@ -25,6 +25,8 @@ SANDBOX_DIR = "/run/codeinterp"
 SANDBOX_IPC = SANDBOX_DIR + "/ipc"
 SANDBOX_CONNECTION_FILE = SANDBOX_DIR + "/kernel.json"
 SANDBOX_PROXY = SANDBOX_DIR + "/proxy.sock"
+SANDBOX_MPLCONFIGDIR = "/tmp/matplotlib"
+FIRST_CACHE_FD = 4
 PROXY_PORT = 3128
 PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 
@@ -179,6 +181,27 @@ def kernel_command(proxy_socket, url):
     return ["/bin/sh", "-c", forward + "exec " + " ".join(kernel)], env
 
 
+def matplotlib_cache(cache_dir):
+    """The server's prepared font cache, copied into the kernel's own MPLCONFIGDIR through inherited fds
+    (opened here as root; the kernel's uid needs no access to the server's state dir, and its copy is its
+    own to rebuild). bwrap arguments for it."""
+    if not cache_dir:
+        return []
+    try:
+        names = sorted(n for n in os.listdir(cache_dir) if n.startswith("fontlist-") and n.endswith(".json"))
+    except OSError:
+        return []
+    args = ["--dir", SANDBOX_MPLCONFIGDIR]
+    for i, name in enumerate(names[:4]):
+        fd = os.open(os.path.join(cache_dir, name), os.O_RDONLY)
+        if fd != FIRST_CACHE_FD + i:
+            os.dup2(fd, FIRST_CACHE_FD + i)
+            os.close(fd)
+        os.set_inheritable(FIRST_CACHE_FD + i, True)
+        args += ["--file", str(FIRST_CACHE_FD + i), SANDBOX_MPLCONFIGDIR + "/" + name]
+    return args
+
+
 def main(config_file, connection_file):
     with open(config_file) as f:
         cfg = json.load(f)
@@ -210,6 +233,7 @@ def main(config_file, connection_file):
         os.dup2(r, 3)
         os.close(r)
     os.set_inheritable(3, True)
+    mpl = matplotlib_cache(cfg.get("matplotlibCacheDir"))
 
     argv = [
         "prlimit",
@@ -225,8 +249,8 @@ def main(config_file, connection_file):
         "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
         "--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
         *binds, "--chdir", "/mnt/data",
-        "--file", "3", SANDBOX_CONNECTION_FILE,
-        "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "MPLCONFIGDIR", "/tmp",
+        "--file", "3", SANDBOX_CONNECTION_FILE, *mpl,
+        "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "MPLCONFIGDIR", SANDBOX_MPLCONFIGDIR if mpl else "/tmp",
         "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
         "--setenv", "MPLBACKEND", "module://matplotlib_inline.backend_inline",
         *[x for k, v in proxy_env for x in ("--setenv", k, v)],
