@@ -23,6 +23,7 @@ import { createBlobStore, diffSnapshots, prepareWorkspace, snapshotWorkspace, wo
 import { benchAnalysis, benchFirstFigure } from "./analysis";
 import { benchRefillInterference } from "./refill";
 import { executionSegments } from "./segments";
+import { cpuPerTrivialExecution, poolKernelMemoryMiB } from "./footprint";
 import { apiClient, sse } from "./client";
 import { openWebUiRoundTrip } from "./jupyter-surface";
 import { renderChart } from "./chart";
@@ -373,6 +374,31 @@ async function main() {
       results.first_figure = { prepared_font_cache_found: ff.cacheFound, with_font_cache_cpu: sum(ff.withCacheCpuMs), empty_config_dir_cpu: sum(ff.emptyDirCpuMs) };
       results.first_figure_cpu_ms_with_font_cache = round(ff.withCacheCpuMs.p50, 1);
       results.first_figure_cpu_ms_empty_config_dir = round(ff.emptyDirCpuMs.p50, 1);
+
+      log("analysis: CPU per trivial execution (stack vs raw kernel) and a preloaded pool kernel's memory");
+      const rawForCpu = await gateway.startKernel();
+      const cpu = await cpuPerTrivialExecution({ ci, raw: rawForCpu, pids: { api: api.pid, worker: worker.pid, jupyter: jupyter.pid }, dbName, messageId: msg("cpu"), n: quick ? 30 : 100 });
+      await rawForCpu.shutdown();
+      const stackCpu = (x: Record<string, number>) => round((x.api ?? 0) + (x.worker ?? 0) + (x.postgres_bench_db ?? 0) + (x.redis_server ?? 0), 2);
+      results.cpu_ms_per_trivial_execution = cpu.codeinterp;
+      results.cpu_ms_per_trivial_execution_raw_kernel = cpu.rawKernel;
+      results.cpu_ms_per_trivial_execution_api_worker_postgres_redis = stackCpu(cpu.codeinterp);
+      results.cpu_ms_per_trivial_execution_jupyter_and_kernel = cpu.codeinterp.jupyter_and_kernels ?? null;
+      results.cpu_ms_per_trivial_execution_raw_kernel_jupyter_and_kernel = cpu.rawKernel.jupyter_and_kernels ?? null;
+      const bredis = createRedis(env.REDIS_URL!, { name: "bench-footprint" });
+      const poolIds = await bredis.hkeys(`${env.QUEUE_PREFIX!}:kernel:pool-owners`);
+      bredis.disconnect();
+      const mem = await poolKernelMemoryMiB(gateway, poolIds);
+      const meta = ((await gateway.kernelSpecs())["codeinterp-sandbox"]?.metadata as { codeinterp?: { memoryBytes?: number; kernelsMemoryBudgetBytes?: number } } | undefined)?.codeinterp;
+      const memP50 = mem.length ? [...mem].sort((x, y) => x - y)[Math.floor(mem.length / 2)]! : null;
+      results.preloaded_pool_kernel_memory_mib = memP50;
+      results.preloaded_pool_kernel_memory_mib_each = mem;
+      if (meta?.memoryBytes && meta.kernelsMemoryBudgetBytes) {
+        results.live_kernel_ceiling_by_memory_cap = Math.max(1, Math.floor(meta.kernelsMemoryBudgetBytes / meta.memoryBytes));
+        results.kernel_memory_cap_mib = Math.round(meta.memoryBytes / 2 ** 20);
+        results.kernels_memory_budget_mib = Math.round(meta.kernelsMemoryBudgetBytes / 2 ** 20);
+        if (memP50) results.preloaded_pool_kernels_fitting_memory_budget = Math.floor(meta.kernelsMemoryBudgetBytes / 2 ** 20 / memP50);
+      }
 
       log("analysis: a running CPU-bound cell alone vs while the pool refills (start + preload)");
       const r = await benchRefillInterference({ ci, n: P.analysisN, msg, sleep });
