@@ -96,7 +96,7 @@ def prepare_ipc(info, ipc_root, kid):
     return kdir, dict(info, ip=SANDBOX_IPC + "/k")
 
 
-def cgroup_v1(dirs, kid, limits, pid, background):
+def cgroup_v1(dirs, kid, limits, pid, background=None):
     """dirs: controller -> parent dir of every kernel's cgroup (prepared by the service at start)."""
     mem = dirs["memory"] + "/" + kid
     os.makedirs(mem, exist_ok=True)
@@ -119,7 +119,7 @@ def cgroup_v1(dirs, kid, limits, pid, background):
         write(d + "/cgroup.procs", pid)
 
 
-def cgroup_v2(parent, kid, limits, pid, background):
+def cgroup_v2(parent, kid, limits, pid, background=None):
     """parent: a cgroup with +memory +pids +cpu in cgroup.subtree_control and no processes of its own."""
     d = parent + "/" + kid
     os.makedirs(d, exist_ok=True)
