@@ -53,7 +53,7 @@ async function runIn(s: KernelSession, code: string, label: string): Promise<voi
   ok(label, r.stdout);
 }
 
-export async function benchAnalysis(c: AnalysisContext): Promise<{ summaries: Record<string, Summary>; first: number[]; fresh: number[] }> {
+export async function benchAnalysis(c: AnalysisContext): Promise<{ summaries: Record<string, Summary>; first: number[]; fresh: number[]; messageIds: string[] }> {
   const csv = salesCsv(5000);
   const form = new FormData();
   form.append("file", new Blob([csv], { type: "text/csv" }), "sales.csv");
@@ -69,12 +69,14 @@ export async function benchAnalysis(c: AnalysisContext): Promise<{ summaries: Re
   const fresh: number[] = [];
   const freshWithShutdown: number[] = [];
   const raw: number[] = [];
+  const messageIds: string[] = [];
   const rawSession = await c.gateway.startKernel();
   await runIn(rawSession, analysis(plainDir), "raw warm-up");
   for (let i = 0; i < c.n; i++) {
     // The pool refills (start + preload) between chat messages, as it would between users' messages.
     await c.sleep(4000);
     const messageId = c.msg("analysis");
+    messageIds.push(messageId);
     const r1 = await c.ci.run({ messageId, fileIds: [fileId], code: analysis("/mnt/data") });
     ok("first", r1.exec.result?.stdout);
     first.push(r1.ms);
@@ -104,5 +106,31 @@ export async function benchAnalysis(c: AnalysisContext): Promise<{ summaries: Re
     },
     first,
     fresh,
+    messageIds,
   };
+}
+
+/**
+ * Matplotlib's first figure in a new sandboxed Python process, CPU ms (not wall: the box is shared): with the
+ * font cache the server prepared once (copied into each kernel's MPLCONFIGDIR) vs an empty config dir, as
+ * every sandboxed kernel had before. Run as subprocesses of one message's kernel, so both are sandboxed alike.
+ */
+export async function benchFirstFigure(ci: ReturnType<typeof apiClient>, messageId: string, n: number): Promise<{ withCacheCpuMs: Summary; emptyDirCpuMs: Summary; cacheFound: boolean }> {
+  const code = `import json, os, subprocess, sys, tempfile
+probe = "import time; t = time.process_time(); import io, matplotlib; matplotlib.use('agg'); import matplotlib.pyplot as plt; fig, ax = plt.subplots(); ax.bar([1, 2], [3, 4]); fig.savefig(io.BytesIO(), format='png'); print((time.process_time() - t) * 1000)"
+def run(d):
+    env = dict(os.environ, MPLCONFIGDIR=d)
+    return float(subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout)
+cache = os.environ.get("MPLCONFIGDIR", "/tmp")
+found = any(n.startswith("fontlist-") for n in os.listdir(cache))
+out = {"found": found, "cache": [], "empty": []}
+for i in range(${n}):
+    out["cache"].append(run(cache))
+    out["empty"].append(run(tempfile.mkdtemp()))
+print(json.dumps(out))
+`;
+  const r = await ci.run({ messageId, code }, 300_000);
+  if (r.exec.status !== "completed") throw new Error(`first-figure probe: ${JSON.stringify(r.exec.result)}`);
+  const out = JSON.parse(r.exec.result?.stdout ?? "") as { found: boolean; cache: number[]; empty: number[] };
+  return { withCacheCpuMs: summarize(out.cache), emptyDirCpuMs: summarize(out.empty), cacheFound: out.found };
 }

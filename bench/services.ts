@@ -72,7 +72,7 @@ export async function startChild(role: "api" | "worker", env: Record<string, str
   });
   const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
   const info = await new Promise<Record<string, string>>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${role} did not start within 60 s`)), 60_000);
+    const timer = setTimeout(() => reject(new Error(`${role} did not start within 180 s`)), 180_000);
     proc.once("exit", (code) => reject(new Error(`${role} exited with ${code} before it was ready`)));
     createInterface({ input: proc.stdout! }).on("line", (line) => {
       if (line.startsWith("BENCH_READY ")) {

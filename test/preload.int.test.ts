@@ -40,3 +40,13 @@ describe("preloaded pool kernels", () => {
       .toBe("['matplotlib.pyplot', 'numpy', 'openpyxl', 'pandas']\n[]\n");
   });
 });
+
+describe("matplotlib's font cache", () => {
+  it("a sandboxed kernel starts with the server's prepared font cache in its own config dir", async () => {
+    const done = await api.run({
+      messageId: "pre-fonts",
+      code: "import os\nd = os.environ['MPLCONFIGDIR']\nprint(d, any(n.startswith('fontlist-') for n in os.listdir(d)), os.access(d, os.W_OK))",
+    });
+    expect(done.result.stdout).toBe("/tmp/matplotlib True True\n");
+  });
+});

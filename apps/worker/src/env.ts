@@ -36,6 +36,13 @@ const workerEnvSchema = z
     /** Pre-started, never-used kernels kept ready (0 disables the pool). */
     KERNEL_POOL_SIZE: int(2, 0),
     /**
+     * Most pool kernels kept ready while new messages keep coming (one more per new message in the demand
+     * window), never more than a quarter of the live-kernel ceiling; falls back to KERNEL_POOL_SIZE when idle.
+     */
+    KERNEL_POOL_MAX_SIZE: int(8, 0),
+    /** How far back new messages count as demand for pool kernels. */
+    KERNEL_POOL_DEMAND_WINDOW_MS: int(30_000, 100),
+    /**
      * Modules each pool kernel imports (and warms: pandas' CSV/Excel paths, matplotlib's first figure) before
      * a message gets it, comma-separated; empty: none. Counts against the kernel's memory cap (~70 MB).
      */

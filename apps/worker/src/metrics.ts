@@ -24,8 +24,8 @@ export interface WorkerMetricsOptions {
   log: Logger;
   /** Pre-started kernels ready right now (broker.pool.available). */
   poolAvailable: () => number;
-  /** KERNEL_POOL_SIZE: what the pool refills to. */
-  poolTarget: number;
+  /** What the pool refills to now: KERNEL_POOL_SIZE, raised by demand (broker.pool.target). */
+  poolTarget: () => number;
   /** Executions this worker is running right now (each holds a kernel). */
   inUse: () => number;
   concurrency: number;
@@ -66,7 +66,14 @@ export function startWorkerMetrics(opts: WorkerMetricsOptions): WorkerMetrics {
       this.set(opts.poolAvailable());
     },
   });
-  new Gauge({ name: "codeinterp_kernels_pool_target", help: "Kernels the worker keeps pre-started (KERNEL_POOL_SIZE)", registers: [registry] }).set(opts.poolTarget);
+  new Gauge({
+    name: "codeinterp_kernels_pool_target",
+    help: "Kernels the worker keeps pre-started now (KERNEL_POOL_SIZE, raised by the recent rate of new messages)",
+    registers: [registry],
+    collect() {
+      this.set(opts.poolTarget());
+    },
+  });
   new Gauge({
     name: "codeinterp_kernels_in_use",
     help: "Kernels running an execution in this worker right now",

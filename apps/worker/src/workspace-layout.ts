@@ -1,6 +1,7 @@
 import { randomBytes, randomInt } from "node:crypto";
 import { chmod, lchown, lstat, mkdir, rename, stat } from "node:fs/promises";
 import path from "node:path";
+import { POOL_SLOTS_DIR_NAME } from "@codeinterp/kernel";
 import { VIRTUAL_ROOT, createBudgetedDir, workspaceId } from "@codeinterp/workspace";
 import type { DiskBudget } from "@codeinterp/workspace";
 import type { PoolSlot } from "./kernels/pool";
@@ -65,7 +66,7 @@ export class WorkspaceLayout {
   }
 
   async newPoolSlot(): Promise<PoolSlot> {
-    const base = path.join(this.dataDir, "kernel-pool");
+    const base = path.join(this.dataDir, POOL_SLOTS_DIR_NAME);
     await mkdir(base, { recursive: true, mode: 0o711 });
     if (!this.sandboxed) return { dir: base, path: this.kernelPath(base), disposable: false };
     const dir = path.join(base, randomBytes(12).toString("hex"));

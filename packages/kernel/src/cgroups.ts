@@ -175,3 +175,41 @@ export async function setMemoryLimit(cg: { version: 1 | 2; dir: string }, bytes:
   if (hasMemsw && !raising) await writeValue(memsw, bytes);
   return { applied: true, previousBytes };
 }
+
+/**
+ * CPU weight of a kernel against the other kernels of its server. A pool kernel starts and preloads at the
+ * background weight (the launcher sees its slot directory), so refills take CPU that running executions
+ * leave; handed to a message it gets the normal weight. Weights only matter under contention: an idle
+ * machine runs a background kernel at full speed. v1 cpu.shares (default 1024), v2 cpu.weight (default 100).
+ */
+export const KERNEL_CPU_WEIGHTS = {
+  normal: { v1: 1024, v2: 100 },
+  background: { v1: 20, v2: 2 },
+} as const;
+export type KernelCpuPriority = keyof typeof KERNEL_CPU_WEIGHTS;
+
+/** The kernel's cpu cgroup (v1 its own hierarchy, v2 the kernel's one cgroup). */
+export function kernelCpuCgroup(parent: KernelCgroupParent, kernelId: string): { version: 1 | 2; dir: string } {
+  return parent.version === 1 ? { version: 1, dir: join(parent.dirs.cpu, kernelId) } : { version: 2, dir: join(parent.dir, kernelId) };
+}
+
+/** Sets the kernel's CPU weight; false when its cgroup cannot be written (another machine's gateway, none). */
+export async function setKernelCpuPriority(cg: { version: 1 | 2; dir: string }, priority: KernelCpuPriority): Promise<boolean> {
+  const w = KERNEL_CPU_WEIGHTS[priority];
+  try {
+    await writeValue(join(cg.dir, cg.version === 1 ? "cpu.shares" : "cpu.weight"), cg.version === 1 ? w.v1 : w.v2);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** CPU weight the kernel has now (cpu.shares or cpu.weight), or null when unreadable. */
+export async function readKernelCpuWeight(cg: { version: 1 | 2; dir: string }): Promise<number | null> {
+  try {
+    const n = Number((await readFile(join(cg.dir, cg.version === 1 ? "cpu.shares" : "cpu.weight"), "utf8")).trim());
+    return Number.isFinite(n) ? n : null;
+  } catch {
+    return null;
+  }
+}

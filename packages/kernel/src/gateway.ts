@@ -1,6 +1,6 @@
 import { KernelAPI, KernelConnection, ServerConnection } from "@jupyterlab/services";
 import { GatewayUnavailableError, InvalidKernelPathError, KernelDiedError, KernelNotFoundError } from "./errors";
-import { kernelMemoryCgroup } from "./cgroups";
+import { kernelCpuCgroup, kernelMemoryCgroup } from "./cgroups";
 import type { KernelCgroupParent } from "./cgroups";
 import { KERNEL_SETUP_CODE } from "./kernel-setup";
 import type { GatewayMonitor } from "./liveness";
@@ -76,7 +76,7 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
   // Where this kernelspec's kernels have their cgroups (written by the sandbox launcher into its metadata);
   // readable only when the gateway runs on this machine, which readMemoryKills finds out.
   let cgroupParent: Promise<KernelCgroupParent | null> | null = null;
-  const memoryCgroupOf = (kernelId: string) => {
+  const cgroupParentOf = () => {
     cgroupParent ??= (async () => {
       const res = await request("api/kernelspecs");
       if (!res.ok) return null;
@@ -86,12 +86,14 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
       cgroupParent = null;
       return null;
     });
-    return cgroupParent.then((parent) => (parent ? kernelMemoryCgroup(parent, kernelId) : null));
+    return cgroupParent;
   };
+  const memoryCgroupOf = (kernelId: string) => cgroupParentOf().then((parent) => (parent ? kernelMemoryCgroup(parent, kernelId) : null));
+  const cpuCgroupOf = (kernelId: string) => cgroupParentOf().then((parent) => (parent ? kernelCpuCgroup(parent, kernelId) : null));
 
   const open = async (model: KernelAPI.IModel): Promise<KernelSession> => {
     const connection = new KernelConnection({ model, serverSettings: settings, handleComms: false });
-    const session = new KernelSession(connection, settings, log, down, memoryCgroupOf(model.id));
+    const session = new KernelSession(connection, settings, log, down, memoryCgroupOf(model.id), cpuCgroupOf(model.id));
     try {
       await session.ready(startTimeoutMs);
     } catch (err) {

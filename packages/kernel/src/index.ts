@@ -33,14 +33,26 @@ export {
   DEFAULT_SANDBOX_LIMITS,
   SANDBOX_KERNEL_NAME,
   SANDBOX_MIN_UID,
+  POOL_SLOTS_DIR_NAME,
   defaultKernelsMemoryBudget,
   installSandboxKernelSpec,
   launcherConfig,
   probeSandbox,
 } from "./sandbox";
 export type { LauncherConfig, SandboxLimits, SandboxSpecMetadata } from "./sandbox";
-export { kernelMemoryCgroup, parseProcCgroup, prepareKernelCgroups, readMemoryKills, removeKernelCgroups, setMemoryLimit } from "./cgroups";
-export type { KernelCgroupLimits, KernelCgroupParent, KernelCgroupSetup, MemoryLimitChange } from "./cgroups";
+export {
+  KERNEL_CPU_WEIGHTS,
+  kernelCpuCgroup,
+  kernelMemoryCgroup,
+  parseProcCgroup,
+  prepareKernelCgroups,
+  readKernelCpuWeight,
+  readMemoryKills,
+  removeKernelCgroups,
+  setKernelCpuPriority,
+  setMemoryLimit,
+} from "./cgroups";
+export type { KernelCgroupLimits, KernelCgroupParent, KernelCgroupSetup, KernelCpuPriority, MemoryLimitChange } from "./cgroups";
 export { EgressPolicy, EgressRuleError, isPublicAddress, parseEgressAllowlist } from "./egress/allowlist";
 export type { EgressDecision, EgressRule } from "./egress/allowlist";
 export { egressPassword, startEgressProxy } from "./egress/proxy";

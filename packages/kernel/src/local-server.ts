@@ -16,7 +16,7 @@ import { killTree } from "./process-tree";
 import type { EgressPolicy } from "./egress/allowlist";
 import { startEgressProxy } from "./egress/proxy";
 import type { EgressProxy } from "./egress/proxy";
-import { DEFAULT_SANDBOX_LIMITS, SANDBOX_KERNEL_NAME, installSandboxKernelSpec, launcherConfig, probeSandbox } from "./sandbox";
+import { DEFAULT_SANDBOX_LIMITS, SANDBOX_KERNEL_NAME, installSandboxKernelSpec, launcherConfig, prepareMatplotlibCache, probeSandbox } from "./sandbox";
 import type { SandboxLimits } from "./sandbox";
 import type { Log } from "./log";
 
@@ -237,7 +237,12 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
           egressProxy = await startEgressProxy({ socketPath: join(stateDir, "egress.sock"), policy: opts.egress.policy, secret, log });
           proxy = { proxySocket: egressProxy.socketPath, proxySecret: secret };
         }
-        await installSandboxKernelSpec(dirs.data, launcherConfig({ limits, ipcRoot, cgroup: cgroupParent, ...proxy }), limits.kernelsMemoryBudgetBytes);
+        const matplotlibCacheDir = await prepareMatplotlibCache(join(stateDir, "matplotlib-cache"), log);
+        await installSandboxKernelSpec(
+          dirs.data,
+          launcherConfig({ limits, ipcRoot, cgroup: cgroupParent, ...proxy, matplotlibCacheDir }),
+          limits.kernelsMemoryBudgetBytes,
+        );
       } else {
         sandbox = { available: false, ...(probe.reason ? { reason: probe.reason } : {}), caps: { cgroup: null, reason: "no sandbox" } };
       }

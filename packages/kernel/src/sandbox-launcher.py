@@ -25,6 +25,8 @@ SANDBOX_DIR = "/run/codeinterp"
 SANDBOX_IPC = SANDBOX_DIR + "/ipc"
 SANDBOX_CONNECTION_FILE = SANDBOX_DIR + "/kernel.json"
 SANDBOX_PROXY = SANDBOX_DIR + "/proxy.sock"
+SANDBOX_MPLCONFIGDIR = "/tmp/matplotlib"
+FIRST_CACHE_FD = 4
 PROXY_PORT = 3128
 PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 
@@ -94,7 +96,7 @@ def prepare_ipc(info, ipc_root, kid):
     return kdir, dict(info, ip=SANDBOX_IPC + "/k")
 
 
-def cgroup_v1(dirs, kid, limits, pid):
+def cgroup_v1(dirs, kid, limits, pid, background=None):
     """dirs: controller -> parent dir of every kernel's cgroup (prepared by the service at start)."""
     mem = dirs["memory"] + "/" + kid
     os.makedirs(mem, exist_ok=True)
@@ -112,11 +114,12 @@ def cgroup_v1(dirs, kid, limits, pid):
     os.makedirs(cpu, exist_ok=True)
     write(cpu + "/cpu.cfs_period_us", 100000)
     write(cpu + "/cpu.cfs_quota_us", int(limits["cpus"] * 100000))
+    write(cpu + "/cpu.shares", background["cpuShares"] if background else 1024)
     for d in (mem, pids, cpu):
         write(d + "/cgroup.procs", pid)
 
 
-def cgroup_v2(parent, kid, limits, pid):
+def cgroup_v2(parent, kid, limits, pid, background=None):
     """parent: a cgroup with +memory +pids +cpu in cgroup.subtree_control and no processes of its own."""
     d = parent + "/" + kid
     os.makedirs(d, exist_ok=True)
@@ -126,16 +129,27 @@ def cgroup_v2(parent, kid, limits, pid):
     write(d + "/memory.oom.group", 1)  # an OOM kills the kernel with its subprocesses, at once
     write(d + "/pids.max", limits["maxProcesses"])
     write(d + "/cpu.max", "%d 100000" % int(limits["cpus"] * 100000))
+    write(d + "/cpu.weight", background["cpuWeight"] if background else 100)
     write(d + "/cgroup.procs", pid)
 
 
-def join_cgroup(cgroup, kid, limits, pid):
+def join_cgroup(cgroup, kid, limits, pid, background):
     if cgroup is None:
         return
     if cgroup["version"] == 1:
-        cgroup_v1(cgroup["dirs"], kid, limits, pid)
+        cgroup_v1(cgroup["dirs"], kid, limits, pid, background)
     else:
-        cgroup_v2(cgroup["dir"], kid, limits, pid)
+        cgroup_v2(cgroup["dir"], kid, limits, pid, background)
+
+
+def background_of(cfg, workspace):
+    """A pool kernel (started in <...>/kernel-pool/<slot>) starts and preloads at a low CPU weight, so a
+    refill takes only CPU that running executions leave; the worker raises it when a message gets it.
+    A restart in a message's workspace starts at the normal weight."""
+    bg = cfg.get("background")
+    if bg and os.path.basename(os.path.dirname(workspace)) == bg["slotsDirName"]:
+        return bg
+    return None
 
 
 def cgroup_parents(cgroup):
@@ -167,6 +181,27 @@ def kernel_command(proxy_socket, url):
     return ["/bin/sh", "-c", forward + "exec " + " ".join(kernel)], env
 
 
+def matplotlib_cache(cache_dir):
+    """The server's prepared font cache, copied into the kernel's own MPLCONFIGDIR through inherited fds
+    (opened here as root; the kernel's uid needs no access to the server's state dir, and its copy is its
+    own to rebuild). bwrap arguments for it."""
+    if not cache_dir:
+        return []
+    try:
+        names = sorted(n for n in os.listdir(cache_dir) if n.startswith("fontlist-") and n.endswith(".json"))
+    except OSError:
+        return []
+    args = ["--dir", SANDBOX_MPLCONFIGDIR]
+    for i, name in enumerate(names[:4]):
+        fd = os.open(os.path.join(cache_dir, name), os.O_RDONLY)
+        if fd != FIRST_CACHE_FD + i:
+            os.dup2(fd, FIRST_CACHE_FD + i)
+            os.close(fd)
+        os.set_inheritable(FIRST_CACHE_FD + i, True)
+        args += ["--file", str(FIRST_CACHE_FD + i), SANDBOX_MPLCONFIGDIR + "/" + name]
+    return args
+
+
 def main(config_file, connection_file):
     with open(config_file) as f:
         cfg = json.load(f)
@@ -182,7 +217,7 @@ def main(config_file, connection_file):
 
     collect_garbage(os.path.dirname(connection_file), kid, cfg["ipcRoot"], cgroup_parents(cfg.get("cgroup")))
     kdir, sandbox_info = prepare_ipc(info, cfg["ipcRoot"], kid)
-    join_cgroup(cfg.get("cgroup"), kid, limits, os.getpid())
+    join_cgroup(cfg.get("cgroup"), kid, limits, os.getpid(), background_of(cfg, workspace))
 
     binds = ["--bind", workspace, "/mnt/data", "--bind", kdir, SANDBOX_IPC]
     proxy = cfg.get("proxySocket")
@@ -198,6 +233,7 @@ def main(config_file, connection_file):
         os.dup2(r, 3)
         os.close(r)
     os.set_inheritable(3, True)
+    mpl = matplotlib_cache(cfg.get("matplotlibCacheDir"))
 
     argv = [
         "prlimit",
@@ -213,8 +249,8 @@ def main(config_file, connection_file):
         "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
         "--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
         *binds, "--chdir", "/mnt/data",
-        "--file", "3", SANDBOX_CONNECTION_FILE,
-        "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "MPLCONFIGDIR", "/tmp",
+        "--file", "3", SANDBOX_CONNECTION_FILE, *mpl,
+        "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "MPLCONFIGDIR", SANDBOX_MPLCONFIGDIR if mpl else "/tmp",
         "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
         "--setenv", "MPLBACKEND", "module://matplotlib_inline.backend_inline",
         *[x for k, v in proxy_env for x in ("--setenv", k, v)],

@@ -3,11 +3,18 @@ import { chmod, chown, copyFile, mkdir, rename, rm, writeFile } from "node:fs/pr
 import { totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { KERNEL_CPU_WEIGHTS } from "./cgroups";
 import type { KernelCgroupLimits, KernelCgroupParent } from "./cgroups";
 import type { Log } from "./log";
 
 /** Name of the kernelspec whose kernels run under bubblewrap. */
 export const SANDBOX_KERNEL_NAME = "codeinterp-sandbox";
+
+/**
+ * Name of the directory whose subdirectories pool kernels wait in (a worker's data dir/kernel-pool/<slot>):
+ * the launcher starts a kernel launched there at the background CPU weight (see KERNEL_CPU_WEIGHTS).
+ */
+export const POOL_SLOTS_DIR_NAME = "kernel-pool";
 
 /** Kernel processes run as the owner of their workspace; owners below this uid are refused. */
 export const SANDBOX_MIN_UID = 100_000;
@@ -52,6 +59,13 @@ export interface LauncherConfig {
   proxySocket: string | null;
   /** Signs each kernel's proxy credentials (egress/proxy.ts); null for a proxy that takes none. */
   proxySecret: string | null;
+  /**
+   * Matplotlib's font cache (fontlist-*.json) built once for this server (prepareMatplotlibCache); each
+   * kernel gets a copy in its own MPLCONFIGDIR instead of building it (~1 s of CPU) on its first figure.
+   */
+  matplotlibCacheDir: string | null;
+  /** Kernels started in a pool slot (parent dir named `slotsDirName`) start at this CPU weight. */
+  background: { slotsDirName: string; cpuShares: number; cpuWeight: number };
   limits: KernelCgroupLimits & { addressSpaceBytes: number; rlimitProcesses: number; maxFileBytes: number; maxOpenFiles: number };
 }
 
@@ -61,6 +75,7 @@ export function launcherConfig(opts: {
   cgroup: KernelCgroupParent | null;
   proxySocket?: string | undefined;
   proxySecret?: string | undefined;
+  matplotlibCacheDir?: string | null;
 }): LauncherConfig {
   const { limits } = opts;
   return {
@@ -69,6 +84,8 @@ export function launcherConfig(opts: {
     cgroup: opts.cgroup,
     proxySocket: opts.proxySocket ?? null,
     proxySecret: opts.proxySecret ?? null,
+    matplotlibCacheDir: opts.matplotlibCacheDir ?? null,
+    background: { slotsDirName: POOL_SLOTS_DIR_NAME, cpuShares: KERNEL_CPU_WEIGHTS.background.v1, cpuWeight: KERNEL_CPU_WEIGHTS.background.v2 },
     limits: {
       memoryBytes: limits.memoryBytes,
       cpus: limits.cpus,
@@ -85,6 +102,24 @@ export function launcherConfig(opts: {
 }
 
 const LAUNCHER_SOURCE = fileURLToPath(new URL("./sandbox-launcher.py", import.meta.url));
+
+/**
+ * Builds matplotlib's font cache into `dir` once (what every sandboxed kernel would otherwise do on its first
+ * figure, in its empty /tmp); returns the dir, or null when the kernels' Python has no matplotlib.
+ */
+export async function prepareMatplotlibCache(dir: string, log: Log): Promise<string | null> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const ok = await new Promise<boolean>((resolve) => {
+    const child = spawn("/usr/bin/python3", ["-I", "-c", "import matplotlib.font_manager"], {
+      env: { MPLCONFIGDIR: dir, PATH: "/usr/bin:/bin", LANG: "C.UTF-8" },
+      stdio: "ignore",
+    });
+    child.on("error", () => resolve(false));
+    child.on("exit", (code) => resolve(code === 0));
+  });
+  if (!ok) log.info({}, "no matplotlib font cache prepared: the kernels' Python has no matplotlib");
+  return ok ? dir : null;
+}
 
 /** Metadata of the sandbox kernelspec; workers read it to know what the kernels are promised. */
 export interface SandboxSpecMetadata {

@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Kernel } from "@jupyterlab/services";
 import { KernelAPI, ServerConnection } from "@jupyterlab/services";
-import { readMemoryKills, setMemoryLimit } from "./cgroups";
-import type { MemoryLimitChange } from "./cgroups";
+import { readKernelCpuWeight, readMemoryKills, setKernelCpuPriority, setMemoryLimit } from "./cgroups";
+import type { KernelCpuPriority, MemoryLimitChange } from "./cgroups";
 import { GatewayUnavailableError, KernelDiedError } from "./errors";
 import { runExecution } from "./execute";
 import type { Log } from "./log";
@@ -70,6 +70,8 @@ export class KernelSession {
     readonly gatewayDown: () => AbortSignal = () => never,
     /** The kernel's memory cgroup, when its gateway runs on this machine and caps kernels with cgroups. */
     private readonly memoryCgroup: Promise<{ version: 1 | 2; dir: string } | null> = Promise.resolve(null),
+    /** The kernel's cpu cgroup, likewise. */
+    private readonly cpuCgroup: Promise<{ version: 1 | 2; dir: string } | null> = Promise.resolve(null),
   ) {
     this.id = connection.id;
     this.memoryKillsSeen = memoryCgroup.then(async (cg) => (cg ? ((await readMemoryKills(cg))?.oomKills ?? null) : null));
@@ -143,6 +145,18 @@ export class KernelSession {
   async setMemoryLimit(bytes: number): Promise<MemoryLimitChange | null> {
     const cg = await this.memoryCgroup;
     return cg ? setMemoryLimit(cg, bytes) : null;
+  }
+
+  /** Sets the kernel's CPU weight (see KERNEL_CPU_WEIGHTS); false when its cgroup is not ours to write. */
+  async setCpuPriority(priority: KernelCpuPriority): Promise<boolean> {
+    const cg = await this.cpuCgroup;
+    return cg ? setKernelCpuPriority(cg, priority) : false;
+  }
+
+  /** The kernel's CPU weight now (cpu.shares or cpu.weight), null when not readable. */
+  async cpuWeight(): Promise<number | null> {
+    const cg = await this.cpuCgroup;
+    return cg ? readKernelCpuWeight(cg) : null;
   }
 
   markDead(reason: string): void {

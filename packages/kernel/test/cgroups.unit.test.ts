@@ -56,6 +56,13 @@ describe("cgroup v1 (a hierarchy per controller)", () => {
       "pids/ci/k1/pids.max", "pids/ci/k1/cgroup.procs", "cpu/ci/k1/cpu.cfs_period_us", "cpu/ci/k1/cpu.cfs_quota_us", "cpu/ci/k1/cgroup.procs"];
     const values = Object.fromEntries(await Promise.all(files.map(async (f) => [f, await read(f)])));
     expect(Object.values(values)).toEqual([String(256 * MiB), String(256 * MiB), "0", "4242", "128", "4242", "100000", "150000", "4242"]);
+    expect(await read("cpu/ci/k1/cpu.shares")).toBe("1024");
+  });
+
+  it("a kernel started in a pool slot gets the background CPU weight", async () => {
+    const dirs = { memory: join(root, "memory/ci"), pids: join(root, "pids/ci"), cpu: join(root, "cpu/ci") };
+    launcher("cgroup_v1", dirs, "k2", limits, 4242, { slotsDirName: "kernel-pool", cpuShares: 20, cpuWeight: 2 });
+    expect(await read("cpu/ci/k2/cpu.shares")).toBe("20");
   });
 });
 

@@ -20,6 +20,9 @@ export interface MessageBrokerOptions {
   workerId: string;
   log: Logger;
   poolSize: number;
+  /** Most pool kernels under demand (bounded here by a quarter of the live-kernel ceiling). */
+  poolMaxSize?: number;
+  poolDemandWindowMs?: number;
   layout: WorkspaceLayout;
   idleTtlMs: number;
   /** The deployment's ceiling on live kernels (pool kernels included). */
@@ -116,6 +119,11 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
   const pool = new KernelPool({
     gateway,
     size: opts.poolSize,
+    // Pool kernels hold places under the ceiling that message kernels need more: demand grows the pool to a
+    // quarter of it at most.
+    maxSize: Math.min(opts.poolMaxSize ?? opts.poolSize, Math.max(opts.poolSize, Math.floor(live.max / 4))),
+    ...(opts.poolDemandWindowMs !== undefined ? { demandWindowMs: opts.poolDemandWindowMs } : {}),
+    onShrunk: (id) => live.drop(id),
     log,
     newSlot: () => opts.layout.newPoolSlot(),
     onChange: (ids) => owners.record(ids),
@@ -201,7 +209,9 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
   async function newKernel(turn: Turn, req: AcquireRequest): Promise<{ session: KernelSession; pooled: boolean }> {
     const fromPool = pool.take();
     if (fromPool) {
-      if (await opts.layout.adopt(fromPool.slot, req.workspaceDir)) {
+      // It started and preloaded at the background CPU weight; the message's code runs at the normal one.
+      const [adopted] = await Promise.all([opts.layout.adopt(fromPool.slot, req.workspaceDir), fromPool.session.setCpuPriority("normal")]);
+      if (adopted) {
         // Sandboxed, the adopted slot is the workspace now (and keeps its owner); unsandboxed, it is made here.
         try {
           await opts.layout.ensureWorkspace(req.workspaceDir, req.uid);

@@ -29,7 +29,14 @@ export interface PoolPlace {
 
 export interface KernelPoolOptions {
   gateway: KernelGateway;
+  /** Kernels kept ready when no new messages come (KERNEL_POOL_SIZE). */
   size: number;
+  /** Most kernels kept ready under demand (default `size`: a fixed pool). */
+  maxSize?: number;
+  /** Takes this recent raise the target: one more kernel ready per take in the window (default 30 s). */
+  demandWindowMs?: number;
+  /** Called for each ready kernel shut down because demand fell (its place under the ceiling is free). */
+  onShrunk?: (kernelId: string) => Promise<void>;
   log: Logger;
   /** Makes the directory a new pool kernel waits in (never any message's workspace). */
   newSlot: () => Promise<PoolSlot>;
@@ -48,13 +55,21 @@ export interface KernelPoolOptions {
  */
 export class KernelPool {
   private readonly ready: PooledKernel[] = [];
-  /** The refill loop under way, if any: close() waits for it, so no kernel start outlives the pool. */
-  private filling: Promise<void> | null = null;
+  /** Refill loops under way: close() waits for them, so no kernel start outlives the pool. */
+  private readonly fillers = new Set<Promise<void>>();
+  /** Kernels being started (and preloaded) now. */
+  private starting = 0;
+  /** When kernels were taken, within the demand window. */
+  private takes: number[] = [];
+  private shrinkTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private failures = 0;
 
   private readonly gateway: KernelGateway;
   private readonly size: number;
+  private readonly maxSize: number;
+  private readonly demandWindowMs: number;
+  private readonly onShrunk: (kernelId: string) => Promise<void>;
   private readonly log: Logger;
   private readonly newSlot: () => Promise<PoolSlot>;
   private readonly onChange: (ids: string[]) => void;
@@ -64,6 +79,10 @@ export class KernelPool {
   constructor(opts: KernelPoolOptions) {
     this.gateway = opts.gateway;
     this.size = opts.size;
+    // Size 0 is no pool at all, whatever the demand.
+    this.maxSize = opts.size === 0 ? 0 : Math.max(opts.size, opts.maxSize ?? opts.size);
+    this.demandWindowMs = opts.demandWindowMs ?? 30_000;
+    this.onShrunk = opts.onShrunk ?? (async () => undefined);
     this.log = opts.log;
     this.newSlot = opts.newSlot;
     this.onChange = opts.onChange ?? (() => undefined);
@@ -73,6 +92,16 @@ export class KernelPool {
 
   get available(): number {
     return this.ready.length;
+  }
+
+  /**
+   * How many kernels the pool keeps ready now: KERNEL_POOL_SIZE, plus one per kernel taken in the demand
+   * window, up to maxSize. A burst of new messages raises it at once; once they stop it falls back.
+   */
+  get target(): number {
+    const since = Date.now() - this.demandWindowMs;
+    while (this.takes.length > 0 && this.takes[0]! <= since) this.takes.shift();
+    return Math.min(this.maxSize, this.size + this.takes.length);
   }
 
   ids(): string[] {
@@ -88,9 +117,41 @@ export class KernelPool {
       // Gone while waiting (server restarted, kernel deleted): drop it.
       void s.shutdown().catch(() => undefined);
     }
+    if (this.maxSize > this.size) {
+      this.takes.push(Date.now());
+      this.scheduleShrink();
+    }
     this.onChange(this.ids());
     this.refill();
     return kernel ?? null;
+  }
+
+  /** Once the window after the last take has passed, ready kernels above the (fallen) target are shut down. */
+  private scheduleShrink(): void {
+    if (this.shrinkTimer) clearTimeout(this.shrinkTimer);
+    this.shrinkTimer = setTimeout(() => {
+      this.shrinkTimer = null;
+      void this.shrink();
+    }, this.demandWindowMs + 50);
+    this.shrinkTimer.unref();
+  }
+
+  private async shrink(): Promise<void> {
+    if (this.closed) return;
+    const extra = this.ready.splice(Math.max(this.target, 0));
+    if (extra.length === 0) return;
+    this.onChange(this.ids());
+    this.log.debug({ kernels: extra.length, target: this.target }, "kernel pool shrinks after demand fell");
+    await Promise.all(
+      extra.map(async (k) => {
+        // Cleanup: the kernel may be gone already; its owner record lets the sweep retry.
+        await k.session.shutdown().catch(() => undefined);
+        // Best effort: a directory left behind holds no one's files and is removed with the pool's root.
+        if (k.slot.disposable) await removeWorkspaceDir(k.slot.dir).catch(() => undefined);
+        // Its place under the ceiling lapses with its lease if this fails.
+        await this.onShrunk(k.session.id).catch(() => undefined);
+      }),
+    );
   }
 
   /** Returns an unused kernel that could not be given to the message it was taken for. */
@@ -104,53 +165,71 @@ export class KernelPool {
     this.onChange(this.ids());
   }
 
+  /**
+   * Starts refill loops up to the target: one at a time normally (no start storms), two while demand has
+   * raised the target (a burst should not wait on one start after another; starts run at background CPU
+   * weight, so running executions keep their share).
+   */
   refill(): void {
-    if (this.filling || this.closed || this.ready.length >= this.size) return;
-    this.filling = (async () => {
-      try {
-        while (!this.closed && this.ready.length < this.size) {
-          const place = await this.reservePlace();
-          if (!place) {
-            if (!this.closed) setTimeout(() => this.refill(), FULL_RETRY_MS).unref();
-            break;
-          }
-          const slot = await this.newSlot().catch(async (err: unknown) => {
-            await place.drop();
-            throw err;
-          });
-          // Best effort: a directory left behind holds no one's files and is removed with the pool's root.
-          const dropSlot = () => (slot.disposable ? removeWorkspaceDir(slot.dir).catch(() => undefined) : undefined);
-          const session = this.closed ? null : await this.startWarm(slot.path).catch(async (err: unknown) => {
-            await dropSlot();
-            // An unused place lapses with its lease if the drop fails.
-            await place.drop().catch(() => undefined);
-            throw err;
-          });
-          if (!session || this.closed) {
-            // Cleanup: the kernel may be gone already; its owner record lets the sweep retry.
-            await session?.shutdown().catch(() => undefined);
-            await dropSlot();
-            // An unused place lapses with its lease if the drop fails.
-            await place.drop().catch(() => undefined);
-            break;
-          }
-          // Without the binding the place still counts until its lease lapses: the ceiling stays safe.
-          await place.bind(session.id).catch(() => undefined);
-          this.ready.push({ session, slot });
-          this.failures = 0;
-          this.onChange(this.ids());
+    const parallel = this.target > this.size ? 2 : 1;
+    while (!this.closed && this.fillers.size < parallel && this.ready.length + this.starting < this.target) {
+      const filler: Promise<void> = this.fill().finally(() => this.fillers.delete(filler));
+      this.fillers.add(filler);
+      // fill() counts its start synchronously, so the loop condition sees it.
+    }
+  }
+
+  private async fill(): Promise<void> {
+    let counted = false;
+    try {
+      while (!this.closed && this.ready.length + this.starting < this.target) {
+        this.starting++;
+        counted = true;
+        const place = await this.reservePlace();
+        if (!place) {
+          if (!this.closed) setTimeout(() => this.refill(), FULL_RETRY_MS).unref();
+          break;
         }
-      } catch (err) {
-        if (this.closed) return;
-        this.failures++;
-        this.log.warn({ err: normalizeError(err), failures: this.failures }, "kernel pool refill failed");
-        // Back off so a gateway outage does not turn into a tight loop of failed starts.
-        const delay = Math.min(1000 * 2 ** this.failures, 30_000);
-        setTimeout(() => this.refill(), delay).unref();
-      } finally {
-        this.filling = null;
+        const slot = await this.newSlot().catch(async (err: unknown) => {
+          await place.drop();
+          throw err;
+        });
+        // Best effort: a directory left behind holds no one's files and is removed with the pool's root.
+        const dropSlot = () => (slot.disposable ? removeWorkspaceDir(slot.dir).catch(() => undefined) : undefined);
+        const session = this.closed ? null : await this.startWarm(slot.path).catch(async (err: unknown) => {
+          await dropSlot();
+          // An unused place lapses with its lease if the drop fails.
+          await place.drop().catch(() => undefined);
+          throw err;
+        });
+        if (!session || this.closed) {
+          // Cleanup: the kernel may be gone already; its owner record lets the sweep retry.
+          await session?.shutdown().catch(() => undefined);
+          await dropSlot();
+          // An unused place lapses with its lease if the drop fails.
+          await place.drop().catch(() => undefined);
+          break;
+        }
+        // Without the binding the place still counts until its lease lapses: the ceiling stays safe.
+        await place.bind(session.id).catch(() => undefined);
+        this.ready.push({ session, slot });
+        this.starting--;
+        counted = false;
+        this.failures = 0;
+        this.onChange(this.ids());
+        // Started for demand that has passed meanwhile: not kept.
+        if (this.ready.length > this.target) void this.shrink();
       }
-    })();
+    } catch (err) {
+      if (this.closed) return;
+      this.failures++;
+      this.log.warn({ err: normalizeError(err), failures: this.failures }, "kernel pool refill failed");
+      // Back off so a gateway outage does not turn into a tight loop of failed starts.
+      const delay = Math.min(1000 * 2 ** this.failures, 30_000);
+      setTimeout(() => this.refill(), delay).unref();
+    } finally {
+      if (counted) this.starting--;
+    }
   }
 
   /**
@@ -174,11 +253,12 @@ export class KernelPool {
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.shrinkTimer) clearTimeout(this.shrinkTimer);
     // A start under way ends by shutting its kernel down (the loop sees `closed`); wait for that, within
     // reason, so closing leaves no kernel or request behind.
-    if (this.filling) {
+    if (this.fillers.size > 0) {
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([this.filling, new Promise((r) => (timer = setTimeout(r, CLOSE_WAIT_MS)))]);
+      await Promise.race([Promise.all(this.fillers), new Promise((r) => (timer = setTimeout(r, CLOSE_WAIT_MS)))]);
       clearTimeout(timer);
     }
     const kernels = this.ready.splice(0);
