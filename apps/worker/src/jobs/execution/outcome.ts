@@ -1,13 +1,15 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Db } from "@codeinterp/db";
-import { finishExecution, isOutage } from "@codeinterp/db";
+import { isOutage } from "@codeinterp/db";
 import type { ExecutionOutcome } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
-import type { EventPublisher } from "@codeinterp/queue";
+import { finishAndAnnounce } from "@codeinterp/queue";
+import type { FinishData, Redis, TerminalStatus } from "@codeinterp/queue";
+import type { WorkerEnv } from "../../env";
 import { diedFailure } from "./kernel-outcome";
 
-export type Terminal = "completed" | "failed" | "timed_out" | "cancelled";
+export type Terminal = TerminalStatus;
 
 export const STATUS_BY_OUTCOME: Record<ExecutionOutcome["status"], Terminal> = {
   ok: "completed",
@@ -62,16 +64,13 @@ export function emptyResult(notes: string[]) {
   return { stdout: "", stderr: "", outputs: [], error: null, notes };
 }
 
+/** Ends the execution and announces it; "skipped" when it had already ended (a cancel, say). */
 export async function finish(
-  deps: { db: Db },
-  pub: EventPublisher,
+  deps: { db: Db; redis: Redis; env: Pick<WorkerEnv, "QUEUE_PREFIX"> },
   id: string,
   status: Terminal,
-  data: Parameters<typeof finishExecution>[3],
+  data: FinishData,
 ): Promise<Terminal | "skipped"> {
-  const moved = await finishExecution(deps.db, id, status, data);
-  // Whoever moved it last (a cancel, say) already announced the end.
-  if (!moved) return "skipped";
-  await pub.end(status);
-  return status;
+  const moved = await finishAndAnnounce({ db: deps.db, redis: deps.redis, prefix: deps.env.QUEUE_PREFIX }, id, status, data);
+  return moved ? status : "skipped";
 }
