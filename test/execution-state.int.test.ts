@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDb, createExecution, getExecutionForWorker, transitionExecution } from "@codeinterp/db";
+import { claimQueuedExecution, createDb, createExecution, getExecutionForWorker, markExecutionRunning } from "@codeinterp/db";
 import type { Db } from "@codeinterp/db";
 import {
   WrongQueueError,
@@ -44,7 +44,10 @@ afterAll(async () => {
 
 async function newExecution(status: "queued" | "running") {
   const { execution } = await createExecution(db, { userId: "state-user", chatId: "c", messageId: `m-${randomBytes(4).toString("hex")}`, code: "1", timeoutMs: 1000 });
-  if (status === "running") expect(await transitionExecution(db, execution.id, ["queued"], "running", { startedAt: new Date() })).toBe(true);
+  if (status === "running") {
+    expect(await claimQueuedExecution(db, execution.id, "w-test")).not.toBeNull();
+    expect(await markExecutionRunning(db, execution.id, "k-test")).toBe(true);
+  }
   return execution;
 }
 

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDb, createExecution, getExecutionForWorker, transitionExecution } from "@codeinterp/db";
+import { claimQueuedExecution, createDb, createExecution, getExecutionForWorker, markExecutionRunning } from "@codeinterp/db";
 import type { Db } from "@codeinterp/db";
 import { createLogger } from "@codeinterp/logger";
 import { createEventSubscriber, createRedis, parseJobPayload, queueNames } from "@codeinterp/queue";
@@ -40,7 +40,8 @@ describe("reconcileOnce", () => {
     const make = (messageId: string) => createExecution(db, { userId: "rec-user", chatId: "c", messageId, code: "1", timeoutMs: 1000 }).then((r) => r.execution);
     const queued = await make("m-queued");
     const running = await make("m-running");
-    expect(await transitionExecution(db, running.id, ["queued"], "running", { startedAt: new Date() })).toBe(true);
+    expect(await claimQueuedExecution(db, running.id, "w-test")).not.toBeNull();
+    expect(await markExecutionRunning(db, running.id, "k-test")).toBe(true);
 
     const first = await reconcileOnce({ ...opts, onLost: async (e) => void lost.push(e.id) });
     expect(first).toEqual({ enqueued: 1, failed: 1 });
