@@ -8,7 +8,7 @@ import { inject } from "vitest";
 import { createKernelGateway } from "@codeinterp/kernel";
 import type { KernelGateway } from "@codeinterp/kernel";
 import { createLogger } from "@codeinterp/logger";
-import { createRedis } from "@codeinterp/queue";
+import { createRedis, liveKernelsKey } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
 import type { AcquireRequest, KernelBroker, MessageTurn } from "../apps/worker/src/kernels/broker";
 import { createLiveKernels, defaultMaxLiveKernels } from "../apps/worker/src/kernels/live-kernels";
@@ -144,7 +144,7 @@ describe("live-kernel ceiling", () => {
     expect(await live.dropStartsOfGoneWorkers(async (id) => id === "live-worker")).toBe(1);
     expect(await live.count()).toBe(1);
     expect(await live.reserve(120_000, "live-worker")).not.toBeNull();
-    await redis.del(`${prefix}:kernel:live`);
+    await redis.del(liveKernelsKey(prefix));
   });
 
   it("defaults to as many kernels at their cap as the budget holds, at least one", () => {

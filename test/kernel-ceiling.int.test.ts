@@ -6,7 +6,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { silentLog, startLocalJupyter } from "@codeinterp/kernel";
 import type { LocalJupyter } from "@codeinterp/kernel";
-import { createRedis } from "@codeinterp/queue";
+import { createRedis, liveKernelsKey, workerMetricsKey } from "@codeinterp/queue";
 import { client, startTestStack } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
 
@@ -78,7 +78,7 @@ describe("a ceiling of two live kernels", () => {
     const redis = createRedis(stack.env.REDIS_URL!, { name: "test" });
     try {
       const metric = async (name: string) => {
-        const keys = await redis.keys(`${stack.queuePrefix}:metrics:worker:*`);
+        const keys = await redis.keys(workerMetricsKey(stack.queuePrefix, "*"));
         const snap = JSON.parse((await redis.get(keys[0]!)) ?? "{}") as { metrics?: { name: string; values: { value: number }[] }[] };
         return snap.metrics?.find((m) => m.name === name)?.values[0]?.value;
       };
@@ -152,7 +152,7 @@ describe("a worker SIGKILLed while holding places under the ceiling", () => {
     try {
       const lost = await api.post("/v1/executions", { chatId: "c", messageId: "lost", code: "import time\ntime.sleep(60)" });
       await api.waitForStatus(lost.body.id, "running", 30_000);
-      await expect.poll(() => redis.zcount(`${stack.queuePrefix}:kernel:live`, Date.now(), "+inf"), { timeout: 30_000 }).toBe(2);
+      await expect.poll(() => redis.zcount(liveKernelsKey(stack.queuePrefix), Date.now(), "+inf"), { timeout: 30_000 }).toBe(2);
       child.kill("SIGKILL");
       await stack.startWorker();
       const runs = await Promise.all(["after-1", "after-2"].map((m) => api.run({ messageId: m, code: `print('${m}')` }, 60_000)));

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "@codeinterp/logger";
-import { createRedis } from "@codeinterp/queue";
+import { createRedis, poolOwnersKey } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
 import { createPoolOwners } from "../apps/worker/src/kernels/pool-owners";
 
@@ -39,17 +39,17 @@ describe("pool owners", () => {
     });
     try {
       owners.record(["k-taken", "k-waiting"]);
-      await expect.poll(() => redis.hlen(`${prefix}:kernel:pool-owners`)).toBe(2);
+      await expect.poll(() => redis.hlen(poolOwnersKey(prefix))).toBe(2);
       failNext = true;
       owners.record(["k-waiting"]); // k-taken went to a message; its record stays behind
-      expect(await redis.hget(`${prefix}:kernel:pool-owners`, "k-taken")).toBe("w1");
+      expect(await redis.hget(poolOwnersKey(prefix), "k-taken")).toBe("w1");
       expect(await owners.sweep()).toBe(0);
       expect(shutDown).toEqual([]);
       // The stale record is gone now, and the pool's own kernel is still recorded.
-      expect(await redis.hgetall(`${prefix}:kernel:pool-owners`)).toEqual({ "k-waiting": "w1" });
+      expect(await redis.hgetall(poolOwnersKey(prefix))).toEqual({ "k-waiting": "w1" });
     } finally {
       await owners.close();
-      await redis.del(`${prefix}:kernel:pool-owners`);
+      await redis.del(poolOwnersKey(prefix));
     }
   });
 });

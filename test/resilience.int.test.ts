@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDb } from "@codeinterp/db";
-import { createRedis } from "@codeinterp/queue";
+import { createRedis, poolOwnersKey } from "@codeinterp/queue";
 import { workspaceDirFor } from "@codeinterp/workspace";
 import { client, startTestStack } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
@@ -58,7 +58,7 @@ describe("a worker SIGKILLed with kernels in its pool", () => {
 
   it("leaves no kernels behind: another worker shuts its pool down", async () => {
     const redis = createRedis(stack.env.REDIS_URL!, { name: "test" });
-    const ownersKey = `${stack.queuePrefix}:kernel:pool-owners`;
+    const ownersKey = poolOwnersKey(stack.queuePrefix);
     const child = stack.spawnWorker({ KERNEL_POOL_SIZE: "2", WORKER_ID: "doomed" });
     try {
       const pooled = await waitFor(async () => {

@@ -8,9 +8,9 @@ import type { Redis } from "@codeinterp/queue";
 
 /**
  * Workers serve no HTTP, so each one publishes its own metrics to Redis and the API (GET /metrics) serves
- * them, with a `worker` label, next to its own. Key layout (packages/queue/src/live-index.ts):
- *   `${prefix}:metrics:worker:<WORKER_ID>`  JSON { workerId, at, metrics: prom-client getMetricsAsJSON() }, PX ttl
- *   `${prefix}:metrics:workers`             sorted set: WORKER_ID scored by the time its key expires
+ * them, with a `worker` label, next to its own. Key layout (packages/queue/src/keys.ts):
+ *   workerMetricsKey    JSON { workerId, at, metrics: prom-client getMetricsAsJSON() }, PX ttl
+ *   workerMetricsIndex  sorted set: WORKER_ID scored by the time its key expires
  * A worker that stops cleanly deletes its key; one that dies disappears when its TTL passes.
  */
 

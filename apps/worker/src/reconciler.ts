@@ -1,11 +1,10 @@
 import type { Queue } from "bullmq";
 import type { Db } from "@codeinterp/db";
-import { finishExecution, listStaleActiveExecutions } from "@codeinterp/db";
+import { listStaleActiveExecutions } from "@codeinterp/db";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import type { Redis } from "@codeinterp/queue";
-import { createEventPublisher, jobCatalog } from "@codeinterp/queue";
-import { workspaceId } from "@codeinterp/workspace";
+import { enqueueExecution, finishAndAnnounce, reconcilerLockKey } from "@codeinterp/queue";
 
 export interface ReconcilerOptions {
   db: Db;
@@ -25,7 +24,7 @@ export interface ReconcilerOptions {
  * persistence) ends as `failed` instead of staying `running` forever. One worker at a time does this.
  */
 export async function reconcileOnce(opts: ReconcilerOptions): Promise<{ enqueued: number; failed: number }> {
-  const lockKey = `${opts.prefix}:reconciler-lock`;
+  const lockKey = reconcilerLockKey(opts.prefix);
   const got = await opts.redis.set(lockKey, "1", "PX", 30_000, "NX");
   if (!got) return { enqueued: 0, failed: 0 };
   let enqueued = 0;
@@ -38,19 +37,17 @@ export async function reconcileOnce(opts: ReconcilerOptions): Promise<{ enqueued
       const state = job ? await job.getState() : "missing";
       if (state === "waiting" || state === "active" || state === "delayed" || state === "prioritized" || state === "waiting-children") continue;
       if (e.status === "queued" && state === "missing") {
-        await opts.queue.add(jobCatalog.runExecution.name, { executionId: e.id, messageKey: workspaceId(e.userId, e.messageId) }, { ...jobCatalog.runExecution.options, jobId: e.id });
+        await enqueueExecution(opts.queue, e);
         enqueued++;
         continue;
       }
       // The job is gone, failed for good, or finished without ending the execution.
-      const moved = await finishExecution(opts.db, e.id, "failed", {
+      const moved = await finishAndAnnounce(opts, e.id, "failed", {
         failure: { code: "worker_lost", message: `the job running this execution was lost (${state}); submit it again` },
       });
       if (moved) {
         failed++;
         // Watchers learn the end first; the lost kernel's cleanup may wait for nothing (see onLost).
-        const pub = createEventPublisher(opts.redis, opts.prefix, e.id);
-        await pub.end("failed");
         // Eviction of a lost execution's kernel is best effort: the idle sweep retires it otherwise.
         await opts.onLost?.(e).catch(() => undefined);
       }

@@ -3,7 +3,7 @@ import { closeDb, createDb } from "@codeinterp/db";
 import { DEFAULT_SANDBOX_LIMITS, SANDBOX_KERNEL_NAME, createKernelGateway, preloadCode } from "@codeinterp/kernel";
 import type { SandboxSpecMetadata } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
-import { cancelChannel, createRedis, queueNames } from "@codeinterp/queue";
+import { createRedis, onCancelRequests, queueNames } from "@codeinterp/queue";
 import { createBlobStore, detectDiskBudget } from "@codeinterp/workspace";
 import type { DiskBudget } from "@codeinterp/workspace";
 import { CancelRegistry } from "./cancellations";
@@ -78,8 +78,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
   const cancels = new CancelRegistry();
   const blobs = createBlobStore(env.DATA_DIR);
 
-  await cancelSub.subscribe(cancelChannel(env.QUEUE_PREFIX));
-  cancelSub.on("message", (_channel: string, executionId: string) => {
+  await onCancelRequests(cancelSub, env.QUEUE_PREFIX, (executionId) => {
     if (cancels.cancel(executionId)) log.info({ executionId }, "cancel requested");
   });
 

@@ -1,3 +1,4 @@
+import type { Queue } from "bullmq";
 import { z } from "zod";
 
 /** Every queue and job the system knows, with the schema of its payload. Payloads carry ids, never data. */
@@ -20,7 +21,8 @@ export const jobCatalog = {
         messageKey: z.string().regex(/^[0-9a-f]{64}$/).optional(),
       })
       .strict(),
-    // jobId is the executionId, so enqueuing twice (a retried request, the reconciler) makes one job.
+    // The job id is the executionId, so enqueuing twice (a retried request, the reconciler) makes one job.
+    jobId: (payload: { executionId: string }) => payload.executionId,
     options: {
       // Retries cover a dependency outage of ~30 s (2+4+8+16 s); an attempt that had reached the kernel is
       // never re-run (see runExecution).
@@ -34,6 +36,7 @@ export const jobCatalog = {
     queue: queueNames.maintenance,
     name: "clean-workspaces",
     schema: z.object({}).strict(),
+    jobId: () => undefined,
     options: { removeOnComplete: true, removeOnFail: { age: 24 * 3600 } },
   },
 } as const;
@@ -54,3 +57,18 @@ export function parseJobPayload<N extends JobName>(name: N, data: unknown): JobP
   return parsed.data as JobPayload<N>;
 }
 
+
+export class WrongQueueError extends Error {
+  override name = "WrongQueueError";
+}
+
+/**
+ * The one way to put a job in a queue: the payload is typed by the job's name, and the job's options and id
+ * come from the catalog. Consumers still parse it (parseJobPayload): Redis is not trusted.
+ */
+export async function enqueueJob<N extends JobName>(queue: Pick<Queue, "name" | "add">, name: N, payload: JobPayload<N>): Promise<void> {
+  const job = jobCatalog[name];
+  if (queue.name !== job.queue) throw new WrongQueueError(`${job.name} belongs to the ${job.queue} queue, not ${queue.name}`);
+  const jobId = (job.jobId as (p: JobPayload<N>) => string | undefined)(payload);
+  await queue.add(job.name, payload, { ...job.options, ...(jobId ? { jobId } : {}) });
+}

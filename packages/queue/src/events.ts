@@ -1,30 +1,6 @@
 import { z } from "zod";
 
-export const executionChannel = (prefix: string, executionId: string) => `${prefix}:execution:${executionId}`;
-/** A capped Redis stream of the same events, so a late subscriber can replay what it missed. */
-export const executionLogKey = (prefix: string, executionId: string) => `${prefix}:execution-log:${executionId}`;
-/** API processes listen here for executions whose cached response changed (one of its files was deleted). */
-export const executionChangedChannel = (prefix: string) => `${prefix}:execution-changed`;
-/** Workers listen here for cancel requests of executions they may be running. */
-export const cancelChannel = (prefix: string) => `${prefix}:cancel`;
-/**
- * A lasting cancel request: pub/sub reaches only a worker already running the execution, so one that picks
- * it up later (a retried job, a cancel sent between two steps) checks this key.
- */
-export const cancelKey = (prefix: string, executionId: string) => `${prefix}:cancel-requested:${executionId}`;
-
-/**
- * "Replace this message's kernel": set by the API (a Jupyter-surface restart), consumed by the worker that
- * next acquires the message's kernel, which shuts the old one down and starts the execution on a fresh one.
- */
-export const kernelResetKey = (prefix: string, messageKey: string) => `${prefix}:kernel:reset:${messageKey}`;
-/** Message keys whose kernel is no longer wanted (a Jupyter-surface kernel deleted): the next idle sweep shuts it down. */
-export const kernelRetireKey = (prefix: string) => `${prefix}:kernel:retire`;
-/**
- * The live-kernel leases under the ceiling (apps/worker/src/kernels/live-kernels.ts): a sorted set of kernel
- * ids (and `start:<worker>:<uuid>` places of kernels being started) scored by when each lease lapses.
- */
-export const liveKernelsKey = (prefix: string) => `${prefix}:kernel:live`;
+/** Members of the live-kernel leases (keys.ts liveKernelsKey) that hold a place for a kernel being started: `start:<worker>:<uuid>`. */
 export const LIVE_KERNEL_START_PREFIX = "start:";
 
 const statusValues = ["queued", "preparing", "running", "completed", "failed", "timed_out", "cancelled"] as const;

@@ -1,16 +1,13 @@
 import { z } from "zod";
+import { workerAliveIndex, workerAliveKey } from "./keys";
 import { readLiveEntries } from "./live-index";
 import type { Redis } from "./redis";
 
 /**
  * Worker heartbeats: each worker says it is alive, and what it last saw of its kernel gateway, every few
  * seconds. Workers read them to find the pool kernels of workers that are gone; the API reads them for
- * /readyz (it holds no gateway URL or token of its own). Layout:
- *   `${prefix}:worker:alive:<WORKER_ID>`  JSON WorkerBeat, PX three beats
- *   `${prefix}:workers:alive`             sorted set: WORKER_ID scored by the time its key expires
+ * /readyz (it holds no gateway URL or token of its own). Keys: workerAliveKey and workerAliveIndex (./keys).
  */
-export const workerAliveKey = (prefix: string, workerId: string) => `${prefix}:worker:alive:${workerId}`;
-const aliveIndex = (prefix: string) => `${prefix}:workers:alive`;
 
 export const gatewaySeenSchema = z.object({
   reachable: z.boolean(),
@@ -41,18 +38,18 @@ export async function writeHeartbeat(redis: Redis, prefix: string, beat: WorkerB
   await redis
     .multi()
     .set(workerAliveKey(prefix, beat.workerId), JSON.stringify(beat), "PX", ttlMs)
-    .zadd(aliveIndex(prefix), beat.at + ttlMs, beat.workerId)
+    .zadd(workerAliveIndex(prefix), beat.at + ttlMs, beat.workerId)
     .exec();
 }
 
 export async function removeHeartbeat(redis: Redis, prefix: string, workerId: string): Promise<void> {
-  await redis.multi().del(workerAliveKey(prefix, workerId)).zrem(aliveIndex(prefix), workerId).exec();
+  await redis.multi().del(workerAliveKey(prefix, workerId)).zrem(workerAliveIndex(prefix), workerId).exec();
 }
 
 /** The latest beat of every live worker; entries of workers gone without cleaning up are dropped. */
 export async function readHeartbeats(redis: Redis, prefix: string): Promise<WorkerBeat[]> {
   const out: WorkerBeat[] = [];
-  for (const raw of await readLiveEntries(redis, aliveIndex(prefix), (id) => workerAliveKey(prefix, id))) {
+  for (const raw of await readLiveEntries(redis, workerAliveIndex(prefix), (id) => workerAliveKey(prefix, id))) {
     try {
       const parsed = workerBeatSchema.safeParse(JSON.parse(raw));
       if (parsed.success) out.push(parsed.data);

@@ -14,6 +14,3 @@ export async function readLiveEntries(redis: Redis, index: string, keyOf: (id: s
   return raws.filter((raw): raw is string => raw !== null);
 }
 
-/** Where each worker publishes its metrics snapshot (apps/worker/src/metrics.ts) and the API reads them. */
-export const workerMetricsKey = (prefix: string, workerId: string) => `${prefix}:metrics:worker:${workerId}`;
-export const workerMetricsIndex = (prefix: string) => `${prefix}:metrics:workers`;

@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import { executionChannel, executionLogKey } from "./events";
+import { executionChannel, executionLogKey } from "./keys";
 import type { ExecutionEventBody } from "./events";
 
 export interface EventPublisher {

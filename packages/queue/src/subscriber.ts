@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
-import { compareStreamIds, executionChannel, executionLogKey, parseEventBody } from "./events";
+import { compareStreamIds, parseEventBody } from "./events";
+import { executionChannel, executionLogKey } from "./keys";
 import type { ExecutionEvent } from "./events";
 
 export interface EventSubscriber {

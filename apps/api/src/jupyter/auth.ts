@@ -2,6 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Db } from "@codeinterp/db";
 import { findUserByApiKey } from "@codeinterp/db";
+import { jupyterSessionKey } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
 
 export const SESSION_COOKIE = "codeinterp-jupyter";
@@ -45,7 +46,7 @@ export function sameToken(a: string | undefined | null, b: string | undefined | 
 
 /** Server-side login sessions: the cookie holds a random id, Redis its user, so any API instance accepts it. */
 export function createSessionStore(redis: Redis, prefix: string, ttlMs: number) {
-  const key = (sid: string) => `${prefix}:jupyter:session:${digest(sid).toString("hex")}`;
+  const key = (sid: string) => jupyterSessionKey(prefix, digest(sid).toString("hex"));
   return {
     async create(userId: string): Promise<string> {
       const sid = newToken();

@@ -2,9 +2,9 @@ import { readFile } from "node:fs/promises";
 import { createExecution, findExecution, findExecutionWithFiles, findFile, isTerminal } from "@codeinterp/db";
 import type { ExecutionWithFiles } from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
+import { enqueueExecution } from "@codeinterp/queue";
 import type { ExecutionEvent } from "@codeinterp/queue";
 import type { ApiDeps } from "../deps";
-import { enqueueExecution } from "../routes/executions";
 import { defaultLinkTtlS, signedUrl } from "../links/urls";
 import type { FacadeKernel, KernelStore } from "./kernels";
 import { JUPYTER_CHAT_ID } from "./kernels";
@@ -120,7 +120,7 @@ async function runThroughPipeline(ctx: ChannelContext, code: string, onStream: (
   try {
     await ctx.store.setRunning(kernel.id, execution.id);
     try {
-      await enqueueExecution(deps, execution);
+      await enqueueExecution(deps.executionQueue, execution);
     } catch (err) {
       // Durable in Postgres: the worker's reconciler enqueues it.
       log.warn({ err: normalizeError(err) }, "enqueue failed; left for the reconciler");

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Redis } from "@codeinterp/queue";
-import { kernelResetKey, kernelRetireKey } from "@codeinterp/queue";
+import { jupyterKernelKey, jupyterUserKernelsKey, kernelResetKey, kernelRetireKey } from "@codeinterp/queue";
 import { workspaceId } from "@codeinterp/workspace";
 
 /** Every kernel of the Jupyter surface is a message of this chat (so `/v1/chats/jupyter/files` lists their files). */
@@ -22,8 +22,8 @@ export interface FacadeKernel {
  * calls and websocket. A record not used for the idle time expires, as the message's kernel is culled.
  */
 export function createKernelStore(redis: Redis, prefix: string, idleMs: number) {
-  const key = (id: string) => `${prefix}:jupyter:kernel:${id}`;
-  const userSet = (userId: string) => `${prefix}:jupyter:user:${userId}`;
+  const key = (id: string) => jupyterKernelKey(prefix, id);
+  const userSet = (userId: string) => jupyterUserKernelsKey(prefix, userId);
 
   function fromHash(id: string, h: Record<string, string>): FacadeKernel | null {
     if (!h.userId || !h.messageId) return null;

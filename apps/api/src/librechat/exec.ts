@@ -2,9 +2,9 @@ import { createHash } from "node:crypto";
 import { createExecution, createFile, createLibreChatSession, findLibreChatSession, findLibreChatSessionFile, isTerminal, listLibreChatSessionFiles } from "@codeinterp/db";
 import type { ExecutionWithFiles, FileRow } from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
+import { enqueueExecution } from "@codeinterp/queue";
 import type { ApiDeps } from "../deps";
 import { HttpError } from "../errors";
-import { enqueueExecution } from "../routes/executions";
 import { waitForExecution } from "../wait";
 import type { Principal } from "./auth";
 import { newSessionId, uuidToLibreChatId, libreChatIdToUuid } from "./ids";
@@ -49,7 +49,7 @@ export async function runExec(deps: ApiDeps, principal: Principal, body: ExecReq
   });
   const log = deps.log.child({ executionId: execution.id, messageId, sessionId });
   try {
-    await enqueueExecution(deps, execution);
+    await enqueueExecution(deps.executionQueue, execution);
   } catch (err) {
     log.warn({ err: normalizeError(err) }, "enqueue failed; left for the reconciler");
   }

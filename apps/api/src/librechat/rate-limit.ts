@@ -1,4 +1,5 @@
 import { RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
+import { librechatRateKeyPrefix } from "@codeinterp/queue";
 import type { ApiDeps } from "../deps";
 import { HttpError } from "../errors";
 
@@ -17,7 +18,7 @@ export class RateLimitedError extends HttpError {
 export function createRateLimit(deps: Pick<ApiDeps, "redis" | "queuePrefix" | "env">): ((userId: string) => Promise<void>) | null {
   const points = deps.env.LIBRECHAT_RATE_LIMIT_PER_MINUTE;
   if (points === 0) return null;
-  const limiter = new RateLimiterRedis({ storeClient: deps.redis, keyPrefix: `${deps.queuePrefix}:librechat:rate`, points, duration: 60 });
+  const limiter = new RateLimiterRedis({ storeClient: deps.redis, keyPrefix: librechatRateKeyPrefix(deps.queuePrefix), points, duration: 60 });
   return async (userId) => {
     try {
       await limiter.consume(userId);

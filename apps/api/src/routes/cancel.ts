@@ -1,8 +1,8 @@
 import { Router } from "express";
 import type { Queue } from "bullmq";
-import { findExecution, findExecutionWithFiles, finishExecution, isTerminal } from "@codeinterp/db";
+import { findExecution, findExecutionWithFiles, isTerminal } from "@codeinterp/db";
 import type { ExecutionRow } from "@codeinterp/db";
-import { cancelChannel, cancelKey, createEventPublisher } from "@codeinterp/queue";
+import { finishAndAnnounce, requestCancel } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
 import { userOf } from "../auth";
 import type { ApiDeps } from "../deps";
@@ -39,15 +39,12 @@ export async function cancelExecution(
 ): Promise<void> {
   const { id } = execution;
   const log = deps.log.child({ executionId: id, messageId: execution.messageId });
-  const moved = await finishExecution(deps.db, id, "cancelled", { onlyFrom: ["queued"] });
+  const moved = await finishAndAnnounce({ db: deps.db, redis: deps.redis, prefix: deps.queuePrefix }, id, "cancelled", { onlyFrom: ["queued"] });
   if (moved) {
     await removeJob(deps.executionQueue, id);
-    const pub = createEventPublisher(deps.redis, deps.queuePrefix, id);
-    await pub.end("cancelled");
     log.info("queued execution cancelled");
   } else {
-    await deps.redis.set(cancelKey(deps.queuePrefix, id), "1", "EX", 24 * 3600);
-    await deps.redis.publish(cancelChannel(deps.queuePrefix), id);
+    await requestCancel(deps.redis, deps.queuePrefix, id);
     log.info("cancel sent to the worker");
   }
 }

@@ -3,8 +3,7 @@ import { Router } from "express";
 import { createExecution, findExecutionWithFiles, isTerminal } from "@codeinterp/db";
 import type { ExecutionRow } from "@codeinterp/db";
 import { executionMemoryBounds } from "@codeinterp/config";
-import { jobCatalog } from "@codeinterp/queue";
-import { workspaceId } from "@codeinterp/workspace";
+import { enqueueExecution } from "@codeinterp/queue";
 import { normalizeError } from "@codeinterp/logger";
 import { userOf } from "../auth";
 import type { ApiDeps } from "../deps";
@@ -13,12 +12,6 @@ import { createExecutionBody, ExecutionParams, WaitQuery } from "../schemas";
 import { serializeExecution } from "../serialize";
 import { parseInput } from "../validate";
 import { waitForExecution } from "../wait";
-
-export async function enqueueExecution(deps: Pick<ApiDeps, "executionQueue">, execution: Pick<ExecutionRow, "id" | "userId" | "messageId">): Promise<void> {
-  const job = jobCatalog.runExecution;
-  const payload = { executionId: execution.id, messageKey: workspaceId(execution.userId, execution.messageId) };
-  await deps.executionQueue.add(job.name, payload, { ...job.options, jobId: execution.id });
-}
 
 export function executionsRouter(deps: ApiDeps): Router {
   const router = Router();
@@ -48,7 +41,7 @@ export function executionsRouter(deps: ApiDeps): Router {
     const log = deps.log.child({ executionId: execution.id, messageId: execution.messageId, chatId: execution.chatId });
     if (created) {
       try {
-        await enqueueExecution(deps, execution);
+        await enqueueExecution(deps.executionQueue, execution);
       } catch (err) {
         // The execution is durable in Postgres; the worker's reconciler enqueues queued executions that
         // have no job, so an accepted execution is never lost while Redis is away.

@@ -1,11 +1,10 @@
 import { Queue, Worker } from "bullmq";
 import type { Logger } from "@codeinterp/logger";
-import { jobCatalog, parseJobPayload, queueNames } from "@codeinterp/queue";
-import type { Redis } from "@codeinterp/queue";
+import { jobCatalog, messageLockKey, parseJobPayload, queueNames } from "@codeinterp/queue";
+import type { JobPayload, Redis } from "@codeinterp/queue";
 import { removeIdleWorkspaces, startStaleBudgetSweep } from "@codeinterp/workspace";
 import type { BlobStore } from "@codeinterp/workspace";
 import { tryLock } from "../kernels/lock";
-import { messageLockKey } from "../kernels/message-broker";
 
 /** A temp file in the blob store untouched this long was left by a process that died mid-write. */
 const STALE_TEMP_MS = 24 * 3600_000;
@@ -30,7 +29,7 @@ export interface RetentionOptions {
 export async function startWorkspaceRetention(opts: RetentionOptions): Promise<{ close(): Promise<void> }> {
   const job = jobCatalog.cleanWorkspaces;
   const queue = new Queue(queueNames.maintenance, { connection: opts.connection, prefix: opts.prefix });
-  await queue.upsertJobScheduler("workspace-retention", { every: opts.everyMs }, { name: job.name, data: {}, opts: job.options });
+  await queue.upsertJobScheduler("workspace-retention", { every: opts.everyMs }, { name: job.name, data: {} satisfies JobPayload<"cleanWorkspaces">, opts: job.options });
   const budgets = opts.budgeted ? startStaleBudgetSweep(opts.dataDir) : null;
   const worker = new Worker(
     queueNames.maintenance,

@@ -1,6 +1,6 @@
 import { claimQueuedExecution, markExecutionRunning, getExecutionForWorker, isTerminal, listMessageAttachments, retakeExecution } from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
-import { cancelKey, createEventPublisher } from "@codeinterp/queue";
+import { createEventPublisher, isCancelRequested } from "@codeinterp/queue";
 import { workspaceDirFor, workspaceId } from "@codeinterp/workspace";
 import type { WorkerEnv } from "../env";
 import type { AcquireRequest, KernelLease, MessageTurn } from "../kernels/broker";
@@ -46,7 +46,7 @@ export async function runExecution(
   if (turn?.messageKey !== req.messageKey) {
     // Producers always name the execution's message; a job that names another cannot have its turn.
     log.error({ hinted: turn?.messageKey }, "the job's message key does not match the execution");
-    return finish(deps, pub, exec.id, "failed", { failure: { code: "internal_error", message: "the job does not match its execution" } });
+    return finish(deps, exec.id, "failed", { failure: { code: "internal_error", message: "the job does not match its execution" } });
   }
 
   if (!claimed && exec.status === "running") {
@@ -56,7 +56,7 @@ export async function runExecution(
     if (exec.kernelId) {
       await deps.broker.evict(turn, exec.kernelId).catch((err: unknown) => log.warn({ err: normalizeError(err) }, "could not evict the lost execution's kernel"));
     }
-    return finish(deps, pub, exec.id, "failed", {
+    return finish(deps, exec.id, "failed", {
       failure: { code: "worker_lost", message: "the worker running this execution stopped; submit it again" },
     });
   }
@@ -70,9 +70,9 @@ export async function runExecution(
   const abort = deps.cancels.register(exec.id);
   // A cancel sent before this worker was listening for it (between retries, or just now) left a mark. It is
   // looked up while the kernel is acquired and honoured before any code is sent.
-  const cancelMarkChecked = deps.redis.exists(cancelKey(deps.env.QUEUE_PREFIX, exec.id)).then(
-    (n) => {
-      if (n) abort.abort();
+  const cancelMarkChecked = isCancelRequested(deps.redis, deps.env.QUEUE_PREFIX, exec.id).then(
+    (requested) => {
+      if (requested) abort.abort();
     },
     () => undefined,
   );
@@ -90,14 +90,14 @@ export async function runExecution(
         throw err;
       }
       log.error({ err: e, failure: verdict.failure.code }, "execution failed: kernel gateway unavailable");
-      return finish(deps, pub, exec.id, "failed", { failure: verdict.failure });
+      return finish(deps, exec.id, "failed", { failure: verdict.failure });
     }
     if (!job.finalAttempt && isTransient(err)) {
       log.warn({ err: e }, "transient failure; the job will be retried");
       throw err;
     }
     log.error({ err: e }, "execution failed");
-    return finish(deps, pub, exec.id, "failed", { failure: { code: failureCode(err), message: e.message } });
+    return finish(deps, exec.id, "failed", { failure: { code: failureCode(err), message: e.message } });
   } finally {
     deps.cancels.unregister(exec.id);
   }
@@ -109,7 +109,7 @@ export async function runExecution(
  */
 async function prepareAndRun(ctx: ExecutionContext): Promise<Terminal | "skipped"> {
   const { deps, exec, pub } = ctx;
-  const cancelled = () => finish(deps, pub, exec.id, "cancelled", { result: emptyResult(ctx.notes) });
+  const cancelled = () => finish(deps, exec.id, "cancelled", { result: emptyResult(ctx.notes) });
   if (ctx.req.signal.aborted) return cancelled();
   // Read while the kernel is acquired: the attachments were committed before this execution was queued.
   const attachmentsRead = listMessageAttachments(deps.db, exec.userId, exec.messageId);

@@ -1,3 +1,4 @@
+import { kernelEvictedKey, kernelIdleIndex, kernelMappingKey } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
 import type { KernelMapping } from "./broker";
 
@@ -8,9 +9,9 @@ import type { KernelMapping } from "./broker";
  * Read and changed only under the message's turn (or its lock, for the sweep and eviction).
  */
 export function createKernelMappings(redis: Redis, prefix: string, ttlMs: number) {
-  const mapKey = (k: string) => `${prefix}:kernel:msg:${k}`;
-  const evictedKey = (k: string) => `${prefix}:kernel:evicted:${k}`;
-  const idleSet = `${prefix}:kernel:idle`;
+  const mapKey = (k: string) => kernelMappingKey(prefix, k);
+  const evictedKey = (k: string) => kernelEvictedKey(prefix, k);
+  const idleSet = kernelIdleIndex(prefix);
 
   return {
     async read(messageKey: string): Promise<KernelMapping | null> {

@@ -3,7 +3,7 @@ import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import type { GatewaySeen, Redis } from "@codeinterp/queue";
 import type { AcquireRequest, KernelBroker, KernelLease, KernelMapping, MessageTurn } from "./broker";
-import { kernelResetKey, kernelRetireKey } from "@codeinterp/queue";
+import { kernelResetKey, kernelRetireKey, messageLockKey } from "@codeinterp/queue";
 import type { HeldLock } from "./lock";
 import { acquireLock, tryLock } from "./lock";
 import type { LiveKernels, Reservation } from "./live-kernels";
@@ -43,9 +43,6 @@ export interface MessageBrokerOptions {
   /** At the ceiling, a pool refill may take the place of a message kernel idle this long (default 60 s). */
   poolEvictionIdleMs?: number;
 }
-
-/** The Redis lock a message's executions (and the removal of its workspace) take turns on. */
-export const messageLockKey = (prefix: string, messageKey: string) => `${prefix}:kernel:lock:${messageKey}`;
 
 /** A kernel released this recently by this worker is reused without asking the gateway whether it exists. */
 export const RECENT_MS = 3000;

@@ -1,7 +1,7 @@
 import type { KernelGateway } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import type { GatewaySeen, Redis } from "@codeinterp/queue";
-import { removeHeartbeat, workerAliveKey, writeHeartbeat } from "@codeinterp/queue";
+import { poolOwnersKey, removeHeartbeat, workerAliveKey, writeHeartbeat } from "@codeinterp/queue";
 
 export interface PoolOwnersOptions {
   redis: Redis;
@@ -25,7 +25,7 @@ export interface PoolOwnersOptions {
  */
 export function createPoolOwners(opts: PoolOwnersOptions) {
   const { redis, prefix, workerId, log } = opts;
-  const ownersKey = `${prefix}:kernel:pool-owners`;
+  const ownersKey = poolOwnersKey(prefix);
   const aliveKey = (id: string) => workerAliveKey(prefix, id);
   let known = new Set<string>();
   // Kernels this worker's pool gave up (to a message, or because they died) whose record may still be in

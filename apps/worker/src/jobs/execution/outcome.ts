@@ -1,15 +1,19 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Db } from "@codeinterp/db";
-import { finishExecution, isOutage } from "@codeinterp/db";
-import { GatewayUnavailableError } from "@codeinterp/kernel";
+import { isOutage } from "@codeinterp/db";
+import { GatewayUnavailableError, JupyterStartError, KernelDiedError } from "@codeinterp/kernel";
 import type { ExecutionOutcome } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
-import type { EventPublisher } from "@codeinterp/queue";
+import { finishAndAnnounce } from "@codeinterp/queue";
+import type { FinishData, Redis, TerminalStatus } from "@codeinterp/queue";
+import type { WorkerEnv } from "../../env";
 import { LockTimeoutError } from "../../kernels/lock";
+import { KernelSetupError } from "./acquire-kernel";
 import { diedFailure } from "./kernel-outcome";
+import { MemoryRequestTooSmallError } from "./memory-limit";
 
-export type Terminal = "completed" | "failed" | "timed_out" | "cancelled";
+export type Terminal = TerminalStatus;
 
 export const STATUS_BY_OUTCOME: Record<ExecutionOutcome["status"], Terminal> = {
   ok: "completed",
@@ -26,19 +30,11 @@ export function outcomeFailure(outcome: ExecutionOutcome): { code: string; messa
 
 /** The failure code of an execution that could not be run (thrown before or around the kernel). */
 export function failureCode(err: unknown): string {
-  switch ((err as Error)?.name) {
-    case "GatewayUnavailableError":
-      return "gateway_unavailable";
-    case "KernelDiedError":
-    case "KernelSetupError":
-      return "kernel_died";
-    case "JupyterStartError":
-      return "kernel_start_failed";
-    case "MemoryRequestTooSmallError":
-      return "memory_limit";
-    default:
-      return "internal_error";
-  }
+  if (err instanceof GatewayUnavailableError) return "gateway_unavailable";
+  if (err instanceof KernelDiedError || err instanceof KernelSetupError) return "kernel_died";
+  if (err instanceof JupyterStartError) return "kernel_start_failed";
+  if (err instanceof MemoryRequestTooSmallError) return "memory_limit";
+  return "internal_error";
 }
 
 /** Worth another attempt: a gateway, Redis or Postgres that is away for a while. */
@@ -64,16 +60,13 @@ export function emptyResult(notes: string[]) {
   return { stdout: "", stderr: "", outputs: [], error: null, notes };
 }
 
+/** Ends the execution and announces it; "skipped" when it had already ended (a cancel, say). */
 export async function finish(
-  deps: { db: Db },
-  pub: EventPublisher,
+  deps: { db: Db; redis: Redis; env: Pick<WorkerEnv, "QUEUE_PREFIX"> },
   id: string,
   status: Terminal,
-  data: Parameters<typeof finishExecution>[3],
+  data: FinishData,
 ): Promise<Terminal | "skipped"> {
-  const moved = await finishExecution(deps.db, id, status, data);
-  // Whoever moved it last (a cancel, say) already announced the end.
-  if (!moved) return "skipped";
-  await pub.end(status);
-  return status;
+  const moved = await finishAndAnnounce({ db: deps.db, redis: deps.redis, prefix: deps.env.QUEUE_PREFIX }, id, status, data);
+  return moved ? status : "skipped";
 }

@@ -64,5 +64,5 @@ async function recordOnce(ctx: ExecutionContext, lease: KernelLease, ws: Prepare
     captureMs,
     filesCaptured: captured.files.length,
   };
-  return finish(ctx.deps, pub, exec.id, STATUS_BY_OUTCOME[outcome.status], { result, failure: outcomeFailure(outcome), metrics });
+  return finish(ctx.deps, exec.id, STATUS_BY_OUTCOME[outcome.status], { result, failure: outcomeFailure(outcome), metrics });
 }

@@ -1,0 +1,162 @@
+import { randomBytes } from "node:crypto";
+import { Queue } from "bullmq";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { claimQueuedExecution, createDb, createExecution, getExecutionForWorker, markExecutionRunning } from "@codeinterp/db";
+import type { Db } from "@codeinterp/db";
+import {
+  WrongQueueError,
+  createEventSubscriber,
+  createRedis,
+  enqueueExecution,
+  finishAndAnnounce,
+  isCancelRequested,
+  onCancelRequests,
+  parseJobPayload,
+  queueNames,
+  requestCancel,
+} from "@codeinterp/queue";
+import type { ExecutionEvent, Redis } from "@codeinterp/queue";
+import { workspaceId } from "@codeinterp/workspace";
+import { createTestDatabase } from "./helpers/database";
+
+// The execution state changes shared by the API (cancel), the job and the reconciler, on the real Postgres
+// and Redis: what a watcher of the execution sees and what the row holds.
+const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+let database: Awaited<ReturnType<typeof createTestDatabase>>;
+let db: Db;
+let redis: Redis;
+let subscriberRedis: Redis;
+const prefix = `citest-state-${randomBytes(4).toString("hex")}`;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  db = createDb({ url: database.url });
+  redis = createRedis(redisUrl, { name: "execution-state-test" });
+  subscriberRedis = createRedis(redisUrl, { name: "execution-state-test-sub", blocking: true });
+});
+afterAll(async () => {
+  for (const key of await redis.keys(`${prefix}:*`)) await redis.del(key);
+  subscriberRedis?.disconnect();
+  redis?.disconnect();
+  await db?.$disconnect();
+  await database?.drop();
+});
+
+async function newExecution(status: "queued" | "running") {
+  const { execution } = await createExecution(db, { userId: "state-user", chatId: "c", messageId: `m-${randomBytes(4).toString("hex")}`, code: "1", timeoutMs: 1000 });
+  if (status === "running") {
+    expect(await claimQueuedExecution(db, execution.id, "w-test")).not.toBeNull();
+    expect(await markExecutionRunning(db, execution.id, "k-test")).toBe(true);
+  }
+  return execution;
+}
+
+/** The execution's replay log, and its live channel as a watcher subscribed before the change sees it. */
+async function watch(executionId: string) {
+  const events = createEventSubscriber(subscriberRedis.duplicate(), redis, prefix);
+  const live: ExecutionEvent[] = [];
+  const stop = await events.subscribe(executionId, (e) => live.push(e));
+  return {
+    live,
+    replay: () => events.replay(executionId),
+    close: async () => {
+      await stop();
+      await events.close();
+    },
+  };
+}
+
+const kinds = (events: ExecutionEvent[]) => events.map((e) => `${e.type}:${"status" in e ? e.status : ""}`);
+
+describe("finishAndAnnounce", () => {
+  it("writes a terminal state once and announces it once; a second finish changes nothing and says so", async () => {
+    const e = await newExecution("running");
+    const w = await watch(e.id);
+    try {
+      const result = { stdout: "1\n", stderr: "", outputs: [], error: null, notes: [] };
+      expect(await finishAndAnnounce({ db, redis, prefix }, e.id, "completed", { result, metrics: { runMs: 3 } })).toBe(true);
+      await expect.poll(() => kinds(w.live)).toEqual(["status:completed", "done:completed"]);
+
+      // A late finish (the reconciler, a cancel) of the same execution does not overwrite it.
+      expect(await finishAndAnnounce({ db, redis, prefix }, e.id, "failed", { failure: { code: "worker_lost", message: "lost" } })).toBe(false);
+      const row = await getExecutionForWorker(db, e.id);
+      expect(row).toMatchObject({ status: "completed", result, failure: null, metrics: { runMs: 3 } });
+      expect(kinds(await w.replay())).toEqual(["status:completed", "done:completed"]);
+      // The live channel carried the same events (same stream ids) and nothing after them.
+      expect(w.live.map((x) => x.id)).toEqual((await w.replay()).map((x) => x.id));
+    } finally {
+      await w.close();
+    }
+  });
+
+  it("of two finishes racing for one execution, exactly one wins and only its status is recorded and announced", async () => {
+    const e = await newExecution("running");
+    const w = await watch(e.id);
+    try {
+      const moved = await Promise.all([
+        finishAndAnnounce({ db, redis, prefix }, e.id, "cancelled", { result: null }),
+        finishAndAnnounce({ db, redis, prefix }, e.id, "failed", { failure: { code: "worker_lost", message: "lost" } }),
+      ]);
+      expect(moved.filter(Boolean)).toHaveLength(1);
+      const winner = moved[0] ? "cancelled" : "failed";
+      expect((await getExecutionForWorker(db, e.id))?.status).toBe(winner);
+      await expect.poll(async () => kinds(await w.replay())).toEqual([`status:${winner}`, `done:${winner}`]);
+      await expect.poll(() => kinds(w.live)).toEqual([`status:${winner}`, `done:${winner}`]);
+    } finally {
+      await w.close();
+    }
+  });
+
+  it("with onlyFrom (the API's cancel of a queued execution) leaves an execution a worker already runs alone", async () => {
+    const e = await newExecution("running");
+    expect(await finishAndAnnounce({ db, redis, prefix }, e.id, "cancelled", { onlyFrom: ["queued"] })).toBe(false);
+    expect((await getExecutionForWorker(db, e.id))?.status).toBe("running");
+    const w = await watch(e.id);
+    try {
+      expect(await w.replay()).toEqual([]);
+    } finally {
+      await w.close();
+    }
+    const queued = await newExecution("queued");
+    expect(await finishAndAnnounce({ db, redis, prefix }, queued.id, "cancelled", { onlyFrom: ["queued"] })).toBe(true);
+    expect((await getExecutionForWorker(db, queued.id))?.status).toBe("cancelled");
+  });
+});
+
+describe("requestCancel", () => {
+  it("reaches a listening worker at once and leaves a mark for one that picks the execution up later", async () => {
+    const e = await newExecution("running");
+    const listener = subscriberRedis.duplicate();
+    const heard: string[] = [];
+    try {
+      await onCancelRequests(listener, prefix, (id) => heard.push(id));
+      expect(await isCancelRequested(redis, prefix, e.id)).toBe(false);
+      await requestCancel(redis, prefix, e.id);
+      await expect.poll(() => heard).toEqual([e.id]);
+      expect(await isCancelRequested(redis, prefix, e.id)).toBe(true);
+    } finally {
+      listener.disconnect();
+    }
+  });
+});
+
+describe("enqueueExecution", () => {
+  it("makes one job per execution, named by its id, with a payload the worker accepts", async () => {
+    const executions = new Queue(queueNames.executions, { connection: redis, prefix });
+    const maintenance = new Queue(queueNames.maintenance, { connection: redis, prefix });
+    try {
+      const e = await newExecution("queued");
+      await enqueueExecution(executions, e);
+      await enqueueExecution(executions, e); // a retried request, the reconciler
+      expect(await executions.count()).toBe(1);
+      const job = await executions.getJob(e.id);
+      expect(parseJobPayload("runExecution", job?.data)).toEqual({ executionId: e.id, messageKey: workspaceId(e.userId, e.messageId) });
+      expect(job?.opts.attempts).toBe(5);
+      await expect(enqueueExecution(maintenance, e)).rejects.toBeInstanceOf(WrongQueueError);
+      expect(await maintenance.count()).toBe(0);
+    } finally {
+      await executions.close();
+      await maintenance.close();
+    }
+  });
+});
