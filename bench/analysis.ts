@@ -25,7 +25,9 @@ function salesCsv(rows: number): string {
   const regions = ["north", "south", "east", "west", "central"];
   const lines = ["date,region,product,units,amount"];
   for (let i = 0; i < rows; i++) {
-    lines.push(`2026-${String((i % 12) + 1).padStart(2, "0")}-${String((i % 28) + 1).padStart(2, "0")},${regions[i % 5]},p${i % 37},${(i * 7) % 13},${((i * 7919) % 100_000) / 100}`);
+    lines.push(
+      `2026-${String((i % 12) + 1).padStart(2, "0")}-${String((i % 28) + 1).padStart(2, "0")},${regions[i % 5]},p${i % 37},${(i * 7) % 13},${((i * 7919) % 100_000) / 100}`,
+    );
   }
   return lines.join("\n") + "\n";
 }
@@ -53,11 +55,17 @@ async function runIn(s: KernelSession, code: string, label: string): Promise<voi
   ok(label, r.stdout);
 }
 
-export async function benchAnalysis(c: AnalysisContext): Promise<{ summaries: Record<string, Summary>; first: number[]; fresh: number[]; messageIds: string[] }> {
+export async function benchAnalysis(
+  c: AnalysisContext,
+): Promise<{ summaries: Record<string, Summary>; first: number[]; fresh: number[]; messageIds: string[] }> {
   const csv = salesCsv(5000);
   const form = new FormData();
   form.append("file", new Blob([csv], { type: "text/csv" }), "sales.csv");
-  const up = await fetch(`${c.apiUrl}/v1/files`, { method: "POST", headers: { authorization: `Bearer ${c.key}` }, body: form });
+  const up = await fetch(`${c.apiUrl}/v1/files`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${c.key}` },
+    body: form,
+  });
   if (up.status !== 201) throw new Error(`upload answered ${up.status}`);
   const fileId = ((await up.json()) as { id: string }).id;
   const plainDir = path.join(c.root, "bench-analysis");
@@ -115,7 +123,11 @@ export async function benchAnalysis(c: AnalysisContext): Promise<{ summaries: Re
  * font cache the server prepared once (copied into each kernel's MPLCONFIGDIR) vs an empty config dir, as
  * every sandboxed kernel had before. Run as subprocesses of one message's kernel, so both are sandboxed alike.
  */
-export async function benchFirstFigure(ci: ReturnType<typeof apiClient>, messageId: string, n: number): Promise<{ withCacheCpuMs: Summary; emptyDirCpuMs: Summary; cacheFound: boolean }> {
+export async function benchFirstFigure(
+  ci: ReturnType<typeof apiClient>,
+  messageId: string,
+  n: number,
+): Promise<{ withCacheCpuMs: Summary; emptyDirCpuMs: Summary; cacheFound: boolean }> {
   const code = `import json, os, subprocess, sys, tempfile
 probe = "import time; t = time.process_time(); import io, matplotlib; matplotlib.use('agg'); import matplotlib.pyplot as plt; fig, ax = plt.subplots(); ax.bar([1, 2], [3, 4]); fig.savefig(io.BytesIO(), format='png'); print((time.process_time() - t) * 1000)"
 def run(d):

@@ -1,3 +1,6 @@
 // Product functions the bench calls directly (re-exported in one place).
 export { createEventPublisher, createRedis, executionLogKey } from "@codeinterp/queue";
-export { registerExecutionFile as registerExecutionFileForBench, registerExecutionFiles as registerExecutionFilesForBench } from "@codeinterp/db";
+export {
+  registerExecutionFile as registerExecutionFileForBench,
+  registerExecutionFiles as registerExecutionFilesForBench,
+} from "@codeinterp/db";

@@ -15,7 +15,11 @@ export function apiClient(baseUrl: string, key: string) {
   const headers = { authorization: `Bearer ${key}`, "content-type": "application/json" };
   return {
     async submit(body: Record<string, unknown>): Promise<Execution> {
-      const res = await fetch(`${baseUrl}/v1/executions`, { method: "POST", headers, body: JSON.stringify({ chatId: "bench", ...body }) });
+      const res = await fetch(`${baseUrl}/v1/executions`, {
+        method: "POST",
+        headers,
+        body: JSON.stringify({ chatId: "bench", ...body }),
+      });
       if (res.status !== 202) throw new Error(`submit answered ${res.status}: ${await res.text()}`);
       return (await res.json()) as Execution;
     },
@@ -25,7 +29,10 @@ export function apiClient(baseUrl: string, key: string) {
       return (await res.json()) as Execution;
     },
     /** Submit, then long-poll until terminal. Returns the execution and submit→terminal ms. */
-    async run(body: Record<string, unknown>, waitMs = 120_000): Promise<{ exec: Execution; ms: number; wall: { submit: number; posted: number; end: number } }> {
+    async run(
+      body: Record<string, unknown>,
+      waitMs = 120_000,
+    ): Promise<{ exec: Execution; ms: number; wall: { submit: number; posted: number; end: number } }> {
       const t0 = now();
       const submit = Date.now();
       const created = await this.submit(body);
@@ -62,7 +69,14 @@ export interface SseOutcome {
  * Follows one execution's event stream until `done` or the stream ends. `onConnected` fires on the first
  * event. Resolves, never rejects.
  */
-export function sse(baseUrl: string, key: string, id: string, httpAgent: http.Agent, onConnected?: () => void, timeoutMs = 180_000): Promise<SseOutcome> {
+export function sse(
+  baseUrl: string,
+  key: string,
+  id: string,
+  httpAgent: http.Agent,
+  onConnected?: () => void,
+  timeoutMs = 180_000,
+): Promise<SseOutcome> {
   return new Promise((resolve) => {
     const out: SseOutcome = { connected: false, done: false };
     let finished = false;
@@ -76,41 +90,45 @@ export function sse(baseUrl: string, key: string, id: string, httpAgent: http.Ag
     };
     const timer = setTimeout(() => end("timeout"), timeoutMs);
     const url = new URL(`${baseUrl}/v1/executions/${id}/events`);
-    const req = http.get(url, { agent: httpAgent, headers: { authorization: `Bearer ${key}`, accept: "text/event-stream" } }, (res) => {
-      if (res.statusCode !== 200) {
-        res.resume();
-        return end(`HTTP ${res.statusCode}`);
-      }
-      res.setEncoding("utf8");
-      let buf = "";
-      res.on("data", (chunk: string) => {
-        buf += chunk;
-        let sep: number;
-        while ((sep = buf.indexOf("\n\n")) >= 0) {
-          const block = buf.slice(0, sep);
-          buf = buf.slice(sep + 2);
-          const event = /^event: (.*)$/m.exec(block)?.[1];
-          if (!event) continue;
-          if (!out.connected) {
-            out.connected = true;
-            out.connectedAt = now();
-            onConnected?.();
-          }
-          if (event === "done") {
-            out.done = true;
-            out.doneAt = now();
-            try {
-              out.doneStatus = (JSON.parse(/^data: (.*)$/m.exec(block)?.[1] ?? "{}") as { status?: string }).status;
-            } catch {
-              // keep done without status
-            }
-            return end();
-          }
+    const req = http.get(
+      url,
+      { agent: httpAgent, headers: { authorization: `Bearer ${key}`, accept: "text/event-stream" } },
+      (res) => {
+        if (res.statusCode !== 200) {
+          res.resume();
+          return end(`HTTP ${res.statusCode}`);
         }
-      });
-      res.on("end", () => end("stream ended before done"));
-      res.on("error", (err) => end(err.message));
-    });
+        res.setEncoding("utf8");
+        let buf = "";
+        res.on("data", (chunk: string) => {
+          buf += chunk;
+          let sep: number;
+          while ((sep = buf.indexOf("\n\n")) >= 0) {
+            const block = buf.slice(0, sep);
+            buf = buf.slice(sep + 2);
+            const event = /^event: (.*)$/m.exec(block)?.[1];
+            if (!event) continue;
+            if (!out.connected) {
+              out.connected = true;
+              out.connectedAt = now();
+              onConnected?.();
+            }
+            if (event === "done") {
+              out.done = true;
+              out.doneAt = now();
+              try {
+                out.doneStatus = (JSON.parse(/^data: (.*)$/m.exec(block)?.[1] ?? "{}") as { status?: string }).status;
+              } catch {
+                // keep done without status
+              }
+              return end();
+            }
+          }
+        });
+        res.on("end", () => end("stream ended before done"));
+        res.on("error", (err) => end(err.message));
+      },
+    );
     req.on("error", (err) => end(err.message));
   });
 }

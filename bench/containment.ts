@@ -72,7 +72,8 @@ async function measure(variants: Variant[], kernelPath: string, p: ContainmentPa
  * offer the sandbox kernelspec.
  */
 export async function benchContainment(root: string, jupyter: LocalJupyter, p: ContainmentParams) {
-  if (!jupyter.sandbox.available) throw new Error(`the bench's Jupyter server has no sandbox: ${jupyter.sandbox.reason ?? "unknown"}`);
+  if (!jupyter.sandbox.available)
+    throw new Error(`the bench's Jupyter server has no sandbox: ${jupyter.sandbox.reason ?? "unknown"}`);
   // Sandboxed kernels run as the owner of their working directory, an unprivileged uid.
   const ws = path.join(root, "containment-ws");
   await mkdir(ws, { recursive: true });
@@ -87,10 +88,23 @@ export async function benchContainment(root: string, jupyter: LocalJupyter, p: C
     extraConfig: '\nc.KernelManager.transport = "tcp"\n',
   });
   try {
-    const [plainV, ipcV, containedV] = [variant("plain", plainServer, "python3"), variant("ipc_only", jupyter, "python3"), variant("containment", jupyter, SANDBOX_KERNEL_NAME)];
+    const [plainV, ipcV, containedV] = [
+      variant("plain", plainServer, "python3"),
+      variant("ipc_only", jupyter, "python3"),
+      variant("containment", jupyter, SANDBOX_KERNEL_NAME),
+    ];
     await measure([plainV, ipcV, containedV], "containment-ws", p);
-    const [plain, ipcOnly, contained] = [plainV, ipcV, containedV].map((v) => ({ start: summarize(v.starts), print: summarize(v.prints) })) as [Measured, Measured, Measured];
-    const s = (x: Summary) => ({ n: x.n, p50: round(x.p50, 2), p95: round(x.p95, 2), min: round(x.min, 2), max: round(x.max, 2) });
+    const [plain, ipcOnly, contained] = [plainV, ipcV, containedV].map((v) => ({
+      start: summarize(v.starts),
+      print: summarize(v.prints),
+    })) as [Measured, Measured, Measured];
+    const s = (x: Summary) => ({
+      n: x.n,
+      p50: round(x.p50, 2),
+      p95: round(x.p95, 2),
+      min: round(x.min, 2),
+      max: round(x.max, 2),
+    });
     return {
       keys: {
         containment_start_p50_ms: round(contained.start.p50, 1),

@@ -28,13 +28,17 @@ export async function cpuPerTrivialExecution(c: {
 
 /** Memory (MiB) of each waiting pool kernel, from its cgroup; empty when kernels have no readable cgroup. */
 export async function poolKernelMemoryMiB(gateway: KernelGateway, poolKernelIds: string[]): Promise<number[]> {
-  const meta = (await gateway.kernelSpecs())[SANDBOX_KERNEL_NAME]?.metadata as { codeinterp?: { cgroup?: KernelCgroupParent | null } } | undefined;
+  const meta = (await gateway.kernelSpecs())[SANDBOX_KERNEL_NAME]?.metadata as
+    { codeinterp?: { cgroup?: KernelCgroupParent | null } } | undefined;
   const parent = meta?.codeinterp?.cgroup;
   if (!parent) return [];
   const out: number[] = [];
   for (const id of poolKernelIds) {
     const cg = kernelMemoryCgroup(parent, id);
-    const text = await readFile(path.join(cg.dir, cg.version === 1 ? "memory.usage_in_bytes" : "memory.current"), "utf8").catch(() => null);
+    const text = await readFile(
+      path.join(cg.dir, cg.version === 1 ? "memory.usage_in_bytes" : "memory.current"),
+      "utf8",
+    ).catch(() => null);
     if (text) out.push(Math.round((Number(text.trim()) / 2 ** 20) * 10) / 10);
   }
   return out;

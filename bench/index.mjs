@@ -10,5 +10,8 @@ try {
   console.error(`[bench] setup failed: ${err.message}`);
   process.exit(1);
 }
-const res = spawnSync(process.execPath, ["--import", "tsx", "bench/run.ts", ...process.argv.slice(2)], { cwd: root, stdio: "inherit" });
+const res = spawnSync(process.execPath, ["--import", "tsx", "bench/run.ts", ...process.argv.slice(2)], {
+  cwd: root,
+  stdio: "inherit",
+});
 process.exit(res.status ?? 1);

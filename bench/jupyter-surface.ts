@@ -7,7 +7,11 @@ import { now } from "./stats";
  * api/kernels?token=, the kernel websocket, one execute_request, messages until status idle, DELETE. The same
  * client against a stock Jupyter server (a fresh kernel every run) and against codeinterp's /jupyter.
  */
-export async function openWebUiRoundTrip(baseUrl: string, token: string, code: string): Promise<{ ms: number; untilIdleMs: number; stdout: string }> {
+export async function openWebUiRoundTrip(
+  baseUrl: string,
+  token: string,
+  code: string,
+): Promise<{ ms: number; untilIdleMs: number; stdout: string }> {
   const base = baseUrl.replace(/\/+$/, "");
   const q = `?token=${encodeURIComponent(token)}`;
   const t0 = now();
@@ -25,7 +29,12 @@ export async function openWebUiRoundTrip(baseUrl: string, token: string, code: s
     const idle = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("no idle within 60 s")), 60_000);
       ws.on("message", (data) => {
-        const m = JSON.parse(String(data)) as { msg_type?: string; header: { msg_type: string }; parent_header?: { msg_id?: string }; content: Record<string, unknown> };
+        const m = JSON.parse(String(data)) as {
+          msg_type?: string;
+          header: { msg_type: string };
+          parent_header?: { msg_id?: string };
+          content: Record<string, unknown>;
+        };
         if (m.parent_header?.msg_id !== msgId) return;
         const type = m.msg_type ?? m.header.msg_type;
         if (type === "stream" && m.content.name === "stdout") stdout += String(m.content.text);
@@ -37,10 +46,24 @@ export async function openWebUiRoundTrip(baseUrl: string, token: string, code: s
     });
     ws.send(
       JSON.stringify({
-        header: { msg_id: msgId, msg_type: "execute_request", username: "user", session: randomUUID(), date: "", version: "5.3" },
+        header: {
+          msg_id: msgId,
+          msg_type: "execute_request",
+          username: "user",
+          session: randomUUID(),
+          date: "",
+          version: "5.3",
+        },
         parent_header: {},
         metadata: {},
-        content: { code, silent: false, store_history: true, user_expressions: {}, allow_stdin: false, stop_on_error: true },
+        content: {
+          code,
+          silent: false,
+          store_history: true,
+          user_expressions: {},
+          allow_stdin: false,
+          stop_on_error: true,
+        },
         channel: "shell",
       }),
     );

@@ -16,10 +16,22 @@ import { createDb, createFile } from "@codeinterp/db";
 import type { Db } from "@codeinterp/db";
 import { apiProcessEnv } from "@codeinterp/config";
 import { createKernelGateway } from "@codeinterp/kernel";
-import { createEventPublisher, createRedis, executionLogKey, registerExecutionFileForBench, registerExecutionFilesForBench } from "./bench-deps";
+import {
+  createEventPublisher,
+  createRedis,
+  executionLogKey,
+  registerExecutionFileForBench,
+  registerExecutionFilesForBench,
+} from "./bench-deps";
 import pMap from "p-map";
 import type { KernelSession } from "@codeinterp/kernel";
-import { createBlobStore, diffSnapshots, prepareWorkspace, snapshotWorkspace, workspaceDirFor } from "@codeinterp/workspace";
+import {
+  createBlobStore,
+  diffSnapshots,
+  prepareWorkspace,
+  snapshotWorkspace,
+  workspaceDirFor,
+} from "@codeinterp/workspace";
 import { benchContainment } from "./containment";
 import { benchAnalysis, benchFirstFigure } from "./analysis";
 import { benchRefillInterference } from "./refill";
@@ -28,7 +40,17 @@ import { cpuPerTrivialExecution, poolKernelMemoryMiB } from "./footprint";
 import { apiClient, sse } from "./client";
 import { openWebUiRoundTrip } from "./jupyter-surface";
 import { renderChart } from "./chart";
-import { cpuDelta, cpuSnapshot, dropDatabase, freshDatabase, memoryOf, quietLog, resetPeakRss, startChild, startJupyter } from "./services";
+import {
+  cpuDelta,
+  cpuSnapshot,
+  dropDatabase,
+  freshDatabase,
+  memoryOf,
+  quietLog,
+  resetPeakRss,
+  startChild,
+  startJupyter,
+} from "./services";
 import type { Child } from "./services";
 import { median, now, round, summarize } from "./stats";
 import type { Summary } from "./stats";
@@ -56,8 +78,38 @@ const want = (name: string) => !only || only.includes(name);
 
 const KERNELS = 4; // = WORKER_CONCURRENCY: the throughput test runs at concurrency equal to the kernel count
 const P = quick
-  ? { containmentStartN: 5, containmentPrintN: 50, analysisN: 5, latencyN: 60, freshN: 5, firstN: 5, sseLatencyN: 10, throughputTotal: 200, prepReps: 3, captureReps: 1, bigMiB: 256, pollSeconds: 5, pollConns: [10], sseSubscribers: 1000 }
-  : { containmentStartN: 15, containmentPrintN: 200, analysisN: 12, latencyN: 200, freshN: 15, firstN: 12, sseLatencyN: 40, throughputTotal: 200, prepReps: 5, captureReps: 3, bigMiB: 1024, pollSeconds: 10, pollConns: [10, 50], sseSubscribers: 1000 };
+  ? {
+      containmentStartN: 5,
+      containmentPrintN: 50,
+      analysisN: 5,
+      latencyN: 60,
+      freshN: 5,
+      firstN: 5,
+      sseLatencyN: 10,
+      throughputTotal: 200,
+      prepReps: 3,
+      captureReps: 1,
+      bigMiB: 256,
+      pollSeconds: 5,
+      pollConns: [10],
+      sseSubscribers: 1000,
+    }
+  : {
+      containmentStartN: 15,
+      containmentPrintN: 200,
+      analysisN: 12,
+      latencyN: 200,
+      freshN: 15,
+      firstN: 12,
+      sseLatencyN: 40,
+      throughputTotal: 200,
+      prepReps: 5,
+      captureReps: 3,
+      bigMiB: 1024,
+      pollSeconds: 10,
+      pollConns: [10, 50],
+      sseSubscribers: 1000,
+    };
 
 const log = (msg: string) => console.error(`[bench] ${msg}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -67,14 +119,25 @@ const MiB = 1024 * 1024;
 type Json = Record<string, unknown>;
 const results: Json = {};
 const targets: Array<{ name: string; target: string; value: string; met: boolean | null }> = [];
-const target = (name: string, targetText: string, value: string, met: boolean | null) => targets.push({ name, target: targetText, value, met });
-const sum = (s: Summary) => ({ n: s.n, p50: round(s.p50, 2), p95: round(s.p95, 2), p99: round(s.p99, 2), mean: round(s.mean, 2), min: round(s.min, 2), max: round(s.max, 2) });
+const target = (name: string, targetText: string, value: string, met: boolean | null) =>
+  targets.push({ name, target: targetText, value, met });
+const sum = (s: Summary) => ({
+  n: s.n,
+  p50: round(s.p50, 2),
+  p95: round(s.p95, 2),
+  p99: round(s.p99, 2),
+  mean: round(s.mean, 2),
+  min: round(s.min, 2),
+  max: round(s.max, 2),
+});
 
 function machine(): Json {
   const cpu = /model name\s*:\s*(.*)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? os.cpus()[0]?.model ?? "?";
   let fs = "?";
   try {
-    fs = execSync(`df -T ${JSON.stringify(os.tmpdir())} | tail -1 | awk '{print $2}'`).toString().trim();
+    fs = execSync(`df -T ${JSON.stringify(os.tmpdir())} | tail -1 | awk '{print $2}'`)
+      .toString()
+      .trim();
   } catch {
     // unknown
   }
@@ -94,7 +157,12 @@ function machine(): Json {
 /** A direct @jupyterlab/services KernelConnection, no codeinterp code in between. */
 async function rawConnection(baseUrl: string, token: string) {
   const base = baseUrl.replace(/\/+$/, "") + "/";
-  const settings = ServerConnection.makeSettings({ baseUrl: base, wsUrl: base.replace(/^http/, "ws"), token, appendToken: true });
+  const settings = ServerConnection.makeSettings({
+    baseUrl: base,
+    wsUrl: base.replace(/^http/, "ws"),
+    token,
+    appendToken: true,
+  });
   const model = await KernelAPI.startNew({ name: "python3" }, settings);
   const conn = new KernelConnection({ model, serverSettings: settings, handleComms: false });
   await conn.info;
@@ -205,7 +273,8 @@ async function main() {
       const raw = await rawConnection(jupyter.url, jupyter.token);
       const warmMsg = msg("warm");
       const first = await ci.run({ messageId: warmMsg, code: "print(1)" });
-      if (first.exec.status !== "completed" || first.exec.result?.stdout !== "1\n") throw new Error(`print(1) gave ${JSON.stringify(first.exec)}`);
+      if (first.exec.status !== "completed" || first.exec.result?.stdout !== "1\n")
+        throw new Error(`print(1) gave ${JSON.stringify(first.exec)}`);
       for (let i = 0; i < 10; i++) {
         await expectOk(rawSession, "print(1)");
         await raw.run("print(1)");
@@ -304,7 +373,11 @@ async function main() {
       // codeinterp's kernels were the sandboxed ones (codeinterp-sandbox) or plain python3.
       const kernelspecsInUse: Record<string, number> = {};
       for (const k of await gateway.listKernels()) kernelspecsInUse[k.name] = (kernelspecsInUse[k.name] ?? 0) + 1;
-      const pooledFirst = firstIds.map((id, i) => ({ ms: firstMs[i]!, pooled: fm.get(id)?.pooledKernel === true, acquire: Number(fm.get(id)?.kernelAcquireMs ?? NaN) }));
+      const pooledFirst = firstIds.map((id, i) => ({
+        ms: firstMs[i]!,
+        pooled: fm.get(id)?.pooledKernel === true,
+        acquire: Number(fm.get(id)?.kernelAcquireMs ?? NaN),
+      }));
       const pooledOnly = pooledFirst.filter((x) => x.pooled).map((x) => x.ms);
 
       const e2e = summarize(e2eMs);
@@ -351,13 +424,20 @@ async function main() {
           unaccounted_api_db_redis_ms: round(summarize(other).p95, 2),
         },
       };
-      target("e2e p50 ≤ raw p50 + 10 ms", `≤ ${round(rawS.p50 + 10, 1)} ms`, `${round(e2e.p50, 1)} ms (raw ${round(rawS.p50, 1)})`, e2e.p50 <= rawS.p50 + 10);
+      target(
+        "e2e p50 ≤ raw p50 + 10 ms",
+        `≤ ${round(rawS.p50 + 10, 1)} ms`,
+        `${round(e2e.p50, 1)} ms (raw ${round(rawS.p50, 1)})`,
+        e2e.p50 <= rawS.p50 + 10,
+      );
       target("≥ 25× faster than fresh kernel", "≥ 25×", `${round(fresh.p50 / e2e.p50, 1)}×`, fresh.p50 / e2e.p50 >= 25);
     }
 
     // ============================================================ 1b. a first real analysis (issue 13)
     if (want("analysis")) {
-      log("analysis: first execution of a new message (pandas + chart + xlsx on a 5,000-row CSV) vs fresh and warm raw kernels");
+      log(
+        "analysis: first execution of a new message (pandas + chart + xlsx on a 5,000-row CSV) vs fresh and warm raw kernels",
+      );
       const a = await benchAnalysis({ apiUrl, key, ci, gateway, root, n: P.analysisN, msg, sleep, log });
       const s = a.summaries;
       results.analysis = Object.fromEntries(Object.entries(s).map(([k, v]) => [k, sum(v)]));
@@ -365,31 +445,67 @@ async function main() {
       results.followup_analysis_p50_ms = round(s.followup_analysis!.p50, 1);
       results.fresh_analysis_p50_ms = round(s.fresh_kernel_analysis_until_result!.p50, 1);
       results.raw_analysis_p50_ms = round(s.raw_warm_kernel_analysis!.p50, 1);
-      results.ratio_fresh_over_first_analysis = round(s.fresh_kernel_analysis_until_result!.p50 / s.first_analysis_new_message!.p50, 2);
-      results.overhead_followup_minus_raw_analysis_ms = round(s.followup_analysis!.p50 - s.raw_warm_kernel_analysis!.p50, 1);
+      results.ratio_fresh_over_first_analysis = round(
+        s.fresh_kernel_analysis_until_result!.p50 / s.first_analysis_new_message!.p50,
+        2,
+      );
+      results.overhead_followup_minus_raw_analysis_ms = round(
+        s.followup_analysis!.p50 - s.raw_warm_kernel_analysis!.p50,
+        1,
+      );
       const first = s.first_analysis_new_message!.p50;
       const fresh = s.fresh_kernel_analysis_until_result!.p50;
-      target("first real analysis p50 ≤ 250 ms", "≤ 250 ms", `${round(first, 0)} ms (raw warm ${round(s.raw_warm_kernel_analysis!.p50, 0)})`, first <= 250);
-      target("first analysis ≥ 4× faster than a fresh kernel", "≥ 4×", `${round(fresh / first, 1)}× (fresh ${round(fresh, 0)} ms)`, fresh / first >= 4);
-      target("follow-up analysis p50 ≤ 40 ms", "≤ 40 ms", `${round(s.followup_analysis!.p50, 0)} ms`, s.followup_analysis!.p50 <= 40);
+      target(
+        "first real analysis p50 ≤ 250 ms",
+        "≤ 250 ms",
+        `${round(first, 0)} ms (raw warm ${round(s.raw_warm_kernel_analysis!.p50, 0)})`,
+        first <= 250,
+      );
+      target(
+        "first analysis ≥ 4× faster than a fresh kernel",
+        "≥ 4×",
+        `${round(fresh / first, 1)}× (fresh ${round(fresh, 0)} ms)`,
+        fresh / first >= 4,
+      );
+      target(
+        "follow-up analysis p50 ≤ 40 ms",
+        "≤ 40 ms",
+        `${round(s.followup_analysis!.p50, 0)} ms`,
+        s.followup_analysis!.p50 <= 40,
+      );
 
       // Where the worker's time goes (prepare, acquire, run, capture, finish), first execution and follow-up.
       const seg = await executionSegments(db, a.messageIds);
-      const p50s = (x: Record<string, { p50: number }>) => Object.fromEntries(Object.entries(x).map(([k, v]) => [`${k}_p50_ms`, round(v.p50, 1)]));
+      const p50s = (x: Record<string, { p50: number }>) =>
+        Object.fromEntries(Object.entries(x).map(([k, v]) => [`${k}_p50_ms`, round(v.p50, 1)]));
       results.analysis_segments = { first_execution: p50s(seg.first), followup: p50s(seg.followup) };
-      log(`analysis segments p50 (ms): first ${JSON.stringify(p50s(seg.first))}; follow-up ${JSON.stringify(p50s(seg.followup))}`);
+      log(
+        `analysis segments p50 (ms): first ${JSON.stringify(p50s(seg.first))}; follow-up ${JSON.stringify(p50s(seg.followup))}`,
+      );
 
       log("analysis: matplotlib's first figure (CPU ms) with the prepared font cache vs an empty config dir");
       const ff = await benchFirstFigure(ci, msg("figure"), quick ? 3 : 6);
-      results.first_figure = { prepared_font_cache_found: ff.cacheFound, with_font_cache_cpu: sum(ff.withCacheCpuMs), empty_config_dir_cpu: sum(ff.emptyDirCpuMs) };
+      results.first_figure = {
+        prepared_font_cache_found: ff.cacheFound,
+        with_font_cache_cpu: sum(ff.withCacheCpuMs),
+        empty_config_dir_cpu: sum(ff.emptyDirCpuMs),
+      };
       results.first_figure_cpu_ms_with_font_cache = round(ff.withCacheCpuMs.p50, 1);
       results.first_figure_cpu_ms_empty_config_dir = round(ff.emptyDirCpuMs.p50, 1);
 
       log("analysis: CPU per trivial execution (stack vs raw kernel) and a preloaded pool kernel's memory");
       const rawForCpu = await gateway.startKernel();
-      const cpu = await cpuPerTrivialExecution({ ci, raw: rawForCpu, pids: { api: api.pid, worker: worker.pid, jupyter: jupyter.pid }, dbName, messageId: msg("cpu"), n: quick ? 30 : 100 });
+      const cpu = await cpuPerTrivialExecution({
+        ci,
+        raw: rawForCpu,
+        pids: { api: api.pid, worker: worker.pid, jupyter: jupyter.pid },
+        dbName,
+        messageId: msg("cpu"),
+        n: quick ? 30 : 100,
+      });
       await rawForCpu.shutdown();
-      const stackCpu = (x: Record<string, number>) => round((x.api ?? 0) + (x.worker ?? 0) + (x.postgres_bench_db ?? 0) + (x.redis_server ?? 0), 2);
+      const stackCpu = (x: Record<string, number>) =>
+        round((x.api ?? 0) + (x.worker ?? 0) + (x.postgres_bench_db ?? 0) + (x.redis_server ?? 0), 2);
       results.cpu_ms_per_trivial_execution = cpu.codeinterp;
       results.cpu_ms_per_trivial_execution_raw_kernel = cpu.rawKernel;
       results.cpu_ms_per_trivial_execution_api_worker_postgres_redis = stackCpu(cpu.codeinterp);
@@ -399,15 +515,24 @@ async function main() {
       const poolIds = await bredis.hkeys(`${env.QUEUE_PREFIX!}:kernel:pool-owners`);
       bredis.disconnect();
       const mem = await poolKernelMemoryMiB(gateway, poolIds);
-      const meta = ((await gateway.kernelSpecs())["codeinterp-sandbox"]?.metadata as { codeinterp?: { memoryBytes?: number; kernelsMemoryBudgetBytes?: number } } | undefined)?.codeinterp;
+      const meta = (
+        (await gateway.kernelSpecs())["codeinterp-sandbox"]?.metadata as
+          { codeinterp?: { memoryBytes?: number; kernelsMemoryBudgetBytes?: number } } | undefined
+      )?.codeinterp;
       const memP50 = mem.length ? [...mem].sort((x, y) => x - y)[Math.floor(mem.length / 2)]! : null;
       results.preloaded_pool_kernel_memory_mib = memP50;
       results.preloaded_pool_kernel_memory_mib_each = mem;
       if (meta?.memoryBytes && meta.kernelsMemoryBudgetBytes) {
-        results.live_kernel_ceiling_by_memory_cap = Math.max(1, Math.floor(meta.kernelsMemoryBudgetBytes / meta.memoryBytes));
+        results.live_kernel_ceiling_by_memory_cap = Math.max(
+          1,
+          Math.floor(meta.kernelsMemoryBudgetBytes / meta.memoryBytes),
+        );
         results.kernel_memory_cap_mib = Math.round(meta.memoryBytes / 2 ** 20);
         results.kernels_memory_budget_mib = Math.round(meta.kernelsMemoryBudgetBytes / 2 ** 20);
-        if (memP50) results.preloaded_pool_kernels_fitting_memory_budget = Math.floor(meta.kernelsMemoryBudgetBytes / 2 ** 20 / memP50);
+        if (memP50)
+          results.preloaded_pool_kernels_fitting_memory_budget = Math.floor(
+            meta.kernelsMemoryBudgetBytes / 2 ** 20 / memP50,
+          );
       }
 
       log("analysis: a running CPU-bound cell alone vs while the pool refills (start + preload)");
@@ -416,7 +541,12 @@ async function main() {
       results.cpu_cell_alone_p50_ms = round(r.alone.p50, 1);
       results.cpu_cell_during_refill_p50_ms = round(r.duringRefill.p50, 1);
       results.ratio_cpu_cell_during_refill_over_alone = round(r.duringRefill.p50 / r.alone.p50, 2);
-      target("a running cell is not slowed by pool refills (≤ 1.2×)", "≤ 1.2×", `${round(r.duringRefill.p50 / r.alone.p50, 2)}× (${round(r.alone.p50, 0)} → ${round(r.duringRefill.p50, 0)} ms)`, r.duringRefill.p50 / r.alone.p50 <= 1.2);
+      target(
+        "a running cell is not slowed by pool refills (≤ 1.2×)",
+        "≤ 1.2×",
+        `${round(r.duringRefill.p50 / r.alone.p50, 2)}× (${round(r.alone.p50, 0)} → ${round(r.duringRefill.p50, 0)} ms)`,
+        r.duringRefill.p50 / r.alone.p50 <= 1.2,
+      );
     }
 
     // ============================================================ 2. throughput
@@ -429,19 +559,23 @@ async function main() {
       const per = Math.ceil(P.throughputTotal / KERNELS);
       const rawRound = async () => {
         const a = now();
-        await Promise.all(sessions.map(async (s) => {
-          for (let i = 0; i < per; i++) await expectOk(s, "print(1)");
-        }));
+        await Promise.all(
+          sessions.map(async (s) => {
+            for (let i = 0; i < per; i++) await expectOk(s, "print(1)");
+          }),
+        );
         return (per * KERNELS) / ((now() - a) / 1000);
       };
       const ciRound = async () => {
         const a = now();
-        await Promise.all(msgs.map(async (m) => {
-          for (let i = 0; i < per; i++) {
-            const r = await ci.run({ messageId: m, code: "print(1)" });
-            if (r.exec.status !== "completed") throw new Error(`throughput run ended ${r.exec.status}`);
-          }
-        }));
+        await Promise.all(
+          msgs.map(async (m) => {
+            for (let i = 0; i < per; i++) {
+              const r = await ci.run({ messageId: m, code: "print(1)" });
+              if (r.exec.status !== "completed") throw new Error(`throughput run ended ${r.exec.status}`);
+            }
+          }),
+        );
         return (per * KERNELS) / ((now() - a) / 1000);
       };
       // raw, codeinterp, raw, codeinterp: the better of each pair's rounds is kept. CPU ms per execution of
@@ -472,7 +606,12 @@ async function main() {
         cpu_ms_per_execution_codeinterp: ciCpu,
         loadavg_after: os.loadavg().map((x) => round(x, 2)),
       };
-      target("throughput ≥ 80% of raw kernels", "≥ 0.80", `${round(ciRate / rawRate, 3)} (${round(ciRate, 1)} vs ${round(rawRate, 1)} exec/s)`, ciRate / rawRate >= 0.8);
+      target(
+        "throughput ≥ 80% of raw kernels",
+        "≥ 0.80",
+        `${round(ciRate / rawRate, 3)} (${round(ciRate, 1)} vs ${round(rawRate, 1)} exec/s)`,
+        ciRate / rawRate >= 0.8,
+      );
     }
 
     // ============================================================ 3a. workspace preparation
@@ -506,7 +645,11 @@ async function main() {
           warmMs.push(now() - a);
           await rm(dir, { recursive: true, force: true });
         }
-        prep[String(n)] = { prepare_first_ms: sum(summarize(coldMs)), prepare_again_ms: sum(summarize(warmMs)), snapshot_before_ms: sum(summarize(snapMs)) };
+        prep[String(n)] = {
+          prepare_first_ms: sum(summarize(coldMs)),
+          prepare_again_ms: sum(summarize(warmMs)),
+          snapshot_before_ms: sum(summarize(snapMs)),
+        };
       }
       // The same through a real execution: 1,000 attachments on one message (the worker's prepareMs also
       // covers the attachment query, touching the workspace and the "before" snapshot).
@@ -515,11 +658,23 @@ async function main() {
       for (let i = 0; i < 1000; i++) {
         const content = Buffer.from(`id,value\n${i},${randomBytes(8).toString("hex")}\n`.repeat(32));
         const r = await apiBlobs.put(Readable.from([content]));
-        const f = await createFile(db, { userId: "bench-user", name: `data_${i}.csv`, size: r.size, sha256: r.sha256, mimeType: "text/csv", storageKey: r.key, source: "upload" });
+        const f = await createFile(db, {
+          userId: "bench-user",
+          name: `data_${i}.csv`,
+          size: r.size,
+          sha256: r.sha256,
+          mimeType: "text/csv",
+          storageKey: r.key,
+          source: "upload",
+        });
         fileIds.push(f.id);
       }
       const attMsg = msg("att");
-      const firstRun = await ci.run({ messageId: attMsg, code: "import os; print(len(os.listdir('/mnt/data')))", fileIds });
+      const firstRun = await ci.run({
+        messageId: attMsg,
+        code: "import os; print(len(os.listdir('/mnt/data')))",
+        fileIds,
+      });
       const againRun = await ci.run({ messageId: attMsg, code: "print(1)" });
       const am = await metricsOf([firstRun.exec.id, againRun.exec.id]);
       prep.worker_1000 = {
@@ -534,7 +689,12 @@ async function main() {
       results.prepare = prep;
       const p1000 = (prep["1000"] as { prepare_first_ms: { p50: number } }).prepare_first_ms.p50;
       const w1000 = Number(am.get(firstRun.exec.id)?.prepareMs);
-      target("1,000 attachments prepared ≤ 100 ms", "≤ 100 ms", `${round(p1000, 1)} ms prepareWorkspace; worker stage ${w1000} ms`, p1000 <= 100);
+      target(
+        "1,000 attachments prepared ≤ 100 ms",
+        "≤ 100 ms",
+        `${round(p1000, 1)} ms prepareWorkspace; worker stage ${w1000} ms`,
+        p1000 <= 100,
+      );
       await rm(prepRoot, { recursive: true, force: true });
     }
 
@@ -550,14 +710,20 @@ async function main() {
         for (let rep = 0; rep < P.captureReps; rep++) {
           const code = `for i in range(${n}):\n    with open(f'/mnt/data/out_{i:04d}.txt', 'w') as f:\n        f.write('row %d ${randomBytes(4).toString("hex")}\\n' % i * 20)\n`;
           const r = await ci.run({ messageId: msg(`cap${n}`), code });
-          if (r.exec.status !== "completed") throw new Error(`capture run ended ${r.exec.status}: ${JSON.stringify(r.exec.result)}`);
+          if (r.exec.status !== "completed")
+            throw new Error(`capture run ended ${r.exec.status}: ${JSON.stringify(r.exec.result)}`);
           const mm = (await metricsOf([r.exec.id])).get(r.exec.id)!;
           e2e.push(r.ms);
           capMs.push(Number(mm.captureMs));
           runMs.push(Number(mm.runMs));
           captured = Number(mm.filesCaptured);
         }
-        cap[String(n)] = { files_captured: captured, captureMs: sum(summarize(capMs)), runMs: sum(summarize(runMs)), e2e_ms: sum(summarize(e2e)) };
+        cap[String(n)] = {
+          files_captured: captured,
+          captureMs: sum(summarize(capMs)),
+          runMs: sum(summarize(runMs)),
+          e2e_ms: sum(summarize(e2e)),
+        };
       }
       // Where capture time goes, for 1,000 files: walk+diff, blob copy (each fsynced; one by one and 4 at a time),
       // fsync alone, registration (one INSERT per file vs one batched INSERT), one publish per file.
@@ -565,7 +731,8 @@ async function main() {
       const ws = path.join(capDir, "ws");
       await mkdir(ws, { recursive: true });
       const before = await snapshotWorkspace(ws);
-      for (let i = 0; i < 1000; i++) await writeFile(path.join(ws, `out_${i}.txt`), `row ${i} ${randomBytes(8).toString("hex")}\n`.repeat(20));
+      for (let i = 0; i < 1000; i++)
+        await writeFile(path.join(ws, `out_${i}.txt`), `row ${i} ${randomBytes(8).toString("hex")}\n`.repeat(20));
       let a = now();
       const after = await snapshotWorkspace(ws, { previous: before });
       const diff = diffSnapshots(before, after);
@@ -578,7 +745,9 @@ async function main() {
       // process has the default 4 libuv threads; the worker runs with UV_THREADPOOL_SIZE=16).
       const store8 = createBlobStore(path.join(capDir, "data8"));
       a = now();
-      await pMap(diff.created, (e) => store8.putFile(path.join(ws, e.path), { expect: { ino: e.ino } }), { concurrency: 8 });
+      await pMap(diff.created, (e) => store8.putFile(path.join(ws, e.path), { expect: { ino: e.ino } }), {
+        concurrency: 8,
+      });
       const put8Ms = now() - a;
       a = now();
       for (let i = 0; i < 1000; i++) {
@@ -588,7 +757,9 @@ async function main() {
       }
       const fsyncMs = now() - a;
       // one DB insert per file (registerExecutionFile) and one Redis publish per file, as the worker does
-      const anyExec = await db.execution.findFirst({ select: { id: true, userId: true, chatId: true, messageId: true } });
+      const anyExec = await db.execution.findFirst({
+        select: { id: true, userId: true, chatId: true, messageId: true },
+      });
       let registerMs = NaN;
       let registerBatchMs = NaN;
       let publishMs = NaN;
@@ -596,22 +767,49 @@ async function main() {
         a = now();
         for (const e of diff.created) {
           await registerExecutionFileForBench(db, {
-            userId: anyExec.userId, chatId: anyExec.chatId, messageId: anyExec.messageId, executionId: anyExec.id,
-            path: `direct/${e.path}`, name: e.path, size: e.size, sha256: "0".repeat(64), storageKey: "0".repeat(64), mimeType: "text/plain", source: "generated", derivedFromId: null,
+            userId: anyExec.userId,
+            chatId: anyExec.chatId,
+            messageId: anyExec.messageId,
+            executionId: anyExec.id,
+            path: `direct/${e.path}`,
+            name: e.path,
+            size: e.size,
+            sha256: "0".repeat(64),
+            storageKey: "0".repeat(64),
+            mimeType: "text/plain",
+            source: "generated",
+            derivedFromId: null,
           });
         }
         registerMs = now() - a;
         // As the worker registers them now: one INSERT over unnest() arrays (+ one SELECT returning the rows).
         a = now();
-        await registerExecutionFilesForBench(db, anyExec.id, diff.created.map((e) => ({
-          userId: anyExec.userId, chatId: anyExec.chatId, messageId: anyExec.messageId,
-          path: `batch/${e.path}`, name: e.path, size: e.size, sha256: "0".repeat(64), storageKey: "0".repeat(64), mimeType: "text/plain", source: "generated" as const, derivedFromId: null,
-        })));
+        await registerExecutionFilesForBench(
+          db,
+          anyExec.id,
+          diff.created.map((e) => ({
+            userId: anyExec.userId,
+            chatId: anyExec.chatId,
+            messageId: anyExec.messageId,
+            path: `batch/${e.path}`,
+            name: e.path,
+            size: e.size,
+            sha256: "0".repeat(64),
+            storageKey: "0".repeat(64),
+            mimeType: "text/plain",
+            source: "generated" as const,
+            derivedFromId: null,
+          })),
+        );
         registerBatchMs = now() - a;
         const redis = createRedis(env.REDIS_URL!, { name: "bench" });
         const pub = createEventPublisher(redis, env.QUEUE_PREFIX!, `direct-${randomBytes(4).toString("hex")}`);
         a = now();
-        for (const e of diff.created) await pub.publish({ type: "file", file: { id: e.path, name: e.path, path: e.path, size: e.size, mimeType: "text/plain" } });
+        for (const e of diff.created)
+          await pub.publish({
+            type: "file",
+            file: { id: e.path, name: e.path, path: e.path, size: e.size, mimeType: "text/plain" },
+          });
         publishMs = now() - a;
         redis.disconnect();
       }
@@ -626,8 +824,13 @@ async function main() {
       };
       await rm(capDir, { recursive: true, force: true });
       results.capture = cap;
-      const c1000 = (cap["1000"] as { captureMs: { p50: number }; files_captured: number });
-      target("1,000 generated files registered ≤ 2 s", "≤ 2000 ms", `${round(c1000.captureMs.p50, 0)} ms (${c1000.files_captured} files)`, c1000.captureMs.p50 <= 2000 && c1000.files_captured === 1000);
+      const c1000 = cap["1000"] as { captureMs: { p50: number }; files_captured: number };
+      target(
+        "1,000 generated files registered ≤ 2 s",
+        "≤ 2000 ms",
+        `${round(c1000.captureMs.p50, 0)} ms (${c1000.files_captured} files)`,
+        c1000.captureMs.p50 <= 2000 && c1000.files_captured === 1000,
+      );
     }
 
     // ============================================================ 3c. one big generated file
@@ -699,7 +902,12 @@ async function main() {
         worker_rss_sampled_peak_MiB: round(sampledPeak / MiB, 1),
         peak_source: hwmReset ? "VmHWM after clear_refs=5 (worker child process)" : "VmRSS sampled every 50 ms",
       };
-      target(`${mib} MiB file ≥ 50% of cp speed`, "≥ 0.50", `${round(cpMs / captureMs, 3)} (capture ${round(captureMs, 0)} ms, cp ${round(cpMs, 0)} ms)`, cpMs / captureMs >= 0.5);
+      target(
+        `${mib} MiB file ≥ 50% of cp speed`,
+        "≥ 0.50",
+        `${round(cpMs / captureMs, 3)} (capture ${round(captureMs, 0)} ms, cp ${round(cpMs, 0)} ms)`,
+        cpMs / captureMs >= 0.5,
+      );
       target(`${mib} MiB file ≤ 50 MB worker RSS growth`, "≤ 50 MB", `${round(growth / 1e6, 1)} MB`, growth <= 50e6);
       await rm(workspaceDirFor(dataDir, "bench-user", bigMsg), { recursive: true, force: true });
       await rm(path.join(dataDir, "blobs"), { recursive: true, force: true }).catch(() => undefined);
@@ -711,7 +919,12 @@ async function main() {
       const poll: Json = {};
       for (const connections of P.pollConns) {
         log(`polling: autocannon GET /v1/executions/:id, ${connections} connections, ${P.pollSeconds} s`);
-        const res = await autocannon({ url: `${apiUrl}/v1/executions/${lastCompletedId}`, connections, duration: P.pollSeconds, headers: { authorization: `Bearer ${key}` } });
+        const res = await autocannon({
+          url: `${apiUrl}/v1/executions/${lastCompletedId}`,
+          connections,
+          duration: P.pollSeconds,
+          headers: { authorization: `Bearer ${key}` },
+        });
         poll[`c${connections}`] = {
           connections,
           req_per_s: round(res.requests.average, 0),
@@ -725,18 +938,45 @@ async function main() {
         };
       }
       // A running execution is never served from the finished-execution cache: every request reads Postgres.
-      const running = await ci.submit({ messageId: msg("poll-running"), code: `import time\ntime.sleep(${P.pollSeconds + 30})` });
+      const running = await ci.submit({
+        messageId: msg("poll-running"),
+        code: `import time\ntime.sleep(${P.pollSeconds + 30})`,
+      });
       for (let i = 0; i < 200 && (await ci.get(running.id)).status !== "running"; i++) await sleep(50);
       log(`polling a running execution: autocannon, ${P.pollConns[0]} connections, ${P.pollSeconds} s`);
-      const r = await autocannon({ url: `${apiUrl}/v1/executions/${running.id}`, connections: P.pollConns[0]!, duration: P.pollSeconds, headers: { authorization: `Bearer ${key}` } });
-      poll.running = { connections: P.pollConns[0], req_per_s: round(r.requests.average, 0), latency_p50_ms: r.latency.p50, latency_p99_ms: r.latency.p99, latency_max_ms: r.latency.max, total: r.requests.total, non2xx: r.non2xx, errors: r.errors };
-      await fetch(`${apiUrl}/v1/executions/${running.id}/cancel`, { method: "POST", headers: { authorization: `Bearer ${key}` } });
+      const r = await autocannon({
+        url: `${apiUrl}/v1/executions/${running.id}`,
+        connections: P.pollConns[0]!,
+        duration: P.pollSeconds,
+        headers: { authorization: `Bearer ${key}` },
+      });
+      poll.running = {
+        connections: P.pollConns[0],
+        req_per_s: round(r.requests.average, 0),
+        latency_p50_ms: r.latency.p50,
+        latency_p99_ms: r.latency.p99,
+        latency_max_ms: r.latency.max,
+        total: r.requests.total,
+        non2xx: r.non2xx,
+        errors: r.errors,
+      };
+      await fetch(`${apiUrl}/v1/executions/${running.id}/cancel`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}` },
+      });
       results.polling = poll;
       const main10 = poll[`c${P.pollConns[0]}`] as { req_per_s: number; latency_p99_ms: number; non2xx: number };
-      target("polling ≥ 3,000 req/s", "≥ 3000 req/s", `${main10.req_per_s} req/s (${P.pollConns[0]} conns)`, main10.req_per_s >= 3000 && main10.non2xx === 0);
+      target(
+        "polling ≥ 3,000 req/s",
+        "≥ 3000 req/s",
+        `${main10.req_per_s} req/s (${P.pollConns[0]} conns)`,
+        main10.req_per_s >= 3000 && main10.non2xx === 0,
+      );
       target("polling p99 ≤ 25 ms", "≤ 25 ms", `${main10.latency_p99_ms} ms`, main10.latency_p99_ms <= 25);
       const run = poll.running as { req_per_s: number; latency_p99_ms: number };
-      log(`polling a running execution (no cache, one read each): ${run.req_per_s} req/s, p99 ${run.latency_p99_ms} ms`);
+      log(
+        `polling a running execution (no cache, one read each): ${run.req_per_s} req/s, p99 ${run.latency_p99_ms} ms`,
+      );
     }
 
     // ============================================================ 4b. 1,000 SSE subscribers
@@ -786,13 +1026,19 @@ async function main() {
         api_rss_before_MiB: round(apiMemBefore.rss / MiB, 1),
         api_rss_holding_MiB: round(apiMemHeld.rss / MiB, 1),
       };
-      target(`${n} SSE subscribers held`, `${n} done`, `${done}/${n} got done (${connectedBeforeRelease} connected while running)`, done === n && connectedBeforeRelease === n && stillRunning);
+      target(
+        `${n} SSE subscribers held`,
+        `${n} done`,
+        `${done}/${n} got done (${connectedBeforeRelease} connected while running)`,
+        done === n && connectedBeforeRelease === n && stillRunning,
+      );
     }
   } finally {
     await api?.stop().catch(() => undefined);
     await worker?.stop().catch(() => undefined);
     // Kernels the worker left (message kernels, its pool) and any of ours.
-    for (const k of await gateway.listKernels().catch(() => [])) await gateway.shutdownKernel(k.id).catch(() => undefined);
+    for (const k of await gateway.listKernels().catch(() => []))
+      await gateway.shutdownKernel(k.id).catch(() => undefined);
     await jupyter.stop().catch(() => undefined);
     await db.$disconnect().catch(() => undefined);
     await dropDatabase(dbName).catch(() => undefined);
@@ -815,8 +1061,17 @@ async function main() {
 }
 
 /** Medians of the segments of the warm path, from client, database and Redis event-log timestamps. */
-async function warmTimeline(db: Db, redisUrl: string, prefix: string, ids: string[], wall: Array<{ submit: number; posted: number; end: number }>) {
-  const rows = await db.execution.findMany({ where: { id: { in: ids } }, select: { id: true, createdAt: true, startedAt: true, finishedAt: true } });
+async function warmTimeline(
+  db: Db,
+  redisUrl: string,
+  prefix: string,
+  ids: string[],
+  wall: Array<{ submit: number; posted: number; end: number }>,
+) {
+  const rows = await db.execution.findMany({
+    where: { id: { in: ids } },
+    select: { id: true, createdAt: true, startedAt: true, finishedAt: true },
+  });
   const byId = new Map(rows.map((r) => [r.id, r]));
   const redis = createRedis(redisUrl, { name: "bench" });
   const seg: Record<string, number[]> = {};
@@ -849,7 +1104,12 @@ async function warmTimeline(db: Db, redisUrl: string, prefix: string, ids: strin
   } finally {
     redis.disconnect();
   }
-  return Object.fromEntries(Object.entries(seg).map(([k, v]) => [k, { p50: round(median(v), 1), p95: round(summarize(v).p95, 1), n: v.length }]));
+  return Object.fromEntries(
+    Object.entries(seg).map(([k, v]) => [
+      k,
+      { p50: round(median(v), 1), p95: round(summarize(v).p95, 1), n: v.length },
+    ]),
+  );
 }
 
 function printTable() {
@@ -873,7 +1133,8 @@ function printTable() {
   const tl = (lat?.timeline_warm_p50_ms ?? {}) as unknown as Record<string, { p50: number; p95: number }>;
   if (Object.keys(tl).length) {
     console.log("\nwhere the warm path's time goes (medians of each segment, ms):");
-    for (const [k, v] of Object.entries(tl)) console.log(`  ${k.padEnd(50)} p50 ${String(v.p50).padStart(6)}  p95 ${String(v.p95).padStart(6)}`);
+    for (const [k, v] of Object.entries(tl))
+      console.log(`  ${k.padEnd(50)} p50 ${String(v.p50).padStart(6)}  p95 ${String(v.p95).padStart(6)}`);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
@@ -881,7 +1142,10 @@ function printTable() {
   for (const r of rows) console.log(line(r));
   console.log("");
   const tw = [Math.max(...targets.map((t) => t.name.length)), Math.max(...targets.map((t) => t.target.length))];
-  for (const t of targets) console.log(`${t.met === null ? "  ?  " : t.met ? " MET " : "MISS "} ${t.name.padEnd(tw[0]!)}  target ${t.target.padEnd(tw[1]!)}  measured ${t.value}`);
+  for (const t of targets)
+    console.log(
+      `${t.met === null ? "  ?  " : t.met ? " MET " : "MISS "} ${t.name.padEnd(tw[0]!)}  target ${t.target.padEnd(tw[1]!)}  measured ${t.value}`,
+    );
   console.log("");
   const keys = [
     "e2e_p50_ms",
@@ -896,7 +1160,12 @@ function printTable() {
     "plain_print_p50_ms",
     "containment_print_ratio",
   ];
-  console.log(keys.filter((k) => k in results).map((k) => `${k}=${String(results[k])}`).join("  "));
+  console.log(
+    keys
+      .filter((k) => k in results)
+      .map((k) => `${k}=${String(results[k])}`)
+      .join("  "),
+  );
 }
 
 main().then(

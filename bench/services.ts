@@ -51,7 +51,13 @@ export async function dropDatabase(name: string): Promise<void> {
 export async function startJupyter(root: string): Promise<LocalJupyter> {
   const stateDir = path.join(root, "jupyter-state");
   await mkdir(stateDir, { recursive: true });
-  return startLocalJupyter({ rootDir: root, stateDir, port: 0, log: quietLog, sandboxLimits: loadKernelLimits(process.env) });
+  return startLocalJupyter({
+    rootDir: root,
+    stateDir,
+    port: 0,
+    log: quietLog,
+    sandboxLimits: loadKernelLimits(process.env),
+  });
 }
 
 export interface Child {
@@ -64,12 +70,20 @@ export interface Child {
 export async function startChild(role: "api" | "worker", env: Record<string, string>): Promise<Child> {
   // BENCH_NODE_ARGS_API / BENCH_NODE_ARGS_WORKER, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to profile a child.
   const extra = (process.env[`BENCH_NODE_ARGS_${role.toUpperCase()}`] ?? "").split(" ").filter(Boolean);
-  const proc: ChildProcess = spawn(process.execPath, [...extra, "--import", "tsx", path.join(repoRoot, "bench/child.ts"), role], {
-    cwd: repoRoot,
-    // The worker runs with the thread pool `npm start` and the compose file give it.
-    env: { ...process.env, ...(role === "worker" ? { UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "16" } : {}), ...env },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const proc: ChildProcess = spawn(
+    process.execPath,
+    [...extra, "--import", "tsx", path.join(repoRoot, "bench/child.ts"), role],
+    {
+      cwd: repoRoot,
+      // The worker runs with the thread pool `npm start` and the compose file give it.
+      env: {
+        ...process.env,
+        ...(role === "worker" ? { UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "16" } : {}),
+        ...env,
+      },
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
   const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
   const info = await new Promise<Record<string, string>>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${role} did not start within 180 s`)), 180_000);
@@ -138,14 +152,26 @@ function cmdline(pid: number): string {
  * Jupyter server with its kernels, this bench process, the Postgres backends serving the bench database
  * (their process title names it), and the Redis server (shared with anything else using it).
  */
-export function cpuSnapshot(pids: { api: number; worker: number; jupyter: number }, dbName: string): Record<string, number> {
-  const all = readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number);
+export function cpuSnapshot(
+  pids: { api: number; worker: number; jupyter: number },
+  dbName: string,
+): Record<string, number> {
+  const all = readdirSync("/proc")
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number);
   const stats = new Map<number, { ppid: number; cpuMs: number }>();
   for (const pid of all) {
     const st = procStat(pid);
     if (st) stats.set(pid, st);
   }
-  const out: Record<string, number> = { api: 0, worker: 0, jupyter_and_kernels: 0, bench_driver: 0, postgres_bench_db: 0, redis_server: 0 };
+  const out: Record<string, number> = {
+    api: 0,
+    worker: 0,
+    jupyter_and_kernels: 0,
+    bench_driver: 0,
+    postgres_bench_db: 0,
+    redis_server: 0,
+  };
   const descendsFrom = (pid: number, root: number) => {
     for (let p = pid, i = 0; p > 1 && i < 20; i++) {
       if (p === root) return true;

@@ -11,7 +11,11 @@ export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "
 const say = (msg) => console.error(`[setup] ${msg}`);
 
 function run(cmd, args, opts = {}) {
-  const res = spawnSync(cmd, args, { cwd: root, stdio: opts.quiet ? "pipe" : "inherit", env: { ...process.env, ...opts.env } });
+  const res = spawnSync(cmd, args, {
+    cwd: root,
+    stdio: opts.quiet ? "pipe" : "inherit",
+    env: { ...process.env, ...opts.env },
+  });
   if (res.status !== 0 && !opts.allowFail) {
     if (opts.quiet) process.stderr.write(res.stderr ?? "");
     throw new Error(`${cmd} ${args.join(" ")} exited with ${res.status ?? res.signal}`);
@@ -61,12 +65,16 @@ async function ensureService(name, url, startCmd) {
   const port = Number(u.port || (name === "postgres" ? 5432 : 6379));
   if (await reachable(u.hostname, port)) return;
   if (!isLocal(u.hostname) || !startCmd) {
-    throw new Error(`${name} is not reachable at ${u.hostname}:${port}; start it or set ${name === "postgres" ? "DATABASE_URL" : "REDIS_URL"}`);
+    throw new Error(
+      `${name} is not reachable at ${u.hostname}:${port}; start it or set ${name === "postgres" ? "DATABASE_URL" : "REDIS_URL"}`,
+    );
   }
   say(`${name} is down on ${u.hostname}:${port}; starting the local one`);
   run("sh", ["-c", startCmd], { allowFail: true });
   if (!(await waitReachable(u.hostname, port, 15_000))) {
-    throw new Error(`${name} is not reachable at ${u.hostname}:${port} and could not be started; start it or set its URL`);
+    throw new Error(
+      `${name} is not reachable at ${u.hostname}:${port} and could not be started; start it or set its URL`,
+    );
   }
 }
 

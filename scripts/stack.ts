@@ -59,7 +59,11 @@ if (!process.env.JUPYTER_URL) {
 
 const children = new Map<string, ChildProcess>();
 function launch(name: string, entry: string, childEnv: Record<string, string | undefined>) {
-  const child = spawn(process.execPath, ["--import", "tsx", entry], { cwd: repoRoot, env: childEnv, stdio: ["ignore", "inherit", "inherit"] });
+  const child = spawn(process.execPath, ["--import", "tsx", entry], {
+    cwd: repoRoot,
+    env: childEnv,
+    stdio: ["ignore", "inherit", "inherit"],
+  });
   children.set(name, child);
   child.on("exit", (code, signal) => {
     children.delete(name);
@@ -93,4 +97,6 @@ launch("api", "apps/api/src/main.ts", apiProcessEnv(env));
 // Capture and workspace preparation are many small file-system calls: more libuv threads let them (and
 // their fsyncs, which the file system commits together) overlap. Node reads this once, at start.
 launch("worker", "apps/worker/src/main.ts", { ...env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "16" });
-say(`API on http://127.0.0.1:${env.PORT ?? 8080}  (admin token: ${process.env.ADMIN_TOKEN ? "from ADMIN_TOKEN" : path.join(dataDir, "admin-token")})`);
+say(
+  `API on http://127.0.0.1:${env.PORT ?? 8080}  (admin token: ${process.env.ADMIN_TOKEN ? "from ADMIN_TOKEN" : path.join(dataDir, "admin-token")})`,
+);

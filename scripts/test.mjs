@@ -30,5 +30,6 @@ if (extra.length === 0) {
   step("typecheck", "npx", ["tsc", "-p", "tsconfig.json"]);
   step("typecheck (playground)", "npx", ["tsc", "-p", "apps/api/public/playground/tsconfig.json"]);
   step("lint", "npx", ["eslint", "--max-warnings=0", "."]);
+  step("format", "npx", ["prettier", "--check", "--log-level=warn", "."]);
 }
 step("tests", "npx", ["vitest", "run", ...extra]);

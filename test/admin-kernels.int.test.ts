@@ -38,12 +38,24 @@ describe("the live kernels page", () => {
     const done = await alice.run({ chatId: "chat-adm", messageId: "msg-adm-1", code: "x = 1" });
     expect(done.status).toBe("completed");
     await expect
-      .poll(async () => (await get("/admin/kernels", { ...admin(), accept: "application/json" })).json(), { timeout: 20_000, interval: 500 })
+      .poll(async () => (await get("/admin/kernels", { ...admin(), accept: "application/json" })).json(), {
+        timeout: 20_000,
+        interval: 500,
+      })
       .toMatchObject({
         ceiling: 7,
         evictions: 0,
         capacityWaits: 0,
-        kernels: expect.arrayContaining([expect.objectContaining({ message: expect.objectContaining({ userId: "alice", chatId: "chat-adm", messageId: "msg-adm-1", executionId: done.id }) })]),
+        kernels: expect.arrayContaining([
+          expect.objectContaining({
+            message: expect.objectContaining({
+              userId: "alice",
+              chatId: "chat-adm",
+              messageId: "msg-adm-1",
+              executionId: done.id,
+            }),
+          }),
+        ]),
       });
     const html = await (await get("/admin/kernels", { ...admin(), accept: "text/html" })).text();
     expect(html).toMatch(/<td>msg-adm-1<\/td>/);

@@ -8,7 +8,11 @@ const METHODS = ["get", "post", "put", "patch", "delete"];
 describe("docs/API.md and /openapi.json", () => {
   const doc = buildOpenApiDocument(loadApiEnv({}));
   const served = Object.entries(doc.paths ?? {})
-    .flatMap(([p, ops]) => Object.keys(ops as object).filter((m) => METHODS.includes(m)).map((m) => `${m} ${p}`))
+    .flatMap(([p, ops]) =>
+      Object.keys(ops as object)
+        .filter((m) => METHODS.includes(m))
+        .map((m) => `${m} ${p}`),
+    )
     .sort();
   const promised = contractRoutes()
     .map((r) => `${r.method} ${r.path}`)

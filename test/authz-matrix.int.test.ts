@@ -11,9 +11,16 @@ import type { Route } from "./helpers/contract";
  */
 
 /** User routes docs/API.md promises. Every one is in /openapi.json too (test/api-contract.unit.test.ts). */
-const CONTRACT_ROUTES: Route[] = contractRoutes().filter((r) => r.path.startsWith("/v1/") && !r.path.startsWith("/v1/admin/"));
+const CONTRACT_ROUTES: Route[] = contractRoutes().filter(
+  (r) => r.path.startsWith("/v1/") && !r.path.startsWith("/v1/admin/"),
+);
 
-const LIST_ROUTES = new Set(["/v1/messages/{messageId}/files", "/v1/chats/{chatId}/files", "/v1/messages/{messageId}/context", "/v1/messages/{messageId}/links"]);
+const LIST_ROUTES = new Set([
+  "/v1/messages/{messageId}/files",
+  "/v1/chats/{chatId}/files",
+  "/v1/messages/{messageId}/context",
+  "/v1/messages/{messageId}/links",
+]);
 
 describe("authorization matrix", () => {
   let stack: TestStack;
@@ -21,13 +28,23 @@ describe("authorization matrix", () => {
   let documented: Route[];
   let alice: { userId: string; key: string };
   let bob: { userId: string; key: string };
-  const A = { file: "", generated: "", execution: "", running: "", chat: "chat-secret-a", message: "msg-secret-a", secret: "" };
+  const A = {
+    file: "",
+    generated: "",
+    execution: "",
+    running: "",
+    chat: "chat-secret-a",
+    message: "msg-secret-a",
+    secret: "",
+  };
 
   beforeAll(async () => {
     stack = await startTestStack();
     alice = await stack.newUser("alice-authz");
     bob = await stack.newUser("bob-authz");
-    const doc = (await (await fetch(`${stack.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
+    const doc = (await (await fetch(`${stack.url}/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, unknown>>;
+    };
     documented = Object.entries(doc.paths).flatMap(([p, ops]) =>
       Object.keys(ops)
         .filter((m) => ["get", "post", "put", "patch", "delete"].includes(m))
@@ -41,7 +58,11 @@ describe("authorization matrix", () => {
     A.secret = `alice-secret-${Date.now()}`;
     const form = new FormData();
     form.append("file", new Blob([`col\n${A.secret}\n`]), "alice-private.csv");
-    const up = await fetch(`${stack.url}/v1/files`, { method: "POST", headers: { authorization: `Bearer ${alice.key}` }, body: form });
+    const up = await fetch(`${stack.url}/v1/files`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${alice.key}` },
+      body: form,
+    });
     expect(up.status).toBe(201);
     A.file = ((await up.json()) as { id: string }).id;
     const a = client(stack.url, alice.key);
@@ -55,7 +76,11 @@ describe("authorization matrix", () => {
     expect(done.status).toBe("completed");
     A.execution = done.id;
     A.generated = done.files[0].id;
-    const running = await a.post("/v1/executions", { chatId: A.chat, messageId: "msg-a-long", code: "import time\ntime.sleep(30)" });
+    const running = await a.post("/v1/executions", {
+      chatId: A.chat,
+      messageId: "msg-a-long",
+      code: "import time\ntime.sleep(30)",
+    });
     A.running = running.body.id;
   });
   afterAll(async () => {
@@ -65,7 +90,9 @@ describe("authorization matrix", () => {
 
   it("the served OpenAPI document lists every /v1 route of the contract", () => {
     const have = new Set(documented.map((r) => `${r.method} ${r.path}`));
-    const missing = CONTRACT_ROUTES.filter((r) => !have.has(`${r.method} ${r.path}`)).map((r) => `${r.method.toUpperCase()} ${r.path}`);
+    const missing = CONTRACT_ROUTES.filter((r) => !have.has(`${r.method} ${r.path}`)).map(
+      (r) => `${r.method.toUpperCase()} ${r.path}`,
+    );
     expect(missing).toEqual([]);
   });
 
@@ -83,7 +110,11 @@ describe("authorization matrix", () => {
       out.push({ label: A.chat, url: r.path.replace("{chatId}", encodeURIComponent(A.chat)) });
     } else if (r.path === "/v1/executions" && r.method === "post") {
       // Bob names Alice's file, or reuses Alice's idempotency key and message id.
-      out.push({ label: "alice's fileIds", url: r.path, body: { chatId: A.chat, messageId: A.message, code: "print(1)", fileIds: [A.file] } });
+      out.push({
+        label: "alice's fileIds",
+        url: r.path,
+        body: { chatId: A.chat, messageId: A.message, code: "print(1)", fileIds: [A.file] },
+      });
     } else if (r.path === "/v1/files" && r.method === "post") {
       out.push({ label: "upload", url: r.path, multipart: true });
     } else {
@@ -103,14 +134,21 @@ describe("authorization matrix", () => {
       headers["content-type"] = "application/json";
       payload = JSON.stringify(body);
     }
-    const res = await fetch(`${stack.url}${url}`, { method: method.toUpperCase(), headers, body: payload, signal: AbortSignal.timeout(20_000) });
+    const res = await fetch(`${stack.url}${url}`, {
+      method: method.toUpperCase(),
+      headers,
+      body: payload,
+      signal: AbortSignal.timeout(20_000),
+    });
     const text = res.headers.get("content-type")?.includes("text/event-stream") ? "(stream)" : await res.text();
     if (text === "(stream)") await res.body?.cancel();
     return { status: res.status, text, contentType: res.headers.get("content-type") ?? "" };
   }
 
   const leaks = (text: string) =>
-    [A.secret, A.file, A.generated, A.execution, A.running, "alice-out.txt", "alice-private.csv"].filter((s) => text.includes(s));
+    [A.secret, A.file, A.generated, A.execution, A.running, "alice-out.txt", "alice-private.csv"].filter((s) =>
+      text.includes(s),
+    );
 
   it("user B on user A's objects: 404 (or an empty listing), never A's data, never 403", async () => {
     const table: string[] = [];
@@ -126,8 +164,18 @@ describe("authorization matrix", () => {
         if (res.status >= 500) problems.push(`${r.method} ${inst.url}: ${res.status}`);
         if (LIST_ROUTES.has(r.path)) {
           if (res.status !== 200) problems.push(`${r.method} ${inst.url}: ${res.status} (want an empty 200)`);
-          const body = JSON.parse(res.text) as { files?: unknown[]; links?: unknown[]; totalFiles?: number; messages?: object };
-          if ((body.files?.length ?? 0) !== 0 || (body.links?.length ?? 0) !== 0 || (body.totalFiles ?? 0) !== 0 || Object.keys(body.messages ?? {}).length !== 0) {
+          const body = JSON.parse(res.text) as {
+            files?: unknown[];
+            links?: unknown[];
+            totalFiles?: number;
+            messages?: object;
+          };
+          if (
+            (body.files?.length ?? 0) !== 0 ||
+            (body.links?.length ?? 0) !== 0 ||
+            (body.totalFiles ?? 0) !== 0 ||
+            Object.keys(body.messages ?? {}).length !== 0
+          ) {
             problems.push(`${r.method} ${inst.url}: listing not empty`);
           }
         } else if (r.path.includes("{")) {
@@ -185,8 +233,10 @@ describe("authorization matrix", () => {
       for (const inst of instances(r)) {
         for (const key of [null, "not-a-real-key", `${alice.key}x`]) {
           const res = await call(key, r.method, inst.url, inst.body, inst.multipart);
-          if (res.status !== 401) problems.push(`${r.method} ${inst.url} key=${key === null ? "none" : "wrong"}: ${res.status}`);
-          else if (JSON.parse(res.text).error?.code !== "unauthorized") problems.push(`${r.method} ${inst.url}: 401 without code unauthorized`);
+          if (res.status !== 401)
+            problems.push(`${r.method} ${inst.url} key=${key === null ? "none" : "wrong"}: ${res.status}`);
+          else if (JSON.parse(res.text).error?.code !== "unauthorized")
+            problems.push(`${r.method} ${inst.url}: 401 without code unauthorized`);
           if (leaks(res.text).length) problems.push(`${r.method} ${inst.url}: unauthenticated leak`);
         }
       }

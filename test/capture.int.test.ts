@@ -100,13 +100,21 @@ for i in range(6):
     const done = await api.run({ messageId: msg(), code });
     expect(done.files.map((f: { path: string }) => f.path)).toEqual(["f0.txt", "f1.txt", "f2.txt", "f3.txt"]);
     const skipped = done.result.skippedFiles as Array<{ path: string; reason: string }>;
-    expect(skipped).toEqual(expect.arrayContaining([{ path: "f4.txt", reason: "limit_count" }, { path: "f5.txt", reason: "limit_count" }]));
+    expect(skipped).toEqual(
+      expect.arrayContaining([
+        { path: "f4.txt", reason: "limit_count" },
+        { path: "f5.txt", reason: "limit_count" },
+      ]),
+    );
     expect(skipped.map((s) => s.path)).not.toContain(".secret");
   });
 
   it("a file changed by a later execution is registered again for that execution; unchanged files are not", async () => {
     const m = msg();
-    const first = await api.run({ messageId: m, code: "open('/mnt/data/a.txt','w').write('v1'); open('/mnt/data/b.txt','w').write('b')" });
+    const first = await api.run({
+      messageId: m,
+      code: "open('/mnt/data/a.txt','w').write('v1'); open('/mnt/data/b.txt','w').write('b')",
+    });
     expect(first.files).toHaveLength(2);
     const second = await api.run({ messageId: m, code: "open('/mnt/data/a.txt','w').write('v2')" });
     expect(second.files.map((f: { path: string }) => f.path)).toEqual(["a.txt"]);
@@ -141,17 +149,30 @@ for i in range(6):
     const content = `made twice ${Date.now()}`;
     const form = new FormData();
     form.append("file", new Blob([content]), "first.txt");
-    const up = (await (await fetch(`${stack.url}/v1/files`, { method: "POST", headers: { authorization: `Bearer ${key}` }, body: form })).json()) as { id: string; sha256: string };
+    const up = (await (
+      await fetch(`${stack.url}/v1/files`, { method: "POST", headers: { authorization: `Bearer ${key}` }, body: form })
+    ).json()) as { id: string; sha256: string };
     // The deletion of first.txt, caught half-way: lock taken, no live reference seen yet, blob unlinked
     // only once the generated file's row is in.
     const deleter = new pg.Client({ connectionString: stack.databaseUrl });
     await deleter.connect();
     try {
       await deleter.query("BEGIN");
-      await deleter.query("SELECT pg_advisory_xact_lock(('x' || substr($1::text, 1, 16))::bit(64)::bigint)", [up.sha256]);
+      await deleter.query("SELECT pg_advisory_xact_lock(('x' || substr($1::text, 1, 16))::bit(64)::bigint)", [
+        up.sha256,
+      ]);
       await deleter.query("UPDATE files SET deleted_at = now() WHERE id = $1", [up.id]);
-      const run = api.run({ messageId: msg(), code: `open('/mnt/data/again.txt', 'w').write(${JSON.stringify(content)})` });
-      await expect.poll(async () => (await deleter.query("SELECT 1 FROM files WHERE sha256 = $1 AND deleted_at IS NULL", [up.sha256])).rowCount, { timeout: 20_000 }).toBe(1);
+      const run = api.run({
+        messageId: msg(),
+        code: `open('/mnt/data/again.txt', 'w').write(${JSON.stringify(content)})`,
+      });
+      await expect
+        .poll(
+          async () =>
+            (await deleter.query("SELECT 1 FROM files WHERE sha256 = $1 AND deleted_at IS NULL", [up.sha256])).rowCount,
+          { timeout: 20_000 },
+        )
+        .toBe(1);
       await rm(createBlobStore(stack.dataDir).pathOf(up.sha256));
       await deleter.query("COMMIT");
       const done = await run;
@@ -165,17 +186,28 @@ for i in range(6):
   it("an attachment whose stored content is missing is noted, and the code still runs", async () => {
     const form = new FormData();
     form.append("file", new Blob(["x,y\n"]), "gone.csv");
-    const up = await fetch(`${stack.url}/v1/files`, { method: "POST", headers: { authorization: `Bearer ${key}` }, body: form });
+    const up = await fetch(`${stack.url}/v1/files`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}` },
+      body: form,
+    });
     const uploaded = (await up.json()) as { id: string; sha256: string };
     await rm(createBlobStore(stack.dataDir).pathOf(uploaded.sha256), { force: true });
-    const done = await api.run({ messageId: msg(), fileIds: [uploaded.id], code: "import os; print(os.path.exists('/mnt/data/gone.csv'))" });
+    const done = await api.run({
+      messageId: msg(),
+      fileIds: [uploaded.id],
+      code: "import os; print(os.path.exists('/mnt/data/gone.csv'))",
+    });
     expect(done.status).toBe("completed");
     expect(done.result.stdout).toBe("False\n");
     expect(done.result.notes.join("\n")).toContain("gone.csv");
   });
 
   it("tracebacks and printed paths show /mnt/data, never the real workspace", async () => {
-    const done = await api.run({ messageId: msg(), code: "import os\nprint(os.path.abspath('x.csv'))\nopen('/mnt/data/missing.csv')" });
+    const done = await api.run({
+      messageId: msg(),
+      code: "import os\nprint(os.path.abspath('x.csv'))\nopen('/mnt/data/missing.csv')",
+    });
     expect(done.result.stdout).toBe("/mnt/data/x.csv\n");
     expect(done.result.error.ename).toBe("FileNotFoundError");
     expect(done.result.error.evalue).toContain("/mnt/data/missing.csv");

@@ -25,11 +25,19 @@ interface CliRun {
 }
 
 function cli(args: string[], opts: { env?: Record<string, string>; npx?: boolean } = {}): Promise<CliRun> {
-  const [cmd, argv] = opts.npx ? ["npx", ["--no-install", "codeinterp", ...args]] : [process.execPath, [path.join(repoRoot, "apps/cli/bin/codeinterp.mjs"), ...args]];
+  const [cmd, argv] = opts.npx
+    ? ["npx", ["--no-install", "codeinterp", ...args]]
+    : [process.execPath, [path.join(repoRoot, "apps/cli/bin/codeinterp.mjs"), ...args]];
   const child = spawn(cmd as string, argv as string[], {
     // npx finds the workspace's bin from inside the repo.
     cwd: opts.npx ? repoRoot : work,
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", CODEINTERP_URL: stack.url, CODEINTERP_API_KEY: key, ...opts.env },
+    env: {
+      PATH: process.env.PATH ?? "",
+      HOME: process.env.HOME ?? "/tmp",
+      CODEINTERP_URL: stack.url,
+      CODEINTERP_API_KEY: key,
+      ...opts.env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const run: CliRun = { code: null, stdout: "", stderr: "", chunks: [], endedAt: 0 };
@@ -78,7 +86,21 @@ describe("codeinterp run (CLI as a child process)", () => {
       ].join("\n"),
     );
     const at = (p: string) => path.join(work, p);
-    const r = await cli(["run", at("report.py"), "--file", at("data.csv"), "--out", at("out"), "--chat", "cli-chat", "--message", "cli-msg-1"], { npx: true });
+    const r = await cli(
+      [
+        "run",
+        at("report.py"),
+        "--file",
+        at("data.csv"),
+        "--out",
+        at("out"),
+        "--chat",
+        "cli-chat",
+        "--message",
+        "cli-msg-1",
+      ],
+      { npx: true },
+    );
     expect(r.stderr).not.toMatch(/Error|refusing/);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("rows 3\n");
@@ -99,7 +121,9 @@ describe("codeinterp run (CLI as a child process)", () => {
     // The saved bytes are exactly what the server registered.
     const files = await createClient({ baseUrl: stack.url, apiKey: key }).listMessageFiles("cli-msg-1");
     const chart = files.files.find((f) => f.path === "chart.png")!;
-    expect(createHash("sha256").update(png).digest("hex")).toBe((await createClient({ baseUrl: stack.url, apiKey: key }).getFile(chart.id)).sha256);
+    expect(createHash("sha256").update(png).digest("hex")).toBe(
+      (await createClient({ baseUrl: stack.url, apiKey: key }).getFile(chart.id)).sha256,
+    );
     expect((await readdir(path.join(work, "out"))).sort()).toEqual(["chart.png", "reports"]);
   });
 
@@ -113,7 +137,10 @@ describe("codeinterp run (CLI as a child process)", () => {
   });
 
   it("exits 1 on a timeout, shows the last expression, and lists files without --out", async () => {
-    await writeFile(path.join(work, "slow.py"), "import time\nopen('/mnt/data/partial.txt','w').write('x')\ntime.sleep(20)\n");
+    await writeFile(
+      path.join(work, "slow.py"),
+      "import time\nopen('/mnt/data/partial.txt','w').write('x')\ntime.sleep(20)\n",
+    );
     const slow = await cli(["run", "slow.py", "--timeout", "1500"]);
     expect(slow.code).toBe(1);
     expect(slow.stderr).toContain("[codeinterp] timed_out");

@@ -3,7 +3,12 @@ import { mkdtemp, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CodeinterpApiError, CodeinterpTimeoutError, createClient, filenameFromContentDisposition } from "@codeinterp/client";
+import {
+  CodeinterpApiError,
+  CodeinterpTimeoutError,
+  createClient,
+  filenameFromContentDisposition,
+} from "@codeinterp/client";
 import type { CodeinterpClient, ExecutionEvent } from "@codeinterp/client";
 import { uploadPath } from "@codeinterp/client/node";
 import { startTestStack } from "./helpers/stack";
@@ -48,7 +53,10 @@ describe("@codeinterp/client against the real stack", () => {
     expect(link).toMatchObject({ fileId: info.id, name: "linked.csv" });
     expect(Buffer.from(await (await fetch(link.url)).arrayBuffer())).toEqual(bytes);
     const messageId = msg();
-    const done = await ci.run({ chatId: "chat-links", messageId, fileIds: [info.id], code: "print(open('linked.csv').read().count('\\n'))" }, { timeoutMs: 60_000 });
+    const done = await ci.run(
+      { chatId: "chat-links", messageId, fileIds: [info.id], code: "print(open('linked.csv').read().count('\\n'))" },
+      { timeoutMs: 60_000 },
+    );
     expect(done.result?.stdout).toBe("2\n");
     const rewritten = await ci.rewriteLinks(messageId, "See [the data](sandbox:/mnt/data/linked.csv).");
     expect(rewritten.links).toHaveLength(1);
@@ -124,7 +132,11 @@ describe("@codeinterp/client against the real stack", () => {
   });
 
   it("stops reading when the consumer breaks out of the loop", async () => {
-    const created = await ci.execute({ chatId: "c", messageId: msg(), code: "import time\nprint('x', flush=True)\ntime.sleep(2)" });
+    const created = await ci.execute({
+      chatId: "c",
+      messageId: msg(),
+      code: "import time\nprint('x', flush=True)\ntime.sleep(2)",
+    });
     for await (const e of ci.stream(created.id)) {
       if (e.type === "stdout") break;
     }
@@ -154,7 +166,9 @@ describe("@codeinterp/client against the real stack", () => {
     const same2 = await ci.execute({ chatId: "c", messageId: "m-idem", code: "1", idempotencyKey: "k1" });
     expect(same2.id).toBe(same1.id);
 
-    const bad = await ci.execute({ chatId: "c", messageId: "m", code: "1", fileIds: ["00000000-0000-4000-8000-000000000000"] }).catch((e: unknown) => e);
+    const bad = await ci
+      .execute({ chatId: "c", messageId: "m", code: "1", fileIds: ["00000000-0000-4000-8000-000000000000"] })
+      .catch((e: unknown) => e);
     expect(bad).toMatchObject({ name: "CodeinterpApiError", status: 422, code: "files_not_found" });
 
     const stranger = createClient({ baseUrl: stack.url, apiKey: "wrong" });
@@ -180,7 +194,9 @@ describe("@codeinterp/client against the real stack", () => {
     await custom.listChatFiles("nothing-here");
     expect(seen).toEqual(["GET /v1/chats/nothing-here/files"]);
     expect(filenameFromContentDisposition(`attachment; filename="a \\"b\\".csv"`)).toBe('a "b".csv');
-    expect(filenameFromContentDisposition(`attachment; filename="r?sum?.txt"; filename*=UTF-8''r%C3%A9sum%C3%A9.txt`)).toBe("résumé.txt");
+    expect(
+      filenameFromContentDisposition(`attachment; filename="r?sum?.txt"; filename*=UTF-8''r%C3%A9sum%C3%A9.txt`),
+    ).toBe("résumé.txt");
     expect(filenameFromContentDisposition(null)).toBeNull();
   });
 });

@@ -31,17 +31,22 @@ const services = compose.services;
 
 /** Compose interpolation of ${VAR}, ${VAR:-default} and ${VAR:?error}, with the shell environment empty. */
 function interpolate(value: string, given: Record<string, string> = {}): string {
-  return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}/g, (_m, name: string, op: string | undefined, arg: string | undefined) => {
-    if (given[name] !== undefined) return given[name];
-    if (op?.endsWith("-")) return arg ?? "";
-    if (op?.endsWith("?")) throw new Error(`\${${name}} is required: ${arg}`);
-    return "";
-  });
+  return value.replace(
+    /\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}/g,
+    (_m, name: string, op: string | undefined, arg: string | undefined) => {
+      if (given[name] !== undefined) return given[name];
+      if (op?.endsWith("-")) return arg ?? "";
+      if (op?.endsWith("?")) throw new Error(`\${${name}} is required: ${arg}`);
+      return "";
+    },
+  );
 }
 
 function envOf(name: string): Record<string, string> {
   const env = services[name]?.environment ?? {};
-  const entries = Array.isArray(env) ? env.map((e) => e.split(/=(.*)/s).slice(0, 2) as [string, string]) : Object.entries(env).map(([k, v]) => [k, String(v ?? "")]);
+  const entries = Array.isArray(env)
+    ? env.map((e) => e.split(/=(.*)/s).slice(0, 2) as [string, string])
+    : Object.entries(env).map(([k, v]) => [k, String(v ?? "")]);
   return Object.fromEntries(entries);
 }
 
@@ -67,7 +72,8 @@ const operatorEnv = {
   REDIS_PASSWORD: "operator-redis-password",
 };
 /** A service's environment as the operator's compose run gives it. */
-const operatorEnvOf = (name: string) => Object.fromEntries(Object.entries(envOf(name)).map(([k, v]) => [k, interpolate(v, operatorEnv)]));
+const operatorEnvOf = (name: string) =>
+  Object.fromEntries(Object.entries(envOf(name)).map(([k, v]) => [k, interpolate(v, operatorEnv)]));
 
 describe("docker-compose.yml", () => {
   it("runs the whole stack", () => {
@@ -84,7 +90,9 @@ describe("docker-compose.yml", () => {
     for (const s of ["api", "worker"]) {
       const deps = services[s]!.depends_on;
       expect(deps && !Array.isArray(deps), s).toBe(true);
-      expect((deps as Record<string, { condition?: string }>).migrate?.condition, s).toBe("service_completed_successfully");
+      expect((deps as Record<string, { condition?: string }>).migrate?.condition, s).toBe(
+        "service_completed_successfully",
+      );
     }
     const migrateDeps = services.migrate!.depends_on as Record<string, { condition?: string }>;
     expect(migrateDeps.postgres?.condition).toBe("service_healthy");
@@ -127,7 +135,10 @@ describe("docker-compose.yml", () => {
     }
     for (const s of ["postgres", "redis"]) {
       for (const net of nets(s)) expect(internal(net), `${s} on ${net}`).toBe(true);
-      expect(nets(s).some((n) => nets("jupyter").includes(n)), `${s} shares a network with the kernels`).toBe(false);
+      expect(
+        nets(s).some((n) => nets("jupyter").includes(n)),
+        `${s} shares a network with the kernels`,
+      ).toBe(false);
     }
     // Only the API is published, and only it joins a non-internal network.
     const exposed = Object.keys(services).filter((s) => nets(s).some((n) => !internal(n)));
@@ -137,7 +148,11 @@ describe("docker-compose.yml", () => {
   it("Postgres and Redis demand passwords the operator sets, and the apps' URLs carry them", () => {
     expect(() => interpolate(envOf("postgres").POSTGRES_PASSWORD!)).toThrow(/POSTGRES_PASSWORD/);
     expect(() => interpolate(commandOf("redis").join(" "))).toThrow(/REDIS_PASSWORD/);
-    expect(commandOf("redis").map((a) => interpolate(a, operatorEnv)).join(" ")).toContain(`--requirepass ${operatorEnv.REDIS_PASSWORD}`);
+    expect(
+      commandOf("redis")
+        .map((a) => interpolate(a, operatorEnv))
+        .join(" "),
+    ).toContain(`--requirepass ${operatorEnv.REDIS_PASSWORD}`);
     for (const s of appServices) {
       const env = operatorEnvOf(s);
       expect(decodeURIComponent(new URL(env.REDIS_URL!).password), s).toBe(operatorEnv.REDIS_PASSWORD);
@@ -229,17 +244,28 @@ describe("docker-compose.yml", () => {
   it("the app image installs the tools its commands run (tsx, prisma)", () => {
     // `node --import tsx`: with NODE_ENV=production set before `npm ci`, devDependencies are not installed.
     const usesTsx = appServices.some((s) => commandOf(s).includes("tsx"));
-    const pkg = JSON.parse(read("package.json")) as { dependencies?: Record<string, string>; devDependencies?: Record<string, string> };
+    const pkg = JSON.parse(read("package.json")) as {
+      dependencies?: Record<string, string>;
+      devDependencies?: Record<string, string>;
+    };
     // Only workspaces whose package.json the image has at `npm ci` contribute dependencies.
     const copiesAll = /^COPY \. \.?\/?\s*$/m.test(beforeInstall);
-    const copied = workspaces.filter((ws) => (copiesAll || beforeInstall.includes(`COPY ${ws}/package.json`)) && existsSync(path.join(root, ws, "package.json")));
-    const workspaceDeps = copied.flatMap((ws) =>
-      Object.keys((JSON.parse(read(`${ws}/package.json`)) as { dependencies?: Record<string, string> }).dependencies ?? {}),
+    const copied = workspaces.filter(
+      (ws) =>
+        (copiesAll || beforeInstall.includes(`COPY ${ws}/package.json`)) &&
+        existsSync(path.join(root, ws, "package.json")),
     );
-    const omitsDev = /ENV\s+NODE_ENV=production/.test(beforeInstall) && !/npm (ci|install)[^\n]*--include=dev/.test(dockerfile);
+    const workspaceDeps = copied.flatMap((ws) =>
+      Object.keys(
+        (JSON.parse(read(`${ws}/package.json`)) as { dependencies?: Record<string, string> }).dependencies ?? {},
+      ),
+    );
+    const omitsDev =
+      /ENV\s+NODE_ENV=production/.test(beforeInstall) && !/npm (ci|install)[^\n]*--include=dev/.test(dockerfile);
     const installed = [...Object.keys(pkg.dependencies ?? {}), ...workspaceDeps];
     if (usesTsx && omitsDev) expect(installed, "tsx is installed in the image").toContain("tsx");
-    if (/npx prisma/.test(dockerfile) && omitsDev) expect(installed, "prisma (for `npx prisma generate`) is installed in the image").toContain("prisma");
+    if (/npx prisma/.test(dockerfile) && omitsDev)
+      expect(installed, "prisma (for `npx prisma generate`) is installed in the image").toContain("prisma");
   });
 });
 

@@ -16,7 +16,12 @@ const hold = (mb: number) => `x = b"\\x01" * (${mb} << 20)\nprint("holding", len
 
 beforeAll(async () => {
   stack = await startTestStack({
-    env: { KERNEL_SANDBOX: "on", KERNEL_POOL_SIZE: "1", KERNEL_MEMORY_MB: String(TEST_KERNEL_MEMORY_MB), KERNEL_MEMORY_MAX_MB: String(MAX_MB) },
+    env: {
+      KERNEL_SANDBOX: "on",
+      KERNEL_POOL_SIZE: "1",
+      KERNEL_MEMORY_MB: String(TEST_KERNEL_MEMORY_MB),
+      KERNEL_MEMORY_MAX_MB: String(MAX_MB),
+    },
   });
   alice = client(stack.url, (await stack.newUser("alice")).key);
 });
@@ -28,8 +33,14 @@ describe("per-execution memory", () => {
   it("an execution asking 1024 MB holds 700 MB; the message's next execution and another message's keep the 512 MB default", async () => {
     const m = msg();
     const big = await alice.run({ messageId: m, limits: { memoryMb: 1024 }, code: `${hold(700)}\ndel x` }, 60_000);
-    const [next, other] = await Promise.all([alice.run({ messageId: m, code: hold(700) }, 60_000), alice.run({ messageId: msg(), code: hold(700) }, 60_000)]);
-    const capped = { code: "memory_limit", message: expect.stringContaining(`memory limit of ${TEST_KERNEL_MEMORY_MB} MB`) };
+    const [next, other] = await Promise.all([
+      alice.run({ messageId: m, code: hold(700) }, 60_000),
+      alice.run({ messageId: msg(), code: hold(700) }, 60_000),
+    ]);
+    const capped = {
+      code: "memory_limit",
+      message: expect.stringContaining(`memory limit of ${TEST_KERNEL_MEMORY_MB} MB`),
+    };
     expect({
       big: { status: big.status, stdout: big.result?.stdout, limits: big.limits },
       next: { status: next.status, failure: next.failure, limits: next.limits },
@@ -45,21 +56,38 @@ describe("per-execution memory", () => {
     const m = msg();
     const big = await alice.run({ messageId: m, limits: { memoryMb: 1024 }, code: hold(700) }, 60_000);
     const next = await alice.run({ messageId: m, code: "print('x' in dir())" });
-    expect({ big: big.status, next: { status: next.status, stdout: next.result?.stdout, notes: next.result?.notes } }).toEqual({
+    expect({
+      big: big.status,
+      next: { status: next.status, stdout: next.result?.stdout, notes: next.result?.notes },
+    }).toEqual({
       big: "completed",
-      next: { status: "completed", stdout: "False\n", notes: [expect.stringContaining("variables and imports from them were reset")] },
+      next: {
+        status: "completed",
+        stdout: "False\n",
+        notes: [expect.stringContaining("variables and imports from them were reset")],
+      },
     });
   });
 
   it("asking more than KERNEL_MEMORY_MAX_MB is a 400 that creates nothing", async () => {
     const m = msg();
-    const res = await alice.post("/v1/executions", { chatId: "c", messageId: m, code: "print(1)", limits: { memoryMb: MAX_MB + 1 } });
+    const res = await alice.post("/v1/executions", {
+      chatId: "c",
+      messageId: m,
+      code: "print(1)",
+      limits: { memoryMb: MAX_MB + 1 },
+    });
     const db = new pg.Client({ connectionString: stack.databaseUrl });
     await db.connect();
-    const rows = await db.query("SELECT count(*)::int AS n FROM executions WHERE message_id = $1", [m]).finally(() => db.end());
+    const rows = await db
+      .query("SELECT count(*)::int AS n FROM executions WHERE message_id = $1", [m])
+      .finally(() => db.end());
     expect({ status: res.status, error: res.body.error, created: rows.rows[0].n }).toEqual({
       status: 400,
-      error: expect.objectContaining({ code: "validation_error", message: expect.stringContaining(`at most ${MAX_MB} MB`) }),
+      error: expect.objectContaining({
+        code: "validation_error",
+        message: expect.stringContaining(`at most ${MAX_MB} MB`),
+      }),
       created: 0,
     });
   });

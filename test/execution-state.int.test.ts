@@ -1,7 +1,13 @@
 import { randomBytes } from "node:crypto";
 import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { claimQueuedExecution, createDb, createExecution, getExecutionForWorker, markExecutionRunning } from "@codeinterp/db";
+import {
+  claimQueuedExecution,
+  createDb,
+  createExecution,
+  getExecutionForWorker,
+  markExecutionRunning,
+} from "@codeinterp/db";
 import type { Db } from "@codeinterp/db";
 import {
   WrongQueueError,
@@ -43,7 +49,13 @@ afterAll(async () => {
 });
 
 async function newExecution(status: "queued" | "running") {
-  const { execution } = await createExecution(db, { userId: "state-user", chatId: "c", messageId: `m-${randomBytes(4).toString("hex")}`, code: "1", timeoutMs: 1000 });
+  const { execution } = await createExecution(db, {
+    userId: "state-user",
+    chatId: "c",
+    messageId: `m-${randomBytes(4).toString("hex")}`,
+    code: "1",
+    timeoutMs: 1000,
+  });
   if (status === "running") {
     expect(await claimQueuedExecution(db, execution.id, "w-test")).not.toBeNull();
     expect(await markExecutionRunning(db, execution.id, "k-test")).toBe(true);
@@ -74,11 +86,17 @@ describe("finishAndAnnounce", () => {
     const w = await watch(e.id);
     try {
       const result = { stdout: "1\n", stderr: "", outputs: [], error: null, notes: [] };
-      expect(await finishAndAnnounce({ db, redis, prefix }, e.id, "completed", { result, metrics: { runMs: 3 } })).toBe(true);
+      expect(await finishAndAnnounce({ db, redis, prefix }, e.id, "completed", { result, metrics: { runMs: 3 } })).toBe(
+        true,
+      );
       await expect.poll(() => kinds(w.live)).toEqual(["status:completed", "done:completed"]);
 
       // A late finish (the reconciler, a cancel) of the same execution does not overwrite it.
-      expect(await finishAndAnnounce({ db, redis, prefix }, e.id, "failed", { failure: { code: "worker_lost", message: "lost" } })).toBe(false);
+      expect(
+        await finishAndAnnounce({ db, redis, prefix }, e.id, "failed", {
+          failure: { code: "worker_lost", message: "lost" },
+        }),
+      ).toBe(false);
       const row = await getExecutionForWorker(db, e.id);
       expect(row).toMatchObject({ status: "completed", result, failure: null, metrics: { runMs: 3 } });
       expect(kinds(await w.replay())).toEqual(["status:completed", "done:completed"]);
@@ -150,7 +168,10 @@ describe("enqueueExecution", () => {
       await enqueueExecution(executions, e); // a retried request, the reconciler
       expect(await executions.count()).toBe(1);
       const job = await executions.getJob(e.id);
-      expect(parseJobPayload("runExecution", job?.data)).toEqual({ executionId: e.id, messageKey: workspaceId(e.userId, e.messageId) });
+      expect(parseJobPayload("runExecution", job?.data)).toEqual({
+        executionId: e.id,
+        messageKey: workspaceId(e.userId, e.messageId),
+      });
       expect(job?.opts.attempts).toBe(5);
       await expect(enqueueExecution(maintenance, e)).rejects.toBeInstanceOf(WrongQueueError);
       expect(await maintenance.count()).toBe(0);

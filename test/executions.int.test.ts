@@ -41,7 +41,9 @@ describe("executions end to end", () => {
 
   it("20 concurrent executions each get exactly their own output", async () => {
     const results = await Promise.all(
-      Array.from({ length: 20 }, (_, i) => api.run({ code: `import time; time.sleep(0.05); print('run-${i}')` }, 120_000)),
+      Array.from({ length: 20 }, (_, i) =>
+        api.run({ code: `import time; time.sleep(0.05); print('run-${i}')` }, 120_000),
+      ),
     );
     results.forEach((r, i) => {
       expect(r.status).toBe("completed");
@@ -62,7 +64,11 @@ describe("executions end to end", () => {
   });
 
   it("waitMs returns early when the execution is still running", async () => {
-    const created = await api.post("/v1/executions", { chatId: "c", messageId: "m-slow", code: "import time; time.sleep(3)" });
+    const created = await api.post("/v1/executions", {
+      chatId: "c",
+      messageId: "m-slow",
+      code: "import time; time.sleep(3)",
+    });
     const t0 = Date.now();
     const res = await api.get(`/v1/executions/${created.body.id}?waitMs=300`);
     expect(Date.now() - t0).toBeLessThan(2500);
@@ -134,6 +140,8 @@ describe("operator endpoints", () => {
       kernels: { sandboxed: true, network: "none" },
     });
     const doc = (await (await fetch(`${stack.url}/openapi.json`)).json()) as { paths: Record<string, unknown> };
-    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/v1/executions", "/v1/executions/{id}", "/v1/admin/api-keys"]));
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining(["/v1/executions", "/v1/executions/{id}", "/v1/admin/api-keys"]),
+    );
   });
 });

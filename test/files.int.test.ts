@@ -36,7 +36,11 @@ async function upload(
   const form = new FormData();
   opts.extra?.(form);
   form.append(opts.field ?? "file", new Blob([bytes], opts.type !== undefined ? { type: opts.type } : {}), name);
-  const res = await fetch(`${stack.url}/v1/files`, { method: "POST", headers: { authorization: `Bearer ${key}` }, body: form });
+  const res = await fetch(`${stack.url}/v1/files`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}` },
+    body: form,
+  });
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   return { status: res.status, headers: res.headers, body: (await res.json()) as any };
 }
@@ -45,7 +49,10 @@ async function upload(
 async function rawUpload(dispositionParams: string) {
   const boundary = "----codeinterp-test-boundary";
   const body = Buffer.concat([
-    Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; ${dispositionParams}\r\nContent-Type: text/plain\r\n\r\n`, "utf8"),
+    Buffer.from(
+      `--${boundary}\r\nContent-Disposition: form-data; name="file"; ${dispositionParams}\r\nContent-Type: text/plain\r\n\r\n`,
+      "utf8",
+    ),
     Buffer.from("hello"),
     Buffer.from(`\r\n--${boundary}--\r\n`),
   ]);
@@ -59,7 +66,10 @@ async function rawUpload(dispositionParams: string) {
 }
 
 async function download(key: string, id: string, init: RequestInit = {}) {
-  const res = await fetch(`${stack.url}/v1/files/${id}/content`, { ...init, headers: { authorization: `Bearer ${key}`, ...init.headers } });
+  const res = await fetch(`${stack.url}/v1/files/${id}/content`, {
+    ...init,
+    headers: { authorization: `Bearer ${key}`, ...init.headers },
+  });
   return { status: res.status, headers: res.headers, bytes: Buffer.from(await res.arrayBuffer()) };
 }
 
@@ -77,7 +87,11 @@ function sendThenDrop(boundary: string, chunks: string[], ms: number): Promise<v
   return new Promise<void>((resolve) => {
     const req = http.request(`${stack.url}/v1/files`, {
       method: "POST",
-      headers: { authorization: `Bearer ${aliceKey}`, "content-type": `multipart/form-data; boundary=${boundary}`, "content-length": "100000" },
+      headers: {
+        authorization: `Bearer ${aliceKey}`,
+        "content-type": `multipart/form-data; boundary=${boundary}`,
+        "content-length": "100000",
+      },
     });
     req.on("error", () => resolve());
     for (const c of chunks) req.write(c);
@@ -133,7 +147,10 @@ describe("upload and download", () => {
   it("HEAD gives the headers without a body, and a matching If-None-Match gives 304", async () => {
     const up = await upload(aliceKey, "a,b\n1,2\n", "small.csv");
     expect(up.body.mimeType).toBe("text/csv");
-    const head = await fetch(`${stack.url}/v1/files/${up.body.id}/content`, { method: "HEAD", headers: { authorization: `Bearer ${aliceKey}` } });
+    const head = await fetch(`${stack.url}/v1/files/${up.body.id}/content`, {
+      method: "HEAD",
+      headers: { authorization: `Bearer ${aliceKey}` },
+    });
     expect(head.status).toBe(200);
     expect(head.headers.get("content-length")).toBe("8");
     expect(head.headers.get("content-type")).toBe("text/csv");
@@ -178,8 +195,12 @@ describe("upload and download", () => {
   });
 
   it("picks the MIME type from the part when specific, else from the name", async () => {
-    expect((await upload(aliceKey, "{}", "data.json", { type: "application/octet-stream" })).body.mimeType).toBe("application/json");
-    expect((await upload(aliceKey, "x", "notes.weird", { type: "application/x-custom" })).body.mimeType).toBe("application/x-custom");
+    expect((await upload(aliceKey, "{}", "data.json", { type: "application/octet-stream" })).body.mimeType).toBe(
+      "application/json",
+    );
+    expect((await upload(aliceKey, "x", "notes.weird", { type: "application/x-custom" })).body.mimeType).toBe(
+      "application/x-custom",
+    );
     expect((await upload(aliceKey, "x", "noext", { type: "" })).body.mimeType).toBe("application/octet-stream");
   });
 
@@ -222,7 +243,11 @@ describe("refusals", () => {
 
     const fieldsOnly = new FormData();
     fieldsOnly.append("file", "just text, no filename");
-    const res = await fetch(`${stack.url}/v1/files`, { method: "POST", headers: { authorization: `Bearer ${aliceKey}` }, body: fieldsOnly });
+    const res = await fetch(`${stack.url}/v1/files`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${aliceKey}` },
+      body: fieldsOnly,
+    });
     expect(res.status).toBe(400);
 
     const json = await api.post("/v1/files", { file: "x" });
@@ -233,7 +258,11 @@ describe("refusals", () => {
   it("an upload the client abandons midway leaves no temp file and no row", async () => {
     const before = await countFileRows();
     const boundary = "----abandoned";
-    await sendThenDrop(boundary, [`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="half.bin"\r\n\r\n${"x".repeat(500)}`], 200);
+    await sendThenDrop(
+      boundary,
+      [`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="half.bin"\r\n\r\n${"x".repeat(500)}`],
+      200,
+    );
     await expectNoTempFiles();
     expect(await countFileRows()).toBe(before);
   });
@@ -263,7 +292,13 @@ describe("refusals", () => {
 describe("deletion and ownership", () => {
   it("DELETE answers 204, then the file is gone", async () => {
     const up = await upload(aliceKey, "bye", "bye.txt");
-    const blob = path.join(stack.dataDir, "blobs", up.body.sha256.slice(0, 2), up.body.sha256.slice(2, 4), up.body.sha256);
+    const blob = path.join(
+      stack.dataDir,
+      "blobs",
+      up.body.sha256.slice(0, 2),
+      up.body.sha256.slice(2, 4),
+      up.body.sha256,
+    );
     expect((await readdir(path.dirname(blob))).includes(up.body.sha256)).toBe(true);
     expect((await api.del(`/v1/files/${up.body.id}`)).status).toBe(204);
     // The last file with this content: its stored bytes go too.
@@ -293,10 +328,19 @@ describe("deletion and ownership", () => {
     await deleter.connect();
     try {
       await deleter.query("BEGIN");
-      await deleter.query("SELECT pg_advisory_xact_lock(('x' || substr($1::text, 1, 16))::bit(64)::bigint)", [a.body.sha256]);
+      await deleter.query("SELECT pg_advisory_xact_lock(('x' || substr($1::text, 1, 16))::bit(64)::bigint)", [
+        a.body.sha256,
+      ]);
       await deleter.query("UPDATE files SET deleted_at = now() WHERE id = $1", [a.body.id]);
       const b = upload(bobKey, content, "b.txt");
-      await expect.poll(async () => (await deleter.query("SELECT 1 FROM files WHERE sha256 = $1 AND deleted_at IS NULL", [a.body.sha256])).rowCount, { timeout: 5000 }).toBe(1);
+      await expect
+        .poll(
+          async () =>
+            (await deleter.query("SELECT 1 FROM files WHERE sha256 = $1 AND deleted_at IS NULL", [a.body.sha256]))
+              .rowCount,
+          { timeout: 5000 },
+        )
+        .toBe(1);
       await unlink(blob);
       await deleter.query("COMMIT");
       const up = await b;
@@ -338,7 +382,9 @@ describe("deletion and ownership", () => {
     expect(found.body.files.map((f: { id: string }) => f.id)).toEqual([first.body.id]);
     expect(found.body.files[0]).toMatchObject({ name: "look up.csv", sha256: sha, size: bytes.length });
     // The name is compared after the same sanitising as uploads: a path part does not matter.
-    expect((await api.get(`/v1/files?sha256=${sha}&name=${encodeURIComponent("dir/look up.csv")}`)).body.files).toHaveLength(1);
+    expect(
+      (await api.get(`/v1/files?sha256=${sha}&name=${encodeURIComponent("dir/look up.csv")}`)).body.files,
+    ).toHaveLength(1);
     expect((await api.get(`/v1/files?sha256=${sha}&name=other.csv`)).body.files).toEqual([]);
     expect((await bob.get(`/v1/files?sha256=${sha}`)).body.files).toEqual([]);
     expect((await api.get("/v1/files?sha256=XYZ")).status).toBe(400);
@@ -348,7 +394,9 @@ describe("deletion and ownership", () => {
   });
 
   it("the files routes are in /openapi.json", async () => {
-    const doc = (await (await fetch(`${stack.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
+    const doc = (await (await fetch(`${stack.url}/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, unknown>>;
+    };
     expect(Object.keys(doc.paths)).toEqual(
       expect.arrayContaining([
         "/v1/files",

@@ -28,7 +28,11 @@ describe("status of a finished execution", () => {
     const one = client(stack.url, aliceKey);
     const two = client(second.url, aliceKey);
     const messageId = `msg-${randomBytes(4).toString("hex")}`;
-    const created = await one.post("/v1/executions", { chatId: "c", messageId, code: "open('a.txt','w').write('a')\nopen('b.txt','w').write('b')" });
+    const created = await one.post("/v1/executions", {
+      chatId: "c",
+      messageId,
+      code: "open('a.txt','w').write('a')\nopen('b.txt','w').write('b')",
+    });
     expect(created.status).toBe(202);
     const id = created.body.id as string;
     const done = await one.get(`/v1/executions/${id}?waitMs=20000`);

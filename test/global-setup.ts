@@ -89,7 +89,9 @@ export default async function setup(project: TestProject) {
 /** The Jupyter server's output and our notes on it, one line each, into the run's jupyter.log. */
 function fileLog(out: { write(line: string): void }) {
   const line = (level: string) => (o: unknown, m?: string) => {
-    out.write(`${new Date().toISOString()} ${level} ${m ?? ""} ${typeof o === "object" && o ? JSON.stringify(o) : String(o)}\n`);
+    out.write(
+      `${new Date().toISOString()} ${level} ${m ?? ""} ${typeof o === "object" && o ? JSON.stringify(o) : String(o)}\n`,
+    );
   };
   return {
     debug: line("debug"),

@@ -56,11 +56,19 @@ except OSError as e:
     expect(done.status).toBe("completed");
     expect(done.result.stdout).toMatch(/^no hardlink \d+\n$/);
     expect(done.files).toEqual([]);
-    expect(done.result.skippedFiles).toEqual(expect.arrayContaining([{ path: "leak.csv", reason: "symlink" }, { path: "root", reason: "symlink" }]));
+    expect(done.result.skippedFiles).toEqual(
+      expect.arrayContaining([
+        { path: "leak.csv", reason: "symlink" },
+        { path: "root", reason: "symlink" },
+      ]),
+    );
   });
 
   it("thousands of files: a capped number is registered and the rest is reported", async () => {
-    const done = await api.run({ messageId: msg(), code: "for i in range(3000):\n    open(f'/mnt/data/f{i:05}.txt', 'w').write('x')" });
+    const done = await api.run({
+      messageId: msg(),
+      code: "for i in range(3000):\n    open(f'/mnt/data/f{i:05}.txt', 'w').write('x')",
+    });
     expect(done.status).toBe("completed");
     expect(done.files).toHaveLength(50);
     const skipped = (done.result.skippedFiles as Array<{ reason: string }>).filter((s) => s.reason === "limit_count");
@@ -68,7 +76,10 @@ except OSError as e:
   });
 
   it("a huge file stops at the file-size limit", async () => {
-    const done = await api.run({ messageId: msg(), code: "with open('/mnt/data/big.bin', 'wb') as f:\n    for _ in range(200):\n        f.write(b'\\0' * 1024 * 1024)" });
+    const done = await api.run({
+      messageId: msg(),
+      code: "with open('/mnt/data/big.bin', 'wb') as f:\n    for _ in range(200):\n        f.write(b'\\0' * 1024 * 1024)",
+    });
     expect(done.status).toBe("completed");
     expect(done.result.error.ename).toBe("OSError");
     expect(done.result.error.evalue).toMatch(/File too large/);
@@ -82,18 +93,31 @@ except OSError as e:
 
   it("a fork bomb is limited, stopped at the deadline, and the message and others go on", async () => {
     const m = msg();
-    const bomb = api.run({ messageId: m, timeoutMs: 4000, code: "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass" }, 60_000);
+    const bomb = api.run(
+      {
+        messageId: m,
+        timeoutMs: 4000,
+        code: "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+      },
+      60_000,
+    );
     const bystander = api.run({ messageId: msg(), code: "print('unharmed')" }, 60_000);
     const [b, ok] = await Promise.all([bomb, bystander]);
     expect(b.status).toBe("timed_out");
     expect(ok.result.stdout).toBe("unharmed\n");
-    const after = await api.run({ messageId: m, code: "import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]) <= 3)" });
+    const after = await api.run({
+      messageId: m,
+      code: "import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]) <= 3)",
+    });
     expect(after.status).toBe("completed");
     expect(after.result.stdout).toBe("True\n");
   });
 
   it("printing without end is capped and stopped at the deadline", async () => {
-    const done = await api.run({ messageId: msg(), timeoutMs: 3000, code: "while True:\n    print('x' * 10000)" }, 60_000);
+    const done = await api.run(
+      { messageId: msg(), timeoutMs: 3000, code: "while True:\n    print('x' * 10000)" },
+      60_000,
+    );
     expect(done.status).toBe("timed_out");
     expect(done.result.stdout.length).toBeLessThanOrEqual(65536 + 200);
     expect(done.result.stdout).toMatch(/output truncated: [\d,]+ bytes dropped/);

@@ -43,14 +43,17 @@ const filenameArb = fc.oneof(
   fc.constantFrom(...SPECIAL_NAMES),
   fc.string({ unit: "binary", maxLength: 300 }),
   fc.string({ unit: "grapheme", maxLength: 120 }),
-  fc.array(fc.constantFrom("..", ".", "/", "\\", "\u0000", "\n", "CON", "a", "é", "\u202e", " "), { maxLength: 30 }).map((a) => a.join("")),
+  fc
+    .array(fc.constantFrom("..", ".", "/", "\\", "\u0000", "\n", "CON", "a", "é", "\u202e", " "), { maxLength: 30 })
+    .map((a) => a.join("")),
 );
 
 const encoder = new TextEncoder();
 
 function multipart(parts: Array<{ headers: string; body: Buffer }>, boundary: string): Buffer {
   const chunks: Buffer[] = [];
-  for (const p of parts) chunks.push(Buffer.from(`--${boundary}\r\n${p.headers}\r\n\r\n`, "utf8"), p.body, Buffer.from("\r\n"));
+  for (const p of parts)
+    chunks.push(Buffer.from(`--${boundary}\r\n${p.headers}\r\n\r\n`, "utf8"), p.body, Buffer.from("\r\n"));
   chunks.push(Buffer.from(`--${boundary}--\r\n`));
   return Buffer.concat(chunks);
 }
@@ -70,10 +73,25 @@ function markedFilesOutside(dataDir: string): string[] {
   const found = new Set<string>();
   for (const r of roots) {
     try {
-      const out = execFileSync("find", [r, "-xdev", "-name", `*${MARK}*`, "-not", "-path", `${dataDir}/*`, "-not", "-path", `${repoRoot}/node_modules/*`], {
-        encoding: "utf8",
-        stdio: ["ignore", "pipe", "ignore"],
-      });
+      const out = execFileSync(
+        "find",
+        [
+          r,
+          "-xdev",
+          "-name",
+          `*${MARK}*`,
+          "-not",
+          "-path",
+          `${dataDir}/*`,
+          "-not",
+          "-path",
+          `${repoRoot}/node_modules/*`,
+        ],
+        {
+          encoding: "utf8",
+          stdio: ["ignore", "pipe", "ignore"],
+        },
+      );
       for (const l of out.split("\n")) if (l) found.add(l);
     } catch (err) {
       // find exits 1 when some directory could not be read; its stdout is still valid.
@@ -124,37 +142,52 @@ describe("hostile input", () => {
   }
 
   const rowCount = async (table: "executions" | "files") =>
-    Number((await sql.query<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE user_id = $1`, [userId])).rows[0]!.n);
+    Number(
+      (await sql.query<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE user_id = $1`, [userId])).rows[0]!.n,
+    );
 
   it("filenames in uploads: stored names are one safe segment; bytes kept exactly", async () => {
     await fc.assert(
-      fc.asyncProperty(filenameArb, fc.constantFrom("raw" as const, "ext" as const), fc.uint8Array({ maxLength: 64 }), async (raw, style, bytes) => {
-        const name = `${raw}${MARK}`;
-        const boundary = `b${Math.random().toString(16).slice(2)}`;
-        const res = await post("/v1/files", multipart([filePart(name, style, Buffer.from(bytes))], boundary), `multipart/form-data; boundary=${boundary}`);
-        expect(res.status, `name ${JSON.stringify(name)}`).toBeLessThan(500);
-        if (res.status !== 201) {
-          expect(res.status).toBeGreaterThanOrEqual(400);
-          await expectErrorShape(res);
-          return;
-        }
-        const file = (await res.json()) as { id: string; name: string; size: number };
-        uploaded.push(file.id);
-        expect(file.name).not.toMatch(/[/\\\u0000-\u001f\u007f]/);
-        expect(file.name).not.toMatch(/^\.+$/);
-        expect(file.name.startsWith(".")).toBe(false);
-        expect(Buffer.byteLength(file.name, "utf8")).toBeLessThanOrEqual(255);
-        expect(file.size).toBe(bytes.length);
-        const content = await fetch(`${stack.url}/v1/files/${file.id}/content`, { headers: { authorization: `Bearer ${key}` } });
-        expect(content.status).toBe(200);
-        expect(Buffer.from(await content.arrayBuffer()).equals(Buffer.from(bytes))).toBe(true);
-        // The download header is well-formed for any name (it would throw in fetch otherwise).
-        expect(content.headers.get("content-disposition")).toMatch(/^attachment;/);
-      }),
+      fc.asyncProperty(
+        filenameArb,
+        fc.constantFrom("raw" as const, "ext" as const),
+        fc.uint8Array({ maxLength: 64 }),
+        async (raw, style, bytes) => {
+          const name = `${raw}${MARK}`;
+          const boundary = `b${Math.random().toString(16).slice(2)}`;
+          const res = await post(
+            "/v1/files",
+            multipart([filePart(name, style, Buffer.from(bytes))], boundary),
+            `multipart/form-data; boundary=${boundary}`,
+          );
+          expect(res.status, `name ${JSON.stringify(name)}`).toBeLessThan(500);
+          if (res.status !== 201) {
+            expect(res.status).toBeGreaterThanOrEqual(400);
+            await expectErrorShape(res);
+            return;
+          }
+          const file = (await res.json()) as { id: string; name: string; size: number };
+          uploaded.push(file.id);
+          expect(file.name).not.toMatch(/[/\\\u0000-\u001f\u007f]/);
+          expect(file.name).not.toMatch(/^\.+$/);
+          expect(file.name.startsWith(".")).toBe(false);
+          expect(Buffer.byteLength(file.name, "utf8")).toBeLessThanOrEqual(255);
+          expect(file.size).toBe(bytes.length);
+          const content = await fetch(`${stack.url}/v1/files/${file.id}/content`, {
+            headers: { authorization: `Bearer ${key}` },
+          });
+          expect(content.status).toBe(200);
+          expect(Buffer.from(await content.arrayBuffer()).equals(Buffer.from(bytes))).toBe(true);
+          // The download header is well-formed for any name (it would throw in fetch otherwise).
+          expect(content.headers.get("content-disposition")).toMatch(/^attachment;/);
+        },
+      ),
       { numRuns: 80 },
     );
     // Every name in the database is one segment without NUL.
-    const bad = await sql.query(`SELECT id, name FROM files WHERE name ~ '[/\\\\]' OR position(chr(1) in name) > 0 OR name = '' OR name IN ('.', '..')`);
+    const bad = await sql.query(
+      `SELECT id, name FROM files WHERE name ~ '[/\\\\]' OR position(chr(1) in name) > 0 OR name = '' OR name IN ('.', '..')`,
+    );
     expect(bad.rows).toEqual([]);
   });
 
@@ -164,7 +197,10 @@ describe("hostile input", () => {
     const listing = "import os, json\nprint(json.dumps(sorted(os.listdir('/mnt/data'))))";
     const names: string[] = [];
     for (let i = 0; i < uploaded.length; i += 20) {
-      const done = await api.run({ chatId: "hostile", messageId: `hostile-${i}`, fileIds: uploaded.slice(i, i + 20), code: listing }, 60_000);
+      const done = await api.run(
+        { chatId: "hostile", messageId: `hostile-${i}`, fileIds: uploaded.slice(i, i + 20), code: listing },
+        60_000,
+      );
       expect(done.status).toBe("completed");
       names.push(...(JSON.parse(done.result.stdout) as string[]));
     }
@@ -180,7 +216,22 @@ describe("hostile input", () => {
       fc.string({ unit: "grapheme", maxLength: 50 }),
       fc.string({ unit: "binary", maxLength: 50 }),
       fc.string({ maxLength: 5000, minLength: 201 }),
-      fc.constantFrom("%", "%E0%A4%A", "%00", "..", "../..", "%2e%2e", "%2F", "\u0000", "\u202e", "a".repeat(100_000), "null", "undefined", "[]", "{}"),
+      fc.constantFrom(
+        "%",
+        "%E0%A4%A",
+        "%00",
+        "..",
+        "../..",
+        "%2e%2e",
+        "%2F",
+        "\u0000",
+        "\u202e",
+        "a".repeat(100_000),
+        "null",
+        "undefined",
+        "[]",
+        "{}",
+      ),
     );
     const templates = [
       "/v1/files/:x",
@@ -193,14 +244,17 @@ describe("hostile input", () => {
     ];
     const rawEncode = (s: string) => {
       if (/^%|^[.%A-Za-z0-9]+$/.test(s) && s.length < 20) return s; // keep hand-written escapes as they are
-      return [...encoder.encode(s.replace(/[\ud800-\udfff]/g, "\ufffd"))].map((b) => `%${b.toString(16).padStart(2, "0")}`).join("");
+      return [...encoder.encode(s.replace(/[\ud800-\udfff]/g, "\ufffd"))]
+        .map((b) => `%${b.toString(16).padStart(2, "0")}`)
+        .join("");
     };
     await fc.assert(
       fc.asyncProperty(idArb, fc.constantFrom(...templates), async (id, template) => {
         const url = `${stack.url}${template.replace(":x", rawEncode(id))}`;
-        const res = await fetch(url, { headers: { authorization: `Bearer ${key}` }, signal: AbortSignal.timeout(10_000) }).catch(
-          (err: unknown) => ({ status: -1, err }) as const,
-        );
+        const res = await fetch(url, {
+          headers: { authorization: `Bearer ${key}` },
+          signal: AbortSignal.timeout(10_000),
+        }).catch((err: unknown) => ({ status: -1, err }) as const);
         if (!("headers" in res)) throw new Error(`request failed: ${String(res.err)}`);
         expect(res.status, `${template} with ${JSON.stringify(id.slice(0, 80))}`).toBeLessThan(500);
         if (res.status >= 400 && res.status !== 414 && res.status !== 431) await expectErrorShape(res);
@@ -214,7 +268,8 @@ describe("hostile input", () => {
     const valid = (b: unknown) => {
       if (typeof b !== "object" || b === null || Array.isArray(b)) return false;
       const o = b as Record<string, unknown>;
-      const idOk = (v: unknown) => typeof v === "string" && v.length >= 1 && v.length <= 200 && !/[\u0000-\u001f\u007f]/.test(v);
+      const idOk = (v: unknown) =>
+        typeof v === "string" && v.length >= 1 && v.length <= 200 && !/[\u0000-\u001f\u007f]/.test(v);
       return idOk(o.chatId) && idOk(o.messageId) && typeof o.code === "string";
     };
     const bodyArb = fc.oneof(
@@ -258,12 +313,16 @@ describe("hostile input", () => {
     );
     // Raw text that is not JSON, wrong content types, and the admin route with random bodies.
     await fc.assert(
-      fc.asyncProperty(fc.string({ unit: "binary", maxLength: 200 }), fc.constantFrom("application/json", "text/plain", null, "application/json; charset=latin1"), async (s, ct) => {
-        const res = await post("/v1/executions", s, ct);
-        expect(res.status).toBeGreaterThanOrEqual(400);
-        expect(res.status).toBeLessThan(500);
-        await expectErrorShape(res);
-      }),
+      fc.asyncProperty(
+        fc.string({ unit: "binary", maxLength: 200 }),
+        fc.constantFrom("application/json", "text/plain", null, "application/json; charset=latin1"),
+        async (s, ct) => {
+          const res = await post("/v1/executions", s, ct);
+          expect(res.status).toBeGreaterThanOrEqual(400);
+          expect(res.status).toBeLessThan(500);
+          await expectErrorShape(res);
+        },
+      ),
       { numRuns: 50 },
     );
     await fc.assert(
@@ -299,28 +358,70 @@ describe("hostile input", () => {
     const blobsBefore = countBlobs();
     const b = "boundary123";
     const cases: Array<{ label: string; body: Buffer; ct: string | null; want: number[] }> = [
-      { label: "too large", body: multipart([filePart("big.bin", "raw", Buffer.alloc(200 * 1024, 1))], b), ct: `multipart/form-data; boundary=${b}`, want: [413] },
-      { label: "no boundary", body: multipart([filePart("a.txt", "raw", Buffer.from("a"))], b), ct: "multipart/form-data", want: [400] },
-      { label: "wrong boundary", body: multipart([filePart("a.txt", "raw", Buffer.from("a"))], b), ct: "multipart/form-data; boundary=other", want: [400] },
-      { label: "truncated", body: multipart([filePart("a.txt", "raw", Buffer.from("abc"))], b).subarray(0, 60), ct: `multipart/form-data; boundary=${b}`, want: [400] },
+      {
+        label: "too large",
+        body: multipart([filePart("big.bin", "raw", Buffer.alloc(200 * 1024, 1))], b),
+        ct: `multipart/form-data; boundary=${b}`,
+        want: [413],
+      },
+      {
+        label: "no boundary",
+        body: multipart([filePart("a.txt", "raw", Buffer.from("a"))], b),
+        ct: "multipart/form-data",
+        want: [400],
+      },
+      {
+        label: "wrong boundary",
+        body: multipart([filePart("a.txt", "raw", Buffer.from("a"))], b),
+        ct: "multipart/form-data; boundary=other",
+        want: [400],
+      },
+      {
+        label: "truncated",
+        body: multipart([filePart("a.txt", "raw", Buffer.from("abc"))], b).subarray(0, 60),
+        ct: `multipart/form-data; boundary=${b}`,
+        want: [400],
+      },
       { label: "not multipart", body: Buffer.from("{}"), ct: "application/json", want: [400] },
       { label: "no content type", body: Buffer.from("hello"), ct: null, want: [400] },
       {
         label: "500 fields, no file",
-        body: multipart(Array.from({ length: 500 }, (_, i) => ({ headers: `Content-Disposition: form-data; name="f${i}"`, body: Buffer.from("v") })), b),
+        body: multipart(
+          Array.from({ length: 500 }, (_, i) => ({
+            headers: `Content-Disposition: form-data; name="f${i}"`,
+            body: Buffer.from("v"),
+          })),
+          b,
+        ),
         ct: `multipart/form-data; boundary=${b}`,
         want: [400],
       },
       {
         label: "file part named otherwise",
-        body: multipart([{ ...filePart("a.txt", "raw", Buffer.from("a")), headers: 'Content-Disposition: form-data; name="nope"; filename="a.txt"' }], b),
+        body: multipart(
+          [
+            {
+              ...filePart("a.txt", "raw", Buffer.from("a")),
+              headers: 'Content-Disposition: form-data; name="nope"; filename="a.txt"',
+            },
+          ],
+          b,
+        ),
         ct: `multipart/form-data; boundary=${b}`,
         want: [400],
       },
       { label: "empty body", body: Buffer.alloc(0), ct: `multipart/form-data; boundary=${b}`, want: [400] },
       {
         label: "header injection in part",
-        body: multipart([{ headers: `Content-Disposition: form-data; name="file"; filename="a.txt"\r\n${"X-Junk: y\r\n".repeat(200)}`, body: Buffer.from("a") }], b),
+        body: multipart(
+          [
+            {
+              headers: `Content-Disposition: form-data; name="file"; filename="a.txt"\r\n${"X-Junk: y\r\n".repeat(200)}`,
+              body: Buffer.from("a"),
+            },
+          ],
+          b,
+        ),
         ct: `multipart/form-data; boundary=${b}`,
         want: [400, 201],
       },

@@ -39,7 +39,9 @@ async function openWebUi(code: string, auth: { token?: string; password?: string
   // By host name, as Open WebUI deployments name their Jupyter server: aiohttp's cookie jar ignores cookies
   // that an IP address sets on a redirect, with Jupyter Server as with codeinterp.
   const url = `${stack.url.replace("127.0.0.1", "localhost")}/jupyter`;
-  const { stdout } = await run("/usr/bin/python3", [CLIENT, url, code, auth.token ?? "", auth.password ?? "", "60"], { timeout: 90_000 });
+  const { stdout } = await run("/usr/bin/python3", [CLIENT, url, code, auth.token ?? "", auth.password ?? "", "60"], {
+    timeout: 90_000,
+  });
   return JSON.parse(stdout) as OpenWebUiResult;
 }
 
@@ -104,7 +106,9 @@ describe("with JUPYTER_FILE_LINKS=false", () => {
       const code = "open('/mnt/data/out.txt', 'w').write('x')\nprint('done')";
       const { stdout } = await run("/usr/bin/python3", [CLIENT, url, code, user.key, "", "60"], { timeout: 90_000 });
       expect((JSON.parse(stdout) as OpenWebUiResult).stdout).toBe("done");
-      const files = await fetch(`${quiet.url}/v1/chats/jupyter/files`, { headers: { authorization: `Bearer ${user.key}` } });
+      const files = await fetch(`${quiet.url}/v1/chats/jupyter/files`, {
+        headers: { authorization: `Bearer ${user.key}` },
+      });
       expect(JSON.stringify(await files.json())).toContain("out.txt");
     } finally {
       await quiet.close();
@@ -112,7 +116,9 @@ describe("with JUPYTER_FILE_LINKS=false", () => {
     // With the default, the same run lists the file with its link.
     const out = await openWebUi("open('/mnt/data/out.txt', 'w').write('x')\nprint('done')", { token: key });
     // A signed link: the Open WebUI user who clicks it has no codeinterp key.
-    expect(out.stdout).toMatch(/^done\n\nFiles written to \/mnt\/data.*\n- out\.txt: http:\/\/localhost:\d+\/links\/[\w-]+\?expires=\d+&signature=[\w-]+$/s);
+    expect(out.stdout).toMatch(
+      /^done\n\nFiles written to \/mnt\/data.*\n- out\.txt: http:\/\/localhost:\d+\/links\/[\w-]+\?expires=\d+&signature=[\w-]+$/s,
+    );
   });
 });
 

@@ -32,7 +32,11 @@ describe("bundles rebuilt from the result's flat output list", () => {
       { type: "image/png", fileId: "f1" },
       { type: "text/plain", data: "42" },
     ]);
-    expect(bundles.map((b) => b.entries.map((e) => e.type))).toEqual([["text/html", "text/plain"], ["image/png"], ["text/plain"]]);
+    expect(bundles.map((b) => b.entries.map((e) => e.type))).toEqual([
+      ["text/html", "text/plain"],
+      ["image/png"],
+      ["text/plain"],
+    ]);
   });
 });
 
@@ -41,14 +45,21 @@ describe("websocket frames", () => {
     const msg = reply("s", "shell", "execute_request", null, { code: "print(1)" });
     const wire = serialize(msg, V1_PROTOCOL) as Buffer;
     const back = parseFrame(wire, true, V1_PROTOCOL);
-    expect(back).toMatchObject({ channel: "shell", header: { msg_type: "execute_request" }, content: { code: "print(1)" } });
+    expect(back).toMatchObject({
+      channel: "shell",
+      header: { msg_type: "execute_request" },
+      content: { code: "print(1)" },
+    });
     const broken = Buffer.from(wire);
     broken.writeBigUInt64LE(10_000n, 16);
     expect(() => parseFrame(broken, true, V1_PROTOCOL)).toThrow(MalformedFrameError);
   });
 
   it("JSON frames carry msg_id and msg_type at the top too (Open WebUI reads them there)", () => {
-    const text = serialize(reply("s", "iopub", "status", { msg_id: "m", msg_type: "execute_request" }, { execution_state: "idle" }), "") as string;
+    const text = serialize(
+      reply("s", "iopub", "status", { msg_id: "m", msg_type: "execute_request" }, { execution_state: "idle" }),
+      "",
+    ) as string;
     expect(JSON.parse(text)).toMatchObject({ msg_type: "status", parent_header: { msg_id: "m" }, channel: "iopub" });
     expect(() => parseFrame(Buffer.from('{"header":{}}'), false, "")).toThrow(MalformedFrameError);
   });

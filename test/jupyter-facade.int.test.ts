@@ -17,7 +17,9 @@ let settings: ServerConnection.ISettings;
 let manager: KernelManager;
 
 beforeAll(async () => {
-  stack = await startTestStack({ env: { KERNEL_POOL_SIZE: "1", KERNEL_INTERRUPT_GRACE_MS: "1000", JUPYTER_MAX_MESSAGE_BYTES: "65536" } });
+  stack = await startTestStack({
+    env: { KERNEL_POOL_SIZE: "1", KERNEL_INTERRUPT_GRACE_MS: "1000", JUPYTER_MAX_MESSAGE_BYTES: "65536" },
+  });
   key = (await stack.newUser("jane")).key;
   otherKey = (await stack.newUser("mallory")).key;
   settings = settingsFor(key);
@@ -49,8 +51,12 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
   it("starts a python3 kernel, runs code with stream, display_data, execute_result and error, and keeps variables", async () => {
     expect(await (await fetch(`${stack.url}/jupyter/api`)).json()).toMatchObject({ version: expect.any(String) });
     const doc = (await (await fetch(`${stack.url}/openapi.json`)).json()) as { paths: Record<string, unknown> };
-    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(["/jupyter/api/kernels", "/jupyter/api/kernels/{id}/channels", "/jupyter/login"]));
-    const specs = (await (await fetch(`${stack.url}/jupyter/api/kernelspecs?token=${key}`)).json()) as { default: string };
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining(["/jupyter/api/kernels", "/jupyter/api/kernels/{id}/channels", "/jupyter/login"]),
+    );
+    const specs = (await (await fetch(`${stack.url}/jupyter/api/kernelspecs?token=${key}`)).json()) as {
+      default: string;
+    };
     expect(specs.default).toBe("python3");
 
     const kernel = await manager.startNew({ name: "python3" });
@@ -58,7 +64,9 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
     const info = await kernel.info;
     expect(info.language_info.name).toBe("python");
     // The server chose the binary subprotocol the client offered.
-    expect((kernel as unknown as { _selectedProtocol: string })._selectedProtocol).toBe("v1.kernel.websocket.jupyter.org");
+    expect((kernel as unknown as { _selectedProtocol: string })._selectedProtocol).toBe(
+      "v1.kernel.websocket.jupyter.org",
+    );
 
     const printed = await run(kernel, "import sys\nx = 20\nprint('hello', flush=True)\nprint('oops', file=sys.stderr)");
     expect(printed.reply.content.status).toBe("ok");
@@ -66,10 +74,23 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
     expect(printed.types[1]).toBe("execute_input");
     expect(printed.types.at(-1)).toBe("status");
     expect((printed.iopub.at(-1)!.content as { execution_state: string }).execution_state).toBe("idle");
-    const streams = printed.iopub.filter((m) => m.header.msg_type === "stream").map((m) => m.content as { name: string; text: string });
-    expect(streams.filter((s) => s.name === "stdout").map((s) => s.text).join("")).toBe("hello\n");
-    expect(streams.filter((s) => s.name === "stderr").map((s) => s.text).join("")).toBe("oops\n");
-    for (const m of printed.iopub) expect(m.parent_header).toMatchObject({ msg_id: printed.reply.parent_header.msg_id });
+    const streams = printed.iopub
+      .filter((m) => m.header.msg_type === "stream")
+      .map((m) => m.content as { name: string; text: string });
+    expect(
+      streams
+        .filter((s) => s.name === "stdout")
+        .map((s) => s.text)
+        .join(""),
+    ).toBe("hello\n");
+    expect(
+      streams
+        .filter((s) => s.name === "stderr")
+        .map((s) => s.text)
+        .join(""),
+    ).toBe("oops\n");
+    for (const m of printed.iopub)
+      expect(m.parent_header).toMatchObject({ msg_id: printed.reply.parent_header.msg_id });
 
     const value = await run(kernel, "from IPython.display import display, HTML\ndisplay(HTML('<b>hi</b>'))\nx * 2 + 2");
     const shown = value.iopub.find((m) => m.header.msg_type === "display_data")!;
@@ -80,7 +101,10 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
 
     const failed = await run(kernel, "1 / 0");
     expect(failed.reply.content.status).toBe("error");
-    const error = failed.iopub.find((m) => m.header.msg_type === "error")!.content as { ename: string; traceback: string[] };
+    const error = failed.iopub.find((m) => m.header.msg_type === "error")!.content as {
+      ename: string;
+      traceback: string[];
+    };
     expect(error.ename).toBe("ZeroDivisionError");
     expect(error.traceback.join("\n")).toContain("division by zero");
 
@@ -104,13 +128,22 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
     await kernel.interrupt();
     const interrupted = await looping;
     expect(interrupted.reply.content.status).toBe("error");
-    expect(interrupted.iopub.find((m) => m.header.msg_type === "error")!.content).toMatchObject({ ename: "KeyboardInterrupt" });
+    expect(interrupted.iopub.find((m) => m.header.msg_type === "error")!.content).toMatchObject({
+      ename: "KeyboardInterrupt",
+    });
     // The kernel lives on after an interrupt.
-    expect((await run(kernel, "print(y)")).iopub.some((m) => m.header.msg_type === "stream" && (m.content as { text: string }).text === "5\n")).toBe(true);
+    expect(
+      (await run(kernel, "print(y)")).iopub.some(
+        (m) => m.header.msg_type === "stream" && (m.content as { text: string }).text === "5\n",
+      ),
+    ).toBe(true);
 
     await kernel.restart();
     const after = await run(kernel, "print('y' in globals(), open('/mnt/data/kept.txt').read())");
-    const out = after.iopub.filter((m) => m.header.msg_type === "stream").map((m) => (m.content as { text: string }).text).join("");
+    const out = after.iopub
+      .filter((m) => m.header.msg_type === "stream")
+      .map((m) => (m.content as { text: string }).text)
+      .join("");
     expect(out).toContain("False still here");
 
     const mine = await KernelAPI.listRunning(settings);
@@ -122,7 +155,10 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
   it("reports the files the code wrote as a stream with signed download links that need no key", async () => {
     const kernel = await manager.startNew();
     const wrote = await run(kernel, "open('/mnt/data/report.csv', 'w').write('a,b\\n1,2\\n')");
-    const text = wrote.iopub.filter((m) => m.header.msg_type === "stream").map((m) => (m.content as { text: string }).text).join("");
+    const text = wrote.iopub
+      .filter((m) => m.header.msg_type === "stream")
+      .map((m) => (m.content as { text: string }).text)
+      .join("");
     const link = /report\.csv: (http\S+)/.exec(text)?.[1];
     expect(link).toBeDefined();
     // Signed: the chat user clicking it in Open WebUI has no codeinterp key.
@@ -140,8 +176,12 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
     const base = `${stack.url}/jupyter/api/kernels/${kernel.id}`;
     expect((await fetch(`${base}?token=${otherKey}`)).status).toBe(404);
     expect((await fetch(base, { method: "DELETE", headers: { authorization: `token ${otherKey}` } })).status).toBe(404);
-    expect((await fetch(`${base}/interrupt`, { method: "POST", headers: { authorization: `Bearer ${otherKey}` } })).status).toBe(404);
-    expect((await fetch(`${base}/restart`, { method: "POST", headers: { authorization: `Bearer ${otherKey}` } })).status).toBe(404);
+    expect(
+      (await fetch(`${base}/interrupt`, { method: "POST", headers: { authorization: `Bearer ${otherKey}` } })).status,
+    ).toBe(404);
+    expect(
+      (await fetch(`${base}/restart`, { method: "POST", headers: { authorization: `Bearer ${otherKey}` } })).status,
+    ).toBe(404);
     expect((await fetch(`${stack.url}/jupyter/api/kernels`)).status).toBe(401);
     expect(await upgradeStatus(`${base}/channels?token=${otherKey}`)).toBe(404);
     expect(await upgradeStatus(`${base}/channels`)).toBe(401);
@@ -163,26 +203,51 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
     const session = /codeinterp-jupyter=([^;]+)/.exec(login.headers.get("set-cookie") ?? "")?.[1];
     const cookie = `_xsrf=${xsrf}; codeinterp-jupyter=${session}`;
     expect((await fetch(`${stack.url}/jupyter/api/kernels`, { method: "POST", headers: { cookie } })).status).toBe(403);
-    const started = await fetch(`${stack.url}/jupyter/api/kernels`, { method: "POST", headers: { cookie, "x-xsrftoken": xsrf! } });
+    const started = await fetch(`${stack.url}/jupyter/api/kernels`, {
+      method: "POST",
+      headers: { cookie, "x-xsrftoken": xsrf! },
+    });
     expect(started.status).toBe(201);
     const { id } = (await started.json()) as { id: string };
     const channels = `${stack.url}/jupyter/api/kernels/${id}/channels`;
     expect(await upgradeStatus(channels, { cookie, origin: "http://evil.example" })).toBe(403);
     expect(await upgradeStatus(channels, { cookie })).toBe(101);
-    expect((await fetch(`${stack.url}/jupyter/api/kernels/${id}`, { method: "DELETE", headers: { cookie, "x-xsrftoken": xsrf! } })).status).toBe(204);
+    expect(
+      (
+        await fetch(`${stack.url}/jupyter/api/kernels/${id}`, {
+          method: "DELETE",
+          headers: { cookie, "x-xsrftoken": xsrf! },
+        })
+      ).status,
+    ).toBe(204);
   });
 
   it("plain JSON frames (no subprotocol): comms, stdin, debug and shutdown requests are answered, never left hanging", async () => {
     const kernel = await KernelAPI.startNew({ name: "python3" }, settings);
-    const ws = new WebSocket(`${stack.url.replace(/^http/, "ws")}/jupyter/api/kernels/${kernel.id}/channels?token=${key}`);
+    const ws = new WebSocket(
+      `${stack.url.replace(/^http/, "ws")}/jupyter/api/kernels/${kernel.id}/channels?token=${key}`,
+    );
     await new Promise((resolve) => ws.once("open", resolve));
     expect(ws.protocol).toBe("");
-    const got: Array<{ msg_type: string; channel: string; parent_header: { msg_id?: string }; content: Record<string, unknown> }> = [];
+    const got: Array<{
+      msg_type: string;
+      channel: string;
+      parent_header: { msg_id?: string };
+      content: Record<string, unknown>;
+    }> = [];
     ws.on("message", (data) => got.push(JSON.parse(String(data)) as (typeof got)[number]));
     const closed = new Promise<number>((resolve) => ws.once("close", (code) => resolve(code)));
     const send = (channel: string, type: string, content: Record<string, unknown>) => {
       const id = `${type}-${Math.random()}`;
-      ws.send(JSON.stringify({ header: { msg_id: id, msg_type: type, session: "s", username: "u", version: "5.3" }, parent_header: {}, metadata: {}, content, channel }));
+      ws.send(
+        JSON.stringify({
+          header: { msg_id: id, msg_type: type, session: "s", username: "u", version: "5.3" },
+          parent_header: {},
+          metadata: {},
+          content,
+          channel,
+        }),
+      );
       return id;
     };
     const answerTo = async (id: string, type: string) => {
@@ -190,8 +255,17 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
       return got.find((m) => m.parent_header.msg_id === id && m.msg_type === type)!;
     };
     expect((await answerTo(send("shell", "kernel_info_request", {}), "kernel_info_reply")).content.status).toBe("ok");
-    expect((await answerTo(send("control", "debug_request", { command: "initialize" }), "debug_reply")).content.status).toBe("error");
-    expect((await answerTo(send("shell", "comm_open", { comm_id: "c1", target_name: "jupyter.widget", data: {} }), "comm_close")).content.comm_id).toBe("c1");
+    expect(
+      (await answerTo(send("control", "debug_request", { command: "initialize" }), "debug_reply")).content.status,
+    ).toBe("error");
+    expect(
+      (
+        await answerTo(
+          send("shell", "comm_open", { comm_id: "c1", target_name: "jupyter.widget", data: {} }),
+          "comm_close",
+        )
+      ).content.comm_id,
+    ).toBe("c1");
     expect((await answerTo(send("shell", "comm_info_request", {}), "comm_info_reply")).content.comms).toEqual({});
     send("stdin", "input_reply", { value: "x" });
     // stop_on_error: a request queued behind a failing one is aborted; one sent after the failure runs.
@@ -212,7 +286,12 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
   it("closes a websocket that sends malformed or huge frames, and keeps serving", async () => {
     const kernel = await manager.startNew();
     const url = `${stack.url.replace(/^http/, "ws")}/jupyter/api/kernels/${kernel.id}/channels?token=${key}`;
-    for (const frame of ["not json", JSON.stringify({ header: { msg_type: 5 } }), "x".repeat(100_000), new Uint8Array([1, 2, 3])]) {
+    for (const frame of [
+      "not json",
+      JSON.stringify({ header: { msg_type: 5 } }),
+      "x".repeat(100_000),
+      new Uint8Array([1, 2, 3]),
+    ]) {
       const ws = new WebSocket(url);
       const closed = new Promise<number>((resolve) => ws.addEventListener("close", (e) => resolve(e.code)));
       await new Promise((resolve) => ws.addEventListener("open", resolve));
@@ -234,10 +313,23 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
     const refused: string[] = [];
     flood.on("message", (data) => {
       const m = JSON.parse(String(data)) as { msg_type: string; content: { status?: string; evalue?: string } };
-      if (m.msg_type === "execute_reply" && m.content.status === "error" && m.content.evalue?.includes("are waiting")) refused.push(m.content.evalue);
+      if (m.msg_type === "execute_reply" && m.content.status === "error" && m.content.evalue?.includes("are waiting"))
+        refused.push(m.content.evalue);
     });
     const request = (code: string) =>
-      JSON.stringify({ header: { msg_id: `m-${Math.random()}`, msg_type: "execute_request", session: "s", username: "u", version: "5.3" }, parent_header: {}, metadata: {}, content: { code }, channel: "shell" });
+      JSON.stringify({
+        header: {
+          msg_id: `m-${Math.random()}`,
+          msg_type: "execute_request",
+          session: "s",
+          username: "u",
+          version: "5.3",
+        },
+        parent_header: {},
+        metadata: {},
+        content: { code },
+        channel: "shell",
+      });
     flood.send(request("import time\ntime.sleep(2)"));
     for (let i = 0; i < 40; i++) flood.send(request("1"));
     await waitFor(async () => refused.length >= 8);
@@ -246,7 +338,9 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
     for (const target of ["http://[::1", "/jupyter/api/kernels/%zz/channels?token=%"]) {
       const answer = await new Promise<string>((resolve) => {
         const raw = connect(Number(new URL(stack.url).port), "127.0.0.1", () =>
-          raw.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`),
+          raw.write(
+            `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+          ),
         );
         let got = "";
         raw.on("data", (d) => (got += String(d)));
@@ -267,7 +361,15 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
 /** The HTTP status of a websocket handshake (101 when it was accepted). */
 function upgradeStatus(url: string, headers: Record<string, string> = {}): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { headers: { ...headers, connection: "Upgrade", upgrade: "websocket", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==" } });
+    const req = request(url, {
+      headers: {
+        ...headers,
+        connection: "Upgrade",
+        upgrade: "websocket",
+        "sec-websocket-version": "13",
+        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+      },
+    });
     req.on("upgrade", (_res, socket) => {
       socket.destroy();
       resolve(101);

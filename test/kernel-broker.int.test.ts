@@ -25,7 +25,12 @@ const brokers: (KernelBroker & { sweep(): Promise<number> })[] = [];
 
 beforeAll(async () => {
   redis = createRedis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379", { name: "broker-test" });
-  gateway = createKernelGateway({ baseUrl: inject("jupyterUrl"), token: inject("jupyterToken"), log, kernelName: "python3" });
+  gateway = createKernelGateway({
+    baseUrl: inject("jupyterUrl"),
+    token: inject("jupyterToken"),
+    log,
+    kernelName: "python3",
+  });
   dataDir = path.join(inject("testRoot"), `broker-${randomBytes(4).toString("hex")}`);
   await mkdir(dataDir, { recursive: true });
   layout = new WorkspaceLayout(false, dataDir, inject("testRoot"));
@@ -54,7 +59,8 @@ function newBroker(opts: { max?: number; idleTtlMs?: number; poolSize?: number; 
   brokers.push(broker);
   return { broker, live, prefix };
 }
-const request = (): AcquireRequest => kernelRequestFor({ DATA_DIR: dataDir }, layout, "u", `m-${randomBytes(4).toString("hex")}`);
+const request = (): AcquireRequest =>
+  kernelRequestFor({ DATA_DIR: dataDir }, layout, "u", `m-${randomBytes(4).toString("hex")}`);
 const exists = (id: string) => gateway.hasKernel(id);
 
 /** One execution's use of a kernel, as the job does it: the turn held around acquire/bind/release. */

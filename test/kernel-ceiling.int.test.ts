@@ -58,7 +58,12 @@ async function countKernels() {
   };
 }
 
-const env = (extra: Record<string, string> = {}) => ({ JUPYTER_URL: jupyter.url, JUPYTER_TOKEN: jupyter.token, MAX_LIVE_KERNELS: "2", ...extra });
+const env = (extra: Record<string, string> = {}) => ({
+  JUPYTER_URL: jupyter.url,
+  JUPYTER_TOKEN: jupyter.token,
+  MAX_LIVE_KERNELS: "2",
+  ...extra,
+});
 
 describe("a ceiling of two live kernels", () => {
   let stack: TestStack;
@@ -71,7 +76,8 @@ describe("a ceiling of two live kernels", () => {
     const api = client(stack.url, (await stack.newUser("six")).key);
     const kernels = await countKernels();
     const six = [1, 2, 3, 4, 5, 6];
-    const code = (i: number) => `import time\nimport pandas as pd\ntime.sleep(0.5)\nprint(${i}, len(pd.DataFrame({"a": range(${i})})))`;
+    const code = (i: number) =>
+      `import time\nimport pandas as pd\ntime.sleep(0.5)\nprint(${i}, len(pd.DataFrame({"a": range(${i})})))`;
     const runs = await Promise.all(six.map((i) => api.run({ messageId: `six-${i}`, code: code(i) }, 120_000)));
     expect(runs.map((r) => [r.status, r.result?.stdout])).toEqual(six.map((i) => ["completed", `${i} ${i}\n`]));
     expect(await kernels.stop()).toBeLessThanOrEqual(2);
@@ -79,7 +85,9 @@ describe("a ceiling of two live kernels", () => {
     try {
       const metric = async (name: string) => {
         const keys = await redis.keys(workerMetricsKey(stack.queuePrefix, "*"));
-        const snap = JSON.parse((await redis.get(keys[0]!)) ?? "{}") as { metrics?: { name: string; values: { value: number }[] }[] };
+        const snap = JSON.parse((await redis.get(keys[0]!)) ?? "{}") as {
+          metrics?: { name: string; values: { value: number }[] }[];
+        };
         return snap.metrics?.find((m) => m.name === name)?.values[0]?.value;
       };
       // Four worker slots, two kernels, every execution busy for 0.5 s: some had to wait.
@@ -122,7 +130,9 @@ describe("a ceiling of two live kernels", () => {
     const three = await api.post("/v1/executions", { chatId: "c", messageId: "three", code: "print('three')" });
     const seen = new Set<string>();
     for (;;) {
-      const [a, b, c] = await Promise.all([one, two, three].map(async (e) => (await api.get(`/v1/executions/${e.body.id}`)).body.status as string));
+      const [a, b, c] = await Promise.all(
+        [one, two, three].map(async (e) => (await api.get(`/v1/executions/${e.body.id}`)).body.status as string),
+      );
       if (a !== "running" || b !== "running") break;
       seen.add(c!);
       await new Promise((r) => setTimeout(r, 100));
@@ -150,12 +160,20 @@ describe("a worker SIGKILLed while holding places under the ceiling", () => {
     const child = stack.spawnWorker({ WORKER_ID: "doomed", KERNEL_POOL_SIZE: "1" });
     const kernels = await countKernels();
     try {
-      const lost = await api.post("/v1/executions", { chatId: "c", messageId: "lost", code: "import time\ntime.sleep(60)" });
+      const lost = await api.post("/v1/executions", {
+        chatId: "c",
+        messageId: "lost",
+        code: "import time\ntime.sleep(60)",
+      });
       await api.waitForStatus(lost.body.id, "running", 30_000);
-      await expect.poll(() => redis.zcount(liveKernelsKey(stack.queuePrefix), Date.now(), "+inf"), { timeout: 30_000 }).toBe(2);
+      await expect
+        .poll(() => redis.zcount(liveKernelsKey(stack.queuePrefix), Date.now(), "+inf"), { timeout: 30_000 })
+        .toBe(2);
       child.kill("SIGKILL");
       await stack.startWorker();
-      const runs = await Promise.all(["after-1", "after-2"].map((m) => api.run({ messageId: m, code: `print('${m}')` }, 60_000)));
+      const runs = await Promise.all(
+        ["after-1", "after-2"].map((m) => api.run({ messageId: m, code: `print('${m}')` }, 60_000)),
+      );
       expect(runs.map((r) => r.status)).toEqual(["completed", "completed"]);
       const ended = await api.get(`/v1/executions/${lost.body.id}?waitMs=30000`);
       expect(ended.body.failure?.code).toBe("worker_lost");

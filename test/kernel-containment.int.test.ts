@@ -63,12 +63,21 @@ def attempt(family, address):
 
 describe("a sandboxed kernel has no network", () => {
   it("cannot connect over TCP to Redis, Postgres, the API, the Jupyter server or any port on this machine's addresses", async () => {
-    const ports = [6379, 5432, Number(new URL(stack.url).port), Number(new URL(inject("jupyterUrl")).port), (tcpTrap.address() as { port: number }).port];
+    const ports = [
+      6379,
+      5432,
+      Number(new URL(stack.url).port),
+      Number(new URL(inject("jupyterUrl")).port),
+      (tcpTrap.address() as { port: number }).port,
+    ];
     const targets = hostAddresses().flatMap((host) => ports.map((port) => [host, port]));
     const code = `${CONNECT}
 print(sorted({attempt(socket.AF_INET, (h, p)) for h, p in ${py(targets)}}))`;
     const done = await mallory.run({ messageId: msg(), code });
-    expect({ stdout: done.result.stdout, trapped: trapConnections }).toEqual({ stdout: expect.not.stringContaining("CONNECTED"), trapped: 0 });
+    expect({ stdout: done.result.stdout, trapped: trapConnections }).toEqual({
+      stdout: expect.not.stringContaining("CONNECTED"),
+      trapped: 0,
+    });
   });
 
   it("cannot reach host unix sockets by path (Postgres, other kernels' channels) or abstract sockets", async () => {
@@ -76,15 +85,22 @@ print(sorted({attempt(socket.AF_INET, (h, p)) for h, p in ${py(targets)}}))`;
     await alice.run({ messageId: msg(), code: "x = 1" });
     const state = path.join(inject("testRoot"), "jupyter-state");
     const kernelSockets = [
-      ...(await readdir(path.join(state, "ipc"))).flatMap((k) => [1, 2, 3, 4, 5].map((i) => path.join(state, "ipc", k, `k-${i}`))),
-      ...(await readdir(path.join(state, "runtime"))).filter((f) => f.includes("-ipc-")).map((f) => path.join(state, "runtime", f)),
+      ...(await readdir(path.join(state, "ipc"))).flatMap((k) =>
+        [1, 2, 3, 4, 5].map((i) => path.join(state, "ipc", k, `k-${i}`)),
+      ),
+      ...(await readdir(path.join(state, "runtime")))
+        .filter((f) => f.includes("-ipc-"))
+        .map((f) => path.join(state, "runtime", f)),
     ];
     expect(kernelSockets.length).toBeGreaterThanOrEqual(10);
     const code = `${CONNECT}
 paths = ${py(["/var/run/postgresql/.s.PGSQL.5432", ...kernelSockets])}
 print(sorted({attempt(socket.AF_UNIX, p) for p in paths}), attempt(socket.AF_UNIX, ${py(abstractName)}))`;
     const done = await mallory.run({ messageId: msg(), code });
-    expect({ stdout: done.result.stdout, trapped: trapConnections }).toEqual({ stdout: "['FileNotFoundError'] ConnectionRefusedError\n", trapped: 0 });
+    expect({ stdout: done.result.stdout, trapped: trapConnections }).toEqual({
+      stdout: "['FileNotFoundError'] ConnectionRefusedError\n",
+      trapped: 0,
+    });
   });
 
   it("cannot resolve names", async () => {
@@ -144,8 +160,14 @@ describe("a sandboxed kernel has hard caps", () => {
   it("going over the memory cap fails that execution with memory_limit, the message's next execution works, and another user's run is untouched", async () => {
     const m = msg();
     const [hog, bystander] = await Promise.all([
-      mallory.run({ messageId: m, code: `x = b"\\x01" * (${2 * TEST_KERNEL_MEMORY_MB} << 20)\nprint("allocated")` }, 60_000),
-      alice.run({ messageId: msg(), code: "import time\ny = [0] * 1000\ntime.sleep(3)\nprint('unharmed', len(y))" }, 60_000),
+      mallory.run(
+        { messageId: m, code: `x = b"\\x01" * (${2 * TEST_KERNEL_MEMORY_MB} << 20)\nprint("allocated")` },
+        60_000,
+      ),
+      alice.run(
+        { messageId: msg(), code: "import time\ny = [0] * 1000\ntime.sleep(3)\nprint('unharmed', len(y))" },
+        60_000,
+      ),
     ]);
     const next = await mallory.run({ messageId: m, code: "print('x' in dir())" });
     expect({
@@ -153,8 +175,18 @@ describe("a sandboxed kernel has hard caps", () => {
       next: { status: next.status, stdout: next.result.stdout, notes: next.result.notes },
       bystander: { status: bystander.status, stdout: bystander.result.stdout },
     }).toEqual({
-      hog: { status: "failed", failure: { code: "memory_limit", message: expect.stringContaining(`memory limit of ${TEST_KERNEL_MEMORY_MB} MB`) } },
-      next: { status: "completed", stdout: "False\n", notes: [expect.stringContaining("variables and imports from them were reset")] },
+      hog: {
+        status: "failed",
+        failure: {
+          code: "memory_limit",
+          message: expect.stringContaining(`memory limit of ${TEST_KERNEL_MEMORY_MB} MB`),
+        },
+      },
+      next: {
+        status: "completed",
+        stdout: "False\n",
+        notes: [expect.stringContaining("variables and imports from them were reset")],
+      },
       bystander: { status: "completed", stdout: "unharmed 1000\n" },
     });
   });
@@ -162,9 +194,10 @@ describe("a sandboxed kernel has hard caps", () => {
   it("a fork bomb stops at the kernel's process cap and the kernel keeps its variables", async () => {
     const m = msg();
     await mallory.run({ messageId: m, code: "kept = 42" });
-    const bomb = await mallory.run({
-      messageId: m,
-      code: `
+    const bomb = await mallory.run(
+      {
+        messageId: m,
+        code: `
 import os, time
 children, error = [], None
 try:
@@ -181,14 +214,21 @@ for pid in children:
     os.kill(pid, 9)
     os.waitpid(pid, 0)
 print(error, len(children) < 256, kept)`,
-    }, 60_000);
+      },
+      60_000,
+    );
     expect(bomb.result.stdout).toBe("Resource temporarily unavailable True 42\n");
   });
 
   it("three messages spinning the CPU do not starve a fourth", async () => {
     const spinners = await Promise.all(
       [0, 1, 2].map(() =>
-        mallory.post("/v1/executions", { chatId: "c", messageId: msg(), timeoutMs: 30_000, code: "import time\nt = time.time()\nwhile time.time() - t < 20:\n    pass" }),
+        mallory.post("/v1/executions", {
+          chatId: "c",
+          messageId: msg(),
+          timeoutMs: 30_000,
+          code: "import time\nt = time.time()\nwhile time.time() - t < 20:\n    pass",
+        }),
       ),
     );
     for (const s of spinners) await mallory.waitForStatus(s.body.id, "running", 30_000);
@@ -196,6 +236,9 @@ print(error, len(children) < 256, kept)`,
     const fourth = await alice.run({ messageId: msg(), code: "print(sum(range(10**6)))" }, 60_000);
     const tookMs = Date.now() - started;
     for (const s of spinners) await mallory.post(`/v1/executions/${s.body.id}/cancel`);
-    expect({ status: fourth.status, beforeSpinnersEnd: tookMs < 15_000 }).toEqual({ status: "completed", beforeSpinnersEnd: true });
+    expect({ status: fourth.status, beforeSpinnersEnd: tookMs < 15_000 }).toEqual({
+      status: "completed",
+      beforeSpinnersEnd: true,
+    });
   });
 });

@@ -14,7 +14,8 @@ describe("one message across several workers", () => {
 
   it("executions of one message run one at a time, in one kernel, whichever worker takes them", async () => {
     const api = client(stack.url, (await stack.newUser("serial")).key);
-    const code = "import time, os\nt0 = time.time()\ntime.sleep(0.8)\ncount = globals().get('count', 0) + 1\nprint(t0, time.time(), count, os.getpid())";
+    const code =
+      "import time, os\nt0 = time.time()\ntime.sleep(0.8)\ncount = globals().get('count', 0) + 1\nprint(t0, time.time(), count, os.getpid())";
     const runs = await Promise.all([1, 2, 3].map(() => api.run({ messageId: "shared", code }, 60_000)));
     const spans = runs.map((r) => r.result.stdout.trim().split(" ").map(Number) as [number, number, number, number]);
     spans.sort((a, b) => a[0] - b[0]);
@@ -39,7 +40,11 @@ describe("executions waiting for their message's previous one", () => {
 
   it("a cancel ends the waiting one at once, without running it, and the first one still completes", async () => {
     const api = client(stack.url, (await stack.newUser("waiter")).key);
-    const first = await api.post("/v1/executions", { chatId: "c", messageId: "m", code: "import time\ntime.sleep(4)\nprint('first')" });
+    const first = await api.post("/v1/executions", {
+      chatId: "c",
+      messageId: "m",
+      code: "import time\ntime.sleep(4)\nprint('first')",
+    });
     await api.waitForStatus(first.body.id, "running");
     const second = await api.post("/v1/executions", { chatId: "c", messageId: "m", code: "print('second')" });
     await expect.poll(() => observe.steppedAside(second.body.id), { timeout: 10_000 }).toBe(true); // a worker saw it wait
@@ -59,7 +64,9 @@ describe("executions waiting for their message's previous one", () => {
     const first = await api.post("/v1/executions", { chatId: "c", messageId: "busy", code: slow });
     await api.waitForStatus(first.body.id, "running");
     // Three more for the busy message: with 2 slots they would fill both while they wait for its kernel.
-    const waiting = await Promise.all([1, 2, 3].map(() => api.post("/v1/executions", { chatId: "c", messageId: "busy", code: "print('next')" })));
+    const waiting = await Promise.all(
+      [1, 2, 3].map(() => api.post("/v1/executions", { chatId: "c", messageId: "busy", code: "print('next')" })),
+    );
     // Each has been taken by the worker and stepped aside at least once.
     const seen = new Set<string>();
     await expect
@@ -127,7 +134,11 @@ describe("SIGTERM", () => {
     const child = stack.spawnWorker({ SHUTDOWN_DEADLINE_MS: "20000" });
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
     try {
-      const created = await api.post("/v1/executions", { chatId: "c", messageId: "m", code: "import time\ntime.sleep(2)\nprint('finished')" });
+      const created = await api.post("/v1/executions", {
+        chatId: "c",
+        messageId: "m",
+        code: "import time\ntime.sleep(2)\nprint('finished')",
+      });
       await api.waitForStatus(created.body.id, "running");
       child.kill("SIGTERM");
       expect(await exited).toBe(0);

@@ -18,7 +18,9 @@ let n = 0;
 const msg = () => `kmsg-${++n}-${Date.now()}`;
 
 beforeAll(async () => {
-  stack = await startTestStack({ env: { KERNEL_POOL_SIZE: "1", KERNEL_INTERRUPT_GRACE_MS: "1000", MAX_STREAM_BYTES: "100000" } });
+  stack = await startTestStack({
+    env: { KERNEL_POOL_SIZE: "1", KERNEL_INTERRUPT_GRACE_MS: "1000", MAX_STREAM_BYTES: "100000" },
+  });
   key = (await stack.newUser("kim")).key;
   api = client(stack.url, key);
   db = createDb({ url: stack.databaseUrl });
@@ -30,7 +32,8 @@ afterAll(async () => {
   await stack?.close();
 });
 
-const metricsOf = async (id: string) => (await db.execution.findUniqueOrThrow({ where: { id } })).metrics as Record<string, unknown>;
+const metricsOf = async (id: string) =>
+  (await db.execution.findUniqueOrThrow({ where: { id } })).metrics as Record<string, unknown>;
 
 describe("kernel lifecycle", () => {
   it("a message's first execution takes a pre-started kernel from the pool", async () => {
@@ -61,7 +64,11 @@ describe("kernel lifecycle", () => {
     const m = msg();
     await api.run({ messageId: m, code: "kept = 7" });
     const t0 = Date.now();
-    const done = await api.run({ messageId: m, code: "print('started', flush=True)\nwhile True: pass", timeoutMs: 2000 });
+    const done = await api.run({
+      messageId: m,
+      code: "print('started', flush=True)\nwhile True: pass",
+      timeoutMs: 2000,
+    });
     expect(done.status).toBe("timed_out");
     expect(done.result.stdout).toBe("started\n");
     expect(Date.now() - t0).toBeLessThan(15_000);
@@ -113,15 +120,24 @@ describe("kernel lifecycle", () => {
   });
 
   it("huge output is truncated with a marker saying how much was dropped", async () => {
-    const done = await api.run({ messageId: msg(), code: "import sys\nfor i in range(100_000): sys.stdout.write('x' * 99 + '\\n')" });
+    const done = await api.run({
+      messageId: msg(),
+      code: "import sys\nfor i in range(100_000): sys.stdout.write('x' * 99 + '\\n')",
+    });
     expect(done.status).toBe("completed");
     expect(done.result.stdout.length).toBeLessThan(120_000);
     expect(done.result.stdout).toMatch(/output truncated: [\d,]+ bytes dropped/);
   });
 
   it("cancel interrupts a running execution", async () => {
-    const created = await api.post("/v1/executions", { chatId: "c", messageId: msg(), code: "import time\nprint('go', flush=True)\ntime.sleep(60)" });
-    const events = await readSse(`${stack.url}/v1/executions/${created.body.id}/events`, key, { until: (e) => e.event === "stdout" });
+    const created = await api.post("/v1/executions", {
+      chatId: "c",
+      messageId: msg(),
+      code: "import time\nprint('go', flush=True)\ntime.sleep(60)",
+    });
+    const events = await readSse(`${stack.url}/v1/executions/${created.body.id}/events`, key, {
+      until: (e) => e.event === "stdout",
+    });
     expect(events.some((e) => e.event === "stdout")).toBe(true);
     const res = await api.post(`/v1/executions/${created.body.id}/cancel`);
     expect(res.status).toBe(202);

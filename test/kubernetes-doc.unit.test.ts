@@ -10,7 +10,12 @@ type Peer = { podSelector?: { matchLabels?: Record<string, string> }; namespaceS
 type Rule = { to?: Peer[]; from?: Peer[]; ports?: Array<{ protocol?: string; port?: number }> };
 type Policy = {
   kind: string;
-  spec: { podSelector: { matchLabels: Record<string, string> }; policyTypes: string[]; egress?: Rule[]; ingress?: Rule[] };
+  spec: {
+    podSelector: { matchLabels: Record<string, string> };
+    policyTypes: string[];
+    egress?: Rule[];
+    ingress?: Rule[];
+  };
 };
 
 const manifests = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => parse(m[1] ?? "") as Policy);

@@ -12,7 +12,11 @@ import type { TestStack } from "./helpers/stack";
 // API key included) into the /exec body, and for a `session_id` argument first lists
 // `GET /files/<session_id>?detail=full`, taking each file's id from `name` = "<session>/<id>".
 
-type Gen1Tool = { invoke(input: unknown): Promise<{ content: string; artifact: { session_id: string; files?: Array<{ id: string; name: string }> } }> };
+type Gen1Tool = {
+  invoke(
+    input: unknown,
+  ): Promise<{ content: string; artifact: { session_id: string; files?: Array<{ id: string; name: string }> } }>;
+};
 let stack: TestStack;
 let base: string;
 let key: string;
@@ -36,18 +40,40 @@ describe("LibreChat Code Interpreter API, Gen-1 client", () => {
   let upload: { session_id: string; files: Array<{ fileId: string; filename: string }> };
 
   it("uploads with entity-less Gen-1 fields and answers session_id", async () => {
-    const res = await libreChatUpload(base, { userId: "alice", auth: { "X-API-Key": key }, fields: {}, files: [{ name: "in.csv", bytes: "n\n5\n7\n" }] });
+    const res = await libreChatUpload(base, {
+      userId: "alice",
+      auth: { "X-API-Key": key },
+      fields: {},
+      files: [{ name: "in.csv", bytes: "n\n5\n7\n" }],
+    });
     expect(res.status).toBe(200);
     upload = res.body;
     expect(upload.session_id).toMatch(/^[A-Za-z0-9_-]{21}$/);
     // Gen-1 priming (crud.js getSessionInfo): `detail=summary`, matched by name prefix "<session>/<fileId>".
-    const summary = (await (await nodeFetch(`${base}/files/${upload.session_id}?detail=summary`, { headers: { "X-API-Key": key } })).json()) as Array<{ name: string; lastModified: string }>;
-    expect(summary.some((o) => o.name.startsWith(`${upload.session_id}/${upload.files[0]!.fileId}`) && !Number.isNaN(Date.parse(o.lastModified)))).toBe(true);
+    const summary = (await (
+      await nodeFetch(`${base}/files/${upload.session_id}?detail=summary`, { headers: { "X-API-Key": key } })
+    ).json()) as Array<{ name: string; lastModified: string }>;
+    expect(
+      summary.some(
+        (o) =>
+          o.name.startsWith(`${upload.session_id}/${upload.files[0]!.fileId}`) &&
+          !Number.isNaN(Date.parse(o.lastModified)),
+      ),
+    ).toBe(true);
   });
 
   it("runs with Gen-1 file refs and X-API-Key, and never keeps the key the client leaks into the body", async () => {
-    const tool = createTool({ LIBRECHAT_CODE_API_KEY: key, user_id: "alice", files: [{ session_id: upload.session_id, id: upload.files[0]!.fileId, name: "in.csv" }] });
-    const msg = await tool.invoke(toolCall({ lang: "py", code: "import pandas as pd\ns = pd.read_csv('/mnt/data/in.csv').n.sum()\nopen('/mnt/data/sum.txt', 'w').write(str(s))\nprint(s)" }));
+    const tool = createTool({
+      LIBRECHAT_CODE_API_KEY: key,
+      user_id: "alice",
+      files: [{ session_id: upload.session_id, id: upload.files[0]!.fileId, name: "in.csv" }],
+    });
+    const msg = await tool.invoke(
+      toolCall({
+        lang: "py",
+        code: "import pandas as pd\ns = pd.read_csv('/mnt/data/in.csv').n.sum()\nopen('/mnt/data/sum.txt', 'w').write(str(s))\nprint(s)",
+      }),
+    );
     expect(msg.content).toContain("stdout:\n12");
     expect(msg.content).toContain("/mnt/data/sum.txt");
     execSession = msg.artifact.session_id;
@@ -63,13 +89,17 @@ describe("LibreChat Code Interpreter API, Gen-1 client", () => {
 
   it("lists the session with detail=full when the model passes session_id, and the next run sees its files", async () => {
     const tool = createTool({ LIBRECHAT_CODE_API_KEY: key, user_id: "alice" });
-    const msg = await tool.invoke(toolCall({ lang: "py", code: "print(open('/mnt/data/sum.txt').read())", session_id: execSession }));
+    const msg = await tool.invoke(
+      toolCall({ lang: "py", code: "print(open('/mnt/data/sum.txt').read())", session_id: execSession }),
+    );
     expect(msg.content).toContain("stdout:\n12");
   });
 
   it("does not let another LibreChat user run with the first user's session", async () => {
     const tool = createTool({ LIBRECHAT_CODE_API_KEY: key, user_id: "bob" });
-    await expect(tool.invoke(toolCall({ lang: "py", code: "print(open('/mnt/data/sum.txt').read())", session_id: execSession }))).rejects.toThrow(/status: 403/);
+    await expect(
+      tool.invoke(toolCall({ lang: "py", code: "print(open('/mnt/data/sum.txt').read())", session_id: execSession })),
+    ).rejects.toThrow(/status: 403/);
   });
 
   it("answers an unsupported language with 400", async () => {

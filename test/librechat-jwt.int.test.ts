@@ -21,7 +21,12 @@ let jwks: http.Server;
 let stack: TestStack;
 let base: string;
 
-function token(keys: Keys, alg: "EdDSA" | "RS256", sub: string, opts: { aud?: string; iss?: string; exp?: number | string } = {}) {
+function token(
+  keys: Keys,
+  alg: "EdDSA" | "RS256",
+  sub: string,
+  opts: { aud?: string; iss?: string; exp?: number | string } = {},
+) {
   return new SignJWT({ tenant_id: "legacy", role: "USER", principal_source: "librechat", auth_context_hash: "h" })
     .setProtectedHeader({ alg, kid: alg === "EdDSA" ? "lc-codeapi-2026-05" : "lc-rsa" })
     .setSubject(sub)
@@ -45,9 +50,13 @@ beforeAll(async () => {
     { ...(await exportJWK(ed.publicKey)), kid: "lc-codeapi-2026-05", alg: "EdDSA", use: "sig" },
     { ...(await exportJWK(rsa.publicKey)), kid: "lc-rsa", alg: "RS256", use: "sig" },
   ];
-  jwks = http.createServer((_req, res) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ keys })));
+  jwks = http.createServer((_req, res) =>
+    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ keys })),
+  );
   await new Promise<void>((r) => jwks.listen(0, "127.0.0.1", r));
-  stack = await startTestStack({ env: { LIBRECHAT_JWT_JWKS_URL: `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks.json` } });
+  stack = await startTestStack({
+    env: { LIBRECHAT_JWT_JWKS_URL: `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks.json` },
+  });
   base = `${stack.url}/librechat/v1`;
 });
 afterAll(async () => {
@@ -59,15 +68,23 @@ afterAll(async () => {
 
 describe("LibreChat JWTs", () => {
   it("accepts valid EdDSA and RS256 tokens from a JWKS; the subject is the LibreChat user", async () => {
-    const a = await toolAs("alice", () => token(ed, "EdDSA", "alice")).invoke(toolCall({ lang: "py", code: "print('ed ok')" }));
+    const a = await toolAs("alice", () => token(ed, "EdDSA", "alice")).invoke(
+      toolCall({ lang: "py", code: "print('ed ok')" }),
+    );
     expect(String(a.content)).toContain("stdout:\ned ok");
-    const b = await toolAs("alice", () => token(rsa, "RS256", "alice")).invoke(toolCall({ lang: "py", code: "print('rsa ok')" }));
+    const b = await toolAs("alice", () => token(rsa, "RS256", "alice")).invoke(
+      toolCall({ lang: "py", code: "print('rsa ok')" }),
+    );
     expect(String(b.content)).toContain("stdout:\nrsa ok");
   });
 
   it("keeps each subject's files its own", async () => {
     const alice = bearer(await token(ed, "EdDSA", "alice"));
-    const up = await libreChatUpload(base, { userId: "alice", auth: alice, files: [{ name: "secret.txt", bytes: "alice only" }] });
+    const up = await libreChatUpload(base, {
+      userId: "alice",
+      auth: alice,
+      files: [{ name: "secret.txt", bytes: "alice only" }],
+    });
     expect(up.status).toBe(200);
     const sid = up.body.storage_session_id;
     const fid = up.body.files[0].fileId;
@@ -77,13 +94,19 @@ describe("LibreChat JWTs", () => {
     expect((await libreChatDownload(base, sid, fid, "?kind=user&id=bob", bob)).status).toBe(403);
     // A token cannot name someone else: the query, the body's user_id and the upload's id are checked against sub.
     expect((await libreChatDownload(base, sid, fid, "?kind=user&id=alice", bob)).status).toBe(403);
-    expect((await libreChatUpload(base, { userId: "alice", auth: bob, files: [{ name: "x.txt", bytes: "x" }] })).status).toBe(403);
+    expect(
+      (await libreChatUpload(base, { userId: "alice", auth: bob, files: [{ name: "x.txt", bytes: "x" }] })).status,
+    ).toBe(403);
     const ref = { id: fid, name: "secret.txt", storage_session_id: sid, kind: "user" };
     await expect(
-      createCodeExecutionTool({ baseUrl: base, user_id: "bob", files: [ref], authHeaders: bob }).invoke(toolCall({ lang: "py", code: "print(open('/mnt/data/secret.txt').read())" })),
+      createCodeExecutionTool({ baseUrl: base, user_id: "bob", files: [ref], authHeaders: bob }).invoke(
+        toolCall({ lang: "py", code: "print(open('/mnt/data/secret.txt').read())" }),
+      ),
     ).rejects.toThrow(/not authorized/);
     await expect(
-      createCodeExecutionTool({ baseUrl: base, user_id: "alice", files: [ref], authHeaders: bob }).invoke(toolCall({ lang: "py", code: "print(1)" })),
+      createCodeExecutionTool({ baseUrl: base, user_id: "alice", files: [ref], authHeaders: bob }).invoke(
+        toolCall({ lang: "py", code: "print(1)" }),
+      ),
     ).rejects.toThrow(/not authorized/);
   });
 
@@ -95,10 +118,16 @@ describe("LibreChat JWTs", () => {
       await token(stranger, "EdDSA", "alice"),
     ];
     for (const t of cases) {
-      const res = await nodeFetch(`${base}/exec`, { method: "POST", headers: { ...bearer(t), "content-type": "application/json" }, body: JSON.stringify({ lang: "py", code: "print(1)", user_id: "alice" }) });
+      const res = await nodeFetch(`${base}/exec`, {
+        method: "POST",
+        headers: { ...bearer(t), "content-type": "application/json" },
+        body: JSON.stringify({ lang: "py", code: "print(1)", user_id: "alice" }),
+      });
       expect(res.status).toBe(401);
     }
-    await expect(toolAs("alice", async () => cases[0]!).invoke(toolCall({ lang: "py", code: "print(1)" }))).rejects.toThrow(/Code execution is not authorized/);
+    await expect(
+      toolAs("alice", async () => cases[0]!).invoke(toolCall({ lang: "py", code: "print(1)" })),
+    ).rejects.toThrow(/Code execution is not authorized/);
   });
 
   it("verifies with a configured public key (PEM) too", async () => {
@@ -124,7 +153,10 @@ describe("LibreChat JWTs", () => {
       const fid = anon.body.files[0].fileId;
       expect((await libreChatDownload(pemBase, sid, fid, "?kind=user&id=zed", {})).bytes.toString()).toBe("z");
       expect((await libreChatDownload(pemBase, sid, fid, "?kind=user&id=yan", {})).status).toBe(403);
-      expect((await libreChatDownload(pemBase, sid, fid, "?kind=user&id=zed", bearer(await token(ed, "EdDSA", "zed")))).status).toBe(401);
+      expect(
+        (await libreChatDownload(pemBase, sid, fid, "?kind=user&id=zed", bearer(await token(ed, "EdDSA", "zed"))))
+          .status,
+      ).toBe(401);
     } finally {
       await pemStack.close();
     }

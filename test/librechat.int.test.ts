@@ -25,14 +25,20 @@ type ToolMessage = { content: string; artifact: Artifact };
 function toolFor(userId: string, extra: Record<string, unknown> = {}) {
   return createCodeExecutionTool({ baseUrl: base, user_id: userId, authHeaders: auth, ...extra });
 }
-async function run(tool: ReturnType<typeof toolFor>, args: Record<string, unknown>, prev?: Artifact): Promise<ToolMessage> {
+async function run(
+  tool: ReturnType<typeof toolFor>,
+  args: Record<string, unknown>,
+  prev?: Artifact,
+): Promise<ToolMessage> {
   return (await tool.invoke(toolCall(args, prev))) as unknown as ToolMessage;
 }
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 const userQuery = (u: string) => `?kind=user&id=${u}`;
 
 beforeAll(async () => {
-  stack = await startTestStack({ env: { LIBRECHAT_RATE_LIMIT_PER_MINUTE: String(RATE), MAX_UPLOAD_BYTES: String(MAX_UPLOAD) } });
+  stack = await startTestStack({
+    env: { LIBRECHAT_RATE_LIMIT_PER_MINUTE: String(RATE), MAX_UPLOAD_BYTES: String(MAX_UPLOAD) },
+  });
   base = `${stack.url}/librechat/v1`;
   // One codeinterp API key for the whole LibreChat deployment: the tenant.
   const { key } = await stack.newUser("acme-librechat");
@@ -49,7 +55,9 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
     expect(msg.artifact.session_id).toMatch(ID);
     const health = await nodeFetch(`${base}/health`);
     expect(health.status).toBe(200);
-    const doc = (await (await nodeFetch(`${stack.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
+    const doc = (await (await nodeFetch(`${stack.url}/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, unknown>>;
+    };
     for (const [method, p] of [
       ["post", "/exec"],
       ["post", "/upload"],
@@ -72,16 +80,31 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
   });
 
   it("reads a CSV uploaded as LibreChat's server uploads it, with pandas", async () => {
-    const up = await libreChatUpload(base, { userId: "alice", auth, files: [{ name: "sales.csv", bytes: "region,amount\nnorth,10\nsouth,32\n" }] });
+    const up = await libreChatUpload(base, {
+      userId: "alice",
+      auth,
+      files: [{ name: "sales.csv", bytes: "region,amount\nnorth,10\nsouth,32\n" }],
+    });
     expect(up.status).toBe(200);
     expect(up.body).toMatchObject({ message: "success", files: [{ filename: "sales.csv" }] });
     expect(up.body.storage_session_id).toMatch(ID);
     expect(up.body.files[0].fileId).toMatch(ID);
     // LibreChat's priming: the freshness probe, then the ref it passes as the factory's `files`.
-    const probe = await nodeFetch(`${base}/sessions/${up.body.storage_session_id}/objects/${up.body.files[0].fileId}${userQuery("alice")}`, { headers: auth });
+    const probe = await nodeFetch(
+      `${base}/sessions/${up.body.storage_session_id}/objects/${up.body.files[0].fileId}${userQuery("alice")}`,
+      { headers: auth },
+    );
     expect(probe.status).toBe(200);
-    expect(Date.now() - Date.parse(((await probe.json()) as { lastModified: string }).lastModified)).toBeLessThan(60_000);
-    const ref = { id: up.body.files[0].fileId, resource_id: up.body.files[0].fileId, name: "sales.csv", storage_session_id: up.body.storage_session_id, kind: "user" };
+    expect(Date.now() - Date.parse(((await probe.json()) as { lastModified: string }).lastModified)).toBeLessThan(
+      60_000,
+    );
+    const ref = {
+      id: up.body.files[0].fileId,
+      resource_id: up.body.files[0].fileId,
+      name: "sales.csv",
+      storage_session_id: up.body.storage_session_id,
+      kind: "user",
+    };
     const msg = await run(toolFor("alice", { files: [ref] }), {
       lang: "py",
       code: "import pandas as pd\ndf = pd.read_csv('/mnt/data/sales.csv')\nprint('total', df['amount'].sum())",
@@ -104,7 +127,9 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
     ].join("\n");
     const msg = await run(toolFor("alice"), { lang: "py", code });
     first = msg.artifact;
-    hashes = Object.fromEntries([...msg.content.matchAll(/^(chart\.png|report\.xlsx) ([0-9a-f]{64})$/gm)].map((m) => [m[1], m[2]]));
+    hashes = Object.fromEntries(
+      [...msg.content.matchAll(/^(chart\.png|report\.xlsx) ([0-9a-f]{64})$/gm)].map((m) => [m[1], m[2]]),
+    );
     const names = (first.files ?? []).map((f) => f.name).sort();
     expect(names).toEqual(["chart.png", "report.xlsx"]);
     expect(msg.content).toMatch(/Generated files|chart\.png/);
@@ -117,28 +142,52 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
       expect(sha(got.bytes)).toBe(hashes[f.name]);
     }
     const png = (first.files ?? []).find((f) => f.name === "chart.png")!;
-    const got = await libreChatDownload(base, png.storage_session_id ?? first.session_id, png.id, userQuery("alice"), auth);
+    const got = await libreChatDownload(
+      base,
+      png.storage_session_id ?? first.session_id,
+      png.id,
+      userQuery("alice"),
+      auth,
+    );
     expect(got.bytes.subarray(1, 4).toString()).toBe("PNG");
     expect(got.type).toBe("image/png");
   });
 
   it("returns a plot shown inline (no savefig) as a file LibreChat can display", async () => {
-    const msg = await run(toolFor("alice"), { lang: "py", code: "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()" });
+    const msg = await run(toolFor("alice"), {
+      lang: "py",
+      code: "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()",
+    });
     const files = msg.artifact.files ?? [];
     expect(files.map((f) => f.name)).toEqual([expect.stringMatching(/\.png$/)]);
-    const got = await libreChatDownload(base, files[0]!.storage_session_id ?? msg.artifact.session_id, files[0]!.id, userQuery("alice"), auth);
+    const got = await libreChatDownload(
+      base,
+      files[0]!.storage_session_id ?? msg.artifact.session_id,
+      files[0]!.id,
+      userQuery("alice"),
+      auth,
+    );
     expect(got.bytes.subarray(1, 4).toString()).toBe("PNG");
   });
 
   it("gives the next call the previous call's output through _injected_files", async () => {
-    const msg = await run(toolFor("alice"), { lang: "py", code: "import pandas as pd\nprint(pd.read_excel('/mnt/data/report.xlsx').y.sum())" }, first);
+    const msg = await run(
+      toolFor("alice"),
+      { lang: "py", code: "import pandas as pd\nprint(pd.read_excel('/mnt/data/report.xlsx').y.sum())" },
+      first,
+    );
     expect(msg.content).toContain("stdout:\n6");
   });
 
   it("keeps two same-name uploads both readable", async () => {
     const a = await libreChatUpload(base, { userId: "alice", auth, files: [{ name: "data.csv", bytes: "v\n1\n" }] });
     const b = await libreChatUpload(base, { userId: "alice", auth, files: [{ name: "data.csv", bytes: "v\n2\n" }] });
-    const refs = [a, b].map((u) => ({ id: u.body.files[0].fileId, name: "data.csv", storage_session_id: u.body.storage_session_id, kind: "user" }));
+    const refs = [a, b].map((u) => ({
+      id: u.body.files[0].fileId,
+      name: "data.csv",
+      storage_session_id: u.body.storage_session_id,
+      kind: "user",
+    }));
     const msg = await run(toolFor("alice", { files: refs }), {
       lang: "py",
       code: "import os\nfor n in sorted(os.listdir('/mnt/data')): print(repr(n), open('/mnt/data/' + n).read().split()[1])",
@@ -160,17 +209,31 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
     expect(up.status).toBe(200);
     expect(up.body).toMatchObject({ message: "success", succeeded: 2, failed: 0 });
     const sid = up.body.storage_session_id;
-    const listed = (await (await nodeFetch(`${base}/files/${sid}?detail=normalized&kind=user&id=alice`, { headers: auth })).json()) as Array<{ id: string; name: string }>;
+    const listed = (await (
+      await nodeFetch(`${base}/files/${sid}?detail=normalized&kind=user&id=alice`, { headers: auth })
+    ).json()) as Array<{ id: string; name: string }>;
     expect(listed.map((f) => f.name).sort()).toEqual(["a.txt", "b.txt"]);
     // The client's own session listing (dist/cjs/tools/ProgrammaticToolCalling.cjs fetchSessionFiles: detail=full, kind/id).
     const viaClient = await fetchSessionFiles(base, sid, { kind: "user", id: "alice" }, auth);
-    expect(viaClient.map((f) => [f.name, f.storage_session_id, f.id]).sort()).toEqual(listed.map((f) => [f.name, sid, f.id]).sort());
+    expect(viaClient.map((f) => [f.name, f.storage_session_id, f.id]).sort()).toEqual(
+      listed.map((f) => [f.name, sid, f.id]).sort(),
+    );
     expect(await fetchSessionFiles(base, sid, { kind: "user", id: "bob" }, auth)).toEqual([]);
-    const refs = up.body.files.map((f: { fileId: string; filename: string }) => ({ id: f.fileId, name: f.filename, storage_session_id: sid }));
-    const msg = await run(toolFor("alice", { files: refs }), { lang: "py", code: "print(open('/mnt/data/a.txt').read() + open('/mnt/data/b.txt').read())" });
+    const refs = up.body.files.map((f: { fileId: string; filename: string }) => ({
+      id: f.fileId,
+      name: f.filename,
+      storage_session_id: sid,
+    }));
+    const msg = await run(toolFor("alice", { files: refs }), {
+      lang: "py",
+      code: "print(open('/mnt/data/a.txt').read() + open('/mnt/data/b.txt').read())",
+    });
     expect(msg.content).toContain("stdout:\nAB");
 
-    const del = await nodeFetch(`${base}/files/${sid}/${up.body.files[0].fileId}${userQuery("alice")}`, { method: "DELETE", headers: auth });
+    const del = await nodeFetch(`${base}/files/${sid}/${up.body.files[0].fileId}${userQuery("alice")}`, {
+      method: "DELETE",
+      headers: auth,
+    });
     expect(del.status).toBe(200);
     expect((await libreChatDownload(base, sid, up.body.files[0].fileId, userQuery("alice"), auth)).status).toBe(404);
     expect((await libreChatDownload(base, sid, up.body.files[1].fileId, userQuery("alice"), auth)).status).toBe(200);
@@ -191,12 +254,20 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
     });
     expect(batch.status).toBe(200);
     expect(batch.body).toMatchObject({ message: "partial_success", succeeded: 1, failed: 1 });
-    expect(batch.body.files.map((f: { status: string; filename: string }) => `${f.filename}:${f.status}`)).toEqual(["big.bin:error", "ok.txt:success"]);
+    expect(batch.body.files.map((f: { status: string; filename: string }) => `${f.filename}:${f.status}`)).toEqual([
+      "big.bin:error",
+      "ok.txt:success",
+    ]);
   });
 
   it("shares an agent's files with the agent's users, and only those", async () => {
     // LibreChat uploads an agent's files with kind=agent, id=<agent id>; any user of the agent may attach them.
-    const up = await libreChatUpload(base, { userId: "alice", auth, fields: { kind: "agent", id: "agent-42" }, files: [{ name: "kb.txt", bytes: "agent knowledge" }] });
+    const up = await libreChatUpload(base, {
+      userId: "alice",
+      auth,
+      fields: { kind: "agent", id: "agent-42" },
+      files: [{ name: "kb.txt", bytes: "agent knowledge" }],
+    });
     expect(up.status).toBe(200);
     const sid = up.body.storage_session_id;
     const fid = up.body.files[0].fileId;
@@ -205,7 +276,10 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
     expect((await probe("?kind=agent&id=agent-7")).status).toBe(403);
     expect((await probe(userQuery("bob"))).status).toBe(403);
     const ref = { id: fid, resource_id: "agent-42", name: "kb.txt", storage_session_id: sid, kind: "agent" };
-    const msg = await run(toolFor("bob", { files: [ref] }), { lang: "py", code: "print(open('/mnt/data/kb.txt').read())" });
+    const msg = await run(toolFor("bob", { files: [ref] }), {
+      lang: "py",
+      code: "print(open('/mnt/data/kb.txt').read())",
+    });
     expect(msg.content).toContain("stdout:\nagent knowledge");
   });
 
@@ -220,24 +294,37 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
     const del = await nodeFetch(`${base}/files/${sid}/${f.id}${userQuery("bob")}`, { method: "DELETE", headers: auth });
     expect(del.status).toBe(403);
     // Bob's tool with Alice's artifact: refused before anything runs, and the client says so.
-    await expect(run(toolFor("bob"), { lang: "py", code: "print(open('/mnt/data/report.xlsx','rb').read()[:2])" }, first)).rejects.toThrow(
-      /Code execution is not authorized/,
-    );
+    await expect(
+      run(toolFor("bob"), { lang: "py", code: "print(open('/mnt/data/report.xlsx','rb').read()[:2])" }, first),
+    ).rejects.toThrow(/Code execution is not authorized/);
     // Alice's file is still hers.
     expect((await libreChatDownload(base, sid, f.id, userQuery("alice"), auth)).status).toBe(200);
   });
 
   it("turns an unsupported language into the client's 'request rejected' text", async () => {
-    await expect(run(toolFor("alice"), { lang: "rs", code: "fn main() {}" })).rejects.toThrow(/The code execution request was rejected/);
-    const res = await nodeFetch(`${base}/exec`, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: JSON.stringify({ lang: "js", code: "1", user_id: "alice" }) });
+    await expect(run(toolFor("alice"), { lang: "rs", code: "fn main() {}" })).rejects.toThrow(
+      /The code execution request was rejected/,
+    );
+    const res = await nodeFetch(`${base}/exec`, {
+      method: "POST",
+      headers: { ...auth, "content-type": "application/json" },
+      body: JSON.stringify({ lang: "js", code: "1", user_id: "alice" }),
+    });
     expect(res.status).toBe(400);
     expect(await res.json()).toMatchObject({ error: "Unsupported language: js" });
   });
 
   it("runs bash in the same workspace and returns its stdout and stderr apart", async () => {
-    const up = await libreChatUpload(base, { userId: "alice", auth, files: [{ name: "notes.txt", bytes: "one\ntwo\nthree\n" }] });
+    const up = await libreChatUpload(base, {
+      userId: "alice",
+      auth,
+      files: [{ name: "notes.txt", bytes: "one\ntwo\nthree\n" }],
+    });
     const ref = { id: up.body.files[0].fileId, name: "notes.txt", storage_session_id: up.body.storage_session_id };
-    const msg = await run(toolFor("alice", { files: [ref] }), { lang: "bash", code: "wc -l < /mnt/data/notes.txt; pwd; echo oops >&2; echo made > /mnt/data/out.txt" });
+    const msg = await run(toolFor("alice", { files: [ref] }), {
+      lang: "bash",
+      code: "wc -l < /mnt/data/notes.txt; pwd; echo oops >&2; echo made > /mnt/data/out.txt",
+    });
     expect(msg.content).toContain("stdout:\n3\n/mnt/data");
     expect(msg.content).toContain("stderr:\noops");
     expect((msg.artifact.files ?? []).map((f) => f.name)).toEqual(["out.txt"]);
@@ -260,7 +347,12 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
     const res = await nodeFetch(`${base}/exec`, {
       method: "POST",
       headers: { ...auth, "content-type": "application/json" },
-      body: JSON.stringify({ lang: "py", code: "print('started', flush=True)\nimport time\ntime.sleep(60)", user_id: "alice", timeout: 1500 }),
+      body: JSON.stringify({
+        lang: "py",
+        code: "print('started', flush=True)\nimport time\ntime.sleep(60)",
+        user_id: "alice",
+        timeout: 1500,
+      }),
     });
     expect(res.status).toBe(200);
     const body = (await res.json()) as { stdout: string; stderr: string };
@@ -269,11 +361,18 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
   });
 
   it("refuses a request without credentials or with a wrong key", async () => {
-    const none = await nodeFetch(`${base}/exec`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ lang: "py", code: "1", user_id: "alice" }) });
+    const none = await nodeFetch(`${base}/exec`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ lang: "py", code: "1", user_id: "alice" }),
+    });
     expect(none.status).toBe(401);
-    await expect(run(createCodeExecutionTool({ baseUrl: base, user_id: "alice", authHeaders: { Authorization: "Bearer nope" } }), { lang: "py", code: "1" })).rejects.toThrow(
-      /not authorized/,
-    );
+    await expect(
+      run(createCodeExecutionTool({ baseUrl: base, user_id: "alice", authHeaders: { Authorization: "Bearer nope" } }), {
+        lang: "py",
+        code: "1",
+      }),
+    ).rejects.toThrow(/not authorized/);
   });
 
   it("answers 429 with retry_after_seconds once a LibreChat user is over its rate", async () => {
@@ -282,12 +381,18 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
       const up = await libreChatUpload(base, { userId: "carol", auth, files: [{ name: "x.txt", bytes: "x" }] });
       expect(up.status).toBe(200);
     }
-    const res = await nodeFetch(`${base}/exec`, { method: "POST", headers: { ...auth, "content-type": "application/json" }, body: JSON.stringify({ lang: "py", code: "1", user_id: "carol" }) });
+    const res = await nodeFetch(`${base}/exec`, {
+      method: "POST",
+      headers: { ...auth, "content-type": "application/json" },
+      body: JSON.stringify({ lang: "py", code: "1", user_id: "carol" }),
+    });
     expect(res.status).toBe(429);
     const body = (await res.json()) as { error: string; retry_after_seconds: number };
     expect(body.error).toBe("rate_limited");
     expect(body.retry_after_seconds).toBeGreaterThan(0);
-    await expect(run(toolFor("carol"), { lang: "py", code: "1" })).rejects.toThrow(/rate-limited\. Retry after \d+ seconds/);
+    await expect(run(toolFor("carol"), { lang: "py", code: "1" })).rejects.toThrow(
+      /rate-limited\. Retry after \d+ seconds/,
+    );
     // Someone else is not affected.
     expect((await run(toolFor("dave"), { lang: "py", code: "print(7)" })).content).toContain("7");
   });

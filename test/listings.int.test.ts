@@ -25,7 +25,11 @@ const id = (prefix: string) => `${prefix}-${randomBytes(4).toString("hex")}`;
 async function upload(content: string | Uint8Array, name: string, type = "") {
   const form = new FormData();
   form.append("file", new Blob([content], { type }), name);
-  const res = await fetch(`${stack.url}/v1/files`, { method: "POST", headers: { authorization: `Bearer ${aliceKey}` }, body: form });
+  const res = await fetch(`${stack.url}/v1/files`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${aliceKey}` },
+    body: form,
+  });
   expect(res.status).toBe(201);
   return (await res.json()) as { id: string; name: string; sha256: string; size: number };
 }
@@ -67,7 +71,12 @@ describe("a CSV through the worker, then the listings and the context", () => {
     expect(done.result.stdout).toContain("True");
     expect(done.files).toHaveLength(1);
     const [file] = done.files;
-    expect(file).toMatchObject({ name: "summary.csv", path: "out/summary.csv", mimeType: "text/csv", url: `/v1/files/${file.id}/content` });
+    expect(file).toMatchObject({
+      name: "summary.csv",
+      path: "out/summary.csv",
+      mimeType: "text/csv",
+      url: `/v1/files/${file.id}/content`,
+    });
     summaryId = file.id;
     const got = await bytesOf(file.url);
     expect(got.status).toBe(200);
@@ -75,14 +84,22 @@ describe("a CSV through the worker, then the listings and the context", () => {
     expect(file.size).toBe(Buffer.byteLength(got.text));
 
     const meta = await alice.get(`/v1/files/${file.id}`);
-    expect(meta.body).toMatchObject({ id: file.id, name: "summary.csv", path: "out/summary.csv", messageId, executionId: done.id });
+    expect(meta.body).toMatchObject({
+      id: file.id,
+      name: "summary.csv",
+      path: "out/summary.csv",
+      messageId,
+      executionId: done.id,
+    });
   });
 
   it("GET /v1/messages/:id/files and /v1/chats/:id/files list it", async () => {
     const byMessage = await alice.get(`/v1/messages/${messageId}/files`);
     expect(byMessage.status).toBe(200);
     expect(byMessage.body.messageId).toBe(messageId);
-    expect(byMessage.body.files.map((f: { id: string; path: string }) => [f.id, f.path])).toEqual([[summaryId, "out/summary.csv"]]);
+    expect(byMessage.body.files.map((f: { id: string; path: string }) => [f.id, f.path])).toEqual([
+      [summaryId, "out/summary.csv"],
+    ]);
 
     const byChat = await alice.get(`/v1/chats/${chatId}/files`);
     expect(byChat.status).toBe(200);
@@ -109,7 +126,12 @@ describe("a CSV through the worker, then the listings and the context", () => {
 
     const byChat = await alice.get(`/v1/chats/${chatId}/files`);
     expect(byChat.body.totalFiles).toBe(4);
-    expect(byChat.body.messages[messageId].map((f: { path: string }) => f.path)).toEqual(["notes.txt", "out/summary.csv", "report.xlsx", "stats.json"]);
+    expect(byChat.body.messages[messageId].map((f: { path: string }) => f.path)).toEqual([
+      "notes.txt",
+      "out/summary.csv",
+      "report.xlsx",
+      "stats.json",
+    ]);
   });
 
   it("/context lists attachments and generated files with previews, and a prompt naming them", async () => {
@@ -127,16 +149,24 @@ describe("a CSV through the worker, then the listings and the context", () => {
       mimeType: "text/csv",
       preview: { kind: "columns", columns: ["date", "region", "amount"] },
     });
-    expect(byPath["out/summary.csv"]).toMatchObject({ source: "generated", name: "summary.csv", preview: { kind: "columns", columns: ["region", "amount"] } });
+    expect(byPath["out/summary.csv"]).toMatchObject({
+      source: "generated",
+      name: "summary.csv",
+      preview: { kind: "columns", columns: ["region", "amount"] },
+    });
     expect(byPath["report.xlsx"].preview).toEqual({ kind: "sheets", sheets: ["Summary", "Raw data & notes"] });
     expect(byPath["stats.json"].preview).toEqual({ kind: "keys", keys: ["total", "regions"], array: false });
     expect(byPath["notes.txt"].preview).toEqual({ kind: "text", firstLine: "Totals by region" });
 
     const prompt: string = ctx.body.prompt;
     expect(prompt).toMatch(/^Files available in \/mnt\/data for this message:\n/);
-    expect(prompt).toContain(`- /mnt/data/sales.csv (text/csv, ${Buffer.byteLength(SALES)} B) — columns: date, region, amount`);
+    expect(prompt).toContain(
+      `- /mnt/data/sales.csv (text/csv, ${Buffer.byteLength(SALES)} B) — columns: date, region, amount`,
+    );
     expect(prompt).toContain("- /mnt/data/out/summary.csv (text/csv");
-    expect(prompt).toContain("/mnt/data/report.xlsx (application/vnd.openxmlformats-officedocument.spreadsheetml.sheet");
+    expect(prompt).toContain(
+      "/mnt/data/report.xlsx (application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    );
     expect(prompt).toContain("sheets: Summary, Raw data & notes");
     expect(prompt).toMatch(/Save files you create under \/mnt\/data so the user can download them\.$/);
   });
@@ -191,7 +221,11 @@ describe("attachments in the workspace", () => {
     const original = "a\n1\n";
     const up = await upload(original, "data.csv");
     const messageId = id("msg");
-    const done = await alice.run({ messageId, fileIds: [up.id], code: "open('/mnt/data/data.csv', 'a').write('2\\n')" });
+    const done = await alice.run({
+      messageId,
+      fileIds: [up.id],
+      code: "open('/mnt/data/data.csv', 'a').write('2\\n')",
+    });
     expectCompleted(done);
     expect(done.files).toHaveLength(1);
     expect(done.files[0]).toMatchObject({ path: "data.csv", derivedFromId: up.id });
@@ -203,12 +237,17 @@ describe("attachments in the workspace", () => {
 
     // The model now finds the changed copy at that path.
     const ctx = await alice.get(`/v1/messages/${messageId}/context`);
-    expect(ctx.body.files).toEqual([expect.objectContaining({ id: done.files[0].id, source: "generated", path: "data.csv", size: 6 })]);
+    expect(ctx.body.files).toEqual([
+      expect.objectContaining({ id: done.files[0].id, source: "generated", path: "data.csv", size: 6 }),
+    ]);
   });
 
   it("a symlink planted by code is not registered as a file", async () => {
     const messageId = id("msg");
-    const done = await alice.run({ messageId, code: "import os\nos.symlink('/etc/passwd', 'leak.csv')\nopen('fine.txt', 'w').write('ok')" });
+    const done = await alice.run({
+      messageId,
+      code: "import os\nos.symlink('/etc/passwd', 'leak.csv')\nopen('fine.txt', 'w').write('ok')",
+    });
     expectCompleted(done);
     expect(done.files.map((f: { name: string }) => f.name)).toEqual(["fine.txt"]);
     const listed = await alice.get(`/v1/messages/${messageId}/files`);
@@ -218,9 +257,18 @@ describe("attachments in the workspace", () => {
   it("another message's workspace is invisible", async () => {
     const chatId = id("chat");
     const secret = await upload("s3cret\n", "secret.csv");
-    const a = await alice.run({ chatId, messageId: id("msg-a"), fileIds: [secret.id], code: "open('a-output.txt', 'w').write('from a')" });
+    const a = await alice.run({
+      chatId,
+      messageId: id("msg-a"),
+      fileIds: [secret.id],
+      code: "open('a-output.txt', 'w').write('from a')",
+    });
     expectCompleted(a);
-    const b = await alice.run({ chatId, messageId: id("msg-b"), code: "import os\nprint(sorted(n for n in os.listdir('/mnt/data') if not n.startswith('.')))" });
+    const b = await alice.run({
+      chatId,
+      messageId: id("msg-b"),
+      code: "import os\nprint(sorted(n for n in os.listdir('/mnt/data') if not n.startswith('.')))",
+    });
     expectCompleted(b);
     expect(b.result.stdout).toBe("[]\n");
   });

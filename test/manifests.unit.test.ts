@@ -7,7 +7,9 @@ import { describe, expect, it } from "vitest";
 // here and breaks only where the package is installed on its own. This keeps each manifest honest.
 const root = path.resolve(import.meta.dirname, "..");
 const workspaces = ["apps", "packages"].flatMap((dir) =>
-  readdirSync(path.join(root, dir)).map((name) => path.join(dir, name)).filter((ws) => statSync(path.join(root, ws, "package.json"), { throwIfNoEntry: false })),
+  readdirSync(path.join(root, dir))
+    .map((name) => path.join(dir, name))
+    .filter((ws) => statSync(path.join(root, ws, "package.json"), { throwIfNoEntry: false })),
 );
 
 function sourceFiles(dir: string): string[] {
@@ -22,11 +24,20 @@ function sourceFiles(dir: string): string[] {
 /** Package names a file imports (static, type-only, dynamic and re-exports), without node built-ins. */
 function importedPackages(file: string): string[] {
   const text = readFileSync(file, "utf8");
-  const specs = [...text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'"`;]*?from\s*["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)|(?:^|\n)\s*import\s*["']([^"']+)["']/g)].map(
-    (m) => m[1] ?? m[2] ?? m[3] ?? "",
-  );
+  const specs = [
+    ...text.matchAll(
+      /(?:^|\n)\s*(?:import|export)\b[^'"`;]*?from\s*["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)|(?:^|\n)\s*import\s*["']([^"']+)["']/g,
+    ),
+  ].map((m) => m[1] ?? m[2] ?? m[3] ?? "");
   return specs
-    .filter((s) => s && !s.startsWith(".") && !s.startsWith("/") && !s.startsWith("node:") && !builtinModules.includes(s.split("/")[0] ?? ""))
+    .filter(
+      (s) =>
+        s &&
+        !s.startsWith(".") &&
+        !s.startsWith("/") &&
+        !s.startsWith("node:") &&
+        !builtinModules.includes(s.split("/")[0] ?? ""),
+    )
     .map((s) => (s.startsWith("@") ? s.split("/").slice(0, 2).join("/") : (s.split("/")[0] ?? s)));
 }
 
@@ -42,18 +53,27 @@ describe("package manifests", () => {
         dependencies?: Record<string, string>;
         devDependencies?: Record<string, string>;
       };
-      const declared = new Set([...Object.keys(manifest.dependencies ?? {}), ...Object.keys(manifest.devDependencies ?? {}), manifest.name]);
-      const srcDirs = ["src", "bin", "public"].map((d) => path.join(root, ws, d)).filter((d) => statSync(d, { throwIfNoEntry: false })?.isDirectory());
+      const declared = new Set([
+        ...Object.keys(manifest.dependencies ?? {}),
+        ...Object.keys(manifest.devDependencies ?? {}),
+        manifest.name,
+      ]);
+      const srcDirs = ["src", "bin", "public"]
+        .map((d) => path.join(root, ws, d))
+        .filter((d) => statSync(d, { throwIfNoEntry: false })?.isDirectory());
       const missing = new Set<string>();
       for (const file of srcDirs.flatMap(sourceFiles)) {
-        for (const pkg of importedPackages(file)) if (!declared.has(pkg)) missing.add(`${pkg} (${path.relative(root, file)})`);
+        for (const pkg of importedPackages(file))
+          if (!declared.has(pkg)) missing.add(`${pkg} (${path.relative(root, file)})`);
       }
       expect([...missing].sort()).toEqual([]);
     });
   }
 
   it("the API never drives kernels: it does not depend on the kernel package", () => {
-    const api = JSON.parse(readFileSync(path.join(root, "apps/api/package.json"), "utf8")) as { dependencies?: Record<string, string> };
+    const api = JSON.parse(readFileSync(path.join(root, "apps/api/package.json"), "utf8")) as {
+      dependencies?: Record<string, string>;
+    };
     expect(Object.keys(api.dependencies ?? {})).not.toContain("@codeinterp/kernel");
   });
 });

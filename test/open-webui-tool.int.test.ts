@@ -37,7 +37,16 @@ interface OwuiEvent {
 }
 interface DriverOut {
   calls: Array<{ result: string; events: OwuiEvent[] }>;
-  files: Record<string, { id: string; user_id: string; filename: string; path: string; meta: { name: string; content_type: string; size: number; data: Record<string, unknown> } }>;
+  files: Record<
+    string,
+    {
+      id: string;
+      user_id: string;
+      filename: string;
+      path: string;
+      meta: { name: string; content_type: string; size: number; data: Record<string, unknown> };
+    }
+  >;
   message_files: Record<string, Array<{ type: string; id?: string; name: string; url: string }>>;
   minted_users: string[];
 }
@@ -49,10 +58,17 @@ let cache = "";
 
 /** pydantic is what Open WebUI ships for Valves; Debian packages it. As root (CI) it is installed like Jupyter is. */
 async function ensurePydantic() {
-  const has = () => promisify(execFile)(PYTHON, ["-c", "import pydantic"]).then(() => true, () => false);
+  const has = () =>
+    promisify(execFile)(PYTHON, ["-c", "import pydantic"]).then(
+      () => true,
+      () => false,
+    );
   if (await has()) return;
   if (process.getuid?.() !== 0) throw new Error(`${PYTHON} lacks pydantic: apt-get install python3-pydantic`);
-  const apt = (args: string[]) => promisify(execFile)("/usr/bin/env", ["DEBIAN_FRONTEND=noninteractive", "apt-get", ...args], { timeout: 10 * 60_000 });
+  const apt = (args: string[]) =>
+    promisify(execFile)("/usr/bin/env", ["DEBIAN_FRONTEND=noninteractive", "apt-get", ...args], {
+      timeout: 10 * 60_000,
+    });
   await apt(["update"]);
   await apt(["install", "-y", "--no-install-recommends", "python3-pydantic"]);
   if (!(await has())) throw new Error("apt-get installed python3-pydantic but it does not import");
@@ -61,7 +77,13 @@ async function ensurePydantic() {
 function runTool(spec: Record<string, unknown>): Promise<DriverOut> {
   return new Promise((resolve, reject) => {
     const child = spawn(PYTHON, [DRIVER], {
-      env: { PATH: process.env.PATH ?? "/usr/bin", PYTHONPATH: STUBS, OWUI_STUB_BUCKET: bucket, OWUI_STUB_UPLOAD_DIR: cache, PYTHONDONTWRITEBYTECODE: "1" },
+      env: {
+        PATH: process.env.PATH ?? "/usr/bin",
+        PYTHONPATH: STUBS,
+        OWUI_STUB_BUCKET: bucket,
+        OWUI_STUB_UPLOAD_DIR: cache,
+        PYTHONDONTWRITEBYTECODE: "1",
+      },
       stdio: ["pipe", "pipe", "pipe"],
     });
     let out = "";
@@ -97,13 +119,35 @@ const owuiUser = (id = "owui-user-1") => ({
 function owuiFile(name: string, content: Buffer, contentType: string, userId = "owui-user-1") {
   const id = randomUUID();
   const seed = { id, user_id: userId, name, content_type: contentType, content_b64: content.toString("base64") };
-  const uploaded = { id, user_id: userId, hash: null, filename: name, data: { status: "completed" }, meta: { name, content_type: contentType, size: content.length, data: {} }, created_at: 1764400000, updated_at: 1764400000 };
-  const item = { type: "file", file: uploaded, id, url: id, name, collection_name: `file-${id}`, content_type: contentType, status: "uploaded", size: content.length, error: "", itemId: randomUUID() };
+  const uploaded = {
+    id,
+    user_id: userId,
+    hash: null,
+    filename: name,
+    data: { status: "completed" },
+    meta: { name, content_type: contentType, size: content.length, data: {} },
+    created_at: 1764400000,
+    updated_at: 1764400000,
+  };
+  const item = {
+    type: "file",
+    file: uploaded,
+    id,
+    url: id,
+    name,
+    collection_name: `file-${id}`,
+    content_type: contentType,
+    status: "uploaded",
+    size: content.length,
+    error: "",
+    itemId: randomUUID(),
+  };
   return { seed, item };
 }
 
 const valves = () => ({ CODEINTERP_URL: stack.url, CODEINTERP_API_KEY: key, EXECUTION_TIMEOUT_S: 60 });
-const statuses = (events: OwuiEvent[]) => events.filter((e) => e.type === "status").map((e) => e.data.description ?? "");
+const statuses = (events: OwuiEvent[]) =>
+  events.filter((e) => e.type === "status").map((e) => e.data.description ?? "");
 
 beforeAll(async () => {
   await ensurePydantic();
@@ -120,142 +164,216 @@ afterAll(async () => {
 });
 
 describe("Open WebUI Tool", () => {
-  it("reads an attached CSV at /mnt/data/<name>, streams status and output in order, returns stdout", { timeout: 120_000 }, async () => {
-    const csv = owuiFile("sales.csv", Buffer.from("month,revenue\nJan,120\nFeb,150\nMar,90\n"), "text/csv");
-    const code = [
-      "import time, pandas as pd",
-      "df = pd.read_csv('/mnt/data/sales.csv')",
-      "print('rows', len(df), flush=True)",
-      "time.sleep(1.5)",
-      "print('total', df.revenue.sum())",
-    ].join("\n");
-    const out = await runTool({ seed_files: [csv.seed], calls: [{ user: owuiUser(), chat_id: "chat-1", message_id: "msg-1", files: [csv.item], code }] });
-    const { result, events } = out.calls[0]!;
-    const answer = JSON.parse(result) as { status: string; stdout: string; stderr: string; error?: unknown };
-    expect(answer.status).toBe("completed");
-    expect(answer.stdout).toBe("rows 3\ntotal 360\n");
-    expect(answer.error).toBeUndefined();
+  it(
+    "reads an attached CSV at /mnt/data/<name>, streams status and output in order, returns stdout",
+    { timeout: 120_000 },
+    async () => {
+      const csv = owuiFile("sales.csv", Buffer.from("month,revenue\nJan,120\nFeb,150\nMar,90\n"), "text/csv");
+      const code = [
+        "import time, pandas as pd",
+        "df = pd.read_csv('/mnt/data/sales.csv')",
+        "print('rows', len(df), flush=True)",
+        "time.sleep(1.5)",
+        "print('total', df.revenue.sum())",
+      ].join("\n");
+      const out = await runTool({
+        seed_files: [csv.seed],
+        calls: [{ user: owuiUser(), chat_id: "chat-1", message_id: "msg-1", files: [csv.item], code }],
+      });
+      const { result, events } = out.calls[0]!;
+      const answer = JSON.parse(result) as { status: string; stdout: string; stderr: string; error?: unknown };
+      expect(answer.status).toBe("completed");
+      expect(answer.stdout).toBe("rows 3\ntotal 360\n");
+      expect(answer.error).toBeUndefined();
 
-    const seen = statuses(events);
-    expect(seen[0]).toBe("Attaching 1 file(s)…");
-    const running = seen.indexOf("Running…");
-    const rows = seen.indexOf("Output: rows 3");
-    expect(seen.some((s) => /^(Queued|Preparing)/.test(s))).toBe(true);
-    expect(running).toBeGreaterThan(0);
-    // "rows 3" was shown while the code still slept, before the final status.
-    expect(rows).toBeGreaterThan(running);
-    expect(seen.indexOf("Output: total 360")).toBeGreaterThan(rows);
-    const last = events.at(-1)!;
-    expect(last).toMatchObject({ type: "status", data: { done: true } });
-    expect(last.data.description).toMatch(/^Ran in \d+\.\d s$/);
-    expect(events.filter((e) => e.data.done === true)).toHaveLength(1);
+      const seen = statuses(events);
+      expect(seen[0]).toBe("Attaching 1 file(s)…");
+      const running = seen.indexOf("Running…");
+      const rows = seen.indexOf("Output: rows 3");
+      expect(seen.some((s) => /^(Queued|Preparing)/.test(s))).toBe(true);
+      expect(running).toBeGreaterThan(0);
+      // "rows 3" was shown while the code still slept, before the final status.
+      expect(rows).toBeGreaterThan(running);
+      expect(seen.indexOf("Output: total 360")).toBeGreaterThan(rows);
+      const last = events.at(-1)!;
+      expect(last).toMatchObject({ type: "status", data: { done: true } });
+      expect(last.data.description).toMatch(/^Ran in \d+\.\d s$/);
+      expect(events.filter((e) => e.data.done === true)).toHaveLength(1);
 
-    // The execution belongs to that chat and message in codeinterp.
-    const ctx = await client(stack.url, key).get("/v1/messages/msg-1/context");
-    expect(ctx.body.files.map((f: { path: string }) => f.path)).toEqual(["sales.csv"]);
-  });
+      // The execution belongs to that chat and message in codeinterp.
+      const ctx = await client(stack.url, key).get("/v1/messages/msg-1/context");
+      expect(ctx.body.files.map((f: { path: string }) => f.path)).toEqual(["sales.csv"]);
+    },
+  );
 
-  it("two attachments with the same name are both readable; each content is uploaded once across calls", { timeout: 120_000 }, async () => {
-    const a = owuiFile("data.csv", Buffer.from("v\n1\n2\n"), "text/csv");
-    const b = owuiFile("data.csv", Buffer.from("v\n10\n20\n30\n"), "text/csv");
-    const code = "import pandas as pd\nprint(pd.read_csv('/mnt/data/data.csv').v.sum(), pd.read_csv('/mnt/data/data (2).csv').v.sum())";
-    const call = (message_id: string) => ({ user: owuiUser(), chat_id: "chat-2", message_id, files: [a.item, b.item], code });
-    const out = await runTool({ seed_files: [a.seed, b.seed], calls: [call("msg-2a"), call("msg-2a"), call("msg-2b")] });
-    for (const c of out.calls) expect(JSON.parse(c.result)).toMatchObject({ status: "completed", stdout: "3 60\n" });
-    // Three calls, two messages: one codeinterp upload per content.
-    const api = client(stack.url, key);
-    for (const content of ["v\n1\n2\n", "v\n10\n20\n30\n"]) {
-      const sha = createHash("sha256").update(content).digest("hex");
-      expect((await api.get(`/v1/files?sha256=${sha}`)).body.files).toHaveLength(1);
-    }
-  });
+  it(
+    "two attachments with the same name are both readable; each content is uploaded once across calls",
+    { timeout: 120_000 },
+    async () => {
+      const a = owuiFile("data.csv", Buffer.from("v\n1\n2\n"), "text/csv");
+      const b = owuiFile("data.csv", Buffer.from("v\n10\n20\n30\n"), "text/csv");
+      const code =
+        "import pandas as pd\nprint(pd.read_csv('/mnt/data/data.csv').v.sum(), pd.read_csv('/mnt/data/data (2).csv').v.sum())";
+      const call = (message_id: string) => ({
+        user: owuiUser(),
+        chat_id: "chat-2",
+        message_id,
+        files: [a.item, b.item],
+        code,
+      });
+      const out = await runTool({
+        seed_files: [a.seed, b.seed],
+        calls: [call("msg-2a"), call("msg-2a"), call("msg-2b")],
+      });
+      for (const c of out.calls) expect(JSON.parse(c.result)).toMatchObject({ status: "completed", stdout: "3 60\n" });
+      // Three calls, two messages: one codeinterp upload per content.
+      const api = client(stack.url, key);
+      for (const content of ["v\n1\n2\n", "v\n10\n20\n30\n"]) {
+        const sha = createHash("sha256").update(content).digest("hex");
+        expect((await api.get(`/v1/files?sha256=${sha}`)).body.files).toHaveLength(1);
+      }
+    },
+  );
 
-  it("generated xlsx, PNG and an inline chart become the user's files in Open WebUI, shown in the message, byte-exact", { timeout: 120_000 }, async () => {
-    const code = [
-      "%matplotlib inline",
-      "import pandas as pd, matplotlib.pyplot as plt",
-      "df = pd.DataFrame({'month': ['Jan', 'Feb'], 'revenue': [120, 150]})",
-      "df.to_excel('/mnt/data/summary.xlsx', index=False)",
-      "fig, ax = plt.subplots()",
-      "ax.bar(df.month, df.revenue)",
-      "fig.savefig('/mnt/data/chart.png')",
-      "plt.show()",
-      "print('done')",
-    ].join("\n");
-    const out = await runTool({ calls: [{ user: owuiUser(), chat_id: "chat-3", message_id: "msg-3", files: [], code }] });
-    const { result, events } = out.calls[0]!;
-    const answer = JSON.parse(result) as { status: string; files: Array<{ name: string; path: string | null; id: string; url: string; mime_type: string; size: number }> };
-    expect(answer.status).toBe("completed");
-    const byName = new Map(answer.files.map((f) => [f.name, f]));
-    expect([...byName.keys()].sort()).toEqual(["chart-1.png", "chart.png", "summary.xlsx"]);
+  it(
+    "generated xlsx, PNG and an inline chart become the user's files in Open WebUI, shown in the message, byte-exact",
+    { timeout: 120_000 },
+    async () => {
+      const code = [
+        "%matplotlib inline",
+        "import pandas as pd, matplotlib.pyplot as plt",
+        "df = pd.DataFrame({'month': ['Jan', 'Feb'], 'revenue': [120, 150]})",
+        "df.to_excel('/mnt/data/summary.xlsx', index=False)",
+        "fig, ax = plt.subplots()",
+        "ax.bar(df.month, df.revenue)",
+        "fig.savefig('/mnt/data/chart.png')",
+        "plt.show()",
+        "print('done')",
+      ].join("\n");
+      const out = await runTool({
+        calls: [{ user: owuiUser(), chat_id: "chat-3", message_id: "msg-3", files: [], code }],
+      });
+      const { result, events } = out.calls[0]!;
+      const answer = JSON.parse(result) as {
+        status: string;
+        files: Array<{ name: string; path: string | null; id: string; url: string; mime_type: string; size: number }>;
+      };
+      expect(answer.status).toBe("completed");
+      const byName = new Map(answer.files.map((f) => [f.name, f]));
+      expect([...byName.keys()].sort()).toEqual(["chart-1.png", "chart.png", "summary.xlsx"]);
 
-    const api = client(stack.url, key);
-    for (const name of ["summary.xlsx", "chart.png"]) {
-      const f = byName.get(name)!;
-      expect(f.path).toBe(name);
-      // Open WebUI serves it from its own route; no codeinterp link was handed out for a stored copy.
-      expect(f.url).toBe(`/api/v1/files/${f.id}/content`);
-      const row = out.files[f.id]!;
-      const cid = row.meta.data.codeinterp_file_id as string;
-      // What codeinterp stored and what Open WebUI now stores for the user: the same bytes.
-      const original = Buffer.from(await (await fetch(`${stack.url}/v1/files/${cid}/content`, { headers: { authorization: `Bearer ${key}` } })).arrayBuffer());
-      expect(row).toMatchObject({ user_id: "owui-user-1", filename: name, meta: { name, size: original.length } });
-      expect(row.path).toBe(`s3://stub-bucket/${f.id}_${name}`);
-      expect((await readFile(path.join(bucket, `${f.id}_${name}`))).equals(original)).toBe(true);
-      expect(original.length).toBe(f.size);
-      expect((await api.get(`/v1/files/${cid}`)).body.messageId).toBe("msg-3");
-    }
-    expect(out.files[byName.get("summary.xlsx")!.id]!.meta.content_type).toBe("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet");
-    const xlsx = await readFile(path.join(bucket, `${byName.get("summary.xlsx")!.id}_summary.xlsx`));
-    expect(xlsx.subarray(0, 4)).toEqual(Buffer.from([0x50, 0x4b, 0x03, 0x04]));
-    const chart = await readFile(path.join(bucket, `${byName.get("chart-1.png")!.id}_chart-1.png`));
-    expect(chart.subarray(1, 4).toString()).toBe("PNG");
+      const api = client(stack.url, key);
+      for (const name of ["summary.xlsx", "chart.png"]) {
+        const f = byName.get(name)!;
+        expect(f.path).toBe(name);
+        // Open WebUI serves it from its own route; no codeinterp link was handed out for a stored copy.
+        expect(f.url).toBe(`/api/v1/files/${f.id}/content`);
+        const row = out.files[f.id]!;
+        const cid = row.meta.data.codeinterp_file_id as string;
+        // What codeinterp stored and what Open WebUI now stores for the user: the same bytes.
+        const original = Buffer.from(
+          await (
+            await fetch(`${stack.url}/v1/files/${cid}/content`, { headers: { authorization: `Bearer ${key}` } })
+          ).arrayBuffer(),
+        );
+        expect(row).toMatchObject({ user_id: "owui-user-1", filename: name, meta: { name, size: original.length } });
+        expect(row.path).toBe(`s3://stub-bucket/${f.id}_${name}`);
+        expect((await readFile(path.join(bucket, `${f.id}_${name}`))).equals(original)).toBe(true);
+        expect(original.length).toBe(f.size);
+        expect((await api.get(`/v1/files/${cid}`)).body.messageId).toBe("msg-3");
+      }
+      expect(out.files[byName.get("summary.xlsx")!.id]!.meta.content_type).toBe(
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+      );
+      const xlsx = await readFile(path.join(bucket, `${byName.get("summary.xlsx")!.id}_summary.xlsx`));
+      expect(xlsx.subarray(0, 4)).toEqual(Buffer.from([0x50, 0x4b, 0x03, 0x04]));
+      const chart = await readFile(path.join(bucket, `${byName.get("chart-1.png")!.id}_chart-1.png`));
+      expect(chart.subarray(1, 4).toString()).toBe("PNG");
 
-    // The message shows them: images inline, the workbook as a file; the same list was emitted to the page.
-    const shown = out.message_files["chat-3/msg-3"]!;
-    expect(shown.map((e) => [e.type, e.name]).sort()).toEqual([["file", "summary.xlsx"], ["image", "chart-1.png"], ["image", "chart.png"]]);
-    const filesEvent = events.findIndex((e) => e.type === "chat:message:files");
-    expect(filesEvent).toBeGreaterThan(0);
-    expect(events[filesEvent]!.data.files).toEqual(shown);
-    expect(filesEvent).toBeLessThan(events.length - 1);
-  });
+      // The message shows them: images inline, the workbook as a file; the same list was emitted to the page.
+      const shown = out.message_files["chat-3/msg-3"]!;
+      expect(shown.map((e) => [e.type, e.name]).sort()).toEqual([
+        ["file", "summary.xlsx"],
+        ["image", "chart-1.png"],
+        ["image", "chart.png"],
+      ]);
+      const filesEvent = events.findIndex((e) => e.type === "chat:message:files");
+      expect(filesEvent).toBeGreaterThan(0);
+      expect(events[filesEvent]!.data.files).toEqual(shown);
+      expect(filesEvent).toBeLessThan(events.length - 1);
+    },
+  );
 
-  it("without Open WebUI's file store the user gets codeinterp signed links that download byte-exact; a pasted image is attached", { timeout: 120_000 }, async () => {
-    const png = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==", "base64");
-    // A pasted image stays a data URL in the chat input (MessageInput.svelte on:paste: `{ type: 'image', url }`).
-    const pasted = { type: "image", url: `data:image/png;base64,${png.toString("base64")}` };
-    const code = "import os\nprint(os.path.getsize('/mnt/data/image-1.png'))\nopen('/mnt/data/out.bin','wb').write(bytes(range(256)) * 10)";
-    const out = await runTool({ without_store: true, calls: [{ user: owuiUser(), chat_id: "chat-7", message_id: "msg-7", files: [pasted], code }] });
-    const { result, events } = out.calls[0]!;
-    const answer = JSON.parse(result) as { status: string; stdout: string; files: Array<{ name: string; url: string; expires_at: string }> };
-    expect(answer).toMatchObject({ status: "completed", stdout: `${png.length}\n` });
-    const bin = answer.files.find((f) => f.name === "out.bin")!;
-    expect(bin.url).toMatch(new RegExp(`^${stack.url}/links/`));
-    expect(Date.parse(bin.expires_at)).toBeGreaterThan(Date.now());
-    const got = Buffer.from(await (await fetch(bin.url)).arrayBuffer());
-    expect(got.equals(Buffer.from(Array.from({ length: 2560 }, (_v, i) => i % 256)))).toBe(true);
-    // Shown in the message from the page's events; nothing was written to Open WebUI.
-    const shown = events.find((e) => e.type === "chat:message:files")!.data.files!;
-    expect(shown).toEqual([{ type: "file", name: "out.bin", url: bin.url, content_type: "application/octet-stream" }]);
-    expect(out.files).toEqual({});
-  });
+  it(
+    "without Open WebUI's file store the user gets codeinterp signed links that download byte-exact; a pasted image is attached",
+    { timeout: 120_000 },
+    async () => {
+      const png = Buffer.from(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==",
+        "base64",
+      );
+      // A pasted image stays a data URL in the chat input (MessageInput.svelte on:paste: `{ type: 'image', url }`).
+      const pasted = { type: "image", url: `data:image/png;base64,${png.toString("base64")}` };
+      const code =
+        "import os\nprint(os.path.getsize('/mnt/data/image-1.png'))\nopen('/mnt/data/out.bin','wb').write(bytes(range(256)) * 10)";
+      const out = await runTool({
+        without_store: true,
+        calls: [{ user: owuiUser(), chat_id: "chat-7", message_id: "msg-7", files: [pasted], code }],
+      });
+      const { result, events } = out.calls[0]!;
+      const answer = JSON.parse(result) as {
+        status: string;
+        stdout: string;
+        files: Array<{ name: string; url: string; expires_at: string }>;
+      };
+      expect(answer).toMatchObject({ status: "completed", stdout: `${png.length}\n` });
+      const bin = answer.files.find((f) => f.name === "out.bin")!;
+      expect(bin.url).toMatch(new RegExp(`^${stack.url}/links/`));
+      expect(Date.parse(bin.expires_at)).toBeGreaterThan(Date.now());
+      const got = Buffer.from(await (await fetch(bin.url)).arrayBuffer());
+      expect(got.equals(Buffer.from(Array.from({ length: 2560 }, (_v, i) => i % 256)))).toBe(true);
+      // Shown in the message from the page's events; nothing was written to Open WebUI.
+      const shown = events.find((e) => e.type === "chat:message:files")!.data.files!;
+      expect(shown).toEqual([
+        { type: "file", name: "out.bin", url: bin.url, content_type: "application/octet-stream" },
+      ]);
+      expect(out.files).toEqual({});
+    },
+  );
 
-  it("fast output is shown at most twice a second in the status line, ending with the last line", { timeout: 120_000 }, async () => {
-    const code = "import time\nfor i in range(300):\n    print(i, flush=True)\n    time.sleep(0.005)";
-    const out = await runTool({ calls: [{ user: owuiUser(), chat_id: "chat-9", message_id: "msg-9", code }] });
-    const { result, events } = out.calls[0]!;
-    expect((JSON.parse(result) as { stdout: string }).stdout.split("\n")).toHaveLength(301);
-    const outputs = statuses(events).filter((d) => d.startsWith("Output: "));
-    expect(outputs.at(-1)).toBe("Output: 299");
-    // ~1.5 s of output: a handful of lines, not one per print.
-    expect(outputs.length).toBeGreaterThanOrEqual(1);
-    expect(outputs.length).toBeLessThanOrEqual(10);
-  });
+  it(
+    "fast output is shown at most twice a second in the status line, ending with the last line",
+    { timeout: 120_000 },
+    async () => {
+      const code = "import time\nfor i in range(300):\n    print(i, flush=True)\n    time.sleep(0.005)";
+      const out = await runTool({ calls: [{ user: owuiUser(), chat_id: "chat-9", message_id: "msg-9", code }] });
+      const { result, events } = out.calls[0]!;
+      expect((JSON.parse(result) as { stdout: string }).stdout.split("\n")).toHaveLength(301);
+      const outputs = statuses(events).filter((d) => d.startsWith("Output: "));
+      expect(outputs.at(-1)).toBe("Output: 299");
+      // ~1.5 s of output: a handful of lines, not one per print.
+      expect(outputs.length).toBeGreaterThanOrEqual(1);
+      expect(outputs.length).toBeLessThanOrEqual(10);
+    },
+  );
 
   it("a Python error reaches the model with its traceback", { timeout: 120_000 }, async () => {
-    const out = await runTool({ calls: [{ user: owuiUser(), chat_id: "chat-4", message_id: "msg-4", code: "def f(x):\n    return 1 / x\n\nprint('before')\nf(0)" }] });
+    const out = await runTool({
+      calls: [
+        {
+          user: owuiUser(),
+          chat_id: "chat-4",
+          message_id: "msg-4",
+          code: "def f(x):\n    return 1 / x\n\nprint('before')\nf(0)",
+        },
+      ],
+    });
     const { result, events } = out.calls[0]!;
-    const answer = JSON.parse(result) as { status: string; stdout: string; error: { ename: string; evalue: string; traceback: string } };
+    const answer = JSON.parse(result) as {
+      status: string;
+      stdout: string;
+      error: { ename: string; evalue: string; traceback: string };
+    };
     expect(answer.status).toBe("completed");
     expect(answer.stdout).toBe("before\n");
     expect(answer.error.ename).toBe("ZeroDivisionError");
@@ -265,20 +383,32 @@ describe("Open WebUI Tool", () => {
     expect(events.at(-1)!.data).toEqual({ description: "The code raised ZeroDivisionError", done: true });
   });
 
-  it("an attachment of another Open WebUI user, or one whose stored object is gone, is not sent; the model is told", { timeout: 60_000 }, async () => {
-    const theirs = owuiFile("theirs.csv", Buffer.from("t\n1\n"), "text/csv", "someone-else");
-    const gone = { ...owuiFile("gone.csv", Buffer.from("g\n1\n"), "text/csv").item, id: randomUUID() };
-    const out = await runTool({
-      seed_files: [theirs.seed],
-      calls: [{ user: owuiUser(), chat_id: "chat-8", message_id: "msg-8", files: [theirs.item, gone], code: "import os\nprint(os.listdir('/mnt/data'))" }],
-    });
-    const answer = JSON.parse(out.calls[0]!.result) as { status: string; stdout: string; warnings: string[] };
-    expect(answer).toMatchObject({ status: "completed", stdout: "[]\n" });
-    expect(answer.warnings).toEqual([
-      `not attached: attached file ${theirs.seed.id} belongs to another user`,
-      `not attached: attached file ${gone.id} is not in Open WebUI's file store`,
-    ]);
-  });
+  it(
+    "an attachment of another Open WebUI user, or one whose stored object is gone, is not sent; the model is told",
+    { timeout: 60_000 },
+    async () => {
+      const theirs = owuiFile("theirs.csv", Buffer.from("t\n1\n"), "text/csv", "someone-else");
+      const gone = { ...owuiFile("gone.csv", Buffer.from("g\n1\n"), "text/csv").item, id: randomUUID() };
+      const out = await runTool({
+        seed_files: [theirs.seed],
+        calls: [
+          {
+            user: owuiUser(),
+            chat_id: "chat-8",
+            message_id: "msg-8",
+            files: [theirs.item, gone],
+            code: "import os\nprint(os.listdir('/mnt/data'))",
+          },
+        ],
+      });
+      const answer = JSON.parse(out.calls[0]!.result) as { status: string; stdout: string; warnings: string[] };
+      expect(answer).toMatchObject({ status: "completed", stdout: "[]\n" });
+      expect(answer.warnings).toEqual([
+        `not attached: attached file ${theirs.seed.id} belongs to another user`,
+        `not attached: attached file ${gone.id} is not in Open WebUI's file store`,
+      ]);
+    },
+  );
 
   it("a wrong key is a clear message for the model and the user, not a crash", { timeout: 60_000 }, async () => {
     const csv = owuiFile("x.csv", Buffer.from("a\n1\n"), "text/csv");
@@ -297,29 +427,46 @@ describe("Open WebUI Tool", () => {
     expect(Object.keys(out.files)).toEqual([csv.seed.id]);
   });
 
-  it("with ADMIN_TOKEN each Open WebUI user is a codeinterp user of their own; a user's own key wins", { timeout: 120_000 }, async () => {
-    const mk = (user: string, msg: string, extra: Record<string, unknown> = {}) => ({ user: owuiUser(user), chat_id: "chat-6", message_id: msg, code: "import os\nprint(sorted(os.listdir('/mnt/data')))", ...extra });
-    const secret = owuiFile("secret.csv", Buffer.from(`s\n${randomBytes(8).toString("hex")}\n`), "text/csv", "ann");
-    const own = (await stack.newUser("own-key-user")).key;
-    const out = await runTool({
-      valves: { CODEINTERP_URL: stack.url, CODEINTERP_API_KEY: "", ADMIN_TOKEN: stack.adminToken },
-      seed_files: [secret.seed],
-      calls: [mk("ann", "msg-6", { files: [secret.item] }), mk("bob", "msg-6"), mk("cat", "msg-6c", { user_valves: { CODEINTERP_API_KEY: own } })],
-    });
-    expect(out.minted_users).toEqual(["openwebui:ann", "openwebui:bob"]);
-    // Same chat and message ids, different users: Bob does not see Ann's /mnt/data.
-    expect(JSON.parse(out.calls[0]!.result)).toMatchObject({ status: "completed", stdout: "['secret.csv']\n" });
-    expect(JSON.parse(out.calls[1]!.result)).toMatchObject({ status: "completed", stdout: "[]\n" });
-    expect(JSON.parse(out.calls[2]!.result)).toMatchObject({ status: "completed" });
-    expect((await client(stack.url, own).get("/v1/messages/msg-6c/context")).status).toBe(200);
-    expect((await client(stack.url, own).get("/v1/chats/chat-6/files")).status).toBe(200);
-  });
+  it(
+    "with ADMIN_TOKEN each Open WebUI user is a codeinterp user of their own; a user's own key wins",
+    { timeout: 120_000 },
+    async () => {
+      const mk = (user: string, msg: string, extra: Record<string, unknown> = {}) => ({
+        user: owuiUser(user),
+        chat_id: "chat-6",
+        message_id: msg,
+        code: "import os\nprint(sorted(os.listdir('/mnt/data')))",
+        ...extra,
+      });
+      const secret = owuiFile("secret.csv", Buffer.from(`s\n${randomBytes(8).toString("hex")}\n`), "text/csv", "ann");
+      const own = (await stack.newUser("own-key-user")).key;
+      const out = await runTool({
+        valves: { CODEINTERP_URL: stack.url, CODEINTERP_API_KEY: "", ADMIN_TOKEN: stack.adminToken },
+        seed_files: [secret.seed],
+        calls: [
+          mk("ann", "msg-6", { files: [secret.item] }),
+          mk("bob", "msg-6"),
+          mk("cat", "msg-6c", { user_valves: { CODEINTERP_API_KEY: own } }),
+        ],
+      });
+      expect(out.minted_users).toEqual(["openwebui:ann", "openwebui:bob"]);
+      // Same chat and message ids, different users: Bob does not see Ann's /mnt/data.
+      expect(JSON.parse(out.calls[0]!.result)).toMatchObject({ status: "completed", stdout: "['secret.csv']\n" });
+      expect(JSON.parse(out.calls[1]!.result)).toMatchObject({ status: "completed", stdout: "[]\n" });
+      expect(JSON.parse(out.calls[2]!.result)).toMatchObject({ status: "completed" });
+      expect((await client(stack.url, own).get("/v1/messages/msg-6c/context")).status).toBe(200);
+      expect((await client(stack.url, own).get("/v1/chats/chat-6/files")).status).toBe(200);
+    },
+  );
 
   it("the Tool file is one self-contained module: standard library, pydantic, and Open WebUI's own modules only", async () => {
     expect(existsSync(TOOL)).toBe(true);
     const src = await readFile(TOOL, "utf8");
     const imports = [...src.matchAll(/^\s*(?:from|import) ([\w.]+)/gm)].map((m) => m[1]!.split(".")[0]!);
-    const { stdout } = await promisify(execFile)(PYTHON, ["-c", "import sys; print(' '.join(sorted(sys.stdlib_module_names)))"]);
+    const { stdout } = await promisify(execFile)(PYTHON, [
+      "-c",
+      "import sys; print(' '.join(sorted(sys.stdlib_module_names)))",
+    ]);
     const stdlib = new Set(stdout.trim().split(" "));
     expect([...new Set(imports.filter((m) => !stdlib.has(m)))].sort()).toEqual(["open_webui", "pydantic"]);
     expect(src).toMatch(/^class Tools:/m);

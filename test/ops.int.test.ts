@@ -57,7 +57,8 @@ async function scrape() {
 
 const find = (samples: Sample[], name: string, labels: Record<string, string> = {}) =>
   samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
-const value = (samples: Sample[], name: string, labels: Record<string, string> = {}) => find(samples, name, labels)[0]?.value ?? 0;
+const value = (samples: Sample[], name: string, labels: Record<string, string> = {}) =>
+  find(samples, name, labels)[0]?.value ?? 0;
 
 /** Scrapes until `ok` holds (worker snapshots arrive asynchronously). */
 async function scrapeUntil(ok: (m: Awaited<ReturnType<typeof scrape>>) => boolean, timeoutMs = 15_000) {
@@ -74,7 +75,12 @@ describe("Bull Board at /admin/queues", () => {
   const get = async (headers: Record<string, string> = {}, p = "/admin/queues") => {
     const res = await fetch(`${stack.url}${p}`, { headers });
     const body = await res.text();
-    return { status: res.status, headers: res.headers, text: async () => body, json: async () => JSON.parse(body) as unknown };
+    return {
+      status: res.status,
+      headers: res.headers,
+      text: async () => body,
+      json: async () => JSON.parse(body) as unknown,
+    };
   };
 
   it("asks for credentials without the admin token", async () => {
@@ -83,7 +89,9 @@ describe("Bull Board at /admin/queues", () => {
     expect(res.headers.get("www-authenticate")).toBe('Basic realm="codeinterp"');
     expect((await get({ authorization: "Bearer not-the-admin-token-at-all" })).status).toBe(401);
     expect((await get({ authorization: `Bearer ${userKey}` })).status).toBe(401);
-    expect((await get({ authorization: `Basic ${Buffer.from("admin:wrong-password").toString("base64")}` })).status).toBe(401);
+    expect(
+      (await get({ authorization: `Basic ${Buffer.from("admin:wrong-password").toString("base64")}` })).status,
+    ).toBe(401);
   });
 
   it("serves the board with the Bearer token", async () => {
@@ -122,7 +130,9 @@ describe("Bull Board at /admin/queues", () => {
     await new Promise((r) => server.once("listening", r));
     try {
       const { port } = server.address() as AddressInfo;
-      const res = await fetch(`http://127.0.0.1:${port}/admin/queues`, { headers: { authorization: "Bearer whatever-token-0123456789" } });
+      const res = await fetch(`http://127.0.0.1:${port}/admin/queues`, {
+        headers: { authorization: "Bearer whatever-token-0123456789" },
+      });
       await res.arrayBuffer();
       expect(res.status).toBe(404);
     } finally {
@@ -142,24 +152,36 @@ describe("GET /metrics", () => {
     const form = new FormData();
     const csv = "a,b\n1,2\n3,4\n";
     form.append("file", new Blob([csv], { type: "text/csv" }), "nums.csv");
-    const up = await fetch(`${stack.url}/v1/files`, { method: "POST", headers: { authorization: `Bearer ${userKey}` }, body: form });
+    const up = await fetch(`${stack.url}/v1/files`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${userKey}` },
+      body: form,
+    });
     expect(up.status).toBe(201);
     const fileId = ((await up.json()) as { id: string }).id;
 
-    const done = await api.run({ code: "open('/mnt/data/out.txt', 'w').write('x' * 1000)\nprint(open('/mnt/data/nums.csv').read())", fileIds: [fileId] });
+    const done = await api.run({
+      code: "open('/mnt/data/out.txt', 'w').write('x' * 1000)\nprint(open('/mnt/data/nums.csv').read())",
+      fileIds: [fileId],
+    });
     expect(done.status).toBe("completed");
 
     // The pool refills the kernel the execution took from it.
     const after = await scrapeUntil(
-      (m) => find(m.samples, "codeinterp_job_duration_seconds_count", { status: "completed" }).length > 0 && value(m.samples, "codeinterp_kernels_pool_available") === 2,
+      (m) =>
+        find(m.samples, "codeinterp_job_duration_seconds_count", { status: "completed" }).length > 0 &&
+        value(m.samples, "codeinterp_kernels_pool_available") === 2,
       30_000,
     );
     const { samples, types } = after;
 
     // Executions by final status, from the database.
     expect(types.get("codeinterp_executions_total")).toBe("counter");
-    expect(value(samples, "codeinterp_executions_total", { status: "completed" })).toBeGreaterThanOrEqual(completedBefore + 1);
-    for (const status of ["failed", "timed_out", "cancelled"]) expect(find(samples, "codeinterp_executions_total", { status })).toHaveLength(1);
+    expect(value(samples, "codeinterp_executions_total", { status: "completed" })).toBeGreaterThanOrEqual(
+      completedBefore + 1,
+    );
+    for (const status of ["failed", "timed_out", "cancelled"])
+      expect(find(samples, "codeinterp_executions_total", { status })).toHaveLength(1);
     expect(find(samples, "codeinterp_executions_in_progress", { status: "queued" })).toHaveLength(1);
 
     // Queue depth by state, for both queues.
@@ -168,7 +190,9 @@ describe("GET /metrics", () => {
       expect(find(samples, "codeinterp_queue_jobs", { queue: "executions", state })).toHaveLength(1);
       expect(find(samples, "codeinterp_queue_jobs", { queue: "maintenance", state })).toHaveLength(1);
     }
-    expect(value(samples, "codeinterp_queue_jobs", { queue: "executions", state: "completed" })).toBeGreaterThanOrEqual(1);
+    expect(value(samples, "codeinterp_queue_jobs", { queue: "executions", state: "completed" })).toBeGreaterThanOrEqual(
+      1,
+    );
 
     // The duration histogram, published by the worker through Redis.
     expect(types.get("codeinterp_job_duration_seconds")).toBe("histogram");
@@ -189,19 +213,29 @@ describe("GET /metrics", () => {
 
     // Bytes uploaded and registered.
     expect(value(samples, "codeinterp_uploaded_bytes_total")).toBe(uploadedBefore + csv.length);
-    expect(value(samples, "codeinterp_registered_bytes_total", { source: "generated" })).toBeGreaterThanOrEqual(generatedBefore + 1000);
+    expect(value(samples, "codeinterp_registered_bytes_total", { source: "generated" })).toBeGreaterThanOrEqual(
+      generatedBefore + 1000,
+    );
 
     // Process metrics, and every source readable.
     expect(types.get("process_cpu_seconds_total")).toBe("counter");
     expect(types.get("nodejs_eventloop_lag_p99_seconds")).toBe("gauge");
-    for (const source of ["db", "queue", "workers"]) expect(value(samples, "codeinterp_metrics_source_up", { source })).toBe(1);
+    for (const source of ["db", "queue", "workers"])
+      expect(value(samples, "codeinterp_metrics_source_up", { source })).toBe(1);
   });
 
   it("the pool gauge reaches the configured size, and a stopped worker's series go away", async () => {
-    const filled = await scrapeUntil((m) => find(m.samples, "codeinterp_kernels_pool_available").some((s) => s.value === 2), 30_000);
+    const filled = await scrapeUntil(
+      (m) => find(m.samples, "codeinterp_kernels_pool_available").some((s) => s.value === 2),
+      30_000,
+    );
     expect(find(filled.samples, "codeinterp_kernels_pool_available").map((s) => s.value)).toContain(2);
 
-    const extra = await stack.startWorker({ WORKER_ID: "ops-extra-worker", KERNEL_POOL_SIZE: "0", WORKER_CONCURRENCY: "1" });
+    const extra = await stack.startWorker({
+      WORKER_ID: "ops-extra-worker",
+      KERNEL_POOL_SIZE: "0",
+      WORKER_CONCURRENCY: "1",
+    });
     const two = await scrapeUntil((m) => value(m.samples, "codeinterp_workers") === 2);
     expect(value(two.samples, "codeinterp_workers")).toBe(2);
     expect(value(two.samples, "codeinterp_kernels_pool_target", { worker: "ops-extra-worker" })).toBe(0);
@@ -214,13 +248,17 @@ describe("GET /metrics", () => {
   });
 
   it("every metric the Grafana dashboard queries is exposed", async () => {
-    const dashboard = JSON.parse(await readFile(path.join(import.meta.dirname, "../grafana/codeinterp-dashboard.json"), "utf8")) as {
+    const dashboard = JSON.parse(
+      await readFile(path.join(import.meta.dirname, "../grafana/codeinterp-dashboard.json"), "utf8"),
+    ) as {
       panels: Array<{ type: string; targets?: Array<{ expr: string }> }>;
     };
     const exprs = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr));
     expect(exprs.length).toBeGreaterThan(10);
     const { types } = await scrapeUntil((m) => m.types.has("codeinterp_job_duration_seconds"));
-    const queried = new Set(exprs.flatMap((e) => [...e.matchAll(/\b((?:codeinterp|process|nodejs)_[a-z0-9_]+)\b/g)].map((m) => m[1]!)));
+    const queried = new Set(
+      exprs.flatMap((e) => [...e.matchAll(/\b((?:codeinterp|process|nodejs)_[a-z0-9_]+)\b/g)].map((m) => m[1]!)),
+    );
     expect(queried.size).toBeGreaterThan(10);
     const missing = [...queried].filter((name) => {
       if (types.has(name)) return false;
@@ -242,7 +280,10 @@ describe("interactive API docs at /docs", () => {
 
     const scripts = [...html.matchAll(/<script src="([^"]+)"/g)].map((m) => new URL(m[1]!, res.url).href);
     expect(scripts.length).toBeGreaterThanOrEqual(3);
-    for (const href of [...scripts, ...[...html.matchAll(/<link rel="stylesheet"[^>]*href="([^"]+)"/g)].map((m) => new URL(m[1]!, res.url).href)]) {
+    for (const href of [
+      ...scripts,
+      ...[...html.matchAll(/<link rel="stylesheet"[^>]*href="([^"]+)"/g)].map((m) => new URL(m[1]!, res.url).href),
+    ]) {
       const asset = await fetch(href);
       expect(asset.status, href).toBe(200);
       await asset.arrayBuffer();

@@ -30,13 +30,18 @@ const SCREENSHOT = path.join(repoRoot, "test-results/playground.png");
 const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
 const canRun = existsSync(CHROMIUM) || isRoot;
 if (!canRun) {
-  console.warn(`playground e2e skipped: ${CHROMIUM} is missing and installing it needs root (apt-get install -y chromium)`);
+  console.warn(
+    `playground e2e skipped: ${CHROMIUM} is missing and installing it needs root (apt-get install -y chromium)`,
+  );
 }
 
 async function ensureChromium() {
   if (existsSync(CHROMIUM)) return;
   const apt = (args: string[]) =>
-    promisify(execFile)("/usr/bin/env", ["DEBIAN_FRONTEND=noninteractive", "apt-get", ...args], { timeout: 15 * 60_000, maxBuffer: 64 * 1024 * 1024 });
+    promisify(execFile)("/usr/bin/env", ["DEBIAN_FRONTEND=noninteractive", "apt-get", ...args], {
+      timeout: 15 * 60_000,
+      maxBuffer: 64 * 1024 * 1024,
+    });
   await apt(["update"]);
   await apt(["install", "-y", "--no-install-recommends", "chromium"]);
   if (!existsSync(CHROMIUM)) throw new Error(`apt-get installed chromium but ${CHROMIUM} is missing`);
@@ -82,7 +87,9 @@ function diagnoseOnFailure(name: string) {
       chips: await read("#attachments"),
     };
     console.error(`playground e2e "${name}" failed; page state:`, JSON.stringify(state), "problems:", problems);
-    await page.screenshot({ path: SCREENSHOT.replace(/\.png$/, `-failure-${name}.png`), fullPage: true }).catch(() => undefined);
+    await page
+      .screenshot({ path: SCREENSHOT.replace(/\.png$/, `-failure-${name}.png`), fullPage: true })
+      .catch(() => undefined);
   });
 }
 
@@ -130,88 +137,100 @@ describe.skipIf(!canRun)("web playground at / (Chromium)", () => {
     expect(await js.text()).toContain("createClient");
   });
 
-  it("signs in, attaches a CSV, runs code that prints, plots and writes an xlsx, and downloads it", { timeout: 150_000 }, async () => {
-    diagnoseOnFailure("run");
-    await page.goto(`${stack.url}/`);
-    await page.locator("#signin").waitFor();
+  it(
+    "signs in, attaches a CSV, runs code that prints, plots and writes an xlsx, and downloads it",
+    { timeout: 150_000 },
+    async () => {
+      diagnoseOnFailure("run");
+      await page.goto(`${stack.url}/`);
+      await page.locator("#signin").waitFor();
 
-    await page.fill("#api-key", "not-a-key");
-    await page.click("#signin-submit");
-    await expect.poll(() => page.textContent("#signin-error")).toContain("not accepted");
+      await page.fill("#api-key", "not-a-key");
+      await page.click("#signin-submit");
+      await expect.poll(() => page.textContent("#signin-error")).toContain("not accepted");
 
-    await page.fill("#api-key", key);
-    await page.click("#signin-submit");
-    await page.locator("#app").waitFor();
-    expect(await page.evaluate(() => sessionStorage.getItem("codeinterp.apiKey"))).toBe(key);
+      await page.fill("#api-key", key);
+      await page.click("#signin-submit");
+      await page.locator("#app").waitFor();
+      expect(await page.evaluate(() => sessionStorage.getItem("codeinterp.apiKey"))).toBe(key);
 
-    await page.fill("#chat-id", "e2e-chat");
-    await page.fill("#message-id", "e2e-msg-1");
-    await page.setInputFiles("#file-input", { name: "sales.csv", mimeType: "text/csv", buffer: Buffer.from(CSV) });
-    await page.locator(".chip-ready", { hasText: "sales.csv" }).waitFor();
-    await page.fill("#code", CODE);
+      await page.fill("#chat-id", "e2e-chat");
+      await page.fill("#message-id", "e2e-msg-1");
+      await page.setInputFiles("#file-input", { name: "sales.csv", mimeType: "text/csv", buffer: Buffer.from(CSV) });
+      await page.locator(".chip-ready", { hasText: "sales.csv" }).waitFor();
+      await page.fill("#code", CODE);
 
-    await page.click("#run");
-    // stdout streams in while the code still runs.
-    await page.locator("#stdout", { hasText: "rows: 4" }).waitFor({ timeout: 90_000 });
-    const statusWhileRunning = await page.getAttribute("#status", "data-status");
-    await page.locator('#status[data-status="completed"]').waitFor({ timeout: 90_000 });
-    expect(["queued", "preparing", "running"]).toContain(statusWhileRunning);
-    expect(await page.textContent("#stdout")).toContain("wrote /mnt/data/summary.xlsx");
-    expect(await page.isHidden("#traceback")).toBe(true);
+      await page.click("#run");
+      // stdout streams in while the code still runs.
+      await page.locator("#stdout", { hasText: "rows: 4" }).waitFor({ timeout: 90_000 });
+      const statusWhileRunning = await page.getAttribute("#status", "data-status");
+      await page.locator('#status[data-status="completed"]').waitFor({ timeout: 90_000 });
+      expect(["queued", "preparing", "running"]).toContain(statusWhileRunning);
+      expect(await page.textContent("#stdout")).toContain("wrote /mnt/data/summary.xlsx");
+      expect(await page.isHidden("#traceback")).toBe(true);
 
-    // The plot: shown from a signed link of this origin (no key in any URL).
-    const plot = page.locator("#figures img.plot");
-    await plot.waitFor();
-    await expect.poll(() => plot.evaluate((img) => {
-          const i = img as unknown as { complete: boolean; naturalWidth: number };
-          return i.complete ? i.naturalWidth : 0;
-        })).toBeGreaterThan(100);
-    const src = (await plot.getAttribute("src")) ?? "";
-    expect(src).toMatch(new RegExp(`^${stack.url}/links/[0-9a-f-]{36}\\?expires=\\d+&signature=[\\w-]{43}$`));
-    expect(src).not.toContain(key);
-    const png = await fetch(src);
-    expect(png.headers.get("content-type")).toBe("image/png");
+      // The plot: shown from a signed link of this origin (no key in any URL).
+      const plot = page.locator("#figures img.plot");
+      await plot.waitFor();
+      await expect
+        .poll(() =>
+          plot.evaluate((img) => {
+            const i = img as unknown as { complete: boolean; naturalWidth: number };
+            return i.complete ? i.naturalWidth : 0;
+          }),
+        )
+        .toBeGreaterThan(100);
+      const src = (await plot.getAttribute("src")) ?? "";
+      expect(src).toMatch(new RegExp(`^${stack.url}/links/[0-9a-f-]{36}\\?expires=\\d+&signature=[\\w-]{43}$`));
+      expect(src).not.toContain(key);
+      const png = await fetch(src);
+      expect(png.headers.get("content-type")).toBe("image/png");
 
-    // The generated workbook downloads with its name through a signed link and is a real xlsx (a zip with
-    // the OOXML parts).
-    const link = page.locator("#generated a.download", { hasText: "Download" }).first();
-    expect(await page.textContent("#generated")).toContain("summary.xlsx");
-    const [download] = await Promise.all([page.waitForEvent("download"), link.click()]);
-    expect(download.suggestedFilename()).toBe("summary.xlsx");
-    expect(download.url()).toMatch(new RegExp(`^${stack.url}/links/`));
-    expect(download.url()).not.toContain(key);
-    const bytes = await readFile((await download.path())!);
-    expect(bytes.subarray(0, 4)).toEqual(Buffer.from([0x50, 0x4b, 0x03, 0x04]));
-    expect(bytes.includes(Buffer.from("[Content_Types].xml"))).toBe(true);
+      // The generated workbook downloads with its name through a signed link and is a real xlsx (a zip with
+      // the OOXML parts).
+      const link = page.locator("#generated a.download", { hasText: "Download" }).first();
+      expect(await page.textContent("#generated")).toContain("summary.xlsx");
+      const [download] = await Promise.all([page.waitForEvent("download"), link.click()]);
+      expect(download.suggestedFilename()).toBe("summary.xlsx");
+      expect(download.url()).toMatch(new RegExp(`^${stack.url}/links/`));
+      expect(download.url()).not.toContain(key);
+      const bytes = await readFile((await download.path())!);
+      expect(bytes.subarray(0, 4)).toEqual(Buffer.from([0x50, 0x4b, 0x03, 0x04]));
+      expect(bytes.includes(Buffer.from("[Content_Types].xml"))).toBe(true);
 
-    // The chat's files, grouped by message, include it; the message's /mnt/data lists both files.
-    const group = page.locator('.message-group[data-message-id="e2e-msg-1"]');
-    await group.locator(".file-path", { hasText: "summary.xlsx" }).waitFor();
-    await page.locator("#context", { hasText: "summary.xlsx" }).waitFor();
-    expect(await page.textContent("#context")).toContain("columns: month, revenue");
+      // The chat's files, grouped by message, include it; the message's /mnt/data lists both files.
+      const group = page.locator('.message-group[data-message-id="e2e-msg-1"]');
+      await group.locator(".file-path", { hasText: "summary.xlsx" }).waitFor();
+      await page.locator("#context", { hasText: "summary.xlsx" }).waitFor();
+      expect(await page.textContent("#context")).toContain("columns: month, revenue");
 
-    await page.locator("#code").evaluate((ta) => void ((ta as unknown as { scrollTop: number }).scrollTop = 0));
-    await mkdir(path.dirname(SCREENSHOT), { recursive: true });
-    await page.screenshot({ path: SCREENSHOT, fullPage: true });
-    expect(problems).toEqual([]);
-  });
+      await page.locator("#code").evaluate((ta) => void ((ta as unknown as { scrollTop: number }).scrollTop = 0));
+      await mkdir(path.dirname(SCREENSHOT), { recursive: true });
+      await page.screenshot({ path: SCREENSHOT, fullPage: true });
+      expect(problems).toEqual([]);
+    },
+  );
 
-  it("a second message of the chat shows up as its own group; errors show the traceback", { timeout: 120_000 }, async () => {
-    diagnoseOnFailure("second-message");
-    await page.click("#new-message");
-    await page.fill("#code", "open('/mnt/data/notes.txt', 'w').write('hi')\nraise ValueError('bad input')\n");
-    await page.click("#run");
-    await page.locator('#status[data-status="completed"]').waitFor({ timeout: 90_000 });
-    await page.locator("#traceback", { hasText: "ValueError" }).waitFor();
-    await expect.poll(() => page.locator(".message-group").count()).toBe(2);
-    await page.locator(".message-group .file-path", { hasText: "notes.txt" }).waitFor();
+  it(
+    "a second message of the chat shows up as its own group; errors show the traceback",
+    { timeout: 120_000 },
+    async () => {
+      diagnoseOnFailure("second-message");
+      await page.click("#new-message");
+      await page.fill("#code", "open('/mnt/data/notes.txt', 'w').write('hi')\nraise ValueError('bad input')\n");
+      await page.click("#run");
+      await page.locator('#status[data-status="completed"]').waitFor({ timeout: 90_000 });
+      await page.locator("#traceback", { hasText: "ValueError" }).waitFor();
+      await expect.poll(() => page.locator(".message-group").count()).toBe(2);
+      await page.locator(".message-group .file-path", { hasText: "notes.txt" }).waitFor();
 
-    // The key survives a reload of the tab; signing out forgets it.
-    await page.reload();
-    await page.locator("#app").waitFor();
-    await page.click("#sign-out");
-    await page.locator("#signin").waitFor();
-    expect(await page.evaluate(() => sessionStorage.getItem("codeinterp.apiKey"))).toBeNull();
-    expect(problems).toEqual([]);
-  });
+      // The key survives a reload of the tab; signing out forgets it.
+      await page.reload();
+      await page.locator("#app").waitFor();
+      await page.click("#sign-out");
+      await page.locator("#signin").waitFor();
+      expect(await page.evaluate(() => sessionStorage.getItem("codeinterp.apiKey"))).toBeNull();
+      expect(problems).toEqual([]);
+    },
+  );
 });

@@ -1,5 +1,11 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { createKernelGateway, KERNEL_CPU_WEIGHTS, kernelCpuCgroup, readKernelCpuWeight, SANDBOX_KERNEL_NAME } from "@codeinterp/kernel";
+import {
+  createKernelGateway,
+  KERNEL_CPU_WEIGHTS,
+  kernelCpuCgroup,
+  readKernelCpuWeight,
+  SANDBOX_KERNEL_NAME,
+} from "@codeinterp/kernel";
 import type { KernelCgroupParent, KernelGateway } from "@codeinterp/kernel";
 import { createDb } from "@codeinterp/db";
 import type { Db } from "@codeinterp/db";
@@ -22,7 +28,12 @@ beforeAll(async () => {
   api = client(stack.url, (await stack.newUser("cpu")).key);
   db = createDb({ url: stack.databaseUrl });
   redis = createRedis(stack.env.REDIS_URL!, { name: "cpu-weight-test" });
-  gateway = createKernelGateway({ baseUrl: inject("jupyterUrl"), token: inject("jupyterToken"), log: createLogger({ name: "t", level: "silent" }), kernelName: SANDBOX_KERNEL_NAME });
+  gateway = createKernelGateway({
+    baseUrl: inject("jupyterUrl"),
+    token: inject("jupyterToken"),
+    log: createLogger({ name: "t", level: "silent" }),
+    kernelName: SANDBOX_KERNEL_NAME,
+  });
 });
 afterAll(async () => {
   redis?.disconnect();
@@ -32,7 +43,8 @@ afterAll(async () => {
 
 // Read from the kernel's cgroup, where the sandbox kernelspec says its server puts them.
 async function weightOf(kernelId: string): Promise<number | null> {
-  const meta = (await gateway.kernelSpecs())[SANDBOX_KERNEL_NAME]?.metadata as { codeinterp?: { cgroup?: KernelCgroupParent | null } } | undefined;
+  const meta = (await gateway.kernelSpecs())[SANDBOX_KERNEL_NAME]?.metadata as
+    { codeinterp?: { cgroup?: KernelCgroupParent | null } } | undefined;
   const parent = meta?.codeinterp?.cgroup;
   return parent ? readKernelCpuWeight(kernelCpuCgroup(parent, kernelId)) : null;
 }

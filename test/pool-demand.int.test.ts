@@ -13,7 +13,12 @@ let redis: Redis;
 
 beforeAll(async () => {
   stack = await startTestStack({
-    env: { KERNEL_POOL_SIZE: "1", KERNEL_POOL_MAX_SIZE: "4", KERNEL_POOL_DEMAND_WINDOW_MS: "45000", MAX_LIVE_KERNELS: "16" },
+    env: {
+      KERNEL_POOL_SIZE: "1",
+      KERNEL_POOL_MAX_SIZE: "4",
+      KERNEL_POOL_DEMAND_WINDOW_MS: "45000",
+      MAX_LIVE_KERNELS: "16",
+    },
   });
   api = client(stack.url, (await stack.newUser("burst")).key);
   redis = createRedis(stack.env.REDIS_URL!, { name: "pool-demand-test" });
@@ -27,7 +32,9 @@ describe("a pool sized by demand", () => {
   it("grows after a burst of new messages and shrinks back once they stop", { timeout: 170_000 }, async () => {
     const poolKernels = async () => (await redis.hkeys(`${stack.queuePrefix}:kernel:pool-owners`)).length;
     await expect.poll(poolKernels, { timeout: 60_000, interval: 200 }).toBe(1);
-    const done = await Promise.all(Array.from({ length: 5 }, (_, i) => api.run({ messageId: `burst-${i}`, code: "print(1)" })));
+    const done = await Promise.all(
+      Array.from({ length: 5 }, (_, i) => api.run({ messageId: `burst-${i}`, code: "print(1)" })),
+    );
     expect(done.map((d) => d.result.stdout)).toEqual(Array(5).fill("1\n"));
     // More than KERNEL_POOL_SIZE kernels wait ready while the burst is recent...
     await expect.poll(poolKernels, { timeout: 30_000, interval: 100 }).toBeGreaterThan(1);

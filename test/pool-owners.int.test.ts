@@ -23,7 +23,11 @@ describe("pool owners", () => {
       get(target, prop, receiver) {
         if (prop === "multi" && failNext) {
           failNext = false;
-          return () => ({ hset: () => undefined, hdel: () => undefined, exec: () => Promise.reject(new Error("Connection is closed.")) });
+          return () => ({
+            hset: () => undefined,
+            hdel: () => undefined,
+            exec: () => Promise.reject(new Error("Connection is closed.")),
+          });
         }
         const value: unknown = Reflect.get(target, prop, receiver);
         return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;

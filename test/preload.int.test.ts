@@ -32,7 +32,9 @@ describe("preloaded pool kernels", () => {
       .poll(
         async () => {
           const done = await api.run({ messageId: `pre-${++n}`, code: PROBE });
-          const metrics = (await db.execution.findUniqueOrThrow({ where: { id: done.id } })).metrics as { pooledKernel?: boolean };
+          const metrics = (await db.execution.findUniqueOrThrow({ where: { id: done.id } })).metrics as {
+            pooledKernel?: boolean;
+          };
           return metrics.pooledKernel ? done.result.stdout : "not pooled";
         },
         { timeout: 60_000, interval: 500 },

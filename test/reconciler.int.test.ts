@@ -1,7 +1,13 @@
 import { randomBytes } from "node:crypto";
 import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { claimQueuedExecution, createDb, createExecution, getExecutionForWorker, markExecutionRunning } from "@codeinterp/db";
+import {
+  claimQueuedExecution,
+  createDb,
+  createExecution,
+  getExecutionForWorker,
+  markExecutionRunning,
+} from "@codeinterp/db";
 import type { Db } from "@codeinterp/db";
 import { createLogger } from "@codeinterp/logger";
 import { createEventSubscriber, createRedis, parseJobPayload, queueNames } from "@codeinterp/queue";
@@ -37,7 +43,10 @@ describe("reconcileOnce", () => {
   it("gives a queued execution without a job its job, and ends a running one whose job is gone as failed, announced once", async () => {
     const opts = { db, redis, queue, prefix, log: createLogger({ name: "test", level: "silent" }), orphanAfterMs: 0 };
     const lost: string[] = [];
-    const make = (messageId: string) => createExecution(db, { userId: "rec-user", chatId: "c", messageId, code: "1", timeoutMs: 1000 }).then((r) => r.execution);
+    const make = (messageId: string) =>
+      createExecution(db, { userId: "rec-user", chatId: "c", messageId, code: "1", timeoutMs: 1000 }).then(
+        (r) => r.execution,
+      );
     const queued = await make("m-queued");
     const running = await make("m-running");
     expect(await claimQueuedExecution(db, running.id, "w-test")).not.toBeNull();
@@ -46,8 +55,14 @@ describe("reconcileOnce", () => {
     const first = await reconcileOnce({ ...opts, onLost: async (e) => void lost.push(e.id) });
     expect(first).toEqual({ enqueued: 1, failed: 1 });
     const job = await queue.getJob(queued.id);
-    expect(parseJobPayload("runExecution", job?.data)).toEqual({ executionId: queued.id, messageKey: workspaceId("rec-user", "m-queued") });
-    expect(await getExecutionForWorker(db, running.id)).toMatchObject({ status: "failed", failure: { code: "worker_lost" } });
+    expect(parseJobPayload("runExecution", job?.data)).toEqual({
+      executionId: queued.id,
+      messageKey: workspaceId("rec-user", "m-queued"),
+    });
+    expect(await getExecutionForWorker(db, running.id)).toMatchObject({
+      status: "failed",
+      failure: { code: "worker_lost" },
+    });
     expect(lost).toEqual([running.id]);
 
     // A second pass finds the queued one's job waiting and the failed one ended: it changes nothing.
@@ -55,7 +70,10 @@ describe("reconcileOnce", () => {
     expect(await queue.count()).toBe(1);
     const events = createEventSubscriber(redis.duplicate(), redis, prefix);
     try {
-      expect((await events.replay(running.id)).map((e) => `${e.type}:${"status" in e ? e.status : ""}`)).toEqual(["status:failed", "done:failed"]);
+      expect((await events.replay(running.id)).map((e) => `${e.type}:${"status" in e ? e.status : ""}`)).toEqual([
+        "status:failed",
+        "done:failed",
+      ]);
     } finally {
       await events.close();
     }

@@ -31,7 +31,11 @@ describe("a worker killed mid-job", () => {
     const api = client(stack.url, key);
     const child = stack.spawnWorker();
     try {
-      const created = await api.post("/v1/executions", { chatId: "c", messageId: "m", code: "import time\ntime.sleep(20)\nprint('late')" });
+      const created = await api.post("/v1/executions", {
+        chatId: "c",
+        messageId: "m",
+        code: "import time\ntime.sleep(20)\nprint('late')",
+      });
       await api.waitForStatus(created.body.id, "running");
       child.kill("SIGKILL");
       await stack.startWorker(fastStall);
@@ -62,11 +66,17 @@ describe("a worker SIGKILLed with kernels in its pool", () => {
     const child = stack.spawnWorker({ KERNEL_POOL_SIZE: "2", WORKER_ID: "doomed" });
     try {
       const pooled = await waitFor(async () => {
-        const ids = Object.entries(await redis.hgetall(ownersKey)).filter(([, w]) => w === "doomed").map(([id]) => id);
+        const ids = Object.entries(await redis.hgetall(ownersKey))
+          .filter(([, w]) => w === "doomed")
+          .map(([id]) => id);
         return ids.length === 2 ? ids : undefined;
       }, 30_000);
       const exists = async (id: string) =>
-        (await fetch(`${stack.env.JUPYTER_URL}/api/kernels/${id}`, { headers: { authorization: `token ${stack.env.JUPYTER_TOKEN}` } })).status === 200;
+        (
+          await fetch(`${stack.env.JUPYTER_URL}/api/kernels/${id}`, {
+            headers: { authorization: `token ${stack.env.JUPYTER_TOKEN}` },
+          })
+        ).status === 200;
       for (const id of pooled) expect(await exists(id)).toBe(true);
       child.kill("SIGKILL");
       await stack.startWorker(quick);
@@ -82,7 +92,10 @@ describe("a worker SIGKILLed with kernels in its pool", () => {
 describe("a kernel gateway that is down", () => {
   let stack: TestStack;
   beforeAll(async () => {
-    stack = await startTestStack({ worker: false, env: { KERNEL_POOL_SIZE: "0", GATEWAY_UNRESPONSIVE_MS: "2000", GATEWAY_RETRY_BUDGET_MS: "8000" } });
+    stack = await startTestStack({
+      worker: false,
+      env: { KERNEL_POOL_SIZE: "0", GATEWAY_UNRESPONSIVE_MS: "2000", GATEWAY_RETRY_BUDGET_MS: "8000" },
+    });
     await stack.startWorker({ JUPYTER_URL: "http://127.0.0.1:9" });
   });
   afterAll(async () => stack?.close());
@@ -104,7 +117,9 @@ describe("a kernel gateway that is down", () => {
       const b = (await r.json()) as { checks: Record<string, string>; problems: string[] };
       return r.status === 503 && b.checks.kernelGateway === "down" ? b : undefined;
     }, 20_000);
-    expect(body.problems.join("\n")).toMatch(/kernel gateway unresponsive since \d{4}-\d\d-\d\dT\S+ \(\d+ s, seen by 1 worker: /);
+    expect(body.problems.join("\n")).toMatch(
+      /kernel gateway unresponsive since \d{4}-\d\d-\d\dT\S+ \(\d+ s, seen by 1 worker: /,
+    );
   });
 });
 
@@ -130,7 +145,8 @@ describe("workspace retention", () => {
 
   it("never removes a workspace while an execution runs in it, however long past the retention age", async () => {
     const api = client(stack.url, (await stack.newUser("long")).key);
-    const code = "import time\nopen('/mnt/data/a.txt','w').write('still here')\ntime.sleep(3)\nprint(open('/mnt/data/a.txt').read())";
+    const code =
+      "import time\nopen('/mnt/data/a.txt','w').write('still here')\ntime.sleep(3)\nprint(open('/mnt/data/a.txt').read())";
     const done = await api.run({ messageId: "long", code });
     expect(done.status).toBe("completed");
     expect(done.result.error).toBeNull();
@@ -148,7 +164,11 @@ describe("a cancel sent while no worker holds the execution", () => {
 
   it("is honoured when a worker picks the job up later (e.g. between retries): the code never runs", async () => {
     const api = client(stack.url, (await stack.newUser("late")).key);
-    const created = await api.post("/v1/executions", { chatId: "c", messageId: "m", code: "open('/mnt/data/ran.txt','w').write('x')" });
+    const created = await api.post("/v1/executions", {
+      chatId: "c",
+      messageId: "m",
+      code: "open('/mnt/data/ran.txt','w').write('x')",
+    });
     // As after an attempt that failed on a transient error and waits for its retry.
     const db = createDb({ url: stack.databaseUrl });
     try {

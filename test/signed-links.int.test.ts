@@ -15,7 +15,11 @@ const CSV = Buffer.from(`id,name\n1,${randomBytes(300).toString("base64")}\n`);
 async function upload(key: string, bytes: Buffer, name: string): Promise<string> {
   const form = new FormData();
   form.append("file", new Blob([bytes], { type: "text/csv" }), name);
-  const res = await fetch(`${stack.url}/v1/files`, { method: "POST", headers: { authorization: `Bearer ${key}` }, body: form });
+  const res = await fetch(`${stack.url}/v1/files`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}` },
+    body: form,
+  });
   expect(res.status).toBe(201);
   return ((await res.json()) as { id: string }).id;
 }

@@ -23,9 +23,16 @@ afterAll(async () => stack?.close());
 describe("without the sandbox", () => {
   it("KERNEL_SANDBOX=on refuses to start a worker when the gateway has no network-less sandbox", async () => {
     const root = path.join(inject("testRoot"), `plain-${process.pid}`);
-    const plain = await startLocalJupyter({ rootDir: root, stateDir: path.join(root, ".state"), log: silentLog, sandbox: false });
+    const plain = await startLocalJupyter({
+      rootDir: root,
+      stateDir: path.join(root, ".state"),
+      log: silentLog,
+      sandbox: false,
+    });
     try {
-      await expect(stack.startWorker({ KERNEL_SANDBOX: "on", JUPYTER_URL: plain.url, JUPYTER_TOKEN: plain.token })).rejects.toBeInstanceOf(SandboxUnavailableError);
+      await expect(
+        stack.startWorker({ KERNEL_SANDBOX: "on", JUPYTER_URL: plain.url, JUPYTER_TOKEN: plain.token }),
+      ).rejects.toBeInstanceOf(SandboxUnavailableError);
     } finally {
       await plain.stop();
     }
@@ -36,10 +43,14 @@ describe("without the sandbox", () => {
     expect(ready.kernels).toEqual({
       sandboxed: false,
       network: "unrestricted",
-      warning: expect.stringMatching(/^Kernels are not sandboxed: code they run can reach the network, this machine's Postgres, Redis/),
+      warning: expect.stringMatching(
+        /^Kernels are not sandboxed: code they run can reach the network, this machine's Postgres, Redis/,
+      ),
       // DATA_DIR here is not on btrfs with quotas (test/workspace-disk.int.test.ts covers the budget)
       diskBudgetMb: null,
-      diskWarning: expect.stringMatching(/^Workspaces have no disk budget: one kernel can fill the file system holding DATA_DIR/),
+      diskWarning: expect.stringMatching(
+        /^Workspaces have no disk budget: one kernel can fill the file system holding DATA_DIR/,
+      ),
     });
   });
 
@@ -53,7 +64,9 @@ describe("without the sandbox", () => {
     }
     const form = new FormData();
     form.append("file", new Blob(["a,b\n1,2\n"]), "in.csv");
-    const up = (await (await fetch(`${stack.url}/v1/files`, { method: "POST", headers: { authorization: `Bearer ${key}` }, body: form })).json()) as { id: string };
+    const up = (await (
+      await fetch(`${stack.url}/v1/files`, { method: "POST", headers: { authorization: `Bearer ${key}` }, body: form })
+    ).json()) as { id: string };
     const done = await api.run({
       messageId: "fresh",
       fileIds: [up.id],
@@ -65,7 +78,9 @@ describe("without the sandbox", () => {
     expect(done.files.map((f: { path: string }) => f.path)).toEqual(["out.csv"]);
     const db = createDb({ url: stack.databaseUrl });
     try {
-      const metrics = (await db.execution.findUniqueOrThrow({ where: { id: done.id } })).metrics as { pooledKernel: boolean };
+      const metrics = (await db.execution.findUniqueOrThrow({ where: { id: done.id } })).metrics as {
+        pooledKernel: boolean;
+      };
       expect(metrics.pooledKernel).toBe(true);
     } finally {
       await db.$disconnect();

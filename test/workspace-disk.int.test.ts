@@ -18,7 +18,8 @@ let mnt = "";
 let loop = "";
 let stack: TestStack;
 
-const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
+const sh = (cmd: string, args: string[]) =>
+  execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
 
 /** Simple quotas: `btrfs quota enable --simple` (btrfs-progs 6.7+), else the ioctl itself (Debian 12 ships 6.2). */
 function enableSimpleQuotas(dir: string): void {
@@ -26,18 +27,26 @@ function enableSimpleQuotas(dir: string): void {
     sh("btrfs", ["quota", "enable", "--simple", dir]);
   } catch {
     // BTRFS_IOC_QUOTA_CTL with BTRFS_QUOTA_CTL_ENABLE_SIMPLE_QUOTA (4)
-    sh("/usr/bin/python3", ["-c", "import fcntl,os,struct,sys; fcntl.ioctl(os.open(sys.argv[1], os.O_RDONLY), 0xC0109428, struct.pack('QQ', 4, 0))", dir]);
+    sh("/usr/bin/python3", [
+      "-c",
+      "import fcntl,os,struct,sys; fcntl.ioctl(os.open(sys.argv[1], os.O_RDONLY), 0xC0109428, struct.pack('QQ', 4, 0))",
+      dir,
+    ]);
   }
 }
 
 beforeAll(async () => {
-  if (process.getuid?.() !== 0) throw new Error("the workspace disk budget test needs root (mount, losetup, qgroup limits)");
-  if (!existsSync("/dev/loop-control")) throw new Error("the workspace disk budget test needs loop devices (/dev/loop-control is missing)");
+  if (process.getuid?.() !== 0)
+    throw new Error("the workspace disk budget test needs root (mount, losetup, qgroup limits)");
+  if (!existsSync("/dev/loop-control"))
+    throw new Error("the workspace disk budget test needs loop devices (/dev/loop-control is missing)");
   for (const tool of ["mkfs.btrfs", "btrfs", "losetup"]) {
     try {
       sh("sh", ["-c", `command -v ${tool}`]);
     } catch {
-      throw new Error(`the workspace disk budget test needs ${tool}: install btrfs-progs (node scripts/setup.mjs does as root)`);
+      throw new Error(
+        `the workspace disk budget test needs ${tool}: install btrfs-progs (node scripts/setup.mjs does as root)`,
+      );
     }
   }
   imageDir = await mkdtemp(path.join(os.tmpdir(), "codeinterp-btrfs-"));
@@ -52,7 +61,10 @@ beforeAll(async () => {
   sh("mount", [loop, mnt]);
   enableSimpleQuotas(mnt);
   // reflink, not copy: attachments must still be cloned from DATA_DIR/blobs into a workspace's subvolume.
-  stack = await startTestStack({ dataDir: mnt, env: { KERNEL_SANDBOX: "on", WORKSPACE_DISK_MB: String(BUDGET_MB), ATTACHMENT_LINK_MODE: "reflink" } });
+  stack = await startTestStack({
+    dataDir: mnt,
+    env: { KERNEL_SANDBOX: "on", WORKSPACE_DISK_MB: String(BUDGET_MB), ATTACHMENT_LINK_MODE: "reflink" },
+  });
 }, 120_000);
 
 afterAll(async () => {
@@ -66,7 +78,14 @@ afterAll(async () => {
 
 describe("a disk budget per workspace (DATA_DIR on btrfs with quotas)", () => {
   it("/readyz names the budget", async () => {
-    await expect.poll(async () => ((await (await fetch(`${stack.url}/readyz`)).json()) as { kernels: { diskBudgetMb?: number } }).kernels.diskBudgetMb, { timeout: 30_000 }).toBe(BUDGET_MB);
+    await expect
+      .poll(
+        async () =>
+          ((await (await fetch(`${stack.url}/readyz`)).json()) as { kernels: { diskBudgetMb?: number } }).kernels
+            .diskBudgetMb,
+        { timeout: 30_000 },
+      )
+      .toBe(BUDGET_MB);
   });
 
   it("writing past the disk budget stops with a clear error; another user's workspace and the message's next execution work", async () => {
@@ -88,7 +107,13 @@ for i in range(${(3 * BUDGET_MB) / 8}):
 
     const form = new FormData();
     form.append("file", new Blob(["a,b\n1,2\n"]), "in.csv");
-    const up = (await (await fetch(`${stack.url}/v1/files`, { method: "POST", headers: { authorization: `Bearer ${bystanderKey}` }, body: form })).json()) as { id: string };
+    const up = (await (
+      await fetch(`${stack.url}/v1/files`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${bystanderKey}` },
+        body: form,
+      })
+    ).json()) as { id: string };
     const bystander = await other.run({
       messageId: "small",
       fileIds: [up.id],
@@ -136,8 +161,13 @@ for i in range(${(3 * BUDGET_MB) / 8}):
     await removeWorkspaceDir(dir);
     expect(existsSync(dir)).toBe(false);
     const sweeper = startStaleBudgetSweep(mnt);
-    const groups = () => sh("btrfs", ["qgroup", "show", "--raw", mnt]).split("\n").map((l) => l.trim().split(/\s+/)[0]);
+    const groups = () =>
+      sh("btrfs", ["qgroup", "show", "--raw", mnt])
+        .split("\n")
+        .map((l) => l.trim().split(/\s+/)[0]);
     // The kernel drops the subvolume in the background; the cleanup job's sweeps then destroy its group.
-    await expect.poll(async () => (await sweeper.sweep(), groups().includes(group!)), { timeout: 60_000, interval: 2000 }).toBe(false);
+    await expect
+      .poll(async () => (await sweeper.sweep(), groups().includes(group!)), { timeout: 60_000, interval: 2000 })
+      .toBe(false);
   }, 90_000);
 });

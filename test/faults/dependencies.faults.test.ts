@@ -1,5 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { api, checkWorkspaces, deleteKernel, listKernels, report, settle, sleep, startFaultStack, waitFor, workloadCode } from "./harness";
+import {
+  api,
+  checkWorkspaces,
+  deleteKernel,
+  listKernels,
+  report,
+  settle,
+  sleep,
+  startFaultStack,
+  waitFor,
+  workloadCode,
+} from "./harness";
 import type { Census, FaultStack, SubmittedRun } from "./harness";
 
 /**
@@ -24,7 +35,11 @@ describe("dependencies failing under a flow of executions", () => {
       for (let i = 0; i < count; i++) {
         const messageId = `${phase}-m${i % opts.messages}`;
         const token = `${phase}-t${i}`;
-        runs.push({ id: await a.submit({ chatId: phase, messageId, code: workloadCode(token, opts.sleepS) }), token, messageId });
+        runs.push({
+          id: await a.submit({ chatId: phase, messageId, code: workloadCode(token, opts.sleepS) }),
+          token,
+          messageId,
+        });
         await sleep(opts.everyMs);
       }
     })();
@@ -118,7 +133,9 @@ describe("dependencies failing under a flow of executions", () => {
         };
         await Promise.all([
           one("GET /v1/executions/:id", () => a.get(`/v1/executions/${probeId}`, 15_000)),
-          one("POST /v1/executions", () => a.post("/v1/executions", { chatId: "probe", messageId: "probe-post", code: "print(2)" }, 15_000)),
+          one("POST /v1/executions", () =>
+            a.post("/v1/executions", { chatId: "probe", messageId: "probe-post", code: "print(2)" }, 15_000),
+          ),
           one("GET /readyz", async () => {
             const r = await fetch(`${stack.apiUrl}/readyz`, { signal: AbortSignal.timeout(15_000) });
             return { status: r.status, body: await r.json() };
@@ -137,7 +154,14 @@ describe("dependencies failing under a flow of executions", () => {
     const downFor = Date.now() - t0;
     outage = false;
     // The API is usable again soon after.
-    const recoveredIn = await waitFor(async () => ((await a.get(`/v1/executions/${probeId}`).catch(() => ({ status: 0 }))).status === 200 ? Date.now() - t0 - downFor : undefined), 20_000, "API recovery");
+    const recoveredIn = await waitFor(
+      async () =>
+        (await a.get(`/v1/executions/${probeId}`).catch(() => ({ status: 0 }))).status === 200
+          ? Date.now() - t0 - downFor
+          : undefined,
+      20_000,
+      "API recovery",
+    );
     polling = false;
     await poll;
     await done;

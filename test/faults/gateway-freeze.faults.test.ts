@@ -19,8 +19,12 @@ function childrenOf(pid: number): number[] {
   return out;
 }
 
-
-type Ready = { status: string; checks: Record<string, string>; problems: string[]; gateway: { reachable: boolean; restarts: number } | null };
+type Ready = {
+  status: string;
+  checks: Record<string, string>;
+  problems: string[];
+  gateway: { reachable: boolean; restarts: number } | null;
+};
 
 /**
  * The embedded Jupyter server, supervised as `npm start` runs it, frozen with SIGSTOP while executions run
@@ -36,7 +40,12 @@ describe("a frozen Jupyter server", () => {
   beforeAll(async () => {
     stack = await startFaultStack({
       jupyter: { supervise: true, liveness: { unresponsiveMs: 4000 }, onRestart: (r) => restarts.push(r.reason) },
-      env: { GATEWAY_UNRESPONSIVE_MS: "4000", GATEWAY_RETRY_BUDGET_MS: "60000", WORKER_HEARTBEAT_MS: "1000", WORKER_CONCURRENCY: "4" },
+      env: {
+        GATEWAY_UNRESPONSIVE_MS: "4000",
+        GATEWAY_RETRY_BUDGET_MS: "60000",
+        WORKER_HEARTBEAT_MS: "1000",
+        WORKER_CONCURRENCY: "4",
+      },
     });
     key = (await stack.newUser("freeze")).key;
   });
@@ -53,14 +62,22 @@ describe("a frozen Jupyter server", () => {
 
     // Four executions reach kernels and keep them busy; eight more wait behind them (four slots).
     const running: string[] = [];
-    for (let i = 0; i < 4; i++) running.push(await a.submit({ chatId: "freeze", messageId: `busy-${i}`, code: "import time\ntime.sleep(60)\nprint('late')" }));
+    for (let i = 0; i < 4; i++)
+      running.push(
+        await a.submit({
+          chatId: "freeze",
+          messageId: `busy-${i}`,
+          code: "import time\ntime.sleep(60)\nprint('late')",
+        }),
+      );
     await waitFor(
       async () => (await stack.sql(`SELECT 1 FROM executions WHERE status = 'running'`)).length === 4,
       30_000,
       "four executions running",
     );
     const queued: string[] = [];
-    for (let i = 0; i < 8; i++) queued.push(await a.submit({ chatId: "freeze", messageId: `waiting-${i}`, code: `print('after ${i}')` }));
+    for (let i = 0; i < 8; i++)
+      queued.push(await a.submit({ chatId: "freeze", messageId: `waiting-${i}`, code: `print('after ${i}')` }));
 
     const oldPid = stack.jupyter.pid;
     const oldKernels = childrenOf(oldPid);
@@ -69,10 +86,14 @@ describe("a frozen Jupyter server", () => {
     process.kill(oldPid, "SIGSTOP");
     try {
       // /readyz says plainly what is wrong, from the workers' heartbeats (the API never calls Jupyter).
-      const down = await waitFor(async () => {
-        const r = await readyz();
-        return r.status === 503 && r.body.checks.kernelGateway === "down" ? r.body : undefined;
-      }, 20_000, "/readyz reports the gateway down");
+      const down = await waitFor(
+        async () => {
+          const r = await readyz();
+          return r.status === 503 && r.body.checks.kernelGateway === "down" ? r.body : undefined;
+        },
+        20_000,
+        "/readyz reports the gateway down",
+      );
       const detectedMs = Date.now() - t0;
       expect(down.problems.join("\n")).toMatch(/kernel gateway unresponsive since \S+/);
 
@@ -80,7 +101,11 @@ describe("a frozen Jupyter server", () => {
       await waitFor(async () => stack.jupyter.pid !== oldPid && restarts.length > 0, 30_000, "Jupyter restarted");
       const restartedMs = Date.now() - t0;
       expect(restarts).toEqual(["unresponsive"]);
-      await waitFor(async () => !isAlive(oldPid) && oldKernels.every((k) => !isAlive(k)), 10_000, "old server and kernels gone");
+      await waitFor(
+        async () => !isAlive(oldPid) && oldKernels.every((k) => !isAlive(k)),
+        10_000,
+        "old server and kernels gone",
+      );
       report("freeze-timeline", { detectedMs, restartedMs, oldKernels: oldKernels.length });
       expect(detectedMs).toBeLessThan(15_000);
       expect(restartedMs).toBeLessThan(20_000);
@@ -94,7 +119,11 @@ describe("a frozen Jupyter server", () => {
     report("freeze", census);
     expect(census.stuck).toEqual([]);
     const rows = new Map(
-      (await stack.sql<{ id: string; status: string; code: string | null }>(`SELECT id, status, failure->>'code' AS code FROM executions`)).map((r) => [r.id, r]),
+      (
+        await stack.sql<{ id: string; status: string; code: string | null }>(
+          `SELECT id, status, failure->>'code' AS code FROM executions`,
+        )
+      ).map((r) => [r.id, r]),
     );
     for (const id of running) {
       expect(rows.get(id)?.status, id).toBe("failed");
@@ -109,10 +138,14 @@ describe("a frozen Jupyter server", () => {
     expect(done.body.result.stdout).toBe("42\n");
 
     // Ready again, and both /readyz and /metrics count the restart.
-    const ready = await waitFor(async () => {
-      const r = await readyz();
-      return r.status === 200 ? r.body : undefined;
-    }, 20_000, "ready after the restart");
+    const ready = await waitFor(
+      async () => {
+        const r = await readyz();
+        return r.status === 200 ? r.body : undefined;
+      },
+      20_000,
+      "ready after the restart",
+    );
     expect(ready.gateway?.restarts).toBe(1);
     const metrics = await (await fetch(`${stack.apiUrl}/metrics`)).text();
     expect(metrics).toMatch(/codeinterp_gateway_restarts_total\{[^}]*\} 1/);
@@ -130,7 +163,12 @@ describe("a frozen gateway that is not ours to restart", () => {
   let key: string;
   beforeAll(async () => {
     stack = await startFaultStack({
-      env: { GATEWAY_UNRESPONSIVE_MS: "3000", GATEWAY_RETRY_BUDGET_MS: "10000", WORKER_HEARTBEAT_MS: "1000", WORKER_CONCURRENCY: "2" },
+      env: {
+        GATEWAY_UNRESPONSIVE_MS: "3000",
+        GATEWAY_RETRY_BUDGET_MS: "10000",
+        WORKER_HEARTBEAT_MS: "1000",
+        WORKER_CONCURRENCY: "2",
+      },
     });
     key = (await stack.newUser("remote")).key;
   });
@@ -139,10 +177,16 @@ describe("a frozen gateway that is not ours to restart", () => {
   it("ends running and waiting executions with gateway_unavailable within the budget, and works again after", async () => {
     const a = api(stack.apiUrl, key);
     const running: string[] = [];
-    for (let i = 0; i < 2; i++) running.push(await a.submit({ chatId: "remote", messageId: `busy-${i}`, code: "import time\ntime.sleep(60)" }));
-    await waitFor(async () => (await stack.sql(`SELECT 1 FROM executions WHERE status = 'running'`)).length === 2, 30_000, "two executions running");
+    for (let i = 0; i < 2; i++)
+      running.push(await a.submit({ chatId: "remote", messageId: `busy-${i}`, code: "import time\ntime.sleep(60)" }));
+    await waitFor(
+      async () => (await stack.sql(`SELECT 1 FROM executions WHERE status = 'running'`)).length === 2,
+      30_000,
+      "two executions running",
+    );
     const queued: string[] = [];
-    for (let i = 0; i < 4; i++) queued.push(await a.submit({ chatId: "remote", messageId: `waiting-${i}`, code: `print(${i})` }));
+    for (let i = 0; i < 4; i++)
+      queued.push(await a.submit({ chatId: "remote", messageId: `waiting-${i}`, code: `print(${i})` }));
 
     const pid = stack.jupyter.pid;
     const t0 = Date.now();
@@ -164,7 +208,8 @@ describe("a frozen gateway that is not ours to restart", () => {
       expect(r.code, r.id).toBe("gateway_unavailable");
     }
     for (const id of queued) expect(rows.find((r) => r.id === id)?.message).toMatch(/the code did not run/);
-    for (const id of running) expect(rows.find((r) => r.id === id)?.message).toMatch(/stopped answering while this code ran/);
+    for (const id of running)
+      expect(rows.find((r) => r.id === id)?.message).toMatch(/stopped answering while this code ran/);
     // Unresponsive after 3 s, then a 10 s budget for what waited (and one bounded attempt): not forever.
     expect(endedMs).toBeLessThan(60_000);
 

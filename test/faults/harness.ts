@@ -88,7 +88,20 @@ export async function startPrivateRedis(dir: string, opts: { appendonly: boolean
   const start = async () => {
     const c = spawn(
       "redis-server",
-      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", appendonly ? "yes" : "no", "--dir", dir, "--daemonize", "no"],
+      [
+        "--port",
+        String(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        appendonly ? "yes" : "no",
+        "--dir",
+        dir,
+        "--daemonize",
+        "no",
+      ],
       { stdio: "ignore" },
     );
     child = c;
@@ -129,11 +142,15 @@ const PG_BIN = "/usr/lib/postgresql/15/bin";
 
 function asPostgres(cmd: string, args: string[]): void {
   // Postgres refuses to run as root: every binary runs as the postgres OS user.
-  const r = spawnSync("setpriv", ["--reuid=postgres", "--regid=postgres", "--init-groups", path.join(PG_BIN, cmd), ...args], {
-    encoding: "utf8",
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C.UTF-8", HOME: "/tmp" },
-    timeout: 60_000,
-  });
+  const r = spawnSync(
+    "setpriv",
+    ["--reuid=postgres", "--regid=postgres", "--init-groups", path.join(PG_BIN, cmd), ...args],
+    {
+      encoding: "utf8",
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C.UTF-8", HOME: "/tmp" },
+      timeout: 60_000,
+    },
+  );
   if (r.status !== 0) throw new Error(`${cmd} failed (${r.status}): ${r.stderr || r.stdout}`);
 }
 
@@ -272,7 +289,15 @@ export async function startFaultStack(
     const jupyterState = path.join(root, "jupyter-state");
     const token = randomBytes(16).toString("hex");
     const startJupyter = () =>
-      startLocalJupyter({ rootDir: root, stateDir: jupyterState, port: jupyterPort, token, log: quietLog, sandboxLimits: loadKernelLimits(process.env), ...opts.jupyter });
+      startLocalJupyter({
+        rootDir: root,
+        stateDir: jupyterState,
+        port: jupyterPort,
+        token,
+        log: quietLog,
+        sandboxLimits: loadKernelLimits(process.env),
+        ...opts.jupyter,
+      });
     let jupyter = await startJupyter();
     cleanups.push(() => jupyter.stop());
 
@@ -362,10 +387,14 @@ export async function startFaultStack(
         cleanups.push(() => w.kill());
         // Ready once it logged so (the worker logs at info into its own file).
         const logPath = path.join(root, `worker-${workerSeq}.log`);
-        await waitFor(async () => {
-          if (!w.alive) throw new Error(`worker exited at start; see ${logPath}`);
-          return readFileSync(logPath, "utf8").includes('"msg":"worker ready"') ? true : undefined;
-        }, 30_000, "worker start");
+        await waitFor(
+          async () => {
+            if (!w.alive) throw new Error(`worker exited at start; see ${logPath}`);
+            return readFileSync(logPath, "utf8").includes('"msg":"worker ready"') ? true : undefined;
+          },
+          30_000,
+          "worker start",
+        );
         return w;
       },
       async restartJupyter() {
@@ -393,7 +422,10 @@ export function api(baseUrl: string, key: string) {
   const call = async (method: string, p: string, body?: unknown, timeoutMs = 30_000) => {
     const res = await fetch(`${baseUrl}${p}`, {
       method,
-      headers: { authorization: `Bearer ${key}`, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+      headers: {
+        authorization: `Bearer ${key}`,
+        ...(body !== undefined ? { "content-type": "application/json" } : {}),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(timeoutMs),
     });
@@ -413,7 +445,10 @@ export function api(baseUrl: string, key: string) {
     /** Submits; retries while the API answers 503 (a dependency away), as a well-behaved client would. */
     async submit(body: Record<string, unknown>): Promise<string> {
       for (let i = 0; ; i++) {
-        const r = await call("POST", "/v1/executions", body).catch((err: unknown) => ({ status: 0, body: String(err) }));
+        const r = await call("POST", "/v1/executions", body).catch((err: unknown) => ({
+          status: 0,
+          body: String(err),
+        }));
         if (r.status === 202) return (r.body as { id: string }).id;
         if ((r.status === 503 || r.status === 0) && i < 100) {
           await sleep(300);
@@ -449,7 +484,11 @@ export async function settle(stack: FaultStack, ms: number, chatId?: string): Pr
     if (active.length === 0 || Date.now() > until) break;
     await sleep(500);
   }
-  return census(stack, active.map((a) => `${a.id}:${a.status}`), chatId);
+  return census(
+    stack,
+    active.map((a) => `${a.id}:${a.status}`),
+    chatId,
+  );
 }
 
 /** Counts executions (of one chat, or all) by status and failure code; finds duplicate file registrations. */
@@ -468,11 +507,20 @@ export async function census(stack: FaultStack, stuck: string[] = [], chatId?: s
     if (r.code) failureCodes[r.code] = (failureCodes[r.code] ?? 0) + Number(r.n);
     if (r.code && r.msg) failureSamples[r.code] = r.msg.slice(0, 300);
   }
-  const dup = await stack.sql(`SELECT execution_id, path, count(*) FROM files WHERE execution_id IS NOT NULL GROUP BY 1, 2 HAVING count(*) > 1`);
+  const dup = await stack.sql(
+    `SELECT execution_id, path, count(*) FROM files WHERE execution_id IS NOT NULL GROUP BY 1, 2 HAVING count(*) > 1`,
+  );
   const badTerminal = await stack.sql<{ id: string }>(
     `SELECT id FROM executions WHERE status IN ('completed','failed','timed_out','cancelled') AND finished_at IS NULL`,
   );
-  return { total, byStatus, failureCodes, failureSamples, stuck: [...stuck, ...badTerminal.map((b) => `${b.id}:no finished_at`)], duplicates: dup.length };
+  return {
+    total,
+    byStatus,
+    failureCodes,
+    failureSamples,
+    stuck: [...stuck, ...badTerminal.map((b) => `${b.id}:no finished_at`)],
+    duplicates: dup.length,
+  };
 }
 
 /** Terminal rows must not move again: snapshot (status, finished_at) to compare later. */
@@ -534,7 +582,9 @@ export async function checkWorkspaces(
     const id = await a.submit({ chatId: "followup", messageId, code });
     const done = await a.get(`/v1/executions/${id}?waitMs=30000`, 40_000);
     if (done.body?.status !== "completed" || done.body.result?.error) {
-      followUpFailures.push(`${messageId}: ${done.body?.status} ${JSON.stringify(done.body?.failure ?? done.body?.result?.error)}`);
+      followUpFailures.push(
+        `${messageId}: ${done.body?.status} ${JSON.stringify(done.body?.failure ?? done.body?.result?.error)}`,
+      );
       continue;
     }
     const seen = JSON.parse(String(done.body.result.stdout)) as { log: string[]; files: Record<string, boolean> };
@@ -548,7 +598,9 @@ export async function checkWorkspaces(
 
 /** Kernels the Jupyter server currently runs. */
 export async function listKernels(stack: FaultStack): Promise<Array<{ id: string; execution_state: string }>> {
-  const res = await fetch(`${stack.jupyter.url}/api/kernels`, { headers: { authorization: `token ${stack.env.JUPYTER_TOKEN}` } });
+  const res = await fetch(`${stack.jupyter.url}/api/kernels`, {
+    headers: { authorization: `token ${stack.env.JUPYTER_TOKEN}` },
+  });
   // jupyter_server 1.23 sometimes answers 500 while kernels start or stop: treat it as "none seen this time".
   const body = (await res.json().catch(() => null)) as unknown;
   return Array.isArray(body) ? (body as Array<{ id: string; execution_state: string }>) : [];

@@ -16,7 +16,9 @@ describe("load: 1,000 executions", () => {
   beforeAll(async () => {
     // Twenty messages keep a kernel each: above the default live-kernel ceiling (8 on this machine), which would
     // turn this into a kernel-churn test (the ceiling has its own: kernel-ceiling.int and burst.faults).
-    stack = await startFaultStack({ env: { WORKER_CONCURRENCY: "4", KERNEL_POOL_SIZE: "2", LOG_LEVEL: "warn", MAX_LIVE_KERNELS: "24" } });
+    stack = await startFaultStack({
+      env: { WORKER_CONCURRENCY: "4", KERNEL_POOL_SIZE: "2", LOG_LEVEL: "warn", MAX_LIVE_KERNELS: "24" },
+    });
   });
   afterAll(async () => stack?.close());
 
@@ -72,7 +74,8 @@ describe("load: 1,000 executions", () => {
     const wrong: string[] = [];
     ids.forEach((id, i) => {
       const r = byId.get(id);
-      if (!r || r.status !== "completed" || r.stdout !== `${i}\n`) wrong.push(`${i}: ${r?.status} ${JSON.stringify(r?.stdout)}`);
+      if (!r || r.status !== "completed" || r.stdout !== `${i}\n`)
+        wrong.push(`${i}: ${r?.status} ${JSON.stringify(r?.stdout)}`);
     });
     const c = await census(stack, [], "load");
     report("load", {

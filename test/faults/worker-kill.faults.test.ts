@@ -1,5 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { api, checkWorkspaces, report, settle, sleep, startFaultStack, terminalSnapshot, workloadCode } from "./harness";
+import {
+  api,
+  checkWorkspaces,
+  report,
+  settle,
+  sleep,
+  startFaultStack,
+  terminalSnapshot,
+  workloadCode,
+} from "./harness";
 import type { FaultStack, SubmittedRun } from "./harness";
 
 describe("workers SIGKILLed repeatedly while executions flow", () => {
@@ -21,7 +30,11 @@ describe("workers SIGKILLed repeatedly while executions flow", () => {
       for (let i = 0; i < total; i++) {
         const messageId = `m${i % messages}`;
         const token = `t${i}`;
-        runs.push({ id: await a.submit({ chatId: "faults", messageId, code: workloadCode(token, 0.5) }), token, messageId });
+        runs.push({
+          id: await a.submit({ chatId: "faults", messageId, code: workloadCode(token, 0.5) }),
+          token,
+          messageId,
+        });
         await sleep(300);
       }
     })();

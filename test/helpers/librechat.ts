@@ -78,7 +78,15 @@ export function toolCall(args: Record<string, unknown>, prev?: { session_id: str
 }
 
 /** `processCodeOutput` downloads each output (api/server/services/Files/Code/process.js): arraybuffer, kind/id query. */
-export async function libreChatDownload(baseUrl: string, sessionId: string, fileId: string, query: string, auth: Record<string, string>) {
-  const res = await nodeFetch(`${baseUrl}/download/${sessionId}/${fileId}${query}`, { headers: { "User-Agent": "LibreChat/1.0", ...auth } });
+export async function libreChatDownload(
+  baseUrl: string,
+  sessionId: string,
+  fileId: string,
+  query: string,
+  auth: Record<string, string>,
+) {
+  const res = await nodeFetch(`${baseUrl}/download/${sessionId}/${fileId}${query}`, {
+    headers: { "User-Agent": "LibreChat/1.0", ...auth },
+  });
   return { status: res.status, bytes: Buffer.from(await res.arrayBuffer()), type: res.headers.get("content-type") };
 }

@@ -35,7 +35,13 @@ export interface TestStack {
  * The API (on port 0) and a worker in-process, on this file's own database, queue prefix and DATA_DIR,
  * against the real Redis and the run's real Jupyter server.
  */
-export async function startTestStack(opts: { worker?: boolean; env?: Record<string, string>; /** Must lie under the test root (the gateway's root_dir). */ dataDir?: string } = {}): Promise<TestStack> {
+export async function startTestStack(
+  opts: {
+    worker?: boolean;
+    env?: Record<string, string>;
+    /** Must lie under the test root (the gateway's root_dir). */ dataDir?: string;
+  } = {},
+): Promise<TestStack> {
   const socketsBefore = openSockets();
   const db = await createTestDatabase();
   const suffix = randomBytes(5).toString("hex");
@@ -113,7 +119,11 @@ export function client(baseUrl: string, key: string) {
   const call = async (method: string, p: string, body?: unknown, headers: Record<string, string> = {}) => {
     const res = await fetch(`${baseUrl}${p}`, {
       method,
-      headers: { authorization: `Bearer ${key}`, ...(body !== undefined ? { "content-type": "application/json" } : {}), ...headers },
+      headers: {
+        authorization: `Bearer ${key}`,
+        ...(body !== undefined ? { "content-type": "application/json" } : {}),
+        ...headers,
+      },
       body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
     });
     const text = await res.text();
@@ -136,7 +146,8 @@ export function client(baseUrl: string, key: string) {
       for (;;) {
         const current = (await call("GET", `/v1/executions/${id}`)).body?.status;
         if (current === status) return;
-        if (Date.now() > until) throw new Error(`execution ${id} did not reach ${status} within ${ms} ms (is ${current})`);
+        if (Date.now() > until)
+          throw new Error(`execution ${id} did not reach ${status} within ${ms} ms (is ${current})`);
         await new Promise((r) => setTimeout(r, 100));
       }
     },
@@ -145,7 +156,11 @@ export function client(baseUrl: string, key: string) {
      * passed; returns the execution as last seen (or the error body of a failed poll).
      */
     async run(body: Record<string, unknown>, waitMs = 45_000) {
-      const created = await call("POST", "/v1/executions", { chatId: "chat-1", messageId: `msg-${randomBytes(4).toString("hex")}`, ...body });
+      const created = await call("POST", "/v1/executions", {
+        chatId: "chat-1",
+        messageId: `msg-${randomBytes(4).toString("hex")}`,
+        ...body,
+      });
       if (created.status !== 202) throw new Error(`submit failed: ${created.status} ${JSON.stringify(created.body)}`);
       const until = Date.now() + waitMs;
       for (;;) {

@@ -1,5 +1,11 @@
 import { z } from "zod";
-import { booleanFromEnv, executionMemoryBounds, executionMemoryEnvShape, parseEnv, sharedEnvShape } from "@codeinterp/config";
+import {
+  booleanFromEnv,
+  executionMemoryBounds,
+  executionMemoryEnvShape,
+  parseEnv,
+  sharedEnvShape,
+} from "@codeinterp/config";
 
 const apiEnvSchema = z.object({
   ...sharedEnvShape,
@@ -15,7 +21,11 @@ const apiEnvSchema = z.object({
   SIGNED_LINK_SECRET: z.string().min(32, "SIGNED_LINK_SECRET must be at least 32 characters").optional(),
   /** Lifetime of a link when the caller does not ask for one, and the longest it may ask for (seconds). */
   SIGNED_LINK_TTL_S: z.coerce.number().int().min(1).default(3600),
-  SIGNED_LINK_MAX_TTL_S: z.coerce.number().int().min(1).default(7 * 24 * 3600),
+  SIGNED_LINK_MAX_TTL_S: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(7 * 24 * 3600),
   /** Origin put in front of signed links (e.g. https://ci.example.com); unset: the request's Host. */
   PUBLIC_URL: z.url().optional(),
 
@@ -35,15 +45,27 @@ const apiEnvSchema = z.object({
 
   // The Jupyter surface at /jupyter (see apps/api/src/jupyter).
   /** A kernel of the Jupyter surface unused this long is gone (its message's kernel is culled by the workers). */
-  JUPYTER_KERNEL_IDLE_MS: z.coerce.number().int().min(1000).default(10 * 60_000),
+  JUPYTER_KERNEL_IDLE_MS: z.coerce
+    .number()
+    .int()
+    .min(1000)
+    .default(10 * 60_000),
   /** After an execution's output, a short stream text listing the files the code wrote, with download links. */
   JUPYTER_FILE_LINKS: booleanFromEnv(true),
   /** Origin of those links (e.g. https://ci.example.com); unset: PUBLIC_URL, else the request's own host. */
   JUPYTER_FILE_LINK_BASE_URL: z.url().optional(),
   /** Largest websocket frame accepted from a Jupyter client; a bigger one closes the connection (1009). */
-  JUPYTER_MAX_MESSAGE_BYTES: z.coerce.number().int().min(1024).default(8 * 1024 * 1024),
+  JUPYTER_MAX_MESSAGE_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(8 * 1024 * 1024),
   /** How long a /jupyter/login session cookie stays valid. */
-  JUPYTER_SESSION_TTL_MS: z.coerce.number().int().min(60_000).default(24 * 3600_000),
+  JUPYTER_SESSION_TTL_MS: z.coerce
+    .number()
+    .int()
+    .min(60_000)
+    .default(24 * 3600_000),
 });
 
 export type ApiEnv = z.infer<typeof apiEnvSchema>;

@@ -29,7 +29,8 @@ function toHttpError(err: unknown): HttpError | null {
   }
   const e = err as { type?: string; status?: number; expose?: boolean; message?: string };
   // body-parser's errors (bad JSON, too large, wrong charset) carry their own status.
-  if (e && e.type === "entity.parse.failed") return new HttpError(400, "invalid_json", "request body is not valid JSON");
+  if (e && e.type === "entity.parse.failed")
+    return new HttpError(400, "invalid_json", "request body is not valid JSON");
   if (e && e.type === "entity.too.large") return new HttpError(413, "payload_too_large", "request body is too large");
   // A path that is not valid percent-encoding (`/v1/files/%`) and other client errors from Express.
   if (err instanceof URIError) return new HttpError(400, "bad_request", "malformed URL encoding");
@@ -37,7 +38,8 @@ function toHttpError(err: unknown): HttpError | null {
     return new HttpError(e.status, "bad_request", e.expose && e.message ? e.message : "bad request");
   }
   // Postgres or Redis went away: the caller should retry, not see a 500.
-  if (isOutage(err)) return new HttpError(503, "dependency_unavailable", "a backing service is unavailable; retry shortly");
+  if (isOutage(err))
+    return new HttpError(503, "dependency_unavailable", "a backing service is unavailable; retry shortly");
   return null;
 }
 

@@ -1,7 +1,18 @@
 import type { OpenAPIRegistry } from "@asteasolutions/zod-to-openapi";
 import type { z } from "zod";
 import { ErrorBody, FileInfo } from "./schemas";
-import { ChatFiles, ChatParams, FileLookup, FileLookupQuery, FileMetadata, FileParams, MessageContext, MessageFiles, MessageParams, UploadBody } from "./schemas-files";
+import {
+  ChatFiles,
+  ChatParams,
+  FileLookup,
+  FileLookupQuery,
+  FileMetadata,
+  FileParams,
+  MessageContext,
+  MessageFiles,
+  MessageParams,
+  UploadBody,
+} from "./schemas-files";
 
 const json = (schema: z.ZodType, description: string) => ({ description, content: { "application/json": { schema } } });
 const errors = {
@@ -34,7 +45,11 @@ export function registerFilePaths(registry: OpenAPIRegistry, security: Array<Rec
     summary: "The caller's uploads with this content (sha256), and name if given: upload a file once, not per use",
     security,
     request: { query: FileLookupQuery },
-    responses: { 200: json(FileLookup, "Matching uploads, newest first (at most 20)"), 400: json(ErrorBody, "sha256 missing or malformed"), 401: errors[401] },
+    responses: {
+      200: json(FileLookup, "Matching uploads, newest first (at most 20)"),
+      400: json(ErrorBody, "sha256 missing or malformed"),
+      401: errors[401],
+    },
   });
   registry.registerPath({
     method: "get",

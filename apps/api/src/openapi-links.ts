@@ -7,13 +7,20 @@ import { createLinkBody, LinkParams, LinkQuery, RewrittenText, rewriteLinksBody,
 const json = (schema: z.ZodType, description: string) => ({ description, content: { "application/json": { schema } } });
 
 /** OpenAPI paths of the signed download links. */
-export function registerLinkPaths(registry: OpenAPIRegistry, security: Array<Record<string, string[]>>, maxTtlS: number): void {
+export function registerLinkPaths(
+  registry: OpenAPIRegistry,
+  security: Array<Record<string, string[]>>,
+  maxTtlS: number,
+): void {
   registry.registerPath({
     method: "post",
     path: "/v1/files/{id}/links",
     summary: "A signed, expiring download link for a file of the caller's, usable without an API key",
     security,
-    request: { params: FileParams, body: { required: false, content: { "application/json": { schema: createLinkBody(maxTtlS) } } } },
+    request: {
+      params: FileParams,
+      body: { required: false, content: { "application/json": { schema: createLinkBody(maxTtlS) } } },
+    },
     responses: {
       201: json(SignedLink, "The link"),
       400: json(ErrorBody, "expiresIn out of range"),
@@ -30,7 +37,10 @@ export function registerLinkPaths(registry: OpenAPIRegistry, security: Array<Rec
       "`src=`/`href=`), become signed links to the file the message has at that path (attachments and generated " +
       "files, newest version). Prose, inline code and unknown paths are left as they are.",
     security,
-    request: { params: MessageParams, body: { required: true, content: { "application/json": { schema: rewriteLinksBody(maxTtlS) } } } },
+    request: {
+      params: MessageParams,
+      body: { required: true, content: { "application/json": { schema: rewriteLinksBody(maxTtlS) } } },
+    },
     responses: {
       200: json(RewrittenText, "The rewritten text and every file's link; someone else's message has no files"),
       400: json(ErrorBody, "Invalid input"),

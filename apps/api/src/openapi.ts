@@ -26,7 +26,17 @@ const errors = {
 };
 
 /** Built from the same zod schemas that validate requests, so the document cannot drift from the code. */
-export function buildOpenApiDocument(env: Pick<ApiEnv, "MAX_CODE_BYTES" | "MAX_EXECUTION_TIMEOUT_MS" | "MAX_FILES_PER_EXECUTION" | "SIGNED_LINK_MAX_TTL_S" | "KERNEL_MEMORY_MB" | "KERNEL_MEMORY_MAX_MB">) {
+export function buildOpenApiDocument(
+  env: Pick<
+    ApiEnv,
+    | "MAX_CODE_BYTES"
+    | "MAX_EXECUTION_TIMEOUT_MS"
+    | "MAX_FILES_PER_EXECUTION"
+    | "SIGNED_LINK_MAX_TTL_S"
+    | "KERNEL_MEMORY_MB"
+    | "KERNEL_MEMORY_MAX_MB"
+  >,
+) {
   const registry = new OpenAPIRegistry();
   const bearer = registry.registerComponent("securitySchemes", "apiKey", { type: "http", scheme: "bearer" });
   const security = [{ [bearer.name]: [] }];
@@ -48,7 +58,12 @@ export function buildOpenApiDocument(env: Pick<ApiEnv, "MAX_CODE_BYTES" | "MAX_E
       body: {
         content: {
           "application/json": {
-            schema: createExecutionBody(env.MAX_CODE_BYTES, env.MAX_EXECUTION_TIMEOUT_MS, env.MAX_FILES_PER_EXECUTION, executionMemoryBounds(env)),
+            schema: createExecutionBody(
+              env.MAX_CODE_BYTES,
+              env.MAX_EXECUTION_TIMEOUT_MS,
+              env.MAX_FILES_PER_EXECUTION,
+              executionMemoryBounds(env),
+            ),
           },
         },
       },
@@ -96,7 +111,12 @@ export function buildOpenApiDocument(env: Pick<ApiEnv, "MAX_CODE_BYTES" | "MAX_E
   registerLinkPaths(registry, security, env.SIGNED_LINK_MAX_TTL_S);
   registerLibreChatPaths(registry, env);
   registerJupyterPaths(registry);
-  registry.registerPath({ method: "get", path: "/healthz", summary: "Process up", responses: { 200: json(Health, "Up") } });
+  registry.registerPath({
+    method: "get",
+    path: "/healthz",
+    summary: "Process up",
+    responses: { 200: json(Health, "Up") },
+  });
   registry.registerPath({
     method: "get",
     path: "/readyz",

@@ -14,7 +14,10 @@ const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOStrin
  * drives kernels): each worker's heartbeat says whether its gateway answers, since when, and how often
  * it restarted.
  */
-export function gatewayFromBeats(beats: WorkerBeat[], now = Date.now()): Pick<ReadinessReport, "workers" | "gateway" | "problems"> & { ok: boolean } {
+export function gatewayFromBeats(
+  beats: WorkerBeat[],
+  now = Date.now(),
+): Pick<ReadinessReport, "workers" | "gateway" | "problems"> & { ok: boolean } {
   const workers = beats.map((b) => ({
     workerId: b.workerId,
     lastBeatAt: iso(b.at)!,
@@ -22,9 +25,15 @@ export function gatewayFromBeats(beats: WorkerBeat[], now = Date.now()): Pick<Re
   }));
   const seen = beats.flatMap((b) => (b.gateway ? [{ workerId: b.workerId, ...b.gateway }] : []));
   if (beats.length === 0) {
-    return { ok: false, workers, gateway: null, problems: ["no live worker: no worker has sent a heartbeat recently, so nothing can run code"] };
+    return {
+      ok: false,
+      workers,
+      gateway: null,
+      problems: ["no live worker: no worker has sent a heartbeat recently, so nothing can run code"],
+    };
   }
-  if (seen.length === 0) return { ok: false, workers, gateway: null, problems: ["no worker reports on its kernel gateway"] };
+  if (seen.length === 0)
+    return { ok: false, workers, gateway: null, problems: ["no worker reports on its kernel gateway"] };
   const up = seen.filter((s) => s.reachable);
   const restarts = Math.max(...seen.map((s) => s.restarts));
   const lastRestart = Math.max(...seen.map((s) => s.lastRestartAt ?? 0));
@@ -36,7 +45,8 @@ export function gatewayFromBeats(beats: WorkerBeat[], now = Date.now()): Pick<Re
     sandboxed: seen.every((s) => s.sandboxed),
   };
   const problems: string[] = [];
-  const restarted = restarts > 0 ? `; restarted ${restarts} time${restarts === 1 ? "" : "s"}, last at ${gateway.lastRestartAt}` : "";
+  const restarted =
+    restarts > 0 ? `; restarted ${restarts} time${restarts === 1 ? "" : "s"}, last at ${gateway.lastRestartAt}` : "";
   if (up.length === 0) {
     const first = seen.reduce((a, b) => (b.since < a.since ? b : a));
     const forS = Math.round((now - first.since) / 1000);
@@ -44,13 +54,23 @@ export function gatewayFromBeats(beats: WorkerBeat[], now = Date.now()): Pick<Re
       `kernel gateway unresponsive since ${gateway.since} (${forS} s, seen by ${seen.length} worker${seen.length === 1 ? "" : "s"}: ${first.lastError ?? "no answer"})${restarted}`,
     );
   } else if (up.length < seen.length) {
-    problems.push(`kernel gateway unreachable from worker(s) ${seen.filter((s) => !s.reachable).map((s) => s.workerId).join(", ")}${restarted}`);
+    problems.push(
+      `kernel gateway unreachable from worker(s) ${seen
+        .filter((s) => !s.reachable)
+        .map((s) => s.workerId)
+        .join(", ")}${restarted}`,
+    );
   }
   return { ok: up.length > 0, workers, gateway, problems };
 }
 
 /** Each dependency gets a short deadline, so /readyz answers promptly even while one of them hangs. */
-export function createReadinessCheck(opts: { db: Db; redis: Redis; queuePrefix: string; timeoutMs?: number }): ReadinessCheck {
+export function createReadinessCheck(opts: {
+  db: Db;
+  redis: Redis;
+  queuePrefix: string;
+  timeoutMs?: number;
+}): ReadinessCheck {
   const ms = opts.timeoutMs ?? 2000;
   const check = async <T>(fn: () => Promise<T>): Promise<{ ok: true; value: T } | { ok: false }> => {
     try {
@@ -71,7 +91,11 @@ export function createReadinessCheck(opts: { db: Db; redis: Redis; queuePrefix: 
     const gw = beats.ok ? gatewayFromBeats(beats.value) : null;
     if (!gw) problems.push("kernel gateway state unknown: worker heartbeats cannot be read from Redis");
     return {
-      checks: { database: database.ok ? "ok" : "down", redis: redis.ok ? "ok" : "down", kernelGateway: gw?.ok ? "ok" : "down" },
+      checks: {
+        database: database.ok ? "ok" : "down",
+        redis: redis.ok ? "ok" : "down",
+        kernelGateway: gw?.ok ? "ok" : "down",
+      },
       problems: [...problems, ...(gw?.problems ?? [])],
       gateway: gw?.gateway ?? null,
       workers: gw?.workers ?? [],
@@ -91,8 +115,11 @@ export function kernelIsolationFromBeats(beats: WorkerBeat[]): KernelIsolationRe
   const seen = beats.flatMap((b) => (b.gateway ? [b.gateway] : []));
   if (seen.length === 0) return { sandboxed: null, network: "unknown" };
   const disk = diskBudgetFromBeats(seen);
-  if (seen.some((g) => !g.sandboxed)) return { sandboxed: false, network: "unrestricted", warning: UNSANDBOXED_WARNING, ...disk };
-  return seen.some((g) => g.egress) ? { sandboxed: true, network: "allowlist", ...disk } : { sandboxed: true, network: "none", ...disk };
+  if (seen.some((g) => !g.sandboxed))
+    return { sandboxed: false, network: "unrestricted", warning: UNSANDBOXED_WARNING, ...disk };
+  return seen.some((g) => g.egress)
+    ? { sandboxed: true, network: "allowlist", ...disk }
+    : { sandboxed: true, network: "none", ...disk };
 }
 
 const NO_DISK_BUDGET_WARNING =
@@ -100,7 +127,10 @@ const NO_DISK_BUDGET_WARNING =
   "with quotas enabled (WORKSPACE_DISK_MB then applies); see SECURITY.md.";
 
 /** The smallest budget any live worker applies; one worker without a budget makes the answer "none". */
-function diskBudgetFromBeats(seen: Array<{ diskBudgetMb?: number | null | undefined }>): { diskBudgetMb?: number | null; diskWarning?: string } {
+function diskBudgetFromBeats(seen: Array<{ diskBudgetMb?: number | null | undefined }>): {
+  diskBudgetMb?: number | null;
+  diskWarning?: string;
+} {
   const known = seen.filter((g) => g.diskBudgetMb !== undefined);
   if (known.length === 0) return {};
   if (known.some((g) => g.diskBudgetMb === null)) return { diskBudgetMb: null, diskWarning: NO_DISK_BUDGET_WARNING };

@@ -3,15 +3,27 @@ import { FileInfo, GeneratedFile } from "./schemas";
 
 // Schemas of the files, listing and context routes: they validate requests and generate /openapi.json.
 
-const idString = z.string().min(1).max(200).regex(/^[^\u0000-\u001f\u007f]+$/, "must not contain control characters");
+const idString = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[^\u0000-\u001f\u007f]+$/, "must not contain control characters");
 
 export const FileParams = z.object({ id: z.uuid() });
 export const MessageParams = z.object({ messageId: idString });
 export const ChatParams = z.object({ chatId: idString });
 
 export const FileLookupQuery = z.object({
-  sha256: z.string().regex(/^[0-9a-f]{64}$/, "must be a lowercase hex sha256").meta({ description: "Content hash" }),
-  name: z.string().min(1).max(1000).optional().meta({ description: "Only files stored under this name (sanitised as uploads are)" }),
+  sha256: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/, "must be a lowercase hex sha256")
+    .meta({ description: "Content hash" }),
+  name: z
+    .string()
+    .min(1)
+    .max(1000)
+    .optional()
+    .meta({ description: "Only files stored under this name (sanitised as uploads are)" }),
 });
 
 export const FileLookup = z.object({ files: z.array(FileInfo) }).meta({ id: "FileLookup" });
@@ -19,7 +31,10 @@ export const FileLookup = z.object({ files: z.array(FileInfo) }).meta({ id: "Fil
 /** The multipart body of an upload (documentation only: the route parses it as a stream). */
 export const UploadBody = z
   .object({
-    file: z.string().meta({ format: "binary", description: "The file. Only the first part named `file` is stored; other parts are ignored." }),
+    file: z.string().meta({
+      format: "binary",
+      description: "The file. Only the first part named `file` is stored; other parts are ignored.",
+    }),
   })
   .meta({ id: "UploadRequest" });
 
@@ -28,7 +43,11 @@ export const FileMetadata = FileInfo.extend({
   path: z.string().optional().meta({ description: "Generated files: path relative to /mnt/data" }),
   messageId: z.string().optional(),
   executionId: z.string().optional(),
-  derivedFromId: z.string().nullable().optional().meta({ description: "Generated files: the attachment this file is a changed copy of" }),
+  derivedFromId: z
+    .string()
+    .nullable()
+    .optional()
+    .meta({ description: "Generated files: the attachment this file is a changed copy of" }),
 }).meta({ id: "FileMetadata" });
 
 export const MessageFiles = z
@@ -47,7 +66,11 @@ export const FilePreview = z
   .discriminatedUnion("kind", [
     z.object({ kind: z.literal("columns"), columns: z.array(z.string()).meta({ description: "CSV/TSV header row" }) }),
     z.object({ kind: z.literal("sheets"), sheets: z.array(z.string()).meta({ description: "Workbook sheet names" }) }),
-    z.object({ kind: z.literal("keys"), keys: z.array(z.string()).meta({ description: "JSON top-level keys (of the first element for an array)" }), array: z.boolean() }),
+    z.object({
+      kind: z.literal("keys"),
+      keys: z.array(z.string()).meta({ description: "JSON top-level keys (of the first element for an array)" }),
+      array: z.boolean(),
+    }),
     z.object({ kind: z.literal("text"), firstLine: z.string() }),
   ])
   .meta({ id: "FilePreview" });

@@ -5,7 +5,15 @@ import { z } from "zod";
 export const createLinkBody = (maxTtlS: number) =>
   z
     .object({
-      expiresIn: z.number().int().min(1).max(maxTtlS).optional().meta({ description: `Lifetime in seconds (at most SIGNED_LINK_MAX_TTL_S = ${maxTtlS}); default SIGNED_LINK_TTL_S` }),
+      expiresIn: z
+        .number()
+        .int()
+        .min(1)
+        .max(maxTtlS)
+        .optional()
+        .meta({
+          description: `Lifetime in seconds (at most SIGNED_LINK_MAX_TTL_S = ${maxTtlS}); default SIGNED_LINK_TTL_S`,
+        }),
     })
     .strict()
     .meta({ id: "CreateLinkRequest" });
@@ -13,8 +21,17 @@ export const createLinkBody = (maxTtlS: number) =>
 export const rewriteLinksBody = (maxTtlS: number) =>
   z
     .object({
-      text: z.string().max(1024 * 1024).meta({ description: "Model output (markdown or HTML) with sandbox:/mnt/data/... or /mnt/data/... links" }),
-      expiresIn: z.number().int().min(1).max(maxTtlS).optional().meta({ description: "Lifetime of each link in seconds" }),
+      text: z
+        .string()
+        .max(1024 * 1024)
+        .meta({ description: "Model output (markdown or HTML) with sandbox:/mnt/data/... or /mnt/data/... links" }),
+      expiresIn: z
+        .number()
+        .int()
+        .min(1)
+        .max(maxTtlS)
+        .optional()
+        .meta({ description: "Lifetime of each link in seconds" }),
     })
     .strict()
     .meta({ id: "RewriteLinksRequest" });
@@ -28,12 +45,16 @@ export const SignedLink = z
   })
   .meta({ id: "SignedLink" });
 
-export const MessageLink = SignedLink.extend({ path: z.string().meta({ description: "relative to /mnt/data" }) }).meta({ id: "MessageLink" });
+export const MessageLink = SignedLink.extend({ path: z.string().meta({ description: "relative to /mnt/data" }) }).meta({
+  id: "MessageLink",
+});
 
 export const RewrittenText = z
   .object({
     messageId: z.string(),
-    text: z.string().meta({ description: "The text with every link to a file of the message replaced by its signed link" }),
+    text: z
+      .string()
+      .meta({ description: "The text with every link to a file of the message replaced by its signed link" }),
     links: z.array(MessageLink).meta({ description: "A signed link for every file the message has at /mnt/data" }),
   })
   .meta({ id: "RewrittenText" });

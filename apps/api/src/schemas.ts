@@ -4,7 +4,11 @@ import type { ExecutionMemoryBounds } from "@codeinterp/config";
 
 // These schemas validate requests and generate /openapi.json: one source for both.
 
-const idString = z.string().min(1).max(200).regex(/^[^\u0000-\u001f\u007f]+$/, "must not contain control characters");
+const idString = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[^\u0000-\u001f\u007f]+$/, "must not contain control characters");
 
 export const ErrorBody = z
   .object({ error: z.object({ code: z.string(), message: z.string() }).loose() })
@@ -26,12 +30,19 @@ const executionLimits = (memory: ExecutionMemoryBounds) =>
         .min(MIN_EXECUTION_MEMORY_MB)
         .max(memory.maxMb, `this deployment allows at most ${memory.maxMb} MB per execution`)
         .optional()
-        .describe(`Memory for the message's kernel while this execution runs, in MB (default ${memory.defaultMb}, at most ${memory.maxMb})`),
+        .describe(
+          `Memory for the message's kernel while this execution runs, in MB (default ${memory.defaultMb}, at most ${memory.maxMb})`,
+        ),
     })
     .strict()
     .meta({ id: "ExecutionLimits" });
 
-export const createExecutionBody = (maxCodeBytes: number, maxTimeoutMs: number, maxFiles: number, memory: ExecutionMemoryBounds) =>
+export const createExecutionBody = (
+  maxCodeBytes: number,
+  maxTimeoutMs: number,
+  maxFiles: number,
+  memory: ExecutionMemoryBounds,
+) =>
   z
     .object({
       chatId: idString,
@@ -102,7 +113,9 @@ export const Execution = z
       ),
     files: z.array(GeneratedFile),
     limits: z
-      .object({ memoryMb: z.number().int().nullable().describe("What the execution asked; null: the deployment default") })
+      .object({
+        memoryMb: z.number().int().nullable().describe("What the execution asked; null: the deployment default"),
+      })
       .describe("What the execution asked for its kernel"),
   })
   .meta({ id: "Execution" });
@@ -119,7 +132,12 @@ const GatewaySeen = z.object({
   lastRestartAt: z.string().nullable(),
   sandboxed: z.boolean().describe("Kernels run in the bubblewrap sandbox"),
   egress: z.boolean().optional().describe("Sandboxed kernels reach the listed destinations through the egress proxy"),
-  diskBudgetMb: z.number().int().nullable().optional().describe("Each workspace's disk budget in MB; null: workspaces have none"),
+  diskBudgetMb: z
+    .number()
+    .int()
+    .nullable()
+    .optional()
+    .describe("Each workspace's disk budget in MB; null: workspaces have none"),
 });
 export const Readiness = z
   .object({
@@ -128,14 +146,21 @@ export const Readiness = z
     problems: z.array(z.string()).describe("What is wrong, in plain words (empty when ready)"),
     gateway: GatewaySeen.omit({ lastError: true })
       .nullable()
-      .describe("The kernel gateway as the live workers last saw it (the API itself never contacts it); null without a live worker"),
+      .describe(
+        "The kernel gateway as the live workers last saw it (the API itself never contacts it); null without a live worker",
+      ),
     workers: z.array(z.object({ workerId: z.string(), lastBeatAt: z.string(), gateway: GatewaySeen.nullable() })),
     kernels: z
       .object({
         sandboxed: z.boolean().nullable(),
         network: z.enum(["none", "allowlist", "unrestricted", "unknown"]),
         warning: z.string().optional(),
-        diskBudgetMb: z.number().int().nullable().optional().describe("Each workspace's disk budget in MB; null: workspaces have none"),
+        diskBudgetMb: z
+          .number()
+          .int()
+          .nullable()
+          .optional()
+          .describe("Each workspace's disk budget in MB; null: workspaces have none"),
         diskWarning: z.string().optional().describe("Set when workspaces have no disk budget"),
       })
       .describe(

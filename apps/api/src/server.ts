@@ -42,7 +42,21 @@ export async function startApiServer(env: ApiEnv, log: Logger): Promise<RunningA
   const readiness = createReadinessCheck({ db, redis, queuePrefix: env.QUEUE_PREFIX });
   const blobs = createBlobStore(env.DATA_DIR);
   const files = createFileStore({ db, blobs, log });
-  const deps = { env, db, blobs, files, links, log, executionQueue, maintenanceQueue, events, readiness, redis, queuePrefix: env.QUEUE_PREFIX, finished };
+  const deps = {
+    env,
+    db,
+    blobs,
+    files,
+    links,
+    log,
+    executionQueue,
+    maintenanceQueue,
+    events,
+    readiness,
+    redis,
+    queuePrefix: env.QUEUE_PREFIX,
+    finished,
+  };
   const app = createApp(deps);
 
   const server = createServer(app);

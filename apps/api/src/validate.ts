@@ -2,7 +2,11 @@ import type { z } from "zod";
 import { HttpError } from "./errors";
 
 /** Parses untrusted input; a failure is a 400 naming each offending field. */
-export function parseInput<T extends z.ZodType>(schema: T, input: unknown, where: "body" | "query" | "params"): z.infer<T> {
+export function parseInput<T extends z.ZodType>(
+  schema: T,
+  input: unknown,
+  where: "body" | "query" | "params",
+): z.infer<T> {
   const parsed = schema.safeParse(input);
   if (parsed.success) return parsed.data;
   const issues = parsed.error.issues.map((i) => ({ path: i.path.join("."), message: i.message }));

@@ -4,7 +4,14 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildPrompt, formatSize } from "../src/files/context";
 import { mimeTypeForUpload, normaliseMediaType } from "../src/files/mime";
-import { HEAD_BYTES, parseHeaderRow, previewFile, previewKind, scanJsonKeys, sheetNamesFromWorkbookXml } from "../src/files/preview";
+import {
+  HEAD_BYTES,
+  parseHeaderRow,
+  previewFile,
+  previewKind,
+  scanJsonKeys,
+  sheetNamesFromWorkbookXml,
+} from "../src/files/preview";
 
 let dir: string;
 beforeAll(async () => {
@@ -16,7 +23,12 @@ afterAll(async () => {
 
 describe("parseHeaderRow", () => {
   it("reads a header with quotes, escaped quotes and CRLF", () => {
-    expect(parseHeaderRow('date,"region, name","say ""hi""",amount\r\n1,2,3,4')).toEqual(["date", "region, name", 'say "hi"', "amount"]);
+    expect(parseHeaderRow('date,"region, name","say ""hi""",amount\r\n1,2,3,4')).toEqual([
+      "date",
+      "region, name",
+      'say "hi"',
+      "amount",
+    ]);
   });
   it("guesses ; and tab delimiters, and takes a given one", () => {
     expect(parseHeaderRow("a;b;c\n1;2;3")).toEqual(["a", "b", "c"]);
@@ -36,7 +48,10 @@ describe("parseHeaderRow", () => {
 
 describe("scanJsonKeys", () => {
   it("finds top-level keys of a truncated object, skipping nested ones", () => {
-    expect(scanJsonKeys('{"a": {"nested": 1, "x": [1, {"y": 2}]}, "b": "s,\\"t", "c": [1,2], "cut')).toEqual({ keys: ["a", "b", "c"], array: false });
+    expect(scanJsonKeys('{"a": {"nested": 1, "x": [1, {"y": 2}]}, "b": "s,\\"t", "c": [1,2], "cut')).toEqual({
+      keys: ["a", "b", "c"],
+      array: false,
+    });
   });
   it("reads the first element of an array", () => {
     expect(scanJsonKeys('[{"id": 1, "name": "x"}, {"other": 2}]')).toEqual({ keys: ["id", "name"], array: true });
@@ -57,7 +72,10 @@ describe("previewFile", () => {
   it("reads only a bounded head of a big CSV", async () => {
     const file = path.join(dir, "big.csv");
     await writeFile(file, `x,y,z\n${"1,2,3\n".repeat(HEAD_BYTES)}`);
-    expect(await previewFile({ blobPath: file, name: "big.csv", mimeType: "text/csv" })).toEqual({ kind: "columns", columns: ["x", "y", "z"] });
+    expect(await previewFile({ blobPath: file, name: "big.csv", mimeType: "text/csv" })).toEqual({
+      kind: "columns",
+      columns: ["x", "y", "z"],
+    });
   });
   it("gives null for binary content, unknown types, a broken workbook and a missing file", async () => {
     const bin = path.join(dir, "bin.txt");
@@ -99,7 +117,12 @@ describe("prompt", () => {
   });
   it("lists files with their previews, and says so when there are none", () => {
     const prompt = buildPrompt([
-      { path: "sales.csv", mimeType: "text/csv", size: 1229, preview: { kind: "columns", columns: ["date", "region", "amount"] } },
+      {
+        path: "sales.csv",
+        mimeType: "text/csv",
+        size: 1229,
+        preview: { kind: "columns", columns: ["date", "region", "amount"] },
+      },
       { path: "out/bad\nname.txt", mimeType: "text/plain", size: 3, preview: null },
     ]);
     expect(prompt).toBe(

@@ -52,7 +52,12 @@ describe("LibreChat file references", () => {
   const sid = newSessionId();
 
   it("reads the Gen-1 shape {id, session_id, name}", () => {
-    expect(FileRef.parse({ id: fid, session_id: sid, name: "plot.png" })).toEqual({ fileId: fid, sessionId: sid, name: "plot.png", kind: undefined });
+    expect(FileRef.parse({ id: fid, session_id: sid, name: "plot.png" })).toEqual({
+      fileId: fid,
+      sessionId: sid,
+      name: "plot.png",
+      kind: undefined,
+    });
   });
 
   it("reads the Gen-2 shape {id, resource_id, name, storage_session_id, kind, version?}", () => {
@@ -67,7 +72,14 @@ describe("LibreChat file references", () => {
   });
 
   it("drops unknown body keys, a leaked LIBRECHAT_CODE_API_KEY included", () => {
-    const body = execBody(1000, 5).parse({ lang: "py", code: "print(1)", user_id: "u", LIBRECHAT_CODE_API_KEY: "secret", executionRouteKey: "x", files: [{ id: fid, session_id: sid, name: "a" }] });
+    const body = execBody(1000, 5).parse({
+      lang: "py",
+      code: "print(1)",
+      user_id: "u",
+      LIBRECHAT_CODE_API_KEY: "secret",
+      executionRouteKey: "x",
+      files: [{ id: fid, session_id: sid, name: "a" }],
+    });
     expect(JSON.stringify(body)).not.toContain("secret");
     expect(Object.keys(body).sort()).toEqual(["code", "files", "lang", "user_id"]);
   });

@@ -15,7 +15,9 @@ describe("link signer", () => {
 
   it("accepts its own link until it expires, then says it expired", () => {
     expect(() => signer.verify(FILE, String(link.expires), link.signature, at)).not.toThrow();
-    expect(() => signer.verify(FILE, String(link.expires), link.signature, new Date(at.getTime() + 61_000))).toThrow(LinkExpiredError);
+    expect(() => signer.verify(FILE, String(link.expires), link.signature, new Date(at.getTime() + 61_000))).toThrow(
+      LinkExpiredError,
+    );
   });
 
   it("rejects a changed file id, expiry or signature, a missing part, and another secret's link", () => {

@@ -6,7 +6,15 @@ const now = Date.parse("2026-11-29T20:00:00Z");
 const beat = (workerId: string, gateway: Partial<NonNullable<WorkerBeat["gateway"]>> | null): WorkerBeat => ({
   workerId,
   at: now - 1000,
-  gateway: gateway && { reachable: true, since: now - 60_000, lastError: null, restarts: 0, lastRestartAt: null, sandboxed: true, ...gateway },
+  gateway: gateway && {
+    reachable: true,
+    since: now - 60_000,
+    lastError: null,
+    restarts: 0,
+    lastRestartAt: null,
+    sandboxed: true,
+    ...gateway,
+  },
 });
 
 describe("/readyz's view of the kernel gateway, from worker heartbeats", () => {
@@ -27,7 +35,13 @@ describe("/readyz's view of the kernel gateway, from worker heartbeats", () => {
     const since = now - 42_000;
     const r = gatewayFromBeats(
       [
-        beat("w1", { reachable: false, since, lastError: "no answer within 2000 ms", restarts: 2, lastRestartAt: now - 300_000 }),
+        beat("w1", {
+          reachable: false,
+          since,
+          lastError: "no answer within 2000 ms",
+          restarts: 2,
+          lastRestartAt: now - 300_000,
+        }),
         beat("w2", { reachable: false, since: now - 20_000, lastError: "ECONNREFUSED", restarts: 1 }),
       ],
       now,
@@ -50,7 +64,9 @@ describe("/readyz's view of the kernel gateway, from worker heartbeats", () => {
   });
 
   it("says plainly when workspaces have no disk budget, and names the budget when every worker has one", () => {
-    expect(kernelIsolationFromBeats([beat("w1", { diskBudgetMb: 1024 }), beat("w2", { diskBudgetMb: null })])).toMatchObject({
+    expect(
+      kernelIsolationFromBeats([beat("w1", { diskBudgetMb: 1024 }), beat("w2", { diskBudgetMb: null })]),
+    ).toMatchObject({
       diskBudgetMb: null,
       diskWarning: expect.stringMatching(/^Workspaces have no disk budget/),
     });

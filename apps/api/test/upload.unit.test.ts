@@ -33,9 +33,17 @@ it("a client that hangs up before the upload is read (auth was slow) gets an ans
     server.listen(0, "127.0.0.1", () => {
       const { port } = server.address() as AddressInfo;
       const b = "----late";
-      const req = http.request({ port, host: "127.0.0.1", method: "POST", headers: { "content-type": `multipart/form-data; boundary=${b}`, "content-length": "100000" } });
+      const req = http.request({
+        port,
+        host: "127.0.0.1",
+        method: "POST",
+        headers: { "content-type": `multipart/form-data; boundary=${b}`, "content-length": "100000" },
+      });
       req.on("error", () => undefined);
-      req.write(`--${b}\r\nContent-Disposition: form-data; name="file"; filename="half.bin"\r\n\r\n${"x".repeat(500)}`, () => req.destroy());
+      req.write(
+        `--${b}\r\nContent-Disposition: form-data; name="file"; filename="half.bin"\r\n\r\n${"x".repeat(500)}`,
+        () => req.destroy(),
+      );
     });
   });
   const err = await outcome;

@@ -46,7 +46,8 @@ const EXIT_OK = 0;
 const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
 
-const humanSize = (n: number) => (n < 1024 ? `${n} B` : n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} kB` : `${(n / 1024 / 1024).toFixed(1)} MB`);
+const humanSize = (n: number) =>
+  n < 1024 ? `${n} B` : n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} kB` : `${(n / 1024 / 1024).toFixed(1)} MB`;
 const newId = (prefix: string) => `${prefix}-${randomBytes(6).toString("hex")}`;
 
 interface RunArgs {
@@ -73,11 +74,15 @@ function parseRunArgs(args: string[]): RunArgs | { help: true } {
     },
   });
   if (values.help) return { help: true };
-  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? "missing <script.py>" : `unexpected arguments: ${positionals.slice(1).join(" ")}`);
+  if (positionals.length !== 1)
+    throw new UsageError(
+      positionals.length === 0 ? "missing <script.py>" : `unexpected arguments: ${positionals.slice(1).join(" ")}`,
+    );
   let timeoutMs: number | undefined;
   if (values.timeout !== undefined) {
     timeoutMs = Number(values.timeout);
-    if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new UsageError(`--timeout must be a positive number of milliseconds, got ${values.timeout}`);
+    if (!Number.isInteger(timeoutMs) || timeoutMs <= 0)
+      throw new UsageError(`--timeout must be a positive number of milliseconds, got ${values.timeout}`);
   }
   return {
     script: positionals[0]!,
@@ -234,7 +239,9 @@ async function report(client: CodeinterpClient, execution: Execution, args: RunA
     }
   }
   if (result?.error) {
-    io.stderr.write(`${result.error.traceback.length ? result.error.traceback.join("\n") : `${result.error.ename}: ${result.error.evalue}`}\n`);
+    io.stderr.write(
+      `${result.error.traceback.length ? result.error.traceback.join("\n") : `${result.error.ename}: ${result.error.evalue}`}\n`,
+    );
   }
 
   let saveFailed = false;
@@ -248,17 +255,24 @@ async function report(client: CodeinterpClient, execution: Execution, args: RunA
           io.stderr.write(`[codeinterp] saved ${path.relative(io.cwd, target) || target} (${humanSize(bytes)})\n`);
         } catch (err) {
           saveFailed = true;
-          io.stderr.write(`[codeinterp] ${err instanceof UnsafePathError ? err.message : `could not save ${f.path}: ${(err as Error).message}`}\n`);
+          io.stderr.write(
+            `[codeinterp] ${err instanceof UnsafePathError ? err.message : `could not save ${f.path}: ${(err as Error).message}`}\n`,
+          );
         }
       }
     } else {
       io.stderr.write(`[codeinterp] generated files (use --out <dir> to save them):\n`);
-      for (const f of execution.files) io.stderr.write(`  /mnt/data/${f.path}  ${humanSize(f.size)}  ${client.baseUrl}${f.url}\n`);
+      for (const f of execution.files)
+        io.stderr.write(`  /mnt/data/${f.path}  ${humanSize(f.size)}  ${client.baseUrl}${f.url}\n`);
     }
   }
 
   const raised = result?.error != null;
-  const detail = execution.failure ? ` (${execution.failure.code}: ${execution.failure.message})` : raised ? ` (${result.error!.ename})` : "";
+  const detail = execution.failure
+    ? ` (${execution.failure.code}: ${execution.failure.message})`
+    : raised
+      ? ` (${result.error!.ename})`
+      : "";
   io.stderr.write(`[codeinterp] ${execution.status}${detail}\n`);
   return execution.status === "completed" && !raised && !saveFailed ? EXIT_OK : EXIT_FAILED;
 }

@@ -4,7 +4,9 @@ const cliEnvSchema = z.object({
   /** Where the API is. */
   CODEINTERP_URL: z.url("CODEINTERP_URL must be a URL like http://localhost:8080").default("http://localhost:8080"),
   /** A user's API key (POST /v1/admin/api-keys). */
-  CODEINTERP_API_KEY: z.string({ error: "CODEINTERP_API_KEY is not set (create one with POST /v1/admin/api-keys)" }).min(1, "CODEINTERP_API_KEY is empty"),
+  CODEINTERP_API_KEY: z
+    .string({ error: "CODEINTERP_API_KEY is not set (create one with POST /v1/admin/api-keys)" })
+    .min(1, "CODEINTERP_API_KEY is empty"),
 });
 
 export type CliEnv = z.infer<typeof cliEnvSchema>;

@@ -5,7 +5,13 @@ import type { Db, FileRow } from "@codeinterp/db";
 import { registerExecutionFiles } from "@codeinterp/db";
 import type { NewFile } from "@codeinterp/db";
 import type { FileStore } from "@codeinterp/files";
-import { BlobTooLargeError, FileReplacedError, FileSizeChangedError, NotARegularFileError, OutsideDirectoryError } from "@codeinterp/workspace";
+import {
+  BlobTooLargeError,
+  FileReplacedError,
+  FileSizeChangedError,
+  NotARegularFileError,
+  OutsideDirectoryError,
+} from "@codeinterp/workspace";
 import type { SkipReason, Skipped, SnapshotDiff } from "@codeinterp/workspace";
 
 export interface CaptureContext {
@@ -37,7 +43,13 @@ export function mimeTypeOf(name: string): string {
  */
 function skipReason(err: unknown): SkipReason {
   if (err instanceof BlobTooLargeError) return "too_large";
-  if (err instanceof NotARegularFileError || err instanceof FileReplacedError || err instanceof FileSizeChangedError || err instanceof OutsideDirectoryError) return "symlink";
+  if (
+    err instanceof NotARegularFileError ||
+    err instanceof FileReplacedError ||
+    err instanceof FileSizeChangedError ||
+    err instanceof OutsideDirectoryError
+  )
+    return "symlink";
   return "special";
 }
 
@@ -46,22 +58,30 @@ function skipReason(err: unknown): SkipReason {
  * following symlinks and must still be the inode the snapshot saw, so code cannot swap in a link to a file
  * outside the workspace between the snapshot and the copy.
  */
-export async function captureFiles(ctx: CaptureContext, diff: SnapshotDiff, onFile: (f: FileRow) => Promise<void>): Promise<CaptureResult> {
+export async function captureFiles(
+  ctx: CaptureContext,
+  diff: SnapshotDiff,
+  onFile: (f: FileRow) => Promise<void>,
+): Promise<CaptureResult> {
   const skipped: Skipped[] = [...diff.skipped];
   const entries = [...diff.created, ...diff.changed].sort((a, b) => (a.path < b.path ? -1 : 1));
   // Several copies at a time: their syscalls and fsyncs overlap in the thread pool (UV_THREADPOOL_SIZE).
-  const stored = await pMap(entries, async (entry) => {
-    try {
-      return await ctx.files.receiveFile(path.join(ctx.workspaceDir, entry.path), {
-        maxBytes: ctx.maxFileBytes,
-        expect: { ino: entry.ino },
-        within: ctx.workspaceDir,
-      });
-    } catch (err) {
-      skipped.push({ path: entry.path, reason: skipReason(err) });
-      return null;
-    }
-  }, { concurrency: 8 });
+  const stored = await pMap(
+    entries,
+    async (entry) => {
+      try {
+        return await ctx.files.receiveFile(path.join(ctx.workspaceDir, entry.path), {
+          maxBytes: ctx.maxFileBytes,
+          expect: { ino: entry.ino },
+          within: ctx.workspaceDir,
+        });
+      } catch (err) {
+        skipped.push({ path: entry.path, reason: skipReason(err) });
+        return null;
+      }
+    },
+    { concurrency: 8 },
+  );
   const rows: Array<NewFile & { path: string }> = [];
   entries.forEach((entry, i) => {
     const blob = stored[i];

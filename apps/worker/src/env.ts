@@ -49,7 +49,12 @@ const workerEnvSchema = z
     KERNEL_PRELOAD: z
       .string()
       .default(DEFAULT_PRELOAD_MODULES.join(","))
-      .transform((v) => v.split(",").map((m) => m.trim()).filter(Boolean))
+      .transform((v) =>
+        v
+          .split(",")
+          .map((m) => m.trim())
+          .filter(Boolean),
+      )
       .pipe(z.array(z.string().regex(PYTHON_MODULE_NAME, "not a Python module name"))),
     /** A message's kernel is shut down after this long without executions. */
     KERNEL_IDLE_TTL_MS: int(10 * 60_000, 1000),

@@ -22,7 +22,14 @@ export interface GatewayWatch {
 const WAIT_FOR_GATEWAY_MS = 15_000;
 
 export function startGatewayWatch(
-  env: Pick<WorkerEnv, "JUPYTER_URL" | "JUPYTER_TOKEN" | "GATEWAY_PROBE_INTERVAL_MS" | "GATEWAY_UNRESPONSIVE_MS" | "GATEWAY_RETRY_BUDGET_MS">,
+  env: Pick<
+    WorkerEnv,
+    | "JUPYTER_URL"
+    | "JUPYTER_TOKEN"
+    | "GATEWAY_PROBE_INTERVAL_MS"
+    | "GATEWAY_UNRESPONSIVE_MS"
+    | "GATEWAY_RETRY_BUDGET_MS"
+  >,
   log: Logger,
   opts: { onChange?: () => void } = {},
 ): GatewayMonitor & { retryBudgetMs: number } {
@@ -39,10 +46,16 @@ export function startGatewayWatch(
 
 /** What a heartbeat carries about the gateway. */
 export function gatewaySeen(watch: GatewayWatch): GatewaySeen {
-  return { ...watch.monitor.health(), sandboxed: watch.sandboxed, ...(watch.egress ? { egress: true } : {}), ...(watch.diskBudgetMb !== undefined ? { diskBudgetMb: watch.diskBudgetMb } : {}) };
+  return {
+    ...watch.monitor.health(),
+    sandboxed: watch.sandboxed,
+    ...(watch.egress ? { egress: true } : {}),
+    ...(watch.diskBudgetMb !== undefined ? { diskBudgetMb: watch.diskBudgetMb } : {}),
+  };
 }
 
-export type GatewayVerdict = { retry: true } | { retry: false; failure: { code: "gateway_unavailable" | "gateway_restarted"; message: string } };
+export type GatewayVerdict =
+  { retry: true } | { retry: false; failure: { code: "gateway_unavailable" | "gateway_restarted"; message: string } };
 
 /**
  * An attempt failed because the gateway did not answer. Code that reached a kernel (the row says
@@ -69,13 +82,18 @@ export async function judgeGatewayFailure(
         retry: false,
         failure: {
           code: "gateway_restarted",
-          message: "the kernel gateway stopped answering while this code ran and was restarted: the kernel and its variables are gone; submit it again",
+          message:
+            "the kernel gateway stopped answering while this code ran and was restarted: the kernel and its variables are gone; submit it again",
         },
       };
     }
     return {
       retry: false,
-      failure: { code: "gateway_unavailable", message: "the kernel gateway stopped answering while this code ran; the kernel's state is unknown; submit it again" },
+      failure: {
+        code: "gateway_unavailable",
+        message:
+          "the kernel gateway stopped answering while this code ran; the kernel's state is unknown; submit it again",
+      },
     };
   }
   if (!at.finalAttempt && left() > 0) {
@@ -85,8 +103,12 @@ export async function judgeGatewayFailure(
   const triedS = Math.round((Date.now() - at.startedAt.getTime()) / 1000);
   return {
     retry: false,
-    failure: { code: "gateway_unavailable", message: `the kernel gateway did not answer (retried for ${triedS} s); the code did not run` },
+    failure: {
+      code: "gateway_unavailable",
+      message: `the kernel gateway did not answer (retried for ${triedS} s); the code did not run`,
+    },
   };
 }
 
-export const isGatewayFailure = (err: unknown): err is GatewayUnavailableError => err instanceof GatewayUnavailableError;
+export const isGatewayFailure = (err: unknown): err is GatewayUnavailableError =>
+  err instanceof GatewayUnavailableError;

@@ -82,9 +82,11 @@ export function startWorkerMetrics(opts: WorkerMetricsOptions): WorkerMetrics {
       this.set(opts.inUse());
     },
   });
-  new Gauge({ name: "codeinterp_worker_concurrency", help: "Executions a worker runs at once (WORKER_CONCURRENCY)", registers: [registry] }).set(
-    opts.concurrency,
-  );
+  new Gauge({
+    name: "codeinterp_worker_concurrency",
+    help: "Executions a worker runs at once (WORKER_CONCURRENCY)",
+    registers: [registry],
+  }).set(opts.concurrency);
   new Gauge({
     name: "codeinterp_kernels_live",
     help: "Live kernels of the whole deployment (message and pool kernels), as counted under the ceiling",
@@ -93,7 +95,11 @@ export function startWorkerMetrics(opts: WorkerMetricsOptions): WorkerMetrics {
       this.set(await opts.liveKernels());
     },
   });
-  new Gauge({ name: "codeinterp_kernels_live_max", help: "The ceiling on live kernels (MAX_LIVE_KERNELS)", registers: [registry] }).set(opts.maxLiveKernels);
+  new Gauge({
+    name: "codeinterp_kernels_live_max",
+    help: "The ceiling on live kernels (MAX_LIVE_KERNELS)",
+    registers: [registry],
+  }).set(opts.maxLiveKernels);
   const evictions = new Counter({
     name: "codeinterp_kernel_evictions_total",
     help: "Idle message kernels this worker shut down to make room under the live-kernel ceiling",
@@ -140,7 +146,11 @@ export function startWorkerMetrics(opts: WorkerMetricsOptions): WorkerMetrics {
   let pending: Promise<void> | null = null;
 
   const write = async () => {
-    const snapshot = JSON.stringify({ workerId: opts.workerId, at: Date.now(), metrics: await registry.getMetricsAsJSON() });
+    const snapshot = JSON.stringify({
+      workerId: opts.workerId,
+      at: Date.now(),
+      metrics: await registry.getMetricsAsJSON(),
+    });
     if (closed) return;
     await opts.redis
       .multi()
@@ -159,7 +169,8 @@ export function startWorkerMetrics(opts: WorkerMetricsOptions): WorkerMetrics {
   timer.unref();
   void publish();
 
-  const seconds = (job: Job | undefined) => (job?.processedOn ? Math.max(0, (job.finishedOn ?? Date.now()) - job.processedOn) / 1000 : null);
+  const seconds = (job: Job | undefined) =>
+    job?.processedOn ? Math.max(0, (job.finishedOn ?? Date.now()) - job.processedOn) / 1000 : null;
 
   return {
     registry,

@@ -35,7 +35,14 @@ export async function reconcileOnce(opts: ReconcilerOptions): Promise<{ enqueued
     for (const e of candidates) {
       const job = await opts.queue.getJob(e.id);
       const state = job ? await job.getState() : "missing";
-      if (state === "waiting" || state === "active" || state === "delayed" || state === "prioritized" || state === "waiting-children") continue;
+      if (
+        state === "waiting" ||
+        state === "active" ||
+        state === "delayed" ||
+        state === "prioritized" ||
+        state === "waiting-children"
+      )
+        continue;
       if (e.status === "queued" && state === "missing") {
         await enqueueExecution(opts.queue, e);
         enqueued++;
@@ -43,7 +50,10 @@ export async function reconcileOnce(opts: ReconcilerOptions): Promise<{ enqueued
       }
       // The job is gone, failed for good, or finished without ending the execution.
       const moved = await finishAndAnnounce(opts, e.id, "failed", {
-        failure: { code: "worker_lost", message: `the job running this execution was lost (${state}); submit it again` },
+        failure: {
+          code: "worker_lost",
+          message: `the job running this execution was lost (${state}); submit it again`,
+        },
       });
       if (moved) {
         failed++;

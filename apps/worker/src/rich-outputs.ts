@@ -11,7 +11,12 @@ export interface ResultOutput {
   fileId?: string;
 }
 
-const BINARY_EXT: Record<string, string> = { "image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp" };
+const BINARY_EXT: Record<string, string> = {
+  "image/png": "png",
+  "image/jpeg": "jpg",
+  "image/gif": "gif",
+  "image/webp": "webp",
+};
 const TEXT_FILE_EXT: Record<string, string> = { "image/svg+xml": "svg" };
 
 /**
@@ -19,7 +24,15 @@ const TEXT_FILE_EXT: Record<string, string> = { "image/svg+xml": "svg" };
  * downloadable; text outputs stay inline with workspace paths shown as /mnt/data.
  */
 export async function storeRichOutputs(
-  ctx: { db: Db; files: FileStore; userId: string; chatId: string; messageId: string; executionId: string; workspaceDirs: string[] },
+  ctx: {
+    db: Db;
+    files: FileStore;
+    userId: string;
+    chatId: string;
+    messageId: string;
+    executionId: string;
+    workspaceDirs: string[];
+  },
   outputs: RichOutput[],
 ): Promise<ResultOutput[]> {
   const result: ResultOutput[] = [];
@@ -32,20 +45,22 @@ export async function storeRichOutputs(
       const bytes = binExt ? Buffer.from(out.data, "base64") : Buffer.from(out.data, "utf8");
       const stored = await ctx.files.receive(Readable.from([bytes]));
       const name = `output-${n}.${binExt ?? textExt}`;
-      const committed = await ctx.files.commit([stored], () => registerExecutionFile(ctx.db, {
-        userId: ctx.userId,
-        chatId: ctx.chatId,
-        messageId: ctx.messageId,
-        executionId: ctx.executionId,
-        // Starts with "/": never a workspace path (those are relative), so code cannot pre-empt this key.
-        path: `/outputs/${name}`,
-        name,
-        size: stored.size,
-        sha256: stored.sha256,
-        storageKey: stored.key,
-        mimeType: out.mimeType,
-        source: "output",
-      }));
+      const committed = await ctx.files.commit([stored], () =>
+        registerExecutionFile(ctx.db, {
+          userId: ctx.userId,
+          chatId: ctx.chatId,
+          messageId: ctx.messageId,
+          executionId: ctx.executionId,
+          // Starts with "/": never a workspace path (those are relative), so code cannot pre-empt this key.
+          path: `/outputs/${name}`,
+          name,
+          size: stored.size,
+          sha256: stored.sha256,
+          storageKey: stored.key,
+          mimeType: out.mimeType,
+          source: "output",
+        }),
+      );
       // Retried with the whole outcome on a transient failure (registration is idempotent), which waits again.
       if (!committed.kept) throw committed.error;
       result.push({ type: out.mimeType, fileId: committed.value.file.id });

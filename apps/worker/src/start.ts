@@ -41,7 +41,13 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
   // Heartbeats at once when the gateway's state changes, so /readyz says so within a probe or two.
   let beatNow = () => undefined as void;
   const monitor = startGatewayWatch(env, log, { onChange: () => beatNow() });
-  const gatewayWatch: GatewayWatch = { monitor, sandboxed, egress: isolation.sandboxed && isolation.network === "allowlist", retryBudgetMs: monitor.retryBudgetMs, diskBudgetMb: diskBudget.kind === "btrfs" ? env.WORKSPACE_DISK_MB : null };
+  const gatewayWatch: GatewayWatch = {
+    monitor,
+    sandboxed,
+    egress: isolation.sandboxed && isolation.network === "allowlist",
+    retryBudgetMs: monitor.retryBudgetMs,
+    diskBudgetMb: diskBudget.kind === "btrfs" ? env.WORKSPACE_DISK_MB : null,
+  };
   const gateway = createKernelGateway({
     baseUrl: env.JUPYTER_URL,
     token: env.JUPYTER_TOKEN,
@@ -52,8 +58,13 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
   const layout = new WorkspaceLayout(sandboxed, env.DATA_DIR, env.KERNEL_ROOT_DIR, diskBudget);
   // As many kernels at their cap as the gateway's budget for all kernels holds (it says so in its sandbox
   // kernelspec); a gateway that does not say is taken to have the embedded server's defaults on this machine.
-  const caps = (isolation.sandboxed && isolation.caps) || { memoryBytes: DEFAULT_SANDBOX_LIMITS.memoryBytes, kernelsMemoryBudgetBytes: DEFAULT_SANDBOX_LIMITS.kernelsMemoryBudgetBytes };
-  const maxLiveKernels = env.MAX_LIVE_KERNELS ?? defaultMaxLiveKernels({ kernelMemoryBytes: caps.memoryBytes, budgetBytes: caps.kernelsMemoryBudgetBytes });
+  const caps = (isolation.sandboxed && isolation.caps) || {
+    memoryBytes: DEFAULT_SANDBOX_LIMITS.memoryBytes,
+    kernelsMemoryBudgetBytes: DEFAULT_SANDBOX_LIMITS.kernelsMemoryBudgetBytes,
+  };
+  const maxLiveKernels =
+    env.MAX_LIVE_KERNELS ??
+    defaultMaxLiveKernels({ kernelMemoryBytes: caps.memoryBytes, budgetBytes: caps.kernelsMemoryBudgetBytes });
   const live = createLiveKernels({ redis, prefix: env.QUEUE_PREFIX, max: maxLiveKernels });
   let metrics: WorkerMetrics | null = null;
   const broker = createMessageKernelBroker({
@@ -177,10 +188,19 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
 async function detectWorkspaceDisk(env: WorkerEnv, log: Logger): Promise<DiskBudget> {
   const budget = await detectDiskBudget(env.DATA_DIR, env.WORKSPACE_DISK_MB * 1024 * 1024);
   if (budget.kind === "btrfs") {
-    log.info({ workspaceDiskMb: env.WORKSPACE_DISK_MB, quotaMode: budget.quotaMode }, "each workspace is a btrfs subvolume with a disk budget");
-    if (budget.quotaMode === "full") log.warn("btrfs quotas are in full mode: a subvolume that code creates inside its workspace escapes the budget; enable simple quotas (see SECURITY.md)");
+    log.info(
+      { workspaceDiskMb: env.WORKSPACE_DISK_MB, quotaMode: budget.quotaMode },
+      "each workspace is a btrfs subvolume with a disk budget",
+    );
+    if (budget.quotaMode === "full")
+      log.warn(
+        "btrfs quotas are in full mode: a subvolume that code creates inside its workspace escapes the budget; enable simple quotas (see SECURITY.md)",
+      );
   } else {
-    log.warn({ why: budget.reason }, "workspaces have NO disk budget: one kernel can fill the file system holding DATA_DIR; put DATA_DIR on btrfs with quotas (see SECURITY.md)");
+    log.warn(
+      { why: budget.reason },
+      "workspaces have NO disk budget: one kernel can fill the file system holding DATA_DIR; put DATA_DIR on btrfs with quotas (see SECURITY.md)",
+    );
   }
   return budget;
 }
@@ -194,7 +214,11 @@ export class SandboxUnavailableError extends Error {
  * their gateway advertises; plain kernels can reach whatever the gateway's machine can. Heartbeats carry it.
  */
 type KernelIsolation =
-  | { sandboxed: true; network: "none" | "allowlist"; caps: Pick<SandboxSpecMetadata, "memoryBytes" | "kernelsMemoryBudgetBytes"> | null }
+  | {
+      sandboxed: true;
+      network: "none" | "allowlist";
+      caps: Pick<SandboxSpecMetadata, "memoryBytes" | "kernelsMemoryBudgetBytes"> | null;
+    }
   | { sandboxed: false; network: "unrestricted" };
 
 const UNSANDBOXED: KernelIsolation = { sandboxed: false, network: "unrestricted" };
@@ -226,6 +250,9 @@ async function detectSandbox(env: WorkerEnv, log: Logger): Promise<KernelIsolati
     if (env.KERNEL_SANDBOX === "on") throw new SandboxUnavailableError(`KERNEL_SANDBOX=on but ${why}`);
     return unsandboxed(why);
   }
-  const caps = typeof meta.memoryBytes === "number" && typeof meta.kernelsMemoryBudgetBytes === "number" ? { memoryBytes: meta.memoryBytes, kernelsMemoryBudgetBytes: meta.kernelsMemoryBudgetBytes } : null;
+  const caps =
+    typeof meta.memoryBytes === "number" && typeof meta.kernelsMemoryBudgetBytes === "number"
+      ? { memoryBytes: meta.memoryBytes, kernelsMemoryBudgetBytes: meta.kernelsMemoryBudgetBytes }
+      : null;
   return { sandboxed: true, network: meta.network, caps };
 }

@@ -45,7 +45,11 @@ export function createExecutionWorker(
           await stepAside(CAPACITY_WAIT_DELAY_MS);
         }
         const attempts = job.opts.attempts ?? 1;
-        return await runExecution(deps, payload.executionId, { jobId: job.id, finalAttempt: job.attemptsMade + 1 >= attempts, turn });
+        return await runExecution(deps, payload.executionId, {
+          jobId: job.id,
+          finalAttempt: job.attemptsMade + 1 >= attempts,
+          turn,
+        });
       } catch (err) {
         if ((err as { retryable?: boolean }).retryable === false) throw new UnrecoverableError((err as Error).message);
         throw err;

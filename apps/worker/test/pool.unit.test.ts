@@ -41,7 +41,12 @@ it("close waits for a kernel start under way, then shuts that kernel down and re
   const g = slowGateway();
   const slot = { dir: path.join(dir, "slot"), path: "slot", disposable: true };
   await mkdir(slot.dir);
-  const pool = new KernelPool({ gateway: g.gateway, size: 1, log: createLogger({ name: "test", level: "silent" }), newSlot: async () => slot });
+  const pool = new KernelPool({
+    gateway: g.gateway,
+    size: 1,
+    log: createLogger({ name: "test", level: "silent" }),
+    newSlot: async () => slot,
+  });
   pool.refill();
   await g.started;
   let closed = false;
@@ -66,10 +71,22 @@ it("a kernel start that fails removes the directory it was to wait in", async ()
       throw new Error("gateway down");
     },
   } as unknown as KernelGateway;
-  const pool = new KernelPool({ gateway, size: 1, log: createLogger({ name: "test", level: "silent" }), newSlot: async () => slot });
+  const pool = new KernelPool({
+    gateway,
+    size: 1,
+    log: createLogger({ name: "test", level: "silent" }),
+    newSlot: async () => slot,
+  });
   pool.refill();
   await attempted;
-  await expect.poll(() => stat(slot.dir).then(() => "there", () => "gone")).toBe("gone");
+  await expect
+    .poll(() =>
+      stat(slot.dir).then(
+        () => "there",
+        () => "gone",
+      ),
+    )
+    .toBe("gone");
   await pool.close();
 });
 

@@ -116,7 +116,8 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 type BlobInput = ConstructorParameters<typeof Blob>[0] extends Iterable<infer P> | undefined ? P : never;
 
 function toBytes(data: ArrayBuffer | ArrayBufferView): BlobInput {
-  const view = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const view =
+    data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- needed under the playground's DOM lib
   return view as unknown as BlobInput;
 }
@@ -142,7 +143,11 @@ export function createClient(options: ClientOptions): CodeinterpClient {
   const doFetch: FetchLike = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
   const auth = { authorization: `Bearer ${options.apiKey}`, ...options.headers };
 
-  async function request(method: string, path: string, init: { body?: RequestInit["body"]; headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<Response> {
+  async function request(
+    method: string,
+    path: string,
+    init: { body?: RequestInit["body"]; headers?: Record<string, string>; signal?: AbortSignal } = {},
+  ): Promise<Response> {
     const res = await doFetch(`${baseUrl}${path}`, {
       method,
       headers: { ...auth, ...init.headers },
@@ -165,9 +170,14 @@ export function createClient(options: ClientOptions): CodeinterpClient {
     baseUrl,
 
     async uploadFile(data, name, opts = {}) {
-      const blob = data instanceof Blob ? data : new Blob([toBytes(data)], opts.mimeType ? { type: opts.mimeType } : {});
+      const blob =
+        data instanceof Blob ? data : new Blob([toBytes(data)], opts.mimeType ? { type: opts.mimeType } : {});
       const form = new FormData();
-      form.append("file", opts.mimeType && blob.type !== opts.mimeType ? new Blob([blob], { type: opts.mimeType }) : blob, name);
+      form.append(
+        "file",
+        opts.mimeType && blob.type !== opts.mimeType ? new Blob([blob], { type: opts.mimeType }) : blob,
+        name,
+      );
       const res = await request("POST", "/v1/files", { body: form, signal: opts.signal });
       return (await res.json()) as FileInfo;
     },
@@ -175,7 +185,10 @@ export function createClient(options: ClientOptions): CodeinterpClient {
     getFile: (id, opts = {}) => json<FileMetadata>("GET", `/v1/files/${enc(id)}`, undefined, opts.signal),
 
     async findFiles(query, opts = {}) {
-      const q = new URLSearchParams({ sha256: query.sha256, ...(query.name !== undefined ? { name: query.name } : {}) });
+      const q = new URLSearchParams({
+        sha256: query.sha256,
+        ...(query.name !== undefined ? { name: query.name } : {}),
+      });
       return (await json<{ files: FileInfo[] }>("GET", `/v1/files?${q.toString()}`, undefined, opts.signal)).files;
     },
 
@@ -215,7 +228,8 @@ export function createClient(options: ClientOptions): CodeinterpClient {
       let last: Execution | null = null;
       for (;;) {
         const remaining = deadline - Date.now();
-        if (remaining <= 0) throw new CodeinterpTimeoutError(`execution ${id} did not end within ${opts.timeoutMs} ms`, last);
+        if (remaining <= 0)
+          throw new CodeinterpTimeoutError(`execution ${id} did not end within ${opts.timeoutMs} ms`, last);
         const before = Date.now();
         last = await client.getExecution(id, { waitMs: Math.min(pollMs, remaining), signal: opts.signal });
         if (isTerminalStatus(last.status)) return last;
@@ -267,17 +281,30 @@ export function createClient(options: ClientOptions): CodeinterpClient {
 
     cancel: (id, opts = {}) => json<Execution>("POST", `/v1/executions/${enc(id)}/cancel`, undefined, opts.signal),
 
-    listMessageFiles: (messageId, opts = {}) => json<MessageFiles>("GET", `/v1/messages/${enc(messageId)}/files`, undefined, opts.signal),
+    listMessageFiles: (messageId, opts = {}) =>
+      json<MessageFiles>("GET", `/v1/messages/${enc(messageId)}/files`, undefined, opts.signal),
 
-    listChatFiles: (chatId, opts = {}) => json<ChatFiles>("GET", `/v1/chats/${enc(chatId)}/files`, undefined, opts.signal),
+    listChatFiles: (chatId, opts = {}) =>
+      json<ChatFiles>("GET", `/v1/chats/${enc(chatId)}/files`, undefined, opts.signal),
 
-    messageContext: (messageId, opts = {}) => json<MessageContext>("GET", `/v1/messages/${enc(messageId)}/context`, undefined, opts.signal),
+    messageContext: (messageId, opts = {}) =>
+      json<MessageContext>("GET", `/v1/messages/${enc(messageId)}/context`, undefined, opts.signal),
 
     createLink: (fileId, opts = {}) =>
-      json<SignedLink>("POST", `/v1/files/${enc(fileId)}/links`, opts.expiresIn !== undefined ? { expiresIn: opts.expiresIn } : {}, opts.signal),
+      json<SignedLink>(
+        "POST",
+        `/v1/files/${enc(fileId)}/links`,
+        opts.expiresIn !== undefined ? { expiresIn: opts.expiresIn } : {},
+        opts.signal,
+      ),
 
     rewriteLinks: (messageId, text, opts = {}) =>
-      json<RewrittenText>("POST", `/v1/messages/${enc(messageId)}/links`, { text, ...(opts.expiresIn !== undefined ? { expiresIn: opts.expiresIn } : {}) }, opts.signal),
+      json<RewrittenText>(
+        "POST",
+        `/v1/messages/${enc(messageId)}/links`,
+        { text, ...(opts.expiresIn !== undefined ? { expiresIn: opts.expiresIn } : {}) },
+        opts.signal,
+      ),
   };
   return client;
 }

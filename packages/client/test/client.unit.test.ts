@@ -2,7 +2,17 @@ import { describe, expect, it } from "vitest";
 import { CodeinterpApiError, CodeinterpTimeoutError, createClient } from "../src/index";
 import type { ExecutionEvent } from "../src/index";
 
-const execution = (status: string) => ({ id: "e1", chatId: "c", messageId: "m", status, createdAt: "", startedAt: null, finishedAt: null, result: null, files: [] });
+const execution = (status: string) => ({
+  id: "e1",
+  chatId: "c",
+  messageId: "m",
+  status,
+  createdAt: "",
+  startedAt: null,
+  finishedAt: null,
+  result: null,
+  files: [],
+});
 
 /** A body that delivers the given chunks, then either ends or fails. */
 function body(chunks: Array<string | Uint8Array>, fail = false): ReadableStream<Uint8Array> {
@@ -13,8 +23,7 @@ function body(chunks: Array<string | Uint8Array>, fail = false): ReadableStream<
       if (i < chunks.length) {
         const c = chunks[i++]!;
         controller.enqueue(typeof c === "string" ? enc.encode(c) : c);
-      }
-      else if (fail) controller.error(new TypeError("network error"));
+      } else if (fail) controller.error(new TypeError("network error"));
       else controller.close();
     },
   });
@@ -43,7 +52,9 @@ describe("createClient", () => {
   it("turns error bodies into CodeinterpApiError, and non-JSON ones too", async () => {
     let n = 0;
     const { fetch } = fakeFetch(() =>
-      n++ === 0 ? Response.json({ error: { code: "not_found", message: "file not found" } }, { status: 404 }) : new Response("Bad Gateway", { status: 502, statusText: "Bad Gateway" }),
+      n++ === 0
+        ? Response.json({ error: { code: "not_found", message: "file not found" } }, { status: 404 })
+        : new Response("Bad Gateway", { status: 502, statusText: "Bad Gateway" }),
     );
     const c = createClient({ baseUrl: "", apiKey: "k", fetch });
     const a = await c.getFile("f").catch((e: unknown) => e);
@@ -54,13 +65,17 @@ describe("createClient", () => {
   });
 
   it("parses SSE split at any byte, and resumes with Last-Event-ID when the stream breaks before done", async () => {
-    const first = "id: 1-0\nevent: status\ndata: {\"status\":\"running\"}\n\nid: 1-1\nevent: stdout\ndata: {\"text\":\"h\u00e9llo\\n\"}\n\n: keep-alive\n\n";
+    const first =
+      'id: 1-0\nevent: status\ndata: {"status":"running"}\n\nid: 1-1\nevent: stdout\ndata: {"text":"h\u00e9llo\\n"}\n\n: keep-alive\n\n';
     const second = `id: 1-2\nevent: output\ndata: {"output":{"type":"image/png","fileId":"f1"}}\n\nevent: done\ndata: ${JSON.stringify(execution("completed"))}\n\n`;
     let n = 0;
     const { fetch, calls } = fakeFetch(() => {
       n++;
       // One byte at a time (the two bytes of é arrive apart), and the first connection fails midway.
-      const chunks = n === 1 ? [...new TextEncoder().encode(first)].map((b) => Uint8Array.of(b)) : [second.slice(0, 7), second.slice(7)];
+      const chunks =
+        n === 1
+          ? [...new TextEncoder().encode(first)].map((b) => Uint8Array.of(b))
+          : [second.slice(0, 7), second.slice(7)];
       return new Response(body(chunks, n === 1), { headers: { "content-type": "text/event-stream" } });
     });
     const c = createClient({ baseUrl: "", apiKey: "k", fetch });
@@ -74,7 +89,9 @@ describe("createClient", () => {
   });
 
   it("does not retry a stream the server refuses", async () => {
-    const { fetch, calls } = fakeFetch(() => Response.json({ error: { code: "not_found", message: "execution not found" } }, { status: 404 }));
+    const { fetch, calls } = fakeFetch(() =>
+      Response.json({ error: { code: "not_found", message: "execution not found" } }, { status: 404 }),
+    );
     const c = createClient({ baseUrl: "", apiKey: "k", fetch });
     const err = await (async () => {
       for await (const _ of c.stream("nope")) void _;
@@ -99,7 +116,12 @@ describe("createClient", () => {
   });
 
   it("uploads bytes as multipart field `file` with the name", async () => {
-    const { fetch, calls } = fakeFetch(() => Response.json({ id: "f", name: "a.csv", size: 3, sha256: "", mimeType: "text/csv", createdAt: "" }, { status: 201 }));
+    const { fetch, calls } = fakeFetch(() =>
+      Response.json(
+        { id: "f", name: "a.csv", size: 3, sha256: "", mimeType: "text/csv", createdAt: "" },
+        { status: 201 },
+      ),
+    );
     const c = createClient({ baseUrl: "", apiKey: "k", fetch });
     await c.uploadFile(new Uint8Array([97, 44, 98]), "a.csv", { mimeType: "text/csv" });
     const form = calls[0]!.init.body as FormData;

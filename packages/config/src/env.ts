@@ -24,7 +24,10 @@ export const sharedEnvShape = {
   DATABASE_URL: z.url().default("postgresql://postgres@127.0.0.1:5432/codeinterp"),
   REDIS_URL: z.url().default("redis://127.0.0.1:6379"),
   /** Prefix for every BullMQ queue and pub/sub channel; lets several deployments share one Redis. */
-  QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9:_-]+$/).default("codeinterp"),
+  QUEUE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9:_-]+$/)
+    .default("codeinterp"),
   DATA_DIR: z.string().min(1).default(defaultDataDir),
   EXECUTION_TIMEOUT_MS: int(60_000, 1000),
   MAX_EXECUTION_TIMEOUT_MS: int(600_000, 1000),

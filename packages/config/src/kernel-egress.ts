@@ -17,6 +17,7 @@ const kernelEgressSchema = z.object(kernelEgressEnvShape);
 export function loadKernelEgress(source: Record<string, string | undefined>): { allow: string } | null {
   const e = parseEnv(kernelEgressSchema, source);
   if (e.KERNEL_EGRESS === "none") return null;
-  if (e.KERNEL_EGRESS_ALLOW.trim() === "") throw new ConfigError("KERNEL_EGRESS=allowlist needs KERNEL_EGRESS_ALLOW (host names, addresses or ranges)");
+  if (e.KERNEL_EGRESS_ALLOW.trim() === "")
+    throw new ConfigError("KERNEL_EGRESS=allowlist needs KERNEL_EGRESS_ALLOW (host names, addresses or ranges)");
   return { allow: e.KERNEL_EGRESS_ALLOW };
 }

@@ -28,9 +28,13 @@ export interface ExecutionMemoryBounds {
   maxMb: number;
 }
 
-export function executionMemoryBounds(e: { KERNEL_MEMORY_MB: number; KERNEL_MEMORY_MAX_MB?: number | undefined }): ExecutionMemoryBounds {
+export function executionMemoryBounds(e: {
+  KERNEL_MEMORY_MB: number;
+  KERNEL_MEMORY_MAX_MB?: number | undefined;
+}): ExecutionMemoryBounds {
   const maxMb = e.KERNEL_MEMORY_MAX_MB ?? e.KERNEL_MEMORY_MB;
-  if (maxMb < e.KERNEL_MEMORY_MB) throw new ConfigError(`KERNEL_MEMORY_MAX_MB (${maxMb}) must be at least KERNEL_MEMORY_MB (${e.KERNEL_MEMORY_MB})`);
+  if (maxMb < e.KERNEL_MEMORY_MB)
+    throw new ConfigError(`KERNEL_MEMORY_MAX_MB (${maxMb}) must be at least KERNEL_MEMORY_MB (${e.KERNEL_MEMORY_MB})`);
   return { defaultMb: e.KERNEL_MEMORY_MB, maxMb };
 }
 

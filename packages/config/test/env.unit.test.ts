@@ -50,11 +50,18 @@ describe("env parsing", () => {
     const MiB = 1024 ** 2;
     expect([
       loadKernelLimits({}),
-      loadKernelLimits({ KERNEL_MEMORY_MB: "512", KERNEL_CPUS: "0.5", KERNEL_MAX_PROCESSES: "64", KERNELS_MEMORY_BUDGET_MB: "4096" }),
+      loadKernelLimits({
+        KERNEL_MEMORY_MB: "512",
+        KERNEL_CPUS: "0.5",
+        KERNEL_MAX_PROCESSES: "64",
+        KERNELS_MEMORY_BUDGET_MB: "4096",
+      }),
     ]).toEqual([
       { memoryBytes: 2048 * MiB, cpus: 1, maxProcesses: 256 },
       { memoryBytes: 512 * MiB, cpus: 0.5, maxProcesses: 64, kernelsMemoryBudgetBytes: 4096 * MiB },
     ]);
-    expect(() => loadKernelLimits({ KERNEL_MEMORY_MB: "lots", KERNEL_CPUS: "0" })).toThrow(/KERNEL_MEMORY_MB[\s\S]*KERNEL_CPUS/);
+    expect(() => loadKernelLimits({ KERNEL_MEMORY_MB: "lots", KERNEL_CPUS: "0" })).toThrow(
+      /KERNEL_MEMORY_MB[\s\S]*KERNEL_CPUS/,
+    );
   });
 });

@@ -11,7 +11,9 @@ function isViolation(err: unknown, codes: readonly string[], kind: string): bool
 }
 
 /** Prisma's P2002, or a raw Postgres 23505. */
-export const isUniqueViolation = (err: unknown): boolean => isViolation(err, ["P2002", "23505"], "UniqueConstraintViolation");
+export const isUniqueViolation = (err: unknown): boolean =>
+  isViolation(err, ["P2002", "23505"], "UniqueConstraintViolation");
 
 /** Prisma's P2003, or a raw Postgres 23503: a row points at one that does not exist (e.g. a user). */
-export const isForeignKeyViolation = (err: unknown): boolean => isViolation(err, ["P2003", "23503"], "ForeignKeyConstraintViolation");
+export const isForeignKeyViolation = (err: unknown): boolean =>
+  isViolation(err, ["P2003", "23503"], "ForeignKeyConstraintViolation");

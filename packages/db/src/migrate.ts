@@ -73,7 +73,8 @@ export async function migrate(opts: { url: string; migrationsDir: string }): Pro
       const checksum = createHash("sha256").update(sql).digest("hex");
       const prior = byName.get(name);
       if (prior) {
-        if (!prior.finished_at) throw new MigrationError(`migration ${name} failed earlier; resolve it before going on`);
+        if (!prior.finished_at)
+          throw new MigrationError(`migration ${name} failed earlier; resolve it before going on`);
         if (prior.checksum !== checksum) throw new MigrationError(`migration ${name} was changed after it was applied`);
         continue;
       }

@@ -8,13 +8,32 @@
 
 // Node socket errors; Prisma's "can't reach", "timed out", "closed", "pool timeout"; Postgres's
 // admin/crash/cannot-connect-now shutdowns. SQLSTATE class 08 (connection exception) is matched by prefix.
-const DOWN_CODES = new Set(["ECONNREFUSED", "ETIMEDOUT", "ECONNRESET", "EPIPE", "P1001", "P1002", "P1017", "P2024", "57P01", "57P02", "57P03"]);
+const DOWN_CODES = new Set([
+  "ECONNREFUSED",
+  "ETIMEDOUT",
+  "ECONNRESET",
+  "EPIPE",
+  "P1001",
+  "P1002",
+  "P1017",
+  "P2024",
+  "57P01",
+  "57P02",
+  "57P03",
+]);
 const DOWN_MESSAGE =
   /Connection is closed|Stream isn't writeable|enableOfflineQueue|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|Can't reach database|connection terminated|Max retries per request|terminating connection|database system is|the connection is closed|Client has encountered a connection error/i;
 
 export function isOutage(err: unknown, depth = 0): boolean {
   if (!err || typeof err !== "object" || depth > 4) return false;
-  const e = err as { message?: unknown; code?: unknown; cause?: unknown; meta?: unknown; originalCode?: unknown; driverAdapterError?: unknown };
+  const e = err as {
+    message?: unknown;
+    code?: unknown;
+    cause?: unknown;
+    meta?: unknown;
+    originalCode?: unknown;
+    driverAdapterError?: unknown;
+  };
   const code = String(e.code ?? e.originalCode ?? "");
   if (DOWN_CODES.has(code) || code.startsWith("08")) return true;
   if (DOWN_MESSAGE.test(String(e.message ?? ""))) return true;

@@ -13,11 +13,17 @@ import { poolOf } from "./client";
 const TIMESTAMP = 1114;
 const utc = (s: string) => new Date(s.replace(" ", "T") + "Z");
 const types = {
-  // eslint-disable-next-line @typescript-eslint/no-unsafe-return -- pg types its default parsers as any
-  getTypeParser: ((oid: number, format?: "text" | "binary") => (oid === TIMESTAMP ? utc : pg.types.getTypeParser(oid, format ?? "text"))) as typeof pg.types.getTypeParser,
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-return -- pg types its default parsers as any
+    oid === TIMESTAMP ? utc : pg.types.getTypeParser(oid, format ?? "text")) as typeof pg.types.getTypeParser,
 };
 
-export async function query<R extends pg.QueryResultRow>(db: Db, name: string, text: string, values: unknown[]): Promise<R[]> {
+export async function query<R extends pg.QueryResultRow>(
+  db: Db,
+  name: string,
+  text: string,
+  values: unknown[],
+): Promise<R[]> {
   const res = await poolOf(db).query<R>({ name, text, values, types });
   return res.rows;
 }

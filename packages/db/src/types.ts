@@ -4,7 +4,15 @@
  * compile time that they name the same columns as the schema.
  */
 
-export const EXECUTION_STATUSES = ["queued", "preparing", "running", "completed", "failed", "timed_out", "cancelled"] as const;
+export const EXECUTION_STATUSES = [
+  "queued",
+  "preparing",
+  "running",
+  "completed",
+  "failed",
+  "timed_out",
+  "cancelled",
+] as const;
 export type ExecutionStatus = (typeof EXECUTION_STATUSES)[number];
 
 export const FILE_SOURCES = ["upload", "generated", "output"] as const;

@@ -37,8 +37,10 @@ afterAll(async () => {
   await database?.drop();
 });
 
-const viaPrisma = async (id: string): Promise<ExecutionRow> => executionFromPrisma(await db.execution.findUniqueOrThrow({ where: { id } }));
-const fileViaPrisma = async (id: string): Promise<FileRow> => fileFromPrisma(await db.file.findUniqueOrThrow({ where: { id } }));
+const viaPrisma = async (id: string): Promise<ExecutionRow> =>
+  executionFromPrisma(await db.execution.findUniqueOrThrow({ where: { id } }));
+const fileViaPrisma = async (id: string): Promise<FileRow> =>
+  fileFromPrisma(await db.file.findUniqueOrThrow({ where: { id } }));
 
 /** toStrictEqual tells a Date from a string and null from undefined; this also names the column that differs. */
 function expectSameRow(raw: object | null, prisma: object): void {
@@ -54,21 +56,51 @@ const sha = (c: string) => c.repeat(64);
 describe("rows read through the raw-SQL hot path equal the rows Prisma reads", () => {
   it("executions: insert, by id, by owner, by idempotency key, claim; with empty and with filled columns", async () => {
     // No idempotency key, never claimed: every optional column is null.
-    const bare = await createExecution(db, { userId: USER, chatId: "c1", messageId: "m1", code: "print('é')", timeoutMs: 30_000 });
+    const bare = await createExecution(db, {
+      userId: USER,
+      chatId: "c1",
+      messageId: "m1",
+      code: "print('é')",
+      timeoutMs: 30_000,
+    });
     expectSameRow(bare.execution, await viaPrisma(bare.execution.id));
     expectSameRow(await getExecutionForWorker(db, bare.execution.id), await viaPrisma(bare.execution.id));
     expectSameRow(await findExecution(db, USER, bare.execution.id), await viaPrisma(bare.execution.id));
 
-    const keyed = await createExecution(db, { userId: USER, chatId: "c1", messageId: "m2", code: "x = 1", timeoutMs: 1, idempotencyKey: "k-1" });
-    const again = await createExecution(db, { userId: USER, chatId: "c1", messageId: "m2", code: "x = 1", timeoutMs: 1, idempotencyKey: "k-1" });
+    const keyed = await createExecution(db, {
+      userId: USER,
+      chatId: "c1",
+      messageId: "m2",
+      code: "x = 1",
+      timeoutMs: 1,
+      idempotencyKey: "k-1",
+    });
+    const again = await createExecution(db, {
+      userId: USER,
+      chatId: "c1",
+      messageId: "m2",
+      code: "x = 1",
+      timeoutMs: 1,
+      idempotencyKey: "k-1",
+    });
     expect(again.created).toBe(false);
     expectSameRow(again.execution, await viaPrisma(keyed.execution.id));
 
     const claimed = await claimQueuedExecution(db, keyed.execution.id, "worker-a");
     expectSameRow(claimed, await viaPrisma(keyed.execution.id));
     expect(await markExecutionRunning(db, keyed.execution.id, "kernel-a")).toBe(true);
-    const result = { stdout: "1\n", stderr: "", outputs: [{ type: "image", mime: "image/png", n: 1.5 }], error: null, notes: ["ü", "\"q\""] };
-    const moved = await finishExecution(db, keyed.execution.id, "completed", { result, failure: { code: "x", message: "y" }, metrics: { runMs: 3, pooledKernel: true } });
+    const result = {
+      stdout: "1\n",
+      stderr: "",
+      outputs: [{ type: "image", mime: "image/png", n: 1.5 }],
+      error: null,
+      notes: ["ü", '"q"'],
+    };
+    const moved = await finishExecution(db, keyed.execution.id, "completed", {
+      result,
+      failure: { code: "x", message: "y" },
+      metrics: { runMs: 3, pooledKernel: true },
+    });
     expect(moved).toBe(true);
     // Every column set now: kernel, worker, both timestamps, all three JSON columns.
     const full = await viaPrisma(keyed.execution.id);
@@ -81,19 +113,57 @@ describe("rows read through the raw-SQL hot path equal the rows Prisma reads", (
   });
 
   it("files: a batch registration and an execution's files (json_agg), with empty and with filled columns", async () => {
-    const { execution } = await createExecution(db, { userId: USER, chatId: "c2", messageId: "m3", code: "", timeoutMs: 1000 });
-    const upload = await createFile(db, { userId: USER, name: "in.csv", size: 3, sha256: sha("a"), mimeType: "text/csv", storageKey: sha("a"), source: "upload" });
+    const { execution } = await createExecution(db, {
+      userId: USER,
+      chatId: "c2",
+      messageId: "m3",
+      code: "",
+      timeoutMs: 1000,
+    });
+    const upload = await createFile(db, {
+      userId: USER,
+      name: "in.csv",
+      size: 3,
+      sha256: sha("a"),
+      mimeType: "text/csv",
+      storageKey: sha("a"),
+      source: "upload",
+    });
     const registered = await registerExecutionFiles(db, execution.id, [
       // More than 2^32 bytes, every optional column set.
-      { userId: USER, name: "big \"ü\".bin", size: 5_000_000_123, sha256: sha("b"), mimeType: "application/octet-stream", storageKey: sha("b"), source: "generated", chatId: "c2", messageId: "m3", path: "out/big.bin", derivedFromId: upload.id },
+      {
+        userId: USER,
+        name: 'big "ü".bin',
+        size: 5_000_000_123,
+        sha256: sha("b"),
+        mimeType: "application/octet-stream",
+        storageKey: sha("b"),
+        source: "generated",
+        chatId: "c2",
+        messageId: "m3",
+        path: "out/big.bin",
+        derivedFromId: upload.id,
+      },
       // The optional columns left out.
-      { userId: USER, name: "empty.txt", size: 0, sha256: sha("c"), mimeType: "text/plain", storageKey: sha("c"), source: "generated", path: "empty.txt" },
+      {
+        userId: USER,
+        name: "empty.txt",
+        size: 0,
+        sha256: sha("c"),
+        mimeType: "text/plain",
+        storageKey: sha("c"),
+        source: "generated",
+        path: "empty.txt",
+      },
     ]);
     expect(registered.map((f) => f.path)).toEqual(["empty.txt", "out/big.bin"]);
     for (const f of registered) expectSameRow(f, await fileViaPrisma(f.id));
 
     const withFiles = await findExecutionWithFiles(db, USER, execution.id);
-    const prismaFiles = await db.file.findMany({ where: { executionId: execution.id, source: "generated", deletedAt: null }, orderBy: { path: "asc" } });
+    const prismaFiles = await db.file.findMany({
+      where: { executionId: execution.id, source: "generated", deletedAt: null },
+      orderBy: { path: "asc" },
+    });
     expect(withFiles?.files).toHaveLength(2);
     withFiles?.files.forEach((f, i) => expectSameRow(f, fileFromPrisma(prismaFiles[i]!)));
     const { files: _files, ...row } = withFiles!;
@@ -101,9 +171,34 @@ describe("rows read through the raw-SQL hot path equal the rows Prisma reads", (
   });
 
   it("a message's attachments, a deleted one included", async () => {
-    const a = await createFile(db, { userId: USER, name: "a.csv", size: 10, sha256: sha("d"), mimeType: "text/csv", storageKey: sha("d"), source: "upload" });
-    const b = await createFile(db, { userId: USER, name: "b.csv", size: 20, sha256: sha("e"), mimeType: "text/csv", storageKey: sha("e"), source: "upload", chatId: "c4", messageId: "m4" });
-    await createExecution(db, { userId: USER, chatId: "c4", messageId: "m4", code: "", timeoutMs: 1000, fileIds: [a.id, b.id] });
+    const a = await createFile(db, {
+      userId: USER,
+      name: "a.csv",
+      size: 10,
+      sha256: sha("d"),
+      mimeType: "text/csv",
+      storageKey: sha("d"),
+      source: "upload",
+    });
+    const b = await createFile(db, {
+      userId: USER,
+      name: "b.csv",
+      size: 20,
+      sha256: sha("e"),
+      mimeType: "text/csv",
+      storageKey: sha("e"),
+      source: "upload",
+      chatId: "c4",
+      messageId: "m4",
+    });
+    await createExecution(db, {
+      userId: USER,
+      chatId: "c4",
+      messageId: "m4",
+      code: "",
+      timeoutMs: 1000,
+      fileIds: [a.id, b.id],
+    });
     await deleteFile(db, USER, b.id);
 
     const attached = await listMessageAttachments(db, USER, "m4");

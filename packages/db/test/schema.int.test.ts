@@ -23,7 +23,15 @@ describe("the migrated database matches the Prisma schema", () => {
     const user = await db.user.create({ data: { id: "schema-user" } });
     const key = await db.apiKey.create({ data: { userId: user.id, keyHash: "h".repeat(64), prefix: "ci_abcd" } });
     const upload = await db.file.create({
-      data: { userId: user.id, name: "a.csv", size: 3n, sha256: "0".repeat(64), mimeType: "text/csv", storageKey: "0".repeat(64), source: "upload" },
+      data: {
+        userId: user.id,
+        name: "a.csv",
+        size: 3n,
+        sha256: "0".repeat(64),
+        mimeType: "text/csv",
+        storageKey: "0".repeat(64),
+        source: "upload",
+      },
     });
     const exec = await db.execution.create({
       data: {
@@ -59,7 +67,11 @@ describe("the migrated database matches the Prisma schema", () => {
 
     const read = await db.user.findUniqueOrThrow({
       where: { id: user.id },
-      include: { apiKeys: true, executions: { include: { files: true } }, files: { include: { derivedFrom: true, attachments: true } } },
+      include: {
+        apiKeys: true,
+        executions: { include: { files: true } },
+        files: { include: { derivedFrom: true, attachments: true } },
+      },
     });
     expect(read.apiKeys.map((k) => k.id)).toEqual([key.id]);
     expect(read.executions[0]?.status).toBe("queued");
@@ -75,11 +87,31 @@ describe("the migrated database matches the Prisma schema", () => {
     const exec = await db.execution.findFirstOrThrow({ where: { userId: "schema-user" } });
     await expect(
       db.file.create({
-        data: { userId: "schema-user", name: "a.csv", size: 1n, sha256: "3".repeat(64), mimeType: "text/csv", storageKey: "3".repeat(64), source: "generated", executionId: exec.id, path: "a.csv" },
+        data: {
+          userId: "schema-user",
+          name: "a.csv",
+          size: 1n,
+          sha256: "3".repeat(64),
+          mimeType: "text/csv",
+          storageKey: "3".repeat(64),
+          source: "generated",
+          executionId: exec.id,
+          path: "a.csv",
+        },
       }),
     ).rejects.toMatchObject({ code: "P2002" });
     await expect(
-      db.execution.create({ data: { userId: "schema-user", chatId: "c", messageId: "m2", code: "", codeSha256: "", timeoutMs: 1, idempotencyKey: "k" } }),
+      db.execution.create({
+        data: {
+          userId: "schema-user",
+          chatId: "c",
+          messageId: "m2",
+          code: "",
+          codeSha256: "",
+          timeoutMs: 1,
+          idempotencyKey: "k",
+        },
+      }),
     ).rejects.toMatchObject({ code: "P2002" });
   });
 

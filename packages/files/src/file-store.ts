@@ -62,13 +62,19 @@ export function createFileStore(opts: FileStoreOptions): FileStore {
   const removeIfUnused = (key: string) => removeBlobIfUnused(db, key, () => blobs.remove(key));
 
   async function discardOne(put: PutResult): Promise<void> {
-    await blobs.settle(put, { restore: false }).catch((err: unknown) => log?.warn({ err: normalizeError(err) }, "could not drop a spare blob link"));
+    await blobs
+      .settle(put, { restore: false })
+      .catch((err: unknown) => log?.warn({ err: normalizeError(err) }, "could not drop a spare blob link"));
     // Another writer of the same content holds a spare of its own, so removing the blob here is safe.
-    if (put.created) await removeIfUnused(put.key).catch((err: unknown) => log?.warn({ err: normalizeError(err) }, "could not remove an unused blob"));
+    if (put.created)
+      await removeIfUnused(put.key).catch((err: unknown) =>
+        log?.warn({ err: normalizeError(err) }, "could not remove an unused blob"),
+      );
   }
 
   async function discard(puts: readonly PutResult[]): Promise<void> {
-    for (let i = 0; i < puts.length; i += DISCARD_CONCURRENCY) await Promise.all(puts.slice(i, i + DISCARD_CONCURRENCY).map(discardOne));
+    for (let i = 0; i < puts.length; i += DISCARD_CONCURRENCY)
+      await Promise.all(puts.slice(i, i + DISCARD_CONCURRENCY).map(discardOne));
   }
 
   async function commit<T>(puts: readonly PutResult[], insert: () => Promise<T>): Promise<Committed<T>> {

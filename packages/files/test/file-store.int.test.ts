@@ -36,7 +36,15 @@ const tempFiles = () => readdir(path.join(dataDir, "blobs", "tmp")).catch(() => 
 const contentOf = (key: string) => readFile(blobs.pathOf(key), "utf8");
 
 function rowFor(userId: string, put: PutResult, name = "f.txt"): Promise<FileRow> {
-  return createFile(db, { userId, name, size: put.size, sha256: put.sha256, mimeType: "text/plain", storageKey: put.key, source: "upload" });
+  return createFile(db, {
+    userId,
+    name,
+    size: put.size,
+    sha256: put.sha256,
+    mimeType: "text/plain",
+    storageKey: put.key,
+    source: "upload",
+  });
 }
 
 /** Uploads `content` as a file of `userId` the way every writer does: receive, then commit the row. */
@@ -204,7 +212,9 @@ describe("FileStore: puts that never become rows", () => {
     await mkdir(dir);
     const file = path.join(dir, "a.txt");
     await writeFile(file, "abc");
-    await expect(files.receiveFile(file, { expect: { ino: (await stat(file)).ino + 1 } })).rejects.toBeInstanceOf(FileReplacedError);
+    await expect(files.receiveFile(file, { expect: { ino: (await stat(file)).ino + 1 } })).rejects.toBeInstanceOf(
+      FileReplacedError,
+    );
     await expect(files.receiveFile(file, { expect: { size: 4 } })).rejects.toBeInstanceOf(FileSizeChangedError);
     expect(await tempFiles()).toEqual([]);
   });

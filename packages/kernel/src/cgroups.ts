@@ -7,8 +7,7 @@ import { exists } from "./fs";
  * of its kernels together. cgroup v1 (a hierarchy per controller) or v2 (one tree).
  */
 export type KernelCgroupParent =
-  | { version: 1; dirs: { memory: string; pids: string; cpu: string } }
-  | { version: 2; dir: string };
+  { version: 1; dirs: { memory: string; pids: string; cpu: string } } | { version: 2; dir: string };
 
 export type KernelCgroupSetup = { ok: true; parent: KernelCgroupParent } | { ok: false; reason: string };
 
@@ -38,7 +37,6 @@ export function parseProcCgroup(text: string): { v1: Map<string, string>; v2: st
 }
 
 const under = (base: string, path: string) => join(base, path.replace(/^\/+/, ""));
-
 
 async function writeValue(path: string, value: string | number): Promise<void> {
   await writeFile(path, String(value));
@@ -84,7 +82,8 @@ export async function prepareKernelCgroups(opts: {
       const ownDir = under(fsRoot, own.v2);
       const available = (await readFile(join(ownDir, "cgroup.controllers"), "utf8")).split(/\s+/);
       const missing = CONTROLLERS.filter((c) => !available.includes(c));
-      if (missing.length > 0) return { ok: false, reason: `cgroup v2 controllers not delegated to us: ${missing.join(", ")}` };
+      if (missing.length > 0)
+        return { ok: false, reason: `cgroup v2 controllers not delegated to us: ${missing.join(", ")}` };
       if (own.v2 !== "/") {
         const leaf = join(ownDir, "service");
         await mkdir(leaf, { recursive: true });
@@ -124,14 +123,19 @@ export async function removeKernelCgroups(parent: KernelCgroupParent): Promise<v
 
 /** The kernel's memory cgroup: where its limit and out-of-memory kill counter are. */
 export function kernelMemoryCgroup(parent: KernelCgroupParent, kernelId: string): { version: 1 | 2; dir: string } {
-  return parent.version === 1 ? { version: 1, dir: join(parent.dirs.memory, kernelId) } : { version: 2, dir: join(parent.dir, kernelId) };
+  return parent.version === 1
+    ? { version: 1, dir: join(parent.dirs.memory, kernelId) }
+    : { version: 2, dir: join(parent.dir, kernelId) };
 }
 
 /**
  * How many times the kernel's processes were killed for going over its memory limit, and that limit;
  * null when the cgroup cannot be read (another machine's gateway, no cgroups).
  */
-export async function readMemoryKills(cg: { version: 1 | 2; dir: string }): Promise<{ oomKills: number; limitBytes: number | null } | null> {
+export async function readMemoryKills(cg: {
+  version: 1 | 2;
+  dir: string;
+}): Promise<{ oomKills: number; limitBytes: number | null } | null> {
   try {
     const [events, limit] = await Promise.all([
       readFile(join(cg.dir, cg.version === 1 ? "memory.oom_control" : "memory.events"), "utf8"),
@@ -146,7 +150,8 @@ export async function readMemoryKills(cg: { version: 1 | 2; dir: string }): Prom
 }
 
 /** Changing a kernel's memory limit: applied, or refused because the kernel already holds more than it. */
-export type MemoryLimitChange = { applied: true; previousBytes: number | null } | { applied: false; usageBytes: number };
+export type MemoryLimitChange =
+  { applied: true; previousBytes: number | null } | { applied: false; usageBytes: number };
 
 /**
  * Sets the memory limit of a kernel's cgroup (swap stays excluded). A kernel that already holds more than
@@ -156,7 +161,10 @@ export type MemoryLimitChange = { applied: true; previousBytes: number | null } 
 export async function setMemoryLimit(cg: { version: 1 | 2; dir: string }, bytes: number): Promise<MemoryLimitChange> {
   const file = (name: string) => join(cg.dir, name);
   const limitFile = file(cg.version === 1 ? "memory.limit_in_bytes" : "memory.max");
-  const [usageText, limitText] = await Promise.all([readFile(file(cg.version === 1 ? "memory.usage_in_bytes" : "memory.current"), "utf8"), readFile(limitFile, "utf8")]);
+  const [usageText, limitText] = await Promise.all([
+    readFile(file(cg.version === 1 ? "memory.usage_in_bytes" : "memory.current"), "utf8"),
+    readFile(limitFile, "utf8"),
+  ]);
   const current = Number(limitText.trim());
   const previousBytes = Number.isFinite(current) ? current : null;
   if (previousBytes === bytes) return { applied: true, previousBytes };
@@ -190,11 +198,16 @@ export type KernelCpuPriority = keyof typeof KERNEL_CPU_WEIGHTS;
 
 /** The kernel's cpu cgroup (v1 its own hierarchy, v2 the kernel's one cgroup). */
 export function kernelCpuCgroup(parent: KernelCgroupParent, kernelId: string): { version: 1 | 2; dir: string } {
-  return parent.version === 1 ? { version: 1, dir: join(parent.dirs.cpu, kernelId) } : { version: 2, dir: join(parent.dir, kernelId) };
+  return parent.version === 1
+    ? { version: 1, dir: join(parent.dirs.cpu, kernelId) }
+    : { version: 2, dir: join(parent.dir, kernelId) };
 }
 
 /** Sets the kernel's CPU weight; false when its cgroup cannot be written (another machine's gateway, none). */
-export async function setKernelCpuPriority(cg: { version: 1 | 2; dir: string }, priority: KernelCpuPriority): Promise<boolean> {
+export async function setKernelCpuPriority(
+  cg: { version: 1 | 2; dir: string },
+  priority: KernelCpuPriority,
+): Promise<boolean> {
   const w = KERNEL_CPU_WEIGHTS[priority];
   try {
     await writeValue(join(cg.dir, cg.version === 1 ? "cpu.shares" : "cpu.weight"), cg.version === 1 ? w.v1 : w.v2);

@@ -53,7 +53,8 @@ export async function runExecution(
     durationMs: Date.now() - calledAt,
   });
   if (opts.signal?.aborted) return finish("cancelled", null);
-  if (session.gatewayDown().aborted) throw new GatewayUnavailableError("the kernel gateway is unresponsive; the code was not sent");
+  if (session.gatewayDown().aborted)
+    throw new GatewayUnavailableError("the kernel gateway is unresponsive; the code was not sent");
 
   // stop_on_error: false. With true, ipykernel aborts every request that reaches it shortly after a cell
   // fails, and an interrupted (timed out) cell counts as failed: the message's next execution, sent right
@@ -130,7 +131,11 @@ export async function runExecution(
         const limit = oom.limitBytes === null ? "" : ` of ${formatBytes(oom.limitBytes)}`;
         return finish(
           "died",
-          { ename: "MemoryLimitExceeded", evalue: `The code went over the kernel's memory limit${limit} and the kernel was stopped; its state is lost.`, traceback: [] },
+          {
+            ename: "MemoryLimitExceeded",
+            evalue: `The code went over the kernel's memory limit${limit} and the kernel was stopped; its state is lost.`,
+            traceback: [],
+          },
           null,
           oom,
         );

@@ -80,7 +80,9 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
     cgroupParent ??= (async () => {
       const res = await request("api/kernelspecs");
       if (!res.ok) return null;
-      const body = (await res.json()) as { kernelspecs?: Record<string, { spec?: { metadata?: { codeinterp?: { cgroup?: KernelCgroupParent | null } } } }> };
+      const body = (await res.json()) as {
+        kernelspecs?: Record<string, { spec?: { metadata?: { codeinterp?: { cgroup?: KernelCgroupParent | null } } } }>;
+      };
       return body.kernelspecs?.[kernelName]?.spec?.metadata?.codeinterp?.cgroup ?? null;
     })().catch(() => {
       cgroupParent = null;
@@ -88,8 +90,10 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
     });
     return cgroupParent;
   };
-  const memoryCgroupOf = (kernelId: string) => cgroupParentOf().then((parent) => (parent ? kernelMemoryCgroup(parent, kernelId) : null));
-  const cpuCgroupOf = (kernelId: string) => cgroupParentOf().then((parent) => (parent ? kernelCpuCgroup(parent, kernelId) : null));
+  const memoryCgroupOf = (kernelId: string) =>
+    cgroupParentOf().then((parent) => (parent ? kernelMemoryCgroup(parent, kernelId) : null));
+  const cpuCgroupOf = (kernelId: string) =>
+    cgroupParentOf().then((parent) => (parent ? kernelCpuCgroup(parent, kernelId) : null));
 
   const open = async (model: KernelAPI.IModel): Promise<KernelSession> => {
     const connection = new KernelConnection({ model, serverSettings: settings, handleComms: false });
@@ -115,9 +119,14 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
       const path = normalizeKernelPath(startOpts.path);
       if (path) {
         // A missing folder would silently give the kernel a parent folder as its cwd.
-        const res = await withGatewayRetry("path check", () => request(`api/contents/${encodeURI(path)}?content=0`), idempotent);
+        const res = await withGatewayRetry(
+          "path check",
+          () => request(`api/contents/${encodeURI(path)}?content=0`),
+          idempotent,
+        );
         const body = res.ok ? ((await res.json()) as { type?: string }) : null;
-        if (body?.type !== "directory") throw new InvalidKernelPathError(`${path} (no such directory under the server root)`);
+        if (body?.type !== "directory")
+          throw new InvalidKernelPathError(`${path} (no such directory under the server root)`);
       }
       const started = Date.now();
       // Retrying a start is only safe when the request never reached the server.
@@ -140,20 +149,34 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
     },
 
     async connectKernel(kernelId) {
-      const model = await withGatewayRetry("kernel lookup", () => KernelAPI.getKernelModel(kernelId, settings), idempotent);
+      const model = await withGatewayRetry(
+        "kernel lookup",
+        () => KernelAPI.getKernelModel(kernelId, settings),
+        idempotent,
+      );
       if (!model) throw new KernelNotFoundError(kernelId);
       return open(model);
     },
 
     async hasKernel(kernelId) {
-      const model = await withGatewayRetry("kernel lookup", () => KernelAPI.getKernelModel(kernelId, settings), idempotent);
-      return model !== undefined && model !== null && (model as { execution_state?: string }).execution_state !== "dead";
+      const model = await withGatewayRetry(
+        "kernel lookup",
+        () => KernelAPI.getKernelModel(kernelId, settings),
+        idempotent,
+      );
+      return (
+        model !== undefined && model !== null && (model as { execution_state?: string }).execution_state !== "dead"
+      );
     },
     async kernelSpecs() {
       const res = await withGatewayRetry("kernelspecs", () => request("api/kernelspecs"), idempotent);
       if (!res.ok) throw new GatewayUnavailableError(`kernel gateway answered HTTP ${res.status} to /api/kernelspecs`);
-      const body = (await res.json()) as { kernelspecs?: Record<string, { spec?: { metadata?: Record<string, unknown> } }> };
-      return Object.fromEntries(Object.entries(body.kernelspecs ?? {}).map(([name, k]) => [name, { metadata: k.spec?.metadata ?? {} }]));
+      const body = (await res.json()) as {
+        kernelspecs?: Record<string, { spec?: { metadata?: Record<string, unknown> } }>;
+      };
+      return Object.fromEntries(
+        Object.entries(body.kernelspecs ?? {}).map(([name, k]) => [name, { metadata: k.spec?.metadata ?? {} }]),
+      );
     },
     async listKernels() {
       const models = await withGatewayRetry("kernel list", () => KernelAPI.listRunning(settings), idempotent);

@@ -52,7 +52,13 @@ export {
   setKernelCpuPriority,
   setMemoryLimit,
 } from "./cgroups";
-export type { KernelCgroupLimits, KernelCgroupParent, KernelCgroupSetup, KernelCpuPriority, MemoryLimitChange } from "./cgroups";
+export type {
+  KernelCgroupLimits,
+  KernelCgroupParent,
+  KernelCgroupSetup,
+  KernelCpuPriority,
+  MemoryLimitChange,
+} from "./cgroups";
 export { EgressPolicy, EgressRuleError, isPublicAddress, parseEgressAllowlist } from "./egress/allowlist";
 export type { EgressDecision, EgressRule } from "./egress/allowlist";
 export { egressPassword, startEgressProxy } from "./egress/proxy";

@@ -29,7 +29,6 @@ export async function findJupyterPython(): Promise<string | null> {
   }
 }
 
-
 /** Returns the python interpreter that has jupyter_server + ipykernel, installing them with apt when allowed. */
 export async function ensureJupyterInstalled(opts: { allowApt: boolean; log: Log }): Promise<string> {
   const found = await findJupyterPython();

@@ -84,7 +84,13 @@ export function watchGateway(opts: LivenessOptions): GatewayMonitor {
   const intervalMs = opts.intervalMs ?? defaultLiveness.intervalMs;
   const probeTimeoutMs = opts.probeTimeoutMs ?? defaultLiveness.probeTimeoutMs;
   const unresponsiveMs = opts.unresponsiveMs ?? defaultLiveness.unresponsiveMs;
-  const state: GatewayHealth = { reachable: true, since: Date.now(), lastError: null, restarts: 0, lastRestartAt: null };
+  const state: GatewayHealth = {
+    reachable: true,
+    since: Date.now(),
+    lastError: null,
+    restarts: 0,
+    lastRestartAt: null,
+  };
   let lastOk = Date.now();
   let started: string | null = null;
   let ctl = new AbortController();
@@ -103,7 +109,10 @@ export function watchGateway(opts: LivenessOptions): GatewayMonitor {
       if (started !== null && r.started !== null && r.started !== started) {
         state.restarts++;
         state.lastRestartAt = now;
-        opts.log.warn({ gateway: opts.baseUrl, restarts: state.restarts }, "kernel gateway was restarted: its kernels are gone");
+        opts.log.warn(
+          { gateway: opts.baseUrl, restarts: state.restarts },
+          "kernel gateway was restarted: its kernels are gone",
+        );
         changed = true;
       }
       if (r.started !== null) started = r.started;

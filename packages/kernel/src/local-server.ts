@@ -16,7 +16,14 @@ import { killTree } from "./process-tree";
 import type { EgressPolicy } from "./egress/allowlist";
 import { startEgressProxy } from "./egress/proxy";
 import type { EgressProxy } from "./egress/proxy";
-import { DEFAULT_SANDBOX_LIMITS, SANDBOX_KERNEL_NAME, installSandboxKernelSpec, launcherConfig, prepareMatplotlibCache, probeSandbox } from "./sandbox";
+import {
+  DEFAULT_SANDBOX_LIMITS,
+  SANDBOX_KERNEL_NAME,
+  installSandboxKernelSpec,
+  launcherConfig,
+  prepareMatplotlibCache,
+  probeSandbox,
+} from "./sandbox";
 import type { SandboxLimits } from "./sandbox";
 import type { Log } from "./log";
 
@@ -174,7 +181,9 @@ async function waitReady(url: string, token: string, running: Running, timeoutMs
     }
     await sleep(100);
   }
-  const why = exited ? `exited with code ${running.child.exitCode}` : `did not answer within ${timeoutMs} ms (${lastError})`;
+  const why = exited
+    ? `exited with code ${running.child.exitCode}`
+    : `did not answer within ${timeoutMs} ms (${lastError})`;
   throw new JupyterStartError(
     `Jupyter server ${why}. Last stderr lines:\n${running.stderrTail.slice(-15).join("\n") || "(none)"}`,
   );
@@ -202,12 +211,20 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
   const stopTimeoutMs = opts.stopTimeoutMs ?? 8_000;
   const preferredRuntime = join(stateDir, "runtime");
   // The ipc transport puts sockets in the runtime dir: a deep state dir gets a short private one instead.
-  const runtime = preferredRuntime.length <= MAX_RUNTIME_DIR_LENGTH ? preferredRuntime : await mkdtemp(join(tmpdir(), "ci-rt-"));
+  const runtime =
+    preferredRuntime.length <= MAX_RUNTIME_DIR_LENGTH ? preferredRuntime : await mkdtemp(join(tmpdir(), "ci-rt-"));
   const dirs = { runtime, data: join(stateDir, "data"), config: join(stateDir, "config") };
   const ipcRoot = join(stateDir, "ipc");
   await Promise.all([rootDir, ...Object.values(dirs)].map((d) => mkdir(d, { recursive: true })));
-  await writeFile(join(dirs.config, "jupyter_server_config.py"), JUPYTER_SERVER_CONFIG + JUPYTER_ZMQ_SAFETY_CONFIG + (opts.extraConfig ?? ""));
-  let sandbox: LocalJupyter["sandbox"] = { available: false, reason: "disabled", caps: { cgroup: null, reason: "no sandbox" } };
+  await writeFile(
+    join(dirs.config, "jupyter_server_config.py"),
+    JUPYTER_SERVER_CONFIG + JUPYTER_ZMQ_SAFETY_CONFIG + (opts.extraConfig ?? ""),
+  );
+  let sandbox: LocalJupyter["sandbox"] = {
+    available: false,
+    reason: "disabled",
+    caps: { cgroup: null, reason: "no sandbox" },
+  };
   let cgroupParent: KernelCgroupParent | null = null;
   let egressProxy: EgressProxy | null = null;
   let proxy: { proxySocket?: string; proxySecret?: string } = opts.proxySocket ? { proxySocket: opts.proxySocket } : {};
@@ -230,11 +247,19 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
         });
         if (cg.ok) cgroupParent = cg.parent;
         else log.warn({ reason: cg.reason }, "no per-kernel cgroups: kernels get per-process rlimits only");
-        sandbox = { available: true, caps: cg.ok ? { cgroup: cg.parent.version } : { cgroup: null, reason: cg.reason } };
+        sandbox = {
+          available: true,
+          caps: cg.ok ? { cgroup: cg.parent.version } : { cgroup: null, reason: cg.reason },
+        };
         await mkdir(ipcRoot, { recursive: true, mode: 0o711 });
         if (opts.egress) {
           const secret = randomBytes(32).toString("hex");
-          egressProxy = await startEgressProxy({ socketPath: join(stateDir, "egress.sock"), policy: opts.egress.policy, secret, log });
+          egressProxy = await startEgressProxy({
+            socketPath: join(stateDir, "egress.sock"),
+            policy: opts.egress.policy,
+            secret,
+            log,
+          });
           proxy = { proxySocket: egressProxy.socketPath, proxySecret: secret };
         }
         const matplotlibCacheDir = await prepareMatplotlibCache(join(stateDir, "matplotlib-cache"), log);
@@ -244,7 +269,11 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
           limits.kernelsMemoryBudgetBytes,
         );
       } else {
-        sandbox = { available: false, ...(probe.reason ? { reason: probe.reason } : {}), caps: { cgroup: null, reason: "no sandbox" } };
+        sandbox = {
+          available: false,
+          ...(probe.reason ? { reason: probe.reason } : {}),
+          caps: { cgroup: null, reason: "no sandbox" },
+        };
       }
     }
   } catch (err) {
@@ -312,7 +341,12 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
       // A hung server was killed on purpose: no reason to wait before the next one.
       const delay = current.hung ? 0 : backoff;
       log.error(
-        { code: current.child.exitCode, signal: current.child.signalCode, reason, stderr: current.stderrTail.slice(-5) },
+        {
+          code: current.child.exitCode,
+          signal: current.child.signalCode,
+          reason,
+          stderr: current.stderrTail.slice(-5),
+        },
         `Jupyter server ${reason === "unresponsive" ? "was killed after it stopped answering" : "exited unexpectedly"}; restarting in ${delay} ms`,
       );
       await sleep(delay);

@@ -13,7 +13,10 @@ function entry(mimeType: string, value: unknown, metadata: Record<string, unknow
   const data = mimeType === "application/json" ? JSON.stringify(value) : asString(value);
   if (data === null || data === undefined) return null;
   const meta = metadata[mimeType];
-  const out: RichOutput = { mimeType, data: mimeType.startsWith("image/") && mimeType !== "image/svg+xml" ? data.trim() : data };
+  const out: RichOutput = {
+    mimeType,
+    data: mimeType.startsWith("image/") && mimeType !== "image/svg+xml" ? data.trim() : data,
+  };
   if (meta && typeof meta === "object" && !Array.isArray(meta)) out.metadata = meta as Record<string, unknown>;
   return out;
 }

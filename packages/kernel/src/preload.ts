@@ -16,7 +16,8 @@ export class PreloadConfigError extends Error {
  * import, nothing else.
  */
 export function preloadCode(modules: readonly string[]): string {
-  for (const m of modules) if (!PYTHON_MODULE_NAME.test(m)) throw new PreloadConfigError(`not a Python module name: "${m}"`);
+  for (const m of modules)
+    if (!PYTHON_MODULE_NAME.test(m)) throw new PreloadConfigError(`not a Python module name: "${m}"`);
   if (modules.length === 0) return "";
   const wanted = new Set(modules.map((m) => m.split(".")[0]));
   const warm: string[] = [];

@@ -66,7 +66,12 @@ export interface LauncherConfig {
   matplotlibCacheDir: string | null;
   /** Kernels started in a pool slot (parent dir named `slotsDirName`) start at this CPU weight. */
   background: { slotsDirName: string; cpuShares: number; cpuWeight: number };
-  limits: KernelCgroupLimits & { addressSpaceBytes: number; rlimitProcesses: number; maxFileBytes: number; maxOpenFiles: number };
+  limits: KernelCgroupLimits & {
+    addressSpaceBytes: number;
+    rlimitProcesses: number;
+    maxFileBytes: number;
+    maxOpenFiles: number;
+  };
 }
 
 export function launcherConfig(opts: {
@@ -85,7 +90,11 @@ export function launcherConfig(opts: {
     proxySocket: opts.proxySocket ?? null,
     proxySecret: opts.proxySecret ?? null,
     matplotlibCacheDir: opts.matplotlibCacheDir ?? null,
-    background: { slotsDirName: POOL_SLOTS_DIR_NAME, cpuShares: KERNEL_CPU_WEIGHTS.background.v1, cpuWeight: KERNEL_CPU_WEIGHTS.background.v2 },
+    background: {
+      slotsDirName: POOL_SLOTS_DIR_NAME,
+      cpuShares: KERNEL_CPU_WEIGHTS.background.v1,
+      cpuWeight: KERNEL_CPU_WEIGHTS.background.v2,
+    },
     limits: {
       memoryBytes: limits.memoryBytes,
       cpus: limits.cpus,
@@ -135,7 +144,11 @@ export interface SandboxSpecMetadata {
 }
 
 /** Writes the launcher, its settings and its kernelspec into a Jupyter data dir (JUPYTER_DATA_DIR/kernels/...). */
-export async function installSandboxKernelSpec(jupyterDataDir: string, config: LauncherConfig, kernelsMemoryBudgetBytes: number): Promise<void> {
+export async function installSandboxKernelSpec(
+  jupyterDataDir: string,
+  config: LauncherConfig,
+  kernelsMemoryBudgetBytes: number,
+): Promise<void> {
   const dir = join(jupyterDataDir, "kernels", SANDBOX_KERNEL_NAME);
   await mkdir(dir, { recursive: true });
   const launcher = join(dir, "launch.py");
@@ -174,19 +187,50 @@ export async function installSandboxKernelSpec(jupyterDataDir: string, config: L
  * user and network namespaces allowed. Runs the real launcher's core with `true` in a scratch directory.
  */
 export async function probeSandbox(scratchDir: string, log: Log): Promise<{ ok: boolean; reason?: string }> {
-  if (process.getuid?.() !== 0) return { ok: false, reason: "the sandbox needs the service to run as root (to start kernels as other uids)" };
+  if (process.getuid?.() !== 0)
+    return { ok: false, reason: "the sandbox needs the service to run as root (to start kernels as other uids)" };
   // The scratch dir sits under the server's root_dir, like workspaces: kernels run as unprivileged uids,
   // so every directory above their workspace must be traversable (o+x).
   await mkdir(scratchDir, { recursive: true });
   const uid = SANDBOX_MIN_UID;
   await chown(scratchDir, uid, uid);
   const args = [
-    "--nproc=64", "--",
-    "setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "--",
-    "bwrap", "--unshare-user", "--unshare-pid", "--unshare-net", "--die-with-parent", "--ro-bind", "/usr", "/usr",
-    "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
-    "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", scratchDir, "/mnt/data",
-    "/usr/bin/python3", "-c", "import ipykernel",
+    "--nproc=64",
+    "--",
+    "setpriv",
+    `--reuid=${uid}`,
+    `--regid=${uid}`,
+    "--clear-groups",
+    "--",
+    "bwrap",
+    "--unshare-user",
+    "--unshare-pid",
+    "--unshare-net",
+    "--die-with-parent",
+    "--ro-bind",
+    "/usr",
+    "/usr",
+    "--symlink",
+    "usr/bin",
+    "/bin",
+    "--symlink",
+    "usr/lib",
+    "/lib",
+    "--symlink",
+    "usr/lib64",
+    "/lib64",
+    "--proc",
+    "/proc",
+    "--dev",
+    "/dev",
+    "--tmpfs",
+    "/tmp",
+    "--bind",
+    scratchDir,
+    "/mnt/data",
+    "/usr/bin/python3",
+    "-c",
+    "import ipykernel",
   ];
   return new Promise((resolve) => {
     const child = spawn("prlimit", args, { cwd: scratchDir, stdio: ["ignore", "ignore", "pipe"] });

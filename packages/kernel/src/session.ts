@@ -15,7 +15,11 @@ const SHUTDOWN_RETRIES = 10;
 const READY_POLL_MS = 2_000;
 
 /** Shuts a kernel down; 404 means already gone; a 500 (jupyter_client 7.4, kernel mid-restart) is retried. */
-export async function shutdownKernelById(id: string, settings: ServerConnection.ISettings, firstDelayMs = 0): Promise<void> {
+export async function shutdownKernelById(
+  id: string,
+  settings: ServerConnection.ISettings,
+  firstDelayMs = 0,
+): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     if (firstDelayMs || attempt > 1) await sleep(1_000);
     try {
@@ -23,7 +27,10 @@ export async function shutdownKernelById(id: string, settings: ServerConnection.
       return;
     } catch (err) {
       if (err instanceof ServerConnection.ResponseError && err.response.status === 404) return;
-      if (!(err instanceof ServerConnection.ResponseError && err.response.status === 500) || attempt >= SHUTDOWN_RETRIES) {
+      if (
+        !(err instanceof ServerConnection.ResponseError && err.response.status === 500) ||
+        attempt >= SHUTDOWN_RETRIES
+      ) {
         throw err;
       }
     }
@@ -74,7 +81,9 @@ export class KernelSession {
     private readonly cpuCgroup: Promise<{ version: 1 | 2; dir: string } | null> = Promise.resolve(null),
   ) {
     this.id = connection.id;
-    this.memoryKillsSeen = memoryCgroup.then(async (cg) => (cg ? ((await readMemoryKills(cg))?.oomKills ?? null) : null));
+    this.memoryKillsSeen = memoryCgroup.then(async (cg) =>
+      cg ? ((await readMemoryKills(cg))?.oomKills ?? null) : null,
+    );
     // Awaited by whoever asks how the kernel died; this only keeps an unobserved rejection handled.
     this.death.catch(() => undefined);
     // After a server autorestart the library calls reconnect() from a detached promise; if that fails (or we
@@ -203,14 +212,20 @@ export class KernelSession {
       KernelAPI.getKernelModel(this.id, this.settings)
         .then(
           (model) => {
-            if (!model || model.execution_state === "dead") this.markDead("the server gave the kernel up while it started");
+            if (!model || model.execution_state === "dead")
+              this.markDead("the server gave the kernel up while it started");
           },
           () => undefined,
         )
         .finally(() => (asking = false));
     }, READY_POLL_MS);
     try {
-      await withTimeout(Promise.race([this.connection.info, this.death]), timeoutMs, `kernel ${this.id} start`, this.gatewayDown());
+      await withTimeout(
+        Promise.race([this.connection.info, this.death]),
+        timeoutMs,
+        `kernel ${this.id} start`,
+        this.gatewayDown(),
+      );
     } finally {
       clearInterval(poll);
     }
@@ -231,7 +246,13 @@ export class KernelSession {
   async interrupt(): Promise<void> {
     await withGatewayRetry(
       "interrupt",
-      () => withTimeout(KernelAPI.interruptKernel(this.id, this.settings), INTERRUPT_TIMEOUT_MS, "interrupt", this.gatewayDown()),
+      () =>
+        withTimeout(
+          KernelAPI.interruptKernel(this.id, this.settings),
+          INTERRUPT_TIMEOUT_MS,
+          "interrupt",
+          this.gatewayDown(),
+        ),
       { attempts: 3, retryable: () => true },
     );
   }
@@ -246,7 +267,8 @@ export class KernelSession {
       const restarting = this.connection.restart();
       this.connection.info.catch(() => undefined); // the new pending kernel_info: same reason as above
       await withTimeout(restarting, RESTART_TIMEOUT_MS, "kernel restart", this.gatewayDown());
-      if (this.connection.connectionStatus !== "connected") throw new GatewayUnavailableError("could not reconnect after restart");
+      if (this.connection.connectionStatus !== "connected")
+        throw new GatewayUnavailableError("could not reconnect after restart");
       await withTimeout(this.connection.info, RESTART_TIMEOUT_MS, "kernel restart", this.gatewayDown());
     } catch (err) {
       this.markDead(`restart failed: ${(err as Error).message}`);
@@ -260,7 +282,8 @@ export class KernelSession {
     this.dead = true;
     this.deathReason ||= "shut down";
     try {
-      if (!this.connection.isDisposed) await withTimeout(this.connection.shutdown(), RESTART_TIMEOUT_MS, "shutdown", this.gatewayDown());
+      if (!this.connection.isDisposed)
+        await withTimeout(this.connection.shutdown(), RESTART_TIMEOUT_MS, "shutdown", this.gatewayDown());
     } catch (err) {
       if (!(err instanceof ServerConnection.ResponseError)) throw err;
       // 404: already gone. 500: jupyter_client 7.4 fails while an autorestarted kernel is still starting.

@@ -41,7 +41,13 @@ describe("cgroup v1 (a hierarchy per controller)", () => {
       limit: await read("memory/svc/abc/ci/memory.limit_in_bytes"),
       memsw: await read("memory/svc/abc/ci/memory.memsw.limit_in_bytes"),
     }).toEqual({
-      setup: { ok: true, parent: { version: 1, dirs: { memory: join(root, "memory/svc/abc/ci"), pids: join(root, "pids/ci"), cpu: join(root, "cpu/ci") } } },
+      setup: {
+        ok: true,
+        parent: {
+          version: 1,
+          dirs: { memory: join(root, "memory/svc/abc/ci"), pids: join(root, "pids/ci"), cpu: join(root, "cpu/ci") },
+        },
+      },
       limit: String(1024 * MiB),
       memsw: String(1024 * MiB),
     });
@@ -52,10 +58,29 @@ describe("cgroup v1 (a hierarchy per controller)", () => {
     await mkdir(join(dirs.memory, "k1"), { recursive: true });
     await writeFile(join(dirs.memory, "k1/memory.memsw.limit_in_bytes"), "");
     launcher("cgroup_v1", dirs, "k1", limits, 4242);
-    const files = ["memory/ci/k1/memory.limit_in_bytes", "memory/ci/k1/memory.memsw.limit_in_bytes", "memory/ci/k1/memory.swappiness", "memory/ci/k1/cgroup.procs",
-      "pids/ci/k1/pids.max", "pids/ci/k1/cgroup.procs", "cpu/ci/k1/cpu.cfs_period_us", "cpu/ci/k1/cpu.cfs_quota_us", "cpu/ci/k1/cgroup.procs"];
+    const files = [
+      "memory/ci/k1/memory.limit_in_bytes",
+      "memory/ci/k1/memory.memsw.limit_in_bytes",
+      "memory/ci/k1/memory.swappiness",
+      "memory/ci/k1/cgroup.procs",
+      "pids/ci/k1/pids.max",
+      "pids/ci/k1/cgroup.procs",
+      "cpu/ci/k1/cpu.cfs_period_us",
+      "cpu/ci/k1/cpu.cfs_quota_us",
+      "cpu/ci/k1/cgroup.procs",
+    ];
     const values = Object.fromEntries(await Promise.all(files.map(async (f) => [f, await read(f)])));
-    expect(Object.values(values)).toEqual([String(256 * MiB), String(256 * MiB), "0", "4242", "128", "4242", "100000", "150000", "4242"]);
+    expect(Object.values(values)).toEqual([
+      String(256 * MiB),
+      String(256 * MiB),
+      "0",
+      "4242",
+      "128",
+      "4242",
+      "100000",
+      "150000",
+      "4242",
+    ]);
     expect(await read("cpu/ci/k1/cpu.shares")).toBe("1024");
   });
 
@@ -75,7 +100,12 @@ describe("cgroup v2 (one tree)", () => {
     await writeFile(join(ownDir, "cgroup.controllers"), "cpuset cpu io memory pids\n");
     await writeFile(join(ownDir, "cgroup.procs"), "77\n");
     await writeFile(join(ownDir, "kernels/memory.swap.max"), "max\n");
-    const setup = await prepareKernelCgroups({ name: "kernels", budgetBytes: 2048 * MiB, fsRoot: root, selfCgroup: self });
+    const setup = await prepareKernelCgroups({
+      name: "kernels",
+      budgetBytes: 2048 * MiB,
+      fsRoot: root,
+      selfCgroup: self,
+    });
     const at = (p: string) => readFile(join(ownDir, p), "utf8");
     expect({
       setup,
@@ -117,11 +147,11 @@ describe("out-of-memory kills", () => {
     await writeFile(join(root, "memory.limit_in_bytes"), `${256 * MiB}\n`);
     await writeFile(join(root, "memory.events"), "low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\noom_group_kill 1\n");
     await writeFile(join(root, "memory.max"), `${512 * MiB}\n`);
-    expect([await readMemoryKills({ version: 1, dir: root }), await readMemoryKills({ version: 2, dir: root }), await readMemoryKills({ version: 2, dir: join(root, "gone") })]).toEqual([
-      { oomKills: 2, limitBytes: 256 * MiB },
-      { oomKills: 1, limitBytes: 512 * MiB },
-      null,
-    ]);
+    expect([
+      await readMemoryKills({ version: 1, dir: root }),
+      await readMemoryKills({ version: 2, dir: root }),
+      await readMemoryKills({ version: 2, dir: join(root, "gone") }),
+    ]).toEqual([{ oomKills: 2, limitBytes: 256 * MiB }, { oomKills: 1, limitBytes: 512 * MiB }, null]);
   });
 });
 

@@ -11,7 +11,9 @@ const msg = (msg_type: string, content: object) => ({ header: { msg_type }, cont
 
 describe("stripAnsi", () => {
   it("removes colour codes from tracebacks", () => {
-    expect(stripAnsi("\u001b[0;31mZeroDivisionError\u001b[0m: division by zero")).toBe("ZeroDivisionError: division by zero");
+    expect(stripAnsi("\u001b[0;31mZeroDivisionError\u001b[0m: division by zero")).toBe(
+      "ZeroDivisionError: division by zero",
+    );
   });
 });
 

@@ -4,7 +4,14 @@ import type { Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EgressPolicy, SANDBOX_KERNEL_NAME, createKernelGateway, parseEgressAllowlist, silentLog, startLocalJupyter } from "../src";
+import {
+  EgressPolicy,
+  SANDBOX_KERNEL_NAME,
+  createKernelGateway,
+  parseEgressAllowlist,
+  silentLog,
+  startLocalJupyter,
+} from "../src";
 import type { KernelGateway, LocalJupyter } from "../src";
 
 // KERNEL_EGRESS=allowlist end to end: a sandboxed kernel (no network of its own) reaches what the operator
@@ -32,9 +39,20 @@ beforeAll(async () => {
   // A service only a listed *name* (localhost) leads to: the proxy must refuse it, the name resolves to loopback.
   internalPort = await listen("127.0.0.1", "internal service");
   const policy = new EgressPolicy(parseEgressAllowlist(`127.0.0.2:${port}, localhost:${internalPort}`));
-  server = await startLocalJupyter({ rootDir: join(tmp, "root"), stateDir: join(tmp, "state"), port: 0, log: silentLog, egress: { policy } });
+  server = await startLocalJupyter({
+    rootDir: join(tmp, "root"),
+    stateDir: join(tmp, "state"),
+    port: 0,
+    log: silentLog,
+    egress: { policy },
+  });
   await chmod(join(tmp, "root"), 0o711);
-  gateway = createKernelGateway({ baseUrl: server.url, token: server.token, log: silentLog, kernelName: SANDBOX_KERNEL_NAME });
+  gateway = createKernelGateway({
+    baseUrl: server.url,
+    token: server.token,
+    log: silentLog,
+    kernelName: SANDBOX_KERNEL_NAME,
+  });
 });
 
 afterAll(async () => {

@@ -15,15 +15,30 @@ describe("egress allowlist", () => {
   it("allows a listed name on 80 and 443 only where it resolves to a public address", () => {
     const p = policy("pypi.org");
     expect(p.decide("pypi.org", "151.101.0.223", 443)).toEqual({ allowed: true });
-    expect(p.decide("pypi.org", "151.101.0.223", 22)).toMatchObject({ allowed: false, reason: "host not in the allowlist" });
+    expect(p.decide("pypi.org", "151.101.0.223", 22)).toMatchObject({
+      allowed: false,
+      reason: "host not in the allowlist",
+    });
     expect(p.decide("PyPI.org.", "151.101.0.223", 80)).toEqual({ allowed: true });
     expect(p.decide("evil.org", "151.101.0.223", 443)).toMatchObject({ allowed: false });
   });
 
   it("refuses a listed name that resolves to a private, loopback or metadata address", () => {
     const p = policy("mirror.example.com:8080");
-    for (const address of ["10.1.2.3", "127.0.0.1", "169.254.169.254", "192.168.1.1", "::1", "fd00::5", "::ffff:10.0.0.1", "100.64.0.1"]) {
-      expect(p.decide("mirror.example.com", address, 8080)).toMatchObject({ allowed: false, reason: expect.stringContaining("non-public") as string });
+    for (const address of [
+      "10.1.2.3",
+      "127.0.0.1",
+      "169.254.169.254",
+      "192.168.1.1",
+      "::1",
+      "fd00::5",
+      "::ffff:10.0.0.1",
+      "100.64.0.1",
+    ]) {
+      expect(p.decide("mirror.example.com", address, 8080)).toMatchObject({
+        allowed: false,
+        reason: expect.stringContaining("non-public") as string,
+      });
     }
   });
 
@@ -68,14 +83,22 @@ function portOf(server: Server): number {
 type Answer = { status: number; body: string };
 
 /** One request through the proxy's unix socket, as pip/requests send it (absolute URI, or CONNECT then GET). */
-function viaProxy(socketPath: string, target: string, opts: { connect: boolean; kernel?: string; password?: string }): Promise<Answer> {
+function viaProxy(
+  socketPath: string,
+  target: string,
+  opts: { connect: boolean; kernel?: string; password?: string },
+): Promise<Answer> {
   const headers: Record<string, string> = {};
-  if (opts.kernel) headers["proxy-authorization"] = `Basic ${Buffer.from(`${opts.kernel}:${opts.password ?? ""}`).toString("base64")}`;
+  if (opts.kernel)
+    headers["proxy-authorization"] = `Basic ${Buffer.from(`${opts.kernel}:${opts.password ?? ""}`).toString("base64")}`;
   return new Promise((resolve, reject) => {
     if (!opts.connect) {
       const req = request({ socketPath, method: "GET", path: `http://${target}/hello`, headers }, (res) => {
         let body = "";
-        res.setEncoding("utf8").on("data", (c: string) => (body += c)).on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+        res
+          .setEncoding("utf8")
+          .on("data", (c: string) => (body += c))
+          .on("end", () => resolve({ status: res.statusCode ?? 0, body }));
       });
       req.on("error", reject).end();
       return;
@@ -134,25 +157,43 @@ describe("egress proxy", () => {
   });
 
   it("tunnels to a listed address (CONNECT) and forwards plain HTTP to it", async () => {
-    await expect(viaProxy(proxy.socketPath, `127.0.0.1:${port}`, { connect: true, kernel, password })).resolves.toEqual({ status: 200, body: "hello from upstream" });
-    await expect(viaProxy(proxy.socketPath, `127.0.0.1:${port}`, { connect: false, kernel, password })).resolves.toEqual({ status: 200, body: "hello from upstream" });
+    await expect(viaProxy(proxy.socketPath, `127.0.0.1:${port}`, { connect: true, kernel, password })).resolves.toEqual(
+      { status: 200, body: "hello from upstream" },
+    );
+    await expect(
+      viaProxy(proxy.socketPath, `127.0.0.1:${port}`, { connect: false, kernel, password }),
+    ).resolves.toEqual({ status: 200, body: "hello from upstream" });
   });
 
   it("asks for kernel credentials, and refuses another kernel's password", async () => {
     expect((await viaProxy(proxy.socketPath, `127.0.0.1:${port}`, { connect: true })).status).toBe(407);
     const other = egressPassword(secret, "another-kernel");
-    expect((await viaProxy(proxy.socketPath, `127.0.0.1:${port}`, { connect: true, kernel, password: other })).status).toBe(407);
+    expect(
+      (await viaProxy(proxy.socketPath, `127.0.0.1:${port}`, { connect: true, kernel, password: other })).status,
+    ).toBe(407);
   });
 
   it("refuses an unlisted address, a listed name resolving to loopback, and the metadata address", async () => {
-    expect((await viaProxy(proxy.socketPath, `127.0.0.2:${port}`, { connect: true, kernel, password })).status).toBe(403);
-    expect((await viaProxy(proxy.socketPath, `127.0.0.1:${internalPort}`, { connect: true, kernel, password })).status).toBe(403);
-    expect((await viaProxy(proxy.socketPath, `localhost:${internalPort}`, { connect: true, kernel, password })).status).toBe(403);
-    expect((await viaProxy(proxy.socketPath, `localhost:${internalPort}`, { connect: false, kernel, password })).status).toBe(403);
-    expect((await viaProxy(proxy.socketPath, "169.254.169.254:80", { connect: false, kernel, password })).status).toBe(403);
+    expect((await viaProxy(proxy.socketPath, `127.0.0.2:${port}`, { connect: true, kernel, password })).status).toBe(
+      403,
+    );
+    expect(
+      (await viaProxy(proxy.socketPath, `127.0.0.1:${internalPort}`, { connect: true, kernel, password })).status,
+    ).toBe(403);
+    expect(
+      (await viaProxy(proxy.socketPath, `localhost:${internalPort}`, { connect: true, kernel, password })).status,
+    ).toBe(403);
+    expect(
+      (await viaProxy(proxy.socketPath, `localhost:${internalPort}`, { connect: false, kernel, password })).status,
+    ).toBe(403);
+    expect((await viaProxy(proxy.socketPath, "169.254.169.254:80", { connect: false, kernel, password })).status).toBe(
+      403,
+    );
   });
 
   it("answers a name that does not resolve with 502, not a connection", async () => {
-    expect((await viaProxy(proxy.socketPath, "metadata.invalid:443", { connect: true, kernel, password })).status).toBe(502);
+    expect((await viaProxy(proxy.socketPath, "metadata.invalid:443", { connect: true, kernel, password })).status).toBe(
+      502,
+    );
   });
 });

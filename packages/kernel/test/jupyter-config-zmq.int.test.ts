@@ -71,7 +71,11 @@ describe("the ZMQ safety config for jupyter_server 1.23 / jupyter_client 7.4", (
     const stateDir = join(tmp, "state");
     const server = await startLocalJupyter({ rootDir: join(tmp, "root"), stateDir, log: silentLog, sandbox: false });
     try {
-      expect(check(join(stateDir, "config", "jupyter_server_config.py"))).toMatchObject({ sndtimeo: 1000, reconnectIvlMax: 5000, bufferedStreamClosedWithDeadKernel: true });
+      expect(check(join(stateDir, "config", "jupyter_server_config.py"))).toMatchObject({
+        sndtimeo: 1000,
+        reconnectIvlMax: 5000,
+        bufferedStreamClosedWithDeadKernel: true,
+      });
       const gateway = createKernelGateway({ baseUrl: server.url, token: server.token, log: silentLog });
       const s = await gateway.startKernel();
       expect((await s.execute("print(6 * 7)")).stdout).toBe("42\n");

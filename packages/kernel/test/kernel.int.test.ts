@@ -2,7 +2,14 @@ import { mkdir, mkdtemp, realpath, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createKernelGateway, GatewayUnavailableError, InvalidKernelPathError, KernelDiedError, silentLog, startLocalJupyter } from "../src";
+import {
+  createKernelGateway,
+  GatewayUnavailableError,
+  InvalidKernelPathError,
+  KernelDiedError,
+  silentLog,
+  startLocalJupyter,
+} from "../src";
 import type { KernelEvent, KernelGateway, KernelSession, LocalJupyter } from "../src";
 
 let tmp: string;
@@ -12,7 +19,12 @@ let main: KernelSession;
 
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), "kernel-int-"));
-  server = await startLocalJupyter({ rootDir: join(tmp, "root"), stateDir: join(tmp, "state"), port: 0, log: silentLog });
+  server = await startLocalJupyter({
+    rootDir: join(tmp, "root"),
+    stateDir: join(tmp, "state"),
+    port: 0,
+    log: silentLog,
+  });
   gateway = createKernelGateway({ baseUrl: server.url, token: server.token, log: silentLog });
   main = await gateway.startKernel();
 });
@@ -43,9 +55,12 @@ describe("kernel execution", () => {
 
   it("streams stdout chunks before the run ends", async () => {
     const seen: Array<{ at: number; e: KernelEvent }> = [];
-    const r = await main.execute("import time\nfor _ in range(4):\n    print('tick', flush=True)\n    time.sleep(0.2)", {
-      onEvent: (e) => seen.push({ at: Date.now(), e }),
-    });
+    const r = await main.execute(
+      "import time\nfor _ in range(4):\n    print('tick', flush=True)\n    time.sleep(0.2)",
+      {
+        onEvent: (e) => seen.push({ at: Date.now(), e }),
+      },
+    );
     const end = Date.now();
     const ticks = seen.filter((s) => s.e.type === "stdout");
     expect(r.stdout).toBe("tick\n".repeat(4));
@@ -97,9 +112,12 @@ describe("kernel execution", () => {
   });
 
   it("returns a matplotlib figure once, as image/png", async () => {
-    const r = await main.execute("%matplotlib inline\nimport matplotlib.pyplot as plt\nfig = plt.figure()\nplt.plot([1, 2])\nfig", {
-      timeoutMs: 30_000,
-    });
+    const r = await main.execute(
+      "%matplotlib inline\nimport matplotlib.pyplot as plt\nfig = plt.figure()\nplt.plot([1, 2])\nfig",
+      {
+        timeoutMs: 30_000,
+      },
+    );
     expect(r.status).toBe("ok");
     const images = r.outputs.filter((o) => o.mimeType === "image/png");
     expect(images).toHaveLength(1);
@@ -135,14 +153,31 @@ describe("kernel lifecycle", () => {
     await expect(gateway.startKernel({ path: "no/such/dir" })).rejects.toThrow(InvalidKernelPathError);
   });
 
-  it("a kernel that dies while starting fails the start with KernelDiedError, not at the start timeout", { timeout: 60_000 }, async () => {
-    // Exits at once, every time the server restarts it: the server gives it up after its restart limit.
-    const spec = join(tmp, "state", "data", "kernels", "dies-at-start");
-    await mkdir(spec, { recursive: true });
-    await writeFile(join(spec, "kernel.json"), JSON.stringify({ argv: ["/bin/sh", "-c", "exit 3", "{connection_file}"], display_name: "dies", language: "python" }));
-    const dying = createKernelGateway({ baseUrl: server.url, token: server.token, log: silentLog, kernelName: "dies-at-start", kernelStartTimeoutMs: 600_000 });
-    await expect(dying.startKernel()).rejects.toThrow(KernelDiedError);
-  });
+  it(
+    "a kernel that dies while starting fails the start with KernelDiedError, not at the start timeout",
+    { timeout: 60_000 },
+    async () => {
+      // Exits at once, every time the server restarts it: the server gives it up after its restart limit.
+      const spec = join(tmp, "state", "data", "kernels", "dies-at-start");
+      await mkdir(spec, { recursive: true });
+      await writeFile(
+        join(spec, "kernel.json"),
+        JSON.stringify({
+          argv: ["/bin/sh", "-c", "exit 3", "{connection_file}"],
+          display_name: "dies",
+          language: "python",
+        }),
+      );
+      const dying = createKernelGateway({
+        baseUrl: server.url,
+        token: server.token,
+        log: silentLog,
+        kernelName: "dies-at-start",
+        kernelStartTimeoutMs: 600_000,
+      });
+      await expect(dying.startKernel()).rejects.toThrow(KernelDiedError);
+    },
+  );
 
   it("reports an unreachable gateway with a named error", async () => {
     const dead = createKernelGateway({ baseUrl: "http://127.0.0.1:9", token: "x", log: silentLog });

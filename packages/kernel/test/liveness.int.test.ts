@@ -2,10 +2,16 @@ import { chmod, chown, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createKernelGateway, GatewayUnavailableError, SANDBOX_KERNEL_NAME, silentLog, startLocalJupyter, watchGateway } from "../src";
+import {
+  createKernelGateway,
+  GatewayUnavailableError,
+  SANDBOX_KERNEL_NAME,
+  silentLog,
+  startLocalJupyter,
+  watchGateway,
+} from "../src";
 import { descendantsOf, isAlive } from "../src/process-tree";
 import type { GatewayMonitor, JupyterRestart, KernelGateway, LocalJupyter } from "../src";
-
 
 async function waitFor(fn: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
   const until = Date.now() + ms;
@@ -36,7 +42,14 @@ beforeAll(async () => {
     liveness: { intervalMs: 250, probeTimeoutMs: 1000, unresponsiveMs: 3000 },
     onRestart: (r) => restarts.push(r),
   });
-  monitor = watchGateway({ baseUrl: server.url, token: server.token, log: silentLog, intervalMs: 250, probeTimeoutMs: 1000, unresponsiveMs: 3000 });
+  monitor = watchGateway({
+    baseUrl: server.url,
+    token: server.token,
+    log: silentLog,
+    intervalMs: 250,
+    probeTimeoutMs: 1000,
+    unresponsiveMs: 3000,
+  });
   gateway = createKernelGateway({ baseUrl: server.url, token: server.token, log: silentLog, monitor });
 });
 
@@ -83,7 +96,13 @@ describe("a Jupyter server that stops answering", () => {
 
   it("kills sandboxed kernels (bubblewrap) with it too", async () => {
     expect(server.sandbox.available).toBe(true);
-    const sandboxed = createKernelGateway({ baseUrl: server.url, token: server.token, log: silentLog, monitor, kernelName: SANDBOX_KERNEL_NAME });
+    const sandboxed = createKernelGateway({
+      baseUrl: server.url,
+      token: server.token,
+      log: silentLog,
+      monitor,
+      kernelName: SANDBOX_KERNEL_NAME,
+    });
     const session = await sandboxed.startKernel({ path: "ws" });
     expect((await session.execute("import os; print(os.getuid())")).stdout).toBe("100123\n");
     const { pid } = server;
@@ -96,7 +115,11 @@ describe("a Jupyter server that stops answering", () => {
     } finally {
       if (isAlive(pid)) process.kill(pid, "SIGCONT");
     }
-    await waitFor(() => !isAlive(pid) && tree.every((p) => !isAlive(p)), 10_000, "old server and every process below it gone");
+    await waitFor(
+      () => !isAlive(pid) && tree.every((p) => !isAlive(p)),
+      10_000,
+      "old server and every process below it gone",
+    );
     session.dispose();
   });
 });

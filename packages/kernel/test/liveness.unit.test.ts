@@ -19,7 +19,8 @@ async function fakeGateway(opts: { statusRoute?: boolean } = {}) {
   const server: Server = createServer((req, res) => {
     if (frozen) return;
     if (req.headers.authorization !== "token t0k") return void res.writeHead(403).end();
-    if (req.url === "/api/status" && opts.statusRoute !== false) return void res.end(JSON.stringify({ started, kernels: 0 }));
+    if (req.url === "/api/status" && opts.statusRoute !== false)
+      return void res.end(JSON.stringify({ started, kernels: 0 }));
     if (req.url === "/api") return void res.end(JSON.stringify({ version: "x" }));
     if (req.url?.startsWith("/api/kernels")) return void res.end("[]");
     res.writeHead(404).end();
@@ -113,7 +114,14 @@ describe("watchGateway", () => {
   it("one slow answer is not an outage", async () => {
     const gw = await fakeGateway();
     closers.push(gw.close);
-    const monitor = watchGateway({ baseUrl: gw.url, token: "t0k", log: silentLog, intervalMs: 100, probeTimeoutMs: 200, unresponsiveMs: 2000 });
+    const monitor = watchGateway({
+      baseUrl: gw.url,
+      token: "t0k",
+      log: silentLog,
+      intervalMs: 100,
+      probeTimeoutMs: 200,
+      unresponsiveMs: 2000,
+    });
     closers.push(() => monitor.stop());
     await monitor.whenAnswered(2000);
     gw.freeze(true);
@@ -133,6 +141,8 @@ describe("withTimeout", () => {
     const wait = withTimeout(new Promise(() => undefined), 60_000, "kernel start", down.signal);
     setTimeout(() => down.abort(), 50);
     await expect(wait).rejects.toThrow(/kernel start abandoned: the kernel gateway is unresponsive/);
-    await expect(withTimeout(new Promise(() => undefined), 50, "kernel start")).rejects.toThrow(/did not finish within 50 ms/);
+    await expect(withTimeout(new Promise(() => undefined), 50, "kernel start")).rejects.toThrow(
+      /did not finish within 50 ms/,
+    );
   });
 });

@@ -11,7 +11,10 @@ function runPreload(code: string): { names: string[]; loaded: string[] } {
     "exec(sys.stdin.read(), ns)",
     "print(json.dumps({'names': sorted(k for k in ns if k != '__builtins__'), 'loaded': sorted(m for m in ('numpy', 'pandas', 'matplotlib.pyplot', 'openpyxl', 'nosuchmodule') if m in sys.modules)}))",
   ].join("\n");
-  const out = execFileSync(JUPYTER_PYTHON, ["-c", probe], { input: code, env: { MPLBACKEND: "agg", MPLCONFIGDIR: "/tmp/codeinterp-preload-test" } });
+  const out = execFileSync(JUPYTER_PYTHON, ["-c", probe], {
+    input: code,
+    env: { MPLBACKEND: "agg", MPLCONFIGDIR: "/tmp/codeinterp-preload-test" },
+  });
   return JSON.parse(out.toString()) as { names: string[]; loaded: string[] };
 }
 

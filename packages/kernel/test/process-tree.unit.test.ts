@@ -2,7 +2,6 @@ import { spawn } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { descendantsOf, isAlive, killTree } from "../src/process-tree";
 
-
 async function until(fn: () => boolean, ms: number): Promise<boolean> {
   const end = Date.now() + ms;
   while (!fn()) {

@@ -28,9 +28,20 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => proxy.listen(join(tmp, "proxy.sock"), r));
   await chmod(join(tmp, "proxy.sock"), 0o666);
-  server = await startLocalJupyter({ rootDir: join(tmp, "root"), stateDir: join(tmp, "state"), port: 0, log: silentLog, proxySocket: join(tmp, "proxy.sock") });
+  server = await startLocalJupyter({
+    rootDir: join(tmp, "root"),
+    stateDir: join(tmp, "state"),
+    port: 0,
+    log: silentLog,
+    proxySocket: join(tmp, "proxy.sock"),
+  });
   await chmod(join(tmp, "root"), 0o711);
-  gateway = createKernelGateway({ baseUrl: server.url, token: server.token, log: silentLog, kernelName: SANDBOX_KERNEL_NAME });
+  gateway = createKernelGateway({
+    baseUrl: server.url,
+    token: server.token,
+    log: silentLog,
+    kernelName: SANDBOX_KERNEL_NAME,
+  });
 });
 
 afterAll(async () => {
@@ -59,7 +70,10 @@ try:
     print("direct")
 except OSError as e:
     print(type(e).__name__)`);
-      expect({ stdout: r.stdout, requests }).toEqual({ stdout: "via-proxy\nOSError\n", requests: ["GET http://example.com/some/path HTTP/1.1"] });
+      expect({ stdout: r.stdout, requests }).toEqual({
+        stdout: "via-proxy\nOSError\n",
+        requests: ["GET http://example.com/some/path HTTP/1.1"],
+      });
     } finally {
       await k.shutdown();
     }

@@ -7,7 +7,11 @@ export type Logger = PinoLogger;
  * Structured JSON logs. Code, file contents and secrets must never reach a log line: callers log ids and
  * sizes, and these paths are redacted as a second line of defence.
  */
-export function createLogger(opts: { name: string; level: LevelWithSilent; destination?: pino.DestinationStream }): Logger {
+export function createLogger(opts: {
+  name: string;
+  level: LevelWithSilent;
+  destination?: pino.DestinationStream;
+}): Logger {
   return pino(
     {
       name: opts.name,

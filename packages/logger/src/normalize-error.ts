@@ -16,5 +16,5 @@ export function normalizeError(err: unknown): NormalizedError {
       ...(typeof code === "string" ? { code } : {}),
     };
   }
-  return { name: "NonError", message: typeof err === "string" ? err : JSON.stringify(err) ?? String(err) };
+  return { name: "NonError", message: typeof err === "string" ? err : (JSON.stringify(err) ?? String(err)) };
 }

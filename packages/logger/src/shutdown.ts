@@ -5,7 +5,11 @@ import { normalizeError } from "./normalize-error";
  * On SIGTERM or SIGINT: run `close` (drain, then close connections) and exit 0; exit 1 when it fails or
  * has not finished `hardDeadlineMs` after the signal. A second signal does not start a second close.
  */
-export function exitOnSignals(log: Logger, close: () => Promise<void>, opts: { hardDeadlineMs: number; message?: string }): void {
+export function exitOnSignals(
+  log: Logger,
+  close: () => Promise<void>,
+  opts: { hardDeadlineMs: number; message?: string },
+): void {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -18,7 +18,10 @@ export const jobCatalog = {
         // The message's kernel key (`workspaceId(userId, messageId)`): lets a worker see that another execution
         // of the message holds its kernel and put the job back for a moment instead of waiting in a slot.
         // A hint: the worker checks it against the execution's row.
-        messageKey: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+        messageKey: z
+          .string()
+          .regex(/^[0-9a-f]{64}$/)
+          .optional(),
       })
       .strict(),
     // The job id is the executionId, so enqueuing twice (a retried request, the reconciler) makes one job.
@@ -53,10 +56,10 @@ export class InvalidJobPayloadError extends Error {
 /** Job data comes from Redis, which anyone with access could have written: parse it as untrusted. */
 export function parseJobPayload<N extends JobName>(name: N, data: unknown): JobPayload<N> {
   const parsed = jobCatalog[name].schema.safeParse(data);
-  if (!parsed.success) throw new InvalidJobPayloadError(`invalid ${jobCatalog[name].name} payload: ${parsed.error.message}`);
+  if (!parsed.success)
+    throw new InvalidJobPayloadError(`invalid ${jobCatalog[name].name} payload: ${parsed.error.message}`);
   return parsed.data as JobPayload<N>;
 }
-
 
 export class WrongQueueError extends Error {
   override name = "WrongQueueError";
@@ -66,9 +69,14 @@ export class WrongQueueError extends Error {
  * The one way to put a job in a queue: the payload is typed by the job's name, and the job's options and id
  * come from the catalog. Consumers still parse it (parseJobPayload): Redis is not trusted.
  */
-export async function enqueueJob<N extends JobName>(queue: Pick<Queue, "name" | "add">, name: N, payload: JobPayload<N>): Promise<void> {
+export async function enqueueJob<N extends JobName>(
+  queue: Pick<Queue, "name" | "add">,
+  name: N,
+  payload: JobPayload<N>,
+): Promise<void> {
   const job = jobCatalog[name];
-  if (queue.name !== job.queue) throw new WrongQueueError(`${job.name} belongs to the ${job.queue} queue, not ${queue.name}`);
+  if (queue.name !== job.queue)
+    throw new WrongQueueError(`${job.name} belongs to the ${job.queue} queue, not ${queue.name}`);
   const jobId = (job.jobId as (p: JobPayload<N>) => string | undefined)(payload);
   await queue.add(job.name, payload, { ...job.options, ...(jobId ? { jobId } : {}) });
 }

@@ -23,8 +23,14 @@ export type TerminalStatus = Parameters<typeof finishExecution>[2];
 export type FinishData = Parameters<typeof finishExecution>[3];
 
 /** Queues the run of an execution; enqueuing it twice (a retried request, the reconciler) makes one job. */
-export async function enqueueExecution(queue: Pick<Queue, "name" | "add">, execution: { id: string; userId: string; messageId: string }): Promise<void> {
-  await enqueueJob(queue, "runExecution", { executionId: execution.id, messageKey: workspaceId(execution.userId, execution.messageId) });
+export async function enqueueExecution(
+  queue: Pick<Queue, "name" | "add">,
+  execution: { id: string; userId: string; messageId: string },
+): Promise<void> {
+  await enqueueJob(queue, "runExecution", {
+    executionId: execution.id,
+    messageKey: workspaceId(execution.userId, execution.messageId),
+  });
 }
 
 // How long a cancel request waits for a worker to pick up the execution (a retried job a while later).
@@ -42,7 +48,11 @@ export async function isCancelRequested(redis: Redis, prefix: string, executionI
 }
 
 /** Calls `onCancel` with each execution id a cancel is requested for; `subscriber` is a connection of its own. */
-export async function onCancelRequests(subscriber: Redis, prefix: string, onCancel: (executionId: string) => void): Promise<void> {
+export async function onCancelRequests(
+  subscriber: Redis,
+  prefix: string,
+  onCancel: (executionId: string) => void,
+): Promise<void> {
   const channel = cancelChannel(prefix);
   await subscriber.subscribe(channel);
   subscriber.on("message", (from: string, executionId: string) => {
@@ -56,7 +66,12 @@ export async function onCancelRequests(subscriber: Redis, prefix: string, onCanc
  * two finishes of one execution the first wins and only it is announced; false when this one did nothing.
  * The announcement is best effort: the database holds the truth.
  */
-export async function finishAndAnnounce(deps: ExecutionStateDeps, executionId: string, status: TerminalStatus, data: FinishData): Promise<boolean> {
+export async function finishAndAnnounce(
+  deps: ExecutionStateDeps,
+  executionId: string,
+  status: TerminalStatus,
+  data: FinishData,
+): Promise<boolean> {
   const moved = await finishExecution(deps.db, executionId, status, data);
   // Whoever moved it first (a cancel, say) already announced the end.
   if (!moved) return false;

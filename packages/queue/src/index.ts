@@ -1,9 +1,22 @@
-export { jobCatalog, queueNames, parseJobPayload, enqueueJob, InvalidJobPayloadError, WrongQueueError } from "./catalog";
+export {
+  jobCatalog,
+  queueNames,
+  parseJobPayload,
+  enqueueJob,
+  InvalidJobPayloadError,
+  WrongQueueError,
+} from "./catalog";
 export type { JobName, JobPayload, QueueName } from "./catalog";
 export * from "./keys";
 export { LIVE_KERNEL_START_PREFIX, executionEventBodySchema, compareStreamIds, parseEventBody } from "./events";
 export type { ExecutionEvent, ExecutionEventBody } from "./events";
-export { enqueueExecution, finishAndAnnounce, isCancelRequested, onCancelRequests, requestCancel } from "./execution-state";
+export {
+  enqueueExecution,
+  finishAndAnnounce,
+  isCancelRequested,
+  onCancelRequests,
+  requestCancel,
+} from "./execution-state";
 export type { ExecutionStateDeps, FinishData, TerminalStatus } from "./execution-state";
 export { createRedis } from "./redis";
 export type { Redis } from "./redis";

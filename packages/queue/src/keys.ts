@@ -61,7 +61,8 @@ export const reconcilerLockKey = (prefix: string) => `${prefix}:reconciler-lock`
 
 // The API's compatibility surfaces.
 /** A Jupyter-surface login session, named by the digest of its cookie (never the cookie itself). */
-export const jupyterSessionKey = (prefix: string, sessionDigestHex: string) => `${prefix}:jupyter:session:${sessionDigestHex}`;
+export const jupyterSessionKey = (prefix: string, sessionDigestHex: string) =>
+  `${prefix}:jupyter:session:${sessionDigestHex}`;
 /** Hash: a Jupyter-surface kernel (its user, message and activity). */
 export const jupyterKernelKey = (prefix: string, kernelId: string) => `${prefix}:jupyter:kernel:${kernelId}`;
 /** Set: a user's Jupyter-surface kernel ids. */

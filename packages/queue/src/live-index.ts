@@ -13,4 +13,3 @@ export async function readLiveEntries(redis: Redis, index: string, keyOf: (id: s
   const raws = await redis.mget(...ids.map(keyOf));
   return raws.filter((raw): raw is string => raw !== null);
 }
-

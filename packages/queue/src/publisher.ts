@@ -24,7 +24,12 @@ export interface PublisherOptions {
 }
 
 /** Best effort: the database holds the truth; a lost event never loses a result. */
-export function createEventPublisher(redis: Redis, prefix: string, executionId: string, opts: PublisherOptions = {}): EventPublisher {
+export function createEventPublisher(
+  redis: Redis,
+  prefix: string,
+  executionId: string,
+  opts: PublisherOptions = {},
+): EventPublisher {
   const keys = [executionLogKey(prefix, executionId), executionChannel(prefix, executionId)];
   const ttl = String(opts.logTtlMs ?? 3600_000);
   const cap = String(opts.maxLogEvents ?? 5000);

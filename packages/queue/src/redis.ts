@@ -6,7 +6,10 @@ export type { Redis };
  * BullMQ needs `maxRetriesPerRequest: null` on blocking connections; for the rest, commands fail fast
  * while Redis is away so that HTTP requests answer 503 instead of hanging.
  */
-export function createRedis(url: string, opts: { blocking?: boolean; name?: string; onError?: (err: Error) => void } = {}): Redis {
+export function createRedis(
+  url: string,
+  opts: { blocking?: boolean; name?: string; onError?: (err: Error) => void } = {},
+): Redis {
   const redis = new Redis(url, {
     maxRetriesPerRequest: opts.blocking ? null : 2,
     connectionName: opts.name,

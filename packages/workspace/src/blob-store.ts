@@ -48,7 +48,11 @@ export class NotARegularFileError extends Error {
 export class FileReplacedError extends Error {
   override readonly name = "FileReplacedError";
   readonly code = "file_replaced";
-  constructor(readonly file: string, readonly expectedIno: number, readonly actualIno: number) {
+  constructor(
+    readonly file: string,
+    readonly expectedIno: number,
+    readonly actualIno: number,
+  ) {
     super(`file was replaced (inode ${expectedIno} is now ${actualIno}): ${file}`);
   }
 }
@@ -57,7 +61,11 @@ export class FileReplacedError extends Error {
 export class FileSizeChangedError extends Error {
   override readonly name = "FileSizeChangedError";
   readonly code = "file_size_changed";
-  constructor(readonly file: string, readonly expectedSize: number, readonly actualSize: number) {
+  constructor(
+    readonly file: string,
+    readonly expectedSize: number,
+    readonly actualSize: number,
+  ) {
     super(`file size changed (${expectedSize} is now ${actualSize} bytes): ${file}`);
   }
 }
@@ -66,7 +74,10 @@ export class FileSizeChangedError extends Error {
 export class OutsideDirectoryError extends Error {
   override readonly name = "OutsideDirectoryError";
   readonly code = "outside_directory";
-  constructor(readonly file: string, readonly dir: string) {
+  constructor(
+    readonly file: string,
+    readonly dir: string,
+  ) {
     super(`file is not under ${dir}: ${file}`);
   }
 }
@@ -135,7 +146,7 @@ const KEY = /^[0-9a-f]{64}$/;
 const FLUSH_EVERY = 64 * 1024 * 1024;
 
 async function writeAll(out: FileHandle, chunk: Buffer): Promise<void> {
-  for (let off = 0; off < chunk.length; ) off += (await out.write(chunk, off, chunk.length - off)).bytesWritten;
+  for (let off = 0; off < chunk.length;) off += (await out.write(chunk, off, chunk.length - off)).bytesWritten;
 }
 
 function isCode(err: unknown, ...codes: string[]): boolean {
@@ -192,7 +203,10 @@ export function createBlobStore(dataDir: string): BlobStore {
   }
 
   /** Fill a fresh temp file (same file system), then fsync, make it 0444 and move (or link) it into place. */
-  async function store(fill: (tmp: string) => Promise<{ sha256: string; size: number }>, opts: { synced?: boolean; keepSpare?: boolean } = {}): Promise<PutResult> {
+  async function store(
+    fill: (tmp: string) => Promise<{ sha256: string; size: number }>,
+    opts: { synced?: boolean; keepSpare?: boolean } = {},
+  ): Promise<PutResult> {
     await mkdirTmp();
     const tmp = path.join(tmpDir, `${Date.now()}-${randomBytes(8).toString("hex")}.part`);
     try {
@@ -278,20 +292,23 @@ export function createBlobStore(dataDir: string): BlobStore {
     const heard = () => undefined;
     readable.on("error", heard);
     try {
-      return await store(async (tmp) => {
-        const hash = createHash("sha256");
-        let size = 0;
-        const meter = new Transform({
-          transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
-            size += chunk.length;
-            if (size > maxBytes) return cb(new BlobTooLargeError(maxBytes));
-            hash.update(chunk);
-            cb(null, chunk);
-          },
-        });
-        await pipeline(readable, meter, createWriteStream(tmp, { flags: "wx", mode: 0o600 }));
-        return { sha256: hash.digest("hex"), size };
-      }, { keepSpare: opts.keepSpare });
+      return await store(
+        async (tmp) => {
+          const hash = createHash("sha256");
+          let size = 0;
+          const meter = new Transform({
+            transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
+              size += chunk.length;
+              if (size > maxBytes) return cb(new BlobTooLargeError(maxBytes));
+              hash.update(chunk);
+              cb(null, chunk);
+            },
+          });
+          await pipeline(readable, meter, createWriteStream(tmp, { flags: "wx", mode: 0o600 }));
+          return { sha256: hash.digest("hex"), size };
+        },
+        { keepSpare: opts.keepSpare },
+      );
     } finally {
       readable.off("error", heard);
       if (!readable.destroyed) readable.destroy();
@@ -305,7 +322,12 @@ export function createBlobStore(dataDir: string): BlobStore {
    * leaves freeing them to the GC (tens of MB of RSS for a 1 GiB file), memory stays flat. The hash is of
    * exactly the bytes written, so a blob always matches its key even if the source changes meanwhile.
    */
-  async function copyFrom(src: FileHandle, tmp: string, maxBytes: number, sizeHint: number): Promise<{ sha256: string; size: number }> {
+  async function copyFrom(
+    src: FileHandle,
+    tmp: string,
+    maxBytes: number,
+    sizeHint: number,
+  ): Promise<{ sha256: string; size: number }> {
     const out = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
     try {
       const len = Math.min(Math.max(sizeHint + 1, 64 * 1024), 4 * 1024 * 1024);
@@ -358,9 +380,12 @@ export function createBlobStore(dataDir: string): BlobStore {
     try {
       const st = await fh.stat();
       if (!st.isFile()) throw new NotARegularFileError(file);
-      if (opts.expect?.ino !== undefined && opts.expect.ino !== st.ino) throw new FileReplacedError(file, opts.expect.ino, st.ino);
-      if (opts.within !== undefined && !(await openedWithin(fh.fd, opts.within))) throw new OutsideDirectoryError(file, opts.within);
-      if (opts.expect?.size !== undefined && opts.expect.size !== st.size) throw new FileSizeChangedError(file, opts.expect.size, st.size);
+      if (opts.expect?.ino !== undefined && opts.expect.ino !== st.ino)
+        throw new FileReplacedError(file, opts.expect.ino, st.ino);
+      if (opts.within !== undefined && !(await openedWithin(fh.fd, opts.within)))
+        throw new OutsideDirectoryError(file, opts.within);
+      if (opts.expect?.size !== undefined && opts.expect.size !== st.size)
+        throw new FileSizeChangedError(file, opts.expect.size, st.size);
       const maxBytes = opts.maxBytes ?? Infinity;
       if (st.size > maxBytes) throw new BlobTooLargeError(maxBytes);
       const src = fh;
@@ -423,7 +448,13 @@ export function createBlobStore(dataDir: string): BlobStore {
       const file = path.join(tmpDir, name);
       const st = await lstat(file).catch(() => null);
       if (!st || now - st.mtimeMs < olderThanMs) continue;
-      if (await unlink(file).then(() => true, () => false)) removed++;
+      if (
+        await unlink(file).then(
+          () => true,
+          () => false,
+        )
+      )
+        removed++;
     }
     return removed;
   }

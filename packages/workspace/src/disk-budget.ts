@@ -17,8 +17,7 @@ const SUBVOLUME_ROOT_INO = 256;
  * same parent group: it cannot escape the budget by nesting.
  */
 export type DiskBudget =
-  | { kind: "btrfs"; bytes: number; quotaMode: "simple" | "full" }
-  | { kind: "none"; reason: string };
+  { kind: "btrfs"; bytes: number; quotaMode: "simple" | "full" } | { kind: "none"; reason: string };
 
 /** btrfs-progs failed (or is missing) while making or removing a budgeted workspace. */
 export class DiskBudgetError extends Error {
@@ -58,7 +57,8 @@ export async function detectDiskBudget(dataDir: string, bytes: number): Promise<
     uuid = /uuid:\s*([0-9a-f-]{36})/.exec(await btrfs("filesystem", "show", dataDir))?.[1] ?? "";
   } catch (err) {
     const msg = (err as Error).message;
-    if (/ENOENT|not found/i.test(msg) && !/quota/i.test(msg)) return { kind: "none", reason: "btrfs-progs is not installed" };
+    if (/ENOENT|not found/i.test(msg) && !/quota/i.test(msg))
+      return { kind: "none", reason: "btrfs-progs is not installed" };
     return { kind: "none", reason: `quotas are not enabled on DATA_DIR's btrfs (${msg})` };
   }
   const mode = await readFile(`/sys/fs/btrfs/${uuid}/qgroups/mode`, "utf8").catch(() => "qgroup");
@@ -123,9 +123,13 @@ export async function removeWorkspaceDir(dir: string): Promise<void> {
 
 async function liftLimit(dir: string): Promise<void> {
   const id = (await btrfs("inspect-internal", "rootid", dir)).trim();
-  const row = (await btrfs("qgroup", "show", "-p", "--raw", dir)).split("\n").map((l) => l.trim().split(/\s+/)).find((r) => r[0] === `0/${id}`);
+  const row = (await btrfs("qgroup", "show", "-p", "--raw", dir))
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/))
+    .find((r) => r[0] === `0/${id}`);
   // columns: qgroupid rfer excl parent
-  for (const group of (row?.[3] ?? "").split(",").filter((g) => /^1\/\d+$/.test(g))) await btrfs("qgroup", "limit", "none", group, dir);
+  for (const group of (row?.[3] ?? "").split(",").filter((g) => /^1\/\d+$/.test(g)))
+    await btrfs("qgroup", "limit", "none", group, dir);
 }
 
 /**
@@ -138,13 +142,21 @@ export function startStaleBudgetSweep(dataDir: string): { sweep(): Promise<numbe
   let childlessBefore = new Set<string>();
   return {
     async sweep() {
-      const rows = (await btrfs("qgroup", "show", "-c", "--raw", dataDir)).split("\n").map((l) => l.trim().split(/\s+/));
+      const rows = (await btrfs("qgroup", "show", "-c", "--raw", dataDir))
+        .split("\n")
+        .map((l) => l.trim().split(/\s+/));
       // columns: qgroupid rfer excl child
       const childless = new Set(rows.filter((r) => /^1\/\d+$/.test(r[0] ?? "") && r[3] === "-").map((r) => r[0]!));
       let destroyed = 0;
       for (const group of childless) {
         if (!childlessBefore.has(group)) continue;
-        if (await btrfs("qgroup", "destroy", group, dataDir).then(() => true, () => false)) destroyed++;
+        if (
+          await btrfs("qgroup", "destroy", group, dataDir).then(
+            () => true,
+            () => false,
+          )
+        )
+          destroyed++;
       }
       childlessBefore = childless;
       // Housekeeping only: stale groups hold no data and are tried again on the next sweep.

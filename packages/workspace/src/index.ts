@@ -20,7 +20,15 @@ export {
   rewriteSandboxLinks,
 } from "./paths";
 export { snapshotWorkspace, diffSnapshots, entryChanged, hashFile, DEFAULT_EXCLUDED_NAMES } from "./snapshot";
-export type { Snapshot, SnapshotEntry, SnapshotOptions, SnapshotDiff, DiffLimits, Skipped, SkipReason } from "./snapshot";
+export type {
+  Snapshot,
+  SnapshotEntry,
+  SnapshotOptions,
+  SnapshotDiff,
+  DiffLimits,
+  Skipped,
+  SkipReason,
+} from "./snapshot";
 export {
   createBlobStore,
   BlobTooLargeError,
@@ -41,5 +49,11 @@ export {
   lastUsedMarkerFor,
 } from "./prepare";
 export type { LinkMode, Attachment, PrepareOptions, PrepareResult, PlacedFile } from "./prepare";
-export { detectDiskBudget, createBudgetedDir, removeWorkspaceDir, startStaleBudgetSweep, DiskBudgetError } from "./disk-budget";
+export {
+  detectDiskBudget,
+  createBudgetedDir,
+  removeWorkspaceDir,
+  startStaleBudgetSweep,
+  DiskBudgetError,
+} from "./disk-budget";
 export type { DiskBudget } from "./disk-budget";

@@ -7,14 +7,7 @@ import { pipeline } from "node:stream/promises";
 import picomatch from "picomatch";
 
 export type SkipReason =
-  | "symlink"
-  | "too_large"
-  | "limit_count"
-  | "limit_bytes"
-  | "excluded"
-  | "special"
-  | "outside"
-  | "too_deep";
+  "symlink" | "too_large" | "limit_count" | "limit_bytes" | "excluded" | "special" | "outside" | "too_deep";
 
 export interface Skipped {
   /** Relative to the workspace root, posix separators. */
@@ -86,7 +79,12 @@ export interface SnapshotOptions {
 }
 
 /** Directory and file names skipped by default, wherever they are. */
-export const DEFAULT_EXCLUDED_NAMES: readonly string[] = ["__pycache__", ".ipynb_checkpoints", ".cache", "node_modules"];
+export const DEFAULT_EXCLUDED_NAMES: readonly string[] = [
+  "__pycache__",
+  ".ipynb_checkpoints",
+  ".cache",
+  "node_modules",
+];
 const DEFAULT_EXCLUDED_SUFFIXES = [".pyc", ".pyo"];
 
 function isDefaultExcluded(name: string, includeHidden: boolean): boolean {

@@ -201,7 +201,9 @@ describe("putFile within a directory", () => {
     await writeFile(path.join(outside, "secret.txt"), "secret");
     await symlink(outside, path.join(ws, "out"));
     const store = createBlobStore(path.join(base, "data"));
-    await expect(store.putFile(path.join(ws, "out", "secret.txt"), { within: ws })).rejects.toThrow(OutsideDirectoryError);
+    await expect(store.putFile(path.join(ws, "out", "secret.txt"), { within: ws })).rejects.toThrow(
+      OutsideDirectoryError,
+    );
     await writeFile(path.join(ws, "fine.txt"), "ok");
     await expect(store.putFile(path.join(ws, "fine.txt"), { within: ws })).resolves.toMatchObject({ size: 2 });
   });

@@ -40,9 +40,12 @@ describe("resolveInside", () => {
     expect(resolveInside("/ws", "..foo")).toBe("/ws/..foo");
   });
 
-  it.each(["..", "../x", "a/../../x", "/etc/passwd", "C:\\x", "\\\\server\\share", "a\0b", "..\\x"])("rejects %j", (rel) => {
-    expect(() => resolveInside("/ws", rel)).toThrow(PathEscapeError);
-  });
+  it.each(["..", "../x", "a/../../x", "/etc/passwd", "C:\\x", "\\\\server\\share", "a\0b", "..\\x"])(
+    "rejects %j",
+    (rel) => {
+      expect(() => resolveInside("/ws", rel)).toThrow(PathEscapeError);
+    },
+  );
 });
 
 describe("toKernelCode / fromKernelText", () => {
@@ -68,7 +71,11 @@ describe("toKernelCode / fromKernelText", () => {
     expect(out).toContain(`"/mnt/data.csv"`);
     expect(out).toContain(`"/x/mnt/data/y"`);
     expect(out).toContain(`f"${REAL}/{name}"`);
-    expect(out.endsWith(`!ls ${REAL}\np = "/mnt/database/x"\nq = "/mnt/data2"\nr = "/mnt/data.csv"\ns = "/x/mnt/data/y"\nt = f"${REAL}/{name}"`)).toBe(true);
+    expect(
+      out.endsWith(
+        `!ls ${REAL}\np = "/mnt/database/x"\nq = "/mnt/data2"\nr = "/mnt/data.csv"\ns = "/x/mnt/data/y"\nt = f"${REAL}/{name}"`,
+      ),
+    ).toBe(true);
   });
 
   it("rewrites the real dir and its aliases back", () => {
@@ -85,7 +92,25 @@ describe("toKernelCode / fromKernelText", () => {
   const codeWithMnt = fc
     .array(
       fc.oneof(
-        fc.constantFrom("/mnt/data", "/mnt/data/", "/mnt/data/x.csv", "/mnt/database", "/mnt/data2", "'", '"', " ", "\n", "(", ")", "/", "a", ".", "é", "{", "/mnt"),
+        fc.constantFrom(
+          "/mnt/data",
+          "/mnt/data/",
+          "/mnt/data/x.csv",
+          "/mnt/database",
+          "/mnt/data2",
+          "'",
+          '"',
+          " ",
+          "\n",
+          "(",
+          ")",
+          "/",
+          "a",
+          ".",
+          "é",
+          "{",
+          "/mnt",
+        ),
         fc.string({ maxLength: 6 }),
       ),
       { maxLength: 20 },
@@ -159,4 +184,3 @@ describe("rewriteSandboxLinks", () => {
     expect(rewriteSandboxLinks(md, [])).toBe(md);
   });
 });
-

@@ -1,10 +1,29 @@
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, utimes, writeFile } from "node:fs/promises";
+import {
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  stat,
+  symlink,
+  utimes,
+  writeFile,
+} from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { lastUsedMarkerFor, createBlobStore, prepareWorkspace, removeIdleWorkspaces, touchWorkspace, workspaceDirFor } from "../src/index";
+import {
+  lastUsedMarkerFor,
+  createBlobStore,
+  prepareWorkspace,
+  removeIdleWorkspaces,
+  touchWorkspace,
+  workspaceDirFor,
+} from "../src/index";
 import type { Attachment, BlobStore } from "../src/index";
 
 let dataDir: string;
@@ -62,7 +81,9 @@ describe("prepareWorkspace", () => {
     const again = await prepareWorkspace({ dir, attachments: [a], mode: "copy" });
     expect(again.reused).toBe(1);
     expect(again.placed[0]!.ino).toBeUndefined(); // not placed now: its content is the code's, not the blob's
-    expect(again.placed).toEqual([{ fileId: "f1", name: "data.csv", path: path.join(dir, "data.csv"), existing: true }]);
+    expect(again.placed).toEqual([
+      { fileId: "f1", name: "data.csv", path: path.join(dir, "data.csv"), existing: true },
+    ]);
     expect(await readFile(path.join(dir, "data.csv"), "utf8")).toBe("changed by code");
     expect(await readFile(a.blobPath, "utf8")).toBe("original");
     expect(sha(await readFile(a.blobPath))).toBe(a.sha256);

@@ -159,9 +159,15 @@ describe("uniqueNames", () => {
   it("property: all final names distinct case-insensitively", () => {
     fc.assert(
       fc.property(
-        fc.array(fc.record({ key: fc.string({ maxLength: 3 }), name: fc.constantFrom("a.csv", "A.csv", "a (2).csv", "b", "B", "") }), {
-          maxLength: 30,
-        }),
+        fc.array(
+          fc.record({
+            key: fc.string({ maxLength: 3 }),
+            name: fc.constantFrom("a.csv", "A.csv", "a (2).csv", "b", "B", ""),
+          }),
+          {
+            maxLength: 30,
+          },
+        ),
         (items) => {
           const names = uniqueNames(items);
           const lower = [...names.values()].map((n) => n.toLowerCase());

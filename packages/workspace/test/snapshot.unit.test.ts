@@ -60,9 +60,18 @@ describe("snapshotWorkspace", () => {
     await w("b.txt", "2");
     await w("tmp/c.csv", "3");
     await w(".env", "4");
-    const snap = await snapshotWorkspace(root, { include: ["**/*.csv", ".env"], exclude: ["tmp"], includeHidden: true });
+    const snap = await snapshotWorkspace(root, {
+      include: ["**/*.csv", ".env"],
+      exclude: ["tmp"],
+      includeHidden: true,
+    });
     expect([...snap.files.keys()].sort()).toEqual([".env", "a.csv"]);
-    expect(snap.skipped).toEqual(expect.arrayContaining([{ path: "tmp", reason: "excluded" }, { path: "b.txt", reason: "excluded" }]));
+    expect(snap.skipped).toEqual(
+      expect.arrayContaining([
+        { path: "tmp", reason: "excluded" },
+        { path: "b.txt", reason: "excluded" },
+      ]),
+    );
   });
 
   it("caps the number of entries walked and reports it", async () => {
@@ -135,7 +144,16 @@ describe("diffSnapshots", () => {
   });
 
   it("content hash decides when all metadata are equal", () => {
-    const e = (hash?: string): SnapshotEntry => ({ path: "a", size: 1, mtimeMs: 1, ctimeMs: 1, ino: 1, dev: 1, mode: 0o644, hash });
+    const e = (hash?: string): SnapshotEntry => ({
+      path: "a",
+      size: 1,
+      mtimeMs: 1,
+      ctimeMs: 1,
+      ino: 1,
+      dev: 1,
+      mode: 0o644,
+      hash,
+    });
     const snap = (entry: SnapshotEntry): Snapshot => ({
       root: "/",
       takenAtMs: 0,

@@ -20,14 +20,20 @@ const $ = <T extends HTMLElement = HTMLElement>(id: string) => {
   if (!el) throw new Error(`#${id} missing`);
   return el as T;
 };
-const h = <K extends keyof HTMLElementTagNameMap>(tag: K, props: Partial<HTMLElementTagNameMap[K]> & { className?: string } = {}, ...children: Array<Node | string>) => {
+const h = <K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  props: Partial<HTMLElementTagNameMap[K]> & { className?: string } = {},
+  ...children: Array<Node | string>
+) => {
   const el = document.createElement(tag);
   Object.assign(el, props);
   for (const c of children) el.append(c);
   return el;
 };
-const randomId = (prefix: string) => `${prefix}-${crypto.getRandomValues(new Uint32Array(2)).reduce((s, n) => s + n.toString(36), "")}`;
-const humanSize = (n: number) => (n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} kB` : `${(n / 1048576).toFixed(1)} MB`);
+const randomId = (prefix: string) =>
+  `${prefix}-${crypto.getRandomValues(new Uint32Array(2)).reduce((s, n) => s + n.toString(36), "")}`;
+const humanSize = (n: number) =>
+  n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} kB` : `${(n / 1048576).toFixed(1)} MB`;
 const SHORT_TYPES: Record<string, string> = {
   "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "Excel",
   "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "Word",
@@ -37,8 +43,14 @@ const SHORT_TYPES: Record<string, string> = {
   "application/json": "JSON",
   "text/plain": "text",
 };
-const shortType = (mime: string) => SHORT_TYPES[mime.split(";")[0]!.trim()] ?? mime.split(";")[0]!.replace(/^(image|text)\//, "").toUpperCase();
-const displayPath = (f: { path: string; name: string }) => (f.path.startsWith("/outputs/") ? `${f.name} (figure)` : f.path);
+const shortType = (mime: string) =>
+  SHORT_TYPES[mime.split(";")[0]!.trim()] ??
+  mime
+    .split(";")[0]!
+    .replace(/^(image|text)\//, "")
+    .toUpperCase();
+const displayPath = (f: { path: string; name: string }) =>
+  f.path.startsWith("/outputs/") ? `${f.name} (figure)` : f.path;
 
 interface Attachment {
   name: string;
@@ -87,12 +99,17 @@ async function signIn(ev: SubmitEvent) {
   $("signin-error").textContent = "";
   try {
     // Any authenticated read tells whether the key is good.
-    await createClient({ baseUrl: "", apiKey: key }).listChatFiles($<HTMLInputElement>("chat-id").value || "playground");
+    await createClient({ baseUrl: "", apiKey: key }).listChatFiles(
+      $<HTMLInputElement>("chat-id").value || "playground",
+    );
     sessionStorage.setItem(KEY_STORAGE, key);
     input.value = "";
     showSignedIn(key);
   } catch (err) {
-    $("signin-error").textContent = err instanceof CodeinterpApiError && err.status === 401 ? "That key was not accepted." : `Could not reach the server: ${(err as Error).message}`;
+    $("signin-error").textContent =
+      err instanceof CodeinterpApiError && err.status === 401
+        ? "That key was not accepted."
+        : `Could not reach the server: ${(err as Error).message}`;
   } finally {
     button.disabled = false;
   }
@@ -134,20 +151,35 @@ function renderAttachments() {
   const list = $("attachments");
   list.replaceChildren(
     ...attachments.map((a, i) => {
-      const remove = h("button", { type: "button", className: "chip-remove", title: `Remove ${a.name}`, textContent: "×" });
+      const remove = h("button", {
+        type: "button",
+        className: "chip-remove",
+        title: `Remove ${a.name}`,
+        textContent: "×",
+      });
       remove.addEventListener("click", () => {
         attachments.splice(i, 1);
         renderAttachments();
       });
-      const state = a.state === "uploading" ? "uploading…" : a.state === "error" ? (a.error ?? "failed") : humanSize(a.size);
-      return h("li", { className: `chip chip-${a.state}`, title: a.name }, h("span", { className: "chip-name", textContent: a.name }), h("span", { className: "chip-meta", textContent: state }), remove);
+      const state =
+        a.state === "uploading" ? "uploading…" : a.state === "error" ? (a.error ?? "failed") : humanSize(a.size);
+      return h(
+        "li",
+        { className: `chip chip-${a.state}`, title: a.name },
+        h("span", { className: "chip-name", textContent: a.name }),
+        h("span", { className: "chip-meta", textContent: state }),
+        remove,
+      );
     }),
   );
 }
 
 async function attach(files: FileList | null) {
   if (!files) return;
-  const picked = [...files].map((file) => ({ file, entry: { name: file.name, size: file.size, id: null, state: "uploading" } as Attachment }));
+  const picked = [...files].map((file) => ({
+    file,
+    entry: { name: file.name, size: file.size, id: null, state: "uploading" } as Attachment,
+  }));
   attachments.push(...picked.map((p) => p.entry));
   renderAttachments();
   await Promise.all(
@@ -156,7 +188,10 @@ async function attach(files: FileList | null) {
         const info = await api().uploadFile(file, file.name);
         Object.assign(entry, { id: info.id, name: info.name, state: "ready" });
       } catch (err) {
-        Object.assign(entry, { state: "error", error: err instanceof CodeinterpApiError ? err.message : "upload failed" });
+        Object.assign(entry, {
+          state: "error",
+          error: err instanceof CodeinterpApiError ? err.message : "upload failed",
+        });
         if (err instanceof CodeinterpApiError && err.status === 401) handleError(err, "upload");
       }
       renderAttachments();
@@ -236,7 +271,11 @@ function fileRow(f: Pick<GeneratedFile, "id" | "name" | "path" | "size" | "mimeT
     "li",
     { className: "file" },
     h("span", { className: "file-path", textContent: displayPath(f), title: f.path }),
-    h("span", { className: "file-meta", textContent: `${humanSize(f.size)} · ${shortType(f.mimeType)}`, title: f.mimeType }),
+    h("span", {
+      className: "file-meta",
+      textContent: `${humanSize(f.size)} · ${shortType(f.mimeType)}`,
+      title: f.mimeType,
+    }),
     link,
   );
 }
@@ -277,8 +316,21 @@ function renderContext(ctx: Awaited<ReturnType<CodeinterpClient["messageContext"
   list.replaceChildren(
     ...ctx.files.map((f) => {
       const p = f.preview;
-      const preview = !p ? "" : p.kind === "columns" ? `columns: ${p.columns.join(", ")}` : p.kind === "sheets" ? `sheets: ${p.sheets.join(", ")}` : p.kind === "keys" ? `keys: ${p.keys.join(", ")}` : p.firstLine;
-      return h("li", {}, h("code", { textContent: f.path }), h("span", { className: "muted small", textContent: ` ${humanSize(f.size)}${preview ? ` · ${preview}` : ""}` }));
+      const preview = !p
+        ? ""
+        : p.kind === "columns"
+          ? `columns: ${p.columns.join(", ")}`
+          : p.kind === "sheets"
+            ? `sheets: ${p.sheets.join(", ")}`
+            : p.kind === "keys"
+              ? `keys: ${p.keys.join(", ")}`
+              : p.firstLine;
+      return h(
+        "li",
+        {},
+        h("code", { textContent: f.path }),
+        h("span", { className: "muted small", textContent: ` ${humanSize(f.size)}${preview ? ` · ${preview}` : ""}` }),
+      );
     }),
   );
 }
@@ -299,7 +351,9 @@ async function refreshChatFiles() {
     $("chat-files-total").textContent = `${listing.totalFiles} file${listing.totalFiles === 1 ? "" : "s"}`;
     const groups = Object.entries(listing.messages);
     if (groups.length === 0) {
-      $("chat-files-list").replaceChildren(h("p", { className: "muted small", textContent: "No generated files in this chat yet." }));
+      $("chat-files-list").replaceChildren(
+        h("p", { className: "muted small", textContent: "No generated files in this chat yet." }),
+      );
       return;
     }
     $("chat-files-list").replaceChildren(
@@ -307,7 +361,13 @@ async function refreshChatFiles() {
         const group = h(
           "div",
           { className: `message-group${mid === messageId() ? " current" : ""}` },
-          h("h3", {}, h("span", { className: "muted", textContent: "message " }), h("code", { textContent: mid }), mid === messageId() ? h("span", { className: "tag", textContent: "current" }) : ""),
+          h(
+            "h3",
+            {},
+            h("span", { className: "muted", textContent: "message " }),
+            h("code", { textContent: mid }),
+            mid === messageId() ? h("span", { className: "tag", textContent: "current" }) : "",
+          ),
           h("ul", { className: "files" }, ...files.map(fileRow)),
         );
         group.dataset.messageId = mid;
@@ -340,7 +400,12 @@ async function run() {
   const fileIds = attachments.filter((a) => a.state === "ready" && a.id).map((a) => a.id!);
   let execution: Execution | null = null;
   try {
-    const created = await api().execute({ chatId: chatId(), messageId: messageId(), code, ...(fileIds.length ? { fileIds } : {}) });
+    const created = await api().execute({
+      chatId: chatId(),
+      messageId: messageId(),
+      code,
+      ...(fileIds.length ? { fileIds } : {}),
+    });
     // They now belong to the message (its /mnt/data); later runs of the message see them without resending.
     attachments = [];
     renderAttachments();
@@ -352,7 +417,8 @@ async function run() {
       for await (const e of api().stream(created.id, { signal: current.abort.signal })) {
         if (e.type === "status") setStatus(e.status, t0);
         else if (e.type === "stdout" || e.type === "stderr") appendStream(e.type, e.text);
-        else if (e.type === "output") void renderOutput(e.output).catch((err: unknown) => handleError(err, "loading a plot"));
+        else if (e.type === "output")
+          void renderOutput(e.output).catch((err: unknown) => handleError(err, "loading a plot"));
         else if (e.type === "file") {
           liveFiles.push({ ...e.file, url: `/v1/files/${e.file.id}/content` });
           renderGenerated(liveFiles);
@@ -385,11 +451,13 @@ function finish(execution: Execution) {
     if (!$("stdout").textContent && r.stdout) appendStream("stdout", r.stdout);
     if (!$("stderr").textContent && r.stderr) appendStream("stderr", r.stderr);
     for (const o of r.outputs) void renderOutput(o).catch((err: unknown) => handleError(err, "loading a plot"));
-    if (r.error) showTraceback(r.error.traceback.length ? r.error.traceback.join("\n") : `${r.error.ename}: ${r.error.evalue}`);
+    if (r.error)
+      showTraceback(r.error.traceback.length ? r.error.traceback.join("\n") : `${r.error.ename}: ${r.error.evalue}`);
   }
   if (execution.failure) showTraceback(`${execution.status}: ${execution.failure.code}: ${execution.failure.message}`);
   else if (execution.status === "timed_out") showTraceback("The execution ran out of time.");
-  if (!$("stdout").textContent && !r?.error) $("stdout").append(h("span", { className: "placeholder", textContent: "(no output)" }));
+  if (!$("stdout").textContent && !r?.error)
+    $("stdout").append(h("span", { className: "placeholder", textContent: "(no output)" }));
   renderGenerated(execution.files);
 }
 

@@ -10,7 +10,9 @@ export const KERNELS_PAGE_PATH = "/admin/kernels";
  * The live kernels, the ceiling, evictions and waits, for operators: linked from Bull Board's header, behind
  * the same admin token. HTML for a browser, JSON for `Accept: application/json`.
  */
-export function kernelsPageRouter(deps: Pick<ApiDeps, "db" | "redis" | "queuePrefix"> & { adminToken: string | undefined }): Router {
+export function kernelsPageRouter(
+  deps: Pick<ApiDeps, "db" | "redis" | "queuePrefix"> & { adminToken: string | undefined },
+): Router {
   const router = Router();
   router.get(KERNELS_PAGE_PATH, requireAdmin(deps.adminToken, { basicRealm: "codeinterp" }), async (req, res) => {
     const report = await readLiveKernels(deps);
@@ -31,7 +33,15 @@ function renderPage(r: LiveKernelsReport): string {
     .map((k) => {
       const m = k.message;
       const cells = m
-        ? [k.kernelId, m.userId, m.chatId, m.messageId, `${m.executionId} (${m.status})`, m.createdAt.toISOString(), k.leaseUntil]
+        ? [
+            k.kernelId,
+            m.userId,
+            m.chatId,
+            m.messageId,
+            `${m.executionId} (${m.status})`,
+            m.createdAt.toISOString(),
+            k.leaseUntil,
+          ]
         : [k.kernelId, "", "", "pre-started (pool)", "", "", k.leaseUntil];
       return `<tr>${cells.map((c) => `<td>${esc(c)}</td>`).join("")}</tr>`;
     })

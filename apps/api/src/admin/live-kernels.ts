@@ -20,10 +20,14 @@ export interface LiveKernelsReport {
 }
 
 const sumOf = (snapshots: WorkerSnapshot[], name: string) =>
-  snapshots.flatMap((s) => s.metrics.filter((m) => m.name === name).flatMap((m) => m.values.map((v) => Number(v.value) || 0))).reduce((a, b) => a + b, 0);
+  snapshots
+    .flatMap((s) => s.metrics.filter((m) => m.name === name).flatMap((m) => m.values.map((v) => Number(v.value) || 0)))
+    .reduce((a, b) => a + b, 0);
 
 const maxOf = (snapshots: WorkerSnapshot[], name: string) => {
-  const values = snapshots.flatMap((s) => s.metrics.filter((m) => m.name === name).flatMap((m) => m.values.map((v) => Number(v.value))));
+  const values = snapshots.flatMap((s) =>
+    s.metrics.filter((m) => m.name === name).flatMap((m) => m.values.map((v) => Number(v.value))),
+  );
   return values.length > 0 ? Math.max(...values) : null;
 };
 
@@ -37,7 +41,13 @@ export async function readLiveKernels(deps: { db: Db; redis: Redis; queuePrefix:
   const leases: Array<{ id: string; until: number }> = [];
   for (let i = 0; i + 1 < raw.length; i += 2) leases.push({ id: raw[i]!, until: Number(raw[i + 1]) });
   const kernels = leases.filter((l) => !l.id.startsWith(LIVE_KERNEL_START_PREFIX));
-  const [messages, snapshots] = await Promise.all([messagesOfKernels(deps.db, kernels.map((k) => k.id)), readWorkerSnapshots(deps.redis, deps.queuePrefix)]);
+  const [messages, snapshots] = await Promise.all([
+    messagesOfKernels(
+      deps.db,
+      kernels.map((k) => k.id),
+    ),
+    readWorkerSnapshots(deps.redis, deps.queuePrefix),
+  ]);
   const byKernel = new Map(messages.map(({ kernelId, ...m }) => [kernelId, m]));
   return {
     live: leases.length,
@@ -45,7 +55,11 @@ export async function readLiveKernels(deps: { db: Db; redis: Redis; queuePrefix:
     evictions: sumOf(snapshots, "codeinterp_kernel_evictions_total"),
     capacityWaits: sumOf(snapshots, "codeinterp_kernel_capacity_waits_total"),
     workers: snapshots.length,
-    kernels: kernels.map((k) => ({ kernelId: k.id, leaseUntil: new Date(k.until).toISOString(), message: byKernel.get(k.id) ?? null })),
+    kernels: kernels.map((k) => ({
+      kernelId: k.id,
+      leaseUntil: new Date(k.until).toISOString(),
+      message: byKernel.get(k.id) ?? null,
+    })),
     starting: leases.length - kernels.length,
   };
 }

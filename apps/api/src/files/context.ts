@@ -56,16 +56,20 @@ export async function buildMessageContext(
   messageId: string,
 ): Promise<{ messageId: string; files: ContextFileValue[]; prompt: string }> {
   const entries = await listMessageEntries(deps.db, userId, messageId);
-  const previews = await pMap(entries, async (e, i): Promise<FilePreviewValue | null> => {
-    if (i >= MAX_PREVIEWS) return null;
-    let blobPath: string;
-    try {
-      blobPath = deps.blobs.pathOf(e.row.storageKey);
-    } catch {
-      return null;
-    }
-    return previewFile({ blobPath, name: e.row.name, mimeType: e.row.mimeType });
-  }, { concurrency: PREVIEW_CONCURRENCY });
+  const previews = await pMap(
+    entries,
+    async (e, i): Promise<FilePreviewValue | null> => {
+      if (i >= MAX_PREVIEWS) return null;
+      let blobPath: string;
+      try {
+        blobPath = deps.blobs.pathOf(e.row.storageKey);
+      } catch {
+        return null;
+      }
+      return previewFile({ blobPath, name: e.row.name, mimeType: e.row.mimeType });
+    },
+    { concurrency: PREVIEW_CONCURRENCY },
+  );
   const files: ContextFileValue[] = entries.map((e, i) => ({
     id: e.row.id,
     source: e.source,
@@ -114,13 +118,17 @@ export function describePreview(p: FilePreviewValue | null): string | null {
 }
 
 /** The dynamic prompt: a short block telling a model which files it can use and where to save its own. */
-export function buildPrompt(files: ReadonlyArray<Pick<ContextFileValue, "path" | "mimeType" | "size" | "preview">>): string {
+export function buildPrompt(
+  files: ReadonlyArray<Pick<ContextFileValue, "path" | "mimeType" | "size" | "preview">>,
+): string {
   const save = `Save files you create under ${VIRTUAL_ROOT} so the user can download them.`;
   if (files.length === 0) return `No files are available in ${VIRTUAL_ROOT} for this message yet. ${save}`;
   const lines = [`Files available in ${VIRTUAL_ROOT} for this message:`];
   for (const f of files.slice(0, PROMPT_MAX_FILES)) {
     const about = describePreview(f.preview);
-    lines.push(`- ${VIRTUAL_ROOT}/${cleanItem(f.path, 300)} (${f.mimeType}, ${formatSize(f.size)})${about ? ` — ${about}` : ""}`);
+    lines.push(
+      `- ${VIRTUAL_ROOT}/${cleanItem(f.path, 300)} (${f.mimeType}, ${formatSize(f.size)})${about ? ` — ${about}` : ""}`,
+    );
   }
   if (files.length > PROMPT_MAX_FILES) lines.push(`- … and ${files.length - PROMPT_MAX_FILES} more`);
   lines.push(save);

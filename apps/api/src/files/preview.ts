@@ -16,8 +16,29 @@ const MAX_ITEMS = 100;
 const MAX_ITEM_CHARS = 120;
 const MAX_LINE_CHARS = 200;
 
-const TEXT_EXTENSIONS = new Set([".py", ".r", ".jl", ".jsonl", ".ndjson", ".log", ".ini", ".cfg", ".toml", ".tex", ".rst", ".ipy"]);
-const TEXT_APP_TYPES = new Set(["application/javascript", "application/xml", "application/yaml", "application/x-yaml", "application/sql", "application/x-sh", "application/toml"]);
+const TEXT_EXTENSIONS = new Set([
+  ".py",
+  ".r",
+  ".jl",
+  ".jsonl",
+  ".ndjson",
+  ".log",
+  ".ini",
+  ".cfg",
+  ".toml",
+  ".tex",
+  ".rst",
+  ".ipy",
+]);
+const TEXT_APP_TYPES = new Set([
+  "application/javascript",
+  "application/xml",
+  "application/yaml",
+  "application/x-yaml",
+  "application/sql",
+  "application/x-sh",
+  "application/toml",
+]);
 const XLSX_TYPES = new Set([
   "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
   "application/vnd.ms-excel.sheet.macroenabled.12",
@@ -79,7 +100,13 @@ export function parseHeaderRow(text: string, opts: { delimiter?: string; complet
   let first: { record: string[]; raw: string } | undefined;
   try {
     // csv-parse's types do not model `raw: true`, which adds each record's source text.
-    [first] = parseCsv(text, { delimiter, to: 1, relax_quotes: true, relax_column_count: true, raw: true }) as unknown as Array<{ record: string[]; raw: string }>;
+    [first] = parseCsv(text, {
+      delimiter,
+      to: 1,
+      relax_quotes: true,
+      relax_column_count: true,
+      raw: true,
+    }) as unknown as Array<{ record: string[]; raw: string }>;
   } catch {
     return []; // a header cut off inside a quoted field: nothing reliable to show
   }
@@ -93,7 +120,12 @@ export function parseHeaderRow(text: string, opts: { delimiter?: string; complet
 
 /** csv-parse takes a delimiter but does not sniff one; a header row's most frequent candidate outside quotes is. */
 function guessDelimiter(text: string): string {
-  const counts = new Map<string, number>([[",", 0], [";", 0], ["\t", 0], ["|", 0]]);
+  const counts = new Map<string, number>([
+    [",", 0],
+    [";", 0],
+    ["\t", 0],
+    ["|", 0],
+  ]);
   let quoted = false;
   for (const ch of text) {
     if (ch === '"') quoted = !quoted;
@@ -266,7 +298,11 @@ export function xlsxSheetNames(file: string): Promise<string[] | null> {
  * document's top-level keys, or a text file's first non-empty line; null for anything else or anything
  * unreadable. Never reads more than HEAD_JSON_BYTES (or a workbook's central directory + workbook.xml).
  */
-export async function previewFile(file: { blobPath: string; name: string; mimeType: string }): Promise<FilePreviewValue | null> {
+export async function previewFile(file: {
+  blobPath: string;
+  name: string;
+  mimeType: string;
+}): Promise<FilePreviewValue | null> {
   try {
     const kind = previewKind(file.name, file.mimeType);
     if (kind === null) return null;

@@ -10,7 +10,12 @@ import { notFound } from "../errors";
  * A file's bytes as an attachment with its name (GET and HEAD, ETag = sha256), for the API-key route and
  * the signed-link route alike.
  */
-export async function sendFileContent(deps: Pick<ApiDeps, "blobs" | "log">, req: Request, res: Response, file: FileRow): Promise<void> {
+export async function sendFileContent(
+  deps: Pick<ApiDeps, "blobs" | "log">,
+  req: Request,
+  res: Response,
+  file: FileRow,
+): Promise<void> {
   let stream;
   try {
     stream = await deps.blobs.open(file.storageKey);

@@ -11,7 +11,11 @@ import type { ReceivedUpload } from "./upload";
  * Records an upload received into the blob store as the user's file (the blob lifecycle is the FileStore's,
  * packages/files). Used by `/v1/files` and the LibreChat surface alike.
  */
-export async function storeUpload(deps: Pick<ApiDeps, "db" | "files" | "log">, userId: string, upload: ReceivedUpload): Promise<FileRow> {
+export async function storeUpload(
+  deps: Pick<ApiDeps, "db" | "files" | "log">,
+  userId: string,
+  upload: ReceivedUpload,
+): Promise<FileRow> {
   const name = sanitizeFilename(upload.filename);
   const { stored } = upload;
   const committed = await deps.files.commit([stored], () =>
@@ -27,7 +31,8 @@ export async function storeUpload(deps: Pick<ApiDeps, "db" | "files" | "log">, u
   );
   const file = committed.value;
   // The file exists from here on, so a failed wait is logged rather than answered as a failed upload.
-  if (!committed.kept) deps.log.warn({ fileId: file.id, err: normalizeError(committed.error) }, "could not wait for blob removals");
+  if (!committed.kept)
+    deps.log.warn({ fileId: file.id, err: normalizeError(committed.error) }, "could not wait for blob removals");
   else if (committed.restored > 0) deps.log.info({ fileId: file.id }, "put back a blob a concurrent deletion removed");
   deps.log.info({ fileId: file.id, size: stored.size }, "file uploaded");
   return file;

@@ -87,7 +87,9 @@ export function receiveUpload(req: IncomingMessage, opts: ReceiveOptions): Promi
       // Over the limit: answer at once rather than after the rest of the body.
       put.catch((err: unknown) => fail(err instanceof BlobTooLargeError ? payloadTooLarge(opts.maxBytes) : err));
     });
-    bb.on("error", () => fail(new HttpError(400, "invalid_multipart", "the multipart body is malformed or incomplete")));
+    bb.on("error", () =>
+      fail(new HttpError(400, "invalid_multipart", "the multipart body is malformed or incomplete")),
+    );
     bb.on("close", () => {
       if (settled) return;
       if (!put || !upload) {

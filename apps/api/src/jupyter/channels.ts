@@ -47,7 +47,12 @@ export function attachJupyterChannels(server: Server, deps: ApiDeps, services: J
     if (!match) return refuse(socket, 404, "Not Found");
     void authorize(req, match[1]!)
       .then((outcome) => {
-        if (typeof outcome === "number") return refuse(socket, outcome, outcome === 401 ? "Unauthorized" : outcome === 403 ? "Forbidden" : "Not Found");
+        if (typeof outcome === "number")
+          return refuse(
+            socket,
+            outcome,
+            outcome === 401 ? "Unauthorized" : outcome === 403 ? "Forbidden" : "Not Found",
+          );
         wss.handleUpgrade(req, socket, head, (ws) => serveConnection(ws, req, outcome));
       })
       .catch((err: unknown) => {
@@ -69,7 +74,11 @@ export function attachJupyterChannels(server: Server, deps: ApiDeps, services: J
   function serveConnection(ws: WebSocket, req: IncomingMessage, kernel: FacadeKernel) {
     const protocol = ws.protocol;
     const log = deps.log.child({ kernelId: kernel.id, messageId: kernel.messageId });
-    const linkBase = (deps.env.JUPYTER_FILE_LINK_BASE_URL ?? deps.env.PUBLIC_URL ?? `http://${req.headers.host ?? "localhost"}`).replace(/\/+$/, "");
+    const linkBase = (
+      deps.env.JUPYTER_FILE_LINK_BASE_URL ??
+      deps.env.PUBLIC_URL ??
+      `http://${req.headers.host ?? "localhost"}`
+    ).replace(/\/+$/, "");
     const closed = new AbortController();
     const ctx: ChannelContext & { queue: ShellQueue } = {
       queue: { enqueued: 0, abortThrough: 0 },
@@ -110,13 +119,26 @@ export function attachJupyterChannels(server: Server, deps: ApiDeps, services: J
         log.warn({ err: normalizeError(err), msgType: msg.header.msg_type }, "jupyter request failed");
         const type = msg.header.msg_type;
         if (!type.endsWith("_request")) return;
-        const error = { status: "error", ename: "RuntimeError", evalue: "codeinterp could not serve this request; try again", traceback: [] };
-        withStatus(ctx, msg.header, () => ctx.send(msg.channel, type.replace(/_request$/, "_reply"), msg.header, error));
+        const error = {
+          status: "error",
+          ename: "RuntimeError",
+          evalue: "codeinterp could not serve this request; try again",
+          traceback: [],
+        };
+        withStatus(ctx, msg.header, () =>
+          ctx.send(msg.channel, type.replace(/_request$/, "_reply"), msg.header, error),
+        );
       };
       if (msg.header.msg_type === "execute_request") {
         if (queued >= MAX_QUEUED_EXECUTIONS) {
-          const error = { ename: "RuntimeError", evalue: `more than ${MAX_QUEUED_EXECUTIONS} executions are waiting on this connection`, traceback: [] };
-          withStatus(ctx, msg.header, () => ctx.send("shell", "execute_reply", msg.header, { status: "error", execution_count: 0, ...error }));
+          const error = {
+            ename: "RuntimeError",
+            evalue: `more than ${MAX_QUEUED_EXECUTIONS} executions are waiting on this connection`,
+            traceback: [],
+          };
+          withStatus(ctx, msg.header, () =>
+            ctx.send("shell", "execute_reply", msg.header, { status: "error", execution_count: 0, ...error }),
+          );
           return;
         }
         queued++;
@@ -139,7 +161,11 @@ export function attachJupyterChannels(server: Server, deps: ApiDeps, services: J
 }
 
 /** The handler of one client message, to run now or after the executions before it. */
-function dispatch(ctx: ChannelContext & { queue: ShellQueue }, msg: ClientMessage, services: JupyterServices): () => Promise<void> {
+function dispatch(
+  ctx: ChannelContext & { queue: ShellQueue },
+  msg: ClientMessage,
+  services: JupyterServices,
+): () => Promise<void> {
   const { header, content, channel } = msg;
   const type = header.msg_type;
   // Its place among this connection's execute_requests (0 for other messages).
@@ -149,12 +175,22 @@ function dispatch(ctx: ChannelContext & { queue: ShellQueue }, msg: ClientMessag
     if (ctx.closed.aborted) return; // queued behind an execution, and the client has gone
     if (type === "execute_request") {
       if (seq <= ctx.queue.abortThrough) {
-        return withStatus(ctx, header, () => ctx.send("shell", "execute_reply", header, { status: "aborted", execution_count: null }));
+        return withStatus(ctx, header, () =>
+          ctx.send("shell", "execute_reply", header, { status: "aborted", execution_count: null }),
+        );
       }
       // A kernel deleted meanwhile (through any API instance) runs nothing more.
       const current = await services.kernels.get(ctx.kernel.userId, ctx.kernel.id);
       if (!current) {
-        withStatus(ctx, header, () => ctx.send("shell", "execute_reply", header, { status: "error", ename: "DeadKernelError", evalue: "the kernel was shut down", traceback: [], execution_count: 0 }));
+        withStatus(ctx, header, () =>
+          ctx.send("shell", "execute_reply", header, {
+            status: "error",
+            ename: "DeadKernelError",
+            evalue: "the kernel was shut down",
+            traceback: [],
+            execution_count: 0,
+          }),
+        );
         return;
       }
       const outcome = await serveExecute(ctx, header, content);
@@ -176,9 +212,12 @@ function dispatch(ctx: ChannelContext & { queue: ShellQueue }, msg: ClientMessag
     }
     if (type === "comm_open") {
       // No comm targets here: the kernel's answer to an unknown target is to close the comm.
-      return withStatus(ctx, header, () => ctx.send("iopub", "comm_close", header, { comm_id: String(content.comm_id ?? ""), data: {} }));
+      return withStatus(ctx, header, () =>
+        ctx.send("iopub", "comm_close", header, { comm_id: String(content.comm_id ?? ""), data: {} }),
+      );
     }
-    if (type === "kernel_info_request") return withStatus(ctx, header, () => ctx.send(channel, "kernel_info_reply", header, kernelInfo()));
+    if (type === "kernel_info_request")
+      return withStatus(ctx, header, () => ctx.send(channel, "kernel_info_reply", header, kernelInfo()));
     if (!type.endsWith("_request")) return; // comm_msg, comm_close: nothing waits for an answer
     const answer = unservedReply(type, content);
     withStatus(ctx, header, () => ctx.send(channel, answer.type, header, answer.content));
@@ -217,5 +256,7 @@ function safeHost(origin: string): string | null {
 
 function refuse(socket: Duplex, status: number, text: string): void {
   const body = JSON.stringify({ message: text, reason: null });
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  socket.end(
+    `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }

@@ -45,10 +45,19 @@ export async function serveExecute(ctx: ChannelContext, parent: Header, content:
   ctx.send("iopub", "status", parent, { execution_state: "busy" });
   try {
     count = await ctx.store.touch(kernel.id, { execute: !silent });
-    if (code === null) return replyError(ctx, parent, count, { ename: "ValueError", evalue: "execute_request needs content.code (a string)", traceback: [] });
+    if (code === null)
+      return replyError(ctx, parent, count, {
+        ename: "ValueError",
+        evalue: "execute_request needs content.code (a string)",
+        traceback: [],
+      });
     if (!silent) ctx.send("iopub", "execute_input", parent, { code, execution_count: count });
     if (Buffer.byteLength(code) > deps.env.MAX_CODE_BYTES) {
-      return replyError(ctx, parent, count, { ename: "ValueError", evalue: `code is larger than ${deps.env.MAX_CODE_BYTES} bytes`, traceback: [] });
+      return replyError(ctx, parent, count, {
+        ename: "ValueError",
+        evalue: `code is larger than ${deps.env.MAX_CODE_BYTES} bytes`,
+        traceback: [],
+      });
     }
     if (!code.trim()) {
       ctx.send("shell", "execute_reply", parent, okReply(count));
@@ -58,7 +67,12 @@ export async function serveExecute(ctx: ChannelContext, parent: Header, content:
       if (!silent) ctx.send("iopub", "stream", parent, { name, text });
     });
     if (ctx.closed.aborted) return "error";
-    if (!final) return replyError(ctx, parent, count, { ename: "RuntimeError", evalue: "the execution record is gone", traceback: [] });
+    if (!final)
+      return replyError(ctx, parent, count, {
+        ename: "RuntimeError",
+        evalue: "the execution record is gone",
+        traceback: [],
+      });
     if (!silent) {
       await sendOutputs(ctx, parent, code, count, final);
       sendFileLinks(ctx, parent, final);
@@ -68,8 +82,15 @@ export async function serveExecute(ctx: ChannelContext, parent: Header, content:
     ctx.send("shell", "execute_reply", parent, okReply(count));
     return "ok";
   } catch (err) {
-    deps.log.warn({ err: normalizeError(err), kernelId: kernel.id, messageId: kernel.messageId }, "jupyter execute_request failed");
-    return replyError(ctx, parent, count, { ename: "RuntimeError", evalue: "codeinterp could not run this request; try again", traceback: [] });
+    deps.log.warn(
+      { err: normalizeError(err), kernelId: kernel.id, messageId: kernel.messageId },
+      "jupyter execute_request failed",
+    );
+    return replyError(ctx, parent, count, {
+      ename: "RuntimeError",
+      evalue: "codeinterp could not run this request; try again",
+      traceback: [],
+    });
   } finally {
     ctx.send("iopub", "status", parent, { execution_state: "idle" });
   }
@@ -86,7 +107,11 @@ function replyError(ctx: ChannelContext, parent: Header, count: number, error: E
 }
 
 /** Creates and enqueues the execution, relays its live streams, and returns it once it is over. */
-async function runThroughPipeline(ctx: ChannelContext, code: string, onStream: (name: "stdout" | "stderr", text: string) => void): Promise<ExecutionWithFiles | null> {
+async function runThroughPipeline(
+  ctx: ChannelContext,
+  code: string,
+  onStream: (name: "stdout" | "stderr", text: string) => void,
+): Promise<ExecutionWithFiles | null> {
   const { deps, kernel } = ctx;
   const { execution } = await createExecution(deps.db, {
     userId: kernel.userId,
@@ -144,8 +169,16 @@ async function runThroughPipeline(ctx: ChannelContext, code: string, onStream: (
   return final;
 }
 
-async function sendOutputs(ctx: ChannelContext, parent: Header, code: string, count: number, final: ExecutionWithFiles): Promise<void> {
-  const outputs = ((final.result as { outputs?: ResultOutput[] } | null)?.outputs ?? []).filter((o) => typeof o?.type === "string");
+async function sendOutputs(
+  ctx: ChannelContext,
+  parent: Header,
+  code: string,
+  count: number,
+  final: ExecutionWithFiles,
+): Promise<void> {
+  const outputs = ((final.result as { outputs?: ResultOutput[] } | null)?.outputs ?? []).filter(
+    (o) => typeof o?.type === "string",
+  );
   const bundles = bundlesOf(outputs);
   // The last non-image bundle of a cell ending in an expression is its value (see endsWithExpression).
   const resultIndex = endsWithExpression(code) ? bundles.findLastIndex((b) => !b.image) : -1;
@@ -176,7 +209,13 @@ function errorOf(final: ExecutionWithFiles): ErrorContent | null {
     case "completed":
       return raised;
     case "cancelled":
-      return raised ?? { ename: "KeyboardInterrupt", evalue: "", traceback: ["KeyboardInterrupt: the execution was interrupted"] };
+      return (
+        raised ?? {
+          ename: "KeyboardInterrupt",
+          evalue: "",
+          traceback: ["KeyboardInterrupt: the execution was interrupted"],
+        }
+      );
     case "timed_out": {
       const evalue = `the execution ran longer than ${final.timeoutMs} ms and was stopped`;
       return { ename: "TimeoutError", evalue, traceback: [...(raised?.traceback ?? []), `TimeoutError: ${evalue}`] };
@@ -184,7 +223,11 @@ function errorOf(final: ExecutionWithFiles): ErrorContent | null {
     default: {
       const failure = final.failure as { code?: string; message?: string } | null;
       const evalue = failure?.message ?? "the execution failed";
-      return { ename: failure?.code ?? "ExecutionFailed", evalue, traceback: [`${failure?.code ?? "ExecutionFailed"}: ${evalue}`] };
+      return {
+        ename: failure?.code ?? "ExecutionFailed",
+        evalue,
+        traceback: [`${failure?.code ?? "ExecutionFailed"}: ${evalue}`],
+      };
     }
   }
 }
@@ -193,7 +236,9 @@ function sendFileLinks(ctx: ChannelContext, parent: Header, final: ExecutionWith
   if (!ctx.deps.env.JUPYTER_FILE_LINKS || final.files.length === 0) return;
   // Signed links: the Jupyter client's user (an Open WebUI chat) has no codeinterp key to download with.
   const ttlS = defaultLinkTtlS(ctx.deps.env);
-  const lines = final.files.map((f) => `- ${f.path ?? f.name}: ${signedUrl(ctx.deps.links, ctx.linkBase, f, ttlS).url}`);
+  const lines = final.files.map(
+    (f) => `- ${f.path ?? f.name}: ${signedUrl(ctx.deps.links, ctx.linkBase, f, ttlS).url}`,
+  );
   const valid = ttlS >= 7200 ? `${Math.round(ttlS / 3600)} hours` : `${Math.max(1, Math.round(ttlS / 60))} minutes`;
   const text = `\nFiles written to /mnt/data (download links valid for ${valid}):\n${lines.join("\n")}\n`;
   ctx.send("iopub", "stream", parent, { name: "stdout", text });

@@ -42,10 +42,25 @@ export function createKernelStore(redis: Redis, prefix: string, idleMs: number) 
     async create(userId: string): Promise<FacadeKernel> {
       const id = randomUUID();
       const now = new Date().toISOString();
-      const k: FacadeKernel = { id, userId, messageId: `jupyter-${id}`, createdAt: now, lastActivity: now, running: null, executionCount: 0 };
+      const k: FacadeKernel = {
+        id,
+        userId,
+        messageId: `jupyter-${id}`,
+        createdAt: now,
+        lastActivity: now,
+        running: null,
+        executionCount: 0,
+      };
       await redis
         .multi()
-        .hset(key(id), { userId, messageId: k.messageId, createdAt: now, lastActivity: now, running: "", executionCount: "0" })
+        .hset(key(id), {
+          userId,
+          messageId: k.messageId,
+          createdAt: now,
+          lastActivity: now,
+          running: "",
+          executionCount: "0",
+        })
         .pexpire(key(id), idleMs)
         .sadd(userSet(userId), id)
         .pexpire(userSet(userId), Math.max(idleMs, 24 * 3600_000))
@@ -98,7 +113,12 @@ export function createKernelStore(redis: Redis, prefix: string, idleMs: number) 
 
     /** The id is gone at once; the message's kernel goes at the workers' next sweep. */
     async remove(k: FacadeKernel): Promise<void> {
-      await redis.multi().del(key(k.id)).srem(userSet(k.userId), k.id).sadd(kernelRetireKey(prefix), workspaceId(k.userId, k.messageId)).exec();
+      await redis
+        .multi()
+        .del(key(k.id))
+        .srem(userSet(k.userId), k.id)
+        .sadd(kernelRetireKey(prefix), workspaceId(k.userId, k.messageId))
+        .exec();
     },
   };
   return store;

@@ -26,30 +26,56 @@ export function registerJupyterPaths(registry: OpenAPIRegistry): void {
     type: "apiKey",
     in: "query",
     name: "token",
-    description: "A codeinterp API key; also accepted as `Authorization: token <key>` or `Bearer <key>`, or the /jupyter/login session cookie with X-XSRFToken.",
+    description:
+      "A codeinterp API key; also accepted as `Authorization: token <key>` or `Bearer <key>`, or the /jupyter/login session cookie with X-XSRFToken.",
   });
   const security = [{ [jupyterToken.name]: [] }];
   const tags = ["Jupyter"];
-  registry.registerPath({ method: "get", path: "/jupyter/api", tags, summary: "Jupyter Server version", responses: { 200: json(z.object({ version: z.string() }), "Version") } });
+  registry.registerPath({
+    method: "get",
+    path: "/jupyter/api",
+    tags,
+    summary: "Jupyter Server version",
+    responses: { 200: json(z.object({ version: z.string() }), "Version") },
+  });
   registry.registerPath({
     method: "get",
     path: "/jupyter/api/kernelspecs",
     tags,
     summary: "The one kernel spec, python3 (the default)",
     security,
-    responses: { 200: json(z.object({ default: z.string(), kernelspecs: z.record(z.string(), z.unknown()) }), "Kernel specs"), 401: errors[401] },
+    responses: {
+      200: json(z.object({ default: z.string(), kernelspecs: z.record(z.string(), z.unknown()) }), "Kernel specs"),
+      401: errors[401],
+    },
   });
-  registry.registerPath({ method: "get", path: "/jupyter/api/kernels", tags, summary: "The caller's kernels", security, responses: { 200: json(z.array(JupyterKernel), "Kernels"), 401: errors[401] } });
+  registry.registerPath({
+    method: "get",
+    path: "/jupyter/api/kernels",
+    tags,
+    summary: "The caller's kernels",
+    security,
+    responses: { 200: json(z.array(JupyterKernel), "Kernels"), 401: errors[401] },
+  });
   registry.registerPath({
     method: "post",
     path: "/jupyter/api/kernels",
     tags,
-    summary: "Start a kernel: a new message of the caller, with its own /mnt/data, whose first execution takes a pooled kernel",
+    summary:
+      "Start a kernel: a new message of the caller, with its own /mnt/data, whose first execution takes a pooled kernel",
     security,
     request: { body: { required: false, content: { "application/json": { schema: StartKernel } } } },
     responses: { 201: json(JupyterKernel, "Started"), ...errors },
   });
-  registry.registerPath({ method: "get", path: "/jupyter/api/kernels/{id}", tags, summary: "A kernel", security, request: { params: KernelParams }, responses: { 200: json(JupyterKernel, "The kernel"), ...errors } });
+  registry.registerPath({
+    method: "get",
+    path: "/jupyter/api/kernels/{id}",
+    tags,
+    summary: "A kernel",
+    security,
+    request: { params: KernelParams },
+    responses: { 200: json(JupyterKernel, "The kernel"), ...errors },
+  });
   registry.registerPath({
     method: "delete",
     path: "/jupyter/api/kernels/{id}",
@@ -81,7 +107,8 @@ export function registerJupyterPaths(registry: OpenAPIRegistry): void {
     method: "get",
     path: "/jupyter/api/kernels/{id}/channels",
     tags,
-    summary: "Kernel websocket (Jupyter messaging 5.3; JSON frames, or the v1.kernel.websocket.jupyter.org subprotocol)",
+    summary:
+      "Kernel websocket (Jupyter messaging 5.3; JSON frames, or the v1.kernel.websocket.jupyter.org subprotocol)",
     description:
       "Each execute_request becomes an execution of the kernel's message through the normal queue: status busy, execute_input, " +
       "stream / display_data / execute_result / error, a stream listing the files written (JUPYTER_FILE_LINKS), execute_reply, " +
@@ -96,7 +123,19 @@ export function registerJupyterPaths(registry: OpenAPIRegistry): void {
     path: "/jupyter/login",
     tags,
     summary: "Password login as Jupyter Server does it (the API key is the password; `_xsrf` from GET /jupyter/login)",
-    request: { body: { content: { "application/x-www-form-urlencoded": { schema: z.object({ _xsrf: z.string(), password: z.string(), next: z.string().optional() }) } } } },
-    responses: { 302: { description: "Logged in: session cookie set" }, 401: { description: "Wrong key" }, 403: json(ErrorBody, "Missing or mismatched _xsrf") },
+    request: {
+      body: {
+        content: {
+          "application/x-www-form-urlencoded": {
+            schema: z.object({ _xsrf: z.string(), password: z.string(), next: z.string().optional() }),
+          },
+        },
+      },
+    },
+    responses: {
+      302: { description: "Logged in: session cookie set" },
+      401: { description: "Wrong key" },
+      403: json(ErrorBody, "Missing or mismatched _xsrf"),
+    },
   });
 }

@@ -48,7 +48,8 @@ export function parseFrame(data: Buffer, binary: boolean, protocol: string): Cli
     throw new MalformedFrameError("frame is not a JSON Jupyter message");
   }
   const parsed = incoming.safeParse(raw);
-  if (!parsed.success) throw new MalformedFrameError("frame is not a Jupyter message (header.msg_id and header.msg_type are required)");
+  if (!parsed.success)
+    throw new MalformedFrameError("frame is not a Jupyter message (header.msg_id and header.msg_type are required)");
   const m = parsed.data;
   return { channel: m.channel ?? "shell", header: m.header, content: m.content ?? {} };
 }
@@ -65,7 +66,8 @@ function parseV1(buf: Buffer): Record<string, unknown> {
   for (let i = 0; i < n; i++) offsets.push(Number(buf.readBigUInt64LE(8 * (i + 1))));
   for (let i = 0; i < n; i++) {
     const o = offsets[i]!;
-    if (o < 8 * (n + 1) || o > buf.length || (i > 0 && o < offsets[i - 1]!)) throw new MalformedFrameError("binary frame has a bad offset table");
+    if (o < 8 * (n + 1) || o > buf.length || (i > 0 && o < offsets[i - 1]!))
+      throw new MalformedFrameError("binary frame has a bad offset table");
   }
   const part = (i: number) => buf.subarray(offsets[i], offsets[i + 1]).toString("utf8");
   return {
@@ -86,10 +88,23 @@ export interface ServerMessage {
 }
 
 /** A message from "the kernel", answering (or caused by) the client's message with `parent` as header. */
-export function reply(session: string, channel: Channel, msgType: string, parent: Header | null, content: Record<string, unknown>): ServerMessage {
+export function reply(
+  session: string,
+  channel: Channel,
+  msgType: string,
+  parent: Header | null,
+  content: Record<string, unknown>,
+): ServerMessage {
   return {
     channel,
-    header: { msg_id: randomUUID(), msg_type: msgType, session, username: "codeinterp", date: new Date().toISOString(), version: PROTOCOL_VERSION },
+    header: {
+      msg_id: randomUUID(),
+      msg_type: msgType,
+      session,
+      username: "codeinterp",
+      date: new Date().toISOString(),
+      version: PROTOCOL_VERSION,
+    },
     parent_header: parent ?? {},
     metadata: {},
     content,
@@ -101,9 +116,13 @@ export function serialize(msg: ServerMessage, protocol: string): string | Buffer
   if (protocol !== V1_PROTOCOL) {
     return JSON.stringify({ ...msg, msg_id: msg.header.msg_id, msg_type: msg.header.msg_type, buffers: [] });
   }
-  const parts = [msg.channel, JSON.stringify(msg.header), JSON.stringify(msg.parent_header), JSON.stringify(msg.metadata), JSON.stringify(msg.content)].map((s) =>
-    Buffer.from(s, "utf8"),
-  );
+  const parts = [
+    msg.channel,
+    JSON.stringify(msg.header),
+    JSON.stringify(msg.parent_header),
+    JSON.stringify(msg.metadata),
+    JSON.stringify(msg.content),
+  ].map((s) => Buffer.from(s, "utf8"));
   const n = parts.length + 1;
   const table = Buffer.alloc(8 * (n + 1));
   table.writeBigUInt64LE(BigInt(n), 0);

@@ -26,7 +26,10 @@ export function kernelInfo(): Record<string, unknown> {
  * Requests this surface does not serve get a well-formed answer rather than silence: empty results where
  * the protocol has a natural empty answer, an error reply otherwise.
  */
-export function unservedReply(requestType: string, content: Record<string, unknown>): { type: string; content: Record<string, unknown> } {
+export function unservedReply(
+  requestType: string,
+  content: Record<string, unknown>,
+): { type: string; content: Record<string, unknown> } {
   const type = requestType.replace(/_request$/, "_reply");
   const cursor = typeof content.cursor_pos === "number" ? content.cursor_pos : 0;
   switch (requestType) {
@@ -43,7 +46,12 @@ export function unservedReply(requestType: string, content: Record<string, unkno
     default:
       return {
         type,
-        content: { status: "error", ename: "NotImplementedError", evalue: `codeinterp does not serve ${requestType.slice(0, 64)}`, traceback: [] },
+        content: {
+          status: "error",
+          ename: "NotImplementedError",
+          evalue: `codeinterp does not serve ${requestType.slice(0, 64)}`,
+          traceback: [],
+        },
       };
   }
 }

@@ -17,7 +17,13 @@ const KERNEL_NAME = "python3";
 const SERVER_VERSION = "2.14.0";
 
 const StartBody = z.object({ name: z.string().max(200).optional(), path: z.string().max(4096).optional() }).loose();
-const LoginBody = z.object({ _xsrf: z.string().max(512).optional(), password: z.string().max(512).optional(), next: z.string().max(2048).optional() }).loose();
+const LoginBody = z
+  .object({
+    _xsrf: z.string().max(512).optional(),
+    password: z.string().max(512).optional(),
+    next: z.string().max(2048).optional(),
+  })
+  .loose();
 
 /**
  * The Jupyter Server REST subset Open WebUI's Jupyter engine and `@jupyterlab/services` use, mounted at
@@ -31,7 +37,11 @@ export function jupyterRouter(deps: ApiDeps): Router {
   const json = express.json({ limit: "64kb", strict: true });
 
   router.get(["/", "/tree", "/lab"], (_req, res) => {
-    res.type("html").send("<!doctype html><title>codeinterp</title><p>codeinterp serves the Jupyter kernel API here (no notebook UI).</p>");
+    res
+      .type("html")
+      .send(
+        "<!doctype html><title>codeinterp</title><p>codeinterp serves the Jupyter kernel API here (no notebook UI).</p>",
+      );
   });
 
   router.get("/login", (req, res) => {
@@ -42,14 +52,19 @@ export function jupyterRouter(deps: ApiDeps): Router {
 
   router.post("/login", form, async (req, res) => {
     const body = parseInput(LoginBody, req.body ?? {}, "body");
-    if (!xsrfOk(req, body._xsrf)) throw new HttpError(403, "xsrf_mismatch", "'_xsrf' argument missing or not matching the _xsrf cookie");
+    if (!xsrfOk(req, body._xsrf))
+      throw new HttpError(403, "xsrf_mismatch", "'_xsrf' argument missing or not matching the _xsrf cookie");
     const userId = body.password ? await findUserByApiKey(deps.db, body.password) : null;
     if (!userId) {
-      res.status(401).type("html").send(loginPage(readCookies(req).get(XSRF_COOKIE) ?? "", "Invalid credentials"));
+      res
+        .status(401)
+        .type("html")
+        .send(loginPage(readCookies(req).get(XSRF_COOKIE) ?? "", "Invalid credentials"));
       return;
     }
     setCookie(res, SESSION_COOKIE, await services.sessions.create(userId), true);
-    const next = body.next && /^\/jupyter\/[^/\\]/.test(body.next) && !body.next.includes("//") ? body.next : `${BASE}/`;
+    const next =
+      body.next && /^\/jupyter\/[^/\\]/.test(body.next) && !body.next.includes("//") ? body.next : `${BASE}/`;
     res.redirect(302, next);
   });
 
@@ -74,7 +89,8 @@ export function jupyterRouter(deps: ApiDeps): Router {
   });
   api.post("/kernels", json, async (req, res) => {
     const body = parseInput(StartBody, req.body ?? {}, "body");
-    if (body.name && body.name !== KERNEL_NAME) throw new HttpError(404, "not_found", `no such kernel spec: ${body.name.slice(0, 100)}`);
+    if (body.name && body.name !== KERNEL_NAME)
+      throw new HttpError(404, "not_found", `no such kernel spec: ${body.name.slice(0, 100)}`);
     const k = await services.kernels.create(caller(res).userId);
     deps.log.info({ kernelId: k.id, messageId: k.messageId }, "jupyter kernel started");
     res.status(201).location(`${BASE}/api/kernels/${k.id}`).json(kernelModel(k));
@@ -108,9 +124,18 @@ export function jupyterRouter(deps: ApiDeps): Router {
 function authenticate(deps: ApiDeps, sessions: Parameters<typeof identify>[2]): RequestHandler {
   return async (req, res, next) => {
     const who = await identify(req, deps.db, sessions);
-    if (!who) throw new HttpError(401, "unauthorized", "send a codeinterp API key as ?token=, Authorization: token <key>, or log in at /jupyter/login");
+    if (!who)
+      throw new HttpError(
+        401,
+        "unauthorized",
+        "send a codeinterp API key as ?token=, Authorization: token <key>, or log in at /jupyter/login",
+      );
     if (who.via === "cookie" && !["GET", "HEAD", "OPTIONS"].includes(req.method) && !xsrfOk(req)) {
-      throw new HttpError(403, "xsrf_mismatch", "'_xsrf' argument missing from POST: send X-XSRFToken with the _xsrf cookie's value");
+      throw new HttpError(
+        403,
+        "xsrf_mismatch",
+        "'_xsrf' argument missing from POST: send X-XSRFToken with the _xsrf cookie's value",
+      );
     }
     res.locals.jupyterCaller = who;
     next();
@@ -126,7 +151,14 @@ function caller(res: Response): JupyterCaller {
 function kernelspec() {
   return {
     name: KERNEL_NAME,
-    spec: { argv: [], display_name: "Python 3 (codeinterp)", language: "python", interrupt_mode: "message", env: {}, metadata: {} },
+    spec: {
+      argv: [],
+      display_name: "Python 3 (codeinterp)",
+      language: "python",
+      interrupt_mode: "message",
+      env: {},
+      metadata: {},
+    },
     resources: {},
   };
 }

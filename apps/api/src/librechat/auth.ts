@@ -64,12 +64,17 @@ const ENTITY_ID = /^[^\u0000-\u001f\u007f]{1,200}$/;
  * acts only as its own user (naming another one is 403); an API key's tenant is trusted to name its users.
  * Null when the request names nobody and the credential carries no user.
  */
-export function principalOf(cred: Credential, claim: { kind?: string | undefined; id?: string | undefined }): Principal | null {
+export function principalOf(
+  cred: Credential,
+  claim: { kind?: string | undefined; id?: string | undefined },
+): Principal | null {
   const kind = parseKind(claim.kind);
   const id = claim.id === "" ? undefined : claim.id;
-  if (id !== undefined && !ENTITY_ID.test(id)) throw new HttpError(400, "validation_error", "invalid user or entity id");
+  if (id !== undefined && !ENTITY_ID.test(id))
+    throw new HttpError(400, "validation_error", "invalid user or entity id");
   if (cred.subject !== undefined) {
-    if (kind === "user" && id !== undefined && id !== cred.subject) throw new HttpError(403, "forbidden", "Access denied");
+    if (kind === "user" && id !== undefined && id !== cred.subject)
+      throw new HttpError(403, "forbidden", "Access denied");
     if (kind !== "user" && id !== undefined) return principal(cred.tenant, kind, id);
     return principal(cred.tenant, "user", cred.subject);
   }

@@ -1,5 +1,13 @@
 import { createHash } from "node:crypto";
-import { createExecution, createFile, createLibreChatSession, findLibreChatSession, findLibreChatSessionFile, isTerminal, listLibreChatSessionFiles } from "@codeinterp/db";
+import {
+  createExecution,
+  createFile,
+  createLibreChatSession,
+  findLibreChatSession,
+  findLibreChatSessionFile,
+  isTerminal,
+  listLibreChatSessionFiles,
+} from "@codeinterp/db";
 import type { ExecutionWithFiles, FileRow } from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
 import { enqueueExecution } from "@codeinterp/queue";
@@ -31,7 +39,10 @@ export async function runExec(deps: ApiDeps, principal: Principal, body: ExecReq
   // Our message is a kernel and a workspace: a fresh one per call, or the hint's for every call naming it.
   const hint = body.runtime_session_hint;
   const messageId = hint ? `librechat-runtime:${hint}` : `librechat-exec:${sessionId}`;
-  const timeoutMs = Math.min(Math.max(body.timeout ?? deps.env.EXECUTION_TIMEOUT_MS, 1000), deps.env.MAX_EXECUTION_TIMEOUT_MS);
+  const timeoutMs = Math.min(
+    Math.max(body.timeout ?? deps.env.EXECUTION_TIMEOUT_MS, 1000),
+    deps.env.MAX_EXECUTION_TIMEOUT_MS,
+  );
   const { execution } = await createExecution(deps.db, {
     userId: principal.userId,
     chatId: "librechat",
@@ -69,14 +80,23 @@ export async function runExec(deps: ApiDeps, principal: Principal, body: ExecReq
     files: files.map((f) => outputRef(f, sessionId)),
     ...(hint
       ? {
-          runtime_session_id: createHash("sha256").update(`${principal.userId}\0${hint}`).digest("base64url").slice(0, 21),
+          runtime_session_id: createHash("sha256")
+            .update(`${principal.userId}\0${hint}`)
+            .digest("base64url")
+            .slice(0, 21),
           runtime_status: metrics.reusedKernel ? ("reused" as const) : ("new" as const),
         }
       : {}),
   };
 }
 
-async function waitUntilDone(deps: ApiDeps, userId: string, id: string, ms: number, signal: AbortSignal): Promise<ExecutionWithFiles | null> {
+async function waitUntilDone(
+  deps: ApiDeps,
+  userId: string,
+  id: string,
+  ms: number,
+  signal: AbortSignal,
+): Promise<ExecutionWithFiles | null> {
   const until = Date.now() + ms;
   for (;;) {
     const left = until - Date.now();
@@ -87,11 +107,16 @@ async function waitUntilDone(deps: ApiDeps, userId: string, id: string, ms: numb
 
 /** stdout and stderr as a process would have written them: a Python error's traceback goes to stderr. */
 function streams(e: ExecutionWithFiles): { stdout: string; stderr: string } {
-  const r = (e.result ?? {}) as { stdout?: string; stderr?: string; error?: { ename: string; evalue: string; traceback: string[] } | null };
+  const r = (e.result ?? {}) as {
+    stdout?: string;
+    stderr?: string;
+    error?: { ename: string; evalue: string; traceback: string[] } | null;
+  };
   const failure = e.failure as { message?: string } | null;
   const err: string[] = [];
   if (r.stderr) err.push(r.stderr.replace(/\n$/, ""));
-  if (r.error) err.push(r.error.traceback.length > 0 ? r.error.traceback.join("\n") : `${r.error.ename}: ${r.error.evalue}`);
+  if (r.error)
+    err.push(r.error.traceback.length > 0 ? r.error.traceback.join("\n") : `${r.error.ename}: ${r.error.evalue}`);
   if (e.status === "timed_out") err.push("Time limit exceeded");
   if (e.status === "cancelled") err.push("Execution was cancelled");
   if (e.status === "failed") err.push(failure?.message ?? "Execution failed");
@@ -117,7 +142,8 @@ async function resolveInputs(deps: ApiDeps, principal: Principal, refs: FileRefV
     const uuid = libreChatIdToUuid(ref.fileId);
     if (!session || !uuid) throw new HttpError(404, "not_found", `File not found: ${ref.name ?? ref.fileId}`);
     const shared = session.userId !== principal.userId && isSharedEntity(session);
-    if (session.userId !== principal.userId && !shared) throw new HttpError(403, "forbidden", "Access denied to the referenced file");
+    if (session.userId !== principal.userId && !shared)
+      throw new HttpError(403, "forbidden", "Access denied to the referenced file");
     const file = await findLibreChatSessionFile(deps.db, session, uuid);
     if (!file) throw new HttpError(404, "not_found", `File not found: ${ref.name ?? ref.fileId}`);
     ids.push(shared ? (await copyFor(deps, principal.userId, file)).id : file.id);
@@ -129,8 +155,20 @@ async function resolveInputs(deps: ApiDeps, principal: Principal, refs: FileRefV
 async function copyFor(deps: Pick<ApiDeps, "db" | "files" | "log">, userId: string, f: FileRow): Promise<FileRow> {
   const spare = await deps.files.share(f.storageKey);
   const committed = await deps.files.commit(spare ? [spare] : [], () =>
-    createFile(deps.db, { userId, name: f.name, size: f.size, sha256: f.sha256, mimeType: f.mimeType, storageKey: f.storageKey, source: "upload" }),
+    createFile(deps.db, {
+      userId,
+      name: f.name,
+      size: f.size,
+      sha256: f.sha256,
+      mimeType: f.mimeType,
+      storageKey: f.storageKey,
+      source: "upload",
+    }),
   );
-  if (!committed.kept) deps.log.warn({ fileId: committed.value.id, err: normalizeError(committed.error) }, "could not wait for blob removals");
+  if (!committed.kept)
+    deps.log.warn(
+      { fileId: committed.value.id, err: normalizeError(committed.error) },
+      "could not wait for blob removals",
+    );
   return committed.value;
 }

@@ -30,7 +30,12 @@ export function libreChatIdToUuid(id: string): string | null {
   let packed = 0n;
   for (const c of id) packed = (packed << 6n) | BigInt(ALPHABET.indexOf(c));
   if (packed >> 122n !== 0n) return null;
-  const n = ((packed >> 74n) << 80n) | (4n << 76n) | (((packed >> 62n) & mask(12n)) << 64n) | (2n << 62n) | (packed & mask(62n));
+  const n =
+    ((packed >> 74n) << 80n) |
+    (4n << 76n) |
+    (((packed >> 62n) & mask(12n)) << 64n) |
+    (2n << 62n) |
+    (packed & mask(62n));
   const hex = n.toString(16).padStart(32, "0");
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
@@ -48,6 +53,8 @@ export type EntityKind = "user" | "agent" | "skill";
  * (a hash of the JSON triple, so no separator can be smuggled into an id).
  */
 export function derivedUserId(tenant: string, kind: EntityKind, id: string): string {
-  const h = createHash("sha256").update(JSON.stringify([tenant, kind, id])).digest("base64url");
+  const h = createHash("sha256")
+    .update(JSON.stringify([tenant, kind, id]))
+    .digest("base64url");
   return `librechat:${h.slice(0, 32)}`;
 }

@@ -15,18 +15,28 @@ const ALGORITHMS = ["EdDSA", "RS256"];
 
 /** Null when no key is configured: JWTs are then not accepted at all. */
 export function createJwtVerifier(
-  env: Pick<ApiEnv, "LIBRECHAT_JWT_PUBLIC_KEY" | "LIBRECHAT_JWT_JWKS_URL" | "LIBRECHAT_JWT_ISSUER" | "LIBRECHAT_JWT_AUDIENCE">,
+  env: Pick<
+    ApiEnv,
+    "LIBRECHAT_JWT_PUBLIC_KEY" | "LIBRECHAT_JWT_JWKS_URL" | "LIBRECHAT_JWT_ISSUER" | "LIBRECHAT_JWT_AUDIENCE"
+  >,
 ): JwtVerifier | null {
   let key: KeyObject | ReturnType<typeof createRemoteJWKSet>;
   if (env.LIBRECHAT_JWT_PUBLIC_KEY) key = createPublicKey(env.LIBRECHAT_JWT_PUBLIC_KEY.replace(/\\n/g, "\n"));
   else if (env.LIBRECHAT_JWT_JWKS_URL) key = createRemoteJWKSet(new URL(env.LIBRECHAT_JWT_JWKS_URL));
   else return null;
-  const options = { algorithms: ALGORITHMS, issuer: env.LIBRECHAT_JWT_ISSUER, audience: env.LIBRECHAT_JWT_AUDIENCE, requiredClaims: ["sub", "exp"] };
+  const options = {
+    algorithms: ALGORITHMS,
+    issuer: env.LIBRECHAT_JWT_ISSUER,
+    audience: env.LIBRECHAT_JWT_AUDIENCE,
+    requiredClaims: ["sub", "exp"],
+  };
   return async (token) => {
     try {
       // Two overloads (a key, or a key set function): the branch only picks the one that type-checks.
-      const { payload } = typeof key === "function" ? await jwtVerify(token, key, options) : await jwtVerify(token, key, options);
-      if (typeof payload.sub !== "string" || payload.sub === "") throw new InvalidLibreChatTokenError("the token has no subject");
+      const { payload } =
+        typeof key === "function" ? await jwtVerify(token, key, options) : await jwtVerify(token, key, options);
+      if (typeof payload.sub !== "string" || payload.sub === "")
+        throw new InvalidLibreChatTokenError("the token has no subject");
       return { sub: payload.sub };
     } catch (err) {
       if (err instanceof InvalidLibreChatTokenError) throw err;

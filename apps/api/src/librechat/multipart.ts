@@ -19,7 +19,10 @@ export interface ReceivedForm {
  * is received through the FileStore for the caller to commit or discard; nothing is buffered. With
  * `maxFiles: 1` a file over the limit fails the request with 413; in a batch it is reported per file.
  */
-export function receiveForm(req: IncomingMessage, opts: { files: Pick<FileStore, "receive" | "discard">; maxBytes: number; maxFiles: number }): Promise<ReceivedForm> {
+export function receiveForm(
+  req: IncomingMessage,
+  opts: { files: Pick<FileStore, "receive" | "discard">; maxBytes: number; maxFiles: number },
+): Promise<ReceivedForm> {
   if (hungUp(req)) return Promise.reject(uploadInterrupted());
   return new Promise<ReceivedForm>((resolve, reject) => {
     let bb: busboy.Busboy;
@@ -28,7 +31,14 @@ export function receiveForm(req: IncomingMessage, opts: { files: Pick<FileStore,
         headers: req.headers,
         defParamCharset: "utf8",
         preservePath: true,
-        limits: { fileSize: opts.maxBytes + 1, files: opts.maxFiles, fields: 50, fieldSize: 64 * 1024, parts: opts.maxFiles + 50, headerPairs: 100 },
+        limits: {
+          fileSize: opts.maxBytes + 1,
+          files: opts.maxFiles,
+          fields: 50,
+          fieldSize: 64 * 1024,
+          parts: opts.maxFiles + 50,
+          headerPairs: 100,
+        },
       });
     } catch {
       reject(new HttpError(400, "invalid_multipart", "Invalid content type. Must be multipart/form-data."));
@@ -77,7 +87,9 @@ export function receiveForm(req: IncomingMessage, opts: { files: Pick<FileStore,
       // A failure other than size (disk, store) fails the request.
       puts[puts.length - 1]?.catch(fail);
     });
-    bb.on("error", () => fail(new HttpError(400, "invalid_multipart", "the multipart body is malformed or incomplete")));
+    bb.on("error", () =>
+      fail(new HttpError(400, "invalid_multipart", "the multipart body is malformed or incomplete")),
+    );
     bb.on("close", () => {
       if (settled) return;
       if (puts.length === 0) {

@@ -1,6 +1,16 @@
 import type { OpenAPIRegistry } from "@asteasolutions/zod-to-openapi";
 import { z } from "zod";
-import { EntityQuery, execBody, ExecResult, LibreChatError, ListQuery, ObjectInfo, SessionFileParams, SessionParams, UploadResult } from "./schemas";
+import {
+  EntityQuery,
+  execBody,
+  ExecResult,
+  LibreChatError,
+  ListQuery,
+  ObjectInfo,
+  SessionFileParams,
+  SessionParams,
+  UploadResult,
+} from "./schemas";
 
 const json = (schema: z.ZodType, description: string) => ({ description, content: { "application/json": { schema } } });
 const errors = {
@@ -18,8 +28,15 @@ const UploadForm = z.object({
 });
 
 /** LibreChat's Code Interpreter API at /librechat/v1 (see README "Use with LibreChat"). */
-export function registerLibreChatPaths(registry: OpenAPIRegistry, env: { MAX_CODE_BYTES: number; MAX_FILES_PER_EXECUTION: number }): void {
-  const scheme = registry.registerComponent("securitySchemes", "libreChatApiKey", { type: "apiKey", in: "header", name: "X-API-Key" });
+export function registerLibreChatPaths(
+  registry: OpenAPIRegistry,
+  env: { MAX_CODE_BYTES: number; MAX_FILES_PER_EXECUTION: number },
+): void {
+  const scheme = registry.registerComponent("securitySchemes", "libreChatApiKey", {
+    type: "apiKey",
+    in: "header",
+    name: "X-API-Key",
+  });
   const security = [{ [scheme.name]: [] }, { apiKey: [] }];
   const base = "/librechat/v1";
   const tags = ["LibreChat"];
@@ -29,8 +46,14 @@ export function registerLibreChatPaths(registry: OpenAPIRegistry, env: { MAX_COD
     tags,
     summary: "Run code (`py`, `bash`) with the referenced files in /mnt/data; answers when it has finished",
     security,
-    request: { body: { content: { "application/json": { schema: execBody(env.MAX_CODE_BYTES, env.MAX_FILES_PER_EXECUTION) } } } },
-    responses: { 200: json(ExecResult, "Finished"), ...errors, 429: json(LibreChatError, "Over the user's rate (`retry_after_seconds`)") },
+    request: {
+      body: { content: { "application/json": { schema: execBody(env.MAX_CODE_BYTES, env.MAX_FILES_PER_EXECUTION) } } },
+    },
+    responses: {
+      200: json(ExecResult, "Finished"),
+      ...errors,
+      429: json(LibreChatError, "Over the user's rate (`retry_after_seconds`)"),
+    },
   });
   for (const route of ["/upload", "/upload/batch"]) {
     registry.registerPath({
@@ -40,7 +63,11 @@ export function registerLibreChatPaths(registry: OpenAPIRegistry, env: { MAX_COD
       summary: route === "/upload" ? "Upload one file" : "Upload several files in one session",
       security,
       request: { body: { content: { "multipart/form-data": { schema: UploadForm } } } },
-      responses: { 200: json(UploadResult, "Stored"), ...errors, 413: json(LibreChatError, "Larger than MAX_UPLOAD_BYTES") },
+      responses: {
+        200: json(UploadResult, "Stored"),
+        ...errors,
+        413: json(LibreChatError, "Larger than MAX_UPLOAD_BYTES"),
+      },
     });
   }
   registry.registerPath({
@@ -50,7 +77,13 @@ export function registerLibreChatPaths(registry: OpenAPIRegistry, env: { MAX_COD
     summary: "A file's bytes",
     security,
     request: { params: SessionFileParams, query: EntityQuery },
-    responses: { 200: { description: "The bytes", content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } }, ...errors },
+    responses: {
+      200: {
+        description: "The bytes",
+        content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } },
+      },
+      ...errors,
+    },
   });
   registry.registerPath({
     method: "get",

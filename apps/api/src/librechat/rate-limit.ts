@@ -15,10 +15,17 @@ export class RateLimitedError extends HttpError {
  * A per-LibreChat-user budget of requests per minute, counted in Redis so every API process shares it
  * (rate-limiter-flexible's atomic Redis limiter on the API's own connection). Null when turned off.
  */
-export function createRateLimit(deps: Pick<ApiDeps, "redis" | "queuePrefix" | "env">): ((userId: string) => Promise<void>) | null {
+export function createRateLimit(
+  deps: Pick<ApiDeps, "redis" | "queuePrefix" | "env">,
+): ((userId: string) => Promise<void>) | null {
   const points = deps.env.LIBRECHAT_RATE_LIMIT_PER_MINUTE;
   if (points === 0) return null;
-  const limiter = new RateLimiterRedis({ storeClient: deps.redis, keyPrefix: librechatRateKeyPrefix(deps.queuePrefix), points, duration: 60 });
+  const limiter = new RateLimiterRedis({
+    storeClient: deps.redis,
+    keyPrefix: librechatRateKeyPrefix(deps.queuePrefix),
+    points,
+    duration: 60,
+  });
   return async (userId) => {
     try {
       await limiter.consume(userId);

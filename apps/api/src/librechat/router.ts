@@ -1,6 +1,11 @@
 import express, { Router } from "express";
 import type { ErrorRequestHandler, Request, Response } from "express";
-import { FilesNotFoundError, findLibreChatSession, findLibreChatSessionFile, listLibreChatSessionFiles } from "@codeinterp/db";
+import {
+  FilesNotFoundError,
+  findLibreChatSession,
+  findLibreChatSessionFile,
+  listLibreChatSessionFiles,
+} from "@codeinterp/db";
 import type { FileRow, LibreChatSessionRow } from "@codeinterp/db";
 import type { ApiDeps } from "../deps";
 import { HttpError } from "../errors";
@@ -64,7 +69,12 @@ export function librechatRouter(deps: ApiDeps): Router {
     const ok = files.filter((f) => f.status === "success");
     // Both generations: Gen-1 reads `session_id`, Gen-2 `storage_session_id`.
     if (maxFiles === 1) {
-      res.json({ message: "success", session_id: sessionId, storage_session_id: sessionId, files: ok.map(({ fileId, filename }) => ({ fileId, filename })) });
+      res.json({
+        message: "success",
+        session_id: sessionId,
+        storage_session_id: sessionId,
+        files: ok.map(({ fileId, filename }) => ({ fileId, filename })),
+      });
       return;
     }
     const failed = files.length - ok.length;
@@ -147,7 +157,14 @@ function listEntry(f: FileRow, sessionId: string, detail: "simple" | "summary" |
   const summary = { name, size: f.size, lastModified: f.createdAt.toISOString(), etag: f.sha256 };
   if (detail === "summary") return summary;
   if (detail === "normalized") {
-    return { id, name: filename, storage_session_id: sessionId, size: summary.size, contentType: f.mimeType, lastModified: summary.lastModified };
+    return {
+      id,
+      name: filename,
+      storage_session_id: sessionId,
+      size: summary.size,
+      contentType: f.mimeType,
+      lastModified: summary.lastModified,
+    };
   }
   return {
     ...summary,
@@ -164,7 +181,8 @@ const libreChatErrors: ErrorRequestHandler = (err, _req, res, next) => {
   const e = err as { type?: string };
   let http: HttpError | null = err instanceof HttpError ? err : null;
   if (err instanceof FilesNotFoundError) http = new HttpError(404, "not_found", "File not found");
-  else if (e?.type === "entity.parse.failed") http = new HttpError(400, "invalid_json", "request body is not valid JSON");
+  else if (e?.type === "entity.parse.failed")
+    http = new HttpError(400, "invalid_json", "request body is not valid JSON");
   else if (e?.type === "entity.too.large") http = new HttpError(413, "payload_too_large", "request body is too large");
   if (!http || res.headersSent) {
     next(err);

@@ -35,10 +35,17 @@ export type FileRefValue = z.output<typeof FileRef>;
 export const execBody = (maxCodeBytes: number, maxFiles: number) =>
   z.object({
     lang: z.string().min(1).max(50),
-    code: z.string().refine((c) => Buffer.byteLength(c, "utf8") <= maxCodeBytes, `code must be at most ${maxCodeBytes} bytes`),
+    code: z
+      .string()
+      .refine((c) => Buffer.byteLength(c, "utf8") <= maxCodeBytes, `code must be at most ${maxCodeBytes} bytes`),
     user_id: z.string().max(200).optional(),
     files: z.array(FileRef).max(maxFiles).optional(),
-    runtime_session_hint: z.string().min(1).max(200).regex(/^[^\u0000-\u001f\u007f]+$/).optional(),
+    runtime_session_hint: z
+      .string()
+      .min(1)
+      .max(200)
+      .regex(/^[^\u0000-\u001f\u007f]+$/)
+      .optional(),
     /** Milliseconds, as `@librechat/agents` sends it for plain executions (CODE_API_RUN_TIMEOUT_MS). */
     timeout: z.number().int().positive().optional(),
     args: z.unknown().optional(),
@@ -55,11 +62,20 @@ export const EntityQuery = z.object({
   entity_id: z.string().max(200).optional(),
 });
 
-export const ListQuery = EntityQuery.extend({ detail: z.enum(["simple", "summary", "full", "normalized"]).default("simple") });
+export const ListQuery = EntityQuery.extend({
+  detail: z.enum(["simple", "summary", "full", "normalized"]).default("simple"),
+});
 
 // Answers, for /openapi.json (the official server's shapes, `service/src/types/{service,files}.ts`).
 const OutputRef = z
-  .object({ id: z.string(), name: z.string(), path: z.string(), storage_session_id: z.string(), resource_id: z.string(), kind: z.literal("user") })
+  .object({
+    id: z.string(),
+    name: z.string(),
+    path: z.string(),
+    storage_session_id: z.string(),
+    resource_id: z.string(),
+    kind: z.literal("user"),
+  })
   .meta({ id: "LibreChatOutputFile" });
 export const ExecResult = z
   .object({
@@ -76,13 +92,26 @@ export const UploadResult = z
     message: z.enum(["success", "partial_success", "error"]),
     session_id: z.string().meta({ description: "Gen-1 name of storage_session_id" }),
     storage_session_id: z.string(),
-    files: z.array(z.object({ fileId: z.string().optional(), filename: z.string(), status: z.enum(["success", "error"]).optional(), error: z.string().optional() })),
+    files: z.array(
+      z.object({
+        fileId: z.string().optional(),
+        filename: z.string(),
+        status: z.enum(["success", "error"]).optional(),
+        error: z.string().optional(),
+      }),
+    ),
     succeeded: z.number().optional(),
     failed: z.number().optional(),
   })
   .meta({ id: "LibreChatUploadResult" });
 export const ObjectInfo = z
-  .object({ lastModified: z.string(), originalFilename: z.string(), size: z.number(), contentType: z.string(), etag: z.string() })
+  .object({
+    lastModified: z.string(),
+    originalFilename: z.string(),
+    size: z.number(),
+    contentType: z.string(),
+    etag: z.string(),
+  })
   .meta({ id: "LibreChatObject" });
 export const LibreChatError = z
   .object({ error: z.string(), code: z.string().optional(), retry_after_seconds: z.number().optional() })

@@ -5,4 +5,5 @@ import type { Principal } from "./auth";
 export const entityLabel = (p: Pick<Principal, "kind" | "librechatId">) => `${p.kind}:${p.librechatId}`;
 
 /** An agent's or skill's files: LibreChat hands them to every user of that agent, so any user may attach them. */
-export const isSharedEntity = (s: Pick<LibreChatSessionRow, "librechatUser">) => /^(agent|skill):/.test(s.librechatUser);
+export const isSharedEntity = (s: Pick<LibreChatSessionRow, "librechatUser">) =>
+  /^(agent|skill):/.test(s.librechatUser);

@@ -8,10 +8,15 @@ import { newSessionId, uuidToLibreChatId } from "./ids";
 import type { ReceivedForm } from "./multipart";
 import { entityLabel } from "./sessions";
 
-export type UploadOutcome = { status: "success"; fileId: string; filename: string } | { status: "error"; filename: string; error: string };
+export type UploadOutcome =
+  { status: "success"; fileId: string; filename: string } | { status: "error"; filename: string; error: string };
 
 /** Gen-2 names the owner with `kind`/`id` fields, Gen-1 an agent with `entity_id`; else the `User-Id` header. */
-export function uploadOwner(cred: Credential, fields: Record<string, string>, userIdHeader: string | undefined): Principal | null {
+export function uploadOwner(
+  cred: Credential,
+  fields: Record<string, string>,
+  userIdHeader: string | undefined,
+): Principal | null {
   if (fields.id) return principalOf(cred, { kind: fields.kind, id: fields.id });
   if (fields.entity_id) return principalOf(cred, { kind: "agent", id: fields.entity_id });
   return principalOf(cred, { kind: "user", id: userIdHeader });
@@ -27,7 +32,8 @@ export async function storeSession(
   form: ReceivedForm,
   userIdHeader: string | undefined,
 ): Promise<{ sessionId: string; files: UploadOutcome[] }> {
-  const discardFrom = (i: number) => deps.files.discard(form.files.slice(i).flatMap((r) => ("stored" in r ? [r.stored] : [])));
+  const discardFrom = (i: number) =>
+    deps.files.discard(form.files.slice(i).flatMap((r) => ("stored" in r ? [r.stored] : [])));
   let owner: Principal | null;
   try {
     owner = uploadOwner(cred, form.fields, userIdHeader);
@@ -37,7 +43,11 @@ export async function storeSession(
   }
   if (!owner) {
     await discardFrom(0);
-    throw new HttpError(400, "validation_error", "name the uploading user: a User-Id header, or the kind and id fields");
+    throw new HttpError(
+      400,
+      "validation_error",
+      "name the uploading user: a User-Id header, or the kind and id fields",
+    );
   }
   const files: UploadOutcome[] = [];
   const fileIds: string[] = [];
@@ -57,7 +67,13 @@ export async function storeSession(
     }
   }
   const sessionId = newSessionId();
-  await createLibreChatSession(deps.db, { id: sessionId, tenant: owner.tenant, userId: owner.userId, librechatUser: entityLabel(owner), fileIds });
+  await createLibreChatSession(deps.db, {
+    id: sessionId,
+    tenant: owner.tenant,
+    userId: owner.userId,
+    librechatUser: entityLabel(owner),
+    fileIds,
+  });
   deps.log.info({ sessionId, files: fileIds.length }, "librechat upload stored");
   return { sessionId, files };
 }

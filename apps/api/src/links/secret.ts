@@ -10,7 +10,10 @@ export const SECRET_FILE = "signing-secret";
  * file appears whole or not at all: written aside, then hard-linked into place (which fails if another
  * process got there first, and then its secret is the one read).
  */
-export async function loadSigningSecret(env: { SIGNED_LINK_SECRET?: string | undefined; DATA_DIR: string }): Promise<string> {
+export async function loadSigningSecret(env: {
+  SIGNED_LINK_SECRET?: string | undefined;
+  DATA_DIR: string;
+}): Promise<string> {
   if (env.SIGNED_LINK_SECRET) return env.SIGNED_LINK_SECRET;
   const file = path.join(env.DATA_DIR, SECRET_FILE);
   const existing = await readFile(file, "utf8").catch((err: NodeJS.ErrnoException) => {

@@ -33,7 +33,8 @@ export interface LinkSigner {
 const VERSION = "v1";
 
 export function createLinkSigner(secret: string | Buffer): LinkSigner {
-  const mac = (fileId: string, expires: number) => createHmac("sha256", secret).update(`${VERSION}\n${fileId}\n${expires}`).digest();
+  const mac = (fileId: string, expires: number) =>
+    createHmac("sha256", secret).update(`${VERSION}\n${fileId}\n${expires}`).digest();
   return {
     sign(fileId, expiresAt) {
       const expires = Math.floor(expiresAt.getTime() / 1000);

@@ -12,7 +12,13 @@ export function defaultLinkTtlS(env: { SIGNED_LINK_TTL_S: number; SIGNED_LINK_MA
   return Math.min(env.SIGNED_LINK_TTL_S, env.SIGNED_LINK_MAX_TTL_S);
 }
 
-export function signedUrl(signer: LinkSigner, origin: string, file: { id: string; name: string }, ttlS: number, now = Date.now()) {
+export function signedUrl(
+  signer: LinkSigner,
+  origin: string,
+  file: { id: string; name: string },
+  ttlS: number,
+  now = Date.now(),
+) {
   const link = signer.sign(file.id, new Date(now + ttlS * 1000));
   return {
     fileId: file.id,

@@ -132,7 +132,11 @@ export function createApiMetrics(src: MetricsSources): ApiMetrics {
       filesRead = null;
     }));
 
-  const workers = new Gauge({ name: "codeinterp_workers", help: "Workers that published metrics within their TTL", registers: [registry] });
+  const workers = new Gauge({
+    name: "codeinterp_workers",
+    help: "Workers that published metrics within their TTL",
+    registers: [registry],
+  });
   const own = new Set(registry.getMetricsAsArray().map((m) => m.name));
 
   return {

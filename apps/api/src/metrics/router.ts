@@ -5,7 +5,13 @@ import { createApiMetrics } from "./registry";
 
 /** GET /metrics: Prometheus text, unauthenticated like /healthz (scrapers sit inside the deployment). */
 export function metricsRouter(deps: Pick<ApiDeps, "db" | "redis" | "queuePrefix" | "log">, queues: Queue[]): Router {
-  const metrics = createApiMetrics({ db: deps.db, redis: deps.redis, queuePrefix: deps.queuePrefix, queues, log: deps.log });
+  const metrics = createApiMetrics({
+    db: deps.db,
+    redis: deps.redis,
+    queuePrefix: deps.queuePrefix,
+    queues,
+    log: deps.log,
+  });
   const router = Router();
   router.get("/metrics", async (_req, res) => {
     const body = await metrics.render();

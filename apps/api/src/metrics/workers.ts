@@ -22,7 +22,12 @@ export async function readWorkerSnapshots(redis: Redis, prefix: string): Promise
       const parsed = JSON.parse(raw) as Partial<WorkerSnapshot>;
       if (typeof parsed.workerId !== "string" || !Array.isArray(parsed.metrics)) continue;
       const metrics = parsed.metrics.filter(
-        (m) => typeof m?.name === "string" && m.name.startsWith("codeinterp_") && typeof m.help === "string" && typeof m.type === "string" && Array.isArray(m.values),
+        (m) =>
+          typeof m?.name === "string" &&
+          m.name.startsWith("codeinterp_") &&
+          typeof m.help === "string" &&
+          typeof m.type === "string" &&
+          Array.isArray(m.values),
       );
       out.push({ workerId: parsed.workerId, at: Number(parsed.at) || 0, metrics });
     } catch {

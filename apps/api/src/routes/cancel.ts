@@ -39,7 +39,9 @@ export async function cancelExecution(
 ): Promise<void> {
   const { id } = execution;
   const log = deps.log.child({ executionId: id, messageId: execution.messageId });
-  const moved = await finishAndAnnounce({ db: deps.db, redis: deps.redis, prefix: deps.queuePrefix }, id, "cancelled", { onlyFrom: ["queued"] });
+  const moved = await finishAndAnnounce({ db: deps.db, redis: deps.redis, prefix: deps.queuePrefix }, id, "cancelled", {
+    onlyFrom: ["queued"],
+  });
   if (moved) {
     await removeJob(deps.executionQueue, id);
     log.info("queued execution cancelled");

@@ -4,7 +4,13 @@ import { Router } from "express";
 
 // swagger-ui-dist ships the built UI; it is served from node_modules, so /docs needs no CDN.
 const distDir = path.dirname(createRequire(import.meta.url).resolve("swagger-ui-dist/package.json"));
-const ASSETS = new Set(["swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "favicon-32x32.png", "favicon-16x16.png"]);
+const ASSETS = new Set([
+  "swagger-ui.css",
+  "swagger-ui-bundle.js",
+  "swagger-ui-standalone-preset.js",
+  "favicon-32x32.png",
+  "favicon-16x16.png",
+]);
 
 // Relative URLs throughout, so the page also works behind a proxy that mounts the API under a prefix.
 const PAGE = `<!DOCTYPE html>

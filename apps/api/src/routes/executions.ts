@@ -82,7 +82,15 @@ export function executionsRouter(deps: ApiDeps): Router {
   return router;
 }
 
-function sameRequest(e: ExecutionRow, body: { chatId: string; messageId: string; code: string; limits?: { memoryMb?: number | undefined } | undefined }): boolean {
+function sameRequest(
+  e: ExecutionRow,
+  body: { chatId: string; messageId: string; code: string; limits?: { memoryMb?: number | undefined } | undefined },
+): boolean {
   const sha = createHash("sha256").update(body.code).digest("hex");
-  return e.chatId === body.chatId && e.messageId === body.messageId && e.codeSha256 === sha && e.memoryMb === (body.limits?.memoryMb ?? null);
+  return (
+    e.chatId === body.chatId &&
+    e.messageId === body.messageId &&
+    e.codeSha256 === sha &&
+    e.memoryMb === (body.limits?.memoryMb ?? null)
+  );
 }

@@ -43,7 +43,12 @@ export function filesRouter(deps: ApiDeps): Router {
   router.get("/files", async (req, res) => {
     const userId = userOf(res);
     const { sha256, name } = parseInput(FileLookupQuery, req.query, "query");
-    const files = await findUploadsByContent(deps.db, userId, sha256, name === undefined ? undefined : sanitizeFilename(name));
+    const files = await findUploadsByContent(
+      deps.db,
+      userId,
+      sha256,
+      name === undefined ? undefined : sanitizeFilename(name),
+    );
     res.json({ files: files.map(serializeFile) });
   });
 

@@ -38,7 +38,10 @@ export function linksRouter(deps: ApiDeps): Router {
     const origin = publicOrigin(PUBLIC_URL, req);
     const now = Date.now();
     const entries = await listMessageEntries(deps.db, userId, messageId);
-    const links = entries.map((e) => ({ ...signedUrl(deps.links, origin, e.row, expiresIn ?? SIGNED_LINK_TTL_S, now), path: e.path }));
+    const links = entries.map((e) => ({
+      ...signedUrl(deps.links, origin, e.row, expiresIn ?? SIGNED_LINK_TTL_S, now),
+      path: e.path,
+    }));
     res.json({ messageId, text: rewriteSandboxLinks(text, links), links });
   });
 
@@ -58,7 +61,8 @@ export function signedDownloadRouter(deps: ApiDeps): Router {
       deps.links.verify(id, expires, signature);
     } catch (err) {
       if (err instanceof InvalidLinkSignatureError) throw new HttpError(403, "invalid_signature", err.message);
-      if (err instanceof LinkExpiredError) throw new HttpError(403, "link_expired", err.message, { expiredAt: err.expiredAt.toISOString() });
+      if (err instanceof LinkExpiredError)
+        throw new HttpError(403, "link_expired", err.message, { expiredAt: err.expiredAt.toISOString() });
       throw err;
     }
     const file = await findLiveFileById(deps.db, id);

@@ -26,7 +26,10 @@ export function messagesRouter(deps: ApiDeps): Router {
     const { chatId } = parseInput(ChatParams, req.params, "params");
     const byMessage = await listChatFiles(deps.db, userId, chatId);
     let totalFiles = 0;
-    const messages: Record<string, ReturnType<typeof serializeGeneratedFile>[]> = Object.create(null) as Record<string, never>;
+    const messages: Record<string, ReturnType<typeof serializeGeneratedFile>[]> = Object.create(null) as Record<
+      string,
+      never
+    >;
     for (const [messageId, files] of byMessage) {
       totalFiles += files.length;
       messages[messageId] = files.map(serializeGeneratedFile);

@@ -29,7 +29,11 @@ export interface RetentionOptions {
 export async function startWorkspaceRetention(opts: RetentionOptions): Promise<{ close(): Promise<void> }> {
   const job = jobCatalog.cleanWorkspaces;
   const queue = new Queue(queueNames.maintenance, { connection: opts.connection, prefix: opts.prefix });
-  await queue.upsertJobScheduler("workspace-retention", { every: opts.everyMs }, { name: job.name, data: {} satisfies JobPayload<"cleanWorkspaces">, opts: job.options });
+  await queue.upsertJobScheduler(
+    "workspace-retention",
+    { every: opts.everyMs },
+    { name: job.name, data: {} satisfies JobPayload<"cleanWorkspaces">, opts: job.options },
+  );
   const budgets = opts.budgeted ? startStaleBudgetSweep(opts.dataDir) : null;
   const worker = new Worker(
     queueNames.maintenance,
@@ -49,7 +53,10 @@ export async function startWorkspaceRetention(opts: RetentionOptions): Promise<{
       });
       if (removed.length) opts.log.info({ removed: removed.length }, "removed idle workspaces");
       // The kernel drops a deleted subvolume in the background; its qgroup goes on a later pass.
-      if (budgets) await budgets.sweep().catch((err: Error) => opts.log.warn({ err: err.message }, "could not clear stale qgroups"));
+      if (budgets)
+        await budgets
+          .sweep()
+          .catch((err: Error) => opts.log.warn({ err: err.message }, "could not clear stale qgroups"));
       const temp = await opts.blobs.removeStaleTemp(STALE_TEMP_MS);
       if (temp) opts.log.info({ removed: temp }, "removed stale temp files from the blob store");
       return { removed: removed.length, staleTemp: temp };

@@ -1,4 +1,11 @@
-import { claimQueuedExecution, markExecutionRunning, getExecutionForWorker, isTerminal, listMessageAttachments, retakeExecution } from "@codeinterp/db";
+import {
+  claimQueuedExecution,
+  markExecutionRunning,
+  getExecutionForWorker,
+  isTerminal,
+  listMessageAttachments,
+  retakeExecution,
+} from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
 import { createEventPublisher, isCancelRequested } from "@codeinterp/queue";
 import { workspaceDirFor, workspaceId } from "@codeinterp/workspace";
@@ -46,7 +53,9 @@ export async function runExecution(
   if (turn?.messageKey !== req.messageKey) {
     // Producers always name the execution's message; a job that names another cannot have its turn.
     log.error({ hinted: turn?.messageKey }, "the job's message key does not match the execution");
-    return finish(deps, exec.id, "failed", { failure: { code: "internal_error", message: "the job does not match its execution" } });
+    return finish(deps, exec.id, "failed", {
+      failure: { code: "internal_error", message: "the job does not match its execution" },
+    });
   }
 
   if (!claimed && exec.status === "running") {
@@ -54,7 +63,9 @@ export async function runExecution(
     // so it is not run a second time behind the user's back.
     log.warn("previous attempt died while running; failing the execution");
     if (exec.kernelId) {
-      await deps.broker.evict(turn, exec.kernelId).catch((err: unknown) => log.warn({ err: normalizeError(err) }, "could not evict the lost execution's kernel"));
+      await deps.broker
+        .evict(turn, exec.kernelId)
+        .catch((err: unknown) => log.warn({ err: normalizeError(err) }, "could not evict the lost execution's kernel"));
     }
     return finish(deps, exec.id, "failed", {
       failure: { code: "worker_lost", message: "the worker running this execution stopped; submit it again" },
@@ -77,14 +88,28 @@ export async function runExecution(
     () => undefined,
   );
   void pub.publish({ type: "status", status: "preparing" });
-  const ctx: ExecutionContext = { deps, exec, turn, req: { ...req, signal: abort.signal }, pub, log, startedAt, cancelMarkChecked, notes: [] };
+  const ctx: ExecutionContext = {
+    deps,
+    exec,
+    turn,
+    req: { ...req, signal: abort.signal },
+    pub,
+    log,
+    startedAt,
+    cancelMarkChecked,
+    notes: [],
+  };
   const restartsBefore = deps.gatewayWatch?.monitor.health().restarts ?? 0;
   try {
     return await prepareAndRun(ctx);
   } catch (err) {
     const e = normalizeError(err);
     if (deps.gatewayWatch && isGatewayFailure(err)) {
-      const verdict = await judgeGatewayFailure(deps.gatewayWatch, deps.db, exec.id, { startedAt, finalAttempt: job.finalAttempt, restartsBefore });
+      const verdict = await judgeGatewayFailure(deps.gatewayWatch, deps.db, exec.id, {
+        startedAt,
+        finalAttempt: job.finalAttempt,
+        restartsBefore,
+      });
       if (verdict.retry) {
         log.warn({ err: e }, "kernel gateway unavailable before the code ran; the job will be retried");
         throw err;
@@ -123,7 +148,10 @@ async function prepareAndRun(ctx: ExecutionContext): Promise<Terminal | "skipped
     if (ctx.req.signal.aborted) return cancelled();
     throw err;
   }
-  ctx.log.debug({ kernelId: lease.session.id, pooled: lease.pooled, reused: lease.reused, acquireMs: lease.acquireMs }, "kernel acquired");
+  ctx.log.debug(
+    { kernelId: lease.session.id, pooled: lease.pooled, reused: lease.reused, acquireMs: lease.acquireMs },
+    "kernel acquired",
+  );
   let discard = false;
   try {
     const ws = await prepareWorkspace(ctx, await attachmentsRead);
@@ -151,12 +179,20 @@ async function prepareAndRun(ctx: ExecutionContext): Promise<Terminal | "skipped
     discard = true;
     throw err;
   } finally {
-    if (lease) await deps.broker.release(ctx.turn, lease, { discard }).catch((err: unknown) => ctx.log.warn({ err: normalizeError(err) }, "kernel release failed"));
+    if (lease)
+      await deps.broker
+        .release(ctx.turn, lease, { discard })
+        .catch((err: unknown) => ctx.log.warn({ err: normalizeError(err) }, "kernel release failed"));
   }
 }
 
 /** The kernel identity of a (user, message): its turn and mapping key, workspace, and sandbox uid. */
-export function kernelRequestFor(env: Pick<WorkerEnv, "DATA_DIR">, layout: WorkspaceLayout, userId: string, messageId: string): AcquireRequest {
+export function kernelRequestFor(
+  env: Pick<WorkerEnv, "DATA_DIR">,
+  layout: WorkspaceLayout,
+  userId: string,
+  messageId: string,
+): AcquireRequest {
   const workspaceDir = workspaceDirFor(env.DATA_DIR, userId, messageId);
   return {
     messageKey: workspaceId(userId, messageId),

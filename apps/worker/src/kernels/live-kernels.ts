@@ -6,7 +6,13 @@ import type { Redis } from "@codeinterp/queue";
  * The ceiling on live kernels for the whole deployment when MAX_LIVE_KERNELS is not set: as many kernels at
  * their memory cap as fit in the budget for all kernels, at least one.
  */
-export function defaultMaxLiveKernels({ kernelMemoryBytes, budgetBytes }: { kernelMemoryBytes: number; budgetBytes: number }): number {
+export function defaultMaxLiveKernels({
+  kernelMemoryBytes,
+  budgetBytes,
+}: {
+  kernelMemoryBytes: number;
+  budgetBytes: number;
+}): number {
   return Math.max(1, Math.floor(budgetBytes / kernelMemoryBytes));
 }
 
@@ -75,7 +81,9 @@ export function createLiveKernels(opts: { redis: Redis; prefix: string; max: num
      * by their heartbeat, like their pool kernels, instead of waiting out START_LEASE_MS. Returns how many.
      */
     async dropStartsOfGoneWorkers(isAlive: (workerId: string) => Promise<boolean>): Promise<number> {
-      const starts = (await redis.zrangebyscore(key, Date.now(), "+inf")).filter((m) => m.startsWith(LIVE_KERNEL_START_PREFIX));
+      const starts = (await redis.zrangebyscore(key, Date.now(), "+inf")).filter((m) =>
+        m.startsWith(LIVE_KERNEL_START_PREFIX),
+      );
       const byWorker = new Map<string, string[]>();
       for (const m of starts) {
         const workerId = m.slice(LIVE_KERNEL_START_PREFIX.length, m.lastIndexOf(":"));

@@ -47,14 +47,20 @@ export async function acquireLock(redis: Redis, key: string, opts: LockOptions):
     const waiting = mutex(redis, key, opts, true);
     if (await waiting.tryAcquire(opts.signal)) return held(waiting, false);
   } catch (err) {
-    if (opts.signal?.aborted && !(err instanceof LockTimeoutError)) throw new LockTimeoutError(`gave up waiting for ${key}`);
+    if (opts.signal?.aborted && !(err instanceof LockTimeoutError))
+      throw new LockTimeoutError(`gave up waiting for ${key}`);
     throw err;
   }
   throw new LockTimeoutError(`waited ${opts.waitMs} ms for ${key}`);
 }
 
 /** The lock if nobody holds it, without waiting; null when someone does. */
-export async function tryLock(redis: Redis, key: string, ttlMs: number, onLost?: (err: Error) => void): Promise<HeldLock | null> {
+export async function tryLock(
+  redis: Redis,
+  key: string,
+  ttlMs: number,
+  onLost?: (err: Error) => void,
+): Promise<HeldLock | null> {
   const m = mutex(redis, key, { ttlMs, waitMs: 0, ...(onLost ? { onLost } : {}) }, false);
   return (await m.tryAcquire()) ? held(m, true) : null;
 }

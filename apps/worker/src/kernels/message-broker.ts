@@ -85,7 +85,9 @@ function turnOf(turn: MessageTurn): Turn {
  * longer than the TTL are shut down by whichever worker sweeps first, and at the live-kernel ceiling the least
  * recently used idle one makes room for a new one.
  */
-export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBroker & { pool: KernelPool; sweep(): Promise<number>; heartbeat(): void } {
+export function createMessageKernelBroker(
+  opts: MessageBrokerOptions,
+): KernelBroker & { pool: KernelPool; sweep(): Promise<number>; heartbeat(): void } {
   const { gateway, redis, prefix, log, live } = opts;
   const lockKey = (k: string) => messageLockKey(prefix, k);
   const lockTtlMs = opts.lockTtlMs ?? 30_000;
@@ -159,7 +161,9 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     // and a deletion in that window is still caught by the watchdog during the run.
     if (known && isLive(known)) {
       const idleMs = Date.now() - (lastReleased.get(kernelId) ?? 0);
-      return idleMs < RECENT_MS ? { session: known } : { session: known, stillThere: gateway.hasKernel(kernelId).catch(() => false) };
+      return idleMs < RECENT_MS
+        ? { session: known }
+        : { session: known, stillThere: gateway.hasKernel(kernelId).catch(() => false) };
     }
     known?.dispose();
     sessions.delete(kernelId);
@@ -191,7 +195,11 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     await live.drop(kernelId);
   }
 
-  async function startTurn(messageKey: string, lock: HeldLock, early: Promise<KernelMapping | null | undefined>): Promise<Turn> {
+  async function startTurn(
+    messageKey: string,
+    lock: HeldLock,
+    early: Promise<KernelMapping | null | undefined>,
+  ): Promise<Turn> {
     try {
       // The early read is valid only if the lock was free at the first try (then it ran under it).
       const earlyMapping = lock.firstTry ? await early : undefined;
@@ -207,7 +215,10 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     const fromPool = pool.take();
     if (fromPool) {
       // It started and preloaded at the background CPU weight; the message's code runs at the normal one.
-      const [adopted] = await Promise.all([opts.layout.adopt(fromPool.slot, req.workspaceDir), fromPool.session.setCpuPriority("normal")]);
+      const [adopted] = await Promise.all([
+        opts.layout.adopt(fromPool.slot, req.workspaceDir),
+        fromPool.session.setCpuPriority("normal"),
+      ]);
       if (adopted) {
         // Sandboxed, the adopted slot is the workspace now (and keeps its owner); unsandboxed, it is made here.
         try {
@@ -243,7 +254,9 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     /** Beats now (e.g. the gateway's state changed), not at the next interval. */
     heartbeat: () => owners.beat(),
     async tryTurn(messageKey: string): Promise<MessageTurn | null> {
-      const locking = tryLock(redis, lockKey(messageKey), lockTtlMs, (err) => log.warn({ messageKey, err: err.message }, "message lock lost"));
+      const locking = tryLock(redis, lockKey(messageKey), lockTtlMs, (err) =>
+        log.warn({ messageKey, err: err.message }, "message lock lost"),
+      );
       // Sent right behind the SET NX: if the lock is ours, this read happened under it.
       const early = readMapping(messageKey).catch(() => undefined);
       const lock = await locking;
@@ -410,9 +423,12 @@ export function createMessageKernelBroker(opts: MessageBrokerOptions): KernelBro
     return n;
   }
 
-  const sweeper = setInterval(() => {
-    broker.sweep().catch((err: unknown) => log.warn({ err: normalizeError(err) }, "kernel sweep failed"));
-  }, opts.sweepIntervalMs ?? Math.min(30_000, Math.max(1000, Math.floor(opts.idleTtlMs / 4))));
+  const sweeper = setInterval(
+    () => {
+      broker.sweep().catch((err: unknown) => log.warn({ err: normalizeError(err) }, "kernel sweep failed"));
+    },
+    opts.sweepIntervalMs ?? Math.min(30_000, Math.max(1000, Math.floor(opts.idleTtlMs / 4))),
+  );
   sweeper.unref();
   // The leases of the kernels this worker holds stay alive while it beats (see live-kernels.ts).
   const beat = setInterval(() => {

@@ -35,7 +35,12 @@ export function createPoolOwners(opts: PoolOwnersOptions) {
 
   const beat = () =>
     // A missed beat is written again on the next interval; three must be missed before peers act.
-    writeHeartbeat(redis, prefix, { workerId, at: Date.now(), gateway: opts.gatewaySeen?.() ?? null }, opts.heartbeatMs * 3).catch(() => undefined);
+    writeHeartbeat(
+      redis,
+      prefix,
+      { workerId, at: Date.now(), gateway: opts.gatewaySeen?.() ?? null },
+      opts.heartbeatMs * 3,
+    ).catch(() => undefined);
   void beat();
   const timer = setInterval(() => void beat(), opts.heartbeatMs);
   timer.unref();
@@ -88,7 +93,8 @@ export function createPoolOwners(opts: PoolOwnersOptions) {
     async sweep(): Promise<number> {
       const owners = await redis.hgetall(ownersKey);
       const byWorker = new Map<string, string[]>();
-      for (const [kernelId, owner] of Object.entries(owners)) byWorker.set(owner, [...(byWorker.get(owner) ?? []), kernelId]);
+      for (const [kernelId, owner] of Object.entries(owners))
+        byWorker.set(owner, [...(byWorker.get(owner) ?? []), kernelId]);
       let n = 0;
       for (const [owner, kernelIds] of byWorker) {
         let orphans: string[];

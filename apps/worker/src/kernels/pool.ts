@@ -86,7 +86,8 @@ export class KernelPool {
     this.log = opts.log;
     this.newSlot = opts.newSlot;
     this.onChange = opts.onChange ?? (() => undefined);
-    this.reservePlace = opts.reservePlace ?? (async () => ({ bind: async () => undefined, drop: async () => undefined }));
+    this.reservePlace =
+      opts.reservePlace ?? (async () => ({ bind: async () => undefined, drop: async () => undefined }));
     this.preload = opts.preload ?? "";
   }
 
@@ -196,12 +197,14 @@ export class KernelPool {
         });
         // Best effort: a directory left behind holds no one's files and is removed with the pool's root.
         const dropSlot = () => (slot.disposable ? removeWorkspaceDir(slot.dir).catch(() => undefined) : undefined);
-        const session = this.closed ? null : await this.startWarm(slot.path).catch(async (err: unknown) => {
-          await dropSlot();
-          // An unused place lapses with its lease if the drop fails.
-          await place.drop().catch(() => undefined);
-          throw err;
-        });
+        const session = this.closed
+          ? null
+          : await this.startWarm(slot.path).catch(async (err: unknown) => {
+              await dropSlot();
+              // An unused place lapses with its lease if the drop fails.
+              await place.drop().catch(() => undefined);
+              throw err;
+            });
         if (!session || this.closed) {
           // Cleanup: the kernel may be gone already; its owner record lets the sweep retry.
           await session?.shutdown().catch(() => undefined);

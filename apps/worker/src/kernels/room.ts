@@ -51,10 +51,14 @@ export function createRoom(opts: RoomOptions) {
 
   /** A place under the ceiling, once pool kernels of workers that are gone have given theirs back. */
   async function reservePlace(): Promise<Reservation | null> {
-    await owners.sweep().catch((err: unknown) => log.warn({ err: normalizeError(err).message }, "pool-owner sweep failed"));
+    await owners
+      .sweep()
+      .catch((err: unknown) => log.warn({ err: normalizeError(err).message }, "pool-owner sweep failed"));
     await live
       .dropStartsOfGoneWorkers((id) => owners.isAlive(id))
-      .catch((err: unknown) => log.warn({ err: normalizeError(err).message }, "sweep of gone workers' reservations failed"));
+      .catch((err: unknown) =>
+        log.warn({ err: normalizeError(err).message }, "sweep of gone workers' reservations failed"),
+      );
     return live.reserve(START_LEASE_MS, opts.workerId);
   }
 
@@ -78,7 +82,10 @@ export function createRoom(opts: RoomOptions) {
         // The note is owed only while the kernel would otherwise still be alive (before its idle TTL).
         await mappings.markEvicted(messageKey, mapping.lastUsed + opts.idleTtlMs - Date.now());
         await opts.shutDown(messageKey, mapping.kernelId);
-        log.info({ messageKey, kernelId: mapping.kernelId }, "shut down the least recently used idle kernel to stay under the live-kernel ceiling");
+        log.info(
+          { messageKey, kernelId: mapping.kernelId },
+          "shut down the least recently used idle kernel to stay under the live-kernel ceiling",
+        );
         opts.onEvicted?.();
         return true;
       } finally {
@@ -116,7 +123,10 @@ export function createRoom(opts: RoomOptions) {
       for (;;) {
         const place = await reserve(exceptKey);
         if (place) return place;
-        if (Date.now() > until) throw new KernelCapacityError(`no room for a kernel under the ceiling of ${live.max} within ${opts.lockWaitMs} ms`);
+        if (Date.now() > until)
+          throw new KernelCapacityError(
+            `no room for a kernel under the ceiling of ${live.max} within ${opts.lockWaitMs} ms`,
+          );
         await sleep(ROOM_POLL_MS, undefined, signal ? { signal } : {});
       }
     },

@@ -14,7 +14,10 @@ export async function createApiKey(db: Db, userId: string): Promise<{ key: strin
 }
 
 export async function findUserByApiKey(db: Db, key: string): Promise<string | null> {
-  const row = await db.apiKey.findUnique({ where: { keyHash: hashApiKey(key) }, select: { userId: true, revokedAt: true } });
+  const row = await db.apiKey.findUnique({
+    where: { keyHash: hashApiKey(key) },
+    select: { userId: true, revokedAt: true },
+  });
   if (!row || row.revokedAt) return null;
   return row.userId;
 }

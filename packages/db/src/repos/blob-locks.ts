@@ -32,9 +32,12 @@ async function waitForBlobRemovals(db: Db, storageKeys: readonly string[]): Prom
   // Each statement is its own transaction: the shared locks are released as it ends. Small chunks keep
   // the shared lock table (64 entries per connection by default) from filling up under big captures.
   for (let i = 0; i < keys.length; i += LOCKS_PER_STATEMENT) {
-    await query(db, "blob_barrier", `SELECT count(pg_advisory_xact_lock_shared(${LOCK_ID("k")})) FROM unnest($1::text[]) AS k`, [
-      keys.slice(i, i + LOCKS_PER_STATEMENT),
-    ]);
+    await query(
+      db,
+      "blob_barrier",
+      `SELECT count(pg_advisory_xact_lock_shared(${LOCK_ID("k")})) FROM unnest($1::text[]) AS k`,
+      [keys.slice(i, i + LOCKS_PER_STATEMENT)],
+    );
   }
 }
 
@@ -44,8 +47,15 @@ async function waitForBlobRemovals(db: Db, storageKeys: readonly string[]): Prom
  * had to be put back. If the wait fails, nothing is settled: a removal may still be under way, so the
  * spares stay (the blob store's stale-temp sweep removes them) and the error is the caller's.
  */
-export async function keepBlobs<P extends { key: string }>(db: Db, puts: readonly P[], settle: (put: P) => Promise<boolean>): Promise<number> {
-  await waitForBlobRemovals(db, puts.map((p) => p.key));
+export async function keepBlobs<P extends { key: string }>(
+  db: Db,
+  puts: readonly P[],
+  settle: (put: P) => Promise<boolean>,
+): Promise<number> {
+  await waitForBlobRemovals(
+    db,
+    puts.map((p) => p.key),
+  );
   let restored = 0;
   for (let i = 0; i < puts.length; i += 16) {
     const done = await Promise.all(puts.slice(i, i + 16).map((p) => settle(p).catch(() => false)));

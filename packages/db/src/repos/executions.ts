@@ -38,7 +38,10 @@ export interface NewExecution {
  * Records an execution and joins its files to the message's attachments, atomically. With an
  * idempotency key already used by this user, returns that execution instead (`created: false`).
  */
-export async function createExecution(db: Db, input: NewExecution): Promise<{ execution: ExecutionRow; created: boolean }> {
+export async function createExecution(
+  db: Db,
+  input: NewExecution,
+): Promise<{ execution: ExecutionRow; created: boolean }> {
   if (input.idempotencyKey) {
     const prior = await findByIdempotencyKey(db, input.userId, input.idempotencyKey);
     if (prior) return { execution: prior, created: false };
@@ -80,7 +83,11 @@ export async function createExecution(db: Db, input: NewExecution): Promise<{ ex
 
 function insertExecution(
   db: Db,
-  d: Omit<Prisma.ExecutionUncheckedCreateInput, "idempotencyKey" | "memoryMb"> & { id: string; idempotencyKey: string | null; memoryMb: number | null },
+  d: Omit<Prisma.ExecutionUncheckedCreateInput, "idempotencyKey" | "memoryMb"> & {
+    id: string;
+    idempotencyKey: string | null;
+    memoryMb: number | null;
+  },
 ): Promise<ExecutionRow> {
   return one(
     query<ExecutionRow>(
@@ -88,20 +95,43 @@ function insertExecution(
       "execution_insert",
       `INSERT INTO executions (id, user_id, chat_id, message_id, code, code_sha256, status, timeout_ms, memory_mb, idempotency_key, attempts, created_at)
        VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9, 0, $10) RETURNING ${EXECUTION_COLUMNS}`,
-      [d.id, d.userId, d.chatId, d.messageId, d.code, d.codeSha256, d.timeoutMs, d.memoryMb, d.idempotencyKey, ts(new Date())],
+      [
+        d.id,
+        d.userId,
+        d.chatId,
+        d.messageId,
+        d.code,
+        d.codeSha256,
+        d.timeoutMs,
+        d.memoryMb,
+        d.idempotencyKey,
+        ts(new Date()),
+      ],
     ),
   ) as Promise<ExecutionRow>;
 }
 
 function findByIdempotencyKey(db: Db, userId: string, key: string): Promise<ExecutionRow | null> {
   return one(
-    query<ExecutionRow>(db, "execution_by_idempotency_key", `SELECT ${EXECUTION_COLUMNS} FROM executions WHERE user_id = $1 AND idempotency_key = $2`, [userId, key]),
+    query<ExecutionRow>(
+      db,
+      "execution_by_idempotency_key",
+      `SELECT ${EXECUTION_COLUMNS} FROM executions WHERE user_id = $1 AND idempotency_key = $2`,
+      [userId, key],
+    ),
   );
 }
 
 /** Scoped to the owner: someone else's execution is as absent as a missing one. */
 export function findExecution(db: Db, userId: string, id: string): Promise<ExecutionRow | null> {
-  return one(query<ExecutionRow>(db, "execution_by_owner", `SELECT ${EXECUTION_COLUMNS} FROM executions WHERE id = $1 AND user_id = $2`, [id, userId]));
+  return one(
+    query<ExecutionRow>(
+      db,
+      "execution_by_owner",
+      `SELECT ${EXECUTION_COLUMNS} FROM executions WHERE id = $1 AND user_id = $2`,
+      [id, userId],
+    ),
+  );
 }
 
 /** The execution with the files it generated, in one statement (what GET /v1/executions/:id renders). */
@@ -121,7 +151,9 @@ export async function findExecutionWithFiles(db: Db, userId: string, id: string)
 }
 
 export function getExecutionForWorker(db: Db, id: string): Promise<ExecutionRow | null> {
-  return one(query<ExecutionRow>(db, "execution_by_id", `SELECT ${EXECUTION_COLUMNS} FROM executions WHERE id = $1`, [id]));
+  return one(
+    query<ExecutionRow>(db, "execution_by_id", `SELECT ${EXECUTION_COLUMNS} FROM executions WHERE id = $1`, [id]),
+  );
 }
 
 /**
@@ -143,7 +175,12 @@ export function claimQueuedExecution(db: Db, id: string, workerId: string): Prom
 
 /** `preparing` → `running` on that kernel, just before the code is sent; false when it was not preparing. */
 export async function markExecutionRunning(db: Db, id: string, kernelId: string): Promise<boolean> {
-  const rows = await query(db, "execution_running", `UPDATE executions SET status = 'running', kernel_id = $2 WHERE id = $1 AND status = 'preparing' RETURNING id`, [id, kernelId]);
+  const rows = await query(
+    db,
+    "execution_running",
+    `UPDATE executions SET status = 'running', kernel_id = $2 WHERE id = $1 AND status = 'preparing' RETURNING id`,
+    [id, kernelId],
+  );
   return rows.length === 1;
 }
 
@@ -151,7 +188,10 @@ export async function markExecutionRunning(db: Db, id: string, kernelId: string)
  * The kernel the message's latest earlier execution ran on (null: none ran yet). When it is not the kernel
  * an execution runs on now, that kernel was replaced and the variables of earlier executions are gone.
  */
-export async function previousKernelId(db: Db, exec: { id: string; userId: string; messageId: string; createdAt: Date }): Promise<string | null> {
+export async function previousKernelId(
+  db: Db,
+  exec: { id: string; userId: string; messageId: string; createdAt: Date },
+): Promise<string | null> {
   const rows = await query<{ kernelId: string }>(
     db,
     "execution_previous_kernel",
@@ -168,7 +208,11 @@ export async function previousKernelId(db: Db, exec: { id: string; userId: strin
  * `preparing` again, counted as another attempt. False when it had moved on (a cancel, a timeout, a finish):
  * this is what keeps a terminal state final when a retried job, a cancel and a timeout race.
  */
-export async function retakeExecution(db: Db, id: string, take: { workerId: string; startedAt: Date }): Promise<boolean> {
+export async function retakeExecution(
+  db: Db,
+  id: string,
+  take: { workerId: string; startedAt: Date },
+): Promise<boolean> {
   const res = await db.execution.updateMany({
     where: { id, status: { in: ["queued", "preparing"] } },
     data: { status: "preparing", attempts: { increment: 1 }, startedAt: take.startedAt, workerId: take.workerId },
@@ -190,7 +234,15 @@ export async function finishExecution(
     `UPDATE executions SET status = $2::text::execution_status, finished_at = $3,
        result = COALESCE($4::jsonb, result), failure = COALESCE($5::jsonb, failure), metrics = COALESCE($6::jsonb, metrics)
      WHERE id = $1 AND status::text = ANY($7::text[]) RETURNING id`,
-    [id, to, ts(new Date()), json(data.result), json(data.failure), json(data.metrics), [...(data.onlyFrom ?? ACTIVE_STATUSES)]],
+    [
+      id,
+      to,
+      ts(new Date()),
+      json(data.result),
+      json(data.failure),
+      json(data.metrics),
+      [...(data.onlyFrom ?? ACTIVE_STATUSES)],
+    ],
   );
   return rows.length === 1;
 }
@@ -223,12 +275,23 @@ async function one<T>(rows: Promise<T[]>): Promise<T | null> {
 }
 
 /** Joins files to the message's attachments, after checking the user owns every one of them. */
-async function attachFiles(tx: Prisma.TransactionClient, userId: string, messageId: string, fileIds: string[]): Promise<void> {
-  const owned = await tx.file.findMany({ where: { id: { in: fileIds }, userId, deletedAt: null }, select: { id: true } });
+async function attachFiles(
+  tx: Prisma.TransactionClient,
+  userId: string,
+  messageId: string,
+  fileIds: string[],
+): Promise<void> {
+  const owned = await tx.file.findMany({
+    where: { id: { in: fileIds }, userId, deletedAt: null },
+    select: { id: true },
+  });
   const ownedIds = new Set(owned.map((f) => f.id));
   const missing = fileIds.filter((id) => !ownedIds.has(id));
   if (missing.length > 0) throw new FilesNotFoundError(missing);
-  const existing = await tx.messageAttachment.findMany({ where: { userId, messageId }, select: { fileId: true, position: true } });
+  const existing = await tx.messageAttachment.findMany({
+    where: { userId, messageId },
+    select: { fileId: true, position: true },
+  });
   const already = new Set(existing.map((a) => a.fileId));
   let position = existing.reduce((max, a) => Math.max(max, a.position), -1);
   const fresh = fileIds.filter((id) => !already.has(id));

@@ -22,7 +22,9 @@ export interface NewFile {
 }
 
 export async function createFile(db: Db, input: NewFile): Promise<FileRow> {
-  return fileFromPrisma(await createOrAddUser(db, input.userId, () => db.file.create({ data: { ...input, size: BigInt(input.size) } })));
+  return fileFromPrisma(
+    await createOrAddUser(db, input.userId, () => db.file.create({ data: { ...input, size: BigInt(input.size) } })),
+  );
 }
 
 /**
@@ -34,10 +36,15 @@ export async function registerExecutionFile(
   input: NewFile & { executionId: string; path: string },
 ): Promise<{ file: FileRow; created: boolean }> {
   try {
-    return { file: fileFromPrisma(await db.file.create({ data: { ...input, size: BigInt(input.size) } })), created: true };
+    return {
+      file: fileFromPrisma(await db.file.create({ data: { ...input, size: BigInt(input.size) } })),
+      created: true,
+    };
   } catch (err) {
     if (!isUniqueViolation(err)) throw err;
-    const file = await db.file.findUnique({ where: { executionId_path: { executionId: input.executionId, path: input.path } } });
+    const file = await db.file.findUnique({
+      where: { executionId_path: { executionId: input.executionId, path: input.path } },
+    });
     if (!file) throw err;
     return { file: fileFromPrisma(file), created: false };
   }
@@ -47,7 +54,11 @@ export async function registerExecutionFile(
  * Registers many files of one execution at once (one INSERT, duplicates skipped by the (execution, path)
  * constraint), then returns the rows for those paths: the ones created now or by an earlier attempt.
  */
-export async function registerExecutionFiles(db: Db, executionId: string, inputs: Array<NewFile & { path: string }>): Promise<FileRow[]> {
+export async function registerExecutionFiles(
+  db: Db,
+  executionId: string,
+  inputs: Array<NewFile & { path: string }>,
+): Promise<FileRow[]> {
   if (inputs.length === 0) return [];
   // One statement for the whole batch (column arrays through unnest): 1,000 files in tens of ms.
   const col = <K extends keyof NewFile>(k: K) => inputs.map((f) => f[k] ?? null);

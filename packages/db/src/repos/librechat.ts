@@ -39,16 +39,25 @@ export async function listLibreChatSessionFiles(db: Db, session: LibreChatSessio
   const where: Prisma.FileWhereInput = session.executionId
     ? { executionId: session.executionId, source: { in: ["generated", "output"] } }
     : { librechatSessions: { some: { sessionId: session.id } } };
-  const rows = await db.file.findMany({ where: { ...where, userId: session.userId, deletedAt: null }, orderBy: [{ createdAt: "asc" }, { path: "asc" }] });
+  const rows = await db.file.findMany({
+    where: { ...where, userId: session.userId, deletedAt: null },
+    orderBy: [{ createdAt: "asc" }, { path: "asc" }],
+  });
   return rows.map(fileFromPrisma);
 }
 
 /** One live file of a session, or null when it is not part of that session. */
-export async function findLibreChatSessionFile(db: Db, session: LibreChatSessionRow, fileId: string): Promise<FileRow | null> {
+export async function findLibreChatSessionFile(
+  db: Db,
+  session: LibreChatSessionRow,
+  fileId: string,
+): Promise<FileRow | null> {
   const row = await db.file.findFirst({ where: { id: fileId, userId: session.userId, deletedAt: null } });
   if (!row) return null;
   const file = fileFromPrisma(row);
   if (session.executionId) return file.executionId === session.executionId && file.source !== "upload" ? file : null;
-  const link = await db.libreChatSessionFile.findUnique({ where: { sessionId_fileId: { sessionId: session.id, fileId } } });
+  const link = await db.libreChatSessionFile.findUnique({
+    where: { sessionId_fileId: { sessionId: session.id, fileId } },
+  });
   return link ? file : null;
 }

@@ -12,7 +12,9 @@ export const EXECUTION_COLUMNS = `id, user_id AS "userId", chat_id AS "chatId", 
  * The files columns in the shape of types.ts but for `size` (int8 comes back as text), qualified by table
  * alias `t`. As plain columns `fileFromRow` finishes a row; aggregated with json_agg, `fileFromJson`.
  */
-export const fileColumns = (t: string) => `${t}.id, ${t}.user_id AS "userId", ${t}.name, ${t}.size::text AS size, ${t}.sha256,
+export const fileColumns = (
+  t: string,
+) => `${t}.id, ${t}.user_id AS "userId", ${t}.name, ${t}.size::text AS size, ${t}.sha256,
   ${t}.mime_type AS "mimeType", ${t}.storage_key AS "storageKey", ${t}.source::text AS source, ${t}.chat_id AS "chatId",
   ${t}.message_id AS "messageId", ${t}.execution_id AS "executionId", ${t}.path, ${t}.derived_from_id AS "derivedFromId",
   ${t}.created_at AS "createdAt", ${t}.deleted_at AS "deletedAt"`;

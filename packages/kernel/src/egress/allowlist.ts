@@ -23,7 +23,8 @@ const NAME = /^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-
 function parsePort(text: string | undefined, entry: string): number[] {
   if (text === undefined) return DEFAULT_PORTS;
   const port = Number(text);
-  if (!Number.isInteger(port) || port < 1 || port > 65_535) throw new EgressRuleError(`bad port in egress entry "${entry}"`);
+  if (!Number.isInteger(port) || port < 1 || port > 65_535)
+    throw new EgressRuleError(`bad port in egress entry "${entry}"`);
   return [port];
 }
 
@@ -41,9 +42,11 @@ export function parseEgressRule(raw: string): EgressRule {
   const entry = raw.trim().toLowerCase();
   // [v6 address or range] with an optional port
   const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(entry);
-  if (bracketed) return { kind: "range", range: parseRange(bracketed[1] ?? "", entry), ports: parsePort(bracketed[2], entry) };
+  if (bracketed)
+    return { kind: "range", range: parseRange(bracketed[1] ?? "", entry), ports: parsePort(bracketed[2], entry) };
   const [host, port, ...rest] = entry.split(":");
-  if (host === undefined || rest.length > 0) throw new EgressRuleError(`bad egress entry "${raw}" (bracket IPv6 addresses)`);
+  if (host === undefined || rest.length > 0)
+    throw new EgressRuleError(`bad egress entry "${raw}" (bracket IPv6 addresses)`);
   const ports = parsePort(port, entry);
   const bare = host.split("/")[0] ?? "";
   if (ipaddr.isValid(bare)) return { kind: "range", range: parseRange(host, entry), ports };
@@ -62,7 +65,9 @@ export function parseEgressAllowlist(text: string): EgressRule[] {
 /** An address as ipaddr.js sees it, with IPv4-mapped IPv6 (::ffff:10.0.0.1) unwrapped so ranges apply. */
 function normalize(address: string): ipaddr.IPv4 | ipaddr.IPv6 {
   const addr = ipaddr.parse(address);
-  return addr.kind() === "ipv6" && (addr as ipaddr.IPv6).isIPv4MappedAddress() ? (addr as ipaddr.IPv6).toIPv4Address() : addr;
+  return addr.kind() === "ipv6" && (addr as ipaddr.IPv6).isIPv4MappedAddress()
+    ? (addr as ipaddr.IPv6).toIPv4Address()
+    : addr;
 }
 
 function inRange(addr: ipaddr.IPv4 | ipaddr.IPv6, range: [ipaddr.IPv4 | ipaddr.IPv6, number]): boolean {
@@ -87,7 +92,8 @@ export class EgressPolicy {
   allowsName(host: string, port: number): boolean {
     const name = host.toLowerCase().replace(/\.$/, "");
     return this.rules.some(
-      (r) => r.kind === "name" && r.ports.includes(port) && (r.wildcard ? name.endsWith(`.${r.name}`) : name === r.name),
+      (r) =>
+        r.kind === "name" && r.ports.includes(port) && (r.wildcard ? name.endsWith(`.${r.name}`) : name === r.name),
     );
   }
 

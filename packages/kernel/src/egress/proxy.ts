@@ -76,14 +76,20 @@ export async function startEgressProxy(opts: EgressProxyOptions): Promise<Egress
       addresses = await lookup(req.hostname, { all: true, verbatim: true });
       if (addresses.length === 0) throw new Error("no addresses");
     } catch {
-      log.info({ kernel, method, host: req.hostname, port: req.port, allowed: false }, "egress refused: name does not resolve");
+      log.info(
+        { kernel, method, host: req.hostname, port: req.port, allowed: false },
+        "egress refused: name does not resolve",
+      );
       throw new RequestError(`egress proxy: cannot resolve ${req.hostname}`, 502);
     }
     let reason = "";
     for (const address of addresses.slice(0, 8)) {
       const decision = policy.decide(req.hostname, address.address, req.port);
       if (decision.allowed) {
-        log.info({ kernel, method, host: req.hostname, port: req.port, address: address.address, allowed: true }, "egress allowed");
+        log.info(
+          { kernel, method, host: req.hostname, port: req.port, address: address.address, allowed: true },
+          "egress allowed",
+        );
         return { dnsLookup: pinnedLookup(address) as unknown as PrepareRequestFunctionResult["dnsLookup"] };
       }
       reason ||= decision.reason;
@@ -98,7 +104,9 @@ export async function startEgressProxy(opts: EgressProxyOptions): Promise<Egress
     prepareRequestFunction: (req) => withTimeout(prepare(req), resolveTimeoutMs),
   });
   // Failed upstream connections are the kernel's business (it sees the 502); keep them out of our error log.
-  server.on("requestFailed", ({ error }: { error: Error }) => log.debug({ err: error.message }, "egress request failed"));
+  server.on("requestFailed", ({ error }: { error: Error }) =>
+    log.debug({ err: error.message }, "egress request failed"),
+  );
   await rm(opts.socketPath, { force: true });
   await new Promise<void>((resolve, reject) => {
     server.server.once("error", reject);

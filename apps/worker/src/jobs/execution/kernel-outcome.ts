@@ -7,7 +7,8 @@ const MiB = 1024 ** 2;
 /** Why an execution whose kernel died failed: over its memory cap (the kernel's cgroup says so), or a crash. */
 export function diedFailure(outcome: Pick<ExecutionOutcome, "outOfMemory">): { code: string; message: string } {
   if (outcome.outOfMemory) {
-    const limit = outcome.outOfMemory.limitBytes === null ? "" : ` of ${Math.round(outcome.outOfMemory.limitBytes / MiB)} MB`;
+    const limit =
+      outcome.outOfMemory.limitBytes === null ? "" : ` of ${Math.round(outcome.outOfMemory.limitBytes / MiB)} MB`;
     return {
       code: "memory_limit",
       message:
@@ -31,7 +32,11 @@ export const KERNEL_RESET_NOTE =
  * A note for an execution that runs on a new kernel although the message's earlier executions ran on
  * another one. Null for a message's first kernel.
  */
-export async function kernelResetNote(db: Db, exec: { id: string; userId: string; messageId: string; createdAt: Date }, kernelId: string): Promise<string | null> {
+export async function kernelResetNote(
+  db: Db,
+  exec: { id: string; userId: string; messageId: string; createdAt: Date },
+  kernelId: string,
+): Promise<string | null> {
   const previous = await previousKernelId(db, exec);
   return previous !== null && previous !== kernelId ? KERNEL_RESET_NOTE : null;
 }

@@ -28,7 +28,10 @@ export async function applyMemoryLimit(ctx: ExecutionContext, lease: KernelLease
   if (bytes === undefined) return lease;
   for (let attempt = 1; ; attempt++) {
     const change = await lease.session.setMemoryLimit(bytes).catch((err: unknown) => {
-      ctx.log.warn({ err: normalizeError(err).message, kernelId: lease.session.id }, "could not set the kernel's memory limit");
+      ctx.log.warn(
+        { err: normalizeError(err).message, kernelId: lease.session.id },
+        "could not set the kernel's memory limit",
+      );
       return null;
     });
     if (change === null) {
@@ -36,16 +39,29 @@ export async function applyMemoryLimit(ctx: ExecutionContext, lease: KernelLease
       return lease;
     }
     if (change.applied) {
-      if (change.previousBytes !== bytes) ctx.log.info({ kernelId: lease.session.id, memoryMb: bytes / MiB, previousMb: change.previousBytes === null ? null : change.previousBytes / MiB }, "kernel memory limit set");
+      if (change.previousBytes !== bytes)
+        ctx.log.info(
+          {
+            kernelId: lease.session.id,
+            memoryMb: bytes / MiB,
+            previousMb: change.previousBytes === null ? null : change.previousBytes / MiB,
+          },
+          "kernel memory limit set",
+        );
       return lease;
     }
     const usageMb = Math.ceil(change.usageBytes / MiB);
     if (attempt >= 2) {
       // The execution fails either way; a kernel the release could not shut down is swept as an orphan.
       await ctx.deps.broker.release(ctx.turn, lease, { discard: true }).catch(() => undefined);
-      throw new MemoryRequestTooSmallError(`a new kernel already holds ${usageMb} MB, more than the ${bytes / MiB} MB this execution may use`);
+      throw new MemoryRequestTooSmallError(
+        `a new kernel already holds ${usageMb} MB, more than the ${bytes / MiB} MB this execution may use`,
+      );
     }
-    ctx.log.info({ kernelId: lease.session.id, usageMb, memoryMb: bytes / MiB }, "the kernel holds more than this execution's memory limit; taking a fresh one");
+    ctx.log.info(
+      { kernelId: lease.session.id, usageMb, memoryMb: bytes / MiB },
+      "the kernel holds more than this execution's memory limit; taking a fresh one",
+    );
     await ctx.deps.broker.release(ctx.turn, lease, { discard: true });
     lease = await confirmKernel(ctx, await acquireKernel(ctx));
   }

@@ -67,6 +67,11 @@ export async function finish(
   status: Terminal,
   data: FinishData,
 ): Promise<Terminal | "skipped"> {
-  const moved = await finishAndAnnounce({ db: deps.db, redis: deps.redis, prefix: deps.env.QUEUE_PREFIX }, id, status, data);
+  const moved = await finishAndAnnounce(
+    { db: deps.db, redis: deps.redis, prefix: deps.env.QUEUE_PREFIX },
+    id,
+    status,
+    data,
+  );
   return moved ? status : "skipped";
 }

@@ -33,12 +33,16 @@ export async function prepareWorkspace(ctx: ExecutionContext, attachments: FileR
     })),
   });
   // (placing also marked the workspace as used now, for the retention job.)
-  await layout.giveToOwner(dir, prepared.placed.filter((p) => !p.existing).map((p) => p.path));
+  await layout.giveToOwner(
+    dir,
+    prepared.placed.filter((p) => !p.existing).map((p) => p.path),
+  );
   for (const m of prepared.missing) {
     ctx.log.warn({ fileId: m.fileId }, "attachment's stored content is missing");
     ctx.notes.push(`attachment ${m.name} (${m.fileId}) is missing from storage and was not placed in /mnt/data`);
   }
-  for (const c of prepared.conflicts) ctx.notes.push(`attachment ${c.name} was not placed: that name is taken by a ${c.reason}`);
+  for (const c of prepared.conflicts)
+    ctx.notes.push(`attachment ${c.name} was not placed: that name is taken by a ${c.reason}`);
   const snapshotOpts = { include: splitGlobs(env.CAPTURE_INCLUDE), exclude: splitGlobs(env.CAPTURE_EXCLUDE) };
   // Attachments copied just now hash as their blob: the "before" snapshot need not read them again.
   const before = await snapshotWorkspace(dir, { ...snapshotOpts, known: prepared.knownHashes });

@@ -14,11 +14,21 @@ import type { RunResult } from "./run-code";
  * here a Postgres or Redis blip is waited out in place, because a retried job would find the execution
  * running and could only fail it. Capture and registration are idempotent.
  */
-export async function recordOutcome(ctx: ExecutionContext, lease: KernelLease, ws: PreparedWorkspace, run: RunResult): Promise<Terminal | "skipped"> {
+export async function recordOutcome(
+  ctx: ExecutionContext,
+  lease: KernelLease,
+  ws: PreparedWorkspace,
+  run: RunResult,
+): Promise<Terminal | "skipped"> {
   return retryTransient(() => recordOnce(ctx, lease, ws, run), ctx.log);
 }
 
-async function recordOnce(ctx: ExecutionContext, lease: KernelLease, ws: PreparedWorkspace, run: RunResult): Promise<Terminal | "skipped"> {
+async function recordOnce(
+  ctx: ExecutionContext,
+  lease: KernelLease,
+  ws: PreparedWorkspace,
+  run: RunResult,
+): Promise<Terminal | "skipped"> {
   const { env, db, blobs } = ctx.deps;
   const files = createFileStore({ db, blobs, log: ctx.log });
   const { exec, pub } = ctx;
@@ -31,12 +41,22 @@ async function recordOnce(ctx: ExecutionContext, lease: KernelLease, ws: Prepare
     maxFileBytes: env.MAX_GENERATED_FILE_BYTES,
     maxTotalBytes: env.MAX_GENERATED_TOTAL_BYTES,
   });
-  const fileCtx = { db, files, userId: exec.userId, chatId: exec.chatId, messageId: exec.messageId, executionId: exec.id };
+  const fileCtx = {
+    db,
+    files,
+    userId: exec.userId,
+    chatId: exec.chatId,
+    messageId: exec.messageId,
+    executionId: exec.id,
+  };
   const captured = await captureFiles(
     { ...fileCtx, workspaceDir, maxFileBytes: env.MAX_GENERATED_FILE_BYTES, attachmentByPath: ws.attachmentByPath },
     diff,
     async (f) => {
-      await pub.publish({ type: "file", file: { id: f.id, name: f.name, path: f.path ?? f.name, size: f.size, mimeType: f.mimeType } });
+      await pub.publish({
+        type: "file",
+        file: { id: f.id, name: f.name, path: f.path ?? f.name, size: f.size, mimeType: f.mimeType },
+      });
     },
   );
   const outputs = await storeRichOutputs({ ...fileCtx, workspaceDirs: run.realDirs }, outcome.outputs);
@@ -47,7 +67,9 @@ async function recordOnce(ctx: ExecutionContext, lease: KernelLease, ws: Prepare
     stdout: back(outcome.stdout),
     stderr: back(outcome.stderr),
     outputs,
-    error: outcome.error ? { ename: outcome.error.ename, evalue: back(outcome.error.evalue), traceback: outcome.error.traceback.map(back) } : null,
+    error: outcome.error
+      ? { ename: outcome.error.ename, evalue: back(outcome.error.evalue), traceback: outcome.error.traceback.map(back) }
+      : null,
     truncated: outcome.truncated,
     // Hidden files, caches and configured excludes are policy, not news: only report what a user would
     // have expected back (limits, symlinks, special files).
@@ -64,5 +86,9 @@ async function recordOnce(ctx: ExecutionContext, lease: KernelLease, ws: Prepare
     captureMs,
     filesCaptured: captured.files.length,
   };
-  return finish(ctx.deps, exec.id, STATUS_BY_OUTCOME[outcome.status], { result, failure: outcomeFailure(outcome), metrics });
+  return finish(ctx.deps, exec.id, STATUS_BY_OUTCOME[outcome.status], {
+    result,
+    failure: outcomeFailure(outcome),
+    metrics,
+  });
 }

@@ -58,7 +58,11 @@ export async function runCode(ctx: ExecutionContext, lease: KernelLease, realDir
   }
   const runMs = Date.now() - tRun;
   // A KeyboardInterrupt we did not send: the kernel was shut down under the code (deleted on the server).
-  if (outcome.status === "error" && outcome.error?.ename === "KeyboardInterrupt" && !(await broker.kernelExists(lease.session.id).catch(() => true))) {
+  if (
+    outcome.status === "error" &&
+    outcome.error?.ename === "KeyboardInterrupt" &&
+    !(await broker.kernelExists(lease.session.id).catch(() => true))
+  ) {
     outcome.status = "died";
   }
   const discard = outcome.status === "died" || outcome.kernelRestarted;
@@ -66,7 +70,10 @@ export async function runCode(ctx: ExecutionContext, lease: KernelLease, realDir
     // Processes the code started (a fork bomb, a background job) outlive the interrupt: kill(-1) in the
     // kernel's own pid namespace reaches exactly them.
     await lease.session
-      .execute("import os as _ci_os, signal as _ci_sig\ntry:\n    _ci_os.kill(-1, _ci_sig.SIGKILL)\nexcept ProcessLookupError:\n    pass\ndel _ci_os, _ci_sig", { timeoutMs: 5000 })
+      .execute(
+        "import os as _ci_os, signal as _ci_sig\ntry:\n    _ci_os.kill(-1, _ci_sig.SIGKILL)\nexcept ProcessLookupError:\n    pass\ndel _ci_os, _ci_sig",
+        { timeoutMs: 5000 },
+      )
       // The kernel may be gone or busy; leftover processes die with the kernel when it is discarded.
       .catch(() => undefined);
   }
