@@ -46,27 +46,30 @@ beforeAll(async () => {
   ed = await generateKeyPair("EdDSA", { extractable: true });
   rsa = await generateKeyPair("RS256", { extractable: true });
   stranger = await generateKeyPair("EdDSA", { extractable: true });
-  const keys = [
-    { ...(await exportJWK(ed.publicKey)), kid: "lc-codeapi-2026-05", alg: "EdDSA", use: "sig" },
-    { ...(await exportJWK(rsa.publicKey)), kid: "lc-rsa", alg: "RS256", use: "sig" },
-  ];
-  jwks = http.createServer((_req, res) =>
-    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ keys })),
-  );
-  await new Promise<void>((r) => jwks.listen(0, "127.0.0.1", r));
-  stack = await startTestStack({
-    env: { LIBRECHAT_JWT_JWKS_URL: `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks.json` },
-  });
-  base = `${stack.url}/librechat/v1`;
-});
-afterAll(async () => {
-  // The API's keep-alive connections to the JWKS server end with that server.
-  jwks?.closeAllConnections();
-  await new Promise((r) => jwks?.close(r));
-  await stack?.close();
 });
 
 describe("LibreChat JWTs", () => {
+  beforeAll(async () => {
+    const keys = [
+      { ...(await exportJWK(ed.publicKey)), kid: "lc-codeapi-2026-05", alg: "EdDSA", use: "sig" },
+      { ...(await exportJWK(rsa.publicKey)), kid: "lc-rsa", alg: "RS256", use: "sig" },
+    ];
+    jwks = http.createServer((_req, res) =>
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ keys })),
+    );
+    await new Promise<void>((r) => jwks.listen(0, "127.0.0.1", r));
+    stack = await startTestStack({
+      env: { LIBRECHAT_JWT_JWKS_URL: `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks.json` },
+    });
+    base = `${stack.url}/librechat/v1`;
+  });
+  afterAll(async () => {
+    // The API's keep-alive connections to the JWKS server end with that server.
+    jwks?.closeAllConnections();
+    await new Promise((r) => jwks?.close(r));
+    await stack?.close();
+  });
+
   it("accepts valid EdDSA and RS256 tokens from a JWKS; the subject is the LibreChat user", async () => {
     const a = await toolAs("alice", () => token(ed, "EdDSA", "alice")).invoke(
       toolCall({ lang: "py", code: "print('ed ok')" }),
@@ -129,10 +132,13 @@ describe("LibreChat JWTs", () => {
       toolAs("alice", async () => cases[0]!).invoke(toolCall({ lang: "py", code: "print(1)" })),
     ).rejects.toThrow(/Code execution is not authorized/);
   });
+});
 
+// After the JWKS stack above is closed: the socket-leak checks count the whole process's sockets, and that
+// stack's worker (its kernel pool refilling) would open some while this one's check runs.
+describe("LibreChat JWTs with a PEM key", () => {
   it("verifies with a configured public key (PEM) too", async () => {
-    // The other configuration, on a stack of its own (no worker needed to check auth), closed here so the
-    // two stacks' socket-leak checks do not count each other's sockets.
+    // The other configuration, on a stack of its own (no worker needed to check auth).
     const pemStack = await startTestStack({
       worker: false,
       env: { LIBRECHAT_JWT_PUBLIC_KEY: await exportSPKI(rsa.publicKey), LIBRECHAT_ANONYMOUS_TENANT: "open-tenant" },

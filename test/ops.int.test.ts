@@ -15,7 +15,8 @@ let api: ReturnType<typeof client>;
 let userKey: string;
 
 beforeAll(async () => {
-  stack = await startTestStack();
+  // A fixed pool of two (no demand sizing): the kernel gauges below are exact.
+  stack = await startTestStack({ env: { KERNEL_POOL_MAX_SIZE: "2" } });
   const user = await stack.newUser("ops-user");
   userKey = user.key;
   api = client(stack.url, user.key);

@@ -16,7 +16,7 @@ beforeAll(async () => {
     env: {
       KERNEL_POOL_SIZE: "1",
       KERNEL_POOL_MAX_SIZE: "4",
-      KERNEL_POOL_DEMAND_WINDOW_MS: "45000",
+      KERNEL_POOL_DEMAND_WINDOW_MS: "60000",
       MAX_LIVE_KERNELS: "16",
     },
   });
@@ -29,7 +29,7 @@ afterAll(async () => {
 });
 
 describe("a pool sized by demand", () => {
-  it("grows after a burst of new messages and shrinks back once they stop", { timeout: 170_000 }, async () => {
+  it("grows after a burst of new messages and shrinks back once they stop", { timeout: 240_000 }, async () => {
     const poolKernels = async () => (await redis.hkeys(`${stack.queuePrefix}:kernel:pool-owners`)).length;
     await expect.poll(poolKernels, { timeout: 60_000, interval: 200 }).toBe(1);
     const done = await Promise.all(
@@ -37,8 +37,9 @@ describe("a pool sized by demand", () => {
     );
     expect(done.map((d) => d.result.stdout)).toEqual(Array(5).fill("1\n"));
     // More than KERNEL_POOL_SIZE kernels wait ready while the burst is recent...
-    await expect.poll(poolKernels, { timeout: 30_000, interval: 100 }).toBeGreaterThan(1);
+    // (Kernel starts take seconds each, and much longer on a loaded machine: wait most of the window.)
+    await expect.poll(poolKernels, { timeout: 55_000, interval: 100 }).toBeGreaterThan(1);
     // ...and the pool is back to KERNEL_POOL_SIZE once it is not.
-    await expect.poll(poolKernels, { timeout: 60_000, interval: 200 }).toBe(1);
+    await expect.poll(poolKernels, { timeout: 100_000, interval: 200 }).toBe(1);
   });
 });

@@ -44,11 +44,19 @@ describe("preloaded pool kernels", () => {
 });
 
 describe("matplotlib's font cache", () => {
-  it("a sandboxed kernel starts with the server's prepared font cache in its own config dir", async () => {
-    const done = await api.run({
-      messageId: "pre-fonts",
-      code: "import os\nd = os.environ['MPLCONFIGDIR']\nprint(d, any(n.startswith('fontlist-') for n in os.listdir(d)), os.access(d, os.W_OK))",
-    });
-    expect(done.result.stdout).toBe("/tmp/matplotlib True True\n");
-  });
+  it(
+    "a sandboxed kernel starts with the server's prepared font cache in its own config dir",
+    { timeout: 150_000 },
+    async () => {
+      const done = await api.run(
+        {
+          messageId: "pre-fonts",
+          code: "import os\nd = os.environ['MPLCONFIGDIR']\nprint(d, any(n.startswith('fontlist-') for n in os.listdir(d)), os.access(d, os.W_OK))",
+        },
+        120_000,
+      );
+      expect([done.status, done.failure]).toEqual(["completed", null]);
+      expect(done.result.stdout).toBe("/tmp/matplotlib True True\n");
+    },
+  );
 });

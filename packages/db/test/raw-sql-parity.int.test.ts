@@ -74,6 +74,7 @@ describe("rows read through the raw-SQL hot path equal the rows Prisma reads", (
       code: "x = 1",
       timeoutMs: 1,
       idempotencyKey: "k-1",
+      memoryMb: 1024,
     });
     const again = await createExecution(db, {
       userId: USER,
@@ -82,6 +83,7 @@ describe("rows read through the raw-SQL hot path equal the rows Prisma reads", (
       code: "x = 1",
       timeoutMs: 1,
       idempotencyKey: "k-1",
+      memoryMb: 1024,
     });
     expect(again.created).toBe(false);
     expectSameRow(again.execution, await viaPrisma(keyed.execution.id));
