@@ -52,6 +52,8 @@ export async function withGatewayRetry<T>(
   opts: { attempts: number; retryable: (err: unknown) => boolean },
 ): Promise<T> {
   let delay = 200;
+  // Hand-written, not p-retry: p-retry never retries a TypeError it does not know as a fetch network error,
+  // and @jupyterlab/services' NetworkError (gateway refusing or gone) is a TypeError.
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn();

@@ -1,4 +1,4 @@
-import { setTimeout as sleep } from "node:timers/promises";
+import pRetry from "p-retry";
 import type { Db } from "@codeinterp/db";
 import { isOutage } from "@codeinterp/db";
 import { GatewayUnavailableError, JupyterStartError, KernelDiedError } from "@codeinterp/kernel";
@@ -44,16 +44,23 @@ export function isTransient(err: unknown): boolean {
 }
 
 export async function retryTransient<T>(fn: () => Promise<T>, log: Logger): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (attempt >= 6 || !isTransient(err)) throw err;
-      const delay = Math.min(500 * 2 ** (attempt - 1), 8000);
-      log.warn({ err: normalizeError(err).message, attempt, delay }, "recording the outcome failed; retrying");
-      await sleep(delay);
-    }
-  }
+  // Six attempts 0.5, 1, 2, 4 and 8 s apart: about 15 s for a Postgres or Redis restart to finish.
+  return pRetry(fn, {
+    retries: 5,
+    factor: 2,
+    minTimeout: 500,
+    maxTimeout: 8000,
+    randomize: false,
+    shouldRetry: ({ error }) => isTransient(error),
+    onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
+      if (retriesLeft > 0 && isTransient(error)) {
+        log.warn(
+          { err: normalizeError(error).message, attempt: attemptNumber },
+          "recording the outcome failed; retrying",
+        );
+      }
+    },
+  });
 }
 
 export function emptyResult(notes: string[]) {
