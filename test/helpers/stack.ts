@@ -65,6 +65,9 @@ export async function startTestStack(
     RECONCILE_INTERVAL_MS: "2000",
     // Pool kernels start bare in tests (each preload costs ~1.5 s of CPU); test/preload.int.test.ts turns it on.
     KERNEL_PRELOAD: "",
+    // A fixed pool (no growth with demand): every file's stack shares the run's Jupyter server, and
+    // test/pool-demand.int.test.ts turns it on.
+    KERNEL_POOL_MAX_SIZE: "0",
     ...opts.env,
   };
   // Printed with a failed test (see failure-logs.ts); workers spawned as processes write to the same file.

@@ -20,6 +20,22 @@ import zmq as _zmq
 from jupyter_client.connect import ConnectionFileMixin as _ConnectionFileMixin
 from jupyter_server.services.kernels.kernelmanager import MappingKernelManager as _MappingKernelManager
 
+# libzmq allows 1023 sockets per context by default, and the server opens about ten per kernel with a
+# client attached: past ~100 kernels every new socket fails with EMFILE ("Too many open files") and kernel
+# starts fail. The process's file-descriptor limit is the real bound; set the context's one above it.
+_original_context_init = _zmq.Context.__init__
+
+
+def _context_init_with_room(self, *args, **kwargs):
+    _original_context_init(self, *args, **kwargs)
+    try:
+        self.set(_zmq.MAX_SOCKETS, 65536)
+    except _zmq.ZMQError:  # a context that already has sockets keeps its limit
+        pass
+
+
+_zmq.Context.__init__ = _context_init_with_room
+
 _original_create_connected_socket = _ConnectionFileMixin._create_connected_socket
 
 

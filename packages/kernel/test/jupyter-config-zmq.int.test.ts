@@ -23,7 +23,7 @@ def free():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 km = KernelManager(ip="127.0.0.1", shell_port=free(), control_port=free(), iopub_port=free(), stdin_port=free(), hb_port=free())
 sock = km.connect_control()
-out = {"sndtimeo": sock.getsockopt(zmq.SNDTIMEO), "reconnectIvlMax": sock.getsockopt(zmq.RECONNECT_IVL_MAX)}
+out = {"sndtimeo": sock.getsockopt(zmq.SNDTIMEO), "reconnectIvlMax": sock.getsockopt(zmq.RECONNECT_IVL_MAX), "maxSockets": zmq.Context().get(zmq.MAX_SOCKETS)}
 sock.setsockopt(zmq.SNDHWM, 1)
 if out["sndtimeo"] < 0:
     sock.setsockopt(zmq.SNDTIMEO, 3000)  # only so this check ends: unpatched, the send would block forever
@@ -57,13 +57,23 @@ const check = (...args: string[]) => {
 };
 
 describe("the ZMQ safety config for jupyter_server 1.23 / jupyter_client 7.4", () => {
-  it("stock: a send can block forever, reconnects never back off, and a dead kernel's buffered streams stay open", () => {
-    expect(check()).toMatchObject({ sndtimeo: -1, reconnectIvlMax: 0, bufferedStreamClosedWithDeadKernel: false });
+  it("stock: a send can block forever, reconnects never back off, a dead kernel's buffered streams stay open, and ~100 kernels exhaust the sockets", () => {
+    expect(check()).toMatchObject({
+      sndtimeo: -1,
+      reconnectIvlMax: 0,
+      bufferedStreamClosedWithDeadKernel: false,
+      maxSockets: 1023,
+    });
   });
 
-  it("patched: a send that cannot proceed gives up after 1 s, reconnects back off to 5 s, and the streams close", () => {
+  it("patched: a send that cannot proceed gives up after 1 s, reconnects back off to 5 s, the streams close, and sockets are bounded by file descriptors", () => {
     const r = check(join(tmp, "snippet.py"));
-    expect(r).toMatchObject({ sndtimeo: 1000, reconnectIvlMax: 5000, bufferedStreamClosedWithDeadKernel: true });
+    expect(r).toMatchObject({
+      sndtimeo: 1000,
+      reconnectIvlMax: 5000,
+      bufferedStreamClosedWithDeadKernel: true,
+      maxSockets: 65536,
+    });
     expect(r.sendGaveUpAfterS).toBeLessThan(2);
   });
 
