@@ -72,14 +72,15 @@ describe("a ceiling of two live kernels", () => {
   });
   afterAll(async () => stack?.close());
 
-  it("three times as many messages as the ceiling, each importing pandas, all complete; the server never has more than two kernels, and the waits are counted", async () => {
-    const api = client(stack.url, (await stack.newUser("six")).key);
+  it("five messages submitted at once all complete, the server never has more than two kernels, and the waits are counted", async () => {
+    const api = client(stack.url, (await stack.newUser("five")).key);
     const kernels = await countKernels();
-    const six = [1, 2, 3, 4, 5, 6];
-    const code = (i: number) =>
-      `import time\nimport pandas as pd\ntime.sleep(0.5)\nprint(${i}, len(pd.DataFrame({"a": range(${i})})))`;
-    const runs = await Promise.all(six.map((i) => api.run({ messageId: `six-${i}`, code: code(i) }, 120_000)));
-    expect(runs.map((r) => [r.status, r.result?.stdout])).toEqual(six.map((i) => ["completed", `${i} ${i}\n`]));
+    const runs = await Promise.all(
+      [1, 2, 3, 4, 5].map((i) =>
+        api.run({ messageId: `five-${i}`, code: `import time\ntime.sleep(0.5)\nprint(${i})` }, 90_000),
+      ),
+    );
+    expect(runs.map((r) => [r.status, r.result?.stdout])).toEqual([1, 2, 3, 4, 5].map((i) => ["completed", `${i}\n`]));
     expect(await kernels.stop()).toBeLessThanOrEqual(2);
     const redis = createRedis(stack.env.REDIS_URL!, { name: "test" });
     try {
