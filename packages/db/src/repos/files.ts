@@ -6,20 +6,9 @@ import { fileColumns, fileFromPrisma, fileFromRow } from "./rows";
 import type { FileTextRow } from "./rows";
 import type { FileRow, FileSource } from "../types";
 
-export interface NewFile {
-  userId: string;
-  name: string;
-  size: number;
-  sha256: string;
-  mimeType: string;
-  storageKey: string;
-  source: FileSource;
-  chatId?: string | null;
-  messageId?: string | null;
-  executionId?: string | null;
-  path?: string | null;
-  derivedFromId?: string | null;
-}
+/** A file row to insert: the row's own fields, with the links to where it came from optional. */
+export type NewFile = Pick<FileRow, "userId" | "name" | "size" | "sha256" | "mimeType" | "storageKey" | "source"> &
+  Partial<Pick<FileRow, "chatId" | "messageId" | "executionId" | "path" | "derivedFromId">>;
 
 export async function createFile(db: Db, input: NewFile): Promise<FileRow> {
   return fileFromPrisma(
