@@ -73,7 +73,7 @@ export class WorkspaceLayout {
     await this.makeDir(dir);
     const uid = UID_BASE + randomInt(UID_SPAN);
     await lchown(dir, uid, uid);
-    return { dir, path: this.kernelPath(dir), disposable: true };
+    return { dir, path: this.kernelPath(dir), disposable: true, kernelDir: VIRTUAL_ROOT };
   }
 
   /**

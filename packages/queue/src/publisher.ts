@@ -8,12 +8,15 @@ export interface EventPublisher {
   end(status: Extract<ExecutionEventBody, { type: "done" }>["status"]): Promise<void>;
 }
 
-// Append to the execution's stream and publish with the stream id in one round trip, atomically, so live
-// subscribers and replays agree on order and identity.
+// Append each event to the execution's stream and publish it with its stream id, in one round trip and
+// atomically, so live subscribers and replays agree on order and identity. ARGV: ttl, cap, event...
 const APPEND_AND_PUBLISH = `
-local id = redis.call("XADD", KEYS[1], "MAXLEN", "~", ARGV[3], "*", "e", ARGV[1])
-redis.call("PEXPIRE", KEYS[1], ARGV[2])
-redis.call("PUBLISH", KEYS[2], id .. " " .. ARGV[1])
+local id
+for i = 3, #ARGV do
+  id = redis.call("XADD", KEYS[1], "MAXLEN", "~", ARGV[2], "*", "e", ARGV[i])
+  redis.call("PUBLISH", KEYS[2], id .. " " .. ARGV[i])
+end
+redis.call("PEXPIRE", KEYS[1], ARGV[1])
 return id`;
 
 export interface PublisherOptions {
@@ -33,15 +36,14 @@ export function createEventPublisher(
   const keys = [executionLogKey(prefix, executionId), executionChannel(prefix, executionId)];
   const ttl = String(opts.logTtlMs ?? 3600_000);
   const cap = String(opts.maxLogEvents ?? 5000);
-  const publish = async (event: ExecutionEventBody) => {
+  const append = async (...events: ExecutionEventBody[]) => {
     // Events are a live view: the database row is the record, and readers fall back to it.
-    await redis.eval(APPEND_AND_PUBLISH, 2, ...keys, JSON.stringify(event), ttl, cap).catch(() => undefined);
+    await redis
+      .eval(APPEND_AND_PUBLISH, 2, ...keys, ttl, cap, ...events.map((e) => JSON.stringify(e)))
+      .catch(() => undefined);
   };
   return {
-    publish,
-    // Commands on one connection run in order, so issuing both at once keeps status before done.
-    end: async (status) => {
-      await Promise.all([publish({ type: "status", status }), publish({ type: "done", status })]);
-    },
+    publish: (event) => append(event),
+    end: (status) => append({ type: "status", status }, { type: "done", status }),
   };
 }

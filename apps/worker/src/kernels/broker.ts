@@ -28,6 +28,8 @@ export interface KernelLease {
   reused: boolean;
   /** A new kernel because the message's previous one was shut down to stay under the live-kernel ceiling. */
   stateReset: boolean;
+  /** The workspace path this kernel already starts every cell in (a sandboxed pool kernel's /mnt/data). */
+  enteredDir?: string;
   /** Time spent getting a ready kernel (ms). */
   acquireMs: number;
   /**

@@ -15,13 +15,17 @@ export function createKernelMappings(redis: Redis, prefix: string, ttlMs: number
 
   return {
     async read(messageKey: string): Promise<KernelMapping | null> {
-      const raw = await redis.get(mapKey(messageKey));
-      if (!raw) return null;
-      try {
-        return JSON.parse(raw) as KernelMapping;
-      } catch {
-        return null;
-      }
+      return parseMapping(await redis.get(mapKey(messageKey)));
+    },
+    /**
+     * The mapping, and whether `markKey` exists (the Jupyter surface's restart mark), in one round trip: what
+     * a turn needs to know of its message before it takes a kernel.
+     */
+    async readWithMark(messageKey: string, markKey: string): Promise<{ mapping: KernelMapping | null; marked: boolean }> {
+      const replies = await redis.pipeline().get(mapKey(messageKey)).exists(markKey).exec();
+      const [[mapErr, raw] = [], [markErr, marked] = []] = replies ?? [];
+      if (mapErr ?? markErr) throw mapErr ?? markErr;
+      return { mapping: parseMapping(raw), marked: marked === 1 };
     },
     /** The message's kernel, used at `lastUsed`. */
     async record(messageKey: string, kernelId: string, lastUsed: number): Promise<void> {
@@ -51,6 +55,15 @@ export function createKernelMappings(redis: Redis, prefix: string, ttlMs: number
       return (await redis.getdel(evictedKey(messageKey))) !== null;
     },
   };
+}
+
+function parseMapping(raw: unknown): KernelMapping | null {
+  if (typeof raw !== "string" || !raw) return null;
+  try {
+    return JSON.parse(raw) as KernelMapping;
+  } catch {
+    return null;
+  }
 }
 
 export type KernelMappings = ReturnType<typeof createKernelMappings>;

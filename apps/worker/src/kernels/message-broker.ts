@@ -51,6 +51,11 @@ export function isLive(session: KernelSession): boolean {
   return !session.isDead && session.connection.connectionStatus === "connected" && session.status !== "dead";
 }
 
+interface TurnState {
+  mapping: KernelMapping | null;
+  resetAsked: boolean;
+}
+
 /** A turn as the broker sees it: the lock, and what it reserved for a kernel start. */
 class Turn implements MessageTurn {
   /** A place under the ceiling reserved by makeRoom and not used yet. */
@@ -60,6 +65,8 @@ class Turn implements MessageTurn {
   constructor(
     readonly messageKey: string,
     public mapping: KernelMapping | null,
+    /** A restart was asked for (the Jupyter surface): this turn starts the message on a fresh kernel. */
+    public resetAsked: boolean,
     private readonly lock: HeldLock,
   ) {}
 
@@ -99,6 +106,12 @@ export function createMessageKernelBroker(
   const poolLeaseMs = heartbeatMs * 6;
   const mappings = createKernelMappings(redis, prefix, messageLeaseMs);
   const readMapping = (messageKey: string) => mappings.read(messageKey);
+  // A restart asked for through the API (the Jupyter surface) is read with the mapping at the turn's start.
+  const readTurnState = (messageKey: string) =>
+    mappings.readWithMark(messageKey, kernelResetKey(prefix, messageKey)).then(({ mapping, marked }) => ({
+      mapping,
+      resetAsked: marked,
+    }));
   // When this worker last released each message kernel it holds a session to.
   const lastReleased = new Map<string, number>();
   // Sessions this worker already has a websocket to, so reusing a kernel costs no reconnect.
@@ -180,8 +193,8 @@ export function createMessageKernelBroker(
 
   /** The message's kernel, used at `lastUsed` (the idle sweep and the ceiling's eviction go by it). */
   async function recordMapping(messageKey: string, kernelId: string, lastUsed: number) {
-    await mappings.record(messageKey, kernelId, lastUsed);
-    await live.extend([kernelId], messageLeaseMs);
+    // Independent keys: sent together, one round trip.
+    await Promise.all([mappings.record(messageKey, kernelId, lastUsed), live.extend([kernelId], messageLeaseMs)]);
   }
 
   async function forget(messageKey: string, kernelId: string, shutdown: boolean) {
@@ -198,12 +211,12 @@ export function createMessageKernelBroker(
   async function startTurn(
     messageKey: string,
     lock: HeldLock,
-    early: Promise<KernelMapping | null | undefined>,
+    early: Promise<TurnState | undefined>,
   ): Promise<Turn> {
     try {
       // The early read is valid only if the lock was free at the first try (then it ran under it).
-      const earlyMapping = lock.firstTry ? await early : undefined;
-      return new Turn(messageKey, earlyMapping === undefined ? await readMapping(messageKey) : earlyMapping, lock);
+      const state = (lock.firstTry ? await early : undefined) ?? (await readTurnState(messageKey));
+      return new Turn(messageKey, state.mapping, state.resetAsked, lock);
     } catch (err) {
       await lock.release();
       throw err;
@@ -211,7 +224,10 @@ export function createMessageKernelBroker(
   }
 
   /** A new kernel for the turn: a pool kernel its workspace can adopt, or one started in a reserved place. */
-  async function newKernel(turn: Turn, req: AcquireRequest): Promise<{ session: KernelSession; pooled: boolean }> {
+  async function newKernel(
+    turn: Turn,
+    req: AcquireRequest,
+  ): Promise<{ session: KernelSession; pooled: boolean; enteredDir?: string }> {
     const fromPool = pool.take();
     if (fromPool) {
       // It started and preloaded at the background CPU weight; the message's code runs at the normal one.
@@ -229,7 +245,11 @@ export function createMessageKernelBroker(
           await live.drop(fromPool.session.id).catch(() => undefined);
           throw err;
         }
-        return { session: fromPool.session, pooled: true };
+        return {
+          session: fromPool.session,
+          pooled: true,
+          ...(fromPool.slot.kernelDir ? { enteredDir: fromPool.slot.kernelDir } : {}),
+        };
       }
       pool.putBack(fromPool);
     }
@@ -258,7 +278,7 @@ export function createMessageKernelBroker(
         log.warn({ messageKey, err: err.message }, "message lock lost"),
       );
       // Sent right behind the SET NX: if the lock is ours, this read happened under it.
-      const early = readMapping(messageKey).catch(() => undefined);
+      const early = readTurnState(messageKey).catch(() => undefined);
       const lock = await locking;
       return lock && startTurn(messageKey, lock, early);
     },
@@ -271,7 +291,7 @@ export function createMessageKernelBroker(
         ...(signal ? { signal } : {}),
       });
       // undefined means "read it again under the lock" (startTurn).
-      const early = readMapping(messageKey).catch(() => undefined);
+      const early = readTurnState(messageKey).catch(() => undefined);
       return startTurn(messageKey, await locking, early);
     },
 
@@ -289,7 +309,11 @@ export function createMessageKernelBroker(
       const mapping = turn.mapping;
       // A restart asked for through the API (the Jupyter surface) is consumed under the turn: the execution
       // then starts on a fresh kernel (a message without a kernel gets a fresh one anyway).
-      const resetAsked = (await redis.del(kernelResetKey(prefix, turn.messageKey))) > 0;
+      const resetAsked = turn.resetAsked;
+      if (resetAsked) {
+        await redis.del(kernelResetKey(prefix, turn.messageKey));
+        turn.resetAsked = false;
+      }
       if (mapping && resetAsked) {
         await forget(turn.messageKey, mapping.kernelId, true);
         turn.mapping = null;
@@ -302,7 +326,7 @@ export function createMessageKernelBroker(
         await forget(turn.messageKey, mapping.kernelId, true);
         turn.mapping = null;
       }
-      const { session, pooled } = await newKernel(turn, req);
+      const { session, pooled, enteredDir } = await newKernel(turn, req);
       let stateReset: boolean;
       try {
         sessions.set(session.id, session);
@@ -323,7 +347,15 @@ export function createMessageKernelBroker(
       // A pool kernel may have been deleted on the gateway while it waited (its websocket can look alive):
       // confirmed before code is sent, overlapping the workspace's preparation, like a reused one.
       const stillThere = pooled ? { stillThere: gateway.hasKernel(session.id).catch(() => false) } : {};
-      return { session, pooled, reused: false, stateReset, acquireMs: Date.now() - started, ...stillThere };
+      return {
+        session,
+        pooled,
+        reused: false,
+        stateReset,
+        acquireMs: Date.now() - started,
+        ...(enteredDir ? { enteredDir } : {}),
+        ...stillThere,
+      };
     },
 
     async bind(messageTurn: MessageTurn, lease: KernelLease) {

@@ -2,11 +2,17 @@ import { removeWorkspaceDir } from "@codeinterp/workspace";
 import type { KernelGateway, KernelSession } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
+import { enterWorkspaceCode } from "./enter-workspace";
 
 /** Where a pooled kernel waits: its working directory, relative to the gateway root and absolute. */
 export interface PoolSlot {
   path: string;
   dir: string;
+  /**
+   * The workspace as code in the kernel will see it once a message takes the slot, when that is known now
+   * (sandboxed: /mnt/data for every message): the kernel enters it while it waits.
+   */
+  kernelDir?: string;
   /** The directory belongs to this kernel alone and is removed with it if no message adopted it. */
   disposable: boolean;
 }
@@ -199,7 +205,7 @@ export class KernelPool {
         const dropSlot = () => (slot.disposable ? removeWorkspaceDir(slot.dir).catch(() => undefined) : undefined);
         const session = this.closed
           ? null
-          : await this.startWarm(slot.path).catch(async (err: unknown) => {
+          : await this.startWarm(slot).catch(async (err: unknown) => {
               await dropSlot();
               // An unused place lapses with its lease if the drop fails.
               await place.drop().catch(() => undefined);
@@ -239,11 +245,12 @@ export class KernelPool {
    * A kernel started in the slot, with the preload run in it: a message's first analysis finds pandas and
    * matplotlib imported and their first-use costs paid (a module that does not import is skipped inside).
    */
-  private async startWarm(path: string): Promise<KernelSession> {
-    const session = await this.gateway.startKernel({ path });
-    if (this.preload && !this.closed) {
+  private async startWarm(slot: PoolSlot): Promise<KernelSession> {
+    const session = await this.gateway.startKernel({ path: slot.path });
+    const code = [this.preload, slot.kernelDir ? enterWorkspaceCode(slot.kernelDir) : ""].filter(Boolean).join("\n");
+    if (code && !this.closed) {
       const t0 = Date.now();
-      const done = await session.execute(this.preload, { timeoutMs: PRELOAD_TIMEOUT_MS }).catch(() => null);
+      const done = await session.execute(code, { timeoutMs: PRELOAD_TIMEOUT_MS }).catch(() => null);
       if (done?.status !== "ok") {
         // Still busy, or dead: no message gets a kernel in that state.
         await session.shutdown().catch(() => undefined);

@@ -1,6 +1,7 @@
 import { KernelDiedError } from "@codeinterp/kernel";
 import { normalizeError } from "@codeinterp/logger";
 import type { KernelLease } from "../../kernels/broker";
+import { enterWorkspaceCode } from "../../kernels/enter-workspace";
 import type { ExecutionContext } from "./context";
 import { STATE_RESET_NOTE } from "./kernel-outcome";
 
@@ -32,9 +33,11 @@ export async function acquireKernel(ctx: ExecutionContext): Promise<KernelLease>
         if (!lease.session.isDead) return lease;
         throw new KernelSetupError("the message's kernel is dead");
       }
-      // Once per kernel and message: a pre_run_cell hook, so the warm path pays no extra round trip.
-      const cd = await lease.session.execute(enterWorkspaceCode(kernelDir), { timeoutMs: 15_000 });
-      if (cd.status !== "ok") throw new KernelSetupError(`could not enter the workspace (${cd.status})`);
+      // Once per kernel and message (a sandboxed pool kernel did it while it waited).
+      if (lease.enteredDir !== kernelDir) {
+        const cd = await lease.session.execute(enterWorkspaceCode(kernelDir), { timeoutMs: 15_000 });
+        if (cd.status !== "ok") throw new KernelSetupError(`could not enter the workspace (${cd.status})`);
+      }
       await broker.bind(ctx.turn, lease);
       return lease;
     } catch (err) {
@@ -56,17 +59,4 @@ export async function confirmKernel(ctx: ExecutionContext, lease: KernelLease): 
   // The kernel is gone already; its mapping is replaced by the next one recorded.
   await ctx.deps.broker.release(ctx.turn, lease, { discard: true }).catch(() => undefined);
   return acquireKernel(ctx);
-}
-
-function enterWorkspaceCode(dir: string): string {
-  const d = JSON.stringify(dir);
-  return [
-    "def _ci_enter_workspace(*_args, _d=" + d + "):",
-    "    import os",
-    "    if os.getcwd() != _d:",
-    "        os.chdir(_d)",
-    "_ci_enter_workspace()",
-    "get_ipython().events.register('pre_run_cell', _ci_enter_workspace)",
-    "del _ci_enter_workspace",
-  ].join("\n");
 }
