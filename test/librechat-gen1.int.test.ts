@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import nodeFetch from "node-fetch";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { libreChatDownload, libreChatUpload, toolCall } from "./helpers/librechat";
 import { startTestStack } from "./helpers/stack";
@@ -84,7 +85,24 @@ describe("LibreChat Code Interpreter API, Gen-1 client", () => {
     expect(got.status).toBe(200);
     expect(got.bytes.toString()).toBe("12");
     const logFile = path.join(inject("testRoot"), "logs", `stack-${stack.queuePrefix.replace(/^citest-/, "")}.log`);
-    expect(await readFile(logFile, "utf8")).not.toContain(key);
+    const logged = await readFile(logFile, "utf8");
+    expect(logged).toContain("librechat execution accepted");
+    expect(logged).not.toContain(key);
+    // Nor stored: no row of any table holds it (the key itself is kept as a hash).
+    const sql = new pg.Client({ connectionString: stack.databaseUrl });
+    await sql.connect();
+    try {
+      const { rows: tables } = await sql.query<{ name: string }>(
+        "SELECT quote_ident(tablename) AS name FROM pg_tables WHERE schemaname = current_schema()",
+      );
+      expect(tables.map((t) => t.name)).toContain("executions");
+      for (const { name } of tables) {
+        const hit = await sql.query(`SELECT 1 FROM ${name} t WHERE t::text LIKE '%' || $1 || '%' LIMIT 1`, [key]);
+        expect(hit.rowCount, name).toBe(0);
+      }
+    } finally {
+      await sql.end();
+    }
   });
 
   it("lists the session with detail=full when the model passes session_id, and the next run sees its files", async () => {
@@ -100,6 +118,32 @@ describe("LibreChat Code Interpreter API, Gen-1 client", () => {
     await expect(
       tool.invoke(toolCall({ lang: "py", code: "print(open('/mnt/data/sum.txt').read())", session_id: execSession })),
     ).rejects.toThrow(/status: 403/);
+  });
+
+  it("uploads an agent's file with entity_id, which another user of the agent lists, downloads and runs with", async () => {
+    // Gen-1 LibreChat sent an agent's files with the `entity_id` field, and named the agent again as
+    // `?entity_id=` on the priming listing and the download (fileIdentifier "<session>/<fileId>?entity_id=").
+    const up = await libreChatUpload(base, {
+      userId: "alice",
+      auth: { "X-API-Key": key },
+      fields: { entity_id: "agent-9" },
+      files: [{ name: "kb.txt", bytes: "agent nine" }],
+    });
+    expect(up.status).toBe(200);
+    const sid = up.body.session_id as string;
+    const fid = up.body.files[0].fileId as string;
+    const list = (q: string) => nodeFetch(`${base}/files/${sid}?detail=summary${q}`, { headers: { "X-API-Key": key } });
+    expect((await list("&entity_id=agent-9")).status).toBe(200);
+    expect((await list("&entity_id=agent-8")).status).toBe(403);
+    const got = await libreChatDownload(base, sid, fid, "?entity_id=agent-9", { "X-API-Key": key });
+    expect(got.bytes.toString()).toBe("agent nine");
+    const tool = createTool({
+      LIBRECHAT_CODE_API_KEY: key,
+      user_id: "bob",
+      files: [{ session_id: sid, id: fid, name: "kb.txt" }],
+    });
+    const msg = await tool.invoke(toolCall({ lang: "py", code: "print(open('/mnt/data/kb.txt').read())" }));
+    expect(msg.content).toContain("stdout:\nagent nine");
   });
 
   it("answers an unsupported language with 400", async () => {

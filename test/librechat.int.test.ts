@@ -80,6 +80,8 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
   });
 
   it("reads a CSV uploaded as LibreChat's server uploads it, with pandas", async () => {
+    // The multipart shape of LibreChat's `uploadCodeEnvFile` (packages/api/src/files/code/form.ts, called from
+    // api/server/services/Files/Code/crud.js): fields kind/id, then the file part; see helpers/librechat.ts.
     const up = await libreChatUpload(base, {
       userId: "alice",
       auth,
@@ -213,6 +215,11 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
       await nodeFetch(`${base}/files/${sid}?detail=normalized&kind=user&id=alice`, { headers: auth })
     ).json()) as Array<{ id: string; name: string }>;
     expect(listed.map((f) => f.name).sort()).toEqual(["a.txt", "b.txt"]);
+    // detail=simple: the object names "<session>/<file id>", as the official server lists them.
+    const simple = (await (
+      await nodeFetch(`${base}/files/${sid}?detail=simple&kind=user&id=alice`, { headers: auth })
+    ).json()) as string[];
+    expect(simple.sort()).toEqual(listed.map((f) => `${sid}/${f.id}`).sort());
     // The client's own session listing (dist/cjs/tools/ProgrammaticToolCalling.cjs fetchSessionFiles: detail=full, kind/id).
     const viaClient = await fetchSessionFiles(base, sid, { kind: "user", id: "alice" }, auth);
     expect(viaClient.map((f) => [f.name, f.storage_session_id, f.id]).sort()).toEqual(
@@ -258,6 +265,14 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
       "big.bin:error",
       "ok.txt:success",
     ]);
+    // An /exec body past the JSON limit (6 x MAX_CODE_BYTES, 3 MiB by default) is 413 in LibreChat's error shape.
+    const huge = await nodeFetch(`${base}/exec`, {
+      method: "POST",
+      headers: { ...auth, "content-type": "application/json" },
+      body: JSON.stringify({ lang: "py", code: "#".repeat(4 * 1024 * 1024), user_id: "alice" }),
+    });
+    expect(huge.status).toBe(413);
+    expect(await huge.json()).toMatchObject({ error: "request body is too large" });
   });
 
   it("shares an agent's files with the agent's users, and only those", async () => {
@@ -299,6 +314,12 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
     ).rejects.toThrow(/Code execution is not authorized/);
     // Alice's file is still hers.
     expect((await libreChatDownload(base, sid, f.id, userQuery("alice"), auth)).status).toBe(200);
+    // Another tenant (another LibreChat deployment's key) does not even see the session.
+    const other = { Authorization: `Bearer ${(await stack.newUser("other-librechat")).key}` };
+    expect((await libreChatDownload(base, sid, f.id, userQuery("alice"), other)).status).toBe(404);
+    expect((await nodeFetch(`${base}/files/${sid}?detail=full&kind=user&id=alice`, { headers: other })).status).toBe(
+      404,
+    );
   });
 
   it("turns an unsupported language into the client's 'request rejected' text", async () => {
@@ -312,6 +333,28 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
     });
     expect(res.status).toBe(400);
     expect(await res.json()).toMatchObject({ error: "Unsupported language: js" });
+  });
+
+  it("returns an input the code changed, with its new content", async () => {
+    const up = await libreChatUpload(base, { userId: "alice", auth, files: [{ name: "log.txt", bytes: "one\n" }] });
+    const ref = { id: up.body.files[0].fileId, name: "log.txt", storage_session_id: up.body.storage_session_id };
+    const msg = await run(toolFor("alice", { files: [ref] }), {
+      lang: "py",
+      code: "open('/mnt/data/log.txt', 'a').write('two\\n')",
+    });
+    const files = msg.artifact.files ?? [];
+    expect(files.map((f) => f.name)).toEqual(["log.txt"]);
+    const got = await libreChatDownload(
+      base,
+      files[0]!.storage_session_id ?? msg.artifact.session_id,
+      files[0]!.id,
+      userQuery("alice"),
+      auth,
+    );
+    expect(got.bytes.toString()).toBe("one\ntwo\n");
+    // The upload itself is unchanged.
+    const before = await libreChatDownload(base, ref.storage_session_id, ref.id, userQuery("alice"), auth);
+    expect(before.bytes.toString()).toBe("one\n");
   });
 
   it("runs bash in the same workspace and returns its stdout and stderr apart", async () => {
@@ -338,6 +381,11 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
     expect(a.artifact.runtime_status).toBe("new");
     expect(b.artifact.runtime_status).toBe("reused");
     expect(b.artifact.runtime_session_id).toBe(a.artifact.runtime_session_id);
+    // The hint is the client's word: another LibreChat user sending the same one gets a kernel of its own.
+    const bob = toolFor("bob", { statefulSessions: true, runtimeSessionHint: "conversation-7" });
+    const d = await run(bob, { lang: "py", code: "print('answer' in globals())" });
+    expect(d.content).toContain("stdout:\nFalse");
+    expect(d.artifact.runtime_status).toBe("new");
     // Without the hint every call is fresh, as LibreChat expects.
     const c = await run(toolFor("alice"), { lang: "py", code: "print('answer' in globals())" });
     expect(c.content).toContain("stdout:\nFalse");
