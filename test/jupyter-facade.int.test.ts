@@ -1,9 +1,15 @@
 import { request } from "node:http";
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { KernelAPI, KernelManager, ServerConnection } from "@jupyterlab/services";
+import { KernelAPI, KernelConnection, KernelManager, ServerConnection } from "@jupyterlab/services";
 import type { Kernel, KernelMessage } from "@jupyterlab/services";
 import { WebSocket } from "ws";
+import { startApiServer } from "../apps/api/src/server";
+import type { RunningApi } from "../apps/api/src/server";
+import { loadApiEnv } from "../apps/api/src/env";
+import { createDb } from "@codeinterp/db";
+import { createLogger } from "@codeinterp/logger";
+import { createRedis, liveKernelsKey } from "@codeinterp/queue";
 import { client, startTestStack } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
 
@@ -31,8 +37,8 @@ afterAll(async () => {
   await stack?.close();
 });
 
-function settingsFor(token: string): ServerConnection.ISettings {
-  const base = `${stack.url}/jupyter/`;
+function settingsFor(token: string, url = stack.url): ServerConnection.ISettings {
+  const base = `${url}/jupyter/`;
   return ServerConnection.makeSettings({ baseUrl: base, wsUrl: base.replace(/^http/, "ws"), token, appendToken: true });
 }
 
@@ -71,6 +77,7 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
     const printed = await run(kernel, "import sys\nx = 20\nprint('hello', flush=True)\nprint('oops', file=sys.stderr)");
     expect(printed.reply.content.status).toBe("ok");
     expect(printed.types[0]).toBe("status");
+    expect((printed.iopub[0]!.content as { execution_state: string }).execution_state).toBe("busy");
     expect(printed.types[1]).toBe("execute_input");
     expect(printed.types.at(-1)).toBe("status");
     expect((printed.iopub.at(-1)!.content as { execution_state: string }).execution_state).toBe("idle");
@@ -268,6 +275,16 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
     ).toBe("c1");
     expect((await answerTo(send("shell", "comm_info_request", {}), "comm_info_reply")).content.comms).toEqual({});
     send("stdin", "input_reply", { value: "x" });
+    // Code asking for input gets an error at once, even from a client that offers stdin: nobody would answer.
+    const asking = send("shell", "execute_request", {
+      code: "input('name? ')",
+      allow_stdin: true,
+      stop_on_error: false,
+    });
+    expect((await answerTo(asking, "execute_reply")).content).toMatchObject({
+      status: "error",
+      ename: "StdinNotImplementedError",
+    });
     // stop_on_error: a request queued behind a failing one is aborted; one sent after the failure runs.
     const failing = send("shell", "execute_request", { code: "1 / 0", stop_on_error: true });
     const queuedBehind = send("shell", "execute_request", { code: "print('never')" });
@@ -355,6 +372,81 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
     const ok = await run(fresh, "print('alive')");
     expect(ok.reply.content.status).toBe("ok");
     await fresh.shutdown();
+  });
+});
+
+describe("the Jupyter surface behind more than one API instance", () => {
+  it("a kernel started through one instance runs over another's websocket, and is interrupted and shut down through the first", async () => {
+    // A second API on the same database, Redis and queue: kernel records and executions are shared, not per process.
+    const other: RunningApi = await startApiServer(
+      loadApiEnv(stack.env),
+      createLogger({ name: "test", level: "silent" }),
+    );
+    let kernel: KernelConnection | undefined;
+    try {
+      const model = await KernelAPI.startNew({ name: "python3" }, settings);
+      kernel = new KernelConnection({ model, serverSettings: settingsFor(key, other.url) });
+      const printed = await run(kernel, "z = 7\nprint(z)");
+      expect(
+        printed.iopub.some((m) => m.header.msg_type === "stream" && (m.content as { text: string }).text === "7\n"),
+      ).toBe(true);
+      const looping = run(kernel, "import time\nwhile True:\n    time.sleep(0.01)");
+      await waitFor(async () => (await KernelAPI.getKernelModel(model.id, settings))?.execution_state === "busy");
+      await KernelAPI.interruptKernel(model.id, settings);
+      const interrupted = await looping;
+      expect(interrupted.iopub.find((m) => m.header.msg_type === "error")?.content).toMatchObject({
+        ename: "KeyboardInterrupt",
+      });
+      await KernelAPI.shutdownKernel(model.id, settings);
+      expect((await fetch(`${other.url}/jupyter/api/kernels/${model.id}?token=${key}`)).status).toBe(404);
+      // The other instance's open websocket runs nothing more on a kernel shut down elsewhere.
+      const late = await run(kernel, "print(z)");
+      expect(late.reply.content).toMatchObject({ status: "error", ename: "DeadKernelError" });
+    } finally {
+      kernel?.dispose();
+      await other.close(2000);
+    }
+  });
+});
+
+describe("a kernel of the Jupyter surface left unused", () => {
+  let idle: TestStack;
+  beforeAll(async () => {
+    idle = await startTestStack({
+      env: { KERNEL_POOL_SIZE: "0", KERNEL_IDLE_TTL_MS: "5000", JUPYTER_KERNEL_IDLE_MS: "5000" },
+    });
+  });
+  afterAll(async () => idle?.close());
+
+  it("holds a place under the live-kernel ceiling while it lives, and is culled when idle", async () => {
+    const { key: idleKey } = await idle.newUser("idler");
+    const idleSettings = settingsFor(idleKey, idle.url);
+    const model = await KernelAPI.startNew({}, idleSettings);
+    const kernel = new KernelConnection({ model, serverSettings: idleSettings });
+    const redis = createRedis(idle.env.REDIS_URL!, { name: "test" });
+    const db = createDb({ url: idle.databaseUrl });
+    try {
+      expect((await run(kernel, "print('hi')")).reply.content.status).toBe("ok");
+      const execution = await db.execution.findFirstOrThrow({ where: { messageId: `jupyter-${model.id}` } });
+      const gatewayKernel = `${idle.env.JUPYTER_URL}/api/kernels/${execution.kernelId}?token=${idle.env.JUPYTER_TOKEN}`;
+      const lease = () => redis.zscore(liveKernelsKey(idle.queuePrefix), execution.kernelId!);
+      // The ceiling counts unexpired leases: the Jupyter kernel's message kernel holds one.
+      expect(Number(await lease())).toBeGreaterThan(Date.now());
+      expect((await fetch(gatewayKernel)).status).toBe(200);
+
+      await waitFor(
+        async () => (await fetch(`${idle.url}/jupyter/api/kernels/${model.id}?token=${idleKey}`)).status === 404,
+      );
+      await waitFor(async () => (await fetch(gatewayKernel)).status === 404 && (await lease()) === null);
+      expect((await KernelAPI.listRunning(idleSettings)).map((k) => k.id)).not.toContain(model.id);
+      // A client still connected is told the kernel is gone rather than left waiting.
+      const late = await run(kernel, "print('again')");
+      expect(late.reply.content).toMatchObject({ status: "error", ename: "DeadKernelError" });
+    } finally {
+      kernel.dispose();
+      redis.disconnect();
+      await db.$disconnect();
+    }
   });
 });
 
