@@ -190,8 +190,9 @@ describe("Open WebUI Tool", () => {
       expect(seen[0]).toBe("Attaching 1 file(s)…");
       const running = seen.indexOf("Running…");
       const rows = seen.indexOf("Output: rows 3");
-      expect(seen.some((s) => /^(Queued|Preparing)/.test(s))).toBe(true);
-      expect(running).toBeGreaterThan(0);
+      const waiting = seen.findIndex((s) => /^(Queued|Preparing)/.test(s));
+      expect(waiting).toBeGreaterThan(0);
+      expect(running).toBeGreaterThan(waiting);
       // "rows 3" was shown while the code still slept, before the final status.
       expect(rows).toBeGreaterThan(running);
       expect(seen.indexOf("Output: total 360")).toBeGreaterThan(rows);
@@ -248,7 +249,9 @@ describe("Open WebUI Tool", () => {
         "ax.bar(df.month, df.revenue)",
         "fig.savefig('/mnt/data/chart.png')",
         "plt.show()",
-        "print('done')",
+        "import hashlib",
+        "for n in ['summary.xlsx', 'chart.png']:",
+        "    print(n, hashlib.sha256(open('/mnt/data/' + n, 'rb').read()).hexdigest())",
       ].join("\n");
       const out = await runTool({
         calls: [{ user: owuiUser(), chat_id: "chat-3", message_id: "msg-3", files: [], code }],
@@ -256,9 +259,17 @@ describe("Open WebUI Tool", () => {
       const { result, events } = out.calls[0]!;
       const answer = JSON.parse(result) as {
         status: string;
+        stdout: string;
         files: Array<{ name: string; path: string | null; id: string; url: string; mime_type: string; size: number }>;
       };
       expect(answer.status).toBe("completed");
+      // The sha256 of each file as the code wrote it, computed inside the kernel.
+      const written = new Map(
+        answer.stdout
+          .trim()
+          .split("\n")
+          .map((l) => l.split(" ") as [string, string]),
+      );
       const byName = new Map(answer.files.map((f) => [f.name, f]));
       expect([...byName.keys()].sort()).toEqual(["chart-1.png", "chart.png", "summary.xlsx"]);
 
@@ -278,7 +289,9 @@ describe("Open WebUI Tool", () => {
         );
         expect(row).toMatchObject({ user_id: "owui-user-1", filename: name, meta: { name, size: original.length } });
         expect(row.path).toBe(`s3://stub-bucket/${f.id}_${name}`);
-        expect((await readFile(path.join(bucket, `${f.id}_${name}`))).equals(original)).toBe(true);
+        const stored = await readFile(path.join(bucket, `${f.id}_${name}`));
+        expect(stored.equals(original)).toBe(true);
+        expect(createHash("sha256").update(stored).digest("hex")).toBe(written.get(name));
         expect(original.length).toBe(f.size);
         expect((await api.get(`/v1/files/${cid}`)).body.messageId).toBe("msg-3");
       }
@@ -357,31 +370,37 @@ describe("Open WebUI Tool", () => {
     },
   );
 
-  it("a Python error reaches the model with its traceback", { timeout: 120_000 }, async () => {
-    const out = await runTool({
-      calls: [
-        {
-          user: owuiUser(),
-          chat_id: "chat-4",
-          message_id: "msg-4",
-          code: "def f(x):\n    return 1 / x\n\nprint('before')\nf(0)",
-        },
-      ],
-    });
-    const { result, events } = out.calls[0]!;
-    const answer = JSON.parse(result) as {
-      status: string;
-      stdout: string;
-      error: { ename: string; evalue: string; traceback: string };
-    };
-    expect(answer.status).toBe("completed");
-    expect(answer.stdout).toBe("before\n");
-    expect(answer.error.ename).toBe("ZeroDivisionError");
-    expect(answer.error.evalue).toBe("division by zero");
-    expect(answer.error.traceback).toContain("return 1 / x");
-    expect(answer.error.traceback).not.toContain("\u001b[");
-    expect(events.at(-1)!.data).toEqual({ description: "The code raised ZeroDivisionError", done: true });
-  });
+  it(
+    "a Python error reaches the model with its traceback, and stderr apart from stdout",
+    { timeout: 120_000 },
+    async () => {
+      const out = await runTool({
+        calls: [
+          {
+            user: owuiUser(),
+            chat_id: "chat-4",
+            message_id: "msg-4",
+            code: "import sys\n\ndef f(x):\n    return 1 / x\n\nprint('before')\nprint('careful', file=sys.stderr)\nf(0)",
+          },
+        ],
+      });
+      const { result, events } = out.calls[0]!;
+      const answer = JSON.parse(result) as {
+        status: string;
+        stdout: string;
+        stderr: string;
+        error: { ename: string; evalue: string; traceback: string };
+      };
+      expect(answer.status).toBe("completed");
+      expect(answer.stdout).toBe("before\n");
+      expect(answer.stderr).toBe("careful\n");
+      expect(answer.error.ename).toBe("ZeroDivisionError");
+      expect(answer.error.evalue).toBe("division by zero");
+      expect(answer.error.traceback).toContain("return 1 / x");
+      expect(answer.error.traceback).not.toContain("\u001b[");
+      expect(events.at(-1)!.data).toEqual({ description: "The code raised ZeroDivisionError", done: true });
+    },
+  );
 
   it(
     "an attachment of another Open WebUI user, or one whose stored object is gone, is not sent; the model is told",

@@ -40,11 +40,13 @@ async function open(url: string, init: RequestInit = {}) {
 }
 
 let aliceKey = "";
+let bobKey = "";
 beforeAll(async () => {
   stack = await startTestStack({ env: { SIGNED_LINK_MAX_TTL_S: "3600" } });
   aliceKey = (await stack.newUser("alice-links")).key;
   alice = client(stack.url, aliceKey);
-  bob = client(stack.url, (await stack.newUser("bob-links")).key);
+  bobKey = (await stack.newUser("bob-links")).key;
+  bob = client(stack.url, bobKey);
 });
 afterAll(async () => {
   await stack?.close();
@@ -116,7 +118,7 @@ describe("signed download links", () => {
     expect(junk.json?.error?.code).toBe("not_found");
   });
 
-  it("another user cannot make a link for someone's file: 404 as for a missing one", async () => {
+  it("another user's file: no link can be made for it (404 as for a missing one), nor reached from one's own", async () => {
     const id = await upload(aliceKey, CSV, "mine.csv");
     const theirs = await bob.post(`/v1/files/${id}/links`, {});
     const missing = await bob.post(`/v1/files/00000000-0000-4000-8000-000000000000/links`, {});
@@ -125,6 +127,15 @@ describe("signed download links", () => {
     expect(theirs.body.error.code).toBe(missing.body.error.code);
     const nokey = await fetch(`${stack.url}/v1/files/${id}/links`, { method: "POST" });
     expect(nokey.status).toBe(401);
+
+    // Bob's valid link to his own file, pointed at Alice's file: refused, none of her bytes.
+    const own = await upload(bobKey, Buffer.from("bob,1\n"), "bob.csv");
+    const { url } = (await bob.post(`/v1/files/${own}/links`, {})).body as { url: string };
+    expect((await open(url)).bytes.toString()).toBe("bob,1\n");
+    const swapped = await open(url.replace(own, id));
+    expect(swapped.status).toBe(403);
+    expect(swapped.json?.error?.code).toBe("invalid_signature");
+    expect(swapped.bytes.includes(CSV.subarray(0, 20))).toBe(false);
   });
 
   it("deleting a file ends its links: 404", async () => {

@@ -22,10 +22,15 @@ describe("link signer", () => {
 
   it("rejects a changed file id, expiry or signature, a missing part, and another secret's link", () => {
     const flip = link.signature.slice(0, -1) + (link.signature.endsWith("A") ? "B" : "A");
+    // The same 32 bytes spelled differently: the last character's two unused bits changed.
+    const B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const respelled = link.signature.slice(0, -1) + B64URL[B64URL.indexOf(link.signature.at(-1)!) ^ 1]!;
+    expect(Buffer.from(respelled, "base64url")).toEqual(Buffer.from(link.signature, "base64url"));
     for (const [id, exp, sig] of [
       [OTHER, String(link.expires), link.signature],
       [FILE, String(link.expires + 3600), link.signature],
       [FILE, String(link.expires), flip],
+      [FILE, String(link.expires), respelled],
       [FILE, undefined, link.signature],
       [FILE, String(link.expires), undefined],
       [FILE, "1e12", link.signature],

@@ -44,8 +44,10 @@ export function createLinkSigner(secret: string | Buffer): LinkSigner {
       if (!expires || !/^\d{1,12}$/.test(expires) || !signature || !/^[A-Za-z0-9_-]{43}$/.test(signature)) {
         throw new InvalidLinkSignatureError();
       }
-      const given = Buffer.from(signature, "base64url");
-      const want = mac(fileId, Number(expires));
+      // Compared as text, not decoded bytes: the 43rd character carries 2 unused bits, so decoding would let
+      // four spellings of one signature pass, and a link changed in its last character would still open.
+      const given = Buffer.from(signature, "ascii");
+      const want = Buffer.from(mac(fileId, Number(expires)).toString("base64url"), "ascii");
       if (given.length !== want.length || !timingSafeEqual(given, want)) throw new InvalidLinkSignatureError();
       if (Number(expires) * 1000 <= now.getTime()) throw new LinkExpiredError(new Date(Number(expires) * 1000));
     },
