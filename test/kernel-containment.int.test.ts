@@ -242,3 +242,21 @@ print(error, len(children) < 256, kept)`,
     });
   });
 });
+
+describe("a sandboxed kernel's CPU quota", () => {
+  // numpy's OpenBLAS sizes its pool by the machine's cores; its idle threads spin before they sleep, which
+  // under a 1-core quota took half the code's CPU (a matplotlib figure ran ~1.5x as long as unsandboxed).
+  it("sizes numpy's BLAS thread pool to the quota's cores (KERNEL_CPUS, 1 here)", async () => {
+    const code = [
+      "import ctypes, numpy",
+      "lib = next(l.split()[-1] for l in open('/proc/self/maps') if 'libopenblas' in l)",
+      "print(ctypes.CDLL(lib).openblas_get_num_threads())",
+    ].join("\n");
+    const done = await alice.run({ messageId: msg(), code });
+    expect({ status: done.status, stdout: done.result?.stdout, error: done.result?.error ?? null }).toEqual({
+      status: "completed",
+      stdout: "1\n",
+      error: null,
+    });
+  });
+});
