@@ -21,10 +21,14 @@ export function createKernelMappings(redis: Redis, prefix: string, ttlMs: number
      * The mapping, and whether `markKey` exists (the Jupyter surface's restart mark), in one round trip: what
      * a turn needs to know of its message before it takes a kernel.
      */
-    async readWithMark(messageKey: string, markKey: string): Promise<{ mapping: KernelMapping | null; marked: boolean }> {
+    async readWithMark(
+      messageKey: string,
+      markKey: string,
+    ): Promise<{ mapping: KernelMapping | null; marked: boolean }> {
       const replies = await redis.pipeline().get(mapKey(messageKey)).exists(markKey).exec();
       const [[mapErr, raw] = [], [markErr, marked] = []] = replies ?? [];
-      if (mapErr ?? markErr) throw mapErr ?? markErr;
+      const err = mapErr ?? markErr;
+      if (err) throw err;
       return { mapping: parseMapping(raw), marked: marked === 1 };
     },
     /** The message's kernel, used at `lastUsed`. */

@@ -208,11 +208,7 @@ export function createMessageKernelBroker(
     await live.drop(kernelId);
   }
 
-  async function startTurn(
-    messageKey: string,
-    lock: HeldLock,
-    early: Promise<TurnState | undefined>,
-  ): Promise<Turn> {
+  async function startTurn(messageKey: string, lock: HeldLock, early: Promise<TurnState | undefined>): Promise<Turn> {
     try {
       // The early read is valid only if the lock was free at the first try (then it ran under it).
       const state = (lock.firstTry ? await early : undefined) ?? (await readTurnState(messageKey));
