@@ -8,7 +8,7 @@ import { inject } from "vitest";
 import { createKernelGateway } from "@codeinterp/kernel";
 import type { KernelGateway } from "@codeinterp/kernel";
 import { createLogger } from "@codeinterp/logger";
-import { createRedis, liveKernelsKey } from "@codeinterp/queue";
+import { createRedis, kernelResetKey, liveKernelsKey } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
 import type { AcquireRequest, KernelBroker, MessageTurn } from "../apps/worker/src/kernels/broker";
 import { createLiveKernels, defaultMaxLiveKernels } from "../apps/worker/src/kernels/live-kernels";
@@ -76,6 +76,26 @@ async function use(broker: KernelBroker, req: AcquireRequest, code = "pass", kee
 }
 
 describe("mapping", () => {
+  it("a restart mark (the Jupyter surface's) gives the message's next turn a fresh kernel; one set during a turn waits for the next", async () => {
+    const { broker, prefix } = newBroker();
+    const req = request();
+    const mark = kernelResetKey(prefix, req.messageKey);
+    const first = await use(broker, req, "x = 1");
+    await redis.set(mark, "1");
+    const second = await use(broker, req, "print('x' in globals())", true);
+    expect({ reused: second.lease.reused, stdout: second.out.stdout }).toEqual({ reused: false, stdout: "False\n" });
+    expect(await redis.exists(mark)).toBe(0);
+    await expect.poll(() => exists(first.lease.session.id), { timeout: 15_000 }).toBe(false);
+    // Asked while the second execution still holds the turn: that execution keeps its kernel.
+    await redis.set(mark, "1");
+    await broker.release(second.turn!, second.lease, { discard: false });
+    await second.turn!.release();
+    const third = await use(broker, req, "print(1)");
+    expect(third.lease.reused).toBe(false);
+    expect(third.lease.session.id).not.toBe(second.lease.session.id);
+    expect(await redis.exists(mark)).toBe(0);
+  });
+
   it("a message's second execution attaches to the kernel its first one left, with its variables", async () => {
     const { broker } = newBroker();
     const req = request();

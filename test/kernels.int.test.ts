@@ -47,8 +47,11 @@ describe("kernel lifecycle", () => {
   });
 
   it("executions of one message share variables and its working directory is /mnt/data", async () => {
+    // From a pool kernel, which set up its return to /mnt/data while it waited (no setup cell on the way).
+    await expect.poll(() => observe.poolKernels(), { timeout: 30_000 }).toBe(1);
     const m = msg();
-    await api.run({ messageId: m, code: "x = 41\nimport os\nos.chdir('/tmp')" });
+    const first = await api.run({ messageId: m, code: "x = 41\nimport os\nos.chdir('/tmp')" });
+    expect((await metricsOf(first.id)).pooledKernel).toBe(true);
     const second = await api.run({ messageId: m, code: "import os\nprint(x + 1, os.getcwd())" });
     expect(second.result.stdout).toBe("42 /mnt/data\n");
     expect((await metricsOf(second.id)).reusedKernel).toBe(true);

@@ -228,7 +228,8 @@ def main(config_file, connection_file):
     if proxy:
         binds += ["--ro-bind", proxy, SANDBOX_PROXY]  # connect() works on a read-only mount
     command, proxy_env = kernel_command(proxy, proxy_url(cfg.get("proxySecret"), kid))
-    threads = max(1, int(limits["cpus"]))
+    # Without a cgroup there is no quota to match: the pools keep their own sizing.
+    threads = max(1, int(limits["cpus"])) if cfg.get("cgroup") else None
 
     # The rewritten connection file (it holds the HMAC key) reaches the sandbox only through fd 3.
     r, w = os.pipe()
@@ -258,7 +259,7 @@ def main(config_file, connection_file):
         "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "MPLCONFIGDIR", SANDBOX_MPLCONFIGDIR if mpl else "/tmp",
         "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
         "--setenv", "MPLBACKEND", "module://matplotlib_inline.backend_inline",
-        *[x for k in BLAS_THREAD_VARS for x in ("--setenv", k, str(threads))],
+        *[x for k in BLAS_THREAD_VARS if threads for x in ("--setenv", k, str(threads))],
         *[x for k, v in proxy_env for x in ("--setenv", k, v)],
         *command,
     ]

@@ -241,11 +241,9 @@ export function createMessageKernelBroker(
           await live.drop(fromPool.session.id).catch(() => undefined);
           throw err;
         }
-        return {
-          session: fromPool.session,
-          pooled: true,
-          ...(fromPool.slot.kernelDir ? { enteredDir: fromPool.slot.kernelDir } : {}),
-        };
+        // A kernel the server restarted while it waited lost its workspace hook: entered again like a new one.
+        const entered = fromPool.session.generation === fromPool.warmGeneration ? fromPool.slot.kernelDir : undefined;
+        return { session: fromPool.session, pooled: true, ...(entered ? { enteredDir: entered } : {}) };
       }
       pool.putBack(fromPool);
     }
@@ -305,14 +303,12 @@ export function createMessageKernelBroker(
       const mapping = turn.mapping;
       // A restart asked for through the API (the Jupyter surface) is consumed under the turn: the execution
       // then starts on a fresh kernel (a message without a kernel gets a fresh one anyway).
-      const resetAsked = turn.resetAsked;
-      if (resetAsked) {
+      // The mark is cleared once the old kernel is forgotten: a failure before that leaves it for a retry.
+      if (turn.resetAsked) {
+        if (mapping) await forget(turn.messageKey, mapping.kernelId, true);
+        turn.mapping = null;
         await redis.del(kernelResetKey(prefix, turn.messageKey));
         turn.resetAsked = false;
-      }
-      if (mapping && resetAsked) {
-        await forget(turn.messageKey, mapping.kernelId, true);
-        turn.mapping = null;
       } else if (mapping) {
         const attached = await attach(mapping.kernelId);
         if (attached) {

@@ -20,6 +20,8 @@ export interface PoolSlot {
 export interface PooledKernel {
   session: KernelSession;
   slot: PoolSlot;
+  /** The kernel's generation when its preload (and workspace hook) ran: a restart since then lost both. */
+  warmGeneration: number;
 }
 
 const CLOSE_WAIT_MS = 15_000;
@@ -221,7 +223,7 @@ export class KernelPool {
         }
         // Without the binding the place still counts until its lease lapses: the ceiling stays safe.
         await place.bind(session.id).catch(() => undefined);
-        this.ready.push({ session, slot });
+        this.ready.push({ session, slot, warmGeneration: session.generation });
         this.starting--;
         counted = false;
         this.failures = 0;

@@ -37,6 +37,9 @@ export async function acquireKernel(ctx: ExecutionContext): Promise<KernelLease>
       if (lease.enteredDir !== kernelDir) {
         const cd = await lease.session.execute(enterWorkspaceCode(kernelDir), { timeoutMs: 15_000 });
         if (cd.status !== "ok") throw new KernelSetupError(`could not enter the workspace (${cd.status})`);
+      } else if (lease.session.isDead) {
+        // No setup cell to find it out: a kernel that died waiting is replaced here, before any code is sent.
+        throw new KernelSetupError("the pool kernel is dead");
       }
       await broker.bind(ctx.turn, lease);
       return lease;
