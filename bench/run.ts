@@ -238,6 +238,7 @@ async function main() {
   let api: Child | null = null;
   let worker: Child | null = null;
   const db: Db = createDb({ url: databaseUrl, poolSize: 4 });
+  const poolRedis = createRedis(env.REDIS_URL!, { name: "bench-pool" });
   const gateway = createKernelGateway({ baseUrl: jupyter.url, token: jupyter.token, log: quietLog });
   try {
     [api, worker] = await Promise.all([startChild("api", apiProcessEnv(env)), startChild("worker", env)]);
@@ -255,6 +256,17 @@ async function main() {
       return new Map(rows.map((r) => [r.id, (r.metrics ?? {}) as Record<string, number | boolean>]));
     };
     const msg = (tag: string) => `bench-${tag}-${randomBytes(3).toString("hex")}`;
+    /**
+     * Waits until the worker's pool has a kernel ready (it records them in Redis, pool-owners); returns the
+     * wait (ms). 75 s covers a refill that must wait, at the live-kernel ceiling, for a message kernel idle
+     * for a minute (earlier scenarios leave message kernels behind).
+     */
+    const poolReady = async () => {
+      const t = now();
+      const deadline = Date.now() + 75_000;
+      while ((await poolRedis.hlen(poolOwnersKey(env.QUEUE_PREFIX!))) === 0 && Date.now() < deadline) await sleep(50);
+      return now() - t;
+    };
     log(`stack up in ${((Date.now() - t0) / 1000).toFixed(1)} s (api pid ${api.pid}, worker pid ${worker.pid})`);
 
     // ============================================================ 0. the cost of containment
@@ -353,7 +365,7 @@ async function main() {
         const stock = await openWebUiRoundTrip(jupyter.url, jupyter.token, "print(1)");
         if (stock.stdout !== "1\n") throw new Error(`stock Jupyter print(1) gave ${JSON.stringify(stock.stdout)}`);
         owuiStockMs.push(stock.untilIdleMs);
-        await sleep(1500); // let the pool refill, as it would between chat messages
+        await poolReady(); // the pool refills between chat messages
         const viaCi = await openWebUiRoundTrip(`${apiUrl}/jupyter`, key, "print(1)");
         if (viaCi.stdout !== "1\n") throw new Error(`/jupyter print(1) gave ${JSON.stringify(viaCi.stdout)}`);
         owuiCiMs.push(viaCi.untilIdleMs);
@@ -363,8 +375,9 @@ async function main() {
       log("latency: first execution of a new message (pooled kernel)");
       const firstMs: number[] = [];
       const firstIds: string[] = [];
+      const firstPoolWaits: number[] = [];
       for (let i = 0; i < P.firstN; i++) {
-        await sleep(1500); // let the pool refill, as it would between chat messages
+        firstPoolWaits.push(await poolReady()); // the pool refills between chat messages
         const r = await ci.run({ messageId: msg("first"), code: "print(1)" });
         firstMs.push(r.ms);
         firstIds.push(r.exec.id);
@@ -401,6 +414,7 @@ async function main() {
         openwebui_flow_codeinterp_jupyter_surface: sum(summarize(owuiCiMs)),
         first_execution_new_message_pooled_only: sum(summarize(pooledOnly)),
         first_execution_pooled_share: round(pooledOnly.length / firstMs.length, 2),
+        first_execution_wait_for_a_ready_pool_kernel: sum(summarize(firstPoolWaits)),
         first_execution_kernel_acquire_p50_ms: round(median(pooledFirst.map((x) => x.acquire)), 2),
         warm_reused_kernel_share: round(reusedShare, 2),
         kernelspecs_in_use_after: kernelspecsInUse,
@@ -439,18 +453,7 @@ async function main() {
       log(
         "analysis: first execution of a new message (pandas + chart + xlsx on a 5,000-row CSV) vs fresh and warm raw kernels",
       );
-      const poolRedis = createRedis(env.REDIS_URL!, { name: "bench-pool" });
-      const poolReady = async () => {
-        const t = now();
-        // The worker records its ready pool kernels in Redis (pool-owners); 75 s covers a refill that must
-        // wait for a message kernel idle for a minute at the ceiling.
-        const deadline = Date.now() + 75_000;
-        while ((await poolRedis.hlen(poolOwnersKey(env.QUEUE_PREFIX!))) === 0 && Date.now() < deadline) await sleep(50);
-        return now() - t;
-      };
-      const a = await benchAnalysis({ apiUrl, key, ci, gateway, root, n: P.analysisN, msg, poolReady, log }).finally(
-        () => poolRedis.disconnect(),
-      );
+      const a = await benchAnalysis({ apiUrl, key, ci, gateway, root, n: P.analysisN, msg, poolReady, log });
       const s = a.summaries;
       const pw = s.wait_for_a_ready_pool_kernel!;
       log(
@@ -1050,6 +1053,7 @@ async function main() {
       );
     }
   } finally {
+    poolRedis.disconnect();
     await api?.stop().catch(() => undefined);
     await worker?.stop().catch(() => undefined);
     // Kernels the worker left (message kernels, its pool) and any of ours.
