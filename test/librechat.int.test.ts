@@ -34,6 +34,10 @@ async function run(
 }
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 const userQuery = (u: string) => `?kind=user&id=${u}`;
+// Downloads, as Alice, a file an exec returned the way processCodeOutput does: from its storage_session_id,
+// else from the exec's session_id.
+const downloadOutput = (artifact: Artifact, f: CodeEnvFile) =>
+  libreChatDownload(base, f.storage_session_id ?? artifact.session_id, f.id, userQuery("alice"), auth);
 
 beforeAll(async () => {
   stack = await startTestStack({
@@ -137,20 +141,12 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
     expect(msg.content).toMatch(/Generated files|chart\.png/);
     for (const f of first.files ?? []) {
       expect(f.id).toMatch(ID);
-      // What processCodeOutput does: storage_session_id, else the exec's session_id.
-      const sid = f.storage_session_id ?? first.session_id;
-      const got = await libreChatDownload(base, sid, f.id, userQuery("alice"), auth);
+      const got = await downloadOutput(first, f);
       expect(got.status).toBe(200);
       expect(sha(got.bytes)).toBe(hashes[f.name]);
     }
     const png = (first.files ?? []).find((f) => f.name === "chart.png")!;
-    const got = await libreChatDownload(
-      base,
-      png.storage_session_id ?? first.session_id,
-      png.id,
-      userQuery("alice"),
-      auth,
-    );
+    const got = await downloadOutput(first, png);
     expect(got.bytes.subarray(1, 4).toString()).toBe("PNG");
     expect(got.type).toBe("image/png");
   });
@@ -162,13 +158,7 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
     });
     const files = msg.artifact.files ?? [];
     expect(files.map((f) => f.name)).toEqual([expect.stringMatching(/\.png$/)]);
-    const got = await libreChatDownload(
-      base,
-      files[0]!.storage_session_id ?? msg.artifact.session_id,
-      files[0]!.id,
-      userQuery("alice"),
-      auth,
-    );
+    const got = await downloadOutput(msg.artifact, files[0]!);
     expect(got.bytes.subarray(1, 4).toString()).toBe("PNG");
   });
 
@@ -344,13 +334,7 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
     });
     const files = msg.artifact.files ?? [];
     expect(files.map((f) => f.name)).toEqual(["log.txt"]);
-    const got = await libreChatDownload(
-      base,
-      files[0]!.storage_session_id ?? msg.artifact.session_id,
-      files[0]!.id,
-      userQuery("alice"),
-      auth,
-    );
+    const got = await downloadOutput(msg.artifact, files[0]!);
     expect(got.bytes.toString()).toBe("one\ntwo\n");
     // The upload itself is unchanged.
     const before = await libreChatDownload(base, ref.storage_session_id, ref.id, userQuery("alice"), auth);

@@ -56,4 +56,36 @@ describe("pool owners", () => {
       await redis.del(poolOwnersKey(prefix));
     }
   });
+
+  it("names a pool kernel of a gone worker that the gateway fails to shut down, and sweeps on", async () => {
+    const prefix = `citest-owners-${randomBytes(4).toString("hex")}`;
+    const logged: Record<string, unknown>[] = [];
+    const log = createLogger({
+      name: "test",
+      level: "warn",
+      destination: { write: (line: string) => void logged.push(JSON.parse(line) as Record<string, unknown>) },
+    });
+    const owners = createPoolOwners({
+      redis,
+      prefix,
+      workerId: "w1",
+      gateway: { shutdownKernel: () => Promise.reject(new Error("gateway unreachable")) },
+      log,
+      heartbeatMs: 60_000,
+    });
+    try {
+      // Two kernels of a worker that never beats: both are gone through, the failure does not stop the sweep.
+      await redis.hset(poolOwnersKey(prefix), "k-a", "w-gone", "k-b", "w-gone");
+      expect(await owners.sweep()).toBe(2);
+      expect(await redis.hlen(poolOwnersKey(prefix))).toBe(0);
+      const warned = logged.filter((l) => l.level === 40).map((l) => [l.kernelId, l.err]);
+      expect(warned.sort()).toEqual([
+        ["k-a", "gateway unreachable"],
+        ["k-b", "gateway unreachable"],
+      ]);
+    } finally {
+      await owners.close();
+      await redis.del(poolOwnersKey(prefix));
+    }
+  });
 });

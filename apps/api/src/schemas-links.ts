@@ -2,18 +2,17 @@ import { z } from "zod";
 
 // Schemas of the signed-link routes: they validate requests and generate /openapi.json.
 
+/** A link's lifetime in seconds, as either request may ask for it (SIGNED_LINK_TTL_S when left out). */
+const expiresIn = (maxTtlS: number, description: string) =>
+  z.number().int().min(1).max(maxTtlS).optional().meta({ description });
+
 export const createLinkBody = (maxTtlS: number) =>
   z
     .object({
-      expiresIn: z
-        .number()
-        .int()
-        .min(1)
-        .max(maxTtlS)
-        .optional()
-        .meta({
-          description: `Lifetime in seconds (at most SIGNED_LINK_MAX_TTL_S = ${maxTtlS}); default SIGNED_LINK_TTL_S`,
-        }),
+      expiresIn: expiresIn(
+        maxTtlS,
+        `Lifetime in seconds (at most SIGNED_LINK_MAX_TTL_S = ${maxTtlS}); default SIGNED_LINK_TTL_S`,
+      ),
     })
     .strict()
     .meta({ id: "CreateLinkRequest" });
@@ -25,13 +24,7 @@ export const rewriteLinksBody = (maxTtlS: number) =>
         .string()
         .max(1024 * 1024)
         .meta({ description: "Model output (markdown or HTML) with sandbox:/mnt/data/... or /mnt/data/... links" }),
-      expiresIn: z
-        .number()
-        .int()
-        .min(1)
-        .max(maxTtlS)
-        .optional()
-        .meta({ description: "Lifetime of each link in seconds" }),
+      expiresIn: expiresIn(maxTtlS, "Lifetime of each link in seconds"),
     })
     .strict()
     .meta({ id: "RewriteLinksRequest" });

@@ -14,13 +14,17 @@ import {
 } from "@codeinterp/workspace";
 import type { SkipReason, Skipped, SnapshotDiff } from "@codeinterp/workspace";
 
-export interface CaptureContext {
+/** Where an execution's files are stored and whose they are: what capture and rich outputs both record. */
+export interface ExecutionFileContext {
   db: Db;
   files: FileStore;
   userId: string;
   chatId: string;
   messageId: string;
   executionId: string;
+}
+
+export interface CaptureContext extends ExecutionFileContext {
   workspaceDir: string;
   /** Attachment file id by its name in the workspace, so a changed attachment keeps its lineage. */
   attachmentByPath: Map<string, string>;

@@ -1,9 +1,8 @@
 import { Readable } from "node:stream";
-import type { Db } from "@codeinterp/db";
 import { registerExecutionFile } from "@codeinterp/db";
-import type { FileStore } from "@codeinterp/files";
 import type { RichOutput } from "@codeinterp/kernel";
 import { fromKernelText } from "@codeinterp/workspace";
+import type { ExecutionFileContext } from "./capture";
 
 export interface ResultOutput {
   type: string;
@@ -24,15 +23,7 @@ const TEXT_FILE_EXT: Record<string, string> = { "image/svg+xml": "svg" };
  * downloadable; text outputs stay inline with workspace paths shown as /mnt/data.
  */
 export async function storeRichOutputs(
-  ctx: {
-    db: Db;
-    files: FileStore;
-    userId: string;
-    chatId: string;
-    messageId: string;
-    executionId: string;
-    workspaceDirs: string[];
-  },
+  ctx: ExecutionFileContext & { workspaceDirs: string[] },
   outputs: RichOutput[],
 ): Promise<ResultOutput[]> {
   const result: ResultOutput[] = [];

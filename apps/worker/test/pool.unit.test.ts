@@ -120,3 +120,31 @@ it("at the live-kernel ceiling the pool starts no kernel, and fills once a place
   expect(bound).toEqual(["k1"]);
   await pool.close();
 });
+
+it("a kernel the pool cannot shut down is named in a warning, and closing goes on", async () => {
+  const slot = { dir: path.join(dir, "stuck-slot"), path: "stuck-slot", disposable: true };
+  await mkdir(slot.dir);
+  const session = {
+    id: "k-stuck",
+    isDead: false,
+    status: "idle",
+    connection: { connectionStatus: "connected" },
+    shutdown: () => Promise.reject(new Error("gateway unreachable")),
+  } as unknown as KernelSession;
+  const gateway = { startKernel: async () => session } as unknown as KernelGateway;
+  const logged: Record<string, unknown>[] = [];
+  const log = createLogger({
+    name: "test",
+    level: "warn",
+    destination: { write: (line: string) => void logged.push(JSON.parse(line) as Record<string, unknown>) },
+  });
+  const pool = new KernelPool({ gateway, size: 1, log, newSlot: async () => slot });
+  pool.refill();
+  await expect.poll(() => pool.available).toBe(1);
+  await pool.close();
+  expect(logged).toContainEqual(
+    expect.objectContaining({ level: 40, kernelId: "k-stuck", err: "gateway unreachable" }),
+  );
+  // The rest of closing still ran: the kernel's directory is removed.
+  await expect(stat(slot.dir)).rejects.toThrow(/ENOENT/);
+});

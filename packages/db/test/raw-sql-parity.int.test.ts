@@ -67,24 +67,19 @@ describe("rows read through the raw-SQL hot path equal the rows Prisma reads", (
     expectSameRow(await getExecutionForWorker(db, bare.execution.id), await viaPrisma(bare.execution.id));
     expectSameRow(await findExecution(db, USER, bare.execution.id), await viaPrisma(bare.execution.id));
 
-    const keyed = await createExecution(db, {
-      userId: USER,
-      chatId: "c1",
-      messageId: "m2",
-      code: "x = 1",
-      timeoutMs: 1,
-      idempotencyKey: "k-1",
-      memoryMb: 1024,
-    });
-    const again = await createExecution(db, {
-      userId: USER,
-      chatId: "c1",
-      messageId: "m2",
-      code: "x = 1",
-      timeoutMs: 1,
-      idempotencyKey: "k-1",
-      memoryMb: 1024,
-    });
+    // The same keyed request twice: the second insert returns the first row.
+    const createKeyed = () =>
+      createExecution(db, {
+        userId: USER,
+        chatId: "c1",
+        messageId: "m2",
+        code: "x = 1",
+        timeoutMs: 1,
+        idempotencyKey: "k-1",
+        memoryMb: 1024,
+      });
+    const keyed = await createKeyed();
+    const again = await createKeyed();
     expect(again.created).toBe(false);
     expectSameRow(again.execution, await viaPrisma(keyed.execution.id));
 

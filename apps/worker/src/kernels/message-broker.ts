@@ -11,6 +11,7 @@ import { createKernelMappings } from "./mappings";
 import { KernelPool } from "./pool";
 import { createPoolOwners } from "./pool-owners";
 import { createRoom } from "./room";
+import { warnShutdownFailed } from "./shutdown-failed";
 import type { WorkspaceLayout } from "../workspace-layout";
 
 export interface MessageBrokerOptions {
@@ -203,8 +204,8 @@ export function createMessageKernelBroker(
     lastReleased.delete(kernelId);
     inUse.delete(kernelId);
     await mappings.remove(messageKey);
-    // Already gone on the gateway, or it is down and its restart removes the kernel anyway.
-    if (shutdown) await gateway.shutdownKernel(kernelId).catch(() => undefined);
+    // Logged and gone past: the mapping is removed already, and a kernel left running is the operator's to see.
+    if (shutdown) await gateway.shutdownKernel(kernelId).catch(warnShutdownFailed(log, kernelId));
     await live.drop(kernelId);
   }
 
@@ -236,8 +237,8 @@ export function createMessageKernelBroker(
         try {
           await opts.layout.ensureWorkspace(req.workspaceDir, req.uid);
         } catch (err) {
-          // Cleanup after a failure that is rethrown below: the kernel may be gone, and its place lapses with its lease.
-          await fromPool.session.shutdown().catch(() => undefined);
+          // Cleanup before the error is rethrown (that error is the caller's); its place lapses with its lease.
+          await fromPool.session.shutdown().catch(warnShutdownFailed(log, fromPool.session.id));
           await live.drop(fromPool.session.id).catch(() => undefined);
           throw err;
         }
@@ -330,8 +331,8 @@ export function createMessageKernelBroker(
         // A kernel started or adopted for this call and not handed out would otherwise be leaked.
         sessions.delete(session.id);
         inUse.delete(session.id);
-        // Cleanup: the kernel may be gone already, and its place lapses with its lease.
-        await session.shutdown().catch(() => undefined);
+        // Cleanup before the error is rethrown (that error is the caller's); its place lapses with its lease.
+        await session.shutdown().catch(warnShutdownFailed(log, session.id));
         await live.drop(session.id).catch(() => undefined);
         throw err;
       }
@@ -377,8 +378,7 @@ export function createMessageKernelBroker(
       const mapping = await readMapping(turn.messageKey);
       if (mapping?.kernelId === kernelId) await forget(turn.messageKey, kernelId, true);
       else {
-        // Already gone on the gateway, or it is down and its restart removes the kernel anyway.
-        await gateway.shutdownKernel(kernelId).catch(() => undefined);
+        await gateway.shutdownKernel(kernelId).catch(warnShutdownFailed(log, kernelId));
         await live.drop(kernelId);
       }
       if (turn.mapping?.kernelId === kernelId) turn.mapping = null;

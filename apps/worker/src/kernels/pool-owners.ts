@@ -2,6 +2,7 @@ import type { KernelGateway } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import type { GatewaySeen, Redis } from "@codeinterp/queue";
 import { poolOwnersKey, removeHeartbeat, workerAliveKey, writeHeartbeat } from "@codeinterp/queue";
+import { warnShutdownFailed } from "./shutdown-failed";
 
 export interface PoolOwnersOptions {
   redis: Redis;
@@ -48,8 +49,8 @@ export function createPoolOwners(opts: PoolOwnersOptions) {
   // Whoever removes the record shuts the kernel down: two workers never both do.
   const shutDown = async (kernelId: string): Promise<boolean> => {
     if ((await redis.hdel(ownersKey, kernelId)) !== 1) return false;
-    // Already gone on the gateway, or it is down and its restart removes the kernel anyway.
-    await opts.gateway.shutdownKernel(kernelId).catch(() => undefined);
+    // Its record is removed already: a kernel left running is the operator's to see, not a reason to stop.
+    await opts.gateway.shutdownKernel(kernelId).catch(warnShutdownFailed(log, kernelId));
     // Its place under the ceiling lapses with its lease if this fails.
     await opts.onShutdown?.(kernelId).catch(() => undefined);
     return true;

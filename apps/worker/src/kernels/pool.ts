@@ -3,6 +3,7 @@ import type { KernelGateway, KernelSession } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import { enterWorkspaceCode } from "./enter-workspace";
+import { warnShutdownFailed } from "./shutdown-failed";
 
 /** Where a pooled kernel waits: its working directory, relative to the gateway root and absolute. */
 export interface PoolSlot {
@@ -123,8 +124,8 @@ export class KernelPool {
     while ((kernel = this.ready.shift())) {
       const s = kernel.session;
       if (!s.isDead && s.connection.connectionStatus === "connected" && s.status !== "dead") break;
-      // Gone while waiting (server restarted, kernel deleted): drop it.
-      void s.shutdown().catch(() => undefined);
+      // Gone while waiting (server restarted, kernel deleted): drop it, and go on to the next.
+      void s.shutdown().catch(warnShutdownFailed(this.log, s.id));
     }
     if (this.maxSize > this.size) {
       this.takes.push(Date.now());
@@ -153,8 +154,8 @@ export class KernelPool {
     this.log.debug({ kernels: extra.length, target: this.target }, "kernel pool shrinks after demand fell");
     await Promise.all(
       extra.map(async (k) => {
-        // Cleanup: the kernel may be gone already; its owner record lets the sweep retry.
-        await k.session.shutdown().catch(() => undefined);
+        // Logged and gone past: the other extra kernels are shut down all the same.
+        await k.session.shutdown().catch(warnShutdownFailed(this.log, k.session.id));
         // Best effort: a directory left behind holds no one's files and is removed with the pool's root.
         if (k.slot.disposable) await removeWorkspaceDir(k.slot.dir).catch(() => undefined);
         // Its place under the ceiling lapses with its lease if this fails.
@@ -166,8 +167,8 @@ export class KernelPool {
   /** Returns an unused kernel that could not be given to the message it was taken for. */
   putBack(kernel: PooledKernel): void {
     if (this.closed || kernel.session.isDead) {
-      // Dead or unwanted: a kernel that cannot be shut down is gone already or swept by its owner record.
-      void kernel.session.shutdown().catch(() => undefined);
+      // Dead or unwanted: not kept, whether or not the shutdown goes through.
+      void kernel.session.shutdown().catch(warnShutdownFailed(this.log, kernel.session.id));
       return;
     }
     this.ready.unshift(kernel);
@@ -214,8 +215,8 @@ export class KernelPool {
               throw err;
             });
         if (!session || this.closed) {
-          // Cleanup: the kernel may be gone already; its owner record lets the sweep retry.
-          await session?.shutdown().catch(() => undefined);
+          // Closing or closed: the pool does not keep it, whether or not the shutdown goes through.
+          if (session) await session.shutdown().catch(warnShutdownFailed(this.log, session.id));
           await dropSlot();
           // An unused place lapses with its lease if the drop fails.
           await place.drop().catch(() => undefined);
@@ -254,8 +255,8 @@ export class KernelPool {
       const t0 = Date.now();
       const done = await session.execute(code, { timeoutMs: PRELOAD_TIMEOUT_MS }).catch(() => null);
       if (done?.status !== "ok") {
-        // Still busy, or dead: no message gets a kernel in that state.
-        await session.shutdown().catch(() => undefined);
+        // Still busy, or dead: no message gets a kernel in that state (the error below says why it failed).
+        await session.shutdown().catch(warnShutdownFailed(this.log, session.id));
         throw new Error(`pool kernel ${session.id} preload ended ${done?.status ?? "with an error"}`);
       }
       this.log.debug({ kernelId: session.id, ms: Date.now() - t0 }, "pool kernel preloaded");
@@ -277,8 +278,8 @@ export class KernelPool {
     this.onChange([]);
     await Promise.all(
       kernels.map(async (k) => {
-        // Closing: a kernel that cannot be shut down is gone already or swept by its owner record.
-        await k.session.shutdown().catch(() => undefined);
+        // Closing: the others are shut down and the directory removed all the same.
+        await k.session.shutdown().catch(warnShutdownFailed(this.log, k.session.id));
         if (k.slot.disposable) await removeWorkspaceDir(k.slot.dir).catch(() => undefined);
       }),
     );
