@@ -9,9 +9,19 @@ import {
   sleep,
   startFaultStack,
   waitFor,
+  waitForFlowUnderWay,
   workloadCode,
 } from "./harness";
 import type { Census, FaultStack, SubmittedRun } from "./harness";
+
+// The faults themselves: how long a dependency stays away, and how far apart kernels are killed (so the kills
+// land on different executions over the flow rather than back to back). Pauses on purpose, not waits.
+const REDIS_DOWN_MS = 2000;
+const POSTGRES_DOWN_MS = 10_000;
+const KERNEL_KILLS = 4;
+const KERNEL_KILL_SPACING_MS = 700;
+/** How often the outage probes call the API (pacing). */
+const PROBE_EVERY_MS = 250;
 
 /**
  * One private deployment, broken five ways in turn: kernels killed, Redis restarted with and without
@@ -40,6 +50,7 @@ describe("dependencies failing under a flow of executions", () => {
           token,
           messageId,
         });
+        // The flow's pacing: one submission every `everyMs`.
         await sleep(opts.everyMs);
       }
     })();
@@ -63,15 +74,41 @@ describe("dependencies failing under a flow of executions", () => {
 
   it("kernels shut down through the Jupyter API mid-run", async () => {
     const { runs, done } = flow("kernels", 16, { messages: 4, everyMs: 250, sleepS: 1 });
-    // Kill busy kernels (those running the workload) until 4 are gone, with a pause between kills.
+    let flowing = true;
+    // (A failed submission surfaces at `await done` below.)
+    void done.then(
+      () => (flowing = false),
+      () => (flowing = false),
+    );
+    // Kill the kernels running the workload (a running execution's kernel, busy on the gateway) until 4 are
+    // gone, or until the flow has ended with nothing left running: the first kill must happen.
     let killed = 0;
-    const until = Date.now() + 6000;
-    while (killed < 4 && Date.now() < until) {
-      await sleep(300);
-      const busy = (await listKernels(stack)).find((k) => k.execution_state === "busy");
-      if (busy && (await deleteKernel(stack, busy.id)) === 204) {
+    const shot = new Set<string>();
+    while (killed < KERNEL_KILLS) {
+      const target = await waitFor(
+        async () => {
+          const busy = new Set((await listKernels(stack)).filter((k) => k.execution_state === "busy").map((k) => k.id));
+          const running = await stack.sql<{ kernel_id: string }>(
+            `SELECT kernel_id FROM executions WHERE chat_id = 'kernels' AND status = 'running' AND kernel_id IS NOT NULL`,
+          );
+          const hit = running.find((r) => busy.has(r.kernel_id) && !shot.has(r.kernel_id));
+          if (hit) return hit.kernel_id;
+          if (killed > 0 && !flowing) {
+            const [left] = await stack.sql<{ n: string }>(
+              `SELECT count(*) AS n FROM executions WHERE chat_id = 'kernels' AND status NOT IN ('completed','failed','timed_out','cancelled')`,
+            );
+            if (Number(left!.n) === 0) return null;
+          }
+          return undefined;
+        },
+        30_000,
+        "a kernel busy running a workload execution",
+      );
+      if (target === null) break;
+      shot.add(target);
+      if ((await deleteKernel(stack, target)) === 204) {
         killed++;
-        await sleep(700);
+        await sleep(KERNEL_KILL_SPACING_MS);
       }
     }
     await done;
@@ -82,9 +119,9 @@ describe("dependencies failing under a flow of executions", () => {
 
   it("Redis killed and restarted with its append-only file", async () => {
     const { runs, done } = flow("redis-aof", 16, { messages: 4, everyMs: 250, sleepS: 0.5 });
-    await sleep(1500);
+    await waitForFlowUnderWay(stack, "redis-aof");
     await stack.redis.stop("SIGKILL");
-    await sleep(2000);
+    await sleep(REDIS_DOWN_MS);
     await stack.redis.start();
     await done;
     await verify("redis-aof", runs, ["worker_lost"]);
@@ -92,10 +129,10 @@ describe("dependencies failing under a flow of executions", () => {
 
   it("Redis restarted empty (no persistence): the reconciler recovers queued executions from Postgres", async () => {
     const { runs, done } = flow("redis-empty", 16, { messages: 4, everyMs: 150, sleepS: 0.5 });
-    await sleep(1500);
+    await waitForFlowUnderWay(stack, "redis-empty");
     await stack.redis.stop("SIGKILL");
     stack.redis.setAppendonly(false);
-    await sleep(2000);
+    await sleep(REDIS_DOWN_MS);
     await stack.redis.start();
     await done;
     await verify("redis-empty", runs, ["worker_lost"]);
@@ -105,7 +142,7 @@ describe("dependencies failing under a flow of executions", () => {
     const a = api(stack.apiUrl, key);
     const probeId = await a.submit({ chatId: "probe", messageId: "probe", code: "print(1)" });
     const { runs, done } = flow("postgres", 12, { messages: 4, everyMs: 250, sleepS: 0.5 });
-    await sleep(1000);
+    await waitForFlowUnderWay(stack, "postgres");
 
     type Probe = { route: string; status: number; ms: number; json: boolean; code?: string; during: boolean };
     const probes: Probe[] = [];
@@ -141,15 +178,16 @@ describe("dependencies failing under a flow of executions", () => {
             return { status: r.status, body: await r.json() };
           }),
         ]);
-        await sleep(250);
+        await sleep(PROBE_EVERY_MS);
       }
     })();
 
-    await sleep(500);
+    // One round of probes answered before the outage: the probes themselves work.
+    await waitFor(async () => probes.length >= 3, 15_000, "a round of probes before the outage");
     outage = true;
     const t0 = Date.now();
     await stack.postgres.stop("fast");
-    await sleep(10_000);
+    await sleep(POSTGRES_DOWN_MS);
     await stack.postgres.start();
     const downFor = Date.now() - t0;
     outage = false;
@@ -194,7 +232,7 @@ describe("dependencies failing under a flow of executions", () => {
 
   it("the Jupyter server restarted (same port and token) mid-run", async () => {
     const { runs, done } = flow("jupyter", 12, { messages: 4, everyMs: 300, sleepS: 1 });
-    await sleep(2000);
+    await waitForFlowUnderWay(stack, "jupyter");
     await stack.restartJupyter();
     await done;
     await verify("jupyter", runs, ["kernel_died", "gateway_unavailable", "gateway_restarted", "worker_lost"]);

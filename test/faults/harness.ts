@@ -19,6 +19,11 @@ import type { LocalJupyter, StartLocalJupyterOptions } from "@codeinterp/kernel"
  * other test runs use those.
  */
 
+/**
+ * A fixed pause. Only for what IS the fault or its load (how long a dependency stays down, a load generator's
+ * pacing, a client's retry backoff) and for the interval of a poll with a deadline; to wait for something to
+ * happen, poll for it with waitFor.
+ */
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export async function freePort(): Promise<number> {
@@ -208,6 +213,11 @@ export interface ChildApp {
   rss(): number;
 }
 
+export interface WorkerApp extends ChildApp {
+  /** Its WORKER_ID: what executions it claimed record in `worker_id`. */
+  readonly workerId: string;
+}
+
 export interface FaultStack {
   root: string;
   dataDir: string;
@@ -219,11 +229,11 @@ export interface FaultStack {
   jupyter: LocalJupyter;
   jupyterPort: number;
   api: ChildApp;
-  worker: ChildApp | null;
+  worker: WorkerApp | null;
   /** A pg client on the stack's own database. */
   sql<T extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<T[]>;
   newUser(userId?: string): Promise<{ userId: string; key: string }>;
-  startWorker(overrides?: Record<string, string>): Promise<ChildApp>;
+  startWorker(overrides?: Record<string, string>): Promise<WorkerApp>;
   restartJupyter(): Promise<void>;
   close(): Promise<void>;
 }
@@ -378,10 +388,10 @@ export async function startFaultStack(
         return (await res.json()) as { userId: string; key: string };
       },
       async startWorker(overrides = {}) {
-        const w = spawnApp(
-          "apps/worker/src/main.ts",
-          { ...env, LOG_LEVEL: "info", WORKER_ID: `faults-worker-${++workerSeq}`, ...overrides },
-          path.join(root, `worker-${workerSeq}.log`),
+        const workerEnv = { ...env, LOG_LEVEL: "info", WORKER_ID: `faults-worker-${++workerSeq}`, ...overrides };
+        const w: WorkerApp = Object.assign(
+          spawnApp("apps/worker/src/main.ts", workerEnv, path.join(root, `worker-${workerSeq}.log`)),
+          { workerId: workerEnv.WORKER_ID },
         );
         stack.worker = w;
         cleanups.push(() => w.kill());
@@ -418,6 +428,9 @@ export async function startFaultStack(
 
 // ---------------------------------------------------------------- API calls and invariants
 
+/** A client's backoff between retries of a submit the API answered 503 (pacing, not a wait for anything). */
+const SUBMIT_RETRY_MS = 300;
+
 export function api(baseUrl: string, key: string) {
   const call = async (method: string, p: string, body?: unknown, timeoutMs = 30_000) => {
     const res = await fetch(`${baseUrl}${p}`, {
@@ -451,7 +464,7 @@ export function api(baseUrl: string, key: string) {
         }));
         if (r.status === 202) return (r.body as { id: string }).id;
         if ((r.status === 503 || r.status === 0) && i < 100) {
-          await sleep(300);
+          await sleep(SUBMIT_RETRY_MS);
           continue;
         }
         throw new Error(`submit failed: ${r.status} ${JSON.stringify(r.body)}`);
@@ -488,6 +501,25 @@ export async function settle(stack: FaultStack, ms: number, chatId?: string): Pr
     stack,
     active.map((a) => `${a.id}:${a.status}`),
     chatId,
+  );
+}
+
+/**
+ * Waits until a chat's flow is under way: one of its executions has completed and another is running now, so
+ * a fault injected next lands mid-run with work both behind and ahead of it.
+ */
+export async function waitForFlowUnderWay(stack: FaultStack, chatId: string, ms = 30_000): Promise<void> {
+  await waitFor(
+    async () => {
+      const [row] = await stack.sql<{ completed: string; running: string }>(
+        `SELECT count(*) FILTER (WHERE status = 'completed') AS completed, count(*) FILTER (WHERE status = 'running') AS running
+         FROM executions WHERE chat_id = $1`,
+        [chatId],
+      );
+      return Number(row?.completed ?? 0) > 0 && Number(row?.running ?? 0) > 0;
+    },
+    ms,
+    `chat ${chatId}: an execution completed and another running`,
   );
 }
 

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { api, census, report, sleep, startFaultStack, waitFor } from "./harness";
+import { observeStack } from "../helpers/observe";
+import { api, census, report, startFaultStack, waitFor } from "./harness";
 import type { FaultStack } from "./harness";
 
 const TOTAL = Number(process.env.LOAD_EXECUTIONS ?? 1000);
@@ -20,12 +21,25 @@ describe("load: 1,000 executions", () => {
       env: { WORKER_CONCURRENCY: "4", KERNEL_POOL_SIZE: "2", LOG_LEVEL: "warn", MAX_LIVE_KERNELS: "24" },
     });
   });
-  afterAll(async () => stack?.close());
+  let observer: ReturnType<typeof observeStack> | undefined;
+  afterAll(async () => {
+    observer?.close();
+    await stack?.close();
+  });
 
   it("all end completed with the right stdout, and API and worker memory stay flat", async () => {
     const { key } = await stack.newUser("load");
     const a = api(stack.apiUrl, key);
     const worker = stack.worker!;
+    const obs = (observer = observeStack({ env: stack.env, queuePrefix: stack.env.QUEUE_PREFIX! }));
+    // Memory is read once the worker is done with what it was given: no job in hand (each handler returned,
+    // its kernel released) and its pool of pre-started kernels refilled.
+    const settled = (when: string) =>
+      waitFor(
+        async () => (await obs.activeJobs()) === 0 && (await obs.poolKernels()) >= Number(stack.env.KERNEL_POOL_SIZE),
+        60_000,
+        `worker idle with its pool refilled (${when})`,
+      );
 
     // Warm-up: one execution per message, so every kernel exists before the "before" measurement.
     await Promise.all(
@@ -34,7 +48,7 @@ describe("load: 1,000 executions", () => {
         await a.get(`/v1/executions/${id}?waitMs=60000`, 70_000);
       }),
     );
-    await sleep(1000);
+    await settled("after the warm-up");
     const before = { api: stack.api.rss(), worker: worker.rss() };
 
     const t0 = Date.now();
@@ -64,7 +78,7 @@ describe("load: 1,000 executions", () => {
       "all executions terminal",
     );
     const totalMs = Date.now() - t0;
-    await sleep(1000);
+    await settled("after the load");
     const after = { api: stack.api.rss(), worker: worker.rss() };
 
     const rows = await stack.sql<{ id: string; status: string; stdout: string | null }>(

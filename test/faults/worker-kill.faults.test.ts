@@ -7,9 +7,15 @@ import {
   sleep,
   startFaultStack,
   terminalSnapshot,
+  waitFor,
   workloadCode,
 } from "./harness";
 import type { FaultStack, SubmittedRun } from "./harness";
+
+/** The submissions' pacing: one every SUBMIT_EVERY_MS. */
+const SUBMIT_EVERY_MS = 300;
+/** The fault: how long the worker stays dead before it is started again (a supervisor's restart delay). */
+const WORKER_DOWN_MS = 300;
 
 describe("workers SIGKILLed repeatedly while executions flow", () => {
   let stack: FaultStack;
@@ -25,7 +31,8 @@ describe("workers SIGKILLed repeatedly while executions flow", () => {
     const messages = 6;
     const total = 30;
 
-    // Submit 30 executions over ~9 s on 6 messages while the worker is killed and restarted 4 times.
+    // Submit 30 executions over ~9 s on 6 messages while the worker is killed and restarted 4 times, each
+    // time while it runs one of them.
     const submitting = (async () => {
       for (let i = 0; i < total; i++) {
         const messageId = `m${i % messages}`;
@@ -35,15 +42,39 @@ describe("workers SIGKILLed repeatedly while executions flow", () => {
           token,
           messageId,
         });
-        await sleep(300);
+        await sleep(SUBMIT_EVERY_MS);
       }
     })();
+    let submitted = false;
+    void submitting.then(
+      () => (submitted = true),
+      () => (submitted = true),
+    );
     let kills = 0;
+    let killedMidRun = 0;
     for (let k = 0; k < 4; k++) {
-      await sleep(1800);
-      await stack.worker!.kill("SIGKILL");
+      const worker = stack.worker!;
+      // The (restarted) worker has picked up an execution and runs it; once everything has ended there is
+      // nothing left to pick, and the worker is killed idle.
+      const midRun = await waitFor(
+        async () => {
+          const [row] = await stack.sql<{ running: string; left: string }>(
+            `SELECT count(*) FILTER (WHERE status = 'running' AND worker_id = $1) AS running,
+                    count(*) FILTER (WHERE status NOT IN ('completed','failed','timed_out','cancelled')) AS left
+             FROM executions WHERE chat_id = 'faults'`,
+            [worker.workerId],
+          );
+          if (Number(row!.running) > 0) return "running";
+          if (submitted && Number(row!.left) === 0) return "idle";
+          return undefined;
+        },
+        60_000,
+        `worker ${worker.workerId} running an execution`,
+      );
+      await worker.kill("SIGKILL");
       kills++;
-      await sleep(300);
+      if (midRun === "running") killedMidRun++;
+      await sleep(WORKER_DOWN_MS);
       await stack.startWorker();
     }
     await submitting;
@@ -54,7 +85,14 @@ describe("workers SIGKILLed repeatedly while executions flow", () => {
     // Nothing moved after it ended (the follow-ups are new rows; the earlier ones keep status and finished_at).
     const snapAfter = await terminalSnapshot(stack);
     const moved = [...snap].filter(([id, v]) => snapAfter.get(id) !== v);
-    report("worker-kill", { accepted: runs.length, kills, ...census, ...ws, movedAfterTerminal: moved.length });
+    report("worker-kill", {
+      accepted: runs.length,
+      kills,
+      killedMidRun,
+      ...census,
+      ...ws,
+      movedAfterTerminal: moved.length,
+    });
 
     expect(census.stuck).toEqual([]);
     expect(census.total).toBe(total);

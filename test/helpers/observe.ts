@@ -14,6 +14,8 @@ export function observeStack(stack: Pick<TestStack, "env" | "queuePrefix">) {
     /** Whether the execution's job has stepped aside for a moment (its message is busy, or kernels are at the ceiling). */
     steppedAside: async (executionId: string) =>
       (await redis.zscore(`${stack.queuePrefix}:${queueNames.executions}:delayed`, executionId)) !== null,
+    /** Execution jobs a worker holds now (BullMQ's active list): 0 once every picked job's handler returned. */
+    activeJobs: () => redis.llen(`${stack.queuePrefix}:${queueNames.executions}:active`),
     redis,
     close: () => redis.disconnect(),
   };
