@@ -5,7 +5,9 @@ import {
   claimQueuedExecution,
   createDb,
   createExecution,
+  finishExecution,
   getExecutionForWorker,
+  kernelMayBeInUse,
   markExecutionRunning,
 } from "@codeinterp/db";
 import type { Db } from "@codeinterp/db";
@@ -77,5 +79,37 @@ describe("reconcileOnce", () => {
     } finally {
       await events.close();
     }
+  });
+});
+
+describe("a lost execution's kernel", () => {
+  // The worker's onLost shuts the kernel down only when this says no: after Redis restarts empty, the lost
+  // execution's message lock is gone while the next execution of the message may be running on its kernel.
+  it("counts as in use while another execution of the message runs on it or is preparing, and not otherwise", async () => {
+    const make = (messageId: string) =>
+      createExecution(db, { userId: "lost-user", chatId: "c", messageId, code: "1", timeoutMs: 1000 }).then(
+        (r) => r.execution,
+      );
+    const lostOne = await make("m-lost");
+    await claimQueuedExecution(db, lostOne.id, "w-test");
+    await markExecutionRunning(db, lostOne.id, "k-shared");
+    const asked = { id: lostOne.id, userId: "lost-user", messageId: "m-lost", kernelId: "k-shared" };
+    expect(await kernelMayBeInUse(db, asked)).toBe(false);
+
+    const next = await make("m-lost");
+    await claimQueuedExecution(db, next.id, "w-test");
+    expect(await kernelMayBeInUse(db, asked)).toBe(true); // preparing: it may be about to take the kernel
+    await markExecutionRunning(db, next.id, "k-other");
+    expect(await kernelMayBeInUse(db, asked)).toBe(false); // running on another kernel
+    await finishExecution(db, next.id, "completed", {});
+
+    const onIt = await make("m-lost");
+    await claimQueuedExecution(db, onIt.id, "w-test");
+    await markExecutionRunning(db, onIt.id, "k-shared");
+    expect(await kernelMayBeInUse(db, asked)).toBe(true);
+    // Another message's execution on a kernel of the same id is not this message's business.
+    expect(await kernelMayBeInUse(db, { ...asked, messageId: "m-elsewhere" })).toBe(false);
+    await finishExecution(db, onIt.id, "completed", {});
+    expect(await kernelMayBeInUse(db, asked)).toBe(false);
   });
 });

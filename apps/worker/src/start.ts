@@ -1,5 +1,5 @@
 import { Queue } from "bullmq";
-import { closeDb, createDb } from "@codeinterp/db";
+import { closeDb, createDb, kernelMayBeInUse } from "@codeinterp/db";
 import { DEFAULT_SANDBOX_LIMITS, SANDBOX_KERNEL_NAME, createKernelGateway, preloadCode } from "@codeinterp/kernel";
 import type { SandboxSpecMetadata } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
@@ -131,6 +131,10 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     intervalMs: env.RECONCILE_INTERVAL_MS,
     onLost: async (e) => {
       if (!e.kernelId) return;
+      if (await kernelMayBeInUse(db, { ...e, kernelId: e.kernelId })) {
+        log.info({ executionId: e.id, kernelId: e.kernelId }, "lost execution's kernel is in use by another; kept");
+        return;
+      }
       // Never waits: a message busy with another execution keeps its turn, and the lost kernel is shut down
       // by the next execution's liveness check or the idle sweep; the reconciler's pass goes on.
       const turn = await broker.tryTurn(kernelRequestFor(env, layout, e.userId, e.messageId).messageKey);

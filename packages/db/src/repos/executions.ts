@@ -264,6 +264,26 @@ export function listStaleActiveExecutions(
   });
 }
 
+/**
+ * Whether another execution of the message is running on `kernelId`, or is preparing (it may be about to run
+ * on it): such a kernel is not a lost execution's to shut down, even when the message's lock says otherwise
+ * (a Redis that restarted empty forgets the lock of an execution still running).
+ */
+export async function kernelMayBeInUse(
+  db: Db,
+  e: { id: string; userId: string; messageId: string; kernelId: string },
+): Promise<boolean> {
+  const n = await db.execution.count({
+    where: {
+      userId: e.userId,
+      messageId: e.messageId,
+      id: { not: e.id },
+      OR: [{ status: "running", kernelId: e.kernelId }, { status: "preparing" }],
+    },
+  });
+  return n > 0;
+}
+
 export function countExecutionsByStatus(db: Db): Promise<Array<{ status: ExecutionStatus; count: number }>> {
   return db.execution
     .groupBy({ by: ["status"], _count: { _all: true } })
