@@ -134,7 +134,13 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
         "kernel start",
         () => KernelAPI.startNew({ name: kernelName, path } as KernelAPI.IKernelOptions, settings),
         { attempts: 3, retryable: isRefused },
-      );
+      ).catch((err: unknown) => {
+        // jupyter_server answers 500 ("Unhandled error") when the kernel process fails to come up (its ports
+        // taken, the server mid-restart): the kernel died while starting, which callers retry once.
+        if (err instanceof ServerConnection.ResponseError && err.response.status === 500)
+          throw new KernelDiedError(`the gateway could not start a kernel: ${err.message}`);
+        throw err;
+      });
       try {
         const session = await open(model);
         const setup = await session.execute(KERNEL_SETUP_CODE, { timeoutMs: startTimeoutMs });

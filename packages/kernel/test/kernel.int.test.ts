@@ -185,3 +185,18 @@ describe("kernel lifecycle", () => {
     await expect(dead.startKernel()).rejects.toThrow(GatewayUnavailableError);
   });
 });
+
+describe("a kernel the server cannot start", () => {
+  // jupyter_server answers 500 "Unhandled error" when the kernel process does not come up (here: a kernelspec
+  // it does not have; in production: ports taken, the server mid-restart). That is a kernel that died while
+  // starting (the worker retries it once), not an unknown internal error.
+  it("is reported as KernelDiedError", async () => {
+    const broken = createKernelGateway({
+      baseUrl: server.url,
+      token: server.token,
+      log: silentLog,
+      kernelName: "no-such-kernelspec",
+    });
+    await expect(broken.startKernel()).rejects.toBeInstanceOf(KernelDiedError);
+  });
+});
