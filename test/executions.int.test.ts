@@ -69,9 +69,8 @@ describe("executions end to end", () => {
       messageId: "m-slow",
       code: "import time; time.sleep(3)",
     });
-    const t0 = Date.now();
+    // Had it waited for the end instead of 300 ms, the 3 s run would be over.
     const res = await api.get(`/v1/executions/${created.body.id}?waitMs=300`);
-    expect(Date.now() - t0).toBeLessThan(2500);
     expect(["queued", "preparing", "running"]).toContain(res.body.status);
     const done = await api.get(`/v1/executions/${created.body.id}?waitMs=20000`);
     expect(done.body.status).toBe("completed");
