@@ -36,8 +36,15 @@ const apiEnvSchema = z.object({
   LIBRECHAT_JWT_JWKS_URL: z.url().optional(),
   LIBRECHAT_JWT_ISSUER: z.string().min(1).default("librechat"),
   LIBRECHAT_JWT_AUDIENCE: z.string().min(1).default("codeapi"),
-  /** The tenant (a codeinterp user id) that JWT-authenticated LibreChat users belong to. */
+  /**
+   * The tenant (a codeinterp user id) that JWT-authenticated LibreChat users belong to; a token's `tenant_id`
+   * claim names a tenant within it (librechat/auth.ts jwtTenant).
+   */
   LIBRECHAT_JWT_TENANT: z.string().min(1).max(200).default("librechat"),
+  /** How far the LibreChat host's clock may be off ours (nbf, iat, exp); LibreChat's own code API allows 30 s. */
+  LIBRECHAT_JWT_CLOCK_SKEW_S: z.coerce.number().int().min(0).max(300).default(30),
+  /** Longest a token may live (exp - iat); LibreChat mints 300 s tokens, and its code API refuses longer ones. */
+  LIBRECHAT_JWT_MAX_LIFETIME_S: z.coerce.number().int().min(1).max(86_400).default(300),
   /** Unset: a request without credentials is refused. Set: it is served under this tenant (trusted network only). */
   LIBRECHAT_ANONYMOUS_TENANT: z.string().min(1).max(200).optional(),
   /** /exec and upload requests per LibreChat user per minute; 0 turns the limit off. */

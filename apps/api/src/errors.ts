@@ -1,7 +1,8 @@
 import type { ErrorRequestHandler, RequestHandler } from "express";
-import { FilesNotFoundError, isOutage } from "@codeinterp/db";
+import { FilesNotFoundError, isOutage, MessageInOtherChatError } from "@codeinterp/db";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
+import { EndUserNotAllowedError, InvalidApiKeyError, InvalidEndUserError } from "./auth-errors";
 
 /** An error that carries its HTTP answer; services throw their own errors and the edge maps them here. */
 export class HttpError extends Error {
@@ -27,6 +28,12 @@ function toHttpError(err: unknown): HttpError | null {
   if (err instanceof FilesNotFoundError) {
     return new HttpError(422, "files_not_found", err.message, { fileIds: err.fileIds });
   }
+  if (err instanceof MessageInOtherChatError) {
+    return new HttpError(409, "message_in_other_chat", err.message, { messageId: err.messageId });
+  }
+  if (err instanceof InvalidApiKeyError) return new HttpError(401, "unauthorized", err.message);
+  if (err instanceof EndUserNotAllowedError) return new HttpError(403, "end_user_not_allowed", err.message);
+  if (err instanceof InvalidEndUserError) return new HttpError(400, "invalid_end_user", err.message);
   const e = err as { type?: string; status?: number; expose?: boolean; message?: string };
   // body-parser's errors (bad JSON, too large, wrong charset) carry their own status.
   if (e && e.type === "entity.parse.failed")

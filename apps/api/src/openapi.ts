@@ -8,6 +8,10 @@ import { registerLibreChatPaths } from "./librechat/openapi";
 import { registerJupyterPaths } from "./jupyter/openapi";
 import {
   ApiKeyCreated,
+  ApiKeyInfo,
+  ApiKeyList,
+  ApiKeyListQuery,
+  ApiKeyParams,
   CreateApiKeyBody,
   createExecutionBody,
   ErrorBody,
@@ -38,16 +42,39 @@ export function buildOpenApiDocument(
   >,
 ) {
   const registry = new OpenAPIRegistry();
-  const bearer = registry.registerComponent("securitySchemes", "apiKey", { type: "http", scheme: "bearer" });
+  const bearer = registry.registerComponent("securitySchemes", "apiKey", {
+    type: "http",
+    scheme: "bearer",
+    description:
+      "An API key. With a tenant key, the header X-End-User names the end user the request acts for (a codeinterp user of its own under the tenant); a user key naming one is refused with 403 end_user_not_allowed.",
+  });
   const security = [{ [bearer.name]: [] }];
 
   registry.registerPath({
     method: "post",
     path: "/v1/admin/api-keys",
-    summary: "Create an API key for a user (Authorization: Bearer ADMIN_TOKEN)",
+    summary: "Create an API key for a user or a tenant (Authorization: Bearer ADMIN_TOKEN)",
     security,
     request: { body: { content: { "application/json": { schema: CreateApiKeyBody } } } },
     responses: { 201: json(ApiKeyCreated, "The key, shown once"), ...errors },
+  });
+  registry.registerPath({
+    method: "get",
+    path: "/v1/admin/api-keys",
+    summary: "List API keys, newest first, never the keys themselves (Authorization: Bearer ADMIN_TOKEN)",
+    security,
+    request: { query: ApiKeyListQuery },
+    responses: { 200: json(ApiKeyList, "The keys"), ...errors },
+  });
+  registry.registerPath({
+    method: "delete",
+    path: "/v1/admin/api-keys/{id}",
+    summary: "Revoke an API key (Authorization: Bearer ADMIN_TOKEN); it is refused from then on",
+    description:
+      "Refused at once by the API process that revoked it; other API processes may accept it until their key cache entry lapses (10 s).",
+    security,
+    request: { params: ApiKeyParams },
+    responses: { 200: json(ApiKeyInfo, "The key, revoked"), ...errors },
   });
   registry.registerPath({
     method: "post",
@@ -70,7 +97,10 @@ export function buildOpenApiDocument(
     },
     responses: {
       202: json(Execution, "Accepted (also for a replayed idempotencyKey)"),
-      409: json(ErrorBody, "idempotencyKey reused for a different request"),
+      409: json(
+        ErrorBody,
+        "idempotencyKey reused for a different request (idempotency_conflict), or the messageId is already used by this user in another chat (message_in_other_chat)",
+      ),
       422: json(ErrorBody, "Some fileIds do not exist"),
       ...errors,
     },

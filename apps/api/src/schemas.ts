@@ -14,8 +14,35 @@ export const ErrorBody = z
   .object({ error: z.object({ code: z.string(), message: z.string() }).loose() })
   .meta({ id: "Error" });
 
-export const CreateApiKeyBody = z.object({ userId: idString }).strict().meta({ id: "CreateApiKeyRequest" });
-export const ApiKeyCreated = z.object({ key: z.string(), userId: z.string() }).meta({ id: "ApiKey" });
+export const ApiKeyKind = z
+  .enum(["user", "tenant"])
+  .describe(
+    "user: the key acts as its user only. tenant: the key may name an end user per request (X-End-User), each a codeinterp user of its own under the tenant; without one it acts as the tenant",
+  )
+  .meta({ id: "ApiKeyKind" });
+export const CreateApiKeyBody = z
+  .object({
+    userId: idString.describe("The user (for a tenant key: the tenant). Names starting with librechat: are reserved"),
+    kind: ApiKeyKind.default("user").optional(),
+  })
+  .strict()
+  .meta({ id: "CreateApiKeyRequest" });
+export const ApiKeyCreated = z
+  .object({ id: z.string(), key: z.string(), userId: z.string(), kind: ApiKeyKind })
+  .meta({ id: "ApiKey" });
+export const ApiKeyInfo = z
+  .object({
+    id: z.string(),
+    userId: z.string(),
+    kind: ApiKeyKind,
+    prefix: z.string().describe("The key's first characters"),
+    createdAt: z.string(),
+    revokedAt: z.string().nullable(),
+  })
+  .meta({ id: "ApiKeyInfo" });
+export const ApiKeyList = z.object({ apiKeys: z.array(ApiKeyInfo) }).meta({ id: "ApiKeyList" });
+export const ApiKeyListQuery = z.object({ userId: idString.optional() }).strict();
+export const ApiKeyParams = z.object({ id: z.uuid() });
 
 export const ExecutionStatus = z
   .enum(["queued", "preparing", "running", "completed", "failed", "timed_out", "cancelled"])

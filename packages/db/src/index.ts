@@ -2,7 +2,15 @@ export { createDb, closeDb } from "./client";
 export type { Db } from "./client";
 export { migrate, ensureDatabase } from "./migrate";
 export type { MigrateResult } from "./migrate";
-export { createApiKey, findUserByApiKey, hashApiKey } from "./repos/api-keys";
+export {
+  createApiKey,
+  findApiKeyHolder,
+  findUserByApiKey,
+  hashApiKey,
+  listApiKeys,
+  revokeApiKey,
+} from "./repos/api-keys";
+export type { ApiKeyHolder, ApiKeyKind, ApiKeyRow } from "./repos/api-keys";
 export * from "./repos/executions";
 export * from "./repos/files";
 export * from "./types";

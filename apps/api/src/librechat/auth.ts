@@ -2,11 +2,15 @@ import type { Request } from "express";
 import { apiKeyResolver, bearer } from "../auth";
 import type { ApiDeps } from "../deps";
 import { HttpError } from "../errors";
-import { derivedUserId } from "./ids";
+import { derivedUserId, END_USER_ID } from "../end-users";
 import type { EntityKind } from "./ids";
 import { createJwtVerifier, InvalidLibreChatTokenError, looksLikeJwt } from "./jwt";
 
-/** Who is calling: a tenant (a codeinterp user id) and, with a JWT, the LibreChat user it was issued to. */
+/**
+ * Who is calling: a tenant (a codeinterp user id) and, with a JWT, the LibreChat user it was issued to.
+ * The tenant's LibreChat users are its end users (../end-users.ts, the rule of every surface): here any
+ * API key is a tenant, as it always was on this surface, and LibreChat's own fields name the end user.
+ */
 export interface Credential {
   tenant: string;
   via: "api_key" | "jwt" | "anonymous";
@@ -43,21 +47,31 @@ export function credentialResolver(deps: Pick<ApiDeps, "db" | "env">): (req: Req
     }
     if (!apiKey && verifyJwt && looksLikeJwt(token)) {
       try {
-        const { sub } = await verifyJwt(token);
-        return { tenant: deps.env.LIBRECHAT_JWT_TENANT, via: "jwt", subject: sub };
+        const { sub, tenantId } = await verifyJwt(token);
+        return { tenant: jwtTenant(deps.env.LIBRECHAT_JWT_TENANT, tenantId), via: "jwt", subject: sub };
       } catch (err) {
         if (err instanceof InvalidLibreChatTokenError) throw unauthorized("invalid token");
         throw err;
       }
     }
-    const tenant = await resolveKey(token);
-    if (!tenant) throw unauthorized("invalid API key");
-    return { tenant, via: "api_key" };
+    const holder = await resolveKey(token);
+    if (!holder) throw unauthorized("invalid API key");
+    return { tenant: holder.userId, via: "api_key" };
   };
 }
 
+/**
+ * The tenant of a JWT: LIBRECHAT_JWT_TENANT itself for a token without `tenant_id`; otherwise a tenant
+ * derived from the claim within that namespace. A derived id is reserved (the admin API makes no key for
+ * one), so a claim never lands on an ordinary user, and two deployments with their own
+ * LIBRECHAT_JWT_TENANT never share a tenant even when their `tenant_id`s are equal.
+ */
+export function jwtTenant(namespace: string, tenantId: string | undefined): string {
+  return tenantId === undefined ? namespace : derivedUserId(namespace, "tenant", tenantId);
+}
+
 /** LibreChat ids: Mongo ObjectIds in practice; anything printable and short is accepted. */
-const ENTITY_ID = /^[^\u0000-\u001f\u007f]{1,200}$/;
+const ENTITY_ID = END_USER_ID;
 
 /**
  * The principal a request names (`kind`/`id`, `user_id`, `User-Id`), checked against its credential: a JWT

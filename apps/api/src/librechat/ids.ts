@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 
 /**
  * Ids on LibreChat's surface are exactly 21 characters of [A-Za-z0-9_-]: LibreChat's own download route
@@ -45,16 +45,6 @@ export function newSessionId(): string {
   return randomBytes(16).toString("base64url").slice(0, 21);
 }
 
+// The rule lives in ../end-users.ts (one rule for every surface); LibreChat's kinds are these three.
+export { derivedUserId } from "../end-users";
 export type EntityKind = "user" | "agent" | "skill";
-
-/**
- * The codeinterp user a LibreChat user (or agent, or skill) becomes under a tenant. Derived, so no table
- * and no lookup: the same (tenant, kind, id) always maps to the same user, and different ones never meet
- * (a hash of the JSON triple, so no separator can be smuggled into an id).
- */
-export function derivedUserId(tenant: string, kind: EntityKind, id: string): string {
-  const h = createHash("sha256")
-    .update(JSON.stringify([tenant, kind, id]))
-    .digest("base64url");
-  return `librechat:${h.slice(0, 32)}`;
-}

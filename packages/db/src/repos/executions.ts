@@ -22,6 +22,17 @@ export class FilesNotFoundError extends Error {
   }
 }
 
+/**
+ * The message id was first used by this user under another chat. A message's kernel, workspace and
+ * attachments are keyed by (user, message), so a message id belongs to one chat for good.
+ */
+export class MessageInOtherChatError extends Error {
+  override name = "MessageInOtherChatError";
+  constructor(public readonly messageId: string) {
+    super("this message id is already used in another chat");
+  }
+}
+
 export interface NewExecution {
   userId: string;
   chatId: string;
@@ -37,6 +48,8 @@ export interface NewExecution {
 /**
  * Records an execution and joins its files to the message's attachments, atomically. With an
  * idempotency key already used by this user, returns that execution instead (`created: false`).
+ * The first execution of a message claims it for its chat; a later one under another chat throws
+ * {@link MessageInOtherChatError} and records nothing.
  */
 export async function createExecution(
   db: Db,
@@ -59,17 +72,28 @@ export async function createExecution(
     idempotencyKey: input.idempotencyKey ?? null,
   };
   try {
-    // Without files, one INSERT (no transaction): this is every warm-path submit. The user row exists
+    // Without files, one statement (no transaction): this is every warm-path submit. The user row exists
     // whenever an API key does; a caller with a brand-new user id gets it created on the one retry below.
     const execution =
       fileIds.length === 0
         ? await createOrAddUser(db, input.userId, () => insertExecution(db, data))
         : await createOrAddUser(db, input.userId, () =>
             db.$transaction(async (tx) => {
+              await claimMessage(tx, input.userId, input.chatId, input.messageId);
               await attachFiles(tx, input.userId, input.messageId, fileIds);
               return executionFromPrisma(await tx.execution.create({ data }));
             }),
           );
+    if (!execution) {
+      // Nothing inserted: the message belongs to another chat, or a racing first claim of this chat was
+      // not yet visible to the statement. Told apart by reading the claim again.
+      const owner = await db.messageChat.findUnique({
+        where: { userId_messageId: { userId: input.userId, messageId: input.messageId } },
+        select: { chatId: true },
+      });
+      if (owner?.chatId !== input.chatId) throw new MessageInOtherChatError(input.messageId);
+      return createExecution(db, input);
+    }
     return { execution, created: true };
   } catch (err) {
     // Two requests with one idempotency key raced: the loser answers with the winner's execution.
@@ -81,6 +105,25 @@ export async function createExecution(
   }
 }
 
+/** The message's chat: claimed now when the message is new; refused when it is another one. */
+async function claimMessage(
+  tx: Prisma.TransactionClient,
+  userId: string,
+  chatId: string,
+  messageId: string,
+): Promise<void> {
+  await tx.messageChat.createMany({ data: [{ userId, messageId, chatId }], skipDuplicates: true });
+  const owner = await tx.messageChat.findUnique({
+    where: { userId_messageId: { userId, messageId } },
+    select: { chatId: true },
+  });
+  if (owner?.chatId !== chatId) throw new MessageInOtherChatError(messageId);
+}
+
+/**
+ * One statement claims the message for its chat (when new) and inserts the execution only when the
+ * message is this chat's; null when it inserted nothing.
+ */
 function insertExecution(
   db: Db,
   d: Omit<Prisma.ExecutionUncheckedCreateInput, "idempotencyKey" | "memoryMb"> & {
@@ -88,13 +131,23 @@ function insertExecution(
     idempotencyKey: string | null;
     memoryMb: number | null;
   },
-): Promise<ExecutionRow> {
+): Promise<ExecutionRow | null> {
   return one(
     query<ExecutionRow>(
       db,
-      "execution_insert",
-      `INSERT INTO executions (id, user_id, chat_id, message_id, code, code_sha256, status, timeout_ms, memory_mb, idempotency_key, attempts, created_at)
-       VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9, 0, $10) RETURNING ${EXECUTION_COLUMNS}`,
+      "execution_insert_claiming",
+      `WITH claim AS (
+         INSERT INTO message_chats (user_id, message_id, chat_id, created_at) VALUES ($2, $4, $3, $10::timestamp)
+         ON CONFLICT (user_id, message_id) DO NOTHING RETURNING chat_id
+       ), owner AS (
+         SELECT chat_id FROM claim
+         UNION ALL
+         SELECT chat_id FROM message_chats WHERE user_id = $2 AND message_id = $4
+       )
+       INSERT INTO executions (id, user_id, chat_id, message_id, code, code_sha256, status, timeout_ms, memory_mb, idempotency_key, attempts, created_at)
+       SELECT $1::uuid, $2, $3, $4, $5, $6, 'queued', $7::int, $8::int, $9, 0, $10::timestamp
+       WHERE EXISTS (SELECT 1 FROM owner WHERE chat_id = $3)
+       RETURNING ${EXECUTION_COLUMNS}`,
       [
         d.id,
         d.userId,
@@ -108,7 +161,7 @@ function insertExecution(
         ts(new Date()),
       ],
     ),
-  ) as Promise<ExecutionRow>;
+  );
 }
 
 function findByIdempotencyKey(db: Db, userId: string, key: string): Promise<ExecutionRow | null> {
