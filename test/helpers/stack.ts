@@ -24,7 +24,10 @@ export interface TestStack {
   queuePrefix: string;
   env: Record<string, string>;
   /** A new user with its own API key. */
-  newUser(userId?: string): Promise<{ userId: string; key: string }>;
+  newUser(
+    userId?: string,
+    kind?: "user" | "tenant",
+  ): Promise<{ userId: string; key: string; id: string; kind: string }>;
   startWorker(overrides?: Record<string, string>): Promise<RunningWorker>;
   /** A worker in a process of its own (`apps/worker/src/main.ts`), to SIGKILL or SIGTERM; the caller ends it. */
   spawnWorker(overrides?: Record<string, string>): ChildProcess;
@@ -83,14 +86,14 @@ export async function startTestStack(
     databaseUrl: db.url,
     queuePrefix: env.QUEUE_PREFIX!,
     env,
-    async newUser(userId = `user-${randomBytes(4).toString("hex")}`) {
+    async newUser(userId = `user-${randomBytes(4).toString("hex")}`, kind: "user" | "tenant" = "user") {
       const res = await fetch(`${api.url}/v1/admin/api-keys`, {
         method: "POST",
         headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
-        body: JSON.stringify({ userId }),
+        body: JSON.stringify({ userId, kind }),
       });
       if (res.status !== 201) throw new Error(`api key creation failed: ${res.status} ${await res.text()}`);
-      return (await res.json()) as { userId: string; key: string };
+      return (await res.json()) as { userId: string; key: string; id: string; kind: string };
     },
     async startWorker(overrides = {}) {
       const w = await startWorker(loadWorkerEnv({ ...env, ...overrides }), log.child({ app: "worker" }));
@@ -117,14 +120,15 @@ export async function startTestStack(
   return stack;
 }
 
-/** fetch with the user's key and JSON in and out. */
-export function client(baseUrl: string, key: string) {
+/** fetch with the user's key and JSON in and out; `always` headers go on every call (e.g. X-End-User). */
+export function client(baseUrl: string, key: string, always: Record<string, string> = {}) {
   const call = async (method: string, p: string, body?: unknown, headers: Record<string, string> = {}) => {
     const res = await fetch(`${baseUrl}${p}`, {
       method,
       headers: {
         authorization: `Bearer ${key}`,
         ...(body !== undefined ? { "content-type": "application/json" } : {}),
+        ...always,
         ...headers,
       },
       body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
