@@ -25,9 +25,14 @@ function token(
   keys: Keys,
   alg: "EdDSA" | "RS256",
   sub: string,
-  opts: { aud?: string; iss?: string; exp?: number | string } = {},
+  opts: { aud?: string; iss?: string; exp?: number | string; tenant?: string } = {},
 ) {
-  return new SignJWT({ tenant_id: "legacy", role: "USER", principal_source: "librechat", auth_context_hash: "h" })
+  return new SignJWT({
+    tenant_id: opts.tenant ?? "legacy",
+    role: "USER",
+    principal_source: "librechat",
+    auth_context_hash: "h",
+  })
     .setProtectedHeader({ alg, kid: alg === "EdDSA" ? "lc-codeapi-2026-05" : "lc-rsa" })
     .setSubject(sub)
     .setIssuer(opts.iss ?? "librechat")
@@ -35,6 +40,24 @@ function token(
     .setIssuedAt()
     .setJti(crypto.randomUUID())
     .setExpirationTime(opts.exp ?? "5m")
+    .sign(keys.privateKey);
+}
+
+/**
+ * A token as LibreChat mints it (`packages/api/src/auth/codeapi.ts`: iat = nbf = now, exp = now + ttl) on a
+ * host whose clock is `aheadS` seconds ahead of ours.
+ */
+function tokenFromHost(keys: Keys, sub: string, aheadS: number, ttlS = 300) {
+  const now = Math.floor(Date.now() / 1000) + aheadS;
+  return new SignJWT({ tenant_id: "legacy", role: "USER" })
+    .setProtectedHeader({ alg: "EdDSA", kid: "lc-codeapi-2026-05" })
+    .setSubject(sub)
+    .setIssuer("librechat")
+    .setAudience("codeapi")
+    .setIssuedAt(now)
+    .setNotBefore(now)
+    .setJti(crypto.randomUUID())
+    .setExpirationTime(now + ttlS)
     .sign(keys.privateKey);
 }
 const bearer = (t: string) => ({ Authorization: `Bearer ${t}` });
@@ -131,6 +154,77 @@ describe("LibreChat JWTs", () => {
     await expect(
       toolAs("alice", async () => cases[0]!).invoke(toolCall({ lang: "py", code: "print(1)" })),
     ).rejects.toThrow(/Code execution is not authorized/);
+  });
+});
+
+describe("LibreChat JWTs: clocks, lifetimes and tenants", () => {
+  let jwksServer: http.Server;
+  let tenantStack: TestStack;
+  let tbase: string;
+  beforeAll(async () => {
+    const keys = [{ ...(await exportJWK(ed.publicKey)), kid: "lc-codeapi-2026-05", alg: "EdDSA", use: "sig" }];
+    jwksServer = http.createServer((_req, res) =>
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ keys })),
+    );
+    await new Promise<void>((r) => jwksServer.listen(0, "127.0.0.1", r));
+    tenantStack = await startTestStack({
+      env: { LIBRECHAT_JWT_JWKS_URL: `http://127.0.0.1:${(jwksServer.address() as AddressInfo).port}/jwks.json` },
+    });
+    tbase = `${tenantStack.url}/librechat/v1`;
+  });
+  afterAll(async () => {
+    jwksServer?.closeAllConnections();
+    await new Promise((r) => jwksServer?.close(r));
+    await tenantStack?.close();
+  });
+
+  const exec = (t: string) =>
+    nodeFetch(`${tbase}/exec`, {
+      method: "POST",
+      headers: { ...bearer(t), "content-type": "application/json" },
+      body: JSON.stringify({ lang: "py", code: "print('ran')", user_id: "alice" }),
+    });
+
+  it("a token from a host 2 s ahead is accepted (default skew 30 s); 60 s ahead, or living 10 years, is 401", async () => {
+    const ahead2 = await exec(await tokenFromHost(ed, "alice", 2));
+    expect(ahead2.status).toBe(200);
+    expect(((await ahead2.json()) as { stdout: string }).stdout).toBe("ran\n");
+    // Through LibreChat's own client too: the user sees output, not "not authorized".
+    const viaClient = await toolAs("alice", () => tokenFromHost(ed, "alice", 2), tbase).invoke(
+      toolCall({ lang: "py", code: "print('skew ok')" }),
+    );
+    expect(String(viaClient.content)).toContain("stdout:\nskew ok");
+    for (const t of [
+      await tokenFromHost(ed, "alice", 60),
+      await tokenFromHost(ed, "alice", 0, 10 * 365 * 24 * 3600),
+      await tokenFromHost(ed, "alice", 0, 301),
+    ]) {
+      const res = await exec(t);
+      expect(res.status).toBe(401);
+      expect(await res.json()).toMatchObject({ code: "unauthorized" });
+    }
+  });
+
+  it("tenant_id names a tenant: the same sub under two tenant_ids, or an ordinary key named like the claim, reaches nothing", async () => {
+    const asAcme = bearer(await token(ed, "EdDSA", "alice", { tenant: "acme" }));
+    const up = await libreChatUpload(tbase, {
+      userId: "alice",
+      auth: asAcme,
+      files: [{ name: "acme.txt", bytes: "acme's alice" }],
+    });
+    expect(up.status).toBe(200);
+    const sid = up.body.storage_session_id as string;
+    const fid = up.body.files[0].fileId as string;
+    const q = "?kind=user&id=alice";
+    expect((await libreChatDownload(tbase, sid, fid, q, asAcme)).bytes.toString()).toBe("acme's alice");
+    // Another LibreChat tenant's alice.
+    const asGlobex = bearer(await token(ed, "EdDSA", "alice", { tenant: "globex" }));
+    expect((await libreChatDownload(tbase, sid, fid, q, asGlobex)).status).toBe(404);
+    // Ordinary keys whose user ids spell the claim, or the JWT namespace: none is that tenant.
+    for (const userId of ["acme", "librechat"]) {
+      const { key } = await tenantStack.newUser(userId);
+      expect((await libreChatDownload(tbase, sid, fid, q, { "X-API-Key": key })).status).toBe(404);
+    }
   });
 });
 

@@ -145,6 +145,8 @@ function owuiFile(name: string, content: Buffer, contentType: string, userId = "
   return { seed, item };
 }
 
+/** The codeinterp user the Tool acts as for an Open WebUI user: the tenant key naming that user. */
+const asOwui = (id = "owui-user-1") => ({ "x-end-user": id });
 const valves = () => ({ CODEINTERP_URL: stack.url, CODEINTERP_API_KEY: key, EXECUTION_TIMEOUT_S: 60 });
 const statuses = (events: OwuiEvent[]) =>
   events.filter((e) => e.type === "status").map((e) => e.data.description ?? "");
@@ -152,7 +154,8 @@ const statuses = (events: OwuiEvent[]) =>
 beforeAll(async () => {
   await ensurePydantic();
   stack = await startTestStack();
-  key = (await stack.newUser("openwebui")).key;
+  // The install the README gives: one tenant key for the whole Open WebUI.
+  key = (await stack.newUser("openwebui", "tenant")).key;
   bucket = path.join(stack.dataDir, "owui-bucket");
   cache = path.join(stack.dataDir, "owui-cache");
   await mkdir(bucket, { recursive: true });
@@ -202,7 +205,7 @@ describe("Open WebUI Tool", () => {
       expect(events.filter((e) => e.data.done === true)).toHaveLength(1);
 
       // The execution belongs to that chat and message in codeinterp.
-      const ctx = await client(stack.url, key).get("/v1/messages/msg-1/context");
+      const ctx = await client(stack.url, key, asOwui()).get("/v1/messages/msg-1/context");
       expect(ctx.body.files.map((f: { path: string }) => f.path)).toEqual(["sales.csv"]);
     },
   );
@@ -228,7 +231,7 @@ describe("Open WebUI Tool", () => {
       });
       for (const c of out.calls) expect(JSON.parse(c.result)).toMatchObject({ status: "completed", stdout: "3 60\n" });
       // Three calls, two messages: one codeinterp upload per content.
-      const api = client(stack.url, key);
+      const api = client(stack.url, key, asOwui());
       for (const content of ["v\n1\n2\n", "v\n10\n20\n30\n"]) {
         const sha = createHash("sha256").update(content).digest("hex");
         expect((await api.get(`/v1/files?sha256=${sha}`)).body.files).toHaveLength(1);
@@ -273,7 +276,7 @@ describe("Open WebUI Tool", () => {
       const byName = new Map(answer.files.map((f) => [f.name, f]));
       expect([...byName.keys()].sort()).toEqual(["chart-1.png", "chart.png", "summary.xlsx"]);
 
-      const api = client(stack.url, key);
+      const api = client(stack.url, key, asOwui());
       for (const name of ["summary.xlsx", "chart.png"]) {
         const f = byName.get(name)!;
         expect(f.path).toBe(name);
@@ -284,7 +287,9 @@ describe("Open WebUI Tool", () => {
         // What codeinterp stored and what Open WebUI now stores for the user: the same bytes.
         const original = Buffer.from(
           await (
-            await fetch(`${stack.url}/v1/files/${cid}/content`, { headers: { authorization: `Bearer ${key}` } })
+            await fetch(`${stack.url}/v1/files/${cid}/content`, {
+              headers: { authorization: `Bearer ${key}`, ...asOwui() },
+            })
           ).arrayBuffer(),
         );
         expect(row).toMatchObject({ user_id: "owui-user-1", filename: name, meta: { name, size: original.length } });
@@ -447,7 +452,7 @@ describe("Open WebUI Tool", () => {
   });
 
   it(
-    "with ADMIN_TOKEN each Open WebUI user is a codeinterp user of their own; a user's own key wins",
+    "the deprecated ADMIN_TOKEN mode still gives each Open WebUI user a codeinterp user of their own; a user's own key wins",
     { timeout: 120_000 },
     async () => {
       const mk = (user: string, msg: string, extra: Record<string, unknown> = {}) => ({
@@ -475,6 +480,121 @@ describe("Open WebUI Tool", () => {
       expect(JSON.parse(out.calls[2]!.result)).toMatchObject({ status: "completed" });
       expect((await client(stack.url, own).get("/v1/messages/msg-6c/context")).status).toBe(200);
       expect((await client(stack.url, own).get("/v1/chats/chat-6/files")).status).toBe(200);
+    },
+  );
+
+  it(
+    "two Open WebUI users on one tenant key: a chat cloned by the other user and a forged message id reach neither variables nor files",
+    { timeout: 180_000 },
+    async () => {
+      // Issue 20's leak: alice's kernel and /mnt/data were reached by bob through a cloned chat (Open WebUI
+      // keeps message ids when a shared chat is cloned: a message id is no secret) and by naming the id.
+      const notes = owuiFile(
+        "notes.txt",
+        Buffer.from(`alice's notes ${randomBytes(6).toString("hex")}`),
+        "text/plain",
+        "alice",
+      );
+      const msg = randomUUID();
+      const peek = "import os, json\nprint(json.dumps([sorted(os.listdir('/mnt/data')), globals().get('secret')]))";
+      const out = await runTool({
+        seed_files: [notes.seed],
+        calls: [
+          {
+            user: owuiUser("alice"),
+            chat_id: "chat-alice",
+            message_id: msg,
+            files: [notes.item],
+            code: "secret = 'alice-42'\nopen('/mnt/data/chart.png', 'wb').write(b'png')\nprint(secret)",
+          },
+          // Bob cloned alice's shared chat (new chat id, same message ids) and pressed Continue.
+          { user: owuiUser("bob"), chat_id: "chat-bob-clone", message_id: msg, code: peek },
+          // Bob forges alice's chat and message ids.
+          { user: owuiUser("bob"), chat_id: "chat-alice", message_id: msg, code: peek },
+          // Alice goes on in her chat: everything of hers is still there.
+          { user: owuiUser("alice"), chat_id: "chat-alice", message_id: msg, code: peek },
+          // Alice clones her own chat and continues there: a fresh workspace, not an error.
+          { user: owuiUser("alice"), chat_id: "chat-alice-copy", message_id: msg, code: peek },
+        ],
+      });
+      const answers = out.calls.map((c) => JSON.parse(c.result) as { status: string; stdout: string });
+      expect(answers[0]).toMatchObject({ status: "completed", stdout: "alice-42\n" });
+      expect(answers[1]).toMatchObject({ status: "completed", stdout: "[[], null]\n" });
+      expect(answers[2]).toMatchObject({ status: "completed", stdout: "[[], null]\n" });
+      expect(answers[3]).toMatchObject({ status: "completed", stdout: '[["chart.png", "notes.txt"], "alice-42"]\n' });
+      expect(answers[4]).toMatchObject({ status: "completed", stdout: "[[], null]\n" });
+      // Through the API too: bob's codeinterp user has none of alice's files.
+      const bob = client(stack.url, key, asOwui("bob"));
+      expect((await bob.get(`/v1/messages/${msg}/files`)).body.files).toEqual([]);
+      expect((await bob.get("/v1/chats/chat-alice/files")).body.totalFiles).toBe(0);
+      const aliceFiles = (await client(stack.url, key, asOwui("alice")).get(`/v1/messages/${msg}/files`)).body
+        .files as Array<{ id: string; name: string }>;
+      expect(aliceFiles.map((f) => f.name)).toEqual(["chart.png"]);
+      expect((await bob.get(`/v1/files/${aliceFiles[0]!.id}`)).status).toBe(404);
+    },
+  );
+
+  it(
+    "a shared user key (the old default install) is refused with a clear message, never shared between users",
+    { timeout: 60_000 },
+    async () => {
+      const shared = (await stack.newUser("owui-shared-user-key")).key;
+      const out = await runTool({
+        valves: { ...valves(), CODEINTERP_API_KEY: shared },
+        calls: [{ user: owuiUser("alice"), chat_id: "chat-u", message_id: "msg-u", code: "secret = 1" }],
+      });
+      const answer = JSON.parse(out.calls[0]!.result) as { status: string; error: string };
+      expect(answer.status).toBe("error");
+      expect(answer.error).toMatch(/is a user key.*tenant key/);
+      expect((await client(stack.url, shared).get("/v1/messages/msg-u/context")).body.files).toEqual([]);
+    },
+  );
+
+  it(
+    "images pasted into the message (image_url parts of __messages__: a data URL and an Open WebUI file URL) arrive at /mnt/data byte-exact",
+    { timeout: 120_000 },
+    async () => {
+      const png = Buffer.from(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==",
+        "base64",
+      );
+      const jpeg = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), randomBytes(300), Buffer.from([0xff, 0xd9])]);
+      const uploaded = owuiFile("Screenshot 2026-12-06.jpg", jpeg, "image/jpeg");
+      const theirs = owuiFile("theirs.png", png, "image/png", "someone-else");
+      const csv = owuiFile("data.csv", Buffer.from("a\n1\n"), "text/csv");
+      // Open WebUI's chat payload (utils/middleware.py): the user message's content as OpenAI parts; the
+      // pasted image travels only here, not in __files__.
+      const messages = [
+        { role: "user", content: "earlier question" },
+        { role: "assistant", content: "earlier answer" },
+        {
+          role: "user",
+          content: [
+            { type: "text", text: "what is in these images?" },
+            { type: "image_url", image_url: { url: `data:image/png;base64,${png.toString("base64")}` } },
+            { type: "image_url", image_url: { url: `/api/v1/files/${uploaded.seed.id}/content` } },
+            { type: "image_url", image_url: { url: `http://owui.local/api/v1/files/${theirs.seed.id}/content` } },
+          ],
+        },
+      ];
+      const code = [
+        "import os, hashlib, json",
+        "print(json.dumps({n: hashlib.sha256(open('/mnt/data/' + n, 'rb').read()).hexdigest() for n in sorted(os.listdir('/mnt/data'))}))",
+      ].join("\n");
+      const out = await runTool({
+        seed_files: [uploaded.seed, theirs.seed, csv.seed],
+        calls: [{ user: owuiUser(), chat_id: "chat-img", message_id: "msg-img", files: [csv.item], messages, code }],
+      });
+      const answer = JSON.parse(out.calls[0]!.result) as { status: string; stdout: string; warnings?: string[] };
+      expect(answer.status).toBe("completed");
+      const digest = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+      expect(JSON.parse(answer.stdout)).toEqual({
+        "data.csv": digest(Buffer.from("a\n1\n")),
+        "image-1.png": digest(png),
+        "image-2.jpg": digest(jpeg),
+      });
+      // Another user's file named by URL is not attached; the model is told.
+      expect(answer.warnings).toEqual([`not attached: attached file ${theirs.seed.id} belongs to another user`]);
     },
   );
 

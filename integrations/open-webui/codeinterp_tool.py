@@ -2,7 +2,7 @@
 title: codeinterp
 author: codeinterp
 description: Run Python in a Jupyter kernel on a codeinterp server, with the files attached to the chat at /mnt/data. Files and charts the code writes come back as files of the message.
-version: 0.1.0
+version: 0.2.0
 license: MIT
 required_open_webui_version: 0.5.0
 """
@@ -17,6 +17,7 @@ import hashlib
 import inspect
 import io
 import json
+import logging
 import mimetypes
 import re
 import threading
@@ -44,24 +45,37 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 class CodeinterpError(Exception):
     """A failure to tell the model and the user in words (never a crash of the chat)."""
 
+    def __init__(self, message: str, status: Optional[int] = None, code: str = "") -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+# Where Open WebUI serves an uploaded file (routers/files.py get_file_content_by_id), as pasted images link it.
+OWUI_FILE_URL = re.compile(r"/api/v1/files/([A-Za-z0-9-]+)/content(?:[?#].*)?$")
+
 
 class _Api:
     """codeinterp's HTTP API over urllib (blocking: every call runs in a worker thread)."""
 
-    def __init__(self, base_url: str, key: str, timeout: float):
+    def __init__(self, base_url: str, key: str, timeout: float, end_user: Optional[str] = None):
         self.base = base_url.rstrip("/")
         self.key = key
         self.timeout = timeout
+        # With a tenant key, every call names the Open WebUI user it is for: a codeinterp user of its own.
+        self.end_user = end_user
 
     def _open(self, method: str, path: str, body: Optional[bytes] = None, headers: Optional[dict] = None, timeout: Optional[float] = None):
         req = urllib.request.Request(self.base + path, data=body, method=method)
         req.add_header("Authorization", f"Bearer {self.key}")
+        if self.end_user is not None:
+            req.add_header("X-End-User", self.end_user)
         for k, v in (headers or {}).items():
             req.add_header(k, v)
         try:
             return urllib.request.urlopen(req, timeout=timeout or self.timeout)
         except urllib.error.HTTPError as e:
-            raise CodeinterpError(_describe_http_error(e)) from None
+            message, code = _describe_http_error(e)
+            raise CodeinterpError(message, e.code, code) from None
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
             raise CodeinterpError(f"cannot reach codeinterp at {self.base}: {reason}") from None
@@ -124,19 +138,30 @@ class _Api:
                     eid = value
 
 
-def _describe_http_error(e: "urllib.error.HTTPError") -> str:
+def _describe_http_error(e: "urllib.error.HTTPError") -> tuple:
+    """(words for the model and the user, codeinterp's error code)."""
+    code = ""
     try:
         body = json.loads(e.read().decode("utf-8"))
         err = body.get("error", {}) if isinstance(body, dict) else {}
-        detail = f"{err.get('code', '')}: {err.get('message', '')}".strip(": ")
+        code = str(err.get("code", ""))
+        detail = f"{code}: {err.get('message', '')}".strip(": ")
     except Exception:
         detail = e.reason if isinstance(e.reason, str) else ""
     if e.code == 401:
         return (
             f"codeinterp rejected the API key ({detail or 'unauthorized'}). An administrator must set a valid key in "
-            "the codeinterp Tool's valves (CODEINTERP_API_KEY), or you can set your own in its user settings."
+            "the codeinterp Tool's valves (CODEINTERP_API_KEY), or you can set your own in its user settings.",
+            code,
         )
-    return f"codeinterp answered {e.code}" + (f" ({detail})" if detail else "")
+    if code == "end_user_not_allowed":
+        return (
+            "the codeinterp Tool's CODEINTERP_API_KEY is a user key, which cannot act for each Open WebUI user. An "
+            "administrator must make a tenant key (POST /v1/admin/api-keys {\"userId\": \"openwebui\", \"kind\": \"tenant\"}) "
+            "and set it in the Tool's valves.",
+            code,
+        )
+    return f"codeinterp answered {e.code}" + (f" ({detail})" if detail else ""), code
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -148,6 +173,11 @@ def _field(obj: Any, name: str, default: Any = None) -> Any:
     if isinstance(obj, dict):
         return obj.get(name, default)
     return getattr(obj, name, default)
+
+
+def _image_ext(mime: str) -> str:
+    ext = mimetypes.guess_extension(mime) or ".png"
+    return ".jpg" if ext in (".jpe", ".jpeg") else ext
 
 
 def _clip(text: str, limit: int) -> str:
@@ -250,10 +280,13 @@ class _OpenWebUIStore:
 class Tools:
     class Valves(BaseModel):
         CODEINTERP_URL: str = Field(default="http://localhost:8080", description="Base URL of the codeinterp API, as Open WebUI's server reaches it")
-        CODEINTERP_API_KEY: str = Field(default="", description="codeinterp API key used for every Open WebUI user (unless ADMIN_TOKEN is set, or a user sets their own key)")
+        CODEINTERP_API_KEY: str = Field(
+            default="",
+            description="A codeinterp tenant key (POST /v1/admin/api-keys with kind tenant). Every call names the Open WebUI user, so each one is a codeinterp user of its own (unless a user sets their own key)",
+        )
         ADMIN_TOKEN: str = Field(
             default="",
-            description="Optional: codeinterp's ADMIN_TOKEN. Then each Open WebUI user gets a codeinterp user of their own (openwebui:<id>), with a key made on first use",
+            description="DEPRECATED (use a tenant key in CODEINTERP_API_KEY): codeinterp's ADMIN_TOKEN, with which the Tool makes a key per Open WebUI user (openwebui:<id>). It can make keys for anyone: keep it out of Open WebUI",
         )
         EXECUTION_TIMEOUT_S: int = Field(default=60, description="Longest one run may take (codeinterp caps it at its MAX_EXECUTION_TIMEOUT_MS)")
         REQUEST_TIMEOUT_S: int = Field(default=30, description="Timeout of each HTTP request to codeinterp")
@@ -281,6 +314,7 @@ class Tools:
         __files__: Optional[list] = None,
         __chat_id__: Optional[str] = None,
         __message_id__: Optional[str] = None,
+        __messages__: Optional[list] = None,
         __metadata__: Optional[dict] = None,
         __event_emitter__: Optional[EventEmitter] = None,
         __request__: Any = None,
@@ -288,25 +322,68 @@ class Tools:
         """
         Run Python code in a Jupyter kernel (pandas, matplotlib, openpyxl available) and get its output.
         Files the user attached are in /mnt/data under their names (a second file with the same name is
-        "name (2).ext"); /mnt/data is also the working directory. Save files you create under /mnt/data:
+        "name (2).ext"), images pasted into the message as image-1.png, image-2.jpg, …; /mnt/data is also
+        the working directory. Save files you create under /mnt/data:
         they are given to the user as downloadable files, and charts shown with plt.show() appear inline.
         Variables persist between calls while answering the same message. Print what you need to see.
         :param code: The Python code to run.
         :return: JSON with status, stdout, stderr, error (with traceback) and the files the code wrote.
         """
-        run = _Run(self, code, __user__ or {}, __files__ or [], __chat_id__, __message_id__, __metadata__ or {}, __event_emitter__, __request__)
+        files = list(__files__ or []) + _pasted_images(__messages__ or [], __files__ or [])
+        run = _Run(self, code, __user__ or {}, files, __chat_id__, __message_id__, __metadata__ or {}, __event_emitter__, __request__)
         return await run.execute()
 
 
-# Module level, not a method: Open WebUI offers every public-looking method of Tools to the model.
-# Keys: a user's own key, else one made for them with the admin token, else the shared key.
+# Module level, not methods: Open WebUI offers every public-looking method of Tools to the model.
+def _pasted_images(messages: list, files: list) -> list:
+    """
+    Images of the current (last user) message: Open WebUI keeps them out of __files__ and sends them only
+    as image_url parts of __messages__ (data URLs, or its own file URLs). As __files__ items, named
+    image-1.png, image-2.jpg, … in their order; ones __files__ already carries are left out.
+    """
+    last = next((m for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), None)
+    content = last.get("content") if last else None
+    if not isinstance(content, list):
+        return []
+    known = {str(f.get("url")) for f in files if isinstance(f, dict) and f.get("url")}
+    out = []
+    for part in content:
+        if not isinstance(part, dict) or part.get("type") != "image_url":
+            continue
+        image = part.get("image_url")
+        url = str(image.get("url", "") if isinstance(image, dict) else image or "")
+        if not url or url in known:
+            continue
+        n = len(out) + 1
+        if url.startswith("data:"):
+            out.append({"type": "image", "url": url, "name": None, "pasted": n})
+            continue
+        m = OWUI_FILE_URL.search(urllib.parse.urlsplit(url).path + ("?" if "?" in url else ""))
+        if m:
+            out.append({"type": "image", "id": m.group(1), "url": url, "name": None, "pasted": n})
+    return out
+
+
+_log = logging.getLogger(__name__)
+_warned_admin_token = False
+
+
+# Keys: a user's own key (acts as that key's user), else the deprecated admin-token mode, else the shared
+# tenant key naming the Open WebUI user.
 def _api_for(tools: "Tools", user: dict) -> _Api:
+    global _warned_admin_token
     timeout = float(max(1, tools.valves.REQUEST_TIMEOUT_S))
     valves = user.get("valves")
     own = str(_field(valves, "CODEINTERP_API_KEY", "") or "").strip() if valves is not None else ""
     if own:
         return _Api(tools.valves.CODEINTERP_URL, own, timeout)
     if tools.valves.ADMIN_TOKEN and user.get("id"):
+        if not _warned_admin_token:
+            _warned_admin_token = True
+            _log.warning(
+                "codeinterp Tool: the ADMIN_TOKEN valve is deprecated and will be removed; make a tenant key "
+                "(POST /v1/admin/api-keys with kind tenant), set it as CODEINTERP_API_KEY and clear ADMIN_TOKEN"
+            )
         codeinterp_user = f"openwebui:{user['id']}"
         with tools._key_lock:
             key = tools._user_keys.get((tools.valves.CODEINTERP_URL, codeinterp_user))
@@ -316,8 +393,11 @@ def _api_for(tools: "Tools", user: dict) -> _Api:
                 tools._user_keys[(tools.valves.CODEINTERP_URL, codeinterp_user)] = key
         return _Api(tools.valves.CODEINTERP_URL, key, timeout)
     if not tools.valves.CODEINTERP_API_KEY:
-        raise CodeinterpError("the codeinterp Tool has no API key: an administrator must set CODEINTERP_API_KEY (or ADMIN_TOKEN) in its valves")
-    return _Api(tools.valves.CODEINTERP_URL, tools.valves.CODEINTERP_API_KEY, timeout)
+        raise CodeinterpError("the codeinterp Tool has no API key: an administrator must set CODEINTERP_API_KEY (a tenant key) in its valves")
+    if not user.get("id"):
+        # Without a user to name, the call would act as the tenant itself, shared by everyone.
+        raise CodeinterpError("the codeinterp Tool was called without an Open WebUI user")
+    return _Api(tools.valves.CODEINTERP_URL, tools.valves.CODEINTERP_API_KEY, timeout, end_user=str(user["id"]))
 
 
 class _Run:
@@ -399,21 +479,24 @@ class _Run:
 
     async def read_attachment(self, item: dict, index: int, max_bytes: int) -> tuple:
         url = item.get("url") or ""
+        pasted = item.get("pasted")
         if item.get("type") == "image" and isinstance(url, str) and url.startswith("data:"):
             # A pasted image kept inline as a data URL (no file in the store).
             head, _, b64 = url.partition(",")
             mime = head[5:].split(";")[0] or "image/png"
-            data = base64.b64decode(b64)
-            if len(data) > max_bytes:
+            if len(b64) > (max_bytes + 2) // 3 * 4 + 4:
                 raise CodeinterpError("an inline image is larger than the Tool's MAX_ATTACHMENT_MB")
-            ext = mimetypes.guess_extension(mime) or ".png"
-            return item.get("name") or f"image-{index + 1}{ext}", mime, data
+            data = base64.b64decode(b64)
+            return item.get("name") or f"image-{pasted or index + 1}{_image_ext(mime)}", mime, data
         file_id = item.get("id") or _field(item.get("file") or {}, "id")
         if not file_id:
             raise CodeinterpError(f"{item.get('name', 'a file')} has no id in Open WebUI")
         if not self.store.available:
             raise CodeinterpError(f"{item.get('name', file_id)}: Open WebUI's file store cannot be imported here")
-        return await self.store.read(file_id, self.user, max_bytes)
+        name, mime, data = await self.store.read(file_id, self.user, max_bytes)
+        if pasted:
+            name = f"image-{pasted}{_image_ext(mime)}"
+        return name, mime, data
 
     # ---- execution --------------------------------------------------------------------------------
 
@@ -421,7 +504,15 @@ class _Run:
         body = {"chatId": self.chat_id, "messageId": self.message_id, "code": self.code, "timeoutMs": int(self.v.EXECUTION_TIMEOUT_S * 1000)}
         if file_ids:
             body["fileIds"] = file_ids
-        created = await asyncio.to_thread(self.api.json, "POST", "/v1/executions", body)
+        try:
+            created = await asyncio.to_thread(self.api.json, "POST", "/v1/executions", body)
+        except CodeinterpError as e:
+            if e.code != "message_in_other_chat":
+                raise
+            # The user's own copy of a chat (Open WebUI keeps message ids when cloning): codeinterp keeps a
+            # message id to its first chat, so the copy's message gets a workspace of its own under this id.
+            body["messageId"] = f"{self.message_id}@{self.chat_id}"
+            created = await asyncio.to_thread(self.api.json, "POST", "/v1/executions", body)
         await self.status(STATUS_TEXT.get(created.get("status"), "Queued on codeinterp…"))
         done = await self.stream(created["id"])
         return done or await self.poll(created["id"])

@@ -78,7 +78,7 @@ async def main() -> None:
             "__chat_id__": call["chat_id"],
             "__session_id__": "sid-1",
             "__message_id__": call["message_id"],
-            "__messages__": [],
+            "__messages__": call.get("messages", []),
             "__files__": call.get("files", []),
             "__oauth_token__": None,
         }
