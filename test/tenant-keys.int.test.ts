@@ -184,7 +184,22 @@ describe("tenant keys with end users", () => {
     const a = as(acme.key, "alice");
     const res = await a.post("/v1/executions", { chatId: "another-chat", messageId: MESSAGE, code: "print(secret)" });
     expect(res).toMatchObject({ status: 409, body: { error: { code: "message_in_other_chat", messageId: MESSAGE } } });
+    const withFiles = await a.post("/v1/executions", {
+      chatId: "another-chat",
+      messageId: MESSAGE,
+      fileIds: [alice.file],
+      code: "print(1)",
+    });
+    expect(withFiles).toMatchObject({ status: 409, body: { error: { code: "message_in_other_chat" } } });
     expect((await a.get("/v1/chats/another-chat/files")).body.totalFiles).toBe(0);
+    // Two chats racing for a new message id: exactly one gets it.
+    const fresh = `msg-race-${randomBytes(4).toString("hex")}`;
+    const raced = await Promise.all(
+      ["race-a", "race-b", "race-c"].map((chatId) =>
+        a.post("/v1/executions", { chatId, messageId: fresh, code: "print(1)" }),
+      ),
+    );
+    expect(raced.map((r) => r.status).sort()).toEqual([202, 409, 409]);
     // In its own chat it goes on as before.
     expect(await peek(acme.key, "alice")).toEqual([["alice-notes.txt", "alice-out.txt"], SECRET]);
   });
