@@ -37,7 +37,8 @@ const workerEnvSchema = z
     KERNEL_POOL_SIZE: int(2, 0),
     /**
      * Most pool kernels kept ready while new messages keep coming (one more per new message in the demand
-     * window), never more than a quarter of the live-kernel ceiling; falls back to KERNEL_POOL_SIZE when idle.
+     * window); under KERNEL_ADMISSION=count never more than a quarter of the live-kernel ceiling; falls back
+     * to KERNEL_POOL_SIZE when idle.
      */
     KERNEL_POOL_MAX_SIZE: int(8, 0),
     /** How far back new messages count as demand for pool kernels. */
@@ -91,6 +92,22 @@ const workerEnvSchema = z
      * the kernels' memory budget at their cap (see defaultMaxLiveKernels in kernels/live-kernels.ts).
      */
     MAX_LIVE_KERNELS: z.coerce.number().int().min(1).optional(),
+    /**
+     * memory: new kernels are admitted while the kernels' memory in use (their parent cgroup, readable when
+     * the gateway runs on this machine) leaves room, and idle kernels are evicted above a high watermark;
+     * count: by MAX_LIVE_KERNELS kernels at their cap alone. Memory falls back to count where it cannot read.
+     */
+    KERNEL_ADMISSION: z.enum(["memory", "count"]).default("memory"),
+    /** Above this share of the kernels' memory budget, idle kernels are evicted (pool kernels first)... */
+    KERNELS_MEMORY_HIGH_PERCENT: int(85, 10),
+    /** ...until memory in use is back under this share. */
+    KERNELS_MEMORY_LOW_PERCENT: int(75, 5),
+    /** Room a new kernel needs under the high watermark: what one takes after a first analysis. */
+    KERNEL_NEW_MB: int(128, 1),
+    /** MemAvailable the host keeps: below it, memory counts as over the high watermark. */
+    HOST_MEMORY_FLOOR_MB: int(1024, 0),
+    /** A message kernel used this recently is not evicted for a new message (the new message waits). */
+    KERNEL_EVICTION_PROTECT_MS: int(60_000, 0),
   })
   .transform((e) => ({ ...e, KERNEL_ROOT_DIR: path.resolve(e.KERNEL_ROOT_DIR ?? e.DATA_DIR) }));
 

@@ -1,3 +1,5 @@
+import type { MemoryState } from "./kernels/memory-admission";
+import type { EvictionReason } from "./kernels/room";
 import type { Job, Worker } from "bullmq";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { GatewayHealth } from "@codeinterp/kernel";
@@ -32,6 +34,8 @@ export interface WorkerMetricsOptions {
   /** Live kernels of the whole deployment (the leases under the ceiling), and the ceiling. */
   liveKernels: () => Promise<number>;
   maxLiveKernels: number;
+  /** The kernels' memory in use and its watermarks, as admission last read them; null: admitted by count. */
+  kernelsMemory?: () => MemoryState | null;
   /** How often the snapshot is written; the key lives three times as long. */
   intervalMs?: number;
   /** After a job ends the snapshot is written within this long, once for all jobs that ended meanwhile. */
@@ -44,8 +48,8 @@ export interface WorkerMetrics {
   registry: Registry;
   /** Observes the execution queue's finished jobs (duration by the execution's final status). */
   observe(worker: Worker): void;
-  /** A message kernel was shut down to make room under the live-kernel ceiling. */
-  kernelEvicted(): void;
+  /** A kernel was shut down to make room: for a new kernel ("ceiling") or over the high watermark ("memory"). */
+  kernelEvicted(reason: EvictionReason): void;
   /** An execution stepped aside because every kernel was busy at the ceiling. */
   capacityWaited(): void;
   /** Writes a snapshot now. */
@@ -104,9 +108,45 @@ export function startWorkerMetrics(opts: WorkerMetricsOptions): WorkerMetrics {
   }).set(opts.maxLiveKernels);
   const evictions = new Counter({
     name: "codeinterp_kernel_evictions_total",
-    help: "Idle message kernels this worker shut down to make room under the live-kernel ceiling",
+    help:
+      "Idle kernels this worker shut down: for a new kernel (reason=ceiling: no room under the ceiling or in " +
+      "memory) or because the kernels' memory in use passed the high watermark (reason=memory)",
+    labelNames: ["reason"],
     registers: [registry],
   });
+  if (opts.kernelsMemory) {
+    const memory = opts.kernelsMemory;
+    const gauge = (name: string, help: string, pick: (s: MemoryState) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: [registry],
+        collect() {
+          const s = memory();
+          if (s) this.set(pick(s));
+        },
+      });
+    gauge(
+      "codeinterp_kernels_memory_used_bytes",
+      "Memory the kernels use together (their parent cgroup, less inactive page cache)",
+      (s) => s.usedBytes,
+    );
+    gauge(
+      "codeinterp_kernels_memory_budget_bytes",
+      "The kernels' memory budget (their parent cgroup's cap)",
+      (s) => s.budgetBytes,
+    );
+    gauge(
+      "codeinterp_kernels_memory_high_watermark_bytes",
+      "Above this idle kernels are evicted and no new kernel is admitted",
+      (s) => s.highWatermarkBytes,
+    );
+    gauge(
+      "codeinterp_host_memory_available_bytes",
+      "The host's MemAvailable as admission last read it",
+      (s) => s.hostAvailableBytes,
+    );
+  }
   const capacityWaits = new Counter({
     name: "codeinterp_kernel_capacity_waits_total",
     help: "Times an execution waited (queued) because every kernel was busy at the live-kernel ceiling",
@@ -202,7 +242,7 @@ export function startWorkerMetrics(opts: WorkerMetricsOptions): WorkerMetrics {
         publishSoon();
       });
     },
-    kernelEvicted: () => evictions.inc(),
+    kernelEvicted: (reason) => evictions.inc({ reason }),
     capacityWaited: () => capacityWaits.inc(),
     publish,
     async close() {

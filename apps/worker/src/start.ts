@@ -1,7 +1,7 @@
 import { Queue } from "bullmq";
 import { closeDb, createDb, kernelMayBeInUse } from "@codeinterp/db";
 import { DEFAULT_SANDBOX_LIMITS, SANDBOX_KERNEL_NAME, createKernelGateway, preloadCode } from "@codeinterp/kernel";
-import type { SandboxSpecMetadata } from "@codeinterp/kernel";
+import type { KernelGateway, SandboxSpecMetadata } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { createRedis, onCancelRequests, queueNames } from "@codeinterp/queue";
 import { createBlobStore, detectDiskBudget } from "@codeinterp/workspace";
@@ -13,6 +13,7 @@ import { startWorkspaceRetention } from "./jobs/clean-workspaces";
 import { startWorkerMetrics } from "./metrics";
 import type { WorkerMetrics } from "./metrics";
 import { createLiveKernels, defaultMaxLiveKernels } from "./kernels/live-kernels";
+import { MemoryAdmission } from "./kernels/memory-admission";
 import { startReconciler } from "./reconciler";
 import { createExecutionWorker } from "./worker";
 import { gatewaySeen, startGatewayWatch } from "./gateway-watch";
@@ -62,10 +63,22 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     memoryBytes: DEFAULT_SANDBOX_LIMITS.memoryBytes,
     kernelsMemoryBudgetBytes: DEFAULT_SANDBOX_LIMITS.kernelsMemoryBudgetBytes,
   };
+  // Where this worker can read what the kernels really use (the gateway's kernels' parent cgroup, on this
+  // machine), new kernels are admitted by memory in use; elsewhere by the count of kernels at their cap.
+  const admission =
+    env.KERNEL_ADMISSION === "memory" && (await gateway.kernelsMemory()) !== null
+      ? createMemoryAdmission(env, gateway, caps.kernelsMemoryBudgetBytes)
+      : null;
   const maxLiveKernels =
     env.MAX_LIVE_KERNELS ??
-    defaultMaxLiveKernels({ kernelMemoryBytes: caps.memoryBytes, budgetBytes: caps.kernelsMemoryBudgetBytes });
+    defaultMaxLiveKernels({
+      kernelMemoryBytes: admission ? MIN_KERNEL_BYTES : caps.memoryBytes,
+      budgetBytes: caps.kernelsMemoryBudgetBytes,
+    });
   const live = createLiveKernels({ redis, prefix: env.QUEUE_PREFIX, max: maxLiveKernels });
+  // Kernels forked from a template already hold what the preload would import: the pool need not run it.
+  const preloaded = isolation.sandboxed ? (isolation.templateModules ?? []) : [];
+  const preload = env.KERNEL_PRELOAD.every((m) => preloaded.includes(m)) ? "" : preloadCode(env.KERNEL_PRELOAD);
   let metrics: WorkerMetrics | null = null;
   const broker = createMessageKernelBroker({
     gateway,
@@ -81,9 +94,11 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     heartbeatMs: env.WORKER_HEARTBEAT_MS,
     lockTtlMs: env.JOB_LOCK_DURATION_MS,
     live,
-    onEvicted: () => metrics?.kernelEvicted(),
+    onEvicted: (reason) => metrics?.kernelEvicted(reason),
     gatewaySeen: () => gatewaySeen(gatewayWatch),
-    preload: preloadCode(env.KERNEL_PRELOAD),
+    preload,
+    admission,
+    evictionProtectMs: env.KERNEL_EVICTION_PROTECT_MS,
   });
   beatNow = () => broker.heartbeat();
   const cancels = new CancelRegistry();
@@ -118,6 +133,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     concurrency: env.WORKER_CONCURRENCY,
     liveKernels: () => live.count(),
     maxLiveKernels,
+    ...(admission ? { kernelsMemory: () => admission.state } : {}),
     gateway: () => monitor.health(),
   });
   metrics.observe(worker);
@@ -222,6 +238,8 @@ type KernelIsolation =
       sandboxed: true;
       network: "none" | "allowlist";
       caps: Pick<SandboxSpecMetadata, "memoryBytes" | "kernelsMemoryBudgetBytes"> | null;
+      /** Modules every kernel has in memory, forked from the gateway's kernel template; null: started. */
+      templateModules: string[] | null;
     }
   | { sandboxed: false; network: "unrestricted" };
 
@@ -258,5 +276,22 @@ async function detectSandbox(env: WorkerEnv, log: Logger): Promise<KernelIsolati
     typeof meta.memoryBytes === "number" && typeof meta.kernelsMemoryBudgetBytes === "number"
       ? { memoryBytes: meta.memoryBytes, kernelsMemoryBudgetBytes: meta.kernelsMemoryBudgetBytes }
       : null;
-  return { sandboxed: true, network: meta.network, caps };
+  const templateModules = Array.isArray(meta.template?.modules)
+    ? meta.template.modules.filter((m): m is string => typeof m === "string")
+    : null;
+  return { sandboxed: true, network: meta.network, caps, templateModules };
+}
+
+/** The count ceiling under memory admission: no kernel is smaller than this, whatever it holds. */
+const MIN_KERNEL_BYTES = 64 * 1024 ** 2;
+
+function createMemoryAdmission(env: WorkerEnv, gateway: KernelGateway, budgetBytes: number): MemoryAdmission {
+  return new MemoryAdmission({
+    read: () => gateway.kernelsMemory(),
+    budgetBytes,
+    highWatermarkBytes: Math.floor((budgetBytes * env.KERNELS_MEMORY_HIGH_PERCENT) / 100),
+    lowWatermarkBytes: Math.floor((budgetBytes * env.KERNELS_MEMORY_LOW_PERCENT) / 100),
+    newKernelBytes: env.KERNEL_NEW_MB * 1024 ** 2,
+    hostFloorBytes: env.HOST_MEMORY_FLOOR_MB * 1024 ** 2,
+  });
 }

@@ -1,3 +1,5 @@
+import { readKernelsMemory } from "./kernels-memory";
+import type { KernelsMemoryReading } from "./kernels-memory";
 import { KernelAPI, KernelConnection, ServerConnection } from "@jupyterlab/services";
 import { GatewayUnavailableError, InvalidKernelPathError, KernelDiedError, KernelNotFoundError } from "./errors";
 import { kernelCpuCgroup, kernelMemoryCgroup } from "./cgroups";
@@ -48,6 +50,11 @@ export type KernelGateway = {
   kernelSpecs(): Promise<Record<string, { metadata: Record<string, unknown> }>>;
   /** Stops a kernel by id; an already-gone kernel is not an error. */
   shutdownKernel(kernelId: string): Promise<void>;
+  /**
+   * Memory in use by all of this kernelspec's kernels (their parent cgroup) and the host's MemAvailable;
+   * null when no cgroup of theirs can be read from here (unsandboxed, or a gateway on another machine).
+   */
+  kernelsMemory(): Promise<KernelsMemoryReading | null>;
 };
 
 /** Rejects absolute paths and any `..` segment: the server would happily start a kernel outside root_dir. */
@@ -197,6 +204,10 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
 
     async shutdownKernel(kernelId) {
       await withGatewayRetry("kernel shutdown", () => shutdownKernelById(kernelId, settings), idempotent);
+    },
+    async kernelsMemory() {
+      const parent = await cgroupParentOf();
+      return parent ? readKernelsMemory(parent).catch(() => null) : null;
     },
   };
 }

@@ -26,6 +26,9 @@ import {
 } from "./sandbox";
 import type { SandboxLimits } from "./sandbox";
 import type { Log } from "./log";
+import { DEFAULT_PRELOAD_MODULES } from "./preload";
+import { startKernelTemplate } from "./template";
+import type { KernelTemplate } from "./template";
 
 export type LocalJupyter = {
   url: string;
@@ -85,6 +88,11 @@ export type StartLocalJupyterOptions = {
    * state dir and gives each kernel signed credentials for it. Unset: kernels have no way out at all.
    */
   egress?: { policy: EgressPolicy };
+  /**
+   * Sandboxed kernels are forked from a template process that imported ipykernel and these modules once
+   * (template.ts); default DEFAULT_PRELOAD_MODULES. false: every kernel starts its own Python.
+   */
+  kernelTemplate?: { modules: readonly string[] } | false;
   startTimeoutMs?: number;
   stopTimeoutMs?: number;
 };
@@ -227,9 +235,11 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
   };
   let cgroupParent: KernelCgroupParent | null = null;
   let egressProxy: EgressProxy | null = null;
+  let template: KernelTemplate | null = null;
   let proxy: { proxySocket?: string; proxySecret?: string } = opts.proxySocket ? { proxySocket: opts.proxySocket } : {};
   /** What this server set up beside its process; removed by stop(), or at once when the start fails. */
   const releaseResources = async () => {
+    await template?.stop();
     if (cgroupParent) await removeKernelCgroups(cgroupParent);
     await egressProxy?.close();
     await rm(ipcRoot, { recursive: true, force: true });
@@ -263,10 +273,23 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
           proxy = { proxySocket: egressProxy.socketPath, proxySecret: secret };
         }
         const matplotlibCacheDir = await prepareMatplotlibCache(join(stateDir, "matplotlib-cache"), log);
+        // Kernels with an egress proxy start the plain way (the launcher's forwarder runs before the kernel).
+        if (opts.kernelTemplate !== false && !proxy.proxySocket) {
+          const modules = opts.kernelTemplate?.modules ?? DEFAULT_PRELOAD_MODULES;
+          template = await startKernelTemplate({ stateDir, modules, matplotlibCacheDir, log });
+        }
         await installSandboxKernelSpec(
           dirs.data,
-          launcherConfig({ limits, ipcRoot, cgroup: cgroupParent, ...proxy, matplotlibCacheDir }),
+          launcherConfig({
+            limits,
+            ipcRoot,
+            cgroup: cgroupParent,
+            ...proxy,
+            matplotlibCacheDir,
+            template: template ? { socket: template.socket } : null,
+          }),
           limits.kernelsMemoryBudgetBytes,
+          template?.modules ?? null,
         );
       } else {
         sandbox = {

@@ -19,6 +19,7 @@ import hmac
 import json
 import os
 import shutil
+import socket
 import sys
 
 SANDBOX_DIR = "/run/codeinterp"
@@ -26,7 +27,9 @@ SANDBOX_IPC = SANDBOX_DIR + "/ipc"
 SANDBOX_CONNECTION_FILE = SANDBOX_DIR + "/kernel.json"
 SANDBOX_PROXY = SANDBOX_DIR + "/proxy.sock"
 SANDBOX_MPLCONFIGDIR = "/tmp/matplotlib"
-FIRST_CACHE_FD = 4
+FIRST_CACHE_FD = 7  # 3: connection file; 5 and 6: the template's pipes (kernel_from_template)
+ALIVE_FD = 5
+READY_FD = 6
 PROXY_PORT = 3128
 PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 # Thread pools of numpy's BLAS and of OpenMP code size themselves by the machine's cores, not by the kernel's
@@ -170,19 +173,22 @@ def proxy_url(secret, kid):
     return "http://%s:%s@127.0.0.1:%d" % (kid, password, PROXY_PORT)
 
 
-def kernel_command(proxy_socket, url):
-    kernel = ["/usr/bin/python3", "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", SANDBOX_CONNECTION_FILE]
+KERNEL_COMMAND = "/usr/bin/python3 -Xfrozen_modules=off -m ipykernel_launcher -f " + SANDBOX_CONNECTION_FILE
+
+
+def proxy_forwarder(proxy_socket, url):
+    """Shell that starts the proxy forwarder in the sandbox, and the proxy environment; none without a proxy.
+    No network inside: 127.0.0.1:3128 of the sandbox's own loopback forwards to the proxy's socket.
+    setsid keeps the forwarder out of the kernel's process group, which interrupts signal."""
     if not proxy_socket:
-        return kernel, []
-    # No network inside: 127.0.0.1:3128 of the sandbox's own loopback forwards to the proxy's socket.
-    # setsid keeps the forwarder out of the kernel's process group, which interrupts signal.
+        return "", []
     forward = (
         "setsid socat TCP-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:%s </dev/null >/dev/null 2>&1 & "
         % (PROXY_PORT, SANDBOX_PROXY)
     )
     env = [(k, url) for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")]
     env += [(k, "localhost,127.0.0.1") for k in ("NO_PROXY", "no_proxy")]
-    return ["/bin/sh", "-c", forward + "exec " + " ".join(kernel)], env
+    return forward, env
 
 
 def matplotlib_cache(cache_dir):
@@ -206,6 +212,103 @@ def matplotlib_cache(cache_dir):
     return args
 
 
+def place_fd(fd, target):
+    if fd != target:
+        os.dup2(fd, target)
+        os.close(fd)
+    os.set_inheritable(target, True)
+
+
+# The sandbox's pid 1 while the kernel forked into it lives: says "ready" on fd 6 once bubblewrap has built
+# everything, reaps every orphan (as an init must, or their pids stay taken), and exits when fd 5 reads EOF:
+# the kernel, which holds the other end, is gone. As the pid namespace's init it cannot be killed from inside
+# (kill(-1) of the kernel's own cleanup, or hostile code, reaches everything but it), and its exit takes
+# every process of the sandbox with it.
+HOLDER = """
+import os, select, signal
+def reap(*_):
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                return
+        except ChildProcessError:
+            return
+signal.signal(signal.SIGCHLD, reap)
+os.write(%d, b"r")
+os.close(%d)
+while os.read(%d, 1):
+    pass
+""" % (READY_FD, READY_FD, ALIVE_FD)
+HOLDER_COMMAND = ["/usr/bin/python3", "-I", "-S", "-c", HOLDER]
+
+
+def connect_template(template):
+    """A connection to the template, or None while it is not running (the kernel then starts the plain way)."""
+    if not template:
+        return None
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(template["socket"])
+    except OSError:
+        conn.close()
+        return None
+    return conn
+
+
+def kernel_from_template(conn, request):
+    """Instead of starting Python in the sandbox, has the template fork a preloaded kernel into it.
+
+    The sandbox runs a holder (HOLDER) as its pid 1: it says "ready" on fd 6 once bubblewrap has built
+    everything, then reads fd 5 until the kernel, which holds the pipe's other end, exits; the holder then
+    exits and so does bwrap, which is what jupyter_client waits on. If bwrap dies first (a kill, a
+    shutdown), its pid namespace goes and the kernel with it. A helper process hands the
+    request to the template once bwrap runs; it is reparented away, so bwrap never reaps it.
+    Returns the holder's command."""
+    alive_r, alive_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    bwrap_pid = os.getpid()  # exec keeps it: prlimit, setpriv and bwrap all run in this process
+    helper = os.fork()
+    if helper == 0:
+        try:
+            if os.fork() == 0:
+                os.close(alive_r)
+                os.close(ready_w)
+                ask_template(conn, dict(request, bwrapPid=bwrap_pid), [alive_w, ready_r, 1, 2])
+        finally:
+            os._exit(0)
+    os.waitpid(helper, 0)
+    conn.close()
+    os.close(alive_w)
+    os.close(ready_r)
+    place_fd(alive_r, ALIVE_FD)
+    place_fd(ready_w, READY_FD)
+    return HOLDER_COMMAND
+
+
+def ask_template(conn, request, fds):
+    """In the reparented helper: one request; a refusal is printed where the kernel's stderr goes, and
+    closing our copy of the alive pipe then ends the sandbox, so jupyter_client sees a kernel that died."""
+    try:
+        conn.settimeout(60)
+        socket.send_fds(conn, [json.dumps(request).encode()], fds)
+        for fd in fds[:2]:
+            os.close(fd)
+        answer = json.loads(conn.recv(65536).decode() or "{}")
+        if not answer.get("ok"):
+            error = answer.get("error", "no answer")
+            print("codeinterp-sandbox: the kernel template refused: %s" % error, file=sys.stderr, flush=True)
+    except Exception as e:
+        print("codeinterp-sandbox: the kernel template failed: %s" % e, file=sys.stderr, flush=True)
+
+
+def cgroup_procs(cgroup, kid):
+    if cgroup is None:
+        return []
+    if cgroup["version"] == 1:
+        return ["%s/%s/cgroup.procs" % (d, kid) for d in cgroup["dirs"].values()]
+    return ["%s/%s/cgroup.procs" % (cgroup["dir"], kid)]
+
+
 def main(config_file, connection_file):
     with open(config_file) as f:
         cfg = json.load(f)
@@ -227,18 +330,34 @@ def main(config_file, connection_file):
     proxy = cfg.get("proxySocket")
     if proxy:
         binds += ["--ro-bind", proxy, SANDBOX_PROXY]  # connect() works on a read-only mount
-    command, proxy_env = kernel_command(proxy, proxy_url(cfg.get("proxySecret"), kid))
+    forward, proxy_env = proxy_forwarder(proxy, proxy_url(cfg.get("proxySecret"), kid))
     # Without a cgroup there is no quota to match: the pools keep their own sizing.
     threads = max(1, int(limits["cpus"])) if cfg.get("cgroup") else None
+    mpl_dir = SANDBOX_MPLCONFIGDIR if cfg.get("matplotlibCacheDir") else "/tmp"
+    env = [
+        ("HOME", "/tmp"), ("MPLCONFIGDIR", mpl_dir), ("PATH", "/usr/bin:/bin"), ("LANG", "C.UTF-8"),
+        ("PYTHONDONTWRITEBYTECODE", "1"), ("MPLBACKEND", "module://matplotlib_inline.backend_inline"),
+        *[(k, str(threads)) for k in BLAS_THREAD_VARS if threads],
+        *proxy_env,
+    ]
+    command = ["/bin/sh", "-c", forward + "exec " + KERNEL_COMMAND] if forward else KERNEL_COMMAND.split()
+    as_pid_1 = []
+    # Kernels with an egress proxy start the plain way: their forwarder must run inside the sandbox first.
+    template = None if forward else connect_template(cfg.get("template"))
+    if template:
+        as_pid_1 = ["--as-pid-1"]
+        command = kernel_from_template(template, {
+            "uid": st.st_uid, "gid": st.st_gid, "cwd": "/mnt/data", "connectionFile": SANDBOX_CONNECTION_FILE,
+            "cgroupProcs": cgroup_procs(cfg.get("cgroup"), kid), "env": dict(env),
+            "rlimits": {"nproc": limits["rlimitProcesses"], "as": limits["addressSpaceBytes"],
+                        "fsize": limits["maxFileBytes"], "nofile": limits["maxOpenFiles"]},
+        })
 
     # The rewritten connection file (it holds the HMAC key) reaches the sandbox only through fd 3.
     r, w = os.pipe()
     os.write(w, json.dumps(sandbox_info).encode())  # a few hundred bytes: fits the pipe buffer
     os.close(w)
-    if r != 3:
-        os.dup2(r, 3)
-        os.close(r)
-    os.set_inheritable(3, True)
+    place_fd(r, 3)
     mpl = matplotlib_cache(cfg.get("matplotlibCacheDir"))
 
     argv = [
@@ -250,17 +369,13 @@ def main(config_file, connection_file):
         "--",
         "setpriv", "--reuid=%d" % st.st_uid, "--regid=%d" % st.st_gid, "--clear-groups", "--",
         "bwrap", "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
-        "--unshare-cgroup-try", "--die-with-parent",
+        "--unshare-cgroup-try", "--die-with-parent", *as_pid_1,
         "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
         "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
         "--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
         *binds, "--chdir", "/mnt/data",
         "--file", "3", SANDBOX_CONNECTION_FILE, *mpl,
-        "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "MPLCONFIGDIR", SANDBOX_MPLCONFIGDIR if mpl else "/tmp",
-        "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
-        "--setenv", "MPLBACKEND", "module://matplotlib_inline.backend_inline",
-        *[x for k in BLAS_THREAD_VARS if threads for x in ("--setenv", k, str(threads))],
-        *[x for k, v in proxy_env for x in ("--setenv", k, v)],
+        "--clearenv", *[x for k, v in env for x in ("--setenv", k, v)],
         *command,
     ]
     os.execvp(argv[0], argv)

@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { KERNEL_CPU_WEIGHTS } from "./cgroups";
 import type { KernelCgroupLimits, KernelCgroupParent } from "./cgroups";
 import type { Log } from "./log";
+import type { TemplateLauncherConfig } from "./template";
 
 /** Name of the kernelspec whose kernels run under bubblewrap. */
 export const SANDBOX_KERNEL_NAME = "codeinterp-sandbox";
@@ -64,6 +65,8 @@ export interface LauncherConfig {
    * kernel gets a copy in its own MPLCONFIGDIR instead of building it (~1 s of CPU) on its first figure.
    */
   matplotlibCacheDir: string | null;
+  /** The kernel template to fork kernels from (template.ts); null: every kernel starts its own Python. */
+  template: TemplateLauncherConfig | null;
   /** Kernels started in a pool slot (parent dir named `slotsDirName`) start at this CPU weight. */
   background: { slotsDirName: string; cpuShares: number; cpuWeight: number };
   limits: KernelCgroupLimits & {
@@ -81,6 +84,7 @@ export function launcherConfig(opts: {
   proxySocket?: string | undefined;
   proxySecret?: string | undefined;
   matplotlibCacheDir?: string | null;
+  template?: TemplateLauncherConfig | null;
 }): LauncherConfig {
   const { limits } = opts;
   return {
@@ -90,6 +94,7 @@ export function launcherConfig(opts: {
     proxySocket: opts.proxySocket ?? null,
     proxySecret: opts.proxySecret ?? null,
     matplotlibCacheDir: opts.matplotlibCacheDir ?? null,
+    template: opts.template ?? null,
     background: {
       slotsDirName: POOL_SLOTS_DIR_NAME,
       cpuShares: KERNEL_CPU_WEIGHTS.background.v1,
@@ -141,6 +146,8 @@ export interface SandboxSpecMetadata {
   memoryBytes: number;
   /** Memory of all this server's kernels together: workers derive their live-kernel ceiling from it. */
   kernelsMemoryBudgetBytes: number;
+  /** Kernels are forked from a template that imported these modules (pools need not preload them); null: started. */
+  template: { modules: string[] } | null;
 }
 
 /** Writes the launcher, its settings and its kernelspec into a Jupyter data dir (JUPYTER_DATA_DIR/kernels/...). */
@@ -148,6 +155,7 @@ export async function installSandboxKernelSpec(
   jupyterDataDir: string,
   config: LauncherConfig,
   kernelsMemoryBudgetBytes: number,
+  templateModules: readonly string[] | null = null,
 ): Promise<void> {
   const dir = join(jupyterDataDir, "kernels", SANDBOX_KERNEL_NAME);
   await mkdir(dir, { recursive: true });
@@ -169,6 +177,7 @@ export async function installSandboxKernelSpec(
     cgroup: config.cgroup,
     memoryBytes: config.limits.memoryBytes,
     kernelsMemoryBudgetBytes,
+    template: config.template && templateModules ? { modules: [...templateModules] } : null,
   };
   const spec = {
     argv: ["/usr/bin/python3", "-I", launcher, configFile, "{connection_file}"],

@@ -39,6 +39,8 @@ export const messageLockKey = (prefix: string, messageKey: string) => `${prefix}
 export const kernelResetKey = (prefix: string, messageKey: string) => `${prefix}:kernel:reset:${messageKey}`;
 /** Set: message keys whose kernel is no longer wanted (a Jupyter-surface kernel deleted); the next idle sweep shuts it down. */
 export const kernelRetireKey = (prefix: string) => `${prefix}:kernel:retire`;
+/** Held by the one worker relieving memory pressure (evicting idle kernels over the high watermark). */
+export const memoryReliefLockKey = (prefix: string) => `${prefix}:kernel:memory-relief`;
 /**
  * The live-kernel leases under the ceiling (apps/worker/src/kernels/live-kernels.ts): a sorted set of kernel
  * ids (and LIVE_KERNEL_START_PREFIX places of kernels being started) scored by when each lease lapses.

@@ -47,6 +47,10 @@ function renderPage(r: LiveKernelsReport): string {
     })
     .join("\n");
   const ceiling = r.ceiling === null ? "unknown (no live worker)" : String(r.ceiling);
+  const mib = (b: number) => `${Math.round(b / 1024 ** 2)} MiB`;
+  const memory = r.memory
+    ? `${mib(r.memory.usedBytes)} / ${mib(r.memory.highWatermarkBytes)} / ${mib(r.memory.budgetBytes)} (host available: ${mib(r.memory.hostAvailableBytes)})`
+    : "not read (admitted by count)";
   return `<!doctype html>
 <html><head><meta charset="utf-8"><meta http-equiv="refresh" content="5"><title>codeinterp: live kernels</title>
 <style>body{font-family:system-ui,sans-serif;margin:1.5rem}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;font-size:.9rem}dl{display:grid;grid-template-columns:max-content auto;gap:.25rem 1rem}</style>
@@ -57,7 +61,8 @@ function renderPage(r: LiveKernelsReport): string {
 <dt>Live kernels</dt><dd id="live">${esc(r.live)}</dd>
 <dt>Ceiling (MAX_LIVE_KERNELS)</dt><dd id="ceiling">${esc(ceiling)}</dd>
 <dt>Being started</dt><dd>${esc(r.starting)}</dd>
-<dt>Evictions (idle kernels shut down at the ceiling)</dt><dd id="evictions">${esc(r.evictions)}</dd>
+<dt>Memory in use by kernels / high watermark / budget</dt><dd id="memory">${esc(memory)}</dd>
+<dt>Evictions (idle kernels shut down for a new one, or for memory)</dt><dd id="evictions">${esc(r.evictions)} (memory: ${esc(r.memoryEvictions)})</dd>
 <dt>Waits (executions queued with every kernel busy)</dt><dd id="waits">${esc(r.capacityWaits)}</dd>
 <dt>Live workers</dt><dd>${esc(r.workers)}</dd>
 </dl>

@@ -12,17 +12,40 @@ export interface LiveKernelsReport {
   ceiling: number | null;
   /** Idle kernels shut down to make room, and waits at the ceiling, counted by the live workers since they started. */
   evictions: number;
+  /** Of those, evictions because the kernels' memory in use passed the high watermark. */
+  memoryEvictions: number;
   capacityWaits: number;
+  /** Memory the kernels use together, their budget and the high watermark; null when admitted by count. */
+  memory: { usedBytes: number; budgetBytes: number; highWatermarkBytes: number; hostAvailableBytes: number } | null;
   workers: number;
   kernels: Array<{ kernelId: string; leaseUntil: string; message: Omit<KernelMessage, "kernelId"> | null }>;
   /** Places reserved for kernels being started right now. */
   starting: number;
 }
 
-const sumOf = (snapshots: WorkerSnapshot[], name: string) =>
+const sumOf = (snapshots: WorkerSnapshot[], name: string, labels: Record<string, string> = {}) =>
   snapshots
-    .flatMap((s) => s.metrics.filter((m) => m.name === name).flatMap((m) => m.values.map((v) => Number(v.value) || 0)))
+    .flatMap((s) =>
+      s.metrics
+        .filter((m) => m.name === name)
+        .flatMap((m) =>
+          m.values
+            .filter((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want))
+            .map((v) => Number(v.value) || 0),
+        ),
+    )
     .reduce((a, b) => a + b, 0);
+
+/** The kernels' memory as the workers last read it (they share one gateway: the freshest-looking is as good). */
+function memoryOf(snapshots: WorkerSnapshot[]): LiveKernelsReport["memory"] {
+  const usedBytes = maxOf(snapshots, "codeinterp_kernels_memory_used_bytes");
+  const budgetBytes = maxOf(snapshots, "codeinterp_kernels_memory_budget_bytes");
+  const highWatermarkBytes = maxOf(snapshots, "codeinterp_kernels_memory_high_watermark_bytes");
+  const hostAvailableBytes = maxOf(snapshots, "codeinterp_host_memory_available_bytes");
+  if (usedBytes === null || budgetBytes === null || highWatermarkBytes === null || hostAvailableBytes === null)
+    return null;
+  return { usedBytes, budgetBytes, highWatermarkBytes, hostAvailableBytes };
+}
 
 const maxOf = (snapshots: WorkerSnapshot[], name: string) => {
   const values = snapshots.flatMap((s) =>
@@ -53,6 +76,8 @@ export async function readLiveKernels(deps: { db: Db; redis: Redis; queuePrefix:
     live: leases.length,
     ceiling: maxOf(snapshots, "codeinterp_kernels_live_max"),
     evictions: sumOf(snapshots, "codeinterp_kernel_evictions_total"),
+    memoryEvictions: sumOf(snapshots, "codeinterp_kernel_evictions_total", { reason: "memory" }),
+    memory: memoryOf(snapshots),
     capacityWaits: sumOf(snapshots, "codeinterp_kernel_capacity_waits_total"),
     workers: snapshots.length,
     kernels: kernels.map((k) => ({

@@ -3,7 +3,7 @@ import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import type { GatewaySeen, Redis } from "@codeinterp/queue";
 import type { AcquireRequest, KernelBroker, KernelLease, KernelMapping, MessageTurn } from "./broker";
-import { kernelResetKey, kernelRetireKey, messageLockKey } from "@codeinterp/queue";
+import { kernelResetKey, kernelRetireKey, memoryReliefLockKey, messageLockKey } from "@codeinterp/queue";
 import type { HeldLock } from "./lock";
 import { acquireLock, tryLock } from "./lock";
 import type { LiveKernels, Reservation } from "./live-kernels";
@@ -11,6 +11,8 @@ import { createKernelMappings } from "./mappings";
 import { KernelPool } from "./pool";
 import { createPoolOwners } from "./pool-owners";
 import { createRoom } from "./room";
+import type { EvictionReason } from "./room";
+import type { MemoryAdmission } from "./memory-admission";
 import { warnShutdownFailed } from "./shutdown-failed";
 import type { WorkspaceLayout } from "../workspace-layout";
 
@@ -21,7 +23,7 @@ export interface MessageBrokerOptions {
   workerId: string;
   log: Logger;
   poolSize: number;
-  /** Most pool kernels under demand (bounded here by a quarter of the live-kernel ceiling). */
+  /** Most pool kernels under demand (without memory admission, also a quarter of the live-kernel ceiling). */
   poolMaxSize?: number;
   poolDemandWindowMs?: number;
   layout: WorkspaceLayout;
@@ -35,8 +37,14 @@ export interface MessageBrokerOptions {
   sweepIntervalMs?: number;
   /** How often this worker records that it is alive (its pool kernels are swept after three missed beats). */
   heartbeatMs?: number;
-  /** A message kernel was shut down to make room under the ceiling. */
-  onEvicted?: () => void;
+  /** A message or pool kernel was shut down to make room: under the ceiling, or for memory. */
+  onEvicted?: (reason: EvictionReason) => void;
+  /** Admission by the kernels' memory in use (memory-admission.ts); null: by the count ceiling alone. */
+  admission?: MemoryAdmission | null;
+  /** A message kernel used this recently is not evicted for a new message (default 60 s). */
+  evictionProtectMs?: number;
+  /** How often memory in use is checked against the high watermark (default 1 s). */
+  memoryWatchMs?: number;
   /** What this worker last saw of its gateway, sent with every heartbeat. */
   gatewaySeen?: () => GatewaySeen | null;
   /** Python each pool kernel runs before it is handed out (KERNEL_PRELOAD). */
@@ -44,6 +52,9 @@ export interface MessageBrokerOptions {
   /** At the ceiling, a pool refill may take the place of a message kernel idle this long (default 60 s). */
   poolEvictionIdleMs?: number;
 }
+
+/** A message kernel used this recently is not evicted for a new message. */
+export const DEFAULT_EVICTION_PROTECT_MS = 60_000;
 
 /** A kernel released this recently by this worker is reused without asking the gateway whether it exists. */
 export const RECENT_MS = 3000;
@@ -132,9 +143,12 @@ export function createMessageKernelBroker(
   const pool = new KernelPool({
     gateway,
     size: opts.poolSize,
-    // Pool kernels hold places under the ceiling that message kernels need more: demand grows the pool to a
-    // quarter of it at most.
-    maxSize: Math.min(opts.poolMaxSize ?? opts.poolSize, Math.max(opts.poolSize, Math.floor(live.max / 4))),
+    // Under a count ceiling, pool kernels hold places that message kernels need more: demand grows the pool
+    // to a quarter of it at most. Admitted by memory, a forked pool kernel costs what it uses (a few tens of
+    // MB), and a refill waits while memory is short, so demand alone sizes it.
+    maxSize: opts.admission
+      ? (opts.poolMaxSize ?? opts.poolSize)
+      : Math.min(opts.poolMaxSize ?? opts.poolSize, Math.max(opts.poolSize, Math.floor(live.max / 4))),
     ...(opts.poolDemandWindowMs !== undefined ? { demandWindowMs: opts.poolDemandWindowMs } : {}),
     onShrunk: (id) => live.drop(id),
     log,
@@ -145,6 +159,7 @@ export function createMessageKernelBroker(
       return place && { bind: (id) => place.bind(id, poolLeaseMs), drop: () => place.drop() };
     },
     ...(opts.preload ? { preload: opts.preload } : {}),
+    claim: (id) => owners.claim(id),
   });
 
   const room = createRoom({
@@ -161,6 +176,8 @@ export function createMessageKernelBroker(
     shutDown: (messageKey, kernelId) => forget(messageKey, kernelId, true),
     ...(opts.onEvicted ? { onEvicted: opts.onEvicted } : {}),
     ...(opts.poolEvictionIdleMs !== undefined ? { poolEvictionIdleMs: opts.poolEvictionIdleMs } : {}),
+    admission: opts.admission ?? null,
+    protectMs: opts.evictionProtectMs ?? DEFAULT_EVICTION_PROTECT_MS,
   });
   pool.refill();
 
@@ -225,7 +242,7 @@ export function createMessageKernelBroker(
     turn: Turn,
     req: AcquireRequest,
   ): Promise<{ session: KernelSession; pooled: boolean; enteredDir?: string }> {
-    const fromPool = pool.take();
+    const fromPool = await pool.claim();
     if (fromPool) {
       // It started and preloaded at the background CPU weight; the message's code runs at the normal one.
       const [adopted] = await Promise.all([
@@ -411,6 +428,7 @@ export function createMessageKernelBroker(
     async close() {
       clearInterval(sweeper);
       clearInterval(beat);
+      clearInterval(memoryWatch);
       const pooled = pool.ids();
       await pool.close();
       // Shut down with the pool: their places are free now, not when their leases lapse.
@@ -461,5 +479,23 @@ export function createMessageKernelBroker(
     );
   }, heartbeatMs);
   beat.unref();
+  // One worker at a time relieves memory pressure (the others would evict a kernel each for the same excess).
+  let relieving = false;
+  const memoryWatch = setInterval(() => {
+    if (!opts.admission || relieving) return;
+    relieving = true;
+    void (async () => {
+      const lock = await tryLock(redis, memoryReliefLockKey(prefix), lockTtlMs);
+      if (!lock) return;
+      try {
+        await room.relieveMemory();
+      } finally {
+        await lock.release();
+      }
+    })()
+      .catch((err: unknown) => log.warn({ err: normalizeError(err).message }, "memory relief failed"))
+      .finally(() => (relieving = false));
+  }, opts.memoryWatchMs ?? 1000);
+  memoryWatch.unref();
   return broker;
 }

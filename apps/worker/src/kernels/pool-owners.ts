@@ -118,6 +118,20 @@ export function createPoolOwners(opts: PoolOwnersOptions) {
     },
 
     /**
+     * This worker takes one of its pool kernels for a message: its record goes, and with it the right of any
+     * other worker (evictOne, sweep) to shut it down. False when another worker removed the record first:
+     * that kernel is being shut down and must not be given to a message. While Redis cannot answer, the
+     * kernel is taken as before (no eviction can have claimed it then either).
+     */
+    async claim(kernelId: string): Promise<boolean> {
+      try {
+        return (await redis.hdel(ownersKey, kernelId)) === 1;
+      } catch {
+        return true;
+      }
+    },
+
+    /**
      * Shuts down one pre-started kernel of any worker, to make room under the live-kernel ceiling for an
      * execution (a pool kernel's owner drops it from its pool when it finds it dead). Returns whether one was.
      */

@@ -54,6 +54,11 @@ export interface KernelPoolOptions {
   reservePlace?: () => Promise<PoolPlace | null>;
   /** Python run in each new pool kernel before it is handed out (@codeinterp/kernel's preloadCode). */
   preload?: string;
+  /**
+   * Takes a ready kernel's record (pool-owners' claim): false when another worker's eviction took it first
+   * and is shutting it down. Default: always true.
+   */
+  claim?: (kernelId: string) => Promise<boolean>;
 }
 
 /**
@@ -84,6 +89,7 @@ export class KernelPool {
   private readonly onChange: (ids: string[]) => void;
   private readonly reservePlace: () => Promise<PoolPlace | null>;
   private readonly preload: string;
+  private readonly claimRecord: (kernelId: string) => Promise<boolean>;
 
   constructor(opts: KernelPoolOptions) {
     this.gateway = opts.gateway;
@@ -98,6 +104,7 @@ export class KernelPool {
     this.reservePlace =
       opts.reservePlace ?? (async () => ({ bind: async () => undefined, drop: async () => undefined }));
     this.preload = opts.preload ?? "";
+    this.claimRecord = opts.claim ?? (async () => true);
   }
 
   get available(): number {
@@ -120,6 +127,13 @@ export class KernelPool {
 
   /** A never-used kernel, or null when the pool is empty (the caller starts one itself). */
   take(): PooledKernel | null {
+    const kernel = this.shiftLive();
+    this.taken();
+    return kernel;
+  }
+
+  /** The next ready kernel that is still alive; dead ones are dropped on the way. */
+  private shiftLive(): PooledKernel | null {
     let kernel: PooledKernel | undefined;
     while ((kernel = this.ready.shift())) {
       const s = kernel.session;
@@ -127,13 +141,17 @@ export class KernelPool {
       // Gone while waiting (server restarted, kernel deleted): drop it, and go on to the next.
       void s.shutdown().catch(warnShutdownFailed(this.log, s.id));
     }
+    return kernel ?? null;
+  }
+
+  /** After a take: demand is counted, the pool's record follows, and a refill starts. */
+  private taken(): void {
     if (this.maxSize > this.size) {
       this.takes.push(Date.now());
       this.scheduleShrink();
     }
     this.onChange(this.ids());
     this.refill();
-    return kernel ?? null;
   }
 
   /** Once the window after the last take has passed, ready kernels above the (fallen) target are shut down. */
@@ -162,6 +180,28 @@ export class KernelPool {
         await this.onShrunk(k.session.id).catch(() => undefined);
       }),
     );
+  }
+
+  /**
+   * A never-used kernel that is this caller's alone: one that another worker's eviction is shutting down
+   * (it removed the kernel's record first) is passed over, so a message never starts on a kernel about to
+   * vanish. Null when the pool is empty.
+   */
+  async claim(): Promise<PooledKernel | null> {
+    for (;;) {
+      // The record is claimed before the pool's own record update (taken) would remove it.
+      const kernel = this.shiftLive();
+      const ours = kernel ? await this.claimRecord(kernel.session.id) : true;
+      this.taken();
+      if (!kernel || ours) return kernel;
+      this.log.info(
+        { kernelId: kernel.session.id },
+        "a pool kernel taken for a message was being evicted; passed over",
+      );
+      // Its shutdown is the evicting worker's; only this worker's websocket goes.
+      kernel.session.dispose();
+      if (kernel.slot.disposable) await removeWorkspaceDir(kernel.slot.dir).catch(() => undefined);
+    }
   }
 
   /** Returns an unused kernel that could not be given to the message it was taken for. */

@@ -3,6 +3,7 @@ import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import type { Redis } from "@codeinterp/queue";
 import type { LiveKernels, Reservation } from "./live-kernels";
+import type { MemoryAdmission } from "./memory-admission";
 import { tryLock } from "./lock";
 import type { KernelMappings } from "./mappings";
 import type { PoolOwners } from "./pool-owners";
@@ -14,8 +15,10 @@ const ROOM_POLL_MS = 250;
 /** How many of the least recently used messages eviction looks at (busy ones are skipped). */
 const EVICTION_CANDIDATES = 100;
 
-/** No room under the live-kernel ceiling within the wait allowed (every kernel stayed busy). */
+/** At the ceiling, a pool refill may take the place of a message kernel idle this long. */
 const POOL_EVICTION_IDLE_MS = 60_000;
+/** Most kernels one pass of memory relief shuts down before it looks again. */
+const RELIEF_MAX_EVICTIONS = 16;
 
 export class KernelCapacityError extends Error {
   override name = "KernelCapacityError";
@@ -33,12 +36,21 @@ export interface RoomOptions {
   lockKey: (messageKey: string) => string;
   /** Shuts a message's kernel down and forgets it (the broker's own bookkeeping included). */
   shutDown: (messageKey: string, kernelId: string) => Promise<void>;
-  onEvicted?: () => void;
+  onEvicted?: (reason: EvictionReason) => void;
   /** This worker: its reservations are freed by others when it stops beating. */
   workerId: string;
   /** How long a message kernel must have been idle before a pool refill may take its place at the ceiling. */
   poolEvictionIdleMs?: number;
+  /** Admission by memory in use (null: the gateway's kernels' memory cannot be read from here). */
+  admission?: MemoryAdmission | null;
+  /**
+   * A message kernel used this recently is not evicted for a new message: the conversation is in
+   * progress, and its next execution would find its variables gone. The new message waits instead.
+   */
+  protectMs?: number;
 }
+
+export type EvictionReason = "ceiling" | "memory";
 
 /**
  * The live-kernel ceiling's rules for making room: a new kernel starts only in a reserved place; at the
@@ -49,8 +61,14 @@ export interface RoomOptions {
 export function createRoom(opts: RoomOptions) {
   const { live, mappings, owners, log } = opts;
 
-  /** A place under the ceiling, once pool kernels of workers that are gone have given theirs back. */
+  const protectMs = opts.protectMs ?? 0;
+
+  /**
+   * A place under the ceiling, once pool kernels of workers that are gone have given theirs back; null at
+   * the ceiling or when the kernels' memory in use leaves no room for one more.
+   */
   async function reservePlace(): Promise<Reservation | null> {
+    if (opts.admission && !(await opts.admission.roomForNew())) return null;
     await owners
       .sweep()
       .catch((err: unknown) => log.warn({ err: normalizeError(err).message }, "pool-owner sweep failed"));
@@ -63,10 +81,10 @@ export function createRoom(opts: RoomOptions) {
   }
 
   /**
-   * Shuts down one kernel nobody is using; never the kernel of `exceptKey` (the caller's own turn). With
-   * `idleForMs`, only a message kernel idle at least that long (and never a pool kernel).
+   * Shuts down the least recently used message kernel nobody is using, never the kernel of `exceptKey` (the
+   * caller's own turn) nor one used within `minIdleMs`; false when there is none.
    */
-  async function evictOne(exceptKey: string, idleForMs?: number): Promise<boolean> {
+  async function evictMessageKernel(exceptKey: string, minIdleMs: number, reason: EvictionReason): Promise<boolean> {
     for (const messageKey of await mappings.leastRecentlyUsed(EVICTION_CANDIDATES)) {
       if (messageKey === exceptKey) continue;
       // A message whose lock is taken is busy (or being evicted by someone else): not idle.
@@ -78,21 +96,29 @@ export function createRoom(opts: RoomOptions) {
           await mappings.dropIndex(messageKey);
           continue;
         }
-        if (idleForMs !== undefined && mapping.lastUsed > Date.now() - idleForMs) return false;
+        // Least recently used first: if this one is too recent, so are the rest.
+        if (mapping.lastUsed > Date.now() - minIdleMs) return false;
         // The note is owed only while the kernel would otherwise still be alive (before its idle TTL).
         await mappings.markEvicted(messageKey, mapping.lastUsed + opts.idleTtlMs - Date.now());
         await opts.shutDown(messageKey, mapping.kernelId);
         log.info(
-          { messageKey, kernelId: mapping.kernelId },
-          "shut down the least recently used idle kernel to stay under the live-kernel ceiling",
+          { messageKey, kernelId: mapping.kernelId, reason, idleMs: Date.now() - mapping.lastUsed },
+          reason === "memory"
+            ? "shut down the least recently used idle kernel: kernels' memory in use is over the high watermark"
+            : "shut down the least recently used idle kernel to make room for a new one",
         );
-        opts.onEvicted?.();
+        opts.onEvicted?.(reason);
         return true;
       } finally {
         await lock.release();
       }
     }
-    return idleForMs === undefined ? owners.evictOne() : false;
+    return false;
+  }
+
+  /** For a new kernel: an idle message kernel outside its protection window, else a pre-started pool kernel. */
+  async function evictOne(exceptKey: string): Promise<boolean> {
+    return (await evictMessageKernel(exceptKey, protectMs, "ceiling")) || owners.evictOne();
   }
 
   /** A place for a kernel start, shutting down an idle kernel if the ceiling is reached; null if all are busy. */
@@ -113,8 +139,25 @@ export function createRoom(opts: RoomOptions) {
      */
     async reservePoolPlace(): Promise<Reservation | null> {
       const place = await reservePlace();
-      if (place || !(await evictOne("", opts.poolEvictionIdleMs ?? POOL_EVICTION_IDLE_MS))) return place;
+      const idleMs = Math.max(protectMs, opts.poolEvictionIdleMs ?? POOL_EVICTION_IDLE_MS);
+      if (place || !(await evictMessageKernel("", idleMs, "ceiling"))) return place;
       return reservePlace();
+    },
+    /**
+     * Above the high watermark: pool kernels first (they hold nobody's state), then idle message kernels,
+     * least recently used first and however recently, until the kernels' use is back under the low
+     * watermark. A busy kernel is never touched: it is the one an out-of-memory kill in the kernels' parent
+     * cgroup would otherwise be likely to hit. Returns how many kernels were shut down.
+     */
+    async relieveMemory(): Promise<number> {
+      if (!opts.admission) return 0;
+      let evicted = 0;
+      while (evicted < RELIEF_MAX_EVICTIONS && (await opts.admission.excessBytes(evicted > 0)) > 0) {
+        if (await owners.evictOne()) opts.onEvicted?.("memory");
+        else if (!(await evictMessageKernel("", 0, "memory"))) break;
+        evicted++;
+      }
+      return evicted;
     },
     reserve,
     /** Waits in place for room (a turn whose kernel turned out gone after makeRoom said it needed none). */

@@ -1,0 +1,85 @@
+import type { KernelsMemoryReading } from "@codeinterp/kernel";
+
+const MiB = 1024 ** 2;
+
+export interface MemoryAdmissionOptions {
+  /** What the kernels use now (their parent cgroup) and the host's MemAvailable; null: cannot be read. */
+  read: () => Promise<KernelsMemoryReading | null>;
+  /** The kernels' parent cap: the host is protected by it whatever happens here. */
+  budgetBytes: number;
+  /** Above this, idle message kernels are shut down, least recently used first, down to `lowWatermarkBytes`. */
+  highWatermarkBytes: number;
+  lowWatermarkBytes: number;
+  /** What a new kernel is expected to take once it has done a first analysis. */
+  newKernelBytes: number;
+  /** MemAvailable below this counts as over the high watermark: the box has other tenants. */
+  hostFloorBytes: number;
+}
+
+export interface MemoryState {
+  usedBytes: number;
+  hostAvailableBytes: number;
+  budgetBytes: number;
+  highWatermarkBytes: number;
+  lowWatermarkBytes: number;
+}
+
+/** Defaults from the kernels' budget: evict idle kernels from 85% of it, down to 75%. */
+export function memoryWatermarks(budgetBytes: number): { high: number; low: number } {
+  return { high: Math.floor(budgetBytes * 0.85), low: Math.floor(budgetBytes * 0.75) };
+}
+
+export const DEFAULT_NEW_KERNEL_BYTES = 128 * MiB;
+export const DEFAULT_HOST_FLOOR_BYTES = 1024 * MiB;
+
+/**
+ * Admission by memory in use, not by cap: a new kernel starts while the kernels' actual use (their parent
+ * cgroup, less page cache they would give back) leaves room for it under the high watermark and the host
+ * keeps its floor; above the high watermark idle kernels are evicted (see room.ts). A kernel's own hard cap
+ * stays what it is; the count ceiling in live-kernels.ts stays as a bound on what one server manages.
+ */
+export class MemoryAdmission {
+  private lastState: MemoryState | null = null;
+
+  constructor(private readonly opts: MemoryAdmissionOptions) {}
+
+  /** The last reading, for metrics and /admin/kernels. */
+  get state(): MemoryState | null {
+    return this.lastState;
+  }
+
+  async sample(): Promise<MemoryState | null> {
+    const r = await this.opts.read();
+    if (!r) return null;
+    this.lastState = {
+      usedBytes: r.usedBytes,
+      hostAvailableBytes: r.hostAvailableBytes,
+      budgetBytes: this.opts.budgetBytes,
+      highWatermarkBytes: this.opts.highWatermarkBytes,
+      lowWatermarkBytes: this.opts.lowWatermarkBytes,
+    };
+    return this.lastState;
+  }
+
+  /** Whether one more kernel fits in what is really free. Unreadable memory admits (the count ceiling holds). */
+  async roomForNew(): Promise<boolean> {
+    const s = await this.sample();
+    if (!s) return true;
+    const need = this.opts.newKernelBytes;
+    return s.usedBytes + need <= s.highWatermarkBytes && s.hostAvailableBytes - need >= this.opts.hostFloorBytes;
+  }
+
+  /**
+   * Bytes to free to get back under the low watermark. Relief starts only over the high watermark (or under
+   * the host's floor), and once started goes on down to the low one (`relieving`): stopping just under the
+   * high watermark would leave no room for the next new kernel, and relief would start again at once.
+   */
+  async excessBytes(relieving = false): Promise<number> {
+    const s = await this.sample();
+    if (!s) return 0;
+    const hostShort = this.opts.hostFloorBytes - s.hostAvailableBytes;
+    const over = relieving ? s.usedBytes > s.lowWatermarkBytes : s.usedBytes > s.highWatermarkBytes;
+    if (!over && hostShort <= 0) return 0;
+    return Math.max(s.usedBytes - s.lowWatermarkBytes, hostShort, 1);
+  }
+}
