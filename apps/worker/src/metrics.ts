@@ -1,5 +1,5 @@
 import type { MemoryState } from "./kernels/memory-admission";
-import type { EvictionReason } from "./kernels/room";
+import type { WorkerEvents } from "./events";
 import type { Job, Worker } from "bullmq";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { GatewayHealth } from "@codeinterp/kernel";
@@ -34,6 +34,8 @@ export interface WorkerMetricsOptions {
   /** Live kernels of the whole deployment (the leases under the ceiling), and the ceiling. */
   liveKernels: () => Promise<number>;
   maxLiveKernels: number;
+  /** Evictions and capacity waits are counted from these. */
+  events: WorkerEvents;
   /** The kernels' memory in use and its watermarks, as admission last read them; null: admitted by count. */
   kernelsMemory?: () => MemoryState | null;
   /** How often the snapshot is written; the key lives three times as long. */
@@ -48,10 +50,6 @@ export interface WorkerMetrics {
   registry: Registry;
   /** Observes the execution queue's finished jobs (duration by the execution's final status). */
   observe(worker: Worker): void;
-  /** A kernel was shut down to make room: for a new kernel ("ceiling") or over the high watermark ("memory"). */
-  kernelEvicted(reason: EvictionReason): void;
-  /** An execution stepped aside because every kernel was busy at the ceiling. */
-  capacityWaited(): void;
   /** Writes a snapshot now. */
   publish(): Promise<void>;
   /** Stops publishing and removes this worker's snapshot. */
@@ -149,8 +147,12 @@ export function startWorkerMetrics(opts: WorkerMetricsOptions): WorkerMetrics {
   }
   const capacityWaits = new Counter({
     name: "codeinterp_kernel_capacity_waits_total",
-    help: "Times an execution waited (queued) because every kernel was busy at the live-kernel ceiling",
+    help: "Times an execution waited (queued) because no kernel could start: every kernel busy, or no room",
     registers: [registry],
+  });
+  opts.events.on("kernel:evicted", ({ reason }) => evictions.inc({ reason }));
+  opts.events.on("turn:steppedAside", ({ reason }) => {
+    if (reason === "capacity") capacityWaits.inc();
   });
   if (opts.gateway) {
     const health = opts.gateway;
@@ -242,8 +244,6 @@ export function startWorkerMetrics(opts: WorkerMetricsOptions): WorkerMetrics {
         publishSoon();
       });
     },
-    kernelEvicted: (reason) => evictions.inc({ reason }),
-    capacityWaited: () => capacityWaits.inc(),
     publish,
     async close() {
       clearInterval(timer);

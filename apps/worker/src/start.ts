@@ -7,11 +7,13 @@ import { createRedis, onCancelRequests, queueNames } from "@codeinterp/queue";
 import { createBlobStore, detectDiskBudget } from "@codeinterp/workspace";
 import type { DiskBudget } from "@codeinterp/workspace";
 import { CancelRegistry } from "./cancellations";
+import { closeAll } from "./close-all";
+import { createWorkerEvents } from "./events";
+import type { WorkerEvents } from "./events";
 import type { WorkerEnv } from "./env";
 import { createMessageKernelBroker } from "./kernels/message-broker";
 import { startWorkspaceRetention } from "./jobs/clean-workspaces";
 import { startWorkerMetrics } from "./metrics";
-import type { WorkerMetrics } from "./metrics";
 import { createLiveKernels, defaultMaxLiveKernels } from "./kernels/live-kernels";
 import { MemoryAdmission } from "./kernels/memory-admission";
 import { startReconciler } from "./reconciler";
@@ -22,6 +24,8 @@ import { WorkspaceLayout } from "./workspace-layout";
 import { kernelRequestFor } from "./jobs/run-execution";
 
 export interface RunningWorker {
+  /** Pool refills, evictions and steps aside, as they happen (see events.ts). */
+  events: WorkerEvents;
   /** Stops taking jobs, lets running ones finish until the deadline, then closes every connection. */
   close(deadlineMs?: number): Promise<void>;
 }
@@ -79,7 +83,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
   // Kernels forked from a template already hold what the preload would import: the pool need not run it.
   const preloaded = isolation.sandboxed ? (isolation.templateModules ?? []) : [];
   const preload = env.KERNEL_PRELOAD.every((m) => preloaded.includes(m)) ? "" : preloadCode(env.KERNEL_PRELOAD);
-  let metrics: WorkerMetrics | null = null;
+  const events = createWorkerEvents();
   const broker = createMessageKernelBroker({
     gateway,
     redis,
@@ -94,7 +98,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     heartbeatMs: env.WORKER_HEARTBEAT_MS,
     lockTtlMs: env.JOB_LOCK_DURATION_MS,
     live,
-    onEvicted: (reason) => metrics?.kernelEvicted(reason),
+    events,
     gatewaySeen: () => gatewaySeen(gatewayWatch),
     preload,
     admission,
@@ -119,10 +123,10 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     log,
     connection,
     gatewayWatch,
-    onCapacityWait: () => metrics?.capacityWaited(),
+    events,
     ...(isolation.sandboxed && isolation.caps ? { kernelMemoryBytes: isolation.caps.memoryBytes } : {}),
   });
-  metrics = startWorkerMetrics({
+  const metrics = startWorkerMetrics({
     redis,
     prefix: env.QUEUE_PREFIX,
     workerId: env.WORKER_ID,
@@ -133,6 +137,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     concurrency: env.WORKER_CONCURRENCY,
     liveKernels: () => live.count(),
     maxLiveKernels,
+    events,
     ...(admission ? { kernelsMemory: () => admission.state } : {}),
     gateway: () => monitor.health(),
   });
@@ -177,27 +182,36 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
 
   let closing: Promise<void> | null = null;
   return {
+    events,
     close: (deadlineMs = env.SHUTDOWN_DEADLINE_MS) =>
-      (closing ??= (async () => {
-        stopReconciler();
-        const drained = worker.close();
-        const timer = setTimeout(() => {
-          // Past the deadline: interrupt what still runs; each such execution ends as cancelled and the
-          // processors return, so the drain completes with every execution in a final state.
-          log.warn({ running: cancels.abortAll() }, "drain deadline passed; cancelling running executions");
-        }, deadlineMs);
-        await drained;
-        clearTimeout(timer);
-        await retention.close();
-        await metrics?.close();
-        await broker.close();
-        monitor.stop();
-        await queue.close();
-        cancelSub.disconnect();
-        connection.disconnect();
-        redis.disconnect();
-        await closeDb(db);
-      })()),
+      (closing ??= closeAll([
+        ["reconciler", () => stopReconciler()],
+        [
+          "worker",
+          async () => {
+            const drained = worker.close();
+            const timer = setTimeout(() => {
+              // Past the deadline: interrupt what still runs; each such execution ends as cancelled and the
+              // processors return, so the drain completes with every execution in a final state.
+              log.warn({ running: cancels.abortAll() }, "drain deadline passed; cancelling running executions");
+            }, deadlineMs);
+            try {
+              await drained;
+            } finally {
+              clearTimeout(timer);
+            }
+          },
+        ],
+        ["workspace retention", () => retention.close()],
+        ["metrics", () => metrics.close()],
+        ["kernel broker", () => broker.close()],
+        ["gateway monitor", () => monitor.stop()],
+        ["queue", () => queue.close()],
+        ["cancel subscriber", () => cancelSub.disconnect()],
+        ["bullmq connection", () => connection.disconnect()],
+        ["redis", () => redis.disconnect()],
+        ["database", () => closeDb(db)],
+      ])),
   };
 }
 

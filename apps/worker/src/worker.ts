@@ -1,3 +1,4 @@
+import type { WorkerEvents } from "./events";
 import { DelayedError, UnrecoverableError, Worker } from "bullmq";
 import type { Job } from "bullmq";
 import { jobCatalog, parseJobPayload, queueNames } from "@codeinterp/queue";
@@ -16,7 +17,7 @@ const CAPACITY_WAIT_DELAY_MS = 250;
  * or fails the execution clearly (it did).
  */
 export function createExecutionWorker(
-  deps: RunExecutionDeps & { connection: RunExecutionDeps["redis"]; onCapacityWait?: () => void },
+  deps: RunExecutionDeps & { connection: RunExecutionDeps["redis"]; events?: WorkerEvents },
 ): Worker {
   const worker = new Worker(
     queueNames.executions,
@@ -28,8 +29,9 @@ export function createExecutionWorker(
       } catch (err) {
         throw new UnrecoverableError((err as Error).message);
       }
-      const stepAside = async (delayMs: number): Promise<never> => {
+      const stepAside = async (delayMs: number, reason: "message_busy" | "capacity"): Promise<never> => {
         if (!token) throw new Error("a job without a lock token cannot wait");
+        deps.events?.emit("turn:steppedAside", { executionId: payload.executionId, reason });
         await job.moveToDelayed(Date.now() + delayMs + Math.floor(Math.random() * delayMs), token);
         throw new DelayedError();
       };
@@ -37,13 +39,10 @@ export function createExecutionWorker(
       // has it: rather than wait for it in one of this worker's slots (executions of other messages would
       // queue behind), the job steps aside for a moment; the execution stays queued.
       const turn = payload.messageKey ? await deps.broker.tryTurn(payload.messageKey) : null;
-      if (payload.messageKey && !turn) await stepAside(LOCK_BUSY_DELAY_MS);
+      if (payload.messageKey && !turn) await stepAside(LOCK_BUSY_DELAY_MS, "message_busy");
       try {
         // Every kernel busy at the live-kernel ceiling: likewise, without starting one more.
-        if (turn && !(await deps.broker.makeRoom(turn))) {
-          deps.onCapacityWait?.();
-          await stepAside(CAPACITY_WAIT_DELAY_MS);
-        }
+        if (turn && !(await deps.broker.makeRoom(turn))) await stepAside(CAPACITY_WAIT_DELAY_MS, "capacity");
         const attempts = job.opts.attempts ?? 1;
         return await runExecution(deps, payload.executionId, {
           jobId: job.id,

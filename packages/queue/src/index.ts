@@ -27,3 +27,4 @@ export type { EventSubscriber } from "./subscriber";
 export { gatewaySeenSchema, readHeartbeats, removeHeartbeat, workerBeatSchema, writeHeartbeat } from "./heartbeats";
 export type { GatewaySeen, WorkerBeat } from "./heartbeats";
 export { readLiveEntries } from "./live-index";
+export { clearKernelReset, markKernelReset, markKernelRetired, retireAgain, takeRetiredKernels } from "./kernel-marks";

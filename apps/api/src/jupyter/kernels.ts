@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Redis } from "@codeinterp/queue";
-import { jupyterKernelKey, jupyterUserKernelsKey, kernelResetKey, kernelRetireKey } from "@codeinterp/queue";
+import { jupyterKernelKey, jupyterUserKernelsKey, markKernelReset, markKernelRetired } from "@codeinterp/queue";
 import { workspaceId } from "@codeinterp/workspace";
 
 /** Every kernel of the Jupyter surface is a message of this chat (so `/v1/chats/jupyter/files` lists their files). */
@@ -104,21 +104,14 @@ export function createKernelStore(redis: Redis, prefix: string, idleMs: number) 
 
     /** Restart: the message's next execution starts on a fresh kernel (the worker consumes the mark). */
     async requestReset(k: FacadeKernel): Promise<void> {
-      await redis
-        .multi()
-        .set(kernelResetKey(prefix, workspaceId(k.userId, k.messageId)), "1", "PX", 7 * 24 * 3600_000)
-        .hset(key(k.id), { executionCount: "0", lastActivity: new Date().toISOString() })
-        .exec();
+      const tx = redis.multi().hset(key(k.id), { executionCount: "0", lastActivity: new Date().toISOString() });
+      await markKernelReset(tx, prefix, workspaceId(k.userId, k.messageId)).exec();
     },
 
     /** The id is gone at once; the message's kernel goes at the workers' next sweep. */
     async remove(k: FacadeKernel): Promise<void> {
-      await redis
-        .multi()
-        .del(key(k.id))
-        .srem(userSet(k.userId), k.id)
-        .sadd(kernelRetireKey(prefix), workspaceId(k.userId, k.messageId))
-        .exec();
+      const tx = redis.multi().del(key(k.id)).srem(userSet(k.userId), k.id);
+      await markKernelRetired(tx, prefix, workspaceId(k.userId, k.messageId)).exec();
     },
   };
   return store;

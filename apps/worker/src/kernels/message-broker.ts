@@ -3,7 +3,14 @@ import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import type { GatewaySeen, Redis } from "@codeinterp/queue";
 import type { AcquireRequest, KernelBroker, KernelLease, KernelMapping, MessageTurn } from "./broker";
-import { kernelResetKey, kernelRetireKey, memoryReliefLockKey, messageLockKey } from "@codeinterp/queue";
+import {
+  clearKernelReset,
+  kernelResetKey,
+  memoryReliefLockKey,
+  messageLockKey,
+  retireAgain,
+  takeRetiredKernels,
+} from "@codeinterp/queue";
 import type { HeldLock } from "./lock";
 import { acquireLock, tryLock } from "./lock";
 import type { LiveKernels, Reservation } from "./live-kernels";
@@ -11,7 +18,7 @@ import { createKernelMappings } from "./mappings";
 import { KernelPool } from "./pool";
 import { createPoolOwners } from "./pool-owners";
 import { createRoom } from "./room";
-import type { EvictionReason } from "./room";
+import type { WorkerEvents } from "../events";
 import type { MemoryAdmission } from "./memory-admission";
 import { warnShutdownFailed } from "./shutdown-failed";
 import type { WorkspaceLayout } from "../workspace-layout";
@@ -37,8 +44,8 @@ export interface MessageBrokerOptions {
   sweepIntervalMs?: number;
   /** How often this worker records that it is alive (its pool kernels are swept after three missed beats). */
   heartbeatMs?: number;
-  /** A message or pool kernel was shut down to make room: under the ceiling, or for memory. */
-  onEvicted?: (reason: EvictionReason) => void;
+  /** Where the broker tells of pool refills and evictions. */
+  events?: WorkerEvents;
   /** Admission by the kernels' memory in use (memory-admission.ts); null: by the count ceiling alone. */
   admission?: MemoryAdmission | null;
   /** A message kernel used this recently is not evicted for a new message (default 60 s). */
@@ -160,6 +167,7 @@ export function createMessageKernelBroker(
     },
     ...(opts.preload ? { preload: opts.preload } : {}),
     claim: (id) => owners.claim(id),
+    onReady: (kernelId) => opts.events?.emit("pool:refilled", { kernelId, ready: pool.available, target: pool.target }),
   });
 
   const room = createRoom({
@@ -174,7 +182,7 @@ export function createMessageKernelBroker(
     lockWaitMs,
     lockKey,
     shutDown: (messageKey, kernelId) => forget(messageKey, kernelId, true),
-    ...(opts.onEvicted ? { onEvicted: opts.onEvicted } : {}),
+    onEvicted: (reason) => opts.events?.emit("kernel:evicted", { reason }),
     ...(opts.poolEvictionIdleMs !== undefined ? { poolEvictionIdleMs: opts.poolEvictionIdleMs } : {}),
     admission: opts.admission ?? null,
     protectMs: opts.evictionProtectMs ?? DEFAULT_EVICTION_PROTECT_MS,
@@ -325,7 +333,7 @@ export function createMessageKernelBroker(
       if (turn.resetAsked) {
         if (mapping) await forget(turn.messageKey, mapping.kernelId, true);
         turn.mapping = null;
-        await redis.del(kernelResetKey(prefix, turn.messageKey));
+        await clearKernelReset(redis, prefix, turn.messageKey);
         turn.resetAsked = false;
       } else if (mapping) {
         const attached = await attach(mapping.kernelId);
@@ -442,13 +450,13 @@ export function createMessageKernelBroker(
 
   /** Kernels of messages the API retired (a deleted Jupyter-surface kernel) go now, not after the idle TTL. */
   async function sweepRetired(): Promise<number> {
-    const retired = await redis.spop(kernelRetireKey(prefix), 100);
+    const retired = await takeRetiredKernels(redis, prefix, 100);
     let n = 0;
     for (const messageKey of retired) {
       const lock = await tryLock(redis, lockKey(messageKey), lockTtlMs);
       if (!lock) {
         // An execution still holds it: next sweep.
-        await redis.sadd(kernelRetireKey(prefix), messageKey);
+        await retireAgain(redis, prefix, messageKey);
         continue;
       }
       try {

@@ -59,6 +59,8 @@ export interface KernelPoolOptions {
    * and is shutting it down. Default: always true.
    */
   claim?: (kernelId: string) => Promise<boolean>;
+  /** A kernel became ready (the worker's "pool:refilled" event). */
+  onReady?: (kernelId: string) => void;
 }
 
 /**
@@ -90,6 +92,7 @@ export class KernelPool {
   private readonly reservePlace: () => Promise<PoolPlace | null>;
   private readonly preload: string;
   private readonly claimRecord: (kernelId: string) => Promise<boolean>;
+  private readonly onReady: (kernelId: string) => void;
 
   constructor(opts: KernelPoolOptions) {
     this.gateway = opts.gateway;
@@ -105,6 +108,7 @@ export class KernelPool {
       opts.reservePlace ?? (async () => ({ bind: async () => undefined, drop: async () => undefined }));
     this.preload = opts.preload ?? "";
     this.claimRecord = opts.claim ?? (async () => true);
+    this.onReady = opts.onReady ?? (() => undefined);
   }
 
   get available(): number {
@@ -269,6 +273,7 @@ export class KernelPool {
         counted = false;
         this.failures = 0;
         this.onChange(this.ids());
+        this.onReady(session.id);
         // Started for demand that has passed meanwhile: not kept.
         if (this.ready.length > this.target) void this.shrink();
       }

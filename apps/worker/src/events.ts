@@ -1,0 +1,21 @@
+import { EventEmitter } from "node:events";
+import type { EvictionReason } from "./kernels/room";
+
+/**
+ * What a worker tells whoever listens (its metrics, tests), as graphile-worker's WorkerEvents do: typed, emitted
+ * where the thing happens, never needed for the work itself (a listener that throws is the listener's bug).
+ */
+export interface WorkerEventMap {
+  /** A pre-started kernel is ready in this worker's pool. */
+  "pool:refilled": [{ kernelId: string; ready: number; target: number }];
+  /** An idle kernel was shut down: for a new kernel ("ceiling") or over the high watermark ("memory"). */
+  "kernel:evicted": [{ reason: EvictionReason }];
+  /** A job gave its slot back for a moment: its message is busy, or no kernel can start now. */
+  "turn:steppedAside": [{ executionId: string; reason: "message_busy" | "capacity" }];
+}
+
+export type WorkerEvents = EventEmitter<WorkerEventMap>;
+
+export function createWorkerEvents(): WorkerEvents {
+  return new EventEmitter<WorkerEventMap>();
+}
