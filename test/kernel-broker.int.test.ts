@@ -54,6 +54,9 @@ function newBroker(opts: { max?: number; idleTtlMs?: number; poolSize?: number; 
     idleTtlMs: opts.idleTtlMs ?? 60_000,
     live,
     sweepIntervalMs: 3_600_000,
+    // The count ceiling's rules: any idle kernel may make room at once (a-conversation-in-progress protection
+    // is tested in kernel-ceiling.int.test.ts).
+    evictionProtectMs: 0,
     ...(opts.poolEvictionIdleMs !== undefined ? { poolEvictionIdleMs: opts.poolEvictionIdleMs } : {}),
   });
   brokers.push(broker);

@@ -253,9 +253,17 @@ def become_kernel(req, alive_fd, out_fd, err_fd):
             if hasattr(fn, "cache_clear"):
                 fn.cache_clear()
     sys.argv = ["ipykernel_launcher", "-f", req["connectionFile"]]
-    from ipykernel import kernelapp
+    from ipykernel.kernelapp import IPKernelApp
 
-    kernelapp.launch_new_instance()
+    app = IPKernelApp.instance()
+    app.initialize()
+    inline = sys.modules.get("matplotlib_inline.backend_inline")
+    if inline is not None:
+        # Imported by the template before any IPython shell existed, the inline backend could not hook
+        # itself into one (figures left open at the end of a cell are shown by that hook); what its import
+        # does in a started kernel is done now that the kernel's shell exists.
+        inline._enable_matplotlib_integration()
+    app.start()
     os._exit(0)
 
 
