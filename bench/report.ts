@@ -1,0 +1,84 @@
+// The run's summary: the machine it ran on, and the tables printed at the end.
+import { execSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import os from "node:os";
+import type { Json, Target } from "./context";
+import { round } from "./stats";
+
+export function machine(): Json {
+  const cpu = /model name\s*:\s*(.*)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? os.cpus()[0]?.model ?? "?";
+  let fs = "?";
+  try {
+    fs = execSync(`df -T ${JSON.stringify(os.tmpdir())} | tail -1 | awk '{print $2}'`)
+      .toString()
+      .trim();
+  } catch {
+    // unknown
+  }
+  return {
+    nproc: os.availableParallelism(),
+    cpu,
+    memGiB: round(os.totalmem() / 1024 ** 3, 1),
+    node: process.version,
+    kernel: os.release(),
+    tmpdirFs: fs,
+    loadavgAtStart: os.loadavg().map((x) => round(x, 2)),
+    date: new Date().toISOString(),
+  };
+}
+
+export function printTable(results: Json, targets: Target[]) {
+  const lat = results.latency as Record<string, { p50: number; p95: number } | number> | undefined;
+  const rows: string[][] = [["path (print(1))", "p50 ms", "p95 ms", "vs e2e p50"]];
+  if (lat) {
+    const e2e = (lat.e2e_warm_longpoll as { p50: number }).p50;
+    const add = (label: string, k: string) => {
+      const s = lat[k] as { p50: number; p95: number };
+      rows.push([label, String(round(s.p50, 1)), String(round(s.p95, 1)), `${round(s.p50 / e2e, 2)}×`]);
+    };
+    add("raw: @jupyterlab/services direct", "raw_kernel_jupyterlab_services");
+    add("raw: gateway session (raw_kernel)", "raw_kernel_gateway_session");
+    add("codeinterp warm, long-poll (e2e)", "e2e_warm_longpoll");
+    add("codeinterp warm, SSE", "e2e_warm_sse");
+    add("codeinterp first exec, new message", "first_execution_new_message");
+    add("fresh kernel per exec (Open WebUI)", "fresh_kernel_per_execution");
+    add("Open WebUI flow, stock Jupyter", "openwebui_flow_stock_jupyter");
+    add("Open WebUI flow, codeinterp /jupyter", "openwebui_flow_codeinterp_jupyter_surface");
+  }
+  const tl = (lat?.timeline_warm_p50_ms ?? {}) as unknown as Record<string, { p50: number; p95: number }>;
+  if (Object.keys(tl).length) {
+    console.log("\nwhere the warm path's time goes (medians of each segment, ms):");
+    for (const [k, v] of Object.entries(tl))
+      console.log(`  ${k.padEnd(50)} p50 ${String(v.p50).padStart(6)}  p95 ${String(v.p95).padStart(6)}`);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
+  console.log("");
+  for (const r of rows) console.log(line(r));
+  console.log("");
+  const tw = [Math.max(...targets.map((t) => t.name.length)), Math.max(...targets.map((t) => t.target.length))];
+  for (const t of targets)
+    console.log(
+      `${t.met === null ? "  ?  " : t.met ? " MET " : "MISS "} ${t.name.padEnd(tw[0]!)}  target ${t.target.padEnd(tw[1]!)}  measured ${t.value}`,
+    );
+  console.log("");
+  const keys = [
+    "e2e_p50_ms",
+    "e2e_p95_ms",
+    "raw_kernel_p50_ms",
+    "fresh_kernel_p50_ms",
+    "throughput_ratio",
+    "containment_start_p50_ms",
+    "plain_start_p50_ms",
+    "containment_start_ratio",
+    "containment_print_p50_ms",
+    "plain_print_p50_ms",
+    "containment_print_ratio",
+  ];
+  console.log(
+    keys
+      .filter((k) => k in results)
+      .map((k) => `${k}=${String(results[k])}`)
+      .join("  "),
+  );
+}
