@@ -24,8 +24,9 @@ export interface Params {
   pollSeconds: number;
   pollConns: number[];
   sseSubscribers: number;
-  /** New messages per arrival run (Poisson at 0.5/s and 2/s), and in the burst (all within burstSeconds). */
-  arrivalsN: number;
+  /** New messages in the Poisson runs at 0.5/s and at 2/s, and in the burst (all within burstSeconds). */
+  arrivalsSlowN: number;
+  arrivalsFastN: number;
   burstN: number;
   burstSeconds: number;
   /** Live messages each holding pandas and ~25 MB (bench/scenarios/live-state.ts). */
@@ -47,7 +48,8 @@ export const QUICK: Params = {
   pollSeconds: 5,
   pollConns: [10],
   sseSubscribers: 1000,
-  arrivalsN: 10,
+  arrivalsSlowN: 8,
+  arrivalsFastN: 10,
   burstN: 20,
   burstSeconds: 5,
   liveUsers: 20,
@@ -68,7 +70,8 @@ export const FULL: Params = {
   pollSeconds: 10,
   pollConns: [10, 50],
   sseSubscribers: 1000,
-  arrivalsN: 30,
+  arrivalsSlowN: 20,
+  arrivalsFastN: 30,
   burstN: 20,
   burstSeconds: 5,
   liveUsers: 100,

@@ -54,7 +54,8 @@ export function printTable(results: Json, targets: Target[]) {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
   console.log("");
-  for (const r of rows) console.log(line(r));
+  if (rows.length > 1) for (const r of rows) console.log(line(r));
+  printUsers(results);
   console.log("");
   const tw = [Math.max(...targets.map((t) => t.name.length)), Math.max(...targets.map((t) => t.target.length))];
   for (const t of targets)
@@ -81,4 +82,53 @@ export function printTable(results: Json, targets: Target[]) {
       .map((k) => `${k}=${String(results[k])}`)
       .join("  "),
   );
+}
+
+interface ArrivalFigures {
+  label: string;
+  new_messages: number;
+  first_analysis_ok: number;
+  first_analysis_p50_ms: number;
+  first_analysis_p90_ms: number;
+  served_by_a_ready_pool_kernel: number;
+  followups_asked: number;
+  followups_lost_variables: number;
+  system: {
+    pool_kernels_admin: { min: number; mean: number; max: number } | null;
+    mem_available_gib: { min: number } | null;
+  };
+}
+
+/** What users saw: the arrival runs and the live messages holding state. */
+function printUsers(results: Json) {
+  const arrivals = (results.arrivals ?? {}) as Record<string, ArrivalFigures>;
+  const runs = Object.values(arrivals);
+  if (runs.length > 0) {
+    console.log("new messages that do not wait (first analysis; pool = served by a ready pool kernel):");
+    console.log(
+      `  ${"arrivals".padEnd(22)} ${"n".padStart(3)} ${"p50 ms".padStart(8)} ${"p90 ms".padStart(8)} ${"pool".padStart(7)} ${"follow-ups lost".padStart(16)} ${"pool size min/mean/max".padStart(23)} ${"MemAvail min GiB".padStart(17)}`,
+    );
+    for (const r of runs) {
+      const pool = r.system.pool_kernels_admin;
+      console.log(
+        `  ${r.label.padEnd(22)} ${String(r.new_messages).padStart(3)} ${String(r.first_analysis_p50_ms).padStart(8)} ${String(r.first_analysis_p90_ms).padStart(8)} ${`${r.served_by_a_ready_pool_kernel}/${r.first_analysis_ok}`.padStart(7)} ${`${r.followups_lost_variables}/${r.followups_asked}`.padStart(16)} ${(pool ? `${pool.min}/${pool.mean}/${pool.max}` : "-").padStart(23)} ${String(r.system.mem_available_gib?.min ?? "-").padStart(17)}`,
+      );
+    }
+  }
+  const live = results.live_state as
+    | {
+        users: number;
+        opened: number;
+        still_had_their_variables: number;
+        mem_available_before_gib: number;
+        mem_available_all_opened_gib: number;
+        mem_available_after_gib: number;
+        mem_available_min_gib: number;
+        stopped_below_memory_floor: boolean;
+      }
+    | undefined;
+  if (live)
+    console.log(
+      `live messages holding pandas + 25 MiB: ${live.still_had_their_variables} of ${live.users} kept their variables (${live.opened} opened); MemAvailable ${live.mem_available_before_gib} → ${live.mem_available_all_opened_gib} (all opened) → ${live.mem_available_after_gib} GiB, min ${live.mem_available_min_gib}${live.stopped_below_memory_floor ? "; STOPPED at the memory floor" : ""}`,
+    );
 }

@@ -55,38 +55,42 @@ export interface Sampler {
   stop(): Promise<void>;
 }
 
+/** One sample of the surfaces and MemAvailable; t is seconds since t0 (Date.now() ms). */
+export async function sampleOnce(b: Bench, t0: number): Promise<Sample> {
+  const s: Sample = { t: round((Date.now() - t0) / 1000, 1), memAvailableGiB: gib(memAvailable()) };
+  const [admin, metrics] = await Promise.all([
+    fetch(`${b.apiUrl}/admin/kernels`, {
+      headers: { authorization: `Bearer ${b.adminToken}`, accept: "application/json" },
+      signal: AbortSignal.timeout(2000),
+    })
+      .then(async (r) => (r.ok ? ((await r.json()) as AdminKernels) : null))
+      .catch(() => null),
+    fetch(`${b.apiUrl}/metrics`, { signal: AbortSignal.timeout(2000) })
+      .then(async (r) => (r.ok ? await r.text() : null))
+      .catch(() => null),
+  ]);
+  if (admin) {
+    s.live = admin.live;
+    s.poolKernels = admin.kernels.filter((k) => k.message === null).length;
+    s.starting = admin.starting;
+    s.ceiling = admin.ceiling;
+    s.evictions = admin.evictions;
+    s.capacityWaits = admin.capacityWaits;
+  }
+  if (metrics) s.gauges = kernelGauges(metrics);
+  return s;
+}
+
 export function startSampler(b: Bench, everyMs = 1000): Sampler {
   const samples: Sample[] = [];
   const t0 = Date.now();
-  let inFlight: Promise<void> = Promise.resolve();
   const take = async () => {
-    const s: Sample = { t: round((Date.now() - t0) / 1000, 1), memAvailableGiB: gib(memAvailable()) };
-    const [admin, metrics] = await Promise.all([
-      fetch(`${b.apiUrl}/admin/kernels`, {
-        headers: { authorization: `Bearer ${b.adminToken}`, accept: "application/json" },
-        signal: AbortSignal.timeout(2000),
-      })
-        .then(async (r) => (r.ok ? ((await r.json()) as AdminKernels) : null))
-        .catch(() => null),
-      fetch(`${b.apiUrl}/metrics`, { signal: AbortSignal.timeout(2000) })
-        .then(async (r) => (r.ok ? await r.text() : null))
-        .catch(() => null),
-    ]);
-    if (admin) {
-      s.live = admin.live;
-      s.poolKernels = admin.kernels.filter((k) => k.message === null).length;
-      s.starting = admin.starting;
-      s.ceiling = admin.ceiling;
-      s.evictions = admin.evictions;
-      s.capacityWaits = admin.capacityWaits;
-    }
-    if (metrics) s.gauges = kernelGauges(metrics);
-    samples.push(s);
+    samples.push(await sampleOnce(b, t0));
   };
+  let inFlight: Promise<void> = take();
   const timer = setInterval(() => {
     inFlight = inFlight.then(take);
   }, everyMs);
-  inFlight = take();
   return {
     samples,
     async stop() {
@@ -94,6 +98,22 @@ export function startSampler(b: Bench, everyMs = 1000): Sampler {
       await inFlight;
     },
   };
+}
+
+/**
+ * Waits (bounded) until the pool holds as many ready kernels as the worker's target for it, as a deployment
+ * has them before traffic starts; returns the wait (ms) and the pool size reached.
+ */
+export async function settlePool(b: Bench, timeoutMs = 120_000): Promise<{ ms: number; pool: number; target: number }> {
+  const t0 = Date.now();
+  for (;;) {
+    const s = await sampleOnce(b, t0);
+    const target = Math.max(1, s.gauges?.codeinterp_kernels_pool_target ?? 1);
+    const pool = s.poolKernels ?? 0;
+    if ((pool >= target && (s.starting ?? 0) === 0) || Date.now() - t0 > timeoutMs)
+      return { ms: Date.now() - t0, pool, target };
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
 const stats = (xs: number[]) =>

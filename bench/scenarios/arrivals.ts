@@ -6,9 +6,9 @@
 // variables, and the pool's size and the host's MemAvailable over the run.
 import { analysis, salesCsv } from "../analysis";
 import { burstSchedule, poissonSchedule, seededRandom } from "../arrival-times";
-import type { Bench, Json } from "../context";
+import type { Bench, Json, Params } from "../context";
 import { sleep, sum } from "../context";
-import { startSampler, summarizeSamples, timelineColumns } from "../system-sampler";
+import { settlePool, startSampler, summarizeSamples, timelineColumns } from "../system-sampler";
 import { median, now, percentile, round, summarize } from "../stats";
 import { createUsers, upload } from "../users";
 
@@ -18,6 +18,7 @@ export interface ArrivalRun {
   label: string;
   kind: "poisson" | "burst";
   ratePerS?: number;
+  count: (P: Params) => number;
   seed: number;
   /** Targets from issue 21 (ms), where it sets them. */
   p50TargetMs?: number;
@@ -30,12 +31,21 @@ export const ARRIVAL_RUNS: ArrivalRun[] = [
     label: "Poisson 0.5/s",
     kind: "poisson",
     ratePerS: 0.5,
+    count: (P) => P.arrivalsSlowN,
     seed: 2105,
     p50TargetMs: 300,
     p90TargetMs: 600,
   },
-  { name: "arrivals-2", label: "Poisson 2/s", kind: "poisson", ratePerS: 2, seed: 2120, p50TargetMs: 500 },
-  { name: "burst-20", label: "burst of 20 in 5 s", kind: "burst", seed: 2199 },
+  {
+    name: "arrivals-2",
+    label: "Poisson 2/s",
+    kind: "poisson",
+    ratePerS: 2,
+    count: (P) => P.arrivalsFastN,
+    seed: 2120,
+    p50TargetMs: 500,
+  },
+  { name: "burst-20", label: "burst of 20 in 5 s", kind: "burst", count: (P) => P.burstN, seed: 2199 },
 ];
 
 /** Share of arrivals that ask a follow-up right after their first analysis. */
@@ -69,7 +79,7 @@ interface Arrival {
 }
 
 export async function arrivals(b: Bench, run: ArrivalRun): Promise<void> {
-  const n = run.kind === "burst" ? b.P.burstN : b.P.arrivalsN;
+  const n = run.count(b.P);
   const rnd = seededRandom(run.seed);
   const schedule =
     run.kind === "burst" ? burstSchedule(n, b.P.burstSeconds, rnd) : poissonSchedule(n, run.ratePerS!, rnd);
@@ -79,12 +89,12 @@ export async function arrivals(b: Bench, run: ArrivalRun): Promise<void> {
   const csv = salesCsv(5000);
   const code = analysis("/mnt/data");
   // The stack is fresh: let its pool fill once (as a deployment would be before traffic), then never wait again.
-  const settledMs = await b.poolReady();
+  const settled = await settlePool(b);
   const spanMs = schedule[schedule.length - 1] ?? 0;
   // Bounded: every execution ends by this deadline or is cancelled and counted as timed out.
   const deadline = Date.now() + spanMs + (b.quick ? 180_000 : 300_000);
   b.log(
-    `${run.name}: ${n} new messages (${run.label}, offered over ${round(spanMs / 1000, 1)} s), ${plan.filter((p) => p.followup).length} with a follow-up; pool settled in ${round(settledMs, 0)} ms`,
+    `${run.name}: ${n} new messages (${run.label}, offered over ${round(spanMs / 1000, 1)} s), ${plan.filter((p) => p.followup).length} with a follow-up; pool at ${settled.pool}/${settled.target} after ${settled.ms} ms`,
   );
   const sampler = startSampler(b);
   const t0 = now();
@@ -143,6 +153,7 @@ export async function arrivals(b: Bench, run: ArrivalRun): Promise<void> {
     offered_span_s: round(spanMs / 1000, 1),
     offered_rate_per_s: round(n / Math.max(spanMs / 1000, 0.001), 2),
     wall_s: round(wallS, 1),
+    pool_kernels_at_start: settled.pool,
     max_late_start_ms: round(Math.max(...plan.map((a) => a.lateStartMs ?? 0)), 1),
     first_statuses: statuses,
     first_analysis_ok: ok.length,

@@ -4,10 +4,10 @@
 import { SANDBOX_KERNEL_NAME } from "@codeinterp/kernel";
 import type { KernelCgroupParent } from "@codeinterp/kernel";
 import type { Bench } from "../context";
-import { sleep } from "../context";
 import type { KernelMemory } from "../kernel-memory";
 import { kernelMemory } from "../kernel-memory";
 import { median, round } from "../stats";
+import { settlePool } from "../system-sampler";
 
 const mib = (kib: number | null) => (kib === null ? null : round(kib / 1024, 1));
 
@@ -37,13 +37,9 @@ const row = (label: string, k: KernelMemory) => ({
 });
 
 export async function kernelPss(b: Bench): Promise<void> {
-  await b.poolReady();
-  // The pool fills to its target (KERNEL_POOL_SIZE, 2 by default) one kernel after another: bounded wait.
-  let ids = await poolKernelIds(b);
-  for (let i = 0; i < 120 && ids.length < 2; i++) {
-    await sleep(500);
-    ids = await poolKernelIds(b);
-  }
+  // The pool fills to its target (KERNEL_POOL_SIZE, 2 by default) one kernel after another.
+  await settlePool(b);
+  const ids = await poolKernelIds(b);
   const meta = (await b.gateway.kernelSpecs())[SANDBOX_KERNEL_NAME]?.metadata as
     { codeinterp?: { cgroup?: KernelCgroupParent | null } } | undefined;
   const parent = meta?.codeinterp?.cgroup ?? null;

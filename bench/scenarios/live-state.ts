@@ -5,7 +5,7 @@
 import pMap from "p-map";
 import type { Bench, Json } from "../context";
 import { now, round } from "../stats";
-import { gib, memAvailable, startSampler, summarizeSamples, timelineColumns } from "../system-sampler";
+import { gib, memAvailable, settlePool, startSampler, summarizeSamples, timelineColumns } from "../system-sampler";
 import { createUsers } from "../users";
 
 const GiB = 1024 ** 3;
@@ -31,7 +31,7 @@ export async function liveState(b: Bench): Promise<void> {
   const concurrency = 4;
   const deadline = Date.now() + (b.quick ? 300_000 : 900_000);
   const users = await createUsers(b, "live", n);
-  await b.poolReady();
+  await settlePool(b);
   const before = memAvailable();
   let stoppedBelowFloor = false;
   let minSeen = before;
@@ -76,6 +76,7 @@ export async function liveState(b: Bench): Promise<void> {
       { concurrency },
     );
     const after = memAvailable();
+    minSeen = Math.min(minSeen, held, after);
     await sampler.stop();
     const opened = msgs.filter((x) => x.opened).length;
     const kept = msgs.filter((x) => x.kept).length;
