@@ -96,6 +96,7 @@ interface ArrivalFigures {
   system: {
     pool_kernels_admin: { min: number; mean: number; max: number } | null;
     mem_available_gib: { min: number } | null;
+    kernels_memory_in_use_gib: { max: number } | null;
   };
 }
 
@@ -106,12 +107,12 @@ function printUsers(results: Json) {
   if (runs.length > 0) {
     console.log("new messages that do not wait (first analysis; pool = served by a ready pool kernel):");
     console.log(
-      `  ${"arrivals".padEnd(22)} ${"n".padStart(3)} ${"p50 ms".padStart(8)} ${"p90 ms".padStart(8)} ${"pool".padStart(7)} ${"follow-ups lost".padStart(16)} ${"pool size min/mean/max".padStart(23)} ${"MemAvail min GiB".padStart(17)}`,
+      `  ${"arrivals".padEnd(22)} ${"n".padStart(3)} ${"p50 ms".padStart(8)} ${"p90 ms".padStart(8)} ${"pool".padStart(7)} ${"follow-ups lost".padStart(16)} ${"pool size min/mean/max".padStart(23)} ${"MemAvail min GiB".padStart(17)} ${"kernels max GiB".padStart(16)}`,
     );
     for (const r of runs) {
       const pool = r.system.pool_kernels_admin;
       console.log(
-        `  ${r.label.padEnd(22)} ${String(r.new_messages).padStart(3)} ${String(r.first_analysis_p50_ms).padStart(8)} ${String(r.first_analysis_p90_ms).padStart(8)} ${`${r.served_by_a_ready_pool_kernel}/${r.first_analysis_ok}`.padStart(7)} ${`${r.followups_lost_variables}/${r.followups_asked}`.padStart(16)} ${(pool ? `${pool.min}/${pool.mean}/${pool.max}` : "-").padStart(23)} ${String(r.system.mem_available_gib?.min ?? "-").padStart(17)}`,
+        `  ${r.label.padEnd(22)} ${String(r.new_messages).padStart(3)} ${String(r.first_analysis_p50_ms).padStart(8)} ${String(r.first_analysis_p90_ms).padStart(8)} ${`${r.served_by_a_ready_pool_kernel}/${r.first_analysis_ok}`.padStart(7)} ${`${r.followups_lost_variables}/${r.followups_asked}`.padStart(16)} ${(pool ? `${pool.min}/${pool.mean}/${pool.max}` : "-").padStart(23)} ${String(r.system.mem_available_gib?.min ?? "-").padStart(17)} ${String(r.system.kernels_memory_in_use_gib?.max ?? "-").padStart(16)}`,
       );
     }
   }
@@ -125,10 +126,11 @@ function printUsers(results: Json) {
         mem_available_after_gib: number;
         mem_available_min_gib: number;
         stopped_below_memory_floor: boolean;
+        kernels_memory_in_use_max_gib: number | null;
       }
     | undefined;
   if (live)
     console.log(
-      `live messages holding pandas + 25 MiB: ${live.still_had_their_variables} of ${live.users} kept their variables (${live.opened} opened); MemAvailable ${live.mem_available_before_gib} → ${live.mem_available_all_opened_gib} (all opened) → ${live.mem_available_after_gib} GiB, min ${live.mem_available_min_gib}${live.stopped_below_memory_floor ? "; STOPPED at the memory floor" : ""}`,
+      `live messages holding pandas + 25 MiB: ${live.still_had_their_variables} of ${live.users} kept their variables (${live.opened} opened); MemAvailable ${live.mem_available_before_gib} → ${live.mem_available_all_opened_gib} (all opened) → ${live.mem_available_after_gib} GiB, min ${live.mem_available_min_gib}; the kernels' cgroup at most ${live.kernels_memory_in_use_max_gib ?? "-"} GiB${live.stopped_below_memory_floor ? "; STOPPED at the memory floor" : ""}`,
     );
 }

@@ -2,6 +2,9 @@
 // operators' surfaces show them (/admin/kernels JSON and the codeinterp_kernels_* gauges of /metrics) and the
 // host's MemAvailable. Every figure is optional: a surface that does not answer leaves its fields out.
 import { readFileSync } from "node:fs";
+import path from "node:path";
+import { SANDBOX_KERNEL_NAME } from "@codeinterp/kernel";
+import type { KernelCgroupParent } from "@codeinterp/kernel";
 import type { Bench } from "./context";
 import { round } from "./stats";
 
@@ -15,10 +18,36 @@ export function memAvailable(): number {
 
 export const gib = (bytes: number) => round(bytes / GiB, 2);
 
+/**
+ * The memory usage file of the parent cgroup of all of the stack's kernels (from its sandbox kernelspec),
+ * or null (unsandboxed, no cgroups). Unlike MemAvailable it counts only this stack's kernels, not the other
+ * work sharing the machine.
+ */
+export async function kernelsCgroupUsageFile(b: Bench): Promise<string | null> {
+  const meta = ((await b.gateway.kernelSpecs().catch(() => ({}))) as Record<string, { metadata?: unknown }>)[
+    SANDBOX_KERNEL_NAME
+  ]?.metadata as { codeinterp?: { cgroup?: KernelCgroupParent | null } } | undefined;
+  const cg = meta?.codeinterp?.cgroup;
+  if (!cg) return null;
+  return cg.version === 1 ? path.join(cg.dirs.memory, "memory.usage_in_bytes") : path.join(cg.dir, "memory.current");
+}
+
+/** Bytes in use by the stack's kernels together (their parent cgroup), NaN when unreadable. */
+export function kernelsMemoryInUse(file: string | null): number {
+  if (!file) return NaN;
+  try {
+    return Number(readFileSync(file, "utf8").trim());
+  } catch {
+    return NaN;
+  }
+}
+
 export interface Sample {
   /** Seconds since the sampler started. */
   t: number;
   memAvailableGiB: number;
+  /** Memory in use by this stack's kernels together (their parent cgroup); absent without one. */
+  kernelsGiB?: number;
   /** /admin/kernels: kernels holding a place under the ceiling, those with no message yet (the pool), starting. */
   live?: number;
   poolKernels?: number;
@@ -56,8 +85,10 @@ export interface Sampler {
 }
 
 /** One sample of the surfaces and MemAvailable; t is seconds since t0 (Date.now() ms). */
-export async function sampleOnce(b: Bench, t0: number): Promise<Sample> {
+export async function sampleOnce(b: Bench, t0: number, cgroupFile: string | null = null): Promise<Sample> {
   const s: Sample = { t: round((Date.now() - t0) / 1000, 1), memAvailableGiB: gib(memAvailable()) };
+  const kernels = kernelsMemoryInUse(cgroupFile);
+  if (Number.isFinite(kernels)) s.kernelsGiB = gib(kernels);
   const [admin, metrics] = await Promise.all([
     fetch(`${b.apiUrl}/admin/kernels`, {
       headers: { authorization: `Bearer ${b.adminToken}`, accept: "application/json" },
@@ -84,8 +115,9 @@ export async function sampleOnce(b: Bench, t0: number): Promise<Sample> {
 export function startSampler(b: Bench, everyMs = 1000): Sampler {
   const samples: Sample[] = [];
   const t0 = Date.now();
+  const file = kernelsCgroupUsageFile(b);
   const take = async () => {
-    samples.push(await sampleOnce(b, t0));
+    samples.push(await sampleOnce(b, t0, await file));
   };
   let inFlight: Promise<void> = take();
   const timer = setInterval(() => {
@@ -135,6 +167,7 @@ export function summarizeSamples(samples: Sample[]) {
   return {
     samples: samples.length,
     mem_available_gib: stats(pick((s) => s.memAvailableGiB)),
+    kernels_memory_in_use_gib: stats(pick((s) => s.kernelsGiB)),
     live_kernels: stats(pick((s) => s.live)),
     pool_kernels_admin: stats(poolKernels),
     pool_available_gauge: stats(poolAvailable),
@@ -154,5 +187,6 @@ export function timelineColumns(samples: Sample[]) {
     pool_available_gauge: samples.map((s) => s.gauges?.codeinterp_kernels_pool_available ?? null),
     live_kernels: samples.map((s) => s.live ?? null),
     mem_available_gib: samples.map((s) => s.memAvailableGiB),
+    kernels_memory_in_use_gib: samples.map((s) => s.kernelsGiB ?? null),
   };
 }

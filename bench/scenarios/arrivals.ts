@@ -135,6 +135,15 @@ export async function arrivals(b: Bench, run: ArrivalRun): Promise<void> {
   const firstMs = ok.map((a) => a.firstMs!);
   const pooled = ok.filter((a) => m.get(a.firstId!)?.pooledKernel === true);
   const cold = ok.filter((a) => m.get(a.firstId!)?.pooledKernel === false);
+  // How each first execution got its kernel. Today the worker records `pooledKernel` (true: taken ready from
+  // the pool; false: started cold in a place under the ceiling); a `kernelOrigin` it records is counted as is.
+  const origins: Record<string, number> = {};
+  for (const a of ok) {
+    const mm = m.get(a.firstId!);
+    const origin =
+      mm?.kernelOrigin !== undefined ? String(mm.kernelOrigin) : mm?.pooledKernel === true ? "pool" : "started";
+    origins[origin] = (origins[origin] ?? 0) + 1;
+  }
   const asked = plan.filter((a) => a.followupId);
   const lost = asked.filter((a) => a.followupLost);
   const followFailed = asked.filter((a) => !a.followupKept && !a.followupLost);
@@ -162,6 +171,7 @@ export async function arrivals(b: Bench, run: ArrivalRun): Promise<void> {
     first_analysis: sum(summarize(firstMs)),
     served_by_a_ready_pool_kernel: pooled.length,
     started_cold: cold.length,
+    kernel_origins: origins,
     pool_kernel_share: ok.length ? round(pooled.length / ok.length, 2) : null,
     first_analysis_pool_kernel_p50_ms: round(median(pooled.map((a) => a.firstMs!)), 0),
     first_analysis_cold_start_p50_ms: round(median(cold.map((a) => a.firstMs!)), 0),

@@ -5,7 +5,16 @@
 import pMap from "p-map";
 import type { Bench, Json } from "../context";
 import { now, round } from "../stats";
-import { gib, memAvailable, settlePool, startSampler, summarizeSamples, timelineColumns } from "../system-sampler";
+import {
+  gib,
+  kernelsCgroupUsageFile,
+  kernelsMemoryInUse,
+  memAvailable,
+  settlePool,
+  startSampler,
+  summarizeSamples,
+  timelineColumns,
+} from "../system-sampler";
 import { createUsers } from "../users";
 
 const GiB = 1024 ** 3;
@@ -32,7 +41,9 @@ export async function liveState(b: Bench): Promise<void> {
   const deadline = Date.now() + (b.quick ? 300_000 : 900_000);
   const users = await createUsers(b, "live", n);
   await settlePool(b);
+  const cgroupFile = await kernelsCgroupUsageFile(b);
   const before = memAvailable();
+  const kernelsBefore = kernelsMemoryInUse(cgroupFile);
   let stoppedBelowFloor = false;
   let minSeen = before;
   const watch = setInterval(() => {
@@ -61,6 +72,7 @@ export async function liveState(b: Bench): Promise<void> {
     );
     const openedS = (now() - t0) / 1000;
     const held = memAvailable();
+    const kernelsHeld = kernelsMemoryInUse(cgroupFile);
     b.log(`live-state: ${msgs.filter((x) => x.opened).length}/${n} opened in ${round(openedS, 1)} s; asking again`);
     await pMap(
       users,
@@ -95,7 +107,9 @@ export async function liveState(b: Bench): Promise<void> {
       mem_available_all_opened_gib: gib(held),
       mem_available_after_gib: gib(after),
       mem_available_min_gib: gib(minSeen),
-      memory_taken_by_the_open_messages_gib: gib(before - held),
+      kernels_memory_in_use_before_gib: gib(kernelsBefore),
+      kernels_memory_in_use_all_opened_gib: gib(kernelsHeld),
+      kernels_memory_in_use_max_gib: sys.kernels_memory_in_use_gib?.max ?? null,
       open_phase_s: round(openedS, 1),
       total_s: round((now() - t0) / 1000, 1),
       system: sys,
@@ -105,7 +119,7 @@ export async function liveState(b: Bench): Promise<void> {
     b.results.live_messages_keeping_state = kept;
     b.results.live_state_mem_available_min_gib = gib(minSeen);
     b.log(
-      `live-state: ${kept}/${opened} still had their variables; MemAvailable ${gib(before)} → ${gib(held)} (all opened) → ${gib(after)} GiB, min ${gib(minSeen)}; ceiling ${sys.ceiling}, evictions ${sys.evictions_during}`,
+      `live-state: ${kept}/${opened} still had their variables; MemAvailable ${gib(before)} → ${gib(held)} (all opened) → ${gib(after)} GiB, min ${gib(minSeen)}; kernels' cgroup ${gib(kernelsBefore)} → ${gib(kernelsHeld)} GiB (max ${sys.kernels_memory_in_use_gib?.max}); ceiling ${sys.ceiling}, evictions ${sys.evictions_during}`,
     );
     b.target(
       `${n} live messages keep pandas + 25 MiB`,
