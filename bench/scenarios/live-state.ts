@@ -109,7 +109,9 @@ export async function liveState(b: Bench): Promise<void> {
       mem_available_min_gib: gib(minSeen),
       kernels_memory_in_use_before_gib: gib(kernelsBefore),
       kernels_memory_in_use_all_opened_gib: gib(kernelsHeld),
-      kernels_memory_in_use_max_gib: sys.kernels_memory_in_use_gib?.max ?? null,
+      kernels_memory_in_use_max_gib: Number.isFinite(kernelsHeld)
+        ? Math.max(sys.kernels_memory_in_use_gib?.max ?? 0, gib(kernelsHeld))
+        : null,
       open_phase_s: round(openedS, 1),
       total_s: round((now() - t0) / 1000, 1),
       system: sys,
