@@ -37,8 +37,12 @@ export function apiClient(baseUrl: string, key: string) {
       const submit = Date.now();
       const created = await this.submit(body);
       const posted = Date.now();
+      // Bounded: an execution still not terminal after ten long-polls is an error, not a longer wait.
       let exec = await this.get(created.id, waitMs);
-      while (!isTerminal(exec.status)) exec = await this.get(created.id, waitMs);
+      for (let polls = 1; !isTerminal(exec.status); polls++) {
+        if (polls >= 10) throw new Error(`execution ${created.id} still ${exec.status} after ${polls} long-polls`);
+        exec = await this.get(created.id, waitMs);
+      }
       return { exec, ms: now() - t0, wall: { submit, posted, end: Date.now() } };
     },
     /**
