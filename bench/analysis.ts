@@ -9,7 +9,7 @@ import type { apiClient } from "./client";
 import { now, summarize } from "./stats";
 import type { Summary } from "./stats";
 
-const analysis = (dir: string) => `import pandas as pd
+export const analysis = (dir: string) => `import pandas as pd
 import matplotlib.pyplot as plt
 df = pd.read_csv(${JSON.stringify(`${dir}/sales.csv`)})
 by_region = df.groupby("region")["amount"].sum().sort_values(ascending=False)
@@ -21,7 +21,7 @@ by_region.to_frame().to_excel(${JSON.stringify(`${dir}/summary.xlsx`)})
 print(len(df))
 `;
 
-function salesCsv(rows: number): string {
+export function salesCsv(rows: number): string {
   const regions = ["north", "south", "east", "west", "central"];
   const lines = ["date,region,product,units,amount"];
   for (let i = 0; i < rows; i++) {

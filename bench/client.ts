@@ -7,7 +7,7 @@ export interface Execution {
   id: string;
   status: string;
   messageId: string;
-  result: { stdout: string; stderr: string; error: unknown } | null;
+  result: { stdout: string; stderr: string; error: unknown; notes?: string[] } | null;
   files: unknown[];
 }
 
@@ -37,9 +37,36 @@ export function apiClient(baseUrl: string, key: string) {
       const submit = Date.now();
       const created = await this.submit(body);
       const posted = Date.now();
+      // Bounded: an execution still not terminal after ten long-polls is an error, not a longer wait.
       let exec = await this.get(created.id, waitMs);
-      while (!isTerminal(exec.status)) exec = await this.get(created.id, waitMs);
+      for (let polls = 1; !isTerminal(exec.status); polls++) {
+        if (polls >= 10) throw new Error(`execution ${created.id} still ${exec.status} after ${polls} long-polls`);
+        exec = await this.get(created.id, waitMs);
+      }
       return { exec, ms: now() - t0, wall: { submit, posted, end: Date.now() } };
+    },
+    /**
+     * Submit, then long-poll until terminal or the deadline (Date.now() ms); one past its deadline is
+     * cancelled and returned as it stood (timedOut). Never loops past the deadline.
+     */
+    async runBounded(
+      body: Record<string, unknown>,
+      deadline: number,
+    ): Promise<{ exec: Execution; ms: number; timedOut: boolean }> {
+      const t0 = now();
+      const created = await this.submit(body);
+      let exec = created;
+      while (!isTerminal(exec.status)) {
+        const left = deadline - Date.now();
+        if (left <= 0) {
+          await fetch(`${baseUrl}/v1/executions/${created.id}/cancel`, { method: "POST", headers }).catch(
+            () => undefined,
+          );
+          return { exec, ms: now() - t0, timedOut: true };
+        }
+        exec = await this.get(created.id, Math.max(1, Math.min(left, 30_000)));
+      }
+      return { exec, ms: now() - t0, timedOut: false };
     },
     /** Submit, then follow /events until `done`. Returns submit→done ms. */
     async runSse(body: Record<string, unknown>): Promise<{ id: string; ms: number; done: boolean }> {

@@ -39,3 +39,10 @@ export const round = (x: number, digits = 1): number =>
   Number.isFinite(x) ? Math.round(x * 10 ** digits) / 10 ** digits : x;
 
 export const now = (): number => performance.now();
+
+/** Nearest-rank percentile p (0-100) of unsorted values; NaN when empty. */
+export const percentile = (values: number[], p: number): number =>
+  pct(
+    [...values].sort((a, b) => a - b),
+    p,
+  );

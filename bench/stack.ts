@@ -1,0 +1,155 @@
+// The stack a scenario measures: a fresh migrated database, a real local Jupyter server, and the API and one
+// worker each in a child process, with their own QUEUE_PREFIX and DATA_DIR under os.tmpdir(). Torn down
+// completely by stop() (kernels, server, database, files).
+import { randomBytes } from "node:crypto";
+import { chmod, mkdir, mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { apiProcessEnv } from "@codeinterp/config";
+import { createDb } from "@codeinterp/db";
+import { createKernelGateway } from "@codeinterp/kernel";
+import { createRedis, poolOwnersKey } from "./bench-deps";
+import { apiClient } from "./client";
+import type { Bench, Json, Params, Target } from "./context";
+import { KERNELS, MiB, sleep } from "./context";
+import { dropDatabase, freshDatabase, quietLog, startChild, startJupyter } from "./services";
+import type { Child } from "./services";
+import { now } from "./stats";
+
+export interface StackOptions {
+  quick: boolean;
+  P: Params;
+  results: Json;
+  targets: Target[];
+  log: (msg: string) => void;
+  /**
+   * "bench": the set-up the latency, file and API scenarios were always measured with (plain python3 kernels
+   * unless BENCH_KERNEL_SANDBOX says otherwise, per-execution caps raised for the file scenarios).
+   * "product": what `npm start` runs (KERNEL_SANDBOX=auto and every other setting at its default), for the
+   * scenarios that measure what users see.
+   */
+  config: "bench" | "product";
+  /** Sandboxed kernels run as unprivileged uids: every directory above their workspace must be traversable. */
+  traversableRoot: boolean;
+}
+
+export interface Stack extends Bench {
+  stop(): Promise<void>;
+}
+
+export async function startStack(o: StackOptions): Promise<Stack> {
+  const t0 = Date.now();
+  const root = await mkdtemp(path.join(os.tmpdir(), "codeinterp-bench-"));
+  // mkdtemp makes it 0700, which fails the sandbox probe.
+  const sandboxed = o.config === "product" || (process.env.BENCH_KERNEL_SANDBOX ?? "off") !== "off";
+  if (o.traversableRoot || sandboxed) await chmod(root, 0o711);
+  const dataDir = path.join(root, "data");
+  await mkdir(dataDir, { recursive: true });
+  // BENCH_DB_NAME: several checkouts benching on one Postgres must not drop each other's database.
+  const dbName = process.env.BENCH_DB_NAME ?? "codeinterp_bench";
+  const databaseUrl = await freshDatabase(dbName);
+  const jupyter = await startJupyter(root);
+  const adminToken = `admin-${randomBytes(12).toString("hex")}`;
+  const env: Record<string, string> = {
+    NODE_ENV: "production",
+    LOG_LEVEL: "warn",
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: process.env.REDIS_URL ?? "redis://127.0.0.1:6379",
+    QUEUE_PREFIX: `cibench-${randomBytes(4).toString("hex")}`,
+    JUPYTER_URL: jupyter.url,
+    JUPYTER_TOKEN: jupyter.token,
+    DATA_DIR: dataDir,
+    KERNEL_ROOT_DIR: root,
+    ADMIN_TOKEN: adminToken,
+    PORT: "0",
+    HOST: "127.0.0.1",
+    ...(o.config === "bench"
+      ? {
+          WORKER_CONCURRENCY: String(KERNELS),
+          KERNEL_POOL_SIZE: "2",
+          // The plain python3 kernelspec, like the raw and fresh baselines; BENCH_KERNEL_SANDBOX=auto|on
+          // measures bubblewrap-sandboxed kernels instead (where the worker supports them).
+          KERNEL_SANDBOX: process.env.BENCH_KERNEL_SANDBOX ?? "off",
+          MAX_WAIT_MS: "120000",
+          EXECUTION_TIMEOUT_MS: "180000",
+          // The capture and attachment scenarios go past the default per-execution caps on purpose.
+          MAX_FILES_PER_EXECUTION: "1000",
+          MAX_GENERATED_FILES: "5000",
+          MAX_GENERATED_FILE_BYTES: String(2 * 1024 * MiB),
+          MAX_GENERATED_TOTAL_BYTES: String(4 * 1024 * MiB),
+        }
+      : {}),
+  };
+  let api: Child | null = null;
+  let worker: Child | null = null;
+  const db = createDb({ url: databaseUrl, poolSize: 4 });
+  const poolRedis = createRedis(env.REDIS_URL!, { name: "bench-pool" });
+  const gateway = createKernelGateway({ baseUrl: jupyter.url, token: jupyter.token, log: quietLog });
+  const stop = async () => {
+    poolRedis.disconnect();
+    await api?.stop().catch(() => undefined);
+    await worker?.stop().catch(() => undefined);
+    // Kernels the worker left (message kernels, its pool) and any of ours.
+    for (const k of await gateway.listKernels().catch(() => []))
+      await gateway.shutdownKernel(k.id).catch(() => undefined);
+    await jupyter.stop().catch(() => undefined);
+    await db.$disconnect().catch(() => undefined);
+    await dropDatabase(dbName).catch(() => undefined);
+    await rm(root, { recursive: true, force: true }).catch(() => undefined);
+  };
+  try {
+    [api, worker] = await Promise.all([startChild("api", apiProcessEnv(env)), startChild("worker", env)]);
+    const apiUrl = api.info.url!;
+    const keyRes = await fetch(`${apiUrl}/v1/admin/api-keys`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
+      body: JSON.stringify({ userId: "bench-user" }),
+    });
+    if (keyRes.status !== 201) throw new Error(`api key: ${keyRes.status} ${await keyRes.text()}`);
+    const key = ((await keyRes.json()) as { key: string }).key;
+    o.log(
+      `stack (${o.config} config) up in ${((Date.now() - t0) / 1000).toFixed(1)} s (api pid ${api.pid}, worker pid ${worker.pid})`,
+    );
+    return {
+      quick: o.quick,
+      P: o.P,
+      root,
+      dataDir,
+      dbName,
+      env,
+      jupyter,
+      api,
+      worker,
+      apiUrl,
+      key,
+      adminToken,
+      ci: apiClient(apiUrl, key),
+      db,
+      gateway,
+      results: o.results,
+      target: (name, target, value, met) => o.targets.push({ name, target, value, met }),
+      log: o.log,
+      msg: (tag) => `bench-${tag}-${randomBytes(3).toString("hex")}`,
+      async metricsOf(ids) {
+        const rows = await db.execution.findMany({ where: { id: { in: ids } }, select: { id: true, metrics: true } });
+        return new Map(rows.map((r) => [r.id, (r.metrics ?? {}) as Record<string, number | boolean>]));
+      },
+      /**
+       * Waits until the worker's pool has a kernel ready (it records them in Redis, pool-owners); returns the
+       * wait (ms). 75 s covers a refill that must wait, at the live-kernel ceiling, for a message kernel idle
+       * for a minute (earlier scenarios leave message kernels behind).
+       */
+      async poolReady() {
+        const t = now();
+        const deadline = Date.now() + 75_000;
+        while ((await poolRedis.hlen(poolOwnersKey(env.QUEUE_PREFIX!))) === 0 && Date.now() < deadline) await sleep(50);
+        return now() - t;
+      },
+      lastCompletedId: "",
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
