@@ -27,3 +27,20 @@ export type { EventSubscriber } from "./subscriber";
 export { gatewaySeenSchema, readHeartbeats, removeHeartbeat, workerBeatSchema, writeHeartbeat } from "./heartbeats";
 export type { GatewaySeen, WorkerBeat } from "./heartbeats";
 export { readLiveEntries } from "./live-index";
+export {
+  executionFailureSchema,
+  executionMetricsSchema,
+  executionResultSchema,
+  kernelErrorSchema,
+  parseExecutionRecord,
+  storedOutputSchema,
+  StoredRecordError,
+} from "./execution-record";
+export type {
+  ExecutionFailure,
+  ExecutionMetrics,
+  ExecutionRecord,
+  ExecutionResult,
+  StoredKernelError,
+  StoredOutput,
+} from "./execution-record";
