@@ -1,6 +1,6 @@
 // codeinterp benchmark: latency, throughput, workspace preparation/capture and API load, side by side with
 // the raw kernel (its floor) and a fresh kernel per execution (what it replaces), in one run.
-// Usage: npm run bench [-- --quick] [-- --json FILE] [-- --svg FILE] [-- --only containment,latency,...]   (see BENCHMARKS.md)
+// Usage: npm run bench [-- --quick] [-- --json FILE] [-- --svg FILE] [-- --only containment,latency,mcp,...]   (see BENCHMARKS.md)
 import { execSync, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import http from "node:http";
@@ -40,6 +40,7 @@ import { executionSegments } from "./segments";
 import { cpuPerTrivialExecution, poolKernelMemoryMiB } from "./footprint";
 import { apiClient, sse } from "./client";
 import { openWebUiRoundTrip } from "./jupyter-surface";
+import { benchMcp } from "./mcp";
 import { renderChart } from "./chart";
 import {
   cpuDelta,
@@ -87,6 +88,7 @@ const P = quick
       freshN: 5,
       firstN: 5,
       sseLatencyN: 10,
+      mcpN: 30,
       throughputTotal: 200,
       prepReps: 3,
       captureReps: 1,
@@ -103,6 +105,7 @@ const P = quick
       freshN: 15,
       firstN: 12,
       sseLatencyN: 40,
+      mcpN: 100,
       throughputTotal: 200,
       prepReps: 5,
       captureReps: 3,
@@ -996,6 +999,13 @@ async function main() {
       log(
         `polling a running execution (no cache, one read each): ${run.req_per_s} req/s, p99 ${run.latency_p99_ms} ms`,
       );
+    }
+
+    // ============================================================ 4a. what MCP adds to print(1)
+    if (want("mcp")) {
+      log("mcp: warm print(1) over /v1 vs execute_code from the v1 and v2 MCP client SDKs");
+      results.mcp = await benchMcp(apiUrl, key, ci, P.mcpN);
+      log(`mcp: ${JSON.stringify(results.mcp)}`);
     }
 
     // ============================================================ 4b. 1,000 SSE subscribers
