@@ -17,6 +17,9 @@ let alice: { userId: string; key: string };
 let bob: { userId: string; key: string };
 let db: pg.Client;
 const UPLOAD_LIMIT = 64 * 1024;
+// Links start with PUBLIC_URL (the address users reach), whatever host the request came in on.
+const PUBLIC_URL = "https://ci.example.test";
+const reachable = (url: string) => url.replace(PUBLIC_URL, stack.url);
 
 interface ToolResult {
   content: Array<{ type: string; text?: string; data?: string; mimeType?: string }>;
@@ -66,6 +69,7 @@ beforeAll(async () => {
   stack = await startTestStack({
     env: {
       MCP_UPLOAD_MAX_BYTES: String(UPLOAD_LIMIT),
+      PUBLIC_URL,
       // Allowed by the operator, refused anyway: these are inside the network.
       MCP_URL_ALLOWLIST: "127.0.0.1,169.254.169.254,10.1.2.3,localhost",
     },
@@ -204,14 +208,14 @@ describe("MCP server at /mcp", () => {
       const written = /sha ([0-9a-f]{64})/.exec(out.stdout)?.[1];
       const chart = out.files.find((f) => f.path === "/mnt/data/chart.png");
       expect(chart?.mime_type).toBe("image/png");
-      expect(chart?.url.startsWith(`${stack.url}/links/`)).toBe(true);
+      expect(chart?.url.startsWith(`${PUBLIC_URL}/links/`)).toBe(true);
       expect(text(run)).toContain(chart!.url);
 
       const image = run.content.find((c) => c.type === "image");
       expect(image?.mimeType).toBe("image/png");
       expect(sha256(Buffer.from(image!.data!, "base64"))).toBe(written);
       // The link works without a key, as a chat renders it.
-      const download = await fetch(chart!.url);
+      const download = await fetch(reachable(chart!.url));
       expect(download.status).toBe(200);
       expect(sha256(Buffer.from(await download.arrayBuffer()))).toBe(written);
 

@@ -13,6 +13,8 @@ import type { McpSession } from "./sessions";
 const EXEC_SLACK_MS = 120_000;
 /** A progress notification at least this often while the code runs, so a client's timeout can be reset. */
 const PROGRESS_EVERY_MS = 5_000;
+/** Images inline in one result; more are links only (each is up to MCP_MAX_IMAGE_BYTES). */
+const MAX_IMAGES = 8;
 /** Output so far, in a progress message: its tail. */
 const PROGRESS_TAIL_CHARS = 2_000;
 
@@ -150,6 +152,10 @@ async function render(
   for (const f of e.files) {
     const image = await imageContent(deps, f);
     if (image) images.push(image);
+  }
+  if (images.length > MAX_IMAGES) {
+    lines.push(`note: ${images.length - MAX_IMAGES} more images are not shown inline; their files have links above`);
+    images.length = MAX_IMAGES;
   }
   const structured: Record<string, unknown> = {
     session_id: session.id,

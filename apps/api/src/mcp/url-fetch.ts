@@ -33,9 +33,9 @@ for (const [net, bits] of [
 ] as const)
   blocked.addSubnet(net, bits, "ipv4");
 for (const [net, bits] of [
-  ["::", 128],
-  ["::1", 128],
-  ["::ffff:0:0", 96],
+  // Unspecified, loopback and IPv4-compatible; IPv4-mapped addresses (::ffff:a.b.c.d) are checked
+  // against the IPv4 ranges above by BlockList itself.
+  ["::", 96],
   ["64:ff9b::", 96],
   ["fc00::", 7],
   ["fe80::", 10],
@@ -69,7 +69,7 @@ const guardedLookup: LookupFunction = (hostname, options, callback) => {
 
 export interface FetchedUrl {
   body: IncomingMessage;
-  /** The last path segment, for a file name when the caller gives none. */
+  /** As the server sent it; the stored file's type falls back to it when the name says nothing. */
   contentType: string;
 }
 
