@@ -65,6 +65,7 @@ async function run(
     lastSent = Date.now();
     step++;
     const tail = output.length > PROGRESS_TAIL_CHARS ? `...${output.slice(-PROGRESS_TAIL_CHARS)}` : output;
+    // Progress is advisory: a client that went away is noticed by the wait's signal, not here.
     void progress.report(step, tail ? `running; output so far:\n${tail}` : "running").catch(() => undefined);
   };
   const heartbeat = progress
