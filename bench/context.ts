@@ -17,6 +17,8 @@ export interface Params {
   freshN: number;
   firstN: number;
   sseLatencyN: number;
+  /** Warm print(1) runs per path in the MCP scenario. */
+  mcpN: number;
   throughputTotal: number;
   prepReps: number;
   captureReps: number;
@@ -41,6 +43,7 @@ export const QUICK: Params = {
   freshN: 5,
   firstN: 5,
   sseLatencyN: 10,
+  mcpN: 30,
   throughputTotal: 200,
   prepReps: 3,
   captureReps: 1,
@@ -63,6 +66,7 @@ export const FULL: Params = {
   freshN: 15,
   firstN: 12,
   sseLatencyN: 40,
+  mcpN: 100,
   throughputTotal: 200,
   prepReps: 5,
   captureReps: 3,

@@ -1,7 +1,7 @@
 // codeinterp benchmark: latency, throughput, workspace preparation/capture and API load, side by side with
 // the raw kernel (its floor) and a fresh kernel per execution (what it replaces), and what users see when
 // new messages arrive without waiting for the system (arrivals, live messages holding state), in one run.
-// Usage: npm run bench [-- --quick] [-- --json FILE] [-- --svg FILE] [-- --only containment,latency,...]   (see BENCHMARKS.md)
+// Usage: npm run bench [-- --quick] [-- --json FILE] [-- --svg FILE] [-- --only containment,latency,mcp,...]   (see BENCHMARKS.md)
 // One file per scenario under bench/scenarios/.
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -19,6 +19,7 @@ import { containment } from "./scenarios/containment-cost";
 import { kernelPss } from "./scenarios/kernel-pss";
 import { latency } from "./scenarios/latency";
 import { liveState } from "./scenarios/live-state";
+import { mcp } from "./scenarios/mcp";
 import { polling } from "./scenarios/polling";
 import { prepare } from "./scenarios/prepare";
 import { sseSubscribers } from "./scenarios/sse-subscribers";
@@ -55,6 +56,7 @@ const SHARED: Array<[string, (b: Bench) => Promise<void>]> = [
   ["capture", capture],
   ["big", bigFile],
   ["poll", polling],
+  ["mcp", mcp],
   ["sse", sseSubscribers],
 ];
 

@@ -19,6 +19,7 @@ import { healthRouter } from "./routes/health";
 import { linksRouter, signedDownloadRouter } from "./routes/links";
 import { librechatRouter } from "./librechat/router";
 import { jupyterRouter } from "./jupyter/router";
+import { mcpRouter } from "./mcp/router";
 
 export function createApp(deps: ApiDeps): Express {
   const app = express();
@@ -52,6 +53,7 @@ export function createApp(deps: ApiDeps): Express {
   app.use("/v1", v1);
   app.use("/librechat/v1", librechatRouter(deps));
   app.use("/jupyter", jupyterRouter(deps));
+  app.use(mcpRouter(deps));
   app.use(playgroundRouter());
 
   app.use(unknownRoute);

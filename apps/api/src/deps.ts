@@ -11,6 +11,8 @@ import type { LinkSigner } from "./links/signer";
 
 /** Settings of the LibreChat surface (apps/api/src/librechat). */
 export type LibreChatEnvKey = Extract<keyof ApiEnv, `LIBRECHAT_${string}`>;
+/** Settings of the MCP server (apps/api/src/mcp). */
+export type McpEnvKey = Extract<keyof ApiEnv, `MCP_${string}`>;
 import type { Readiness } from "./schemas";
 
 /** What /readyz reports, but its overall status (derived from `checks`). */
@@ -40,7 +42,7 @@ export interface ApiDeps {
     | "JUPYTER_MAX_MESSAGE_BYTES"
     | "JUPYTER_SESSION_TTL_MS"
   > &
-    Pick<ApiEnv, LibreChatEnvKey>;
+    Pick<ApiEnv, LibreChatEnvKey | McpEnvKey>;
   db: Db;
   /** Content-addressed file storage under DATA_DIR (uploads and generated files), for reads. */
   blobs: BlobStore;

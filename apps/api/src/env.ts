@@ -50,6 +50,32 @@ const apiEnvSchema = z.object({
   /** /exec and upload requests per LibreChat user per minute; 0 turns the limit off. */
   LIBRECHAT_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).default(120),
 
+  // The MCP server at /mcp (see apps/api/src/mcp).
+  /** Hosts `upload_file { url }` may fetch from, comma-separated (`*.example.com` for subdomains); empty: none. */
+  MCP_URL_ALLOWLIST: z
+    .string()
+    .default("")
+    .transform((s) =>
+      s
+        .split(",")
+        .map((h) => h.trim().toLowerCase())
+        .filter(Boolean),
+    ),
+  /** Largest file `upload_file` takes (decoded base64 or fetched), never more than MAX_UPLOAD_BYTES. */
+  MCP_UPLOAD_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(20 * 1024 * 1024),
+  /** Largest image returned inline as image content; bigger ones are links only. */
+  MCP_MAX_IMAGE_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(2 * 1024 * 1024),
+  /** stdout and stderr in a tool result, each: longer output keeps its head and tail around a note. */
+  MCP_MAX_OUTPUT_CHARS: z.coerce.number().int().min(200).default(20_000),
+
   // The Jupyter surface at /jupyter (see apps/api/src/jupyter).
   /** A kernel of the Jupyter surface unused this long is gone (its message's kernel is culled by the workers). */
   JUPYTER_KERNEL_IDLE_MS: z.coerce

@@ -6,6 +6,7 @@ import { registerFilePaths } from "./openapi-files";
 import { registerLinkPaths } from "./openapi-links";
 import { registerLibreChatPaths } from "./librechat/openapi";
 import { registerJupyterPaths } from "./jupyter/openapi";
+import { registerMcpPaths } from "./mcp/openapi";
 import {
   ApiKeyCreated,
   ApiKeyInfo,
@@ -141,6 +142,7 @@ export function buildOpenApiDocument(
   registerLinkPaths(registry, security, env.SIGNED_LINK_MAX_TTL_S);
   registerLibreChatPaths(registry, env);
   registerJupyterPaths(registry);
+  registerMcpPaths(registry, security);
   registry.registerPath({
     method: "get",
     path: "/healthz",

@@ -1,4 +1,5 @@
 import type { ExecutionRow, FileRow } from "@codeinterp/db";
+import { readExecution } from "./executions/service";
 
 export const fileUrl = (id: string) => `/v1/files/${id}/content`;
 
@@ -26,6 +27,7 @@ export function serializeGeneratedFile(f: FileRow) {
 }
 
 export function serializeExecution(e: ExecutionRow, files: FileRow[]) {
+  const { result, failure } = readExecution(e);
   return {
     id: e.id,
     chatId: e.chatId,
@@ -34,8 +36,8 @@ export function serializeExecution(e: ExecutionRow, files: FileRow[]) {
     createdAt: e.createdAt.toISOString(),
     startedAt: e.startedAt?.toISOString() ?? null,
     finishedAt: e.finishedAt?.toISOString() ?? null,
-    result: (e.result ?? null) as Record<string, unknown> | null,
-    failure: (e.failure ?? null) as { code: string; message: string } | null,
+    result,
+    failure,
     files: files.map(serializeGeneratedFile),
     limits: { memoryMb: e.memoryMb },
   };

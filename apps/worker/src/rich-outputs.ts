@@ -1,14 +1,11 @@
 import { Readable } from "node:stream";
 import { registerExecutionFile } from "@codeinterp/db";
 import type { RichOutput } from "@codeinterp/kernel";
+import type { StoredOutput } from "@codeinterp/queue";
 import { fromKernelText } from "@codeinterp/workspace";
 import type { ExecutionFileContext } from "./capture";
 
-export interface ResultOutput {
-  type: string;
-  data?: string;
-  fileId?: string;
-}
+export type ResultOutput = StoredOutput;
 
 const BINARY_EXT: Record<string, string> = {
   "image/png": "png",

@@ -3,6 +3,8 @@ import type { Db } from "@codeinterp/db";
 import { finishExecution } from "@codeinterp/db";
 import { workspaceId } from "@codeinterp/workspace";
 import { enqueueJob } from "./catalog";
+import { executionFailureSchema, executionMetricsSchema, executionResultSchema } from "./execution-record";
+import type { ExecutionFailure, ExecutionMetrics, ExecutionResult } from "./execution-record";
 import { cancelChannel, cancelKey } from "./keys";
 import { createEventPublisher } from "./publisher";
 import type { Redis } from "./redis";
@@ -20,7 +22,13 @@ export interface ExecutionStateDeps {
 }
 
 export type TerminalStatus = Parameters<typeof finishExecution>[2];
-export type FinishData = Parameters<typeof finishExecution>[3];
+/** What an end records; written only after parsing with the stored record's schemas (execution-record.ts). */
+export interface FinishData {
+  result?: ExecutionResult | null;
+  failure?: ExecutionFailure | null;
+  metrics?: ExecutionMetrics;
+  onlyFrom?: Parameters<typeof finishExecution>[3]["onlyFrom"];
+}
 
 /** Queues the run of an execution; enqueuing it twice (a retried request, the reconciler) makes one job. */
 export async function enqueueExecution(
@@ -72,7 +80,12 @@ export async function finishAndAnnounce(
   status: TerminalStatus,
   data: FinishData,
 ): Promise<boolean> {
-  const moved = await finishExecution(deps.db, executionId, status, data);
+  const moved = await finishExecution(deps.db, executionId, status, {
+    result: data.result ? executionResultSchema.parse(data.result) : data.result,
+    failure: data.failure ? executionFailureSchema.parse(data.failure) : data.failure,
+    metrics: data.metrics ? executionMetricsSchema.parse(data.metrics) : undefined,
+    onlyFrom: data.onlyFrom,
+  });
   // Whoever moved it first (a cancel, say) already announced the end.
   if (!moved) return false;
   await createEventPublisher(deps.redis, deps.prefix, executionId).end(status);

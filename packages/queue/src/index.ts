@@ -28,3 +28,20 @@ export { gatewaySeenSchema, readHeartbeats, removeHeartbeat, workerBeatSchema, w
 export type { GatewaySeen, WorkerBeat } from "./heartbeats";
 export { readLiveEntries } from "./live-index";
 export { clearKernelReset, markKernelReset, markKernelRetired, retireAgain, takeRetiredKernels } from "./kernel-marks";
+export {
+  executionFailureSchema,
+  executionMetricsSchema,
+  executionResultSchema,
+  kernelErrorSchema,
+  parseExecutionRecord,
+  storedOutputSchema,
+  StoredRecordError,
+} from "./execution-record";
+export type {
+  ExecutionFailure,
+  ExecutionMetrics,
+  ExecutionRecord,
+  ExecutionResult,
+  StoredKernelError,
+  StoredOutput,
+} from "./execution-record";

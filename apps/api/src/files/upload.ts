@@ -7,18 +7,28 @@ import type { PutResult } from "@codeinterp/workspace";
 import { HttpError } from "../errors";
 
 export interface ReceivedUpload {
-  /** As the client sent it (not yet sanitised). */
+  /** As the client sent it (not yet sanitised; the base name of a path). */
   filename: string;
   /** The part's Content-Type as busboy parsed it (busboy defaults a missing one to text/plain). */
   clientType: string;
   stored: PutResult;
 }
 
-export interface ReceiveOptions {
+export interface ReceivedForm {
+  /** Text fields (the first value of each name). */
+  fields: Record<string, string>;
+  files: Array<ReceivedUpload | { filename: string; error: "too_large" }>;
+}
+
+export interface MultipartOptions {
   files: Pick<FileStore, "receive" | "discard">;
   maxBytes: number;
-  /** Name of the form field carrying the file (default `file`). */
+  /** With 1, a file over `maxBytes` fails the request (413); in a batch it is reported per file. */
+  maxFiles: number;
+  /** Name of the form field carrying the files (default `file`); other file parts are read and dropped. */
   field?: string;
+  /** How a request that is not multipart, or has no such file part, is told so: each surface has its wording. */
+  messages?: { notMultipart: string; missingFile: string };
 }
 
 export const uploadInterrupted = () => new HttpError(400, "invalid_multipart", "the upload was interrupted");
@@ -34,76 +44,107 @@ export const payloadTooLarge = (maxBytes: number) =>
   new HttpError(413, "payload_too_large", `the file is larger than the limit of ${maxBytes} bytes`, { maxBytes });
 
 /**
- * Streams the first file part named `field` of a multipart request into the blob store; nothing is
- * buffered in memory. Other fields and file parts are read and discarded. Rejects with an HttpError:
- * 400 `invalid_multipart` (not multipart, malformed), 400 `missing_file` (no such file part), 413
- * `payload_too_large` (over `maxBytes`; the store removes its temp file, so nothing is kept). `stored` is
- * received through the FileStore (it holds a spare copy): the caller commits or discards it.
+ * The one multipart reader (`/v1/files` and LibreChat's uploads): streams each file part named `field` into
+ * the blob store through the FileStore (nothing is buffered in memory) and collects the text fields. Every
+ * received file holds a spare copy: the caller commits or discards it. Rejects with an HttpError: 400
+ * `invalid_multipart` (not multipart, malformed, interrupted), 400 `missing_file` (no such file part), 413
+ * `payload_too_large` (one file over `maxBytes` when `maxFiles` is 1; the store removes its temp file).
  */
-export function receiveUpload(req: IncomingMessage, opts: ReceiveOptions): Promise<ReceivedUpload> {
+export function receiveMultipart(req: IncomingMessage, opts: MultipartOptions): Promise<ReceivedForm> {
   const field = opts.field ?? "file";
+  const messages = opts.messages ?? {
+    notMultipart: `expected a multipart/form-data body with a \`${field}\` part`,
+    missingFile: `the request has no file part named \`${field}\``,
+  };
   if (hungUp(req)) return Promise.reject(uploadInterrupted());
-  return new Promise<ReceivedUpload>((resolve, reject) => {
+  return new Promise<ReceivedForm>((resolve, reject) => {
     let bb: busboy.Busboy;
     try {
       bb = busboy({
         headers: req.headers,
         // Browsers send raw UTF-8 in `filename="..."`; busboy's default would read it as latin1.
         defParamCharset: "utf8",
+        // Clients send nested names (LibreChat's `filepath`); only the base name is ours to keep.
+        preservePath: true,
         // One byte over the limit reaches the store, which then refuses it; busboy skips the rest of the
         // part instead of waiting on a stream that is gone.
-        limits: { fileSize: opts.maxBytes + 1, fields: 100, fieldSize: 64 * 1024, parts: 200, headerPairs: 100 },
+        limits: {
+          fileSize: opts.maxBytes + 1,
+          // File parts of other names count too: the `field` parts past maxFiles are dropped below instead.
+          files: opts.maxFiles + 199,
+          fields: 100,
+          fieldSize: 64 * 1024,
+          parts: opts.maxFiles + 199,
+          headerPairs: 100,
+        },
       });
     } catch {
-      reject(new HttpError(400, "invalid_multipart", "expected a multipart/form-data body with a `file` part"));
+      reject(new HttpError(400, "invalid_multipart", messages.notMultipart));
       return;
     }
-
+    const fields: Record<string, string> = {};
+    const puts: Array<Promise<ReceivedForm["files"][number]>> = [];
+    const streams: Readable[] = [];
     let settled = false;
-    let fileStream: Readable | null = null;
-    let put: Promise<PutResult> | null = null;
-    let upload: Omit<ReceivedUpload, "stored"> | null = null;
 
     const fail = (err: unknown) => {
       if (settled) return;
       settled = true;
-      // A put that still completes (the file part had arrived whole) is nobody's.
-      put?.then((stored) => opts.files.discard([stored])).catch(() => undefined);
+      for (const p of puts) {
+        // A put that still completes (its part had arrived whole) is nobody's. Best effort: an unsettled
+        // spare copy is removed by the blob store's sweep.
+        p.then((f) => ("stored" in f ? opts.files.discard([f.stored]) : undefined)).catch(() => undefined);
+      }
       req.unpipe(bb);
       // Drain what the client still sends so the answer can be read and the connection kept.
       req.resume();
-      if (fileStream && !fileStream.destroyed) fileStream.destroy(new Error("upload aborted"));
+      for (const s of streams) if (!s.destroyed) s.destroy(new Error("upload aborted"));
       reject(err);
     };
 
+    bb.on("field", (name, value) => {
+      if (!(name in fields)) fields[name] = value;
+    });
     bb.on("file", (name, stream, info) => {
-      if (name !== field || put || settled) {
+      if (name !== field || settled || puts.length >= opts.maxFiles) {
         stream.resume();
         return;
       }
-      fileStream = stream;
-      upload = { filename: info.filename ?? "", clientType: info.mimeType ?? "" };
-      put = opts.files.receive(stream, { maxBytes: opts.maxBytes });
-      // Over the limit: answer at once rather than after the rest of the body.
-      put.catch((err: unknown) => fail(err instanceof BlobTooLargeError ? payloadTooLarge(opts.maxBytes) : err));
+      streams.push(stream);
+      const filename = (info.filename ?? "").split(/[\\/]/).pop() ?? "";
+      const put: Promise<PutResult> = opts.files.receive(stream, { maxBytes: opts.maxBytes });
+      const received = put.then(
+        (stored): ReceivedUpload => ({ filename, clientType: info.mimeType ?? "", stored }),
+        (err: unknown) => {
+          if (!(err instanceof BlobTooLargeError)) throw err;
+          // Over the limit: answer at once rather than after the rest of the body.
+          if (opts.maxFiles === 1) fail(payloadTooLarge(opts.maxBytes));
+          return { filename, error: "too_large" as const };
+        },
+      );
+      puts.push(received);
+      // A failure other than size (disk, store) fails the request.
+      received.catch(fail);
     });
     bb.on("error", () =>
       fail(new HttpError(400, "invalid_multipart", "the multipart body is malformed or incomplete")),
     );
     bb.on("close", () => {
       if (settled) return;
-      if (!put || !upload) {
-        fail(new HttpError(400, "missing_file", `the request has no file part named \`${field}\``));
+      if (puts.length === 0) {
+        fail(new HttpError(400, "missing_file", messages.missingFile));
         return;
       }
-      const meta = upload;
-      put.then(
-        (stored) => {
-          if (settled) return;
+      Promise.all(puts).then(
+        (files) => {
+          if (settled) {
+            void opts.files.discard(files.flatMap((f) => ("stored" in f ? [f.stored] : [])));
+            return;
+          }
           settled = true;
-          resolve({ ...meta, stored });
+          resolve({ fields, files });
         },
-        () => undefined, // handled by the catch above
+        () => undefined, // failed above
       );
     });
     req.on("close", () => {
@@ -111,4 +152,16 @@ export function receiveUpload(req: IncomingMessage, opts: ReceiveOptions): Promi
     });
     req.pipe(bb);
   });
+}
+
+/** The first file part named `field` (default `file`) of a multipart request; see receiveMultipart. */
+export async function receiveUpload(
+  req: IncomingMessage,
+  opts: Omit<MultipartOptions, "maxFiles">,
+): Promise<ReceivedUpload> {
+  const form = await receiveMultipart(req, { ...opts, maxFiles: 1 });
+  const first = form.files[0];
+  // With one file allowed, an oversized one has already failed the request.
+  if (!first || !("stored" in first)) throw payloadTooLarge(opts.maxBytes);
+  return first;
 }

@@ -1,14 +1,14 @@
 import { readFile } from "node:fs/promises";
-import { createExecution, findExecution, findExecutionWithFiles, findFile, isTerminal } from "@codeinterp/db";
+import { findFile } from "@codeinterp/db";
 import type { ExecutionWithFiles } from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
-import { enqueueExecution } from "@codeinterp/queue";
-import type { ExecutionEvent } from "@codeinterp/queue";
+import type { ExecutionRecord, StoredKernelError } from "@codeinterp/queue";
 import type { ApiDeps } from "../deps";
+import type { ExecutionWatch } from "../executions/service";
+import { readExecution, submitExecution, watchExecution } from "../executions/service";
 import { defaultLinkTtlS, signedUrl } from "../links/urls";
 import type { FacadeKernel, KernelStore } from "./kernels";
 import { JUPYTER_CHAT_ID } from "./kernels";
-import type { ResultOutput } from "./outputs";
 import { bundlesOf, endsWithExpression } from "./outputs";
 import type { Header, ServerMessage } from "./protocol";
 
@@ -30,7 +30,8 @@ export interface ChannelContext {
 const TERMINAL_POLL_MS = 2000;
 
 type Content = Record<string, unknown>;
-type ErrorContent = { ename: string; evalue: string; traceback: string[] };
+type ErrorContent = StoredKernelError;
+type Finished = ExecutionWithFiles & { record: ExecutionRecord };
 
 /**
  * One execute_request as an execution of the kernel's message, through the same pipeline as /v1: busy,
@@ -106,67 +107,58 @@ function replyError(ctx: ChannelContext, parent: Header, count: number, error: E
   return "error";
 }
 
-/** Creates and enqueues the execution, relays its live streams, and returns it once it is over. */
+/** Submits the execution, relays its live streams, and returns it once it is over. */
 async function runThroughPipeline(
   ctx: ChannelContext,
   code: string,
   onStream: (name: "stdout" | "stderr", text: string) => void,
-): Promise<ExecutionWithFiles | null> {
+): Promise<Finished | null> {
   const { deps, kernel } = ctx;
-  const { execution } = await createExecution(deps.db, {
-    userId: kernel.userId,
-    chatId: JUPYTER_CHAT_ID,
-    messageId: kernel.messageId,
-    code,
-    timeoutMs: deps.env.EXECUTION_TIMEOUT_MS,
-  });
-  const log = deps.log.child({ executionId: execution.id, messageId: kernel.messageId, kernelId: kernel.id });
   const sent = { stdout: 0, stderr: 0 };
-  let finished: () => void = () => undefined;
-  const over = new Promise<void>((resolve) => (finished = resolve));
-  // Subscribed before the job exists, so no event is missed.
-  const unsubscribe = await deps.events.subscribe(execution.id, (e: ExecutionEvent) => {
-    if (e.type === "stdout" || e.type === "stderr") {
-      sent[e.type] += e.text.length;
-      onStream(e.type, e.text);
-    } else if (e.type === "done") finished();
-  });
-  const onClose = () => finished();
-  ctx.closed.addEventListener("abort", onClose);
-  if (ctx.closed.aborted) finished();
-  const poll = setInterval(() => {
-    findExecution(deps.db, kernel.userId, execution.id)
-      .then((row) => {
-        if (!row || isTerminal(row.status)) finished();
-      })
-      // A failed poll is retried on the next tick; the close listener ends the wait too.
-      .catch(() => undefined);
-  }, TERMINAL_POLL_MS);
+  const live: { watch?: ExecutionWatch } = {};
   try {
-    await ctx.store.setRunning(kernel.id, execution.id);
-    try {
-      await enqueueExecution(deps.executionQueue, execution);
-    } catch (err) {
-      // Durable in Postgres: the worker's reconciler enqueues it.
-      log.warn({ err: normalizeError(err) }, "enqueue failed; left for the reconciler");
+    await submitExecution(
+      deps,
+      {
+        userId: kernel.userId,
+        chatId: JUPYTER_CHAT_ID,
+        messageId: kernel.messageId,
+        code,
+        timeoutMs: deps.env.EXECUTION_TIMEOUT_MS,
+      },
+      {
+        logFields: { kernelId: kernel.id },
+        logMessage: "jupyter execution accepted",
+        // Subscribed before the job exists, so no event is missed.
+        beforeEnqueue: async (e) => {
+          live.watch = await watchExecution(deps, kernel.userId, e.id, (event) => {
+            if (event.type === "stdout" || event.type === "stderr") {
+              sent[event.type] += event.text.length;
+              onStream(event.type, event.text);
+            }
+          });
+          await ctx.store.setRunning(kernel.id, e.id);
+        },
+      },
+    );
+    const final = await live.watch?.end({
+      ms: Number.POSITIVE_INFINITY,
+      signal: ctx.closed,
+      recheckMs: TERMINAL_POLL_MS,
+    });
+    if (!final) return null;
+    const record = readExecution(final);
+    // Stream events are best effort: whatever the live relay missed comes from the stored result.
+    for (const name of ["stdout", "stderr"] as const) {
+      const text = record.result?.[name] ?? "";
+      if (text.length > sent[name]) onStream(name, text.slice(sent[name]));
     }
-    log.info("jupyter execution accepted");
-    await over;
+    return { ...final, record };
   } finally {
-    clearInterval(poll);
-    ctx.closed.removeEventListener("abort", onClose);
-    await unsubscribe();
+    await live.watch?.close();
     // The running mark is advisory and expires with the kernel's facade record.
     await ctx.store.setRunning(kernel.id, null).catch(() => undefined);
   }
-  const final = await findExecutionWithFiles(deps.db, kernel.userId, execution.id);
-  // Stream events are best effort: whatever the live relay missed comes from the stored result.
-  const result = (final?.result ?? null) as { stdout?: string; stderr?: string } | null;
-  for (const name of ["stdout", "stderr"] as const) {
-    const text = result?.[name] ?? "";
-    if (text.length > sent[name]) onStream(name, text.slice(sent[name]));
-  }
-  return final;
 }
 
 async function sendOutputs(
@@ -174,18 +166,16 @@ async function sendOutputs(
   parent: Header,
   code: string,
   count: number,
-  final: ExecutionWithFiles,
+  final: Finished,
 ): Promise<void> {
-  const outputs = ((final.result as { outputs?: ResultOutput[] } | null)?.outputs ?? []).filter(
-    (o) => typeof o?.type === "string",
-  );
+  const outputs = final.record.result?.outputs ?? [];
   const bundles = bundlesOf(outputs);
   // The last non-image bundle of a cell ending in an expression is its value (see endsWithExpression).
   const resultIndex = endsWithExpression(code) ? bundles.findLastIndex((b) => !b.image) : -1;
   for (const [i, bundle] of bundles.entries()) {
     const data: Record<string, string> = {};
     for (const o of bundle.entries) {
-      const value = o.fileId ? await fileData(ctx, o) : o.data;
+      const value = o.fileId ? await fileData(ctx, o.fileId, o.type) : o.data;
       if (value !== null && value !== undefined) data[o.type] = value;
     }
     if (Object.keys(data).length === 0) continue;
@@ -195,16 +185,15 @@ async function sendOutputs(
 }
 
 /** An image stored as a file, back as the base64 (or SVG text) a Jupyter client expects. */
-async function fileData(ctx: ChannelContext, o: ResultOutput): Promise<string | null> {
-  const file = await findFile(ctx.deps.db, ctx.kernel.userId, o.fileId!);
+async function fileData(ctx: ChannelContext, fileId: string, type: string): Promise<string | null> {
+  const file = await findFile(ctx.deps.db, ctx.kernel.userId, fileId);
   if (!file) return null;
   const bytes = await readFile(ctx.deps.blobs.pathOf(file.storageKey));
-  return o.type === "image/svg+xml" ? bytes.toString("utf8") : bytes.toString("base64");
+  return type === "image/svg+xml" ? bytes.toString("utf8") : bytes.toString("base64");
 }
 
-function errorOf(final: ExecutionWithFiles): ErrorContent | null {
-  const result = final.result as { error?: ErrorContent | null } | null;
-  const raised = result?.error ?? null;
+function errorOf(final: Finished): ErrorContent | null {
+  const raised = final.record.result?.error ?? null;
   switch (final.status) {
     case "completed":
       return raised;
@@ -221,7 +210,7 @@ function errorOf(final: ExecutionWithFiles): ErrorContent | null {
       return { ename: "TimeoutError", evalue, traceback: [...(raised?.traceback ?? []), `TimeoutError: ${evalue}`] };
     }
     default: {
-      const failure = final.failure as { code?: string; message?: string } | null;
+      const failure = final.record.failure;
       const evalue = failure?.message ?? "the execution failed";
       return {
         ename: failure?.code ?? "ExecutionFailed",
@@ -232,7 +221,7 @@ function errorOf(final: ExecutionWithFiles): ErrorContent | null {
   }
 }
 
-function sendFileLinks(ctx: ChannelContext, parent: Header, final: ExecutionWithFiles): void {
+function sendFileLinks(ctx: ChannelContext, parent: Header, final: Finished): void {
   if (!ctx.deps.env.JUPYTER_FILE_LINKS || final.files.length === 0) return;
   // Signed links: the Jupyter client's user (an Open WebUI chat) has no codeinterp key to download with.
   const ttlS = defaultLinkTtlS(ctx.deps.env);

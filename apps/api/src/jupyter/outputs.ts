@@ -1,9 +1,7 @@
+import type { StoredOutput } from "@codeinterp/queue";
+
 /** One output as an execution's result records it (images are stored files, text is inline). */
-export interface ResultOutput {
-  type: string;
-  data?: string;
-  fileId?: string;
-}
+export type ResultOutput = StoredOutput;
 
 /** One display_data / execute_result mime bundle, rebuilt from the result's flat output list. */
 export interface Bundle {

@@ -1,7 +1,7 @@
 import type { WebSocket } from "ws";
 import { findExecution, isTerminal } from "@codeinterp/db";
 import type { ApiDeps } from "../deps";
-import { cancelExecution } from "../routes/cancel";
+import { cancelExecution } from "../executions/service";
 import { createSessionStore } from "./auth";
 import type { FacadeKernel } from "./kernels";
 import { createKernelStore } from "./kernels";

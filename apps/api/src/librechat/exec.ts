@@ -1,6 +1,5 @@
 import { createHash } from "node:crypto";
 import {
-  createExecution,
   createFile,
   createLibreChatSession,
   findLibreChatSession,
@@ -10,10 +9,10 @@ import {
 } from "@codeinterp/db";
 import type { ExecutionWithFiles, FileRow } from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
-import { enqueueExecution } from "@codeinterp/queue";
+import type { ExecutionRecord } from "@codeinterp/queue";
 import type { ApiDeps } from "../deps";
 import { HttpError } from "../errors";
-import { waitForExecution } from "../wait";
+import { readExecution, submitExecution, waitForExecution } from "../executions/service";
 import type { Principal } from "./auth";
 import { newSessionId, uuidToLibreChatId, libreChatIdToUuid } from "./ids";
 import { kernelCode, resolveLanguage } from "./languages";
@@ -43,40 +42,38 @@ export async function runExec(deps: ApiDeps, principal: Principal, body: ExecReq
     Math.max(body.timeout ?? deps.env.EXECUTION_TIMEOUT_MS, 1000),
     deps.env.MAX_EXECUTION_TIMEOUT_MS,
   );
-  const { execution } = await createExecution(deps.db, {
-    userId: principal.userId,
-    chatId: "librechat",
-    messageId,
-    code: kernelCode(lang, body.code),
-    fileIds,
-    timeoutMs,
+  const { execution } = await submitExecution(
+    deps,
+    { userId: principal.userId, chatId: "librechat", messageId, code: kernelCode(lang, body.code), fileIds, timeoutMs },
+    {
+      logFields: { sessionId, lang, files: fileIds.length },
+      logMessage: "librechat execution accepted",
+      beforeEnqueue: (e) =>
+        createLibreChatSession(deps.db, {
+          id: sessionId,
+          tenant: principal.tenant,
+          userId: principal.userId,
+          librechatUser: entityLabel(principal),
+          executionId: e.id,
+        }).then(() => undefined),
+    },
+  );
+  // Re-read every 30 s: a `done` lost with a Redis blip must not hold LibreChat until the deadline.
+  const done = await waitForExecution(deps, principal.userId, execution.id, {
+    ms: timeoutMs + EXEC_SLACK_MS,
+    signal,
+    recheckMs: 30_000,
   });
-  await createLibreChatSession(deps.db, {
-    id: sessionId,
-    tenant: principal.tenant,
-    userId: principal.userId,
-    librechatUser: entityLabel(principal),
-    executionId: execution.id,
-  });
-  const log = deps.log.child({ executionId: execution.id, messageId, sessionId });
-  try {
-    await enqueueExecution(deps.executionQueue, execution);
-  } catch (err) {
-    log.warn({ err: normalizeError(err) }, "enqueue failed; left for the reconciler");
-  }
-  log.info({ lang, files: fileIds.length }, "librechat execution accepted");
-
-  const done = await waitUntilDone(deps, principal.userId, execution.id, timeoutMs + EXEC_SLACK_MS, signal);
   if (!done || !isTerminal(done.status)) {
     if (signal.aborted) return null;
     throw new HttpError(504, "timeout", "Execution failed or timed out");
   }
   const session = await findLibreChatSession(deps.db, principal.tenant, sessionId);
   const files = session ? await listLibreChatSessionFiles(deps.db, session) : [];
-  const metrics = (done.metrics ?? {}) as { reusedKernel?: boolean };
+  const record = readExecution(done);
   return {
     session_id: sessionId,
-    ...streams(done),
+    ...streams(done, record),
     files: files.map((f) => outputRef(f, sessionId)),
     ...(hint
       ? {
@@ -84,43 +81,22 @@ export async function runExec(deps: ApiDeps, principal: Principal, body: ExecReq
             .update(`${principal.userId}\0${hint}`)
             .digest("base64url")
             .slice(0, 21),
-          runtime_status: metrics.reusedKernel ? ("reused" as const) : ("new" as const),
+          runtime_status: record.metrics?.reusedKernel ? ("reused" as const) : ("new" as const),
         }
       : {}),
   };
 }
 
-async function waitUntilDone(
-  deps: ApiDeps,
-  userId: string,
-  id: string,
-  ms: number,
-  signal: AbortSignal,
-): Promise<ExecutionWithFiles | null> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const left = until - Date.now();
-    const e = await waitForExecution(deps, userId, id, Math.max(0, Math.min(left, 30_000)), signal);
-    if (!e || isTerminal(e.status) || left <= 0 || signal.aborted) return e;
-  }
-}
-
 /** stdout and stderr as a process would have written them: a Python error's traceback goes to stderr. */
-function streams(e: ExecutionWithFiles): { stdout: string; stderr: string } {
-  const r = (e.result ?? {}) as {
-    stdout?: string;
-    stderr?: string;
-    error?: { ename: string; evalue: string; traceback: string[] } | null;
-  };
-  const failure = e.failure as { message?: string } | null;
+function streams(e: ExecutionWithFiles, { result: r, failure }: ExecutionRecord): { stdout: string; stderr: string } {
   const err: string[] = [];
-  if (r.stderr) err.push(r.stderr.replace(/\n$/, ""));
-  if (r.error)
+  if (r?.stderr) err.push(r.stderr.replace(/\n$/, ""));
+  if (r?.error)
     err.push(r.error.traceback.length > 0 ? r.error.traceback.join("\n") : `${r.error.ename}: ${r.error.evalue}`);
   if (e.status === "timed_out") err.push("Time limit exceeded");
   if (e.status === "cancelled") err.push("Execution was cancelled");
   if (e.status === "failed") err.push(failure?.message ?? "Execution failed");
-  return { stdout: r.stdout ?? "", stderr: err.length > 0 ? `${err.join("\n")}\n` : "" };
+  return { stdout: r?.stdout ?? "", stderr: err.length > 0 ? `${err.join("\n")}\n` : "" };
 }
 
 /** A file the code wrote, as LibreChat reads it (`ExecuteResult.files`); `name` keeps sub-folders. */

@@ -1,12 +1,10 @@
 import { Router } from "express";
-import type { Queue } from "bullmq";
 import { findExecution, findExecutionWithFiles, isTerminal } from "@codeinterp/db";
-import type { ExecutionRow } from "@codeinterp/db";
-import { finishAndAnnounce, requestCancel } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
 import { userOf } from "../auth";
 import type { ApiDeps } from "../deps";
 import { HttpError, notFound } from "../errors";
+import { cancelExecution } from "../executions/service";
 import { ExecutionParams } from "../schemas";
 import { serializeExecution } from "../serialize";
 import { parseInput } from "../validate";
@@ -30,28 +28,4 @@ export function cancelRouter(deps: ApiDeps & { redis: Redis; queuePrefix: string
     res.status(202).json(current ? serializeExecution(current, current.files) : serializeExecution(execution, []));
   });
   return router;
-}
-
-/** Ends a queued execution at once, or asks the worker running it to interrupt it (shared by the Jupyter surface). */
-export async function cancelExecution(
-  deps: Pick<ApiDeps, "db" | "log" | "executionQueue" | "redis" | "queuePrefix">,
-  execution: Pick<ExecutionRow, "id" | "messageId">,
-): Promise<void> {
-  const { id } = execution;
-  const log = deps.log.child({ executionId: id, messageId: execution.messageId });
-  const moved = await finishAndAnnounce({ db: deps.db, redis: deps.redis, prefix: deps.queuePrefix }, id, "cancelled", {
-    onlyFrom: ["queued"],
-  });
-  if (moved) {
-    await removeJob(deps.executionQueue, id);
-    log.info("queued execution cancelled");
-  } else {
-    await requestCancel(deps.redis, deps.queuePrefix, id);
-    log.info("cancel sent to the worker");
-  }
-}
-
-async function removeJob(queue: Queue, id: string): Promise<void> {
-  // An active (locked) job cannot be removed; the worker then finds the execution already terminal.
-  await queue.remove(id).catch(() => undefined);
 }

@@ -1,11 +1,13 @@
 import type { Request, Response } from "express";
 import { Router } from "express";
-import { findExecution, findExecutionWithFiles, isTerminal } from "@codeinterp/db";
+import { findExecution, isTerminal } from "@codeinterp/db";
+import type { ExecutionWithFiles } from "@codeinterp/db";
 import type { ExecutionEvent } from "@codeinterp/queue";
 import { compareStreamIds } from "@codeinterp/queue";
 import { userOf } from "../auth";
 import type { ApiDeps } from "../deps";
 import { notFound } from "../errors";
+import { watchExecution } from "../executions/service";
 import { ExecutionParams } from "../schemas";
 import { serializeExecution } from "../serialize";
 import { parseInput } from "../validate";
@@ -27,94 +29,62 @@ export function eventsRouter(deps: ApiDeps): Router {
     let replaying = true;
     const buffered: ExecutionEvent[] = [];
     let deliver: (e: ExecutionEvent) => void = () => undefined;
-    const unsubscribe = await deps.events.subscribe(id, (e) => (replaying ? buffered.push(e) : deliver(e)));
-    let current;
+    const watch = await watchExecution(deps, userId, id, (e) => (replaying ? buffered.push(e) : deliver(e)));
+    const closed = new AbortController();
     try {
-      current = await findExecution(deps.db, userId, id);
-    } catch (err) {
-      await unsubscribe();
-      throw err;
-    }
-    if (!current) {
-      await unsubscribe();
-      throw notFound("execution");
-    }
+      const current = await findExecution(deps.db, userId, id);
+      if (!current) throw notFound("execution");
 
-    res.writeHead(200, {
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-cache, no-transform",
-      connection: "keep-alive",
-      "x-accel-buffering": "no",
-    });
-    res.flushHeaders();
-    let closed = false;
-    let lastId = typeof req.headers["last-event-id"] === "string" ? req.headers["last-event-id"] : undefined;
-    const send = (event: string, data: unknown, eventId?: string) => {
-      if (closed) return;
-      res.write(`${eventId ? `id: ${eventId}\n` : ""}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-    };
-    const finish = async () => {
-      if (closed) return;
-      const final = await findExecutionWithFiles(deps.db, userId, id);
-      if (final) send("done", serializeExecution(final, final.files));
-      closed = true;
-      res.end();
-    };
+      res.writeHead(200, {
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-cache, no-transform",
+        connection: "keep-alive",
+        "x-accel-buffering": "no",
+      });
+      res.flushHeaders();
+      req.on("close", () => closed.abort());
+      let lastId = typeof req.headers["last-event-id"] === "string" ? req.headers["last-event-id"] : undefined;
+      const send = (event: string, data: unknown, eventId?: string) => {
+        if (closed.signal.aborted) return;
+        res.write(`${eventId ? `id: ${eventId}\n` : ""}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+      };
+      const finish = (final: ExecutionWithFiles | null) => {
+        if (final) send("done", serializeExecution(final, final.files));
+        res.end();
+      };
+      deliver = (e: ExecutionEvent) => {
+        if (lastId && compareStreamIds(e.id, lastId) <= 0) return;
+        lastId = e.id;
+        const { type, id: eventId, ...data } = e;
+        send(type, data, eventId);
+      };
 
-    let finishing: Promise<void> | null = null;
-    deliver = (e: ExecutionEvent) => {
-      if (lastId && compareStreamIds(e.id, lastId) <= 0) return;
-      lastId = e.id;
-      if (e.type === "done") {
-        // Never unhandled: a database error here would otherwise take the whole API process down.
-        finishing ??= finish().catch(() => {
-          closed = true;
-          res.end();
-        });
-        return;
-      }
-      const { type, id: eventId, ...data } = e;
-      send(type, data, eventId);
-    };
-    // Each heartbeat also re-reads the status: a `done` event lost with a Redis restart must not leave the
-    // stream open forever.
-    const heartbeat = setInterval(() => {
-      if (closed) return;
-      res.write(": keep-alive\n\n");
-      findExecution(deps.db, userId, id)
-        .then((row) => {
-          if (row && isTerminal(row.status) && !replaying) {
-            finishing ??= finish().catch(() => {
-              res.end();
-            });
-          }
-        })
-        // A failed poll is retried on the next heartbeat; the stream's own events still arrive.
-        .catch(() => undefined);
-    }, HEARTBEAT_MS);
-    req.on("close", () => {
-      closed = true;
-      clearInterval(heartbeat);
-      void unsubscribe();
-    });
-
-    try {
       if (isTerminal(current.status)) {
         // Over already: the stored result is the whole story.
         send("status", { status: current.status });
-        await finish();
+        finish(await watch.end({ ms: 0 }));
         return;
       }
       const logged = await deps.events.replay(id, lastId);
       if (logged.length === 0) send("status", { status: current.status });
-      for (const e of logged) deliver(e);
+      // A `done` in the log means it is over: the final read below answers at once.
+      for (const e of logged) if (e.type !== "done") deliver(e);
       replaying = false;
       for (const e of buffered.splice(0)) deliver(e);
-    } finally {
-      if (closed) {
+      const heartbeat = setInterval(() => {
+        if (!closed.signal.aborted) res.write(": keep-alive\n\n");
+      }, HEARTBEAT_MS);
+      try {
+        // Re-read at each heartbeat: a `done` event lost with a Redis restart must not leave the stream open.
+        const ended = logged.some((e) => e.type === "done");
+        finish(
+          await watch.end({ ms: ended ? 0 : Number.POSITIVE_INFINITY, signal: closed.signal, recheckMs: HEARTBEAT_MS }),
+        );
+      } finally {
         clearInterval(heartbeat);
-        await unsubscribe();
       }
+    } finally {
+      await watch.close();
     }
   });
   return router;

@@ -1,17 +1,15 @@
 import { createHash } from "node:crypto";
 import { Router } from "express";
-import { createExecution, findExecutionWithFiles, isTerminal } from "@codeinterp/db";
+import { findExecutionWithFiles, isTerminal } from "@codeinterp/db";
 import type { ExecutionRow } from "@codeinterp/db";
 import { executionMemoryBounds } from "@codeinterp/config";
-import { enqueueExecution } from "@codeinterp/queue";
-import { normalizeError } from "@codeinterp/logger";
 import { userOf } from "../auth";
 import type { ApiDeps } from "../deps";
 import { HttpError, notFound } from "../errors";
 import { createExecutionBody, ExecutionParams, WaitQuery } from "../schemas";
 import { serializeExecution } from "../serialize";
 import { parseInput } from "../validate";
-import { waitForExecution } from "../wait";
+import { submitExecution, waitForExecution } from "../executions/service";
 
 export function executionsRouter(deps: ApiDeps): Router {
   const router = Router();
@@ -25,7 +23,7 @@ export function executionsRouter(deps: ApiDeps): Router {
   router.post("/executions", async (req, res) => {
     const userId = userOf(res);
     const body = parseInput(bodySchema, req.body, "body");
-    const { execution, created } = await createExecution(deps.db, {
+    const { execution, created } = await submitExecution(deps, {
       userId,
       chatId: body.chatId,
       messageId: body.messageId,
@@ -37,17 +35,6 @@ export function executionsRouter(deps: ApiDeps): Router {
     });
     if (!created && !sameRequest(execution, body)) {
       throw new HttpError(409, "idempotency_conflict", "idempotencyKey was already used for a different request");
-    }
-    const log = deps.log.child({ executionId: execution.id, messageId: execution.messageId, chatId: execution.chatId });
-    if (created) {
-      try {
-        await enqueueExecution(deps.executionQueue, execution);
-      } catch (err) {
-        // The execution is durable in Postgres; the worker's reconciler enqueues queued executions that
-        // have no job, so an accepted execution is never lost while Redis is away.
-        log.warn({ err: normalizeError(err) }, "enqueue failed; left for the reconciler");
-      }
-      log.info("execution accepted");
     }
     if (!created) res.setHeader("Idempotent-Replayed", "true");
     // A new execution has no files yet; a replayed one may.
@@ -69,7 +56,10 @@ export function executionsRouter(deps: ApiDeps): Router {
       // Only a held request needs to know that its client went away (a plain poll answers at once).
       const abort = new AbortController();
       res.on("close", () => abort.abort());
-      execution = await waitForExecution(deps, userId, id, Math.min(waitMs, deps.env.MAX_WAIT_MS), abort.signal);
+      execution = await waitForExecution(deps, userId, id, {
+        ms: Math.min(waitMs, deps.env.MAX_WAIT_MS),
+        signal: abort.signal,
+      });
     } else {
       execution = await findExecutionWithFiles(deps.db, userId, id);
     }

@@ -187,6 +187,19 @@ export function findExecution(db: Db, userId: string, id: string): Promise<Execu
   );
 }
 
+/** The owner's latest execution of a message; null when this user never ran anything there. */
+export function latestMessageExecution(db: Db, userId: string, messageId: string): Promise<ExecutionRow | null> {
+  return one(
+    query<ExecutionRow>(
+      db,
+      "execution_latest_of_message",
+      `SELECT ${EXECUTION_COLUMNS} FROM executions WHERE user_id = $1 AND message_id = $2
+       ORDER BY created_at DESC LIMIT 1`,
+      [userId, messageId],
+    ),
+  );
+}
+
 /** The execution with the files it generated, in one statement (what GET /v1/executions/:id renders). */
 export async function findExecutionWithFiles(db: Db, userId: string, id: string): Promise<ExecutionWithFiles | null> {
   const row = await one(

@@ -1,0 +1,158 @@
+import type { Queue } from "bullmq";
+import { createExecution, findExecution, findExecutionWithFiles, isTerminal } from "@codeinterp/db";
+import type { ExecutionRow, ExecutionWithFiles } from "@codeinterp/db";
+import { normalizeError } from "@codeinterp/logger";
+import { enqueueExecution, finishAndAnnounce, parseExecutionRecord, requestCancel } from "@codeinterp/queue";
+import type { ExecutionEvent, ExecutionRecord } from "@codeinterp/queue";
+import type { ApiDeps } from "../deps";
+
+/**
+ * The one way every surface (/v1, LibreChat, Jupyter, MCP) runs code: submit an execution, wait for its end,
+ * read its stored result, cancel it. The surfaces only translate their protocol to and from these.
+ */
+
+export type ServiceDeps = Pick<ApiDeps, "db" | "events" | "log" | "executionQueue" | "redis" | "queuePrefix">;
+
+export type SubmitInput = Parameters<typeof createExecution>[1];
+
+export interface SubmitOptions {
+  /** Log fields of the surface (a session, a kernel id) next to the execution's own. */
+  logFields?: Record<string, unknown>;
+  /** Logged when the execution is accepted. */
+  logMessage?: string;
+  /** Runs after the record exists and before its job does: subscribe here to miss no event. */
+  beforeEnqueue?: (execution: ExecutionRow) => Promise<void>;
+}
+
+/** Records the execution and queues its run; a replayed idempotent request queues nothing. */
+export async function submitExecution(deps: ServiceDeps, input: SubmitInput, opts: SubmitOptions = {}) {
+  const { execution, created } = await createExecution(deps.db, input);
+  if (!created) return { execution, created };
+  const log = deps.log.child({
+    executionId: execution.id,
+    messageId: execution.messageId,
+    chatId: execution.chatId,
+    ...opts.logFields,
+  });
+  await opts.beforeEnqueue?.(execution);
+  try {
+    await enqueueExecution(deps.executionQueue, execution);
+  } catch (err) {
+    // The execution is durable in Postgres; the worker's reconciler enqueues queued executions that
+    // have no job, so an accepted execution is never lost while Redis is away.
+    log.warn({ err: normalizeError(err) }, "enqueue failed; left for the reconciler");
+  }
+  log.info(opts.logMessage ?? "execution accepted");
+  return { execution, created };
+}
+
+export interface WaitOptions {
+  /** Longest the wait holds; then the execution is returned as it is. */
+  ms: number;
+  /** Aborting ends the wait early (the client went away). */
+  signal?: AbortSignal | undefined;
+  /**
+   * Re-reads the status this often, in case a `done` event was lost with a Redis blip. Unset: the wait
+   * costs two reads (now and at the end), whatever the code prints in between.
+   */
+  recheckMs?: number | undefined;
+}
+
+/** A live subscription to one execution's events, opened before its job exists or before the first read. */
+export interface ExecutionWatch {
+  /** Holds until the execution is terminal, `ms` passes or `signal` aborts; then reads it. */
+  end(opts: WaitOptions): Promise<ExecutionWithFiles | null>;
+  close(): Promise<void>;
+}
+
+export async function watchExecution(
+  deps: Pick<ServiceDeps, "db" | "events">,
+  userId: string,
+  id: string,
+  onEvent?: (e: ExecutionEvent) => void,
+): Promise<ExecutionWatch> {
+  let wake: () => void = () => undefined;
+  let done = false;
+  const unsubscribe = await deps.events.subscribe(id, (e) => {
+    if (e.type === "done") {
+      done = true;
+      wake();
+    } else onEvent?.(e);
+  });
+  return {
+    async end({ ms, signal, recheckMs }) {
+      const first = await findExecutionWithFiles(deps.db, userId, id);
+      if (!first || isTerminal(first.status) || ms <= 0) return first;
+      if (!done && !signal?.aborted) {
+        const woken = new Promise<void>((resolve) => (wake = resolve));
+        // Infinity: held until the end or the signal (a Jupyter client waits as long as the code runs).
+        const timer = Number.isFinite(ms) ? setTimeout(wake, ms) : undefined;
+        signal?.addEventListener("abort", wake, { once: true });
+        const recheck = recheckMs
+          ? setInterval(() => {
+              findExecution(deps.db, userId, id)
+                .then((row) => {
+                  if (!row || isTerminal(row.status)) wake();
+                })
+                // A failed re-read is retried on the next tick; the timer ends the wait anyway.
+                .catch(() => undefined);
+            }, recheckMs)
+          : undefined;
+        try {
+          await woken;
+        } finally {
+          clearTimeout(timer);
+          clearInterval(recheck);
+          signal?.removeEventListener("abort", wake);
+        }
+      }
+      return findExecutionWithFiles(deps.db, userId, id);
+    },
+    close: unsubscribe,
+  };
+}
+
+/** Holds until the execution is terminal or `ms` passes, woken by the worker's `done` event. */
+export async function waitForExecution(
+  deps: Pick<ServiceDeps, "db" | "events">,
+  userId: string,
+  id: string,
+  opts: WaitOptions,
+): Promise<ExecutionWithFiles | null> {
+  if (opts.ms <= 0) return findExecutionWithFiles(deps.db, userId, id);
+  const watch = await watchExecution(deps, userId, id);
+  try {
+    return await watch.end(opts);
+  } finally {
+    await watch.close();
+  }
+}
+
+/** The stored result, failure and metrics of an execution, parsed with the one schema the worker writes. */
+export function readExecution(row: Pick<ExecutionRow, "result" | "failure" | "metrics">): ExecutionRecord {
+  return parseExecutionRecord(row);
+}
+
+/** Ends a queued execution at once, or asks the worker running it to interrupt it. */
+export async function cancelExecution(
+  deps: Pick<ServiceDeps, "db" | "log" | "executionQueue" | "redis" | "queuePrefix">,
+  execution: Pick<ExecutionRow, "id" | "messageId">,
+): Promise<void> {
+  const { id } = execution;
+  const log = deps.log.child({ executionId: id, messageId: execution.messageId });
+  const moved = await finishAndAnnounce({ db: deps.db, redis: deps.redis, prefix: deps.queuePrefix }, id, "cancelled", {
+    onlyFrom: ["queued"],
+  });
+  if (moved) {
+    await removeJob(deps.executionQueue, id);
+    log.info("queued execution cancelled");
+  } else {
+    await requestCancel(deps.redis, deps.queuePrefix, id);
+    log.info("cancel sent to the worker");
+  }
+}
+
+async function removeJob(queue: Queue, id: string): Promise<void> {
+  // An active (locked) job cannot be removed; the worker then finds the execution already terminal.
+  await queue.remove(id).catch(() => undefined);
+}
