@@ -299,6 +299,41 @@ describe("MCP server at /mcp", () => {
     }
   });
 
+  it("with a tenant key, each end user named in X-End-User (LibreChat's {{LIBRECHAT_USER_ID}}) is a user of its own", async () => {
+    const res = await fetch(`${stack.url}/v1/admin/api-keys`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${stack.adminToken}`, "content-type": "application/json" },
+      body: JSON.stringify({ userId: `librechat-${randomBytes(3).toString("hex")}`, kind: "tenant" }),
+    });
+    const tenant = (await res.json()) as { key: string };
+    const as = async (endUser: string) => {
+      const client = new ClientV1({ name: "librechat-like", version: "1.0.0" });
+      await client.connect(
+        new TransportV1(new URL(`${stack.url}/mcp`), {
+          requestInit: { headers: { authorization: `Bearer ${tenant.key}`, "x-end-user": endUser } },
+        }),
+      );
+      return client;
+    };
+    const [u1, u2] = [await as("64f0c0ffee0000000000aaaa"), await as("64f0c0ffee0000000000bbbb")];
+    try {
+      const made = (await u1.callTool({ name: "execute_code", arguments: { code: "mine = 1" } })) as ToolResult;
+      const { session_id } = made.structuredContent as { session_id: string };
+      const own = (await u1.callTool({
+        name: "execute_code",
+        arguments: { code: "print(mine)", session_id },
+      })) as ToolResult;
+      expect((own.structuredContent as { stdout: string }).stdout).toBe("1\n");
+      const theirs = (await u2.callTool({
+        name: "execute_code",
+        arguments: { code: "print(mine)", session_id },
+      })) as ToolResult;
+      expect([theirs.isError, text(theirs)]).toEqual([true, expect.stringMatching(/^Unknown session_id/)]);
+    } finally {
+      await Promise.all([u1.close(), u2.close()]);
+    }
+  });
+
   it("answers bad input with a JSON-RPC error or an isError result, and creates nothing", async () => {
     const carol = await stack.newUser();
     const { client } = await connectV1(carol.key);

@@ -43,7 +43,7 @@ describe("a worker killed mid-job", () => {
       expect(done.body.status).toBe("failed");
       expect(done.body.failure.code).toBe("worker_lost");
       // The message is usable again.
-      const next = await api.run({ messageId: "m", code: "print('again')" });
+      const next = await api.run({ chatId: "c", messageId: "m", code: "print('again')" });
       expect(next.status).toBe("completed");
       expect(next.result.stdout).toBe("again\n");
     } finally {
@@ -181,7 +181,7 @@ describe("a cancel sent while no worker holds the execution", () => {
     const done = await api.get(`/v1/executions/${created.body.id}?waitMs=20000`);
     expect(done.body.status).toBe("cancelled");
     expect(done.body.files).toEqual([]);
-    const after = await api.run({ messageId: "m", code: "import os\nprint(os.path.exists('ran.txt'))" });
+    const after = await api.run({ chatId: "c", messageId: "m", code: "import os\nprint(os.path.exists('ran.txt'))" });
     expect(after.result.stdout).toBe("False\n");
   });
 });

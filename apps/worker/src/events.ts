@@ -12,6 +12,8 @@ export interface WorkerEventMap {
   "kernel:evicted": [{ reason: EvictionReason }];
   /** A job gave its slot back for a moment: its message is busy, or no kernel can start now. */
   "turn:steppedAside": [{ executionId: string; reason: "message_busy" | "capacity" }];
+  /** An execution that needs a new kernel found no room and waits for some in its slot. */
+  "kernel:waitedForRoom": [{ messageKey: string }];
 }
 
 export type WorkerEvents = EventEmitter<WorkerEventMap>;

@@ -154,6 +154,7 @@ export function startWorkerMetrics(opts: WorkerMetricsOptions): WorkerMetrics {
   opts.events.on("turn:steppedAside", ({ reason }) => {
     if (reason === "capacity") capacityWaits.inc();
   });
+  opts.events.on("kernel:waitedForRoom", () => capacityWaits.inc());
   if (opts.gateway) {
     const health = opts.gateway;
     new Gauge({

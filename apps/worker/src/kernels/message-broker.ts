@@ -183,6 +183,7 @@ export function createMessageKernelBroker(
     lockKey,
     shutDown: (messageKey, kernelId) => forget(messageKey, kernelId, true),
     onEvicted: (reason) => opts.events?.emit("kernel:evicted", { reason }),
+    onWaitForRoom: (messageKey) => opts.events?.emit("kernel:waitedForRoom", { messageKey }),
     ...(opts.poolEvictionIdleMs !== undefined ? { poolEvictionIdleMs: opts.poolEvictionIdleMs } : {}),
     admission: opts.admission ?? null,
     protectMs: opts.evictionProtectMs ?? DEFAULT_EVICTION_PROTECT_MS,

@@ -37,6 +37,8 @@ export interface RoomOptions {
   /** Shuts a message's kernel down and forgets it (the broker's own bookkeeping included). */
   shutDown: (messageKey: string, kernelId: string) => Promise<void>;
   onEvicted?: (reason: EvictionReason) => void;
+  /** An acquire found no room and waits in place for some (counted with the jobs that step aside). */
+  onWaitForRoom?: (messageKey: string) => void;
   /** This worker: its reservations are freed by others when it stops beating. */
   workerId: string;
   /** How long a message kernel must have been idle before a pool refill may take its place at the ceiling. */
@@ -163,9 +165,10 @@ export function createRoom(opts: RoomOptions) {
     /** Waits in place for room (a turn whose kernel turned out gone after makeRoom said it needed none). */
     async waitFor(exceptKey: string, signal: AbortSignal | undefined): Promise<Reservation> {
       const until = Date.now() + opts.lockWaitMs;
-      for (;;) {
+      for (let waited = false; ; waited = true) {
         const place = await reserve(exceptKey);
         if (place) return place;
+        if (!waited) opts.onWaitForRoom?.(exceptKey);
         if (Date.now() > until)
           throw new KernelCapacityError(
             `no room for a kernel under the ceiling of ${live.max} within ${opts.lockWaitMs} ms`,
