@@ -199,4 +199,19 @@ describe("@codeinterp/client against the real stack", () => {
     ).toBe("résumé.txt");
     expect(filenameFromContentDisposition(null)).toBeNull();
   });
+
+  it("with a tenant key, endUser makes each end user a user of their own", async () => {
+    const res = await fetch(`${stack.url}/v1/admin/api-keys`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${stack.adminToken}`, "content-type": "application/json" },
+      body: JSON.stringify({ userId: "client-tenant", kind: "tenant" }),
+    });
+    const { key } = (await res.json()) as { key: string };
+    const alice = createClient({ baseUrl: stack.url, apiKey: key, endUser: "alice" });
+    const bob = createClient({ baseUrl: stack.url, apiKey: key, endUser: "bob" });
+    const file = await alice.uploadFile(new TextEncoder().encode("alice's"), "notes.txt");
+    expect((await alice.getFile(file.id)).name).toBe("notes.txt");
+    const err = await bob.getFile(file.id).catch((e: unknown) => e);
+    expect([err instanceof CodeinterpApiError, (err as CodeinterpApiError).status]).toEqual([true, 404]);
+  });
 });

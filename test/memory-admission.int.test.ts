@@ -30,7 +30,15 @@ describe("over the high watermark, idle kernels go before a busy one is harmed",
     // 1.5 GiB for all kernels (high watermark 85%: ~1.3 GiB), 768 MiB each.
     jupyter = await ownJupyter({ memoryBytes: 768 * MiB, kernelsMemoryBudgetBytes: 1536 * MiB });
     stack = await startTestStack({
-      env: { JUPYTER_URL: jupyter.url, JUPYTER_TOKEN: jupyter.token, KERNEL_POOL_SIZE: "0", WORKER_CONCURRENCY: "4" },
+      env: {
+        JUPYTER_URL: jupyter.url,
+        JUPYTER_TOKEN: jupyter.token,
+        KERNEL_POOL_SIZE: "0",
+        WORKER_CONCURRENCY: "4",
+        // The returning message below may need an idle kernel's room once the growth is over: short, so the
+        // test need not wait out the default minute of a conversation's protection.
+        KERNEL_EVICTION_PROTECT_MS: "5000",
+      },
     });
   });
   afterAll(async () => {

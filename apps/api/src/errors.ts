@@ -23,7 +23,7 @@ export const unknownRoute: RequestHandler = (req, _res, next) => {
   next(new HttpError(404, "not_found", `no route for ${req.method} ${req.path}`));
 };
 
-function toHttpError(err: unknown): HttpError | null {
+export function toHttpError(err: unknown): HttpError | null {
   if (err instanceof HttpError) return err;
   if (err instanceof FilesNotFoundError) {
     return new HttpError(422, "files_not_found", err.message, { fileIds: err.fileIds });

@@ -26,6 +26,7 @@ Options:
 Environment:
   CODEINTERP_URL       the API (default http://localhost:8080)
   CODEINTERP_API_KEY   your API key (required)
+  CODEINTERP_END_USER  with a tenant key: the end user to act for (X-End-User)
 
 Exit status: 0 when the code ran to its end, 1 when it raised or the execution did not
 complete (failed, timed_out, cancelled), 2 for usage or configuration errors.`;
@@ -119,7 +120,11 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       return EXIT_OK;
     }
     const env = loadCliEnv(io.env);
-    const client = createClient({ baseUrl: env.CODEINTERP_URL, apiKey: env.CODEINTERP_API_KEY });
+    const client = createClient({
+      baseUrl: env.CODEINTERP_URL,
+      apiKey: env.CODEINTERP_API_KEY,
+      ...(env.CODEINTERP_END_USER ? { endUser: env.CODEINTERP_END_USER } : {}),
+    });
     return await run(client, parsed, io);
   } catch (err) {
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {

@@ -7,6 +7,8 @@ const cliEnvSchema = z.object({
   CODEINTERP_API_KEY: z
     .string({ error: "CODEINTERP_API_KEY is not set (create one with POST /v1/admin/api-keys)" })
     .min(1, "CODEINTERP_API_KEY is empty"),
+  /** With a tenant key: the end user to act for (X-End-User). */
+  CODEINTERP_END_USER: z.string().min(1, "CODEINTERP_END_USER is empty").optional(),
 });
 
 export type CliEnv = z.infer<typeof cliEnvSchema>;

@@ -5,6 +5,10 @@ import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import type { Redis } from "@codeinterp/queue";
 import { enqueueExecution, finishAndAnnounce, reconcilerLockKey } from "@codeinterp/queue";
+import { tryLock } from "./kernels/lock";
+
+/** One worker reconciles at a time; the lock is renewed while its pass runs and lapses if the worker dies. */
+const RECONCILER_LOCK_TTL_MS = 30_000;
 
 export interface ReconcilerOptions {
   db: Db;
@@ -24,9 +28,9 @@ export interface ReconcilerOptions {
  * persistence) ends as `failed` instead of staying `running` forever. One worker at a time does this.
  */
 export async function reconcileOnce(opts: ReconcilerOptions): Promise<{ enqueued: number; failed: number }> {
-  const lockKey = reconcilerLockKey(opts.prefix);
-  const got = await opts.redis.set(lockKey, "1", "PX", 30_000, "NX");
-  if (!got) return { enqueued: 0, failed: 0 };
+  // The same tokened lock as a message's turn: a pass that outlives the TTL cannot release another worker's.
+  const lock = await tryLock(opts.redis, reconcilerLockKey(opts.prefix), RECONCILER_LOCK_TTL_MS);
+  if (!lock) return { enqueued: 0, failed: 0 };
   let enqueued = 0;
   let failed = 0;
   try {
@@ -63,8 +67,7 @@ export async function reconcileOnce(opts: ReconcilerOptions): Promise<{ enqueued
       }
     }
   } finally {
-    // The reconciler's lock expires with its TTL.
-    await opts.redis.del(lockKey).catch(() => undefined);
+    await lock.release();
   }
   if (enqueued || failed) opts.log.info({ enqueued, failed }, "reconciled executions");
   return { enqueued, failed };

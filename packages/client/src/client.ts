@@ -20,6 +20,11 @@ export interface ClientOptions {
   /** Where the API is, e.g. `http://localhost:8080`; `""` means the current origin (browsers). */
   baseUrl: string;
   apiKey: string;
+  /**
+   * With a tenant key: the end user every request acts for (sent as `X-End-User`); each end user is a
+   * codeinterp user of its own under the tenant. A user key must leave it unset (403 otherwise).
+   */
+  endUser?: string;
   /** Defaults to the global fetch (Node 20+, browsers). */
   fetch?: FetchLike;
   /** Extra headers sent with every request. */
@@ -141,7 +146,11 @@ export function filenameFromContentDisposition(header: string | null): string | 
 export function createClient(options: ClientOptions): CodeinterpClient {
   const baseUrl = options.baseUrl.replace(/\/+$/, "");
   const doFetch: FetchLike = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
-  const auth = { authorization: `Bearer ${options.apiKey}`, ...options.headers };
+  const auth = {
+    authorization: `Bearer ${options.apiKey}`,
+    ...(options.endUser !== undefined ? { "x-end-user": options.endUser } : {}),
+    ...options.headers,
+  };
 
   async function request(
     method: string,

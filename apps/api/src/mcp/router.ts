@@ -7,7 +7,7 @@ import { z } from "zod";
 import { normalizeError } from "@codeinterp/logger";
 import { requireApiKey, userOf } from "../auth";
 import type { ApiDeps } from "../deps";
-import { HttpError } from "../errors";
+import { toHttpError } from "../errors";
 import { publicOrigin } from "../links/urls";
 import { createMcpServer } from "./server";
 
@@ -47,7 +47,7 @@ export function mcpRouter(deps: ApiDeps): Router {
   });
   const challenge: ErrorRequestHandler = (err, req, res, next) => {
     // RFC 6750 section 3: no error code when no credentials were sent, invalid_token for a wrong one.
-    if (err instanceof HttpError && err.status === 401)
+    if (toHttpError(err)?.status === 401)
       res.setHeader(
         "WWW-Authenticate",
         req.headers.authorization
