@@ -261,22 +261,20 @@ def kernel_from_template(conn, request):
     The sandbox runs a holder (HOLDER) as its pid 1: it says "ready" on fd 6 once bubblewrap has built
     everything, then reads fd 5 until the kernel, which holds the pipe's other end, exits; the holder then
     exits and so does bwrap, which is what jupyter_client waits on. If bwrap dies first (a kill, a
-    shutdown), its pid namespace goes and the kernel with it. A helper process hands the
-    request to the template once bwrap runs; it is reparented away, so bwrap never reaps it.
+    shutdown), its pid namespace goes and the kernel with it. A helper process hands the request to the
+    template once bwrap runs. It stays this process's child: bwrap, exec'd here, reaps children it did not
+    start and ignores them (a double fork would leave it to pid 1, which in a container may never reap it).
     Returns the holder's command."""
     alive_r, alive_w = os.pipe()
     ready_r, ready_w = os.pipe()
     bwrap_pid = os.getpid()  # exec keeps it: prlimit, setpriv and bwrap all run in this process
-    helper = os.fork()
-    if helper == 0:
+    if os.fork() == 0:
         try:
-            if os.fork() == 0:
-                os.close(alive_r)
-                os.close(ready_w)
-                ask_template(conn, dict(request, bwrapPid=bwrap_pid), [alive_w, ready_r, 1, 2])
+            os.close(alive_r)
+            os.close(ready_w)
+            ask_template(conn, dict(request, bwrapPid=bwrap_pid), [alive_w, ready_r, 1, 2])
         finally:
             os._exit(0)
-    os.waitpid(helper, 0)
     conn.close()
     os.close(alive_w)
     os.close(ready_r)
@@ -286,7 +284,7 @@ def kernel_from_template(conn, request):
 
 
 def ask_template(conn, request, fds):
-    """In the reparented helper: one request; a refusal is printed where the kernel's stderr goes, and
+    """In the helper: one request; a refusal is printed where the kernel's stderr goes, and
     closing our copy of the alive pipe then ends the sandbox, so jupyter_client sees a kernel that died."""
     try:
         conn.settimeout(60)
