@@ -48,6 +48,7 @@ describe("dependencies failing under a flow of executions", () => {
         runs.push({
           id: await a.submit({ chatId: phase, messageId, code: workloadCode(token, opts.sleepS) }),
           token,
+          chatId: phase,
           messageId,
         });
         // The flow's pacing: one submission every `everyMs`.

@@ -132,7 +132,7 @@ describe("a frozen Jupyter server", () => {
     for (const id of queued) expect(rows.get(id)?.status, id).toBe("completed");
 
     // The next execution works, also in a message whose kernel died with the server.
-    const next = await a.submit({ chatId: "after", messageId: "busy-0", code: "print(6 * 7)" });
+    const next = await a.submit({ chatId: "freeze", messageId: "busy-0", code: "print(6 * 7)" });
     const done = await a.get(`/v1/executions/${next}?waitMs=30000`, 40_000);
     expect(done.body.status).toBe("completed");
     expect(done.body.result.stdout).toBe("42\n");
@@ -215,7 +215,7 @@ describe("a frozen gateway that is not ours to restart", () => {
 
     // Answering again (SIGCONT): ready, and the next execution runs.
     await waitFor(async () => (await fetch(`${stack.apiUrl}/readyz`)).status === 200, 20_000, "ready again");
-    const next = await a.submit({ chatId: "after", messageId: "busy-0", code: "print('back')" });
+    const next = await a.submit({ chatId: "remote", messageId: "busy-0", code: "print('back')" });
     const done = await a.get(`/v1/executions/${next}?waitMs=30000`, 40_000);
     expect(done.body.status).toBe("completed");
     expect(done.body.result.stdout).toBe("back\n");

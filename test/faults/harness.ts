@@ -580,6 +580,8 @@ export function workloadCode(token: string, sleepS = 0.4): string {
 export interface SubmittedRun {
   id: string;
   token: string;
+  /** A message id belongs to one chat: its follow-up is sent in the same one. */
+  chatId: string;
   messageId: string;
 }
 
@@ -603,6 +605,7 @@ export async function checkWorkspaces(
   const missingCompleted: string[] = [];
   const followUpFailures: string[] = [];
   for (const [messageId, list] of byMessage) {
+    const chatId = list[0]!.chatId;
     const completed = list.filter((r) => status.get(r.id) === "completed").map((r) => r.token);
     const code = [
       "import json, os",
@@ -611,7 +614,7 @@ export async function checkWorkspaces(
       "files = {t: open(f'/mnt/data/out-{t}.txt').read() == t for t in want if os.path.exists(f'/mnt/data/out-{t}.txt')}",
       "print(json.dumps({'log': log, 'files': files}))",
     ].join("\n");
-    const id = await a.submit({ chatId: "followup", messageId, code });
+    const id = await a.submit({ chatId, messageId, code });
     const done = await a.get(`/v1/executions/${id}?waitMs=30000`, 40_000);
     if (done.body?.status !== "completed" || done.body.result?.error) {
       followUpFailures.push(

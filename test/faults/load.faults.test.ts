@@ -44,7 +44,7 @@ describe("load: 1,000 executions", () => {
     // Warm-up: one execution per message, so every kernel exists before the "before" measurement.
     await Promise.all(
       Array.from({ length: MESSAGES }, async (_, m) => {
-        const id = await a.submit({ chatId: "warm", messageId: `m${m}`, code: "1" });
+        const id = await a.submit({ chatId: "load", messageId: `m${m}`, code: "1" });
         await a.get(`/v1/executions/${id}?waitMs=60000`, 70_000);
       }),
     );

@@ -40,6 +40,7 @@ describe("workers SIGKILLed repeatedly while executions flow", () => {
         runs.push({
           id: await a.submit({ chatId: "faults", messageId, code: workloadCode(token, 0.5) }),
           token,
+          chatId: "faults",
           messageId,
         });
         await sleep(SUBMIT_EVERY_MS);

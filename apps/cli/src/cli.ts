@@ -18,7 +18,7 @@ and saves the files the code wrote to /mnt/data.
 Options:
   -f, --file <path>    attach a file (repeatable); the code finds it as /mnt/data/<name>
   -o, --out <dir>      save generated files here, keeping their paths under /mnt/data
-      --chat <id>      chat id (default: a new one)
+      --chat <id>      chat id (default: a new one; with --message, "cli")
       --message <id>   message id (default: a new one); reuse it to share /mnt/data and variables
       --timeout <ms>   execution timeout in milliseconds (server default otherwise)
   -h, --help           show this help
@@ -89,7 +89,8 @@ function parseRunArgs(args: string[]): RunArgs | { help: true } {
     script: positionals[0]!,
     files: values.file ?? [],
     out: values.out,
-    chatId: values.chat ?? newId("cli-chat"),
+    // A message id belongs to one chat: reusing --message without --chat stays in the same one.
+    chatId: values.chat ?? (values.message ? "cli" : newId("cli-chat")),
     messageId: values.message ?? newId("cli-msg"),
     timeoutMs,
   };
