@@ -106,7 +106,10 @@ const workerEnvSchema = z
     KERNEL_NEW_MB: int(128, 1),
     /** MemAvailable the host keeps: below it, memory counts as over the high watermark. */
     HOST_MEMORY_FLOOR_MB: int(1024, 0),
-    /** A message kernel used this recently is not evicted for a new message (the new message waits). */
+    /**
+     * Under memory admission, a message kernel used this recently is not evicted for a new message (the new
+     * message waits); under the count ceiling alone the least recently used idle kernel goes at once.
+     */
     KERNEL_EVICTION_PROTECT_MS: int(60_000, 0),
   })
   .transform((e) => ({ ...e, KERNEL_ROOT_DIR: path.resolve(e.KERNEL_ROOT_DIR ?? e.DATA_DIR) }));

@@ -102,7 +102,9 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     gatewaySeen: () => gatewaySeen(gatewayWatch),
     preload,
     admission,
-    evictionProtectMs: env.KERNEL_EVICTION_PROTECT_MS,
+    // Under the count ceiling alone (a remote gateway, unsandboxed kernels) places are few and count caps,
+    // not use: a new message evicts the least recently used idle kernel at once, as it always did.
+    evictionProtectMs: admission ? env.KERNEL_EVICTION_PROTECT_MS : 0,
   });
   beatNow = () => broker.heartbeat();
   const cancels = new CancelRegistry();
