@@ -104,7 +104,10 @@ const workerEnvSchema = z
     KERNELS_MEMORY_LOW_PERCENT: int(75, 5),
     /** Room a new kernel needs under the high watermark: what one takes after a first analysis. */
     KERNEL_NEW_MB: int(128, 1),
-    /** MemAvailable the host keeps: below it, memory counts as over the high watermark. */
+    /**
+     * MemAvailable the host keeps (at most a tenth of its memory): below it no new kernel is admitted, and
+     * idle kernels are evicted down to the low watermark.
+     */
     HOST_MEMORY_FLOOR_MB: int(1024, 0),
     /**
      * Under memory admission, a message kernel used this recently is not evicted for a new message (the new

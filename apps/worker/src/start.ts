@@ -1,3 +1,4 @@
+import { totalmem } from "node:os";
 import { Queue } from "bullmq";
 import { closeDb, createDb, kernelMayBeInUse } from "@codeinterp/db";
 import { DEFAULT_SANDBOX_LIMITS, SANDBOX_KERNEL_NAME, createKernelGateway, preloadCode } from "@codeinterp/kernel";
@@ -308,6 +309,7 @@ function createMemoryAdmission(env: WorkerEnv, gateway: KernelGateway, budgetByt
     highWatermarkBytes: Math.floor((budgetBytes * env.KERNELS_MEMORY_HIGH_PERCENT) / 100),
     lowWatermarkBytes: Math.floor((budgetBytes * env.KERNELS_MEMORY_LOW_PERCENT) / 100),
     newKernelBytes: env.KERNEL_NEW_MB * 1024 ** 2,
-    hostFloorBytes: env.HOST_MEMORY_FLOOR_MB * 1024 ** 2,
+    // A small machine keeps a proportionate floor: 1 GiB of a 2 GiB VM would admit nothing.
+    hostFloorBytes: Math.min(env.HOST_MEMORY_FLOOR_MB * 1024 ** 2, Math.floor(totalmem() * 0.1)),
   });
 }

@@ -232,6 +232,9 @@ def become_kernel(req, alive_fd, out_fd, err_fd):
     keep = 3
     os.dup2(alive_fd, keep)
     os.set_inheritable(keep, False)
+    # Close-on-exec spares programs the kernel runs; a child it merely forks (os.fork, multiprocessing) must
+    # let go too, or a dead kernel's sandbox would live on while that child does.
+    os.register_at_fork(after_in_child=lambda: os.close(keep))
     os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
     sys.stdin = open(0, "r", closefd=False)
     sys.stdout = open(1, "w", buffering=1, closefd=False)
@@ -290,6 +293,20 @@ def serve_one(conn):
             pass
 
 
+def accept_one(listener):
+    conn, _ = listener.accept()
+    try:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        if struct.unpack("3i", creds)[1] != 0:
+            return
+        if os.fork() == 0:
+            listener.close()
+            serve_one(conn)
+            os._exit(0)
+    finally:
+        conn.close()
+
+
 def main(socket_path, modules):
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     preload_kernel()
@@ -317,17 +334,10 @@ def main(socket_path, modules):
         if sys.stdin in readable and not os.read(sys.stdin.fileno(), 1):
             break  # the service that started us is gone
         if listener in readable:
-            conn, _ = listener.accept()
-            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            if struct.unpack("3i", creds)[1] != 0:
-                conn.close()
-                continue
-            pid = os.fork()
-            if pid == 0:
-                listener.close()
-                serve_one(conn)
-                os._exit(0)
-            conn.close()
+            try:
+                accept_one(listener)
+            except OSError as e:  # out of descriptors or processes: this request fails, not the template
+                log("could not serve a request: %s" % e)
         while True:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)

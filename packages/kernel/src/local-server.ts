@@ -276,7 +276,11 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
         // Kernels with an egress proxy start the plain way (the launcher's forwarder runs before the kernel).
         if (opts.kernelTemplate !== false && !proxy.proxySocket) {
           const modules = opts.kernelTemplate?.modules ?? DEFAULT_PRELOAD_MODULES;
-          template = await startKernelTemplate({ stateDir, modules, matplotlibCacheDir, log });
+          // Without it kernels start the plain way: slower, the same sandbox.
+          template = await startKernelTemplate({ stateDir, modules, matplotlibCacheDir, log }).catch((err: unknown) => {
+            log.error({ err: (err as Error).message }, "kernel template did not start; kernels start the plain way");
+            return null;
+          });
         }
         await installSandboxKernelSpec(
           dirs.data,

@@ -234,6 +234,7 @@ def reap(*_):
         except ChildProcessError:
             return
 signal.signal(signal.SIGCHLD, reap)
+signal.signal(signal.SIGINT, signal.SIG_DFL)  # as init, a signal without a handler cannot reach it from inside
 os.write(%d, b"r")
 os.close(%d)
 while os.read(%d, 1):

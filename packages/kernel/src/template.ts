@@ -83,7 +83,13 @@ export async function startKernelTemplate(opts: StartKernelTemplateOptions): Pro
   };
 
   let current = launch();
-  await current.ready;
+  try {
+    await current.ready;
+  } catch (err) {
+    // Never left running (as root) behind a start that failed.
+    current.child.kill("SIGKILL");
+    throw err;
+  }
   opts.log.info({ pid: current.child.pid, modules: opts.modules }, "kernel template ready");
 
   const supervise = async () => {

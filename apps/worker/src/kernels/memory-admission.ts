@@ -40,6 +40,8 @@ export const DEFAULT_HOST_FLOOR_BYTES = 1024 * MiB;
  */
 export class MemoryAdmission {
   private lastState: MemoryState | null = null;
+  /** Kernels this worker admitted that are not started yet: they use nothing yet, and count at KERNEL_NEW_MB. */
+  private starting = 0;
 
   constructor(private readonly opts: MemoryAdmissionOptions) {}
 
@@ -61,12 +63,24 @@ export class MemoryAdmission {
     return this.lastState;
   }
 
-  /** Whether one more kernel fits in what is really free. Unreadable memory admits (the count ceiling holds). */
-  async roomForNew(): Promise<boolean> {
+  /**
+   * Room for one more kernel in what is really free, counting the kernels this worker is still starting at
+   * what they will take (a burst would otherwise be admitted against one reading): a release to call once the
+   * kernel started or its start was given up, or null when there is no room. Unreadable memory admits (the
+   * count ceiling holds).
+   */
+  async admit(): Promise<(() => void) | null> {
     const s = await this.sample();
-    if (!s) return true;
-    const need = this.opts.newKernelBytes;
-    return s.usedBytes + need <= s.highWatermarkBytes && s.hostAvailableBytes - need >= this.opts.hostFloorBytes;
+    const need = this.opts.newKernelBytes * (this.starting + 1);
+    if (s && (s.usedBytes + need > s.highWatermarkBytes || s.hostAvailableBytes - need < this.opts.hostFloorBytes))
+      return null;
+    this.starting++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.starting--;
+    };
   }
 
   /**
@@ -77,8 +91,10 @@ export class MemoryAdmission {
   async excessBytes(relieving = false): Promise<number> {
     const s = await this.sample();
     if (!s) return 0;
-    const hostShort = this.opts.hostFloorBytes - s.hostAvailableBytes;
     const over = relieving ? s.usedBytes > s.lowWatermarkBytes : s.usedBytes > s.highWatermarkBytes;
+    // The host short of its floor: kernels give back only down to the low watermark. What else uses the
+    // host is not theirs to make up for by evicting every idle conversation (new kernels wait meanwhile).
+    const hostShort = s.usedBytes > s.lowWatermarkBytes ? this.opts.hostFloorBytes - s.hostAvailableBytes : 0;
     if (!over && hostShort <= 0) return 0;
     return Math.max(s.usedBytes - s.lowWatermarkBytes, hostShort, 1);
   }

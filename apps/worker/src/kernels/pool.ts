@@ -202,8 +202,9 @@ export class KernelPool {
         { kernelId: kernel.session.id },
         "a pool kernel taken for a message was being evicted; passed over",
       );
-      // Its shutdown is the evicting worker's; only this worker's websocket goes.
-      kernel.session.dispose();
+      // The evicting worker shuts it down; so does this one, in case no one is (its record was lost to a
+      // Redis error): a second shutdown of a kernel is harmless, a leaked one is not.
+      void kernel.session.shutdown().catch(warnShutdownFailed(this.log, kernel.session.id));
       if (kernel.slot.disposable) await removeWorkspaceDir(kernel.slot.dir).catch(() => undefined);
     }
   }

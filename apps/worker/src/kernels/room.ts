@@ -70,7 +70,25 @@ export function createRoom(opts: RoomOptions) {
    * the ceiling or when the kernels' memory in use leaves no room for one more.
    */
   async function reservePlace(): Promise<Reservation | null> {
-    if (opts.admission && !(await opts.admission.roomForNew())) return null;
+    const admitted = opts.admission ? await opts.admission.admit() : () => undefined;
+    if (!admitted) return null;
+    const place = await reserveCounted().catch((err: unknown) => {
+      admitted();
+      throw err;
+    });
+    if (!place) {
+      admitted();
+      return null;
+    }
+    // Started or given up: from then on the kernel's memory shows in the reading itself.
+    return {
+      bind: (kernelId, ttlMs) => place.bind(kernelId, ttlMs).finally(admitted),
+      drop: () => place.drop().finally(admitted),
+    };
+  }
+
+  /** A place under the count ceiling, once pool kernels of workers that are gone have given theirs back. */
+  async function reserveCounted(): Promise<Reservation | null> {
     await owners
       .sweep()
       .catch((err: unknown) => log.warn({ err: normalizeError(err).message }, "pool-owner sweep failed"));
