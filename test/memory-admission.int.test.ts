@@ -1,10 +1,10 @@
 // Admission by memory in use (issue 21, item 2) on real cgroups: each describe has a Jupyter server of its own,
 // so its kernels' parent cgroup holds exactly this file's kernels.
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { silentLog, startLocalJupyter } from "@codeinterp/kernel";
+import { readHostAvailableBytes, silentLog, startLocalJupyter } from "@codeinterp/kernel";
 import type { LocalJupyter, SandboxLimits } from "@codeinterp/kernel";
 import { client, startTestStack } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
@@ -17,11 +17,6 @@ async function ownJupyter(limits: Partial<SandboxLimits>): Promise<LocalJupyter>
   await mkdir(stateDir, { recursive: true });
   return startLocalJupyter({ rootDir: inject("testRoot"), stateDir, port: 0, log: silentLog, sandboxLimits: limits });
 }
-
-const memAvailable = async () => {
-  const m = /^MemAvailable:\s+(\d+) kB/m.exec(await readFile("/proc/meminfo", "utf8"));
-  return Number(m?.[1] ?? 0) * 1024;
-};
 
 describe("over the high watermark, idle kernels go before a busy one is harmed", () => {
   let jupyter: LocalJupyter;
@@ -98,9 +93,9 @@ describe("a hundred live messages with small working sets", () => {
 
   it("all keep their variables: none is evicted for another's new message", async () => {
     const api = client(stack.url, (await stack.newUser("hundred")).key);
-    let lowest = await memAvailable();
+    let lowest = await readHostAvailableBytes();
     const watch = async () => {
-      const now = await memAvailable();
+      const now = await readHostAvailableBytes();
       lowest = Math.min(lowest, now);
       if (now < FLOOR_BYTES) throw new Error(`stopped: MemAvailable ${Math.round(now / MiB)} MiB is under the floor`);
     };

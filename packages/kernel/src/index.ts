@@ -65,7 +65,5 @@ export { egressPassword, startEgressProxy } from "./egress/proxy";
 export type { EgressProxy, EgressProxyOptions } from "./egress/proxy";
 export { DEFAULT_PRELOAD_MODULES, PYTHON_MODULE_NAME, PreloadConfigError, preloadCode } from "./preload";
 export { isAlive } from "./process-tree";
-export { readHostAvailableBytes, readKernelsMemory } from "./kernels-memory";
+export { readHostAvailableBytes } from "./kernels-memory";
 export type { KernelsMemoryReading } from "./kernels-memory";
-export { startKernelTemplate } from "./template";
-export type { KernelTemplate } from "./template";

@@ -1,7 +1,5 @@
 import type { KernelsMemoryReading } from "@codeinterp/kernel";
 
-const MiB = 1024 ** 2;
-
 export interface MemoryAdmissionOptions {
   /** What the kernels use now (their parent cgroup) and the host's MemAvailable; null: cannot be read. */
   read: () => Promise<KernelsMemoryReading | null>;
@@ -12,7 +10,7 @@ export interface MemoryAdmissionOptions {
   lowWatermarkBytes: number;
   /** What a new kernel is expected to take once it has done a first analysis. */
   newKernelBytes: number;
-  /** MemAvailable below this counts as over the high watermark: the box has other tenants. */
+  /** MemAvailable the host keeps: below it no kernel is admitted (the box has other tenants). */
   hostFloorBytes: number;
 }
 
@@ -23,14 +21,6 @@ export interface MemoryState {
   highWatermarkBytes: number;
   lowWatermarkBytes: number;
 }
-
-/** Defaults from the kernels' budget: evict idle kernels from 85% of it, down to 75%. */
-export function memoryWatermarks(budgetBytes: number): { high: number; low: number } {
-  return { high: Math.floor(budgetBytes * 0.85), low: Math.floor(budgetBytes * 0.75) };
-}
-
-export const DEFAULT_NEW_KERNEL_BYTES = 128 * MiB;
-export const DEFAULT_HOST_FLOOR_BYTES = 1024 * MiB;
 
 /**
  * Admission by memory in use, not by cap: a new kernel starts while the kernels' actual use (their parent

@@ -491,9 +491,12 @@ export function createMessageKernelBroker(
   // One worker at a time relieves memory pressure (the others would evict a kernel each for the same excess).
   let relieving = false;
   const memoryWatch = setInterval(() => {
-    if (!opts.admission || relieving) return;
+    const admission = opts.admission;
+    if (!admission || relieving) return;
     relieving = true;
     void (async () => {
+      // A local reading first: the Redis lock is taken only when there is something to relieve.
+      if ((await admission.excessBytes()) === 0) return;
       const lock = await tryLock(redis, memoryReliefLockKey(prefix), lockTtlMs);
       if (!lock) return;
       try {
