@@ -1,5 +1,7 @@
 // `npm start`: the embedded local Jupyter server (unless JUPYTER_URL is set), then the API and one worker,
 // in the foreground. Ctrl-C / SIGTERM drains and stops all of them.
+// `--cell`: a cell of a deployment past one machine (deploy/kustomize, docs/kubernetes.md): the embedded
+// server and the worker only; API instances run elsewhere.
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -11,6 +13,9 @@ import { EgressPolicy, parseEgressAllowlist, startLocalJupyter } from "@codeinte
 import type { LocalJupyter } from "@codeinterp/kernel";
 
 const say = (msg: string) => console.error(`[start] ${msg}`);
+const cell = process.argv.includes("--cell");
+// The worker drains for SHUTDOWN_DEADLINE_MS and exits by itself 5 s later; its children are killed only past that.
+const stopDeadlineMs = Number(process.env.SHUTDOWN_DEADLINE_MS ?? 30_000) + 10_000;
 const dataDir = path.resolve(process.env.DATA_DIR ?? defaultDataDir);
 await mkdir(dataDir, { recursive: true });
 
@@ -24,7 +29,11 @@ async function adminToken(): Promise<string> {
   return token;
 }
 
-const env: Record<string, string | undefined> = { ...process.env, DATA_DIR: dataDir, ADMIN_TOKEN: await adminToken() };
+const env: Record<string, string | undefined> = {
+  ...process.env,
+  DATA_DIR: dataDir,
+  ...(cell ? {} : { ADMIN_TOKEN: await adminToken() }),
+};
 let jupyter: LocalJupyter | null = null;
 if (!process.env.JUPYTER_URL) {
   const line = (o: unknown, m?: string) => say(`jupyter: ${m ? `${m} ${JSON.stringify(o)}` : JSON.stringify(o)}`);
@@ -78,12 +87,12 @@ let stopping = false;
 async function stop(code: number) {
   if (stopping) return;
   stopping = true;
-  say("stopping (draining the worker, closing the API)");
+  say(cell ? "stopping (draining the worker)" : "stopping (draining the worker, closing the API)");
   const exits = [...children.values()].map((c) => new Promise((r) => c.once("exit", r)));
   for (const c of children.values()) c.kill("SIGTERM");
   const deadline = setTimeout(() => {
     for (const c of children.values()) c.kill("SIGKILL");
-  }, 40_000);
+  }, stopDeadlineMs);
   await Promise.all(exits);
   clearTimeout(deadline);
   await jupyter?.stop();
@@ -93,10 +102,11 @@ process.on("SIGINT", () => void stop(0));
 process.on("SIGTERM", () => void stop(0));
 
 // The HTTP edge never holds the gateway's address or token: only the worker can run code.
-launch("api", "apps/api/src/main.ts", apiProcessEnv(env));
+if (!cell) launch("api", "apps/api/src/main.ts", apiProcessEnv(env));
 // Capture and workspace preparation are many small file-system calls: more libuv threads let them (and
 // their fsyncs, which the file system commits together) overlap. Node reads this once, at start.
 launch("worker", "apps/worker/src/main.ts", { ...env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "16" });
-say(
-  `API on http://127.0.0.1:${env.PORT ?? 8080}  (admin token: ${process.env.ADMIN_TOKEN ? "from ADMIN_TOKEN" : path.join(dataDir, "admin-token")})`,
-);
+if (!cell)
+  say(
+    `API on http://127.0.0.1:${env.PORT ?? 8080}  (admin token: ${process.env.ADMIN_TOKEN ? "from ADMIN_TOKEN" : path.join(dataDir, "admin-token")})`,
+  );
