@@ -7,8 +7,9 @@
 // `print(1)` round trip through a gateway session, with no codeinterp API or worker in between.
 import { chown, mkdir } from "node:fs/promises";
 import path from "node:path";
-import { createKernelGateway, SANDBOX_KERNEL_NAME, SANDBOX_MIN_UID, startLocalJupyter } from "@codeinterp/kernel";
-import type { LocalJupyter } from "@codeinterp/kernel";
+import { createKernelGateway, remoteKernelHost } from "@codeinterp/kernel";
+import { SANDBOX_KERNEL_NAME, SANDBOX_MIN_UID, startLocalJupyter } from "@codeinterp/kernel-host";
+import type { LocalJupyter } from "@codeinterp/kernel-host";
 import { quietLog } from "./services";
 import { now, round, summarize } from "./stats";
 import type { Summary } from "./stats";
@@ -29,7 +30,13 @@ interface Variant {
 
 const variant = (name: string, jupyter: LocalJupyter, kernelName: string): Variant => ({
   name,
-  gateway: createKernelGateway({ baseUrl: jupyter.url, token: jupyter.token, log: quietLog, kernelName }),
+  gateway: createKernelGateway({
+    baseUrl: jupyter.url,
+    token: jupyter.token,
+    log: quietLog,
+    kernelName,
+    host: remoteKernelHost,
+  }),
   starts: [],
   prints: [],
 });

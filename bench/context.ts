@@ -1,7 +1,8 @@
 // What every scenario gets from bench/run.ts: the running stack (API and worker processes, Jupyter server,
 // database, gateway), the run's parameters, and the one place figures and targets are recorded.
 import type { Db } from "@codeinterp/db";
-import type { KernelGateway, LocalJupyter } from "@codeinterp/kernel";
+import type { KernelGateway } from "@codeinterp/kernel";
+import type { LocalJupyter } from "@codeinterp/kernel-host";
 import type { apiClient } from "./client";
 import type { Child } from "./services";
 import { round } from "./stats";

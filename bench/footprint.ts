@@ -3,8 +3,9 @@
 // with the live-kernel ceiling that implies.
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import type { KernelCgroupParent, KernelGateway, KernelSession } from "@codeinterp/kernel";
-import { kernelMemoryCgroup, SANDBOX_KERNEL_NAME } from "@codeinterp/kernel";
+import type { KernelGateway, KernelSession } from "@codeinterp/kernel";
+import type { KernelCgroupParent } from "@codeinterp/kernel-host";
+import { kernelMemoryCgroup, SANDBOX_KERNEL_NAME } from "@codeinterp/kernel-host";
 import type { apiClient } from "./client";
 import { cpuDelta, cpuSnapshot } from "./services";
 

@@ -4,8 +4,8 @@
 // preloaded template shows its private share, and a kernel started from scratch everything it loaded.
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import type { KernelCgroupParent } from "@codeinterp/kernel";
-import { kernelMemoryCgroup } from "@codeinterp/kernel";
+import type { KernelCgroupParent } from "@codeinterp/kernel-host";
+import { kernelMemoryCgroup } from "@codeinterp/kernel-host";
 
 export interface KernelMemory {
   kernelId: string;

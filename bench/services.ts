@@ -10,8 +10,8 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import pg from "pg";
 import { ensureDatabase, migrate } from "@codeinterp/db";
-import { startLocalJupyter } from "@codeinterp/kernel";
-import type { LocalJupyter } from "@codeinterp/kernel";
+import { startLocalJupyter } from "@codeinterp/kernel-host";
+import type { LocalJupyter } from "@codeinterp/kernel-host";
 import { loadKernelLimits, repoRoot } from "@codeinterp/config";
 
 export const quietLog = {

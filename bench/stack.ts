@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { apiProcessEnv } from "@codeinterp/config";
 import { createDb } from "@codeinterp/db";
-import { createKernelGateway } from "@codeinterp/kernel";
+import { createKernelGateway, remoteKernelHost } from "@codeinterp/kernel";
 import { createRedis, poolOwnersKey } from "./bench-deps";
 import { apiClient } from "./client";
 import type { Bench, Json, Params, Target } from "./context";
@@ -84,7 +84,12 @@ export async function startStack(o: StackOptions): Promise<Stack> {
   let worker: Child | null = null;
   const db = createDb({ url: databaseUrl, poolSize: 4 });
   const poolRedis = createRedis(env.REDIS_URL!, { name: "bench-pool" });
-  const gateway = createKernelGateway({ baseUrl: jupyter.url, token: jupyter.token, log: quietLog });
+  const gateway = createKernelGateway({
+    baseUrl: jupyter.url,
+    token: jupyter.token,
+    log: quietLog,
+    host: remoteKernelHost,
+  });
   const stop = async () => {
     poolRedis.disconnect();
     await api?.stop().catch(() => undefined);

@@ -3,8 +3,8 @@
 // host's MemAvailable. Every figure is optional: a surface that does not answer leaves its fields out.
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { SANDBOX_KERNEL_NAME } from "@codeinterp/kernel";
-import type { KernelCgroupParent } from "@codeinterp/kernel";
+import { SANDBOX_KERNEL_NAME } from "@codeinterp/kernel-host";
+import type { KernelCgroupParent } from "@codeinterp/kernel-host";
 import type { Bench } from "./context";
 import { round } from "./stats";
 

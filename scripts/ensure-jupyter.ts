@@ -1,5 +1,5 @@
 // Makes sure the embedded kernel gateway (Debian's jupyter-server + ipykernel) is installed.
-import { ensureJupyterInstalled } from "@codeinterp/kernel";
+import { ensureJupyterInstalled } from "@codeinterp/kernel-host";
 
 const log = {
   debug: () => undefined,

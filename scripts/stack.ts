@@ -9,8 +9,8 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { apiProcessEnv, defaultDataDir, loadKernelEgress, loadKernelLimits, repoRoot } from "@codeinterp/config";
-import { EgressPolicy, parseEgressAllowlist, startLocalJupyter } from "@codeinterp/kernel";
-import type { LocalJupyter } from "@codeinterp/kernel";
+import { EgressPolicy, parseEgressAllowlist, startLocalJupyter } from "@codeinterp/kernel-host";
+import type { LocalJupyter } from "@codeinterp/kernel-host";
 
 const say = (msg: string) => console.error(`[start] ${msg}`);
 const cell = process.argv.includes("--cell");

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { loadApiEnv } from "../apps/api/src/env";
 import { loadWorkerEnv } from "../apps/worker/src/env";
-import { JUPYTER_SERVER_CONFIG } from "../packages/kernel/src/jupyter-config";
+import { JUPYTER_SERVER_CONFIG } from "../packages/kernel-host/src/jupyter-config";
 
 // No Docker engine runs here: these tests keep docker-compose.yml honest about the code it runs.
 const root = path.resolve(import.meta.dirname, "..");
@@ -270,7 +270,7 @@ describe("docker-compose.yml", () => {
 });
 
 describe("docker/jupyter_server_config.py", () => {
-  it("is the config `npm start` uses (packages/kernel)", () => {
+  it("is the config `npm start` uses (packages/kernel-host)", () => {
     expect(read("docker/jupyter_server_config.py")).toBe(JUPYTER_SERVER_CONFIG);
   });
 });

@@ -92,3 +92,39 @@ describe("per-execution memory", () => {
     });
   });
 });
+
+// A worker told its gateway's kernels run elsewhere (KERNEL_HOST=remote, as with Enterprise Gateway) knows
+// nothing of their memory, even where the cgroups happen to be readable: it says the ask was not applied,
+// and a kernel killed for its memory is reported as a plain death.
+describe("per-execution memory under a remote kernel host", () => {
+  let remote: TestStack;
+  let bob: ReturnType<typeof client>;
+  beforeAll(async () => {
+    remote = await startTestStack({
+      env: {
+        KERNEL_SANDBOX: "on",
+        KERNEL_HOST: "remote",
+        KERNEL_POOL_SIZE: "0",
+        KERNEL_MEMORY_MB: String(TEST_KERNEL_MEMORY_MB),
+        KERNEL_MEMORY_MAX_MB: String(MAX_MB),
+      },
+    });
+    bob = client(remote.url, (await remote.newUser("bob")).key);
+  });
+  afterAll(async () => {
+    await remote?.close();
+  });
+
+  it("an ask for 1024 MB is not applied and says so; going over the kernel's own cap is a kernel death", async () => {
+    const m = msg();
+    const asked = await bob.run({ messageId: m, limits: { memoryMb: 1024 }, code: "print(1)" }, 60_000);
+    const over = await bob.run({ messageId: m, code: hold(700) }, 60_000);
+    expect({
+      asked: { status: asked.status, notes: asked.result?.notes },
+      over: { status: over.status, code: over.failure?.code },
+    }).toEqual({
+      asked: { status: "completed", notes: [expect.stringContaining("limits.memoryMb was not applied")] },
+      over: { status: "failed", code: "kernel_died" },
+    });
+  });
+});

@@ -4,8 +4,8 @@ import path from "node:path";
 import pg from "pg";
 import type { TestProject } from "vitest/node";
 import { migrate, ensureDatabase } from "@codeinterp/db";
-import { startLocalJupyter } from "@codeinterp/kernel";
-import type { LocalJupyter } from "@codeinterp/kernel";
+import { startLocalJupyter } from "@codeinterp/kernel-host";
+import type { LocalJupyter } from "@codeinterp/kernel-host";
 import { loadKernelLimits, repoRoot } from "@codeinterp/config";
 import { openLogFile } from "./helpers/logs";
 

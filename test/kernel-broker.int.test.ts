@@ -5,7 +5,7 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { inject } from "vitest";
-import { createKernelGateway } from "@codeinterp/kernel";
+import { createKernelGateway, remoteKernelHost } from "@codeinterp/kernel";
 import type { KernelGateway } from "@codeinterp/kernel";
 import { createLogger } from "@codeinterp/logger";
 import { createRedis, kernelResetKey, liveKernelsKey } from "@codeinterp/queue";
@@ -30,6 +30,7 @@ beforeAll(async () => {
     token: inject("jupyterToken"),
     log,
     kernelName: "python3",
+    host: remoteKernelHost,
   });
   dataDir = path.join(inject("testRoot"), `broker-${randomBytes(4).toString("hex")}`);
   await mkdir(dataDir, { recursive: true });

@@ -75,5 +75,19 @@ describe("package manifests", () => {
       dependencies?: Record<string, string>;
     };
     expect(Object.keys(api.dependencies ?? {})).not.toContain("@codeinterp/kernel");
+    expect(Object.keys(api.dependencies ?? {})).not.toContain("@codeinterp/kernel-host");
+  });
+
+  it("the Jupyter client does not depend on the host tooling (the host is injected into it)", () => {
+    const kernel = JSON.parse(readFileSync(path.join(root, "packages/kernel/package.json"), "utf8")) as {
+      dependencies?: Record<string, string>;
+      devDependencies?: Record<string, string>;
+    };
+    const declared = [...Object.keys(kernel.dependencies ?? {}), ...Object.keys(kernel.devDependencies ?? {})];
+    expect(declared).not.toContain("@codeinterp/kernel-host");
+    const imports = ["src", "test"]
+      .flatMap((d) => sourceFiles(path.join(root, "packages/kernel", d)))
+      .filter((f) => /(?:from|import\()\s*["'][^"']*kernel-host/.test(readFileSync(f, "utf8")));
+    expect(imports).toEqual([]);
   });
 });

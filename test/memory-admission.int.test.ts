@@ -4,8 +4,9 @@ import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { readHostAvailableBytes, silentLog, startLocalJupyter } from "@codeinterp/kernel";
-import type { LocalJupyter, SandboxLimits } from "@codeinterp/kernel";
+import { silentLog } from "@codeinterp/kernel";
+import { readHostAvailableBytes, startLocalJupyter } from "@codeinterp/kernel-host";
+import type { LocalJupyter, SandboxLimits } from "@codeinterp/kernel-host";
 import { client, startTestStack } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
 

@@ -1,12 +1,8 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import {
-  createKernelGateway,
-  KERNEL_CPU_WEIGHTS,
-  kernelCpuCgroup,
-  readKernelCpuWeight,
-  SANDBOX_KERNEL_NAME,
-} from "@codeinterp/kernel";
-import type { KernelCgroupParent, KernelGateway } from "@codeinterp/kernel";
+import { createKernelGateway, remoteKernelHost } from "@codeinterp/kernel";
+import { KERNEL_CPU_WEIGHTS, kernelCpuCgroup, readKernelCpuWeight, SANDBOX_KERNEL_NAME } from "@codeinterp/kernel-host";
+import type { KernelGateway } from "@codeinterp/kernel";
+import type { KernelCgroupParent } from "@codeinterp/kernel-host";
 import { createDb } from "@codeinterp/db";
 import type { Db } from "@codeinterp/db";
 import { createLogger } from "@codeinterp/logger";
@@ -33,6 +29,7 @@ beforeAll(async () => {
     token: inject("jupyterToken"),
     log: createLogger({ name: "t", level: "silent" }),
     kernelName: SANDBOX_KERNEL_NAME,
+    host: remoteKernelHost,
   });
 });
 afterAll(async () => {

@@ -1,7 +1,8 @@
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createDb } from "@codeinterp/db";
-import { silentLog, startLocalJupyter } from "@codeinterp/kernel";
+import { silentLog } from "@codeinterp/kernel";
+import { startLocalJupyter } from "@codeinterp/kernel-host";
 import { SandboxUnavailableError } from "../apps/worker/src/start";
 import { client, startTestStack } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";

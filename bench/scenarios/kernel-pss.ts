@@ -1,8 +1,8 @@
 // Private memory of a pool kernel as the pool makes it (today: started and preloaded; later: forked from a
 // template), next to a plain python3 kernel the gateway starts with nothing imported. Printed one line per
 // kernel so that two runs (started vs forked) compare side by side.
-import { SANDBOX_KERNEL_NAME } from "@codeinterp/kernel";
-import type { KernelCgroupParent } from "@codeinterp/kernel";
+import { SANDBOX_KERNEL_NAME } from "@codeinterp/kernel-host";
+import type { KernelCgroupParent } from "@codeinterp/kernel-host";
 import type { Bench } from "../context";
 import type { KernelMemory } from "../kernel-memory";
 import { kernelMemory } from "../kernel-memory";

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { api, report, settle, startFaultStack, waitFor } from "./harness";
 import type { FaultStack } from "./harness";
-import { isAlive } from "@codeinterp/kernel";
+import { isAlive } from "@codeinterp/kernel-host";
 
 /** Processes whose parent is `pid` (from /proc), e.g. the kernels a Jupyter server started. */
 function childrenOf(pid: number): number[] {

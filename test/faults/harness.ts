@@ -9,8 +9,8 @@ import path from "node:path";
 import pg from "pg";
 import { apiProcessEnv, loadKernelLimits, repoRoot } from "@codeinterp/config";
 import { ensureDatabase, migrate } from "@codeinterp/db";
-import { startLocalJupyter } from "@codeinterp/kernel";
-import type { LocalJupyter, StartLocalJupyterOptions } from "@codeinterp/kernel";
+import { startLocalJupyter } from "@codeinterp/kernel-host";
+import type { LocalJupyter, StartLocalJupyterOptions } from "@codeinterp/kernel-host";
 
 /**
  * Fault-test harness. Every dependency here is a PRIVATE instance on a free port in a temp dir: a Redis,

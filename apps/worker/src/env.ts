@@ -88,6 +88,12 @@ const workerEnvSchema = z
      */
     KERNEL_SANDBOX: z.enum(["auto", "on", "off"]).default("auto"),
     /**
+     * Where the gateway runs its kernels. local: on this machine, so the worker reads and sets their cgroups
+     * (memory in use, memory limits, out-of-memory kills, CPU weights); remote (Enterprise Gateway, a server
+     * elsewhere): none of that is known, and admission falls back to counting kernels at their cap.
+     */
+    KERNEL_HOST: z.enum(["local", "remote"]).default("local"),
+    /**
      * Live kernels (pool kernels included) across all workers sharing QUEUE_PREFIX. Unset: as many as fit
      * the kernels' memory budget at their cap (see defaultMaxLiveKernels in kernels/live-kernels.ts).
      */

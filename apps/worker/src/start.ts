@@ -1,8 +1,10 @@
 import { totalmem } from "node:os";
 import { Queue } from "bullmq";
 import { closeDb, createDb, kernelMayBeInUse } from "@codeinterp/db";
-import { DEFAULT_SANDBOX_LIMITS, SANDBOX_KERNEL_NAME, createKernelGateway, preloadCode } from "@codeinterp/kernel";
-import type { KernelGateway, SandboxSpecMetadata } from "@codeinterp/kernel";
+import { createKernelGateway, preloadCode, remoteKernelHost } from "@codeinterp/kernel";
+import type { KernelHost } from "@codeinterp/kernel";
+import { DEFAULT_SANDBOX_LIMITS, SANDBOX_KERNEL_NAME, createLocalKernelHost } from "@codeinterp/kernel-host";
+import type { KernelCgroupParent, SandboxSpecMetadata } from "@codeinterp/kernel-host";
 import type { Logger } from "@codeinterp/logger";
 import { createRedis, onCancelRequests, queueNames } from "@codeinterp/queue";
 import { createBlobStore, detectDiskBudget } from "@codeinterp/workspace";
@@ -54,12 +56,14 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     retryBudgetMs: monitor.retryBudgetMs,
     diskBudgetMb: diskBudget.kind === "btrfs" ? env.WORKSPACE_DISK_MB : null,
   };
+  const host = kernelHost(env, isolation);
   const gateway = createKernelGateway({
     baseUrl: env.JUPYTER_URL,
     token: env.JUPYTER_TOKEN,
     log,
     kernelName: sandboxed ? SANDBOX_KERNEL_NAME : "python3",
     monitor,
+    host,
   });
   const layout = new WorkspaceLayout(sandboxed, env.DATA_DIR, env.KERNEL_ROOT_DIR, diskBudget);
   // As many kernels at their cap as the gateway's budget for all kernels holds (it says so in its sandbox
@@ -71,8 +75,8 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
   // Where this worker can read what the kernels really use (the gateway's kernels' parent cgroup, on this
   // machine), new kernels are admitted by memory in use; elsewhere by the count of kernels at their cap.
   const admission =
-    env.KERNEL_ADMISSION === "memory" && (await gateway.kernelsMemory()) !== null
-      ? createMemoryAdmission(env, gateway, caps.kernelsMemoryBudgetBytes)
+    env.KERNEL_ADMISSION === "memory" && (await host.kernelsMemory()) !== null
+      ? createMemoryAdmission(env, host, caps.kernelsMemoryBudgetBytes)
       : null;
   const maxLiveKernels =
     env.MAX_LIVE_KERNELS ??
@@ -255,6 +259,8 @@ type KernelIsolation =
       sandboxed: true;
       network: "none" | "allowlist";
       caps: Pick<SandboxSpecMetadata, "memoryBytes" | "kernelsMemoryBudgetBytes"> | null;
+      /** Where the kernels' cgroups are, on the gateway's machine (null: no cgroups there). */
+      cgroup: KernelCgroupParent | null;
       /** Modules every kernel has in memory, forked from the gateway's kernel template; null: started. */
       templateModules: string[] | null;
     }
@@ -278,7 +284,12 @@ async function detectSandbox(env: WorkerEnv, log: Logger): Promise<KernelIsolati
   if (env.KERNEL_SANDBOX === "off") return unsandboxed("KERNEL_SANDBOX=off");
   let specs: Record<string, { metadata: Record<string, unknown> }>;
   try {
-    specs = await createKernelGateway({ baseUrl: env.JUPYTER_URL!, token: env.JUPYTER_TOKEN, log }).kernelSpecs();
+    specs = await createKernelGateway({
+      baseUrl: env.JUPYTER_URL!,
+      token: env.JUPYTER_TOKEN,
+      log,
+      host: remoteKernelHost,
+    }).kernelSpecs();
   } catch (err) {
     if (env.KERNEL_SANDBOX === "on") throw err;
     return unsandboxed(`could not list kernelspecs: ${(err as Error).message}`);
@@ -296,15 +307,24 @@ async function detectSandbox(env: WorkerEnv, log: Logger): Promise<KernelIsolati
   const templateModules = Array.isArray(meta.template?.modules)
     ? meta.template.modules.filter((m): m is string => typeof m === "string")
     : null;
-  return { sandboxed: true, network: meta.network, caps, templateModules };
+  return { sandboxed: true, network: meta.network, caps, cgroup: meta.cgroup ?? null, templateModules };
+}
+
+/**
+ * The machine the kernels run on, as this worker sees it: KERNEL_HOST=local (the gateway runs here) reaches
+ * the sandbox kernelspec's cgroups; remote (Enterprise Gateway, another machine's server) knows nothing.
+ */
+function kernelHost(env: WorkerEnv, isolation: KernelIsolation): KernelHost {
+  if (env.KERNEL_HOST === "remote" || !isolation.sandboxed) return remoteKernelHost;
+  return createLocalKernelHost({ cgroup: isolation.cgroup });
 }
 
 /** The count ceiling under memory admission: no kernel is smaller than this, whatever it holds. */
 const MIN_KERNEL_BYTES = 64 * 1024 ** 2;
 
-function createMemoryAdmission(env: WorkerEnv, gateway: KernelGateway, budgetBytes: number): MemoryAdmission {
+function createMemoryAdmission(env: WorkerEnv, host: KernelHost, budgetBytes: number): MemoryAdmission {
   return new MemoryAdmission({
-    read: () => gateway.kernelsMemory(),
+    read: () => host.kernelsMemory(),
     budgetBytes,
     highWatermarkBytes: Math.floor((budgetBytes * env.KERNELS_MEMORY_HIGH_PERCENT) / 100),
     lowWatermarkBytes: Math.floor((budgetBytes * env.KERNELS_MEMORY_LOW_PERCENT) / 100),

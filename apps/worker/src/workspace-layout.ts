@@ -1,7 +1,7 @@
 import { randomBytes, randomInt } from "node:crypto";
 import { chmod, lchown, lstat, mkdir, rename, stat } from "node:fs/promises";
 import path from "node:path";
-import { POOL_SLOTS_DIR_NAME } from "@codeinterp/kernel";
+import { POOL_SLOTS_DIR_NAME } from "@codeinterp/kernel-host";
 import { VIRTUAL_ROOT, createBudgetedDir, workspaceId } from "@codeinterp/workspace";
 import type { DiskBudget } from "@codeinterp/workspace";
 import type { PoolSlot } from "./kernels/pool";

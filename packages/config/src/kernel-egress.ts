@@ -4,7 +4,7 @@ import { ConfigError, parseEnv } from "./env";
 /**
  * Whether kernels reach anything outside their sandbox. `none` (the default): nothing at all. `allowlist`:
  * the hosts, addresses and ranges in KERNEL_EGRESS_ALLOW, only through the egress proxy the embedded server
- * runs (HTTP and HTTPS; see @codeinterp/kernel's egress/allowlist.ts for the entry syntax).
+ * runs (HTTP and HTTPS; see @codeinterp/kernel-host's egress/allowlist.ts for the entry syntax).
  */
 export const kernelEgressEnvShape = {
   KERNEL_EGRESS: z.enum(["none", "allowlist"]).default("none"),

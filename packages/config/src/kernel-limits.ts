@@ -45,7 +45,7 @@ export const kernelLimitsEnvShape = {
   /** Processes and threads of one kernel. */
   KERNEL_MAX_PROCESSES: z.coerce.number().int().min(16).default(256),
   /**
-   * Memory of all kernels together, in MB. Unset: @codeinterp/kernel's default, all but max(4 GiB, 25%)
+   * Memory of all kernels together, in MB. Unset: @codeinterp/kernel-host's default, all but max(4 GiB, 25%)
    * of the machine, so Postgres, Redis and the service keep theirs.
    */
   KERNELS_MEMORY_BUDGET_MB: z.coerce.number().int().min(64).optional(),

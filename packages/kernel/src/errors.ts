@@ -1,17 +1,3 @@
-export class JupyterNotInstalledError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "JupyterNotInstalledError";
-  }
-}
-
-export class JupyterStartError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "JupyterStartError";
-  }
-}
-
 export class GatewayUnavailableError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);

@@ -1,9 +1,6 @@
-import { readKernelsMemory } from "./kernels-memory";
-import type { KernelsMemoryReading } from "./kernels-memory";
 import { KernelAPI, KernelConnection, ServerConnection } from "@jupyterlab/services";
 import { GatewayUnavailableError, InvalidKernelPathError, KernelDiedError, KernelNotFoundError } from "./errors";
-import { kernelCpuCgroup, kernelMemoryCgroup } from "./cgroups";
-import type { KernelCgroupParent } from "./cgroups";
+import type { KernelHost } from "./host";
 import { KERNEL_SETUP_CODE } from "./kernel-setup";
 import type { GatewayMonitor } from "./liveness";
 import type { Log } from "./log";
@@ -18,13 +15,18 @@ export type KernelGatewayOptions = {
   requestTimeoutMs?: number;
   /** How long a new kernel may take to answer its first request. Default 60 s. */
   kernelStartTimeoutMs?: number;
-  /** Kernelspec to start, e.g. "codeinterp-sandbox" (see sandbox.ts). Default "python3". */
+  /** Kernelspec to start, e.g. "codeinterp-sandbox" (@codeinterp/kernel-host's sandbox.ts). Default "python3". */
   kernelName?: string;
   /**
    * The gateway's liveness monitor (watchGateway): while it declares the gateway unresponsive, every
    * request, websocket wait and run ends at once with GatewayUnavailableError.
    */
   monitor?: Pick<GatewayMonitor, "signal">;
+  /**
+   * The machine the kernels run on (host.ts): each session's memory limit, out-of-memory kills and CPU
+   * weight go through it. remoteKernelHost where that machine is not this one or is unknown.
+   */
+  host: KernelHost;
 };
 
 export type KernelInfo = {
@@ -50,11 +52,6 @@ export type KernelGateway = {
   kernelSpecs(): Promise<Record<string, { metadata: Record<string, unknown> }>>;
   /** Stops a kernel by id; an already-gone kernel is not an error. */
   shutdownKernel(kernelId: string): Promise<void>;
-  /**
-   * Memory in use by all of this kernelspec's kernels (their parent cgroup) and the host's MemAvailable;
-   * null when no cgroup of theirs can be read from here (unsandboxed, or a gateway on another machine).
-   */
-  kernelsMemory(): Promise<KernelsMemoryReading | null>;
 };
 
 /** Rejects absolute paths and any `..` segment: the server would happily start a kernel outside root_dir. */
@@ -80,31 +77,10 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
     ServerConnection.makeRequest(settings.baseUrl + path, {}, settings);
 
   const kernelName = opts.kernelName ?? "python3";
-  // Where this kernelspec's kernels have their cgroups (written by the sandbox launcher into its metadata);
-  // readable only when the gateway runs on this machine, which readMemoryKills finds out.
-  let cgroupParent: Promise<KernelCgroupParent | null> | null = null;
-  const cgroupParentOf = () => {
-    cgroupParent ??= (async () => {
-      const res = await request("api/kernelspecs");
-      if (!res.ok) return null;
-      const body = (await res.json()) as {
-        kernelspecs?: Record<string, { spec?: { metadata?: { codeinterp?: { cgroup?: KernelCgroupParent | null } } } }>;
-      };
-      return body.kernelspecs?.[kernelName]?.spec?.metadata?.codeinterp?.cgroup ?? null;
-    })().catch(() => {
-      cgroupParent = null;
-      return null;
-    });
-    return cgroupParent;
-  };
-  const memoryCgroupOf = (kernelId: string) =>
-    cgroupParentOf().then((parent) => (parent ? kernelMemoryCgroup(parent, kernelId) : null));
-  const cpuCgroupOf = (kernelId: string) =>
-    cgroupParentOf().then((parent) => (parent ? kernelCpuCgroup(parent, kernelId) : null));
 
   const open = async (model: KernelAPI.IModel): Promise<KernelSession> => {
     const connection = new KernelConnection({ model, serverSettings: settings, handleComms: false });
-    const session = new KernelSession(connection, settings, log, down, memoryCgroupOf(model.id), cpuCgroupOf(model.id));
+    const session = new KernelSession(connection, settings, log, opts.host, down);
     try {
       await session.ready(startTimeoutMs);
     } catch (err) {
@@ -204,10 +180,6 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
 
     async shutdownKernel(kernelId) {
       await withGatewayRetry("kernel shutdown", () => shutdownKernelById(kernelId, settings), idempotent);
-    },
-    async kernelsMemory() {
-      const parent = await cgroupParentOf();
-      return parent ? readKernelsMemory(parent).catch(() => null) : null;
     },
   };
 }

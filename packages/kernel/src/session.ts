@@ -1,10 +1,9 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Kernel } from "@jupyterlab/services";
 import { KernelAPI, ServerConnection } from "@jupyterlab/services";
-import { readKernelCpuWeight, readMemoryKills, setKernelCpuPriority, setMemoryLimit } from "./cgroups";
-import type { KernelCpuPriority, MemoryLimitChange } from "./cgroups";
 import { GatewayUnavailableError, KernelDiedError } from "./errors";
 import { runExecution } from "./execute";
+import type { KernelCpuPriority, KernelHost, MemoryLimitChange } from "./host";
 import type { Log } from "./log";
 import { withGatewayRetry } from "./settings";
 import type { ExecuteOptions, ExecutionOutcome } from "./types";
@@ -73,17 +72,13 @@ export class KernelSession {
     readonly connection: Kernel.IKernelConnection,
     private readonly settings: ServerConnection.ISettings,
     private readonly log: Log,
+    /** The machine the kernel runs on (see host.ts): its memory limit, kills and CPU weight. */
+    private readonly host: KernelHost,
     /** Aborted while the gateway is declared unresponsive (see liveness.ts); never, without a monitor. */
     readonly gatewayDown: () => AbortSignal = () => never,
-    /** The kernel's memory cgroup, when its gateway runs on this machine and caps kernels with cgroups. */
-    private readonly memoryCgroup: Promise<{ version: 1 | 2; dir: string } | null> = Promise.resolve(null),
-    /** The kernel's cpu cgroup, likewise. */
-    private readonly cpuCgroup: Promise<{ version: 1 | 2; dir: string } | null> = Promise.resolve(null),
   ) {
     this.id = connection.id;
-    this.memoryKillsSeen = memoryCgroup.then(async (cg) =>
-      cg ? ((await readMemoryKills(cg))?.oomKills ?? null) : null,
-    );
+    this.memoryKillsSeen = host.memoryKills(this.id).then((k) => k?.oomKills ?? null);
     // Awaited by whoever asks how the kernel died; this only keeps an unobserved rejection handled.
     this.death.catch(() => undefined);
     // After a server autorestart the library calls reconnect() from a detached promise; if that fails (or we
@@ -136,36 +131,26 @@ export class KernelSession {
     return this.connection.status;
   }
 
-  /** After a crash: whether the kernel's cgroup counted an out-of-memory kill since the last look. */
+  /** After a crash: whether the host counted an out-of-memory kill of this kernel since the last look. */
   async newMemoryKill(): Promise<{ limitBytes: number | null } | null> {
-    const cg = await this.memoryCgroup;
-    if (!cg) return null;
     const seen = (await this.memoryKillsSeen) ?? 0;
-    const now = await readMemoryKills(cg);
+    const now = await this.host.memoryKills(this.id);
     if (!now) return null;
     this.memoryKillsSeen = Promise.resolve(now.oomKills);
     return now.oomKills > seen ? { limitBytes: now.limitBytes } : null;
   }
 
   /**
-   * Sets the kernel's memory limit (its cgroup's); null when this kernel has no cgroup this process can
-   * reach (unsandboxed kernels, a gateway on another machine). See cgroups.setMemoryLimit.
+   * Sets the kernel's memory limit; null when its host cannot (unsandboxed kernels, a gateway on another
+   * machine). See KernelHost.setMemoryLimit.
    */
-  async setMemoryLimit(bytes: number): Promise<MemoryLimitChange | null> {
-    const cg = await this.memoryCgroup;
-    return cg ? setMemoryLimit(cg, bytes) : null;
+  setMemoryLimit(bytes: number): Promise<MemoryLimitChange | null> {
+    return this.host.setMemoryLimit(this.id, bytes);
   }
 
-  /** Sets the kernel's CPU weight (see KERNEL_CPU_WEIGHTS); false when its cgroup is not ours to write. */
-  async setCpuPriority(priority: KernelCpuPriority): Promise<boolean> {
-    const cg = await this.cpuCgroup;
-    return cg ? setKernelCpuPriority(cg, priority) : false;
-  }
-
-  /** The kernel's CPU weight now (cpu.shares or cpu.weight), null when not readable. */
-  async cpuWeight(): Promise<number | null> {
-    const cg = await this.cpuCgroup;
-    return cg ? readKernelCpuWeight(cg) : null;
+  /** Sets the kernel's CPU weight; false when its host cannot. */
+  setCpuPriority(priority: KernelCpuPriority): Promise<boolean> {
+    return this.host.setCpuPriority(this.id, priority);
   }
 
   markDead(reason: string): void {

@@ -28,8 +28,8 @@ export type ExecutionOutcome = {
   /** The kernel was restarted (by us after a stuck interrupt, or by the server after a crash): its state is gone. */
   kernelRestarted: boolean;
   /**
-   * Set when the kernel died because its processes went over its memory cap (the kernel's cgroup counted an
-   * out-of-memory kill); null otherwise, or when the gateway's cgroups cannot be read from here.
+   * Set when the kernel died because its processes went over its memory cap (its host counted an
+   * out-of-memory kill); null otherwise, or when the host cannot tell (see host.ts).
    */
   outOfMemory: { limitBytes: number | null } | null;
   durationMs: number;

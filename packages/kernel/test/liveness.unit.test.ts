@@ -3,6 +3,7 @@ import type { Server } from "node:http";
 import type { Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { GatewayUnavailableError } from "../src/errors";
+import { remoteKernelHost } from "../src/host";
 import { createKernelGateway } from "../src/gateway";
 import { probeGateway, watchGateway } from "../src/liveness";
 import { silentLog } from "../src/log";
@@ -86,7 +87,13 @@ describe("watchGateway", () => {
     expect(monitor.signal.aborted).toBe(false);
 
     // A request through the gateway client would wait its 30 s deadline; the monitor ends it instead.
-    const gateway = createKernelGateway({ baseUrl: gw.url, token: "t0k", log: silentLog, monitor });
+    const gateway = createKernelGateway({
+      baseUrl: gw.url,
+      token: "t0k",
+      log: silentLog,
+      monitor,
+      host: remoteKernelHost,
+    });
     gw.freeze(true);
     const frozenAt = Date.now();
     const pending = gateway.listKernels();

@@ -1,7 +1,9 @@
 import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { JUPYTER_PYTHON } from "../src/jupyter-install";
 import { DEFAULT_PRELOAD_MODULES, PreloadConfigError, preloadCode } from "../src/preload";
+
+/** The Python the embedded server's kernels run (kernel-host's JUPYTER_PYTHON, which this package cannot import). */
+const KERNEL_PYTHON = "/usr/bin/python3";
 
 /** Runs the preload the way a kernel does (top-level exec), then reports what it left behind. */
 function runPreload(code: string): { names: string[]; loaded: string[] } {
@@ -11,7 +13,7 @@ function runPreload(code: string): { names: string[]; loaded: string[] } {
     "exec(sys.stdin.read(), ns)",
     "print(json.dumps({'names': sorted(k for k in ns if k != '__builtins__'), 'loaded': sorted(m for m in ('numpy', 'pandas', 'matplotlib.pyplot', 'openpyxl', 'nosuchmodule') if m in sys.modules)}))",
   ].join("\n");
-  const out = execFileSync(JUPYTER_PYTHON, ["-c", probe], {
+  const out = execFileSync(KERNEL_PYTHON, ["-c", probe], {
     input: code,
     env: { MPLBACKEND: "agg", MPLCONFIGDIR: "/tmp/codeinterp-preload-test" },
   });

@@ -1,7 +1,8 @@
 import pRetry from "p-retry";
 import type { Db } from "@codeinterp/db";
 import { isOutage } from "@codeinterp/db";
-import { GatewayUnavailableError, JupyterStartError, KernelDiedError } from "@codeinterp/kernel";
+import { GatewayUnavailableError, KernelDiedError } from "@codeinterp/kernel";
+import { JupyterStartError } from "@codeinterp/kernel-host";
 import type { ExecutionOutcome } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { KERNEL_CPU_WEIGHTS } from "./cgroups";
 import type { KernelCgroupLimits, KernelCgroupParent } from "./cgroups";
-import type { Log } from "./log";
+import type { Log } from "@codeinterp/kernel";
 import type { TemplateLauncherConfig } from "./template";
 
 /** Name of the kernelspec whose kernels run under bubblewrap. */

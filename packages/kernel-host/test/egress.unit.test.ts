@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EgressPolicy, EgressRuleError, isPublicAddress, parseEgressAllowlist } from "../src/egress/allowlist";
 import { egressPassword, startEgressProxy } from "../src/egress/proxy";
 import type { EgressProxy } from "../src/egress/proxy";
-import { silentLog } from "../src/log";
+import { silentLog } from "@codeinterp/kernel";
 
 const policy = (text: string) => new EgressPolicy(parseEgressAllowlist(text));
 

@@ -4,15 +4,10 @@ import type { Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  EgressPolicy,
-  SANDBOX_KERNEL_NAME,
-  createKernelGateway,
-  parseEgressAllowlist,
-  silentLog,
-  startLocalJupyter,
-} from "../src";
-import type { KernelGateway, LocalJupyter } from "../src";
+import { createKernelGateway, remoteKernelHost, silentLog } from "@codeinterp/kernel";
+import { EgressPolicy, SANDBOX_KERNEL_NAME, parseEgressAllowlist, startLocalJupyter } from "../src";
+import type { KernelGateway } from "@codeinterp/kernel";
+import type { LocalJupyter } from "../src";
 
 // KERNEL_EGRESS=allowlist end to end: a sandboxed kernel (no network of its own) reaches what the operator
 // listed, through the proxy the embedded server runs, with plain urllib and no code changes; nothing else.
@@ -52,6 +47,7 @@ beforeAll(async () => {
     token: server.token,
     log: silentLog,
     kernelName: SANDBOX_KERNEL_NAME,
+    host: remoteKernelHost,
   });
 });
 

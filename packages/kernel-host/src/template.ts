@@ -3,7 +3,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import type { Log } from "./log";
+import type { Log } from "@codeinterp/kernel";
 
 const TEMPLATE_SOURCE = fileURLToPath(new URL("./kernel-template.py", import.meta.url));
 const READY_TIMEOUT_MS = 90_000;

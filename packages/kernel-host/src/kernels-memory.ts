@@ -1,13 +1,6 @@
 import { readFile } from "node:fs/promises";
+import type { KernelsMemoryReading } from "@codeinterp/kernel";
 import type { KernelCgroupParent } from "./cgroups";
-
-/** What all of a server's kernels use together, read from their parent cgroup, and what the host has left. */
-export interface KernelsMemoryReading {
-  /** Anonymous and active file memory of every kernel (the cgroup's usage less its inactive page cache). */
-  usedBytes: number;
-  /** The host's MemAvailable: other tenants of the machine count too. */
-  hostAvailableBytes: number;
-}
 
 async function readNumber(path: string): Promise<number> {
   return Number((await readFile(path, "utf8")).trim());

@@ -5,13 +5,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   createKernelGateway,
   GatewayUnavailableError,
-  SANDBOX_KERNEL_NAME,
+  remoteKernelHost,
   silentLog,
-  startLocalJupyter,
   watchGateway,
-} from "../src";
+} from "@codeinterp/kernel";
+import { SANDBOX_KERNEL_NAME, startLocalJupyter } from "../src";
 import { descendantsOf, isAlive } from "../src/process-tree";
-import type { GatewayMonitor, JupyterRestart, KernelGateway, LocalJupyter } from "../src";
+import type { GatewayMonitor, KernelGateway } from "@codeinterp/kernel";
+import type { JupyterRestart, LocalJupyter } from "../src";
 
 async function waitFor(fn: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
   const until = Date.now() + ms;
@@ -50,7 +51,13 @@ beforeAll(async () => {
     probeTimeoutMs: 1000,
     unresponsiveMs: 3000,
   });
-  gateway = createKernelGateway({ baseUrl: server.url, token: server.token, log: silentLog, monitor });
+  gateway = createKernelGateway({
+    baseUrl: server.url,
+    token: server.token,
+    log: silentLog,
+    monitor,
+    host: remoteKernelHost,
+  });
 });
 
 afterAll(async () => {
@@ -102,6 +109,7 @@ describe("a Jupyter server that stops answering", () => {
       log: silentLog,
       monitor,
       kernelName: SANDBOX_KERNEL_NAME,
+      host: remoteKernelHost,
     });
     const session = await sandboxed.startKernel({ path: "ws" });
     expect((await session.execute("import os; print(os.getuid())")).stdout).toBe("100123\n");

@@ -3,15 +3,10 @@ import { chmod, chown, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  SANDBOX_KERNEL_NAME,
-  createKernelGateway,
-  isAlive,
-  kernelMemoryCgroup,
-  silentLog,
-  startLocalJupyter,
-} from "../src";
-import type { KernelGateway, KernelSession, LocalJupyter } from "../src";
+import { createKernelGateway, remoteKernelHost, silentLog } from "@codeinterp/kernel";
+import { SANDBOX_KERNEL_NAME, isAlive, kernelMemoryCgroup, startLocalJupyter } from "../src";
+import type { KernelGateway, KernelSession } from "@codeinterp/kernel";
+import type { LocalJupyter } from "../src";
 
 // Sandboxed kernels forked from the preloaded template (kernel-template.py), on a server of their own (as root,
 // like the embedded server): each one is confined like a started kernel and inherits nothing of the template
@@ -36,6 +31,7 @@ beforeAll(async () => {
     token: server.token,
     log: silentLog,
     kernelName: SANDBOX_KERNEL_NAME,
+    host: remoteKernelHost,
   });
 });
 

@@ -4,7 +4,7 @@ import type { LookupAddress, LookupOptions } from "node:dns";
 import { chmod, rm } from "node:fs/promises";
 import { RequestError, Server } from "proxy-chain";
 import type { PrepareRequestFunctionOpts, PrepareRequestFunctionResult } from "proxy-chain";
-import type { Log } from "../log";
+import type { Log } from "@codeinterp/kernel";
 import type { EgressPolicy } from "./allowlist";
 
 export type EgressProxyOptions = {

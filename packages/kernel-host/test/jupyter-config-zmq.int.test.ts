@@ -3,7 +3,8 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createKernelGateway, JUPYTER_PYTHON, JUPYTER_ZMQ_SAFETY_CONFIG, silentLog, startLocalJupyter } from "../src";
+import { createKernelGateway, remoteKernelHost, silentLog } from "@codeinterp/kernel";
+import { JUPYTER_PYTHON, JUPYTER_ZMQ_SAFETY_CONFIG, startLocalJupyter } from "../src";
 
 /**
  * Runs against the installed jupyter_client / jupyter_server: the sockets the server opens to a kernel,
@@ -86,7 +87,12 @@ describe("the ZMQ safety config for jupyter_server 1.23 / jupyter_client 7.4", (
         reconnectIvlMax: 5000,
         bufferedStreamClosedWithDeadKernel: true,
       });
-      const gateway = createKernelGateway({ baseUrl: server.url, token: server.token, log: silentLog });
+      const gateway = createKernelGateway({
+        baseUrl: server.url,
+        token: server.token,
+        log: silentLog,
+        host: remoteKernelHost,
+      });
       const s = await gateway.startKernel();
       expect((await s.execute("print(6 * 7)")).stdout).toBe("42\n");
       await s.interrupt();

@@ -11,7 +11,8 @@ import { JupyterStartError } from "./errors";
 import { JUPYTER_SERVER_CONFIG } from "./jupyter-config";
 import { JUPYTER_ZMQ_SAFETY_CONFIG } from "./jupyter-config-zmq";
 import { JUPYTER_PYTHON } from "./jupyter-install";
-import { defaultLiveness, probeGateway } from "./liveness";
+import { DEFAULT_PRELOAD_MODULES, defaultLiveness, probeGateway } from "@codeinterp/kernel";
+import type { Log } from "@codeinterp/kernel";
 import { killTree } from "./process-tree";
 import type { EgressPolicy } from "./egress/allowlist";
 import { startEgressProxy } from "./egress/proxy";
@@ -25,8 +26,6 @@ import {
   probeSandbox,
 } from "./sandbox";
 import type { SandboxLimits } from "./sandbox";
-import type { Log } from "./log";
-import { DEFAULT_PRELOAD_MODULES } from "./preload";
 import { startKernelTemplate } from "./template";
 import type { KernelTemplate } from "./template";
 

@@ -15,7 +15,7 @@
  *   so each dead kernel left sockets reconnecting to its ports for the server's lifetime.
  */
 export const JUPYTER_ZMQ_SAFETY_CONFIG = `
-# --- ZMQ safety (see packages/kernel/src/jupyter-config-zmq.ts) ---
+# --- ZMQ safety (see packages/kernel-host/src/jupyter-config-zmq.ts) ---
 import zmq as _zmq
 from jupyter_client.connect import ConnectionFileMixin as _ConnectionFileMixin
 from jupyter_server.services.kernels.kernelmanager import MappingKernelManager as _MappingKernelManager

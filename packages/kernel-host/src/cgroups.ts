@@ -1,5 +1,6 @@
 import { mkdir, readFile, readdir, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { KernelCpuPriority, MemoryKills, MemoryLimitChange } from "@codeinterp/kernel";
 import { exists } from "./fs";
 
 /**
@@ -132,10 +133,7 @@ export function kernelMemoryCgroup(parent: KernelCgroupParent, kernelId: string)
  * How many times the kernel's processes were killed for going over its memory limit, and that limit;
  * null when the cgroup cannot be read (another machine's gateway, no cgroups).
  */
-export async function readMemoryKills(cg: {
-  version: 1 | 2;
-  dir: string;
-}): Promise<{ oomKills: number; limitBytes: number | null } | null> {
+export async function readMemoryKills(cg: { version: 1 | 2; dir: string }): Promise<MemoryKills | null> {
   try {
     const [events, limit] = await Promise.all([
       readFile(join(cg.dir, cg.version === 1 ? "memory.oom_control" : "memory.events"), "utf8"),
@@ -148,10 +146,6 @@ export async function readMemoryKills(cg: {
     return null;
   }
 }
-
-/** Changing a kernel's memory limit: applied, or refused because the kernel already holds more than it. */
-export type MemoryLimitChange =
-  { applied: true; previousBytes: number | null } | { applied: false; usageBytes: number };
 
 /**
  * Sets the memory limit of a kernel's cgroup (swap stays excluded). A kernel that already holds more than
@@ -193,8 +187,7 @@ export async function setMemoryLimit(cg: { version: 1 | 2; dir: string }, bytes:
 export const KERNEL_CPU_WEIGHTS = {
   normal: { v1: 1024, v2: 100 },
   background: { v1: 20, v2: 2 },
-} as const;
-export type KernelCpuPriority = keyof typeof KERNEL_CPU_WEIGHTS;
+} as const satisfies Record<KernelCpuPriority, { v1: number; v2: number }>;
 
 /** The kernel's cpu cgroup (v1 its own hierarchy, v2 the kernel's one cgroup). */
 export function kernelCpuCgroup(parent: KernelCgroupParent, kernelId: string): { version: 1 | 2; dir: string } {

@@ -4,8 +4,10 @@ import type { Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SANDBOX_KERNEL_NAME, createKernelGateway, silentLog, startLocalJupyter } from "../src";
-import type { KernelGateway, LocalJupyter } from "../src";
+import { createKernelGateway, remoteKernelHost, silentLog } from "@codeinterp/kernel";
+import { SANDBOX_KERNEL_NAME, startLocalJupyter } from "../src";
+import type { KernelGateway } from "@codeinterp/kernel";
+import type { LocalJupyter } from "../src";
 
 // The sandbox launcher on its own Jupyter server (needs root and bubblewrap, like the embedded server's
 // sandbox): the egress proxy's unix socket is a sandboxed kernel's only way out, and a gone kernel's
@@ -41,6 +43,7 @@ beforeAll(async () => {
     token: server.token,
     log: silentLog,
     kernelName: SANDBOX_KERNEL_NAME,
+    host: remoteKernelHost,
   });
 });
 

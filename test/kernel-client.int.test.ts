@@ -1,3 +1,5 @@
+// The Jupyter client (@codeinterp/kernel) against a real, unsandboxed server of its own: started with the
+// host tooling, which the client package itself may not depend on, so this test lives with the cross-package ones.
 import { mkdir, mkdtemp, realpath, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,10 +9,12 @@ import {
   GatewayUnavailableError,
   InvalidKernelPathError,
   KernelDiedError,
+  remoteKernelHost,
   silentLog,
-  startLocalJupyter,
-} from "../src";
-import type { KernelEvent, KernelGateway, KernelSession, LocalJupyter } from "../src";
+} from "@codeinterp/kernel";
+import { startLocalJupyter } from "@codeinterp/kernel-host";
+import type { KernelEvent, KernelGateway, KernelSession } from "@codeinterp/kernel";
+import type { LocalJupyter } from "@codeinterp/kernel-host";
 
 let tmp: string;
 let server: LocalJupyter;
@@ -25,7 +29,7 @@ beforeAll(async () => {
     port: 0,
     log: silentLog,
   });
-  gateway = createKernelGateway({ baseUrl: server.url, token: server.token, log: silentLog });
+  gateway = createKernelGateway({ baseUrl: server.url, token: server.token, log: silentLog, host: remoteKernelHost });
   main = await gateway.startKernel();
 });
 
@@ -75,7 +79,12 @@ describe("kernel execution", () => {
   });
 
   it("lets a second gateway attach to a running kernel and see its variables", async () => {
-    const other = createKernelGateway({ baseUrl: server.url, token: server.token, log: silentLog });
+    const other = createKernelGateway({
+      baseUrl: server.url,
+      token: server.token,
+      log: silentLog,
+      host: remoteKernelHost,
+    });
     const attached = await other.connectKernel(main.id);
     try {
       const r = await attached.execute("print(shared_value)");
@@ -174,13 +183,19 @@ describe("kernel lifecycle", () => {
         log: silentLog,
         kernelName: "dies-at-start",
         kernelStartTimeoutMs: 600_000,
+        host: remoteKernelHost,
       });
       await expect(dying.startKernel()).rejects.toThrow(KernelDiedError);
     },
   );
 
   it("reports an unreachable gateway with a named error", async () => {
-    const dead = createKernelGateway({ baseUrl: "http://127.0.0.1:9", token: "x", log: silentLog });
+    const dead = createKernelGateway({
+      baseUrl: "http://127.0.0.1:9",
+      token: "x",
+      log: silentLog,
+      host: remoteKernelHost,
+    });
     await expect(dead.ping()).rejects.toThrow(GatewayUnavailableError);
     await expect(dead.startKernel()).rejects.toThrow(GatewayUnavailableError);
   });
@@ -196,6 +211,7 @@ describe("a kernel the server cannot start", () => {
       token: server.token,
       log: silentLog,
       kernelName: "no-such-kernelspec",
+      host: remoteKernelHost,
     });
     await expect(broken.startKernel()).rejects.toBeInstanceOf(KernelDiedError);
   });

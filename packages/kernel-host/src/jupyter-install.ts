@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { JupyterNotInstalledError } from "./errors";
-import type { Log } from "./log";
+import type { Log } from "@codeinterp/kernel";
 import { exists } from "./fs";
 
 const run = promisify(execFile);
