@@ -9,7 +9,7 @@ import { loadApiEnv } from "../apps/api/src/env";
 import { healthRouter } from "../apps/api/src/routes/health";
 import { loadWorkerEnv } from "../apps/worker/src/env";
 import { kernelEgressEnvShape, kernelLimitsEnvShape, loadKernelLimits } from "../packages/config/src/index";
-import { APT_PACKAGES } from "../packages/kernel/src/jupyter-install";
+import { APT_PACKAGES } from "@codeinterp/kernel-host";
 import { queueNames } from "../packages/queue/src/catalog";
 import type { Container, K8sObject, PodSpec, Workload } from "./helpers/k8s";
 import { byKind, configMap, containerEnv, mebibytes, render, root, schemaProblem, workload } from "./helpers/k8s";
