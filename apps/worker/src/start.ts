@@ -1,11 +1,13 @@
 import { totalmem } from "node:os";
 import { Queue } from "bullmq";
+import { loadBlobStore } from "@codeinterp/config";
 import { closeDb, createDb, kernelMayBeInUse } from "@codeinterp/db";
+import { openBlobStore } from "@codeinterp/files";
 import { DEFAULT_SANDBOX_LIMITS, SANDBOX_KERNEL_NAME, createKernelGateway, preloadCode } from "@codeinterp/kernel";
 import type { KernelGateway, SandboxSpecMetadata } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { createRedis, onCancelRequests, queueNames } from "@codeinterp/queue";
-import { createBlobStore, detectDiskBudget } from "@codeinterp/workspace";
+import { detectDiskBudget } from "@codeinterp/workspace";
 import type { DiskBudget } from "@codeinterp/workspace";
 import { CancelRegistry } from "./cancellations";
 import { closeAll } from "./close-all";
@@ -109,7 +111,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
   });
   beatNow = () => broker.heartbeat();
   const cancels = new CancelRegistry();
-  const blobs = createBlobStore(env.DATA_DIR);
+  const blobs = openBlobStore(loadBlobStore(env, "worker"), log);
 
   await onCancelRequests(cancelSub, env.QUEUE_PREFIX, (executionId) => {
     if (cancels.cancel(executionId)) log.info({ executionId }, "cancel requested");
