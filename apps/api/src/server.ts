@@ -83,6 +83,7 @@ export async function startApiServer(env: ApiEnv, log: Logger): Promise<RunningA
       await executionQueue.close();
       await maintenanceQueue.close();
       redis.disconnect();
+      blobs.close();
       await closeDb(db);
     })());
   return { url: `http://${host}:${port}`, port, close };
