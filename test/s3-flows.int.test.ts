@@ -1,11 +1,12 @@
 import { createHash } from "node:crypto";
-import { readdir } from "node:fs/promises";
+import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import type { S3Client } from "@aws-sdk/client-s3";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createDb } from "@codeinterp/db";
 import type { Db } from "@codeinterp/db";
+import { waitFor } from "./faults/harness";
 import { startS3Server } from "./helpers/s3-server";
 import type { S3Server } from "./helpers/s3-server";
 import { client, startTestStack } from "./helpers/stack";
@@ -109,5 +110,36 @@ describe("blobs in S3", () => {
     const up = await upload(bytes, "away.txt");
     expect(up.status).toBe(201);
     expect((await download(up.body.id)).equals(bytes)).toBe(true);
+  });
+
+  it("code that writes a file while S3 is down: capture is retried, and the file is registered once when it is back", async () => {
+    const messageId = `s3-away-${Date.now()}`;
+    const content = `written while away ${Date.now()}`;
+    const log = path.join(inject("testRoot"), "logs", `stack-${stack.queuePrefix.replace(/^citest-/, "")}.log`);
+    await s3.stopProxy();
+    let id: string;
+    try {
+      const created = await api.post("/v1/executions", {
+        chatId: "chat-1",
+        messageId,
+        code: `open('/mnt/data/away.txt', 'w').write(${JSON.stringify(content)})`,
+      });
+      expect(created.status).toBe(202);
+      id = created.body.id as string;
+      // The code has run and storing its file failed at least once (the worker says so as it retries).
+      await waitFor(
+        async () => (await readFile(log, "utf8")).includes("recording the outcome failed; retrying"),
+        60_000,
+        "a capture retried while S3 is down",
+      );
+    } finally {
+      await s3.startProxy();
+    }
+    await api.waitForStatus(id, "completed", 60_000);
+    const done = (await api.get(`/v1/executions/${id}`)).body;
+    const files = (done.files as Array<{ id: string; name: string }>).filter((f) => f.name === "away.txt");
+    expect(files).toHaveLength(1);
+    expect((await download(files[0]!.id)).toString()).toBe(content);
+    expect(await db.file.count({ where: { messageId, name: "away.txt", deletedAt: null } })).toBe(1);
   });
 });
