@@ -20,17 +20,8 @@ import { byKind, configMap, containerEnv, mebibytes, render, root, schemaProblem
 // that each check notices.
 const read = (p: string) => readFileSync(path.join(root, p), "utf8");
 const SECRET_NAME = "codeinterp-secrets";
-/** Names issue 23's object store and cells add to the env modules; they are not in them on this branch yet. */
-const PENDING_ENV = new Set([
-  "BLOB_STORE_URL",
-  "S3_ENDPOINT",
-  "S3_REGION",
-  "S3_FORCE_PATH_STYLE",
-  "AWS_ACCESS_KEY_ID",
-  "AWS_SECRET_ACCESS_KEY",
-  "BLOB_CACHE_MB",
-  "CELL_ID",
-]);
+/** Names the cells work (issue 23) adds to the env modules; not in them yet. */
+const PENDING_ENV = new Set(["CELL_ID"]);
 const isSecretName = (n: string) =>
   /^(DATABASE_URL|REDIS_URL|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY)$/.test(n) || /TOKEN|SECRET|PASSWORD/.test(n);
 /** What an operator's Secret would hold, so the env schemas can parse a container's whole environment. */

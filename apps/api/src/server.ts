@@ -1,12 +1,12 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Queue } from "bullmq";
+import { loadBlobStore } from "@codeinterp/config";
 import { closeDb, createDb } from "@codeinterp/db";
 import type { Logger } from "@codeinterp/logger";
 import { createEventSubscriber, createRedis, executionChangedChannel, queueNames } from "@codeinterp/queue";
 import { FinishedExecutionCache } from "./finished-cache";
-import { createFileStore } from "@codeinterp/files";
-import { createBlobStore } from "@codeinterp/workspace";
+import { createFileStore, openBlobStore } from "@codeinterp/files";
 import { createApp } from "./app";
 import { attachJupyterChannels } from "./jupyter/channels";
 import { jupyterServicesFor } from "./jupyter/services";
@@ -40,7 +40,7 @@ export async function startApiServer(env: ApiEnv, log: Logger): Promise<RunningA
   });
   await subscriberRedis.subscribe(changed);
   const readiness = createReadinessCheck({ db, redis, queuePrefix: env.QUEUE_PREFIX });
-  const blobs = createBlobStore(env.DATA_DIR);
+  const blobs = openBlobStore(loadBlobStore(env, "api"), log);
   const files = createFileStore({ db, blobs, log });
   const deps = {
     env,
@@ -83,6 +83,7 @@ export async function startApiServer(env: ApiEnv, log: Logger): Promise<RunningA
       await executionQueue.close();
       await maintenanceQueue.close();
       redis.disconnect();
+      blobs.close();
       await closeDb(db);
     })());
   return { url: `http://${host}:${port}`, port, close };

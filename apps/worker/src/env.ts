@@ -2,13 +2,14 @@ import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { DEFAULT_PRELOAD_MODULES, PYTHON_MODULE_NAME } from "@codeinterp/kernel";
-import { parseEnv, sharedEnvShape, workspaceDiskEnvShape } from "@codeinterp/config";
+import { blobStoreEnvShape, parseEnv, sharedEnvShape, workspaceDiskEnvShape } from "@codeinterp/config";
 
 const int = (fallback: number, min = 0) => z.coerce.number().int().min(min).default(fallback);
 
 const workerEnvSchema = z
   .object({
     ...sharedEnvShape,
+    ...blobStoreEnvShape,
     ...workspaceDiskEnvShape,
     WORKER_ID: z.string().default(`${os.hostname()}-${process.pid}`),
     // The kernel gateway: only workers hold its address and token (the API never drives kernels).

@@ -1,13 +1,15 @@
 import { totalmem } from "node:os";
 import { Queue } from "bullmq";
+import { loadBlobStore } from "@codeinterp/config";
 import { closeDb, createDb, kernelMayBeInUse } from "@codeinterp/db";
+import { openBlobStore } from "@codeinterp/files";
 import { createKernelGateway, preloadCode, remoteKernelHost } from "@codeinterp/kernel";
 import type { KernelHost } from "@codeinterp/kernel";
 import { DEFAULT_SANDBOX_LIMITS, SANDBOX_KERNEL_NAME, createLocalKernelHost } from "@codeinterp/kernel-host";
 import type { KernelCgroupParent, SandboxSpecMetadata } from "@codeinterp/kernel-host";
 import type { Logger } from "@codeinterp/logger";
 import { createRedis, onCancelRequests, queueNames } from "@codeinterp/queue";
-import { createBlobStore, detectDiskBudget } from "@codeinterp/workspace";
+import { detectDiskBudget } from "@codeinterp/workspace";
 import type { DiskBudget } from "@codeinterp/workspace";
 import { CancelRegistry } from "./cancellations";
 import { closeAll } from "./close-all";
@@ -113,7 +115,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
   });
   beatNow = () => broker.heartbeat();
   const cancels = new CancelRegistry();
-  const blobs = createBlobStore(env.DATA_DIR);
+  const blobs = openBlobStore(loadBlobStore(env, "worker"), log);
 
   await onCancelRequests(cancelSub, env.QUEUE_PREFIX, (executionId) => {
     if (cancels.cancel(executionId)) log.info({ executionId }, "cancel requested");
@@ -218,6 +220,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
         ["bullmq connection", () => connection.disconnect()],
         ["redis", () => redis.disconnect()],
         ["database", () => closeDb(db)],
+        ["blob store", () => blobs.close()],
       ])),
   };
 }

@@ -24,10 +24,10 @@ import {
   touchWorkspace,
   workspaceDirFor,
 } from "../src/index";
-import type { Attachment, BlobStore } from "../src/index";
+import type { Attachment, LocalBlobStore } from "../src/index";
 
 let dataDir: string;
-let store: BlobStore;
+let store: LocalBlobStore;
 beforeEach(async () => {
   dataDir = await mkdtemp(path.join(os.tmpdir(), "ws-prep-"));
   store = createBlobStore(dataDir);
@@ -36,7 +36,7 @@ afterEach(async () => {
   await rm(dataDir, { recursive: true, force: true });
 });
 
-async function blob(fileId: string, name: string, content: string): Promise<Attachment> {
+async function blob(fileId: string, name: string, content: string): Promise<Attachment & { blobPath: string }> {
   const r = await store.put(Readable.from([Buffer.from(content)]));
   return { fileId, name, blobPath: store.pathOf(r.key), sha256: r.sha256 };
 }
@@ -113,8 +113,13 @@ describe("prepareWorkspace", () => {
     const dir = workspaceDirFor(dataDir, "alice", "m4");
     const a = await blob("f1", "ok.txt", "ok");
     const gone = { fileId: "f2", name: "gone.txt", blobPath: path.join(dataDir, "blobs", "nope"), sha256: sha("") };
-    const r = await prepareWorkspace({ dir, attachments: [a, gone] });
-    expect(r.missing).toEqual([{ fileId: "f2", name: "gone.txt" }]);
+    // What a store's withLocal gives for content it does not have (a remote store's missing object).
+    const absent = { fileId: "f3", name: "absent.txt", blobPath: null, sha256: sha("") };
+    const r = await prepareWorkspace({ dir, attachments: [a, gone, absent] });
+    expect(r.missing).toEqual([
+      { fileId: "f2", name: "gone.txt" },
+      { fileId: "f3", name: "absent.txt" },
+    ]);
     expect(r.placed.map((p) => p.name)).toEqual(["ok.txt"]);
   });
 
