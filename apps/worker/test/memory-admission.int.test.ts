@@ -6,8 +6,8 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { readHostAvailableBytes, silentLog, startLocalJupyter } from "@codeinterp/kernel";
 import type { LocalJupyter, SandboxLimits } from "@codeinterp/kernel";
-import { client, startTestStack } from "./helpers/stack";
-import type { TestStack } from "./helpers/stack";
+import { client, startTestStack } from "../../../test/helpers/stack";
+import type { TestStack } from "../../../test/helpers/stack";
 
 const MiB = 1024 ** 2;
 const RESET_NOTE = /variables from earlier executions are gone/;
