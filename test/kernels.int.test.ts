@@ -6,7 +6,7 @@ import type { TestStack } from "./helpers/stack";
 import { readSse } from "./helpers/sse";
 import { observeStack } from "./helpers/observe";
 import { createKernelMappings } from "../apps/worker/src/kernels/mappings";
-import { RECENT_MS } from "../apps/worker/src/kernels/message-broker";
+import { RECENT_MS } from "../apps/worker/src/kernels/sessions";
 import { workspaceId } from "@codeinterp/workspace";
 
 let stack: TestStack;

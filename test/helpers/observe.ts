@@ -4,16 +4,13 @@ import type { TestStack } from "./stack";
 /**
  * Read-only looks at a test stack's worker state in Redis, for tests that must wait for a condition no API
  * answer shows (instead of sleeping). Key layouts: pool owners in apps/worker/src/kernels/pool-owners.ts;
- * BullMQ keeps delayed jobs in `<prefix>:<queue>:delayed`, scored by when they are due. Close it before the stack.
+ * Close it before the stack.
  */
 export function observeStack(stack: Pick<TestStack, "env" | "queuePrefix">) {
   const redis = createRedis(stack.env.REDIS_URL!, { name: "test-observer" });
   return {
     /** Pre-started kernels ready in the workers' pools (each pool records its ready kernels as they change). */
     poolKernels: () => redis.hlen(`${stack.queuePrefix}:kernel:pool-owners`),
-    /** Whether the execution's job has stepped aside for a moment (its message is busy, or kernels are at the ceiling). */
-    steppedAside: async (executionId: string) =>
-      (await redis.zscore(`${stack.queuePrefix}:${queueNames.executions}:delayed`, executionId)) !== null,
     /** Execution jobs a worker holds now (BullMQ's active list): 0 once every picked job's handler returned. */
     activeJobs: () => redis.llen(`${stack.queuePrefix}:${queueNames.executions}:active`),
     redis,

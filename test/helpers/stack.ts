@@ -9,6 +9,7 @@ import { startApiServer } from "../../apps/api/src/server";
 import { loadWorkerEnv } from "../../apps/worker/src/env";
 import { startWorker } from "../../apps/worker/src/start";
 import type { RunningWorker } from "../../apps/worker/src/start";
+import type { WorkerEvents } from "../../apps/worker/src/events";
 import { apiProcessEnv, repoRoot } from "@codeinterp/config";
 import { isTerminal } from "@codeinterp/db";
 import { createLogger } from "@codeinterp/logger";
@@ -29,7 +30,8 @@ export interface TestStack {
     userId?: string,
     kind?: "user" | "tenant",
   ): Promise<{ userId: string; key: string; id: string; kind: string }>;
-  startWorker(overrides?: Record<string, string>): Promise<RunningWorker>;
+  /** Another worker in this process; `events` hears it from its first moment (pool refills included). */
+  startWorker(overrides?: Record<string, string>, events?: WorkerEvents): Promise<RunningWorker>;
   /** A worker in a process of its own (`apps/worker/src/main.ts`), to SIGKILL or SIGTERM; the caller ends it. */
   spawnWorker(overrides?: Record<string, string>): ChildProcess;
   close(): Promise<void>;
@@ -42,6 +44,8 @@ export interface TestStack {
 export async function startTestStack(
   opts: {
     worker?: boolean;
+    /** Where the stack's own worker tells what it did, from its first moment. */
+    events?: WorkerEvents;
     env?: Record<string, string>;
     /** Must lie under the test root (the gateway's root_dir). */ dataDir?: string;
     /** Blobs in this S3 server's bucket (under a prefix of this stack's own) instead of DATA_DIR/blobs. */
@@ -72,7 +76,7 @@ export async function startTestStack(
     // Pool kernels start bare in tests (each preload costs ~1.5 s of CPU); test/preload.int.test.ts turns it on.
     KERNEL_PRELOAD: "",
     // A fixed pool (no growth with demand): every file's stack shares the run's Jupyter server, and
-    // test/pool-demand.int.test.ts turns it on.
+    // apps/worker/test/pool-demand.int.test.ts turns it on.
     KERNEL_POOL_MAX_SIZE: "0",
     ...(opts.s3 ? opts.s3.env(`stack-${suffix}`) : {}),
     ...opts.env,
@@ -99,8 +103,12 @@ export async function startTestStack(
       if (res.status !== 201) throw new Error(`api key creation failed: ${res.status} ${await res.text()}`);
       return (await res.json()) as { userId: string; key: string; id: string; kind: string };
     },
-    async startWorker(overrides = {}) {
-      const w = await startWorker(loadWorkerEnv({ ...env, ...overrides }), log.child({ app: "worker" }));
+    async startWorker(overrides = {}, events?: WorkerEvents) {
+      const w = await startWorker(
+        loadWorkerEnv({ ...env, ...overrides }),
+        log.child({ app: "worker" }),
+        events ? { events } : {},
+      );
       workers.push(w);
       return w;
     },
@@ -120,7 +128,7 @@ export async function startTestStack(
       await expectNoLeakedSockets(socketsBefore);
     },
   };
-  if (opts.worker !== false) await stack.startWorker();
+  if (opts.worker !== false) await stack.startWorker({}, opts.events);
   return stack;
 }
 

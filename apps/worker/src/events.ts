@@ -1,4 +1,5 @@
 import { EventEmitter } from "node:events";
+import type { LeaseSource } from "./kernels/broker";
 import type { EvictionReason } from "./kernels/room";
 
 /**
@@ -8,6 +9,14 @@ import type { EvictionReason } from "./kernels/room";
 export interface WorkerEventMap {
   /** A pre-started kernel is ready in this worker's pool. */
   "pool:refilled": [{ kernelId: string; ready: number; target: number }];
+  /** Ready kernels above the pool's target were shut down once demand fell (`ready`: how many are left). */
+  "pool:shrunk": [{ kernelId: string; ready: number; target: number }];
+  /**
+   * A turn got a kernel set up for its message (again, with `replaced`, when its lease had to swap it): how it
+   * came, whether the message had another kernel before (its variables are gone), whether that one was
+   * evicted to make room for others.
+   */
+  "kernel:leased": [{ messageKey: string; kernelId: string; how: LeaseSource; replaced: boolean; stateReset: boolean }];
   /** An idle kernel was shut down: for a new kernel ("ceiling") or over the high watermark ("memory"). */
   "kernel:evicted": [{ reason: EvictionReason }];
   /** A job gave its slot back for a moment: its message is busy, or no kernel can start now. */

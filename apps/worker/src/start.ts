@@ -16,7 +16,7 @@ import { closeAll } from "./close-all";
 import { createWorkerEvents } from "./events";
 import type { WorkerEvents } from "./events";
 import type { WorkerEnv } from "./env";
-import { createMessageKernelBroker } from "./kernels/message-broker";
+import { MessageKernelBroker } from "./kernels/message-broker";
 import { startWorkspaceRetention } from "./jobs/clean-workspaces";
 import { startWorkerMetrics } from "./metrics";
 import { createLiveKernels, defaultMaxLiveKernels } from "./kernels/live-kernels";
@@ -35,8 +35,15 @@ export interface RunningWorker {
   close(deadlineMs?: number): Promise<void>;
 }
 
-/** Wires a worker from config; main.ts and the integration tests both start it this way. */
-export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningWorker> {
+/**
+ * Wires a worker from config; main.ts and the integration tests both start it this way (a test passes
+ * `events` to hear from the worker from its first moment, pool refills included).
+ */
+export async function startWorker(
+  env: WorkerEnv,
+  log: Logger,
+  opts: { events?: WorkerEvents } = {},
+): Promise<RunningWorker> {
   if (!env.JUPYTER_URL) throw new Error("JUPYTER_URL is not set: the worker needs a Jupyter server or gateway");
   // First: a worker that refuses to start (KERNEL_SANDBOX=on without the sandbox) opens no connections.
   const isolation = await detectSandbox(env, log);
@@ -90,8 +97,8 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
   // Kernels forked from a template already hold what the preload would import: the pool need not run it.
   const preloaded = isolation.sandboxed ? (isolation.templateModules ?? []) : [];
   const preload = env.KERNEL_PRELOAD.every((m) => preloaded.includes(m)) ? "" : preloadCode(env.KERNEL_PRELOAD);
-  const events = createWorkerEvents();
-  const broker = createMessageKernelBroker({
+  const events = opts.events ?? createWorkerEvents();
+  const broker = new MessageKernelBroker({
     gateway,
     redis,
     prefix: env.QUEUE_PREFIX,

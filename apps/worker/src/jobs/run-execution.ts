@@ -10,20 +10,20 @@ import { normalizeError } from "@codeinterp/logger";
 import { createEventPublisher, isCancelRequested } from "@codeinterp/queue";
 import { workspaceDirFor, workspaceId } from "@codeinterp/workspace";
 import type { WorkerEnv } from "../env";
-import type { AcquireRequest, KernelLease, MessageTurn } from "../kernels/broker";
+import type { KernelLease, LeaseRequest, MessageTurn } from "../kernels/broker";
 import { isGatewayFailure, judgeGatewayFailure } from "../gateway-watch";
 import type { WorkspaceLayout } from "../workspace-layout";
-import { acquireKernel, confirmKernel } from "./execution/acquire-kernel";
-import { STATE_RESET_NOTE, kernelResetNote } from "./execution/kernel-outcome";
+import { MEMORY_REQUEST_NOT_APPLIED_NOTE, STATE_RESET_NOTE, kernelResetNote } from "./execution/kernel-outcome";
 import type { ExecutionContext, RunExecutionDeps } from "./execution/context";
 import type { Terminal } from "./execution/outcome";
 import { emptyResult, failureCode, finish, isTransient } from "./execution/outcome";
-import { applyMemoryLimit } from "./execution/memory-limit";
 import { prepareWorkspace } from "./execution/prepare-workspace";
 import { recordOutcome } from "./execution/record-outcome";
 import { resolveWorkspace, runCode } from "./execution/run-code";
 
 export type { RunExecutionDeps } from "./execution/context";
+
+const MiB = 1024 ** 2;
 
 export class ExecutionNotFoundError extends Error {
   override name = "ExecutionNotFoundError";
@@ -88,11 +88,13 @@ export async function runExecution(
     () => undefined,
   );
   void pub.publish({ type: "status", status: "preparing" });
+  // What the execution asked for, else the gateway's per-kernel default; unknown: the kernel is left as it is.
+  const memoryBytes = exec.memoryMb === null ? deps.kernelMemoryBytes : exec.memoryMb * MiB;
   const ctx: ExecutionContext = {
     deps,
     exec,
     turn,
-    req: { ...req, signal: abort.signal },
+    req: { ...req, signal: abort.signal, log, ...(memoryBytes !== undefined ? { memoryBytes } : {}) },
     pub,
     log,
     startedAt,
@@ -140,27 +142,22 @@ async function prepareAndRun(ctx: ExecutionContext): Promise<Terminal | "skipped
   const attachmentsRead = listMessageAttachments(deps.db, exec.userId, exec.messageId);
   // Observed below (awaited after the kernel is acquired); this only keeps an early rejection handled.
   attachmentsRead.catch(() => undefined);
-  let lease: KernelLease | null;
+  let lease: KernelLease;
   try {
-    lease = await acquireKernel(ctx);
+    lease = await deps.broker.lease(ctx.turn, ctx.req);
   } catch (err) {
     // Cancelled while waiting (for room under the kernel ceiling): nothing ran.
     if (ctx.req.signal.aborted) return cancelled();
     throw err;
   }
-  ctx.log.debug(
-    { kernelId: lease.session.id, pooled: lease.pooled, reused: lease.reused, acquireMs: lease.acquireMs },
-    "kernel acquired",
-  );
+  noteStateReset(ctx, lease);
+  ctx.log.debug({ kernelId: lease.session.id, how: lease.how, acquireMs: lease.acquireMs }, "kernel acquired");
   let discard = false;
   try {
     const ws = await prepareWorkspace(ctx, await attachmentsRead);
-    const checked = lease;
-    lease = null; // confirmKernel releases a kernel it replaces
-    lease = await confirmKernel(ctx, checked);
-    const confirmed = lease;
-    lease = null; // applyMemoryLimit releases a kernel it replaces
-    lease = await applyMemoryLimit(ctx, confirmed);
+    await lease.ready();
+    noteStateReset(ctx, lease);
+    if (lease.memoryLimit === "unavailable" && exec.memoryMb !== null) ctx.notes.push(MEMORY_REQUEST_NOT_APPLIED_NOTE);
     const realDir = resolveWorkspace(ctx);
     await ctx.cancelMarkChecked;
     if (ctx.req.signal.aborted) return await cancelled();
@@ -168,7 +165,8 @@ async function prepareAndRun(ctx: ExecutionContext): Promise<Terminal | "skipped
     void pub.publish({ type: "status", status: "running" });
     // A message whose earlier executions ran on another kernel (it died, went over its memory limit, was
     // evicted or expired) is told its variables are gone; looked up while the code runs.
-    const resetNote = lease.reused ? null : kernelResetNote(deps.db, exec, lease.session.id).catch(() => null);
+    const resetNote =
+      lease.how === "attached" ? null : kernelResetNote(deps.db, exec, lease.session.id).catch(() => null);
     const run = await runCode(ctx, lease, await realDir);
     discard = run.discard;
     const reset = await resetNote;
@@ -179,11 +177,16 @@ async function prepareAndRun(ctx: ExecutionContext): Promise<Terminal | "skipped
     discard = true;
     throw err;
   } finally {
-    if (lease)
-      await deps.broker
-        .release(ctx.turn, lease, { discard })
-        .catch((err: unknown) => ctx.log.warn({ err: normalizeError(err) }, "kernel release failed"));
+    // A lease that already gave its kernel back (its `ready` failed) makes this a no-op.
+    await (discard ? lease.retire() : lease.release()).catch((err: unknown) =>
+      ctx.log.warn({ err: normalizeError(err) }, "kernel release failed"),
+    );
   }
+}
+
+/** The ceiling's note, once, when the message's previous kernel was evicted for others (found at any lease step). */
+function noteStateReset(ctx: ExecutionContext, lease: KernelLease): void {
+  if (lease.stateReset && !ctx.notes.includes(STATE_RESET_NOTE)) ctx.notes.push(STATE_RESET_NOTE);
 }
 
 /** The kernel identity of a (user, message): its turn and mapping key, workspace, and sandbox uid. */
@@ -192,7 +195,7 @@ export function kernelRequestFor(
   layout: WorkspaceLayout,
   userId: string,
   messageId: string,
-): AcquireRequest {
+): LeaseRequest {
   const workspaceDir = workspaceDirFor(env.DATA_DIR, userId, messageId);
   return {
     messageKey: workspaceId(userId, messageId),

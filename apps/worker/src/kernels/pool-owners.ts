@@ -47,12 +47,20 @@ export function createPoolOwners(opts: PoolOwnersOptions) {
   timer.unref();
 
   // Whoever removes the record shuts the kernel down: two workers never both do.
+  // Shutdowns under way in this worker. A sweep that finds a kernel another caller here is shutting down
+  // (its record is gone already) waits for it: a gone worker's pool kernel may have outlived its lease under
+  // the ceiling, and a place reserved right after the sweep would otherwise start a kernel beside it.
+  const underWay = new Set<Promise<void>>();
   const shutDown = async (kernelId: string): Promise<boolean> => {
     if ((await redis.hdel(ownersKey, kernelId)) !== 1) return false;
-    // Its record is removed already: a kernel left running is the operator's to see, not a reason to stop.
-    await opts.gateway.shutdownKernel(kernelId).catch(warnShutdownFailed(log, kernelId));
-    // Its place under the ceiling lapses with its lease if this fails.
-    await opts.onShutdown?.(kernelId).catch(() => undefined);
+    const done = (async () => {
+      // Its record is removed already: a kernel left running is the operator's to see, not a reason to stop.
+      await opts.gateway.shutdownKernel(kernelId).catch(warnShutdownFailed(log, kernelId));
+      // Its place under the ceiling lapses with its lease if this fails.
+      await opts.onShutdown?.(kernelId).catch(() => undefined);
+    })();
+    underWay.add(done);
+    await done.finally(() => underWay.delete(done));
     return true;
   };
 
@@ -114,6 +122,7 @@ export function createPoolOwners(opts: PoolOwnersOptions) {
         }
       }
       if (n) log.info({ kernels: n }, "shut down pool kernels of workers that are gone");
+      await Promise.all(underWay);
       return n;
     },
 

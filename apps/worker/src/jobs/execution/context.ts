@@ -5,7 +5,7 @@ import type { BlobStore } from "@codeinterp/workspace";
 import type { CancelRegistry } from "../../cancellations";
 import type { WorkerEnv } from "../../env";
 import type { GatewayWatch } from "../../gateway-watch";
-import type { AcquireRequest, KernelBroker, MessageTurn } from "../../kernels/broker";
+import type { KernelBroker, LeaseRequest, MessageTurn } from "../../kernels/broker";
 import type { WorkspaceLayout } from "../../workspace-layout";
 
 export interface RunExecutionDeps {
@@ -26,14 +26,14 @@ export interface RunExecutionDeps {
   kernelMemoryBytes?: number;
 }
 
-/** What every step of one execution shares (prepare, acquire kernel, run, record outcome). */
+/** What every step of one execution shares (lease a kernel, prepare, run, record outcome). */
 export interface ExecutionContext {
   deps: RunExecutionDeps;
   exec: ExecutionRow;
   /** The message's turn, taken and released by the job around the whole execution. */
   turn: MessageTurn;
   /** The message's kernel identity; its signal is the execution's cancel. */
-  req: AcquireRequest & { signal: AbortSignal };
+  req: LeaseRequest & { signal: AbortSignal };
   pub: EventPublisher;
   log: Logger;
   startedAt: Date;

@@ -40,3 +40,8 @@ export async function kernelResetNote(
   const previous = await previousKernelId(db, exec);
   return previous !== null && previous !== kernelId ? KERNEL_RESET_NOTE : null;
 }
+
+/** A `limits.memoryMb` this worker could not put in force (the lease's memory limit was "unavailable"). */
+export const MEMORY_REQUEST_NOT_APPLIED_NOTE =
+  "limits.memoryMb was not applied: this deployment's kernels have no memory limit this worker can change " +
+  "(unsandboxed kernels, or a kernel gateway on another machine); the code ran under the kernel's own limit";

@@ -11,9 +11,9 @@ import type { FinishData, Redis, TerminalStatus } from "@codeinterp/queue";
 import { BlobStoreUnavailableError } from "@codeinterp/workspace";
 import type { WorkerEnv } from "../../env";
 import { LockTimeoutError } from "../../kernels/lock";
-import { KernelSetupError } from "./acquire-kernel";
+import { KernelSetupError } from "../../kernels/lease";
 import { diedFailure } from "./kernel-outcome";
-import { MemoryRequestTooSmallError } from "./memory-limit";
+import { MemoryRequestTooSmallError } from "../../kernels/memory-limit";
 
 export type Terminal = TerminalStatus;
 

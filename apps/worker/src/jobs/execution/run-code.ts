@@ -1,7 +1,7 @@
 import { realpath } from "node:fs/promises";
 import type { ExecutionOutcome, KernelEvent } from "@codeinterp/kernel";
 import { fromKernelText, toKernelCode } from "@codeinterp/workspace";
-import type { KernelBroker, KernelLease } from "../../kernels/broker";
+import type { KernelLease } from "../../kernels/broker";
 import type { ExecutionContext } from "./context";
 
 export interface RunResult {
@@ -28,7 +28,7 @@ export function resolveWorkspace(ctx: ExecutionContext): Promise<string> {
  * kernel that vanishes from the gateway during the run, or is shut down under the code, counts as died.
  */
 export async function runCode(ctx: ExecutionContext, lease: KernelLease, realDir: string): Promise<RunResult> {
-  const { env, layout, broker } = ctx.deps;
+  const { env, layout } = ctx.deps;
   const { exec, pub, log } = ctx;
   const realDirs = [...new Set([ctx.req.workspaceDir, realDir])];
   const back = (s: string) => fromKernelText(s, realDirs);
@@ -41,7 +41,7 @@ export async function runCode(ctx: ExecutionContext, lease: KernelLease, realDir
   const tRun = Date.now();
   // Sandboxed kernels see the workspace at the real /mnt/data; a shared server needs the paths translated.
   const code = layout.sandboxed ? exec.code : toKernelCode(exec.code, ctx.req.workspaceDir);
-  const watchdog = watchKernel(broker, lease);
+  const watchdog = watchKernel(lease);
   const outcome = await lease.session
     .execute(code, {
       timeoutMs: exec.timeoutMs,
@@ -61,7 +61,7 @@ export async function runCode(ctx: ExecutionContext, lease: KernelLease, realDir
   if (
     outcome.status === "error" &&
     outcome.error?.ename === "KeyboardInterrupt" &&
-    !(await broker.kernelExists(lease.session.id).catch(() => true))
+    !(await lease.exists().catch(() => true))
   ) {
     outcome.status = "died";
   }
@@ -77,7 +77,7 @@ export async function runCode(ctx: ExecutionContext, lease: KernelLease, realDir
       // The kernel may be gone or busy; leftover processes die with the kernel when it is discarded.
       .catch(() => undefined);
   }
-  log.info({ outcome: outcome.status, runMs, pooled: lease.pooled, reused: lease.reused }, "code ran");
+  log.info({ outcome: outcome.status, runMs, how: lease.how }, "code ran");
   return { outcome, runMs, discard, realDirs, back };
 }
 
@@ -86,10 +86,10 @@ export async function runCode(ctx: ExecutionContext, lease: KernelLease, realDir
  * restart, never answers, and the run would otherwise wait for its whole timeout. (The websocket is no
  * guide: jupyter_server may keep it open after the kernel is gone.)
  */
-function watchKernel(broker: KernelBroker, lease: KernelLease): { signal: AbortSignal; stop(): void } {
+function watchKernel(lease: KernelLease): { signal: AbortSignal; stop(): void } {
   const ctl = new AbortController();
   const timer = setInterval(() => {
-    broker.kernelExists(lease.session.id).then(
+    lease.exists().then(
       (exists) => {
         if (!exists) ctl.abort();
       },

@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDb } from "@codeinterp/db";
-import { client, startTestStack } from "./helpers/stack";
-import type { TestStack } from "./helpers/stack";
-import { observeStack } from "./helpers/observe";
+import { client, startTestStack } from "../../../test/helpers/stack";
+import type { TestStack } from "../../../test/helpers/stack";
+import { createWorkerEvents } from "../src/events";
+import { recordEvents } from "./helpers/worker-events";
 
 describe("one message across several workers", () => {
   let stack: TestStack;
@@ -28,13 +29,16 @@ describe("one message across several workers", () => {
 // Two worker slots: a cancel of an execution waiting for its message, and a busy message next to a free one.
 describe("executions waiting for their message's previous one", () => {
   let stack: TestStack;
-  let observe: ReturnType<typeof observeStack>;
+  const events = createWorkerEvents();
+  // Executions whose job stepped aside (gave its slot back) because their message was busy.
+  const waited = recordEvents(events, "turn:steppedAside");
+  const steppedAside = (executionId: string) =>
+    waited.seen.some((e) => e.executionId === executionId && e.reason === "message_busy");
   beforeAll(async () => {
-    stack = await startTestStack({ env: { KERNEL_POOL_SIZE: "0", WORKER_CONCURRENCY: "2" } });
-    observe = observeStack(stack);
+    stack = await startTestStack({ events, env: { KERNEL_POOL_SIZE: "0", WORKER_CONCURRENCY: "2" } });
   });
   afterAll(async () => {
-    observe?.close();
+    waited.stop();
     await stack?.close();
   });
 
@@ -47,7 +51,7 @@ describe("executions waiting for their message's previous one", () => {
     });
     await api.waitForStatus(first.body.id, "running");
     const second = await api.post("/v1/executions", { chatId: "c", messageId: "m", code: "print('second')" });
-    await expect.poll(() => observe.steppedAside(second.body.id), { timeout: 10_000 }).toBe(true); // a worker saw it wait
+    await expect.poll(() => steppedAside(second.body.id), { timeout: 10_000 }).toBe(true); // a worker saw it wait
     expect((await api.post(`/v1/executions/${second.body.id}/cancel`)).status).toBe(202);
     const cancelled = await api.get(`/v1/executions/${second.body.id}?waitMs=10000`);
     expect(cancelled.body.status).toBe("cancelled");
@@ -72,7 +76,7 @@ describe("executions waiting for their message's previous one", () => {
     await expect
       .poll(
         async () => {
-          for (const w of waiting) if (await observe.steppedAside(w.body.id)) seen.add(w.body.id);
+          for (const w of waiting) if (steppedAside(w.body.id)) seen.add(w.body.id);
           return seen.size;
         },
         { timeout: 10_000, interval: 20 },

@@ -7,9 +7,10 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { silentLog } from "@codeinterp/kernel";
 import { startLocalJupyter } from "@codeinterp/kernel-host";
 import type { LocalJupyter } from "@codeinterp/kernel-host";
-import { LIVE_KERNEL_START_PREFIX, createRedis, liveKernelsKey, workerMetricsKey } from "@codeinterp/queue";
-import { client, startTestStack } from "./helpers/stack";
-import type { TestStack } from "./helpers/stack";
+import { createWorkerEvents } from "../src/events";
+import { client, startTestStack } from "../../../test/helpers/stack";
+import type { TestStack } from "../../../test/helpers/stack";
+import { recordEvents } from "./helpers/worker-events";
 
 const RESET_NOTE = /variables from earlier executions are gone/;
 
@@ -74,6 +75,14 @@ async function countKernels() {
   };
 }
 
+/** What an operator sees of the live kernels (GET /admin/kernels): the ceiling, the waits, started kernels. */
+async function adminKernels(stack: TestStack) {
+  const res = await fetch(`${stack.url}/admin/kernels`, {
+    headers: { authorization: `Bearer ${stack.adminToken}`, accept: "application/json" },
+  });
+  return (await res.json()) as { live: number; ceiling: number | null; capacityWaits: number; kernels: unknown[] };
+}
+
 const env = (extra: Record<string, string> = {}) => ({
   JUPYTER_URL: jupyter.url,
   JUPYTER_TOKEN: jupyter.token,
@@ -85,14 +94,17 @@ const env = (extra: Record<string, string> = {}) => ({
 
 describe("a ceiling of two live kernels", () => {
   let stack: TestStack;
+  const events = createWorkerEvents();
   beforeAll(async () => {
-    stack = await startTestStack({ env: env({ KERNEL_POOL_SIZE: "1", WORKER_CONCURRENCY: "4" }) });
+    stack = await startTestStack({ events, env: env({ KERNEL_POOL_SIZE: "1", WORKER_CONCURRENCY: "4" }) });
   });
   afterAll(async () => stack?.close());
 
   it("five messages submitted at once all complete, the server never has more than two kernels, and the waits are counted", async () => {
     const api = client(stack.url, (await stack.newUser("five")).key);
     const kernels = await countKernels();
+    const steppedAside = recordEvents(events, "turn:steppedAside");
+    const waitedInPlace = recordEvents(events, "kernel:waitedForRoom");
     const runs = await Promise.all(
       [1, 2, 3, 4, 5].map((i) =>
         api.run({ messageId: `five-${i}`, code: `import time\ntime.sleep(0.5)\nprint(${i})` }, 90_000),
@@ -100,22 +112,14 @@ describe("a ceiling of two live kernels", () => {
     );
     expect(runs.map((r) => [r.status, r.result?.stdout])).toEqual([1, 2, 3, 4, 5].map((i) => ["completed", `${i}\n`]));
     expect(await kernels.stop()).toBeLessThanOrEqual(2);
-    const redis = createRedis(stack.env.REDIS_URL!, { name: "test" });
-    try {
-      const metric = async (name: string) => {
-        const keys = await redis.keys(workerMetricsKey(stack.queuePrefix, "*"));
-        const snap = JSON.parse((await redis.get(keys[0]!)) ?? "{}") as {
-          metrics?: { name: string; values: { value: number }[] }[];
-        };
-        return snap.metrics?.find((m) => m.name === name)?.values[0]?.value;
-      };
-      // Four worker slots, two kernels, every execution busy for 0.5 s: some had to wait.
-      await expect.poll(() => metric("codeinterp_kernel_capacity_waits_total"), { timeout: 10_000 }).toBeGreaterThan(0);
-      expect(await metric("codeinterp_kernels_live_max")).toBe(2);
-      expect(await metric("codeinterp_kernels_live")).toBeLessThanOrEqual(2);
-    } finally {
-      redis.disconnect();
-    }
+    // Four worker slots, two kernels, every execution busy for 0.5 s: some had to wait...
+    const waits = steppedAside.seen.filter((e) => e.reason === "capacity").length + waitedInPlace.seen.length;
+    expect(waits).toBeGreaterThan(0);
+    // ...and operators see them counted, with the ceiling (the workers publish within moments of a job's end).
+    await expect.poll(async () => (await adminKernels(stack)).capacityWaits, { timeout: 15_000 }).toBe(waits);
+    const report = await adminKernels(stack);
+    expect(report.ceiling).toBe(2);
+    expect(report.live).toBeLessThanOrEqual(2);
   }, 150_000);
 
   it("a message whose idle kernel made room for others runs again on a new kernel, and its result says its variables were reset", async () => {
@@ -200,7 +204,6 @@ describe("a worker SIGKILLed while holding places under the ceiling", () => {
 
   it("does not shrink capacity for good: its running and pre-started kernels give their places back", async () => {
     const api = client(stack.url, (await stack.newUser("kill")).key);
-    const redis = createRedis(stack.env.REDIS_URL!, { name: "test" });
     // One running execution and one pre-started kernel: both places of the ceiling.
     const child = stack.spawnWorker({ WORKER_ID: "doomed", KERNEL_POOL_SIZE: "1" });
     const kernels = await countKernels();
@@ -213,10 +216,8 @@ describe("a worker SIGKILLed while holding places under the ceiling", () => {
       await api.waitForStatus(lost.body.id, "running", 30_000);
       // Both places held by started kernels (a place still reserved for a start in flight is freed as soon as
       // the worker stops beating, while the kernel it was starting may still come up: not what this tests).
-      const startedKernels = async () =>
-        (await redis.zrangebyscore(liveKernelsKey(stack.queuePrefix), Date.now(), "+inf")).filter(
-          (m) => !m.startsWith(LIVE_KERNEL_START_PREFIX),
-        ).length;
+      // (A worker in another process: what it holds is read as an operator would, from /admin/kernels.)
+      const startedKernels = async () => (await adminKernels(stack)).kernels.length;
       await expect.poll(startedKernels, { timeout: 30_000 }).toBe(2);
       child.kill("SIGKILL");
       await stack.startWorker();
@@ -230,7 +231,6 @@ describe("a worker SIGKILLed while holding places under the ceiling", () => {
     } finally {
       child.kill("SIGKILL");
       await kernels.stop();
-      redis.disconnect();
     }
   });
 });

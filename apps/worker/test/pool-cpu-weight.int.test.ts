@@ -6,24 +6,25 @@ import type { KernelCgroupParent } from "@codeinterp/kernel-host";
 import { createDb } from "@codeinterp/db";
 import type { Db } from "@codeinterp/db";
 import { createLogger } from "@codeinterp/logger";
-import { createRedis } from "@codeinterp/queue";
-import type { Redis } from "@codeinterp/queue";
-import { client, startTestStack } from "./helpers/stack";
-import type { TestStack } from "./helpers/stack";
+import { createWorkerEvents } from "../src/events";
+import { client, startTestStack } from "../../../test/helpers/stack";
+import type { TestStack } from "../../../test/helpers/stack";
+import { recordEvents } from "./helpers/worker-events";
 
 // Refills do not slow running executions: a sandboxed pool kernel starts (and preloads) at the background CPU
 // weight of its cgroup, and runs a message's code at the normal weight once handed to it.
 let stack: TestStack;
 let api: ReturnType<typeof client>;
 let db: Db;
-let redis: Redis;
 let gateway: KernelGateway;
+const events = createWorkerEvents();
+const refilled = recordEvents(events, "pool:refilled");
+const leased = recordEvents(events, "kernel:leased");
 
 beforeAll(async () => {
-  stack = await startTestStack({ env: { KERNEL_POOL_SIZE: "1" } });
+  stack = await startTestStack({ events, env: { KERNEL_POOL_SIZE: "1" } });
   api = client(stack.url, (await stack.newUser("cpu")).key);
   db = createDb({ url: stack.databaseUrl });
-  redis = createRedis(stack.env.REDIS_URL!, { name: "cpu-weight-test" });
   gateway = createKernelGateway({
     baseUrl: inject("jupyterUrl"),
     token: inject("jupyterToken"),
@@ -33,7 +34,6 @@ beforeAll(async () => {
   });
 });
 afterAll(async () => {
-  redis?.disconnect();
   await db?.$disconnect();
   await stack?.close();
 });
@@ -48,19 +48,19 @@ async function weightOf(kernelId: string): Promise<number | null> {
 
 describe("pool kernels' CPU weight", () => {
   it("a waiting pool kernel has the background weight; the message that gets it runs at the normal weight", async () => {
-    const poolIds = async () => redis.hkeys(`${stack.queuePrefix}:kernel:pool-owners`);
-    await expect.poll(async () => (await poolIds()).length, { timeout: 60_000, interval: 200 }).toBe(1);
-    const [waiting] = await poolIds();
-    const bg = await weightOf(waiting!);
+    await expect.poll(() => refilled.seen.length, { timeout: 60_000, interval: 200 }).toBe(1);
+    const waiting = refilled.seen[0]!.kernelId;
+    const bg = await weightOf(waiting);
     // No cgroups on this machine means no weights to check: say so rather than pass silently.
     expect(bg, "kernel cgroups are not readable here").not.toBeNull();
     const { v1, v2 } = KERNEL_CPU_WEIGHTS.background;
     expect([v1, v2]).toContain(bg);
 
     const done = await api.run({ messageId: "cpu-1", code: "print(1)" });
+    expect(leased.seen.map((e) => [e.how, e.kernelId])).toEqual([["adopted", waiting]]);
     const exec = await db.execution.findUniqueOrThrow({ where: { id: done.id } });
     expect((exec.metrics as { pooledKernel?: boolean }).pooledKernel).toBe(true);
     expect(exec.kernelId).toBe(waiting);
-    expect([KERNEL_CPU_WEIGHTS.normal.v1, KERNEL_CPU_WEIGHTS.normal.v2]).toContain(await weightOf(waiting!));
+    expect([KERNEL_CPU_WEIGHTS.normal.v1, KERNEL_CPU_WEIGHTS.normal.v2]).toContain(await weightOf(waiting));
   });
 });

@@ -15,11 +15,11 @@ import { createLogger } from "@codeinterp/logger";
 import { createEventSubscriber, createRedis, parseJobPayload, queueNames } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
 import { workspaceId } from "@codeinterp/workspace";
-import { reconcileOnce } from "../apps/worker/src/reconciler";
-import { createTestDatabase } from "./helpers/database";
+import { reconcileOnce } from "../src/reconciler";
+import { createTestDatabase } from "../../../test/helpers/database";
+import { testRedisUrl } from "../../../test/helpers/redis";
 
 // reconcileOnce on the real Postgres and Redis, with no worker: what it does to executions whose job is missing.
-const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const prefix = `citest-reconcile-${randomBytes(4).toString("hex")}`;
 let database: Awaited<ReturnType<typeof createTestDatabase>>;
 let db: Db;
@@ -29,7 +29,7 @@ let queue: Queue;
 beforeAll(async () => {
   database = await createTestDatabase();
   db = createDb({ url: database.url });
-  redis = createRedis(redisUrl, { name: "reconciler-test" });
+  redis = createRedis(testRedisUrl, { name: "reconciler-test" });
   queue = new Queue(queueNames.executions, { connection: redis, prefix });
 });
 afterAll(async () => {

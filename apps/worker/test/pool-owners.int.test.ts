@@ -3,13 +3,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "@codeinterp/logger";
 import { createRedis, poolOwnersKey } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
-import { createPoolOwners } from "../apps/worker/src/kernels/pool-owners";
+import { createPoolOwners } from "../src/kernels/pool-owners";
+import { testRedisUrl } from "../../../test/helpers/redis";
 
 // Pool-kernel ownership on real Redis. The failure injected here is the one a Redis restart causes: the
 // transaction that forgets a kernel taken from the pool does not reach Redis.
 let redis: Redis;
 beforeAll(() => {
-  redis = createRedis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379", { name: "pool-owners-test" });
+  redis = createRedis(testRedisUrl, { name: "pool-owners-test" });
 });
 afterAll(() => redis?.disconnect());
 

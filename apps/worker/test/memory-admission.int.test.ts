@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { silentLog } from "@codeinterp/kernel";
 import { readHostAvailableBytes, startLocalJupyter } from "@codeinterp/kernel-host";
 import type { LocalJupyter, SandboxLimits } from "@codeinterp/kernel-host";
-import { client, startTestStack } from "./helpers/stack";
-import type { TestStack } from "./helpers/stack";
+import { client, startTestStack } from "../../../test/helpers/stack";
+import type { TestStack } from "../../../test/helpers/stack";
 
 const MiB = 1024 ** 2;
 const RESET_NOTE = /variables from earlier executions are gone/;

@@ -5,11 +5,12 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { createRedis } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
-import { LockTimeoutError, acquireLock, tryLock } from "../apps/worker/src/kernels/lock";
+import { LockTimeoutError, acquireLock, tryLock } from "../src/kernels/lock";
+import { testRedisUrl } from "../../../test/helpers/redis";
 
 let redis: Redis;
 beforeAll(() => {
-  redis = createRedis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379", { name: "lock-test" });
+  redis = createRedis(testRedisUrl, { name: "lock-test" });
 });
 afterAll(() => redis?.disconnect());
 
