@@ -86,9 +86,15 @@ async function recordOnce(
     captureMs,
     filesCaptured: captured.files.length,
   };
-  return finish(ctx.deps, exec.id, STATUS_BY_OUTCOME[outcome.status], {
-    result,
-    failure: outcomeFailure(outcome),
-    metrics,
-  });
+  return finish(
+    ctx.deps,
+    exec.id,
+    STATUS_BY_OUTCOME[outcome.status],
+    {
+      result,
+      failure: outcomeFailure(outcome),
+      metrics,
+    },
+    pub,
+  );
 }
