@@ -3,7 +3,8 @@ import { executionChannel, executionLogKey } from "./keys";
 import type { ExecutionEventBody } from "./events";
 
 export interface EventPublisher {
-  publish(event: ExecutionEventBody): Promise<void>;
+  /** Several events go out in one round trip, in order. */
+  publish(...events: ExecutionEventBody[]): Promise<void>;
   /** The final status and `done`, sent together (one round trip) and in that order on the stream. */
   end(status: Extract<ExecutionEventBody, { type: "done" }>["status"]): Promise<void>;
   /**
@@ -71,7 +72,7 @@ export function createEventPublisher(
     await send.call(redis, ...keys, ttl, cap, ...events.map((e) => JSON.stringify(e))).catch(() => undefined);
   };
   return {
-    publish: (event) => append(event),
+    publish: (...events) => append(...events),
     end: (status) => append({ type: "status", status }, { type: "done", status }),
     hold(event, ms) {
       take();
