@@ -1,6 +1,7 @@
 // Where an execution's time goes, hop by hop (issue 22: a regression shows which hop grew): client
 // timestamps, the row's createdAt/startedAt/finishedAt and the Redis stream ids of the worker's events
-// (their first part is a ms time on this machine's clock).
+// (their first part is a ms time on this machine's clock). The worker holds `preparing` back to send it with
+// `running` when preparation is quick (warm kernels), so hops 4 and 5 then read as one: see 4+5.
 import type { Db } from "@codeinterp/db";
 import { createRedis, executionLogKey } from "./bench-deps";
 import { median, round, summarize } from "./stats";
