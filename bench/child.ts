@@ -1,12 +1,17 @@
 // One service (the API or a worker) in its own process, configured from the environment the bench gives it.
 // Separate processes keep the load generator off the API's event loop and let the bench read each
-// process's peak RSS (/proc/<pid>/status VmHWM).
+// process's peak RSS (/proc/<pid>/status VmHWM). Each child counts its Postgres statements and Redis
+// commands (bench/call-counter.ts); a line "COUNTS" on its stdin is answered with "BENCH_COUNTS <json>".
+import { createInterface } from "node:readline";
 import { pino } from "pino";
 import { loadApiEnv } from "../apps/api/src/env";
 import { startApiServer } from "../apps/api/src/server";
 import { loadWorkerEnv } from "../apps/worker/src/env";
 import { startWorker } from "../apps/worker/src/start";
 import { createLogger } from "@codeinterp/logger";
+import { callCounts, installCallCounter } from "./call-counter";
+
+installCallCounter();
 
 const role = process.argv[2];
 const level = (process.env.LOG_LEVEL ?? "warn") as "warn";
@@ -25,6 +30,9 @@ async function main() {
   } else {
     throw new Error(`unknown role ${role}`);
   }
+  createInterface({ input: process.stdin }).on("line", (line) => {
+    if (line === "COUNTS") process.stdout.write(`BENCH_COUNTS ${JSON.stringify(callCounts())}\n`);
+  });
   const stop = () => {
     void close().finally(() => process.exit(0));
   };

@@ -103,6 +103,8 @@ export interface Bench {
   /** The environment the API and worker processes were started with. */
   env: Record<string, string>;
   jupyter: LocalJupyter;
+  /** The stack's own redis-server (its CPU and commandstats are the stack's alone); null: a shared Redis. */
+  redisPid: number | null;
   api: Child;
   worker: Child;
   apiUrl: string;

@@ -12,7 +12,7 @@ import { cpuDelta, cpuSnapshot } from "./services";
 export async function cpuPerTrivialExecution(c: {
   ci: ReturnType<typeof apiClient>;
   raw: KernelSession;
-  pids: { api: number; worker: number; jupyter: number };
+  pids: { api: number; worker: number; jupyter: number; redis?: number | null };
   dbName: string;
   messageId: string;
   n: number;

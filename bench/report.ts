@@ -3,6 +3,9 @@ import { execSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import os from "node:os";
 import type { Json, Target } from "./context";
+import type { Hops } from "./hops";
+import { describeProfile } from "./profile";
+import type { ExecProfile } from "./profile";
 import { round } from "./stats";
 
 export function machine(): Json {
@@ -51,6 +54,7 @@ export function printTable(results: Json, targets: Target[]) {
     for (const [k, v] of Object.entries(tl))
       console.log(`  ${k.padEnd(50)} p50 ${String(v.p50).padStart(6)}  p95 ${String(v.p95).padStart(6)}`);
   }
+  printProfiles(results);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
   console.log("");
@@ -82,6 +86,33 @@ export function printTable(results: Json, targets: Target[]) {
       .map((k) => `${k}=${String(results[k])}`)
       .join("  "),
   );
+}
+
+/**
+ * Per scenario, what one execution cost (statements, commands, CPU by process) and where its time went hop
+ * by hop: a regression of the warm path shows which hop or which part grew.
+ */
+function printProfiles(results: Json) {
+  const lat = results.latency as { profile_warm?: ExecProfile } | undefined;
+  const tput = results.throughput as { profile_codeinterp?: ExecProfile; hops_codeinterp?: Hops } | undefined;
+  const profiles: Array<[string, ExecProfile | undefined, Hops | undefined]> = [
+    ["latency, warm print(1)", lat?.profile_warm, undefined],
+    ["throughput, print(1) × 4 concurrent", tput?.profile_codeinterp, tput?.hops_codeinterp],
+    [
+      "analysis, follow-up",
+      results.analysis_followup_profile as ExecProfile | undefined,
+      results.analysis_followup_hops as Hops | undefined,
+    ],
+  ];
+  for (const [label, p, hops] of profiles) {
+    if (!p) continue;
+    console.log(`\n${describeProfile(label, p)}`);
+    console.log(`  pg by verb ${JSON.stringify(p.pg_statements.by_verb)}`);
+    console.log(`  redis sent ${JSON.stringify(p.redis_commands_sent.by_command)}`);
+    if (p.redis_commands_run) console.log(`  redis ran ${JSON.stringify(p.redis_commands_run.by_command)}`);
+    for (const [k, v] of Object.entries(hops ?? {}))
+      console.log(`  ${k.padEnd(50)} p50 ${String(v.p50).padStart(6)}  p95 ${String(v.p95).padStart(6)}`);
+  }
 }
 
 interface ArrivalFigures {

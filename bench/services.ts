@@ -6,6 +6,7 @@ import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
+import net from "node:net";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import pg from "pg";
@@ -13,6 +14,7 @@ import { ensureDatabase, migrate } from "@codeinterp/db";
 import { startLocalJupyter } from "@codeinterp/kernel-host";
 import type { LocalJupyter } from "@codeinterp/kernel-host";
 import { loadKernelLimits, repoRoot } from "@codeinterp/config";
+import type { CallCounts } from "./call-counter";
 
 export const quietLog = {
   debug: () => undefined,
@@ -60,9 +62,77 @@ export async function startJupyter(root: string): Promise<LocalJupyter> {
   });
 }
 
+export interface BenchRedis {
+  url: string;
+  /** The server's pid (its CPU is then the stack's alone); null when the bench uses a shared REDIS_URL. */
+  pid: number | null;
+  stop(): Promise<void>;
+}
+
+/**
+ * A Redis server of the stack's own (when redis-server is on PATH and BENCH_SHARED_REDIS is unset), so its
+ * commandstats and CPU are the stack's alone; otherwise REDIS_URL, shared with whatever else uses it.
+ */
+export async function startRedis(): Promise<BenchRedis> {
+  const shared = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+  if (process.env.BENCH_SHARED_REDIS) return { url: shared, pid: null, stop: async () => undefined };
+  const port = await freePort();
+  const proc = spawn(
+    "redis-server",
+    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    {
+      stdio: ["ignore", "ignore", "inherit"],
+    },
+  );
+  const spawned = await new Promise<boolean>((resolve) => {
+    proc.once("spawn", () => resolve(true));
+    proc.once("error", () => resolve(false));
+  });
+  if (!spawned) return { url: shared, pid: null, stop: async () => undefined };
+  const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
+  const deadline = Date.now() + 10_000;
+  while (!(await canConnect(port))) {
+    if (Date.now() > deadline || proc.exitCode !== null) throw new Error("the bench's redis-server did not start");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    pid: proc.pid!,
+    async stop() {
+      if (proc.exitCode !== null) return;
+      proc.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: "127.0.0.1", port });
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+}
+
 export interface Child {
   pid: number;
   info: Record<string, string>;
+  /** The Postgres statements and Redis commands the process has sent so far. */
+  counts(): Promise<CallCounts>;
   stop(): Promise<void>;
 }
 
@@ -81,15 +151,19 @@ export async function startChild(role: "api" | "worker", env: Record<string, str
         ...(role === "worker" ? { UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? "16" } : {}),
         ...env,
       },
-      stdio: ["ignore", "pipe", "inherit"],
+      stdio: ["pipe", "pipe", "inherit"],
     },
   );
   const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
+  // Answers to "COUNTS", in the order they were asked.
+  const countWaiters: Array<(c: CallCounts) => void> = [];
   const info = await new Promise<Record<string, string>>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${role} did not start within 180 s`)), 180_000);
     proc.once("exit", (code) => reject(new Error(`${role} exited with ${code} before it was ready`)));
     createInterface({ input: proc.stdout! }).on("line", (line) => {
-      if (line.startsWith("BENCH_READY ")) {
+      if (line.startsWith("BENCH_COUNTS ")) {
+        countWaiters.shift()?.(JSON.parse(line.slice(13)) as CallCounts);
+      } else if (line.startsWith("BENCH_READY ")) {
         clearTimeout(timer);
         resolve(JSON.parse(line.slice(12)) as Record<string, string>);
       } else if (!/^(Starting WebSocket|Kernel: dead)/.test(line)) process.stderr.write(`[${role}] ${line}\n`);
@@ -98,6 +172,12 @@ export async function startChild(role: "api" | "worker", env: Record<string, str
   return {
     pid: proc.pid!,
     info,
+    counts() {
+      return new Promise<CallCounts>((resolve) => {
+        countWaiters.push(resolve);
+        proc.stdin!.write("COUNTS\n");
+      });
+    },
     async stop() {
       if (proc.exitCode !== null) return;
       proc.kill("SIGTERM");
@@ -150,10 +230,11 @@ function cmdline(pid: number): string {
 /**
  * CPU time (user + system, ms) used so far by each part of the stack: the API and worker processes, the
  * Jupyter server with its kernels, this bench process, the Postgres backends serving the bench database
- * (their process title names it), and the Redis server (shared with anything else using it).
+ * (their process title names it), and the Redis server (the stack's own when it has one, else every
+ * redis-server on the machine).
  */
 export function cpuSnapshot(
-  pids: { api: number; worker: number; jupyter: number },
+  pids: { api: number; worker: number; jupyter: number; redis?: number | null },
   dbName: string,
 ): Record<string, number> {
   const all = readdirSync("/proc")
@@ -183,11 +264,12 @@ export function cpuSnapshot(
     if (pid === pids.api) out.api! += st.cpuMs;
     else if (pid === pids.worker) out.worker! += st.cpuMs;
     else if (pid === process.pid) out.bench_driver! += st.cpuMs;
+    else if (pids.redis && pid === pids.redis) out.redis_server! += st.cpuMs;
     else if (descendsFrom(pid, pids.jupyter)) out.jupyter_and_kernels! += st.cpuMs;
     else {
       const cmd = cmdline(pid);
       if (cmd.startsWith("postgres:") && cmd.includes(` ${dbName} `)) out.postgres_bench_db! += st.cpuMs;
-      else if (cmd.startsWith("redis-server")) out.redis_server! += st.cpuMs;
+      else if (!pids.redis && cmd.startsWith("redis-server")) out.redis_server! += st.cpuMs;
     }
   }
   return out;

@@ -12,7 +12,7 @@ import { createRedis, poolOwnersKey } from "./bench-deps";
 import { apiClient } from "./client";
 import type { Bench, Json, Params, Target } from "./context";
 import { KERNELS, MiB, sleep } from "./context";
-import { dropDatabase, freshDatabase, quietLog, startChild, startJupyter } from "./services";
+import { dropDatabase, freshDatabase, quietLog, startChild, startJupyter, startRedis } from "./services";
 import type { Child } from "./services";
 import { now } from "./stats";
 
@@ -49,12 +49,13 @@ export async function startStack(o: StackOptions): Promise<Stack> {
   const dbName = process.env.BENCH_DB_NAME ?? "codeinterp_bench";
   const databaseUrl = await freshDatabase(dbName);
   const jupyter = await startJupyter(root);
+  const redis = await startRedis();
   const adminToken = `admin-${randomBytes(12).toString("hex")}`;
   const env: Record<string, string> = {
     NODE_ENV: "production",
     LOG_LEVEL: "warn",
     DATABASE_URL: databaseUrl,
-    REDIS_URL: process.env.REDIS_URL ?? "redis://127.0.0.1:6379",
+    REDIS_URL: redis.url,
     QUEUE_PREFIX: `cibench-${randomBytes(4).toString("hex")}`,
     JUPYTER_URL: jupyter.url,
     JUPYTER_TOKEN: jupyter.token,
@@ -98,6 +99,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     for (const k of await gateway.listKernels().catch(() => []))
       await gateway.shutdownKernel(k.id).catch(() => undefined);
     await jupyter.stop().catch(() => undefined);
+    await redis.stop().catch(() => undefined);
     await db.$disconnect().catch(() => undefined);
     await dropDatabase(dbName).catch(() => undefined);
     await rm(root, { recursive: true, force: true }).catch(() => undefined);
@@ -113,7 +115,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     if (keyRes.status !== 201) throw new Error(`api key: ${keyRes.status} ${await keyRes.text()}`);
     const key = ((await keyRes.json()) as { key: string }).key;
     o.log(
-      `stack (${o.config} config) up in ${((Date.now() - t0) / 1000).toFixed(1)} s (api pid ${api.pid}, worker pid ${worker.pid})`,
+      `stack (${o.config} config) up in ${((Date.now() - t0) / 1000).toFixed(1)} s (api pid ${api.pid}, worker pid ${worker.pid}, ${redis.pid ? `own redis-server pid ${redis.pid}` : "shared Redis"})`,
     );
     return {
       quick: o.quick,
@@ -123,6 +125,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       dbName,
       env,
       jupyter,
+      redisPid: redis.pid,
       api,
       worker,
       apiUrl,

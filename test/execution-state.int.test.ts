@@ -11,6 +11,7 @@ import {
 import type { Db } from "@codeinterp/db";
 import {
   WrongQueueError,
+  createEventPublisher,
   createEventSubscriber,
   createRedis,
   enqueueExecution,
@@ -138,6 +139,60 @@ describe("finishAndAnnounce", () => {
     const queued = await newExecution("queued");
     expect(await finishAndAnnounce({ db, redis, prefix }, queued.id, "cancelled", { onlyFrom: ["queued"] })).toBe(true);
     expect((await getExecutionForWorker(db, queued.id))?.status).toBe("cancelled");
+  });
+});
+
+describe("a held event (the worker's `preparing`)", () => {
+  const pubFor = (id: string) => createEventPublisher(redis, prefix, id);
+
+  it("goes out ahead of the next event, in order, and live watchers and replays see the same events", async () => {
+    const e = await newExecution("running");
+    const w = await watch(e.id);
+    try {
+      const pub = pubFor(e.id);
+      pub.hold({ type: "status", status: "preparing" }, 60_000);
+      await pub.publish({ type: "status", status: "running" });
+      await pub.publish({ type: "stdout", text: "1\n" });
+      expect(await finishAndAnnounce({ db, redis, prefix }, e.id, "completed", { result: null }, pub)).toBe(true);
+      const expected = ["status:preparing", "status:running", "stdout:", "status:completed", "done:completed"];
+      expect(kinds(await w.replay())).toEqual(expected);
+      await expect.poll(() => kinds(w.live)).toEqual(expected);
+      expect(w.live.map((x) => x.id)).toEqual((await w.replay()).map((x) => x.id));
+    } finally {
+      await w.close();
+    }
+  });
+
+  it("goes out alone once its time has passed (a kernel that takes a while to start)", async () => {
+    const e = await newExecution("running");
+    const w = await watch(e.id);
+    try {
+      pubFor(e.id).hold({ type: "status", status: "preparing" }, 20);
+      await expect.poll(() => kinds(w.live)).toEqual(["status:preparing"]);
+      expect(kinds(await w.replay())).toEqual(["status:preparing"]);
+    } finally {
+      await w.close();
+    }
+  });
+
+  it("is dropped, not sent later, when the finish carrying it loses to another end", async () => {
+    const e = await newExecution("running");
+    const w = await watch(e.id);
+    try {
+      const pub = pubFor(e.id);
+      pub.hold({ type: "status", status: "preparing" }, 60_000);
+      // Someone else ends it first; the worker's finish then moves nothing and must not announce its event.
+      expect(await finishAndAnnounce({ db, redis, prefix }, e.id, "cancelled", { result: null })).toBe(true);
+      expect(await finishAndAnnounce({ db, redis, prefix }, e.id, "failed", { result: null }, pub)).toBe(false);
+      // Nothing follows a `done`, whoever sends it: the stream refuses a late event (a held one whose timer
+      // fires after another process ended the execution goes out the same way).
+      pub.hold({ type: "status", status: "preparing" }, 60_000);
+      await pub.publish({ type: "stdout", text: "late" });
+      expect(kinds(await w.replay())).toEqual(["status:cancelled", "done:cancelled"]);
+      await expect.poll(() => kinds(w.live)).toEqual(["status:cancelled", "done:cancelled"]);
+    } finally {
+      await w.close();
+    }
   });
 });
 

@@ -7,6 +7,8 @@ import { createRedis } from "../bench-deps";
 import { sleep, sum } from "../context";
 import { cpuPerTrivialExecution, poolKernelMemoryMiB } from "../footprint";
 import { benchRefillInterference } from "../refill";
+import { hopsOf } from "../hops";
+import { describeProfile, profiler } from "../profile";
 import { executionSegments } from "../segments";
 import { round } from "../stats";
 import type { Bench } from "../context";
@@ -35,7 +37,30 @@ export async function analysis(b: Bench): Promise<void> {
   log(
     "analysis: first execution of a new message (pandas + chart + xlsx on a 5,000-row CSV) vs fresh and warm raw kernels",
   );
-  const a = await benchAnalysis({ apiUrl, key, ci, gateway, root, n: P.analysisN, msg, poolReady, log });
+  const prof = profiler(b);
+  const a = await benchAnalysis({
+    apiUrl,
+    key,
+    ci,
+    gateway,
+    root,
+    n: P.analysisN,
+    msg,
+    poolReady,
+    log,
+    aroundFollowup: (fn) => prof.around(fn),
+  });
+  const followupProfile = prof.result(a.followupRuns.length);
+  prof.close();
+  log(describeProfile("analysis: per follow-up analysis", followupProfile));
+  results.analysis_followup_profile = followupProfile;
+  results.analysis_followup_hops = await hopsOf(
+    db,
+    env.REDIS_URL!,
+    env.QUEUE_PREFIX!,
+    a.followupRuns.map((r) => r.id),
+    a.followupRuns.map((r) => r.wall),
+  );
   const s = a.summaries;
   const pw = s.wait_for_a_ready_pool_kernel!;
   log(
@@ -99,7 +124,7 @@ export async function analysis(b: Bench): Promise<void> {
   const cpu = await cpuPerTrivialExecution({
     ci,
     raw: rawForCpu,
-    pids: { api: api.pid, worker: worker.pid, jupyter: jupyter.pid },
+    pids: { api: api.pid, worker: worker.pid, jupyter: jupyter.pid, redis: b.redisPid },
     dbName,
     messageId: msg("cpu"),
     n: quick ? 30 : 100,

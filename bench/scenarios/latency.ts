@@ -1,8 +1,8 @@
 // Latency of print(1): raw kernels vs codeinterp's warm path (long-poll and SSE), a fresh kernel per
 // execution, Open WebUI's Jupyter flow, and the first execution of a new message; where the warm time goes.
-import type { Db } from "@codeinterp/db";
-import { createRedis, executionLogKey } from "../bench-deps";
 import { sum } from "../context";
+import { hopsOf } from "../hops";
+import { describeProfile, profiler } from "../profile";
 import { openWebUiRoundTrip } from "../jupyter-surface";
 import { expectOk, rawConnection } from "../raw-kernel";
 import { median, now, round, summarize } from "../stats";
@@ -62,7 +62,21 @@ export async function latency(b: Bench): Promise<void> {
 
   // Timeline of each warm execution (ms, wall clock of this machine): client timestamps, the rows'
   // createdAt/startedAt/finishedAt, and the Redis stream ids of the worker's events (they are ms times).
-  const timeline = await warmTimeline(db, env.REDIS_URL!, env.QUEUE_PREFIX!, e2eIds, e2eWall);
+  const timeline = await hopsOf(db, env.REDIS_URL!, env.QUEUE_PREFIX!, e2eIds, e2eWall);
+
+  // What one warm print(1) costs each process, in statements, commands and CPU (sequential, nothing else
+  // running): the figures a regression of the warm path shows up in.
+  const prof = profiler(b);
+  const profN = P.latencyN;
+  await prof.around(async () => {
+    for (let i = 0; i < profN; i++) {
+      const r = await ci.run({ messageId: warmMsg, code: "print(1)" });
+      if (r.exec.status !== "completed") throw new Error(`warm run ended ${r.exec.status}`);
+    }
+  });
+  const warmProfile = prof.result(profN);
+  prof.close();
+  log(describeProfile("latency: per warm print(1)", warmProfile));
 
   // SSE e2e: submit, then follow /events to done
   const sseMs: number[] = [];
@@ -151,6 +165,7 @@ export async function latency(b: Bench): Promise<void> {
     overhead_e2e_minus_raw_p50_ms: round(e2e.p50 - rawS.p50, 2),
     ratio_fresh_over_e2e: round(fresh.p50 / e2e.p50, 1),
     timeline_warm_p50_ms: timeline,
+    profile_warm: warmProfile,
     stages_warm_p50_ms: {
       queueWaitMs: round(stage("queueWaitMs").p50, 2),
       prepareMs: round(stage("prepareMs").p50, 2),
@@ -175,56 +190,4 @@ export async function latency(b: Bench): Promise<void> {
     e2e.p50 <= rawS.p50 + 10,
   );
   target("≥ 25× faster than fresh kernel", "≥ 25×", `${round(fresh.p50 / e2e.p50, 1)}×`, fresh.p50 / e2e.p50 >= 25);
-}
-
-/** Medians of the segments of the warm path, from client, database and Redis event-log timestamps. */
-async function warmTimeline(
-  db: Db,
-  redisUrl: string,
-  prefix: string,
-  ids: string[],
-  wall: Array<{ submit: number; posted: number; end: number }>,
-) {
-  const rows = await db.execution.findMany({
-    where: { id: { in: ids } },
-    select: { id: true, createdAt: true, startedAt: true, finishedAt: true },
-  });
-  const byId = new Map(rows.map((r) => [r.id, r]));
-  const redis = createRedis(redisUrl, { name: "bench" });
-  const seg: Record<string, number[]> = {};
-  const add = (k: string, v: number) => (seg[k] ??= []).push(v);
-  try {
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i]!;
-      const w = wall[i]!;
-      const r = byId.get(id);
-      const log = await redis.xrange(executionLogKey(prefix, id), "-", "+");
-      const at: Record<string, number> = {};
-      for (const [sid, fields] of log) {
-        const ms = Number(sid.split("-")[0]);
-        const body = JSON.parse(fields[1] ?? "{}") as { type: string; status?: string };
-        const k = body.type === "status" ? `status:${body.status}` : body.type;
-        at[k] ??= ms;
-      }
-      if (!r?.startedAt || !at["status:preparing"] || !at["status:running"] || !at.stdout || !at.done) continue;
-      const created = r.createdAt.getTime();
-      add("1_client_submit_to_row_created", created - w.submit);
-      add("2_row_created_to_202_received", w.posted - created);
-      add("3_row_created_to_worker_started (queue)", r.startedAt.getTime() - created);
-      add("4_worker_started_to_preparing_event", at["status:preparing"] - r.startedAt.getTime());
-      add("5_preparing_to_running_event (prepare+acquire)", at["status:running"] - at["status:preparing"]);
-      add("6_running_to_first_stdout (run)", at.stdout - at["status:running"]);
-      add("7_stdout_to_done_event (capture+finish)", at.done - at.stdout);
-      add("8_done_event_to_client_has_result", w.end - at.done);
-      add("total_client", w.end - w.submit);
-    }
-  } finally {
-    redis.disconnect();
-  }
-  return Object.fromEntries(
-    Object.entries(seg).map(([k, v]) => [
-      k,
-      { p50: round(median(v), 1), p95: round(summarize(v).p95, 1), n: v.length },
-    ]),
-  );
 }

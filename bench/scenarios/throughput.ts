@@ -2,6 +2,8 @@
 import os from "node:os";
 import { KERNELS } from "../context";
 import { expectOk } from "../raw-kernel";
+import { hopsOf } from "../hops";
+import { describeProfile, profiler } from "../profile";
 import { cpuDelta, cpuSnapshot } from "../services";
 import { now, round } from "../stats";
 import type { Bench } from "../context";
@@ -23,6 +25,8 @@ export async function throughput(b: Bench): Promise<void> {
     );
     return (per * KERNELS) / ((now() - a) / 1000);
   };
+  const ids: string[] = [];
+  const walls: Array<{ submit: number; posted: number; end: number }> = [];
   const ciRound = async () => {
     const a = now();
     await Promise.all(
@@ -30,6 +34,8 @@ export async function throughput(b: Bench): Promise<void> {
         for (let i = 0; i < per; i++) {
           const r = await ci.run({ messageId: m, code: "print(1)" });
           if (r.exec.status !== "completed") throw new Error(`throughput run ended ${r.exec.status}`);
+          ids.push(r.exec.id);
+          walls.push(r.wall);
         }
       }),
     );
@@ -37,13 +43,18 @@ export async function throughput(b: Bench): Promise<void> {
   };
   // raw, codeinterp, raw, codeinterp: the better of each pair's rounds is kept. CPU ms per execution of
   // each part of the stack is read from /proc around the first round of each.
-  const pids = { api: api.pid, worker: worker.pid, jupyter: jupyter.pid };
+  const pids = { api: api.pid, worker: worker.pid, jupyter: jupyter.pid, redis: b.redisPid };
   let c0 = cpuSnapshot(pids, dbName);
   const rawRates = [await rawRound()];
   const rawCpu = cpuDelta(c0, cpuSnapshot(pids, dbName), per * KERNELS);
   c0 = cpuSnapshot(pids, dbName);
-  const ciRates = [await ciRound()];
+  const prof = profiler(b);
+  const ciRates = [await prof.around(ciRound)];
   const ciCpu = cpuDelta(c0, cpuSnapshot(pids, dbName), per * KERNELS);
+  const ciProfile = prof.result(per * KERNELS);
+  prof.close();
+  log(describeProfile(`throughput: per print(1) at concurrency ${KERNELS}`, ciProfile));
+  const hops = await hopsOf(b.db, b.env.REDIS_URL!, b.env.QUEUE_PREFIX!, ids, walls);
   if (!quick) {
     rawRates.push(await rawRound());
     ciRates.push(await ciRound());
@@ -61,6 +72,8 @@ export async function throughput(b: Bench): Promise<void> {
     codeinterp_rounds: ciRates.map((x) => round(x, 1)),
     cpu_ms_per_execution_raw: rawCpu,
     cpu_ms_per_execution_codeinterp: ciCpu,
+    profile_codeinterp: ciProfile,
+    hops_codeinterp: hops,
     loadavg_after: os.loadavg().map((x) => round(x, 2)),
   };
   target(

@@ -7,6 +7,7 @@ import { executionFailureSchema, executionMetricsSchema, executionResultSchema }
 import type { ExecutionFailure, ExecutionMetrics, ExecutionResult } from "./execution-record";
 import { cancelChannel, cancelKey } from "./keys";
 import { createEventPublisher } from "./publisher";
+import type { EventPublisher } from "./publisher";
 import type { Redis } from "./redis";
 
 /**
@@ -72,13 +73,15 @@ export async function onCancelRequests(
  * Ends an execution: its terminal state is written (only from an active state, or from `onlyFrom`), then
  * announced on its event channel and replay log (the status, then `done`). Terminal states are final, so of
  * two finishes of one execution the first wins and only it is announced; false when this one did nothing.
- * The announcement is best effort: the database holds the truth.
+ * The announcement is best effort: the database holds the truth. `publisher`: the execution's own, when the
+ * caller has one (an event it holds goes out ahead of the end, in the same round trip).
  */
 export async function finishAndAnnounce(
   deps: ExecutionStateDeps,
   executionId: string,
   status: TerminalStatus,
   data: FinishData,
+  publisher?: EventPublisher,
 ): Promise<boolean> {
   const moved = await finishExecution(deps.db, executionId, status, {
     result: data.result ? executionResultSchema.parse(data.result) : data.result,
@@ -86,8 +89,11 @@ export async function finishAndAnnounce(
     metrics: data.metrics ? executionMetricsSchema.parse(data.metrics) : undefined,
     onlyFrom: data.onlyFrom,
   });
-  // Whoever moved it first (a cancel, say) already announced the end.
-  if (!moved) return false;
-  await createEventPublisher(deps.redis, deps.prefix, executionId).end(status);
+  // Whoever moved it first (a cancel, say) already announced the end: nothing of this one may follow it.
+  if (!moved) {
+    publisher?.drop();
+    return false;
+  }
+  await (publisher ?? createEventPublisher(deps.redis, deps.prefix, executionId)).end(status);
   return true;
 }

@@ -3,14 +3,27 @@ import { executionChannel, executionLogKey } from "./keys";
 import type { ExecutionEventBody } from "./events";
 
 export interface EventPublisher {
-  publish(event: ExecutionEventBody): Promise<void>;
+  /** Several events go out in one round trip, in order. */
+  publish(...events: ExecutionEventBody[]): Promise<void>;
   /** The final status and `done`, sent together (one round trip) and in that order on the stream. */
   end(status: Extract<ExecutionEventBody, { type: "done" }>["status"]): Promise<void>;
+  /**
+   * Holds `event` for up to `ms`: it goes ahead of the next publish or end, in the same round trip, or alone
+   * once `ms` passed. A status that is over sooner than anyone could see it (`preparing` on a warm kernel)
+   * costs no round trip of its own, and subscribers and replays still get it, in order.
+   */
+  hold(event: ExecutionEventBody, ms: number): void;
+  /** Forgets a held event not sent yet (the execution was ended elsewhere: nothing may follow its `done`). */
+  drop(): void;
 }
 
 // Append each event to the execution's stream and publish it with its stream id, in one round trip and
-// atomically, so live subscribers and replays agree on order and identity. ARGV: ttl, cap, event...
+// atomically, so live subscribers and replays agree on order and identity. Nothing follows a \`done\`: an
+// event held back (see \`hold\`) whose timer fires after another process ended the execution is dropped here,
+// where the order is decided, not by the publisher's guess. ARGV: ttl, cap, event...
 const APPEND_AND_PUBLISH = `
+local last = redis.call("XREVRANGE", KEYS[1], "+", "-", "COUNT", 1)[1]
+if last and string.find(last[2][2], '"type":"done"', 1, true) then return false end
 local id
 for i = 3, #ARGV do
   id = redis.call("XADD", KEYS[1], "MAXLEN", "~", ARGV[2], "*", "e", ARGV[i])
@@ -18,6 +31,18 @@ for i = 3, #ARGV do
 end
 redis.call("PEXPIRE", KEYS[1], ARGV[1])
 return id`;
+
+const COMMAND = "codeinterpAppendAndPublish";
+type WithCommand = Redis & { [COMMAND]: (...args: string[]) => Promise<unknown> };
+
+/**
+ * The script as a command of this connection: ioredis sends it by its SHA (EVALSHA), and the body only once
+ * per connection (on NOSCRIPT), instead of the whole script with every event.
+ */
+function withCommand(redis: Redis): WithCommand {
+  if (!(COMMAND in redis)) redis.defineCommand(COMMAND, { numberOfKeys: 2, lua: APPEND_AND_PUBLISH });
+  return redis as WithCommand;
+}
 
 export interface PublisherOptions {
   /** How long the replay log outlives its last event. */
@@ -36,14 +61,32 @@ export function createEventPublisher(
   const keys = [executionLogKey(prefix, executionId), executionChannel(prefix, executionId)];
   const ttl = String(opts.logTtlMs ?? 3600_000);
   const cap = String(opts.maxLogEvents ?? 5000);
-  const append = async (...events: ExecutionEventBody[]) => {
+  let held: { event: ExecutionEventBody; timer: NodeJS.Timeout } | null = null;
+  const take = (): ExecutionEventBody[] => {
+    if (!held) return [];
+    clearTimeout(held.timer);
+    const { event } = held;
+    held = null;
+    return [event];
+  };
+  const append = async (...given: ExecutionEventBody[]) => {
+    const events = [...take(), ...given];
     // Events are a live view: the database row is the record, and readers fall back to it.
-    await redis
-      .eval(APPEND_AND_PUBLISH, 2, ...keys, ttl, cap, ...events.map((e) => JSON.stringify(e)))
-      .catch(() => undefined);
+    const send = withCommand(redis)[COMMAND];
+    await send.call(redis, ...keys, ttl, cap, ...events.map((e) => JSON.stringify(e))).catch(() => undefined);
   };
   return {
-    publish: (event) => append(event),
+    publish: (...events) => append(...events),
     end: (status) => append({ type: "status", status }, { type: "done", status }),
+    hold(event, ms) {
+      take();
+      const timer = setTimeout(() => void append(), ms);
+      // A held event never keeps a closing process alive.
+      timer.unref();
+      held = { event, timer };
+    },
+    drop() {
+      take();
+    },
   };
 }

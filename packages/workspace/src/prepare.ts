@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import fs, { constants as fsc } from "node:fs";
 import { setImmediate } from "node:timers/promises";
-import { chmod, lstat, mkdir, open, readdir, rm, rmdir } from "node:fs/promises";
+import { lstat, readdir, rm, rmdir } from "node:fs/promises";
 import path from "node:path";
 import { removeWorkspaceDir } from "./disk-budget";
 import { uniqueNames } from "./sanitize";
@@ -94,25 +94,31 @@ async function lstatOrNull(p: string) {
   }
 }
 
-/** Create the workspace directory (0700) if needed; refuses a symlink or non-directory in its place. */
+/**
+ * Create the workspace directory (0700) if needed; refuses a symlink or non-directory in its place.
+ * Synchronous metadata calls, like placement below: every execution makes them, and through the thread
+ * pool each was a round trip of its own on the warm path.
+ */
 export async function ensureWorkspaceDir(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const st = await lstat(dir);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = fs.lstatSync(dir);
   if (!st.isDirectory()) throw new Error(`workspace is not a directory: ${dir}`);
-  if ((st.mode & 0o777) !== 0o700) await chmod(dir, 0o700);
+  if ((st.mode & 0o777) !== 0o700) fs.chmodSync(dir, 0o700);
+  return Promise.resolve();
 }
 
 /** Record that a workspace was used now (for {@link removeIdleWorkspaces}). */
 export async function touchWorkspace(dir: string, now: Date = new Date()): Promise<void> {
   const marker = lastUsedMarkerFor(dir);
-  const st = await lstatOrNull(marker);
+  const st = lstatOrNullSync(marker);
   if (st && !st.isFile()) await rm(marker, { recursive: true, force: true });
-  // O_NOFOLLOW and futimes on the handle: a symlink planted by code is never followed.
-  const fh = await open(marker, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_NOFOLLOW | fsc.O_NONBLOCK, 0o600);
+  // O_NOFOLLOW and futimes on the descriptor: a symlink planted by code is never followed. (Synchronous,
+  // as ensureWorkspaceDir: four small calls every execution makes.)
+  const fd = fs.openSync(marker, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_NOFOLLOW | fsc.O_NONBLOCK, 0o600);
   try {
-    await fh.utimes(now, now);
+    fs.futimesSync(fd, now, now);
   } finally {
-    await fh.close();
+    fs.closeSync(fd);
   }
 }
 

@@ -1,9 +1,10 @@
 import { createHash } from "node:crypto";
-import { constants as fsc } from "node:fs";
-import { lstat, open, opendir, realpath } from "node:fs/promises";
+import fs, { constants as fsc } from "node:fs";
+import { open } from "node:fs/promises";
 import type { Stats } from "node:fs";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
+import { setImmediate } from "node:timers/promises";
 import picomatch from "picomatch";
 
 export type SkipReason =
@@ -120,6 +121,17 @@ export async function hashFile(file: string): Promise<{ sha256: string; size: nu
   }
 }
 
+/** Directory entries looked at per turn of the event loop. */
+const WALK_SLICE = 200;
+
+function closeQuietly(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // read-only descriptor: nothing is lost
+  }
+}
+
 function sameMetadata(a: SnapshotEntry, b: Pick<SnapshotEntry, "size" | "mtimeMs" | "ctimeMs" | "ino">): boolean {
   return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs && a.ino === b.ino;
 }
@@ -131,8 +143,11 @@ function sameMetadata(a: SnapshotEntry, b: Pick<SnapshotEntry, "size" | "mtimeMs
  */
 export async function snapshotWorkspace(root: string, opts: SnapshotOptions = {}): Promise<Snapshot> {
   const takenAtMs = Date.now();
-  const realRoot = await realpath(root);
-  const rootStat = await lstat(realRoot);
+  // The walk is metadata syscalls of a few microseconds each, made synchronously (as placement does, see
+  // prepare.ts) in slices that give the event loop back: through the thread pool each one was a round trip
+  // of its own, and an empty workspace's two snapshots per execution were ~16 of them on the warm path.
+  const realRoot = fs.realpathSync.native(root);
+  const rootStat = fs.lstatSync(realRoot);
   if (!rootStat.isDirectory()) throw new Error(`not a directory: ${root}`);
 
   const maxEntries = opts.maxEntries ?? 100_000;
@@ -163,6 +178,7 @@ export async function snapshotWorkspace(root: string, opts: SnapshotOptions = {}
   };
 
   const toHash: SnapshotEntry[] = [];
+  let sinceYield = 0;
   // Depth-first, iterative; `opendir` streams entries, so a directory with millions of names is never
   // read into memory in full.
   const stack: Array<{ abs: string; rel: string; depth: number; dev: number; ino: number }> = [
@@ -172,20 +188,20 @@ export async function snapshotWorkspace(root: string, opts: SnapshotOptions = {}
     const dir = stack.pop()!;
     // Code may swap a directory for a symlink between our lstat and the listing: open it without following
     // symlinks, check it is still the directory we saw, and list it through that descriptor.
-    let fd;
-    let handle;
+    let fd: number | undefined;
+    let handle: fs.Dir;
     try {
-      fd = await open(dir.abs, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW);
-      const now = await fd.stat();
+      fd = fs.openSync(dir.abs, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW);
+      const now = fs.fstatSync(fd);
       if (now.dev !== dir.dev || now.ino !== dir.ino) {
-        await fd.close();
+        fs.closeSync(fd);
         skip(dir.rel, "symlink");
         continue;
       }
-      handle = await opendir(`/proc/self/fd/${fd.fd}`);
+      handle = fs.opendirSync(`/proc/self/fd/${fd}`);
     } catch (err) {
       // The read's error is what counts; closing may fail on a handle that never opened.
-      await fd?.close().catch(() => undefined);
+      if (fd !== undefined) closeQuietly(fd);
       const code = (err as NodeJS.ErrnoException).code;
       if (code === "ELOOP" || code === "ENOTDIR") {
         if (dir.rel !== "") skip(dir.rel, "symlink");
@@ -195,13 +211,17 @@ export async function snapshotWorkspace(root: string, opts: SnapshotOptions = {}
       throw err;
     }
     try {
-      for await (const dirent of handle) {
+      for (let dirent = handle.readSync(); dirent !== null; dirent = handle.readSync()) {
         if (snap.walked >= maxEntries) {
           snap.truncated = true;
           skip(dir.rel === "" ? "." : dir.rel, "limit_count");
           break walk;
         }
         snap.walked++;
+        if (++sinceYield >= WALK_SLICE) {
+          sinceYield = 0;
+          await setImmediate();
+        }
         const name = dirent.name;
         const rel = dir.rel === "" ? name : `${dir.rel}/${name}`;
         const abs = path.join(dir.abs, name);
@@ -211,7 +231,7 @@ export async function snapshotWorkspace(root: string, opts: SnapshotOptions = {}
         }
         let st: Stats;
         try {
-          st = await lstat(abs);
+          st = fs.lstatSync(abs);
         } catch {
           continue; // deleted while walking
         }
@@ -252,8 +272,12 @@ export async function snapshotWorkspace(root: string, opts: SnapshotOptions = {}
       }
     } finally {
       // Read-only handles: nothing is lost if closing fails.
-      await handle.close().catch(() => undefined);
-      await fd.close().catch(() => undefined);
+      try {
+        handle.closeSync();
+      } catch {
+        // already closed
+      }
+      closeQuietly(fd);
     }
   }
 

@@ -124,7 +124,9 @@ export async function waitForExecution(
   try {
     return await watch.end(opts);
   } finally {
-    await watch.close();
+    // Not awaited: the answer need not wait for the UNSUBSCRIBE round trip (a failed one only costs ignored
+    // messages, and a later SUBSCRIBE to the channel is sent after it on the same connection).
+    void watch.close();
   }
 }
 

@@ -25,6 +25,13 @@ export type { RunExecutionDeps } from "./execution/context";
 
 const MiB = 1024 ** 2;
 
+/**
+ * How long `preparing` is held back to go out with `running`: longer than a warm kernel's preparation,
+ * shorter than anyone watching would notice; a kernel start (pool or new) still shows `preparing`, this
+ * much later.
+ */
+const PREPARING_HOLD_MS = 100;
+
 export class ExecutionNotFoundError extends Error {
   override name = "ExecutionNotFoundError";
   readonly retryable = false;
@@ -87,9 +94,10 @@ export async function runExecution(
     },
     () => undefined,
   );
-  void pub.publish({ type: "status", status: "preparing" });
   // What the execution asked for, else the gateway's per-kernel default; unknown: the kernel is left as it is.
   const memoryBytes = exec.memoryMb === null ? deps.kernelMemoryBytes : exec.memoryMb * MiB;
+  // Sent with `running` (or the end) when that comes within PREPARING_HOLD_MS, as it does on a warm kernel.
+  pub.hold({ type: "status", status: "preparing" }, PREPARING_HOLD_MS);
   const ctx: ExecutionContext = {
     deps,
     exec,
@@ -117,16 +125,18 @@ export async function runExecution(
         throw err;
       }
       log.error({ err: e, failure: verdict.failure.code }, "execution failed: kernel gateway unavailable");
-      return finish(deps, exec.id, "failed", { failure: verdict.failure });
+      return finish(deps, exec.id, "failed", { failure: verdict.failure }, pub);
     }
     if (!job.finalAttempt && isTransient(err)) {
       log.warn({ err: e }, "transient failure; the job will be retried");
       throw err;
     }
     log.error({ err: e }, "execution failed");
-    return finish(deps, exec.id, "failed", { failure: { code: failureCode(err), message: e.message } });
+    return finish(deps, exec.id, "failed", { failure: { code: failureCode(err), message: e.message } }, pub);
   } finally {
     deps.cancels.unregister(exec.id);
+    // Still held: the execution neither ran nor ended here (someone else ended it); nothing may follow.
+    pub.drop();
   }
 }
 
@@ -136,7 +146,7 @@ export async function runExecution(
  */
 async function prepareAndRun(ctx: ExecutionContext): Promise<Terminal | "skipped"> {
   const { deps, exec, pub } = ctx;
-  const cancelled = () => finish(deps, exec.id, "cancelled", { result: emptyResult(ctx.notes) });
+  const cancelled = () => finish(deps, exec.id, "cancelled", { result: emptyResult(ctx.notes) }, pub);
   if (ctx.req.signal.aborted) return cancelled();
   // Read while the kernel is acquired: the attachments were committed before this execution was queued.
   const attachmentsRead = listMessageAttachments(deps.db, exec.userId, exec.messageId);

@@ -7,7 +7,7 @@ import type { ExecutionOutcome } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import { finishAndAnnounce } from "@codeinterp/queue";
-import type { FinishData, Redis, TerminalStatus } from "@codeinterp/queue";
+import type { EventPublisher, FinishData, Redis, TerminalStatus } from "@codeinterp/queue";
 import { BlobStoreUnavailableError } from "@codeinterp/workspace";
 import type { WorkerEnv } from "../../env";
 import { LockTimeoutError } from "../../kernels/lock";
@@ -71,18 +71,23 @@ export function emptyResult(notes: string[]) {
   return { stdout: "", stderr: "", outputs: [], error: null, notes };
 }
 
-/** Ends the execution and announces it; "skipped" when it had already ended (a cancel, say). */
+/**
+ * Ends the execution and announces it (through `pub`, the execution's publisher, once it has one: an event
+ * it holds goes out first); "skipped" when it had already ended (a cancel, say).
+ */
 export async function finish(
   deps: { db: Db; redis: Redis; env: Pick<WorkerEnv, "QUEUE_PREFIX"> },
   id: string,
   status: Terminal,
   data: FinishData,
+  pub?: EventPublisher,
 ): Promise<Terminal | "skipped"> {
   const moved = await finishAndAnnounce(
     { db: deps.db, redis: deps.redis, prefix: deps.env.QUEUE_PREFIX },
     id,
     status,
     data,
+    pub,
   );
   return moved ? status : "skipped";
 }

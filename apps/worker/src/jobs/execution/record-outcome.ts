@@ -1,4 +1,5 @@
 import { createFileStore } from "@codeinterp/files";
+import type { ExecutionEventBody } from "@codeinterp/queue";
 import { diffSnapshots, snapshotWorkspace } from "@codeinterp/workspace";
 import { captureFiles } from "../../capture";
 import type { KernelLease } from "../../kernels/broker";
@@ -49,18 +50,23 @@ async function recordOnce(
     messageId: exec.messageId,
     executionId: exec.id,
   };
+  // The files' and outputs' events go out together in one round trip, not awaited: the end, announced
+  // after the row is written, follows them on the same connection.
+  const events: ExecutionEventBody[] = [];
   const captured = await captureFiles(
     { ...fileCtx, workspaceDir, maxFileBytes: env.MAX_GENERATED_FILE_BYTES, attachmentByPath: ws.attachmentByPath },
     diff,
-    async (f) => {
-      await pub.publish({
+    (f) => {
+      events.push({
         type: "file",
         file: { id: f.id, name: f.name, path: f.path ?? f.name, size: f.size, mimeType: f.mimeType },
       });
+      return Promise.resolve();
     },
   );
   const outputs = await storeRichOutputs({ ...fileCtx, workspaceDirs: run.realDirs }, outcome.outputs);
-  for (const o of outputs) if (o.fileId) await pub.publish({ type: "output", output: o });
+  for (const o of outputs) if (o.fileId) events.push({ type: "output", output: o });
+  if (events.length > 0) void pub.publish(...events);
   const captureMs = Date.now() - tCapture;
 
   const result = {
@@ -86,9 +92,15 @@ async function recordOnce(
     captureMs,
     filesCaptured: captured.files.length,
   };
-  return finish(ctx.deps, exec.id, STATUS_BY_OUTCOME[outcome.status], {
-    result,
-    failure: outcomeFailure(outcome),
-    metrics,
-  });
+  return finish(
+    ctx.deps,
+    exec.id,
+    STATUS_BY_OUTCOME[outcome.status],
+    {
+      result,
+      failure: outcomeFailure(outcome),
+      metrics,
+    },
+    pub,
+  );
 }
