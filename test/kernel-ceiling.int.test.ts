@@ -1,3 +1,4 @@
+import { hostname } from "node:os";
 // The live-kernel ceiling on the real stack (issue 11, item 4), with a Jupyter server of this file's own so
 // that its REST API's kernel list counts exactly this file's kernels.
 import { randomBytes } from "node:crypto";
@@ -6,7 +7,13 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { silentLog, startLocalJupyter } from "@codeinterp/kernel";
 import type { LocalJupyter } from "@codeinterp/kernel";
-import { LIVE_KERNEL_START_PREFIX, createRedis, liveKernelsKey, workerMetricsKey } from "@codeinterp/queue";
+import {
+  LIVE_KERNEL_START_PREFIX,
+  createRedis,
+  liveKernelsKey,
+  workerMetricsKey,
+  cellKeyPrefix,
+} from "@codeinterp/queue";
 import { client, startTestStack } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
 
@@ -213,9 +220,9 @@ describe("a worker SIGKILLed while holding places under the ceiling", () => {
       // Both places held by started kernels (a place still reserved for a start in flight is freed as soon as
       // the worker stops beating, while the kernel it was starting may still come up: not what this tests).
       const startedKernels = async () =>
-        (await redis.zrangebyscore(liveKernelsKey(stack.queuePrefix), Date.now(), "+inf")).filter(
-          (m) => !m.startsWith(LIVE_KERNEL_START_PREFIX),
-        ).length;
+        (
+          await redis.zrangebyscore(liveKernelsKey(cellKeyPrefix(stack.queuePrefix, hostname())), Date.now(), "+inf")
+        ).filter((m) => !m.startsWith(LIVE_KERNEL_START_PREFIX)).length;
       await expect.poll(startedKernels, { timeout: 30_000 }).toBe(2);
       child.kill("SIGKILL");
       await stack.startWorker();

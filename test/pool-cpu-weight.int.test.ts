@@ -1,3 +1,4 @@
+import { hostname } from "node:os";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import {
   createKernelGateway,
@@ -10,7 +11,7 @@ import type { KernelCgroupParent, KernelGateway } from "@codeinterp/kernel";
 import { createDb } from "@codeinterp/db";
 import type { Db } from "@codeinterp/db";
 import { createLogger } from "@codeinterp/logger";
-import { createRedis } from "@codeinterp/queue";
+import { cellKeyPrefix, createRedis, poolOwnersKey } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
 import { client, startTestStack } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
@@ -51,7 +52,7 @@ async function weightOf(kernelId: string): Promise<number | null> {
 
 describe("pool kernels' CPU weight", () => {
   it("a waiting pool kernel has the background weight; the message that gets it runs at the normal weight", async () => {
-    const poolIds = async () => redis.hkeys(`${stack.queuePrefix}:kernel:pool-owners`);
+    const poolIds = async () => redis.hkeys(poolOwnersKey(cellKeyPrefix(stack.queuePrefix, hostname())));
     await expect.poll(async () => (await poolIds()).length, { timeout: 60_000, interval: 200 }).toBe(1);
     const [waiting] = await poolIds();
     const bg = await weightOf(waiting!);

@@ -1,5 +1,6 @@
+import { hostname } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createRedis } from "@codeinterp/queue";
+import { cellKeyPrefix, createRedis, poolOwnersKey } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
 import { client, startTestStack } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
@@ -30,7 +31,8 @@ afterAll(async () => {
 
 describe("a pool sized by demand", () => {
   it("grows after a burst of new messages and shrinks back once they stop", { timeout: 240_000 }, async () => {
-    const poolKernels = async () => (await redis.hkeys(`${stack.queuePrefix}:kernel:pool-owners`)).length;
+    const poolKernels = async () =>
+      (await redis.hkeys(poolOwnersKey(cellKeyPrefix(stack.queuePrefix, hostname())))).length;
     await expect.poll(poolKernels, { timeout: 60_000, interval: 200 }).toBe(1);
     const done = await Promise.all(
       Array.from({ length: 5 }, (_, i) => api.run({ messageId: `burst-${i}`, code: "print(1)" })),

@@ -27,6 +27,8 @@ export interface MessageBrokerOptions {
   gateway: KernelGateway;
   redis: Redis;
   prefix: string;
+  /** Where this cell keeps the state of its own gateway's kernels (default `prefix`; see cellKeyPrefix). */
+  cellPrefix?: string;
   workerId: string;
   log: Logger;
   poolSize: number;
@@ -123,7 +125,8 @@ export function createMessageKernelBroker(
   // by twice the three beats after which pool-owners shuts it down: the kernel is gone before its place is.
   const messageLeaseMs = opts.idleTtlMs * 2;
   const poolLeaseMs = heartbeatMs * 6;
-  const mappings = createKernelMappings(redis, prefix, messageLeaseMs);
+  const kernelPrefix = opts.cellPrefix ?? prefix;
+  const mappings = createKernelMappings(redis, kernelPrefix, messageLeaseMs);
   const readMapping = (messageKey: string) => mappings.read(messageKey);
   // A restart asked for through the API (the Jupyter surface) is read with the mapping at the turn's start.
   const readTurnState = (messageKey: string) =>
@@ -140,6 +143,7 @@ export function createMessageKernelBroker(
   const owners = createPoolOwners({
     redis,
     prefix,
+    ownersPrefix: kernelPrefix,
     workerId: opts.workerId,
     gateway,
     log,
@@ -497,7 +501,7 @@ export function createMessageKernelBroker(
     void (async () => {
       // A local reading first: the Redis lock is taken only when there is something to relieve.
       if ((await admission.excessBytes()) === 0) return;
-      const lock = await tryLock(redis, memoryReliefLockKey(prefix), lockTtlMs);
+      const lock = await tryLock(redis, memoryReliefLockKey(kernelPrefix), lockTtlMs);
       if (!lock) return;
       try {
         await room.relieveMemory();

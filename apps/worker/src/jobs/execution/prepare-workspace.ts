@@ -1,6 +1,7 @@
 import type { FileRow } from "@codeinterp/db";
 import type { Snapshot } from "@codeinterp/workspace";
 import { prepareWorkspace as placeAttachments, snapshotWorkspace } from "@codeinterp/workspace";
+import { rebuildIfTakenOver } from "../../cells/restore";
 import { splitGlobs } from "../../env";
 import type { ExecutionContext } from "./context";
 
@@ -21,6 +22,7 @@ export async function prepareWorkspace(ctx: ExecutionContext, attachments: FileR
   const { env, layout, blobs } = ctx.deps;
   const dir = ctx.req.workspaceDir;
   const t0 = Date.now();
+  await rebuildIfTakenOver(ctx);
   const prepared = await placeAttachments({
     dir,
     mode: env.ATTACHMENT_LINK_MODE,
