@@ -1,5 +1,6 @@
 import { z } from "zod";
 import {
+  blobStoreEnvShape,
   booleanFromEnv,
   executionMemoryBounds,
   executionMemoryEnvShape,
@@ -9,6 +10,7 @@ import {
 
 const apiEnvSchema = z.object({
   ...sharedEnvShape,
+  ...blobStoreEnvShape,
   // What an execution may ask for its kernel (limits.memoryMb): the default and the operator's maximum.
   ...executionMemoryEnvShape,
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),

@@ -1,6 +1,7 @@
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import { FilesNotFoundError, isOutage, MessageInOtherChatError } from "@codeinterp/db";
 import type { Logger } from "@codeinterp/logger";
+import { BlobStoreUnavailableError } from "@codeinterp/workspace";
 import { normalizeError } from "@codeinterp/logger";
 import { EndUserNotAllowedError, InvalidApiKeyError, InvalidEndUserError } from "./auth-errors";
 
@@ -44,6 +45,8 @@ export function toHttpError(err: unknown): HttpError | null {
   if (e && typeof e.status === "number" && e.status >= 400 && e.status < 500) {
     return new HttpError(e.status, "bad_request", e.expose && e.message ? e.message : "bad request");
   }
+  if (err instanceof BlobStoreUnavailableError)
+    return new HttpError(503, "blob_store_unavailable", "object storage is unavailable; retry shortly");
   // Postgres or Redis went away: the caller should retry, not see a 500.
   if (isOutage(err))
     return new HttpError(503, "dependency_unavailable", "a backing service is unavailable; retry shortly");

@@ -1,6 +1,7 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Queue } from "bullmq";
+import { loadBlobStore } from "@codeinterp/config";
 import { closeDb, createDb } from "@codeinterp/db";
 import type { Logger } from "@codeinterp/logger";
 import {
@@ -11,8 +12,7 @@ import {
   queueNames,
 } from "@codeinterp/queue";
 import { FinishedExecutionCache } from "./finished-cache";
-import { createFileStore } from "@codeinterp/files";
-import { createBlobStore } from "@codeinterp/workspace";
+import { createFileStore, openBlobStore } from "@codeinterp/files";
 import { createApp } from "./app";
 import { attachJupyterChannels } from "./jupyter/channels";
 import { jupyterServicesFor } from "./jupyter/services";
@@ -48,7 +48,7 @@ export async function startApiServer(env: ApiEnv, log: Logger): Promise<RunningA
   });
   await subscriberRedis.subscribe(changed);
   const readiness = createReadinessCheck({ db, redis, queuePrefix: env.QUEUE_PREFIX });
-  const blobs = createBlobStore(env.DATA_DIR);
+  const blobs = openBlobStore(loadBlobStore(env, "api"), log);
   const files = createFileStore({ db, blobs, log });
   const deps = {
     env,

@@ -6,6 +6,7 @@ import { registerExecutionFiles } from "@codeinterp/db";
 import type { NewFile } from "@codeinterp/db";
 import type { FileStore } from "@codeinterp/files";
 import {
+  BlobStoreUnavailableError,
   BlobTooLargeError,
   FileReplacedError,
   FileSizeChangedError,
@@ -69,10 +70,14 @@ export async function captureFiles(
 ): Promise<CaptureResult> {
   const skipped: Skipped[] = [...diff.skipped];
   const entries = [...diff.created, ...diff.changed].sort((a, b) => (a.path < b.path ? -1 : 1));
+  // Object storage that is away is not the file's fault: the whole capture fails (and is retried) rather
+  // than reporting files as skipped, and what was stored meanwhile is discarded, so nothing is half-registered.
+  const away: { err?: BlobStoreUnavailableError } = {};
   // Several copies at a time: their syscalls and fsyncs overlap in the thread pool (UV_THREADPOOL_SIZE).
   const stored = await pMap(
     entries,
     async (entry) => {
+      if (away.err) return null;
       try {
         return await ctx.files.receiveFile(path.join(ctx.workspaceDir, entry.path), {
           maxBytes: ctx.maxFileBytes,
@@ -80,12 +85,17 @@ export async function captureFiles(
           within: ctx.workspaceDir,
         });
       } catch (err) {
-        skipped.push({ path: entry.path, reason: skipReason(err) });
+        if (err instanceof BlobStoreUnavailableError) away.err = err;
+        else skipped.push({ path: entry.path, reason: skipReason(err) });
         return null;
       }
     },
     { concurrency: 8 },
   );
+  if (away.err) {
+    await ctx.files.discard(stored.filter((p) => p !== null));
+    throw away.err;
+  }
   const rows: Array<NewFile & { path: string }> = [];
   entries.forEach((entry, i) => {
     const blob = stored[i];

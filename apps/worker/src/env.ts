@@ -2,7 +2,7 @@ import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { DEFAULT_PRELOAD_MODULES, PYTHON_MODULE_NAME } from "@codeinterp/kernel";
-import { parseEnv, sharedEnvShape, workspaceDiskEnvShape } from "@codeinterp/config";
+import { blobStoreEnvShape, parseEnv, sharedEnvShape, workspaceDiskEnvShape } from "@codeinterp/config";
 import { CELL_ID } from "@codeinterp/queue";
 
 const int = (fallback: number, min = 0) => z.coerce.number().int().min(min).default(fallback);
@@ -10,6 +10,7 @@ const int = (fallback: number, min = 0) => z.coerce.number().int().min(min).defa
 const workerEnvSchema = z
   .object({
     ...sharedEnvShape,
+    ...blobStoreEnvShape,
     ...workspaceDiskEnvShape,
     WORKER_ID: z.string().default(`${os.hostname()}-${process.pid}`),
     /**

@@ -1,10 +1,12 @@
 import { totalmem } from "node:os";
+import { loadBlobStore } from "@codeinterp/config";
 import { closeDb, createDb, kernelMayBeInUse } from "@codeinterp/db";
+import { openBlobStore } from "@codeinterp/files";
 import { DEFAULT_SANDBOX_LIMITS, SANDBOX_KERNEL_NAME, createKernelGateway, preloadCode } from "@codeinterp/kernel";
 import type { KernelGateway, SandboxSpecMetadata } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { ExecutionRouter, cellKeyPrefix, createRedis, onCancelRequests } from "@codeinterp/queue";
-import { createBlobStore, detectDiskBudget } from "@codeinterp/workspace";
+import { detectDiskBudget } from "@codeinterp/workspace";
 import type { DiskBudget } from "@codeinterp/workspace";
 import { CancelRegistry } from "./cancellations";
 import { Cell } from "./cells/cell";
@@ -123,7 +125,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
     evictionProtectMs: admission ? env.KERNEL_EVICTION_PROTECT_MS : 0,
   });
   beatNow = () => broker.heartbeat();
-  const blobs = createBlobStore(env.DATA_DIR);
+  const blobs = openBlobStore(loadBlobStore(env, "worker"), log);
 
   await onCancelRequests(cancelSub, env.QUEUE_PREFIX, (executionId) => {
     if (cancels.cancel(executionId)) log.info({ executionId }, "cancel requested");

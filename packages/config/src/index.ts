@@ -11,3 +11,5 @@ export {
 export type { ExecutionMemoryBounds, KernelLimits } from "./kernel-limits";
 export { kernelEgressEnvShape, loadKernelEgress } from "./kernel-egress";
 export { workspaceDiskEnvShape } from "./workspace-disk";
+export { blobStoreEnvShape, loadBlobStore } from "./blob-store";
+export type { BlobStoreConfig } from "./blob-store";

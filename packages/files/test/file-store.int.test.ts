@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDb, createFile } from "@codeinterp/db";
 import type { Db, FileRow } from "@codeinterp/db";
 import { FileReplacedError, FileSizeChangedError, createBlobStore } from "@codeinterp/workspace";
-import type { BlobStore, PutResult } from "@codeinterp/workspace";
+import type { LocalBlobStore, PutResult } from "@codeinterp/workspace";
 import { createTestDatabase } from "../../../test/helpers/database";
 import { createFileStore } from "../src/index";
 import type { FileStore } from "../src/index";
@@ -14,7 +14,7 @@ import type { FileStore } from "../src/index";
 let database: Awaited<ReturnType<typeof createTestDatabase>>;
 let db: Db;
 let dataDir: string;
-let blobs: BlobStore;
+let blobs: LocalBlobStore;
 let files: FileStore;
 let n = 0;
 
@@ -81,7 +81,7 @@ function gatedDeleter() {
   let open!: () => void;
   const atGate = new Promise<void>((r) => (reached = r));
   const gate = new Promise<void>((r) => (open = r));
-  const gated: BlobStore = {
+  const gated: LocalBlobStore = {
     ...blobs,
     remove: async (key) => {
       reached();

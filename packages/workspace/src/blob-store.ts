@@ -35,6 +35,30 @@ export class BlobNotFoundError extends Error {
   }
 }
 
+/**
+ * Thrown when stored bytes do not hash to their key: an object corrupted in the bucket, or a cache fill
+ * (`PutOptions.expectSha256`) that received other bytes. Never served as if it were the blob.
+ */
+export class BlobCorruptError extends Error {
+  override readonly name = "BlobCorruptError";
+  readonly code = "blob_corrupt";
+  constructor(
+    readonly key: string,
+    readonly actualSha256: string,
+  ) {
+    super(`stored content of blob ${key} hashes to ${actualSha256}`);
+  }
+}
+
+/** Thrown when a remote blob store (S3) cannot be reached or answers with a server error: retry later. */
+export class BlobStoreUnavailableError extends Error {
+  override readonly name = "BlobStoreUnavailableError";
+  readonly code = "blob_store_unavailable";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
 /** Thrown by `putFile` when the path is not a regular file: a symlink (never followed), a directory, a FIFO. */
 export class NotARegularFileError extends Error {
   override readonly name = "NotARegularFileError";
@@ -98,6 +122,8 @@ export interface PutResult {
 
 export interface PutOptions {
   maxBytes?: number;
+  /** The bytes must hash to this (a cache filled from a remote store), else BlobCorruptError and nothing is kept. */
+  expectSha256?: string;
   /** Keep a spare link to the content until `settle` (see `PutResult.spare`). */
   keepSpare?: boolean;
 }
@@ -117,14 +143,19 @@ export interface PutFileOptions extends PutOptions {
   within?: string;
 }
 
+/** Resolves a key to a local path holding its bytes for the duration of `withLocal`'s callback; null = missing. */
+export type LocalPathOf = (key: string) => string | null;
+
 export interface BlobStore {
-  /** `<dataDir>/blobs` */
-  readonly root: string;
   put(readable: Readable, opts?: PutOptions): Promise<PutResult>;
   putFile(file: string, opts?: PutFileOptions): Promise<PutResult>;
-  pathOf(key: string): string;
   has(key: string): Promise<boolean>;
-  open(key: string, opts?: { start?: number; end?: number }): Promise<ReadStream>;
+  open(key: string, opts?: { start?: number; end?: number }): Promise<Readable>;
+  /**
+   * Runs `use` with the blobs' bytes at local paths, valid until `use` settles (a remote store fetches them
+   * into its cache first, verified against their keys). A key whose content is missing maps to null.
+   */
+  withLocal<T>(keys: readonly string[], use: (pathOf: LocalPathOf) => Promise<T>): Promise<T>;
   remove(key: string): Promise<boolean>;
   /**
    * For a new file row referencing a blob already stored (a copy of another file): a spare link to it, as
@@ -141,7 +172,26 @@ export interface BlobStore {
   removeStaleTemp(olderThanMs: number, now?: number): Promise<number>;
 }
 
+/** The blobs on this machine's disk, in a directory of their own: the default store, and a remote store's cache. */
+export interface LocalBlobStore extends BlobStore {
+  /** `<dataDir>/blobs` */
+  readonly root: string;
+  pathOf(key: string): string;
+  open(key: string, opts?: { start?: number; end?: number }): Promise<ReadStream>;
+}
+
+/** `withLocal` for one blob: BlobNotFoundError when its content is missing. */
+export function withLocalBlob<T>(blobs: BlobStore, key: string, use: (file: string) => Promise<T>): Promise<T> {
+  return blobs.withLocal([key], (pathOf) => {
+    const file = pathOf(key);
+    if (file === null) throw new BlobNotFoundError(key);
+    return use(file);
+  });
+}
+
 const KEY = /^[0-9a-f]{64}$/;
+
+export const isBlobKey = (key: string): boolean => KEY.test(key);
 
 const FLUSH_EVERY = 64 * 1024 * 1024;
 
@@ -170,8 +220,8 @@ async function openedWithin(fd: number, dir: string): Promise<boolean> {
   return real.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
 }
 
-export function createBlobStore(dataDir: string): BlobStore {
-  const root = path.join(path.resolve(dataDir), "blobs");
+export function createBlobStore(dataDir: string, opts: { root?: string } = {}): LocalBlobStore {
+  const root = opts.root ?? path.join(path.resolve(dataDir), "blobs");
   const tmpDir = path.join(root, "tmp");
 
   function pathOf(key: string): string {
@@ -205,12 +255,14 @@ export function createBlobStore(dataDir: string): BlobStore {
   /** Fill a fresh temp file (same file system), then fsync, make it 0444 and move (or link) it into place. */
   async function store(
     fill: (tmp: string) => Promise<{ sha256: string; size: number }>,
-    opts: { synced?: boolean; keepSpare?: boolean } = {},
+    opts: { synced?: boolean; keepSpare?: boolean; expectSha256?: string } = {},
   ): Promise<PutResult> {
     await mkdirTmp();
     const tmp = path.join(tmpDir, `${Date.now()}-${randomBytes(8).toString("hex")}.part`);
     try {
       const { sha256, size } = await fill(tmp);
+      if (opts.expectSha256 !== undefined && sha256 !== opts.expectSha256)
+        throw new BlobCorruptError(opts.expectSha256, sha256);
       if (!opts.synced) {
         // fsync through a fresh descriptor (flushes the inode's dirty data), and make it read-only.
         const fh = await open(tmp, fsc.O_RDONLY);
@@ -307,7 +359,7 @@ export function createBlobStore(dataDir: string): BlobStore {
           await pipeline(readable, meter, createWriteStream(tmp, { flags: "wx", mode: 0o600 }));
           return { sha256: hash.digest("hex"), size };
         },
-        { keepSpare: opts.keepSpare },
+        { keepSpare: opts.keepSpare, expectSha256: opts.expectSha256 },
       );
     } finally {
       readable.off("error", heard);
@@ -389,7 +441,11 @@ export function createBlobStore(dataDir: string): BlobStore {
       const maxBytes = opts.maxBytes ?? Infinity;
       if (st.size > maxBytes) throw new BlobTooLargeError(maxBytes);
       const src = fh;
-      return await store((tmp) => copyFrom(src, tmp, maxBytes, st.size), { synced: true, keepSpare: opts.keepSpare });
+      return await store((tmp) => copyFrom(src, tmp, maxBytes, st.size), {
+        synced: true,
+        keepSpare: opts.keepSpare,
+        expectSha256: opts.expectSha256,
+      });
     } finally {
       await fh.close();
     }
@@ -459,5 +515,11 @@ export function createBlobStore(dataDir: string): BlobStore {
     return removed;
   }
 
-  return { root, put, putFile, pathOf, has, open: openBlob, remove, keepSpare, settle, removeStaleTemp };
+  async function withLocal<T>(keys: readonly string[], use: (pathOf: LocalPathOf) => Promise<T>): Promise<T> {
+    const present = new Map<string, string | null>();
+    for (const key of keys) if (!present.has(key)) present.set(key, (await has(key)) ? pathOf(key) : null);
+    return use((key) => present.get(key) ?? null);
+  }
+
+  return { root, put, putFile, pathOf, has, open: openBlob, withLocal, remove, keepSpare, settle, removeStaleTemp };
 }

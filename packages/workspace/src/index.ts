@@ -31,7 +31,11 @@ export type {
 } from "./snapshot";
 export {
   createBlobStore,
+  withLocalBlob,
+  isBlobKey,
   BlobTooLargeError,
+  BlobCorruptError,
+  BlobStoreUnavailableError,
   BlobNotFoundError,
   InvalidBlobKeyError,
   NotARegularFileError,
@@ -39,7 +43,7 @@ export {
   FileSizeChangedError,
   OutsideDirectoryError,
 } from "./blob-store";
-export type { BlobStore, PutResult, PutOptions, PutFileOptions } from "./blob-store";
+export type { BlobStore, LocalBlobStore, LocalPathOf, PutResult, PutOptions, PutFileOptions } from "./blob-store";
 export {
   prepareWorkspace,
   ensureWorkspaceDir,

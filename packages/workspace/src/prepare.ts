@@ -28,8 +28,8 @@ export interface Attachment {
   fileId: string;
   /** The user's name for it; sanitised and de-duplicated here. */
   name: string;
-  /** Absolute path of the stored blob. */
-  blobPath: string;
+  /** Absolute path of the stored blob on this machine (see `BlobStore.withLocal`); null when it is missing. */
+  blobPath: string | null;
   sha256: string;
   /** Deleted by its owner: keeps its name reserved (so no other attachment is renamed) but is not placed. */
   removed?: boolean;
@@ -202,6 +202,7 @@ export async function prepareWorkspace(opts: PrepareOptions): Promise<PrepareRes
       if (!existing.isFile()) return { kind: "conflict", reason: "not_a_file" };
       return { kind: "placed", file: { fileId: a.fileId, name, path: target, existing: true } };
     }
+    if (a.blobPath === null) return { kind: "missing" };
     let blob;
     try {
       blob = fs.statSync(a.blobPath);

@@ -24,10 +24,10 @@ import {
   touchWorkspace,
   workspaceDirFor,
 } from "../src/index";
-import type { Attachment, BlobStore } from "../src/index";
+import type { Attachment, LocalBlobStore } from "../src/index";
 
 let dataDir: string;
-let store: BlobStore;
+let store: LocalBlobStore;
 beforeEach(async () => {
   dataDir = await mkdtemp(path.join(os.tmpdir(), "ws-prep-"));
   store = createBlobStore(dataDir);
@@ -36,7 +36,7 @@ afterEach(async () => {
   await rm(dataDir, { recursive: true, force: true });
 });
 
-async function blob(fileId: string, name: string, content: string): Promise<Attachment> {
+async function blob(fileId: string, name: string, content: string): Promise<Attachment & { blobPath: string }> {
   const r = await store.put(Readable.from([Buffer.from(content)]));
   return { fileId, name, blobPath: store.pathOf(r.key), sha256: r.sha256 };
 }

@@ -2,7 +2,13 @@ import pMap from "p-map";
 import type { Db, FileRow } from "@codeinterp/db";
 import { listMessageAttachments, listMessageFiles } from "@codeinterp/db";
 import type { BlobStore } from "@codeinterp/workspace";
-import { uniqueNames, VIRTUAL_ROOT } from "@codeinterp/workspace";
+import {
+  BlobNotFoundError,
+  InvalidBlobKeyError,
+  uniqueNames,
+  VIRTUAL_ROOT,
+  withLocalBlob,
+} from "@codeinterp/workspace";
 import type { ContextFileValue, FilePreviewValue } from "../schemas-files";
 import { cleanItem, previewFile } from "./preview";
 
@@ -60,13 +66,14 @@ export async function buildMessageContext(
     entries,
     async (e, i): Promise<FilePreviewValue | null> => {
       if (i >= MAX_PREVIEWS) return null;
-      let blobPath: string;
       try {
-        blobPath = deps.blobs.pathOf(e.row.storageKey);
-      } catch {
-        return null;
+        return await withLocalBlob(deps.blobs, e.row.storageKey, (blobPath) =>
+          previewFile({ blobPath, name: e.row.name, mimeType: e.row.mimeType }),
+        );
+      } catch (err) {
+        if (err instanceof BlobNotFoundError || err instanceof InvalidBlobKeyError) return null;
+        throw err;
       }
-      return previewFile({ blobPath, name: e.row.name, mimeType: e.row.mimeType });
     },
     { concurrency: PREVIEW_CONCURRENCY },
   );

@@ -1,4 +1,5 @@
 import { readFile } from "node:fs/promises";
+import { withLocalBlob } from "@codeinterp/workspace";
 import { findFile } from "@codeinterp/db";
 import type { ExecutionWithFiles } from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
@@ -188,7 +189,7 @@ async function sendOutputs(
 async function fileData(ctx: ChannelContext, fileId: string, type: string): Promise<string | null> {
   const file = await findFile(ctx.deps.db, ctx.kernel.userId, fileId);
   if (!file) return null;
-  const bytes = await readFile(ctx.deps.blobs.pathOf(file.storageKey));
+  const bytes = await withLocalBlob(ctx.deps.blobs, file.storageKey, (p) => readFile(p));
   return type === "image/svg+xml" ? bytes.toString("utf8") : bytes.toString("base64");
 }
 

@@ -2,7 +2,7 @@ import { open } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { listMessageAttachments, listMessageFiles } from "@codeinterp/db";
 import type { FileRow } from "@codeinterp/db";
-import { BlobTooLargeError, uniqueNames } from "@codeinterp/workspace";
+import { BlobTooLargeError, uniqueNames, withLocalBlob } from "@codeinterp/workspace";
 import type { ApiDeps } from "../deps";
 import { readExecution, submitExecution, waitForExecution } from "../executions/service";
 import { storeUpload } from "../files/store";
@@ -145,7 +145,7 @@ export async function readSessionFile(
     );
   } else {
     const limit = Math.min(args.max_bytes ?? DEFAULT_READ_BYTES, MAX_READ_BYTES);
-    const head = await readHead(deps.blobs.pathOf(found.file.storageKey), limit);
+    const head = await withLocalBlob(deps.blobs, found.file.storageKey, (p) => readHead(p, limit));
     if (TEXT_TYPES.test(entry.mime_type) || looksLikeText(head)) {
       truncated = found.file.size > head.length;
       // A cut may split a UTF-8 sequence: the decoder drops the partial tail rather than inventing a character.

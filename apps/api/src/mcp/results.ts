@@ -1,4 +1,5 @@
 import { readFile } from "node:fs/promises";
+import { withLocalBlob } from "@codeinterp/workspace";
 import type { FileRow } from "@codeinterp/db";
 import type { ApiDeps } from "../deps";
 import { defaultLinkTtlS, signedUrl } from "../links/urls";
@@ -84,6 +85,6 @@ export const INLINE_IMAGE_TYPES = new Set(["image/png", "image/jpeg"]);
 /** The file as image content, when it is a PNG/JPEG within the inline cap. */
 export async function imageContent(deps: Pick<ApiDeps, "blobs" | "env">, f: FileRow): Promise<Content | null> {
   if (!INLINE_IMAGE_TYPES.has(f.mimeType) || f.size > deps.env.MCP_MAX_IMAGE_BYTES) return null;
-  const bytes = await readFile(deps.blobs.pathOf(f.storageKey));
+  const bytes = await withLocalBlob(deps.blobs, f.storageKey, (p) => readFile(p));
   return { type: "image", data: bytes.toString("base64"), mimeType: f.mimeType };
 }

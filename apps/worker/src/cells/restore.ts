@@ -73,7 +73,11 @@ export async function rebuildIfTakenOver(ctx: ExecutionContext): Promise<void> {
   if (!cell?.needsRebuild(key)) return;
   const files = await listMessageFiles(db, ctx.exec.userId, ctx.exec.messageId);
   const dir = ctx.req.workspaceDir;
-  const restored = await restoreRegisteredFiles(dir, files, (k) => blobs.pathOf(k));
+  // With blobs in a bucket, this machine's cache holds them (fetched and verified) while they are copied.
+  const restored = await blobs.withLocal(
+    files.map((f) => f.storageKey),
+    (pathOf) => restoreRegisteredFiles(dir, files, pathOf),
+  );
   await layout.giveToOwner(dir, restored.made);
   for (const p of restored.missing)
     ctx.notes.push(`${p} could not be restored: its stored content is missing (the message moved to another cell)`);

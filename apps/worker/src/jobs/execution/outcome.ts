@@ -7,6 +7,7 @@ import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import { finishAndAnnounce } from "@codeinterp/queue";
 import type { FinishData, Redis, TerminalStatus } from "@codeinterp/queue";
+import { BlobStoreUnavailableError } from "@codeinterp/workspace";
 import type { WorkerEnv } from "../../env";
 import { LockTimeoutError } from "../../kernels/lock";
 import { KernelSetupError } from "./acquire-kernel";
@@ -34,12 +35,14 @@ export function failureCode(err: unknown): string {
   if (err instanceof KernelDiedError || err instanceof KernelSetupError) return "kernel_died";
   if (err instanceof JupyterStartError) return "kernel_start_failed";
   if (err instanceof MemoryRequestTooSmallError) return "memory_limit";
+  if (err instanceof BlobStoreUnavailableError) return "blob_store_unavailable";
   return "internal_error";
 }
 
-/** Worth another attempt: a gateway, Redis or Postgres that is away for a while. */
+/** Worth another attempt: a gateway, Redis, Postgres or object storage that is away for a while. */
 export function isTransient(err: unknown): boolean {
   if (err instanceof GatewayUnavailableError || err instanceof LockTimeoutError) return true;
+  if (err instanceof BlobStoreUnavailableError) return true;
   return isOutage(err);
 }
 

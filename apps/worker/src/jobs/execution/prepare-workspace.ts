@@ -23,17 +23,22 @@ export async function prepareWorkspace(ctx: ExecutionContext, attachments: FileR
   const dir = ctx.req.workspaceDir;
   const t0 = Date.now();
   await rebuildIfTakenOver(ctx);
-  const prepared = await placeAttachments({
-    dir,
-    mode: env.ATTACHMENT_LINK_MODE,
-    attachments: attachments.map((f) => ({
-      fileId: f.id,
-      name: f.name,
-      sha256: f.sha256,
-      blobPath: blobs.pathOf(f.storageKey),
-      removed: f.deletedAt !== null,
-    })),
-  });
+  // With blobs in a bucket, this machine's cache holds the attachments (fetched and verified first) while
+  // they are copied or reflinked into the workspace.
+  const live = attachments.filter((f) => f.deletedAt === null).map((f) => f.storageKey);
+  const prepared = await blobs.withLocal(live, (pathOf) =>
+    placeAttachments({
+      dir,
+      mode: env.ATTACHMENT_LINK_MODE,
+      attachments: attachments.map((f) => ({
+        fileId: f.id,
+        name: f.name,
+        sha256: f.sha256,
+        blobPath: f.deletedAt === null ? pathOf(f.storageKey) : null,
+        removed: f.deletedAt !== null,
+      })),
+    }),
+  );
   // (placing also marked the workspace as used now, for the retention job.)
   await layout.giveToOwner(
     dir,
