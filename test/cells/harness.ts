@@ -69,7 +69,11 @@ export interface CellsStack {
 function spawnOn(node: NetNode, entry: string, env: Record<string, string>, logPath: string) {
   const fd = openSync(logPath, "a");
   const { cmd, args } = node.wrap(process.execPath, ["--import", "tsx", entry]);
-  const child: ChildProcess = spawn(cmd, args, { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ["ignore", fd, fd] });
+  const child: ChildProcess = spawn(cmd, args, {
+    cwd: repoRoot,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", fd, fd],
+  });
   closeSync(fd);
   const exited = new Promise<void>((r) => child.once("exit", () => r()));
   const alive = () => child.exitCode === null && child.signalCode === null;
@@ -85,7 +89,11 @@ function spawnOn(node: NetNode, entry: string, env: Record<string, string>, logP
     async killAll() {
       node.signalAll("SIGKILL");
       await exited;
-      await waitFor(async () => node.pids().length === 0 || (node.signalAll("SIGKILL"), false), 10_000, `${node.name} dead`);
+      await waitFor(
+        async () => node.pids().length === 0 || (node.signalAll("SIGKILL"), false),
+        10_000,
+        `${node.name} dead`,
+      );
     },
     logTail: (lines = 30) => readFileSync(logPath, "utf8").split("\n").slice(-lines).join("\n"),
   };
