@@ -354,7 +354,7 @@ describe("cells: machines that share only Postgres, Redis and S3", () => {
   });
 
   let cellC: CellMachine;
-  it("a cell added under load takes new messages", async () => {
+  it("a cell added under load takes new messages", { timeout: 360_000 }, async () => {
     const u = users[3]!;
     const ids: Array<{ id: string; at: number }> = [];
     let stop = false;
@@ -366,21 +366,25 @@ describe("cells: machines that share only Postgres, Redis and S3", () => {
           code: "import time; time.sleep(0.5); print(1)",
         });
         if (sub.status === 202) ids.push({ id: sub.body.id as string, at: Date.now() });
-        await sleep(250);
+        await sleep(500);
       }
     })();
-    await sleep(2000);
-    cellC = await stack.startCell("cell-c");
-    const cBeatsAt = Date.now();
-    await waitFor(
-      async () =>
-        (await stack.sql(`SELECT 1 FROM executions WHERE worker_id = $1 AND status = 'completed'`, [cellC.workerId]))
-          .length >= 3,
-      60_000,
-      "cell-c completing new messages",
-    );
-    stop = true;
-    await load;
+    let cBeatsAt = 0;
+    try {
+      await sleep(2000);
+      cellC = await stack.startCell("cell-c");
+      cBeatsAt = Date.now();
+      await waitFor(
+        async () =>
+          (await stack.sql(`SELECT 1 FROM executions WHERE worker_id = $1 AND status = 'completed'`, [cellC.workerId]))
+            .length >= 3,
+        60_000,
+        "cell-c completing new messages",
+      );
+    } finally {
+      stop = true;
+      await load;
+    }
     await settleAll(60_000);
     const rows = await stack.sql<{ id: string; worker_id: string; status: string }>(
       `SELECT id, worker_id, status FROM executions WHERE id = ANY($1::uuid[])`,

@@ -188,11 +188,13 @@ export async function startCellsStack(opts: { env?: Record<string, string> } = {
           // Room for every message the cases keep alive: an eviction at the ceiling (a reset of its own) is not
           // what they test.
           MAX_LIVE_KERNELS: "24",
-          JOB_LOCK_DURATION_MS: "3000",
+          // Short, so a lost cell's jobs move on within seconds; long enough that a cell slowed by this busy
+          // 2-core box is not taken for gone (its beats and its jobs' locks then lapse: see hand-on.ts).
+          JOB_LOCK_DURATION_MS: "5000",
           JOB_STALLED_INTERVAL_MS: "1000",
           RECONCILE_INTERVAL_MS: "1000",
           CELL_HEARTBEAT_MS: "500",
-          CELL_LOST_MS: "3000",
+          CELL_LOST_MS: "8000",
           SHUTDOWN_DEADLINE_MS: "20000",
           // As the fault suite: plain kernels unless CELLS_KERNEL_SANDBOX asks for the sandbox.
           KERNEL_SANDBOX: process.env.CELLS_KERNEL_SANDBOX ?? "off",
@@ -201,15 +203,17 @@ export async function startCellsStack(opts: { env?: Record<string, string> } = {
         const proc = spawnOn(node, "scripts/cell.ts", cellEnv, path.join(root, `${name}.log`));
         const cell: CellMachine = Object.assign(proc, { name, node, cellId: name, workerId });
         cleanups.push(() => proc.killAll());
-        // Ready once it beats: it serves its queues from then on.
+        // Ready once it beats: it serves its queues from then on. A start on a loaded 2-core box is slow.
         await waitFor(
           async () => {
             if (!proc.alive) throw new Error(`${name} exited at start:\n${proc.logTail()}`);
             return (await stack.beats()).some((b) => b.cellId === name);
           },
-          90_000,
+          180_000,
           `${name} beating`,
-        );
+        ).catch((err: Error) => {
+          throw new Error(`${err.message}; its log ends:\n${proc.logTail()}`);
+        });
         return cell;
       },
       beats: () => readCellBeats(r, QUEUE_PREFIX),

@@ -77,7 +77,10 @@ async function handOnQueue(connection: Redis, prefix: string, cellId: string): P
       moved++;
     }
     if (left === 0) {
-      await queue.obliterate({ force: true });
+      // Not obliterated: a cell judged gone that is only slow (its beats late) still serves this queue, and
+      // takes up its place again with its next beat. Only finished jobs' history goes.
+      await queue.clean(0, 10_000, "completed");
+      await queue.clean(0, 10_000, "failed");
       await forgetCell(connection, prefix, cellId);
     }
   } finally {
