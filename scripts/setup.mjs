@@ -127,6 +127,24 @@ function ensureBtrfsProgs({ forTests }) {
   }
 }
 
+/**
+ * Debian's OpenStack Swift with its s3api middleware: the real S3 server the object-storage tests start
+ * (test/helpers/s3-server.ts, which installs the same list itself when run alone). Only for tests, and only
+ * where apt can (root); those tests say so otherwise.
+ */
+const SWIFT_PACKAGES = ["swift", "swift-proxy", "swift-object", "swift-container", "swift-account", "python3-swift"];
+function ensureSwift() {
+  if (existsSync("/usr/bin/swift-proxy-server") && existsSync("/usr/bin/swift-object-server")) return;
+  if (typeof process.getuid !== "function" || process.getuid() !== 0 || !existsSync("/usr/bin/apt-get")) return;
+  say(`installing ${SWIFT_PACKAGES.join(" ")} with apt-get`);
+  const env = { DEBIAN_FRONTEND: "noninteractive" };
+  const args = ["install", "-y", "--no-install-recommends", ...SWIFT_PACKAGES];
+  if (!run("apt-get", args, { quiet: true, allowFail: true, env })) {
+    run("apt-get", ["update"], { quiet: true, allowFail: true, env });
+    run("apt-get", args, { quiet: true, allowFail: true, env });
+  }
+}
+
 export async function setup({ databaseUrl, jupyter = true, testClients = false } = {}) {
   ensureDependencies();
   const dbUrl = databaseUrl ?? process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/codeinterp";
@@ -145,6 +163,7 @@ export async function setup({ databaseUrl, jupyter = true, testClients = false }
   }
   if (testClients && existsSync("/usr/bin/python3")) ensurePythonTestClients();
   ensureBtrfsProgs({ forTests: testClients });
+  if (testClients) ensureSwift();
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -15,6 +15,7 @@ import { createLogger } from "@codeinterp/logger";
 import { createRedis } from "@codeinterp/queue";
 import { createTestDatabase } from "./database";
 import { openLogFile } from "./logs";
+import type { S3Server } from "./s3-server";
 
 export interface TestStack {
   url: string;
@@ -43,6 +44,8 @@ export async function startTestStack(
     worker?: boolean;
     env?: Record<string, string>;
     /** Must lie under the test root (the gateway's root_dir). */ dataDir?: string;
+    /** Blobs in this S3 server's bucket (under a prefix of this stack's own) instead of DATA_DIR/blobs. */
+    s3?: Pick<S3Server, "env">;
   } = {},
 ): Promise<TestStack> {
   const socketsBefore = openSockets();
@@ -71,6 +74,7 @@ export async function startTestStack(
     // A fixed pool (no growth with demand): every file's stack shares the run's Jupyter server, and
     // test/pool-demand.int.test.ts turns it on.
     KERNEL_POOL_MAX_SIZE: "0",
+    ...(opts.s3 ? opts.s3.env(`stack-${suffix}`) : {}),
     ...opts.env,
   };
   // Printed with a failed test (see failure-logs.ts); workers spawned as processes write to the same file.

@@ -92,6 +92,7 @@ export async function startApiServer(env: ApiEnv, log: Logger): Promise<RunningA
       await executions.close();
       await maintenanceQueue.close();
       redis.disconnect();
+      blobs.close();
       await closeDb(db);
     })());
   return { url: `http://${host}:${port}`, port, close };

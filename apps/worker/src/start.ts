@@ -242,6 +242,7 @@ export async function startWorker(env: WorkerEnv, log: Logger): Promise<RunningW
         ["bullmq connection", () => connection.disconnect()],
         ["redis", () => redis.disconnect()],
         ["database", () => closeDb(db)],
+        ["blob store", () => blobs.close()],
       ])),
   };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadKernelLimits } from "@codeinterp/config";
+import { ConfigError, loadBlobStore, loadKernelLimits } from "@codeinterp/config";
 import { loadApiEnv } from "../../../apps/api/src/env";
 import { loadWorkerEnv } from "../../../apps/worker/src/env";
 
@@ -63,5 +63,37 @@ describe("env parsing", () => {
     expect(() => loadKernelLimits({ KERNEL_MEMORY_MB: "lots", KERNEL_CPUS: "0" })).toThrow(
       /KERNEL_MEMORY_MB[\s\S]*KERNEL_CPUS/,
     );
+  });
+
+  it("blobs: local by default; s3://bucket/prefix with endpoint, path style, credentials and a per-process cache", () => {
+    expect(loadBlobStore(loadApiEnv({ DATA_DIR: "/srv/ci" }), "api")).toEqual({ kind: "local", dataDir: "/srv/ci" });
+    expect(loadBlobStore(loadApiEnv({ DATA_DIR: "/srv/ci", BLOB_STORE_URL: "file:" }), "api").kind).toBe("local");
+    const s3 = loadBlobStore(
+      loadWorkerEnv({
+        DATA_DIR: "/srv/ci",
+        BLOB_STORE_URL: "s3://ci-blobs/prod/v1/",
+        S3_ENDPOINT: "http://10.0.0.5:8080",
+        AWS_ACCESS_KEY_ID: "AKIA",
+        AWS_SECRET_ACCESS_KEY: "secret",
+        BLOB_CACHE_MB: "10",
+      }),
+      "worker",
+    );
+    expect(s3).toEqual({
+      kind: "s3",
+      bucket: "ci-blobs",
+      prefix: "prod/v1/",
+      endpoint: "http://10.0.0.5:8080",
+      region: "us-east-1",
+      forcePathStyle: true,
+      credentials: { accessKeyId: "AKIA", secretAccessKey: "secret" },
+      cacheDir: "/srv/ci/blob-cache/worker",
+      cacheBytes: 10 * 1024 * 1024,
+    });
+    // AWS itself: virtual-hosted style, the SDK's own credential chain.
+    const aws = loadBlobStore(loadApiEnv({ BLOB_STORE_URL: "s3://ci-blobs", S3_REGION: "eu-west-1" }), "api");
+    expect(aws).toMatchObject({ kind: "s3", prefix: "", region: "eu-west-1", forcePathStyle: false });
+    expect(aws).not.toHaveProperty("credentials");
+    expect(() => loadApiEnv({ BLOB_STORE_URL: "gs://bucket" })).toThrow(ConfigError);
   });
 });

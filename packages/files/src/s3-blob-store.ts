@@ -301,5 +301,6 @@ export function createS3BlobStore(opts: S3BlobStoreOptions): S3BlobStore {
     keepSpare,
     settle,
     removeStaleTemp: (olderThanMs, now) => cache.store.removeStaleTemp(olderThanMs, now),
+    close: () => client.destroy(),
   };
 }

@@ -170,6 +170,8 @@ export interface BlobStore {
   settle(result: PutResult, opts?: { restore?: boolean }): Promise<boolean>;
   /** Removes temp files (partial writes, spares) not written to for `olderThanMs`: left by a process that died. */
   removeStaleTemp(olderThanMs: number, now?: number): Promise<number>;
+  /** Lets go of connections (a remote store's client); the store is not used after. */
+  close(): void;
 }
 
 /** The blobs on this machine's disk, in a directory of their own: the default store, and a remote store's cache. */
@@ -521,5 +523,18 @@ export function createBlobStore(dataDir: string, opts: { root?: string } = {}): 
     return use((key) => present.get(key) ?? null);
   }
 
-  return { root, put, putFile, pathOf, has, open: openBlob, withLocal, remove, keepSpare, settle, removeStaleTemp };
+  return {
+    root,
+    put,
+    putFile,
+    pathOf,
+    has,
+    open: openBlob,
+    withLocal,
+    remove,
+    keepSpare,
+    settle,
+    removeStaleTemp,
+    close: () => undefined,
+  };
 }

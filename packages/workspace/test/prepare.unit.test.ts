@@ -113,8 +113,13 @@ describe("prepareWorkspace", () => {
     const dir = workspaceDirFor(dataDir, "alice", "m4");
     const a = await blob("f1", "ok.txt", "ok");
     const gone = { fileId: "f2", name: "gone.txt", blobPath: path.join(dataDir, "blobs", "nope"), sha256: sha("") };
-    const r = await prepareWorkspace({ dir, attachments: [a, gone] });
-    expect(r.missing).toEqual([{ fileId: "f2", name: "gone.txt" }]);
+    // What a store's withLocal gives for content it does not have (a remote store's missing object).
+    const absent = { fileId: "f3", name: "absent.txt", blobPath: null, sha256: sha("") };
+    const r = await prepareWorkspace({ dir, attachments: [a, gone, absent] });
+    expect(r.missing).toEqual([
+      { fileId: "f2", name: "gone.txt" },
+      { fileId: "f3", name: "absent.txt" },
+    ]);
     expect(r.placed.map((p) => p.name)).toEqual(["ok.txt"]);
   });
 
