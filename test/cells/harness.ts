@@ -190,11 +190,11 @@ export async function startCellsStack(opts: { env?: Record<string, string> } = {
           MAX_LIVE_KERNELS: "24",
           // Short, so a lost cell's jobs move on within seconds; long enough that a cell slowed by this busy
           // 2-core box is not taken for gone (its beats and its jobs' locks then lapse: see hand-on.ts).
-          JOB_LOCK_DURATION_MS: "5000",
+          JOB_LOCK_DURATION_MS: "15000",
           JOB_STALLED_INTERVAL_MS: "1000",
           RECONCILE_INTERVAL_MS: "1000",
           CELL_HEARTBEAT_MS: "500",
-          CELL_LOST_MS: "8000",
+          CELL_LOST_MS: "10000",
           SHUTDOWN_DEADLINE_MS: "20000",
           // As the fault suite: plain kernels unless CELLS_KERNEL_SANDBOX asks for the sandbox.
           KERNEL_SANDBOX: process.env.CELLS_KERNEL_SANDBOX ?? "off",
