@@ -38,7 +38,12 @@ export async function freePort(): Promise<number> {
   });
 }
 
-async function waitForPort(port: number, ms: number, alive: () => boolean = () => true, host = "127.0.0.1"): Promise<void> {
+async function waitForPort(
+  port: number,
+  ms: number,
+  alive: () => boolean = () => true,
+  host = "127.0.0.1",
+): Promise<void> {
   const until = Date.now() + ms;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
