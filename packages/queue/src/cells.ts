@@ -78,13 +78,26 @@ export async function forgetCell(redis: Redis, prefix: string, cellId: string): 
   await redis.srem(cellsKnownKey(prefix), cellId);
 }
 
-/** The cell that holds the message, or null. */
+/**
+ * A placement by the producer is recorded as `~<cell>`: the cell is to hold the message, but has not run it
+ * yet. When it does, it records itself plainly and learns from what it replaced whether another cell held the
+ * message before (a placement tells nothing: the message may be new, or idle past its record's lifetime).
+ */
+const PLACED = "~";
+const cellIn = (value: string | null): string | null => {
+  const id = value?.startsWith(PLACED) ? value.slice(PLACED.length) : value;
+  return id && CELL_ID.test(id) ? id : null;
+};
+
+/** The cell that holds (or is to hold) the message, or null. */
 export async function readMessageCell(redis: Redis, prefix: string, messageKey: string): Promise<string | null> {
-  const cell = await redis.get(messageCellKey(prefix, messageKey));
-  return cell !== null && CELL_ID.test(cell) ? cell : null;
+  return cellIn(await redis.get(messageCellKey(prefix, messageKey)));
 }
 
-/** Records that `cellId` holds the message now, for `ttlMs`; returns the cell that held it before (or null). */
+/**
+ * Records that `cellId` holds the message now, for `ttlMs`; returns the cell that held it before (null: none
+ * did, or it was only placed).
+ */
 export async function holdMessage(
   redis: Redis,
   prefix: string,
@@ -93,7 +106,7 @@ export async function holdMessage(
   ttlMs: number,
 ): Promise<string | null> {
   const before = await redis.set(messageCellKey(prefix, messageKey), cellId, "PX", ttlMs, "GET");
-  return before !== null && CELL_ID.test(before) ? before : null;
+  return before?.startsWith(PLACED) ? null : cellIn(before);
 }
 
 /** A cell with room for a new message, weighted by room squared; null: none has room. */
@@ -183,7 +196,7 @@ export class ExecutionRouter {
     if (!pick) return null;
     // Recorded now, not when the job runs: a follow-up sent before then must follow it. Of two producers
     // placing one message at once, the first record wins.
-    const set = await redis.set(messageCellKey(prefix, messageKey), pick.cellId, "PX", pick.holdMs, "NX");
+    const set = await redis.set(messageCellKey(prefix, messageKey), `${PLACED}${pick.cellId}`, "PX", pick.holdMs, "NX");
     if (set === "OK") return pick.cellId;
     const other = await readMessageCell(redis, prefix, messageKey);
     return other && open(other) ? other : null;

@@ -35,6 +35,8 @@ export class Cell {
   private draining = false;
   private closed = false;
   private timer: NodeJS.Timeout | null = null;
+  /** The beat under way: awaited before the last one is removed, so it cannot be written again after. */
+  private beating: Promise<void> = Promise.resolve();
   /** Messages taken over from another cell whose workspace is still to be rebuilt here. */
   private readonly rebuilds = new Set<string>();
 
@@ -51,7 +53,7 @@ export class Cell {
   async start(): Promise<void> {
     await this.beat();
     this.timer = setInterval(() => {
-      void this.beat().then(() => this.handOn());
+      this.beating = this.beat().then(() => this.handOn());
     }, this.opts.heartbeatMs);
     this.timer.unref();
   }
@@ -82,7 +84,8 @@ export class Cell {
     const before = await holdMessage(this.opts.redis, this.opts.prefix, turn.messageKey, this.id, this.opts.holdMs);
     if (before === this.id) return;
     if (before === null) {
-      // A new message, or one idle so long that nobody holds it: a workspace that is here is kept as it is.
+      // A new message, or one idle so long that nobody holds it (its placement says nothing of where it was):
+      // a workspace that is here is kept as it is.
       if (!(await exists(workspaceDir))) this.rebuilds.add(turn.messageKey);
       return;
     }
@@ -112,6 +115,7 @@ export class Cell {
     this.draining = true;
     if (this.timer) clearInterval(this.timer);
     this.closed = true;
+    await this.beating;
     await removeCellBeat(this.opts.redis, this.opts.prefix, this.id);
     await handOnGoneCells({ connection, prefix: this.opts.prefix, log: this.opts.log, only: this.id });
   }
