@@ -24,7 +24,7 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-ins
       bubblewrap socat tini \
     && rm -rf /var/lib/apt/lists/*
 ENTRYPOINT ["/usr/bin/tini", "--"]
-CMD ["node", "--import", "tsx", "scripts/stack.ts", "--cell"]
+CMD ["node", "--import", "tsx", "scripts/cell.ts"]
 
 # The default target stays the app image.
 FROM app

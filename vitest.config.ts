@@ -18,6 +18,23 @@ const faultsProject = {
   },
 };
 
+// `npm run test:cells` (= `vitest run --project cells`): each cell and API instance in its own network namespace
+// (test/cells/netns.ts; needs root) with a private Postgres, Redis and S3 server on a bridge. Minutes long, so
+// like the faults it runs only when asked for by name or with CODEINTERP_CELLS=1.
+const wantCells = process.env.CODEINTERP_CELLS === "1" || process.argv.some((a) => /(^|=)cells$/.test(a));
+const cellsProject = {
+  test: {
+    name: "cells",
+    include: ["test/cells/**/*.cells.test.ts"],
+    environment: "node",
+    testTimeout: 240_000,
+    hookTimeout: 240_000,
+    pool: "forks" as const,
+    maxWorkers: 1,
+    sequence: { groupOrder: 3 },
+  },
+};
+
 // Two projects: fast pure-logic unit tests, and integration tests that talk to the real
 // Postgres, Redis and Jupyter server. The machine has 2 cores, so integration files run
 // with modest parallelism.
@@ -49,6 +66,7 @@ export default defineConfig({
         },
       },
       ...(wantFaults ? [faultsProject] : []),
+      ...(wantCells ? [cellsProject] : []),
     ],
   },
 });

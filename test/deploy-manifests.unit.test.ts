@@ -117,7 +117,7 @@ const checks = {
   cellEnv: (o) => {
     const problems: string[] = [];
     const env = cellEnvOf(o);
-    // `scripts/stack.ts --cell` reads the kernels' limits and egress for the embedded server; the worker the rest.
+    // `scripts/cell.ts` reads the kernels' limits and egress for the embedded server; the worker the rest.
     const known = new Set([
       ...Object.keys(loadWorkerEnv(env)),
       ...Object.keys(kernelLimitsEnvShape),
@@ -163,14 +163,9 @@ const checks = {
     for (const s of byKind<K8sObject & { spec: { selector?: Record<string, string> } }>(o, "Service"))
       if (selects(s.spec.selector, w.spec.template.metadata.labels))
         problems.push(`Service ${s.metadata.name} selects cells`);
-    const stack = c.command?.find((a) => a.endsWith(".ts"));
-    if (
-      !stack ||
-      !existsSync(path.join(root, stack)) ||
-      !c.command?.includes("--cell") ||
-      !read(stack).includes('"--cell"')
-    )
-      problems.push(`the cell runs ${c.command?.join(" ")}, not the stack in cell mode`);
+    const script = c.command?.find((a) => a.endsWith(".ts"));
+    if (script !== "scripts/cell.ts" || !existsSync(path.join(root, script)))
+      problems.push(`the cell runs ${c.command?.join(" ")}, not scripts/cell.ts (embedded server and worker)`);
     for (const d of [w, api(o)])
       if (d.spec.template.spec.automountServiceAccountToken !== false)
         problems.push(`${d.metadata.name} mounts a service-account token`);

@@ -1,3 +1,4 @@
+import { hostname } from "node:os";
 import { request } from "node:http";
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,7 +10,7 @@ import type { RunningApi } from "../apps/api/src/server";
 import { loadApiEnv } from "../apps/api/src/env";
 import { createDb } from "@codeinterp/db";
 import { createLogger } from "@codeinterp/logger";
-import { createRedis, liveKernelsKey } from "@codeinterp/queue";
+import { createRedis, liveKernelsKey, cellKeyPrefix } from "@codeinterp/queue";
 import { client, startTestStack } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
 
@@ -429,7 +430,8 @@ describe("a kernel of the Jupyter surface left unused", () => {
       expect((await run(kernel, "print('hi')")).reply.content.status).toBe("ok");
       const execution = await db.execution.findFirstOrThrow({ where: { messageId: `jupyter-${model.id}` } });
       const gatewayKernel = `${idle.env.JUPYTER_URL}/api/kernels/${execution.kernelId}?token=${idle.env.JUPYTER_TOKEN}`;
-      const lease = () => redis.zscore(liveKernelsKey(idle.queuePrefix), execution.kernelId!);
+      const lease = () =>
+        redis.zscore(liveKernelsKey(cellKeyPrefix(idle.queuePrefix, hostname())), execution.kernelId!);
       // The ceiling counts unexpired leases: the Jupyter kernel's message kernel holds one.
       expect(Number(await lease())).toBeGreaterThan(Date.now());
       expect((await fetch(gatewayKernel)).status).toBe(200);

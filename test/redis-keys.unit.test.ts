@@ -23,6 +23,12 @@ const layout: Record<keyof typeof keys, string> = {
   workerMetricsKey: keys.workerMetricsKey("ci", "W"),
   workerMetricsIndex: keys.workerMetricsIndex("ci"),
   reconcilerLockKey: keys.reconcilerLockKey("ci"),
+  cellAliveKey: keys.cellAliveKey("ci", "C"),
+  cellAliveIndex: keys.cellAliveIndex("ci"),
+  cellsKnownKey: keys.cellsKnownKey("ci"),
+  cellRecoveryLockKey: keys.cellRecoveryLockKey("ci"),
+  messageCellKey: keys.messageCellKey("ci", "M"),
+  cellKeyPrefix: keys.cellKeyPrefix("ci", "C"),
   jupyterSessionKey: keys.jupyterSessionKey("ci", "D"),
   jupyterKernelKey: keys.jupyterKernelKey("ci", "K"),
   jupyterUserKernelsKey: keys.jupyterUserKernelsKey("ci", "U"),
@@ -30,7 +36,7 @@ const layout: Record<keyof typeof keys, string> = {
 };
 
 describe("the Redis key layout (packages/queue/src/keys.ts)", () => {
-  it("is this, key by key (E execution id, M message key, W worker id, D session digest, K kernel id, U user id)", () => {
+  it("is this, key by key (E execution id, M message key, W worker id, C cell id, D session digest, K kernel id, U user id)", () => {
     expect(layout).toEqual({
       executionChannel: "ci:execution:E",
       executionLogKey: "ci:execution-log:E",
@@ -51,6 +57,12 @@ describe("the Redis key layout (packages/queue/src/keys.ts)", () => {
       workerMetricsKey: "ci:metrics:worker:W",
       workerMetricsIndex: "ci:metrics:workers",
       reconcilerLockKey: "ci:reconciler-lock",
+      cellAliveKey: "ci:cell-alive:C",
+      cellAliveIndex: "ci:cells:alive",
+      cellsKnownKey: "ci:cells:known",
+      cellRecoveryLockKey: "ci:cells:recovery-lock",
+      messageCellKey: "ci:message-cell:M",
+      cellKeyPrefix: "ci:cell:C",
       jupyterSessionKey: "ci:jupyter:session:D",
       jupyterKernelKey: "ci:jupyter:kernel:K",
       jupyterUserKernelsKey: "ci:jupyter:user:U",

@@ -1,8 +1,9 @@
+import { hostname } from "node:os";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDb } from "@codeinterp/db";
-import { createRedis, poolOwnersKey } from "@codeinterp/queue";
+import { cellKeyPrefix, createRedis, poolOwnersKey } from "@codeinterp/queue";
 import { workspaceDirFor } from "@codeinterp/workspace";
 import { client, startTestStack } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
@@ -62,7 +63,8 @@ describe("a worker SIGKILLed with kernels in its pool", () => {
 
   it("leaves no kernels behind: another worker shuts its pool down", async () => {
     const redis = createRedis(stack.env.REDIS_URL!, { name: "test" });
-    const ownersKey = poolOwnersKey(stack.queuePrefix);
+    // The spawned worker is a cell named by this machine (CELL_ID's default); its pool is recorded under it.
+    const ownersKey = poolOwnersKey(cellKeyPrefix(stack.queuePrefix, hostname()));
     const child = stack.spawnWorker({ KERNEL_POOL_SIZE: "2", WORKER_ID: "doomed" });
     try {
       const pooled = await waitFor(async () => {

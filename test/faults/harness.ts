@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { appendFileSync, chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { createServer, connect } from "node:net";
 import os from "node:os";
@@ -38,11 +38,16 @@ export async function freePort(): Promise<number> {
   });
 }
 
-async function waitForPort(port: number, ms: number, alive: () => boolean = () => true): Promise<void> {
+async function waitForPort(
+  port: number,
+  ms: number,
+  alive: () => boolean = () => true,
+  host = "127.0.0.1",
+): Promise<void> {
   const until = Date.now() + ms;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
-      const s = connect(port, "127.0.0.1");
+      const s = connect(port, host);
       s.once("connect", () => {
         s.destroy();
         resolve(true);
@@ -85,7 +90,12 @@ export interface PrivateRedis {
   setAppendonly(on: boolean): void;
 }
 
-export async function startPrivateRedis(dir: string, opts: { appendonly: boolean }): Promise<PrivateRedis> {
+/** `host`: the address it listens on (default 127.0.0.1; the cells suite binds it to its bridge). */
+export async function startPrivateRedis(
+  dir: string,
+  opts: { appendonly: boolean; host?: string },
+): Promise<PrivateRedis> {
+  const host = opts.host ?? "127.0.0.1";
   let appendonly = opts.appendonly;
   const port = await freePort();
   mkdirSync(dir, { recursive: true });
@@ -97,7 +107,9 @@ export async function startPrivateRedis(dir: string, opts: { appendonly: boolean
         "--port",
         String(port),
         "--bind",
-        "127.0.0.1",
+        host,
+        "--protected-mode",
+        "no",
         "--save",
         "",
         "--appendonly",
@@ -110,7 +122,7 @@ export async function startPrivateRedis(dir: string, opts: { appendonly: boolean
       { stdio: "ignore" },
     );
     child = c;
-    await waitForPort(port, 10_000, () => c.exitCode === null && c.signalCode === null);
+    await waitForPort(port, 10_000, () => c.exitCode === null && c.signalCode === null, host);
   };
   const stop = async (signal: NodeJS.Signals = "SIGKILL") => {
     const c = child;
@@ -122,7 +134,7 @@ export async function startPrivateRedis(dir: string, opts: { appendonly: boolean
   };
   await start();
   return {
-    url: `redis://127.0.0.1:${port}`,
+    url: `redis://${host}:${port}`,
     port,
     start,
     stop,
@@ -159,7 +171,8 @@ function asPostgres(cmd: string, args: string[]): void {
   if (r.status !== 0) throw new Error(`${cmd} failed (${r.status}): ${r.stderr || r.stdout}`);
 }
 
-export async function startPrivatePostgres(): Promise<PrivatePostgres> {
+/** `host`: the address it listens on (default 127.0.0.1). */
+export async function startPrivatePostgres(host = "127.0.0.1"): Promise<PrivatePostgres> {
   const port = await freePort();
   // Its own temp dir (owned by postgres), not under the stack's root, which is private to root.
   const dir = mkdtempSync(path.join(os.tmpdir(), "codeinterp-faults-pg-"));
@@ -168,6 +181,8 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   chownSync(dir, uid, gid);
   const pgdata = path.join(dir, "pgdata");
   asPostgres("initdb", ["-D", pgdata, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"]);
+  // Bound to a bridge, it takes its clients there too (initdb's trust covers loopback only).
+  if (host !== "127.0.0.1") appendFileSync(path.join(pgdata, "pg_hba.conf"), "host all all samenet trust\n");
   const logFile = path.join(dir, "postgres.log");
   const start = async () => {
     asPostgres("pg_ctl", [
@@ -179,7 +194,7 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
       "-t",
       "30",
       "-o",
-      `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200`,
+      `-p ${port} -k ${dir} -c listen_addresses=${host} -c fsync=off -c full_page_writes=off -c max_connections=200`,
       "start",
     ]);
   };
@@ -188,7 +203,7 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   };
   await start();
   return {
-    url: (db) => `postgresql://postgres@127.0.0.1:${port}/${db}`,
+    url: (db) => `postgresql://postgres@${host}:${port}/${db}`,
     port,
     start,
     stop,

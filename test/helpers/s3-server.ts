@@ -75,10 +75,10 @@ use = egg:swift#${kind}
 `;
 }
 
-function proxyConf(state: string, port: number, deadPort: number): string {
+function proxyConf(state: string, port: number, deadPort: number, host: string): string {
   const filters = ["catch_errors", "gatekeeper", "healthcheck", "listing_formats", "copy", "slo", "dlo"];
   return `[DEFAULT]
-bind_ip = 127.0.0.1
+bind_ip = ${host}
 bind_port = ${port}
 swift_dir = ${state}/etc
 workers = 0
@@ -123,9 +123,9 @@ for name, port in zip(("account", "container", "object"), sys.argv[2:5]):
     b.get_ring().save(f"{etc}/{name}.ring.gz")
 `;
 
-async function answersHttp(port: number, p = "/"): Promise<number | false> {
+async function answersHttp(port: number, p = "/", host = "127.0.0.1"): Promise<number | false> {
   try {
-    const res = await fetch(`http://127.0.0.1:${port}${p}`, { signal: AbortSignal.timeout(2000) });
+    const res = await fetch(`http://${host}:${port}${p}`, { signal: AbortSignal.timeout(2000) });
     await res.body?.cancel();
     return res.status;
   } catch {
@@ -133,7 +133,9 @@ async function answersHttp(port: number, p = "/"): Promise<number | false> {
   }
 }
 
-export async function startS3Server(opts: { bucket?: string } = {}): Promise<S3Server> {
+/** `host`: the address the proxy (the S3 endpoint) listens on (default 127.0.0.1; the cells suite's bridge). */
+export async function startS3Server(opts: { bucket?: string; host?: string } = {}): Promise<S3Server> {
+  const host = opts.host ?? "127.0.0.1";
   ensureSwiftInstalled();
   const t0 = Date.now();
   const state = await mkdtemp(path.join(os.tmpdir(), "swift-"));
@@ -148,7 +150,7 @@ export async function startS3Server(opts: { bucket?: string } = {}): Promise<S3S
   const deadPort = await freePort();
   for (const kind of KINDS)
     await writeFile(path.join(state, "etc", `${kind}-server.conf`), serverConf(kind, state, ports[kind]));
-  await writeFile(path.join(state, "etc", "proxy-server.conf"), proxyConf(state, ports.proxy, deadPort));
+  await writeFile(path.join(state, "etc", "proxy-server.conf"), proxyConf(state, ports.proxy, deadPort, host));
   // Debian's python (a pyenv python3 may come first on PATH) imports swift.
   const rings = spawnSync(
     "/usr/bin/python3",
@@ -186,7 +188,7 @@ export async function startS3Server(opts: { bucket?: string } = {}): Promise<S3S
   };
   const bucket = opts.bucket ?? "codeinterp-test";
   const server: S3Server = {
-    endpoint: `http://127.0.0.1:${ports.proxy}`,
+    endpoint: `http://${host}:${ports.proxy}`,
     bucket,
     accessKeyId: "test:tester",
     secretAccessKey: "testing",
@@ -194,7 +196,7 @@ export async function startS3Server(opts: { bucket?: string } = {}): Promise<S3S
     startMs: 0,
     env: (prefix = "") => ({
       BLOB_STORE_URL: `s3://${bucket}${prefix ? `/${prefix}` : ""}`,
-      S3_ENDPOINT: `http://127.0.0.1:${ports.proxy}`,
+      S3_ENDPOINT: `http://${host}:${ports.proxy}`,
       S3_REGION: "us-east-1",
       AWS_ACCESS_KEY_ID: "test:tester",
       AWS_SECRET_ACCESS_KEY: "testing",
@@ -202,7 +204,7 @@ export async function startS3Server(opts: { bucket?: string } = {}): Promise<S3S
     client: () =>
       new S3Client({
         region: "us-east-1",
-        endpoint: `http://127.0.0.1:${ports.proxy}`,
+        endpoint: `http://${host}:${ports.proxy}`,
         forcePathStyle: true,
         credentials: { accessKeyId: "test:tester", secretAccessKey: "testing" },
         requestChecksumCalculation: "WHEN_REQUIRED",
@@ -214,7 +216,7 @@ export async function startS3Server(opts: { bucket?: string } = {}): Promise<S3S
       await waitFor(
         async () => {
           if (!alive("proxy")) throw new Error(`swift proxy exited: see ${state}/proxy.log`);
-          return (await answersHttp(ports.proxy, "/healthcheck")) === 200;
+          return (await answersHttp(ports.proxy, "/healthcheck", host)) === 200;
         },
         30_000,
         "swift proxy healthcheck",

@@ -3,7 +3,7 @@ import type { z } from "zod";
 import type { Db } from "@codeinterp/db";
 import type { FileStore } from "@codeinterp/files";
 import type { Logger } from "@codeinterp/logger";
-import type { EventSubscriber, Redis } from "@codeinterp/queue";
+import type { EventSubscriber, ExecutionRouter, Redis } from "@codeinterp/queue";
 import type { BlobStore } from "@codeinterp/workspace";
 import type { ApiEnv } from "./env";
 import type { FinishedExecutionCache } from "./finished-cache";
@@ -49,7 +49,10 @@ export interface ApiDeps {
   /** Writes and deletes file content: the blob lifecycle (packages/files). */
   files: FileStore;
   log: Logger;
+  /** The shared execution queue (Bull Board, /metrics). */
   executionQueue: Queue;
+  /** Queues executions on the cell holding their message, or the shared queue (packages/queue/src/cells.ts). */
+  executions: ExecutionRouter;
   /** Shown in Bull Board and /metrics with the execution queue when given. */
   maintenanceQueue?: Queue;
   events: EventSubscriber;

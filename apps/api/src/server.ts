@@ -4,7 +4,13 @@ import { Queue } from "bullmq";
 import { loadBlobStore } from "@codeinterp/config";
 import { closeDb, createDb } from "@codeinterp/db";
 import type { Logger } from "@codeinterp/logger";
-import { createEventSubscriber, createRedis, executionChangedChannel, queueNames } from "@codeinterp/queue";
+import {
+  ExecutionRouter,
+  createEventSubscriber,
+  createRedis,
+  executionChangedChannel,
+  queueNames,
+} from "@codeinterp/queue";
 import { FinishedExecutionCache } from "./finished-cache";
 import { createFileStore, openBlobStore } from "@codeinterp/files";
 import { createApp } from "./app";
@@ -28,7 +34,9 @@ export async function startApiServer(env: ApiEnv, log: Logger): Promise<RunningA
   const db = createDb({ url: env.DATABASE_URL });
   const redis = createRedis(env.REDIS_URL, { name: "api" });
   const subscriberRedis = createRedis(env.REDIS_URL, { name: "api-events", blocking: true });
-  const executionQueue = new Queue(queueNames.executions, { connection: redis, prefix: env.QUEUE_PREFIX });
+  // Executions go to the shared queue or a cell's (packages/queue/src/cells.ts); Bull Board and /metrics show the shared one.
+  const executions = new ExecutionRouter({ connection: redis, prefix: env.QUEUE_PREFIX });
+  const executionQueue = executions.shared;
   executionQueue.on("error", (err) => log.warn({ err: err.message }, "queue connection error"));
   const maintenanceQueue = new Queue(queueNames.maintenance, { connection: redis, prefix: env.QUEUE_PREFIX });
   maintenanceQueue.on("error", (err) => log.warn({ err: err.message }, "queue connection error"));
@@ -50,6 +58,7 @@ export async function startApiServer(env: ApiEnv, log: Logger): Promise<RunningA
     links,
     log,
     executionQueue,
+    executions,
     maintenanceQueue,
     events,
     readiness,
@@ -80,7 +89,7 @@ export async function startApiServer(env: ApiEnv, log: Logger): Promise<RunningA
       await stopped;
       clearTimeout(timer);
       await events.close();
-      await executionQueue.close();
+      await executions.close();
       await maintenanceQueue.close();
       redis.disconnect();
       blobs.close();

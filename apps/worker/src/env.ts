@@ -3,6 +3,7 @@ import path from "node:path";
 import { z } from "zod";
 import { DEFAULT_PRELOAD_MODULES, PYTHON_MODULE_NAME } from "@codeinterp/kernel";
 import { blobStoreEnvShape, parseEnv, sharedEnvShape, workspaceDiskEnvShape } from "@codeinterp/config";
+import { CELL_ID } from "@codeinterp/queue";
 
 const int = (fallback: number, min = 0) => z.coerce.number().int().min(min).default(fallback);
 
@@ -12,6 +13,21 @@ const workerEnvSchema = z
     ...blobStoreEnvShape,
     ...workspaceDiskEnvShape,
     WORKER_ID: z.string().default(`${os.hostname()}-${process.pid}`),
+    /**
+     * The cell this worker belongs to: one machine (or pod) with its own Jupyter server and DATA_DIR. Workers
+     * sharing a Jupyter server share a CELL_ID; each machine has its own (apps/worker/src/cells).
+     */
+    CELL_ID: z
+      .string()
+      .regex(CELL_ID, "a cell id is letters, digits, '.', '_' or '-' (a hostname or pod name)")
+      .default(os.hostname()),
+    /** How often the cell says it is alive, with its free room (new messages are placed by it). */
+    CELL_HEARTBEAT_MS: int(2_000, 100),
+    /**
+     * A cell silent this long is gone: its queued executions go to the other cells, its messages' next
+     * executions run there in workspaces rebuilt from object storage (variables reset).
+     */
+    CELL_LOST_MS: int(10_000, 500),
     // The kernel gateway: only workers hold its address and token (the API never drives kernels).
     /** Unset: the embedded local Jupyter server started by `npm start`. */
     JUPYTER_URL: z.url().optional(),

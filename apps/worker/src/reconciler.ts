@@ -1,10 +1,9 @@
-import type { Queue } from "bullmq";
 import type { Db } from "@codeinterp/db";
 import { listStaleActiveExecutions } from "@codeinterp/db";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
-import type { Redis } from "@codeinterp/queue";
-import { enqueueExecution, finishAndAnnounce, reconcilerLockKey } from "@codeinterp/queue";
+import type { ExecutionRouter, Redis } from "@codeinterp/queue";
+import { finishAndAnnounce, reconcilerLockKey } from "@codeinterp/queue";
 import { tryLock } from "./kernels/lock";
 
 /** One worker reconciles at a time; the lock is renewed while its pass runs and lapses if the worker dies. */
@@ -13,7 +12,8 @@ const RECONCILER_LOCK_TTL_MS = 30_000;
 export interface ReconcilerOptions {
   db: Db;
   redis: Redis;
-  queue: Queue;
+  /** Where executions' jobs are, in the shared queue or a cell's (packages/queue/src/cells.ts). */
+  executions: Pick<ExecutionRouter, "findJob" | "enqueue">;
   prefix: string;
   log: Logger;
   /** A queued execution this old without a job gets one. */
@@ -37,7 +37,7 @@ export async function reconcileOnce(opts: ReconcilerOptions): Promise<{ enqueued
     const cutoff = new Date(Date.now() - (opts.orphanAfterMs ?? 5000));
     const candidates = await listStaleActiveExecutions(opts.db, cutoff, 500);
     for (const e of candidates) {
-      const job = await opts.queue.getJob(e.id);
+      const job = await opts.executions.findJob(e.id);
       const state = job ? await job.getState() : "missing";
       if (
         state === "waiting" ||
@@ -48,7 +48,7 @@ export async function reconcileOnce(opts: ReconcilerOptions): Promise<{ enqueued
       )
         continue;
       if (e.status === "queued" && state === "missing") {
-        await enqueueExecution(opts.queue, e);
+        await opts.executions.enqueue(e);
         enqueued++;
         continue;
       }

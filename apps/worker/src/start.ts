@@ -1,5 +1,4 @@
 import { totalmem } from "node:os";
-import { Queue } from "bullmq";
 import { loadBlobStore } from "@codeinterp/config";
 import { closeDb, createDb, kernelMayBeInUse } from "@codeinterp/db";
 import { openBlobStore } from "@codeinterp/files";
@@ -8,10 +7,11 @@ import type { KernelHost } from "@codeinterp/kernel";
 import { DEFAULT_SANDBOX_LIMITS, SANDBOX_KERNEL_NAME, createLocalKernelHost } from "@codeinterp/kernel-host";
 import type { KernelCgroupParent, SandboxSpecMetadata } from "@codeinterp/kernel-host";
 import type { Logger } from "@codeinterp/logger";
-import { createRedis, onCancelRequests, queueNames } from "@codeinterp/queue";
+import { ExecutionRouter, cellKeyPrefix, createRedis, onCancelRequests } from "@codeinterp/queue";
 import { detectDiskBudget } from "@codeinterp/workspace";
 import type { DiskBudget } from "@codeinterp/workspace";
 import { CancelRegistry } from "./cancellations";
+import { Cell } from "./cells/cell";
 import { closeAll } from "./close-all";
 import { createWorkerEvents } from "./events";
 import type { WorkerEvents } from "./events";
@@ -93,7 +93,21 @@ export async function startWorker(
       kernelMemoryBytes: admission ? MIN_KERNEL_BYTES : caps.memoryBytes,
       budgetBytes: caps.kernelsMemoryBudgetBytes,
     });
-  const live = createLiveKernels({ redis, prefix: env.QUEUE_PREFIX, max: maxLiveKernels });
+  const cancels = new CancelRegistry();
+  // Kernel ids mean something only to this cell's gateway: their records live under the cell's prefix.
+  const live = createLiveKernels({ redis, prefix: cellKeyPrefix(env.QUEUE_PREFIX, env.CELL_ID), max: maxLiveKernels });
+  const cell = new Cell({
+    cellId: env.CELL_ID,
+    prefix: env.QUEUE_PREFIX,
+    redis,
+    log,
+    heartbeatMs: env.CELL_HEARTBEAT_MS,
+    lostMs: env.CELL_LOST_MS,
+    // As long as a message's kernel mapping lasts (message-broker.ts).
+    holdMs: env.KERNEL_IDLE_TTL_MS * 2,
+    room: async (): Promise<number> =>
+      Math.min(env.WORKER_CONCURRENCY - cancels.size, maxLiveKernels - (await live.count()) + broker.pool.available),
+  });
   // Kernels forked from a template already hold what the preload would import: the pool need not run it.
   const preloaded = isolation.sandboxed ? (isolation.templateModules ?? []) : [];
   const preload = env.KERNEL_PRELOAD.every((m) => preloaded.includes(m)) ? "" : preloadCode(env.KERNEL_PRELOAD);
@@ -102,6 +116,7 @@ export async function startWorker(
     gateway,
     redis,
     prefix: env.QUEUE_PREFIX,
+    cellPrefix: cell.keyPrefix,
     workerId: env.WORKER_ID,
     log,
     poolSize: env.KERNEL_POOL_SIZE,
@@ -121,14 +136,13 @@ export async function startWorker(
     evictionProtectMs: admission ? env.KERNEL_EVICTION_PROTECT_MS : 0,
   });
   beatNow = () => broker.heartbeat();
-  const cancels = new CancelRegistry();
   const blobs = openBlobStore(loadBlobStore(env, "worker"), log);
 
   await onCancelRequests(cancelSub, env.QUEUE_PREFIX, (executionId) => {
     if (cancels.cancel(executionId)) log.info({ executionId }, "cancel requested");
   });
 
-  const worker = createExecutionWorker({
+  const runDeps = {
     env,
     db,
     redis,
@@ -140,8 +154,13 @@ export async function startWorker(
     connection,
     gatewayWatch,
     events,
+    cell,
     ...(isolation.sandboxed && isolation.caps ? { kernelMemoryBytes: isolation.caps.memoryBytes } : {}),
-  });
+  };
+  // New messages with nowhere better to go and those of cells that are gone come through the shared queue;
+  // the follow-ups of the messages this cell holds, and new messages placed on it, through its own.
+  const worker = createExecutionWorker(runDeps);
+  const cellWorker = createExecutionWorker({ ...runDeps, queueName: cell.queueName });
   const metrics = startWorkerMetrics({
     redis,
     prefix: env.QUEUE_PREFIX,
@@ -158,11 +177,12 @@ export async function startWorker(
     gateway: () => monitor.health(),
   });
   metrics.observe(worker);
-  const queue = new Queue(queueNames.executions, { connection: redis, prefix: env.QUEUE_PREFIX });
+  metrics.observe(cellWorker);
+  const executions = new ExecutionRouter({ connection: redis, prefix: env.QUEUE_PREFIX });
   const stopReconciler = startReconciler({
     db,
     redis,
-    queue,
+    executions,
     prefix: env.QUEUE_PREFIX,
     log,
     intervalMs: env.RECONCILE_INTERVAL_MS,
@@ -187,14 +207,16 @@ export async function startWorker(
     blobs,
     connection,
     prefix: env.QUEUE_PREFIX,
+    schedulePrefix: cell.keyPrefix,
     dataDir: env.DATA_DIR,
     retentionMs: env.WORKSPACE_RETENTION_MS,
     everyMs: env.WORKSPACE_SWEEP_INTERVAL_MS,
     budgeted: diskBudget.kind === "btrfs",
     log,
   });
-  await worker.waitUntilReady();
-  log.info({ concurrency: env.WORKER_CONCURRENCY, sandboxed, maxLiveKernels }, "worker ready");
+  await Promise.all([worker.waitUntilReady(), cellWorker.waitUntilReady()]);
+  await cell.start();
+  log.info({ concurrency: env.WORKER_CONCURRENCY, sandboxed, maxLiveKernels, cellId: cell.id }, "worker ready");
 
   let closing: Promise<void> | null = null;
   return {
@@ -202,10 +224,13 @@ export async function startWorker(
     close: (deadlineMs = env.SHUTDOWN_DEADLINE_MS) =>
       (closing ??= closeAll([
         ["reconciler", () => stopReconciler()],
+        // Drains: placement stops at once; turns under way finish below; what is still queued for this
+        // cell is handed on once its workers stopped (its messages' next executions run elsewhere, rebuilt).
+        ["cell", () => cell.drain()],
         [
           "worker",
           async () => {
-            const drained = worker.close();
+            const drained = Promise.all([worker.close(), cellWorker.close()]);
             const timer = setTimeout(() => {
               // Past the deadline: interrupt what still runs; each such execution ends as cancelled and the
               // processors return, so the drain completes with every execution in a final state.
@@ -218,11 +243,12 @@ export async function startWorker(
             }
           },
         ],
+        ["cell queue", () => cell.close(connection)],
         ["workspace retention", () => retention.close()],
         ["metrics", () => metrics.close()],
         ["kernel broker", () => broker.close()],
         ["gateway monitor", () => monitor.stop()],
-        ["queue", () => queue.close()],
+        ["queues", () => executions.close()],
         ["cancel subscriber", () => cancelSub.disconnect()],
         ["bullmq connection", () => connection.disconnect()],
         ["redis", () => redis.disconnect()],

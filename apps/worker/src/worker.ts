@@ -17,10 +17,15 @@ const CAPACITY_WAIT_DELAY_MS = 250;
  * or fails the execution clearly (it did).
  */
 export function createExecutionWorker(
-  deps: RunExecutionDeps & { connection: RunExecutionDeps["redis"]; events?: WorkerEvents },
+  deps: RunExecutionDeps & {
+    connection: RunExecutionDeps["redis"];
+    events?: WorkerEvents;
+    /** The shared queue (default) or this cell's own (packages/queue/src/cells.ts). */
+    queueName?: string;
+  },
 ): Worker {
   const worker = new Worker(
-    queueNames.executions,
+    deps.queueName ?? queueNames.executions,
     async (job: Job, token?: string) => {
       if (job.name !== jobCatalog.runExecution.name) throw new UnrecoverableError(`unknown job ${job.name}`);
       let payload;

@@ -12,7 +12,7 @@ import {
 } from "@codeinterp/db";
 import type { Db } from "@codeinterp/db";
 import { createLogger } from "@codeinterp/logger";
-import { createEventSubscriber, createRedis, parseJobPayload, queueNames } from "@codeinterp/queue";
+import { ExecutionRouter, createEventSubscriber, createRedis, parseJobPayload, queueNames } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
 import { workspaceId } from "@codeinterp/workspace";
 import { reconcileOnce } from "../src/reconciler";
@@ -25,16 +25,19 @@ let database: Awaited<ReturnType<typeof createTestDatabase>>;
 let db: Db;
 let redis: Redis;
 let queue: Queue;
+let executions: ExecutionRouter;
 
 beforeAll(async () => {
   database = await createTestDatabase();
   db = createDb({ url: database.url });
   redis = createRedis(testRedisUrl, { name: "reconciler-test" });
   queue = new Queue(queueNames.executions, { connection: redis, prefix });
+  executions = new ExecutionRouter({ connection: redis, prefix });
 });
 afterAll(async () => {
   await queue?.obliterate({ force: true });
   await queue?.close();
+  await executions?.close();
   for (const key of await redis.keys(`${prefix}:*`)) await redis.del(key);
   redis?.disconnect();
   await db?.$disconnect();
@@ -43,7 +46,14 @@ afterAll(async () => {
 
 describe("reconcileOnce", () => {
   it("gives a queued execution without a job its job, and ends a running one whose job is gone as failed, announced once", async () => {
-    const opts = { db, redis, queue, prefix, log: createLogger({ name: "test", level: "silent" }), orphanAfterMs: 0 };
+    const opts = {
+      db,
+      redis,
+      executions,
+      prefix,
+      log: createLogger({ name: "test", level: "silent" }),
+      orphanAfterMs: 0,
+    };
     const lost: string[] = [];
     const make = (messageId: string) =>
       createExecution(db, { userId: "rec-user", chatId: "c", messageId, code: "1", timeoutMs: 1000 }).then(

@@ -1,5 +1,5 @@
 import { mkdir, readFile, readdir, rmdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { KernelCpuPriority, MemoryKills, MemoryLimitChange } from "@codeinterp/kernel";
 import { exists } from "./fs";
 
@@ -71,7 +71,7 @@ export async function prepareKernelCgroups(opts: {
       const dirs = Object.fromEntries(
         CONTROLLERS.map((c) => [c, join(under(join(fsRoot, c), own.v1.get(c) ?? "/"), opts.name)]),
       ) as { memory: string; pids: string; cpu: string };
-      for (const d of Object.values(dirs)) await mkdir(d, { recursive: true });
+      for (const d of Object.values(dirs)) await makeDirs(d);
       const memsw = join(dirs.memory, "memory.memsw.limit_in_bytes");
       const hasMemsw = await exists(memsw);
       if (hasMemsw) await writeValue(memsw, -1);
@@ -87,7 +87,7 @@ export async function prepareKernelCgroups(opts: {
         return { ok: false, reason: `cgroup v2 controllers not delegated to us: ${missing.join(", ")}` };
       if (own.v2 !== "/") {
         const leaf = join(ownDir, "service");
-        await mkdir(leaf, { recursive: true });
+        await makeDirs(leaf);
         const procs = (await readFile(join(ownDir, "cgroup.procs"), "utf8")).split("\n").filter(Boolean);
         for (const pid of procs) {
           // A process that exited meanwhile cannot move; every live one must, or the next write fails.
@@ -99,7 +99,7 @@ export async function prepareKernelCgroups(opts: {
       const enable = CONTROLLERS.map((c) => `+${c}`).join(" ");
       await writeValue(join(ownDir, "cgroup.subtree_control"), enable);
       const dir = join(ownDir, opts.name);
-      await mkdir(dir, { recursive: true });
+      await makeDirs(dir);
       await writeValue(join(dir, "cgroup.subtree_control"), enable);
       await writeValue(join(dir, "memory.max"), opts.budgetBytes);
       if (await exists(join(dir, "memory.swap.max"))) await writeValue(join(dir, "memory.swap.max"), 0);
@@ -108,6 +108,26 @@ export async function prepareKernelCgroups(opts: {
     return { ok: false, reason: "the memory, pids and cpu controllers are not available to us" };
   } catch (err) {
     return { ok: false, reason: `cannot create kernel cgroups under ${fsRoot}: ${(err as Error).message}` };
+  }
+}
+
+/**
+ * \`mkdir -p\` that fails where a directory cannot be made. Node's recursive mkdir never returns when the
+ * hierarchy is not mounted where /proc/self/cgroup says (seen under \`ip netns exec\`, which mounts a fresh
+ * /sys: /sys/fs/cgroup is there and empty, and mkdir in it says ENOENT however often it is retried).
+ */
+async function makeDirs(dir: string): Promise<void> {
+  const made = (err: unknown) => (err as NodeJS.ErrnoException).code === "EEXIST";
+  try {
+    await mkdir(dir);
+  } catch (err) {
+    if (made(err)) return;
+    const parent = dirname(dir);
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT" || parent === dir) throw err;
+    await makeDirs(parent);
+    await mkdir(dir).catch((again: unknown) => {
+      if (!made(again)) throw again;
+    });
   }
 }
 

@@ -61,6 +61,10 @@ export function parseJobPayload<N extends JobName>(name: N, data: unknown): JobP
   return parsed.data as JobPayload<N>;
 }
 
+/** A cell's own queue of executions (packages/queue/src/cells.ts) takes the same jobs as the shared one. */
+const isCellQueueOf = (queue: QueueName, name: string) =>
+  queue === queueNames.executions && name.startsWith(`${queueNames.executions}-cell-`);
+
 export class WrongQueueError extends Error {
   override name = "WrongQueueError";
 }
@@ -75,7 +79,7 @@ export async function enqueueJob<N extends JobName>(
   payload: JobPayload<N>,
 ): Promise<void> {
   const job = jobCatalog[name];
-  if (queue.name !== job.queue)
+  if (queue.name !== job.queue && !isCellQueueOf(job.queue, queue.name))
     throw new WrongQueueError(`${job.name} belongs to the ${job.queue} queue, not ${queue.name}`);
   const jobId = (job.jobId as (p: JobPayload<N>) => string | undefined)(payload);
   await queue.add(job.name, payload, { ...job.options, ...(jobId ? { jobId } : {}) });

@@ -45,3 +45,18 @@ export type {
   StoredKernelError,
   StoredOutput,
 } from "./execution-record";
+export {
+  CELL_ID,
+  ExecutionRouter,
+  cellBeatSchema,
+  cellQueueName,
+  forgetCell,
+  holdMessage,
+  knownCells,
+  pickCell,
+  readCellBeats,
+  readMessageCell,
+  removeCellBeat,
+  writeCellBeat,
+} from "./cells";
+export type { CellBeat, ExecutionRouterOptions } from "./cells";

@@ -61,6 +61,23 @@ export const workerMetricsIndex = (prefix: string) => `${prefix}:metrics:workers
 /** One worker of the deployment reconciles at a time. */
 export const reconcilerLockKey = (prefix: string) => `${prefix}:reconciler-lock`;
 
+// Cells: one machine's worker(s) with its own Jupyter server and disk (packages/queue/src/cells.ts).
+/** A cell's heartbeat (JSON CellBeat), expiring when the cell counts as gone. */
+export const cellAliveKey = (prefix: string, cellId: string) => `${prefix}:cell-alive:${cellId}`;
+/** Sorted set: cell ids scored by when their heartbeat key expires. */
+export const cellAliveIndex = (prefix: string) => `${prefix}:cells:alive`;
+/** Set: every cell that has a queue, until the queue of a cell that is gone has been handed on. */
+export const cellsKnownKey = (prefix: string) => `${prefix}:cells:known`;
+/** One cell at a time hands on the queues of cells that are gone. */
+export const cellRecoveryLockKey = (prefix: string) => `${prefix}:cells:recovery-lock`;
+/** The cell holding a message's kernel and workspace: its follow-ups are queued there. */
+export const messageCellKey = (prefix: string, messageKey: string) => `${prefix}:message-cell:${messageKey}`;
+/**
+ * The prefix under which a cell keeps the state of its own Jupyter server's kernels (mappings, idle index,
+ * live-kernel leases, pool owners, memory relief): kernel ids mean something only to the server that runs them.
+ */
+export const cellKeyPrefix = (prefix: string, cellId: string) => `${prefix}:cell:${cellId}`;
+
 // The API's compatibility surfaces.
 /** A Jupyter-surface login session, named by the digest of its cookie (never the cookie itself). */
 export const jupyterSessionKey = (prefix: string, sessionDigestHex: string) =>

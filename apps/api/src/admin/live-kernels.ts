@@ -1,6 +1,6 @@
 import { messagesOfKernels } from "@codeinterp/db";
 import type { Db, KernelMessage } from "@codeinterp/db";
-import { LIVE_KERNEL_START_PREFIX, liveKernelsKey } from "@codeinterp/queue";
+import { LIVE_KERNEL_START_PREFIX, cellKeyPrefix, knownCells, liveKernelsKey } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
 import { readWorkerSnapshots } from "../metrics/workers";
 import type { WorkerSnapshot } from "../metrics/workers";
@@ -60,9 +60,14 @@ const maxOf = (snapshots: WorkerSnapshot[], name: string) => {
  * ceiling, evictions and waits from the workers' metrics snapshots.
  */
 export async function readLiveKernels(deps: { db: Db; redis: Redis; queuePrefix: string }): Promise<LiveKernelsReport> {
-  const raw = await deps.redis.zrangebyscore(liveKernelsKey(deps.queuePrefix), Date.now(), "+inf", "WITHSCORES");
+  // Each cell accounts for its own gateway's kernels (packages/queue/src/cells.ts): the report sums the cells.
+  const cells = await knownCells(deps.redis, deps.queuePrefix);
   const leases: Array<{ id: string; until: number }> = [];
-  for (let i = 0; i + 1 < raw.length; i += 2) leases.push({ id: raw[i]!, until: Number(raw[i + 1]) });
+  for (const cellId of cells) {
+    const key = liveKernelsKey(cellKeyPrefix(deps.queuePrefix, cellId));
+    const raw = await deps.redis.zrangebyscore(key, Date.now(), "+inf", "WITHSCORES");
+    for (let i = 0; i + 1 < raw.length; i += 2) leases.push({ id: raw[i]!, until: Number(raw[i + 1]) });
+  }
   const kernels = leases.filter((l) => !l.id.startsWith(LIVE_KERNEL_START_PREFIX));
   const [messages, snapshots] = await Promise.all([
     messagesOfKernels(

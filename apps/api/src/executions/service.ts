@@ -1,8 +1,7 @@
-import type { Queue } from "bullmq";
 import { createExecution, findExecution, findExecutionWithFiles, isTerminal } from "@codeinterp/db";
 import type { ExecutionRow, ExecutionWithFiles } from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
-import { enqueueExecution, finishAndAnnounce, parseExecutionRecord, requestCancel } from "@codeinterp/queue";
+import { finishAndAnnounce, parseExecutionRecord, requestCancel } from "@codeinterp/queue";
 import type { ExecutionEvent, ExecutionRecord } from "@codeinterp/queue";
 import type { ApiDeps } from "../deps";
 
@@ -11,7 +10,7 @@ import type { ApiDeps } from "../deps";
  * read its stored result, cancel it. The surfaces only translate their protocol to and from these.
  */
 
-export type ServiceDeps = Pick<ApiDeps, "db" | "events" | "log" | "executionQueue" | "redis" | "queuePrefix">;
+export type ServiceDeps = Pick<ApiDeps, "db" | "events" | "log" | "executions" | "redis" | "queuePrefix">;
 
 export type SubmitInput = Parameters<typeof createExecution>[1];
 
@@ -36,7 +35,7 @@ export async function submitExecution(deps: ServiceDeps, input: SubmitInput, opt
   });
   await opts.beforeEnqueue?.(execution);
   try {
-    await enqueueExecution(deps.executionQueue, execution);
+    await deps.executions.enqueue(execution);
   } catch (err) {
     // The execution is durable in Postgres; the worker's reconciler enqueues queued executions that
     // have no job, so an accepted execution is never lost while Redis is away.
@@ -137,7 +136,7 @@ export function readExecution(row: Pick<ExecutionRow, "result" | "failure" | "me
 
 /** Ends a queued execution at once, or asks the worker running it to interrupt it. */
 export async function cancelExecution(
-  deps: Pick<ServiceDeps, "db" | "log" | "executionQueue" | "redis" | "queuePrefix">,
+  deps: Pick<ServiceDeps, "db" | "log" | "executions" | "redis" | "queuePrefix">,
   execution: Pick<ExecutionRow, "id" | "messageId">,
 ): Promise<void> {
   const { id } = execution;
@@ -146,15 +145,11 @@ export async function cancelExecution(
     onlyFrom: ["queued"],
   });
   if (moved) {
-    await removeJob(deps.executionQueue, id);
+    // An active (locked) job cannot be removed; the worker then finds the execution already terminal.
+    await deps.executions.remove(id);
     log.info("queued execution cancelled");
   } else {
     await requestCancel(deps.redis, deps.queuePrefix, id);
     log.info("cancel sent to the worker");
   }
-}
-
-async function removeJob(queue: Queue, id: string): Promise<void> {
-  // An active (locked) job cannot be removed; the worker then finds the execution already terminal.
-  await queue.remove(id).catch(() => undefined);
 }

@@ -13,6 +13,8 @@ export interface RetentionOptions {
   blobs: BlobStore;
   connection: Redis;
   prefix: string;
+  /** Where the schedule and its queue live (default `prefix`): a cell's own, as each cell sweeps its own DATA_DIR. */
+  schedulePrefix?: string;
   dataDir: string;
   retentionMs: number;
   everyMs: number;
@@ -28,7 +30,8 @@ export interface RetentionOptions {
  */
 export async function startWorkspaceRetention(opts: RetentionOptions): Promise<{ close(): Promise<void> }> {
   const job = jobCatalog.cleanWorkspaces;
-  const queue = new Queue(queueNames.maintenance, { connection: opts.connection, prefix: opts.prefix });
+  const schedulePrefix = opts.schedulePrefix ?? opts.prefix;
+  const queue = new Queue(queueNames.maintenance, { connection: opts.connection, prefix: schedulePrefix });
   await queue.upsertJobScheduler(
     "workspace-retention",
     { every: opts.everyMs },
@@ -61,7 +64,7 @@ export async function startWorkspaceRetention(opts: RetentionOptions): Promise<{
       if (temp) opts.log.info({ removed: temp }, "removed stale temp files from the blob store");
       return { removed: removed.length, staleTemp: temp };
     },
-    { connection: opts.connection, prefix: opts.prefix, concurrency: 1 },
+    { connection: opts.connection, prefix: schedulePrefix, concurrency: 1 },
   );
   worker.on("error", (err) => opts.log.warn({ err: err.message }, "maintenance worker connection error"));
   return {

@@ -65,6 +65,9 @@ export async function runExecution(
     });
   }
 
+  // A message another cell held lost its kernel there: this cell holds it from now on (apps/worker/src/cells).
+  if (deps.cell) await deps.cell.hold(turn, req.workspaceDir, (kernelId) => deps.broker.evict(turn, kernelId));
+
   if (!claimed && exec.status === "running") {
     // An earlier attempt reached the kernel and its worker vanished: the code may already have had effects,
     // so it is not run a second time behind the user's back.

@@ -19,6 +19,8 @@ export interface MessageBrokerOptions {
   gateway: KernelGateway;
   redis: Redis;
   prefix: string;
+  /** Where this cell keeps the state of its own gateway's kernels (default \`prefix\`; see cellKeyPrefix). */
+  cellPrefix?: string;
   workerId: string;
   log: Logger;
   poolSize: number;
@@ -87,12 +89,14 @@ export function createBrokerParts(opts: MessageBrokerOptions): BrokerParts {
   // by twice the three beats after which pool-owners shuts it down: the kernel is gone before its place is.
   const messageLeaseMs = opts.idleTtlMs * 2;
   const poolLeaseMs = heartbeatMs * 6;
-  const mappings = createKernelMappings(redis, prefix, messageLeaseMs);
+  const kernelPrefix = opts.cellPrefix ?? prefix;
+  const mappings = createKernelMappings(redis, kernelPrefix, messageLeaseMs);
   const sessions = new KernelSessions(gateway, log);
   const kernels = new MessageKernels(gateway, mappings, live, sessions, log, messageLeaseMs);
   const owners = createPoolOwners({
     redis,
     prefix,
+    ownersPrefix: kernelPrefix,
     workerId: opts.workerId,
     gateway,
     log,

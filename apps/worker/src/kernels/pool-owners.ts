@@ -7,6 +7,8 @@ import { warnShutdownFailed } from "./shutdown-failed";
 export interface PoolOwnersOptions {
   redis: Redis;
   prefix: string;
+  /** Where the owners of this gateway's pool kernels are recorded (default `prefix`): a cell's own. */
+  ownersPrefix?: string;
   workerId: string;
   gateway: Pick<KernelGateway, "shutdownKernel">;
   log: Logger;
@@ -26,7 +28,7 @@ export interface PoolOwnersOptions {
  */
 export function createPoolOwners(opts: PoolOwnersOptions) {
   const { redis, prefix, workerId, log } = opts;
-  const ownersKey = poolOwnersKey(prefix);
+  const ownersKey = poolOwnersKey(opts.ownersPrefix ?? prefix);
   const aliveKey = (id: string) => workerAliveKey(prefix, id);
   let known = new Set<string>();
   // Kernels this worker's pool gave up (to a message, or because they died) whose record may still be in

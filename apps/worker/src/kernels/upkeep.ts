@@ -34,7 +34,7 @@ export function startUpkeep(parts: BrokerParts): () => void {
     void (async () => {
       // A local reading first: the Redis lock is taken only when there is something to relieve.
       if ((await admission.excessBytes()) === 0) return;
-      const lock = await tryLock(parts.redis, memoryReliefLockKey(opts.prefix), parts.lockTtlMs);
+      const lock = await tryLock(parts.redis, memoryReliefLockKey(opts.cellPrefix ?? opts.prefix), parts.lockTtlMs);
       if (!lock) return;
       try {
         await parts.room.relieveMemory();

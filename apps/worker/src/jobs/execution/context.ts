@@ -3,6 +3,7 @@ import type { Logger } from "@codeinterp/logger";
 import type { EventPublisher, Redis } from "@codeinterp/queue";
 import type { BlobStore } from "@codeinterp/workspace";
 import type { CancelRegistry } from "../../cancellations";
+import type { Cell } from "../../cells/cell";
 import type { WorkerEnv } from "../../env";
 import type { GatewayWatch } from "../../gateway-watch";
 import type { KernelBroker, LeaseRequest, MessageTurn } from "../../kernels/broker";
@@ -24,6 +25,8 @@ export interface RunExecutionDeps {
    * memory runs under. Unset: unknown (unsandboxed kernels), and kernels are left as they are.
    */
   kernelMemoryBytes?: number;
+  /** This machine as a cell (apps/worker/src/cells): which messages it holds, and which it took over. */
+  cell?: Cell;
 }
 
 /** What every step of one execution shares (lease a kernel, prepare, run, record outcome). */

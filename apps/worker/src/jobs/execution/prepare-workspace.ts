@@ -1,6 +1,7 @@
 import type { FileRow } from "@codeinterp/db";
 import type { Snapshot } from "@codeinterp/workspace";
 import { prepareWorkspace as placeAttachments, snapshotWorkspace } from "@codeinterp/workspace";
+import { rebuildIfTakenOver } from "../../cells/restore";
 import { splitGlobs } from "../../env";
 import type { ExecutionContext } from "./context";
 
@@ -21,6 +22,7 @@ export async function prepareWorkspace(ctx: ExecutionContext, attachments: FileR
   const { env, layout, blobs } = ctx.deps;
   const dir = ctx.req.workspaceDir;
   const t0 = Date.now();
+  await rebuildIfTakenOver(ctx);
   // With blobs in a bucket, this machine's cache holds the attachments (fetched and verified first) while
   // they are copied or reflinked into the workspace.
   const live = attachments.filter((f) => f.deletedAt === null).map((f) => f.storageKey);

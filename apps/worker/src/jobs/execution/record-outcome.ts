@@ -1,6 +1,7 @@
 import { createFileStore } from "@codeinterp/files";
 import type { ExecutionEventBody } from "@codeinterp/queue";
-import { diffSnapshots, snapshotWorkspace } from "@codeinterp/workspace";
+import { normalizeError } from "@codeinterp/logger";
+import { BlobStoreUnavailableError, diffSnapshots, snapshotWorkspace } from "@codeinterp/workspace";
 import { captureFiles } from "../../capture";
 import type { KernelLease } from "../../kernels/broker";
 import { storeRichOutputs } from "../../rich-outputs";
@@ -21,7 +22,40 @@ export async function recordOutcome(
   ws: PreparedWorkspace,
   run: RunResult,
 ): Promise<Terminal | "skipped"> {
-  return retryTransient(() => recordOnce(ctx, lease, ws, run), ctx.log);
+  try {
+    return await retryTransient(() => recordOnce(ctx, lease, ws, run), ctx.log);
+  } catch (err) {
+    // Object storage away for longer than the retries: a retried job would find the code already run and
+    // could only end it worker_lost. It ends here instead, with what the code printed and why its files are
+    // not there (capture registered each file whole or not at all).
+    if (!(err instanceof BlobStoreUnavailableError)) throw err;
+    ctx.log.warn({ err: normalizeError(err).message }, "object storage unavailable; ending without the files");
+    return finish(
+      ctx.deps,
+      ctx.exec.id,
+      "failed",
+      {
+        result: { ...textResult(run), outputs: [], notes: ctx.notes },
+        failure: {
+          code: "blob_store_unavailable",
+          message: "the code ran, but object storage was unavailable, so the files it wrote could not be saved",
+        },
+      },
+      ctx.pub,
+    );
+  }
+}
+
+/** What the code printed and raised, with workspace paths shown as /mnt/data. */
+function textResult({ outcome, back }: RunResult) {
+  return {
+    stdout: back(outcome.stdout),
+    stderr: back(outcome.stderr),
+    error: outcome.error
+      ? { ename: outcome.error.ename, evalue: back(outcome.error.evalue), traceback: outcome.error.traceback.map(back) }
+      : null,
+    truncated: outcome.truncated,
+  };
 }
 
 async function recordOnce(
@@ -33,7 +67,7 @@ async function recordOnce(
   const { env, db, blobs } = ctx.deps;
   const files = createFileStore({ db, blobs, log: ctx.log });
   const { exec, pub } = ctx;
-  const { outcome, back } = run;
+  const { outcome } = run;
   const workspaceDir = ctx.req.workspaceDir;
   const tCapture = Date.now();
   const after = await snapshotWorkspace(workspaceDir, { ...ws.snapshotOpts, previous: ws.before });
@@ -70,13 +104,8 @@ async function recordOnce(
   const captureMs = Date.now() - tCapture;
 
   const result = {
-    stdout: back(outcome.stdout),
-    stderr: back(outcome.stderr),
+    ...textResult(run),
     outputs,
-    error: outcome.error
-      ? { ename: outcome.error.ename, evalue: back(outcome.error.evalue), traceback: outcome.error.traceback.map(back) }
-      : null,
-    truncated: outcome.truncated,
     // Hidden files, caches and configured excludes are policy, not news: only report what a user would
     // have expected back (limits, symlinks, special files).
     skippedFiles: captured.skipped.filter((x) => x.reason !== "excluded"),
