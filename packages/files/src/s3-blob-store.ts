@@ -127,6 +127,7 @@ export function createS3BlobStore(opts: S3BlobStoreOptions): S3BlobStore {
     }
     const actual = hash.digest();
     if (actual !== key) {
+      // Refused either way (BlobCorruptError below); an object left behind fails every read's sha256 check.
       await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: objectKey(key) })).catch(() => undefined);
       throw new BlobCorruptError(key, actual);
     }
@@ -152,6 +153,7 @@ export function createS3BlobStore(opts: S3BlobStoreOptions): S3BlobStore {
       await cache.release(local);
       return result;
     } catch (err) {
+      // The put's own error is what the caller gets; a cache entry left unreleased or unadmitted is swept later.
       await cache.release(local).catch(() => undefined);
       await cache.admit(local.key, local.size).catch(() => undefined);
       throw err;
@@ -211,6 +213,7 @@ export function createS3BlobStore(opts: S3BlobStoreOptions): S3BlobStore {
       }
       return await use((key) => leases.get(key)?.spare ?? null);
     } finally {
+      // Releasing is best effort: a lease left behind is swept with the cache; the caller's own result stands.
       for (const l of leases.values()) if (l) await cache.release(l).catch(() => undefined);
     }
   }
@@ -255,6 +258,7 @@ export function createS3BlobStore(opts: S3BlobStoreOptions): S3BlobStore {
         cb(new BlobCorruptError(key, actual));
       },
     });
+    // The failure reaches the reader through `checked` (destroyed with it); nothing else waits on this.
     void pipeline(body, checked).catch(() => undefined);
     return checked;
   }
@@ -273,6 +277,7 @@ export function createS3BlobStore(opts: S3BlobStoreOptions): S3BlobStore {
       await upload(result.key, result.spare);
       return true;
     } finally {
+      // A lease not released stays until the cache's sweep; the settle's answer is what matters.
       await cache.release(result).catch(() => undefined);
     }
   }

@@ -178,6 +178,7 @@ export class ExecutionRouter {
   /** Removes an execution's queued job wherever it is (an active, locked job stays: its worker sees the end). */
   async remove(executionId: string): Promise<void> {
     const job = await this.findJob(executionId);
+    // A job that started or ended meanwhile cannot be removed, and need not be: its worker sees the end.
     await job?.remove().catch(() => undefined);
   }
 
