@@ -20,8 +20,6 @@ import { byKind, configMap, containerEnv, mebibytes, render, root, schemaProblem
 // that each check notices.
 const read = (p: string) => readFileSync(path.join(root, p), "utf8");
 const SECRET_NAME = "codeinterp-secrets";
-/** Names the cells work (issue 23) adds to the env modules; not in them yet. */
-const PENDING_ENV = new Set(["CELL_ID"]);
 const isSecretName = (n: string) =>
   /^(DATABASE_URL|REDIS_URL|AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY)$/.test(n) || /TOKEN|SECRET|PASSWORD/.test(n);
 /** What an operator's Secret would hold, so the env schemas can parse a container's whole environment. */
@@ -95,8 +93,7 @@ const checks = {
     const env = apiEnvOf(o);
     const parsed = loadApiEnv(env);
     for (const k of Object.keys(env))
-      if (!(k in parsed) && !PENDING_ENV.has(k))
-        problems.push(`the API is given ${k}, which apps/api/src/env.ts does not read`);
+      if (!(k in parsed)) problems.push(`the API is given ${k}, which apps/api/src/env.ts does not read`);
     for (const k of ["JUPYTER_URL", "JUPYTER_TOKEN"])
       if (k in env) problems.push(`the API holds ${k}: it must never drive kernels`);
     if ((api(o).spec as { replicas?: number }).replicas !== 1 && !env.SIGNED_LINK_SECRET)
@@ -125,8 +122,7 @@ const checks = {
     ]);
     loadKernelLimits(env);
     for (const k of Object.keys(env))
-      if (!known.has(k) && !PENDING_ENV.has(k))
-        problems.push(`a cell is given ${k}, which neither its worker nor its server reads`);
+      if (!known.has(k)) problems.push(`a cell is given ${k}, which neither its worker nor its server reads`);
     if (env.KERNEL_SANDBOX !== "on")
       problems.push("cells must refuse to start without the sandbox (KERNEL_SANDBOX=on)");
     if ("JUPYTER_URL" in env) problems.push("a cell runs its own embedded server: no JUPYTER_URL");

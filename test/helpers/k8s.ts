@@ -111,7 +111,7 @@ export function configMap(objects: K8sObject[], name: string): Record<string, st
 
 /**
  * A container's environment as the kubelet gives it: envFrom ConfigMaps, then `env` (which wins). Secret
- * references come back as `sample(name)`, field references as `field:<path>`, so the app's schema can
+ * references come back as `sample(name)`, field references as `field-<path>`, so the app's schema can
  * parse the whole of it.
  */
 export function containerEnv(
@@ -130,7 +130,9 @@ export function containerEnv(
     else if (e.valueFrom?.configMapKeyRef)
       env[e.name] =
         configMapByRenderedName(objects, e.valueFrom.configMapKeyRef.name)[e.valueFrom.configMapKeyRef.key] ?? "";
-    else if (e.valueFrom?.fieldRef) env[e.name] = `field:${e.valueFrom.fieldRef.fieldPath}`;
+    // What the downward API would give, in the shape the env schemas accept: a pod named like ours.
+    else if (e.valueFrom?.fieldRef)
+      env[e.name] = `field-${e.valueFrom.fieldRef.fieldPath.replace(/[^A-Za-z0-9]+/g, "-")}`;
   }
   return env;
 }
