@@ -1,3 +1,4 @@
+import { hostname } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDb } from "@codeinterp/db";
 import type { Db } from "@codeinterp/db";
@@ -8,6 +9,7 @@ import { observeStack } from "./helpers/observe";
 import { createKernelMappings } from "../apps/worker/src/kernels/mappings";
 import { RECENT_MS } from "../apps/worker/src/kernels/sessions";
 import { workspaceId } from "@codeinterp/workspace";
+import { cellKeyPrefix } from "@codeinterp/queue";
 
 let stack: TestStack;
 let api: ReturnType<typeof client>;
@@ -113,7 +115,8 @@ describe("kernel lifecycle", () => {
     expect(del.status).toBe(204);
     // Past the few seconds in which a kernel just released is reused without asking the server (its mapping
     // records when the worker released it).
-    const mappings = createKernelMappings(observe.redis, stack.queuePrefix, 60_000);
+    // The stack's worker is one cell, named by this machine (CELL_ID's default): its mappings live under it.
+    const mappings = createKernelMappings(observe.redis, cellKeyPrefix(stack.queuePrefix, hostname()), 60_000);
     const idleMs = async () => Date.now() - ((await mappings.read(workspaceId(userId, m)))?.lastUsed ?? Date.now());
     await expect.poll(idleMs, { timeout: 30_000 }).toBeGreaterThan(RECENT_MS);
     const next = await api.run({ messageId: m, code: "print('x' in globals())" });

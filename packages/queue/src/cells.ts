@@ -153,6 +153,11 @@ export class ExecutionRouter {
     return q;
   }
 
+  /** The cells' own queues (live ones, and those still to be handed on): the rest of the execution queue. */
+  async cellQueues(): Promise<Queue[]> {
+    return (await knownCells(this.opts.connection, this.opts.prefix)).map((id) => this.queue(cellQueueName(id)));
+  }
+
   /** Queues the run of an execution (twice makes one job); returns the queue's name. */
   async enqueue(execution: { id: string; userId: string; messageId: string }): Promise<string> {
     const messageKey = workspaceId(execution.userId, execution.messageId);

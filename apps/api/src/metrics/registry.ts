@@ -4,6 +4,7 @@ import type { Db } from "@codeinterp/db";
 import { ACTIVE_STATUSES, TERMINAL_STATUSES, countExecutionsByStatus, fileTotalsBySource } from "@codeinterp/db";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
+import { queueNames } from "@codeinterp/queue";
 import type { Redis } from "@codeinterp/queue";
 import { readWorkerSnapshots } from "./workers";
 
@@ -15,6 +16,8 @@ export interface MetricsSources {
   queuePrefix: string;
   /** Queues whose depth is reported (executions, maintenance). */
   queues: Queue[];
+  /** The cells' own execution queues, counted into the executions queue's depth (a follow-up waits in one). */
+  cellQueues?: () => Promise<Queue[]>;
   log: Logger;
 }
 
@@ -57,10 +60,14 @@ export function createApiMetrics(src: MetricsSources): ApiMetrics {
     registers: [registry],
     async collect() {
       await guard("queue", async () => {
-        const counts = await Promise.all(src.queues.map((q) => q.getJobCounts(...QUEUE_STATES)));
+        const count = (qs: Queue[]) => Promise.all(qs.map((q) => q.getJobCounts(...QUEUE_STATES)));
+        const [counts, cells] = await Promise.all([count(src.queues), src.cellQueues?.().then(count) ?? []]);
         this.reset();
         src.queues.forEach((q, i) => {
-          for (const state of QUEUE_STATES) this.set({ queue: q.name, state }, counts[i]?.[state] ?? 0);
+          for (const state of QUEUE_STATES) {
+            const inCells = q.name === queueNames.executions ? cells.reduce((n, c) => n + (c[state] ?? 0), 0) : 0;
+            this.set({ queue: q.name, state }, (counts[i]?.[state] ?? 0) + inCells);
+          }
         });
       });
     },

@@ -4,12 +4,16 @@ import type { ApiDeps } from "../deps";
 import { createApiMetrics } from "./registry";
 
 /** GET /metrics: Prometheus text, unauthenticated like /healthz (scrapers sit inside the deployment). */
-export function metricsRouter(deps: Pick<ApiDeps, "db" | "redis" | "queuePrefix" | "log">, queues: Queue[]): Router {
+export function metricsRouter(
+  deps: Pick<ApiDeps, "db" | "redis" | "queuePrefix" | "log" | "executions">,
+  queues: Queue[],
+): Router {
   const metrics = createApiMetrics({
     db: deps.db,
     redis: deps.redis,
     queuePrefix: deps.queuePrefix,
     queues,
+    cellQueues: () => deps.executions.cellQueues(),
     log: deps.log,
   });
   const router = Router();
