@@ -107,7 +107,7 @@ describe("the local kernel host", () => {
 });
 
 describe("the remote kernel host, for the same kernel", () => {
-  // A kernel killed by the OOM killer is restarted by the server: on a busy box that alone can take a minute.
+  // Waits for the killed kernel's death to show; once, on a loaded box, that took longer than the default 60 s.
   it("knows nothing, changes nothing, and a memory kill is only a death", { timeout: 180_000 }, async () => {
     const remote = createKernelGateway({
       baseUrl: server.url,
