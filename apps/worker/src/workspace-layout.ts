@@ -95,7 +95,8 @@ export class WorkspaceLayout {
   }
 }
 
-async function exists(p: string): Promise<boolean> {
+/** Whether anything (a symlink included) is at `p`. */
+export async function exists(p: string): Promise<boolean> {
   try {
     await lstat(p);
     return true;

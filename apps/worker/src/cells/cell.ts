@@ -1,4 +1,4 @@
-import { lstat } from "node:fs/promises";
+import { exists } from "../workspace-layout";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import type { Redis } from "@codeinterp/queue";
@@ -126,14 +126,5 @@ export class Cell {
       (err: unknown) =>
         this.opts.log.warn({ err: normalizeError(err).message }, "handing on gone cells' queues failed"),
     );
-  }
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await lstat(p);
-    return true;
-  } catch {
-    return false;
   }
 }
