@@ -1,5 +1,5 @@
 // Product functions the bench calls directly (re-exported in one place).
-export { createEventPublisher, createRedis, executionLogKey, poolOwnersKey } from "@codeinterp/queue";
+export { cellKeyPrefix, createEventPublisher, createRedis, executionLogKey, poolOwnersKey } from "@codeinterp/queue";
 export {
   registerExecutionFile as registerExecutionFileForBench,
   registerExecutionFiles as registerExecutionFilesForBench,

@@ -46,6 +46,31 @@ export function apiClient(baseUrl: string, key: string) {
       return { exec, ms: now() - t0, wall: { submit, posted, end: Date.now() } };
     },
     /**
+     * Submit and wait in one request (`POST ?waitMs`); an API that answers 202 first (still running, or one
+     * that does not wait on submit) is long-polled as `run` does. Same result shape as `run`.
+     */
+    async runWaiting(
+      body: Record<string, unknown>,
+      waitMs = 120_000,
+    ): Promise<{ exec: Execution; ms: number; wall: { submit: number; posted: number; end: number } }> {
+      const t0 = now();
+      const submit = Date.now();
+      const res = await fetch(`${baseUrl}/v1/executions?waitMs=${waitMs}`, {
+        method: "POST",
+        headers,
+        body: JSON.stringify({ chatId: "bench", ...body }),
+      });
+      if (res.status !== 200 && res.status !== 202)
+        throw new Error(`submit answered ${res.status}: ${await res.text()}`);
+      let exec = (await res.json()) as Execution;
+      const posted = Date.now();
+      for (let polls = 0; !isTerminal(exec.status); polls++) {
+        if (polls >= 10) throw new Error(`execution ${exec.id} still ${exec.status} after ${polls} long-polls`);
+        exec = await this.get(exec.id, waitMs);
+      }
+      return { exec, ms: now() - t0, wall: { submit, posted, end: Date.now() } };
+    },
+    /**
      * Submit, then long-poll until terminal or the deadline (Date.now() ms); one past its deadline is
      * cancelled and returned as it stood (timedOut). Never loops past the deadline.
      */

@@ -8,7 +8,7 @@ import path from "node:path";
 import { apiProcessEnv } from "@codeinterp/config";
 import { createDb } from "@codeinterp/db";
 import { createKernelGateway, remoteKernelHost } from "@codeinterp/kernel";
-import { createRedis, poolOwnersKey } from "./bench-deps";
+import { cellKeyPrefix, createRedis, poolOwnersKey } from "./bench-deps";
 import { apiClient } from "./client";
 import type { Bench, Json, Params, Target } from "./context";
 import { KERNELS, MiB, sleep } from "./context";
@@ -57,6 +57,8 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     DATABASE_URL: databaseUrl,
     REDIS_URL: redis.url,
     QUEUE_PREFIX: `cibench-${randomBytes(4).toString("hex")}`,
+    // Named, so the bench finds the cell's kernel records (its pool) under `<prefix>:cell:bench`.
+    CELL_ID: BENCH_CELL,
     JUPYTER_URL: jupyter.url,
     JUPYTER_TOKEN: jupyter.token,
     DATA_DIR: dataDir,
@@ -150,7 +152,8 @@ export async function startStack(o: StackOptions): Promise<Stack> {
       async poolReady() {
         const t = now();
         const deadline = Date.now() + 75_000;
-        while ((await poolRedis.hlen(poolOwnersKey(env.QUEUE_PREFIX!))) === 0 && Date.now() < deadline) await sleep(50);
+        while ((await poolRedis.hlen(poolOwnersKey(benchKernelPrefix(env)))) === 0 && Date.now() < deadline)
+          await sleep(50);
         return now() - t;
       },
       lastCompletedId: "",
@@ -160,4 +163,11 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     await stop();
     throw err;
   }
+}
+
+const BENCH_CELL = "bench";
+
+/** Where the bench worker keeps its kernel records (pool owners, mappings): its cell's keys. */
+export function benchKernelPrefix(env: Record<string, string | undefined>): string {
+  return cellKeyPrefix(env.QUEUE_PREFIX!, env.CELL_ID ?? BENCH_CELL);
 }

@@ -163,6 +163,24 @@ describe("a held event (the worker's `preparing`)", () => {
     }
   });
 
+  it("output published while the code runs reaches watchers without waiting for the end, in order", async () => {
+    const e = await newExecution("running");
+    const w = await watch(e.id);
+    try {
+      const pub = pubFor(e.id);
+      pub.hold({ type: "status", status: "preparing" }, 60_000);
+      void pub.publish({ type: "status", status: "running" });
+      void pub.publish({ type: "stdout", text: "a" });
+      // Nothing else is published and nothing ends: the batch window alone sends them.
+      const expected = ["status:preparing", "status:running", "stdout:"];
+      await expect.poll(() => kinds(w.live)).toEqual(expected);
+      await pub.publish({ type: "stdout", text: "b" });
+      expect(kinds(await w.replay())).toEqual([...expected, "stdout:"]);
+    } finally {
+      await w.close();
+    }
+  });
+
   it("goes out alone once its time has passed (a kernel that takes a while to start)", async () => {
     const e = await newExecution("running");
     const w = await watch(e.id);

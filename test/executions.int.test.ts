@@ -75,6 +75,66 @@ describe("executions end to end", () => {
     const done = await api.get(`/v1/executions/${created.body.id}?waitMs=20000`);
     expect(done.body.status).toBe("completed");
   });
+
+  it("POST with waitMs submits and answers 200 with the ended execution, its output and files, in one request", async () => {
+    const res = await api.post("/v1/executions?waitMs=20000", {
+      chatId: "c",
+      messageId: "m-post-wait",
+      code: "open('out.txt', 'w').write('hi'); print('done here')",
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("location")).toBe(`/v1/executions/${res.body.id}`);
+    expect(res.body.status).toBe("completed");
+    expect(res.body.result.stdout).toBe("done here\n");
+    expect(res.body.files.map((f: { path: string }) => f.path)).toEqual(["out.txt"]);
+    // The same record a GET reads.
+    const again = await api.get(`/v1/executions/${res.body.id}`);
+    expect(again.body).toEqual(res.body);
+  });
+
+  it("POST with waitMs answers 202 with the execution as it is when waitMs passes first", async () => {
+    const res = await api.post("/v1/executions?waitMs=300", {
+      chatId: "c",
+      messageId: "m-post-wait-slow",
+      code: "import time; time.sleep(3); print('late')",
+    });
+    expect(res.status).toBe(202);
+    expect(["queued", "preparing", "running"]).toContain(res.body.status);
+    const done = await api.get(`/v1/executions/${res.body.id}?waitMs=20000`);
+    expect(done.body.result.stdout).toBe("late\n");
+  });
+
+  it("POST with waitMs replays an idempotent request's ended execution, and refuses a reused key without waiting", async () => {
+    const body = { chatId: "c", messageId: "m-post-wait-idem", code: "print(5)", idempotencyKey: "wait-key" };
+    const first = await api.post("/v1/executions?waitMs=20000", body);
+    expect(first.status).toBe(200);
+    const replay = await api.post("/v1/executions?waitMs=20000", body);
+    expect(replay.status).toBe(200);
+    expect(replay.headers.get("idempotent-replayed")).toBe("true");
+    expect(replay.body.id).toBe(first.body.id);
+    expect(replay.body.result.stdout).toBe("5\n");
+
+    const slow = {
+      chatId: "c",
+      messageId: "m-post-wait-idem2",
+      code: "import time; time.sleep(3)",
+      idempotencyKey: "k2",
+    };
+    const running = await api.post("/v1/executions", slow);
+    const conflict = await api.post("/v1/executions?waitMs=20000", { ...slow, code: "print(6)" });
+    expect(conflict.status).toBe(409);
+    expect(conflict.body.error.code).toBe("idempotency_conflict");
+    // Refused before any wait: the execution its key names is still going.
+    const now = await api.get(`/v1/executions/${running.body.id}`);
+    expect(["queued", "preparing", "running"]).toContain(now.body.status);
+  });
+
+  it("POST with a bad waitMs is refused with 400 validation_error", async () => {
+    const res = await api.post("/v1/executions?waitMs=-1", { chatId: "c", messageId: "m-post-bad-wait", code: "1" });
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe("validation_error");
+    expect(res.body.error.message).toContain("waitMs");
+  });
 });
 
 describe("bad input and auth", () => {

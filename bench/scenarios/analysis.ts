@@ -3,7 +3,8 @@
 // execution and a warm raw kernel side by side; then matplotlib's first figure, CPU per trivial execution,
 // a pool kernel's memory, and a running cell during pool refills.
 import { benchAnalysis, benchFirstFigure } from "../analysis";
-import { createRedis } from "../bench-deps";
+import { createRedis, poolOwnersKey } from "../bench-deps";
+import { benchKernelPrefix } from "../stack";
 import { sleep, sum } from "../context";
 import { cpuPerTrivialExecution, poolKernelMemoryMiB } from "../footprint";
 import { benchRefillInterference } from "../refill";
@@ -138,7 +139,7 @@ export async function analysis(b: Bench): Promise<void> {
   results.cpu_ms_per_trivial_execution_jupyter_and_kernel = cpu.codeinterp.jupyter_and_kernels ?? null;
   results.cpu_ms_per_trivial_execution_raw_kernel_jupyter_and_kernel = cpu.rawKernel.jupyter_and_kernels ?? null;
   const bredis = createRedis(env.REDIS_URL!, { name: "bench-footprint" });
-  const poolIds = await bredis.hkeys(`${env.QUEUE_PREFIX!}:kernel:pool-owners`);
+  const poolIds = await bredis.hkeys(poolOwnersKey(benchKernelPrefix(env)));
   bredis.disconnect();
   const mem = await poolKernelMemoryMiB(gateway, poolIds);
   const meta = (

@@ -80,9 +80,10 @@ export function buildOpenApiDocument(
   registry.registerPath({
     method: "post",
     path: "/v1/executions",
-    summary: "Run code for a chat message",
+    summary: "Run code for a chat message; with waitMs, held until it ends or waitMs pass",
     security,
     request: {
+      query: WaitQuery,
       body: {
         content: {
           "application/json": {
@@ -97,7 +98,8 @@ export function buildOpenApiDocument(
       },
     },
     responses: {
-      202: json(Execution, "Accepted (also for a replayed idempotencyKey)"),
+      200: json(Execution, "With waitMs: the execution, ended within waitMs"),
+      202: json(Execution, "Accepted (also for a replayed idempotencyKey); with waitMs, as it is when waitMs passed"),
       409: json(
         ErrorBody,
         "idempotencyKey reused for a different request (idempotency_conflict), or the messageId is already used by this user in another chat (message_in_other_chat)",

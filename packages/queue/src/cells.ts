@@ -158,11 +158,21 @@ export class ExecutionRouter {
     return (await knownCells(this.opts.connection, this.opts.prefix)).map((id) => this.queue(cellQueueName(id)));
   }
 
-  /** Queues the run of an execution (twice makes one job); returns the queue's name. */
-  async enqueue(execution: { id: string; userId: string; messageId: string }): Promise<string> {
-    const messageKey = workspaceId(execution.userId, execution.messageId);
-    const cell = await this.placeMessage(messageKey);
-    const queue = cell ? this.queue(cellQueueName(cell)) : this.shared;
+  /**
+   * The queue a message's next execution goes to, by the rule above. A producer may ask while it records the
+   * execution (a message placed for an execution that is then refused is only a placement that expires).
+   */
+  async place(userId: string, messageId: string): Promise<Queue> {
+    const cell = await this.placeMessage(workspaceId(userId, messageId));
+    return cell ? this.queue(cellQueueName(cell)) : this.shared;
+  }
+
+  /** Queues the run of an execution (twice makes one job) where `placed` says, else placed now; returns the queue's name. */
+  async enqueue(
+    execution: { id: string; userId: string; messageId: string },
+    placed?: Promise<Queue>,
+  ): Promise<string> {
+    const queue = await (placed ?? this.place(execution.userId, execution.messageId));
     await enqueueExecution(queue, execution);
     return queue.name;
   }

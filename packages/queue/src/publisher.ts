@@ -3,17 +3,21 @@ import { executionChannel, executionLogKey } from "./keys";
 import type { ExecutionEventBody } from "./events";
 
 export interface EventPublisher {
-  /** Several events go out in one round trip, in order. */
+  /**
+   * Sends events, in order, within the publisher's batch window (`batchMs`): everything published in that
+   * window (and anything held) goes out in one round trip, and an `end` sends at once what is waiting. The
+   * promise settles once they are sent.
+   */
   publish(...events: ExecutionEventBody[]): Promise<void>;
-  /** The final status and `done`, sent together (one round trip) and in that order on the stream. */
+  /** The final status and `done`, sent at once with whatever is waiting (one round trip), in that order. */
   end(status: Extract<ExecutionEventBody, { type: "done" }>["status"]): Promise<void>;
   /**
-   * Holds `event` for up to `ms`: it goes ahead of the next publish or end, in the same round trip, or alone
-   * once `ms` passed. A status that is over sooner than anyone could see it (`preparing` on a warm kernel)
-   * costs no round trip of its own, and subscribers and replays still get it, in order.
+   * Holds `event` for up to `ms`: it goes ahead of the next events, in the same round trip, or alone once `ms`
+   * passed. A status that is over sooner than anyone could see it (`preparing` on a warm kernel) costs no
+   * round trip of its own, and subscribers and replays still get it, in order.
    */
   hold(event: ExecutionEventBody, ms: number): void;
-  /** Forgets a held event not sent yet (the execution was ended elsewhere: nothing may follow its `done`). */
+  /** Forgets events not sent yet (the execution was ended elsewhere: nothing may follow its `done`). */
   drop(): void;
 }
 
@@ -49,6 +53,11 @@ export interface PublisherOptions {
   logTtlMs?: number;
   /** Approximate cap of the replay log. */
   maxLogEvents?: number;
+  /**
+   * Longest an event waits for others to share its round trip (default 20 ms: below what a person watching
+   * output can tell, and long enough that a short run's status, output and end go out together).
+   */
+  batchMs?: number;
 }
 
 /** Best effort: the database holds the truth; a lost event never loses a result. */
@@ -61,32 +70,64 @@ export function createEventPublisher(
   const keys = [executionLogKey(prefix, executionId), executionChannel(prefix, executionId)];
   const ttl = String(opts.logTtlMs ?? 3600_000);
   const cap = String(opts.maxLogEvents ?? 5000);
-  let held: { event: ExecutionEventBody; timer: NodeJS.Timeout } | null = null;
-  const take = (): ExecutionEventBody[] => {
-    if (!held) return [];
-    clearTimeout(held.timer);
-    const { event } = held;
-    held = null;
-    return [event];
+  const batchMs = opts.batchMs ?? 20;
+  let waiting: ExecutionEventBody[] = [];
+  let sent: Array<() => void> = [];
+  let timer: NodeJS.Timeout | null = null;
+  let due = Number.POSITIVE_INFINITY;
+  const take = (): { events: ExecutionEventBody[]; settle: Array<() => void> } => {
+    if (timer) clearTimeout(timer);
+    timer = null;
+    due = Number.POSITIVE_INFINITY;
+    const taken = { events: waiting, settle: sent };
+    waiting = [];
+    sent = [];
+    return taken;
   };
-  const append = async (...given: ExecutionEventBody[]) => {
-    const events = [...take(), ...given];
+  const send = async (events: ExecutionEventBody[]) => {
+    if (events.length === 0) return;
     // Events are a live view: the database row is the record, and readers fall back to it.
-    const send = withCommand(redis)[COMMAND];
-    await send.call(redis, ...keys, ttl, cap, ...events.map((e) => JSON.stringify(e))).catch(() => undefined);
+    const script = withCommand(redis)[COMMAND];
+    await script.call(redis, ...keys, ttl, cap, ...events.map((e) => JSON.stringify(e))).catch(() => undefined);
+  };
+  const flush = async () => {
+    const { events, settle } = take();
+    await send(events);
+    for (const done of settle) done();
+  };
+  /** Queues events to go out within `ms` (sooner if something queued earlier is due sooner). */
+  const queue = (events: ExecutionEventBody[], ms: number) => {
+    waiting.push(...events);
+    const at = Date.now() + ms;
+    if (at >= due) return;
+    due = at;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => void flush(), ms);
+    // A waiting event never keeps a closing process alive.
+    timer.unref();
   };
   return {
-    publish: (...events) => append(...events),
-    end: (status) => append({ type: "status", status }, { type: "done", status }),
+    publish: (...events) =>
+      new Promise<void>((resolve) => {
+        sent.push(resolve);
+        queue(events, batchMs);
+      }),
+    async end(status) {
+      queue(
+        [
+          { type: "status", status },
+          { type: "done", status },
+        ],
+        0,
+      );
+      await flush();
+    },
     hold(event, ms) {
-      take();
-      const timer = setTimeout(() => void append(), ms);
-      // A held event never keeps a closing process alive.
-      timer.unref();
-      held = { event, timer };
+      queue([event], ms);
     },
     drop() {
-      take();
+      const { settle } = take();
+      for (const done of settle) done();
     },
   };
 }

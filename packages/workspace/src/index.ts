@@ -14,6 +14,7 @@ export {
   workspaceId,
   workspaceRelPath,
   workspaceDirFor,
+  workspaceDirOfId,
   resolveInside,
   toKernelCode,
   fromKernelText,

@@ -34,14 +34,21 @@ export function workspaceId(userId: string, messageId: string): string {
  * Use it as the kernel's path when the Jupyter server's root_dir is DATA_DIR.
  */
 export function workspaceRelPath(userId: string, messageId: string): string {
-  const id = workspaceId(userId, messageId);
-  return `workspaces/${id.slice(0, 2)}/${id}`;
+  return relPathOf(workspaceId(userId, messageId));
 }
 
 /** Absolute workspace directory of a (user, message) pair; ids never appear in the path. */
 export function workspaceDirFor(dataDir: string, userId: string, messageId: string): string {
-  return path.join(path.resolve(dataDir), ...workspaceRelPath(userId, messageId).split("/"));
+  return workspaceDirOfId(dataDir, workspaceId(userId, messageId));
 }
+
+/** Absolute workspace directory of a workspace id (what workspaceId returns: a job's message key). */
+export function workspaceDirOfId(dataDir: string, id: string): string {
+  if (!/^[0-9a-f]{64}$/.test(id)) throw new Error("not a workspace id");
+  return path.join(path.resolve(dataDir), ...relPathOf(id).split("/"));
+}
+
+const relPathOf = (id: string) => `workspaces/${id.slice(0, 2)}/${id}`;
 
 function isInside(root: string, candidate: string): boolean {
   const rel = path.relative(root, candidate);

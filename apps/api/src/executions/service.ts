@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { createExecution, findExecution, findExecutionWithFiles, isTerminal } from "@codeinterp/db";
 import type { ExecutionRow, ExecutionWithFiles } from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
@@ -25,6 +26,9 @@ export interface SubmitOptions {
 
 /** Records the execution and queues its run; a replayed idempotent request queues nothing. */
 export async function submitExecution(deps: ServiceDeps, input: SubmitInput, opts: SubmitOptions = {}) {
+  // Where its job goes is asked while the record is written (both are a round trip); awaited at the enqueue.
+  const placed = deps.executions.place(input.userId, input.messageId);
+  placed.catch(() => undefined);
   const { execution, created } = await createExecution(deps.db, input);
   if (!created) return { execution, created };
   const log = deps.log.child({
@@ -35,7 +39,7 @@ export async function submitExecution(deps: ServiceDeps, input: SubmitInput, opt
   });
   await opts.beforeEnqueue?.(execution);
   try {
-    await deps.executions.enqueue(execution);
+    await deps.executions.enqueue(execution, placed);
   } catch (err) {
     // The execution is durable in Postgres; the worker's reconciler enqueues queued executions that
     // have no job, so an accepted execution is never lost while Redis is away.
@@ -55,6 +59,11 @@ export interface WaitOptions {
    * costs two reads (now and at the end), whatever the code prints in between.
    */
   recheckMs?: number | undefined;
+  /**
+   * The watch was opened before the execution's job was queued (see submitAndWait), so every event reaches
+   * it: the wait needs no first read, only the one at its end.
+   */
+  subscribedBeforeQueued?: boolean | undefined;
 }
 
 /** A live subscription to one execution's events, opened before its job exists or before the first read. */
@@ -79,9 +88,11 @@ export async function watchExecution(
     } else onEvent?.(e);
   });
   return {
-    async end({ ms, signal, recheckMs }) {
-      const first = await findExecutionWithFiles(deps.db, userId, id);
-      if (!first || isTerminal(first.status) || ms <= 0) return first;
+    async end({ ms, signal, recheckMs, subscribedBeforeQueued }) {
+      if (!subscribedBeforeQueued || ms <= 0) {
+        const first = await findExecutionWithFiles(deps.db, userId, id);
+        if (!first || isTerminal(first.status) || ms <= 0) return first;
+      }
       if (!done && !signal?.aborted) {
         const woken = new Promise<void>((resolve) => (wake = resolve));
         // Infinity: held until the end or the signal (a Jupyter client waits as long as the code runs).
@@ -126,6 +137,58 @@ export async function waitForExecution(
     // Not awaited: the answer need not wait for the UNSUBSCRIBE round trip (a failed one only costs ignored
     // messages, and a later SUBSCRIBE to the channel is sent after it on the same connection).
     void watch.close();
+  }
+}
+
+export interface SubmitAndWaitOptions extends SubmitOptions {
+  /** Each event but `done`, as it comes (stdout for a live relay, say). */
+  onEvent?: (e: ExecutionEvent) => void;
+  /** Runs before the wait: throwing refuses the request without waiting (a reused idempotency key, say). */
+  beforeWait?: (execution: ExecutionRow, created: boolean) => void;
+}
+
+/**
+ * Submits an execution and holds until it ends, `wait.ms` passes or `wait.signal` aborts; `final` is the
+ * execution as it is then. The watch is opened before the job exists, so no event is missed and the wait
+ * costs one read, at its end. A replayed idempotent request waits for the execution it names.
+ */
+export async function submitAndWait(
+  deps: ServiceDeps,
+  input: SubmitInput,
+  wait: WaitOptions,
+  opts: SubmitAndWaitOptions = {},
+): Promise<{ execution: ExecutionRow; created: boolean; final: ExecutionWithFiles | null }> {
+  // Subscribed while the execution is recorded (its id is chosen here), and before its job exists.
+  const id = input.id ?? randomUUID();
+  const watching = watchExecution(deps, input.userId, id, opts.onEvent);
+  // Observed where it is used; this only keeps a failure before then (Redis away) handled.
+  watching.catch(() => undefined);
+  let watch: ExecutionWatch | undefined;
+  try {
+    const { execution, created } = await submitExecution(
+      deps,
+      { ...input, id },
+      {
+        ...opts,
+        beforeEnqueue: async (e) => {
+          watch = await watching.catch(() => undefined);
+          await opts.beforeEnqueue?.(e);
+        },
+      },
+    );
+    opts.beforeWait?.(execution, created);
+    let final: ExecutionWithFiles | null;
+    if (watch) final = await watch.end({ ...wait, subscribedBeforeQueued: true });
+    else if (created) {
+      // No events to wait by (Redis is away): the execution is recorded, and queued by the reconciler once
+      // Redis is back; the caller gets it as it is now.
+      final = await findExecutionWithFiles(deps.db, input.userId, execution.id);
+    } else final = await waitForExecution(deps, input.userId, execution.id, wait);
+    return { execution, created, final };
+  } finally {
+    // Not awaited, as in waitForExecution: the answer need not wait for the UNSUBSCRIBE. A replayed request's
+    // execution has another id: its watch was never used.
+    void watching.then((w) => w.close()).catch(() => undefined);
   }
 }
 

@@ -5,8 +5,7 @@ import type { ExecutionWithFiles } from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
 import type { ExecutionRecord, StoredKernelError } from "@codeinterp/queue";
 import type { ApiDeps } from "../deps";
-import type { ExecutionWatch } from "../executions/service";
-import { readExecution, submitExecution, watchExecution } from "../executions/service";
+import { readExecution, submitAndWait } from "../executions/service";
 import { defaultLinkTtlS, signedUrl } from "../links/urls";
 import type { FacadeKernel, KernelStore } from "./kernels";
 import { JUPYTER_CHAT_ID } from "./kernels";
@@ -116,9 +115,8 @@ async function runThroughPipeline(
 ): Promise<Finished | null> {
   const { deps, kernel } = ctx;
   const sent = { stdout: 0, stderr: 0 };
-  const live: { watch?: ExecutionWatch } = {};
   try {
-    await submitExecution(
+    const { final } = await submitAndWait(
       deps,
       {
         userId: kernel.userId,
@@ -127,26 +125,19 @@ async function runThroughPipeline(
         code,
         timeoutMs: deps.env.EXECUTION_TIMEOUT_MS,
       },
+      { ms: Number.POSITIVE_INFINITY, signal: ctx.closed, recheckMs: TERMINAL_POLL_MS },
       {
         logFields: { kernelId: kernel.id },
         logMessage: "jupyter execution accepted",
-        // Subscribed before the job exists, so no event is missed.
-        beforeEnqueue: async (e) => {
-          live.watch = await watchExecution(deps, kernel.userId, e.id, (event) => {
-            if (event.type === "stdout" || event.type === "stderr") {
-              sent[event.type] += event.text.length;
-              onStream(event.type, event.text);
-            }
-          });
-          await ctx.store.setRunning(kernel.id, e.id);
+        onEvent: (event) => {
+          if (event.type === "stdout" || event.type === "stderr") {
+            sent[event.type] += event.text.length;
+            onStream(event.type, event.text);
+          }
         },
+        beforeEnqueue: (e) => ctx.store.setRunning(kernel.id, e.id),
       },
     );
-    const final = await live.watch?.end({
-      ms: Number.POSITIVE_INFINITY,
-      signal: ctx.closed,
-      recheckMs: TERMINAL_POLL_MS,
-    });
     if (!final) return null;
     const record = readExecution(final);
     // Stream events are best effort: whatever the live relay missed comes from the stored result.
@@ -156,7 +147,6 @@ async function runThroughPipeline(
     }
     return { ...final, record };
   } finally {
-    await live.watch?.close();
     // The running mark is advisory and expires with the kernel's facade record.
     await ctx.store.setRunning(kernel.id, null).catch(() => undefined);
   }

@@ -12,7 +12,7 @@ import { normalizeError } from "@codeinterp/logger";
 import type { ExecutionRecord } from "@codeinterp/queue";
 import type { ApiDeps } from "../deps";
 import { HttpError } from "../errors";
-import { readExecution, submitExecution, waitForExecution } from "../executions/service";
+import { readExecution, submitAndWait } from "../executions/service";
 import type { Principal } from "./auth";
 import { newSessionId, uuidToLibreChatId, libreChatIdToUuid } from "./ids";
 import { kernelCode, resolveLanguage } from "./languages";
@@ -42,9 +42,11 @@ export async function runExec(deps: ApiDeps, principal: Principal, body: ExecReq
     Math.max(body.timeout ?? deps.env.EXECUTION_TIMEOUT_MS, 1000),
     deps.env.MAX_EXECUTION_TIMEOUT_MS,
   );
-  const { execution } = await submitExecution(
+  // Re-read every 30 s: a `done` lost with a Redis blip must not hold LibreChat until the deadline.
+  const { final: done } = await submitAndWait(
     deps,
     { userId: principal.userId, chatId: "librechat", messageId, code: kernelCode(lang, body.code), fileIds, timeoutMs },
+    { ms: timeoutMs + EXEC_SLACK_MS, signal, recheckMs: 30_000 },
     {
       logFields: { sessionId, lang, files: fileIds.length },
       logMessage: "librechat execution accepted",
@@ -58,12 +60,6 @@ export async function runExec(deps: ApiDeps, principal: Principal, body: ExecReq
         }).then(() => undefined),
     },
   );
-  // Re-read every 30 s: a `done` lost with a Redis blip must not hold LibreChat until the deadline.
-  const done = await waitForExecution(deps, principal.userId, execution.id, {
-    ms: timeoutMs + EXEC_SLACK_MS,
-    signal,
-    recheckMs: 30_000,
-  });
   if (!done || !isTerminal(done.status)) {
     if (signal.aborted) return null;
     throw new HttpError(504, "timeout", "Execution failed or timed out");

@@ -2,8 +2,7 @@ import { findFile, isTerminal } from "@codeinterp/db";
 import type { ExecutionWithFiles } from "@codeinterp/db";
 import type { ExecutionRecord } from "@codeinterp/queue";
 import type { ApiDeps } from "../deps";
-import { cancelExecution, readExecution, submitExecution, watchExecution } from "../executions/service";
-import type { ExecutionWatch } from "../executions/service";
+import { cancelExecution, readExecution, submitAndWait } from "../executions/service";
 import type { Caller, Content, ToolResult } from "./results";
 import { capText, fileEntry, fileLines, imageContent, linkLifetime } from "./results";
 import { resolveSession } from "./sessions";
@@ -56,7 +55,6 @@ async function run(
   signal: AbortSignal,
   progress: Progress | null,
 ): Promise<ExecutionWithFiles | null> {
-  const live: { watch?: ExecutionWatch } = {};
   let output = "";
   let step = 0;
   let lastSent = 0;
@@ -72,30 +70,27 @@ async function run(
     ? setInterval(() => Date.now() - lastSent >= PROGRESS_EVERY_MS && tick(), 1000)
     : undefined;
   try {
-    const { execution } = await submitExecution(
+    const { execution, final } = await submitAndWait(
       deps,
       { userId: caller.userId, chatId: session.chatId, messageId: session.messageId, code, timeoutMs },
+      { ms: timeoutMs + EXEC_SLACK_MS, signal, recheckMs: 5_000 },
       {
         logFields: { mcpSession: session.id },
         logMessage: "mcp execution accepted",
-        beforeEnqueue: async (e) => {
-          live.watch = await watchExecution(deps, caller.userId, e.id, (event) => {
-            if (event.type !== "stdout" && event.type !== "stderr") return;
-            output += event.text;
-            if (Date.now() - lastSent >= 1000) tick();
-          });
+        onEvent: (event) => {
+          if (event.type !== "stdout" && event.type !== "stderr") return;
+          output += event.text;
+          if (Date.now() - lastSent >= 1000) tick();
         },
       },
     );
-    const final = await live.watch?.end({ ms: timeoutMs + EXEC_SLACK_MS, signal, recheckMs: 5_000 });
     if (signal.aborted && final && !isTerminal(final.status)) {
       // The client gave up on the call: nobody is left to read the result.
       await cancelExecution(deps, execution);
     }
-    return final ?? null;
+    return final;
   } finally {
     clearInterval(heartbeat);
-    await live.watch?.close();
   }
 }
 

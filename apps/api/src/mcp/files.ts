@@ -4,7 +4,7 @@ import { listMessageAttachments, listMessageFiles } from "@codeinterp/db";
 import type { FileRow } from "@codeinterp/db";
 import { BlobTooLargeError, uniqueNames, withLocalBlob } from "@codeinterp/workspace";
 import type { ApiDeps } from "../deps";
-import { readExecution, submitExecution, waitForExecution } from "../executions/service";
+import { readExecution, submitAndWait } from "../executions/service";
 import { storeUpload } from "../files/store";
 import type { Caller, Content, FileEntry, ToolResult } from "./results";
 import { ToolInputError, fileEntry, fileLines, humanSize, imageContent, linkLifetime } from "./results";
@@ -86,7 +86,7 @@ export async function uploadFile(deps: ApiDeps, caller: Caller, args: UploadArgs
   const file = await storeUpload(deps, caller.userId, { filename: args.name, clientType, stored });
   // The file joins the session as an attachment of an execution that runs nothing, which also makes a new
   // session exist: the worker places it in /mnt/data, named as every attachment of a message is.
-  const { execution } = await submitExecution(
+  const { final: placed } = await submitAndWait(
     deps,
     {
       userId: caller.userId,
@@ -96,9 +96,9 @@ export async function uploadFile(deps: ApiDeps, caller: Caller, args: UploadArgs
       fileIds: [file.id],
       timeoutMs: 10_000,
     },
+    { ms: PLACE_WAIT_MS, recheckMs: 5_000 },
     { logFields: { mcpSession: session.id, fileId: file.id }, logMessage: "mcp upload placed" },
   );
-  const placed = await waitForExecution(deps, caller.userId, execution.id, { ms: PLACE_WAIT_MS, recheckMs: 5_000 });
   const notes = placed ? (readExecution(placed).result?.notes ?? []) : [];
   const entry = (await sessionFiles(deps, caller.userId, session)).find((f) => f.file.id === file.id);
   const path = entry?.path ?? `/mnt/data/${file.name}`;

@@ -9,7 +9,8 @@ import { HttpError, notFound } from "../errors";
 import { createExecutionBody, ExecutionParams, WaitQuery } from "../schemas";
 import { serializeExecution } from "../serialize";
 import { parseInput } from "../validate";
-import { submitExecution, waitForExecution } from "../executions/service";
+import { submitAndWait, submitExecution, waitForExecution } from "../executions/service";
+import type { SubmitInput } from "../executions/service";
 
 export function executionsRouter(deps: ApiDeps): Router {
   const router = Router();
@@ -23,7 +24,8 @@ export function executionsRouter(deps: ApiDeps): Router {
   router.post("/executions", async (req, res) => {
     const userId = userOf(res);
     const body = parseInput(bodySchema, req.body, "body");
-    const { execution, created } = await submitExecution(deps, {
+    const { waitMs } = parseInput(WaitQuery, req.query, "query");
+    const input: SubmitInput = {
       userId,
       chatId: body.chatId,
       messageId: body.messageId,
@@ -32,10 +34,35 @@ export function executionsRouter(deps: ApiDeps): Router {
       idempotencyKey: body.idempotencyKey,
       timeoutMs: Math.min(body.timeoutMs ?? deps.env.EXECUTION_TIMEOUT_MS, deps.env.MAX_EXECUTION_TIMEOUT_MS),
       memoryMb: body.limits?.memoryMb,
-    });
-    if (!created && !sameRequest(execution, body)) {
-      throw new HttpError(409, "idempotency_conflict", "idempotencyKey was already used for a different request");
+    };
+    const refuseConflict = (execution: ExecutionRow, created: boolean) => {
+      if (!created && !sameRequest(execution, body)) {
+        throw new HttpError(409, "idempotency_conflict", "idempotencyKey was already used for a different request");
+      }
+    };
+    if (waitMs) {
+      // Submit and wait in one request: 200 with the ended execution, or 202 with it as it is after waitMs.
+      const abort = new AbortController();
+      res.on("close", () => abort.abort());
+      const { execution, created, final } = await submitAndWait(
+        deps,
+        input,
+        { ms: Math.min(waitMs, deps.env.MAX_WAIT_MS), signal: abort.signal },
+        { beforeWait: refuseConflict },
+      );
+      if (!created) res.setHeader("Idempotent-Replayed", "true");
+      // Deleted while it ran (its chat was deleted): it is gone, as a GET would say.
+      if (!final) throw notFound("execution");
+      const out = serializeExecution(final, final.files);
+      if (isTerminal(final.status)) deps.finished?.set(userId, execution.id, out);
+      res
+        .status(isTerminal(final.status) ? 200 : 202)
+        .location(`/v1/executions/${execution.id}`)
+        .json(out);
+      return;
     }
+    const { execution, created } = await submitExecution(deps, input);
+    refuseConflict(execution, created);
     if (!created) res.setHeader("Idempotent-Replayed", "true");
     // A new execution has no files yet; a replayed one may.
     const files = created ? [] : ((await findExecutionWithFiles(deps.db, userId, execution.id))?.files ?? []);

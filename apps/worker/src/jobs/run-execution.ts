@@ -8,7 +8,8 @@ import {
 } from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
 import { createEventPublisher, isCancelRequested } from "@codeinterp/queue";
-import { workspaceDirFor, workspaceId } from "@codeinterp/workspace";
+import { workspaceDirFor, workspaceDirOfId, workspaceId } from "@codeinterp/workspace";
+import type { Cell } from "../cells/cell";
 import type { WorkerEnv } from "../env";
 import type { KernelLease, LeaseRequest, MessageTurn } from "../kernels/broker";
 import { isGatewayFailure, judgeGatewayFailure } from "../gateway-watch";
@@ -49,7 +50,12 @@ export async function runExecution(
   job: { jobId: string | undefined; finalAttempt: boolean; turn: MessageTurn | null },
 ): Promise<Terminal | "skipped"> {
   // The common case is one UPDATE ... RETURNING; anything but a queued execution takes the slow path.
-  const claimed = await claimQueuedExecution(deps.db, executionId, deps.env.WORKER_ID);
+  // Beside it, under the turn: this cell holds the message from now on (a message another cell held lost
+  // its kernel there; apps/worker/src/cells). The turn's key names the message (checked against the row below).
+  const [claimed] = await Promise.all([
+    claimQueuedExecution(deps.db, executionId, deps.env.WORKER_ID),
+    deps.cell && job.turn ? holdHere(deps, deps.cell, job.turn) : undefined,
+  ]);
   const exec = claimed ?? (await getExecutionForWorker(deps.db, executionId));
   if (!exec) throw new ExecutionNotFoundError(`execution ${executionId} does not exist`);
   const log = deps.log.child({ executionId, messageId: exec.messageId, chatId: exec.chatId, jobId: job.jobId });
@@ -64,9 +70,6 @@ export async function runExecution(
       failure: { code: "internal_error", message: "the job does not match its execution" },
     });
   }
-
-  // A message another cell held lost its kernel there: this cell holds it from now on (apps/worker/src/cells).
-  if (deps.cell) await deps.cell.hold(turn, req.workspaceDir, (kernelId) => deps.broker.evict(turn, kernelId));
 
   if (!claimed && exec.status === "running") {
     // An earlier attempt reached the kernel and its worker vanished: the code may already have had effects,
@@ -195,6 +198,11 @@ async function prepareAndRun(ctx: ExecutionContext): Promise<Terminal | "skipped
       ctx.log.warn({ err: normalizeError(err) }, "kernel release failed"),
     );
   }
+}
+
+function holdHere(deps: RunExecutionDeps, cell: Cell, turn: MessageTurn): Promise<void> {
+  const workspaceDir = workspaceDirOfId(deps.env.DATA_DIR, turn.messageKey);
+  return cell.hold(turn, workspaceDir, (kernelId) => deps.broker.evict(turn, kernelId));
 }
 
 /** The ceiling's note, once, when the message's previous kernel was evicted for others (found at any lease step). */

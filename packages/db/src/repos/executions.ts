@@ -43,6 +43,8 @@ export interface NewExecution {
   memoryMb?: number | undefined;
   idempotencyKey?: string | undefined;
   fileIds?: string[] | undefined;
+  /** Its id, chosen by the caller (who then can listen for its events while it is recorded); unset: a new UUID. */
+  id?: string | undefined;
 }
 
 /**
@@ -61,7 +63,7 @@ export async function createExecution(
   }
   const fileIds = [...new Set(input.fileIds ?? [])];
   const data = {
-    id: randomUUID(),
+    id: input.id ?? randomUUID(),
     userId: input.userId,
     chatId: input.chatId,
     messageId: input.messageId,
