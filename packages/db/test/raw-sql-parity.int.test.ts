@@ -84,7 +84,8 @@ describe("rows read through the raw-SQL hot path equal the rows Prisma reads", (
     expectSameRow(again.execution, await viaPrisma(keyed.execution.id));
 
     const claimed = await claimQueuedExecution(db, keyed.execution.id, "worker-a");
-    expectSameRow(claimed, await viaPrisma(keyed.execution.id));
+    expectSameRow(claimed?.execution ?? null, await viaPrisma(keyed.execution.id));
+    expect(claimed?.attachments).toEqual([]);
     expect(await markExecutionRunning(db, keyed.execution.id, "kernel-a")).toBe(true);
     const result = {
       stdout: "1\n",
@@ -188,7 +189,7 @@ describe("rows read through the raw-SQL hot path equal the rows Prisma reads", (
       chatId: "c4",
       messageId: "m4",
     });
-    await createExecution(db, {
+    const queued = await createExecution(db, {
       userId: USER,
       chatId: "c4",
       messageId: "m4",
@@ -202,5 +203,8 @@ describe("rows read through the raw-SQL hot path equal the rows Prisma reads", (
     expect(attached.map((f) => f.id)).toEqual([a.id, b.id]);
     expect(attached[1]?.deletedAt).toBeInstanceOf(Date);
     for (const f of attached) expectSameRow(f, await fileViaPrisma(f.id));
+    // The worker's claim reads the same attachments, in the same order, in the same statement.
+    const claimed = await claimQueuedExecution(db, queued.execution.id, "worker-a");
+    expect(claimed?.attachments).toEqual(attached);
   });
 });

@@ -49,13 +49,14 @@ export async function runExecution(
   executionId: string,
   job: { jobId: string | undefined; finalAttempt: boolean; turn: MessageTurn | null },
 ): Promise<Terminal | "skipped"> {
-  // The common case is one UPDATE ... RETURNING; anything but a queued execution takes the slow path.
-  // Beside it, under the turn: this cell holds the message from now on (a message another cell held lost
+  // The common case is one UPDATE ... RETURNING (with the message's attachments); anything but a queued
+  // execution takes the slow path. Beside it, under the turn: this cell holds the message from now on (a message another cell held lost
   // its kernel there; apps/worker/src/cells). The turn's key names the message (checked against the row below).
-  const [claimed] = await Promise.all([
+  const [claim] = await Promise.all([
     claimQueuedExecution(deps.db, executionId, deps.env.WORKER_ID),
     deps.cell && job.turn ? holdHere(deps, deps.cell, job.turn) : undefined,
   ]);
+  const claimed = claim?.execution ?? null;
   const exec = claimed ?? (await getExecutionForWorker(deps.db, executionId));
   if (!exec) throw new ExecutionNotFoundError(`execution ${executionId} does not exist`);
   const log = deps.log.child({ executionId, messageId: exec.messageId, chatId: exec.chatId, jobId: job.jobId });
@@ -102,6 +103,12 @@ export async function runExecution(
   );
   // What the execution asked for, else the gateway's per-kernel default; unknown: the kernel is left as it is.
   const memoryBytes = exec.memoryMb === null ? deps.kernelMemoryBytes : exec.memoryMb * MiB;
+  // Read with the claim; a retried attempt reads them now, while the kernel is acquired.
+  const attachments = claim
+    ? Promise.resolve(claim.attachments)
+    : listMessageAttachments(deps.db, exec.userId, exec.messageId);
+  // Observed once the kernel is acquired; this only keeps an early rejection handled.
+  attachments.catch(() => undefined);
   // Sent with `running` (or the end) when that comes within PREPARING_HOLD_MS, as it does on a warm kernel.
   pub.hold({ type: "status", status: "preparing" }, PREPARING_HOLD_MS);
   const ctx: ExecutionContext = {
@@ -113,6 +120,7 @@ export async function runExecution(
     log,
     startedAt,
     cancelMarkChecked,
+    attachments,
     notes: [],
   };
   const restartsBefore = deps.gatewayWatch?.monitor.health().restarts ?? 0;
@@ -154,10 +162,6 @@ async function prepareAndRun(ctx: ExecutionContext): Promise<Terminal | "skipped
   const { deps, exec, pub } = ctx;
   const cancelled = () => finish(deps, exec.id, "cancelled", { result: emptyResult(ctx.notes) }, pub);
   if (ctx.req.signal.aborted) return cancelled();
-  // Read while the kernel is acquired: the attachments were committed before this execution was queued.
-  const attachmentsRead = listMessageAttachments(deps.db, exec.userId, exec.messageId);
-  // Observed below (awaited after the kernel is acquired); this only keeps an early rejection handled.
-  attachmentsRead.catch(() => undefined);
   let lease: KernelLease;
   try {
     lease = await deps.broker.lease(ctx.turn, ctx.req);
@@ -170,7 +174,7 @@ async function prepareAndRun(ctx: ExecutionContext): Promise<Terminal | "skipped
   ctx.log.debug({ kernelId: lease.session.id, how: lease.how, acquireMs: lease.acquireMs }, "kernel acquired");
   let discard = false;
   try {
-    const ws = await prepareWorkspace(ctx, await attachmentsRead);
+    const ws = await prepareWorkspace(ctx, await ctx.attachments);
     await lease.ready();
     noteStateReset(ctx, lease);
     if (lease.memoryLimit === "unavailable" && exec.memoryMb !== null) ctx.notes.push(MEMORY_REQUEST_NOT_APPLIED_NOTE);

@@ -5,7 +5,7 @@ import { createOrAddUser } from "./users";
 import { query, ts } from "../sql";
 import { EXECUTION_COLUMNS, executionFromPrisma, fileColumns, fileFromJson } from "./rows";
 import type { Prisma } from "../generated/client";
-import type { ExecutionRow, ExecutionStatus, ExecutionWithFiles } from "../types";
+import type { ExecutionRow, ExecutionStatus, ExecutionWithFiles, FileRow } from "../types";
 
 export const TERMINAL_STATUSES = ["completed", "failed", "timed_out", "cancelled"] as const satisfies ExecutionStatus[];
 export const ACTIVE_STATUSES = ["queued", "preparing", "running"] as const satisfies ExecutionStatus[];
@@ -226,19 +226,42 @@ export function getExecutionForWorker(db: Db, id: string): Promise<ExecutionRow 
 
 /**
  * A worker takes a queued execution: it becomes `preparing`, counted as an attempt, in one
- * UPDATE ... RETURNING. Null when it was not queued (a retry, a cancel, a missing id): the caller then
- * reads it to find out which.
+ * UPDATE ... RETURNING, which also returns the message's attachments (what listMessageAttachments reads:
+ * they were committed before the execution was queued), so the worker's preparation needs no second
+ * statement. Null when it was not queued (a retry, a cancel, a missing id): the caller then reads it to
+ * find out which.
  */
-export function claimQueuedExecution(db: Db, id: string, workerId: string): Promise<ExecutionRow | null> {
-  return one(
-    query<ExecutionRow>(
+export async function claimQueuedExecution(
+  db: Db,
+  id: string,
+  workerId: string,
+): Promise<{ execution: ExecutionRow; attachments: FileRow[] } | null> {
+  const row = await one(
+    query<
+      ExecutionRow & {
+        attachments: Array<Parameters<typeof fileFromJson>[0] & { position: number; linked_at: string }>;
+      }
+    >(
       db,
-      "execution_claim",
-      `UPDATE executions SET status = 'preparing', attempts = attempts + 1, started_at = $2, worker_id = $3
-       WHERE id = $1 AND status = 'queued' RETURNING ${EXECUTION_COLUMNS}`,
+      "execution_claim_with_attachments",
+      `WITH c AS (
+         UPDATE executions SET status = 'preparing', attempts = attempts + 1, started_at = $2, worker_id = $3
+         WHERE id = $1 AND status = 'queued' RETURNING ${EXECUTION_COLUMNS}
+       )
+       SELECT c.*, COALESCE((SELECT json_agg(x ORDER BY x.position, x.linked_at, x.id) FROM (
+           SELECT ${fileColumns("f")}, a.position, a.created_at AS linked_at
+           FROM message_attachments a JOIN files f ON f.id = a.file_id
+           WHERE a.user_id = c."userId" AND a.message_id = c."messageId") x), '[]'::json) AS attachments
+       FROM c`,
       [id, ts(new Date()), workerId],
     ),
   );
+  if (!row) return null;
+  const { attachments, ...execution } = row;
+  return {
+    execution,
+    attachments: attachments.map(({ position: _p, linked_at: _l, ...f }) => fileFromJson(f)),
+  };
 }
 
 /** `preparing` → `running` on that kernel, just before the code is sent; false when it was not preparing. */

@@ -1,4 +1,4 @@
-import type { Db, ExecutionRow } from "@codeinterp/db";
+import type { Db, ExecutionRow, FileRow } from "@codeinterp/db";
 import type { Logger } from "@codeinterp/logger";
 import type { EventPublisher, Redis } from "@codeinterp/queue";
 import type { BlobStore } from "@codeinterp/workspace";
@@ -40,6 +40,8 @@ export interface ExecutionContext {
   pub: EventPublisher;
   log: Logger;
   startedAt: Date;
+  /** The message's attachments (committed before this execution was queued), read with the claim or beside it. */
+  attachments: Promise<FileRow[]>;
   /** Resolves once a cancel sent before this worker listened has been looked up (and honoured). */
   cancelMarkChecked: Promise<void>;
   /** What the result tells the user besides the code's output (attachments not placed, state reset). */
