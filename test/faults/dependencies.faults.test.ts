@@ -8,6 +8,7 @@ import {
   settle,
   sleep,
   startFaultStack,
+  TERMINAL,
   waitFor,
   waitForFlowUnderWay,
   workloadCode,
@@ -126,6 +127,33 @@ describe("dependencies failing under a flow of executions", () => {
     await stack.redis.start();
     await done;
     await verify("redis-aof", runs, ["worker_lost"]);
+  });
+
+  it("Redis away: a submit that asks to wait is recorded and answered at once, and runs once Redis is back", async () => {
+    const a = api(stack.apiUrl, key);
+    await stack.redis.stop("SIGKILL");
+    let down = true;
+    try {
+      // Nothing to wait by (no events): the API answers with the record, well before waitMs.
+      const r = await a.post(
+        "/v1/executions?waitMs=60000",
+        { chatId: "redis-wait", messageId: "w", code: "print(7)" },
+        20_000,
+      );
+      expect(r.status).toBe(202);
+      expect(r.body.status).toBe("queued");
+      await stack.redis.start();
+      down = false;
+      // The reconciler queues it from Postgres; it runs once.
+      const done = await waitFor(async () => {
+        const g = await a.get(`/v1/executions/${r.body.id}`);
+        return TERMINAL.includes(g.body?.status) ? g.body : undefined;
+      }, 60_000);
+      expect(done.status).toBe("completed");
+      expect(done.result.stdout).toBe("7\n");
+    } finally {
+      if (down) await stack.redis.start();
+    }
   });
 
   it("Redis restarted empty (no persistence): the reconciler recovers queued executions from Postgres", async () => {

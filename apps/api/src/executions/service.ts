@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { createExecution, findExecution, findExecutionWithFiles, isTerminal } from "@codeinterp/db";
 import type { ExecutionRow, ExecutionWithFiles } from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
@@ -171,7 +172,7 @@ export async function submitAndWait(
       {
         ...opts,
         beforeEnqueue: async (e) => {
-          watch = await watching.catch(() => undefined);
+          watch = await subscribedSoon(watching);
           await opts.beforeEnqueue?.(e);
         },
       },
@@ -189,6 +190,25 @@ export async function submitAndWait(
     // Not awaited, as in waitForExecution: the answer need not wait for the UNSUBSCRIBE. A replayed request's
     // execution has another id: its watch was never used.
     void watching.then((w) => w.close()).catch(() => undefined);
+  }
+}
+
+/** How long a submit waits for its event subscription (Redis away: it is queued until Redis is back). */
+const SUBSCRIBE_WAIT_MS = 2_000;
+
+/** The watch once subscribed; undefined when Redis does not confirm it soon (the wait then reads the record). */
+async function subscribedSoon(watching: Promise<ExecutionWatch>): Promise<ExecutionWatch | undefined> {
+  const giveUp = new AbortController();
+  try {
+    return await Promise.race([
+      watching,
+      sleep(SUBSCRIBE_WAIT_MS, undefined, { signal: giveUp.signal }).then(() => undefined),
+    ]);
+  } catch {
+    // The subscription failed (or the timer was cancelled after it settled): no watch.
+    return undefined;
+  } finally {
+    giveUp.abort();
   }
 }
 
