@@ -180,16 +180,35 @@ export async function submitAndWait(
     opts.beforeWait?.(execution, created);
     let final: ExecutionWithFiles | null;
     if (watch) final = await watch.end({ ...wait, subscribedBeforeQueued: true });
-    else if (created) {
-      // No events to wait by (Redis is away): the execution is recorded, and queued by the reconciler once
-      // Redis is back; the caller gets it as it is now.
-      final = await findExecutionWithFiles(deps.db, input.userId, execution.id);
-    } else final = await waitForExecution(deps, input.userId, execution.id, wait);
+    // No events to wait by (Redis is away): the execution is recorded and queued by the reconciler once Redis
+    // is back; the wait reads the record now and then instead.
+    else if (created) final = await pollForEnd(deps, input.userId, execution.id, wait);
+    else final = await waitForExecution(deps, input.userId, execution.id, wait);
     return { execution, created, final };
   } finally {
     // Not awaited, as in waitForExecution: the answer need not wait for the UNSUBSCRIBE. A replayed request's
     // execution has another id: its watch was never used.
     void watching.then((w) => w.close()).catch(() => undefined);
+  }
+}
+
+/** How often a wait without events (Redis away) reads the record. */
+const POLL_WITHOUT_EVENTS_MS = 1_000;
+
+/** Reads the execution until it is terminal, `ms` passes or `signal` aborts; returns it as last read. */
+async function pollForEnd(
+  deps: Pick<ServiceDeps, "db">,
+  userId: string,
+  id: string,
+  { ms, signal }: WaitOptions,
+): Promise<ExecutionWithFiles | null> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const row = await findExecutionWithFiles(deps.db, userId, id);
+    const left = until - Date.now();
+    if (!row || isTerminal(row.status) || left <= 0 || signal?.aborted) return row;
+    // An abort ends the pause early; the row is then read once more and returned.
+    await sleep(Math.min(POLL_WITHOUT_EVENTS_MS, left), undefined, signal ? { signal } : {}).catch(() => undefined);
   }
 }
 
