@@ -30,7 +30,8 @@ function withDb(url: string, name: string): string {
 }
 
 /** Drops and recreates the bench database, then applies the migrations. */
-export async function freshDatabase(name: string): Promise<string> {
+/** `checkout`: the repository whose migrations make it (the A/B bench runs another checkout's code). */
+export async function freshDatabase(name: string, checkout = repoRoot): Promise<string> {
   const base = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/codeinterp";
   const url = withDb(base, name);
   const admin = new pg.Client({ connectionString: withDb(base, "postgres") });
@@ -38,7 +39,7 @@ export async function freshDatabase(name: string): Promise<string> {
   await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
   await admin.end();
   await ensureDatabase(url);
-  await migrate({ url, migrationsDir: path.join(repoRoot, "prisma/migrations") });
+  await migrate({ url, migrationsDir: path.join(checkout, "prisma/migrations") });
   return url;
 }
 
@@ -136,15 +137,19 @@ export interface Child {
   stop(): Promise<void>;
 }
 
-/** Starts `bench/child.ts <role>` and resolves once it printed its ready line. */
-export async function startChild(role: "api" | "worker", env: Record<string, string>): Promise<Child> {
+/** Starts `bench/child.ts <role>` of `checkout` and resolves once it printed its ready line. */
+export async function startChild(
+  role: "api" | "worker",
+  env: Record<string, string>,
+  checkout = repoRoot,
+): Promise<Child> {
   // BENCH_NODE_ARGS_API / BENCH_NODE_ARGS_WORKER, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to profile a child.
   const extra = (process.env[`BENCH_NODE_ARGS_${role.toUpperCase()}`] ?? "").split(" ").filter(Boolean);
   const proc: ChildProcess = spawn(
     process.execPath,
-    [...extra, "--import", "tsx", path.join(repoRoot, "bench/child.ts"), role],
+    [...extra, "--import", "tsx", path.join(checkout, "bench/child.ts"), role],
     {
-      cwd: repoRoot,
+      cwd: checkout,
       // The worker runs with the thread pool `npm start` and the compose file give it.
       env: {
         ...process.env,

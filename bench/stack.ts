@@ -31,6 +31,10 @@ export interface StackOptions {
   config: "bench" | "product";
   /** Sandboxed kernels run as unprivileged uids: every directory above their workspace must be traversable. */
   traversableRoot: boolean;
+  /** The checkout whose API and worker run (default this one; the A/B bench runs another beside it). */
+  checkout?: string;
+  /** The database's name (default BENCH_DB_NAME or codeinterp_bench); two stacks at once need two. */
+  dbName?: string;
 }
 
 export interface Stack extends Bench {
@@ -46,8 +50,8 @@ export async function startStack(o: StackOptions): Promise<Stack> {
   const dataDir = path.join(root, "data");
   await mkdir(dataDir, { recursive: true });
   // BENCH_DB_NAME: several checkouts benching on one Postgres must not drop each other's database.
-  const dbName = process.env.BENCH_DB_NAME ?? "codeinterp_bench";
-  const databaseUrl = await freshDatabase(dbName);
+  const dbName = o.dbName ?? process.env.BENCH_DB_NAME ?? "codeinterp_bench";
+  const databaseUrl = await freshDatabase(dbName, o.checkout);
   const jupyter = await startJupyter(root);
   const redis = await startRedis();
   const adminToken = `admin-${randomBytes(12).toString("hex")}`;
@@ -107,7 +111,10 @@ export async function startStack(o: StackOptions): Promise<Stack> {
     await rm(root, { recursive: true, force: true }).catch(() => undefined);
   };
   try {
-    [api, worker] = await Promise.all([startChild("api", apiProcessEnv(env)), startChild("worker", env)]);
+    [api, worker] = await Promise.all([
+      startChild("api", apiProcessEnv(env), o.checkout),
+      startChild("worker", env, o.checkout),
+    ]);
     const apiUrl = api.info.url!;
     const keyRes = await fetch(`${apiUrl}/v1/admin/api-keys`, {
       method: "POST",
