@@ -50,8 +50,9 @@ export async function runExecution(
   job: { jobId: string | undefined; finalAttempt: boolean; turn: MessageTurn | null },
 ): Promise<Terminal | "skipped"> {
   // The common case is one UPDATE ... RETURNING (with the message's attachments); anything but a queued
-  // execution takes the slow path. Beside it, under the turn: this cell holds the message from now on (a message another cell held lost
-  // its kernel there; apps/worker/src/cells). The turn's key names the message (checked against the row below).
+  // execution takes the slow path. Beside it, under the turn: this cell holds the message from now on (a
+  // message another cell held lost its kernel there; apps/worker/src/cells). The turn's key names the message
+  // (checked against the row below).
   const [claim] = await Promise.all([
     claimQueuedExecution(deps.db, executionId, deps.env.WORKER_ID),
     deps.cell && job.turn ? holdHere(deps, deps.cell, job.turn) : undefined,
