@@ -1,16 +1,17 @@
-import { chmod, chown, mkdir, mkdtemp, rm } from "node:fs/promises";
+import { chown, mkdir } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { Server } from "node:http";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createKernelGateway, remoteKernelHost, silentLog } from "@codeinterp/kernel";
-import { EgressPolicy, SANDBOX_KERNEL_NAME, parseEgressAllowlist, startLocalJupyter } from "../src";
+import { EgressPolicy, parseEgressAllowlist } from "../src";
 import type { KernelGateway } from "@codeinterp/kernel";
 import type { LocalJupyter } from "../src";
+import { startOwnServer } from "./helpers/own-server";
+import type { OwnServer } from "./helpers/own-server";
 
 // KERNEL_EGRESS=allowlist end to end: a sandboxed kernel (no network of its own) reaches what the operator
 // listed, through the proxy the embedded server runs, with plain urllib and no code changes; nothing else.
+let own: OwnServer;
 let tmp: string;
 let server: LocalJupyter;
 let gateway: KernelGateway;
@@ -27,34 +28,18 @@ async function listen(host: string, body: string): Promise<number> {
 }
 
 beforeAll(async () => {
-  tmp = await mkdtemp(join(tmpdir(), "egress-int-"));
-  await chmod(tmp, 0o711);
   // The listed service, on a loopback address the kernel's NO_PROXY does not cover, so urllib uses the proxy.
   port = await listen("127.0.0.2", "listed service");
   // A service only a listed *name* (localhost) leads to: the proxy must refuse it, the name resolves to loopback.
   internalPort = await listen("127.0.0.1", "internal service");
   const policy = new EgressPolicy(parseEgressAllowlist(`127.0.0.2:${port}, localhost:${internalPort}`));
-  server = await startLocalJupyter({
-    rootDir: join(tmp, "root"),
-    stateDir: join(tmp, "state"),
-    port: 0,
-    log: silentLog,
-    egress: { policy },
-  });
-  await chmod(join(tmp, "root"), 0o711);
-  gateway = createKernelGateway({
-    baseUrl: server.url,
-    token: server.token,
-    log: silentLog,
-    kernelName: SANDBOX_KERNEL_NAME,
-    host: remoteKernelHost,
-  });
+  own = await startOwnServer("egress-int", () => ({ egress: { policy } }));
+  ({ tmp, server, gateway } = own);
 });
 
 afterAll(async () => {
-  await server?.stop();
+  await own?.stop();
   for (const s of servers) s.close();
-  await rm(tmp, { recursive: true, force: true });
 });
 
 describe("egress allowlist (KERNEL_EGRESS=allowlist)", () => {

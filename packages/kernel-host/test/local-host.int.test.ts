@@ -1,5 +1,4 @@
-import { chmod, chown, mkdir, mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { chown, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createKernelGateway, remoteKernelHost, silentLog } from "@codeinterp/kernel";
@@ -10,13 +9,15 @@ import {
   createLocalKernelHost,
   kernelCpuCgroup,
   readKernelCpuWeight,
-  startLocalJupyter,
 } from "../src";
 import type { KernelCgroupParent, LocalJupyter, SandboxSpecMetadata } from "../src";
+import { startOwnServer } from "./helpers/own-server";
+import type { OwnServer } from "./helpers/own-server";
 
 // The injected host on a sandboxed server of its own (root, bubblewrap, cgroups): what the worker does with
 // a kernel's memory and CPU goes through it, and a remote host answers "not known" for the same kernel.
 const MiB = 1024 ** 2;
+let own: OwnServer;
 let tmp: string;
 let server: LocalJupyter;
 let parent: KernelCgroupParent | null;
@@ -25,26 +26,15 @@ let gateway: KernelGateway;
 let session: KernelSession;
 
 beforeAll(async () => {
-  tmp = await mkdtemp(join(tmpdir(), "local-host-int-"));
-  await chmod(tmp, 0o711);
-  server = await startLocalJupyter({
-    rootDir: join(tmp, "root"),
-    stateDir: join(tmp, "state"),
-    port: 0,
-    log: silentLog,
+  own = await startOwnServer("local-host-int", () => ({
     kernelTemplate: false,
     sandboxLimits: { memoryBytes: 256 * MiB },
-  });
-  await chmod(join(tmp, "root"), 0o711);
+  }));
+  ({ tmp, server } = own);
   await mkdir(join(tmp, "root", "ws"));
   await chown(join(tmp, "root", "ws"), 100_123, 100_123);
   // Where the worker finds the kernels' cgroups: the sandbox kernelspec's metadata.
-  const specs = await createKernelGateway({
-    baseUrl: server.url,
-    token: server.token,
-    log: silentLog,
-    host: remoteKernelHost,
-  }).kernelSpecs();
+  const specs = await own.gateway.kernelSpecs();
   parent = (specs[SANDBOX_KERNEL_NAME]?.metadata.codeinterp as SandboxSpecMetadata | undefined)?.cgroup ?? null;
   host = createLocalKernelHost({ cgroup: parent });
   gateway = createKernelGateway({
@@ -59,8 +49,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await session?.shutdown().catch(() => undefined);
-  await server?.stop();
-  await rm(tmp, { recursive: true, force: true });
+  await own?.stop();
 });
 
 const allocate = (mib: number) => `held = b"x" * (${mib} * 1024 * 1024)\nprint(len(held) // 1024 // 1024)`;

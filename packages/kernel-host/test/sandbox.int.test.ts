@@ -1,17 +1,17 @@
-import { chmod, chown, mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
+import { chmod, chown, mkdir, readdir } from "node:fs/promises";
 import { createServer } from "node:net";
 import type { Server } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createKernelGateway, remoteKernelHost, silentLog } from "@codeinterp/kernel";
-import { SANDBOX_KERNEL_NAME, startLocalJupyter } from "../src";
 import type { KernelGateway } from "@codeinterp/kernel";
 import type { LocalJupyter } from "../src";
+import { startOwnServer } from "./helpers/own-server";
+import type { OwnServer } from "./helpers/own-server";
 
 // The sandbox launcher on its own Jupyter server (needs root and bubblewrap, like the embedded server's
 // sandbox): the egress proxy's unix socket is a sandboxed kernel's only way out, and a gone kernel's
 // socket directory is collected.
+let own: OwnServer;
 let tmp: string;
 let server: LocalJupyter;
 let gateway: KernelGateway;
@@ -19,38 +19,24 @@ let proxy: Server;
 const requests: string[] = [];
 
 beforeAll(async () => {
-  tmp = await mkdtemp(join(tmpdir(), "sandbox-int-"));
-  await chmod(tmp, 0o711);
-  // Stands in for the egress proxy: answers every request, and records its first line.
-  proxy = createServer((sock) => {
-    sock.once("data", (d: Buffer) => {
-      requests.push(d.toString().split("\r\n")[0] ?? "");
-      sock.end("HTTP/1.1 200 OK\r\nContent-Length: 11\r\nConnection: close\r\n\r\nvia-proxy\r\n");
+  own = await startOwnServer("sandbox-int", async (dir) => {
+    // Stands in for the egress proxy: answers every request, and records its first line.
+    proxy = createServer((sock) => {
+      sock.once("data", (d: Buffer) => {
+        requests.push(d.toString().split("\r\n")[0] ?? "");
+        sock.end("HTTP/1.1 200 OK\r\nContent-Length: 11\r\nConnection: close\r\n\r\nvia-proxy\r\n");
+      });
     });
+    await new Promise<void>((r) => proxy.listen(join(dir, "proxy.sock"), r));
+    await chmod(join(dir, "proxy.sock"), 0o666);
+    return { proxySocket: join(dir, "proxy.sock") };
   });
-  await new Promise<void>((r) => proxy.listen(join(tmp, "proxy.sock"), r));
-  await chmod(join(tmp, "proxy.sock"), 0o666);
-  server = await startLocalJupyter({
-    rootDir: join(tmp, "root"),
-    stateDir: join(tmp, "state"),
-    port: 0,
-    log: silentLog,
-    proxySocket: join(tmp, "proxy.sock"),
-  });
-  await chmod(join(tmp, "root"), 0o711);
-  gateway = createKernelGateway({
-    baseUrl: server.url,
-    token: server.token,
-    log: silentLog,
-    kernelName: SANDBOX_KERNEL_NAME,
-    host: remoteKernelHost,
-  });
+  ({ tmp, server, gateway } = own);
 });
 
 afterAll(async () => {
-  await server?.stop();
+  await own?.stop();
   proxy?.close();
-  await rm(tmp, { recursive: true, force: true });
 });
 
 async function workspace(name: string): Promise<string> {

@@ -1,43 +1,29 @@
 import { readFileSync, readdirSync, readlinkSync } from "node:fs";
-import { chmod, chown, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { chown, mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createKernelGateway, remoteKernelHost, silentLog } from "@codeinterp/kernel";
-import { SANDBOX_KERNEL_NAME, isAlive, kernelMemoryCgroup, startLocalJupyter } from "../src";
+import { SANDBOX_KERNEL_NAME, isAlive, kernelMemoryCgroup } from "../src";
 import type { KernelGateway, KernelSession } from "@codeinterp/kernel";
 import type { LocalJupyter } from "../src";
+import { startOwnServer } from "./helpers/own-server";
+import type { OwnServer } from "./helpers/own-server";
 
 // Sandboxed kernels forked from the preloaded template (kernel-template.py), on a server of their own (as root,
 // like the embedded server): each one is confined like a started kernel and inherits nothing of the template
 // or of other kernels.
+let own: OwnServer;
 let tmp: string;
 let server: LocalJupyter;
 let gateway: KernelGateway;
 let uid = 100_400;
 
 beforeAll(async () => {
-  tmp = await mkdtemp(join(tmpdir(), "template-int-"));
-  await chmod(tmp, 0o711);
-  server = await startLocalJupyter({
-    rootDir: join(tmp, "root"),
-    stateDir: join(tmp, "state"),
-    port: 0,
-    log: silentLog,
-  });
-  await chmod(join(tmp, "root"), 0o711);
-  gateway = createKernelGateway({
-    baseUrl: server.url,
-    token: server.token,
-    log: silentLog,
-    kernelName: SANDBOX_KERNEL_NAME,
-    host: remoteKernelHost,
-  });
+  own = await startOwnServer("template-int");
+  ({ tmp, server, gateway } = own);
 });
 
 afterAll(async () => {
-  await server?.stop();
-  await rm(tmp, { recursive: true, force: true });
+  await own?.stop();
 });
 
 async function kernelIn(name: string): Promise<{ kernel: KernelSession; uid: number }> {
