@@ -9,7 +9,7 @@ import type { Db } from "@codeinterp/db";
 import { waitFor } from "./faults/harness";
 import { startS3Server } from "./helpers/s3-server";
 import type { S3Server } from "./helpers/s3-server";
-import { client, startTestStack } from "./helpers/stack";
+import { client, startTestStack, uploadFile } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
 
 // The one-box acceptance flows with blobs in a real S3 server (Swift with s3api) instead of DATA_DIR/blobs.
@@ -38,17 +38,7 @@ afterAll(async () => {
 
 const sha = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
 
-async function upload(bytes: Buffer, name: string) {
-  const form = new FormData();
-  form.append("file", new Blob([bytes]), name);
-  const res = await fetch(`${stack.url}/v1/files`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${key}` },
-    body: form,
-  });
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  return { status: res.status, body: (await res.json()) as any };
-}
+const upload = (bytes: Buffer, name: string) => uploadFile(stack.url, key, bytes, name);
 
 async function download(id: string): Promise<Buffer> {
   const res = await fetch(`${stack.url}/v1/files/${id}/content`, { headers: { authorization: `Bearer ${key}` } });

@@ -12,7 +12,7 @@ import { libreChatDownload, libreChatUpload, toolCall } from "./helpers/librecha
 import type { CodeEnvFile } from "./helpers/librechat";
 import { startS3Server } from "./helpers/s3-server";
 import type { S3Server } from "./helpers/s3-server";
-import { client, startTestStack } from "./helpers/stack";
+import { client, startTestStack, uploadFile } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
 
 // The other one-box acceptance surfaces (LibreChat, Jupyter, signed links) with blobs in a real S3 server;
@@ -58,15 +58,9 @@ async function expectInBucketOnly(...contents: Array<Buffer | string>) {
 }
 
 async function upload(bytes: Buffer, name: string): Promise<string> {
-  const form = new FormData();
-  form.append("file", new Blob([bytes], { type: "text/csv" }), name);
-  const res = await fetch(`${stack.url}/v1/files`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${key}` },
-    body: form,
-  });
+  const res = await uploadFile(stack.url, key, bytes, name, { type: "text/csv" });
   expect(res.status).toBe(201);
-  return ((await res.json()) as { id: string }).id;
+  return (res.body as { id: string }).id;
 }
 
 /** Opens a URL as a browser given the link would: no Authorization header. */

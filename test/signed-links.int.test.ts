@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { client, startTestStack } from "./helpers/stack";
+import { client, startTestStack, uploadFile } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
 
 // Signed links: made with the API key, opened without one. The stack runs without SIGNED_LINK_SECRET, as
@@ -13,15 +13,9 @@ let bob: ReturnType<typeof client>;
 const CSV = Buffer.from(`id,name\n1,${randomBytes(300).toString("base64")}\n`);
 
 async function upload(key: string, bytes: Buffer, name: string): Promise<string> {
-  const form = new FormData();
-  form.append("file", new Blob([bytes], { type: "text/csv" }), name);
-  const res = await fetch(`${stack.url}/v1/files`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${key}` },
-    body: form,
-  });
+  const res = await uploadFile(stack.url, key, bytes, name, { type: "text/csv" });
   expect(res.status).toBe(201);
-  return ((await res.json()) as { id: string }).id;
+  return (res.body as { id: string }).id;
 }
 
 function parseJson(bytes: Buffer): { error?: { code: string; message: string } } | null {

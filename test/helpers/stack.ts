@@ -132,6 +132,25 @@ export async function startTestStack(
   return stack;
 }
 
+/** Uploads `bytes` as `name` to POST /v1/files with the key (multipart, as a browser sends it); `type` is the part's type. */
+export async function uploadFile(
+  baseUrl: string,
+  key: string,
+  bytes: Buffer | string,
+  name: string,
+  opts: { type?: string; headers?: Record<string, string> } = {},
+) {
+  const form = new FormData();
+  form.append("file", new Blob([bytes], opts.type !== undefined ? { type: opts.type } : {}), name);
+  const res = await fetch(`${baseUrl}/v1/files`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, ...opts.headers },
+    body: form,
+  });
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  return { status: res.status, headers: res.headers, body: (await res.json()) as any };
+}
+
 /** fetch with the user's key and JSON in and out; `always` headers go on every call (e.g. X-End-User). */
 export function client(baseUrl: string, key: string, always: Record<string, string> = {}) {
   const call = async (method: string, p: string, body?: unknown, headers: Record<string, string> = {}) => {
