@@ -17,7 +17,7 @@ import { expectOk } from "./raw-kernel";
 import { machine } from "./report";
 import { startStack } from "./stack";
 import type { Stack } from "./stack";
-import { now, round, summarize } from "./stats";
+import { median, now, round, summarize } from "./stats";
 
 const argv = process.argv.slice(2);
 const argAfter = (flag: string) => {
@@ -124,7 +124,6 @@ function report(s: Side, profiles: { twoRequests: ExecProfile; oneRequest: ExecP
   const raw = summarize(s.ms.raw);
   const two = summarize(s.ms.twoRequests);
   const one = summarize(s.ms.oneRequest);
-  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] ?? NaN;
   const tputRaw = median(s.tput.raw);
   const tputCi = median(s.tput.codeinterp);
   return {

@@ -37,12 +37,7 @@ export function apiClient(baseUrl: string, key: string) {
       const submit = Date.now();
       const created = await this.submit(body);
       const posted = Date.now();
-      // Bounded: an execution still not terminal after ten long-polls is an error, not a longer wait.
-      let exec = await this.get(created.id, waitMs);
-      for (let polls = 1; !isTerminal(exec.status); polls++) {
-        if (polls >= 10) throw new Error(`execution ${created.id} still ${exec.status} after ${polls} long-polls`);
-        exec = await this.get(created.id, waitMs);
-      }
+      const exec = await this.untilEnded(created, waitMs);
       return { exec, ms: now() - t0, wall: { submit, posted, end: Date.now() } };
     },
     /**
@@ -62,13 +57,18 @@ export function apiClient(baseUrl: string, key: string) {
       });
       if (res.status !== 200 && res.status !== 202)
         throw new Error(`submit answered ${res.status}: ${await res.text()}`);
-      let exec = (await res.json()) as Execution;
+      const answered = (await res.json()) as Execution;
       const posted = Date.now();
+      const exec = await this.untilEnded(answered, waitMs);
+      return { exec, ms: now() - t0, wall: { submit, posted, end: Date.now() } };
+    },
+    /** Long-polls an execution not ended yet until it is; ten long-polls without an end is an error, not a longer wait. */
+    async untilEnded(exec: Execution, waitMs: number): Promise<Execution> {
       for (let polls = 0; !isTerminal(exec.status); polls++) {
         if (polls >= 10) throw new Error(`execution ${exec.id} still ${exec.status} after ${polls} long-polls`);
         exec = await this.get(exec.id, waitMs);
       }
-      return { exec, ms: now() - t0, wall: { submit, posted, end: Date.now() } };
+      return exec;
     },
     /**
      * Submit, then long-poll until terminal or the deadline (Date.now() ms); one past its deadline is
