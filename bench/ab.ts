@@ -4,7 +4,8 @@
 // alternating blocks (ABBA) so that a noisy minute on a shared machine hits both alike. Per side: the raw
 // kernel on its own Jupyter server, `print(1)` submitted then long-polled (two requests) and submitted with
 // ?waitMs (one request; a base that does not wait on submit answers 202 and is long-polled), CPU, Postgres
-// statements and Redis commands per execution, and throughput at concurrency 4.
+// statements and Redis commands per execution, throughput at concurrency 4, and issue 13's analysis (pandas,
+// a chart and an xlsx on an attached 5,000-row CSV) as a follow-up in its message next to the raw kernel.
 // Options: --base DIR (required), --blocks N (default 6 blocks of 20 per path), --json FILE.
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -13,6 +14,7 @@ import type { Json, Target } from "./context";
 import { KERNELS, QUICK } from "./context";
 import { describeProfile, profiler } from "./profile";
 import type { ExecProfile, Profiler } from "./profile";
+import { analysis, placeSalesCsv, runIn, ok } from "./analysis";
 import { expectOk } from "./raw-kernel";
 import { machine } from "./report";
 import { startStack } from "./stack";
@@ -32,6 +34,8 @@ if (!baseDir) {
 const blocks = Number(argAfter("--blocks") ?? 6);
 const jsonOut = argAfter("--json");
 const BLOCK = 20;
+/** Analysis follow-ups per block and flow (each ~100 ms of pandas and matplotlib). */
+const ANALYSIS_BLOCK = 5;
 const log = (msg: string) => console.error(`[bench:ab] ${msg}`);
 
 interface Side {
@@ -40,7 +44,8 @@ interface Side {
   raw: KernelSession;
   messageId: string;
   ms: { raw: number[]; twoRequests: number[]; oneRequest: number[] };
-  prof: { twoRequests: Profiler; oneRequest: Profiler };
+  prof: { twoRequests: Profiler; oneRequest: Profiler; analysis: Profiler };
+  analysis: { messageId: string; plainDir: string; raw: number[]; twoRequests: number[]; oneRequest: number[] };
   tput: { raw: number[]; codeinterp: number[]; prof: Profiler; n: number };
 }
 
@@ -63,13 +68,24 @@ async function open(name: Side["name"], checkout: string | undefined): Promise<S
     await stack.ci.run({ messageId, code: "print(1)" });
     await stack.ci.runWaiting({ messageId, code: "print(1)" });
   }
+  // The analysis message's first execution (the attachment, a pool kernel); the blocks measure its follow-ups.
+  const { fileId, plainDir } = await placeSalesCsv(stack.ci, stack.root);
+  const analysisMessage = stack.msg("ab-analysis");
+  const poolBefore = await stack.poolSize();
+  const first = await stack.ci.run({ messageId: analysisMessage, fileIds: [fileId], code: analysis("/mnt/data") });
+  ok(`${name}: first analysis`, first.exec.result?.stdout);
+  await runIn(raw, analysis(plainDir), `${name}: raw analysis`);
+  // The pool replaces the kernel the first execution took before any block runs (a base that keeps its pool
+  // records elsewhere shows none: its refill is over while the other side starts).
+  if (poolBefore > 0) await stack.poolReady(poolBefore);
   return {
     name,
     stack,
     raw,
     messageId,
     ms: { raw: [], twoRequests: [], oneRequest: [] },
-    prof: { twoRequests: profiler(stack), oneRequest: profiler(stack) },
+    prof: { twoRequests: profiler(stack), oneRequest: profiler(stack), analysis: profiler(stack) },
+    analysis: { messageId: analysisMessage, plainDir, raw: [], twoRequests: [], oneRequest: [] },
     tput: { raw: [], codeinterp: [], prof: profiler(stack), n: 0 },
   };
 }
@@ -96,6 +112,36 @@ async function latencyBlock(s: Side): Promise<void> {
   });
 }
 
+/**
+ * Analysis follow-ups, two requests and one, with the raw kernel's run of the same code between them; which
+ * goes first turns each time (on this VM the first run after a pause is slower).
+ */
+async function analysisBlock(s: Side): Promise<void> {
+  const a = s.analysis;
+  const code = analysis("/mnt/data");
+  const steps = [
+    async () => {
+      const t = now();
+      await runIn(s.raw, analysis(a.plainDir), `${s.name}: raw analysis`);
+      a.raw.push(now() - t);
+    },
+    async () => {
+      const r = await s.prof.analysis.around(() => s.stack.ci.run({ messageId: a.messageId, code }));
+      ok(`${s.name}: follow-up analysis`, r.exec.result?.stdout);
+      a.twoRequests.push(r.ms);
+    },
+    async () => {
+      const r = await s.stack.ci.runWaiting({ messageId: a.messageId, code });
+      ok(`${s.name}: follow-up analysis`, r.exec.result?.stdout);
+      a.oneRequest.push(r.ms);
+    },
+  ];
+  for (let i = 0; i < ANALYSIS_BLOCK; i++) {
+    const k = i % steps.length;
+    for (const step of [...steps.slice(k), ...steps.slice(0, k)]) await step();
+  }
+}
+
 /** One round at concurrency KERNELS: raw kernels, then codeinterp (one message per kernel, two requests each). */
 async function throughputRound(s: Side, sessions: KernelSession[], msgs: string[], per: number): Promise<void> {
   let a = now();
@@ -120,12 +166,18 @@ async function throughputRound(s: Side, sessions: KernelSession[], msgs: string[
   s.tput.n += per * KERNELS;
 }
 
-function report(s: Side, profiles: { twoRequests: ExecProfile; oneRequest: ExecProfile; throughput: ExecProfile }) {
+function report(
+  s: Side,
+  profiles: { twoRequests: ExecProfile; oneRequest: ExecProfile; throughput: ExecProfile; analysis: ExecProfile },
+) {
   const raw = summarize(s.ms.raw);
   const two = summarize(s.ms.twoRequests);
   const one = summarize(s.ms.oneRequest);
   const tputRaw = median(s.tput.raw);
   const tputCi = median(s.tput.codeinterp);
+  const aRaw = summarize(s.analysis.raw);
+  const aTwo = summarize(s.analysis.twoRequests);
+  const aOne = summarize(s.analysis.oneRequest);
   return {
     raw_p50_ms: round(raw.p50, 2),
     two_requests_p50_ms: round(two.p50, 2),
@@ -137,9 +189,15 @@ function report(s: Side, profiles: { twoRequests: ExecProfile; oneRequest: ExecP
     throughput_exec_per_s: round(tputCi, 1),
     throughput_raw_exec_per_s: round(tputRaw, 1),
     throughput_ratio: round(tputCi / tputRaw, 3),
+    analysis_raw_p50_ms: round(aRaw.p50, 1),
+    analysis_followup_two_requests_p50_ms: round(aTwo.p50, 1),
+    analysis_followup_two_requests_over_raw_ms: round(aTwo.p50 - aRaw.p50, 1),
+    analysis_followup_one_request_p50_ms: round(aOne.p50, 1),
+    analysis_followup_one_request_over_raw_ms: round(aOne.p50 - aRaw.p50, 1),
     profile_two_requests: profiles.twoRequests,
     profile_one_request: profiles.oneRequest,
     profile_throughput: profiles.throughput,
+    profile_analysis_followup_two_requests: profiles.analysis,
   };
 }
 
@@ -154,8 +212,11 @@ async function main(): Promise<void> {
     // ABBA: each side goes first in every other pair of blocks.
     for (let b = 0; b < blocks; b++) {
       const order = b % 2 === 0 ? sides : [...sides].reverse();
-      for (const s of order) await latencyBlock(s);
-      log(`latency block ${b + 1}/${blocks} done`);
+      for (const s of order) {
+        await latencyBlock(s);
+        await analysisBlock(s);
+      }
+      log(`latency and analysis block ${b + 1}/${blocks} done`);
     }
     const per = 10;
     const tputSetup = await Promise.all(
@@ -177,16 +238,19 @@ async function main(): Promise<void> {
         twoRequests: s.prof.twoRequests.result(s.ms.twoRequests.length),
         oneRequest: s.prof.oneRequest.result(s.ms.oneRequest.length),
         throughput: s.tput.prof.result(s.tput.n),
+        analysis: s.prof.analysis.result(s.analysis.twoRequests.length),
       };
       results[s.name] = report(s, profiles);
       log(describeProfile(`${s.name}: per warm print(1), two requests`, profiles.twoRequests));
       log(describeProfile(`${s.name}: per warm print(1), one request`, profiles.oneRequest));
       log(describeProfile(`${s.name}: per print(1) at concurrency ${KERNELS}`, profiles.throughput));
+      log(describeProfile(`${s.name}: per follow-up analysis, two requests`, profiles.analysis));
     }
   } finally {
     for (const s of sides) {
       s.prof.twoRequests.close();
       s.prof.oneRequest.close();
+      s.prof.analysis.close();
       s.tput.prof.close();
       await s.raw.shutdown().catch(() => undefined);
       await s.stack.stop();
@@ -202,6 +266,11 @@ async function main(): Promise<void> {
     ["throughput, 4 concurrent (exec/s)", "throughput_exec_per_s"],
     ["  raw kernels (exec/s)", "throughput_raw_exec_per_s"],
     ["  ratio", "throughput_ratio"],
+    ["raw kernel analysis p50 (ms)", "analysis_raw_p50_ms"],
+    ["follow-up analysis, two requests", "analysis_followup_two_requests_p50_ms"],
+    ["  over raw (ms)", "analysis_followup_two_requests_over_raw_ms"],
+    ["follow-up analysis, one request", "analysis_followup_one_request_p50_ms"],
+    ["  over raw (ms)", "analysis_followup_one_request_over_raw_ms"],
   ];
   const side = (name: string) => results[name] as Record<string, unknown>;
   console.log(`\n${"".padEnd(36)}${"base".padStart(10)}${"head".padStart(10)}`);

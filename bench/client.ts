@@ -28,6 +28,19 @@ export function apiClient(baseUrl: string, key: string) {
       if (res.status !== 200) throw new Error(`GET execution answered ${res.status}: ${await res.text()}`);
       return (await res.json()) as Execution;
     },
+    /** Uploads a file as this key's user; returns its id. */
+    async upload(name: string, body: string, type: string): Promise<string> {
+      const form = new FormData();
+      form.append("file", new Blob([body], { type }), name);
+      const res = await fetch(`${baseUrl}/v1/files`, {
+        method: "POST",
+        headers: { authorization: headers.authorization },
+        body: form,
+        signal: AbortSignal.timeout(30_000),
+      });
+      if (res.status !== 201) throw new Error(`upload answered ${res.status}: ${await res.text()}`);
+      return ((await res.json()) as { id: string }).id;
+    },
     /** Submit, then long-poll until terminal. Returns the execution and submit→terminal ms. */
     async run(
       body: Record<string, unknown>,

@@ -18,22 +18,25 @@ interface Recorded {
   captureMs?: number;
 }
 
-/** Per-segment summaries of the first and of the later executions of the given messages. */
-export async function executionSegments(
+/**
+ * Per-segment summaries of each message's executions by their order: `names[i]` summarizes every message's
+ * execution number i (in creation order); later ones are left out.
+ */
+export async function executionSegments<N extends string>(
   db: Db,
   messageIds: string[],
-): Promise<{ first: Segments; followup: Segments }> {
+  names: readonly N[],
+): Promise<Record<N, Segments>> {
   const execs = await db.execution.findMany({
     where: { messageId: { in: messageIds } },
     orderBy: { createdAt: "asc" },
     select: { messageId: true, metrics: true, startedAt: true, finishedAt: true },
   });
-  const seen = new Set<string>();
-  const rows = {
-    first: [] as Array<Record<keyof Segments, number>>,
-    followup: [] as Array<Record<keyof Segments, number>>,
-  };
+  const seen = new Map<string, number>();
+  const rows = names.map(() => [] as Array<Record<keyof Segments, number>>);
   for (const e of execs) {
+    const i = seen.get(e.messageId) ?? 0;
+    seen.set(e.messageId, i + 1);
     const m = (e.metrics ?? {}) as Recorded;
     if (!e.startedAt || !e.finishedAt) continue;
     const total = e.finishedAt.getTime() - e.startedAt.getTime();
@@ -43,14 +46,12 @@ export async function executionSegments(
       run: m.runMs ?? 0,
       capture: m.captureMs ?? 0,
     };
-    const row = {
+    rows[i]?.push({
       queue_wait: m.queueWaitMs ?? 0,
       ...parts,
       finish: total - parts.prepare - parts.acquire - parts.run - parts.capture,
       worker_total: total,
-    };
-    (seen.has(e.messageId) ? rows.followup : rows.first).push(row);
-    seen.add(e.messageId);
+    });
   }
   const summarizeAll = (r: Array<Record<keyof Segments, number>>) =>
     Object.fromEntries(
@@ -59,5 +60,5 @@ export async function executionSegments(
         summarize(r.map((x) => x[k])),
       ]),
     ) as Segments;
-  return { first: summarizeAll(rows.first), followup: summarizeAll(rows.followup) };
+  return Object.fromEntries(names.map((n, i) => [n, summarizeAll(rows[i]!)])) as Record<N, Segments>;
 }

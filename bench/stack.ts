@@ -91,6 +91,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
   let worker: Child | null = null;
   const db = createDb({ url: databaseUrl, poolSize: 4 });
   const poolRedis = createRedis(env.REDIS_URL!, { name: "bench-pool" });
+  const poolSize = () => poolRedis.hlen(poolOwnersKey(benchKernelPrefix(env)));
   const gateway = createKernelGateway({
     baseUrl: jupyter.url,
     token: jupyter.token,
@@ -152,17 +153,17 @@ export async function startStack(o: StackOptions): Promise<Stack> {
         return new Map(rows.map((r) => [r.id, (r.metrics ?? {}) as Record<string, number | boolean>]));
       },
       /**
-       * Waits until the worker's pool has a kernel ready (it records them in Redis, pool-owners); returns the
-       * wait (ms). 75 s covers a refill that must wait, at the live-kernel ceiling, for a message kernel idle
-       * for a minute (earlier scenarios leave message kernels behind).
+       * Waits until the worker's pool has `atLeast` kernels ready (it records them in Redis, pool-owners);
+       * returns the wait (ms). 75 s covers a refill that must wait, at the live-kernel ceiling, for a message
+       * kernel idle for a minute (earlier scenarios leave message kernels behind).
        */
-      async poolReady() {
+      async poolReady(atLeast = 1) {
         const t = now();
         const deadline = Date.now() + 75_000;
-        while ((await poolRedis.hlen(poolOwnersKey(benchKernelPrefix(env)))) === 0 && Date.now() < deadline)
-          await sleep(50);
+        while ((await poolSize()) < atLeast && Date.now() < deadline) await sleep(50);
         return now() - t;
       },
+      poolSize,
       lastCompletedId: "",
       stop,
     };

@@ -25,17 +25,3 @@ export async function createUsers(b: Bench, tag: string, n: number): Promise<Ben
   }
   return users;
 }
-
-/** Uploads a file as the user; returns its id. */
-export async function upload(b: Bench, user: BenchUser, name: string, body: string, type: string): Promise<string> {
-  const form = new FormData();
-  form.append("file", new Blob([body], { type }), name);
-  const res = await fetch(`${b.apiUrl}/v1/files`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${user.key}` },
-    body: form,
-    signal: AbortSignal.timeout(30_000),
-  });
-  if (res.status !== 201) throw new Error(`upload answered ${res.status}`);
-  return ((await res.json()) as { id: string }).id;
-}

@@ -10,7 +10,7 @@ import type { Bench, Json, Params } from "../context";
 import { sleep, sum } from "../context";
 import { settlePool, startSampler, summarizeSamples, timelineColumns } from "../system-sampler";
 import { median, now, percentile, round, summarize } from "../stats";
-import { createUsers, upload } from "../users";
+import { createUsers } from "../users";
 
 export interface ArrivalRun {
   /** Its name for --only and in the results. */
@@ -105,7 +105,7 @@ export async function arrivals(b: Bench, run: ArrivalRun): Promise<void> {
       const user = users[a.i]!;
       const messageId = b.msg(run.name);
       try {
-        const fileId = await upload(b, user, "sales.csv", csv, "text/csv");
+        const fileId = await user.ci.upload("sales.csv", csv, "text/csv");
         const first = await user.ci.runBounded({ messageId, fileIds: [fileId], code }, deadline);
         a.firstId = first.exec.id;
         a.firstStatus = first.exec.status;
