@@ -157,12 +157,22 @@ describe("rows read through the raw-SQL hot path equal the rows Prisma reads", (
     expect(registered.map((f) => f.path)).toEqual(["empty.txt", "out/big.bin"]);
     for (const f of registered) expectSameRow(f, await fileViaPrisma(f.id));
 
+    // A retried capture: the path registered before comes back as it was (not a second row), the new one is added.
+    const again = await registerExecutionFiles(db, execution.id, [
+      { ...registered[0]!, path: "empty.txt", sha256: sha("d"), storageKey: sha("d") },
+      { ...registered[0]!, path: "again.txt", name: "again.txt" },
+    ]);
+    expect(again.map((f) => f.path)).toEqual(["again.txt", "empty.txt"]);
+    expect(again[1]).toEqual(registered[0]);
+    for (const f of again) expectSameRow(f, await fileViaPrisma(f.id));
+    expect(await db.file.count({ where: { executionId: execution.id } })).toBe(3);
+
     const withFiles = await findExecutionWithFiles(db, USER, execution.id);
     const prismaFiles = await db.file.findMany({
       where: { executionId: execution.id, source: "generated", deletedAt: null },
       orderBy: { path: "asc" },
     });
-    expect(withFiles?.files).toHaveLength(2);
+    expect(withFiles?.files).toHaveLength(3);
     withFiles?.files.forEach((f, i) => expectSameRow(f, fileFromPrisma(prismaFiles[i]!)));
     const { files: _files, ...row } = withFiles!;
     expectSameRow(row, await viaPrisma(execution.id));

@@ -49,17 +49,28 @@ export async function registerExecutionFiles(
   inputs: Array<NewFile & { path: string }>,
 ): Promise<FileRow[]> {
   if (inputs.length === 0) return [];
-  // One statement for the whole batch (column arrays through unnest): 1,000 files in tens of ms.
+  // One statement for the whole batch (column arrays through unnest; 1,000 files in tens of ms) that also
+  // returns the rows: those it inserted, and those a retried capture registered before (its snapshot still
+  // shows them; a row only a concurrent registration of the same path committed meanwhile is not returned,
+  // and is not inserted twice).
   const col = <K extends keyof NewFile>(k: K) => inputs.map((f) => f[k] ?? null);
-  await query(
+  const rows = await query<FileTextRow>(
     db,
-    "files_register_batch",
-    `INSERT INTO files (id, user_id, name, size, sha256, mime_type, storage_key, source, chat_id, message_id, execution_id, path, derived_from_id, created_at)
-     SELECT gen_random_uuid(), u.user_id, u.name, u.size, u.sha256, u.mime_type, u.storage_key, u.source::file_source, u.chat_id, u.message_id,
-            $1::uuid, u.path, u.derived_from_id, $2
-     FROM unnest($3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::uuid[])
-       AS u(user_id, name, size, sha256, mime_type, storage_key, source, chat_id, message_id, path, derived_from_id)
-     ON CONFLICT (execution_id, path) DO NOTHING`,
+    "files_register_batch_returning",
+    `WITH ins AS (
+       INSERT INTO files (id, user_id, name, size, sha256, mime_type, storage_key, source, chat_id, message_id, execution_id, path, derived_from_id, created_at)
+       SELECT gen_random_uuid(), u.user_id, u.name, u.size, u.sha256, u.mime_type, u.storage_key, u.source::file_source, u.chat_id, u.message_id,
+              $1::uuid, u.path, u.derived_from_id, $2
+       FROM unnest($3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::uuid[])
+         AS u(user_id, name, size, sha256, mime_type, storage_key, source, chat_id, message_id, path, derived_from_id)
+       ON CONFLICT (execution_id, path) DO NOTHING
+       RETURNING ${fileColumns("files")}
+     )
+     SELECT * FROM ins
+     UNION ALL
+     SELECT ${fileColumns("f")} FROM files f
+      WHERE f.execution_id = $1 AND f.path = ANY($12::text[]) AND f.path NOT IN (SELECT path FROM ins)
+     ORDER BY path`,
     [
       executionId,
       ts(new Date()),
@@ -75,12 +86,6 @@ export async function registerExecutionFiles(
       inputs.map((f) => f.path),
       col("derivedFromId"),
     ],
-  );
-  const rows = await query<FileTextRow>(
-    db,
-    "files_of_execution_paths",
-    `SELECT ${fileColumns("files")} FROM files WHERE execution_id = $1 AND path = ANY($2::text[]) ORDER BY path`,
-    [executionId, inputs.map((f) => f.path)],
   );
   return rows.map(fileFromRow);
 }
