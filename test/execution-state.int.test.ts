@@ -5,8 +5,10 @@ import {
   claimQueuedExecution,
   createDb,
   createExecution,
+  findExecutionWithFiles,
   getExecutionForWorker,
   markExecutionRunning,
+  registerExecutionFiles,
 } from "@codeinterp/db";
 import type { Db } from "@codeinterp/db";
 import {
@@ -18,6 +20,7 @@ import {
   finishAndAnnounce,
   isCancelRequested,
   onCancelRequests,
+  parseDoneExecution,
   parseJobPayload,
   queueNames,
   requestCancel,
@@ -105,6 +108,62 @@ describe("finishAndAnnounce", () => {
       expect(w.live.map((x) => x.id)).toEqual((await w.replay()).map((x) => x.id));
     } finally {
       await w.close();
+    }
+  });
+
+  it("`done` carries the ended execution with its files, as a read finds it; a big one is left to be read", async () => {
+    const e = await newExecution("running");
+    await registerExecutionFiles(db, e.id, [
+      {
+        userId: "state-user",
+        chatId: "c",
+        messageId: e.messageId,
+        path: "out/chart.png",
+        name: "chart.png",
+        size: 3,
+        sha256: "a".repeat(64),
+        storageKey: "a".repeat(64),
+        mimeType: "image/png",
+        source: "generated",
+      },
+    ]);
+    const w = await watch(e.id);
+    try {
+      const result = { stdout: "1\n", stderr: "", outputs: [], error: null, notes: [] };
+      expect(await finishAndAnnounce({ db, redis, prefix }, e.id, "completed", { result, metrics: { runMs: 3 } })).toBe(
+        true,
+      );
+      await expect.poll(() => kinds(w.live)).toEqual(["status:completed", "done:completed"]);
+      const done = w.live[1]!;
+      const carried = parseDoneExecution(done.type === "done" ? done.execution : undefined);
+      expect(carried).not.toBeNull();
+      expect(carried).toEqual(await findExecutionWithFiles(db, "state-user", e.id));
+      expect(carried?.files.map((f) => f.path)).toEqual(["out/chart.png"]);
+      // What does not parse is not used (the waiter reads the row instead).
+      const sent = JSON.parse(JSON.stringify(done.type === "done" ? done.execution : null)) as Record<string, unknown>;
+      expect(parseDoneExecution(sent)).toEqual(carried);
+      expect(parseDoneExecution({ ...sent, createdAt: "yesterday" })).toBeNull();
+      expect(parseDoneExecution({ ...sent, files: [{ id: 1 }] })).toBeNull();
+      // The replay log keeps the same `done`.
+      const replayed = (await w.replay())[1]!;
+      expect(parseDoneExecution(replayed.type === "done" ? replayed.execution : undefined)).toEqual(carried);
+    } finally {
+      await w.close();
+    }
+
+    // Output beyond what an event should carry: `done` says only that it ended.
+    const big = await newExecution("running");
+    const wb = await watch(big.id);
+    try {
+      const stdout = "x".repeat(40_000);
+      const result = { stdout, stderr: "", outputs: [], error: null, notes: [] };
+      expect(await finishAndAnnounce({ db, redis, prefix }, big.id, "completed", { result })).toBe(true);
+      await expect.poll(() => kinds(wb.live)).toEqual(["status:completed", "done:completed"]);
+      const done = wb.live[1]!;
+      expect(done.type === "done" && done.execution).toBeFalsy();
+      expect((await findExecutionWithFiles(db, "state-user", big.id))?.result).toMatchObject({ stdout });
+    } finally {
+      await wb.close();
     }
   });
 

@@ -18,7 +18,12 @@ export const executionEventBodySchema = z.discriminatedUnion("type", [
     type: z.literal("file"),
     file: z.object({ id: z.string(), name: z.string(), path: z.string(), size: z.number(), mimeType: z.string() }),
   }),
-  z.object({ type: z.literal("done"), status: z.enum(statusValues) }),
+  z.object({
+    type: z.literal("done"),
+    status: z.enum(statusValues),
+    /** The ended execution with its files as the row was written (small ones only), so a waiter need not read it. */
+    execution: z.unknown().optional(),
+  }),
 ]);
 export type ExecutionEventBody = z.infer<typeof executionEventBodySchema>;
 

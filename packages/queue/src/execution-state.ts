@@ -5,6 +5,7 @@ import { workspaceId } from "@codeinterp/workspace";
 import { enqueueJob } from "./catalog";
 import { executionFailureSchema, executionMetricsSchema, executionResultSchema } from "./execution-record";
 import type { ExecutionFailure, ExecutionMetrics, ExecutionResult } from "./execution-record";
+import { DONE_EXECUTION_MAX_CHARS, doneExecution } from "./done-execution";
 import { cancelChannel, cancelKey } from "./keys";
 import { createEventPublisher } from "./publisher";
 import type { EventPublisher } from "./publisher";
@@ -83,17 +84,27 @@ export async function finishAndAnnounce(
   data: FinishData,
   publisher?: EventPublisher,
 ): Promise<boolean> {
-  const moved = await finishExecution(deps.db, executionId, status, {
-    result: data.result ? executionResultSchema.parse(data.result) : data.result,
-    failure: data.failure ? executionFailureSchema.parse(data.failure) : data.failure,
+  const result = data.result ? executionResultSchema.parse(data.result) : data.result;
+  const failure = data.failure ? executionFailureSchema.parse(data.failure) : data.failure;
+  const ended = await finishExecution(deps.db, executionId, status, {
+    result,
+    failure,
     metrics: data.metrics ? executionMetricsSchema.parse(data.metrics) : undefined,
     onlyFrom: data.onlyFrom,
+    // A small record comes back from the same statement and rides on `done` (done-execution.ts); the text
+    // is looked at first, so a big result is not serialised once more to find out.
+    returnExecution:
+      (result?.stdout.length ?? 0) + (result?.stderr.length ?? 0) <= DONE_EXECUTION_MAX_CHARS &&
+      JSON.stringify([result ?? null, failure ?? null]).length <= DONE_EXECUTION_MAX_CHARS,
   });
   // Whoever moved it first (a cancel, say) already announced the end: nothing of this one may follow it.
-  if (!moved) {
+  if (!ended.moved) {
     publisher?.drop();
     return false;
   }
-  await (publisher ?? createEventPublisher(deps.redis, deps.prefix, executionId)).end(status);
+  await (publisher ?? createEventPublisher(deps.redis, deps.prefix, executionId)).end(
+    status,
+    ended.execution ? doneExecution(ended.execution) : undefined,
+  );
   return true;
 }

@@ -21,6 +21,7 @@ export type { ExecutionStateDeps, FinishData, TerminalStatus } from "./execution
 export { createRedis } from "./redis";
 export type { Redis } from "./redis";
 export { createEventPublisher } from "./publisher";
+export { parseDoneExecution } from "./done-execution";
 export type { EventPublisher } from "./publisher";
 export { createEventSubscriber } from "./subscriber";
 export type { EventSubscriber } from "./subscriber";

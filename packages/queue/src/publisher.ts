@@ -9,8 +9,11 @@ export interface EventPublisher {
    * promise settles once they are sent.
    */
   publish(...events: ExecutionEventBody[]): Promise<void>;
-  /** The final status and `done`, sent at once with whatever is waiting (one round trip), in that order. */
-  end(status: Extract<ExecutionEventBody, { type: "done" }>["status"]): Promise<void>;
+  /**
+   * The final status and `done` (carrying `execution`, the ended execution, when given), sent at once with
+   * whatever is waiting (one round trip), in that order.
+   */
+  end(status: Extract<ExecutionEventBody, { type: "done" }>["status"], execution?: unknown): Promise<void>;
   /**
    * Holds `event` for up to `ms`: it goes ahead of the next events, in the same round trip, or alone once `ms`
    * passed. A status that is over sooner than anyone could see it (`preparing` on a warm kernel) costs no
@@ -112,11 +115,11 @@ export function createEventPublisher(
         sent.push(resolve);
         queue(events, batchMs);
       }),
-    async end(status) {
+    async end(status, execution) {
       queue(
         [
           { type: "status", status },
-          { type: "done", status },
+          { type: "done", status, ...(execution !== undefined ? { execution } : {}) },
         ],
         0,
       );

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { createExecution, findExecution, findExecutionWithFiles, isTerminal } from "@codeinterp/db";
 import type { ExecutionRow, ExecutionWithFiles } from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
-import { finishAndAnnounce, parseExecutionRecord, requestCancel } from "@codeinterp/queue";
+import { finishAndAnnounce, parseDoneExecution, parseExecutionRecord, requestCancel } from "@codeinterp/queue";
 import type { ExecutionEvent, ExecutionRecord } from "@codeinterp/queue";
 import type { ApiDeps } from "../deps";
 
@@ -82,9 +82,13 @@ export async function watchExecution(
 ): Promise<ExecutionWatch> {
   let wake: () => void = () => undefined;
   let done = false;
+  // The ended execution `done` carried (a small one, this user's): the end needs no read.
+  let ended: ExecutionWithFiles | null = null;
   const unsubscribe = await deps.events.subscribe(id, (e) => {
     if (e.type === "done") {
       done = true;
+      const carried = parseDoneExecution(e.execution);
+      if (carried?.id === id && carried.userId === userId && isTerminal(carried.status)) ended = carried;
       wake();
     } else onEvent?.(e);
   });
@@ -117,7 +121,7 @@ export async function watchExecution(
           signal?.removeEventListener("abort", wake);
         }
       }
-      return findExecutionWithFiles(deps.db, userId, id);
+      return ended ?? findExecutionWithFiles(deps.db, userId, id);
     },
     close: unsubscribe,
   };

@@ -202,16 +202,17 @@ export function latestMessageExecution(db: Db, userId: string, messageId: string
   );
 }
 
+/** The files execution `e` generated, as one json column (`fileFromJson` finishes each). */
+const GENERATED_FILES_JSON = `COALESCE((SELECT json_agg(x ORDER BY x.path) FROM (SELECT ${fileColumns("f")} FROM files f
+  WHERE f.execution_id = e.id AND f.source = 'generated' AND f.deleted_at IS NULL) x), '[]'::json) AS files`;
+
 /** The execution with the files it generated, in one statement (what GET /v1/executions/:id renders). */
 export async function findExecutionWithFiles(db: Db, userId: string, id: string): Promise<ExecutionWithFiles | null> {
   const row = await one(
     query<ExecutionRow & { files: Parameters<typeof fileFromJson>[0][] }>(
       db,
       "execution_with_files",
-      `SELECT ${EXECUTION_COLUMNS},
-         COALESCE((SELECT json_agg(x ORDER BY x.path) FROM (SELECT ${fileColumns("f")} FROM files f
-                   WHERE f.execution_id = e.id AND f.source = 'generated' AND f.deleted_at IS NULL) x), '[]'::json) AS files
-       FROM executions e WHERE e.id = $1 AND e.user_id = $2`,
+      `SELECT ${EXECUTION_COLUMNS}, ${GENERATED_FILES_JSON} FROM executions e WHERE e.id = $1 AND e.user_id = $2`,
       [id, userId],
     ),
   );
@@ -315,27 +316,42 @@ export async function finishExecution(
   db: Db,
   id: string,
   to: (typeof TERMINAL_STATUSES)[number],
-  data: { result?: object | null; failure?: object | null; metrics?: object; onlyFrom?: readonly ExecutionStatus[] },
-): Promise<boolean> {
+  data: {
+    result?: object | null;
+    failure?: object | null;
+    metrics?: object;
+    onlyFrom?: readonly ExecutionStatus[];
+    /** Also return the ended execution with its files (what findExecutionWithFiles reads), from the same statement. */
+    returnExecution?: boolean;
+  },
+): Promise<{ moved: false } | { moved: true; execution: ExecutionWithFiles | null }> {
   // A field not given keeps its value (a cancel records no metrics, say).
   const json = (v: object | null | undefined) => (v ? JSON.stringify(v) : null);
-  const rows = await query(
-    db,
-    "execution_finish",
-    `UPDATE executions SET status = $2::text::execution_status, finished_at = $3,
+  const params = [
+    id,
+    to,
+    ts(new Date()),
+    json(data.result),
+    json(data.failure),
+    json(data.metrics),
+    [...(data.onlyFrom ?? ACTIVE_STATUSES)],
+  ];
+  const update = `UPDATE executions e SET status = $2::text::execution_status, finished_at = $3,
        result = COALESCE($4::jsonb, result), failure = COALESCE($5::jsonb, failure), metrics = COALESCE($6::jsonb, metrics)
-     WHERE id = $1 AND status::text = ANY($7::text[]) RETURNING id`,
-    [
-      id,
-      to,
-      ts(new Date()),
-      json(data.result),
-      json(data.failure),
-      json(data.metrics),
-      [...(data.onlyFrom ?? ACTIVE_STATUSES)],
-    ],
+     WHERE id = $1 AND status::text = ANY($7::text[])`;
+  if (!data.returnExecution) {
+    const rows = await query(db, "execution_finish", `${update} RETURNING id`, params);
+    return rows.length === 1 ? { moved: true, execution: null } : { moved: false };
+  }
+  const row = await one(
+    query<ExecutionRow & { files: Parameters<typeof fileFromJson>[0][] }>(
+      db,
+      "execution_finish_returning",
+      `${update} RETURNING ${EXECUTION_COLUMNS}, ${GENERATED_FILES_JSON}`,
+      params,
+    ),
   );
-  return rows.length === 1;
+  return row ? { moved: true, execution: { ...row, files: row.files.map(fileFromJson) } } : { moved: false };
 }
 
 /**
