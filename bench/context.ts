@@ -121,7 +121,10 @@ export interface Bench {
   msg(tag: string): string;
   /** What the worker recorded with each execution (executions.metrics). */
   metricsOf(ids: string[]): Promise<Map<string, Record<string, number | boolean>>>;
-  /** Waits until the worker's pool has `atLeast` (default 1) kernels ready (bounded); returns the wait in ms. */
+  /**
+   * Waits until the worker's pool has `atLeast` (default 1; at most its base size, KERNEL_POOL_SIZE) kernels
+   * ready (bounded); returns the wait in ms.
+   */
   poolReady(atLeast?: number): Promise<number>;
   /** Kernels ready in the worker's pool now. */
   poolSize(): Promise<number>;

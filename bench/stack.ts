@@ -158,9 +158,11 @@ export async function startStack(o: StackOptions): Promise<Stack> {
        * kernel idle for a minute (earlier scenarios leave message kernels behind).
        */
       async poolReady(atLeast = 1) {
+        // Demand may have raised the pool above its base size and since let it shrink back: no more is waited for.
+        const want = Math.min(atLeast, Math.max(1, Number(env.KERNEL_POOL_SIZE ?? 2)));
         const t = now();
         const deadline = Date.now() + 75_000;
-        while ((await poolSize()) < atLeast && Date.now() < deadline) await sleep(50);
+        while ((await poolSize()) < want && Date.now() < deadline) await sleep(50);
         return now() - t;
       },
       poolSize,
