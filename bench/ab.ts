@@ -34,8 +34,8 @@ if (!baseDir) {
 const blocks = Number(argAfter("--blocks") ?? 6);
 const jsonOut = argAfter("--json");
 const BLOCK = 20;
-/** Analysis follow-ups per block and flow (each ~100 ms of pandas and matplotlib). */
-const ANALYSIS_BLOCK = 5;
+/** Analysis follow-ups per block and flow (each ~100 ms of pandas and matplotlib); each step leads twice. */
+const ANALYSIS_BLOCK = 6;
 const log = (msg: string) => console.error(`[bench:ab] ${msg}`);
 
 interface Side {

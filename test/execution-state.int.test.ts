@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -10,7 +10,7 @@ import {
   markExecutionRunning,
   registerExecutionFiles,
 } from "@codeinterp/db";
-import type { Db } from "@codeinterp/db";
+import type { Db, ExecutionWithFiles } from "@codeinterp/db";
 import {
   WrongQueueError,
   createEventPublisher,
@@ -20,13 +20,14 @@ import {
   finishAndAnnounce,
   isCancelRequested,
   onCancelRequests,
-  parseDoneExecution,
+  parseEventBody,
   parseJobPayload,
   queueNames,
   requestCancel,
 } from "@codeinterp/queue";
 import type { ExecutionEvent, Redis } from "@codeinterp/queue";
 import { workspaceId } from "@codeinterp/workspace";
+import { watchExecution } from "../apps/api/src/executions/service";
 import { createTestDatabase } from "./helpers/database";
 
 // The execution state changes shared by the API (cancel), the job and the reconciler, on the real Postgres
@@ -135,18 +136,20 @@ describe("finishAndAnnounce", () => {
       );
       await expect.poll(() => kinds(w.live)).toEqual(["status:completed", "done:completed"]);
       const done = w.live[1]!;
-      const carried = parseDoneExecution(done.type === "done" ? done.execution : undefined);
-      expect(carried).not.toBeNull();
+      const carried = done.type === "done" ? done.execution : undefined;
+      expect(carried).toBeDefined();
       expect(carried).toEqual(await findExecutionWithFiles(db, "state-user", e.id));
       expect(carried?.files.map((f) => f.path)).toEqual(["out/chart.png"]);
-      // What does not parse is not used (the waiter reads the row instead).
-      const sent = JSON.parse(JSON.stringify(done.type === "done" ? done.execution : null)) as Record<string, unknown>;
-      expect(parseDoneExecution(sent)).toEqual(carried);
-      expect(parseDoneExecution({ ...sent, createdAt: "yesterday" })).toBeNull();
-      expect(parseDoneExecution({ ...sent, files: [{ id: 1 }] })).toBeNull();
+      // A copy that does not parse is dropped (the waiter reads the row instead); the `done` still counts.
+      const sent = JSON.parse(JSON.stringify(carried)) as Record<string, unknown>;
+      const withCopy = (x: unknown) =>
+        parseEventBody(JSON.stringify({ type: "done", status: "completed", execution: x }));
+      expect(withCopy(sent)).toEqual({ type: "done", status: "completed", execution: carried });
+      expect(withCopy({ ...sent, createdAt: "yesterday" })).toEqual({ type: "done", status: "completed" });
+      expect(withCopy({ ...sent, files: [{ id: 1 }] })).toEqual({ type: "done", status: "completed" });
       // The replay log keeps the same `done`.
       const replayed = (await w.replay())[1]!;
-      expect(parseDoneExecution(replayed.type === "done" ? replayed.execution : undefined)).toEqual(carried);
+      expect(replayed.type === "done" ? replayed.execution : undefined).toEqual(carried);
     } finally {
       await w.close();
     }
@@ -198,6 +201,40 @@ describe("finishAndAnnounce", () => {
     const queued = await newExecution("queued");
     expect(await finishAndAnnounce({ db, redis, prefix }, queued.id, "cancelled", { onlyFrom: ["queued"] })).toBe(true);
     expect((await getExecutionForWorker(db, queued.id))?.status).toBe("cancelled");
+  });
+});
+
+describe("the API's wait for an end (watchExecution)", () => {
+  it("answers with the execution `done` carried, and reads the row when the copy is not this user's or not ended", async () => {
+    const events = createEventSubscriber(subscriberRedis.duplicate(), redis, prefix);
+    // Each end is announced by hand while the row still says `running`: what the wait answers shows whether
+    // it used the copy or read the row.
+    const waitFor = async (copy: (own: ExecutionWithFiles) => ExecutionWithFiles) => {
+      const e = await newExecution("running");
+      const own = (await findExecutionWithFiles(db, "state-user", e.id))!;
+      const watch = await watchExecution({ db, events }, "state-user", e.id);
+      try {
+        const ending = watch.end({ ms: 10_000, subscribedBeforeQueued: true });
+        await createEventPublisher(redis, prefix, e.id).end("completed", copy(own));
+        return await ending;
+      } finally {
+        await watch.close();
+      }
+    };
+    try {
+      const result = { stdout: "carried\n", stderr: "", outputs: [], error: null, notes: [] };
+      const answered = await waitFor((own) => ({ ...own, status: "completed", result }));
+      expect(answered).toMatchObject({ status: "completed", result });
+      // Another user's copy, one of another execution, one not ended: the row is read.
+      for (const copy of [
+        (own: ExecutionWithFiles) => ({ ...own, status: "completed" as const, userId: "someone-else" }),
+        (own: ExecutionWithFiles) => ({ ...own, status: "completed" as const, id: randomUUID() }),
+        (own: ExecutionWithFiles) => own,
+      ])
+        expect((await waitFor(copy))?.status).toBe("running");
+    } finally {
+      await events.close();
+    }
   });
 });
 

@@ -99,11 +99,21 @@ describe("rows read through the raw-SQL hot path equal the rows Prisma reads", (
       failure: { code: "x", message: "y" },
       metrics: { runMs: 3, pooledKernel: true },
     });
-    expect(moved).toBe(true);
+    expect(moved).toEqual({ moved: true, execution: null });
     // Every column set now: kernel, worker, both timestamps, all three JSON columns.
     const full = await viaPrisma(keyed.execution.id);
     expect(Object.entries(full).filter(([, v]) => v === null)).toEqual([]);
     expectSameRow(await getExecutionForWorker(db, keyed.execution.id), full);
+
+    // A finish that returns the ended execution returns what a read of it returns.
+    const ended = await finishExecution(db, bare.execution.id, "failed", {
+      failure: { code: "x", message: "y" },
+      returnExecution: true,
+    });
+    const endedExecution = ended.moved ? ended.execution : null;
+    expect(endedExecution).toEqual(await findExecutionWithFiles(db, USER, bare.execution.id));
+    const { files: _none, ...endedRow } = endedExecution!;
+    expectSameRow(endedRow, await viaPrisma(bare.execution.id));
     expectSameRow(await findExecution(db, USER, keyed.execution.id), full);
     const { files, ...withFiles } = (await findExecutionWithFiles(db, USER, keyed.execution.id)) ?? { files: null };
     expect(files).toEqual([]);

@@ -1,18 +1,24 @@
 import { z } from "zod";
 import { EXECUTION_STATUSES, FILE_SOURCES } from "@codeinterp/db";
-import type { ExecutionWithFiles } from "@codeinterp/db";
+import type { ExecutionWithFiles, Json } from "@codeinterp/db";
+import type { ExecutionResult } from "./execution-record";
 
 /**
  * The ended execution a worker's `done` event carries: the row as its finishing statement returned it, with
  * its files (what findExecutionWithFiles reads), so whoever waited for the end answers without reading it
- * again. Only small ones ride along (the event is also kept in the replay log); a `done` without one, or with
- * one that does not parse, means "read it".
+ * again. Only small ones ride along: the replay log keeps the event for its hour too. A `done` without one,
+ * or with one that does not parse (events.ts drops it then), means "read it".
  */
 
 /** Largest record (code, result and failure included) sent with `done`, in JSON characters. */
-export const DONE_EXECUTION_MAX_CHARS = 16_384;
+const DONE_EXECUTION_MAX_CHARS = 16_384;
+/** Most files listed by a record sent with `done` (each is ~500 characters of JSON). */
+const DONE_EXECUTION_MAX_FILES = 16;
 
 const date = z.iso.datetime().transform((s) => new Date(s));
+/** JSON as the row types name it (packages/db's Json), checked as JSON. */
+const anyJson = z.json();
+const json = z.custom<Json>((v) => anyJson.safeParse(v).success);
 
 const fileSchema = z.object({
   id: z.string(),
@@ -32,7 +38,7 @@ const fileSchema = z.object({
   deletedAt: date.nullable(),
 });
 
-const doneExecutionSchema = z.object({
+export const doneExecutionSchema = z.object({
   id: z.string(),
   userId: z.string(),
   chatId: z.string(),
@@ -49,9 +55,9 @@ const doneExecutionSchema = z.object({
   createdAt: date,
   startedAt: date.nullable(),
   finishedAt: date.nullable(),
-  result: z.json().nullable(),
-  failure: z.json().nullable(),
-  metrics: z.json().nullable(),
+  result: json.nullable(),
+  failure: json.nullable(),
+  metrics: json.nullable(),
   files: z.array(fileSchema),
 });
 
@@ -60,9 +66,12 @@ export function doneExecution(execution: ExecutionWithFiles): ExecutionWithFiles
   return JSON.stringify(execution).length <= DONE_EXECUTION_MAX_CHARS ? execution : undefined;
 }
 
-/** The execution a `done` carried, if it carried one that parses; null means "read it". */
-export function parseDoneExecution(carried: unknown): ExecutionWithFiles | null {
-  if (carried === undefined) return null;
-  const parsed = doneExecutionSchema.safeParse(carried);
-  return parsed.success ? parsed.data : null;
+/**
+ * Whether an end is worth asking the finishing statement for the record (the JSON is measured exactly only
+ * once it is back): its text and inline outputs, and how many files it lists, are small.
+ */
+export function smallEnough(result: ExecutionResult | null | undefined, filesCaptured: number | undefined): boolean {
+  const text = (result?.stdout.length ?? 0) + (result?.stderr.length ?? 0);
+  const outputs = (result?.outputs ?? []).reduce((n, o) => n + (o.data?.length ?? 0), 0);
+  return text + outputs <= DONE_EXECUTION_MAX_CHARS && (filesCaptured ?? 0) <= DONE_EXECUTION_MAX_FILES;
 }

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { doneExecutionSchema } from "./done-execution";
 
 /** Members of the live-kernel leases (keys.ts liveKernelsKey) that hold a place for a kernel being started: `start:<worker>:<uuid>`. */
 export const LIVE_KERNEL_START_PREFIX = "start:";
@@ -21,8 +22,11 @@ export const executionEventBodySchema = z.discriminatedUnion("type", [
   z.object({
     type: z.literal("done"),
     status: z.enum(statusValues),
-    /** The ended execution with its files as the row was written (small ones only), so a waiter need not read it. */
-    execution: z.unknown().optional(),
+    /**
+     * The ended execution with its files as the row was written (small ones only; done-execution.ts), so a
+     * waiter need not read it. One that does not parse is dropped: the `done` still counts.
+     */
+    execution: doneExecutionSchema.optional().catch(undefined),
   }),
 ]);
 export type ExecutionEventBody = z.infer<typeof executionEventBodySchema>;

@@ -5,7 +5,7 @@ import { workspaceId } from "@codeinterp/workspace";
 import { enqueueJob } from "./catalog";
 import { executionFailureSchema, executionMetricsSchema, executionResultSchema } from "./execution-record";
 import type { ExecutionFailure, ExecutionMetrics, ExecutionResult } from "./execution-record";
-import { DONE_EXECUTION_MAX_CHARS, doneExecution } from "./done-execution";
+import { doneExecution, smallEnough } from "./done-execution";
 import { cancelChannel, cancelKey } from "./keys";
 import { createEventPublisher } from "./publisher";
 import type { EventPublisher } from "./publisher";
@@ -91,11 +91,8 @@ export async function finishAndAnnounce(
     failure,
     metrics: data.metrics ? executionMetricsSchema.parse(data.metrics) : undefined,
     onlyFrom: data.onlyFrom,
-    // A small record comes back from the same statement and rides on `done` (done-execution.ts); the text
-    // is looked at first, so a big result is not serialised once more to find out.
-    returnExecution:
-      (result?.stdout.length ?? 0) + (result?.stderr.length ?? 0) <= DONE_EXECUTION_MAX_CHARS &&
-      JSON.stringify([result ?? null, failure ?? null]).length <= DONE_EXECUTION_MAX_CHARS,
+    // A small record comes back from the same statement and rides on `done` (done-execution.ts).
+    returnExecution: smallEnough(result, data.metrics?.filesCaptured),
   });
   // Whoever moved it first (a cancel, say) already announced the end: nothing of this one may follow it.
   if (!ended.moved) {

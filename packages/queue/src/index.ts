@@ -21,7 +21,6 @@ export type { ExecutionStateDeps, FinishData, TerminalStatus } from "./execution
 export { createRedis } from "./redis";
 export type { Redis } from "./redis";
 export { createEventPublisher } from "./publisher";
-export { parseDoneExecution } from "./done-execution";
 export type { EventPublisher } from "./publisher";
 export { createEventSubscriber } from "./subscriber";
 export type { EventSubscriber } from "./subscriber";

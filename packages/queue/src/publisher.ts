@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import type { ExecutionWithFiles } from "@codeinterp/db";
 import { executionChannel, executionLogKey } from "./keys";
 import type { ExecutionEventBody } from "./events";
 
@@ -13,7 +14,7 @@ export interface EventPublisher {
    * The final status and `done` (carrying `execution`, the ended execution, when given), sent at once with
    * whatever is waiting (one round trip), in that order.
    */
-  end(status: Extract<ExecutionEventBody, { type: "done" }>["status"], execution?: unknown): Promise<void>;
+  end(status: Extract<ExecutionEventBody, { type: "done" }>["status"], execution?: ExecutionWithFiles): Promise<void>;
   /**
    * Holds `event` for up to `ms`: it goes ahead of the next events, in the same round trip, or alone once `ms`
    * passed. A status that is over sooner than anyone could see it (`preparing` on a warm kernel) costs no

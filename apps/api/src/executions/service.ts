@@ -3,7 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { createExecution, findExecution, findExecutionWithFiles, isTerminal } from "@codeinterp/db";
 import type { ExecutionRow, ExecutionWithFiles } from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
-import { finishAndAnnounce, parseDoneExecution, parseExecutionRecord, requestCancel } from "@codeinterp/queue";
+import { finishAndAnnounce, parseExecutionRecord, requestCancel } from "@codeinterp/queue";
 import type { ExecutionEvent, ExecutionRecord } from "@codeinterp/queue";
 import type { ApiDeps } from "../deps";
 
@@ -87,8 +87,7 @@ export async function watchExecution(
   const unsubscribe = await deps.events.subscribe(id, (e) => {
     if (e.type === "done") {
       done = true;
-      const carried = parseDoneExecution(e.execution);
-      if (carried?.id === id && carried.userId === userId && isTerminal(carried.status)) ended = carried;
+      ended = carriedExecution(e, userId, id);
       wake();
     } else onEvent?.(e);
   });
@@ -125,6 +124,16 @@ export async function watchExecution(
     },
     close: unsubscribe,
   };
+}
+
+/**
+ * The ended execution a `done` event carried, when it is this user's execution and ended: an answer that needs
+ * no read. Null otherwise (none carried, or not one to show this user): read it.
+ */
+function carriedExecution(e: ExecutionEvent, userId: string, id: string): ExecutionWithFiles | null {
+  if (e.type !== "done" || !e.execution) return null;
+  const x = e.execution;
+  return x.id === id && x.userId === userId && isTerminal(x.status) ? x : null;
 }
 
 /** Holds until the execution is terminal or `ms` passes, woken by the worker's `done` event. */

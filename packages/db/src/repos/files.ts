@@ -69,7 +69,7 @@ export async function registerExecutionFiles(
      SELECT * FROM ins
      UNION ALL
      SELECT ${fileColumns("f")} FROM files f
-      WHERE f.execution_id = $1 AND f.path = ANY($12::text[]) AND f.path NOT IN (SELECT path FROM ins)
+      WHERE f.execution_id = $1 AND f.path = ANY($12::text[]) AND NOT EXISTS (SELECT 1 FROM ins WHERE ins.path = f.path)
      ORDER BY path`,
     [
       executionId,
