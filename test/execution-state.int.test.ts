@@ -25,7 +25,7 @@ import {
   queueNames,
   requestCancel,
 } from "@codeinterp/queue";
-import type { ExecutionEvent, Redis } from "@codeinterp/queue";
+import type { ExecutionEvent, FinishData, Redis } from "@codeinterp/queue";
 import { workspaceId } from "@codeinterp/workspace";
 import { watchExecution } from "../apps/api/src/executions/service";
 import { createTestDatabase } from "./helpers/database";
@@ -85,16 +85,20 @@ async function watch(executionId: string) {
 
 const kinds = (events: ExecutionEvent[]) => events.map((e) => `${e.type}:${"status" in e ? e.status : ""}`);
 
+/** Ends a running execution `completed` (it must be the one finish that moves it); returns the `done` the watcher got. */
+async function complete(w: Awaited<ReturnType<typeof watch>>, id: string, data: FinishData): Promise<ExecutionEvent> {
+  expect(await finishAndAnnounce({ db, redis, prefix }, id, "completed", data)).toBe(true);
+  await expect.poll(() => kinds(w.live)).toEqual(["status:completed", "done:completed"]);
+  return w.live[1]!;
+}
+
 describe("finishAndAnnounce", () => {
   it("writes a terminal state once and announces it once; a second finish changes nothing and says so", async () => {
     const e = await newExecution("running");
     const w = await watch(e.id);
     try {
       const result = { stdout: "1\n", stderr: "", outputs: [], error: null, notes: [] };
-      expect(await finishAndAnnounce({ db, redis, prefix }, e.id, "completed", { result, metrics: { runMs: 3 } })).toBe(
-        true,
-      );
-      await expect.poll(() => kinds(w.live)).toEqual(["status:completed", "done:completed"]);
+      await complete(w, e.id, { result, metrics: { runMs: 3 } });
 
       // A late finish (the reconciler, a cancel) of the same execution does not overwrite it.
       expect(
@@ -131,11 +135,7 @@ describe("finishAndAnnounce", () => {
     const w = await watch(e.id);
     try {
       const result = { stdout: "1\n", stderr: "", outputs: [], error: null, notes: [] };
-      expect(await finishAndAnnounce({ db, redis, prefix }, e.id, "completed", { result, metrics: { runMs: 3 } })).toBe(
-        true,
-      );
-      await expect.poll(() => kinds(w.live)).toEqual(["status:completed", "done:completed"]);
-      const done = w.live[1]!;
+      const done = await complete(w, e.id, { result, metrics: { runMs: 3 } });
       const carried = done.type === "done" ? done.execution : undefined;
       expect(carried).toBeDefined();
       expect(carried).toEqual(await findExecutionWithFiles(db, "state-user", e.id));
@@ -160,9 +160,7 @@ describe("finishAndAnnounce", () => {
     try {
       const stdout = "x".repeat(40_000);
       const result = { stdout, stderr: "", outputs: [], error: null, notes: [] };
-      expect(await finishAndAnnounce({ db, redis, prefix }, big.id, "completed", { result })).toBe(true);
-      await expect.poll(() => kinds(wb.live)).toEqual(["status:completed", "done:completed"]);
-      const done = wb.live[1]!;
+      const done = await complete(wb, big.id, { result });
       expect(done.type === "done" && done.execution).toBeFalsy();
       expect((await findExecutionWithFiles(db, "state-user", big.id))?.result).toMatchObject({ stdout });
     } finally {

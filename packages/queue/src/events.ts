@@ -1,14 +1,13 @@
 import { z } from "zod";
+import { EXECUTION_STATUSES } from "@codeinterp/db";
 import { doneExecutionSchema } from "./done-execution";
 
 /** Members of the live-kernel leases (keys.ts liveKernelsKey) that hold a place for a kernel being started: `start:<worker>:<uuid>`. */
 export const LIVE_KERNEL_START_PREFIX = "start:";
 
-const statusValues = ["queued", "preparing", "running", "completed", "failed", "timed_out", "cancelled"] as const;
-
 /** What a worker publishes about an execution while it runs it. */
 export const executionEventBodySchema = z.discriminatedUnion("type", [
-  z.object({ type: z.literal("status"), status: z.enum(statusValues) }),
+  z.object({ type: z.literal("status"), status: z.enum(EXECUTION_STATUSES) }),
   z.object({ type: z.literal("stdout"), text: z.string() }),
   z.object({ type: z.literal("stderr"), text: z.string() }),
   z.object({
@@ -21,7 +20,7 @@ export const executionEventBodySchema = z.discriminatedUnion("type", [
   }),
   z.object({
     type: z.literal("done"),
-    status: z.enum(statusValues),
+    status: z.enum(EXECUTION_STATUSES),
     /**
      * The ended execution with its files as the row was written (small ones only; done-execution.ts), so a
      * waiter need not read it. One that does not parse is dropped: the `done` still counts.
