@@ -4,6 +4,7 @@ import type { ReadStream } from "node:fs";
 import { link, lstat, mkdir, open, readdir, readlink, realpath, rename, stat, unlink } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
+import { once } from "node:events";
 import { Transform } from "node:stream";
 import type { Readable, TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -358,7 +359,15 @@ export function createBlobStore(dataDir: string, opts: { root?: string } = {}): 
               cb(null, chunk);
             },
           });
-          await pipeline(readable, meter, createWriteStream(tmp, { flags: "wx", mode: 0o600 }));
+          const out = createWriteStream(tmp, { flags: "wx", mode: 0o600 });
+          try {
+            await pipeline(readable, meter, out);
+          } catch (err) {
+            // A source that fails first leaves the temp file still being opened: wait for it to close, or
+            // the caller's unlink runs before the open creates it and the file is left behind.
+            if (!out.closed) await once(out, "close").catch(() => undefined);
+            throw err;
+          }
           return { sha256: hash.digest("hex"), size };
         },
         { keepSpare: opts.keepSpare, expectSha256: opts.expectSha256 },
