@@ -1,6 +1,7 @@
 import type { WorkerEvents } from "./events";
 import { DelayedError, UnrecoverableError, Worker } from "bullmq";
 import type { Job } from "bullmq";
+import { readExecutionToRun } from "@codeinterp/db";
 import { jobCatalog, parseJobPayload, queueNames } from "@codeinterp/queue";
 import type { RunExecutionDeps } from "./jobs/run-execution";
 import { runExecution } from "./jobs/run-execution";
@@ -40,6 +41,10 @@ export function createExecutionWorker(
         await job.moveToDelayed(Date.now() + delayMs + Math.floor(Math.random() * delayMs), token);
         throw new DelayedError();
       };
+      // The execution is read while the turn is taken (a read changes nothing, so a job that steps aside
+      // loses only the read); a warm one is then started in one statement, just before its code is sent.
+      const read = readExecutionToRun(deps.db, payload.executionId);
+      read.catch(() => undefined);
       // The message's turn is this job's, from here to the finally below. Another execution of the message
       // has it: rather than wait for it in one of this worker's slots (executions of other messages would
       // queue behind), the job steps aside for a moment; the execution stays queued.
@@ -53,6 +58,7 @@ export function createExecutionWorker(
           jobId: job.id,
           finalAttempt: job.attemptsMade + 1 >= attempts,
           turn,
+          read,
         });
       } catch (err) {
         if ((err as { retryable?: boolean }).retryable === false) throw new UnrecoverableError((err as Error).message);

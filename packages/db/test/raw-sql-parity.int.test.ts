@@ -12,7 +12,9 @@ import {
   getExecutionForWorker,
   listMessageAttachments,
   markExecutionRunning,
+  readExecutionToRun,
   registerExecutionFiles,
+  startQueuedExecution,
 } from "@codeinterp/db";
 import type { Db, ExecutionRow, FileRow } from "@codeinterp/db";
 import { executionFromPrisma, fileFromPrisma } from "../src/repos/rows";
@@ -66,6 +68,27 @@ describe("rows read through the raw-SQL hot path equal the rows Prisma reads", (
     expectSameRow(bare.execution, await viaPrisma(bare.execution.id));
     expectSameRow(await getExecutionForWorker(db, bare.execution.id), await viaPrisma(bare.execution.id));
     expectSameRow(await findExecution(db, USER, bare.execution.id), await viaPrisma(bare.execution.id));
+    const toRun = await readExecutionToRun(db, bare.execution.id);
+    expectSameRow(toRun?.execution ?? null, await viaPrisma(bare.execution.id));
+    expect(toRun?.attachments).toEqual([]);
+    expect(await readExecutionToRun(db, "00000000-0000-4000-8000-000000000000")).toBeNull();
+    // A warm start: queued → running on the kernel, as an attempt, in one statement; only from queued.
+    const startedAt = new Date("2026-12-06T10:00:00.123Z");
+    expect(await startQueuedExecution(db, bare.execution.id, { kernelId: "k-w", workerId: "w-w", startedAt })).toBe(
+      true,
+    );
+    expect(await viaPrisma(bare.execution.id)).toMatchObject({
+      status: "running",
+      kernelId: "k-w",
+      workerId: "w-w",
+      attempts: 1,
+      startedAt,
+    });
+    expect(await startQueuedExecution(db, bare.execution.id, { kernelId: "k-x", workerId: "w-x", startedAt })).toBe(
+      false,
+    );
+    expect(await claimQueuedExecution(db, bare.execution.id, "w-x")).toBeNull();
+    expect((await viaPrisma(bare.execution.id))?.kernelId).toBe("k-w");
 
     // The same keyed request twice: the second insert returns the first row.
     const createKeyed = () =>
@@ -223,7 +246,8 @@ describe("rows read through the raw-SQL hot path equal the rows Prisma reads", (
     expect(attached.map((f) => f.id)).toEqual([a.id, b.id]);
     expect(attached[1]?.deletedAt).toBeInstanceOf(Date);
     for (const f of attached) expectSameRow(f, await fileViaPrisma(f.id));
-    // The worker's claim reads the same attachments, in the same order, in the same statement.
+    // The worker's read and its claim find the same attachments, in the same order, in the same statement.
+    expect((await readExecutionToRun(db, queued.execution.id))?.attachments).toEqual(attached);
     const claimed = await claimQueuedExecution(db, queued.execution.id, "worker-a");
     expect(claimed?.attachments).toEqual(attached);
   });

@@ -17,7 +17,7 @@ export interface EventPublisher {
   end(status: Extract<ExecutionEventBody, { type: "done" }>["status"], execution?: ExecutionWithFiles): Promise<void>;
   /**
    * Holds `event` for up to `ms`: it goes ahead of the next events, in the same round trip, or alone once `ms`
-   * passed. A status that is over sooner than anyone could see it (`preparing` on a warm kernel) costs no
+   * passed. A status that is over sooner than anyone could see it (`preparing` on an adopted pool kernel) costs no
    * round trip of its own, and subscribers and replays still get it, in order.
    */
   hold(event: ExecutionEventBody, ms: number): void;

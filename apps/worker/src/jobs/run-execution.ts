@@ -4,8 +4,12 @@ import {
   getExecutionForWorker,
   isTerminal,
   listMessageAttachments,
+  readExecutionToRun,
   retakeExecution,
+  startQueuedExecution,
 } from "@codeinterp/db";
+import type { ExecutionRow, ExecutionToRun } from "@codeinterp/db";
+import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
 import { createEventPublisher, isCancelRequested } from "@codeinterp/queue";
 import { workspaceDirFor, workspaceDirOfId, workspaceId } from "@codeinterp/workspace";
@@ -27,9 +31,9 @@ export type { RunExecutionDeps } from "./execution/context";
 const MiB = 1024 ** 2;
 
 /**
- * How long `preparing` is held back to go out with `running`: longer than a warm kernel's preparation,
- * shorter than anyone watching would notice; a kernel start (pool or new) still shows `preparing`, this
- * much later.
+ * How long a claimed execution's `preparing` is held back to go out with `running`: longer than adopting a
+ * pool kernel, shorter than anyone watching would notice; a kernel start still shows `preparing`, this much
+ * later. (A warm execution has no `preparing` at all.)
  */
 const PREPARING_HOLD_MS = 100;
 
@@ -47,19 +51,23 @@ export class ExecutionNotFoundError extends Error {
 export async function runExecution(
   deps: RunExecutionDeps,
   executionId: string,
-  job: { jobId: string | undefined; finalAttempt: boolean; turn: MessageTurn | null },
+  job: {
+    jobId: string | undefined;
+    finalAttempt: boolean;
+    turn: MessageTurn | null;
+    /** The execution as read while the job took the turn (read here when not given). */
+    read?: Promise<ExecutionToRun | null>;
+  },
 ): Promise<Terminal | "skipped"> {
-  // The common case is one UPDATE ... RETURNING (with the message's attachments); anything but a queued
-  // execution takes the slow path. Beside it, under the turn: this cell holds the message from now on (a
-  // message another cell held lost its kernel there; apps/worker/src/cells). The turn's key names the message
-  // (checked against the row below).
-  const [claim] = await Promise.all([
-    claimQueuedExecution(deps.db, executionId, deps.env.WORKER_ID),
+  // Beside the read, under the turn: this cell holds the message from now on (a message another cell held
+  // lost its kernel there; apps/worker/src/cells). The turn's key names the message (checked against the row
+  // below).
+  const [found] = await Promise.all([
+    job.read ?? readExecutionToRun(deps.db, executionId),
     deps.cell && job.turn ? holdHere(deps, deps.cell, job.turn) : undefined,
   ]);
-  const claimed = claim?.execution ?? null;
-  const exec = claimed ?? (await getExecutionForWorker(deps.db, executionId));
-  if (!exec) throw new ExecutionNotFoundError(`execution ${executionId} does not exist`);
+  if (!found) throw new ExecutionNotFoundError(`execution ${executionId} does not exist`);
+  let exec = found.execution;
   const log = deps.log.child({ executionId, messageId: exec.messageId, chatId: exec.chatId, jobId: job.jobId });
   const pub = createEventPublisher(deps.redis, deps.env.QUEUE_PREFIX, executionId);
   if (isTerminal(exec.status)) return "skipped";
@@ -73,25 +81,24 @@ export async function runExecution(
     });
   }
 
-  if (!claimed && exec.status === "running") {
-    // An earlier attempt reached the kernel and its worker vanished: the code may already have had effects,
-    // so it is not run a second time behind the user's back.
-    log.warn("previous attempt died while running; failing the execution");
-    if (exec.kernelId) {
-      await deps.broker
-        .evict(turn, exec.kernelId)
-        .catch((err: unknown) => log.warn({ err: normalizeError(err) }, "could not evict the lost execution's kernel"));
+  // Warm: the message has its kernel, so the execution stays queued while it is prepared (a millisecond
+  // nobody could watch) and goes to running in one statement just before its code is sent; an attempt that
+  // dies before then leaves it queued, and the retry runs it. Otherwise it is claimed now (a kernel start
+  // shows as preparing), or it is a retry of an attempt that got that far.
+  const warm = exec.status === "queued" && turn.mapping !== null && !turn.resetAsked;
+  let attachments = found.attachments;
+  let startedAt = new Date();
+  if (!warm) {
+    const claim = exec.status === "queued" ? await claimQueuedExecution(deps.db, exec.id, deps.env.WORKER_ID) : null;
+    if (claim) {
+      ({ execution: exec, attachments } = claim);
+      startedAt = exec.startedAt ?? startedAt;
+    } else {
+      const taken = await retake(deps, exec.id, turn, log);
+      if (!("exec" in taken)) return taken.outcome;
+      ({ exec, startedAt } = taken);
+      attachments = await listMessageAttachments(deps.db, exec.userId, exec.messageId);
     }
-    return finish(deps, exec.id, "failed", {
-      failure: { code: "worker_lost", message: "the worker running this execution stopped; submit it again" },
-    });
-  }
-
-  const startedAt = claimed?.startedAt ?? exec.startedAt ?? new Date();
-  if (!claimed) {
-    // A retried job of an execution that never reached the kernel: it runs again.
-    const moved = await retakeExecution(deps.db, exec.id, { startedAt, workerId: deps.env.WORKER_ID });
-    if (!moved) return "skipped";
   }
   const abort = deps.cancels.register(exec.id);
   // A cancel sent before this worker was listening for it (between retries, or just now) left a mark. It is
@@ -104,14 +111,10 @@ export async function runExecution(
   );
   // What the execution asked for, else the gateway's per-kernel default; unknown: the kernel is left as it is.
   const memoryBytes = exec.memoryMb === null ? deps.kernelMemoryBytes : exec.memoryMb * MiB;
-  // Read with the claim; a retried attempt reads them now, while the kernel is acquired.
-  const attachments = claim
-    ? Promise.resolve(claim.attachments)
-    : listMessageAttachments(deps.db, exec.userId, exec.messageId);
-  // Observed once the kernel is acquired; this only keeps an early rejection handled.
-  attachments.catch(() => undefined);
-  // Sent with `running` (or the end) when that comes within PREPARING_HOLD_MS, as it does on a warm kernel.
-  pub.hold({ type: "status", status: "preparing" }, PREPARING_HOLD_MS);
+  if (!warm) {
+    // Sent with `running` (or the end) when that comes within PREPARING_HOLD_MS, as it does on a pool kernel.
+    pub.hold({ type: "status", status: "preparing" }, PREPARING_HOLD_MS);
+  }
   const ctx: ExecutionContext = {
     deps,
     exec,
@@ -120,6 +123,7 @@ export async function runExecution(
     pub,
     log,
     startedAt,
+    warm,
     cancelMarkChecked,
     attachments,
     notes: [],
@@ -175,14 +179,19 @@ async function prepareAndRun(ctx: ExecutionContext): Promise<Terminal | "skipped
   ctx.log.debug({ kernelId: lease.session.id, how: lease.how, acquireMs: lease.acquireMs }, "kernel acquired");
   let discard = false;
   try {
-    const ws = await prepareWorkspace(ctx, await ctx.attachments);
+    const ws = await prepareWorkspace(ctx, ctx.attachments);
     await lease.ready();
     noteStateReset(ctx, lease);
     if (lease.memoryLimit === "unavailable" && exec.memoryMb !== null) ctx.notes.push(MEMORY_REQUEST_NOT_APPLIED_NOTE);
     const realDir = resolveWorkspace(ctx);
     await ctx.cancelMarkChecked;
     if (ctx.req.signal.aborted) return await cancelled();
-    if (!(await markExecutionRunning(deps.db, exec.id, lease.session.id))) return "skipped";
+    const kernelId = lease.session.id;
+    const started = ctx.warm
+      ? startQueuedExecution(deps.db, exec.id, { kernelId, workerId: deps.env.WORKER_ID, startedAt: ctx.startedAt })
+      : markExecutionRunning(deps.db, exec.id, kernelId);
+    // Not queued (warm) or preparing any more: it was cancelled or ended meanwhile, and the code is not sent.
+    if (!(await started)) return "skipped";
     void pub.publish({ type: "status", status: "running" });
     // A message whose earlier executions ran on another kernel (it died, went over its memory limit, was
     // evicted or expired) is told its variables are gone; looked up while the code runs.
@@ -203,6 +212,38 @@ async function prepareAndRun(ctx: ExecutionContext): Promise<Terminal | "skipped
       ctx.log.warn({ err: normalizeError(err) }, "kernel release failed"),
     );
   }
+}
+
+/**
+ * An execution that could not be claimed: one that ended meanwhile is skipped; one whose earlier attempt
+ * reached the kernel is failed (its code may already have had effects, so it is not run a second time behind
+ * the user's back); one whose earlier attempt stopped before that runs again.
+ */
+async function retake(
+  deps: RunExecutionDeps,
+  id: string,
+  turn: MessageTurn,
+  log: Logger,
+): Promise<{ exec: ExecutionRow; startedAt: Date } | { outcome: Terminal | "skipped" }> {
+  const exec = await getExecutionForWorker(deps.db, id);
+  if (!exec) throw new ExecutionNotFoundError(`execution ${id} does not exist`);
+  if (isTerminal(exec.status)) return { outcome: "skipped" };
+  if (exec.status === "running") {
+    log.warn("previous attempt died while running; failing the execution");
+    if (exec.kernelId) {
+      await deps.broker
+        .evict(turn, exec.kernelId)
+        .catch((err: unknown) => log.warn({ err: normalizeError(err) }, "could not evict the lost execution's kernel"));
+    }
+    return {
+      outcome: await finish(deps, exec.id, "failed", {
+        failure: { code: "worker_lost", message: "the worker running this execution stopped; submit it again" },
+      }),
+    };
+  }
+  const startedAt = exec.startedAt ?? new Date();
+  const moved = await retakeExecution(deps.db, exec.id, { startedAt, workerId: deps.env.WORKER_ID });
+  return moved ? { exec, startedAt } : { outcome: "skipped" };
 }
 
 function holdHere(deps: RunExecutionDeps, cell: Cell, turn: MessageTurn): Promise<void> {

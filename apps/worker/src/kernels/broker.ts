@@ -17,6 +17,8 @@ export interface MessageTurn {
   readonly messageKey: string;
   /** The message's kernel when the turn began (null: it has none), read under the lock. */
   readonly mapping: KernelMapping | null;
+  /** A restart was asked for (the Jupyter surface): the turn starts the message on a fresh kernel. */
+  readonly resetAsked: boolean;
   /** Ends the turn: frees the lock and any place under the kernel ceiling it reserved and did not use. */
   release(): Promise<void>;
 }

@@ -225,44 +225,91 @@ export function getExecutionForWorker(db: Db, id: string): Promise<ExecutionRow 
   );
 }
 
-/**
- * A worker takes a queued execution: it becomes `preparing`, counted as an attempt, in one
- * UPDATE ... RETURNING, which also returns the message's attachments (what listMessageAttachments reads:
- * they were committed before the execution was queued), so the worker's preparation needs no second
- * statement. Null when it was not queued (a retry, a cancel, a missing id): the caller then reads it to
- * find out which.
- */
-export async function claimQueuedExecution(
-  db: Db,
-  id: string,
-  workerId: string,
-): Promise<{ execution: ExecutionRow; attachments: FileRow[] } | null> {
-  const row = await one(
-    query<
-      ExecutionRow & {
-        attachments: Array<Parameters<typeof fileFromJson>[0] & { position: number; linked_at: string }>;
-      }
-    >(
-      db,
-      "execution_claim_with_attachments",
-      `WITH c AS (
-         UPDATE executions SET status = 'preparing', attempts = attempts + 1, started_at = $2, worker_id = $3
-         WHERE id = $1 AND status = 'queued' RETURNING ${EXECUTION_COLUMNS}
-       )
-       SELECT c.*, COALESCE((SELECT json_agg(x ORDER BY x.position, x.linked_at, x.id) FROM (
-           SELECT ${fileColumns("f")}, a.position, a.created_at AS linked_at
-           FROM message_attachments a JOIN files f ON f.id = a.file_id
-           WHERE a.user_id = c."userId" AND a.message_id = c."messageId") x), '[]'::json) AS attachments
-       FROM c`,
-      [id, ts(new Date()), workerId],
-    ),
-  );
+/** A queued execution as a worker reads it before taking it, with its message's attachments. */
+export interface ExecutionToRun {
+  execution: ExecutionRow;
+  /** What listMessageAttachments reads (committed before the execution was queued), in its order. */
+  attachments: FileRow[];
+}
+
+type ExecutionToRunRow = ExecutionRow & {
+  attachments: Array<Parameters<typeof fileFromJson>[0] & { position: number; linked_at: string }>;
+};
+
+/** The message's attachments of the execution row `c`, as one JSON column in listMessageAttachments' order. */
+const ATTACHMENTS_OF_C = `COALESCE((SELECT json_agg(x ORDER BY x.position, x.linked_at, x.id) FROM (
+    SELECT ${fileColumns("f")}, a.position, a.created_at AS linked_at
+    FROM message_attachments a JOIN files f ON f.id = a.file_id
+    WHERE a.user_id = c."userId" AND a.message_id = c."messageId") x), '[]'::json) AS attachments`;
+
+function toRun(row: ExecutionToRunRow | null): ExecutionToRun | null {
   if (!row) return null;
   const { attachments, ...execution } = row;
   return {
     execution,
     attachments: attachments.map(({ position: _p, linked_at: _l, ...f }) => fileFromJson(f)),
   };
+}
+
+/**
+ * The execution and its message's attachments, read without taking it: a worker asks while it takes the
+ * message's turn, and a warm execution then goes from `queued` to `running` in one statement
+ * (startQueuedExecution). Null for a missing id.
+ */
+export async function readExecutionToRun(db: Db, id: string): Promise<ExecutionToRun | null> {
+  return toRun(
+    await one(
+      query<ExecutionToRunRow>(
+        db,
+        "execution_to_run",
+        `SELECT c.*, ${ATTACHMENTS_OF_C} FROM (SELECT ${EXECUTION_COLUMNS} FROM executions WHERE id = $1) c`,
+        [id],
+      ),
+    ),
+  );
+}
+
+/**
+ * A worker takes a queued execution: it becomes `preparing`, counted as an attempt, in one
+ * UPDATE ... RETURNING, which also returns the message's attachments (as readExecutionToRun), so the
+ * worker's preparation needs no second statement. Null when it was not queued (a retry, a cancel, a
+ * missing id): the caller then reads it to find out which.
+ */
+export async function claimQueuedExecution(db: Db, id: string, workerId: string): Promise<ExecutionToRun | null> {
+  return toRun(
+    await one(
+      query<ExecutionToRunRow>(
+        db,
+        "execution_claim_with_attachments",
+        `WITH c AS (
+           UPDATE executions SET status = 'preparing', attempts = attempts + 1, started_at = $2, worker_id = $3
+           WHERE id = $1 AND status = 'queued' RETURNING ${EXECUTION_COLUMNS}
+         )
+         SELECT c.*, ${ATTACHMENTS_OF_C} FROM c`,
+        [id, ts(new Date()), workerId],
+      ),
+    ),
+  );
+}
+
+/**
+ * `queued` → `running` on that kernel, counted as an attempt, just before the code is sent: a warm
+ * execution (its message's kernel is alive) skips `preparing`, which nobody could see for the millisecond it
+ * would last. False when it was not queued (cancelled meanwhile): the code is not sent.
+ */
+export async function startQueuedExecution(
+  db: Db,
+  id: string,
+  take: { kernelId: string; workerId: string; startedAt: Date },
+): Promise<boolean> {
+  const rows = await query(
+    db,
+    "execution_start_queued",
+    `UPDATE executions SET status = 'running', kernel_id = $2, attempts = attempts + 1, started_at = $3, worker_id = $4
+     WHERE id = $1 AND status = 'queued' RETURNING id`,
+    [id, take.kernelId, ts(take.startedAt), take.workerId],
+  );
+  return rows.length === 1;
 }
 
 /** `preparing` → `running` on that kernel, just before the code is sent; false when it was not preparing. */

@@ -40,8 +40,10 @@ export interface ExecutionContext {
   pub: EventPublisher;
   log: Logger;
   startedAt: Date;
-  /** The message's attachments (committed before this execution was queued), read with the claim or beside it. */
-  attachments: Promise<FileRow[]>;
+  /** Still queued while it is prepared on its message's kernel: it goes to running in one statement (runExecution). */
+  warm: boolean;
+  /** The message's attachments (committed before this execution was queued), read with the execution. */
+  attachments: FileRow[];
   /** Resolves once a cancel sent before this worker listened has been looked up (and honoured). */
   cancelMarkChecked: Promise<void>;
   /** What the result tells the user besides the code's output (attachments not placed, state reset). */
