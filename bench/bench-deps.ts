@@ -1,6 +1,3 @@
 // Product functions the bench calls directly (re-exported in one place).
 export { cellKeyPrefix, createEventPublisher, createRedis, executionLogKey, poolOwnersKey } from "@codeinterp/queue";
-export {
-  registerExecutionFile as registerExecutionFileForBench,
-  registerExecutionFiles as registerExecutionFilesForBench,
-} from "@codeinterp/db";
+export { registerExecutionFiles as registerExecutionFilesForBench } from "@codeinterp/db";

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { rm } from "node:fs/promises";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDb, registerExecutionFile } from "@codeinterp/db";
+import { createDb, registerExecutionFiles } from "@codeinterp/db";
 import type { Db } from "@codeinterp/db";
 import { createBlobStore } from "@codeinterp/workspace";
 import { client, startTestStack } from "./helpers/stack";
@@ -129,19 +129,19 @@ for i in range(6):
     const done = await api.run({ messageId: msg(), code: "open('/mnt/data/once.txt','w').write('1')" });
     const file = done.files[0];
     const row = await db.file.findUniqueOrThrow({ where: { id: file.id } });
-    const again = await registerExecutionFile(db, {
-      userId: row.userId,
-      name: row.name,
-      size: Number(row.size),
-      sha256: row.sha256,
-      mimeType: row.mimeType,
-      storageKey: row.storageKey,
-      source: "generated",
-      executionId: done.id,
-      path: "once.txt",
-    });
-    expect(again.created).toBe(false);
-    expect(again.file.id).toBe(file.id);
+    const again = await registerExecutionFiles(db, done.id, [
+      {
+        userId: row.userId,
+        name: row.name,
+        size: Number(row.size),
+        sha256: row.sha256,
+        mimeType: row.mimeType,
+        storageKey: row.storageKey,
+        source: "generated",
+        path: "once.txt",
+      },
+    ]);
+    expect(again.map((f) => f.id)).toEqual([file.id]);
     expect(await db.file.count({ where: { executionId: done.id } })).toBe(1);
   });
 

@@ -4,12 +4,7 @@ import { mkdir, open, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import pMap from "p-map";
 import { createBlobStore, diffSnapshots, snapshotWorkspace } from "@codeinterp/workspace";
-import {
-  createEventPublisher,
-  createRedis,
-  registerExecutionFileForBench,
-  registerExecutionFilesForBench,
-} from "../bench-deps";
+import { createEventPublisher, createRedis, registerExecutionFilesForBench } from "../bench-deps";
 import { sum } from "../context";
 import type { Json } from "../context";
 import { now, round, summarize } from "../stats";
@@ -73,7 +68,7 @@ export async function capture(b: Bench): Promise<void> {
     await fh.close();
   }
   const fsyncMs = now() - a;
-  // one DB insert per file (registerExecutionFile) and one Redis publish per file, as the worker does
+  // one DB insert per file and one Redis publish per file, as the worker once did
   const anyExec = await db.execution.findFirst({
     select: { id: true, userId: true, chatId: true, messageId: true },
   });
@@ -83,20 +78,21 @@ export async function capture(b: Bench): Promise<void> {
   if (anyExec) {
     a = now();
     for (const e of diff.created) {
-      await registerExecutionFileForBench(db, {
-        userId: anyExec.userId,
-        chatId: anyExec.chatId,
-        messageId: anyExec.messageId,
-        executionId: anyExec.id,
-        path: `direct/${e.path}`,
-        name: e.path,
-        size: e.size,
-        sha256: "0".repeat(64),
-        storageKey: "0".repeat(64),
-        mimeType: "text/plain",
-        source: "generated",
-        derivedFromId: null,
-      });
+      await registerExecutionFilesForBench(db, anyExec.id, [
+        {
+          userId: anyExec.userId,
+          chatId: anyExec.chatId,
+          messageId: anyExec.messageId,
+          path: `direct/${e.path}`,
+          name: e.path,
+          size: e.size,
+          sha256: "0".repeat(64),
+          storageKey: "0".repeat(64),
+          mimeType: "text/plain",
+          source: "generated",
+          derivedFromId: null,
+        },
+      ]);
     }
     registerMs = now() - a;
     // As the worker registers them now: one INSERT over unnest() arrays (+ one SELECT returning the rows).

@@ -1,5 +1,4 @@
 import type { Db } from "../client";
-import { isUniqueViolation } from "../errors";
 import { createOrAddUser } from "./users";
 import { query, ts } from "../sql";
 import { fileColumns, fileFromPrisma, fileFromRow } from "./rows";
@@ -14,29 +13,6 @@ export async function createFile(db: Db, input: NewFile): Promise<FileRow> {
   return fileFromPrisma(
     await createOrAddUser(db, input.userId, () => db.file.create({ data: { ...input, size: BigInt(input.size) } })),
   );
-}
-
-/**
- * Registers a file an execution produced. (executionId, path) is unique in the database, so a retried job
- * gets the row registered the first time instead of a second one.
- */
-export async function registerExecutionFile(
-  db: Db,
-  input: NewFile & { executionId: string; path: string },
-): Promise<{ file: FileRow; created: boolean }> {
-  try {
-    return {
-      file: fileFromPrisma(await db.file.create({ data: { ...input, size: BigInt(input.size) } })),
-      created: true,
-    };
-  } catch (err) {
-    if (!isUniqueViolation(err)) throw err;
-    const file = await db.file.findUnique({
-      where: { executionId_path: { executionId: input.executionId, path: input.path } },
-    });
-    if (!file) throw err;
-    return { file: fileFromPrisma(file), created: false };
-  }
 }
 
 /**

@@ -87,18 +87,26 @@ async function recordOnce(
   // The files' and outputs' events go out together in one round trip, not awaited: the end, announced
   // after the row is written, follows them on the same connection.
   const events: ExecutionEventBody[] = [];
-  const captured = await captureFiles(
-    { ...fileCtx, workspaceDir, maxFileBytes: env.MAX_GENERATED_FILE_BYTES, attachmentByPath: ws.attachmentByPath },
-    diff,
-    (f) => {
-      events.push({
-        type: "file",
-        file: { id: f.id, name: f.name, path: f.path ?? f.name, size: f.size, mimeType: f.mimeType },
-      });
-      return Promise.resolve();
-    },
-  );
-  const outputs = await storeRichOutputs({ ...fileCtx, workspaceDirs: run.realDirs }, outcome.outputs);
+  // The files it wrote and the images it showed are stored side by side (different paths: registered apart);
+  // both are settled before an error goes on, so a retry never overlaps a store still under way.
+  const [capturing, storing] = await Promise.allSettled([
+    captureFiles(
+      { ...fileCtx, workspaceDir, maxFileBytes: env.MAX_GENERATED_FILE_BYTES, attachmentByPath: ws.attachmentByPath },
+      diff,
+      (f) => {
+        events.push({
+          type: "file",
+          file: { id: f.id, name: f.name, path: f.path ?? f.name, size: f.size, mimeType: f.mimeType },
+        });
+        return Promise.resolve();
+      },
+    ),
+    storeRichOutputs({ ...fileCtx, workspaceDirs: run.realDirs }, outcome.outputs),
+  ]);
+  if (capturing.status === "rejected") throw capturing.reason;
+  if (storing.status === "rejected") throw storing.reason;
+  const captured = capturing.value;
+  const outputs = storing.value;
   for (const o of outputs) if (o.fileId) events.push({ type: "output", output: o });
   if (events.length > 0) void pub.publish(...events);
   const captureMs = Date.now() - tCapture;
