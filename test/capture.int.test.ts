@@ -145,6 +145,56 @@ for i in range(6):
     expect(await db.file.count({ where: { executionId: done.id } })).toBe(1);
   });
 
+  it("images the code shows become stored files, each where it was shown; registering them again returns the same rows", async () => {
+    // Two different 1x1 PNGs around a text output: stored side by side, registered in one statement.
+    const red = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg==";
+    const blue = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYPj/HwADAgH/5ncLrgAAAABJRU5ErkJggg==";
+    const done = await api.run({
+      messageId: msg(),
+      code: [
+        "import base64",
+        "from IPython.display import Image, display",
+        `display(Image(data=base64.b64decode("${red}")))`,
+        "display('between')",
+        `display(Image(data=base64.b64decode("${blue}")))`,
+      ].join("\n"),
+    });
+    expect(done.status).toBe("completed");
+    const outputs = done.result.outputs as Array<{ type: string; fileId?: string; data?: string }>;
+    expect(outputs.map((o) => o.type)).toEqual(["image/png", "text/plain", "image/png"]);
+    expect(outputs[1]?.data).toBe("'between'");
+    const [first, , third] = outputs;
+    expect(first?.fileId).toBeTruthy();
+    expect(third?.fileId).toBeTruthy();
+    expect(first?.fileId).not.toBe(third?.fileId);
+    expect(await download(`/v1/files/${first?.fileId}/content`)).toEqual(Buffer.from(red, "base64"));
+    expect(await download(`/v1/files/${third?.fileId}/content`)).toEqual(Buffer.from(blue, "base64"));
+    // A retried capture registers the same paths again: it gets these rows, and no second one.
+    const rows = await db.file.findMany({ where: { executionId: done.id }, orderBy: { path: "asc" } });
+    expect(rows.map((r) => [r.path, r.source])).toEqual([
+      ["/outputs/output-1.png", "output"],
+      ["/outputs/output-3.png", "output"],
+    ]);
+    const again = await registerExecutionFiles(
+      db,
+      done.id,
+      rows.map((r) => ({
+        userId: r.userId,
+        chatId: r.chatId,
+        messageId: r.messageId,
+        name: r.name,
+        size: Number(r.size),
+        sha256: r.sha256,
+        mimeType: r.mimeType,
+        storageKey: r.storageKey,
+        source: r.source,
+        path: r.path ?? "",
+      })),
+    );
+    expect(again.map((f) => f.id)).toEqual([first?.fileId, third?.fileId]);
+    expect(await db.file.count({ where: { executionId: done.id } })).toBe(2);
+  });
+
   it("a generated file whose content a user's deletion removes meanwhile still downloads", async () => {
     const content = `made twice ${Date.now()}`;
     const form = new FormData();

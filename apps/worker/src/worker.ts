@@ -41,10 +41,12 @@ export function createExecutionWorker(
         await job.moveToDelayed(Date.now() + delayMs + Math.floor(Math.random() * delayMs), token);
         throw new DelayedError();
       };
-      // The execution is read while the turn is taken (a read changes nothing, so a job that steps aside
-      // loses only the read); a warm one is then started in one statement, just before its code is sent.
-      const read = readExecutionToRun(deps.db, payload.executionId);
-      read.catch(() => undefined);
+      // The execution is read while the turn is taken (a read changes nothing: a job that steps aside only
+      // wasted it), and a warm one is then started in one statement just before its code is sent. A job that
+      // stepped aside before (its message was busy) reads only once it has the turn.
+      const steppedAside = job.attemptsStarted > job.attemptsMade + 1;
+      const read = steppedAside ? undefined : readExecutionToRun(deps.db, payload.executionId);
+      read?.catch(() => undefined);
       // The message's turn is this job's, from here to the finally below. Another execution of the message
       // has it: rather than wait for it in one of this worker's slots (executions of other messages would
       // queue behind), the job steps aside for a moment; the execution stays queued.
@@ -58,7 +60,7 @@ export function createExecutionWorker(
           jobId: job.id,
           finalAttempt: job.attemptsMade + 1 >= attempts,
           turn,
-          read,
+          ...(read ? { read } : {}),
         });
       } catch (err) {
         if ((err as { retryable?: boolean }).retryable === false) throw new UnrecoverableError((err as Error).message);

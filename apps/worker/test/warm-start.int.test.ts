@@ -2,27 +2,21 @@
 // prepared and goes to running in the one statement before its code is sent (issue 22). On the real stack, with
 // every status the executions table is given recorded by a trigger in this file's own database.
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { createWorkerEvents } from "../src/events";
 import { client, startTestStack } from "../../../test/helpers/stack";
 import type { TestStack } from "../../../test/helpers/stack";
+import { recordEvents } from "./helpers/worker-events";
 
 let stack: TestStack;
 let sql: pg.Client;
 let api: ReturnType<typeof client>;
+const events = createWorkerEvents();
+const leases = recordEvents(events, "kernel:leased");
 
 beforeAll(async () => {
-  stack = await startTestStack();
-  sql = new pg.Client({ connectionString: stack.databaseUrl });
-  await sql.connect();
-  await sql.query(`
-    CREATE TABLE status_writes (seq bigserial PRIMARY KEY, execution_id uuid NOT NULL, status text NOT NULL, kernel_id text);
-    CREATE FUNCTION record_status() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-      INSERT INTO status_writes (execution_id, status, kernel_id) VALUES (NEW.id, NEW.status::text, NEW.kernel_id);
-      RETURN NEW;
-    END $$;
-    CREATE TRIGGER record_status AFTER INSERT OR UPDATE OF status ON executions
-      FOR EACH ROW EXECUTE FUNCTION record_status();`);
+  stack = await startTestStack({ events });
+  sql = await recordStatusWrites(stack.databaseUrl);
   api = client(stack.url, (await stack.newUser("warm")).key);
 }, 60_000);
 
@@ -31,9 +25,25 @@ afterAll(async () => {
   await stack?.close();
 });
 
+/** A connection to the stack's database, where a trigger records every status the executions table is given. */
+async function recordStatusWrites(databaseUrl: string): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: databaseUrl });
+  await c.connect();
+  await c.query(`
+    CREATE TABLE status_writes (seq bigserial PRIMARY KEY, execution_id uuid NOT NULL, status text NOT NULL, kernel_id text);
+    CREATE FUNCTION record_status() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      INSERT INTO status_writes (execution_id, status, kernel_id) VALUES (NEW.id, NEW.status::text, NEW.kernel_id);
+      RETURN NEW;
+    END $$;
+    CREATE TRIGGER record_status AFTER INSERT OR UPDATE OF status ON executions
+      FOR EACH ROW EXECUTE FUNCTION record_status();`);
+  return c;
+}
+
 /** Every status written for an execution, in order, with the kernel each write named. */
-async function writesOf(id: string): Promise<Array<{ status: string; kernelId: string | null }>> {
-  const { rows } = await sql.query<{ status: string; kernel_id: string | null }>(
+async function writesOf(id: string, c = sql): Promise<Array<{ status: string; kernelId: string | null }>> {
+  const { rows } = await c.query<{ status: string; kernel_id: string | null }>(
     "SELECT status, kernel_id FROM status_writes WHERE execution_id = $1 ORDER BY seq",
     [id],
   );
@@ -72,6 +82,7 @@ describe("a warm execution", () => {
     const busy = await submit("m-cancel", "import time\ntime.sleep(2)");
     await api.waitForStatus(busy, "running");
     const victim = await submit("m-cancel", "ran_victim = True");
+    const leasesBefore = leases.seen.length;
     // ...and this transaction holds its row, so once it has the turn its worker waits at the statement that
     // starts it, after the kernel was leased and the workspace prepared: the moment a cancel can come between.
     // (Nothing else writes a queued row, and a read does not wait for a row lock.)
@@ -89,6 +100,8 @@ describe("a warm execution", () => {
           { timeout: 30_000, interval: 50 },
         )
         .toBe(1);
+      // The blocked statement came after the message's kernel was leased for it: the start, not a claim.
+      expect(leases.seen.slice(leasesBefore).map((l) => l.how)).toEqual(["attached"]);
       // The API's cancel of a queued execution, as its statement does it.
       await sql.query(
         "UPDATE executions SET status = 'cancelled', finished_at = now() WHERE id = $1 AND status = 'queued'",
@@ -106,5 +119,42 @@ describe("a warm execution", () => {
     const next = await api.run({ messageId: "m-cancel", code: "print('ran_victim' in globals(), x)" });
     expect(next.status).toBe("completed");
     expect(next.result.stdout).toBe("False 1\n");
+  }, 120_000);
+});
+
+describe("a follow-up whose message's kernel turned out gone", () => {
+  let other: TestStack;
+  let otherSql: pg.Client;
+  beforeAll(async () => {
+    other = await startTestStack({ worker: false });
+    otherSql = await recordStatusWrites(other.databaseUrl);
+  }, 60_000);
+  afterAll(async () => {
+    await otherSql?.end();
+    await other?.close();
+  });
+
+  it("shows preparing before another kernel is taken for it", async () => {
+    const user = client(other.url, (await other.newUser("gone")).key);
+    const first = await other.startWorker();
+    const ran = await user.run({ messageId: "m-gone", code: "x = 1" });
+    expect(ran.status).toBe("completed");
+    const kernelId = (await writesOf(ran.id, otherSql)).find((w) => w.status === "running")?.kernelId;
+    expect(kernelId).toBeTruthy();
+    // The follow-up goes to a worker that never used the kernel (this one stops), and the kernel is shut down
+    // behind the workers' backs, as an operator or a crash would: the message still maps to it.
+    await first.close();
+    await other.startWorker();
+    const res = await fetch(`${inject("jupyterUrl")}/api/kernels/${kernelId}`, {
+      method: "DELETE",
+      headers: { authorization: `token ${inject("jupyterToken")}` },
+    });
+    expect(res.status).toBe(204);
+    const next = await user.run({ messageId: "m-gone", code: "print('x' in globals())" });
+    expect(next.status).toBe("completed");
+    expect(next.result.stdout).toBe("False\n");
+    const writes = await writesOf(next.id, otherSql);
+    expect(writes.map((w) => w.status)).toEqual(["queued", "preparing", "running", "completed"]);
+    expect(writes[2]?.kernelId).not.toBe(kernelId);
   }, 120_000);
 });

@@ -12,6 +12,7 @@ import {
   getExecutionForWorker,
   listMessageAttachments,
   markExecutionRunning,
+  noteQueuedAttempt,
   readExecutionToRun,
   registerExecutionFiles,
   startQueuedExecution,
@@ -89,6 +90,25 @@ describe("rows read through the raw-SQL hot path equal the rows Prisma reads", (
     );
     expect(await claimQueuedExecution(db, bare.execution.id, "w-x")).toBeNull();
     expect((await viaPrisma(bare.execution.id))?.kernelId).toBe("k-w");
+    // A warm attempt that stops before starting counts, and the first attempt's start is the one kept.
+    const retried = await createExecution(db, { userId: USER, chatId: "c1", messageId: "m1", code: "2", timeoutMs: 1 });
+    const firstStart = new Date("2026-12-06T10:00:01.000Z");
+    expect(await noteQueuedAttempt(db, retried.execution.id, { workerId: "w-1", startedAt: firstStart })).toBe(true);
+    expect(
+      await noteQueuedAttempt(db, retried.execution.id, {
+        workerId: "w-2",
+        startedAt: new Date("2026-12-06T10:00:09Z"),
+      }),
+    ).toBe(true);
+    expect(await viaPrisma(retried.execution.id)).toMatchObject({
+      status: "queued",
+      attempts: 2,
+      startedAt: firstStart,
+      workerId: "w-2",
+    });
+    const reclaimed = await claimQueuedExecution(db, retried.execution.id, "w-3");
+    expect(reclaimed?.execution).toMatchObject({ status: "preparing", attempts: 3, startedAt: firstStart });
+    expect(await noteQueuedAttempt(db, retried.execution.id, { workerId: "w-4", startedAt: firstStart })).toBe(false);
 
     // The same keyed request twice: the second insert returns the first row.
     const createKeyed = () =>

@@ -2,6 +2,7 @@ import {
   claimQueuedExecution,
   markExecutionRunning,
   getExecutionForWorker,
+  noteQueuedAttempt,
   isTerminal,
   listMessageAttachments,
   readExecutionToRun,
@@ -40,6 +41,11 @@ const PREPARING_HOLD_MS = 100;
 export class ExecutionNotFoundError extends Error {
   override name = "ExecutionNotFoundError";
   readonly retryable = false;
+}
+
+/** The execution ended (a cancel) while it was still queued, before a kernel was taken for it. */
+export class ExecutionEndedError extends Error {
+  override name = "ExecutionEndedError";
 }
 
 /**
@@ -81,13 +87,14 @@ export async function runExecution(
     });
   }
 
-  // Warm: the message has its kernel, so the execution stays queued while it is prepared (a millisecond
-  // nobody could watch) and goes to running in one statement just before its code is sent; an attempt that
-  // dies before then leaves it queued, and the retry runs it. Otherwise it is claimed now (a kernel start
-  // shows as preparing), or it is a retry of an attempt that got that far.
+  // Warm: the message has its kernel, so the execution stays queued while that kernel is attached and the
+  // workspace prepared (a millisecond nobody could watch) and goes to running in one statement just before its
+  // code is sent; an attempt that stops before then leaves it queued, and the retry runs it. Should the kernel
+  // turn out gone, it is claimed before another is taken. Otherwise it is claimed now, or it is a retry of an
+  // attempt that got that far.
   const warm = exec.status === "queued" && turn.mapping !== null && !turn.resetAsked;
   let attachments = found.attachments;
-  let startedAt = new Date();
+  let startedAt = exec.startedAt ?? new Date();
   if (!warm) {
     const claim = exec.status === "queued" ? await claimQueuedExecution(deps.db, exec.id, deps.env.WORKER_ID) : null;
     if (claim) {
@@ -111,10 +118,9 @@ export async function runExecution(
   );
   // What the execution asked for, else the gateway's per-kernel default; unknown: the kernel is left as it is.
   const memoryBytes = exec.memoryMb === null ? deps.kernelMemoryBytes : exec.memoryMb * MiB;
-  if (!warm) {
-    // Sent with `running` (or the end) when that comes within PREPARING_HOLD_MS, as it does on a pool kernel.
-    pub.hold({ type: "status", status: "preparing" }, PREPARING_HOLD_MS);
-  }
+  // Sent with `running` (or the end) when that comes within PREPARING_HOLD_MS, as it does on a pool kernel.
+  const showPreparing = () => pub.hold({ type: "status", status: "preparing" }, PREPARING_HOLD_MS);
+  if (!warm) showPreparing();
   const ctx: ExecutionContext = {
     deps,
     exec,
@@ -123,15 +129,18 @@ export async function runExecution(
     pub,
     log,
     startedAt,
-    warm,
+    queued: warm,
     cancelMarkChecked,
     attachments,
     notes: [],
   };
+  if (warm) ctx.req.beforeNewKernel = () => claimBeforeNewKernel(ctx, showPreparing);
   const restartsBefore = deps.gatewayWatch?.monitor.health().restarts ?? 0;
   try {
     return await prepareAndRun(ctx);
   } catch (err) {
+    // Ended meanwhile (cancelled while still queued): nothing ran, and its end was announced by whoever ended it.
+    if (err instanceof ExecutionEndedError) return "skipped";
     const e = normalizeError(err);
     if (deps.gatewayWatch && isGatewayFailure(err)) {
       const verdict = await judgeGatewayFailure(deps.gatewayWatch, deps.db, exec.id, {
@@ -141,6 +150,7 @@ export async function runExecution(
       });
       if (verdict.retry) {
         log.warn({ err: e }, "kernel gateway unavailable before the code ran; the job will be retried");
+        await noteAttempt(ctx);
         throw err;
       }
       log.error({ err: e, failure: verdict.failure.code }, "execution failed: kernel gateway unavailable");
@@ -148,6 +158,7 @@ export async function runExecution(
     }
     if (!job.finalAttempt && isTransient(err)) {
       log.warn({ err: e }, "transient failure; the job will be retried");
+      await noteAttempt(ctx);
       throw err;
     }
     log.error({ err: e }, "execution failed");
@@ -172,7 +183,7 @@ async function prepareAndRun(ctx: ExecutionContext): Promise<Terminal | "skipped
     lease = await deps.broker.lease(ctx.turn, ctx.req);
   } catch (err) {
     // Cancelled while waiting (for room under the kernel ceiling): nothing ran.
-    if (ctx.req.signal.aborted) return cancelled();
+    if (ctx.req.signal.aborted && !(err instanceof ExecutionEndedError)) return cancelled();
     throw err;
   }
   noteStateReset(ctx, lease);
@@ -187,7 +198,7 @@ async function prepareAndRun(ctx: ExecutionContext): Promise<Terminal | "skipped
     await ctx.cancelMarkChecked;
     if (ctx.req.signal.aborted) return await cancelled();
     const kernelId = lease.session.id;
-    const started = ctx.warm
+    const started = ctx.queued
       ? startQueuedExecution(deps.db, exec.id, { kernelId, workerId: deps.env.WORKER_ID, startedAt: ctx.startedAt })
       : markExecutionRunning(deps.db, exec.id, kernelId);
     // Not queued (warm) or preparing any more: it was cancelled or ended meanwhile, and the code is not sent.
@@ -212,6 +223,30 @@ async function prepareAndRun(ctx: ExecutionContext): Promise<Terminal | "skipped
       ctx.log.warn({ err: normalizeError(err) }, "kernel release failed"),
     );
   }
+}
+
+/**
+ * A warm execution whose kernel turned out gone (or too big for its memory limit): claimed before another
+ * kernel is taken for it, so the wait for that kernel shows as `preparing`. Ended meanwhile: nothing is taken.
+ */
+async function claimBeforeNewKernel(ctx: ExecutionContext, showPreparing: () => void): Promise<void> {
+  if (!ctx.queued) return;
+  const claim = await claimQueuedExecution(ctx.deps.db, ctx.exec.id, ctx.deps.env.WORKER_ID);
+  if (!claim) throw new ExecutionEndedError(`execution ${ctx.exec.id} ended before a kernel was taken for it`);
+  ctx.queued = false;
+  showPreparing();
+}
+
+/**
+ * A warm attempt that ends without starting and will be retried counts as an attempt, and the first one's
+ * start is kept: the gateway's retry budget runs from it. Best effort (the database may be what failed).
+ */
+async function noteAttempt(ctx: ExecutionContext): Promise<void> {
+  if (!ctx.queued) return;
+  const { db, env } = ctx.deps;
+  await noteQueuedAttempt(db, ctx.exec.id, { startedAt: ctx.startedAt, workerId: env.WORKER_ID }).catch(
+    () => undefined,
+  );
 }
 
 /**

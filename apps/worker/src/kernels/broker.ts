@@ -41,6 +41,11 @@ export interface LeaseRequest {
   memoryBytes?: number;
   /** Where the lease logs, with the execution's ids (default: the broker's logger). */
   log?: Logger;
+  /**
+   * Runs before the lease takes a pool kernel or starts one (not when it attaches the message's own): the
+   * execution shows that it is preparing. Its rejection ends the lease, with no kernel taken.
+   */
+  beforeNewKernel?: () => Promise<void>;
 }
 
 /**

@@ -42,6 +42,7 @@ export async function grantKernel(parts: BrokerParts, turn: Turn, req: LeaseRequ
     await kernels.forget(turn.messageKey, mapping.kernelId, true);
     turn.mapping = null;
   }
+  await req.beforeNewKernel?.();
   const fresh = await newKernel(parts, turn, req);
   let stateReset: boolean;
   try {

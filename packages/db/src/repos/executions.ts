@@ -282,7 +282,7 @@ export async function claimQueuedExecution(db: Db, id: string, workerId: string)
         db,
         "execution_claim_with_attachments",
         `WITH c AS (
-           UPDATE executions SET status = 'preparing', attempts = attempts + 1, started_at = $2, worker_id = $3
+           UPDATE executions SET status = 'preparing', attempts = attempts + 1, started_at = COALESCE(started_at, $2), worker_id = $3
            WHERE id = $1 AND status = 'queued' RETURNING ${EXECUTION_COLUMNS}
          )
          SELECT c.*, ${ATTACHMENTS_OF_C} FROM c`,
@@ -305,9 +305,28 @@ export async function startQueuedExecution(
   const rows = await query(
     db,
     "execution_start_queued",
-    `UPDATE executions SET status = 'running', kernel_id = $2, attempts = attempts + 1, started_at = $3, worker_id = $4
+    `UPDATE executions SET status = 'running', kernel_id = $2, attempts = attempts + 1, started_at = COALESCE(started_at, $3), worker_id = $4
      WHERE id = $1 AND status = 'queued' RETURNING id`,
     [id, take.kernelId, ts(take.startedAt), take.workerId],
+  );
+  return rows.length === 1;
+}
+
+/**
+ * A warm attempt that stops before its code is sent and will be retried: counted as an attempt, its start kept
+ * (the first attempt's start is the execution's). The execution stays queued.
+ */
+export async function noteQueuedAttempt(
+  db: Db,
+  id: string,
+  take: { workerId: string; startedAt: Date },
+): Promise<boolean> {
+  const rows = await query(
+    db,
+    "execution_queued_attempt",
+    `UPDATE executions SET attempts = attempts + 1, started_at = COALESCE(started_at, $2), worker_id = $3
+     WHERE id = $1 AND status = 'queued' RETURNING id`,
+    [id, ts(take.startedAt), take.workerId],
   );
   return rows.length === 1;
 }

@@ -40,8 +40,11 @@ export interface ExecutionContext {
   pub: EventPublisher;
   log: Logger;
   startedAt: Date;
-  /** Still queued while it is prepared on its message's kernel: it goes to running in one statement (runExecution). */
-  warm: boolean;
+  /**
+   * Still queued (warm: it is prepared on its message's kernel) and started with one statement; false once
+   * claimed (preparing). See runExecution.
+   */
+  queued: boolean;
   /** The message's attachments (committed before this execution was queued), read with the execution. */
   attachments: FileRow[];
   /** Resolves once a cancel sent before this worker listened has been looked up (and honoured). */

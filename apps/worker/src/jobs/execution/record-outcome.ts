@@ -103,7 +103,11 @@ async function recordOnce(
     ),
     storeRichOutputs({ ...fileCtx, workspaceDirs: run.realDirs }, outcome.outputs),
   ]);
-  if (capturing.status === "rejected") throw capturing.reason;
+  if (capturing.status === "rejected") {
+    if (storing.status === "rejected")
+      ctx.log.warn({ err: normalizeError(storing.reason).message }, "storing the outputs failed as well");
+    throw capturing.reason;
+  }
   if (storing.status === "rejected") throw storing.reason;
   const captured = capturing.value;
   const outputs = storing.value;
