@@ -46,6 +46,7 @@ export function createExecutionWorker(
       // stepped aside before (its message was busy) reads only once it has the turn.
       const steppedAside = job.attemptsStarted > job.attemptsMade + 1;
       const read = steppedAside ? undefined : readExecutionToRun(deps.db, payload.executionId);
+      // Awaited in runExecution, which sees its error; this only keeps a job that steps aside from leaving it unhandled.
       read?.catch(() => undefined);
       // The message's turn is this job's, from here to the finally below. Another execution of the message
       // has it: rather than wait for it in one of this worker's slots (executions of other messages would
