@@ -4,7 +4,6 @@ import {
   getExecutionForWorker,
   noteQueuedAttempt,
   isTerminal,
-  listMessageAttachments,
   readExecutionToRun,
   retakeExecution,
   startQueuedExecution,
@@ -103,8 +102,8 @@ export async function runExecution(
     } else {
       const taken = await retake(deps, exec.id, turn, log);
       if (!("exec" in taken)) return taken.outcome;
+      // (Its attachments are the ones read with it: they were committed before it was queued.)
       ({ exec, startedAt } = taken);
-      attachments = await listMessageAttachments(deps.db, exec.userId, exec.messageId);
     }
   }
   const abort = deps.cancels.register(exec.id);
