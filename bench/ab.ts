@@ -3,7 +3,8 @@
 // needs its dependencies installed and a bench/child.ts that counts, as this one's), then drives them in
 // alternating blocks (ABBA) so that a noisy minute on a shared machine hits both alike. Per side: the raw
 // kernel on its own Jupyter server, `print(1)` submitted then long-polled (two requests) and submitted with
-// ?waitMs (one request; a base that does not wait on submit answers 202 and is long-polled), CPU, Postgres
+// ?waitMs (one request; a base that does not wait on submit answers 202 and is long-polled), one request sent
+// after the box went idle (as users send follow-ups) next to the raw kernel after the same pause, CPU, Postgres
 // statements and Redis commands per execution, throughput at concurrency 4, and issue 13's analysis (pandas,
 // a chart and an xlsx on an attached 5,000-row CSV) as a follow-up in its message next to the raw kernel.
 // Options: --base DIR (required), --blocks N (default 6 blocks of 20 per path), --json FILE.
@@ -36,6 +37,13 @@ const jsonOut = argAfter("--json");
 const BLOCK = 20;
 /** Analysis follow-ups per block and flow (each ~100 ms of pandas and matplotlib); each step leads twice. */
 const ANALYSIS_BLOCK = 6;
+/**
+ * `print(1)`s per block sent as users send follow-ups: each after a pause in which the box goes idle (the raw
+ * kernel's after the same pause). On this VM every process woken from idle costs ~1-2 ms more than a busy one,
+ * which a loop of back-to-back requests never shows.
+ */
+const PAUSED_BLOCK = 8;
+const PAUSE_MS = 250;
 const log = (msg: string) => console.error(`[bench:ab] ${msg}`);
 
 interface Side {
@@ -43,7 +51,7 @@ interface Side {
   stack: Stack;
   raw: KernelSession;
   messageId: string;
-  ms: { raw: number[]; twoRequests: number[]; oneRequest: number[] };
+  ms: { raw: number[]; twoRequests: number[]; oneRequest: number[]; rawPaused: number[]; oneRequestPaused: number[] };
   prof: { twoRequests: Profiler; oneRequest: Profiler; analysis: Profiler };
   analysis: { messageId: string; plainDir: string; raw: number[]; twoRequests: number[]; oneRequest: number[] };
   tput: { raw: number[]; codeinterp: number[]; prof: Profiler; n: number };
@@ -83,7 +91,7 @@ async function open(name: Side["name"], checkout: string | undefined): Promise<S
     stack,
     raw,
     messageId,
-    ms: { raw: [], twoRequests: [], oneRequest: [] },
+    ms: { raw: [], twoRequests: [], oneRequest: [], rawPaused: [], oneRequestPaused: [] },
     prof: { twoRequests: profiler(stack), oneRequest: profiler(stack), analysis: profiler(stack) },
     analysis: { messageId: analysisMessage, plainDir, raw: [], twoRequests: [], oneRequest: [] },
     tput: { raw: [], codeinterp: [], prof: profiler(stack), n: 0 },
@@ -110,6 +118,17 @@ async function latencyBlock(s: Side): Promise<void> {
       s.ms.oneRequest.push(r.ms);
     }
   });
+  const pause = () => new Promise((resolve) => setTimeout(resolve, PAUSE_MS));
+  for (let i = 0; i < PAUSED_BLOCK; i++) {
+    await pause();
+    const a = now();
+    await expectOk(s.raw, "print(1)");
+    s.ms.rawPaused.push(now() - a);
+    await pause();
+    const r = await s.stack.ci.runWaiting({ messageId: s.messageId, code: "print(1)" });
+    if (r.exec.status !== "completed") throw new Error(`${s.name}: run ended ${r.exec.status}`);
+    s.ms.oneRequestPaused.push(r.ms);
+  }
 }
 
 /**
@@ -173,6 +192,8 @@ function report(
   const raw = summarize(s.ms.raw);
   const two = summarize(s.ms.twoRequests);
   const one = summarize(s.ms.oneRequest);
+  const rawPaused = summarize(s.ms.rawPaused);
+  const onePaused = summarize(s.ms.oneRequestPaused);
   const tputRaw = median(s.tput.raw);
   const tputCi = median(s.tput.codeinterp);
   const aRaw = summarize(s.analysis.raw);
@@ -186,6 +207,9 @@ function report(
     one_request_p50_ms: round(one.p50, 2),
     one_request_p95_ms: round(one.p95, 2),
     one_request_over_raw_ms: round(one.p50 - raw.p50, 2),
+    raw_after_pause_p50_ms: round(rawPaused.p50, 2),
+    one_request_after_pause_p50_ms: round(onePaused.p50, 2),
+    one_request_after_pause_over_raw_ms: round(onePaused.p50 - rawPaused.p50, 2),
     throughput_exec_per_s: round(tputCi, 1),
     throughput_raw_exec_per_s: round(tputRaw, 1),
     throughput_ratio: round(tputCi / tputRaw, 3),
@@ -263,6 +287,9 @@ async function main(): Promise<void> {
     ["  over raw (ms)", "two_requests_over_raw_ms"],
     ["one request p50 (ms)", "one_request_p50_ms"],
     ["  over raw (ms)", "one_request_over_raw_ms"],
+    [`raw kernel after ${PAUSE_MS} ms idle (ms)`, "raw_after_pause_p50_ms"],
+    [`one request after ${PAUSE_MS} ms idle (ms)`, "one_request_after_pause_p50_ms"],
+    ["  over raw (ms)", "one_request_after_pause_over_raw_ms"],
     ["throughput, 4 concurrent (exec/s)", "throughput_exec_per_s"],
     ["  raw kernels (exec/s)", "throughput_raw_exec_per_s"],
     ["  ratio", "throughput_ratio"],
