@@ -1,14 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createRedis } from "@codeinterp/queue";
+import { testRedisUrl } from "./helpers/redis";
 import { client, startTestStack } from "./helpers/stack";
 import type { TestStack } from "./helpers/stack";
 
 let stack: TestStack;
 let api: ReturnType<typeof client>;
+let key: string;
 
 beforeAll(async () => {
   stack = await startTestStack();
   const user = await stack.newUser("alice");
-  api = client(stack.url, user.key);
+  key = user.key;
+  api = client(stack.url, key);
 });
 afterAll(async () => {
   await stack?.close();
@@ -149,6 +153,48 @@ describe("bad input and auth", () => {
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe("validation_error");
     expect(res.body.error.message).toContain("messageId");
+  });
+
+  it("a held request whose client goes away lets go of the execution's events then, not when the code ends", async () => {
+    const redis = createRedis(testRedisUrl, { name: "client-gone-test" });
+    // The executions whose events this stack's API listens to (a held request listens to its execution's).
+    const listened = async () => (await redis.pubsub("CHANNELS", `${stack.queuePrefix}:execution:*`)).length;
+    try {
+      const sent = await api.post("/v1/executions", {
+        chatId: "c",
+        messageId: "m-gone",
+        code: "import time; time.sleep(60)",
+      });
+      const id = (sent.body as { id: string }).id;
+      const held = [
+        { method: "GET", path: `/v1/executions/${id}?waitMs=120000` },
+        // A submit that waits, queued behind the sleeping execution of its message.
+        {
+          method: "POST",
+          path: "/v1/executions?waitMs=120000",
+          body: JSON.stringify({ chatId: "c", messageId: "m-gone", code: "print('after')" }),
+        },
+      ];
+      for (const { method, path, body } of held) {
+        const hangUp = new AbortController();
+        const answered = fetch(`${stack.url}${path}`, {
+          method,
+          headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+          ...(body ? { body } : {}),
+          signal: hangUp.signal,
+        }).catch(() => undefined);
+        await expect.poll(listened, { timeout: 15_000 }).toBe(1);
+        hangUp.abort();
+        await answered;
+        await expect.poll(listened, { timeout: 10_000 }).toBe(0);
+      }
+      // Only the clients went away: the execution runs on.
+      const now = await api.get(`/v1/executions/${id}`);
+      expect(["queued", "preparing", "running"]).toContain((now.body as { status: string }).status);
+      await api.post(`/v1/executions/${id}/cancel`, {});
+    } finally {
+      redis.disconnect();
+    }
   });
 
   it("rejects unknown fileIds with 422 naming them, and records nothing", async () => {

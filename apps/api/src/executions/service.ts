@@ -230,17 +230,16 @@ const SUBSCRIBE_WAIT_MS = 2_000;
 
 /** The watch once subscribed; undefined when Redis does not confirm it soon (the wait then reads the record). */
 async function subscribedSoon(watching: Promise<ExecutionWatch>): Promise<ExecutionWatch | undefined> {
-  const giveUp = new AbortController();
+  // A plain timer, cleared once the race is decided (an abortable sleep would build an AbortError per submit).
+  let timer: NodeJS.Timeout | undefined;
+  const soon = new Promise<undefined>((resolve) => (timer = setTimeout(resolve, SUBSCRIBE_WAIT_MS, undefined)));
   try {
-    return await Promise.race([
-      watching,
-      sleep(SUBSCRIBE_WAIT_MS, undefined, { signal: giveUp.signal }).then(() => undefined),
-    ]);
+    return await Promise.race([watching, soon]);
   } catch {
-    // The subscription failed (or the timer was cancelled after it settled): no watch.
+    // The subscription failed: no watch.
     return undefined;
   } finally {
-    giveUp.abort();
+    clearTimeout(timer);
   }
 }
 

@@ -7,6 +7,7 @@ import {
   listLibreChatSessionFiles,
 } from "@codeinterp/db";
 import type { FileRow, LibreChatSessionRow } from "@codeinterp/db";
+import { clientGone } from "../client-gone";
 import type { ApiDeps } from "../deps";
 import { HttpError } from "../errors";
 import { deleteUserFile } from "../files/store";
@@ -53,9 +54,7 @@ export function librechatRouter(deps: ApiDeps): Router {
     const principal = principalOf(credOf(res), { kind: "user", id: input.user_id });
     if (!principal) throw new HttpError(400, "validation_error", "user_id is required");
     await limit(principal);
-    const abort = new AbortController();
-    res.on("close", () => abort.abort());
-    const result = await runExec(deps, principal, input, abort.signal);
+    const result = await runExec(deps, principal, input, clientGone(res));
     if (result) res.json(result);
   });
 

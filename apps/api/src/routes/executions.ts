@@ -4,6 +4,7 @@ import { findExecutionWithFiles, isTerminal } from "@codeinterp/db";
 import type { ExecutionRow } from "@codeinterp/db";
 import { executionMemoryBounds } from "@codeinterp/config";
 import { userOf } from "../auth";
+import { clientGone } from "../client-gone";
 import type { ApiDeps } from "../deps";
 import { HttpError, notFound } from "../errors";
 import { createExecutionBody, ExecutionParams, WaitQuery } from "../schemas";
@@ -42,12 +43,10 @@ export function executionsRouter(deps: ApiDeps): Router {
     };
     if (waitMs) {
       // Submit and wait in one request: 200 with the ended execution, or 202 with it as it is after waitMs.
-      const abort = new AbortController();
-      res.on("close", () => abort.abort());
       const { execution, created, final } = await submitAndWait(
         deps,
         input,
-        { ms: Math.min(waitMs, deps.env.MAX_WAIT_MS), signal: abort.signal },
+        { ms: Math.min(waitMs, deps.env.MAX_WAIT_MS), signal: clientGone(res) },
         { beforeWait: refuseConflict },
       );
       if (!created) res.setHeader("Idempotent-Replayed", "true");
@@ -81,11 +80,9 @@ export function executionsRouter(deps: ApiDeps): Router {
     let execution;
     if (waitMs) {
       // Only a held request needs to know that its client went away (a plain poll answers at once).
-      const abort = new AbortController();
-      res.on("close", () => abort.abort());
       execution = await waitForExecution(deps, userId, id, {
         ms: Math.min(waitMs, deps.env.MAX_WAIT_MS),
-        signal: abort.signal,
+        signal: clientGone(res),
       });
     } else {
       execution = await findExecutionWithFiles(deps.db, userId, id);
