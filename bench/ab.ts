@@ -16,6 +16,7 @@ import { KERNELS, QUICK } from "./context";
 import { describeProfile, profiler } from "./profile";
 import type { ExecProfile, Profiler } from "./profile";
 import { analysis, placeSalesCsv, runIn, ok } from "./analysis";
+import { PAUSE_MS, pausedPrints } from "./paused";
 import { expectOk } from "./raw-kernel";
 import { machine } from "./report";
 import { startStack } from "./stack";
@@ -37,13 +38,8 @@ const jsonOut = argAfter("--json");
 const BLOCK = 20;
 /** Analysis follow-ups per block and flow (each ~100 ms of pandas and matplotlib); each step leads twice. */
 const ANALYSIS_BLOCK = 6;
-/**
- * `print(1)`s per block sent as users send follow-ups: each after a pause in which the box goes idle (the raw
- * kernel's after the same pause). On this VM every process woken from idle costs ~1-2 ms more than a busy one,
- * which a loop of back-to-back requests never shows.
- */
+/** `print(1)`s per block sent as users send follow-ups, after a pause (bench/paused.ts), and as many raw. */
 const PAUSED_BLOCK = 8;
-const PAUSE_MS = 250;
 const log = (msg: string) => console.error(`[bench:ab] ${msg}`);
 
 interface Side {
@@ -51,7 +47,12 @@ interface Side {
   stack: Stack;
   raw: KernelSession;
   messageId: string;
-  ms: { raw: number[]; twoRequests: number[]; oneRequest: number[]; rawPaused: number[]; oneRequestPaused: number[] };
+  ms: {
+    raw: number[];
+    twoRequests: number[];
+    oneRequest: number[];
+    paused: { raw: number[]; oneRequest: number[] };
+  };
   prof: { twoRequests: Profiler; oneRequest: Profiler; analysis: Profiler };
   analysis: { messageId: string; plainDir: string; raw: number[]; twoRequests: number[]; oneRequest: number[] };
   tput: { raw: number[]; codeinterp: number[]; prof: Profiler; n: number };
@@ -91,7 +92,7 @@ async function open(name: Side["name"], checkout: string | undefined): Promise<S
     stack,
     raw,
     messageId,
-    ms: { raw: [], twoRequests: [], oneRequest: [], rawPaused: [], oneRequestPaused: [] },
+    ms: { raw: [], twoRequests: [], oneRequest: [], paused: { raw: [], oneRequest: [] } },
     prof: { twoRequests: profiler(stack), oneRequest: profiler(stack), analysis: profiler(stack) },
     analysis: { messageId: analysisMessage, plainDir, raw: [], twoRequests: [], oneRequest: [] },
     tput: { raw: [], codeinterp: [], prof: profiler(stack), n: 0 },
@@ -118,17 +119,7 @@ async function latencyBlock(s: Side): Promise<void> {
       s.ms.oneRequest.push(r.ms);
     }
   });
-  const pause = () => new Promise((resolve) => setTimeout(resolve, PAUSE_MS));
-  for (let i = 0; i < PAUSED_BLOCK; i++) {
-    await pause();
-    const a = now();
-    await expectOk(s.raw, "print(1)");
-    s.ms.rawPaused.push(now() - a);
-    await pause();
-    const r = await s.stack.ci.runWaiting({ messageId: s.messageId, code: "print(1)" });
-    if (r.exec.status !== "completed") throw new Error(`${s.name}: run ended ${r.exec.status}`);
-    s.ms.oneRequestPaused.push(r.ms);
-  }
+  await pausedPrints(s.raw, s.stack.ci, s.messageId, PAUSED_BLOCK, s.ms.paused, s.name);
 }
 
 /**
@@ -192,8 +183,8 @@ function report(
   const raw = summarize(s.ms.raw);
   const two = summarize(s.ms.twoRequests);
   const one = summarize(s.ms.oneRequest);
-  const rawPaused = summarize(s.ms.rawPaused);
-  const onePaused = summarize(s.ms.oneRequestPaused);
+  const rawPaused = summarize(s.ms.paused.raw);
+  const onePaused = summarize(s.ms.paused.oneRequest);
   const tputRaw = median(s.tput.raw);
   const tputCi = median(s.tput.codeinterp);
   const aRaw = summarize(s.analysis.raw);

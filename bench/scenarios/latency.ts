@@ -1,15 +1,13 @@
 // Latency of print(1): raw kernels vs codeinterp's warm path (long-poll and SSE), a fresh kernel per
 // execution, Open WebUI's Jupyter flow, and the first execution of a new message; where the warm time goes.
-import { sleep, sum } from "../context";
+import { sum } from "../context";
 import { hopsOf } from "../hops";
 import { describeProfile, profiler } from "../profile";
 import { openWebUiRoundTrip } from "../jupyter-surface";
+import { PAUSE_MS, pausedPrints } from "../paused";
 import { expectOk, rawConnection } from "../raw-kernel";
 import { median, now, round, summarize } from "../stats";
 import type { Bench } from "../context";
-
-/** The pause before each follow-up of the "after a pause" paths: long enough for the box to go idle. */
-const PAUSE_MS = 250;
 
 export async function latency(b: Bench): Promise<void> {
   const { ci, db, gateway, env, P, results, target, log, msg, metricsOf, poolReady, apiUrl, key, jupyter } = b;
@@ -63,21 +61,10 @@ export async function latency(b: Bench): Promise<void> {
       oneWall.push(r.wall);
     }
   }
-  // Follow-ups as users send them: each after a pause in which the box goes idle, beside the raw kernel after
-  // the same pause. On a VM every process woken from idle costs 1-2 ms more, which the loops above never show.
-  const pausedRawMs: number[] = [];
-  const pausedOneMs: number[] = [];
-  // At least 20: single samples after a pause move by tens of ms on this VM.
-  for (let i = 0; i < Math.max(20, P.sseLatencyN); i++) {
-    await sleep(PAUSE_MS);
-    const a = now();
-    await expectOk(rawSession, "print(1)");
-    pausedRawMs.push(now() - a);
-    await sleep(PAUSE_MS);
-    const r = await ci.runWaiting({ messageId: warmMsg, code: "print(1)" });
-    if (r.exec.status !== "completed") throw new Error(`warm run ended ${r.exec.status}`);
-    pausedOneMs.push(r.ms);
-  }
+  // Follow-ups as users send them, after a pause (bench/paused.ts); at least 20: single samples after a pause
+  // move by tens of ms on this VM.
+  const paused = { raw: [] as number[], oneRequest: [] as number[] };
+  await pausedPrints(rawSession, ci, warmMsg, Math.max(20, P.sseLatencyN), paused, "warm");
   b.lastCompletedId = e2eIds[e2eIds.length - 1]!;
   await rawSession.shutdown();
   await raw.close();
@@ -180,8 +167,8 @@ export async function latency(b: Bench): Promise<void> {
   const e2e = summarize(e2eMs);
   const one = summarize(oneMs);
   const rawS = summarize(rawMs);
-  const pausedRaw = summarize(pausedRawMs);
-  const pausedOne = summarize(pausedOneMs);
+  const pausedRaw = summarize(paused.raw);
+  const pausedOne = summarize(paused.oneRequest);
   log(
     `latency: after ${PAUSE_MS} ms idle, print(1) p50 ${round(pausedOne.p50, 1)} ms in one request vs raw ` +
       `${round(pausedRaw.p50, 1)} ms (back to back: ${round(one.p50, 1)} vs ${round(rawS.p50, 1)})`,
