@@ -33,7 +33,9 @@ describe("dependencies failing under a flow of executions", () => {
   let stack: FaultStack;
   let key: string;
   beforeAll(async () => {
-    stack = await startFaultStack({ appendonly: true, env: { KERNEL_POOL_SIZE: "2" } });
+    stack = await startFaultStack({ appendonly: true, env: { KERNEL_POOL_SIZE: "2" }, worker: false });
+    // At debug the worker logs which kernel each execution got, so an execution left behind can be followed.
+    await stack.startWorker({ LOG_LEVEL: "debug" });
     key = (await stack.newUser("deps")).key;
   });
   afterAll(async () => stack?.close());

@@ -1,7 +1,17 @@
 import { spawn, spawnSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { appendFileSync, chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import {
+  appendFileSync,
+  chownSync,
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from "node:fs";
 import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { createServer, connect } from "node:net";
 import os from "node:os";
@@ -512,11 +522,41 @@ export async function settle(stack: FaultStack, ms: number, chatId?: string): Pr
     if (active.length === 0 || Date.now() > until) break;
     await sleep(500);
   }
+  if (active.length > 0)
+    reportLogsOf(
+      stack,
+      active.map((a) => a.id),
+    );
   return census(
     stack,
     active.map((a) => `${a.id}:${a.status}`),
     chatId,
   );
+}
+
+/**
+ * What the stack's API and worker logs say about executions left non-terminal, so a failure on a CI machine
+ * (whose stack is gone with its logs) shows where they stopped.
+ */
+function reportLogsOf(stack: FaultStack, ids: string[]): void {
+  const logs = readdirSync(stack.root).filter((f) => f.endsWith(".log"));
+  for (const id of ids) {
+    const lines = logs.flatMap((f) =>
+      readFileSync(path.join(stack.root, f), "utf8")
+        .split("\n")
+        .filter((l) => l.includes(id))
+        .map((l) => `${f}: ${l.slice(0, 600)}`),
+    );
+    report(`stuck ${id}`, lines.slice(-25));
+  }
+  // Kernel-level warnings carry kernel ids, not execution ids.
+  const warnings = logs.flatMap((f) =>
+    readFileSync(path.join(stack.root, f), "utf8")
+      .split("\n")
+      .filter((l) => /"level":(40|50|60)/.test(l))
+      .map((l) => `${f}: ${l.slice(0, 400)}`),
+  );
+  report("warnings", warnings.slice(-30));
 }
 
 /**

@@ -1,5 +1,6 @@
 import { realpath } from "node:fs/promises";
 import type { ExecutionOutcome, KernelEvent } from "@codeinterp/kernel";
+import { normalizeError } from "@codeinterp/logger";
 import { fromKernelText, toKernelCode } from "@codeinterp/workspace";
 import type { KernelLease } from "../../kernels/broker";
 import type { ExecutionContext } from "./context";
@@ -41,7 +42,8 @@ export async function runCode(ctx: ExecutionContext, lease: KernelLease, realDir
   const tRun = Date.now();
   // Sandboxed kernels see the workspace at the real /mnt/data; a shared server needs the paths translated.
   const code = layout.sandboxed ? exec.code : toKernelCode(exec.code, ctx.req.workspaceDir);
-  const watchdog = watchKernel(lease);
+  const watchdog = watchKernel(lease, log);
+  log.debug({ kernelId: lease.session.id }, "sending the code");
   const outcome = await lease.session
     .execute(code, {
       timeoutMs: exec.timeoutMs,
@@ -86,14 +88,15 @@ export async function runCode(ctx: ExecutionContext, lease: KernelLease, realDir
  * restart, never answers, and the run would otherwise wait for its whole timeout. (The websocket is no
  * guide: jupyter_server may keep it open after the kernel is gone.)
  */
-function watchKernel(lease: KernelLease): { signal: AbortSignal; stop(): void } {
+function watchKernel(lease: KernelLease, log: ExecutionContext["log"]): { signal: AbortSignal; stop(): void } {
   const ctl = new AbortController();
   const timer = setInterval(() => {
     lease.exists().then(
       (exists) => {
         if (!exists) ctl.abort();
       },
-      () => undefined,
+      // The gateway away: the run's own race sees that (liveness monitor, lost connection); looked up again.
+      (err: unknown) => log.debug({ err: normalizeError(err).message }, "could not look the kernel up during the run"),
     );
   }, 2000);
   timer.unref();
