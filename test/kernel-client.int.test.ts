@@ -216,3 +216,47 @@ describe("a kernel the server cannot start", () => {
     await expect(broken.startKernel()).rejects.toBeInstanceOf(KernelDiedError);
   });
 });
+
+describe("a run whose server restarts under it", () => {
+  // The kernel goes with the old server, and the new one answers 404 for it; the websocket only reconnects to
+  // nothing (for minutes). The run must end as `died` once the kernel is looked up, not at its deadline: a
+  // message's first execution waited out a new kernel's whole setup timeout this way (the faults suite).
+  it("ends as died, and the session is dead for the next run", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "kernel-restart-"));
+    const opts = { rootDir: join(dir, "root"), stateDir: join(dir, "state"), log: silentLog };
+    let jupyter = await startLocalJupyter({ ...opts, port: 0 });
+    const gw = createKernelGateway({
+      baseUrl: jupyter.url,
+      token: jupyter.token,
+      log: silentLog,
+      host: remoteKernelHost,
+    });
+    const session = await gw.startKernel();
+    try {
+      let started!: () => void;
+      const running = new Promise<void>((r) => (started = r));
+      // Deaf to the interrupt the server's shutdown sends, so no reply ends the run before the kernel is gone.
+      const code =
+        "import time\nprint('started', flush=True)\nwhile True:\n    try:\n        time.sleep(300)\n    except KeyboardInterrupt:\n        pass";
+      const run = session.execute(code, {
+        // Longer than the test: a run that waited for its deadline would fail the test.
+        timeoutMs: 300_000,
+        onEvent: (e) => {
+          if (e.type === "stdout") started();
+        },
+      });
+      await running;
+      await jupyter.stop();
+      jupyter = await startLocalJupyter({ ...opts, port: Number(new URL(jupyter.url).port), token: jupyter.token });
+      const outcome = await run;
+      expect(outcome.status).toBe("died");
+      expect(outcome.error?.ename).toBe("KernelDied");
+      expect(session.isDead).toBe(true);
+      await expect(session.execute("print(1)")).rejects.toBeInstanceOf(KernelDiedError);
+    } finally {
+      session.dispose();
+      await jupyter.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
