@@ -60,7 +60,7 @@ describe("a frozen Jupyter server", () => {
     const a = api(stack.apiUrl, key);
     await waitFor(async () => (await readyz()).status === 200, 20_000, "ready before the fault");
 
-    // Four executions reach kernels and keep them busy; eight more wait behind them (four slots).
+    // Four executions reach kernels and keep them busy; eight more wait for the gateway to answer again.
     const running: string[] = [];
     for (let i = 0; i < 4; i++)
       running.push(
@@ -75,15 +75,17 @@ describe("a frozen Jupyter server", () => {
       30_000,
       "four executions running",
     );
-    const queued: string[] = [];
-    for (let i = 0; i < 8; i++)
-      queued.push(await a.submit({ chatId: "freeze", messageId: `waiting-${i}`, code: `print('after ${i}')` }));
-
     const oldPid = stack.jupyter.pid;
     const oldKernels = childrenOf(oldPid);
     expect(oldKernels.length).toBeGreaterThanOrEqual(4);
     const t0 = Date.now();
     process.kill(oldPid, "SIGSTOP");
+    // Accepted while the server is frozen, so none of their code can reach a kernel before the freeze: the
+    // worker has free slots (the shared queue's and its cell queue's), and one submitted just before the
+    // freeze could be mid-run on the old server, where failing it (gateway_restarted) is right.
+    const queued: string[] = [];
+    for (let i = 0; i < 8; i++)
+      queued.push(await a.submit({ chatId: "freeze", messageId: `waiting-${i}`, code: `print('after ${i}')` }));
     try {
       // /readyz says plainly what is wrong, from the workers' heartbeats (the API never calls Jupyter).
       const down = await waitFor(

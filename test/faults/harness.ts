@@ -649,7 +649,14 @@ export async function checkWorkspaces(
   stack: FaultStack,
   key: string,
   runs: SubmittedRun[],
-): Promise<{ messagesChecked: number; ranTwice: string[]; missingCompleted: string[]; followUpFailures: string[] }> {
+): Promise<{
+  messagesChecked: number;
+  ranTwice: string[];
+  missingCompleted: string[];
+  /** What each of those executions reported (its error, the start of its stdout), to tell what happened. */
+  missingWhy: string[];
+  followUpFailures: string[];
+}> {
   const a = api(stack.apiUrl, key);
   const status = new Map(
     (await stack.sql<{ id: string; status: string }>(`SELECT id, status FROM executions`)).map((r) => [r.id, r.status]),
@@ -683,7 +690,15 @@ export async function checkWorkspaces(
     for (const [t, n] of counts) if (n > 1) ranTwice.push(`${t} x${n}`);
     for (const t of completed) if (counts.get(t) !== 1 || seen.files[t] !== true) missingCompleted.push(t);
   }
-  return { messagesChecked: byMessage.size, ranTwice, missingCompleted, followUpFailures };
+  const missingIds = runs.filter((r) => missingCompleted.includes(r.token)).map((r) => r.id);
+  const missingWhy = (
+    await stack.sql<{ id: string; error: string | null; stdout: string | null }>(
+      `SELECT id, result->'error'->>'ename' || ': ' || (result->'error'->>'evalue') AS error, left(result->>'stdout', 80) AS stdout
+       FROM executions WHERE id = ANY($1::uuid[])`,
+      [missingIds],
+    )
+  ).map((r) => `${r.id}: error ${r.error ?? "none"}; stdout ${JSON.stringify(r.stdout)}`);
+  return { messagesChecked: byMessage.size, ranTwice, missingCompleted, missingWhy, followUpFailures };
 }
 
 /** Kernels the Jupyter server currently runs. */
