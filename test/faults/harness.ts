@@ -535,8 +535,8 @@ export async function settle(stack: FaultStack, ms: number, chatId?: string): Pr
 }
 
 /**
- * What the stack's API and worker logs say about executions left non-terminal, so a failure on a CI machine
- * (whose stack is gone with its logs) shows where they stopped.
+ * What the stack's API and worker logs say about executions left non-terminal (or a failed follow-up), so a
+ * failure on a CI machine (whose stack is gone with its logs) shows where they stopped.
  */
 function reportLogsOf(stack: FaultStack, ids: string[]): void {
   const logs = readdirSync(stack.root).filter((f) => f.endsWith(".log"));
@@ -679,6 +679,7 @@ export async function checkWorkspaces(
     const id = await a.submit({ chatId, messageId, code });
     const done = await a.get(`/v1/executions/${id}?waitMs=30000`, 40_000);
     if (done.body?.status !== "completed" || done.body.result?.error) {
+      reportLogsOf(stack, [id]);
       followUpFailures.push(
         `${messageId}: ${done.body?.status} ${JSON.stringify(done.body?.failure ?? done.body?.result?.error)}`,
       );
