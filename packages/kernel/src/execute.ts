@@ -8,7 +8,7 @@ import type { ExecuteOptions, ExecutionOutcome, ExecutionStatus, KernelError } f
 const DEFAULT_TIMEOUT_MS = 60_000;
 const DEFAULT_INTERRUPT_GRACE_MS = 2_000;
 const CRASH_SETTLE_MS = 10_000;
-/** How often a running cell's kernel is looked up on the server (a shorter run never is). */
+/** How often a run longer than this looks its kernel up on the server. */
 const PRESENCE_POLL_MS = 2_000;
 
 type Ending = "done" | "rejected" | "deadline" | "abort" | "crashed" | "lost" | "unresponsive" | "gone";
