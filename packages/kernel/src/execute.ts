@@ -8,10 +8,8 @@ import type { ExecuteOptions, ExecutionOutcome, ExecutionStatus, KernelError } f
 const DEFAULT_TIMEOUT_MS = 60_000;
 const DEFAULT_INTERRUPT_GRACE_MS = 2_000;
 const CRASH_SETTLE_MS = 10_000;
-/** How often a run longer than this looks its kernel up on the server. */
-const PRESENCE_POLL_MS = 2_000;
 
-type Ending = "done" | "rejected" | "deadline" | "abort" | "crashed" | "lost" | "unresponsive" | "gone";
+type Ending = "done" | "rejected" | "deadline" | "abort" | "crashed" | "lost" | "unresponsive";
 
 /** "256 MiB", "2 GiB". */
 export function formatBytes(n: number): string {
@@ -96,27 +94,6 @@ export async function runExecution(
     };
     conn.connectionStatusChanged.connect(onConnection);
     cleanups.push(() => conn.connectionStatusChanged.disconnect(onConnection));
-    // A kernel deleted on the server, or lost when its server restarted, never answers, and the websocket is no
-    // guide: jupyter_server may keep it open after the kernel is gone, and a reconnecting one gives up only
-    // after minutes. Every run (a user's code, a new kernel's setup cell) looks its kernel up instead.
-    // One lookup at a time: a server that accepts and never answers holds each until its request deadline.
-    let asking = false;
-    const presence = setInterval(() => {
-      if (asking) return;
-      asking = true;
-      session
-        .exists()
-        .then(
-          (exists) => {
-            if (!exists) resolve("gone");
-          },
-          // Cannot tell (the server away or restarting): asked again next time; the liveness monitor and the
-          // connection's own end cover a server that stays away.
-          () => undefined,
-        )
-        .finally(() => (asking = false));
-    }, PRESENCE_POLL_MS);
-    cleanups.push(() => clearInterval(presence));
     const down = session.gatewayDown();
     const onDown = () => resolve("unresponsive");
     if (down.aborted) onDown();
@@ -169,17 +146,6 @@ export async function runExecution(
         traceback: [],
       });
     }
-    case "gone":
-      // Nothing to interrupt or restart: the kernel and its state are gone.
-      future.dispose();
-      session.markDead("the kernel is gone from the server (shut down, or the server restarted)");
-      collector.emit({ type: "status", state: "dead" });
-      return finish("died", {
-        ename: "KernelDied",
-        evalue:
-          "The kernel was shut down on the server, or its server restarted, while running this code; its state is lost.",
-        traceback: [],
-      });
     case "lost":
       future.dispose();
       session.markDead("lost the connection to the gateway during a run");

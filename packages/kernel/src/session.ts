@@ -153,12 +153,6 @@ export class KernelSession {
     return this.host.setCpuPriority(this.id, priority);
   }
 
-  /** Whether the server still has this kernel: a 404 (or a dead model) says no; throws when it cannot tell. */
-  async exists(): Promise<boolean> {
-    const model = await KernelAPI.getKernelModel(this.id, this.settings);
-    return model !== undefined && model !== null && model.execution_state !== "dead";
-  }
-
   markDead(reason: string): void {
     if (this.dead) return;
     this.dead = true;

@@ -1,5 +1,6 @@
 import { realpath } from "node:fs/promises";
 import type { ExecutionOutcome, KernelEvent } from "@codeinterp/kernel";
+import { normalizeError } from "@codeinterp/logger";
 import { fromKernelText, toKernelCode } from "@codeinterp/workspace";
 import type { KernelLease } from "../../kernels/broker";
 import type { ExecutionContext } from "./context";
@@ -41,16 +42,22 @@ export async function runCode(ctx: ExecutionContext, lease: KernelLease, realDir
   const tRun = Date.now();
   // Sandboxed kernels see the workspace at the real /mnt/data; a shared server needs the paths translated.
   const code = layout.sandboxed ? exec.code : toKernelCode(exec.code, ctx.req.workspaceDir);
+  const watchdog = watchKernel(lease, log);
   log.debug({ kernelId: lease.session.id }, "sending the code");
-  // The session ends the run as `died` when its kernel vanishes from the gateway (packages/kernel, execute.ts).
-  const outcome = await lease.session.execute(code, {
-    timeoutMs: exec.timeoutMs,
-    signal: ctx.req.signal,
-    onEvent,
-    maxStreamBytes: env.MAX_STREAM_BYTES,
-    maxOutputs: env.MAX_RICH_OUTPUTS,
-    interruptGraceMs: env.KERNEL_INTERRUPT_GRACE_MS,
-  });
+  const outcome = await lease.session
+    .execute(code, {
+      timeoutMs: exec.timeoutMs,
+      signal: AbortSignal.any([ctx.req.signal, watchdog.signal]),
+      onEvent,
+      maxStreamBytes: env.MAX_STREAM_BYTES,
+      maxOutputs: env.MAX_RICH_OUTPUTS,
+      interruptGraceMs: env.KERNEL_INTERRUPT_GRACE_MS,
+    })
+    .finally(() => watchdog.stop());
+  if (watchdog.signal.aborted) {
+    log.warn("the kernel vanished from the gateway during the run");
+    outcome.status = "died";
+  }
   const runMs = Date.now() - tRun;
   // A KeyboardInterrupt we did not send: the kernel was shut down under the code (deleted on the server).
   if (
@@ -74,4 +81,24 @@ export async function runCode(ctx: ExecutionContext, lease: KernelLease, realDir
   }
   log.info({ outcome: outcome.status, runMs, how: lease.how }, "code ran");
   return { outcome, runMs, discard, realDirs, back };
+}
+
+/**
+ * While code runs, the kernel is looked up on the gateway every 2 s: one deleted, or lost in a server
+ * restart, never answers, and the run would otherwise wait for its whole timeout. (The websocket is no
+ * guide: jupyter_server may keep it open after the kernel is gone.)
+ */
+function watchKernel(lease: KernelLease, log: ExecutionContext["log"]): { signal: AbortSignal; stop(): void } {
+  const ctl = new AbortController();
+  const timer = setInterval(() => {
+    lease.exists().then(
+      (exists) => {
+        if (!exists) ctl.abort();
+      },
+      // The gateway away: the run's own race sees that (liveness monitor, lost connection); looked up again.
+      (err: unknown) => log.debug({ err: normalizeError(err).message }, "could not look the kernel up during the run"),
+    );
+  }, 2000);
+  timer.unref();
+  return { signal: ctl.signal, stop: () => clearInterval(timer) };
 }
