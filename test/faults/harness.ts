@@ -539,23 +539,25 @@ export async function settle(stack: FaultStack, ms: number, chatId?: string): Pr
  * failure on a CI machine (whose stack is gone with its logs) shows where they stopped.
  */
 function reportLogsOf(stack: FaultStack, ids: string[]): void {
-  const logs = readdirSync(stack.root).filter((f) => f.endsWith(".log"));
-  for (const id of ids) {
-    const lines = logs.flatMap((f) =>
+  // Each log read once: its lines, named after their file.
+  const lines = readdirSync(stack.root)
+    .filter((f) => f.endsWith(".log"))
+    .flatMap((f) =>
       readFileSync(path.join(stack.root, f), "utf8")
         .split("\n")
-        .filter((l) => l.includes(id))
-        .map((l) => `${f}: ${l.slice(0, 600)}`),
+        .map((l) => ({ f, l })),
     );
-    report(`stuck ${id}`, lines.slice(-25));
+  for (const id of ids) {
+    report(
+      `logs of ${id}`,
+      lines
+        .filter(({ l }) => l.includes(id))
+        .map(({ f, l }) => `${f}: ${l.slice(0, 600)}`)
+        .slice(-25),
+    );
   }
   // Kernel-level warnings carry kernel ids, not execution ids.
-  const warnings = logs.flatMap((f) =>
-    readFileSync(path.join(stack.root, f), "utf8")
-      .split("\n")
-      .filter((l) => /"level":(40|50|60)/.test(l))
-      .map((l) => `${f}: ${l.slice(0, 400)}`),
-  );
+  const warnings = lines.filter(({ l }) => /"level":(40|50|60)/.test(l)).map(({ f, l }) => `${f}: ${l.slice(0, 400)}`);
   report("warnings", warnings.slice(-30));
 }
 
