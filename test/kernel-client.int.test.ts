@@ -12,7 +12,8 @@ import {
   remoteKernelHost,
   silentLog,
 } from "@codeinterp/kernel";
-import { startLocalJupyter } from "@codeinterp/kernel-host";
+import { JUPYTER_PYTHON, startLocalJupyter } from "@codeinterp/kernel-host";
+import { waitFor } from "./faults/harness";
 import type { KernelEvent, KernelGateway, KernelSession } from "@codeinterp/kernel";
 import type { LocalJupyter } from "@codeinterp/kernel-host";
 
@@ -215,4 +216,56 @@ describe("a kernel the server cannot start", () => {
     });
     await expect(broken.startKernel()).rejects.toBeInstanceOf(KernelDiedError);
   });
+});
+
+describe("a new kernel whose server restarts during its setup", () => {
+  // The faults suite saw it: a message's first execution got a kernel that answered kernel_info just before
+  // the server restarted. The kernel went with the old server (the new one answers 404 for it) and the
+  // websocket only reconnects to nothing, so the setup cell waited out the whole start timeout. The start must
+  // fail as a kernel that died (callers retry it once) as soon as the kernel is looked up.
+  it("fails with KernelDiedError once the kernel is gone, not at the start timeout", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "kernel-setup-restart-"));
+    const opts = { rootDir: join(dir, "root"), stateDir: join(dir, "state"), log: silentLog };
+    // A kernel whose first cell (the setup cell) hangs, so the restart lands inside it every time.
+    const spec = join(dir, "state", "data", "kernels", "setup-hangs");
+    await mkdir(spec, { recursive: true });
+    await writeFile(
+      join(spec, "kernel.json"),
+      JSON.stringify({
+        argv: [
+          JUPYTER_PYTHON,
+          "-m",
+          "ipykernel_launcher",
+          "-f",
+          "{connection_file}",
+          // Deaf to the interrupt the server's shutdown sends: a hook that returned would let the cell end "ok".
+          `--IPKernelApp.exec_lines=exec("def _hang(*a):\\n while True:\\n  try: __import__('time').sleep(600)\\n  except KeyboardInterrupt: pass\\nget_ipython().events.register('pre_run_cell', _hang)")`,
+        ],
+        display_name: "setup hangs",
+        language: "python",
+      }),
+    );
+    let jupyter = await startLocalJupyter({ ...opts, port: 0 });
+    try {
+      const gw = createKernelGateway({
+        baseUrl: jupyter.url,
+        token: jupyter.token,
+        log: silentLog,
+        kernelName: "setup-hangs",
+        // Far longer than the test: a start that waited for its timeout would fail the test.
+        kernelStartTimeoutMs: 600_000,
+        host: remoteKernelHost,
+      });
+      const starting = gw.startKernel();
+      starting.catch(() => undefined);
+      // Busy: it answered kernel_info and is in the setup cell.
+      await waitFor(async () => (await gw.listKernels()).some((k) => k.executionState === "busy"), 30_000, "setup");
+      await jupyter.stop();
+      jupyter = await startLocalJupyter({ ...opts, port: Number(new URL(jupyter.url).port), token: jupyter.token });
+      await expect(starting).rejects.toBeInstanceOf(KernelDiedError);
+    } finally {
+      await jupyter.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

@@ -4,6 +4,7 @@ import type { KernelHost } from "./host";
 import { KERNEL_SETUP_CODE } from "./kernel-setup";
 import type { GatewayMonitor } from "./liveness";
 import type { Log } from "./log";
+import { watchPresence } from "./presence";
 import { KernelSession, shutdownKernelById } from "./session";
 import { isRefused, makeServerSettings, withGatewayRetry } from "./settings";
 
@@ -78,6 +79,15 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
 
   const kernelName = opts.kernelName ?? "python3";
 
+  const hasKernel = async (kernelId: string): Promise<boolean> => {
+    const model = await withGatewayRetry(
+      "kernel lookup",
+      () => KernelAPI.getKernelModel(kernelId, settings),
+      idempotent,
+    );
+    return model !== undefined && model !== null && (model as { execution_state?: string }).execution_state !== "dead";
+  };
+
   const open = async (model: KernelAPI.IModel): Promise<KernelSession> => {
     const connection = new KernelConnection({ model, serverSettings: settings, handleComms: false });
     const session = new KernelSession(connection, settings, log, opts.host, down);
@@ -126,7 +136,20 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
       });
       try {
         const session = await open(model);
-        const setup = await session.execute(KERNEL_SETUP_CODE, { timeoutMs: startTimeoutMs });
+        // Watched as user code is: a server restarted just after the kernel answered takes the kernel with it,
+        // and the setup cell would wait out the whole start timeout (a message's first execution did, 60 s).
+        const presence = watchPresence(() => hasKernel(model.id), {
+          onLookupError: (err) =>
+            log.debug(
+              { kernelId: model.id, err: err instanceof Error ? err.message : String(err) },
+              "kernel lookup failed during setup",
+            ),
+        });
+        const setup = await session
+          .execute(KERNEL_SETUP_CODE, { timeoutMs: startTimeoutMs, signal: presence.signal })
+          .finally(() => presence.stop());
+        if (presence.signal.aborted)
+          throw new KernelDiedError(`kernel ${model.id} vanished from the server during setup`);
         if (setup.status !== "ok") throw new KernelDiedError(`kernel ${model.id} setup failed: ${setup.status}`);
         log.debug({ kernelId: model.id, ms: Date.now() - started }, "kernel started");
         return session;
@@ -147,16 +170,7 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
       return open(model);
     },
 
-    async hasKernel(kernelId) {
-      const model = await withGatewayRetry(
-        "kernel lookup",
-        () => KernelAPI.getKernelModel(kernelId, settings),
-        idempotent,
-      );
-      return (
-        model !== undefined && model !== null && (model as { execution_state?: string }).execution_state !== "dead"
-      );
-    },
+    hasKernel,
     async kernelSpecs() {
       const res = await withGatewayRetry("kernelspecs", () => request("api/kernelspecs"), idempotent);
       if (!res.ok) throw new GatewayUnavailableError(`kernel gateway answered HTTP ${res.status} to /api/kernelspecs`);

@@ -1,4 +1,5 @@
 import { realpath } from "node:fs/promises";
+import { watchPresence } from "@codeinterp/kernel";
 import type { ExecutionOutcome, KernelEvent } from "@codeinterp/kernel";
 import { normalizeError } from "@codeinterp/logger";
 import { fromKernelText, toKernelCode } from "@codeinterp/workspace";
@@ -42,7 +43,11 @@ export async function runCode(ctx: ExecutionContext, lease: KernelLease, realDir
   const tRun = Date.now();
   // Sandboxed kernels see the workspace at the real /mnt/data; a shared server needs the paths translated.
   const code = layout.sandboxed ? exec.code : toKernelCode(exec.code, ctx.req.workspaceDir);
-  const watchdog = watchKernel(lease, log);
+  const watchdog = watchPresence(() => lease.exists(), {
+    // The gateway away: the run's own race sees that (liveness monitor, lost connection).
+    onLookupError: (err) =>
+      log.debug({ err: normalizeError(err).message }, "could not look the kernel up during the run"),
+  });
   log.debug({ kernelId: lease.session.id }, "sending the code");
   const outcome = await lease.session
     .execute(code, {
@@ -81,24 +86,4 @@ export async function runCode(ctx: ExecutionContext, lease: KernelLease, realDir
   }
   log.info({ outcome: outcome.status, runMs, how: lease.how }, "code ran");
   return { outcome, runMs, discard, realDirs, back };
-}
-
-/**
- * While code runs, the kernel is looked up on the gateway every 2 s: one deleted, or lost in a server
- * restart, never answers, and the run would otherwise wait for its whole timeout. (The websocket is no
- * guide: jupyter_server may keep it open after the kernel is gone.)
- */
-function watchKernel(lease: KernelLease, log: ExecutionContext["log"]): { signal: AbortSignal; stop(): void } {
-  const ctl = new AbortController();
-  const timer = setInterval(() => {
-    lease.exists().then(
-      (exists) => {
-        if (!exists) ctl.abort();
-      },
-      // The gateway away: the run's own race sees that (liveness monitor, lost connection); looked up again.
-      (err: unknown) => log.debug({ err: normalizeError(err).message }, "could not look the kernel up during the run"),
-    );
-  }, 2000);
-  timer.unref();
-  return { signal: ctl.signal, stop: () => clearInterval(timer) };
 }
