@@ -41,6 +41,11 @@ const workerEnvSchema = z
      * while the gateway is unavailable; then it ends failed with gateway_unavailable.
      */
     GATEWAY_RETRY_BUDGET_MS: int(60_000, 1_000),
+    /**
+     * Executions a worker runs at once from each of its two queues: the shared one (new messages) and its
+     * cell's (the follow-ups of messages it holds), so up to twice this in all. What they use is bounded by the
+     * live-kernel ceiling and admission by memory, not by this.
+     */
     WORKER_CONCURRENCY: int(4, 1),
     /**
      * Node's own thread-pool size, read by Node when the process starts (so it has to come from the

@@ -88,7 +88,7 @@ export function startWorkerMetrics(opts: WorkerMetricsOptions): WorkerMetrics {
   });
   new Gauge({
     name: "codeinterp_worker_concurrency",
-    help: "Executions a worker runs at once (WORKER_CONCURRENCY)",
+    help: "Executions a worker runs at once from each of its two queues, the shared one and its cell's (WORKER_CONCURRENCY)",
     registers: [registry],
   }).set(opts.concurrency);
   new Gauge({
