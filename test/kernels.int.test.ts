@@ -125,6 +125,54 @@ describe("kernel lifecycle", () => {
     expect((await db.execution.findUniqueOrThrow({ where: { id: next.id } })).kernelId).not.toBe(kernelId);
   });
 
+  describe("an interrupt the worker did not send", () => {
+    /** Starts code that sleeps on message `m`, waits until it prints, and returns its execution and kernel. */
+    const startSleeper = async (m: string) => {
+      const created = await api.post("/v1/executions", {
+        chatId: "chat-1",
+        messageId: m,
+        code: "import time\nprint('go', flush=True)\ntime.sleep(60)",
+      });
+      await readSse(`${stack.url}/v1/executions/${created.body.id}/events`, key, {
+        until: (e) => e.event === "stdout",
+      });
+      const { kernelId } = await db.execution.findUniqueOrThrow({ where: { id: created.body.id } });
+      return { id: created.body.id as string, kernelId: kernelId! };
+    };
+    const onServer = (kernelId: string, method: string, what = "") =>
+      fetch(`${stack.env.JUPYTER_URL}/api/kernels/${kernelId}${what}`, {
+        method,
+        headers: { authorization: `token ${stack.env.JUPYTER_TOKEN}` },
+      });
+
+    it("is the code's error while its kernel stays: the message keeps its variables", async () => {
+      const m = msg();
+      await api.run({ messageId: m, code: "kept = 3" });
+      const { id, kernelId } = await startSleeper(m);
+      expect((await onServer(kernelId, "POST", "/interrupt")).status).toBe(204);
+      const done = await api.get(`/v1/executions/${id}?waitMs=15000`);
+      expect(done.body.status).toBe("completed");
+      expect(done.body.result.error.ename).toBe("KeyboardInterrupt");
+      const next = await api.run({ messageId: m, code: "print(kept)" });
+      expect(next.result.stdout).toBe("3\n");
+    });
+
+    it("followed by the kernel's shutdown (a server deleting it, or stopping) fails the execution kernel_died", async () => {
+      // jupyter_client's own order: interrupt, then shut down. The cell's reply (KeyboardInterrupt) comes
+      // while the server still lists the kernel, so a single look right then took it for the code's error.
+      const m = msg();
+      await api.run({ messageId: m, code: "kept = 3" });
+      const { id, kernelId } = await startSleeper(m);
+      expect((await onServer(kernelId, "POST", "/interrupt")).status).toBe(204);
+      expect((await onServer(kernelId, "DELETE")).status).toBe(204);
+      const done = await api.get(`/v1/executions/${id}?waitMs=15000`);
+      expect(done.body.status).toBe("failed");
+      expect(done.body.failure.code).toBe("kernel_died");
+      const next = await api.run({ messageId: m, code: "print('kept' in globals())" });
+      expect(next.result.stdout).toBe("False\n");
+    });
+  });
+
   it("huge output is truncated with a marker saying how much was dropped", async () => {
     const done = await api.run({
       messageId: msg(),

@@ -1,4 +1,5 @@
 import { realpath } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import { watchPresence } from "@codeinterp/kernel";
 import type { ExecutionOutcome, KernelEvent } from "@codeinterp/kernel";
 import { normalizeError } from "@codeinterp/logger";
@@ -64,12 +65,8 @@ export async function runCode(ctx: ExecutionContext, lease: KernelLease, realDir
     outcome.status = "died";
   }
   const runMs = Date.now() - tRun;
-  // A KeyboardInterrupt we did not send: the kernel was shut down under the code (deleted on the server).
-  if (
-    outcome.status === "error" &&
-    outcome.error?.ename === "KeyboardInterrupt" &&
-    !(await lease.exists().catch(() => true))
-  ) {
+  if (outcome.status === "error" && outcome.error?.ename === "KeyboardInterrupt" && (await shutDownUnderCode(lease))) {
+    log.warn("the kernel was shut down under the code");
     outcome.status = "died";
   }
   const discard = outcome.status === "died" || outcome.kernelRestarted;
@@ -86,4 +83,22 @@ export async function runCode(ctx: ExecutionContext, lease: KernelLease, realDir
   }
   log.info({ outcome: outcome.status, runMs, how: lease.how }, "code ran");
   return { outcome, runMs, discard, realDirs, back };
+}
+
+const SHUTDOWN_LOOKUPS = 6;
+const SHUTDOWN_LOOKUP_EVERY_MS = 500;
+
+/**
+ * A KeyboardInterrupt we did not send: was the kernel being shut down under the code? jupyter_client
+ * interrupts a kernel before it asks it to shut down, and the server lists the kernel until it has exited
+ * (a second or less for a kernel the interrupt left idle; at most its shutdown_wait_time, 5 s). So the kernel
+ * is looked up for a few seconds: gone, or the server not answering (stopping with it), it was shut down;
+ * there throughout, the code raised the KeyboardInterrupt itself and its kernel lives on.
+ */
+async function shutDownUnderCode(lease: KernelLease): Promise<boolean> {
+  for (let i = 0; i < SHUTDOWN_LOOKUPS; i++) {
+    if (i > 0) await sleep(SHUTDOWN_LOOKUP_EVERY_MS);
+    if (!(await lease.exists().catch(() => false))) return true;
+  }
+  return false;
 }
