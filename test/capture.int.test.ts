@@ -202,8 +202,8 @@ for i in range(6):
     const up = (await (
       await fetch(`${stack.url}/v1/files`, { method: "POST", headers: { authorization: `Bearer ${key}` }, body: form })
     ).json()) as { id: string; sha256: string };
-    // The deletion of first.txt, caught half-way: lock taken, no live reference seen yet, blob unlinked
-    // only once the generated file's row is in.
+    // The deletion of first.txt, caught half-way: lock taken, no live reference seen, and the blob unlinked
+    // only once the capture of the same content waits for that lock (its registering statement takes it).
     const deleter = new pg.Client({ connectionString: stack.databaseUrl });
     await deleter.connect();
     try {
@@ -216,13 +216,14 @@ for i in range(6):
         messageId: msg(),
         code: `open('/mnt/data/again.txt', 'w').write(${JSON.stringify(content)})`,
       });
-      await expect
-        .poll(
-          async () =>
-            (await deleter.query("SELECT 1 FROM files WHERE sha256 = $1 AND deleted_at IS NULL", [up.sha256])).rowCount,
-          { timeout: 20_000 },
-        )
-        .toBe(1);
+      const waiting = async () =>
+        (
+          await deleter.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+             WHERE d.datname = current_database() AND l.locktype = 'advisory' AND NOT l.granted`,
+          )
+        ).rows[0]?.n;
+      await expect.poll(waiting, { timeout: 20_000 }).toBe(1);
       await rm(createBlobStore(stack.dataDir).pathOf(up.sha256));
       await deleter.query("COMMIT");
       const done = await run;

@@ -1,6 +1,6 @@
 import { Readable } from "node:stream";
 import pMap from "p-map";
-import { registerExecutionFiles } from "@codeinterp/db";
+import { registerExecutionFiles, removalsWaitedInStatement } from "@codeinterp/db";
 import type { RichOutput } from "@codeinterp/kernel";
 import type { StoredOutput } from "@codeinterp/queue";
 import { fromKernelText } from "@codeinterp/workspace";
@@ -76,23 +76,26 @@ async function storeImages(ctx: ExecutionFileContext, images: Image[]): Promise<
     await ctx.files.discard(puts);
     throw failed.err;
   }
-  const committed = await ctx.files.commit(puts, () =>
-    registerExecutionFiles(
-      ctx.db,
-      ctx.executionId,
-      images.map((img, i) => ({
-        userId: ctx.userId,
-        chatId: ctx.chatId,
-        messageId: ctx.messageId,
-        path: img.path,
-        name: img.name,
-        size: puts[i]!.size,
-        sha256: puts[i]!.sha256,
-        storageKey: puts[i]!.key,
-        mimeType: img.mimeType,
-        source: "output",
-      })),
-    ),
+  const committed = await ctx.files.commit(
+    puts,
+    () =>
+      registerExecutionFiles(
+        ctx.db,
+        ctx.executionId,
+        images.map((img, i) => ({
+          userId: ctx.userId,
+          chatId: ctx.chatId,
+          messageId: ctx.messageId,
+          path: img.path,
+          name: img.name,
+          size: puts[i]!.size,
+          sha256: puts[i]!.sha256,
+          storageKey: puts[i]!.key,
+          mimeType: img.mimeType,
+          source: "output",
+        })),
+      ),
+    { insertWaitsForRemovals: removalsWaitedInStatement(puts.map((p) => p.key)) },
   );
   // Retried with the whole outcome on a transient failure (registration is idempotent), which waits again.
   if (!committed.kept) throw committed.error;

@@ -17,5 +17,5 @@ export * from "./types";
 export { isUniqueViolation } from "./errors";
 export { isOutage } from "./outage";
 export { pingDatabase } from "./repos/health";
-export { keepBlobs, removeBlobIfUnused } from "./repos/blob-locks";
+export { keepBlobs, removalsWaitedInStatement, removeBlobIfUnused } from "./repos/blob-locks";
 export * from "./repos/librechat";

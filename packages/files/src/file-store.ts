@@ -33,9 +33,14 @@ export interface FileStore {
    * Steps 2-4: runs `insert` (which writes the rows referencing `puts`); if it fails, discards the puts and
    * rethrows. Once it has committed, waits out removals and settles the puts. The rows exist whatever the
    * wait does, so its failure is returned, not thrown: a caller that retries the whole step rethrows it (the
-   * spares stay for the stale-temp sweep), one that cannot logs it.
+   * spares stay for the stale-temp sweep), one that cannot logs it. `insertWaitsForRemovals`: the insert
+   * waited out the removals itself (registerExecutionFiles, when `removalsWaitedInStatement` holds for these puts).
    */
-  commit<T>(puts: readonly PutResult[], insert: () => Promise<T>): Promise<Committed<T>>;
+  commit<T>(
+    puts: readonly PutResult[],
+    insert: () => Promise<T>,
+    opts?: { insertWaitsForRemovals?: boolean },
+  ): Promise<Committed<T>>;
   /** A put that will not become a row: drops its spare, and its blob if this put created it and nothing uses it. Never throws. */
   discard(puts: readonly PutResult[]): Promise<void>;
   /**
@@ -77,7 +82,11 @@ export function createFileStore(opts: FileStoreOptions): FileStore {
       await Promise.all(puts.slice(i, i + DISCARD_CONCURRENCY).map(discardOne));
   }
 
-  async function commit<T>(puts: readonly PutResult[], insert: () => Promise<T>): Promise<Committed<T>> {
+  async function commit<T>(
+    puts: readonly PutResult[],
+    insert: () => Promise<T>,
+    opts: { insertWaitsForRemovals?: boolean } = {},
+  ): Promise<Committed<T>> {
     let value: T;
     try {
       value = await insert();
@@ -86,7 +95,7 @@ export function createFileStore(opts: FileStoreOptions): FileStore {
       throw err;
     }
     try {
-      const restored = await keepBlobs(db, puts, (p) => blobs.settle(p));
+      const restored = await keepBlobs(db, puts, (p) => blobs.settle(p), { waited: opts.insertWaitsForRemovals });
       if (restored > 0) log?.info({ restored }, "put back blobs a concurrent deletion removed");
       return { value, kept: true, restored };
     } catch (error) {

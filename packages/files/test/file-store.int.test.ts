@@ -3,7 +3,13 @@ import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDb, createFile } from "@codeinterp/db";
+import {
+  createDb,
+  createExecution,
+  createFile,
+  registerExecutionFiles,
+  removalsWaitedInStatement,
+} from "@codeinterp/db";
 import type { Db, FileRow } from "@codeinterp/db";
 import { FileReplacedError, FileSizeChangedError, createBlobStore } from "@codeinterp/workspace";
 import type { LocalBlobStore, PutResult } from "@codeinterp/workspace";
@@ -143,6 +149,54 @@ describe("FileStore: writers and deleters of the same content", () => {
     const committed = await committing;
     expect(committed).toMatchObject({ kept: true, restored: 1 });
     expect(await Promise.all(puts.map((p) => contentOf(p.key)))).toEqual(contents);
+    expect(await tempFiles()).toEqual([]);
+  });
+
+  it("a capture's registration racing the deletion of one of its contents waits in its own statement and keeps the bytes", async () => {
+    const contents = [unique("chart"), unique("table")];
+    const victim = await upload("alice", contents[1]!);
+    const deleter = gatedDeleter();
+    const deleting = deleter.store.deleteFile("alice", victim.id);
+    await deleter.atGate;
+
+    const { execution } = await createExecution(db, {
+      userId: "erin",
+      chatId: "c",
+      messageId: unique("m"),
+      code: "",
+      timeoutMs: 1000,
+    });
+    const puts = await Promise.all(contents.map((c) => files.receive(Readable.from([Buffer.from(c)]))));
+    const keys = puts.map((p) => p.key);
+    expect(removalsWaitedInStatement(keys)).toBe(true);
+    const committing = files.commit(
+      puts,
+      () =>
+        registerExecutionFiles(
+          db,
+          execution.id,
+          puts.map((p, i) => ({
+            userId: "erin",
+            name: `out-${i}.txt`,
+            path: `out-${i}.txt`,
+            size: p.size,
+            sha256: p.sha256,
+            storageKey: p.key,
+            mimeType: "text/plain",
+            source: "generated" as const,
+          })),
+        ),
+      { insertWaitsForRemovals: true },
+    );
+    // The registering statement itself waits for the deletion's lock, its rows not yet committed.
+    await expect.poll(lockWaiters, { timeout: 10_000 }).toBeGreaterThan(0);
+    expect(await db.file.count({ where: { executionId: execution.id } })).toBe(0);
+    deleter.open();
+    await deleting;
+    const committed = await committing;
+    expect(committed).toMatchObject({ kept: true, restored: 1 });
+    expect(committed.value).toHaveLength(2);
+    expect(await Promise.all(keys.map((k) => contentOf(k)))).toEqual(contents);
     expect(await tempFiles()).toEqual([]);
   });
 

@@ -1,4 +1,5 @@
 import type { Db } from "../client";
+import { blobBarrierSql, removalsWaitedInStatement } from "./blob-locks";
 import { createOrAddUser } from "./users";
 import { query, ts } from "../sql";
 import { fileColumns, fileFromPrisma, fileFromRow } from "./rows";
@@ -17,7 +18,9 @@ export async function createFile(db: Db, input: NewFile): Promise<FileRow> {
 
 /**
  * Registers many files of one execution at once (one INSERT, duplicates skipped by the (execution, path)
- * constraint), then returns the rows for those paths: the ones created now or by an earlier attempt.
+ * constraint), then returns the rows for those paths: the ones created now or by an earlier attempt. When
+ * `removalsWaitedInStatement` holds for their storage keys, the same statement waits out removals of those
+ * blobs under way (blob-locks.ts), and the writer's commit need not.
  */
 export async function registerExecutionFiles(
   db: Db,
@@ -30,15 +33,17 @@ export async function registerExecutionFiles(
   // shows them; a row only a concurrent registration of the same path committed meanwhile is not returned,
   // and is not inserted twice).
   const col = <K extends keyof NewFile>(k: K) => inputs.map((f) => f[k] ?? null);
+  const waits = removalsWaitedInStatement(inputs.map((f) => f.storageKey));
   const rows = await query<FileTextRow>(
     db,
-    "files_register_batch_returning",
+    waits ? "files_register_batch_returning_waited" : "files_register_batch_returning",
     `WITH ins AS (
        INSERT INTO files (id, user_id, name, size, sha256, mime_type, storage_key, source, chat_id, message_id, execution_id, path, derived_from_id, created_at)
        SELECT gen_random_uuid(), u.user_id, u.name, u.size, u.sha256, u.mime_type, u.storage_key, u.source::file_source, u.chat_id, u.message_id,
               $1::uuid, u.path, u.derived_from_id, $2
        FROM unnest($3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::uuid[])
          AS u(user_id, name, size, sha256, mime_type, storage_key, source, chat_id, message_id, path, derived_from_id)
+       ${waits ? `WHERE ${blobBarrierSql("$8::text[]")} >= 0` : ""}
        ON CONFLICT (execution_id, path) DO NOTHING
        RETURNING ${fileColumns("files")}
      )
