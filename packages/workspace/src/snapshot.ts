@@ -70,7 +70,11 @@ export interface SnapshotOptions {
   racyWindowMs?: number;
   /** Files bigger than this are never hashed (default 64 MiB). */
   maxHashBytes?: number;
-  /** The snapshot this one will be compared to (the "before"), for `hash: "racy"`. */
+  /**
+   * The snapshot this one will be compared to (the "before"): this one is then an "after", and `hash: "racy"`
+   * reads only files whose metadata equal a previous entry that carries a hash (only their content can tell
+   * them apart). A new file, or one whose metadata moved, is reported whatever its content.
+   */
   previous?: Snapshot;
   /**
    * Content hashes already known, by relative path, for the inode they were computed for (e.g. attachments
@@ -260,10 +264,9 @@ export async function snapshotWorkspace(root: string, opts: SnapshotOptions = {}
           snap.files.set(rel, entry);
           if (hashMode !== "none" && st.size <= maxHashBytes) {
             const prev = opts.previous?.files.get(rel);
-            const racy =
-              takenAtMs - st.mtimeMs <= racyWindowMs ||
-              takenAtMs - st.ctimeMs <= racyWindowMs ||
-              (prev?.hash !== undefined && sameMetadata(prev, entry));
+            const racy = opts.previous
+              ? prev?.hash !== undefined && sameMetadata(prev, entry)
+              : takenAtMs - st.mtimeMs <= racyWindowMs || takenAtMs - st.ctimeMs <= racyWindowMs;
             const known = opts.known?.get(rel);
             if (known && known.ino === entry.ino && (hashMode === "all" || racy)) entry.hash = known.sha256;
             else if (hashMode === "all" || racy) toHash.push(entry);

@@ -127,6 +127,19 @@ describe("diffSnapshots", () => {
     expect(paths(diffSnapshots(before, after).changed)).toEqual(["data.csv"]);
   });
 
+  it("an after snapshot reads no file its metadata already tell apart from the before", async () => {
+    await w("data.csv", "aaaa");
+    const before = await snapshotWorkspace(root);
+    await w("chart.png", "png"); // new: written just now, and not read
+    await w("data.csv", "bbbbbb"); // size moved
+    const after = await snapshotWorkspace(root, { previous: before });
+    expect(after.files.get("chart.png")!.hash).toBeUndefined();
+    expect(after.files.get("data.csv")!.hash).toBeUndefined();
+    const d = diffSnapshots(before, after);
+    expect(paths(d.created)).toEqual(["chart.png"]);
+    expect(paths(d.changed)).toEqual(["data.csv"]);
+  });
+
   it("takes a known hash for the same inode instead of reading the file, and reads one that was replaced", async () => {
     await w("kept.csv", "aaaa");
     await w("swapped.csv", "bbbb");
