@@ -106,7 +106,8 @@ export function fromKernelText(text: string, realDir: string | readonly string[]
   const dirs = [...new Set((typeof realDir === "string" ? [realDir] : realDir).map(trimTrailingSlashes))]
     .filter((d) => d !== "/")
     .sort((a, b) => b.length - a.length);
-  if (dirs.length === 0) return text;
+  // Most output names no path at all: no pattern is built for it (one per stream chunk and traceback line).
+  if (!dirs.some((d) => text.includes(d))) return text;
   const re = new RegExp(`${BEFORE}(?:${dirs.map(escapeRegExp).join("|")})${AFTER}`, "gu");
   return text.replace(re, () => VIRTUAL_ROOT);
 }
