@@ -12,7 +12,7 @@ import {
   queueNames,
 } from "@codeinterp/queue";
 import { FinishedExecutionCache } from "./finished-cache";
-import { createFileStore, openBlobStore } from "@codeinterp/files";
+import { createFileStore, openBlobStore, startStaleTempSweep } from "@codeinterp/files";
 import { createApp } from "./app";
 import { attachJupyterChannels } from "./jupyter/channels";
 import { jupyterServicesFor } from "./jupyter/services";
@@ -50,6 +50,8 @@ export async function startApiServer(env: ApiEnv, log: Logger): Promise<RunningA
   const readiness = createReadinessCheck({ db, redis, queuePrefix: env.QUEUE_PREFIX });
   const blobs = openBlobStore(loadBlobStore(env, "api"), log);
   const files = createFileStore({ db, blobs, log });
+  // Its own cache of a bucket has no maintenance job (the workers sweep theirs); on a shared DATA_DIR this is harmless.
+  const tempSweep = startStaleTempSweep(blobs, log);
   const deps = {
     env,
     db,
@@ -82,6 +84,7 @@ export async function startApiServer(env: ApiEnv, log: Logger): Promise<RunningA
   let closing: Promise<void> | null = null;
   const close = (deadlineMs = 10_000) =>
     (closing ??= (async () => {
+      tempSweep.stop();
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       detachJupyter();
       server.closeIdleConnections();

@@ -1,13 +1,11 @@
 import { Queue, Worker } from "bullmq";
+import { STALE_TEMP_MS } from "@codeinterp/files";
 import type { Logger } from "@codeinterp/logger";
 import { jobCatalog, messageLockKey, parseJobPayload, queueNames } from "@codeinterp/queue";
 import type { JobPayload, Redis } from "@codeinterp/queue";
 import { removeIdleWorkspaces, startStaleBudgetSweep } from "@codeinterp/workspace";
 import type { BlobStore } from "@codeinterp/workspace";
 import { tryLock } from "../kernels/lock";
-
-/** A temp file in the blob store untouched this long was left by a process that died mid-write. */
-const STALE_TEMP_MS = 24 * 3600_000;
 
 export interface RetentionOptions {
   blobs: BlobStore;
