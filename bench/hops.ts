@@ -1,9 +1,10 @@
 // Where an execution's time goes, hop by hop (issue 22: a regression shows which hop grew): client
-// timestamps, the row's createdAt/startedAt/finishedAt and the Redis stream ids of the worker's events
-// (their first part is a ms time on this machine's clock). The worker holds `preparing` back to send it with
-// `running` when preparation is quick (warm kernels), so hops 4 and 5 then read as one: see 4+5.
+// timestamps, the row's createdAt/startedAt/finishedAt, what the worker records with each execution (its
+// metrics: prepare, acquire, run, capture) and the Redis stream id of `done` (its first part is a ms time on
+// this machine's clock). The worker's other events are batched (up to 20 ms, and `preparing` goes out with
+// `running`), so their stream ids say when a batch left, not when its events happened: no hop is timed by them.
 import type { Db } from "@codeinterp/db";
-import { createRedis, executionLogKey } from "./bench-deps";
+import { createRedis, executionLogKey, parseExecutionRecord } from "./bench-deps";
 import { median, round, summarize } from "./stats";
 
 export type Hops = Record<string, { p50: number; p95: number; n: number }>;
@@ -18,7 +19,15 @@ export async function hopsOf(
 ): Promise<Hops> {
   const rows = await db.execution.findMany({
     where: { id: { in: ids } },
-    select: { id: true, createdAt: true, startedAt: true, finishedAt: true },
+    select: {
+      id: true,
+      createdAt: true,
+      startedAt: true,
+      finishedAt: true,
+      result: true,
+      failure: true,
+      metrics: true,
+    },
   });
   const byId = new Map(rows.map((r) => [r.id, r]));
   const redis = createRedis(redisUrl, { name: "bench" });
@@ -29,32 +38,30 @@ export async function hopsOf(
       const id = ids[i]!;
       const w = wall[i]!;
       const r = byId.get(id);
-      const log = await redis.xrange(executionLogKey(prefix, id), "-", "+");
-      const at: Record<string, number> = {};
-      for (const [sid, fields] of log) {
-        const ms = Number(sid.split("-")[0]);
-        const body = JSON.parse(fields[1] ?? "{}") as { type: string; status?: string };
-        const k = body.type === "status" ? `status:${body.status}` : body.type;
-        at[k] ??= ms;
+      if (!r?.startedAt || !r.finishedAt) continue;
+      const m = parseExecutionRecord(r).metrics ?? {};
+      let done: number | undefined;
+      for (const [sid, fields] of await redis.xrange(executionLogKey(prefix, id), "-", "+")) {
+        if (fields[1]?.includes('"type":"done"')) done = Number(sid.split("-")[0]);
       }
-      if (!r?.startedAt) continue;
       const created = r.createdAt.getTime();
       const started = r.startedAt.getTime();
-      const finished = r.finishedAt?.getTime();
-      // Each hop where both of its ends were seen (an event the worker does not publish leaves its hop out).
-      const hop = (k: string, from: number | undefined, to: number | undefined) => {
-        if (from !== undefined && to !== undefined) add(k, to - from);
-      };
-      hop("1_client_submit_to_row_created", w.submit, created);
-      hop("2_row_created_to_202_received", created, w.posted);
-      hop("3_row_created_to_worker_started (queue)", created, started);
-      hop("4_worker_started_to_preparing_event", started, at["status:preparing"]);
-      hop("5_preparing_to_running_event (prepare+acquire)", at["status:preparing"], at["status:running"]);
-      hop("4+5_worker_started_to_running_event", started, at["status:running"]);
-      hop("6_running_to_first_stdout (run)", at["status:running"], at.stdout);
-      hop("7a_stdout_to_row_finished (capture+record)", at.stdout, finished);
-      hop("7b_row_finished_to_done_event", finished, at.done);
-      hop("8_done_event_to_client_has_result", at.done, w.end);
+      const finished = r.finishedAt.getTime();
+      const prepare = (m.prepareMs ?? 0) + (m.kernelAcquireMs ?? 0);
+      const run = m.runMs ?? 0;
+      const capture = m.captureMs ?? 0;
+      add("1_client_submit_to_row_created (API in)", created - w.submit);
+      add("2_row_created_to_202_received", w.posted - created);
+      add("3_row_created_to_worker_started (queue, turn, read)", started - created);
+      add("4_prepare_and_acquire (worker)", prepare);
+      add("5_run (worker: code sent to outcome)", run);
+      add("6_capture (worker)", capture);
+      // The start statement, the cancel check, the finishing statement: what the worker spends around the above.
+      add("7_worker_rest (started to finished, less 4-6)", finished - started - prepare - run - capture);
+      if (done !== undefined) {
+        add("8_row_finished_to_done_event", done - finished);
+        add("9_done_event_to_client_has_result", w.end - done);
+      }
       add("total_client", w.end - w.submit);
     }
   } finally {
