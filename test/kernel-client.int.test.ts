@@ -3,7 +3,7 @@
 import { mkdir, mkdtemp, realpath, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   createKernelGateway,
   GatewayUnavailableError,
@@ -223,8 +223,18 @@ describe("a new kernel whose server restarts during its setup", () => {
   // the server restarted. The kernel went with the old server (the new one answers 404 for it) and the
   // websocket only reconnects to nothing, so the setup cell waited out the whole start timeout. The start must
   // fail as a kernel that died (callers retry it once) as soon as the kernel is looked up.
+  // Stopped in a hook, which runs even when the test times out (its own finally would not, and the server
+  // would outlive the run).
+  let dir: string | undefined;
+  let jupyter: LocalJupyter | undefined;
+  afterEach(async () => {
+    await jupyter?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+    jupyter = dir = undefined;
+  });
+
   it("fails with KernelDiedError once the kernel is gone, not at the start timeout", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "kernel-setup-restart-"));
+    dir = await mkdtemp(join(tmpdir(), "kernel-setup-restart-"));
     const opts = { rootDir: join(dir, "root"), stateDir: join(dir, "state"), log: silentLog };
     // A kernel whose first cell (the setup cell) hangs, so the restart lands inside it every time.
     const spec = join(dir, "state", "data", "kernels", "setup-hangs");
@@ -245,27 +255,22 @@ describe("a new kernel whose server restarts during its setup", () => {
         language: "python",
       }),
     );
-    let jupyter = await startLocalJupyter({ ...opts, port: 0 });
-    try {
-      const gw = createKernelGateway({
-        baseUrl: jupyter.url,
-        token: jupyter.token,
-        log: silentLog,
-        kernelName: "setup-hangs",
-        // Far longer than the test: a start that waited for its timeout would fail the test.
-        kernelStartTimeoutMs: 600_000,
-        host: remoteKernelHost,
-      });
-      const starting = gw.startKernel();
-      starting.catch(() => undefined);
-      // Busy: it answered kernel_info and is in the setup cell.
-      await waitFor(async () => (await gw.listKernels()).some((k) => k.executionState === "busy"), 30_000, "setup");
-      await jupyter.stop();
-      jupyter = await startLocalJupyter({ ...opts, port: Number(new URL(jupyter.url).port), token: jupyter.token });
-      await expect(starting).rejects.toBeInstanceOf(KernelDiedError);
-    } finally {
-      await jupyter.stop();
-      await rm(dir, { recursive: true, force: true });
-    }
+    jupyter = await startLocalJupyter({ ...opts, port: 0 });
+    const gw = createKernelGateway({
+      baseUrl: jupyter.url,
+      token: jupyter.token,
+      log: silentLog,
+      kernelName: "setup-hangs",
+      // Far longer than the test: a start that waited for its timeout would fail the test.
+      kernelStartTimeoutMs: 600_000,
+      host: remoteKernelHost,
+    });
+    const starting = gw.startKernel();
+    starting.catch(() => undefined);
+    // Busy: it answered kernel_info and is in the setup cell.
+    await waitFor(async () => (await gw.listKernels()).some((k) => k.executionState === "busy"), 30_000, "setup");
+    await jupyter.stop();
+    jupyter = await startLocalJupyter({ ...opts, port: Number(new URL(jupyter.url).port), token: jupyter.token });
+    await expect(starting).rejects.toBeInstanceOf(KernelDiedError);
   }, 60_000);
 });
