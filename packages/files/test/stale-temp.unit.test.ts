@@ -1,4 +1,4 @@
-import { access, mkdir, mkdtemp, rm, utimes, writeFile } from "node:fs/promises";
+import { access, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
@@ -6,6 +6,9 @@ import { createLogger } from "@codeinterp/logger";
 import { createBlobStore } from "@codeinterp/workspace";
 import { startStaleTempSweep } from "../src/index";
 
+// What counts as stale (neither written nor linked for a day) is the blob store's rule, tested beside it
+// (packages/workspace/test/blob-store.unit.test.ts). Here every temp file counts (`olderThanMs: 0`): what is
+// tested is that the sweep runs at once and then on each round.
 let dir: string;
 let tmp: string;
 beforeEach(async () => {
@@ -15,32 +18,33 @@ beforeEach(async () => {
 });
 afterEach(() => rm(dir, { recursive: true, force: true }));
 
+const log = createLogger({ name: "test", level: "silent" });
 const exists = (f: string) =>
   access(f).then(
     () => true,
     () => false,
   );
-/** A temp file last written two days ago: what a process stopped mid-put leaves. */
-async function leftBehind(name: string): Promise<string> {
+const tempFile = async (name: string) => {
   const f = path.join(tmp, name);
   await writeFile(f, "partial");
-  const twoDaysAgo = new Date(Date.now() - 48 * 3600_000);
-  await utimes(f, twoDaysAgo, twoDaysAgo);
   return f;
-}
+};
 
-it("removes temp files left behind at once and on each later round, and keeps one being written", async () => {
-  const first = await leftBehind("spare-of-a-stopped-api");
-  const writing = path.join(tmp, "upload-under-way");
-  await writeFile(writing, "bytes so far");
-  const sweep = startStaleTempSweep(createBlobStore(dir), createLogger({ name: "test", level: "silent" }), {
-    everyMs: 50,
-  });
+it("sweeps at once when it starts, long before its first round", async () => {
+  const left = await tempFile("spare-of-a-stopped-api");
+  const sweep = startStaleTempSweep(createBlobStore(dir), log, { everyMs: 3600_000, olderThanMs: 0 });
   try {
-    await expect.poll(() => exists(first), { timeout: 5_000 }).toBe(false);
-    const later = await leftBehind("left-after-the-first-round");
+    await expect.poll(() => exists(left), { timeout: 5_000 }).toBe(false);
+  } finally {
+    sweep.stop();
+  }
+});
+
+it("sweeps again on each round", async () => {
+  const sweep = startStaleTempSweep(createBlobStore(dir), log, { everyMs: 50, olderThanMs: 0 });
+  try {
+    const later = await tempFile("left-after-the-first-round");
     await expect.poll(() => exists(later), { timeout: 5_000 }).toBe(false);
-    expect(await exists(writing)).toBe(true);
   } finally {
     sweep.stop();
   }

@@ -169,7 +169,10 @@ export interface BlobStore {
    * Returns whether it had to put it back. With `restore: false` (the row was never written) it only drops it.
    */
   settle(result: PutResult, opts?: { restore?: boolean }): Promise<boolean>;
-  /** Removes temp files (partial writes, spares) not written to for `olderThanMs`: left by a process that died. */
+  /**
+   * Removes temp files (partial writes, spares) neither written nor linked for `olderThanMs`: left by a process
+   * that died.
+   */
   removeStaleTemp(olderThanMs: number, now?: number): Promise<number>;
   /** Lets go of connections (a remote store's client); the store is not used after. */
   close(): void;
@@ -514,7 +517,8 @@ export function createBlobStore(dataDir: string, opts: { root?: string } = {}): 
     for (const name of names) {
       const file = path.join(tmpDir, name);
       const st = await lstat(file).catch(() => null);
-      if (!st || now - st.mtimeMs < olderThanMs) continue;
+      // A spare is a hard link to its blob: it has the blob's mtime, however old, but linking moved its ctime.
+      if (!st || now - Math.max(st.mtimeMs, st.ctimeMs) < olderThanMs) continue;
       if (
         await unlink(file).then(
           () => true,

@@ -115,14 +115,23 @@ describe("blob store", () => {
 
   it("removes temp files a dead process left a day ago, and nothing newer", async () => {
     const store = createBlobStore(dataDir);
-    expect(await store.removeStaleTemp(1000)).toBe(0);
-    const old = await store.put(Readable.from([Buffer.from("left behind")]), { keepSpare: true });
-    const fresh = await store.put(Readable.from([Buffer.from("in use")]), { keepSpare: true });
-    const dayAgo = new Date(Date.now() - 25 * 3600_000);
-    await utimes(old.spare!, dayAgo, dayAgo);
-    expect(await store.removeStaleTemp(24 * 3600_000)).toBe(1);
-    expect(await readdir(path.join(dataDir, "blobs", "tmp"))).toEqual([path.basename(fresh.spare!)]);
-    expect(await readFile(store.pathOf(old.key), "utf8")).toBe("left behind");
+    const left = await store.put(Readable.from([Buffer.from("left behind")]), { keepSpare: true });
+    expect(await store.removeStaleTemp(24 * 3600_000)).toBe(0);
+    // (A file's ctime cannot be set back: the sweep is asked as it would be a day and an hour from now.)
+    expect(await store.removeStaleTemp(24 * 3600_000, Date.now() + 25 * 3600_000)).toBe(1);
+    expect(await readdir(path.join(dataDir, "blobs", "tmp"))).toEqual([]);
+    expect(await readFile(store.pathOf(left.key), "utf8")).toBe("left behind");
+  });
+
+  it("keeps a spare just linked to a blob stored days ago (the link has the blob's old mtime)", async () => {
+    const store = createBlobStore(dataDir);
+    const stored = await store.put(Readable.from([Buffer.from("stored long ago")]));
+    const twoDaysAgo = new Date(Date.now() - 48 * 3600_000);
+    await utimes(store.pathOf(stored.key), twoDaysAgo, twoDaysAgo);
+    const spare = await store.keepSpare(stored.key);
+    expect((await stat(spare.spare!)).mtimeMs).toBe(twoDaysAgo.getTime());
+    expect(await store.removeStaleTemp(24 * 3600_000)).toBe(0);
+    expect(await readdir(path.join(dataDir, "blobs", "tmp"))).toEqual([path.basename(spare.spare!)]);
   });
 
   it("rejects keys that are not sha256 hex", () => {
