@@ -134,8 +134,9 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
           throw new KernelDiedError(`the gateway could not start a kernel: ${err.message}`);
         throw err;
       });
+      let session: KernelSession | undefined;
       try {
-        const session = await open(model);
+        session = await open(model);
         // Watched as user code is: a server restarted just after the kernel answered takes the kernel with it,
         // and the setup cell would wait out the whole start timeout (a message's first execution did, 60 s).
         const presence = watchPresence(() => hasKernel(model.id), {
@@ -154,6 +155,8 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
         log.debug({ kernelId: model.id, ms: Date.now() - started }, "kernel started");
         return session;
       } catch (err) {
+        // Its websocket would go on reconnecting to a kernel that is gone.
+        session?.dispose();
         // The start's error is rethrown; a kernel that cannot be shut down is swept by its record.
         await KernelAPI.shutdownKernel(model.id, settings).catch(() => undefined);
         throw err;

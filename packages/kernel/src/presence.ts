@@ -21,6 +21,8 @@ export function watchPresence(
   const tick = () => {
     exists().then(
       (present) => {
+        // A lookup that answers after stop() changes nothing: the caller has read the signal by then.
+        if (stopped) return;
         if (!present) ctl.abort();
         else schedule();
       },

@@ -1,6 +1,6 @@
 import { realpath } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import { watchPresence } from "@codeinterp/kernel";
+import { GatewayUnavailableError, watchPresence } from "@codeinterp/kernel";
 import type { ExecutionOutcome, KernelEvent } from "@codeinterp/kernel";
 import { normalizeError } from "@codeinterp/logger";
 import { fromKernelText, toKernelCode } from "@codeinterp/workspace";
@@ -85,20 +85,25 @@ export async function runCode(ctx: ExecutionContext, lease: KernelLease, realDir
   return { outcome, runMs, discard, realDirs, back };
 }
 
-const SHUTDOWN_LOOKUPS = 6;
+/** Lookups over the server's shutdown_wait_time (5 s), the longest a kernel it shuts down stays listed. */
+const SHUTDOWN_LOOKUPS = 11;
 const SHUTDOWN_LOOKUP_EVERY_MS = 500;
 
 /**
  * A KeyboardInterrupt we did not send: was the kernel being shut down under the code? jupyter_client
  * interrupts a kernel before it asks it to shut down, and the server lists the kernel until it has exited
  * (a second or less for a kernel the interrupt left idle; at most its shutdown_wait_time, 5 s). So the kernel
- * is looked up for a few seconds: gone, or the server not answering (stopping with it), it was shut down;
- * there throughout, the code raised the KeyboardInterrupt itself and its kernel lives on.
+ * is looked up until then: gone, or the server not answering at all (stopping with it), it was shut down;
+ * there throughout, the code raised the KeyboardInterrupt itself and its kernel lives on. Any other failed
+ * lookup (an error answer) says nothing, and the next one decides.
  */
 async function shutDownUnderCode(lease: KernelLease): Promise<boolean> {
   for (let i = 0; i < SHUTDOWN_LOOKUPS; i++) {
     if (i > 0) await sleep(SHUTDOWN_LOOKUP_EVERY_MS);
-    if (!(await lease.exists().catch(() => false))) return true;
+    const present = await lease
+      .exists()
+      .catch((err: unknown) => (err instanceof GatewayUnavailableError ? false : true));
+    if (!present) return true;
   }
   return false;
 }
