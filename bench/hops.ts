@@ -38,8 +38,9 @@ export async function hopsOf(
       const id = ids[i]!;
       const w = wall[i]!;
       const r = byId.get(id);
-      if (!r?.startedAt || !r.finishedAt) continue;
-      const m = parseExecutionRecord(r).metrics ?? {};
+      const m = r && parseExecutionRecord(r).metrics;
+      // Only an execution whose outcome was recorded has its metrics (one that failed before has none).
+      if (!r?.startedAt || !r.finishedAt || !m) continue;
       let done: number | undefined;
       for (const [sid, fields] of await redis.xrange(executionLogKey(prefix, id), "-", "+")) {
         if (fields[1]?.includes('"type":"done"')) done = Number(sid.split("-")[0]);

@@ -1,6 +1,6 @@
 // The Jupyter client (@codeinterp/kernel) against a real, unsandboxed server of its own: started with the
 // host tooling, which the client package itself may not depend on, so this test lives with the cross-package ones.
-import { mkdir, mkdtemp, realpath, rm, writeFile } from "node:fs/promises";
+import { access, mkdir, mkdtemp, realpath, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -248,8 +248,9 @@ describe("a new kernel whose server restarts during its setup", () => {
           "ipykernel_launcher",
           "-f",
           "{connection_file}",
-          // Deaf to the interrupt the server's shutdown sends: a hook that returned would let the cell end "ok".
-          `--IPKernelApp.exec_lines=exec("def _hang(*a):\\n while True:\\n  try: __import__('time').sleep(600)\\n  except KeyboardInterrupt: pass\\nget_ipython().events.register('pre_run_cell', _hang)")`,
+          // Marks that it runs, and is deaf to the interrupt the server's shutdown sends (a hook that returned
+          // would let the cell end "ok").
+          `--IPKernelApp.exec_lines=exec("def _hang(*a):\\n open('in-setup', 'w').close()\\n while True:\\n  try: __import__('time').sleep(600)\\n  except KeyboardInterrupt: pass\\nget_ipython().events.register('pre_run_cell', _hang)")`,
         ],
         display_name: "setup hangs",
         language: "python",
@@ -267,8 +268,17 @@ describe("a new kernel whose server restarts during its setup", () => {
     });
     const starting = gw.startKernel();
     starting.catch(() => undefined);
-    // Busy: it answered kernel_info and is in the setup cell.
-    await waitFor(async () => (await gw.listKernels()).some((k) => k.executionState === "busy"), 30_000, "setup");
+    // The hook marks that the setup cell runs (the kernel's cwd is the server's root).
+    const marker = join(dir, "root", "in-setup");
+    await waitFor(
+      () =>
+        access(marker).then(
+          () => true,
+          () => false,
+        ),
+      30_000,
+      "setup under way",
+    );
     await jupyter.stop();
     jupyter = await startLocalJupyter({ ...opts, port: Number(new URL(jupyter.url).port), token: jupyter.token });
     await expect(starting).rejects.toBeInstanceOf(KernelDiedError);

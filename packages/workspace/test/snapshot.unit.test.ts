@@ -127,14 +127,18 @@ describe("diffSnapshots", () => {
     expect(paths(diffSnapshots(before, after).changed)).toEqual(["data.csv"]);
   });
 
-  it("an after snapshot reads no file its metadata already tell apart from the before", async () => {
+  it("an after snapshot reads only files its metadata cannot tell apart from the before", async () => {
     await w("data.csv", "aaaa");
+    await w("kept.csv", "same");
     const before = await snapshotWorkspace(root);
+    expect(before.files.get("kept.csv")!.hash).toBeDefined(); // racy: written just now
     await w("chart.png", "png"); // new: written just now, and not read
     await w("data.csv", "bbbbbb"); // size moved
     const after = await snapshotWorkspace(root, { previous: before });
     expect(after.files.get("chart.png")!.hash).toBeUndefined();
     expect(after.files.get("data.csv")!.hash).toBeUndefined();
+    // Untouched, with a hashed before: only its content can tell a rewrite within the same tick.
+    expect(after.files.get("kept.csv")!.hash).toBe(before.files.get("kept.csv")!.hash);
     const d = diffSnapshots(before, after);
     expect(paths(d.created)).toEqual(["chart.png"]);
     expect(paths(d.changed)).toEqual(["data.csv"]);

@@ -7,7 +7,8 @@ import { query } from "../sql";
  * writer's row lands, the deleter unlinks, and the new file has no content. So the count and the unlink run
  * under an exclusive advisory lock on the blob's key, and a writer, once its row is committed, takes and
  * drops a shared lock on the key: a removal that counted before that commit has finished by then (and the
- * writer puts the blob back from its spare copy), and any later one sees the row.
+ * writer puts the blob back from its spare copy), and any later one sees the row. A registration of a few
+ * blobs takes those shared locks in the statement that writes its rows instead (removalsWaitedInStatement).
  */
 const LOCKS_PER_STATEMENT = 32;
 const LOCK_ID = (param: string) => `('x' || substr(${param}, 1, 16))::bit(64)::bigint`;
@@ -40,7 +41,8 @@ export function removalsWaitedInStatement(storageKeys: readonly string[]): boole
 
 /** The SQL that takes the shared locks on the keys in `keysParam` (a text[] parameter), as a count. */
 export function blobBarrierSql(keysParam: string): string {
-  return `(SELECT count(pg_advisory_xact_lock_shared(${LOCK_ID("k")})) FROM unnest(${keysParam}) AS k)`;
+  // Each key once, in one order for every writer, as the wait after the commit takes them.
+  return `(SELECT count(pg_advisory_xact_lock_shared(${LOCK_ID("k")})) FROM (SELECT DISTINCT k FROM unnest(${keysParam}) AS k ORDER BY k) AS keys)`;
 }
 
 /** Returns once no removal of these blobs that started before now is still under way. */
