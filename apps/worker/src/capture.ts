@@ -2,7 +2,7 @@ import path from "node:path";
 import mime from "mime-types";
 import pMap from "p-map";
 import type { Db, FileRow } from "@codeinterp/db";
-import { registerExecutionFiles, removalsWaitedInStatement } from "@codeinterp/db";
+import { registerExecutionFiles } from "@codeinterp/db";
 import type { NewFile } from "@codeinterp/db";
 import type { FileStore } from "@codeinterp/files";
 import {
@@ -117,7 +117,7 @@ export async function captureFiles(
   });
   const puts = stored.filter((p) => p !== null);
   const committed = await ctx.files.commit(puts, () => registerExecutionFiles(ctx.db, ctx.executionId, rows), {
-    insertWaitsForRemovals: removalsWaitedInStatement(rows.map((r) => r.storageKey)),
+    insertWaitsForRemovals: true,
   });
   // The caller retries the whole capture on a transient failure (registration is idempotent), which waits again.
   if (!committed.kept) throw committed.error;

@@ -1,6 +1,6 @@
 import { Readable } from "node:stream";
 import pMap from "p-map";
-import { registerExecutionFiles, removalsWaitedInStatement } from "@codeinterp/db";
+import { registerExecutionFiles } from "@codeinterp/db";
 import type { RichOutput } from "@codeinterp/kernel";
 import type { StoredOutput } from "@codeinterp/queue";
 import { fromKernelText } from "@codeinterp/workspace";
@@ -95,7 +95,7 @@ async function storeImages(ctx: ExecutionFileContext, images: Image[]): Promise<
           source: "output",
         })),
       ),
-    { insertWaitsForRemovals: removalsWaitedInStatement(puts.map((p) => p.key)) },
+    { insertWaitsForRemovals: true },
   );
   // Retried with the whole outcome on a transient failure (registration is idempotent), which waits again.
   if (!committed.kept) throw committed.error;

@@ -1,5 +1,5 @@
 import type { Readable } from "node:stream";
-import { deleteFile, keepBlobs, removeBlobIfUnused } from "@codeinterp/db";
+import { deleteFile, keepBlobs, removalsWaitedInStatement, removeBlobIfUnused } from "@codeinterp/db";
 import type { Db, FileRow } from "@codeinterp/db";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
@@ -34,7 +34,8 @@ export interface FileStore {
    * rethrows. Once it has committed, waits out removals and settles the puts. The rows exist whatever the
    * wait does, so its failure is returned, not thrown: a caller that retries the whole step rethrows it (the
    * spares stay for the stale-temp sweep), one that cannot logs it. `insertWaitsForRemovals`: the insert
-   * waited out the removals itself (registerExecutionFiles, when `removalsWaitedInStatement` holds for these puts).
+   * is registerExecutionFiles, whose statement waits out the removals itself when `removalsWaitedInStatement`
+   * holds for these puts; the wait after the commit is then left out.
    */
   commit<T>(
     puts: readonly PutResult[],
@@ -95,7 +96,8 @@ export function createFileStore(opts: FileStoreOptions): FileStore {
       throw err;
     }
     try {
-      const restored = await keepBlobs(db, puts, (p) => blobs.settle(p), { waited: opts.insertWaitsForRemovals });
+      const waited = opts.insertWaitsForRemovals === true && removalsWaitedInStatement(puts.map((p) => p.key));
+      const restored = await keepBlobs(db, puts, (p) => blobs.settle(p), { waited });
       if (restored > 0) log?.info({ restored }, "put back blobs a concurrent deletion removed");
       return { value, kept: true, restored };
     } catch (error) {

@@ -100,9 +100,7 @@ const SHUTDOWN_LOOKUP_EVERY_MS = 500;
 async function shutDownUnderCode(lease: KernelLease): Promise<boolean> {
   for (let i = 0; i < SHUTDOWN_LOOKUPS; i++) {
     if (i > 0) await sleep(SHUTDOWN_LOOKUP_EVERY_MS);
-    const present = await lease
-      .exists()
-      .catch((err: unknown) => (err instanceof GatewayUnavailableError ? false : true));
+    const present = await lease.exists().catch((err: unknown) => !(err instanceof GatewayUnavailableError));
     if (!present) return true;
   }
   return false;
