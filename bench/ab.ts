@@ -1,7 +1,8 @@
 // The warm path of two checkouts side by side in one run: `npm run bench:ab -- --base <checkout>` starts this
-// checkout's stack and the base checkout's (each with its own Jupyter server, Redis and database; the base
-// needs its dependencies installed and a bench/child.ts that counts, as this one's), then drives them in
-// alternating blocks (ABBA) so that a noisy minute on a shared machine hits both alike. Per side: the raw
+// checkout's stack and the base checkout's (each with its own Jupyter server, started by its own checkout's
+// bench, Redis and database; the base needs its dependencies installed and a bench/child.ts that counts, as
+// this one's), then drives them in alternating blocks (ABBA) so that a noisy minute on a shared machine hits
+// both alike. Per side: the raw
 // kernel on its own Jupyter server, `print(1)` submitted then long-polled (two requests) and submitted with
 // ?waitMs (one request; a base that does not wait on submit answers 202 and is long-polled), one request sent
 // after the box went idle (as users send follow-ups) next to the raw kernel after the same pause, CPU, Postgres

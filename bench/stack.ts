@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import { chmod, mkdir, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { pathToFileURL } from "node:url";
 import { apiProcessEnv } from "@codeinterp/config";
 import { createDb } from "@codeinterp/db";
 import { createKernelGateway, remoteKernelHost } from "@codeinterp/kernel";
@@ -41,6 +42,23 @@ export interface Stack extends Bench {
   stop(): Promise<void>;
 }
 
+/**
+ * Another checkout's Jupyter server, as its own bench starts it: what its kernel-host sets up (the kernels'
+ * settings, the sandbox) is part of what an A/B run compares. A checkout whose bench has no startJupyter gets
+ * this one's.
+ */
+async function jupyterOf(checkout: string, log: (msg: string) => void): Promise<typeof startJupyter> {
+  try {
+    const theirs = (await import(pathToFileURL(path.join(path.resolve(checkout), "bench/services.ts")).href)) as {
+      startJupyter?: typeof startJupyter;
+    };
+    if (theirs.startJupyter) return theirs.startJupyter;
+  } catch (err) {
+    log(`${checkout}: its bench cannot start its Jupyter server (${(err as Error).message}); using this one's`);
+  }
+  return startJupyter;
+}
+
 export async function startStack(o: StackOptions): Promise<Stack> {
   const t0 = Date.now();
   const root = await mkdtemp(path.join(os.tmpdir(), "codeinterp-bench-"));
@@ -52,7 +70,7 @@ export async function startStack(o: StackOptions): Promise<Stack> {
   // BENCH_DB_NAME: several checkouts benching on one Postgres must not drop each other's database.
   const dbName = o.dbName ?? process.env.BENCH_DB_NAME ?? "codeinterp_bench";
   const databaseUrl = await freshDatabase(dbName, o.checkout);
-  const jupyter = await startJupyter(root);
+  const jupyter = await (o.checkout ? await jupyterOf(o.checkout, o.log) : startJupyter)(root);
   const redis = await startRedis();
   const adminToken = `admin-${randomBytes(12).toString("hex")}`;
   const env: Record<string, string> = {

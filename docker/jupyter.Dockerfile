@@ -6,6 +6,8 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-ins
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 1000 kernel && mkdir -p /data && chown kernel:kernel /data
 COPY docker/jupyter_server_config.py /etc/jupyter/jupyter_server_config.py
+# IPython's system-wide config dir: every kernel's settings, whoever runs it (packages/kernel-host/src/kernel-ipython.ts).
+COPY docker/ipython_kernel_config.py /etc/ipython/ipython_kernel_config.py
 USER kernel
 EXPOSE 8888
 # The command (with the token) is set in docker-compose.yml.

@@ -5,6 +5,7 @@ import { parse } from "yaml";
 import { loadApiEnv } from "../apps/api/src/env";
 import { loadWorkerEnv } from "../apps/worker/src/env";
 import { JUPYTER_SERVER_CONFIG } from "../packages/kernel-host/src/jupyter-config";
+import { IPYTHON_KERNEL_CONFIG } from "../packages/kernel-host/src/kernel-ipython";
 
 // No Docker engine runs here: these tests keep docker-compose.yml honest about the code it runs.
 const root = path.resolve(import.meta.dirname, "..");
@@ -272,5 +273,14 @@ describe("docker-compose.yml", () => {
 describe("docker/jupyter_server_config.py", () => {
   it("is the config `npm start` uses (packages/kernel-host)", () => {
     expect(read("docker/jupyter_server_config.py")).toBe(JUPYTER_SERVER_CONFIG);
+  });
+});
+
+describe("docker/ipython_kernel_config.py", () => {
+  it("is the kernels' IPython config `npm start` uses, installed where every kernel of the image reads it", () => {
+    expect(read("docker/ipython_kernel_config.py")).toBe(IPYTHON_KERNEL_CONFIG);
+    expect(read("docker/jupyter.Dockerfile")).toMatch(
+      /^COPY docker\/ipython_kernel_config\.py \/etc\/ipython\/ipython_kernel_config\.py$/m,
+    );
   });
 });

@@ -255,7 +255,7 @@ def become_kernel(req, alive_fd, out_fd, err_fd):
             fn = getattr(mpl, cached, None)
             if hasattr(fn, "cache_clear"):
                 fn.cache_clear()
-    sys.argv = ["ipykernel_launcher", "-f", req["connectionFile"]]
+    sys.argv = ["ipykernel_launcher", "-f", req["connectionFile"], *req["kernelArgs"]]
     from ipykernel.kernelapp import IPKernelApp
 
     app = IPKernelApp.instance()

@@ -11,6 +11,7 @@ import { JupyterStartError } from "./errors";
 import { JUPYTER_SERVER_CONFIG } from "./jupyter-config";
 import { JUPYTER_ZMQ_SAFETY_CONFIG } from "./jupyter-config-zmq";
 import { JUPYTER_PYTHON } from "./jupyter-install";
+import { IPYTHON_KERNEL_CONFIG } from "./kernel-ipython";
 import { DEFAULT_PRELOAD_MODULES, defaultLiveness, probeGateway } from "@codeinterp/kernel";
 import type { Log } from "@codeinterp/kernel";
 import { killTree } from "./process-tree";
@@ -122,7 +123,7 @@ type Running = { child: ChildProcess; exited: Promise<void>; stderrTail: string[
 function launch(
   python: string,
   args: string[],
-  dirs: { runtime: string; data: string; config: string },
+  dirs: { runtime: string; data: string; config: string; ipython: string },
   log: Log,
 ): Running {
   // /usr/bin/env adds the Jupyter dirs while inheriting the rest of our environment, and execs python,
@@ -133,6 +134,8 @@ function launch(
       `JUPYTER_RUNTIME_DIR=${dirs.runtime}`,
       `JUPYTER_DATA_DIR=${dirs.data}`,
       `JUPYTER_CONFIG_DIR=${dirs.config}`,
+      // Plain kernels inherit it, and with it their IPython settings (kernel-ipython.ts).
+      `IPYTHONDIR=${dirs.ipython}`,
       "PYTHONUNBUFFERED=1",
       python,
       "-m",
@@ -220,13 +223,22 @@ export async function startLocalJupyter(opts: StartLocalJupyterOptions): Promise
   // The ipc transport puts sockets in the runtime dir: a deep state dir gets a short private one instead.
   const runtime =
     preferredRuntime.length <= MAX_RUNTIME_DIR_LENGTH ? preferredRuntime : await mkdtemp(join(tmpdir(), "ci-rt-"));
-  const dirs = { runtime, data: join(stateDir, "data"), config: join(stateDir, "config") };
+  const dirs = {
+    runtime,
+    data: join(stateDir, "data"),
+    config: join(stateDir, "config"),
+    ipython: join(stateDir, "ipython"),
+  };
   const ipcRoot = join(stateDir, "ipc");
-  await Promise.all([rootDir, ...Object.values(dirs)].map((d) => mkdir(d, { recursive: true })));
-  await writeFile(
-    join(dirs.config, "jupyter_server_config.py"),
-    JUPYTER_SERVER_CONFIG + JUPYTER_ZMQ_SAFETY_CONFIG + (opts.extraConfig ?? ""),
-  );
+  const ipythonProfile = join(dirs.ipython, "profile_default");
+  await Promise.all([rootDir, ...Object.values(dirs), ipythonProfile].map((d) => mkdir(d, { recursive: true })));
+  await Promise.all([
+    writeFile(
+      join(dirs.config, "jupyter_server_config.py"),
+      JUPYTER_SERVER_CONFIG + JUPYTER_ZMQ_SAFETY_CONFIG + (opts.extraConfig ?? ""),
+    ),
+    writeFile(join(ipythonProfile, "ipython_kernel_config.py"), IPYTHON_KERNEL_CONFIG),
+  ]);
   let sandbox: LocalJupyter["sandbox"] = {
     available: false,
     reason: "disabled",

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import os
+import shlex
 import shutil
 import socket
 import sys
@@ -173,7 +174,7 @@ def proxy_url(secret, kid):
     return "http://%s:%s@127.0.0.1:%d" % (kid, password, PROXY_PORT)
 
 
-KERNEL_COMMAND = "/usr/bin/python3 -Xfrozen_modules=off -m ipykernel_launcher -f " + SANDBOX_CONNECTION_FILE
+KERNEL_COMMAND = ["/usr/bin/python3", "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", SANDBOX_CONNECTION_FILE]
 
 
 def proxy_forwarder(proxy_socket, url):
@@ -339,7 +340,9 @@ def main(config_file, connection_file):
         *[(k, str(threads)) for k in BLAS_THREAD_VARS if threads],
         *proxy_env,
     ]
-    command = ["/bin/sh", "-c", forward + "exec " + KERNEL_COMMAND] if forward else KERNEL_COMMAND.split()
+    kernel_args = list(cfg["kernelArgs"])  # the kernels' IPython settings (kernel-ipython.ts)
+    kernel = KERNEL_COMMAND + kernel_args
+    command = ["/bin/sh", "-c", forward + "exec " + shlex.join(kernel)] if forward else kernel
     as_pid_1 = []
     # Kernels with an egress proxy start the plain way: their forwarder must run inside the sandbox first.
     template = None if forward else connect_template(cfg.get("template"))
@@ -347,6 +350,7 @@ def main(config_file, connection_file):
         as_pid_1 = ["--as-pid-1"]
         command = kernel_from_template(template, {
             "uid": st.st_uid, "gid": st.st_gid, "cwd": "/mnt/data", "connectionFile": SANDBOX_CONNECTION_FILE,
+            "kernelArgs": kernel_args,
             "cgroupProcs": cgroup_procs(cfg.get("cgroup"), kid), "env": dict(env),
             "rlimits": {"nproc": limits["rlimitProcesses"], "as": limits["addressSpaceBytes"],
                         "fsize": limits["maxFileBytes"], "nofile": limits["maxOpenFiles"]},

@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { KERNEL_CPU_WEIGHTS } from "./cgroups";
 import type { KernelCgroupLimits, KernelCgroupParent } from "./cgroups";
 import type { Log } from "@codeinterp/kernel";
+import { KERNEL_IPYTHON_ARGS } from "./kernel-ipython";
 import type { TemplateLauncherConfig } from "./template";
 
 /** Name of the kernelspec whose kernels run under bubblewrap. */
@@ -67,6 +68,8 @@ export interface LauncherConfig {
   matplotlibCacheDir: string | null;
   /** The kernel template to fork kernels from (template.ts); null: every kernel starts its own Python. */
   template: TemplateLauncherConfig | null;
+  /** Options of every kernel's `ipykernel_launcher`, started or forked (kernel-ipython.ts). */
+  kernelArgs: readonly string[];
   /** Kernels started in a pool slot (parent dir named `slotsDirName`) start at this CPU weight. */
   background: { slotsDirName: string; cpuShares: number; cpuWeight: number };
   limits: KernelCgroupLimits & {
@@ -95,6 +98,7 @@ export function launcherConfig(opts: {
     proxySecret: opts.proxySecret ?? null,
     matplotlibCacheDir: opts.matplotlibCacheDir ?? null,
     template: opts.template ?? null,
+    kernelArgs: KERNEL_IPYTHON_ARGS,
     background: {
       slotsDirName: POOL_SLOTS_DIR_NAME,
       cpuShares: KERNEL_CPU_WEIGHTS.background.v1,

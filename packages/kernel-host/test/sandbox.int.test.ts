@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KernelGateway } from "@codeinterp/kernel";
 import type { LocalJupyter } from "../src";
+import { HISTORY_IN_MEMORY_ONLY, historyAfterTwoCells } from "./helpers/history";
 import { startOwnServer } from "./helpers/own-server";
 import type { OwnServer } from "./helpers/own-server";
 
@@ -63,6 +64,15 @@ except OSError as e:
         stdout: "via-proxy\nOSError\n",
         requests: ["GET http://example.com/some/path HTTP/1.1"],
       });
+    } finally {
+      await k.shutdown();
+    }
+  });
+
+  it("keep their history in memory only (a kernel with a proxy starts the plain way, not from the template)", async () => {
+    const k = await gateway.startKernel({ path: await workspace("history") });
+    try {
+      expect(await historyAfterTwoCells(k)).toEqual({ printed: HISTORY_IN_MEMORY_ONLY, counted: 1 });
     } finally {
       await k.shutdown();
     }

@@ -3,8 +3,10 @@ import { chown, mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SANDBOX_KERNEL_NAME, isAlive, kernelMemoryCgroup } from "../src";
+import { createKernelGateway, remoteKernelHost, silentLog } from "@codeinterp/kernel";
 import type { KernelGateway, KernelSession } from "@codeinterp/kernel";
 import type { LocalJupyter } from "../src";
+import { HISTORY_IN_MEMORY_ONLY, historyAfterTwoCells } from "./helpers/history";
 import { startOwnServer } from "./helpers/own-server";
 import type { OwnServer } from "./helpers/own-server";
 
@@ -159,6 +161,24 @@ print(repr(numpy.random.rand()), repr(random.random()))`;
       }
     } finally {
       await Promise.all([a.kernel.shutdown(), b.kernel.shutdown()]);
+    }
+  });
+
+  it("keep their history in memory only, as the server's plain kernels do: no database written after each cell", async () => {
+    const { kernel } = await kernelIn("history");
+    const plain = createKernelGateway({
+      baseUrl: server.url,
+      token: server.token,
+      log: silentLog,
+      kernelName: "python3",
+      host: remoteKernelHost,
+    });
+    const unsandboxed = await plain.startKernel({ path: "history" });
+    try {
+      expect(await historyAfterTwoCells(kernel)).toEqual({ printed: HISTORY_IN_MEMORY_ONLY, counted: 1 });
+      expect(await historyAfterTwoCells(unsandboxed)).toEqual({ printed: HISTORY_IN_MEMORY_ONLY, counted: 1 });
+    } finally {
+      await Promise.all([kernel.shutdown(), unsandboxed.shutdown()]);
     }
   });
 
