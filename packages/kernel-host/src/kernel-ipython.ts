@@ -8,8 +8,17 @@
  * each cell. codeinterp records every execution's code itself and nobody reads that file back, yet it cost each
  * warm run about a millisecond here (BENCHMARKS.md, issue 22, eighth part). `In`, `Out`, `_` and the execution
  * count live in memory and are not affected.
+ *
+ * No pause before each reply: ipykernel sleeps 0.5 ms between flushing a cell's output and sending its
+ * execute_reply, for clients that take the reply as the end of the output (its own comment calls it a FIXME).
+ * Ours (@jupyterlab/services, whose `done` waits for the reply and the kernel's `idle`) reads output until
+ * `idle`, which the kernel publishes after that output on the same IOPub socket, so the pause only delays every
+ * cell.
  */
-const KERNEL_TRAITS: ReadonlyArray<readonly [string, string]> = [["HistoryManager.enabled", "False"]];
+const KERNEL_TRAITS: ReadonlyArray<readonly [string, string]> = [
+  ["HistoryManager.enabled", "False"],
+  ["Kernel._execute_sleep", "0"],
+];
 
 /** The settings as command-line options of `ipykernel_launcher`. */
 export const KERNEL_IPYTHON_ARGS: readonly string[] = KERNEL_TRAITS.map(([name, value]) => `--${name}=${value}`);
