@@ -1,4 +1,5 @@
 import { removeWorkspaceDir } from "@codeinterp/workspace";
+import { watchPresence } from "@codeinterp/kernel";
 import type { KernelGateway, KernelSession } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
@@ -299,11 +300,21 @@ export class KernelPool {
     const code = [this.preload, slot.kernelDir ? enterWorkspaceCode(slot.kernelDir) : ""].filter(Boolean).join("\n");
     if (code && !this.closed) {
       const t0 = Date.now();
-      const done = await session.execute(code, { timeoutMs: PRELOAD_TIMEOUT_MS }).catch(() => null);
+      // Watched as user code is: a kernel lost with a server restart (or deleted) never answers, and the pool
+      // would wait out the whole preload timeout with its refill stuck behind it.
+      const presence = watchPresence(() => this.gateway.hasKernel(session.id), {
+        onLookupError: (err) =>
+          this.log.debug({ kernelId: session.id, err: normalizeError(err).message }, "pool kernel lookup failed"),
+      });
+      const done = await session
+        .execute(code, { timeoutMs: PRELOAD_TIMEOUT_MS, signal: presence.signal })
+        .catch(() => null)
+        .finally(() => presence.stop());
       if (done?.status !== "ok") {
         // Still busy, or dead: no message gets a kernel in that state (the error below says why it failed).
         await session.shutdown().catch(warnShutdownFailed(this.log, session.id));
-        throw new Error(`pool kernel ${session.id} preload ended ${done?.status ?? "with an error"}`);
+        const why = presence.signal.aborted ? "the kernel vanished from the server" : (done?.status ?? "an error");
+        throw new Error(`pool kernel ${session.id} preload ended: ${why}`);
       }
       this.log.debug({ kernelId: session.id, ms: Date.now() - t0 }, "pool kernel preloaded");
     }
