@@ -3,7 +3,14 @@
 // What lease() itself decides (attach, adopt, replace, one kernel per message) is in lease.int.test.ts.
 import { randomBytes } from "node:crypto";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { liveKernelsKey, markKernelReset } from "@codeinterp/queue";
+import {
+  cellKeyPrefix,
+  holdMessage,
+  liveKernelsKey,
+  markKernelReset,
+  markKernelRetired,
+  takeRetiredKernels,
+} from "@codeinterp/queue";
 import { createLiveKernels, defaultMaxLiveKernels } from "../src/kernels/live-kernels";
 import { brokerFixture, use } from "./helpers/broker";
 import { recordEvents } from "./helpers/worker-events";
@@ -103,6 +110,26 @@ describe("sweep and evict", () => {
     const next = await use(broker, req, "print('y' in globals())");
     expect(next.lease.how).toBe("started");
     expect(next.out.stdout).toBe("False\n");
+  });
+});
+
+describe("retired kernels (a deleted Jupyter-surface kernel)", () => {
+  it("the cell holding the message shuts its kernel down, whichever cell's sweep takes the mark first", async () => {
+    const prefix = `citest-retire-${randomBytes(5).toString("hex")}`;
+    const a = fx.newBroker({ prefix, workerId: "wa", cellPrefix: cellKeyPrefix(prefix, "a") });
+    const b = fx.newBroker({ prefix, workerId: "wb", cellPrefix: cellKeyPrefix(prefix, "b") });
+    const req = fx.request();
+    // The message runs in cell b, which records that it holds it (as a cell does on every turn).
+    const { lease } = await use(b.broker, req);
+    await holdMessage(fx.redis, prefix, req.messageKey, "b", 60_000);
+    await markKernelRetired(fx.redis.multi(), prefix, req.messageKey).exec();
+    // Cell a's sweep takes the mark first: the kernel is not a's to shut down, and the mark stays for b.
+    await a.broker.sweep();
+    expect(await exists(lease.session.id)).toBe(true);
+    expect(await b.broker.sweep()).toBe(1);
+    expect(await exists(lease.session.id)).toBe(false);
+    // Handled: no mark is left for anyone.
+    expect(await takeRetiredKernels(fx.redis, prefix, 10)).toEqual([]);
   });
 });
 

@@ -1,4 +1,4 @@
-import { retireAgain, takeRetiredKernels } from "@codeinterp/queue";
+import { cellKeyPrefix, readMessageCell, retireAgain, takeRetiredKernels } from "@codeinterp/queue";
 import { tryLock } from "./lock";
 import type { BrokerParts } from "./parts";
 
@@ -29,7 +29,11 @@ export async function sweepKernels(parts: BrokerParts): Promise<number> {
   return n + orphans + (await sweepRetired(parts));
 }
 
-/** Kernels of messages the API retired (a deleted Jupyter-surface kernel) go now, not after the idle TTL. */
+/**
+ * Kernels of messages the API retired (a deleted Jupyter-surface kernel) go now, not after the idle TTL. The
+ * marks are shared by every cell and each cell knows only its own kernels: a mark for a message another cell
+ * holds goes back for that cell's sweep (until the message's placement lapses with its kernel).
+ */
 async function sweepRetired(parts: BrokerParts): Promise<number> {
   const { redis, mappings, kernels, log, lockKey, lockTtlMs } = parts;
   const prefix = parts.opts.prefix;
@@ -47,6 +51,8 @@ async function sweepRetired(parts: BrokerParts): Promise<number> {
       if (mapping) {
         await kernels.forget(messageKey, mapping.kernelId, true);
         n++;
+      } else if (await heldElsewhere(parts, messageKey)) {
+        await retireAgain(redis, prefix, messageKey);
       }
     } finally {
       await lock.release();
@@ -54,4 +60,11 @@ async function sweepRetired(parts: BrokerParts): Promise<number> {
   }
   if (n) log.info({ kernels: n }, "shut down retired message kernels");
   return n;
+}
+
+/** Another cell holds (or is to hold) the message: its kernel, if it has one, is that cell's. */
+async function heldElsewhere(parts: BrokerParts, messageKey: string): Promise<boolean> {
+  const { prefix, cellPrefix } = parts.opts;
+  const cell = await readMessageCell(parts.redis, prefix, messageKey);
+  return cell !== null && cellKeyPrefix(prefix, cell) !== (cellPrefix ?? prefix);
 }

@@ -58,6 +58,8 @@ export function brokerFixture(name: string) {
         poolEvictionIdleMs?: number;
         workerId?: string;
         prefix?: string;
+        /** The cell whose kernels the broker keeps (cellKeyPrefix); default: none, the queue prefix. */
+        cellPrefix?: string;
       } = {},
     ) {
       const prefix = opts.prefix ?? `citest-${name}-${randomBytes(5).toString("hex")}`;
@@ -79,6 +81,7 @@ export function brokerFixture(name: string) {
         // protection is tested in kernel-ceiling.int.test.ts).
         evictionProtectMs: 0,
         ...(opts.poolEvictionIdleMs !== undefined ? { poolEvictionIdleMs: opts.poolEvictionIdleMs } : {}),
+        ...(opts.cellPrefix !== undefined ? { cellPrefix: opts.cellPrefix } : {}),
       });
       brokers.push(broker);
       return { broker, live, prefix, events };
