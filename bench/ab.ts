@@ -1,13 +1,12 @@
 // The warm path of two checkouts side by side in one run: `npm run bench:ab -- --base <checkout>` starts this
-// checkout's stack and the base checkout's (each with its own Jupyter server, started by its own checkout's
-// bench, Redis and database; the base needs its dependencies installed and a bench/child.ts that counts, as
-// this one's), then drives them in alternating blocks (ABBA) so that a noisy minute on a shared machine hits
-// both alike. Per side: the raw
-// kernel on its own Jupyter server, `print(1)` submitted then long-polled (two requests) and submitted with
-// ?waitMs (one request; a base that does not wait on submit answers 202 and is long-polled), one request sent
-// after the box went idle (as users send follow-ups) next to the raw kernel after the same pause, CPU, Postgres
-// statements and Redis commands per execution, throughput at concurrency 4, and issue 13's analysis (pandas,
-// a chart and an xlsx on an attached 5,000-row CSV) as a follow-up in its message next to the raw kernel.
+// checkout's stack and the base checkout's (each with its own Jupyter server, started by its own checkout's bench,
+// Redis and database; the base needs its dependencies installed and a bench/child.ts that counts, as this one's),
+// then drives them in alternating blocks (ABBA) so that a noisy minute on a shared machine hits both alike. Per
+// side: the raw kernel on its own Jupyter server, `print(1)` submitted then long-polled (two requests) and
+// submitted with ?waitMs (one request; a base that does not wait on submit answers 202 and is long-polled), one
+// request sent after the box went idle (as users send follow-ups) next to the raw kernel after the same pause,
+// CPU, Postgres statements and Redis commands per execution, throughput at concurrency 4, and issue 13's analysis
+// (pandas, a chart and an xlsx on an attached 5,000-row CSV) as a follow-up in its message next to the raw kernel.
 // Options: --base DIR (required), --blocks N (default 6 blocks of 20 per path), --json FILE.
 import { writeFile } from "node:fs/promises";
 import path from "node:path";

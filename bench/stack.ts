@@ -53,6 +53,7 @@ async function jupyterOf(checkout: string, log: (msg: string) => void): Promise<
       startJupyter?: typeof startJupyter;
     };
     if (theirs.startJupyter) return theirs.startJupyter;
+    log(`${checkout}: its bench has no startJupyter; using this one's`);
   } catch (err) {
     log(`${checkout}: its bench cannot start its Jupyter server (${(err as Error).message}); using this one's`);
   }

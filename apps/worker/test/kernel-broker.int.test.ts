@@ -119,12 +119,15 @@ describe("retired kernels (a deleted Jupyter-surface kernel)", () => {
     const a = fx.newBroker({ prefix, workerId: "wa", cellPrefix: cellKeyPrefix(prefix, "a") });
     const b = fx.newBroker({ prefix, workerId: "wb", cellPrefix: cellKeyPrefix(prefix, "b") });
     const req = fx.request();
-    // The message runs in cell b, which records that it holds it (as a cell does on every turn).
+    // The message ran in cell a, then moved to cell b, which records that it holds it (as a cell does on every
+    // turn): a still has its old kernel, b has the message's own.
+    const stale = await use(a.broker, req);
     const { lease } = await use(b.broker, req);
     await holdMessage(fx.redis, prefix, req.messageKey, "b", 60_000);
     await markKernelRetired(fx.redis.multi(), prefix, req.messageKey).exec();
-    // Cell a's sweep takes the mark first: the kernel is not a's to shut down, and the mark stays for b.
-    await a.broker.sweep();
+    // Cell a's sweep takes the mark first: it shuts its stale kernel down, and the mark stays for b.
+    expect(await a.broker.sweep()).toBe(1);
+    expect(await exists(stale.lease.session.id)).toBe(false);
     expect(await exists(lease.session.id)).toBe(true);
     expect(await b.broker.sweep()).toBe(1);
     expect(await exists(lease.session.id)).toBe(false);

@@ -10,6 +10,13 @@ import { KernelPool } from "../src/kernels/pool";
 // answers: the pool gives it up within seconds and starts another, instead of waiting out the preload's 60 s
 // timeout with its refill stuck behind it. On the test run's real Jupyter server.
 const log = createLogger({ name: "t", level: "silent" });
+/** What the pool warns about (a refill that failed, and why). */
+const warned: Array<{ msg?: string; err?: { message?: string } }> = [];
+const poolLog = createLogger({
+  name: "pool",
+  level: "warn",
+  destination: { write: (line: string) => void warned.push(JSON.parse(line) as (typeof warned)[number]) },
+});
 const gateway = createKernelGateway({
   baseUrl: inject("jupyterUrl"),
   token: inject("jupyterToken"),
@@ -47,7 +54,7 @@ describe("a pool kernel lost during its preload", () => {
     pool = new KernelPool({
       gateway,
       size: 1,
-      log,
+      log: poolLog,
       preload,
       onReady: (id) => ready.push(id),
       newSlot: async () => {
@@ -76,5 +83,9 @@ describe("a pool kernel lost during its preload", () => {
     await expect.poll(() => ready.length, { timeout: 30_000, interval: 100 }).toBe(1);
     expect(ready[0]).not.toBe(lost);
     expect(pool.available).toBe(1);
+    // Given up because a lookup found it gone, not because its websocket or its run said so.
+    expect(warned.map((w) => [w.msg, w.err?.message])).toEqual([
+      ["kernel pool refill failed", `pool kernel ${lost} vanished from the server during its preload`],
+    ]);
   });
 });

@@ -255,7 +255,8 @@ def become_kernel(req, alive_fd, out_fd, err_fd):
             fn = getattr(mpl, cached, None)
             if hasattr(fn, "cache_clear"):
                 fn.cache_clear()
-    sys.argv = ["ipykernel_launcher", "-f", req["connectionFile"], *req["kernelArgs"]]
+    # The launcher that sent the request may predate kernelArgs (an upgrade in place restarts the template first).
+    sys.argv = ["ipykernel_launcher", "-f", req["connectionFile"], *req.get("kernelArgs", [])]
     from ipykernel.kernelapp import IPKernelApp
 
     app = IPKernelApp.instance()

@@ -134,7 +134,8 @@ function launch(
       `JUPYTER_RUNTIME_DIR=${dirs.runtime}`,
       `JUPYTER_DATA_DIR=${dirs.data}`,
       `JUPYTER_CONFIG_DIR=${dirs.config}`,
-      // Plain kernels inherit it, and with it their IPython settings (kernel-ipython.ts).
+      // Plain kernels inherit it, and with it their IPython settings (kernel-ipython.ts). It replaces the
+      // server user's ~/.ipython for them: a profile or startup script put there no longer applies.
       `IPYTHONDIR=${dirs.ipython}`,
       "PYTHONUNBUFFERED=1",
       python,

@@ -4,7 +4,7 @@ import { z } from "zod";
 import { workspaceId } from "@codeinterp/workspace";
 import { queueNames } from "./catalog";
 import { enqueueExecution } from "./execution-state";
-import { cellAliveIndex, cellAliveKey, cellsKnownKey, messageCellKey } from "./keys";
+import { cellAliveIndex, cellAliveKey, cellKeyPrefix, cellsKnownKey, messageCellKey } from "./keys";
 import { readLiveEntries } from "./live-index";
 import type { Redis } from "./redis";
 
@@ -92,6 +92,20 @@ const cellIn = (value: string | null): string | null => {
 /** The cell that holds (or is to hold) the message, or null. */
 export async function readMessageCell(redis: Redis, prefix: string, messageKey: string): Promise<string | null> {
   return cellIn(await redis.get(messageCellKey(prefix, messageKey)));
+}
+
+/**
+ * Whether a cell other than the one whose kernels are kept under `ownKeyPrefix` (its cellKeyPrefix) holds, or
+ * is to hold, the message: that cell's kernel is the message's, whatever this one may still have.
+ */
+export async function heldByOtherCell(
+  redis: Redis,
+  prefix: string,
+  messageKey: string,
+  ownKeyPrefix: string,
+): Promise<boolean> {
+  const cell = await readMessageCell(redis, prefix, messageKey);
+  return cell !== null && cellKeyPrefix(prefix, cell) !== ownKeyPrefix;
 }
 
 /**

@@ -56,6 +56,7 @@ export {
   pickCell,
   readCellBeats,
   readMessageCell,
+  heldByOtherCell,
   removeCellBeat,
   writeCellBeat,
 } from "./cells";

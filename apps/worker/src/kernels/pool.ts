@@ -1,5 +1,5 @@
 import { removeWorkspaceDir } from "@codeinterp/workspace";
-import { watchPresence } from "@codeinterp/kernel";
+import { KernelDiedError, watchPresence } from "@codeinterp/kernel";
 import type { KernelGateway, KernelSession } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
@@ -301,7 +301,8 @@ export class KernelPool {
     if (code && !this.closed) {
       const t0 = Date.now();
       // Watched as user code is: a kernel lost with a server restart (or deleted) never answers, and the pool
-      // would wait out the whole preload timeout with its refill stuck behind it.
+      // would wait out the whole preload timeout with its refill stuck behind it. (Its run then ends as a
+      // cancel does, after an interrupt and a restart that fail: seconds, not the timeout.)
       const presence = watchPresence(() => this.gateway.hasKernel(session.id), {
         onLookupError: (err) =>
           this.log.debug({ kernelId: session.id, err: normalizeError(err).message }, "pool kernel lookup failed"),
@@ -313,8 +314,9 @@ export class KernelPool {
       if (done?.status !== "ok") {
         // Still busy, or dead: no message gets a kernel in that state (the error below says why it failed).
         await session.shutdown().catch(warnShutdownFailed(this.log, session.id));
-        const why = presence.signal.aborted ? "the kernel vanished from the server" : (done?.status ?? "an error");
-        throw new Error(`pool kernel ${session.id} preload ended: ${why}`);
+        if (presence.signal.aborted)
+          throw new KernelDiedError(`pool kernel ${session.id} vanished from the server during its preload`);
+        throw new Error(`pool kernel ${session.id} preload ended ${done?.status ?? "with an error"}`);
       }
       this.log.debug({ kernelId: session.id, ms: Date.now() - t0 }, "pool kernel preloaded");
     }

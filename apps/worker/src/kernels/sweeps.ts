@@ -1,4 +1,4 @@
-import { cellKeyPrefix, readMessageCell, retireAgain, takeRetiredKernels } from "@codeinterp/queue";
+import { heldByOtherCell, retireAgain, takeRetiredKernels } from "@codeinterp/queue";
 import { tryLock } from "./lock";
 import type { BrokerParts } from "./parts";
 
@@ -47,24 +47,21 @@ async function sweepRetired(parts: BrokerParts): Promise<number> {
       continue;
     }
     try {
-      const mapping = await mappings.read(messageKey);
+      const [mapping, elsewhere] = await Promise.all([
+        mappings.read(messageKey),
+        heldByOtherCell(redis, prefix, messageKey, parts.opts.cellPrefix ?? prefix),
+      ]);
+      // A kernel of this cell's goes either way (one left here when the message moved is stale); the holder's
+      // own goes at its sweep.
       if (mapping) {
         await kernels.forget(messageKey, mapping.kernelId, true);
         n++;
-      } else if (await heldElsewhere(parts, messageKey)) {
-        await retireAgain(redis, prefix, messageKey);
       }
+      if (elsewhere) await retireAgain(redis, prefix, messageKey);
     } finally {
       await lock.release();
     }
   }
   if (n) log.info({ kernels: n }, "shut down retired message kernels");
   return n;
-}
-
-/** Another cell holds (or is to hold) the message: its kernel, if it has one, is that cell's. */
-async function heldElsewhere(parts: BrokerParts, messageKey: string): Promise<boolean> {
-  const { prefix, cellPrefix } = parts.opts;
-  const cell = await readMessageCell(parts.redis, prefix, messageKey);
-  return cell !== null && cellKeyPrefix(prefix, cell) !== (cellPrefix ?? prefix);
 }
