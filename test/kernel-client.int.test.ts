@@ -121,6 +121,47 @@ describe("kernel execution", () => {
     expect(r.truncated.stdoutBytesDropped).toBe(9_437_184);
   });
 
+  it("keeps every line of a loop that flushes each one, without tripping the server's rate limit", async () => {
+    // 20,000 flushes in a second or two: one IOPub message each would be far over the server's 1,000 a second,
+    // and the server would drop most of them (seen: 13-27 KB kept of 109 KB).
+    const r = await main.execute("for i in range(20_000): print(i, flush=True)", { timeoutMs: 30_000 });
+    expect(r.status).toBe("ok");
+    expect(r.stdout).toBe(Array.from({ length: 20_000 }, (_, i) => `${i}\n`).join(""));
+    expect(r.stderr).toBe("");
+    // Flushes still show output while the code runs.
+    const events: KernelEvent[] = [];
+    const live = await main.execute("import time\nfor i in range(3):\n    print(i, flush=True)\n    time.sleep(0.3)", {
+      onEvent: (e) => events.push(e),
+    });
+    expect(live.stdout).toBe("0\n1\n2\n");
+    expect(events.filter((e) => e.type === "stdout").length).toBeGreaterThanOrEqual(3);
+  });
+
+  it("a run whose end-of-output signal is lost ends when its output stops, not at its deadline", async () => {
+    // A flood of output can make the ZMQ queue between kernel and server drop the kernel's `idle` (seen with two
+    // flooding kernels at once). Here the kernel is made to drop it, so the loss happens every time.
+    const s = await gateway.startKernel();
+    try {
+      const dropIdle = [
+        "k = get_ipython().kernel",
+        "publish = k._publish_status",
+        "k._publish_status = lambda status, *a, **kw: None if status == 'idle' else publish(status, *a, **kw)",
+        "print('ran')",
+      ].join("\n");
+      const r = await s.execute(dropIdle, { timeoutMs: 30_000 });
+      expect(r.status).toBe("ok");
+      expect(r.stdout).toBe("ran\n");
+      expect(r.outputEndLost).toBe(true);
+      expect(r.durationMs).toBeLessThan(10_000);
+      const next = await s.execute("k._publish_status = publish\nprint('next')");
+      expect(next.status).toBe("ok");
+      expect(next.stdout).toBe("next\n");
+      expect(next.outputEndLost).toBe(false);
+    } finally {
+      await s.shutdown().catch(() => undefined);
+    }
+  });
+
   it("returns a matplotlib figure once, as image/png", async () => {
     const r = await main.execute(
       "%matplotlib inline\nimport matplotlib.pyplot as plt\nfig = plt.figure()\nplt.plot([1, 2])\nfig",

@@ -8,8 +8,15 @@ import type { ExecuteOptions, ExecutionOutcome, ExecutionStatus, KernelError } f
 const DEFAULT_TIMEOUT_MS = 60_000;
 const DEFAULT_INTERRUPT_GRACE_MS = 2_000;
 const CRASH_SETTLE_MS = 10_000;
+/**
+ * How long IOPub may stay silent after the reply before we stop waiting for the kernel's `idle`. The kernel
+ * sends `idle` right after the reply, but IOPub is a ZMQ publish socket: when a flood of output fills the
+ * queue between the kernel and the server, the newest messages are dropped, `idle` among them, and the run
+ * would wait for its deadline although the code has ended. Output still draining keeps us waiting.
+ */
+const IDLE_AFTER_REPLY_MS = 2_000;
 
-type Ending = "done" | "rejected" | "deadline" | "abort" | "crashed" | "lost" | "unresponsive";
+type Ending = "done" | "replied" | "rejected" | "deadline" | "abort" | "crashed" | "lost" | "unresponsive";
 
 /** "256 MiB", "2 GiB". */
 export function formatBytes(n: number): string {
@@ -38,6 +45,7 @@ export async function runExecution(
     opts.onEvent,
   );
   const generationBefore = session.generation;
+  let outputEndLost = false;
   const finish = (
     status: ExecutionStatus,
     error: KernelError | null,
@@ -49,6 +57,7 @@ export async function runExecution(
     error,
     executionCount: executionCount ?? collector.executionCount,
     kernelRestarted: session.generation !== generationBefore,
+    outputEndLost,
     outOfMemory,
     durationMs: Date.now() - calledAt,
   });
@@ -64,9 +73,15 @@ export async function runExecution(
     true,
   );
   let reply: KernelMessage.IExecuteReplyMsg["content"] | null = null;
-  future.onIOPub = (msg) => collector.handle(msg);
+  let onIOPubAfterReply: (() => void) | null = null;
+  let onReplied = (): void => {};
+  future.onIOPub = (msg) => {
+    onIOPubAfterReply?.();
+    collector.handle(msg);
+  };
   future.onReply = (msg) => {
     reply = msg.content;
+    onReplied();
   };
   const settled = future.done.then(
     () => "done" as const,
@@ -99,20 +114,33 @@ export async function runExecution(
     if (down.aborted) onDown();
     else down.addEventListener("abort", onDown, { once: true });
     cleanups.push(() => down.removeEventListener("abort", onDown));
+    onReplied = () => {
+      const quiet = setTimeout(() => resolve("replied"), IDLE_AFTER_REPLY_MS);
+      onIOPubAfterReply = () => quiet.refresh();
+      cleanups.push(() => clearTimeout(quiet));
+    };
   });
   cleanups.forEach((c) => c());
+  onIOPubAfterReply = null;
 
+  const fromReply = (): ExecutionOutcome => {
+    const r = reply;
+    if (r?.status === "ok") return finish("ok", null, r.execution_count);
+    const error =
+      collector.error ??
+      (r?.status === "error"
+        ? toKernelError(r as unknown as Record<string, unknown>)
+        : { ename: "ExecutionAborted", evalue: "the kernel did not run this cell", traceback: [] });
+    return finish("error", error, r?.execution_count ?? null);
+  };
   switch (ending) {
-    case "done": {
-      const r = reply as KernelMessage.IExecuteReplyMsg["content"] | null;
-      if (r?.status === "ok") return finish("ok", null, r.execution_count);
-      const error =
-        collector.error ??
-        (r?.status === "error"
-          ? toKernelError(r as unknown as Record<string, unknown>)
-          : { ename: "ExecutionAborted", evalue: "the kernel did not run this cell", traceback: [] });
-      return finish("error", error, r?.execution_count ?? null);
-    }
+    case "done":
+      return fromReply();
+    case "replied":
+      // The code ended (the reply says how) but its `idle` never came: output may have been lost with it.
+      future.dispose();
+      outputEndLost = true;
+      return fromReply();
     case "deadline":
     case "abort": {
       collector.emit({ type: "status", state: "interrupting" });

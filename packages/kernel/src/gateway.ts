@@ -4,7 +4,7 @@ import type { KernelHost } from "./host";
 import { KERNEL_SETUP_CODE } from "./kernel-setup";
 import type { GatewayMonitor } from "./liveness";
 import type { Log } from "./log";
-import { watchPresence } from "./presence";
+import { executeWatched } from "./presence";
 import { KernelSession, shutdownKernelById } from "./session";
 import { isRefused, makeServerSettings, withGatewayRetry } from "./settings";
 
@@ -139,18 +139,16 @@ export function createKernelGateway(opts: KernelGatewayOptions): KernelGateway {
         session = await open(model);
         // Watched as user code is: a server restarted just after the kernel answered takes the kernel with it,
         // and the setup cell would wait out the whole start timeout (a message's first execution did, 60 s).
-        const presence = watchPresence(() => hasKernel(model.id), {
+        const { outcome: setup, vanished } = await executeWatched(session, KERNEL_SETUP_CODE, {
+          timeoutMs: startTimeoutMs,
+          exists: () => hasKernel(model.id),
           onLookupError: (err) =>
             log.debug(
               { kernelId: model.id, err: err instanceof Error ? err.message : String(err) },
               "kernel lookup failed during setup",
             ),
         });
-        const setup = await session
-          .execute(KERNEL_SETUP_CODE, { timeoutMs: startTimeoutMs, signal: presence.signal })
-          .finally(() => presence.stop());
-        if (presence.signal.aborted)
-          throw new KernelDiedError(`kernel ${model.id} vanished from the server during setup`);
+        if (vanished) throw new KernelDiedError(`kernel ${model.id} vanished from the server during setup`);
         if (setup.status !== "ok") throw new KernelDiedError(`kernel ${model.id} setup failed: ${setup.status}`);
         log.debug({ kernelId: model.id, ms: Date.now() - started }, "kernel started");
         return session;

@@ -6,8 +6,8 @@ export { defaultLiveness, probeGateway, watchGateway } from "./liveness";
 export type { KernelGateway, KernelGatewayOptions, KernelInfo } from "./gateway";
 export { createKernelGateway, normalizeKernelPath } from "./gateway";
 export type { KernelSession } from "./session";
-export type { PresenceWatch } from "./presence";
-export { watchPresence } from "./presence";
+export type { PresenceWatch, WatchedRun, WatchedRunOptions } from "./presence";
+export { executeWatched, watchPresence } from "./presence";
 export type { KernelCpuPriority, KernelHost, KernelsMemoryReading, MemoryKills, MemoryLimitChange } from "./host";
 export { remoteKernelHost } from "./host";
 export type {

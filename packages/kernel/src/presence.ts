@@ -1,3 +1,7 @@
+import { KernelDiedError } from "./errors";
+import type { KernelSession } from "./session";
+import type { ExecuteOptions, ExecutionOutcome } from "./types";
+
 export interface PresenceWatch {
   /** Aborts once a lookup says the kernel is gone. */
   readonly signal: AbortSignal;
@@ -45,4 +49,39 @@ export function watchPresence(
       clearTimeout(timer);
     },
   };
+}
+
+export interface WatchedRunOptions extends ExecuteOptions {
+  /** Looks the kernel up on its server. */
+  exists: () => Promise<boolean>;
+  onLookupError?: (err: unknown) => void;
+}
+
+/** A cell's run, and whether a lookup found its kernel gone meanwhile (the run then ended as a cancel does). */
+export interface WatchedRun {
+  outcome: ExecutionOutcome;
+  vanished: boolean;
+}
+
+/**
+ * Runs a cell while watchPresence looks its kernel up, so a kernel that is gone ends the run in seconds,
+ * not at its deadline. A run that throws after the kernel was found gone throws KernelDiedError.
+ */
+export async function executeWatched(
+  session: KernelSession,
+  code: string,
+  opts: WatchedRunOptions,
+): Promise<WatchedRun> {
+  const { exists, onLookupError, ...execute } = opts;
+  const presence = watchPresence(exists, { onLookupError });
+  const signal = execute.signal ? AbortSignal.any([execute.signal, presence.signal]) : presence.signal;
+  try {
+    const outcome = await session.execute(code, { ...execute, signal });
+    return { outcome, vanished: presence.signal.aborted };
+  } catch (err) {
+    if (presence.signal.aborted) throw new KernelDiedError(`kernel ${session.id} vanished from the server`);
+    throw err;
+  } finally {
+    presence.stop();
+  }
 }

@@ -28,6 +28,11 @@ export type ExecutionOutcome = {
   /** The kernel was restarted (by us after a stuck interrupt, or by the server after a crash): its state is gone. */
   kernelRestarted: boolean;
   /**
+   * The code ended (the kernel replied) but the kernel's end-of-output signal never came: a flood of output
+   * can make the queue between kernel and server drop it, and output sent just before it may be lost too.
+   */
+  outputEndLost: boolean;
+  /**
    * Set when the kernel died because its processes went over its memory cap (its host counted an
    * out-of-memory kill); null otherwise, or when the host cannot tell (see host.ts).
    */

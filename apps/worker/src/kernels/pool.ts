@@ -1,5 +1,5 @@
 import { removeWorkspaceDir } from "@codeinterp/workspace";
-import { KernelDiedError, watchPresence } from "@codeinterp/kernel";
+import { executeWatched, KernelDiedError } from "@codeinterp/kernel";
 import type { KernelGateway, KernelSession } from "@codeinterp/kernel";
 import type { Logger } from "@codeinterp/logger";
 import { normalizeError } from "@codeinterp/logger";
@@ -303,20 +303,25 @@ export class KernelPool {
       // Watched as user code is: a kernel lost with a server restart (or deleted) never answers, and the pool
       // would wait out the whole preload timeout with its refill stuck behind it. (Its run then ends as a
       // cancel does, after an interrupt and a restart that fail: seconds, not the timeout.)
-      const presence = watchPresence(() => this.gateway.hasKernel(session.id), {
+      const failure = await executeWatched(session, code, {
+        timeoutMs: PRELOAD_TIMEOUT_MS,
+        exists: () => this.gateway.hasKernel(session.id),
         onLookupError: (err) =>
           this.log.debug({ kernelId: session.id, err: normalizeError(err).message }, "pool kernel lookup failed"),
-      });
-      const done = await session
-        .execute(code, { timeoutMs: PRELOAD_TIMEOUT_MS, signal: presence.signal })
-        .catch(() => null)
-        .finally(() => presence.stop());
-      if (done?.status !== "ok") {
-        // Still busy, or dead: no message gets a kernel in that state (the error below says why it failed).
+      }).then(
+        ({ outcome, vanished }) =>
+          vanished
+            ? new KernelDiedError(`pool kernel ${session.id} vanished from the server during its preload`)
+            : outcome.status === "ok"
+              ? null
+              : new Error(`pool kernel ${session.id} preload ended ${outcome.status}`),
+        (err: unknown) =>
+          err instanceof KernelDiedError ? err : new Error(`pool kernel ${session.id} preload ended with an error`),
+      );
+      if (failure) {
+        // Still busy, or dead: no message gets a kernel in that state (the error says why it failed).
         await session.shutdown().catch(warnShutdownFailed(this.log, session.id));
-        if (presence.signal.aborted)
-          throw new KernelDiedError(`pool kernel ${session.id} vanished from the server during its preload`);
-        throw new Error(`pool kernel ${session.id} preload ended ${done?.status ?? "with an error"}`);
+        throw failure;
       }
       this.log.debug({ kernelId: session.id, ms: Date.now() - t0 }, "pool kernel preloaded");
     }

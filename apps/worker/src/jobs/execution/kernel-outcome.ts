@@ -41,6 +41,10 @@ export async function kernelResetNote(
   return previous !== null && previous !== kernelId ? KERNEL_RESET_NOTE : null;
 }
 
+/** An execution whose kernel's end-of-output signal was dropped (ExecutionOutcome.outputEndLost). */
+export const OUTPUT_END_LOST_NOTE =
+  "the code wrote output faster than the kernel's connection carries it: some of it, near the end, may be missing";
+
 /** A `limits.memoryMb` this worker could not put in force (the lease's memory limit was "unavailable"). */
 export const MEMORY_REQUEST_NOT_APPLIED_NOTE =
   "limits.memoryMb was not applied: this deployment's kernels have no memory limit this worker can change " +

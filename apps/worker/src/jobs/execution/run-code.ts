@@ -1,11 +1,12 @@
 import { realpath } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import { GatewayUnavailableError, watchPresence } from "@codeinterp/kernel";
+import { executeWatched, GatewayUnavailableError } from "@codeinterp/kernel";
 import type { ExecutionOutcome, KernelEvent } from "@codeinterp/kernel";
 import { normalizeError } from "@codeinterp/logger";
 import { fromKernelText, toKernelCode } from "@codeinterp/workspace";
 import type { KernelLease } from "../../kernels/broker";
 import type { ExecutionContext } from "./context";
+import { OUTPUT_END_LOST_NOTE } from "./kernel-outcome";
 
 export interface RunResult {
   outcome: ExecutionOutcome;
@@ -44,23 +45,20 @@ export async function runCode(ctx: ExecutionContext, lease: KernelLease, realDir
   const tRun = Date.now();
   // Sandboxed kernels see the workspace at the real /mnt/data; a shared server needs the paths translated.
   const code = layout.sandboxed ? exec.code : toKernelCode(exec.code, ctx.req.workspaceDir);
-  const watchdog = watchPresence(() => lease.exists(), {
+  log.debug({ kernelId: lease.session.id }, "sending the code");
+  const { outcome, vanished } = await executeWatched(lease.session, code, {
+    timeoutMs: exec.timeoutMs,
+    signal: ctx.req.signal,
+    onEvent,
+    maxStreamBytes: env.MAX_STREAM_BYTES,
+    maxOutputs: env.MAX_RICH_OUTPUTS,
+    interruptGraceMs: env.KERNEL_INTERRUPT_GRACE_MS,
+    exists: () => lease.exists(),
     // The gateway away: the run's own race sees that (liveness monitor, lost connection).
     onLookupError: (err) =>
       log.debug({ err: normalizeError(err).message }, "could not look the kernel up during the run"),
   });
-  log.debug({ kernelId: lease.session.id }, "sending the code");
-  const outcome = await lease.session
-    .execute(code, {
-      timeoutMs: exec.timeoutMs,
-      signal: AbortSignal.any([ctx.req.signal, watchdog.signal]),
-      onEvent,
-      maxStreamBytes: env.MAX_STREAM_BYTES,
-      maxOutputs: env.MAX_RICH_OUTPUTS,
-      interruptGraceMs: env.KERNEL_INTERRUPT_GRACE_MS,
-    })
-    .finally(() => watchdog.stop());
-  if (watchdog.signal.aborted) {
+  if (vanished) {
     log.warn("the kernel vanished from the gateway during the run");
     outcome.status = "died";
   }
@@ -80,6 +78,10 @@ export async function runCode(ctx: ExecutionContext, lease: KernelLease, realDir
       )
       // The kernel may be gone or busy; leftover processes die with the kernel when it is discarded.
       .catch(() => undefined);
+  }
+  if (outcome.outputEndLost) {
+    log.warn("the kernel's end of output was lost in a flood of output; the run ended when the output stopped");
+    ctx.notes.push(OUTPUT_END_LOST_NOTE);
   }
   log.info({ outcome: outcome.status, runMs, how: lease.how }, "code ran");
   return { outcome, runMs, discard, realDirs, back };
