@@ -38,6 +38,16 @@ describe("executions end to end", () => {
     expect(done.result.error.traceback.join("\n")).not.toMatch(/\u001b\[/);
   });
 
+  it("keeps output with NUL characters, shown as U+FFFD, instead of failing the execution", async () => {
+    // Postgres's jsonb cannot hold U+0000: such a result once failed the whole execution as internal_error.
+    const done = await api.run({
+      code: "print('a\\x00b')\nprint(r'\\u0000 stays text')\nraise ValueError('bad\\x00value')",
+    });
+    expect(done.status).toBe("completed");
+    expect(done.result.stdout).toBe("a\uFFFDb\n\\u0000 stays text\n");
+    expect(done.result.error.evalue).toBe("bad\uFFFDvalue");
+  });
+
   it("returns the last expression as a text/plain output", async () => {
     const done = await api.run({ code: "1+1" });
     expect(done.result.outputs).toContainEqual({ type: "text/plain", data: "2" });

@@ -337,6 +337,20 @@ describe("hostile input", () => {
     expect(await rowCount("executions")).toBe(before + accepted);
   });
 
+  it("code with a NUL character is refused with 400 invalid_code, and nothing is created", async () => {
+    const before = await rowCount("executions");
+    for (const code of ["print(1)\0", "\0", "x = '\0'"]) {
+      const res = await post(
+        "/v1/executions",
+        JSON.stringify({ chatId: "nul", messageId: "nul", code }),
+        "application/json",
+      );
+      expect(res.status).toBe(400);
+      expect((await expectErrorShape(res)).code).toBe("invalid_code");
+    }
+    expect(await rowCount("executions")).toBe(before);
+  });
+
   it("multipart: huge, many parts, missing or wrong boundary, truncated: 4xx JSON, no row, no stray blob", async () => {
     const filesBefore = await rowCount("files");
     const blobsDir = path.join(stack.dataDir, "blobs");

@@ -286,6 +286,9 @@ describe("the Jupyter surface with @jupyterlab/services", () => {
       status: "error",
       ename: "StdinNotImplementedError",
     });
+    // Source with a NUL is answered as Python answers it, not as a failure to retry.
+    const nul = send("shell", "execute_request", { code: "print(1)\0", stop_on_error: false });
+    expect((await answerTo(nul, "execute_reply")).content).toMatchObject({ status: "error", ename: "SyntaxError" });
     // stop_on_error: a request queued behind a failing one is aborted; one sent after the failure runs.
     const failing = send("shell", "execute_request", { code: "1 / 0", stop_on_error: true });
     const queuedBehind = send("shell", "execute_request", { code: "print('never')" });

@@ -4,6 +4,7 @@ import type { Logger } from "@codeinterp/logger";
 import { BlobStoreUnavailableError } from "@codeinterp/workspace";
 import { normalizeError } from "@codeinterp/logger";
 import { EndUserNotAllowedError, InvalidApiKeyError, InvalidEndUserError } from "./auth-errors";
+import { InvalidCodeError } from "./executions/service";
 
 /** An error that carries its HTTP answer; services throw their own errors and the edge maps them here. */
 export class HttpError extends Error {
@@ -35,6 +36,7 @@ export function toHttpError(err: unknown): HttpError | null {
   if (err instanceof InvalidApiKeyError) return new HttpError(401, "unauthorized", err.message);
   if (err instanceof EndUserNotAllowedError) return new HttpError(403, "end_user_not_allowed", err.message);
   if (err instanceof InvalidEndUserError) return new HttpError(400, "invalid_end_user", err.message);
+  if (err instanceof InvalidCodeError) return new HttpError(400, "invalid_code", err.message);
   const e = err as { type?: string; status?: number; expose?: boolean; message?: string };
   // body-parser's errors (bad JSON, too large, wrong charset) carry their own status.
   if (e && e.type === "entity.parse.failed")

@@ -31,5 +31,20 @@ export async function query<R extends pg.QueryResultRow>(
 /** A Date as Prisma writes it: UTC wall time (the zone suffix is ignored by a TIMESTAMP column). */
 export const ts = (d: Date) => d.toISOString();
 
+/**
+ * JSON text for a jsonb parameter. jsonb cannot hold U+0000 (Postgres refuses "\u0000"), and a result holds
+ * whatever the code printed: a NUL there made the whole result unstorable and the execution failed. It is
+ * stored as U+FFFD, the replacement character, as text decoding does for a byte it cannot show.
+ */
+export function jsonbText(value: object): string {
+  const text = JSON.stringify(value);
+  // The check can also match an escaped backslash followed by "u0000"; the replacer then finds nothing to do.
+  return text.includes("\\u0000") ? JSON.stringify(value, withoutNul) : text;
+}
+
+function withoutNul(_key: string, v: unknown): unknown {
+  return typeof v === "string" && v.includes("\0") ? v.replaceAll("\0", "\uFFFD") : v;
+}
+
 /** Timestamps inside json_agg come back as text without a zone. */
 export const jsonTs = (s: string | null): Date | null => (s === null ? null : utc(s));

@@ -25,8 +25,18 @@ export interface SubmitOptions {
   beforeEnqueue?: (execution: ExecutionRow) => Promise<void>;
 }
 
-/** Records the execution and queues its run; a replayed idempotent request queues nothing. */
+/** Code no execution can hold: Python refuses source with NUL characters, and Postgres text cannot store them. */
+export class InvalidCodeError extends Error {
+  override name = "InvalidCodeError";
+}
+
+/**
+ * Records the execution and queues its run; a replayed idempotent request queues nothing. Throws
+ * InvalidCodeError for code with a NUL character, before anything is recorded.
+ */
 export async function submitExecution(deps: ServiceDeps, input: SubmitInput, opts: SubmitOptions = {}) {
+  if (input.code.includes("\0"))
+    throw new InvalidCodeError("code must not contain NUL characters (Python source cannot hold them)");
   // Where its job goes is asked while the record is written (both are a round trip); awaited at the enqueue.
   const placed = deps.executions.place(input.userId, input.messageId);
   placed.catch(() => undefined);

@@ -5,7 +5,7 @@ import type { ExecutionWithFiles } from "@codeinterp/db";
 import { normalizeError } from "@codeinterp/logger";
 import type { ExecutionRecord, StoredKernelError } from "@codeinterp/queue";
 import type { ApiDeps } from "../deps";
-import { readExecution, submitAndWait } from "../executions/service";
+import { InvalidCodeError, readExecution, submitAndWait } from "../executions/service";
 import { defaultLinkTtlS, signedUrl } from "../links/urls";
 import type { FacadeKernel, KernelStore } from "./kernels";
 import { JUPYTER_CHAT_ID } from "./kernels";
@@ -83,6 +83,8 @@ export async function serveExecute(ctx: ChannelContext, parent: Header, content:
     ctx.send("shell", "execute_reply", parent, okReply(count));
     return "ok";
   } catch (err) {
+    // What Python itself answers for such source.
+    if (err instanceof InvalidCodeError) return replyError(ctx, parent, count, syntaxError(err.message));
     deps.log.warn(
       { err: normalizeError(err), kernelId: kernel.id, messageId: kernel.messageId },
       "jupyter execute_request failed",
@@ -95,6 +97,10 @@ export async function serveExecute(ctx: ChannelContext, parent: Header, content:
   } finally {
     ctx.send("iopub", "status", parent, { execution_state: "idle" });
   }
+}
+
+function syntaxError(evalue: string): ErrorContent {
+  return { ename: "SyntaxError", evalue, traceback: [`SyntaxError: ${evalue}`] };
 }
 
 function okReply(count: number): Content {

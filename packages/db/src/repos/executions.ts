@@ -2,7 +2,7 @@ import { createHash, randomUUID } from "node:crypto";
 import type { Db } from "../client";
 import { isUniqueViolation } from "../errors";
 import { createOrAddUser } from "./users";
-import { query, ts } from "../sql";
+import { jsonbText, query, ts } from "../sql";
 import { EXECUTION_COLUMNS, executionFromPrisma, fileColumns, fileFromJson } from "./rows";
 import type { Prisma } from "../generated/client";
 import type { ExecutionRow, ExecutionStatus, ExecutionWithFiles, FileRow } from "../types";
@@ -392,7 +392,7 @@ export async function finishExecution(
   },
 ): Promise<{ moved: false } | { moved: true; execution: ExecutionWithFiles | null }> {
   // A field not given keeps its value (a cancel records no metrics, say).
-  const json = (v: object | null | undefined) => (v ? JSON.stringify(v) : null);
+  const json = (v: object | null | undefined) => (v ? jsonbText(v) : null);
   const params = [
     id,
     to,
