@@ -8,7 +8,15 @@ import { setImmediate } from "node:timers/promises";
 import picomatch from "picomatch";
 
 export type SkipReason =
-  "symlink" | "too_large" | "limit_count" | "limit_bytes" | "excluded" | "special" | "outside" | "too_deep";
+  | "symlink"
+  | "too_large"
+  | "limit_count"
+  | "limit_bytes"
+  | "excluded"
+  | "special"
+  | "outside"
+  | "too_deep"
+  | "invalid_name";
 
 export interface Skipped {
   /** Relative to the workspace root, posix separators. */
@@ -237,6 +245,9 @@ export async function snapshotWorkspace(root: string, opts: SnapshotOptions = {}
         try {
           st = fs.lstatSync(abs);
         } catch {
+          // A name that is not UTF-8 reaches us with U+FFFD for its bad bytes, and no file has that name: the
+          // code wrote a file we cannot name (open(b"\xff.txt")), which the user is told of, not left to miss.
+          if (name.includes("\uFFFD")) skip(rel, "invalid_name");
           continue; // deleted while walking
         }
         if (st.isSymbolicLink()) {

@@ -83,6 +83,20 @@ describe("snapshotWorkspace", () => {
     expect(snap.skipped.some((s) => s.reason === "limit_count")).toBe(true);
   });
 
+  it("reports a file or folder whose name is not UTF-8 as skipped, not as nothing", async () => {
+    await w("ok.txt", "x");
+    await writeFile(Buffer.concat([Buffer.from(`${root}/`), Buffer.from([0xff]), Buffer.from(".txt")]), "x");
+    await mkdir(Buffer.concat([Buffer.from(`${root}/dir`), Buffer.from([0xfe])]));
+    const snap = await snapshotWorkspace(root);
+    expect([...snap.files.keys()]).toEqual(["ok.txt"]);
+    expect(snap.skipped).toEqual(
+      expect.arrayContaining([
+        { path: "\uFFFD.txt", reason: "invalid_name" },
+        { path: "dir\uFFFD", reason: "invalid_name" },
+      ]),
+    );
+  });
+
   it("caps depth", async () => {
     await w("a/b/c/d.txt", "x");
     const snap = await snapshotWorkspace(root, { maxDepth: 2 });
