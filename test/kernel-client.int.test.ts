@@ -137,6 +137,24 @@ describe("kernel execution", () => {
     expect(events.filter((e) => e.type === "stdout").length).toBeGreaterThanOrEqual(3);
   });
 
+  it("lines flushed just before the kernel dies all arrive: pacing leaves a short burst of flushes alone", async () => {
+    // The pause lets ZMQ send what the last flush handed it (os._exit right after a flush can lose that one
+    // message with or without pacing); it is shorter than ipykernel's 0.2 s timed flush.
+    const s = await gateway.startKernel();
+    try {
+      const r = await s.execute(
+        "import os, time\nfor i in range(50): print(i, flush=True)\ntime.sleep(0.05)\nos._exit(1)",
+        {
+          timeoutMs: 30_000,
+        },
+      );
+      expect(r.status).toBe("died");
+      expect(r.stdout).toBe(Array.from({ length: 50 }, (_, i) => `${i}\n`).join(""));
+    } finally {
+      await s.shutdown().catch(() => undefined);
+    }
+  });
+
   it("a run whose end-of-output signal is lost ends when its output stops, not at its deadline", async () => {
     // A flood of output can make the ZMQ queue between kernel and server drop the kernel's `idle` (seen with two
     // flooding kernels at once). Here the kernel is made to drop it, so the loss happens every time.

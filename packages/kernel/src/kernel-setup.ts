@@ -7,12 +7,14 @@
  *   the connection carries.
  * - Each explicit flush (`print(..., flush=True)`, progress bars) is one IOPub message. A loop of them sends
  *   thousands a second: the server's rate limit then drops output, and the ZMQ queue between kernel and
- *   server drops messages (the end-of-cell `idle` among them). Inside a cell, a flush sooner than 50 ms after
- *   the last one leaves the text to the flush ipykernel schedules for every write (0.2 s later at most): the
- *   output is the same, in a few messages. Flushes outside a cell (ipykernel's own, as a cell ends) go through.
+ *   server drops messages (the end-of-cell `idle` among them). Inside a cell, flushes are paced by a token
+ *   bucket (100 at once, then 100 a second per stream): a few flushes before a crash all go out at once, as
+ *   their writer meant, while a loop's text beyond the pace is left to the flush ipykernel schedules for
+ *   every write (0.2 s later at most): the same output, in a few messages. Flushes outside a cell
+ *   (ipykernel's own, as a cell ends) always go through.
  */
 export const KERNEL_SETUP_CODE = `
-def _ci_shape_streams(limit=65536, min_gap=0.05):
+def _ci_shape_streams(limit=65536, burst=100.0, per_second=100.0):
     import sys, time
     in_cell = [False]
     def pre_run_cell(*_):
@@ -27,18 +29,21 @@ def _ci_shape_streams(limit=65536, min_gap=0.05):
             continue
         original_flush = stream.flush
         original_write = stream.write
-        last = [0.0]
-        def flush(_orig=original_flush, _last=last):
-            now = time.monotonic()
-            if in_cell[0] and now - _last[0] < min_gap:
-                return
-            _last[0] = now
+        bucket = [burst, time.monotonic()]
+        def flush(_orig=original_flush, _bucket=bucket):
+            if in_cell[0]:
+                now = time.monotonic()
+                tokens = min(burst, _bucket[0] + (now - _bucket[1]) * per_second)
+                _bucket[1] = now
+                if tokens < 1:
+                    _bucket[0] = tokens
+                    return
+                _bucket[0] = tokens - 1
             _orig()
-        def write(s, _orig=original_write, _flush=original_flush, _stream=stream, _last=last):
+        def write(s, _orig=original_write, _flush=original_flush, _stream=stream):
             n = _orig(s)
             buf = getattr(_stream, "_buffer", None)
             if buf is not None and buf.tell() > limit:
-                _last[0] = time.monotonic()
                 _flush()
             return n
         stream.flush = flush
