@@ -325,6 +325,19 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
     expect(await res.json()).toMatchObject({ error: "Unsupported language: js" });
   });
 
+  it("refuses code with a NUL character as a rejected request, in the official server's error shape", async () => {
+    await expect(run(toolFor("alice"), { lang: "py", code: "print(1)\0" })).rejects.toThrow(
+      /The code execution request was rejected/,
+    );
+    const res = await nodeFetch(`${base}/exec`, {
+      method: "POST",
+      headers: { ...auth, "content-type": "application/json" },
+      body: JSON.stringify({ lang: "py", code: "print(1)\0", user_id: "alice" }),
+    });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ code: "invalid_code", error: expect.stringContaining("NUL") });
+  });
+
   it("returns an input the code changed, with its new content", async () => {
     const up = await libreChatUpload(base, { userId: "alice", auth, files: [{ name: "log.txt", bytes: "one\n" }] });
     const ref = { id: up.body.files[0].fileId, name: "log.txt", storage_session_id: up.body.storage_session_id };
