@@ -11,7 +11,7 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import pg from "pg";
 import { ensureDatabase, migrate } from "@codeinterp/db";
-import { startLocalJupyter } from "@codeinterp/kernel-host";
+import { freePort, startLocalJupyter } from "@codeinterp/kernel-host";
 import type { LocalJupyter } from "@codeinterp/kernel-host";
 import { loadKernelLimits, repoRoot } from "@codeinterp/config";
 import type { CallCounts } from "./call-counter";
@@ -105,17 +105,6 @@ export async function startRedis(): Promise<BenchRedis> {
       await exited;
     },
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 function canConnect(port: number): Promise<boolean> {

@@ -13,13 +13,13 @@ import {
   rmSync,
 } from "node:fs";
 import { chmod, mkdtemp, rm } from "node:fs/promises";
-import { createServer, connect } from "node:net";
+import { connect } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { apiProcessEnv, loadKernelLimits, repoRoot } from "@codeinterp/config";
 import { ensureDatabase, migrate } from "@codeinterp/db";
-import { startLocalJupyter } from "@codeinterp/kernel-host";
+import { freePort, startLocalJupyter } from "@codeinterp/kernel-host";
 import type { LocalJupyter, StartLocalJupyterOptions } from "@codeinterp/kernel-host";
 
 /**
@@ -36,17 +36,7 @@ import type { LocalJupyter, StartLocalJupyterOptions } from "@codeinterp/kernel-
  */
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 async function waitForPort(
   port: number,

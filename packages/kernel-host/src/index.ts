@@ -3,6 +3,7 @@ export { createLocalKernelHost } from "./local-host";
 export { APT_PACKAGES, JUPYTER_PYTHON, ensureJupyterInstalled, findJupyterPython } from "./jupyter-install";
 export type { JupyterRestart, LocalJupyter, StartLocalJupyterOptions } from "./local-server";
 export { startLocalJupyter } from "./local-server";
+export { freePort } from "./free-port";
 export { JUPYTER_ZMQ_SAFETY_CONFIG } from "./jupyter-config-zmq";
 export {
   DEFAULT_SANDBOX_LIMITS,

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
+import { freePort } from "./free-port";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { prepareKernelCgroups, removeKernelCgroups } from "./cgroups";
@@ -101,19 +101,6 @@ const STDERR_TAIL_LINES = 40;
 const SUPERVISE_MAX_BACKOFF_MS = 30_000;
 /** A server that stayed up this long is considered healthy again, so backoff starts over. */
 const SUPERVISE_HEALTHY_MS = 60_000;
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => resolvePort(port));
-    });
-  });
-}
 
 /** sun_path holds 107 bytes; the server's socket paths are <runtime>/kernel-<36-char id>-ipc-<n>. */
 const MAX_RUNTIME_DIR_LENGTH = 107 - "/kernel-00000000-0000-0000-0000-000000000000-ipc-5".length;

@@ -121,6 +121,8 @@ export async function runExecution(
     };
   });
   cleanups.forEach((c) => c());
+  // A reply that comes after the run ended (the interrupt of a deadline makes one) starts no quiet timer.
+  onReplied = () => {};
   onIOPubAfterReply = null;
 
   const fromReply = (): ExecutionOutcome => {
