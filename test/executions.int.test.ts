@@ -48,6 +48,13 @@ describe("executions end to end", () => {
     expect(done.result.error.evalue).toBe("bad\uFFFDvalue");
   });
 
+  it("says in notes how many outputs were over the cap, which the text alone does not show", async () => {
+    const done = await api.run({ code: "for i in range(53): display(i)" });
+    expect(done.status).toBe("completed");
+    expect(done.result.outputs).toHaveLength(50);
+    expect(done.result.notes).toEqual([expect.stringMatching(/^3 more outputs were not kept .*at most 50/)]);
+  });
+
   it("returns the last expression as a text/plain output", async () => {
     const done = await api.run({ code: "1+1" });
     expect(done.result.outputs).toContainEqual({ type: "text/plain", data: "2" });

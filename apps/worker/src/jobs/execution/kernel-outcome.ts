@@ -45,6 +45,12 @@ export async function kernelResetNote(
 export const OUTPUT_END_LOST_NOTE =
   "the code wrote output faster than the kernel's connection carries it: some of it, near the end, may be missing";
 
+/** Outputs over the cap (ExecutionOutcome.truncated.outputsDropped): nothing else in the text shows them gone. */
+export function outputsDroppedNote(dropped: number, maxOutputs: number): string {
+  const what = dropped === 1 ? "1 more output was" : `${dropped} more outputs were`;
+  return `${what} not kept (figures, tables, displayed values): an execution keeps at most ${maxOutputs}, within a total size limit`;
+}
+
 /** A `limits.memoryMb` this worker could not put in force (the lease's memory limit was "unavailable"). */
 export const MEMORY_REQUEST_NOT_APPLIED_NOTE =
   "limits.memoryMb was not applied: this deployment's kernels have no memory limit this worker can change " +

@@ -6,7 +6,7 @@ import { normalizeError } from "@codeinterp/logger";
 import { fromKernelText, toKernelCode } from "@codeinterp/workspace";
 import type { KernelLease } from "../../kernels/broker";
 import type { ExecutionContext } from "./context";
-import { OUTPUT_END_LOST_NOTE } from "./kernel-outcome";
+import { OUTPUT_END_LOST_NOTE, outputsDroppedNote } from "./kernel-outcome";
 
 export interface RunResult {
   outcome: ExecutionOutcome;
@@ -83,6 +83,8 @@ export async function runCode(ctx: ExecutionContext, lease: KernelLease, realDir
     log.warn("the kernel's end of output was lost in a flood of output; the run ended when the output stopped");
     ctx.notes.push(OUTPUT_END_LOST_NOTE);
   }
+  const { outputsDropped } = outcome.truncated;
+  if (outputsDropped > 0) ctx.notes.push(outputsDroppedNote(outputsDropped, env.MAX_RICH_OUTPUTS));
   log.info({ outcome: outcome.status, runMs, how: lease.how }, "code ran");
   return { outcome, runMs, discard, realDirs, back };
 }
