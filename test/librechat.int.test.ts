@@ -32,6 +32,13 @@ async function run(
 ): Promise<ToolMessage> {
   return (await tool.invoke(toolCall(args, prev))) as unknown as ToolMessage;
 }
+/** POST /exec as the tenant, the way LibreChat's server sends it, without the client's own error handling. */
+const postExec = (body: Record<string, unknown>) =>
+  nodeFetch(`${base}/exec`, {
+    method: "POST",
+    headers: { ...auth, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 const userQuery = (u: string) => `?kind=user&id=${u}`;
 // Downloads, as Alice, a file an exec returned the way processCodeOutput does: from its storage_session_id,
@@ -256,11 +263,7 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
       "ok.txt:success",
     ]);
     // An /exec body past the JSON limit (6 x MAX_CODE_BYTES, 3 MiB by default) is 413 in LibreChat's error shape.
-    const huge = await nodeFetch(`${base}/exec`, {
-      method: "POST",
-      headers: { ...auth, "content-type": "application/json" },
-      body: JSON.stringify({ lang: "py", code: "#".repeat(4 * 1024 * 1024), user_id: "alice" }),
-    });
+    const huge = await postExec({ lang: "py", code: "#".repeat(4 * 1024 * 1024), user_id: "alice" });
     expect(huge.status).toBe(413);
     expect(await huge.json()).toMatchObject({ error: "request body is too large" });
   });
@@ -316,11 +319,7 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
     await expect(run(toolFor("alice"), { lang: "rs", code: "fn main() {}" })).rejects.toThrow(
       /The code execution request was rejected/,
     );
-    const res = await nodeFetch(`${base}/exec`, {
-      method: "POST",
-      headers: { ...auth, "content-type": "application/json" },
-      body: JSON.stringify({ lang: "js", code: "1", user_id: "alice" }),
-    });
+    const res = await postExec({ lang: "js", code: "1", user_id: "alice" });
     expect(res.status).toBe(400);
     expect(await res.json()).toMatchObject({ error: "Unsupported language: js" });
   });
@@ -329,11 +328,7 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
     await expect(run(toolFor("alice"), { lang: "py", code: "print(1)\0" })).rejects.toThrow(
       /The code execution request was rejected/,
     );
-    const res = await nodeFetch(`${base}/exec`, {
-      method: "POST",
-      headers: { ...auth, "content-type": "application/json" },
-      body: JSON.stringify({ lang: "py", code: "print(1)\0", user_id: "alice" }),
-    });
+    const res = await postExec({ lang: "py", code: "print(1)\0", user_id: "alice" });
     expect(res.status).toBe(400);
     expect(await res.json()).toMatchObject({ code: "invalid_code", error: expect.stringContaining("NUL") });
   });
@@ -389,15 +384,11 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
   });
 
   it("stops code at its timeout and says so on stderr, keeping what it printed", async () => {
-    const res = await nodeFetch(`${base}/exec`, {
-      method: "POST",
-      headers: { ...auth, "content-type": "application/json" },
-      body: JSON.stringify({
-        lang: "py",
-        code: "print('started', flush=True)\nimport time\ntime.sleep(60)",
-        user_id: "alice",
-        timeout: 1500,
-      }),
+    const res = await postExec({
+      lang: "py",
+      code: "print('started', flush=True)\nimport time\ntime.sleep(60)",
+      user_id: "alice",
+      timeout: 1500,
     });
     expect(res.status).toBe(200);
     const body = (await res.json()) as { stdout: string; stderr: string };
@@ -426,11 +417,7 @@ describe("LibreChat Code Interpreter API, Gen-2 client", () => {
       const up = await libreChatUpload(base, { userId: "carol", auth, files: [{ name: "x.txt", bytes: "x" }] });
       expect(up.status).toBe(200);
     }
-    const res = await nodeFetch(`${base}/exec`, {
-      method: "POST",
-      headers: { ...auth, "content-type": "application/json" },
-      body: JSON.stringify({ lang: "py", code: "1", user_id: "carol" }),
-    });
+    const res = await postExec({ lang: "py", code: "1", user_id: "carol" });
     expect(res.status).toBe(429);
     const body = (await res.json()) as { error: string; retry_after_seconds: number };
     expect(body.error).toBe("rate_limited");

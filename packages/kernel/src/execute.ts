@@ -45,7 +45,6 @@ export async function runExecution(
     opts.onEvent,
   );
   const generationBefore = session.generation;
-  let outputEndLost = false;
   const finish = (
     status: ExecutionStatus,
     error: KernelError | null,
@@ -57,7 +56,7 @@ export async function runExecution(
     error,
     executionCount: executionCount ?? collector.executionCount,
     kernelRestarted: session.generation !== generationBefore,
-    outputEndLost,
+    outputEndLost: false,
     outOfMemory,
     durationMs: Date.now() - calledAt,
   });
@@ -141,8 +140,7 @@ export async function runExecution(
     case "replied":
       // The code ended (the reply says how) but its `idle` never came: output may have been lost with it.
       future.dispose();
-      outputEndLost = true;
-      return fromReply();
+      return { ...fromReply(), outputEndLost: true };
     case "deadline":
     case "abort": {
       collector.emit({ type: "status", state: "interrupting" });

@@ -9,7 +9,7 @@ import {
 import type { FileRow, LibreChatSessionRow } from "@codeinterp/db";
 import { clientGone } from "../client-gone";
 import type { ApiDeps } from "../deps";
-import { HttpError } from "../errors";
+import { HttpError, toHttpError } from "../errors";
 import { InvalidCodeError } from "../executions/service";
 import { deleteUserFile } from "../files/store";
 import { sendFileContent } from "../files/send";
@@ -181,7 +181,7 @@ const libreChatErrors: ErrorRequestHandler = (err, _req, res, next) => {
   const e = err as { type?: string };
   let http: HttpError | null = err instanceof HttpError ? err : null;
   if (err instanceof FilesNotFoundError) http = new HttpError(404, "not_found", "File not found");
-  else if (err instanceof InvalidCodeError) http = new HttpError(400, "invalid_code", err.message);
+  else if (err instanceof InvalidCodeError) http = toHttpError(err);
   else if (e?.type === "entity.parse.failed")
     http = new HttpError(400, "invalid_json", "request body is not valid JSON");
   else if (e?.type === "entity.too.large") http = new HttpError(413, "payload_too_large", "request body is too large");

@@ -303,21 +303,22 @@ export class KernelPool {
       // Watched as user code is: a kernel lost with a server restart (or deleted) never answers, and the pool
       // would wait out the whole preload timeout with its refill stuck behind it. (Its run then ends as a
       // cancel does, after an interrupt and a restart that fail: seconds, not the timeout.)
-      const failure = await executeWatched(session, code, {
-        timeoutMs: PRELOAD_TIMEOUT_MS,
-        exists: () => this.gateway.hasKernel(session.id),
-        onLookupError: (err) =>
-          this.log.debug({ kernelId: session.id, err: normalizeError(err).message }, "pool kernel lookup failed"),
-      }).then(
-        ({ outcome, vanished }) =>
-          vanished
-            ? new KernelDiedError(`pool kernel ${session.id} vanished from the server during its preload`)
-            : outcome.status === "ok"
-              ? null
-              : new Error(`pool kernel ${session.id} preload ended ${outcome.status}`),
-        (err: unknown) =>
-          err instanceof KernelDiedError ? err : new Error(`pool kernel ${session.id} preload ended with an error`),
-      );
+      let failure: Error | null = null;
+      try {
+        const { outcome, vanished } = await executeWatched(session, code, {
+          timeoutMs: PRELOAD_TIMEOUT_MS,
+          exists: () => this.gateway.hasKernel(session.id),
+          onLookupError: (err) =>
+            this.log.debug({ kernelId: session.id, err: normalizeError(err).message }, "pool kernel lookup failed"),
+        });
+        if (vanished)
+          failure = new KernelDiedError(`pool kernel ${session.id} vanished from the server during its preload`);
+        else if (outcome.status !== "ok")
+          failure = new Error(`pool kernel ${session.id} preload ended ${outcome.status}`);
+      } catch (err) {
+        failure =
+          err instanceof KernelDiedError ? err : new Error(`pool kernel ${session.id} preload ended with an error`);
+      }
       if (failure) {
         // Still busy, or dead: no message gets a kernel in that state (the error says why it failed).
         await session.shutdown().catch(warnShutdownFailed(this.log, session.id));
