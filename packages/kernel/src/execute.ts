@@ -152,9 +152,13 @@ export async function runExecution(
     case "crashed": {
       if (conn.isDisposed && !session.isDead) throw new Error(`kernel session ${session.id} was disposed during a run`);
       collector.emit({ type: "status", state: "dead" });
+      // Read now: the restart under way relaunches the kernel in the same cgroup with the default limit, which
+      // would then be reported instead of the limit the kill happened under (a raised one, say).
+      const memoryKill = session.newMemoryKill();
+      memoryKill.catch(() => undefined); // awaited below, after the settle
       // The server is restarting the kernel; let the reconnect finish so the session is usable (or visibly dead).
       await session.settle(CRASH_SETTLE_MS);
-      const oom = await session.newMemoryKill();
+      const oom = await memoryKill;
       if (oom) {
         const limit = oom.limitBytes === null ? "" : ` of ${formatBytes(oom.limitBytes)}`;
         return finish(
